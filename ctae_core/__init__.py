@@ -1,0 +1,1 @@
+"""Pure numerics of ctae. Kept empty so that importing ctae_core.io does not import torch."""

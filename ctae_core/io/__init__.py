@@ -1,0 +1,1 @@
+"""The only part of ctae_core that touches files."""

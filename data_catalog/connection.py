@@ -1,0 +1,104 @@
+"""Short-lived DuckDB connections that wait politely for a busy catalog.
+
+DuckDB lets one process hold the file read-write at a time and, while it does, nobody else can
+open it at all. So nobody keeps a connection open while idle: open, run a short transaction,
+close; on a lock conflict, back off and retry (DESIGN.md "Catalog").
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from data_catalog.schema import ensure_schema, schema_is_current
+
+logger = logging.getLogger(__name__)
+
+_MIGRATED: set[str] = set()
+
+
+class CatalogBusyError(RuntimeError):
+    """The catalog stayed locked by another process for longer than we were willing to wait."""
+
+
+class CatalogMissingError(FileNotFoundError):
+    """A read was asked of a catalog file that does not exist yet."""
+
+
+def _is_lock_error(err: Exception) -> bool:
+    text = str(err)
+    return "lock" in text.lower() or "Conflicting" in text
+
+
+def _open(path: Path, read_only: bool, wait_s: float) -> duckdb.DuckDBPyConnection:
+    deadline = time.monotonic() + wait_s
+    delay_s = 0.02
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except (duckdb.IOException, duckdb.ConnectionException) as err:
+            if not _is_lock_error(err):
+                raise
+            if time.monotonic() >= deadline:
+                raise CatalogBusyError(
+                    f"{path}: the catalog stayed locked for {wait_s:.0f} s; another process "
+                    "(a job or the dashboard) is writing to it — retry when it finishes"
+                ) from err
+            time.sleep(delay_s * (0.5 + random.random()))
+            delay_s = min(delay_s * 2, 0.5)
+
+
+@contextmanager
+def connect(
+    path: Path | str, *, read_only: bool = False, wait_s: float = 120.0
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the catalog for one short unit of work, migrating the schema on first write-open.
+
+    Args:
+        path: The catalog file; created (with its folder) on a read-write open.
+        read_only: Open for reading only. The file must exist.
+        wait_s: How long to keep retrying while another process holds the lock.
+
+    Raises:
+        CatalogMissingError: ``read_only`` and the file does not exist.
+        CatalogBusyError: the lock was not released within ``wait_s``.
+    """
+    path = Path(path)
+    key = str(path.resolve())
+    if read_only:
+        if not path.exists():
+            raise CatalogMissingError(
+                f"{path}: no catalog here yet; run `ctae ingest SOURCE --catalog {path}` first"
+            )
+        if key not in _MIGRATED:
+            with connect(path, read_only=False, wait_s=wait_s):
+                pass
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    con = _open(path, read_only, wait_s)
+    try:
+        if not read_only and key not in _MIGRATED:
+            if not schema_is_current(con):
+                ensure_schema(con)
+            _MIGRATED.add(key)
+        yield con
+    finally:
+        con.close()
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """BEGIN … COMMIT, rolled back if the body raises, so a killed job leaves no half batch."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")

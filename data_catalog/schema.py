@@ -1,0 +1,217 @@
+"""The catalog's tables (schema v1) and the migrations that bring any older file up to date.
+
+Every table a run produced carries ``run_id``; scans are known only by a pseudonymous
+``scan_id``. Column names follow DESIGN.md's definitions (HU, spacing, pixel count, MSE_m).
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+SCHEMA_VERSION = 1
+
+_V1 = [
+    """
+    CREATE TABLE IF NOT EXISTS schema_version (
+        version INTEGER PRIMARY KEY,
+        applied_at TIMESTAMP DEFAULT current_timestamp
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS scans (
+        scan_id VARCHAR PRIMARY KEY,          -- pseudonymous, derived from the source key
+        source_kind VARCHAR NOT NULL,         -- dicom | nifti | mha | nrrd
+        source_root VARCHAR NOT NULL,         -- the SOURCE argument the scan was found under
+        source_path VARCHAR NOT NULL,         -- series folder or file, relative to source_root
+        series_uid VARCHAR,                   -- (0020,000E) SeriesInstanceUID; NULL for volume files
+        fingerprint VARCHAR NOT NULL,         -- hash of file names, sizes and mtimes: unchanged input is skipped
+        content_hash VARCHAR NOT NULL,        -- sha256 of the stored HU array
+        manufacturer VARCHAR,
+        model VARCHAR,
+        kernel VARCHAR,
+        slice_thickness_mm DOUBLE,
+        orig_size_z INTEGER, orig_size_y INTEGER, orig_size_x INTEGER,
+        orig_spacing_z_mm DOUBLE, orig_spacing_y_mm DOUBLE, orig_spacing_x_mm DOUBLE,
+        orig_direction DOUBLE[],              -- 9 direction cosines, row-major, as read
+        gantry_tilt_deg DOUBLE,
+        missing_slices INTEGER,
+        duplicate_slices INTEGER,
+        reversed_slices BOOLEAN,
+        warnings VARCHAR,                     -- '; '-joined notes on what was repaired
+        spacing_mm DOUBLE NOT NULL,           -- isotropic spacing of the stored volume
+        size_z INTEGER NOT NULL, size_y INTEGER NOT NULL, size_x INTEGER NOT NULL,
+        pixel_count BIGINT NOT NULL,          -- voxels of the resampled scan, before padding
+        hu_mean DOUBLE, hu_std DOUBLE, hu_min DOUBLE, hu_max DOUBLE, hu_p1 DOUBLE, hu_p99 DOUBLE,
+        body_voxels BIGINT,                   -- voxels with HU > -990
+        metal_voxels BIGINT,                  -- voxels with HU > 3000
+        hu_histogram INTEGER[],               -- counts in ctae_core.stats.HU_HISTOGRAM_EDGES bins
+        volume_path VARCHAR NOT NULL,         -- int16 HU .npy, (Z, Y, X)
+        ingested_at TIMESTAMP DEFAULT current_timestamp
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS ingest_errors (
+        source_key VARCHAR PRIMARY KEY,       -- hash of source_root, source_path and series_uid
+        source_root VARCHAR NOT NULL,
+        source_path VARCHAR NOT NULL,
+        series_uid VARCHAR,
+        reason VARCHAR NOT NULL,              -- short code: not_ct, too_few_slices, missing_slices, unreadable, ...
+        message VARCHAR NOT NULL,             -- what was wrong and what to do
+        recorded_at TIMESTAMP DEFAULT current_timestamp
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS runs (
+        run_id VARCHAR PRIMARY KEY,           -- the name given to `ctae train --run`
+        preset VARCHAR,
+        status VARCHAR NOT NULL,              -- training | trained | failed
+        config_json VARCHAR NOT NULL,         -- the full TrainConfig, for reproducibility
+        checkpoint_path VARCHAR,
+        spacing_mm DOUBLE,                    -- model input spacing
+        pad_size_z INTEGER, pad_size_y INTEGER, pad_size_x INTEGER,
+        norm_mean DOUBLE, norm_std DOUBLE,    -- eq. 3.1, over all training voxels (HU)
+        epochs_done INTEGER DEFAULT 0,
+        best_val_loss DOUBLE,
+        mean_baseline_val_mse DOUBLE,         -- validation MSE of predicting the training mean
+        threshold_rule VARCHAR,               -- mean_std | mad | percentile
+        threshold_params_json VARCHAR,
+        threshold DOUBLE,                     -- T, on the run's score (MSE_m by default)
+        threshold_score VARCHAR,              -- which score T applies to: mse_m | mse | mse_region
+        embed_params_json VARCHAR,
+        created_at TIMESTAMP DEFAULT current_timestamp,
+        updated_at TIMESTAMP DEFAULT current_timestamp
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS splits (
+        run_id VARCHAR NOT NULL,
+        scan_id VARCHAR NOT NULL,
+        split VARCHAR NOT NULL,               -- train | val | test
+        PRIMARY KEY (run_id, scan_id)
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS train_history (
+        run_id VARCHAR NOT NULL,
+        epoch INTEGER NOT NULL,
+        train_loss DOUBLE,
+        val_loss DOUBLE,
+        learning_rate DOUBLE,
+        epoch_s DOUBLE,
+        volumes_per_s DOUBLE,
+        recorded_at TIMESTAMP DEFAULT current_timestamp,
+        PRIMARY KEY (run_id, epoch)
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS scores (
+        run_id VARCHAR NOT NULL,
+        scan_id VARCHAR NOT NULL,
+        split VARCHAR NOT NULL,               -- train | val | test | unseen (ingested after training)
+        mse DOUBLE,                           -- over the padded volume (eq. 3.3)
+        mse_region DOUBLE,                    -- over the scan's own region before padding
+        mse_m DOUBLE,                         -- over body-mask voxels (HU > -990)
+        is_outlier BOOLEAN,                   -- under the run's threshold rule
+        max_error_z INTEGER, max_error_y INTEGER, max_error_x INTEGER,
+        error_fraction DOUBLE,                -- body voxels whose |error| exceeds the run's level
+        recon_path VARCHAR,                   -- reconstruction in HU, int16 .npy (or NULL)
+        error_path VARCHAR,                   -- |error| in HU, int16 .npy (or NULL)
+        latent FLOAT[],                       -- the encoder's latent vector
+        scored_at TIMESTAMP DEFAULT current_timestamp,
+        PRIMARY KEY (run_id, scan_id)
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS scan_failures (
+        run_id VARCHAR NOT NULL,
+        scan_id VARCHAR NOT NULL,
+        job VARCHAR NOT NULL,                 -- score | embed
+        message VARCHAR NOT NULL,
+        recorded_at TIMESTAMP DEFAULT current_timestamp,
+        PRIMARY KEY (run_id, scan_id, job)
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS embeddings (
+        run_id VARCHAR NOT NULL,
+        scan_id VARCHAR NOT NULL,
+        umap_x DOUBLE NOT NULL,
+        umap_y DOUBLE NOT NULL,
+        cluster INTEGER NOT NULL,             -- DBSCAN label, -1 = noise
+        PRIMARY KEY (run_id, scan_id)
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS evaluations (
+        run_id VARCHAR NOT NULL,
+        method VARCHAR NOT NULL,              -- mse | mse_m | mse_region | isolation_forest | histogram_mahalanobis
+        outlier_type VARCHAR NOT NULL,        -- 'all' or one planted type
+        n_inliers INTEGER,
+        n_outliers INTEGER,
+        auroc DOUBLE,
+        average_precision DOUBLE,
+        precision_at_t DOUBLE,
+        recall_at_t DOUBLE,
+        spearman_pixel_count DOUBLE,          -- among inliers: the size bias
+        truth_path VARCHAR,
+        evaluated_at TIMESTAMP DEFAULT current_timestamp,
+        PRIMARY KEY (run_id, method, outlier_type)
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS labels (
+        label_id VARCHAR PRIMARY KEY,
+        scan_id VARCHAR NOT NULL,
+        reviewer VARCHAR NOT NULL,
+        verdict VARCHAR NOT NULL,             -- inlier | outlier | unsure
+        causes VARCHAR[],                     -- DESIGN.md cause tags
+        note VARCHAR,
+        run_id VARCHAR,                       -- the run the reviewer was looking at
+        created_at TIMESTAMP DEFAULT current_timestamp
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS exports (
+        export_id VARCHAR PRIMARY KEY,
+        who VARCHAR NOT NULL,
+        run_id VARCHAR,
+        filter_json VARCHAR NOT NULL,
+        row_count INTEGER NOT NULL,
+        format VARCHAR NOT NULL,              -- csv | txt | parquet
+        destination VARCHAR,
+        created_at TIMESTAMP DEFAULT current_timestamp
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS job_runs (
+        job_id VARCHAR PRIMARY KEY,
+        job VARCHAR NOT NULL,
+        args_json VARCHAR,
+        status VARCHAR NOT NULL,              -- running | done | failed
+        counts_json VARCHAR,
+        started_at TIMESTAMP DEFAULT current_timestamp,
+        finished_at TIMESTAMP
+    )""",
+]
+
+MIGRATIONS: dict[int, list[str]] = {1: _V1}
+
+
+def current_version(con: duckdb.DuckDBPyConnection) -> int:
+    """The schema version recorded in the file, 0 for a new file."""
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
+    ).fetchone()[0]
+    if not exists:
+        return 0
+    return con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+
+
+def schema_is_current(con: duckdb.DuckDBPyConnection) -> bool:
+    """True when the file already holds the newest schema."""
+    return current_version(con) >= SCHEMA_VERSION
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> int:
+    """Apply every migration newer than the file's version, each in its own transaction."""
+    version = current_version(con)
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"catalog schema v{version} is newer than this ctae understands (v{SCHEMA_VERSION}); "
+            "upgrade ctae"
+        )
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        con.execute("BEGIN TRANSACTION")
+        for statement in MIGRATIONS[target]:
+            con.execute(statement)
+        con.execute("INSERT INTO schema_version (version) VALUES (?)", [target])
+        con.execute("COMMIT")
+    return SCHEMA_VERSION

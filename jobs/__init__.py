@@ -1,0 +1,1 @@
+"""Thin batch jobs and the `ctae` command line."""

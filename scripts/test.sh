@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The README's test command: sets up .venv, installs a browser where it can, runs the suite
+# and the smallest end-to-end pipeline (`ctae demo --check`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+  echo "installing Debian's chromium for the browser test ..."
+  (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
+    || echo "could not install chromium: the browser test will be skipped"
+fi
+export PYTHONUNBUFFERED=1
+.venv/bin/python -m pytest -q -ra "$@"
+.venv/bin/ctae demo --check --workdir "${CTAE_CHECK_DIR:-$(mktemp -d)}"

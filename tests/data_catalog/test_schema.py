@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import duckdb
+
+from data_catalog import SCHEMA_VERSION, CatalogSettings, connect, ensure_schema
+from data_catalog.schema import current_version
+
+TABLES = {
+    "scans", "ingest_errors", "runs", "splits", "train_history", "scores", "embeddings",
+    "labels", "exports", "schema_version", "evaluations", "job_runs", "scan_failures",
+}
+
+
+def test_new_catalog_has_every_table_at_current_version(settings):
+    with connect(settings.catalog_path, read_only=True) as con:
+        tables = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        assert TABLES <= tables
+        assert current_version(con) == SCHEMA_VERSION
+
+
+def test_migration_is_idempotent():
+    con = duckdb.connect(":memory:")
+    assert ensure_schema(con) == SCHEMA_VERSION
+    assert ensure_schema(con) == SCHEMA_VERSION
+    assert con.execute("SELECT count(*) FROM schema_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_settings_precedence(tmp_path):
+    env = {"CTAE_CATALOG": str(tmp_path / "env.duckdb")}
+    assert CatalogSettings.resolve(tmp_path / "arg.duckdb", env=env).catalog_path.name == "arg.duckdb"
+    from_env = CatalogSettings.resolve(env=env)
+    assert from_env.catalog_path == (tmp_path / "env.duckdb").resolve()
+    assert from_env.store_dir == (tmp_path / "store").resolve()
