@@ -1,0 +1,77 @@
+"""Run every benchmarks/bench_*.py and print one table of figures, targets and ratios.
+
+Each benchmark module exposes ``main(quick: bool) -> list[dict]`` with rows holding
+``benchmark, figure, value, unit, target, baseline, ratio``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+COLUMNS = ["benchmark", "figure", "value", "unit", "target", "baseline", "ratio"]
+
+
+def _load(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def print_table(rows: list[dict]) -> None:
+    cells = [[_cell(row.get(c)) for c in COLUMNS] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(COLUMNS)]
+    print("  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths)))
+    print("  ".join("-" * w for w in widths))
+    for row in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes, a few minutes in all")
+    parser.add_argument("--only", nargs="*", help="bench names, e.g. ingest train")
+    args = parser.parse_args()
+    sys.path.insert(0, str(HERE))
+    rows: list[dict] = []
+    failed: list[str] = []
+    for path in sorted(HERE.glob("bench_*.py")):
+        name = path.stem.removeprefix("bench_")
+        if args.only and name not in args.only:
+            continue
+        print(f"== {name}", flush=True)
+        started = time.monotonic()
+        try:
+            rows += _load(path).main(quick=args.quick)
+        except Exception:
+            traceback.print_exc()
+            failed.append(name)
+        print(f"   ({time.monotonic() - started:.0f} s)", flush=True)
+    print(f"\nmachine: {platform.machine()}, {platform.processor() or 'cpu'}, "
+          f"python {platform.python_version()}")
+    print_table(rows)
+    out = HERE / "out"
+    out.mkdir(exist_ok=True)
+    (out / "results.json").write_text(json.dumps(rows, indent=2, default=str))
+    if failed:
+        print(f"\nbenchmarks that failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
