@@ -1,0 +1,147 @@
+"""The export filter shared by the dashboard's Export page and `ctae export`.
+
+One frozen dataclass holds the filter; one function applies it to the scan table that
+``data_catalog.views.scan_table`` returns, so the page's live count and the CLI's file always
+agree. ``render_export`` turns the chosen rows into CSV / TXT / Parquet bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pandas as pd
+
+SPLITS = ("train", "val", "test", "unseen")
+FLAGS = ("outlier", "inlier")
+LABEL_CHOICES = ("inlier", "outlier", "unsure", "unlabeled")
+FORMATS = ("csv", "txt", "parquet")
+EXPORT_COLUMNS = [
+    "scan_id",
+    "series_uid",
+    "source_root",
+    "source_path",
+    "volume_path",
+    "split",
+    "pixel_count",
+    "score",
+    "mse_m",
+    "is_outlier",
+    "label",
+    "causes",
+    "cluster",
+]
+
+
+def _check_choices(name: str, values: tuple[Any, ...], allowed: tuple[str, ...]) -> None:
+    bad = [v for v in values if v not in allowed]
+    if bad:
+        raise ValueError(f"{name} {bad} is not one of {list(allowed)}; pick from those")
+
+
+@dataclass(frozen=True)
+class ExportFilter:
+    """Which scans of a run go into an exported list. Empty tuples / None mean "any".
+
+    Attributes:
+        split: Splits to keep (train, val, test, unseen).
+        flag: ``outlier`` keeps scans above the run's threshold T, ``inlier`` those below.
+        label: Current verdicts to keep (inlier, outlier, unsure, unlabeled); the current
+            verdict of a scan is the newest label of any reviewer.
+        cause: Keep scans whose current label carries any of these cause tags.
+        cluster: DBSCAN clusters to keep (-1 = noise).
+        score_min, score_max: Range of the run's score (MSE_m by default), inclusive.
+        pixel_count_min, pixel_count_max: Range of the pixel count, inclusive.
+        exclude_outliers: Drop scans labelled ``outlier``, and flagged scans that no reviewer
+            has labelled ``inlier`` — the clean training list.
+    """
+
+    split: tuple[str, ...] = ()
+    flag: str | None = None
+    label: tuple[str, ...] = ()
+    cause: tuple[str, ...] = ()
+    cluster: tuple[int, ...] = field(default=())
+    score_min: float | None = None
+    score_max: float | None = None
+    pixel_count_min: int | None = None
+    pixel_count_max: int | None = None
+    exclude_outliers: bool = False
+
+    def __post_init__(self) -> None:
+        _check_choices("split", self.split, SPLITS)
+        _check_choices("label", self.label, LABEL_CHOICES)
+        if self.flag is not None and self.flag not in FLAGS:
+            raise ValueError(f"flag {self.flag!r} must be 'outlier' or 'inlier' (or left out)")
+        for low, high, name in (
+            (self.score_min, self.score_max, "score"),
+            (self.pixel_count_min, self.pixel_count_max, "pixel count"),
+        ):
+            if low is not None and high is not None and low > high:
+                raise ValueError(f"{name} range is empty: min {low} > max {high}; swap them")
+
+    def to_json(self) -> str:
+        """The filter as stable JSON, as logged in ``exports.filter_json``."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+def _range_mask(column: pd.Series, low: float | None, high: float | None) -> pd.Series:
+    mask = pd.Series(True, index=column.index)
+    if low is not None:
+        mask &= column.ge(low).fillna(False).astype(bool)
+    if high is not None:
+        mask &= column.le(high).fillna(False).astype(bool)
+    return mask
+
+
+def _cause_mask(causes: pd.Series, wanted: tuple[str, ...]) -> pd.Series:
+    pattern = "(?:^|; )(?:" + "|".join(re.escape(c) for c in wanted) + ")(?:;|$)"
+    return causes.fillna("").astype(str).str.contains(pattern, regex=True)
+
+
+def filter_mask(scans: pd.DataFrame, filt: ExportFilter) -> pd.Series:
+    """Boolean mask over ``views.scan_table`` rows that pass ``filt``."""
+    mask = pd.Series(True, index=scans.index)
+    if filt.split:
+        mask &= scans["split"].isin(filt.split).fillna(False).astype(bool)
+    flagged = scans["is_outlier"].fillna(False).astype(bool)
+    if filt.flag == "outlier":
+        mask &= flagged
+    elif filt.flag == "inlier":
+        mask &= scans["is_outlier"].notna() & ~flagged
+    label = scans["label"].fillna("unlabeled")
+    if filt.label:
+        mask &= label.isin(filt.label)
+    if filt.cause:
+        mask &= _cause_mask(scans["causes"], filt.cause)
+    if filt.cluster:
+        mask &= scans["cluster"].isin(filt.cluster).fillna(False).astype(bool)
+    mask &= _range_mask(scans["score"], filt.score_min, filt.score_max)
+    mask &= _range_mask(scans["pixel_count"], filt.pixel_count_min, filt.pixel_count_max)
+    if filt.exclude_outliers:
+        mask &= (label != "outlier") & (~flagged | (label == "inlier"))
+    return mask
+
+
+def apply_filter(scans: pd.DataFrame, filt: ExportFilter) -> pd.DataFrame:
+    """The export rows: scans passing ``filt``, with ``EXPORT_COLUMNS`` only."""
+    return scans.loc[filter_mask(scans, filt), EXPORT_COLUMNS].reset_index(drop=True)
+
+
+def render_export(rows: pd.DataFrame, fmt: str) -> bytes:
+    """Serialise export rows: CSV and Parquet hold every column; TXT one source path a line.
+
+    The TXT line is ``source_root/source_path``: the series folder or file the scan came from.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"export format {fmt!r} is not one of {list(FORMATS)}")
+    if fmt == "csv":
+        return rows.to_csv(index=False).encode()
+    if fmt == "txt":
+        paths = rows["source_root"].str.rstrip("/") + "/" + rows["source_path"]
+        return ("\n".join(paths) + ("\n" if len(paths) else "")).encode()
+    buffer = io.BytesIO()
+    rows.to_parquet(buffer, index=False)
+    return buffer.getvalue()

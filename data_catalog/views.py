@@ -1,0 +1,211 @@
+"""Every read the dashboard and `ctae export` need, named after what it returns.
+
+Labels are append-only; a reviewer's *current* label of a scan is their newest one, and a
+scan's *current verdict* is the newest current label of any reviewer. Scans are LEFT-joined to
+the run's rows, so scans the run has not scored still appear (with NULL scores).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+_LATEST_PER_REVIEWER = """
+latest AS (
+    SELECT * FROM labels
+    QUALIFY row_number() OVER (
+        PARTITION BY scan_id, reviewer ORDER BY created_at DESC, label_id DESC) = 1
+)"""
+_CURRENT = f"""
+WITH {_LATEST_PER_REVIEWER},
+current AS (
+    SELECT scan_id,
+           arg_max(verdict, created_at) AS label,
+           array_to_string(arg_max(causes, created_at), '; ') AS causes,
+           arg_max(reviewer, created_at) AS labelled_by,
+           count(*) AS n_reviewers,
+           count(DISTINCT verdict) > 1 AS disagree
+    FROM latest GROUP BY scan_id
+)"""
+
+_COUNTS = """
+SELECT (SELECT count(*) FROM scans) AS scans,
+       (SELECT count(*) FROM ingest_errors) AS ingest_errors,
+       (SELECT count(*) FROM runs) AS runs,
+       (SELECT count(*) FROM labels) AS labels,
+       (SELECT count(*) FROM exports) AS exports
+"""
+_INGEST_ERRORS = """
+SELECT reason, message, source_root, source_path, recorded_at
+FROM ingest_errors ORDER BY reason, source_path
+"""
+_RUNS = """
+SELECT r.run_id, r.status, r.preset, r.epochs_done, r.spacing_mm, r.threshold_rule,
+       r.threshold_score, r.threshold, r.created_at,
+       (SELECT count(*) FROM scores s WHERE s.run_id = r.run_id) AS scored,
+       (SELECT count(*) FROM embeddings e WHERE e.run_id = r.run_id) AS embedded
+FROM runs r ORDER BY r.created_at DESC, r.run_id
+"""
+_RUN = "SELECT * FROM runs WHERE run_id = ?"
+_TRAIN_CURVE = """
+SELECT epoch, train_loss, val_loss, learning_rate FROM train_history
+WHERE run_id = ? ORDER BY epoch
+"""
+_EVALUATIONS = """
+SELECT method, outlier_type, n_inliers, n_outliers, auroc, average_precision,
+       precision_at_t, recall_at_t, spearman_pixel_count
+FROM evaluations WHERE run_id = ? ORDER BY outlier_type, method
+"""
+_SCAN_TABLE = f"""
+{_CURRENT}
+SELECT s.scan_id, s.series_uid, s.source_root, s.source_path, s.volume_path, s.spacing_mm,
+       s.size_z, s.size_y, s.size_x, s.pixel_count, s.hu_mean, s.hu_min, s.hu_max,
+       s.manufacturer, s.kernel,
+       coalesce(sc.split, sp.split) AS split, sc.mse, sc.mse_m, sc.mse_region,
+       CASE r.threshold_score WHEN 'mse' THEN sc.mse WHEN 'mse_region' THEN sc.mse_region
+                              ELSE sc.mse_m END AS score,
+       sc.is_outlier, sc.recon_path, sc.error_path,
+       e.umap_x, e.umap_y, e.cluster,
+       c.label, c.causes, c.labelled_by, coalesce(c.n_reviewers, 0) AS n_reviewers,
+       coalesce(c.disagree, false) AS disagree
+FROM scans s
+LEFT JOIN scores sc ON sc.scan_id = s.scan_id AND sc.run_id = $run_id
+LEFT JOIN splits sp ON sp.scan_id = s.scan_id AND sp.run_id = $run_id
+LEFT JOIN runs r ON r.run_id = $run_id
+LEFT JOIN embeddings e ON e.scan_id = s.scan_id AND e.run_id = $run_id
+LEFT JOIN current c ON c.scan_id = s.scan_id
+ORDER BY score DESC NULLS LAST, s.scan_id
+"""
+_REVIEW_SUMMARY = f"""
+{_CURRENT}
+SELECT count(*) FILTER (WHERE sc.is_outlier) AS flagged,
+       count(c.scan_id) AS reviewed,
+       count(c.scan_id) FILTER (WHERE sc.is_outlier) AS flagged_reviewed,
+       count(*) FILTER (WHERE c.label = 'outlier') AS labelled_outliers,
+       count(*) FILTER (WHERE c.disagree) AS disagreements
+FROM scans s
+LEFT JOIN scores sc ON sc.scan_id = s.scan_id AND sc.run_id = $run_id
+LEFT JOIN current c ON c.scan_id = s.scan_id
+"""
+_DISAGREEMENTS = f"""
+WITH {_LATEST_PER_REVIEWER}
+SELECT l.scan_id, any_value(sc.mse_m) AS mse_m, any_value(sc.is_outlier) AS is_outlier,
+       string_agg(l.reviewer || ': ' || l.verdict, ', ' ORDER BY l.reviewer) AS verdicts,
+       count(*) AS n_reviewers, max(l.created_at) AS last_label_at
+FROM latest l
+LEFT JOIN scores sc ON sc.scan_id = l.scan_id AND sc.run_id = $run_id
+GROUP BY l.scan_id HAVING count(DISTINCT l.verdict) > 1
+ORDER BY any_value(sc.mse_m) DESC NULLS LAST, l.scan_id
+"""
+_REVIEWER_PROGRESS = f"""
+WITH {_LATEST_PER_REVIEWER},
+flagged AS (SELECT count(*) AS n FROM scores WHERE run_id = $run_id AND is_outlier)
+SELECT l.reviewer, count(*) AS scans_labelled,
+       count(*) FILTER (WHERE l.verdict = 'outlier') AS outlier,
+       count(*) FILTER (WHERE l.verdict = 'inlier') AS inlier,
+       count(*) FILTER (WHERE l.verdict = 'unsure') AS unsure,
+       count(sc.scan_id) AS flagged_labelled, any_value(f.n) AS flagged_total,
+       max(l.created_at) AS last_label_at
+FROM latest l CROSS JOIN flagged f
+LEFT JOIN scores sc ON sc.scan_id = l.scan_id AND sc.run_id = $run_id AND sc.is_outlier
+GROUP BY l.reviewer ORDER BY l.reviewer
+"""
+_LABEL_HISTORY = """
+SELECT created_at, reviewer, verdict, array_to_string(causes, '; ') AS causes, note, run_id
+FROM labels WHERE scan_id = ? ORDER BY created_at DESC, label_id DESC
+"""
+_SCAN_HISTOGRAM = "SELECT hu_histogram FROM scans WHERE scan_id = ?"
+_DATASET_HISTOGRAM = """
+SELECT i, sum(h[i])::BIGINT AS count
+FROM (SELECT hu_histogram AS h FROM scans WHERE hu_histogram IS NOT NULL),
+     range(1, 65) AS t(i)
+GROUP BY i ORDER BY i
+"""
+_EXPORT_LOG = """
+SELECT created_at, who, run_id, format, row_count, destination, filter_json
+FROM exports ORDER BY created_at DESC, export_id DESC LIMIT ?
+"""
+
+
+def catalog_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Row counts of scans, ingest errors, runs, labels and exports."""
+    row = con.execute(_COUNTS).fetchall()[0]
+    return dict(zip([d[0] for d in con.description], row, strict=True))
+
+
+def ingest_error_table(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Inputs ingest refused, with the reason code and the message saying what to do."""
+    return con.execute(_INGEST_ERRORS).df()
+
+
+def run_table(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Every run, newest first, with its threshold and how many scans it scored and embedded."""
+    return con.execute(_RUNS).df()
+
+
+def run_info(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any] | None:
+    """The ``runs`` row of ``run_id`` as a dict, or None when there is no such run."""
+    rows = con.execute(_RUN, [run_id]).fetchall()
+    if not rows:
+        return None
+    row = rows[0]
+    return dict(zip([d[0] for d in con.description], row, strict=True))
+
+
+def train_curve(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFrame:
+    """Per-epoch training and validation loss of a run."""
+    return con.execute(_TRAIN_CURVE, [run_id]).df()
+
+
+def evaluation_table(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFrame:
+    """The run's evaluation against ground truth (empty when `ctae evaluate` has not run)."""
+    return con.execute(_EVALUATIONS, [run_id]).df()
+
+
+def scan_table(con: duckdb.DuckDBPyConnection, run_id: str | None) -> pd.DataFrame:
+    """One row per scan: facts, the run's split/scores/flag/embedding, and the current verdict.
+
+    ``score`` is the score the run's threshold applies to (MSE_m unless the run says otherwise).
+    Sorted by score, highest first; unscored scans last.
+    """
+    return con.execute(_SCAN_TABLE, {"run_id": run_id}).df()
+
+
+def review_summary(con: duckdb.DuckDBPyConnection, run_id: str | None) -> dict[str, int]:
+    """Counts of flagged scans, reviewed scans, reviewed flagged scans, labelled outliers."""
+    row = con.execute(_REVIEW_SUMMARY, {"run_id": run_id}).fetchall()[0]
+    return dict(zip([d[0] for d in con.description], row, strict=True))
+
+
+def disagreements(con: duckdb.DuckDBPyConnection, run_id: str | None) -> pd.DataFrame:
+    """Scans whose reviewers' current verdicts differ, highest MSE_m first."""
+    return con.execute(_DISAGREEMENTS, {"run_id": run_id}).df()
+
+
+def reviewer_progress(con: duckdb.DuckDBPyConnection, run_id: str | None) -> pd.DataFrame:
+    """Per reviewer: scans labelled by verdict, and flagged scans of the run labelled so far."""
+    return con.execute(_REVIEWER_PROGRESS, {"run_id": run_id}).df()
+
+
+def label_history(con: duckdb.DuckDBPyConnection, scan_id: str) -> pd.DataFrame:
+    """Every label ever given to a scan, newest first."""
+    return con.execute(_LABEL_HISTORY, [scan_id]).df()
+
+
+def scan_hu_histogram(con: duckdb.DuckDBPyConnection, scan_id: str) -> list[int] | None:
+    """The scan's 64-bin HU histogram (counts from −1024 to 3072 HU, step 64), or None."""
+    rows = con.execute(_SCAN_HISTOGRAM, [scan_id]).fetchall()
+    return None if not rows or rows[0][0] is None else [int(v) for v in rows[0][0]]
+
+
+def dataset_hu_histogram(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """The 64-bin HU histogram summed over every scan (empty list for an empty catalog)."""
+    rows = con.execute(_DATASET_HISTOGRAM).fetchall()
+    return [int(count or 0) for _, count in rows]
+
+
+def export_log(con: duckdb.DuckDBPyConnection, limit: int = 20) -> pd.DataFrame:
+    """The latest exports: who, when, which run and filter, how many rows, where to."""
+    return con.execute(_EXPORT_LOG, [limit]).df()
