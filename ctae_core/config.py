@@ -1,0 +1,182 @@
+"""Model and training configuration: frozen dataclasses, presets, and their JSON form.
+
+The ``thesis`` preset is Table 3.1 of the thesis (Med3D ResNet34 encoder, global latent of
+1024, 3 mm, padded to 87×87×273, SGD lr 0.05 / momentum 0.9 / weight decay 1e-5, batch 10,
+1600 epochs, MSE loss). ``tiny`` and ``small`` are ours: see ``PRESETS`` for why they differ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+DEPTHS = (10, 18, 34)
+BOTTLENECKS = ("global", "spatial")
+OPTIMIZERS = ("sgd", "adam")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The 3D autoencoder's shape.
+
+    Attributes:
+        depth: Med3D ResNet depth of the encoder: 10, 18 or 34 (BasicBlock).
+        widths: Channels of the stem/layer1, layer2, layer3, layer4 (Med3D: 64, 128, 256, 512).
+        latent: Size of the latent vector ``encode()`` returns (thesis 1024). In ``spatial``
+            mode it is also the channel count of the latent map.
+        bottleneck: ``global`` = conv → adaptive average pool → vector → decoder (thesis);
+            ``spatial`` = fully convolutional: the latent is a map at 1/8 of the input size,
+            so any input size works and reconstruction quality does not depend on scan size.
+        input_size_zyx: Padded input (Z, Y, X) voxels; fixes the decoder's seed grid in
+            ``global`` mode. Ignored by ``spatial`` mode.
+        decoder_head_channels: Channels of the decoder's first map in ``global`` mode (a
+            transposed conv from the 1×1×1 latent to the encoder's output grid).
+        decoder_blocks: BasicBlocks per decoder stage; ``None`` mirrors the encoder's depth.
+    """
+
+    depth: int = 34
+    widths: tuple[int, int, int, int] = (64, 128, 256, 512)
+    latent: int = 1024
+    bottleneck: str = "global"
+    input_size_zyx: tuple[int, int, int] = (273, 87, 87)
+    decoder_head_channels: int = 16
+    decoder_blocks: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.depth not in DEPTHS:
+            raise ValueError(f"model depth must be one of {DEPTHS}, not {self.depth}")
+        if self.bottleneck not in BOTTLENECKS:
+            raise ValueError(f"bottleneck must be one of {BOTTLENECKS}, not {self.bottleneck!r}")
+        if len(self.widths) != 4 or min(self.widths) < 1:
+            raise ValueError(f"widths must be 4 positive channel counts, not {self.widths}")
+        if self.latent < 1:
+            raise ValueError(f"latent must be >= 1, not {self.latent}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on; stored with the run (``runs.config_json``).
+
+    Attributes:
+        preset: Name of the preset the run started from.
+        spacing_mm: Isotropic model input spacing; stored volumes are resampled to it on the fly.
+        pad_size_zyx: Fixed padded size (Z, Y, X) at ``spacing_mm``; ``None`` = the largest
+            training scan (rounded up to a multiple of 8 in ``spatial`` mode).
+        slab_z: Train on random z-slabs of this many slices instead of whole padded scans
+            (thesis 5.4); ``None`` trains on whole scans. Validation always uses whole scans.
+        epochs, batch_size, lr, momentum, weight_decay, optimizer: the optimisation (Table 3.1).
+        early_stopping: Stop after this many epochs without a better validation loss; 0 = off.
+        seed: Seeds the split, the initial weights, the order and the random placement.
+        val_fraction, test_fraction: The split (thesis: 10 % each).
+        model: The autoencoder.
+    """
+
+    preset: str = "thesis"
+    spacing_mm: float = 3.0
+    pad_size_zyx: tuple[int, int, int] | None = (273, 87, 87)
+    slab_z: int | None = None
+    epochs: int = 1600
+    batch_size: int = 10
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 1e-5
+    optimizer: str = "sgd"
+    early_stopping: int = 0
+    seed: int = 0
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, not {self.optimizer!r}")
+        if self.spacing_mm <= 0:
+            raise ValueError(f"spacing must be a positive number of mm, not {self.spacing_mm}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"epochs and batch size must be >= 1, not {self.epochs}, {self.batch_size}")
+        if self.pad_size_zyx is not None and min(self.pad_size_zyx) < 1:
+            raise ValueError(f"pad size must be 3 positive voxel counts, not {self.pad_size_zyx}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (tuples become lists)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Rebuild from ``to_dict()`` output; unknown keys are an error (a foreign config)."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown TrainConfig keys {sorted(unknown)}; was it written by ctae?")
+        values = dict(data)
+        values["model"] = model_config_from_dict(values.get("model", {}))
+        if values.get("pad_size_zyx") is not None:
+            values["pad_size_zyx"] = tuple(int(v) for v in values["pad_size_zyx"])
+        return cls(**values)
+
+
+def model_config_from_dict(data: dict[str, Any]) -> ModelConfig:
+    """Rebuild a ModelConfig from its ``asdict`` form (lists back to tuples)."""
+    known = {f.name for f in fields(ModelConfig)}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"unknown ModelConfig keys {sorted(unknown)}; was it written by ctae?")
+    values = dict(data)
+    for key in ("widths", "input_size_zyx"):
+        if key in values:
+            values[key] = tuple(int(v) for v in values[key])
+    return ModelConfig(**values)
+
+
+THESIS = TrainConfig()
+
+# tiny: the demo preset for 2 CPU cores. 6 mm (8× fewer voxels than 3 mm), ResNet10 with
+# 1/8 of Med3D's widths, a fully convolutional (spatial) latent, and 16-slice z-slabs: every
+# scan, short or long, is seen through the same window, so long scans neither dominate the
+# loss nor reconstruct worse, and MSE_m stays independent of scan size (thesis 4.x, 5.4).
+# Adam converges in a few epochs where SGD at lr 0.05 needs hundreds.
+TINY = TrainConfig(
+    preset="tiny",
+    spacing_mm=6.0,
+    pad_size_zyx=None,
+    slab_z=16,
+    epochs=12,
+    batch_size=8,
+    lr=3e-3,
+    optimizer="adam",
+    weight_decay=0.0,
+    model=ModelConfig(depth=10, widths=(8, 16, 32, 48), latent=16, bottleneck="spatial"),
+)
+
+# small: the same recipe at the stored 3 mm spacing with twice the widths; minutes per epoch
+# on a CPU, seconds on a GPU.
+SMALL = TrainConfig(
+    preset="small",
+    spacing_mm=3.0,
+    pad_size_zyx=None,
+    slab_z=32,
+    epochs=40,
+    batch_size=8,
+    lr=2e-3,
+    optimizer="adam",
+    weight_decay=0.0,
+    model=ModelConfig(depth=18, widths=(16, 32, 64, 96), latent=32, bottleneck="spatial"),
+)
+
+PRESETS: dict[str, TrainConfig] = {"tiny": TINY, "small": SMALL, "thesis": THESIS}
+
+
+def preset(name: str) -> TrainConfig:
+    """The named preset's TrainConfig."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name]
+
+
+def with_overrides(cfg: TrainConfig, **overrides: Any) -> TrainConfig:
+    """A copy of ``cfg`` with the non-None overrides applied; ``depth``/``latent`` go to the model."""
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    model_keys = {f.name for f in fields(ModelConfig)}
+    model_over = {k: overrides.pop(k) for k in list(overrides) if k in model_keys}
+    model = replace(cfg.model, **model_over) if model_over else cfg.model
+    return replace(cfg, model=model, **overrides)

@@ -1,0 +1,203 @@
+"""Training data: the split, resampling to the model spacing, μ/σ, and a Dataset of int16 volumes.
+
+The Dataset hands out *int16 HU* crops (a few hundred KB each) with the offset where each sits
+in the padded box; ``assemble_batch`` pads, places and normalises them on the training device,
+so the CPU loader never touches float volumes and the GPU stays fed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from ctae_core.padding import AIR_HU, crop_to_fit, placement, random_slab
+
+logger = logging.getLogger(__name__)
+
+MIN_SCANS_FOR_SPLIT = 3
+SPLITS = ("train", "val", "test")
+
+
+class SplitError(ValueError):
+    """The scans cannot be split into non-empty train / val / test sets."""
+
+
+def assign_splits(
+    scan_ids: Sequence[str], seed: int, val_fraction: float = 0.1, test_fraction: float = 0.1
+) -> dict[str, str]:
+    """Seeded random 80/10/10 draw (thesis 3.4): ``{scan_id: "train" | "val" | "test"}``.
+
+    The draw depends only on the set of ids and the seed, not on their order. Val and test
+    get at least one scan each.
+
+    Raises:
+        SplitError: fewer than MIN_SCANS_FOR_SPLIT scans.
+    """
+    ids = sorted(set(scan_ids))
+    if len(ids) < MIN_SCANS_FOR_SPLIT:
+        raise SplitError(
+            f"only {len(ids)} scan(s) in the catalog; a train/val/test split needs at least "
+            f"{MIN_SCANS_FOR_SPLIT} — ingest more scans (`ctae ingest`) before training"
+        )
+    n_val = max(1, round(len(ids) * val_fraction))
+    n_test = max(1, round(len(ids) * test_fraction))
+    if len(ids) - n_val - n_test < 1:
+        raise SplitError(f"val {val_fraction} + test {test_fraction} leave no training scans of {len(ids)}")
+    order = np.random.default_rng(seed).permutation(len(ids))
+    out = {}
+    for rank, index in enumerate(order):
+        out[ids[index]] = "val" if rank < n_val else "test" if rank < n_val + n_test else "train"
+    return out
+
+
+def rescale_volume(hu: np.ndarray, stored_spacing_mm: float, target_spacing_mm: float) -> np.ndarray:
+    """Resample an isotropic HU volume (Z, Y, X) to another isotropic spacing; float32 out.
+
+    Coarser grids average the voxels they cover ('area', so no aliasing); finer grids
+    interpolate trilinearly. Same spacing returns a float32 copy.
+    """
+    vol = np.asarray(hu, dtype=np.float32)
+    scale = float(stored_spacing_mm) / float(target_spacing_mm)
+    if abs(scale - 1.0) < 1e-6:
+        return vol.copy()
+    size = tuple(max(1, int(round(n * scale))) for n in vol.shape)
+    t = torch.from_numpy(np.ascontiguousarray(vol))[None, None]
+    if scale < 1:
+        out = F.interpolate(t, size=size, mode="area")
+    else:
+        out = F.interpolate(t, size=size, mode="trilinear", align_corners=False)
+    return out[0, 0].numpy()
+
+
+def normalisation_stats(volumes: Iterable[np.ndarray]) -> tuple[float, float]:
+    """μ and σ in HU over every voxel of ``volumes`` (eq. 3.1), accumulated in float64."""
+    n, total, squares = 0, 0.0, 0.0
+    for vol in volumes:
+        v = np.asarray(vol, dtype=np.float64)
+        n += v.size
+        total += float(v.sum())
+        squares += float(np.square(v).sum())
+    if n == 0:
+        raise ValueError("no training voxels to compute the normalisation from")
+    mean = total / n
+    std = float(np.sqrt(max(squares / n - mean * mean, 0.0)))
+    if std < 1e-6:
+        raise ValueError(f"training voxels have zero spread (all {mean:.0f} HU); check the ingested scans")
+    return mean, std
+
+
+@dataclass(frozen=True)
+class ScanItem:
+    """A stored scan the Dataset reads: its id, volume file and stored isotropic spacing."""
+
+    scan_id: str
+    volume_path: str
+    spacing_mm: float
+
+
+def _item_seed(seed: int, epoch: int, index: int) -> int:
+    digest = hashlib.blake2b(f"{seed}:{epoch}:{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+class VolumeDataset(Dataset):
+    """Scans at the model spacing as int16 crops plus their placement in the padded box.
+
+    Args:
+        items: The scans.
+        loader: Reads a stored volume (memory-mapped int16 HU), e.g. ``volume_store.load_volume``.
+        spacing_mm: Model input spacing; scans are resampled to it on the fly (and cached).
+        box_zyx: The padded training box, (slab or pad Z, pad Y, pad X).
+        slab_z: Train on random z-slabs of this many slices; ``None`` = whole scans.
+        seed: With the epoch and index, fixes slab and placement: deterministic, resumable.
+        random_placement: Random (training) or centred (evaluation) placement.
+        cache: Keep resampled int16 volumes in memory (small at coarse spacings).
+    """
+
+    def __init__(
+        self,
+        items: Sequence[ScanItem],
+        loader: Callable[[str], np.ndarray],
+        spacing_mm: float,
+        box_zyx: tuple[int, int, int],
+        slab_z: int | None = None,
+        seed: int = 0,
+        random_placement: bool = True,
+        cache: bool = True,
+    ) -> None:
+        self.items = list(items)
+        self.loader = loader
+        self.spacing_mm = spacing_mm
+        self.box_zyx = tuple(box_zyx)
+        self.slab_z = slab_z
+        self.seed = seed
+        self.random_placement = random_placement
+        self.cache: dict[int, np.ndarray] | None = {} if cache else None
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw new slabs and placements for ``epoch``."""
+        self.epoch = epoch
+
+    def volume(self, index: int) -> np.ndarray:
+        """Scan ``index`` in int16 HU at the model spacing (Z, Y, X)."""
+        if self.cache is not None and index in self.cache:
+            return self.cache[index]
+        item = self.items[index]
+        hu = self.loader(item.volume_path)
+        if abs(item.spacing_mm - self.spacing_mm) > 1e-6:
+            hu = rescale_volume(hu, item.spacing_mm, self.spacing_mm)
+            hu = np.clip(np.rint(hu), -32768, 32767).astype(np.int16)
+        else:
+            hu = np.asarray(hu, dtype=np.int16)
+        if self.cache is not None:
+            self.cache[index] = hu
+        return hu
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(hu, offset)``: int16 crop (z, y, x) and its (3,) start offset in the box."""
+        rng = np.random.default_rng(_item_seed(self.seed, self.epoch, index))
+        hu = self.volume(index)
+        if self.slab_z is not None:
+            hu = hu[random_slab(hu.shape[0], self.slab_z, rng)]
+        hu, _ = crop_to_fit(hu, self.box_zyx, self.items[index].scan_id)
+        region = placement(hu.shape, self.box_zyx, rng if self.random_placement else None)
+        offset = torch.tensor([s.start for s in region], dtype=torch.int64)
+        return torch.from_numpy(np.ascontiguousarray(hu)), offset
+
+
+def collate_crops(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Keep variable-size int16 crops as a list; stack the offsets to (B, 3)."""
+    return [hu for hu, _ in batch], torch.stack([off for _, off in batch])
+
+
+def assemble_batch(
+    crops: list[torch.Tensor],
+    offsets: torch.Tensor,
+    box_zyx: tuple[int, int, int],
+    mean_hu: float,
+    std_hu: float,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """Pad, place and normalise int16 crops on ``device``: (B, 1, *box_zyx) float32.
+
+    The box is filled with normalised air, (AIR_HU − μ) / σ, then each crop is copied in at
+    its offset as (HU − μ) / σ.
+    """
+    batch = torch.full((len(crops), 1, *box_zyx), (AIR_HU - mean_hu) / std_hu, device=device)
+    for i, (hu, off) in enumerate(zip(crops, offsets.tolist(), strict=True)):
+        z, y, x = off
+        dz, dy, dx = hu.shape
+        vals = (hu.to(device, non_blocking=True).float() - mean_hu) / std_hu
+        batch[i, 0, z : z + dz, y : y + dy, x : x + dx] = vals
+    return batch

@@ -1,0 +1,149 @@
+"""Rebuild a trained run's model and feed it a scan exactly as training did.
+
+``score`` and ``embed`` use only this module: ``load_run_model`` gives the model and its
+``InputSpec`` (spacing, pad size, μ/σ), ``prepare_input`` turns a stored int16 scan into the
+normalised, deterministically padded model input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ctae_core.config import model_config_from_dict
+from ctae_core.data import rescale_volume
+from ctae_core.errors import CheckpointError
+from ctae_core.io.checkpoint import load_checkpoint, load_state
+from ctae_core.model import ConvAutoencoder3D
+from ctae_core.padding import AIR_HU, Region, normalised_air, pad_to_size
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How a run's model wants its input.
+
+    Attributes:
+        spacing_mm: Isotropic input spacing (scans are resampled to it).
+        pad_size_zyx: Padded input (Z, Y, X) voxels at ``spacing_mm``.
+        norm_mean_hu: μ of eq. 3.1, HU, over all training voxels.
+        norm_std_hu: σ of eq. 3.1, HU.
+    """
+
+    spacing_mm: float
+    pad_size_zyx: tuple[int, int, int]
+    norm_mean_hu: float
+    norm_std_hu: float
+
+    @property
+    def pad_value(self) -> float:
+        """Normalised air, the value of every padded voxel."""
+        return normalised_air(self.norm_mean_hu, self.norm_std_hu)
+
+    def normalise(self, hu: np.ndarray) -> np.ndarray:
+        """HU → model units (eq. 3.1), float32."""
+        return ((np.asarray(hu, dtype=np.float32) - self.norm_mean_hu) / self.norm_std_hu).astype(np.float32)
+
+    def to_hu(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Model units → HU (e.g. a reconstruction), float32 numpy."""
+        if isinstance(x, torch.Tensor):
+            x = x.detach().float().cpu().numpy()
+        return (np.asarray(x, dtype=np.float32) * self.norm_std_hu + self.norm_mean_hu).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> InputSpec:
+        return cls(
+            spacing_mm=float(data["spacing_mm"]),
+            pad_size_zyx=tuple(int(v) for v in data["pad_size_zyx"]),  # type: ignore[arg-type]
+            norm_mean_hu=float(data["norm_mean_hu"]),
+            norm_std_hu=float(data["norm_std_hu"]),
+        )
+
+
+@dataclass(frozen=True)
+class PreparedInput:
+    """A scan ready for the model.
+
+    Attributes:
+        x: Normalised, padded float32 (Z, Y, X) of ``spec.pad_size_zyx``; pad = normalised air.
+        region: Slices of ``x`` where the scan sits (centred: deterministic).
+        hu: The scan in HU at the run's spacing, float32, unpadded; ``x[region]`` is its
+            normalised copy. If the scan was larger than the pad size, this is the centre-cropped
+            part that entered the model (see ``kept``).
+        kept: Slices of the resampled scan that ``hu`` holds (the whole scan unless cropped).
+    """
+
+    x: np.ndarray
+    region: Region
+    hu: np.ndarray
+    kept: Region
+
+    @property
+    def body_mask(self) -> np.ndarray:
+        """Voxels of ``hu`` with HU > −990 (DESIGN.md body mask), bool (Z, Y, X)."""
+        return self.hu > -990.0
+
+
+def prepare_input(
+    hu_int16: np.ndarray, stored_spacing_mm: float, spec: InputSpec, name: str = "scan"
+) -> PreparedInput:
+    """Resample a stored scan to the run's spacing, normalise it and pad it, centred.
+
+    Args:
+        hu_int16: Stored HU volume (Z, Y, X), int16 (a memory map is fine).
+        stored_spacing_mm: Its isotropic spacing (``scans.spacing_mm``).
+        spec: The run's InputSpec from ``load_run_model``.
+        name: Names the scan in the crop warning.
+    """
+    if np.asarray(hu_int16).ndim != 3:
+        raise ValueError(f"{name}: expected a (Z, Y, X) HU volume, got shape {np.shape(hu_int16)}")
+    hu = rescale_volume(hu_int16, stored_spacing_mm, spec.spacing_mm)
+    padded, region, kept = pad_to_size(hu, spec.pad_size_zyx, AIR_HU, rng=None, name=name)
+    return PreparedInput(x=spec.normalise(padded), region=region, hu=hu[kept], kept=kept)
+
+
+def model_from_checkpoint(data: dict[str, Any], source: Path | str, best: bool = True) -> ConvAutoencoder3D:
+    """Build the autoencoder a checkpoint describes and load its (best) weights, in eval mode."""
+    try:
+        cfg = model_config_from_dict(data["model_config"])
+        state = data.get("best_model_state") if best else None
+        state = state or data["model_state"]
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{source}: checkpoint lacks a valid model description ({err})") from err
+    model = ConvAutoencoder3D(cfg)
+    load_state(model, state, source)
+    return model.eval()
+
+
+def load_run_model(checkpoint_path: Path | str, device: str | torch.device = "cpu") -> tuple[ConvAutoencoder3D, InputSpec]:
+    """The run's trained model (best validation epoch, eval mode, on ``device``) and its InputSpec.
+
+    Raises:
+        CheckpointError: missing, corrupt or foreign file, or a training run that never
+            finished an epoch.
+    """
+    data = load_checkpoint(checkpoint_path)
+    if "input_spec" not in data:
+        raise CheckpointError(f"{checkpoint_path}: checkpoint has no input spec; retrain the run")
+    spec = InputSpec.from_dict(data["input_spec"])
+    model = model_from_checkpoint(data, checkpoint_path)
+    return model.to(device), spec
+
+
+@torch.no_grad()
+def reconstruct(
+    model: ConvAutoencoder3D, x: np.ndarray, device: str | torch.device = "cpu"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reconstruction (Z, Y, X) float32 and latent vector (latent,) of one prepared input ``x``."""
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None].to(device)
+    code = model.encode_map(t)
+    latent = model.pool(code).flatten(1)
+    z = latent if model.cfg.bottleneck == "global" else code
+    recon = model.decode(z, tuple(t.shape[2:]))
+    return recon[0, 0].float().cpu().numpy(), latent[0].float().cpu().numpy()

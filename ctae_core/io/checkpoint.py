@@ -1,0 +1,129 @@
+"""Checkpoint files: atomic writes, and loads that say clearly what is wrong with a bad file.
+
+A ctae checkpoint is a ``torch.save``'d dict with ``format == "ctae-checkpoint"``; the only
+objects in it are tensors, numbers, strings, lists and dicts, so it loads with
+``weights_only=True`` (no code runs when a file is opened).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ctae_core.errors import CheckpointError
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "ctae-checkpoint"
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(payload: dict[str, Any], path: Path | str) -> Path:
+    """Write ``payload`` to ``path`` atomically (temp file, fsync, rename).
+
+    A kill at any moment leaves either the previous file or the new one, never half a file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    data = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
+    with open(tmp, "wb") as handle:
+        torch.save(data, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def _torch_load(path: Path, what: str) -> Any:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no {what} file here; check the path")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as err:
+        raise CheckpointError(
+            f"{path}: cannot read this {what} ({type(err).__name__}: {str(err)[:200]}); the file is "
+            "corrupt, truncated or not a PyTorch file — delete it and retrain, or point to a good copy"
+        ) from err
+
+
+def load_checkpoint(path: Path | str) -> dict[str, Any]:
+    """Read a ctae checkpoint (on the CPU).
+
+    Raises:
+        CheckpointError: missing, corrupt or truncated file, or a file not written by ctae.
+    """
+    path = Path(path)
+    data = _torch_load(path, "checkpoint")
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path}: not a ctae checkpoint (no format={FORMAT!r} marker); it was written by "
+            "another program — use the checkpoint.pt that `ctae train` wrote for the run"
+        )
+    if data.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format v{data['format_version']} is newer than this ctae "
+            f"understands (v{FORMAT_VERSION}); upgrade ctae"
+        )
+    return data
+
+
+def load_state(module: nn.Module, state: dict[str, torch.Tensor], source: Path | str) -> None:
+    """``module.load_state_dict(state)`` with a CheckpointError that names the file on mismatch."""
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(
+            f"{source}: weights do not fit this model ({str(err)[:300]}); the checkpoint was "
+            "written for another architecture — check --preset/--depth/--latent"
+        ) from err
+
+
+def load_encoder_weights(encoder: nn.Module, path: Path | str) -> int:
+    """Load a local MedicalNet / Med3D checkpoint (e.g. ``resnet_34_23dataset.pth``) into ``encoder``.
+
+    MedicalNet files hold ``{"state_dict": {"module.conv1.weight": …, …}}``; the ``module.``
+    prefix (DataParallel) is stripped and the segmentation head (``conv_seg``) is dropped.
+
+    Returns:
+        The number of tensors loaded.
+
+    Raises:
+        CheckpointError: unreadable file, or keys/shapes that do not match the encoder
+            (e.g. a ResNet50 file for a ResNet34 encoder, or other channel widths).
+    """
+    path = Path(path)
+    data = _torch_load(path, "encoder weights")
+    state = data.get("state_dict", data) if isinstance(data, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: no state_dict of tensors inside; is it a MedicalNet .pth file?")
+    state = {k.removeprefix("module."): v for k, v in state.items() if "conv_seg" not in k}
+    own = encoder.state_dict()
+    missing = sorted(set(own) - set(state))
+    extra = sorted(set(state) - set(own))
+    wrong = [k for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or extra or wrong:
+        detail = "; ".join(
+            f"{label}: {keys[:3]}{' …' if len(keys) > 3 else ''}"
+            for label, keys in (("missing", missing), ("unexpected", extra), ("wrong shape", wrong))
+            if keys
+        )
+        raise CheckpointError(
+            f"{path}: does not match the Med3D ResNet{_depth_hint(own)} encoder ({detail}); use the "
+            "MedicalNet file of the same depth with the default widths (64, 128, 256, 512)"
+        )
+    encoder.load_state_dict(state, strict=True)
+    logger.info("loaded %d encoder tensors from %s", len(state), path)
+    return len(state)
+
+
+def _depth_hint(own: dict[str, torch.Tensor]) -> str:
+    blocks = {k.split(".")[0] + "." + k.split(".")[1] for k in own if k.startswith("layer")}
+    return {4: "10", 8: "18", 16: "34"}.get(len(blocks), "?")
