@@ -1,0 +1,94 @@
+"""The outlier threshold T and the flags it gives (thesis eq. 3.4 and two alternatives).
+
+Rules, all fitted on the validation split's scores:
+
+- ``mean_std``: T = mean + k·std (eq. 3.4, k = 3; std with ``ddof = 0``, NumPy's default).
+- ``mad``: T = median + k·1.4826·MAD, a robust version that a few outliers in the validation
+  split cannot drag upwards (1.4826·MAD estimates std for normal data).
+- ``percentile``: T = the ``percentile``-th percentile (linear interpolation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+RULES = ("mean_std", "mad", "percentile")
+MAD_TO_STD = 1.4826
+MIN_VALIDATION_SCORES = 2
+
+
+@dataclass(frozen=True)
+class ThresholdRule:
+    """How T is derived from validation scores; stored with the run.
+
+    Attributes:
+        rule: ``mean_std`` | ``mad`` | ``percentile``.
+        k: Multiplier of std (``mean_std``) or scaled MAD (``mad``).
+        percentile: Percentile in (0, 100) for ``percentile``.
+    """
+
+    rule: str = "mean_std"
+    k: float = 3.0
+    percentile: float = 99.0
+
+    def __post_init__(self) -> None:
+        if self.rule not in RULES:
+            raise ValueError(f"threshold rule must be one of {', '.join(RULES)}, not {self.rule!r}")
+        if not np.isfinite(self.k) or self.k < 0:
+            raise ValueError(f"threshold k must be a finite number >= 0, not {self.k}")
+        if not 0 < self.percentile < 100:
+            raise ValueError(f"threshold percentile must lie in (0, 100), not {self.percentile}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON storage with the run."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ThresholdRule:
+        """Inverse of :meth:`to_dict`; unknown keys (extra run facts) are ignored."""
+        known = {k: data[k] for k in ("rule", "k", "percentile") if k in data}
+        return cls(**known)
+
+    def threshold(self, validation_scores: np.ndarray) -> float:
+        """T for these validation scores (NaNs ignored).
+
+        Raises:
+            ValueError: fewer than two finite validation scores.
+        """
+        values = _finite(validation_scores)
+        if self.rule == "mean_std":
+            return float(values.mean() + self.k * values.std())
+        if self.rule == "mad":
+            median = np.median(values)
+            mad = np.median(np.abs(values - median))
+            return float(median + self.k * MAD_TO_STD * mad)
+        return float(np.percentile(values, self.percentile))
+
+    def describe(self) -> str:
+        """Human-readable formula, e.g. ``mean + 3·std``."""
+        if self.rule == "mean_std":
+            return f"mean + {self.k:g}·std"
+        if self.rule == "mad":
+            return f"median + {self.k:g}·MAD"
+        return f"{self.percentile:g}th percentile"
+
+
+def flag(scores: np.ndarray, threshold: float) -> np.ndarray:
+    """Outlier flags: score strictly above T. A NaN score is never flagged."""
+    if not np.isfinite(threshold):
+        raise ValueError(f"threshold T must be a finite number, not {threshold}")
+    return np.asarray(scores, dtype=np.float64) > threshold
+
+
+def _finite(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64).ravel()
+    values = values[np.isfinite(values)]
+    if values.size < MIN_VALIDATION_SCORES:
+        raise ValueError(
+            f"a threshold needs at least {MIN_VALIDATION_SCORES} finite validation scores, got "
+            f"{values.size}; the run's validation split is empty or unscored — score it first"
+        )
+    return values
