@@ -1,0 +1,362 @@
+"""Read one DICOM series into an HU volume on a regular grid, or refuse it with a reason.
+
+The only module that decodes DICOM pixels. Uncompressed slices are decoded by pydicom;
+compressed transfer syntaxes (JPEG, JPEG-LS, JPEG 2000, RLE) by SimpleITK's GDCM.
+
+Reason codes (``InvalidSeriesError.reason``): ``not_ct``, ``secondary_capture``,
+``not_grayscale``, ``localizer``, ``multiframe``, ``no_geometry``, ``inconsistent_geometry``,
+``unreadable``, ``single_slice``, ``too_few_slices``, ``conflicting_slices``,
+``missing_slices``, ``implausible_hu``.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings as warnings_module
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pydicom
+from pydicom.uid import UID
+
+from ctae_core.errors import InvalidSeriesError
+from ctae_core.io import slice_geometry as geo
+from ctae_core.io.pixel_decoding import decode_hu
+from ctae_core.io.sources import ScanFacts
+from ctae_core.stats import check_plausible_hu
+from ctae_core.volume import Volume
+
+logger = logging.getLogger(__name__)
+
+MIN_SLICES = 8
+"""Fewer distinct slices than this make no volume worth scoring (3 mm of 1 mm slices...)."""
+
+CT_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.2.1"}
+SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
+LOCALIZER_TYPES = {"LOCALIZER", "SCOUT", "SURVIEW", "TOPOGRAM", "SCANOGRAM"}
+
+
+@dataclass
+class _Slice:
+    path: str
+    ds: pydicom.Dataset
+    position: np.ndarray
+    instance: int | None
+
+
+def read_dicom_series(files: Sequence[str], label: str = "") -> tuple[Volume, ScanFacts]:
+    """Read, validate and stack a DICOM series into HU on a regular slice grid.
+
+    Args:
+        files: Paths of the series' files (any order).
+        label: How to name the series in error messages (its relative path).
+
+    Returns:
+        The volume (float32 HU, clipped below at -1024, shape (Z, Y, X), direction columns =
+        row, column and stacking directions — not orthogonal when the gantry was tilted) and
+        the facts learned while reading.
+
+    Raises:
+        InvalidSeriesError: the series is not a usable CT volume; ``reason`` says why.
+    """
+    label = label or (files[0] if files else "<empty series>")
+    warnings: list[str] = []
+    datasets = _read_all(files, label, warnings)
+    slices = _image_slices(datasets, label, warnings)
+    orientation = _check_consistent(slices, label)
+    instances = _instance_numbers(slices)
+    positions = np.array([s.position for s in slices])
+    layout = geo.layout_slices(positions, orientation, instances)
+    sorted_slices = [slices[i] for i in layout.order]
+    planes, decoded = _decode_all(sorted_slices, label, warnings)
+    sorted_slices = [sorted_slices[i] for i in decoded]
+    offsets = layout.offsets_mm[decoded]
+    planes, offsets, kept, n_duplicates = _drop_duplicates(planes, offsets, label)
+    kept_slices = [sorted_slices[i] for i in kept]
+    _check_slice_count(len(planes), label)
+    hu, step_mm, n_missing = _regular_grid(planes, offsets, kept_slices, label, warnings)
+    check_plausible_hu(hu, label)
+    np.maximum(hu, -1024.0, out=hu)
+    volume = _volume(hu, step_mm, kept_slices[0], orientation, layout.step_direction)
+    facts = _facts(kept_slices[0].ds, volume, layout, n_missing, n_duplicates, warnings)
+    return volume, facts
+
+
+def _read_all(
+    files: Sequence[str], label: str, warnings: list[str]
+) -> list[tuple[str, pydicom.Dataset]]:
+    out = []
+    for path in files:
+        try:
+            with warnings_module.catch_warnings():  # bad values are judged below, not logged
+                warnings_module.simplefilter("ignore")
+                out.append((path, pydicom.dcmread(path, force=True)))
+        except Exception as err:  # a broken file is a missing slice, not a broken job
+            warnings.append(f"unreadable file skipped ({type(err).__name__})")
+    if not out:
+        raise InvalidSeriesError(f"{label}: no file of the series could be read", "unreadable")
+    return out
+
+
+def _image_slices(
+    datasets: list[tuple[str, pydicom.Dataset]], label: str, warnings: list[str]
+) -> list[_Slice]:
+    """Check modality and image kind; drop localizer images mixed into an axial series."""
+    first = datasets[0][1]
+    _check_modality(first, label, warnings)
+    _check_image_kind(first, label)
+    slices, n_localizers = [], 0
+    for path, ds in datasets:
+        if _is_localizer(ds):
+            n_localizers += 1
+            continue
+        if "ImagePositionPatient" not in ds or "ImageOrientationPatient" not in ds:
+            raise InvalidSeriesError(
+                f"{label}: {path} has no ImagePositionPatient/ImageOrientationPatient, so the "
+                "slices cannot be placed in space; export the series with its geometry",
+                "no_geometry",
+            )
+        instance = ds.get("InstanceNumber")
+        slices.append(
+            _Slice(
+                path,
+                ds,
+                np.array([float(v) for v in ds.ImagePositionPatient]),
+                int(instance) if instance not in (None, "") else None,
+            )
+        )
+    if not slices:
+        raise InvalidSeriesError(
+            f"{label}: a localizer (scout) series, not an axial volume; nothing to ingest",
+            "localizer",
+        )
+    if n_localizers:
+        warnings.append(f"{n_localizers} localizer image(s) dropped")
+    return slices
+
+
+def _check_modality(ds: pydicom.Dataset, label: str, warnings: list[str]) -> None:
+    modality = str(ds.get("Modality", "") or "").strip().upper()
+    sop_class = str(ds.get("SOPClassUID", ""))
+    if not modality:
+        if sop_class in CT_SOP_CLASSES:
+            warnings.append("Modality missing; CT by its SOP Class")
+            return
+        raise InvalidSeriesError(
+            f"{label}: Modality (0008,0060) is missing and the SOP Class is "
+            f"{UID(sop_class).name or sop_class}, not CT; only CT series are ingested",
+            "not_ct",
+        )
+    if modality != "CT":
+        raise InvalidSeriesError(
+            f"{label}: Modality is {modality}, not CT; only CT series are ingested", "not_ct"
+        )
+
+
+def _check_image_kind(ds: pydicom.Dataset, label: str) -> None:
+    sop_class = str(ds.get("SOPClassUID", ""))
+    if sop_class.startswith(SECONDARY_CAPTURE_PREFIX):
+        raise InvalidSeriesError(
+            f"{label}: Secondary Capture images (screenshots, reports), not an acquired CT volume",
+            "secondary_capture",
+        )
+    photometric = str(ds.get("PhotometricInterpretation", "")).upper()
+    if int(ds.get("SamplesPerPixel", 1)) != 1 or not photometric.startswith("MONOCHROME"):
+        raise InvalidSeriesError(
+            f"{label}: {photometric or 'non-monochrome'} images, not grayscale CT slices",
+            "not_grayscale",
+        )
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        raise InvalidSeriesError(
+            f"{label}: a multi-frame (enhanced) CT object; convert it to single-frame slices "
+            "first (e.g. with dcm2niix, then ingest the NIfTI)",
+            "multiframe",
+        )
+
+
+def _is_localizer(ds: pydicom.Dataset) -> bool:
+    image_type = {str(v).upper() for v in (ds.get("ImageType") or [])}
+    return bool(image_type & LOCALIZER_TYPES)
+
+
+def _check_consistent(slices: list[_Slice], label: str) -> np.ndarray:
+    """All slices share size, pixel spacing and orientation; returns the orientation (6,)."""
+    first = slices[0].ds
+    orientation = np.array([float(v) for v in first.ImageOrientationPatient])
+    for s in slices[1:]:
+        ds = s.ds
+        same_size = (ds.Rows, ds.Columns) == (first.Rows, first.Columns)
+        same_spacing = np.allclose(
+            [float(v) for v in ds.get("PixelSpacing", [1, 1])],
+            [float(v) for v in first.get("PixelSpacing", [1, 1])],
+            atol=1e-4,
+        )
+        same_orientation = np.allclose(
+            [float(v) for v in ds.ImageOrientationPatient], orientation, atol=1e-3
+        )
+        if not (same_size and same_spacing and same_orientation):
+            raise InvalidSeriesError(
+                f"{label}: slices differ in size, pixel spacing or orientation ({s.path}); "
+                "the series mixes several acquisitions — split it before ingesting",
+                "inconsistent_geometry",
+            )
+    return orientation
+
+
+def _instance_numbers(slices: list[_Slice]) -> np.ndarray | None:
+    values = [s.instance for s in slices]
+    if any(v is None for v in values) or len(set(values)) != len(values):
+        return None
+    return np.array(values)
+
+
+def _decode_all(
+    slices: list[_Slice], label: str, warnings: list[str]
+) -> tuple[np.ndarray, list[int]]:
+    """HU planes, float32 (N, Y, X), of the sorted slices that decode; and their indices.
+
+    A slice that cannot be decoded (truncated file) is left out and becomes a gap.
+    """
+    first = slices[0].ds
+    planes = np.empty((len(slices), int(first.Rows), int(first.Columns)), dtype=np.float32)
+    decoded: list[int] = []
+    last_error = ""
+    for k, s in enumerate(slices):
+        try:
+            planes[len(decoded)] = decode_hu(s.path, s.ds)
+        except Exception as err:  # one broken file is a gap, not a broken series
+            last_error = f"{type(err).__name__}: {err}"
+            continue
+        decoded.append(k)
+    if len(decoded) < len(slices):
+        warnings.append(f"{len(slices) - len(decoded)} undecodable slice(s) skipped")
+    if not decoded:
+        raise InvalidSeriesError(
+            f"{label}: no slice could be decoded ({last_error}); the files are truncated or "
+            "use a transfer syntax no installed decoder reads",
+            "unreadable",
+        )
+    return planes[: len(decoded)], decoded
+
+
+def _drop_duplicates(
+    planes: np.ndarray, offsets: np.ndarray, label: str
+) -> tuple[np.ndarray, np.ndarray, list[int], int]:
+    """Keep one of each run of slices at the same position, when their pixels agree."""
+    keep: list[int] = []
+    for group in geo.duplicate_groups(offsets):
+        for other in group[1:]:
+            if not np.array_equal(planes[group[0]], planes[other]):
+                raise InvalidSeriesError(
+                    f"{label}: two slices at the same position ({offsets[other]:.2f} mm) hold "
+                    "different pixels; the series mixes acquisitions — split it before "
+                    "ingesting",
+                    "conflicting_slices",
+                )
+        keep.append(group[0])
+    n_duplicates = len(offsets) - len(keep)
+    return planes[keep], offsets[keep], keep, n_duplicates
+
+
+def _check_slice_count(n_slices: int, label: str) -> None:
+    if n_slices == 1:
+        raise InvalidSeriesError(
+            f"{label}: a single slice is not a volume; nothing to ingest", "single_slice"
+        )
+    if n_slices < MIN_SLICES:
+        raise InvalidSeriesError(
+            f"{label}: only {n_slices} distinct slices; a volume needs at least {MIN_SLICES}",
+            "too_few_slices",
+        )
+
+
+def _regular_grid(
+    planes: np.ndarray,
+    offsets: np.ndarray,
+    slices: list[_Slice],
+    label: str,
+    warnings: list[str],
+) -> tuple[np.ndarray, float, int]:
+    """Planes on an even grid along the stacking direction; fills tolerated gaps."""
+    gaps = np.diff(offsets)
+    jumps = geo.monotone_instance_jumps(
+        None if any(s.instance is None for s in slices) else np.array([s.instance for s in slices])
+    )
+    missing = geo.missing_per_gap(gaps, jumps)
+    n_missing = int(missing.sum())
+    n_expected = len(planes) + n_missing
+    if n_missing > geo.missing_slice_limit(n_expected):
+        raise InvalidSeriesError(
+            f"{label}: {n_missing} of {n_expected} slices are missing (largest gap "
+            f"{gaps.max():.1f} mm); at most {geo.missing_slice_limit(n_expected)} are "
+            "interpolated — re-export the complete series",
+            "missing_slices",
+        )
+    step = float(np.median(gaps / (missing + 1)))
+    uneven = gaps.max() - gaps.min() > 0.01 * step
+    if not uneven:
+        return planes, float(gaps.mean()), 0
+    if n_missing:
+        warnings.append(f"{n_missing} missing slice(s) interpolated")
+    if np.any(missing == 0) and (gaps[missing == 0].max() / gaps[missing == 0].min() > 1.05):
+        warnings.append(
+            f"uneven slice gaps {gaps.min():.2f}..{gaps.max():.2f} mm resampled to {step:.2f} mm"
+        )
+    targets = geo.regular_offsets(offsets, step)
+    grid_step = float(targets[1] - targets[0])
+    return geo.interpolate_planes(planes, offsets, targets), grid_step, n_missing
+
+
+def _volume(
+    hu: np.ndarray, step_mm: float, first: _Slice, orientation: np.ndarray, step_dir: np.ndarray
+) -> Volume:
+    row, col = orientation[:3], orientation[3:6]
+    matrix = np.column_stack([row, col, step_dir])  # columns: x, y, z axis directions
+    spacing = [float(v) for v in first.ds.get("PixelSpacing", [1.0, 1.0])]
+    return Volume(
+        hu=hu,
+        spacing_zyx_mm=(step_mm, spacing[0], spacing[1]),
+        origin_xyz_mm=tuple(float(v) for v in first.position),
+        direction=tuple(float(v) for v in matrix.ravel()),
+    )
+
+
+def _facts(
+    ds: pydicom.Dataset,
+    volume: Volume,
+    layout: geo.SliceLayout,
+    n_missing: int,
+    n_duplicates: int,
+    warnings: list[str],
+) -> ScanFacts:
+    header_tilt = float(ds.get("GantryDetectorTilt", 0) or 0)
+    tilt = header_tilt if header_tilt else layout.tilt_deg
+    if tilt:
+        warnings.append(f"gantry tilt {tilt:.1f} deg corrected by resampling")
+    if n_duplicates:
+        warnings.append(f"{n_duplicates} duplicate slice(s) dropped")
+    thickness = ds.get("SliceThickness")
+    return ScanFacts(
+        manufacturer=_text(ds.get("Manufacturer")),
+        model=_text(ds.get("ManufacturerModelName")),
+        kernel=_text(ds.get("ConvolutionKernel")),
+        slice_thickness_mm=float(thickness) if thickness not in (None, "") else None,
+        orig_size_zyx=volume.shape,
+        orig_spacing_zyx_mm=tuple(float(v) for v in volume.spacing_zyx_mm),
+        orig_direction=volume.direction,
+        gantry_tilt_deg=float(tilt),
+        missing_slices=n_missing,
+        duplicate_slices=n_duplicates,
+        reversed_slices=layout.reversed_instances,
+        warnings=tuple(warnings),
+    )
+
+
+def _text(value: object) -> str | None:
+    """A device fact as text; multi-valued elements (e.g. Siemens kernels) joined by '\\'."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, pydicom.multival.MultiValue):
+        return "\\".join(str(v) for v in value)
+    return str(value).strip() or None

@@ -1,0 +1,93 @@
+"""Read NIfTI / MHA / NRRD volume files as HU volumes (SimpleITK), refusing non-HU data.
+
+Reason codes (``InvalidSeriesError.reason``): ``unreadable``, ``not_a_volume``, ``not_hu``,
+``implausible_hu``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ctae_core.errors import InvalidSeriesError
+from ctae_core.io.sources import ScanFacts
+from ctae_core.stats import check_plausible_hu
+from ctae_core.volume import Volume
+
+MIN_SLICES = 8
+
+
+def read_volume_file(path: str, label: str = "") -> tuple[Volume, ScanFacts]:
+    """Read a 3-D scalar volume file in HU (scl_slope / scl_inter applied by SimpleITK).
+
+    Args:
+        path: A ``.nii``, ``.nii.gz``, ``.mha``, ``.mhd``, ``.nrrd`` or ``.nhdr`` file.
+        label: How to name the file in error messages (its relative path).
+
+    Returns:
+        The volume as float32 HU clipped below at -1024 with the file's geometry in LPS,
+        and the facts learned (no device facts: volume files carry none).
+
+    Raises:
+        InvalidSeriesError: unreadable, not a 3-D scalar volume, or not in HU.
+    """
+    import SimpleITK as sitk
+
+    label = label or path
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as err:
+        first_line = str(err).strip().splitlines()[-1] if str(err).strip() else ""
+        raise InvalidSeriesError(
+            f"{label}: SimpleITK cannot read this file ({first_line}); is it complete?",
+            "unreadable",
+        ) from err
+    image = _as_3d_scalar(image, label)
+    _check_pixel_type(image, label)
+    hu = sitk.GetArrayFromImage(image).astype(np.float32, copy=False)
+    check_plausible_hu(hu, label)
+    np.maximum(hu, -1024.0, out=hu)
+    dx, dy, dz = image.GetSpacing()
+    volume = Volume(
+        hu=hu,
+        spacing_zyx_mm=(float(dz), float(dy), float(dx)),
+        origin_xyz_mm=tuple(float(v) for v in image.GetOrigin()),
+        direction=tuple(float(v) for v in image.GetDirection()),
+    )
+    facts = ScanFacts(
+        orig_size_zyx=volume.shape,
+        orig_spacing_zyx_mm=volume.spacing_zyx_mm,
+        orig_direction=volume.direction,
+    )
+    return volume, facts
+
+
+def _as_3d_scalar(image, label: str):
+    import SimpleITK as sitk
+
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InvalidSeriesError(
+            f"{label}: {image.GetNumberOfComponentsPerPixel()} components per voxel (colour or "
+            "vector image); a CT volume has one",
+            "not_a_volume",
+        )
+    size = image.GetSize()
+    if len(size) == 4 and size[3] == 1:
+        image = image[:, :, :, 0]
+        size = image.GetSize()
+    if len(size) != 3 or min(size) < 2 or size[2] < MIN_SLICES:
+        raise InvalidSeriesError(
+            f"{label}: size {size} is not a 3-D volume of at least {MIN_SLICES} slices",
+            "not_a_volume",
+        )
+    return sitk.Cast(image, image.GetPixelID())
+
+
+def _check_pixel_type(image, label: str) -> None:
+    import SimpleITK as sitk
+
+    if image.GetPixelID() in (sitk.sitkUInt8, sitk.sitkInt8):
+        raise InvalidSeriesError(
+            f"{label}: 8-bit voxels ({image.GetPixelIDTypeAsString()}) cannot hold Hounsfield "
+            "units (-1024..3071); this is display-scaled data — ingest the original CT in HU",
+            "not_hu",
+        )
