@@ -1,0 +1,176 @@
+"""How good the verdicts are, against planted ground truth (beyond the thesis, which had none).
+
+For each method's score: AUROC and average precision (overall and per outlier type),
+precision and recall at the threshold T, and the Spearman correlation of the score with pixel
+count among inliers (the thesis's size bias, Figs. 4.2 and 4.5). Two baselines score the same
+scans without any autoencoder: pixel statistics + IsolationForest, and HU-histogram features +
+Mahalanobis distance. Both are unsupervised: they are fitted on the scans the job names
+(the training split), never on the truth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+INLIER = "inlier"
+ALL_TYPES = "all"
+PIXEL_STAT_COLUMNS = ("hu_mean", "hu_std", "hu_min", "hu_max", "hu_p1", "hu_p99")
+
+
+@dataclass(frozen=True)
+class EvaluationRow:
+    """One method on one outlier type (or ``all``); NaN where a metric is undefined."""
+
+    method: str
+    outlier_type: str
+    n_inliers: int
+    n_outliers: int
+    auroc: float
+    average_precision: float
+    precision_at_t: float
+    recall_at_t: float
+    spearman_pixel_count: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict, column names as in the ``evaluations`` table."""
+        return asdict(self)
+
+
+def ranking_metrics(is_outlier: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
+    """(AUROC, average precision) of ``scores`` against true outliers; NaN with one class only."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    y = np.asarray(is_outlier, dtype=bool)
+    if y.all() or not y.any():
+        return float("nan"), float("nan")
+    s = np.asarray(scores, dtype=np.float64)
+    return float(roc_auc_score(y, s)), float(average_precision_score(y, s))
+
+
+def precision_recall_at(is_outlier: np.ndarray, flagged: np.ndarray) -> tuple[float, float]:
+    """(precision, recall) of the flags; precision is NaN when nothing is flagged."""
+    from sklearn.metrics import precision_score, recall_score
+
+    y = np.asarray(is_outlier, dtype=bool)
+    f = np.asarray(flagged, dtype=bool)
+    precision = float(precision_score(y, f, zero_division=np.nan))
+    recall = float(recall_score(y, f, zero_division=np.nan))
+    return precision, recall
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation; NaN for fewer than three pairs or a constant input."""
+    from scipy.stats import spearmanr
+
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.size < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(spearmanr(a, b).statistic)
+
+
+def evaluate_method(
+    method: str,
+    scores: np.ndarray,
+    truth: np.ndarray,
+    *,
+    threshold: float | None,
+    pixel_count: np.ndarray,
+) -> list[EvaluationRow]:
+    """All metrics of one score: one ``all`` row, then one row per outlier type.
+
+    Args:
+        method: Name stored with the rows (``mse_m``, ``isolation_forest``, ...).
+        scores: (N,) higher = more suspicious. NaN scores are left out.
+        truth: (N,) ``inlier`` or an outlier type name per scan.
+        threshold: T on this score (flag = score > T); None leaves precision/recall NaN.
+        pixel_count: (N,) voxels of each scan before padding.
+
+    Per-type rows compare that type's outliers against all inliers; the size-bias correlation
+    is the same inlier set for every row, so it is reported on the ``all`` row only.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    truth = np.asarray(truth, dtype=object)
+    keep = np.isfinite(scores)
+    scores, truth = scores[keep], truth[keep]
+    sizes = np.asarray(pixel_count, dtype=np.float64)[keep]
+    inliers = truth == INLIER
+    rows = [_row(method, ALL_TYPES, scores, ~inliers, threshold,
+                 spearman(scores[inliers], sizes[inliers]))]
+    for outlier_type in sorted(set(truth[~inliers])):
+        subset = inliers | (truth == outlier_type)
+        rows.append(_row(method, str(outlier_type), scores[subset], ~inliers[subset], threshold,
+                         float("nan")))
+    return rows
+
+
+def _row(method: str, outlier_type: str, scores: np.ndarray, is_outlier: np.ndarray,
+         threshold: float | None, rho: float) -> EvaluationRow:
+    auroc, ap = ranking_metrics(is_outlier, scores)
+    precision = recall = float("nan")
+    if threshold is not None and np.isfinite(threshold) and scores.size:
+        precision, recall = precision_recall_at(is_outlier, scores > threshold)
+    return EvaluationRow(method, outlier_type, int((~is_outlier).sum()), int(is_outlier.sum()),
+                         auroc, ap, precision, recall, rho)
+
+
+def pixel_stat_features(columns: Mapping[str, np.ndarray]) -> np.ndarray:
+    """(N, 9) pixel statistics per scan: HU mean/std/min/max/p1/p99, log pixel count, body and
+    metal fractions. ``columns`` maps the ``scans`` column names to (N,) arrays."""
+    pixels = np.asarray(columns["pixel_count"], dtype=np.float64)
+    if (pixels <= 0).any():
+        raise ValueError("pixel_count must be > 0 for every scan; re-ingest the scans with 0")
+    feats = [np.asarray(columns[name], dtype=np.float64) for name in PIXEL_STAT_COLUMNS]
+    feats += [np.log(pixels),
+              np.asarray(columns["body_voxels"], dtype=np.float64) / pixels,
+              np.asarray(columns["metal_voxels"], dtype=np.float64) / pixels]
+    return np.column_stack(feats)
+
+
+def histogram_features(histograms: np.ndarray) -> np.ndarray:
+    """HU histograms (N, B) of counts → (N, B) fractions of each scan's voxels."""
+    h = np.asarray(histograms, dtype=np.float64)
+    if h.ndim != 2:
+        raise ValueError(f"histograms must have shape (N, bins), got {h.shape}")
+    totals = h.sum(axis=1, keepdims=True)
+    if (totals <= 0).any():
+        raise ValueError("every HU histogram must hold at least one voxel; re-ingest empty scans")
+    return h / totals
+
+
+def isolation_forest_scores(features: np.ndarray, fit_rows: np.ndarray, *, seed: int = 0) -> np.ndarray:
+    """IsolationForest anomaly score per row (higher = more anomalous), fitted on ``fit_rows``."""
+    from sklearn.ensemble import IsolationForest
+
+    x = _standardised(features, fit_rows)
+    forest = IsolationForest(n_estimators=200, random_state=seed).fit(x[fit_rows])
+    return -forest.score_samples(x)
+
+
+def mahalanobis_scores(features: np.ndarray, fit_rows: np.ndarray) -> np.ndarray:
+    """Squared Mahalanobis distance per row to the ``fit_rows`` distribution (Ledoit–Wolf
+    shrunk covariance, so many collinear histogram bins stay invertible)."""
+    from sklearn.covariance import LedoitWolf
+
+    x = _standardised(features, fit_rows)
+    return LedoitWolf().fit(x[fit_rows]).mahalanobis(x)
+
+
+def _standardised(features: np.ndarray, fit_rows: np.ndarray) -> np.ndarray:
+    """Impute NaN with the fit rows' median, centre and scale by the fit rows; drop constant
+    columns (they carry no information and make covariances singular)."""
+    x = np.asarray(features, dtype=np.float64).copy()
+    fit_rows = np.asarray(fit_rows, dtype=bool)
+    if fit_rows.sum() < 2:
+        raise ValueError(f"a baseline needs at least 2 scans to fit on, got {int(fit_rows.sum())}")
+    medians = np.nanmedian(x[fit_rows], axis=0)
+    medians = np.where(np.isfinite(medians), medians, 0.0)
+    x = np.where(np.isfinite(x), x, medians)
+    mean, std = x[fit_rows].mean(axis=0), x[fit_rows].std(axis=0)
+    informative = std > 0
+    if not informative.any():
+        raise ValueError("every baseline feature is constant over the fit scans; nothing to score")
+    return (x[:, informative] - mean[informative]) / std[informative]

@@ -1,0 +1,98 @@
+"""Evaluation metrics equal scikit-learn's and hand computations on a fixed example."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+from sklearn.metrics import average_precision_score, precision_score, recall_score, roc_auc_score
+
+from ctae_core.evaluation import (
+    evaluate_method,
+    histogram_features,
+    isolation_forest_scores,
+    mahalanobis_scores,
+    pixel_stat_features,
+    precision_recall_at,
+    ranking_metrics,
+)
+
+TRUTH = np.array(["inlier", "metal", "inlier", "inlier", "fov", "inlier", "metal", "inlier"], dtype=object)
+SCORES = np.array([0.10, 0.90, 0.20, 0.55, 0.40, 0.15, 0.60, 0.30])
+PIXELS = np.array([100, 400, 300, 500, 200, 200, 100, 400])
+
+
+def test_overall_row_equals_sklearn():
+    rows = {r.outlier_type: r for r in evaluate_method("mse_m", SCORES, TRUTH, threshold=0.5,
+                                                       pixel_count=PIXELS)}
+    y = TRUTH != "inlier"
+    overall = rows["all"]
+    assert (overall.n_inliers, overall.n_outliers) == (5, 3)
+    assert overall.auroc == pytest.approx(roc_auc_score(y, SCORES))
+    assert overall.average_precision == pytest.approx(average_precision_score(y, SCORES))
+    assert overall.precision_at_t == pytest.approx(precision_score(y, SCORES > 0.5))  # 2 of 3
+    assert overall.recall_at_t == pytest.approx(recall_score(y, SCORES > 0.5))        # 2 of 3
+    assert overall.precision_at_t == pytest.approx(2 / 3)
+    inl = TRUTH == "inlier"
+    assert overall.spearman_pixel_count == pytest.approx(spearmanr(SCORES[inl], PIXELS[inl]).statistic)
+
+
+def test_per_type_rows_compare_one_type_against_inliers():
+    rows = {r.outlier_type: r for r in evaluate_method("mse_m", SCORES, TRUTH, threshold=0.5,
+                                                       pixel_count=PIXELS)}
+    assert sorted(rows) == ["all", "fov", "metal"]
+    keep = (TRUTH == "inlier") | (TRUTH == "metal")
+    y = TRUTH[keep] == "metal"
+    assert rows["metal"].auroc == pytest.approx(roc_auc_score(y, SCORES[keep]))  # = 1.0
+    assert rows["metal"].recall_at_t == 1.0
+    assert rows["fov"].auroc == pytest.approx(0.8)  # 0.40 beats 4 of 5 inliers
+    assert rows["fov"].recall_at_t == 0.0
+    assert np.isnan(rows["fov"].spearman_pixel_count)
+
+
+def test_nan_scores_are_left_out_and_no_threshold_leaves_nan():
+    scores = SCORES.copy()
+    scores[0] = np.nan
+    row = evaluate_method("mse", scores, TRUTH, threshold=None, pixel_count=PIXELS)[0]
+    assert row.n_inliers == 4 and np.isnan(row.precision_at_t) and np.isnan(row.recall_at_t)
+
+
+def test_undefined_metrics_are_nan():
+    assert all(np.isnan(ranking_metrics(np.zeros(4, bool), np.arange(4.0))))
+    precision, recall = precision_recall_at(np.array([True, False]), np.array([False, False]))
+    assert np.isnan(precision) and recall == 0.0
+
+
+def _stats(n, rng):
+    pixels = rng.randint(20_000, 40_000, n).astype(float)
+    return {
+        "pixel_count": pixels, "hu_mean": rng.normal(-400, 20, n), "hu_std": rng.normal(450, 10, n),
+        "hu_min": np.full(n, -1024.0), "hu_max": rng.normal(1200, 50, n),
+        "hu_p1": rng.normal(-1000, 5, n), "hu_p99": rng.normal(300, 20, n),
+        "body_voxels": pixels * 0.5, "metal_voxels": np.zeros(n),
+    }
+
+
+def test_isolation_forest_finds_the_metal_scan(rng):
+    stats = _stats(40, rng)
+    stats["hu_max"][5], stats["metal_voxels"][5] = 3071.0, 800.0
+    feats = pixel_stat_features(stats)
+    assert feats.shape == (40, 9)
+    scores = isolation_forest_scores(feats, np.arange(40) >= 10, seed=0)
+    assert int(np.argmax(scores)) == 5
+    np.testing.assert_array_equal(scores, isolation_forest_scores(feats, np.arange(40) >= 10, seed=0))
+
+
+def test_mahalanobis_finds_the_odd_histogram(rng):
+    hist = rng.poisson(200, size=(30, 12)).astype(float)
+    hist[3, 10] += 5000  # a mass of bright voxels
+    scores = mahalanobis_scores(histogram_features(hist), np.ones(30, bool))
+    assert int(np.argmax(scores)) == 3
+    assert histogram_features(hist).sum(axis=1) == pytest.approx(np.ones(30))
+
+
+def test_baselines_refuse_bad_inputs():
+    with pytest.raises(ValueError, match="at least one voxel"):
+        histogram_features(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="at least 2 scans"):
+        mahalanobis_scores(np.ones((3, 2)), np.array([True, False, False]))
