@@ -1,0 +1,1 @@
+"""The ctae triage dashboard (Streamlit + Plotly): explore, view, label and export."""

@@ -1,0 +1,91 @@
+"""Outlier explorer: scores against pixel count and HU (thesis Fig. 4.2–4.5), histograms of
+validation/test MSE_m with T (Fig. 4.7 / 4.8) and the flagged scans (Table 4.2)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import charts, data, state
+from dashboard.selection import selected_scan_ids
+
+st.title("Outlier explorer")
+run_id, scans = state.require_scores()
+run = data.run_info(state.catalog(), run_id) or {}
+threshold_score = run.get("threshold_score") or "mse_m"
+
+c1, c2, c3, c4 = st.columns(4)
+score = c1.selectbox(
+    "Score",
+    ["mse_m", "mse", "mse_region"],
+    key="explorer_score",
+    format_func=charts.AXIS_TITLES.get,
+)
+hu_axis = c2.selectbox(
+    "HU axis", ["hu_max", "hu_mean"], key="explorer_hu", format_func=charts.AXIS_TITLES.get
+)
+color_by = c3.selectbox("Colour by", list(charts.COLOR_COLUMNS), key="explorer_color")
+splits = c4.multiselect(
+    "Splits", ["train", "val", "test", "unseen"], key="explorer_splits", placeholder="all splits"
+)
+shown = scans[scans[score].notna()]
+if splits:
+    shown = shown[shown["split"].isin(splits)]
+threshold = run.get("threshold") if score == threshold_score else None
+st.caption(
+    f"{len(shown):,} scans shown · threshold T applies to {threshold_score}"
+    + ("" if threshold is not None else " (not the score on display, so no T line)")
+)
+
+left, right = st.columns(2)
+with left:
+    pixel_event = st.plotly_chart(
+        charts.score_scatter(shown, "pixel_count", score, color_by, threshold),
+        key="scatter_pixels",
+        on_select="rerun",
+        selection_mode=("points", "box", "lasso"),
+    )
+with right:
+    hu_event = st.plotly_chart(
+        charts.score_scatter(shown, hu_axis, score, color_by, threshold),
+        key="scatter_hu",
+        on_select="rerun",
+        selection_mode=("points", "box", "lasso"),
+    )
+
+st.plotly_chart(charts.split_histograms(scans, score, threshold), key="split_histograms")
+
+st.subheader("Flagged scans")
+flagged = scans[scans["is_outlier"].fillna(False).astype(bool)]
+table_cols = [
+    "scan_id",
+    "split",
+    "mse",
+    "mse_m",
+    "pixel_count",
+    "hu_max",
+    "hu_mean",
+    "cluster",
+    "label",
+    "causes",
+]
+table_event = st.dataframe(
+    flagged[table_cols],
+    hide_index=True,
+    width="stretch",
+    key="flagged_table",
+    on_select="rerun",
+    selection_mode="multi-row",
+)
+
+chosen = selected_scan_ids(pixel_event) + selected_scan_ids(hu_event)
+chosen += flagged["scan_id"].iloc[list(table_event["selection"]["rows"])].tolist()
+chosen = list(dict.fromkeys(chosen))
+if chosen:
+    st.success(
+        f"{len(chosen)} scans selected: {', '.join(chosen[:8])}" + (" …" if len(chosen) > 8 else "")
+    )
+    if st.button(f"Review the {len(chosen)} selected scans in the viewer", key="open_selection"):
+        state.select_scans(chosen)
+        st.switch_page("app_pages/viewer.py")
+else:
+    st.caption("Click, box- or lasso-select points (or table rows) to review them in the viewer.")

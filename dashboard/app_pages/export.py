@@ -1,0 +1,77 @@
+"""Export: filter the run's scans, see the live count, download CSV / TXT / Parquet; each
+export is logged. `ctae export` applies the same ExportFilter from the command line."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import data, state
+from data_catalog import CatalogBusyError
+from data_catalog.filters import FORMATS, LABEL_CHOICES, SPLITS, ExportFilter, filter_mask
+from data_catalog.review import CAUSE_TAGS
+
+st.title("Export a training list")
+run_id, scans = state.require_scores()
+catalog = state.catalog()
+
+c1, c2, c3 = st.columns(3)
+split = c1.multiselect("Split", SPLITS, key="ex_split", placeholder="any")
+flag = c2.selectbox("Flag", ["any", "outlier", "inlier"], key="ex_flag")
+label = c3.multiselect("Current label", LABEL_CHOICES, key="ex_label", placeholder="any")
+cause = c1.multiselect("Cause", CAUSE_TAGS, key="ex_cause", placeholder="any")
+clusters = sorted(int(c) for c in scans["cluster"].dropna().unique())
+cluster = c2.multiselect("Cluster", clusters, key="ex_cluster", placeholder="any")
+exclude = c3.toggle(
+    "Exclude outliers",
+    key="ex_exclude",
+    value=False,
+    help="Drop scans labelled outlier, and flagged scans nobody labelled inlier",
+)
+lo, hi = float(scans["score"].min()), float(scans["score"].max())
+score = c1.slider("Score range", lo, hi, (lo, hi), key="ex_score", format="%.4f")
+plo, phi = int(scans["pixel_count"].min()), int(scans["pixel_count"].max())
+pixels = c2.slider("Pixel-count range", plo, phi, (plo, phi), key="ex_pixels")
+fmt = c3.radio("Format", FORMATS, key="ex_format", horizontal=True)
+
+filt = ExportFilter(
+    split=tuple(split),
+    flag=None if flag == "any" else flag,
+    label=tuple(label),
+    cause=tuple(cause),
+    cluster=tuple(cluster),
+    score_min=score[0] if score[0] > lo else None,
+    score_max=score[1] if score[1] < hi else None,
+    pixel_count_min=pixels[0] if pixels[0] > plo else None,
+    pixel_count_max=pixels[1] if pixels[1] < phi else None,
+    exclude_outliers=exclude,
+)
+count = int(filter_mask(scans, filt).sum())
+st.metric("Scans matching", f"{count:,}", f"of {len(scans):,}", delta_color="off")
+
+who = state.reviewer()
+if st.button(
+    "Prepare the export file",
+    key="ex_prepare",
+    disabled=count == 0 or not who,
+    help=None if who else "Enter your name as Reviewer in the sidebar: exports are logged",
+):
+    try:
+        payload, rows = data.prepare_export(catalog, run_id, filt, fmt, who)
+        st.session_state["ex_payload"] = (payload, fmt, rows)
+    except CatalogBusyError:
+        st.warning("The catalog is busy (a job is writing); try again in a moment.")
+if not who:
+    st.caption("Enter your name as Reviewer in the sidebar: every export is logged.")
+if prepared := st.session_state.get("ex_payload"):
+    payload, pfmt, rows = prepared
+    st.download_button(
+        f"Download {rows:,} rows ({pfmt.upper()})",
+        payload,
+        key="ex_download",
+        file_name=f"ctae-{run_id}-export.{pfmt}",
+        on_click="ignore",
+        mime={"csv": "text/csv", "txt": "text/plain"}.get(pfmt, "application/octet-stream"),
+    )
+
+st.subheader("Export log")
+st.dataframe(data.export_log(catalog), hide_index=True, width="stretch")

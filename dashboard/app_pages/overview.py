@@ -1,0 +1,62 @@
+"""Overview: dataset size, ingest errors, runs, training curve, threshold, review counts."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import charts, data, state
+
+st.title("Overview")
+state.require_scans()
+catalog = state.catalog()
+counts = data.catalog_counts(catalog)
+
+left, mid, right = st.columns(3)
+left.metric("Scans", f"{counts['scans']:,}")
+mid.metric("Ingest errors", f"{counts['ingest_errors']:,}")
+right.metric("Runs", counts["runs"])
+
+errors = data.ingest_errors(catalog)
+if len(errors):
+    with st.expander(f"Ingest errors ({len(errors)}) by reason"):
+        st.dataframe(errors.groupby("reason").size().rename("inputs"), width="content")
+        st.dataframe(errors, hide_index=True, width="stretch")
+
+run_id = state.require_run()
+st.subheader("Runs")
+st.dataframe(data.run_table(catalog), hide_index=True, width="stretch")
+
+run = data.run_info(catalog, run_id) or {}
+st.subheader(f"Run `{run_id}`")
+if run.get("threshold") is None:
+    st.info(f"Run `{run_id}` has no threshold yet: run `ctae score --run {run_id}`.")
+else:
+    st.markdown(
+        f"Threshold rule **{run['threshold_rule']}** "
+        f"({run.get('threshold_params_json') or '{}'}) on **{run['threshold_score']}**: "
+        f"T = **{run['threshold']:.4g}**  ·  model input spacing {run.get('spacing_mm')} mm"
+    )
+summary = data.review_summary(catalog, run_id)
+cols = st.columns(4)
+cols[0].metric("Flagged (> T)", f"{summary['flagged']:,}")
+cols[1].metric(
+    "Reviewed scans",
+    f"{summary['reviewed']:,}",
+    f"{summary['flagged_reviewed']:,} of the flagged",
+    delta_color="off",
+)
+cols[2].metric("Labelled outliers", f"{summary['labelled_outliers']:,}")
+cols[3].metric("Disagreements", f"{summary['disagreements']:,}")
+
+history = data.train_curve(catalog, run_id)
+if len(history):
+    st.plotly_chart(charts.training_curve(history), key="training_curve")
+else:
+    st.caption("No training history recorded for this run.")
+
+evaluation = data.evaluations(catalog, run_id)
+if len(evaluation):
+    st.subheader("Evaluation against ground truth")
+    st.dataframe(evaluation, hide_index=True, width="stretch")
+else:
+    st.caption(f"No evaluation yet: `ctae evaluate --run {run_id} --truth ground_truth.csv`.")

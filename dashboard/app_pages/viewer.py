@@ -1,0 +1,66 @@
+"""Scan viewer and review: three planes of the original, reconstruction and |error| overlay,
+HU windows, the scan's HU histogram against the dataset's, facts, and the label form."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import charts, data, review_queue, state
+from dashboard.render import ViewSettings
+from dashboard.viewer_parts import label_form, scan_facts, show_planes, window_controls
+
+st.title("Scan viewer and review")
+run_id, scans = state.require_scores()
+catalog = state.catalog()
+run = data.run_info(catalog, run_id) or {}
+
+if flash := st.session_state.pop("viewer_flash", None):
+    st.success(flash)
+if state.QUEUE_SOURCE not in st.session_state:
+    st.session_state[state.QUEUE_SOURCE] = review_queue.FLAGGED_FIRST
+source = st.radio("Review queue", review_queue.SOURCES, key=state.QUEUE_SOURCE, horizontal=True)
+queue = review_queue.build_queue(scans, source, state.selection())
+if not queue:
+    st.info(
+        "The selection is empty: select scans on the Outlier explorer or Feature space "
+        "page, or switch to the flagged queue."
+    )
+    st.stop()
+pos = min(max(int(st.session_state.get(state.QUEUE_POS, 0)), 0), len(queue) - 1)
+st.session_state[state.QUEUE_POS] = pos
+
+
+def _step(delta: int) -> None:
+    st.session_state[state.QUEUE_POS] = min(max(pos + delta, 0), len(queue) - 1)
+
+
+reviewed, total = review_queue.queue_progress(scans, queue, source)
+nav = st.columns([1, 1, 4])
+nav[0].button("← Previous", on_click=_step, args=(-1,), disabled=pos == 0, key="prev")
+nav[1].button("Next →", on_click=_step, args=(1,), disabled=pos == len(queue) - 1, key="next")
+nav[2].progress(
+    reviewed / total if total else 0.0,
+    text=f"Scan {pos + 1:,} of {len(queue):,} · reviewed {reviewed:,} of {total:,}",
+)
+
+scan = scans[scans["scan_id"] == queue[pos]].iloc[0]
+st.subheader(f"Scan `{scan['scan_id']}`")
+view: ViewSettings = window_controls()
+show_planes(scan, run, view)
+
+left, right = st.columns([3, 2])
+with left:
+    st.plotly_chart(
+        charts.hu_histogram(
+            data.scan_hu_histogram(catalog, scan["scan_id"]), data.dataset_hu_histogram(catalog)
+        ),
+        key="hu_hist",
+    )
+with right:
+    st.dataframe(scan_facts(scan), width="stretch", key="facts")
+
+label_form(scan, run_id, advance=lambda: _step(1))
+history = data.label_history(catalog, scan["scan_id"])
+if len(history):
+    st.caption("Label history (newest first)")
+    st.dataframe(history, hide_index=True, width="stretch")

@@ -1,0 +1,264 @@
+"""Pure DataFrame → Plotly figure builders (no Streamlit), testable on their own.
+
+Scatters use ``Scattergl`` (WebGL) so 100k scans stay smooth; each point's ``customdata``
+holds its ``scan_id`` so that a selection can be mapped back to scans.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from dashboard import slices
+
+AXIS_TITLES = {
+    "pixel_count": "pixel count (voxels at the stored spacing)",
+    "hu_max": "max HU",
+    "hu_mean": "mean HU",
+    "mse": "MSE",
+    "mse_m": "MSE_m (body-masked)",
+    "mse_region": "MSE over the scan's region",
+    "score": "score",
+    "umap_x": "UMAP 1",
+    "umap_y": "UMAP 2",
+}
+COLOR_COLUMNS = {"flag": "flag", "label": "label", "cluster": "cluster"}
+_PALETTE = {
+    "flagged": "#d62728",
+    "not flagged": "#1f77b4",
+    "unscored": "#999999",
+    "outlier": "#d62728",
+    "inlier": "#2ca02c",
+    "unsure": "#ff7f0e",
+    "unlabeled": "#9ab",
+}
+
+
+def category_of(scans: pd.DataFrame, color_by: str) -> pd.Series:
+    """The category each scan is coloured by: flag, current label, or DBSCAN cluster."""
+    if color_by == "flag":
+        flag = scans["is_outlier"]
+        return pd.Series(
+            np.where(
+                flag.isna(),
+                "unscored",
+                np.where(flag.fillna(False).astype(bool), "flagged", "not flagged"),
+            ),
+            index=scans.index,
+        )
+    if color_by == "label":
+        return scans["label"].fillna("unlabeled").astype(str)
+    if color_by == "cluster":
+        return scans["cluster"].map(lambda c: "none" if pd.isna(c) else f"cluster {int(c)}")
+    raise ValueError(f"colour by {color_by!r} must be one of {list(COLOR_COLUMNS)}")
+
+
+def _hover(x: str, y: str) -> str:
+    return (
+        "<b>%{customdata[0]}</b><br>"
+        + f"{AXIS_TITLES.get(x, x)}: %{{x:.4g}}<br>"
+        + f"{AXIS_TITLES.get(y, y)}: %{{y:.4g}}<br>split %{{customdata[1]}} · "
+        "label %{customdata[2]}<extra></extra>"
+    )
+
+
+def categorical_scatter(
+    scans: pd.DataFrame, x: str, y: str, color_by: str, title: str = ""
+) -> go.Figure:
+    """WebGL scatter of ``y`` against ``x`` with one trace per colour category."""
+    fig = go.Figure()
+    categories = category_of(scans, color_by)
+    custom = np.stack(
+        [
+            scans["scan_id"].astype(str).to_numpy(),
+            scans["split"].fillna("-").astype(str).to_numpy(),
+            scans["label"].fillna("-").astype(str).to_numpy(),
+        ],
+        axis=1,
+    )
+    for name in sorted(categories.unique()):
+        rows = (categories == name).to_numpy()
+        fig.add_trace(
+            go.Scattergl(
+                x=scans[x].to_numpy()[rows],
+                y=scans[y].to_numpy()[rows],
+                mode="markers",
+                name=name,
+                customdata=custom[rows],
+                hovertemplate=_hover(x, y),
+                marker={"size": 5, "opacity": 0.75, "color": _PALETTE.get(name)},
+            )
+        )
+    fig.update_layout(
+        title=title,
+        xaxis_title=AXIS_TITLES.get(x, x),
+        yaxis_title=AXIS_TITLES.get(y, y),
+        legend_title=color_by,
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        height=420,
+    )
+    return fig
+
+
+def score_scatter(
+    scans: pd.DataFrame, x: str, y: str, color_by: str, threshold: float | None
+) -> go.Figure:
+    """Score against a scan fact (thesis Fig. 4.2–4.5) with the threshold T as a dashed line."""
+    fig = categorical_scatter(scans, x, y, color_by)
+    if threshold is not None:
+        fig.add_hline(
+            y=threshold,
+            line_dash="dash",
+            line_color="black",
+            annotation_text=f"T = {threshold:.4g}",
+        )
+    return fig
+
+
+def continuous_scatter(scans: pd.DataFrame, x: str, y: str, color: str) -> go.Figure:
+    """WebGL scatter coloured by a numeric column (e.g. UMAP coloured by pixel count)."""
+    custom = np.stack(
+        [
+            scans["scan_id"].astype(str).to_numpy(),
+            scans["split"].fillna("-").astype(str).to_numpy(),
+            scans["label"].fillna("-").astype(str).to_numpy(),
+        ],
+        axis=1,
+    )
+    fig = go.Figure(
+        go.Scattergl(
+            x=scans[x].to_numpy(),
+            y=scans[y].to_numpy(),
+            mode="markers",
+            name=color,
+            customdata=custom,
+            hovertemplate=_hover(x, y),
+            marker={
+                "size": 5,
+                "color": scans[color].to_numpy(),
+                "colorscale": "Viridis",
+                "showscale": True,
+                "colorbar": {"title": AXIS_TITLES.get(color, color)},
+            },
+        )
+    )
+    fig.update_layout(
+        xaxis_title=AXIS_TITLES[x],
+        yaxis_title=AXIS_TITLES[y],
+        height=460,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+    )
+    return fig
+
+
+def mark_flagged(fig: go.Figure, scans: pd.DataFrame, x: str, y: str) -> go.Figure:
+    """Add the flagged scans as open black crosses on top of a scatter."""
+    flagged = scans[scans["is_outlier"].fillna(False).astype(bool)]
+    fig.add_trace(
+        go.Scattergl(
+            x=flagged[x].to_numpy(),
+            y=flagged[y].to_numpy(),
+            mode="markers",
+            name="flagged (> T)",
+            customdata=flagged[["scan_id"]].to_numpy(),
+            hovertemplate="%{customdata[0]}<extra></extra>",
+            marker={"symbol": "x-open", "size": 9, "color": "black"},
+        )
+    )
+    return fig
+
+
+def split_histograms(
+    scans: pd.DataFrame, column: str, threshold: float | None, splits=("val", "test")
+) -> go.Figure:
+    """Overlaid histograms of a score per split with T (thesis Fig. 4.7 / 4.8)."""
+    fig = go.Figure()
+    for split in splits:
+        values = scans.loc[scans["split"] == split, column].dropna().to_numpy()
+        fig.add_trace(
+            go.Histogram(x=values, name=f"{split} (n={len(values)})", opacity=0.6, nbinsx=60)
+        )
+    if threshold is not None:
+        fig.add_vline(x=threshold, line_dash="dash", annotation_text=f"T = {threshold:.4g}")
+    fig.update_layout(
+        barmode="overlay",
+        xaxis_title=AXIS_TITLES.get(column, column),
+        yaxis_title="scans",
+        height=340,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+    )
+    return fig
+
+
+def cluster_histograms(scans: pd.DataFrame, column: str, clusters: pd.Series) -> go.Figure:
+    """Overlaid histograms of ``column`` per cluster (thesis Fig. 4.21 / 4.22)."""
+    fig = go.Figure()
+    for cluster in sorted(clusters.dropna().unique()):
+        values = scans.loc[(clusters == cluster).to_numpy(), column].dropna().to_numpy()
+        name = "noise" if cluster == -1 else f"cluster {int(cluster)}"
+        fig.add_trace(
+            go.Histogram(
+                x=values,
+                name=f"{name} (n={len(values)})",
+                opacity=0.6,
+                histnorm="probability",
+                nbinsx=40,
+            )
+        )
+    fig.update_layout(
+        barmode="overlay",
+        xaxis_title=AXIS_TITLES.get(column, column),
+        yaxis_title="fraction of cluster",
+        height=320,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+    )
+    return fig
+
+
+def training_curve(history: pd.DataFrame) -> go.Figure:
+    """Training and validation loss per epoch."""
+    fig = go.Figure()
+    for column, name in (("train_loss", "train"), ("val_loss", "validation")):
+        fig.add_trace(go.Scatter(x=history["epoch"], y=history[column], mode="lines", name=name))
+    fig.update_layout(
+        xaxis_title="epoch",
+        yaxis_title="loss (MSE)",
+        height=300,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+    )
+    return fig
+
+
+def hu_histogram(scan_counts: list[int] | None, dataset_counts: list[int]) -> go.Figure:
+    """The scan's HU histogram against the dataset's, as fractions (thesis Fig. 4.9 / 4.10)."""
+    centres = (slices.HU_HISTOGRAM_EDGES[:-1] + slices.HU_HISTOGRAM_EDGES[1:]) / 2
+    fig = go.Figure()
+    if dataset_counts:
+        fig.add_trace(
+            go.Scatter(
+                x=centres,
+                y=slices.histogram_fractions(dataset_counts),
+                mode="lines",
+                name="dataset",
+                line={"color": "#1f77b4"},
+            )
+        )
+    if scan_counts is not None:
+        fig.add_trace(
+            go.Scatter(
+                x=centres,
+                y=slices.histogram_fractions(scan_counts),
+                mode="lines",
+                name="this scan",
+                line={"color": "#d62728"},
+            )
+        )
+    fig.update_layout(
+        xaxis_title="HU",
+        yaxis_title="fraction of voxels",
+        yaxis_type="log",
+        height=300,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+    )
+    return fig

@@ -1,0 +1,175 @@
+"""Pieces of the viewer page: window controls, the plane images, scan facts, the label form."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import data, slices, state
+from dashboard.render import ViewSettings, render_views
+from data_catalog import CatalogBusyError
+from data_catalog.review import CAUSE_TAGS, VERDICTS
+
+FACTS = [
+    "scan_id",
+    "split",
+    "mse",
+    "mse_m",
+    "mse_region",
+    "score",
+    "is_outlier",
+    "cluster",
+    "pixel_count",
+    "size_z",
+    "size_y",
+    "size_x",
+    "spacing_mm",
+    "hu_mean",
+    "hu_min",
+    "hu_max",
+    "manufacturer",
+    "kernel",
+    "series_uid",
+    "source_path",
+    "label",
+    "causes",
+]
+
+
+def window_controls() -> ViewSettings:
+    """Window preset (or custom width/level), overlay opacity and |error| colour range."""
+    cols = st.columns(5)
+    preset = cols[0].selectbox("Window", [*slices.WINDOW_PRESETS, "custom"], key="window")
+    width, level = slices.WINDOW_PRESETS.get(preset, (400.0, 40.0))
+    if preset == "custom":
+        width = cols[1].number_input("Width (HU)", 1.0, 6000.0, 400.0, 50.0, key="win_w")
+        level = cols[2].number_input("Level (HU)", -1200.0, 3000.0, 40.0, 10.0, key="win_l")
+    opacity = cols[3].slider("Error overlay opacity", 0.0, 1.0, 0.4, 0.05, key="opacity")
+    error_max = cols[4].slider("|error| at full colour (HU)", 50, 2000, 300, 50, key="err_max")
+    return ViewSettings(float(width), float(level), float(opacity), float(error_max))
+
+
+def _load(path: Any, what: str):
+    if not isinstance(path, str) or not path:
+        return None
+    try:
+        return data.volume(path)
+    except FileNotFoundError as err:
+        st.warning(f"{what}: {err}")
+        return None
+
+
+def show_planes(scan: pd.Series, run: dict[str, Any], view: ViewSettings) -> None:
+    """Slice sliders and the axial / coronal / sagittal images of one scan."""
+    volume = _load(scan["volume_path"], "Original")
+    if volume is None:
+        st.stop()
+    recon = _load(scan["recon_path"], "Reconstruction")
+    error = _load(scan["error_path"], "|error|")
+    sliders = st.columns(3)
+    indices = tuple(
+        sliders[axis].slider(
+            f"{plane} slice",
+            0,
+            volume.shape[axis] - 1,
+            volume.shape[axis] // 2,
+            key=f"slice_{plane}_{scan['scan_id']}",
+        )
+        for axis, plane in enumerate(slices.PLANES)
+    )
+    scan_mm, run_mm = float(scan["spacing_mm"]), float(run.get("spacing_mm") or scan["spacing_mm"])
+    images = render_views(
+        volume,
+        indices,
+        view,
+        recon=recon,
+        error=error,
+        scan_spacing_mm=scan_mm,
+        run_spacing_mm=run_mm,
+    )
+    cols = st.columns(3)
+    for col, plane in zip(cols, slices.PLANES, strict=True):
+        col.image(
+            images[plane].original,
+            caption=f"{plane} · original"
+            + (" + |error|" if error is not None and view.opacity > 0 else ""),
+            width="stretch",
+        )
+        if images[plane].reconstruction is not None:
+            col.image(
+                images[plane].reconstruction, caption=f"{plane} · reconstruction", width="stretch"
+            )
+        if images[plane].error is not None:
+            col.image(images[plane].error, caption=f"{plane} · |error|", width="stretch")
+    if recon is None and error is None:
+        st.caption(
+            "No reconstruction or |error| volume is stored for this scan (score keeps "
+            "them for flagged scans by default: `ctae score --keep-volumes all`)."
+        )
+    elif run_mm != scan_mm:
+        st.caption(
+            f"Reconstruction and |error| are on the run's {run_mm:g} mm grid (original "
+            f"{scan_mm:g} mm); slices are matched by physical position."
+        )
+
+
+def scan_facts(scan: pd.Series) -> pd.DataFrame:
+    """The scan's facts as a two-column table."""
+    facts = scan.reindex(FACTS)
+    return pd.DataFrame(
+        {
+            "fact": facts.index,
+            "value": facts.map(
+                lambda v: (
+                    ""
+                    if v is None or (isinstance(v, float) and pd.isna(v))
+                    else (f"{v:.5g}" if isinstance(v, float) else str(v))
+                )
+            ).to_numpy(),
+        }
+    )
+
+
+def label_form(scan: pd.Series, run_id: str, advance: Callable[[], None]) -> None:
+    """Verdict buttons, cause tags and note; saved to the catalog with the reviewer's name."""
+    scan_id = scan["scan_id"]
+    with st.form(key=f"label_form_{scan_id}", border=True):
+        st.markdown(f"**Your verdict on `{scan_id}`**")
+        causes = st.multiselect("Cause tags", CAUSE_TAGS, key=f"causes_{scan_id}")
+        note = st.text_area("Note", key=f"note_{scan_id}", height=68)
+        buttons = st.columns(len(VERDICTS))
+        clicked = [
+            b.form_submit_button(v.capitalize(), key=f"verdict_{v}")
+            for b, v in zip(buttons, VERDICTS, strict=True)
+        ]
+    verdict = next((v for v, c in zip(VERDICTS, clicked, strict=True) if c), None)
+    if verdict is None:
+        return
+    if not state.reviewer():
+        st.warning("Enter your name as Reviewer in the sidebar first; the label is kept here.")
+        return
+    try:
+        data.save_label(
+            state.catalog(),
+            scan_id=scan_id,
+            reviewer=state.reviewer(),
+            verdict=verdict,
+            causes=causes,
+            note=note,
+            run_id=run_id,
+        )
+    except CatalogBusyError:
+        st.warning(
+            "The catalog is busy (a job is writing). Your label is kept in the form: "
+            "press the button again in a moment."
+        )
+        return
+    except ValueError as err:
+        st.warning(str(err))
+        return
+    st.session_state["viewer_flash"] = f"Saved: {scan_id} → {verdict} by {state.reviewer()}"
+    advance()
+    st.rerun()
