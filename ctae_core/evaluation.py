@@ -160,8 +160,9 @@ def mahalanobis_scores(features: np.ndarray, fit_rows: np.ndarray) -> np.ndarray
 
 
 def _standardised(features: np.ndarray, fit_rows: np.ndarray) -> np.ndarray:
-    """Impute NaN with the fit rows' median, centre and scale by the fit rows; drop constant
-    columns (they carry no information and make covariances singular)."""
+    """Impute NaN with the fit rows' median, centre and scale by the fit rows. A column that is
+    constant over the fit rows (e.g. no metal in any training scan) keeps unit scale, so a scan
+    that departs from that constant still stands out."""
     x = np.asarray(features, dtype=np.float64).copy()
     fit_rows = np.asarray(fit_rows, dtype=bool)
     if fit_rows.sum() < 2:
@@ -170,7 +171,4 @@ def _standardised(features: np.ndarray, fit_rows: np.ndarray) -> np.ndarray:
     medians = np.where(np.isfinite(medians), medians, 0.0)
     x = np.where(np.isfinite(x), x, medians)
     mean, std = x[fit_rows].mean(axis=0), x[fit_rows].std(axis=0)
-    informative = std > 0
-    if not informative.any():
-        raise ValueError("every baseline feature is constant over the fit scans; nothing to score")
-    return (x[:, informative] - mean[informative]) / std[informative]
+    return (x - mean) / np.where(std > 0, std, 1.0)
