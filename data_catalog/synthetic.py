@@ -121,7 +121,10 @@ def _scans_table(spec, rng, n, metal, paths, hists) -> pa.Table:
     return pa.table(
         {
             "scan_id": ids,
-            "source_path": np.char.add("patient", np.char.zfill((idx // 2).astype(str), 6)),
+            "source_path": np.char.add(
+                np.char.add("patient", np.char.zfill((idx // 2).astype(str), 6)),
+                np.char.add("/series", (idx % 2).astype(str)),
+            ),
             "series_uid": np.char.add("1.2.826.0.1.3680043.8.498.", (idx + 1).astype(str)),
             "size_z": size_z.astype(np.int32),
             "size_y": size_yx.astype(np.int32),

@@ -1,0 +1,77 @@
+"""`ctae dashboard`: serve the triage dashboard (Streamlit) on one catalog."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from data_catalog.settings import CATALOG_ENV, STORE_ENV
+from jobs.options import CatalogOption, StoreOption, settings_from
+
+logger = logging.getLogger(__name__)
+
+APP_PATH = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
+
+
+def streamlit_command(port: int, host: str, open_browser: bool) -> list[str]:
+    """The `streamlit run` command line that serves dashboard/app.py."""
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP_PATH),
+        "--server.port",
+        str(port),
+        "--server.address",
+        host,
+        "--server.headless",
+        "false" if open_browser else "true",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+
+
+def dashboard(
+    catalog: CatalogOption = None,
+    store: StoreOption = None,
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8501,
+    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 serves your team.")] = (
+        "127.0.0.1"
+    ),
+    no_browser: Annotated[
+        bool, typer.Option("--no-browser", help="Do not open a browser (servers, CI).")
+    ] = False,
+) -> None:
+    """Start the triage dashboard on the catalog; Ctrl+C stops it."""
+    if not 1 <= port <= 65535:
+        raise typer.BadParameter(f"--port {port} must be between 1 and 65535")
+    settings = settings_from(catalog, store)
+    if not settings.catalog_path.exists():
+        logger.warning(
+            "catalog %s does not exist yet; the dashboard will say which job to run",
+            settings.catalog_path,
+        )
+    env = {
+        **os.environ,
+        CATALOG_ENV: str(settings.catalog_path),
+        STORE_ENV: str(settings.store_dir),
+    }
+    typer.echo(f"ctae dashboard on http://{host}:{port}/  catalog {settings.catalog_path}")
+    try:
+        result = subprocess.run(streamlit_command(port, host, not no_browser), env=env, check=False)
+    except KeyboardInterrupt:
+        return
+    if result.returncode not in (0, -2, 130):
+        raise typer.Exit(result.returncode)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `ctae dashboard` to the CLI."""
+    app.command("dashboard")(dashboard)
