@@ -12,7 +12,6 @@ Reason codes (``InvalidSeriesError.reason``): ``not_ct``, ``secondary_capture``,
 from __future__ import annotations
 
 import logging
-import warnings as warnings_module
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,7 +22,7 @@ from pydicom.uid import UID
 from ctae_core.errors import InvalidSeriesError
 from ctae_core.io import slice_geometry as geo
 from ctae_core.io.pixel_decoding import decode_hu
-from ctae_core.io.sources import ScanFacts
+from ctae_core.io.sources import ScanFacts, quiet_pydicom
 from ctae_core.stats import check_plausible_hu
 from ctae_core.volume import Volume
 
@@ -61,6 +60,11 @@ def read_dicom_series(files: Sequence[str], label: str = "") -> tuple[Volume, Sc
         InvalidSeriesError: the series is not a usable CT volume; ``reason`` says why.
     """
     label = label or (files[0] if files else "<empty series>")
+    with quiet_pydicom():  # values are read lazily; bad ones are judged here, not logged
+        return _read_series(files, label)
+
+
+def _read_series(files: Sequence[str], label: str) -> tuple[Volume, ScanFacts]:
     warnings: list[str] = []
     datasets = _read_all(files, label, warnings)
     slices = _image_slices(datasets, label, warnings)
@@ -89,9 +93,7 @@ def _read_all(
     out = []
     for path in files:
         try:
-            with warnings_module.catch_warnings():  # bad values are judged below, not logged
-                warnings_module.simplefilter("ignore")
-                out.append((path, pydicom.dcmread(path, force=True)))
+            out.append((path, pydicom.dcmread(path, force=True)))
         except Exception as err:  # a broken file is a missing slice, not a broken job
             warnings.append(f"unreadable file skipped ({type(err).__name__})")
     if not out:

@@ -12,10 +12,13 @@ import logging
 import os
 import warnings
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pydicom
+import pydicom.config
 from pydicom.errors import InvalidDicomError
 
 logger = logging.getLogger(__name__)
@@ -105,27 +108,31 @@ def discover_sources(roots: list[Path]) -> Discovery:
         FileNotFoundError: a root does not exist.
     """
     found = Discovery()
-    for root in roots:
-        root = Path(root).resolve()
-        if not root.exists():
-            raise FileNotFoundError(f"{root}: source folder does not exist; check the path")
-        if root.is_file():
-            _discover_file_root(root, found)
-            continue
-        groups: dict[str, list[tuple[Path, pydicom.Dataset]]] = defaultdict(list)
-        for path in _walk_files(root):
-            kind = volume_kind(path)
-            if kind is not None:
-                found.sources.append(_volume_source(root, path, kind))
-                continue
-            header, why = _read_header(path)
-            if header is None:
-                found.skipped_files[why] += 1
-                continue
-            groups[_group_key(path, header)].append((path, header))
-        found.sources.extend(_dicom_source(root, key, members) for key, members in groups.items())
+    with quiet_pydicom():  # header values are judged by the reader, not logged here
+        for root in roots:
+            _discover_root(Path(root).resolve(), found)
     found.sources.sort(key=lambda s: (s.source_root, s.source_path, s.group_key))
     return found
+
+
+def _discover_root(root: Path, found: Discovery) -> None:
+    if not root.exists():
+        raise FileNotFoundError(f"{root}: source folder does not exist; check the path")
+    if root.is_file():
+        _discover_file_root(root, found)
+        return
+    groups: dict[str, list[tuple[Path, pydicom.Dataset]]] = defaultdict(list)
+    for path in _walk_files(root):
+        kind = volume_kind(path)
+        if kind is not None:
+            found.sources.append(_volume_source(root, path, kind))
+            continue
+        header, why = _read_header(path)
+        if header is None:
+            found.skipped_files[why] += 1
+            continue
+        groups[_group_key(path, header)].append((path, header))
+    found.sources.extend(_dicom_source(root, key, members) for key, members in groups.items())
 
 
 def volume_kind(path: Path) -> str | None:
@@ -144,6 +151,19 @@ def fingerprint_files(paths: list[Path], root: Path) -> str:
         stat = path.stat()
         digest.update(f"{path.relative_to(root)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
+
+
+@contextmanager
+def quiet_pydicom() -> Iterator[None]:
+    """Read without pydicom's per-value validation warnings; the readers judge values."""
+    previous = pydicom.config.settings.reading_validation_mode
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        pydicom.config.settings.reading_validation_mode = previous
 
 
 def _discover_file_root(path: Path, found: Discovery) -> None:
@@ -179,11 +199,9 @@ def _read_header(path: Path) -> tuple[pydicom.Dataset | None, str]:
     if not has_preamble and start[:2] not in (b"\x08\x00", b"\x02\x00"):
         return None, "not_dicom"
     try:
-        with warnings.catch_warnings():  # invalid values are judged by the reader, not here
-            warnings.simplefilter("ignore")
-            header = pydicom.dcmread(
-                path, stop_before_pixels=True, specific_tags=_HEADER_TAGS, force=not has_preamble
-            )
+        header = pydicom.dcmread(
+            path, stop_before_pixels=True, specific_tags=_HEADER_TAGS, force=not has_preamble
+        )
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError):
         return None, "unreadable"
     sop_class = str(header.get("SOPClassUID", ""))

@@ -1,0 +1,163 @@
+"""The ``scans`` and ``ingest_errors`` tables: typed writes and reads for ingestion.
+
+Writers pass whole batches; each call is one transaction, so a killed job leaves either the
+batch or nothing. Rows are keyed by ``scan_id`` / ``source_key``, so re-running a batch
+replaces rows instead of duplicating them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import astuple, dataclass, fields
+
+import duckdb
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class ScanRecord:
+    """One row of ``scans`` (see schema.py for each column's meaning). No patient facts."""
+
+    scan_id: str
+    source_kind: str
+    source_root: str
+    source_path: str
+    series_uid: str | None
+    fingerprint: str
+    content_hash: str
+    manufacturer: str | None
+    model: str | None
+    kernel: str | None
+    slice_thickness_mm: float | None
+    orig_size_z: int
+    orig_size_y: int
+    orig_size_x: int
+    orig_spacing_z_mm: float
+    orig_spacing_y_mm: float
+    orig_spacing_x_mm: float
+    orig_direction: list[float]
+    gantry_tilt_deg: float
+    missing_slices: int
+    duplicate_slices: int
+    reversed_slices: bool
+    warnings: str
+    spacing_mm: float
+    size_z: int
+    size_y: int
+    size_x: int
+    pixel_count: int
+    hu_mean: float
+    hu_std: float
+    hu_min: float
+    hu_max: float
+    hu_p1: float
+    hu_p99: float
+    body_voxels: int
+    metal_voxels: int
+    hu_histogram: list[int]
+    volume_path: str
+
+
+@dataclass(frozen=True)
+class IngestErrorRecord:
+    """One row of ``ingest_errors``: an input that could not become a scan, and why."""
+
+    source_key: str
+    source_root: str
+    source_path: str
+    series_uid: str | None
+    reason: str
+    message: str
+
+
+_SCAN_COLUMNS = [f.name for f in fields(ScanRecord)]
+_UPSERT_SCAN = (
+    f"INSERT INTO scans ({', '.join(_SCAN_COLUMNS)}, ingested_at) "
+    f"VALUES ({', '.join('?' for _ in _SCAN_COLUMNS)}, current_timestamp)"
+)
+_ERROR_COLUMNS = [f.name for f in fields(IngestErrorRecord)]
+_UPSERT_ERROR = (
+    f"INSERT INTO ingest_errors ({', '.join(_ERROR_COLUMNS)}, recorded_at) "
+    f"VALUES ({', '.join('?' for _ in _ERROR_COLUMNS)}, current_timestamp)"
+)
+_FINGERPRINTS = "SELECT scan_id, fingerprint, volume_path, spacing_mm FROM scans"
+_CLEAR_ERRORS = "DELETE FROM ingest_errors WHERE source_key IN (SELECT unnest(?::VARCHAR[]))"
+_LIST_ERRORS = """
+SELECT source_root, source_path, series_uid, reason, message, recorded_at
+FROM ingest_errors ORDER BY reason, source_path
+"""
+_COUNT_SCANS = "SELECT count(*) FROM scans"
+_COUNT_ERRORS = "SELECT reason, count(*) FROM ingest_errors GROUP BY reason ORDER BY reason"
+_SCANS_TABLE = "SELECT * FROM scans ORDER BY source_root, source_path, scan_id"
+
+
+def upsert_scans(con: duckdb.DuckDBPyConnection, records: Sequence[ScanRecord]) -> int:
+    """Insert or replace scans by ``scan_id`` in one transaction; returns the row count."""
+    if not records:
+        return 0
+    rows = [list(astuple(record)) for record in records]
+    con.execute("BEGIN TRANSACTION")
+    try:
+        # DuckDB checks an updated key against the index eagerly; delete-then-insert avoids it.
+        con.execute(
+            "DELETE FROM scans WHERE scan_id IN (SELECT unnest(?::VARCHAR[]))",
+            [[r.scan_id for r in records]],
+        )
+        con.executemany(_UPSERT_SCAN, rows)
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    return len(rows)
+
+
+def scan_fingerprints(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, str, float]]:
+    """``scan_id`` → (fingerprint, volume_path, spacing_mm) of every scan: skip unchanged input."""
+    return {row[0]: (row[1], row[2], row[3]) for row in con.execute(_FINGERPRINTS).fetchall()}
+
+
+def record_ingest_errors(
+    con: duckdb.DuckDBPyConnection, records: Sequence[IngestErrorRecord]
+) -> int:
+    """Insert or replace failures by ``source_key`` in one transaction; returns the count."""
+    if not records:
+        return 0
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(
+            "DELETE FROM ingest_errors WHERE source_key IN (SELECT unnest(?::VARCHAR[]))",
+            [[r.source_key for r in records]],
+        )
+        con.executemany(_UPSERT_ERROR, [list(astuple(r)) for r in records])
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    return len(records)
+
+
+def clear_ingest_errors(con: duckdb.DuckDBPyConnection, source_keys: Iterable[str]) -> None:
+    """Forget earlier failures of inputs that have now been ingested."""
+    keys = list(source_keys)
+    if keys:
+        con.execute(_CLEAR_ERRORS, [keys])
+
+
+def list_ingest_errors(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Every recorded failure with its reason code and message, grouped by reason."""
+    return con.execute(_LIST_ERRORS).df()
+
+
+def scan_counts(con: duckdb.DuckDBPyConnection) -> dict[str, object]:
+    """``{"scans": n, "ingest_errors": m, "errors_by_reason": {reason: count}}``."""
+    by_reason = dict(con.execute(_COUNT_ERRORS).fetchall())
+    return {
+        "scans": con.execute(_COUNT_SCANS).fetchone()[0],
+        "ingest_errors": sum(by_reason.values()),
+        "errors_by_reason": by_reason,
+    }
+
+
+def scans_table(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """The whole ``scans`` table, ordered by source."""
+    return con.execute(_SCANS_TABLE).df()

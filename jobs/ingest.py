@@ -1,0 +1,224 @@
+"""`ctae ingest`: DICOM series and NIfTI / MHA / NRRD files → int16 HU volumes + catalog rows.
+
+Workers (a local process pool) read, resample and store one input each and return outcomes;
+only this parent process writes the catalog, in short batched transactions. Re-runs skip
+inputs whose fingerprint is unchanged; a killed run is completed by the next one (rows are
+keyed by scan_id, arrays written atomically), so nothing is duplicated.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from data_catalog import connect
+from data_catalog.scans import (
+    clear_ingest_errors,
+    record_ingest_errors,
+    scan_fingerprints,
+    upsert_scans,
+)
+from data_catalog.settings import CatalogSettings
+from jobs.executors import ExecutorConfig, map_tasks
+from jobs.ingest_worker import IngestOutcome, ingest_one, scan_id_for
+from jobs.options import CatalogOption, NoProgressOption, StoreOption, settings_from
+from jobs.runtime import job_run
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE = 16
+BATCH_SECONDS = 10.0
+
+
+@dataclass
+class IngestSummary:
+    """Counts of one ingest run."""
+
+    found: int = 0
+    ingested: int = 0
+    skipped_unchanged: int = 0
+    failed: Counter = field(default_factory=Counter)
+    skipped_files: dict[str, int] = field(default_factory=dict)
+    input_bytes: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "found": self.found,
+            "ingested": self.ingested,
+            "skipped_unchanged": self.skipped_unchanged,
+            "failed": sum(self.failed.values()),
+            "failed_by_reason": dict(self.failed),
+            "skipped_files": dict(self.skipped_files),
+            "seconds": round(self.seconds, 2),
+        }
+
+    def lines(self) -> list[str]:
+        """Human-readable summary for the end of the job."""
+        rate = self.ingested / self.seconds if self.seconds > 0 else 0.0
+        out = [
+            f"found {self.found} input(s): ingested {self.ingested}, skipped {self.skipped_unchanged}"
+            f" unchanged, failed {sum(self.failed.values())} ({self.seconds:.1f} s, "
+            f"{rate:.2f} series/s)"
+        ]
+        out += [f"  failed {n} × {reason}" for reason, n in sorted(self.failed.items())]
+        out += [
+            f"  passed over {n} file(s): {why}" for why, n in sorted(self.skipped_files.items())
+        ]
+        return out
+
+
+def run_ingest(
+    roots: list[Path],
+    settings: CatalogSettings,
+    *,
+    spacing: float = 3.0,
+    workers: int | None = None,
+    progress: bool = True,
+) -> IngestSummary:
+    """Ingest every input under ``roots`` into the catalog and store; returns the counts.
+
+    Raises:
+        FileNotFoundError: a root does not exist.
+        data_catalog.CatalogBusyError: the catalog stayed locked.
+    """
+    from ctae_core.io.sources import discover_sources
+
+    start = time.perf_counter()
+    summary = IngestSummary()
+    discovery = discover_sources(roots)
+    summary.found = len(discovery.sources)
+    summary.skipped_files = dict(discovery.skipped_files)
+    with connect(settings.catalog_path) as con:
+        known = scan_fingerprints(con)
+    todo = [s for s in discovery.sources if _needs_ingest(s, known, spacing)]
+    summary.skipped_unchanged = summary.found - len(todo)
+    worker = functools.partial(ingest_one, store_dir=str(settings.store_dir), spacing=spacing)
+    _run_batches(worker, todo, settings, summary, workers, progress)
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _needs_ingest(source, known: dict[str, tuple[str, str, float]], spacing: float) -> bool:
+    previous = known.get(scan_id_for(source))
+    if previous is None:
+        return True
+    fingerprint, volume_path, stored_spacing = previous
+    unchanged = fingerprint == source.fingerprint and abs(stored_spacing - spacing) < 1e-9
+    return not (unchanged and Path(volume_path).exists())
+
+
+def _run_batches(worker, todo, settings, summary, workers, progress) -> None:
+    from tqdm import tqdm
+
+    batch: list[IngestOutcome] = []
+    last_flush = time.monotonic()
+    config = ExecutorConfig(kind="local", workers=workers)
+    with tqdm(total=len(todo), desc="ingest", unit="series", disable=not progress) as bar:
+        for result in map_tasks(worker, todo, config):
+            outcome = result.value if result.ok else _died(result.item, result.error)
+            batch.append(outcome)
+            bar.update(1)
+            if len(batch) >= BATCH_SIZE or time.monotonic() - last_flush > BATCH_SECONDS:
+                _flush(batch, settings, summary)
+                batch, last_flush = [], time.monotonic()
+    _flush(batch, settings, summary)
+
+
+def _died(source, error: str | None) -> IngestOutcome:
+    from data_catalog.scans import IngestErrorRecord
+
+    record = IngestErrorRecord(
+        source_key=source.source_key,
+        source_root=source.source_root,
+        source_path=source.source_path,
+        series_uid=source.series_uid,
+        reason="worker_died",
+        message=f"{source.source_path}: {error}; retry with fewer --workers",
+    )
+    return IngestOutcome(source, error=record)
+
+
+def _flush(batch: list[IngestOutcome], settings: CatalogSettings, summary: IngestSummary) -> None:
+    """Write one batch of outcomes in short transactions; count them."""
+    if not batch:
+        return
+    scans = [o.scan for o in batch if o.scan is not None]
+    errors = [o.error for o in batch if o.error is not None]
+    with connect(settings.catalog_path) as con:
+        upsert_scans(con, scans)
+        clear_ingest_errors(con, [o.source.source_key for o in batch if o.scan is not None])
+        record_ingest_errors(con, errors)
+    summary.ingested += len(scans)
+    summary.input_bytes += sum(o.input_bytes for o in batch)
+    for error in errors:
+        summary.failed[error.reason] += 1
+        logger.info("not ingested [%s] %s", error.reason, error.message)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `ctae ingest` to the CLI."""
+
+    @app.command("ingest")
+    def ingest_command(
+        sources: Annotated[
+            list[Path],
+            typer.Argument(
+                help="Folders (searched recursively) or files: DICOM, NIfTI, MHA, NRRD."
+            ),
+        ],
+        catalog: CatalogOption = None,
+        store: StoreOption = None,
+        spacing: Annotated[
+            float, typer.Option("--spacing", help="Isotropic voxel size in mm (thesis: 3.0).")
+        ] = 3.0,
+        workers: Annotated[
+            int | None,
+            typer.Option("--workers", help="Worker processes (default: CPU count; 1 = inline)."),
+        ] = None,
+        no_progress: NoProgressOption = False,
+    ) -> None:
+        """Ingest CT scans: HU volumes at isotropic spacing into the store, facts into the catalog.
+
+        Exits 1 when nothing could be ingested, 2 when the catalog cannot be written.
+        """
+        settings = settings_from(catalog, store)
+        if spacing <= 0:
+            raise typer.BadParameter(f"--spacing must be positive, not {spacing}")
+        args = {"sources": [str(s) for s in sources], "spacing": spacing, "workers": workers}
+        try:
+            with job_run(settings, "ingest", args) as counts:
+                summary = run_ingest(
+                    sources, settings, spacing=spacing, workers=workers, progress=not no_progress
+                )
+                counts.update(summary.as_dict())
+        except FileNotFoundError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(1) from err
+        except Exception as err:  # duckdb / lock / disk errors: the catalog cannot be written
+            if _is_catalog_error(err):
+                typer.echo(
+                    f"error: catalog {settings.catalog_path} cannot be written: {err}", err=True
+                )
+                raise typer.Exit(2) from err
+            raise
+        for line in summary.lines():
+            typer.echo(line)
+        if summary.ingested + summary.skipped_unchanged == 0:
+            typer.echo("error: nothing could be ingested; see the reasons above", err=True)
+            raise typer.Exit(1)
+
+
+def _is_catalog_error(err: Exception) -> bool:
+    import duckdb
+
+    from data_catalog import CatalogBusyError
+
+    return isinstance(err, CatalogBusyError | duckdb.Error | PermissionError)
