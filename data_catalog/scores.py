@@ -1,0 +1,330 @@
+"""What score, embed and evaluate read and write: scores, scan_failures, embeddings,
+evaluations, and a run's threshold (rule, parameters, T) with the flags it implies.
+
+Changing the threshold re-flags the stored scores in SQL; nothing is re-scored.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from data_catalog.connection import transaction
+
+SCORE_COLUMNS = ("mse", "mse_region", "mse_m")
+"""Scores a threshold may apply to (the only identifiers ever formatted into SQL here)."""
+
+
+@dataclass(frozen=True)
+class ScoreRecord:
+    """One scored scan of one run (a ``scores`` row)."""
+
+    run_id: str
+    scan_id: str
+    split: str
+    mse: float
+    mse_region: float
+    mse_m: float
+    max_error_zyx: tuple[int, int, int]
+    error_fraction: float
+    recon_path: str | None
+    error_path: str | None
+    latent: Sequence[float]
+
+
+_RUN = """
+SELECT run_id, status, checkpoint_path, spacing_mm, norm_mean, norm_std, threshold_rule,
+       threshold_params_json, threshold, threshold_score, embed_params_json
+FROM runs WHERE run_id = ?
+"""
+
+
+def read_run(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any] | None:
+    """The run's facts score/embed/evaluate need (checkpoint, norm, threshold), or None."""
+    cur = con.execute(_RUN, [run_id])
+    row = cur.fetchone()
+    if row is None:
+        return None
+    return dict(zip([d[0] for d in cur.description], row, strict=True))
+
+
+def run_ids(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Every run's name, for "did you mean" messages."""
+    return [r[0] for r in con.execute("SELECT run_id FROM runs ORDER BY run_id").fetchall()]
+
+
+_TO_SCORE = """
+SELECT s.scan_id, s.volume_path, s.spacing_mm, s.pixel_count, s.size_z,
+       coalesce(sp.split, 'unseen') AS split
+FROM scans s
+LEFT JOIN splits sp ON sp.scan_id = s.scan_id AND sp.run_id = $run_id
+WHERE $overwrite OR NOT EXISTS (
+    SELECT 1 FROM scores r WHERE r.run_id = $run_id AND r.scan_id = s.scan_id)
+ORDER BY s.size_z * s.spacing_mm, s.scan_id
+"""
+
+
+def scans_to_score(
+    con: duckdb.DuckDBPyConnection, run_id: str, *, overwrite: bool = False
+) -> pd.DataFrame:
+    """Scans the run has not scored yet (all with ``overwrite``), with their split; scans
+    ingested after training get split ``unseen``. Ordered by physical length, so batches hold
+    scans of similar padded size."""
+    return con.execute(_TO_SCORE, {"run_id": run_id, "overwrite": overwrite}).df()
+
+
+_UPSERT_SCORE = """
+INSERT OR REPLACE INTO scores (run_id, scan_id, split, mse, mse_region, mse_m, is_outlier,
+    max_error_z, max_error_y, max_error_x, error_fraction, recon_path, error_path, latent,
+    scored_at)
+VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, current_timestamp)
+"""
+
+
+def write_scores(con: duckdb.DuckDBPyConnection, records: Iterable[ScoreRecord]) -> int:
+    """Insert or replace score rows in one transaction (flags stay NULL until re-flagged);
+    clears the scans' earlier score failures. Returns the row count."""
+    rows = [
+        [r.run_id, r.scan_id, r.split, r.mse, r.mse_region, r.mse_m, *map(int, r.max_error_zyx),
+         r.error_fraction, r.recon_path, r.error_path, [float(v) for v in r.latent]]
+        for r in records
+    ]
+    if not rows:
+        return 0
+    with transaction(con):
+        con.executemany(_UPSERT_SCORE, rows)
+        con.executemany(
+            "DELETE FROM scan_failures WHERE run_id = ? AND scan_id = ? AND job = 'score'",
+            [[r[0], r[1]] for r in rows],
+        )
+    return len(rows)
+
+
+def read_scores(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFrame:
+    """Every score row of the run, ordered by scan_id."""
+    return con.execute("SELECT * FROM scores WHERE run_id = ? ORDER BY scan_id", [run_id]).df()
+
+
+def record_scan_failure(
+    con: duckdb.DuckDBPyConnection, run_id: str, scan_id: str, job: str, message: str
+) -> None:
+    """Record (or update) why ``job`` could not process a scan for the run."""
+    con.execute(
+        "INSERT OR REPLACE INTO scan_failures (run_id, scan_id, job, message, recorded_at) "
+        "VALUES (?, ?, ?, ?, current_timestamp)",
+        [run_id, scan_id, job, message],
+    )
+
+
+def read_scan_failures(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFrame:
+    """The run's recorded scan failures, newest first."""
+    return con.execute(
+        "SELECT * FROM scan_failures WHERE run_id = ? ORDER BY recorded_at DESC, scan_id", [run_id]
+    ).df()
+
+
+def validation_scores(con: duckdb.DuckDBPyConnection, run_id: str, score: str) -> np.ndarray:
+    """The named score of the run's validation-split scans (what T is fitted on)."""
+    column = _score_column(score)
+    rows = con.execute(
+        f"SELECT {column} FROM scores WHERE run_id = ? AND split = 'val' AND {column} IS NOT NULL",
+        [run_id],
+    ).fetchall()
+    return np.array([r[0] for r in rows], dtype=np.float64)
+
+
+def set_threshold(
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    *,
+    rule: str,
+    params: dict[str, Any],
+    threshold: float,
+    score: str,
+) -> int:
+    """Store the run's rule, parameters and T, and re-flag every score row (score > T) in one
+    transaction. Returns the number of flagged scans."""
+    column = _score_column(score)
+    with transaction(con):
+        con.execute(
+            "UPDATE runs SET threshold_rule = ?, threshold_params_json = ?, threshold = ?, "
+            "threshold_score = ?, updated_at = current_timestamp WHERE run_id = ?",
+            [rule, json.dumps(params, sort_keys=True), float(threshold), score, run_id],
+        )
+        con.execute(
+            f"UPDATE scores SET is_outlier = coalesce({column} > ?, false) WHERE run_id = ?",
+            [float(threshold), run_id],
+        )
+    return con.execute(
+        "SELECT count(*) FROM scores WHERE run_id = ? AND is_outlier", [run_id]
+    ).fetchone()[0]
+
+
+def stored_volumes(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFrame:
+    """Scans of the run with stored recon/error volumes: scan_id, is_outlier, the two paths."""
+    return con.execute(
+        "SELECT scan_id, is_outlier, recon_path, error_path FROM scores "
+        "WHERE run_id = ? AND (recon_path IS NOT NULL OR error_path IS NOT NULL) ORDER BY scan_id",
+        [run_id],
+    ).df()
+
+
+def forget_volumes(con: duckdb.DuckDBPyConnection, run_id: str, scan_ids: Sequence[str]) -> None:
+    """Set recon_path and error_path to NULL for these scans (their files were removed)."""
+    con.executemany(
+        "UPDATE scores SET recon_path = NULL, error_path = NULL WHERE run_id = ? AND scan_id = ?",
+        [[run_id, s] for s in scan_ids],
+    )
+
+
+def latents_for_run(con: duckdb.DuckDBPyConnection, run_id: str) -> tuple[list[str], np.ndarray]:
+    """(scan_ids, (N, D) float32 latents) of the run's scored scans that have a latent."""
+    rows = con.execute(
+        "SELECT scan_id, latent FROM scores WHERE run_id = ? AND latent IS NOT NULL "
+        "ORDER BY scan_id",
+        [run_id],
+    ).fetchall()
+    if not rows:
+        return [], np.zeros((0, 0), dtype=np.float32)
+    return [r[0] for r in rows], np.array([r[1] for r in rows], dtype=np.float32)
+
+
+def _score_column(score: str) -> str:
+    if score not in SCORE_COLUMNS:
+        raise ValueError(f"score must be one of {', '.join(SCORE_COLUMNS)}, not {score!r}")
+    return score
+
+
+def embedding_state(con: duckdb.DuckDBPyConnection, run_id: str) -> tuple[dict[str, Any] | None, set[str]]:
+    """(stored embed parameters or None, scan_ids already embedded) of the run."""
+    row = con.execute("SELECT embed_params_json FROM runs WHERE run_id = ?", [run_id]).fetchone()
+    params = json.loads(row[0]) if row and row[0] else None
+    ids = {r[0] for r in con.execute(
+        "SELECT scan_id FROM embeddings WHERE run_id = ?", [run_id]).fetchall()}
+    return params, ids
+
+
+def write_embeddings(
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    scan_ids: Sequence[str],
+    points: np.ndarray,
+    clusters: np.ndarray,
+    params: dict[str, Any],
+) -> int:
+    """Replace the run's embedding (UMAP x/y and DBSCAN cluster per scan) and its parameters
+    in one transaction. Returns the row count."""
+    frame = pd.DataFrame({
+        "run_id": run_id,
+        "scan_id": list(scan_ids),
+        "umap_x": np.asarray(points, dtype=np.float64)[:, 0],
+        "umap_y": np.asarray(points, dtype=np.float64)[:, 1],
+        "cluster": np.asarray(clusters, dtype=np.int32),
+    })
+    with transaction(con):
+        con.execute("DELETE FROM embeddings WHERE run_id = ?", [run_id])
+        con.register("new_embeddings", frame)
+        try:
+            con.execute("INSERT INTO embeddings SELECT run_id, scan_id, umap_x, umap_y, cluster "
+                        "FROM new_embeddings")
+        finally:
+            con.unregister("new_embeddings")
+        con.execute(
+            "UPDATE runs SET embed_params_json = ?, updated_at = current_timestamp WHERE run_id = ?",
+            [json.dumps(params, sort_keys=True), run_id],
+        )
+    return len(frame)
+
+
+def read_embeddings(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFrame:
+    """The run's embedding points, ordered by scan_id."""
+    return con.execute(
+        "SELECT scan_id, umap_x, umap_y, cluster FROM embeddings WHERE run_id = ? ORDER BY scan_id",
+        [run_id],
+    ).df()
+
+
+_CLUSTER_STATS = """
+SELECT e.cluster,
+       count(*) AS n_scans,
+       count(*) FILTER (WHERE sc.is_outlier) AS n_outliers,
+       avg(sc.mse_m) AS mse_m_mean, median(sc.mse_m) AS mse_m_median,
+       avg(sc.mse) AS mse_mean, median(sc.mse) AS mse_median,
+       avg(s.pixel_count) AS pixel_count_mean, median(s.pixel_count) AS pixel_count_median,
+       avg(s.hu_max) AS hu_max_mean
+FROM embeddings e
+JOIN scores sc ON sc.run_id = e.run_id AND sc.scan_id = e.scan_id
+JOIN scans s ON s.scan_id = e.scan_id
+WHERE e.run_id = ?
+GROUP BY e.cluster
+ORDER BY n_scans DESC, e.cluster
+"""
+
+
+def cluster_statistics(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFrame:
+    """Per DBSCAN cluster (-1 = noise): size, outliers, MSE/MSE_m and pixel-count mean/median
+    (thesis Figs. 4.21–4.22), largest cluster first."""
+    return con.execute(_CLUSTER_STATS, [run_id]).df()
+
+
+_EVALUATION_INPUTS = """
+SELECT s.scan_id, s.series_uid, s.source_path, sc.split, sc.mse, sc.mse_region, sc.mse_m,
+       sc.is_outlier, s.pixel_count, s.hu_mean, s.hu_std, s.hu_min, s.hu_max, s.hu_p1, s.hu_p99,
+       s.body_voxels, s.metal_voxels, s.hu_histogram
+FROM scores sc JOIN scans s ON s.scan_id = sc.scan_id
+WHERE sc.run_id = ?
+ORDER BY s.scan_id
+"""
+
+
+def evaluation_inputs(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFrame:
+    """Each scored scan of the run with its scores, split and the ingest statistics the
+    baselines use (pixel statistics, HU histogram)."""
+    return con.execute(_EVALUATION_INPUTS, [run_id]).df()
+
+
+_EVALUATION_COLUMNS = (
+    "method", "outlier_type", "n_inliers", "n_outliers", "auroc", "average_precision",
+    "precision_at_t", "recall_at_t", "spearman_pixel_count",
+)
+
+
+def write_evaluations(
+    con: duckdb.DuckDBPyConnection, run_id: str, rows: Iterable[dict[str, Any]], truth_path: str
+) -> int:
+    """Replace the run's evaluation rows (NaN metrics stored as NULL). Returns the row count."""
+    values = [
+        [run_id, *(_nan_to_none(row[c]) for c in _EVALUATION_COLUMNS), truth_path]
+        for row in rows
+    ]
+    with transaction(con):
+        con.execute("DELETE FROM evaluations WHERE run_id = ?", [run_id])
+        if values:
+            con.executemany(
+                f"INSERT INTO evaluations (run_id, {', '.join(_EVALUATION_COLUMNS)}, truth_path, "
+                f"evaluated_at) VALUES ({', '.join('?' * (len(_EVALUATION_COLUMNS) + 2))}, "
+                "current_timestamp)",
+                values,
+            )
+    return len(values)
+
+
+def read_evaluations(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFrame:
+    """The run's evaluation rows, ``all`` first, then per outlier type."""
+    return con.execute(
+        "SELECT * FROM evaluations WHERE run_id = ? "
+        "ORDER BY outlier_type <> 'all', outlier_type, method",
+        [run_id],
+    ).df()
+
+
+def _nan_to_none(value: Any) -> Any:
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value

@@ -1,0 +1,185 @@
+"""`ctae evaluate`: how well the run's scores find planted outliers, beside two baselines.
+
+For MSE, MSE over the region, MSE_m, pixel statistics + IsolationForest and HU histogram +
+Mahalanobis: AUROC and average precision (overall and per outlier type), precision and recall
+at T, and the Spearman correlation with pixel count among inliers. T is the run's stored T
+for the run's threshold score; every other method gets T from its own validation-split scores
+under the run's rule. Baselines are unsupervised and fitted on every scored scan, as an
+IsolationForest is meant to be used (it cannot rank points outside the range it was fitted on).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import pandas as pd
+import typer
+
+from data_catalog import CatalogSettings, connect
+from data_catalog import scores as catalog_scores
+from jobs.options import CatalogOption, NoProgressOption, settings_from
+from jobs.runtime import job_run
+
+logger = logging.getLogger(__name__)
+
+TRUTH_COLUMNS = ("series_uid", "source_path", "truth")
+AE_METHODS = ("mse", "mse_region", "mse_m")
+
+
+class EvaluateJobError(RuntimeError):
+    """The truth file or the run cannot be evaluated."""
+
+
+def read_truth(path: Path) -> pd.DataFrame:
+    """The ground-truth CSV (docs/CONTRACTS.md): series_uid, source_path, truth[, strength]."""
+    if not path.is_file():
+        raise EvaluateJobError(f"{path}: no such ground-truth file; pass the cohort's ground_truth.csv")
+    truth = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in TRUTH_COLUMNS if c not in truth.columns]
+    if missing:
+        raise EvaluateJobError(
+            f"{path}: missing column(s) {missing}; expected {', '.join(TRUTH_COLUMNS)}[, strength]"
+        )
+    truth["truth"] = truth["truth"].str.strip()
+    if (truth["truth"] == "").any():
+        raise EvaluateJobError(f"{path}: {int((truth['truth'] == '').sum())} rows have an empty 'truth'")
+    return truth
+
+
+def _norm_path(value: Any) -> str:
+    return str(value).strip().replace("\\", "/").strip("/").removeprefix("./")
+
+
+def match_truth(inputs: pd.DataFrame, truth: pd.DataFrame) -> pd.Series:
+    """Truth label per row of ``inputs`` (None where unmatched): by series_uid, else source_path."""
+    by_uid = {u: t for u, t in zip(truth["series_uid"], truth["truth"], strict=True) if u}
+    by_path = {_norm_path(p): t for p, t in zip(truth["source_path"], truth["truth"], strict=True) if p}
+    labels = []
+    for uid, path in zip(inputs["series_uid"], inputs["source_path"], strict=True):
+        label = by_uid.get(uid) if isinstance(uid, str) and uid else None
+        labels.append(label if label is not None else by_path.get(_norm_path(path)))
+    return pd.Series(labels, index=inputs.index, dtype=object)
+
+
+def baseline_scores(inputs: pd.DataFrame, fit_rows: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
+    """Scores of the two baselines per scan; a baseline whose inputs are missing is left out."""
+    from ctae_core.evaluation import (
+        histogram_features,
+        isolation_forest_scores,
+        mahalanobis_scores,
+        pixel_stat_features,
+    )
+
+    out: dict[str, np.ndarray] = {}
+    stats = {c: inputs[c].to_numpy(dtype=np.float64, na_value=np.nan)
+             for c in ("pixel_count", "hu_mean", "hu_std", "hu_min", "hu_max", "hu_p1",
+                       "hu_p99", "body_voxels", "metal_voxels")}
+    out["isolation_forest"] = isolation_forest_scores(pixel_stat_features(stats), fit_rows, seed=seed)
+    hist = inputs["hu_histogram"]
+    lengths = {len(h) for h in hist if h is not None and not (isinstance(h, float) and np.isnan(h))}
+    if hist.isna().any() or len(lengths) != 1:
+        logger.warning("histogram baseline skipped: %d scans lack an HU histogram (re-ingest them)",
+                       int(hist.isna().sum()))
+        return out
+    out["histogram_mahalanobis"] = mahalanobis_scores(
+        histogram_features(np.stack(hist.to_list())), fit_rows)
+    return out
+
+
+def _method_threshold(method: str, values: np.ndarray, splits: np.ndarray, run: dict[str, Any]) -> float | None:
+    """The run's T for its threshold score; else T from this method's validation scores."""
+    from ctae_core.thresholds import ThresholdRule
+
+    if method == run.get("threshold_score") and run.get("threshold") is not None:
+        return float(run["threshold"])
+    params = json.loads(run["threshold_params_json"]) if run.get("threshold_params_json") else {}
+    val = values[splits == "val"]
+    if np.isfinite(val).sum() < 2:
+        return None
+    return ThresholdRule.from_dict(params).threshold(val)
+
+
+def evaluate_run(inputs: pd.DataFrame, labels: pd.Series, run: dict[str, Any],
+                 show_progress: bool = False) -> list[dict[str, Any]]:
+    """Every method's rows (``EvaluationRow.to_dict()``) on the scans with a truth label."""
+    from tqdm import tqdm
+
+    from ctae_core.evaluation import evaluate_method
+
+    fit_rows = np.ones(len(inputs), dtype=bool)
+    methods = {m: inputs[m].to_numpy(dtype=np.float64, na_value=np.nan) for m in AE_METHODS}
+    methods.update(baseline_scores(inputs, fit_rows))
+    known = labels.notna().to_numpy()
+    splits = inputs["split"].to_numpy()
+    truth = labels[known].to_numpy(dtype=object)
+    pixels = inputs["pixel_count"].to_numpy(dtype=np.float64)[known]
+    rows: list[dict[str, Any]] = []
+    for method, values in tqdm(methods.items(), desc="evaluate", disable=not show_progress):
+        threshold = _method_threshold(method, values, splits, run)
+        rows += [r.to_dict() for r in evaluate_method(
+            method, values[known], truth, threshold=threshold, pixel_count=pixels)]
+    return rows
+
+
+def run_evaluate(settings: CatalogSettings, run_id: str, truth_path: Path,
+                 splits: list[str] | None = None, show_progress: bool = False) -> pd.DataFrame:
+    """Evaluate the run against ``truth_path``, store the rows, return them as a table."""
+    truth = read_truth(truth_path)
+    with connect(settings.catalog_path) as con:
+        run = catalog_scores.read_run(con, run_id)
+        inputs = catalog_scores.evaluation_inputs(con, run_id)
+    if run is None or inputs.empty:
+        raise EvaluateJobError(f"run {run_id!r} has no scores in {settings.catalog_path}; "
+                               f"run `ctae score --run {run_id}` first")
+    labels = match_truth(inputs, truth)
+    if splits:
+        labels[~inputs["split"].isin(splits)] = None
+    n_known = int(labels.notna().sum())
+    if n_known == 0:
+        raise EvaluateJobError(f"{truth_path}: no row matches a scored scan of run {run_id!r} by "
+                               "series_uid or source_path; is it the truth file of this cohort?")
+    args = {"run_id": run_id, "truth": str(truth_path), "splits": splits}
+    with job_run(settings, "evaluate", args) as counts:
+        rows = evaluate_run(inputs, labels, run, show_progress)
+        with connect(settings.catalog_path) as con:
+            catalog_scores.write_evaluations(con, run_id, rows, str(truth_path.resolve()))
+        counts.update(matched=n_known, scored=len(inputs), unmatched_truth=len(truth) - n_known,
+                      rows=len(rows))
+    logger.info("run=%s evaluated %d of %d scored scans against %s", run_id, n_known,
+                len(inputs), truth_path)
+    return pd.DataFrame(rows)
+
+
+def format_table(table: pd.DataFrame) -> str:
+    """The evaluation as a printable table, one block per outlier type."""
+    columns = ["outlier_type", "method", "n_inliers", "n_outliers", "auroc", "average_precision",
+               "precision_at_t", "recall_at_t", "spearman_pixel_count"]
+    ordered = table.assign(_all=table["outlier_type"] != "all").sort_values(
+        ["_all", "outlier_type"], kind="stable")[columns]
+    return ordered.to_string(index=False, na_rep="—", float_format=lambda v: f"{v:.3f}")
+
+
+def evaluate(
+    run: Annotated[str, typer.Option("--run", help="The scored run to evaluate.")],
+    truth: Annotated[Path, typer.Option("--truth", help="ground_truth.csv: series_uid,source_path,truth,strength.")],
+    catalog: CatalogOption = None,
+    split: Annotated[list[str] | None, typer.Option("--split", help="Evaluate only scans of this split (repeatable); default all scored scans.")] = None,
+    no_progress: NoProgressOption = False,
+) -> None:
+    """AUROC / AP / precision and recall at T / size bias of the run and two baselines."""
+    settings = settings_from(catalog)
+    try:
+        table = run_evaluate(settings, run, truth, split or None, not no_progress)
+    except (EvaluateJobError, ValueError) as err:
+        typer.secho(f"ctae evaluate: {err}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from err
+    typer.echo(format_table(table))
+
+
+def register(app: typer.Typer) -> None:
+    """Add `ctae evaluate` to the CLI."""
+    app.command("evaluate")(evaluate)

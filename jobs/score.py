@@ -1,0 +1,333 @@
+"""`ctae score`: reconstruct every scan with a trained run, store MSE / MSE_m, latents and
+viewer volumes, fit T on the validation split and flag outliers (thesis 3.5).
+
+Resumable: scans the run already scored are skipped (``--overwrite`` redoes them), each batch
+is written in its own short transaction, and a scan that fails is recorded in
+``scan_failures`` while the job goes on. ``--rethreshold-only`` changes the rule and re-flags
+the stored scores without touching the model.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+
+from ctae_core.thresholds import RULES, ThresholdRule
+from data_catalog import CatalogSettings, connect
+from data_catalog import scores as catalog_scores
+from jobs.options import CatalogOption, NoProgressOption, StoreOption, settings_from
+from jobs.runtime import job_run
+
+logger = logging.getLogger(__name__)
+
+KEEP_VOLUMES = ("all", "flagged", "none")
+
+
+class ScoreJobError(RuntimeError):
+    """The run cannot be scored as asked (unknown run, untrained, missing checkpoint)."""
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    """What `ctae score` was asked to do; stored in job_runs."""
+
+    run_id: str
+    rule: ThresholdRule = ThresholdRule()
+    score: str = "mse_m"
+    keep_volumes: str = "all"
+    error_level_hu: float = 200.0
+    batch_size: int = 4
+    device: str = "auto"
+    overwrite: bool = False
+    show_progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.keep_volumes not in KEEP_VOLUMES:
+            raise ValueError(f"--keep-volumes must be one of {KEEP_VOLUMES}, not {self.keep_volumes!r}")
+        if self.score not in catalog_scores.SCORE_COLUMNS:
+            raise ValueError(
+                f"--score must be one of {catalog_scores.SCORE_COLUMNS}, not {self.score!r}"
+            )
+        if self.batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, not {self.batch_size}")
+        if self.error_level_hu <= 0:
+            raise ValueError(f"--error-level must be > 0 HU, not {self.error_level_hu}")
+
+    def threshold_params(self, n_val: int) -> dict[str, Any]:
+        """What is stored in runs.threshold_params_json."""
+        return {**self.rule.to_dict(), "n_val": n_val, "error_level_hu": self.error_level_hu,
+                "keep_volumes": self.keep_volumes}
+
+
+def load_run(settings: CatalogSettings, run_id: str) -> dict[str, Any]:
+    """The run's catalog row; refuses unknown and unfinished runs with what to do."""
+    with connect(settings.catalog_path) as con:
+        run = catalog_scores.read_run(con, run_id)
+        known = catalog_scores.run_ids(con)
+    if run is None:
+        raise ScoreJobError(
+            f"run {run_id!r} is not in {settings.catalog_path}; known runs: "
+            f"{', '.join(known) or 'none'} — train it first with `ctae train --run {run_id}`"
+        )
+    if run["status"] != "trained" or not run["checkpoint_path"]:
+        raise ScoreJobError(
+            f"run {run_id!r} has status {run['status']!r} and checkpoint "
+            f"{run['checkpoint_path']!r}; finish training first (`ctae train --run {run_id} --resume`)"
+        )
+    if not Path(run["checkpoint_path"]).exists():
+        raise ScoreJobError(
+            f"run {run_id!r}: checkpoint {run['checkpoint_path']} is missing; was the store "
+            "moved? pass --store, or retrain the run"
+        )
+    return run
+
+
+def apply_threshold(settings: CatalogSettings, options: ScoreOptions) -> dict[str, Any]:
+    """Fit T on the validation split's scores, store it with the run and re-flag every scan.
+
+    Returns a summary: threshold (None when the validation split has too few scores), n_val,
+    flagged.
+    """
+    with connect(settings.catalog_path) as con:
+        val = catalog_scores.validation_scores(con, options.run_id, options.score)
+        if val.size < 2:
+            logger.warning(
+                "run=%s has %d scored validation scans; T needs >= 2 — flags left unset",
+                options.run_id, val.size,
+            )
+            return {"threshold": None, "n_val": int(val.size), "flagged": 0}
+        threshold = options.rule.threshold(val)
+        flagged = catalog_scores.set_threshold(
+            con, options.run_id, rule=options.rule.rule, params=options.threshold_params(val.size),
+            threshold=threshold, score=options.score,
+        )
+    logger.info("run=%s T=%.5f (%s of val %s, n_val=%d) flagged=%d", options.run_id, threshold,
+                options.rule.describe(), options.score, val.size, flagged)
+    return {"threshold": threshold, "n_val": int(val.size), "flagged": int(flagged)}
+
+
+def prune_volumes(settings: CatalogSettings, run_id: str) -> int:
+    """``--keep-volumes flagged``: delete the recon/error files of inliers. Returns the count."""
+    with connect(settings.catalog_path) as con:
+        stored = catalog_scores.stored_volumes(con, run_id)
+    inliers = stored[stored["is_outlier"] == False]  # noqa: E712  (NULL flags are kept)
+    for row in inliers.itertuples():
+        for path in (row.recon_path, row.error_path):
+            if isinstance(path, str):
+                Path(path).unlink(missing_ok=True)
+    with connect(settings.catalog_path) as con:
+        catalog_scores.forget_volumes(con, run_id, list(inliers["scan_id"]))
+    return len(inliers)
+
+
+def _prepare(row: Any, spec: Any) -> Any:
+    """Load one stored scan and turn it into the model's input (resample, normalise, pad)."""
+    from ctae_core.inference import prepare_input
+    from ctae_core.io.volume_store import load_volume
+
+    return prepare_input(load_volume(row.volume_path), float(row.spacing_mm), spec, name=row.scan_id)
+
+
+def _forward(model: Any, xs: list[np.ndarray], device: str) -> tuple[np.ndarray, np.ndarray]:
+    """Reconstructions (B, Z, Y, X) and latent vectors (B, latent) of a batch of inputs, exactly
+    as ``ctae_core.inference.reconstruct`` computes them for one."""
+    import torch
+
+    with torch.no_grad():
+        t = torch.from_numpy(np.stack(xs).astype(np.float32, copy=False))[:, None].to(device)
+        code = model.encode_map(t)
+        latent = model.pool(code).flatten(1)
+        recon = model.decode(latent if model.cfg.bottleneck == "global" else code,
+                             tuple(t.shape[2:]))
+    return recon[:, 0].float().cpu().numpy(), latent.float().cpu().numpy()
+
+
+def _record(
+    row: Any, prepared: Any, recon: np.ndarray, latent: np.ndarray, spec: Any,
+    options: ScoreOptions, run_dir: Path,
+) -> catalog_scores.ScoreRecord:
+    """Score one reconstructed scan and store its recon / |error| volumes (int16 HU)."""
+    from ctae_core.io.volume_store import save_volume
+    from ctae_core.scoring import abs_error_hu, recon_hu, score_scan
+
+    p = prepared
+    s = score_scan(p.x, recon, p.region, p.hu, norm_std_hu=spec.norm_std_hu,
+                   error_level_hu=options.error_level_hu)
+    max_zyx = tuple(i + k.start for i, k in zip(s.max_error_zyx, p.kept, strict=True))
+    recon_path = error_path = None
+    if options.keep_volumes != "none":
+        r = recon[p.region]
+        recon_path = str(save_volume(
+            recon_hu(r, norm_mean_hu=spec.norm_mean_hu, norm_std_hu=spec.norm_std_hu),
+            run_dir / "recon" / f"{row.scan_id}.npy"))
+        error_path = str(save_volume(abs_error_hu(p.x[p.region], r, norm_std_hu=spec.norm_std_hu),
+                                     run_dir / "error" / f"{row.scan_id}.npy"))
+    return catalog_scores.ScoreRecord(
+        run_id=options.run_id, scan_id=row.scan_id, split=row.split, mse=s.mse,
+        mse_region=s.mse_region, mse_m=s.mse_m, max_error_zyx=max_zyx,  # type: ignore[arg-type]
+        error_fraction=s.error_fraction, recon_path=recon_path, error_path=error_path,
+        latent=latent.tolist(),
+    )
+
+
+def _score_batch(
+    rows: list[Any], model: Any, spec: Any, options: ScoreOptions, device: str, run_dir: Path
+) -> tuple[list[catalog_scores.ScoreRecord], dict[str, str]]:
+    """Score a batch; returns its records and {scan_id: error message} for scans that failed.
+
+    A scan that cannot be read or prepared fails alone. Inputs of one padded shape go through
+    the model together (fully convolutional runs pad Z per scan, so shapes may differ).
+    """
+    failures: dict[str, str] = {}
+    by_shape: dict[tuple[int, ...], list[tuple[Any, Any]]] = {}
+    for row in rows:
+        try:
+            prepared = _prepare(row, spec)
+        except Exception as err:  # a bad scan is recorded, the job goes on
+            failures[row.scan_id] = _describe(err, "preparing the input")
+            continue
+        by_shape.setdefault(prepared.x.shape, []).append((row, prepared))
+    records: list[catalog_scores.ScoreRecord] = []
+    for group in by_shape.values():
+        more, failed = _score_group(group, model, spec, options, device, run_dir)
+        records += more
+        failures.update(failed)
+    return records, failures
+
+
+def _score_group(
+    ready: list[tuple[Any, Any]], model: Any, spec: Any, options: ScoreOptions, device: str,
+    run_dir: Path,
+) -> tuple[list[catalog_scores.ScoreRecord], dict[str, str]]:
+    """Forward same-shape inputs together and score them; if the batched pass fails, retry
+    one scan at a time so that only the culprit fails."""
+    failures: dict[str, str] = {}
+    try:
+        recons, latents = _forward(model, [p.x for _, p in ready], device)
+    except Exception as err:
+        if len(ready) == 1:
+            return [], {ready[0][0].scan_id: _describe(err, "the forward pass")}
+        logger.warning("batch forward failed (%s); retrying its %d scans one by one", err, len(ready))
+        records: list[catalog_scores.ScoreRecord] = []
+        for item in ready:
+            more, failed = _score_group([item], model, spec, options, device, run_dir)
+            records += more
+            failures.update(failed)
+        return records, failures
+    records = []
+    for (row, prepared), recon, latent in zip(ready, recons, latents, strict=True):
+        try:
+            records.append(_record(row, prepared, recon, latent, spec, options, run_dir))
+        except Exception as err:
+            failures[row.scan_id] = _describe(err, "scoring")
+    return records, failures
+
+
+def _describe(err: Exception, stage: str) -> str:
+    return f"{type(err).__name__} while {stage}: {err}"
+
+
+def score_scans(
+    settings: CatalogSettings, options: ScoreOptions, run: dict[str, Any], todo: Any
+) -> dict[str, int]:
+    """Reconstruct and score the listed scans batch by batch, writing each batch at once."""
+    from tqdm import tqdm
+
+    from ctae_core.inference import load_run_model
+    from jobs.runtime import pick_device
+
+    device = pick_device(options.device)
+    model, spec = load_run_model(run["checkpoint_path"], device)
+    run_dir = settings.run_dir(options.run_id)
+    rows = list(todo.itertuples(index=False))
+    counts = {"scored": 0, "failed": 0, "to_score": len(rows)}
+    logger.info("run=%s scoring %d scans on %s, batch %d", options.run_id, len(rows), device,
+                options.batch_size)
+    with tqdm(total=len(rows), desc="score", unit="scan", disable=not options.show_progress) as bar:
+        for start in range(0, len(rows), options.batch_size):
+            batch = rows[start:start + options.batch_size]
+            records, failures = _score_batch(batch, model, spec, options, device, run_dir)
+            with connect(settings.catalog_path) as con:
+                catalog_scores.write_scores(con, records)
+                for scan_id, message in failures.items():
+                    logger.warning("score failed run=%s scan=%s: %s", options.run_id, scan_id, message)
+                    catalog_scores.record_scan_failure(con, options.run_id, scan_id, "score", message)
+            counts["scored"] += len(records)
+            counts["failed"] += len(failures)
+            bar.update(len(batch))
+    return counts
+
+
+def run_score(settings: CatalogSettings, options: ScoreOptions) -> dict[str, Any]:
+    """Score the run's unscored scans, then threshold and flag. Returns the job's counts."""
+    run = load_run(settings, options.run_id)
+    args = {**asdict(options), "rule": options.rule.to_dict()}
+    with job_run(settings, "score", args) as counts:
+        with connect(settings.catalog_path) as con:
+            todo = catalog_scores.scans_to_score(con, options.run_id, overwrite=options.overwrite)
+            counts["already_scored"] = len(catalog_scores.read_scores(con, options.run_id)) - (
+                len(todo) if options.overwrite else 0)
+        counts.update(score_scans(settings, options, run, todo))
+        counts.update(apply_threshold(settings, options))
+        if options.keep_volumes == "flagged" and counts["threshold"] is not None:
+            counts["volumes_pruned"] = prune_volumes(settings, options.run_id)
+    return counts
+
+
+def rethreshold(settings: CatalogSettings, options: ScoreOptions) -> dict[str, Any]:
+    """Change the run's rule and re-flag the stored scores; nothing is re-scored."""
+    with connect(settings.catalog_path) as con:
+        run = catalog_scores.read_run(con, options.run_id)
+        if run is None:
+            raise ScoreJobError(f"run {options.run_id!r} is not in {settings.catalog_path}")
+    args = {**asdict(options), "rule": options.rule.to_dict(), "rethreshold_only": True}
+    with job_run(settings, "score", args) as counts:
+        counts.update(apply_threshold(settings, options))
+    return counts
+
+
+def score(
+    run: Annotated[str, typer.Option("--run", help="The trained run to score with.")],
+    catalog: CatalogOption = None,
+    store: StoreOption = None,
+    rule: Annotated[str, typer.Option(help=f"Threshold rule: {' | '.join(RULES)}.")] = "mean_std",
+    k: Annotated[float, typer.Option(help="k of mean + k·std or median + k·MAD.")] = 3.0,
+    percentile: Annotated[float, typer.Option(help="Percentile for --rule percentile.")] = 99.0,
+    score_name: Annotated[str, typer.Option("--score", help="Score T applies to: mse_m | mse | mse_region.")] = "mse_m",
+    keep_volumes: Annotated[str, typer.Option(help="Store recon/|error| volumes for: all | flagged | none.")] = "all",
+    error_level: Annotated[float, typer.Option("--error-level", help="|error| in HU that counts a body voxel in error_fraction.")] = 200.0,
+    batch_size: Annotated[int, typer.Option(help="Scans per forward pass.")] = 4,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
+    rethreshold_only: Annotated[bool, typer.Option("--rethreshold-only", help="Only refit T with this rule and re-flag; no model.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Re-score scans the run already scored.")] = False,
+    no_progress: NoProgressOption = False,
+) -> None:
+    """Reconstruct every scan, store MSE / MSE_m / latents / error volumes, set T and flag."""
+    settings = settings_from(catalog, store)
+    try:
+        options = ScoreOptions(
+            run_id=run, rule=ThresholdRule(rule, k, percentile), score=score_name,
+            keep_volumes=keep_volumes, error_level_hu=error_level, batch_size=batch_size,
+            device=device, overwrite=overwrite, show_progress=not no_progress,
+        )
+        counts = rethreshold(settings, options) if rethreshold_only else run_score(settings, options)
+    except (ScoreJobError, ValueError) as err:
+        typer.secho(f"ctae score: {err}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from err
+    threshold = counts.get("threshold")
+    t_text = "not set (too few validation scores)" if threshold is None else f"{threshold:.5f}"
+    typer.echo(
+        f"run {run}: scored {counts.get('scored', 0)}, failed {counts.get('failed', 0)}, "
+        f"T = {t_text} ({options.rule.describe()} of val {options.score}, n_val = "
+        f"{counts.get('n_val', 0)}), flagged {counts.get('flagged', 0)}"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add `ctae score` to the CLI."""
+    app.command("score")(score)

@@ -1,0 +1,215 @@
+"""`ctae score`, `ctae embed` and `ctae evaluate` end to end on a tiny trained run.
+
+One module-scoped catalog: 20 synthetic scans (two with a metal implant), a 1-epoch `tiny`
+run, then two scans ingested after training (one good, one whose volume file is gone).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+from typer.testing import CliRunner
+
+from ctae_core.inference import load_run_model, prepare_input, reconstruct
+from ctae_core.io.volume_store import load_volume, save_volume
+from data_catalog import CatalogSettings, connect
+from data_catalog import scores as catalog_scores
+from jobs.cli import app
+
+runner = CliRunner()
+METAL = {"s-003", "s-011"}
+RUN = "r"
+
+
+def _phantom(shape, rng, metal: bool) -> np.ndarray:
+    """int16 HU: air, a soft-tissue cylinder, a bone rod; optionally a 3000 HU metal block."""
+    z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    vol = np.full(shape, -1024, dtype=np.int16)
+    body = ((y - shape[1] / 2) / (0.4 * shape[1])) ** 2 + ((x - shape[2] / 2) / (0.45 * shape[2])) ** 2 <= 1
+    vol[np.broadcast_to(body, shape)] = 30
+    vol[np.broadcast_to((y - 0.65 * shape[1]) ** 2 + (x - shape[2] / 2) ** 2 <= 4, shape)] = 600
+    if metal:
+        vol[4:10, 12:18, 8:14] = 3000
+    return vol + (rng.normal(0, 10, shape).astype(np.int16) * (vol > -1024))
+
+
+def _add_scan(con, settings, scan_id, array) -> None:
+    path = save_volume(array, settings.volumes_dir / f"{scan_id}.npy")
+    con.execute(
+        "INSERT INTO scans (scan_id, source_kind, source_root, source_path, fingerprint, "
+        "content_hash, spacing_mm, size_z, size_y, size_x, pixel_count, hu_mean, hu_std, hu_min, "
+        "hu_max, hu_p1, hu_p99, body_voxels, metal_voxels, hu_histogram, volume_path) "
+        "VALUES (?, 'nifti', '/src', ?, 'f', 'h', 3.0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [scan_id, f"{scan_id}.nii", *array.shape, array.size, float(array.mean()),
+         float(array.std()), float(array.min()), float(array.max()),
+         *np.percentile(array, [1, 99]).tolist(), int((array > -990).sum()),
+         int((array > 3000).sum()),
+         np.histogram(array, bins=[-1100, -990, -500, 0, 100, 400, 1000, 2000, 3500])[0].tolist(),
+         str(path)],
+    )
+
+
+def _cli(settings, *args):
+    result = runner.invoke(app, [*args, "--catalog", str(settings.catalog_path), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ctae")
+    settings = CatalogSettings.resolve(root / "catalog.duckdb", root / "store", env={})
+    rng = np.random.default_rng(0)
+    with connect(settings.catalog_path) as con:
+        for i in range(20):
+            scan_id = f"s-{i:03d}"
+            _add_scan(con, settings, scan_id, _phantom((16 + 2 * (i % 3), 32, 32), rng, scan_id in METAL))
+    _cli(settings, "train", "--store", str(settings.store_dir), "--run", RUN, "--preset", "tiny",
+         "--epochs", "1", "--device", "cpu")
+    with connect(settings.catalog_path) as con:  # ingested after training
+        _add_scan(con, settings, "s-new", _phantom((18, 32, 32), rng, False))
+        _add_scan(con, settings, "s-gone", _phantom((18, 32, 32), rng, False))
+    (settings.volumes_dir / "s-gone.npy").unlink()
+    result = _cli(settings, "score", "--store", str(settings.store_dir), "--run", RUN,
+                  "--batch-size", "3", "--device", "cpu")
+    return settings, result.output
+
+
+def _read(settings, fn, *args):
+    with connect(settings.catalog_path, read_only=True) as con:
+        return fn(con, *args)
+
+
+def test_every_scan_is_scored_with_its_split(scored):
+    settings, output = scored
+    scores = _read(settings, catalog_scores.read_scores, RUN)
+    assert len(scores) == 21 and "s-gone" not in set(scores["scan_id"])
+    assert "scored 21, failed 1" in output
+    with connect(settings.catalog_path, read_only=True) as con:
+        splits = dict(con.execute("SELECT scan_id, split FROM splits WHERE run_id = ?", [RUN]).fetchall())
+    for row in scores.itertuples():
+        assert row.split == splits.get(row.scan_id, "unseen")
+    assert scores.set_index("scan_id").loc["s-new", "split"] == "unseen"
+    assert (scores["mse_m"] > 0).all() and (scores["mse"] > 0).all()
+    assert scores["latent"].map(len).eq(16).all()  # tiny preset: latent 16
+
+
+def test_failing_scan_is_recorded_and_the_job_goes_on(scored):
+    settings, _ = scored
+    failures = _read(settings, catalog_scores.read_scan_failures, RUN)
+    assert failures[["scan_id", "job"]].values.tolist() == [["s-gone", "score"]]
+    assert "FileNotFoundError" in failures["message"][0] and "s-gone.npy" in failures["message"][0]
+
+
+def test_stored_mse_m_equals_a_hand_computation(scored):
+    settings, _ = scored
+    run = _read(settings, catalog_scores.read_run, RUN)
+    model, spec = load_run_model(run["checkpoint_path"])
+    row = _read(settings, catalog_scores.read_scores, RUN).set_index("scan_id").loc["s-003"]
+    prepared = prepare_input(load_volume(settings.volumes_dir / "s-003.npy"), 3.0, spec)
+    recon, latent = reconstruct(model, prepared.x)   # one scan at a time, the trainer's way
+    sq = (prepared.x.astype(np.float64) - recon) ** 2
+    body = prepared.hu > -990
+    assert row["mse"] == pytest.approx(sq.mean(), rel=1e-4)
+    assert row["mse_region"] == pytest.approx(sq[prepared.region].mean(), rel=1e-4)
+    assert row["mse_m"] == pytest.approx(sq[prepared.region][body].mean(), rel=1e-4)
+    np.testing.assert_allclose(row["latent"], latent, rtol=1e-4, atol=1e-5)
+    stored_recon = load_volume(row["recon_path"])
+    error = load_volume(row["error_path"])
+    assert stored_recon.dtype == error.dtype == np.int16
+    assert stored_recon.shape == error.shape == prepared.hu.shape == (8, 16, 16)  # 6 mm
+    expected = np.abs(prepared.x[prepared.region] - recon[prepared.region]) * spec.norm_std_hu
+    np.testing.assert_allclose(error, expected, atol=1.0)
+    assert error[row["max_error_z"], row["max_error_y"], row["max_error_x"]] == error[body].max()
+
+
+def test_threshold_is_mean_plus_3_std_of_validation_mse_m_and_flags_follow(scored):
+    settings, _ = scored
+    scores = _read(settings, catalog_scores.read_scores, RUN)
+    run = _read(settings, catalog_scores.read_run, RUN)
+    val = scores.loc[scores["split"] == "val", "mse_m"].to_numpy()
+    assert len(val) >= 2
+    assert run["threshold"] == pytest.approx(val.mean() + 3 * val.std())
+    assert (run["threshold_rule"], run["threshold_score"]) == ("mean_std", "mse_m")
+    assert json.loads(run["threshold_params_json"])["n_val"] == len(val)
+    assert (scores["is_outlier"] == (scores["mse_m"] > run["threshold"])).all()
+
+
+def test_rescoring_skips_what_is_scored(scored):
+    settings, _ = scored
+    before = _read(settings, catalog_scores.read_scores, RUN)
+    result = _cli(settings, "score", "--store", str(settings.store_dir), "--run", RUN, "--device", "cpu")
+    assert "scored 0, failed 1" in result.output
+    after = _read(settings, catalog_scores.read_scores, RUN)
+    assert (after["scored_at"] == before["scored_at"]).all()
+
+
+def test_rethreshold_only_reflags_without_rescoring(scored):
+    settings, _ = scored
+    before = _read(settings, catalog_scores.read_scores, RUN)
+    _cli(settings, "score", "--run", RUN, "--rethreshold-only", "--rule", "percentile",
+         "--percentile", "10")
+    after = _read(settings, catalog_scores.read_scores, RUN)
+    run = _read(settings, catalog_scores.read_run, RUN)
+    val = after.loc[after["split"] == "val", "mse_m"].to_numpy()
+    assert run["threshold"] == pytest.approx(np.percentile(val, 10))
+    assert (after["scored_at"] == before["scored_at"]).all()
+    assert (after["is_outlier"] == (after["mse_m"] > run["threshold"])).all()
+    assert after["is_outlier"].sum() > before["is_outlier"].sum()
+    _cli(settings, "score", "--run", RUN, "--rethreshold-only")  # back to the thesis rule
+    assert _read(settings, catalog_scores.read_run, RUN)["threshold_rule"] == "mean_std"
+
+
+def test_embed_is_deterministic_and_skips_when_up_to_date(scored):
+    settings, _ = scored
+    _cli(settings, "embed", "--run", RUN, "--seed", "1", "--min-pts", "3")
+    first = _read(settings, catalog_scores.read_embeddings, RUN)
+    assert len(first) == 21
+    again = _cli(settings, "embed", "--run", RUN, "--seed", "1", "--min-pts", "3")
+    assert "up to date" in again.output
+    _cli(settings, "embed", "--run", RUN, "--seed", "1", "--min-pts", "3", "--overwrite")
+    second = _read(settings, catalog_scores.read_embeddings, RUN)
+    pd.testing.assert_frame_equal(first, second)
+    stats = _read(settings, catalog_scores.cluster_statistics, RUN)
+    assert stats["n_scans"].sum() == 21
+    assert set(stats["cluster"]) == set(first["cluster"])
+    run = _read(settings, catalog_scores.read_run, RUN)
+    assert json.loads(run["embed_params_json"])["min_pts"] == 3
+
+
+def test_evaluate_stores_metrics_equal_to_sklearn(scored, tmp_path):
+    settings, _ = scored
+    truth = pd.DataFrame({
+        "series_uid": "", "source_path": [f"{s}.nii" for s in [f"s-{i:03d}" for i in range(20)]],
+        "truth": ["metal" if f"s-{i:03d}" in METAL else "inlier" for i in range(20)],
+        "strength": 1.0,
+    })
+    truth.to_csv(tmp_path / "ground_truth.csv", index=False)
+    result = _cli(settings, "evaluate", "--run", RUN, "--truth", str(tmp_path / "ground_truth.csv"))
+    assert "histogram_mahalanobis" in result.output and "isolation_forest" in result.output
+    table = _read(settings, catalog_scores.read_evaluations, RUN).set_index(["method", "outlier_type"])
+    assert set(table.index.get_level_values(0)) == {
+        "mse", "mse_region", "mse_m", "isolation_forest", "histogram_mahalanobis"}
+    scores = _read(settings, catalog_scores.read_scores, RUN).set_index("scan_id")
+    known = scores.loc[[f"s-{i:03d}" for i in range(20)]]
+    y = known.index.isin(METAL)
+    row = table.loc[("mse_m", "all")]
+    assert (row["n_inliers"], row["n_outliers"]) == (18, 2)
+    assert row["auroc"] == pytest.approx(roc_auc_score(y, known["mse_m"]))
+    assert table.loc[("mse_m", "metal"), "auroc"] == pytest.approx(row["auroc"])
+    # 3000 HU blocks are what the histogram and pixel-statistics baselines see best
+    assert table.loc[("histogram_mahalanobis", "all"), "auroc"] == pytest.approx(1.0)
+
+
+def test_bad_inputs_give_clear_errors(scored, tmp_path):
+    settings, _ = scored
+    result = runner.invoke(app, ["score", "--catalog", str(settings.catalog_path), "--run", "nope"])
+    assert result.exit_code == 1 and "train it first" in result.output
+    (tmp_path / "t.csv").write_text("uid,label\n1,inlier\n")
+    result = runner.invoke(app, ["evaluate", "--catalog", str(settings.catalog_path), "--run", RUN,
+                                 "--truth", str(tmp_path / "t.csv")])
+    assert result.exit_code == 1 and "missing column" in result.output
