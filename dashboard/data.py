@@ -1,15 +1,15 @@
 """Cached reads over ``data_catalog.views`` and the dashboard's two writes (labels, export log).
 
 Every read opens a short read-only connection and closes it, so jobs can write between two
-reruns. The big per-run scan table is cached as a shared resource (no copy per rerun; callers
-must not modify it in place); the small reads are cached as data. ``clear()`` drops both after
-the dashboard writes.
+reruns. Reads are cached per catalog *version* (the modification times of the file and its
+WAL), so any write — a job's, another reviewer's — shows at the next rerun. The big per-run
+scan table is cached as a shared resource (no copy per rerun); the small reads as data.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 READ_WAIT_S = 15.0
 WRITE_WAIT_S = 8.0
-TTL_S = 30
+TTL_S = 120
 
 
 def catalog_exists(catalog: str) -> bool:
@@ -33,93 +33,58 @@ def catalog_exists(catalog: str) -> bool:
     return Path(catalog).is_file()
 
 
-def _read(catalog: str, fn, *args):
+def catalog_version(catalog: str) -> tuple[int, int]:
+    """Modification times (ns) of the catalog file and its WAL: they change with every write,
+    so a job's or another reviewer's write shows at the next rerun, not after the TTL."""
+    stamps = []
+    for path in (Path(catalog), Path(f"{catalog}.wal")):
+        try:
+            stamps.append(path.stat().st_mtime_ns)
+        except FileNotFoundError:
+            stamps.append(0)
+    return stamps[0], stamps[1]
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False, max_entries=256)
+def _read(catalog: str, version: tuple[int, int], view: str, *args: Any) -> Any:
     with connect(catalog, read_only=True, wait_s=READ_WAIT_S) as con:
-        return fn(con, *args)
+        return getattr(views, view)(con, *args)
 
 
-@st.cache_data(ttl=TTL_S, show_spinner=False)
-def catalog_counts(catalog: str) -> dict[str, int]:
-    """Scans, ingest errors, runs, labels and exports in the catalog."""
-    return _read(catalog, views.catalog_counts)
+def _view(view: str) -> Callable[..., Any]:
+    def read(catalog: str, *args: Any) -> Any:
+        return _read(catalog, catalog_version(catalog), view, *args)
+
+    read.__name__ = view
+    read.__doc__ = f"``data_catalog.views.{view}``, cached until the catalog changes."
+    return read
 
 
-@st.cache_data(ttl=TTL_S, show_spinner=False)
-def run_table(catalog: str) -> pd.DataFrame:
-    """All runs, newest first."""
-    return _read(catalog, views.run_table)
-
-
-@st.cache_data(ttl=TTL_S, show_spinner=False)
-def run_info(catalog: str, run_id: str) -> dict[str, Any] | None:
-    """The run's row (threshold rule, T, spacing, …) or None."""
-    return _read(catalog, views.run_info, run_id)
-
-
-@st.cache_data(ttl=TTL_S, show_spinner=False)
-def ingest_errors(catalog: str) -> pd.DataFrame:
-    """Inputs that ingest refused, with reasons."""
-    return _read(catalog, views.ingest_error_table)
-
-
-@st.cache_data(ttl=TTL_S, show_spinner=False)
-def train_curve(catalog: str, run_id: str) -> pd.DataFrame:
-    """Per-epoch losses of the run."""
-    return _read(catalog, views.train_curve, run_id)
-
-
-@st.cache_data(ttl=TTL_S, show_spinner=False)
-def evaluations(catalog: str, run_id: str) -> pd.DataFrame:
-    """The run's evaluation table (may be empty)."""
-    return _read(catalog, views.evaluation_table, run_id)
+catalog_counts = _view("catalog_counts")
+run_table = _view("run_table")
+run_info = _view("run_info")
+ingest_errors = _view("ingest_error_table")
+train_curve = _view("train_curve")
+evaluations = _view("evaluation_table")
+review_summary = _view("review_summary")
+disagreements = _view("disagreements")
+reviewer_progress = _view("reviewer_progress")
+label_history = _view("label_history")
+scan_hu_histogram = _view("scan_hu_histogram")
+dataset_hu_histogram = _view("dataset_hu_histogram")
+export_log = _view("export_log")
 
 
 @st.cache_resource(ttl=TTL_S, show_spinner="Reading the catalog …", max_entries=4)
+def _scan_table(catalog: str, version: tuple[int, int], run_id: str | None) -> pd.DataFrame:
+    with connect(catalog, read_only=True, wait_s=READ_WAIT_S) as con:
+        return views.scan_table(con, run_id)
+
+
 def scan_table(catalog: str, run_id: str | None) -> pd.DataFrame:
-    """One row per scan with the run's scores, embedding and the current verdict. Read-only."""
-    return _read(catalog, views.scan_table, run_id)
-
-
-@st.cache_data(ttl=TTL_S, show_spinner=False)
-def review_summary(catalog: str, run_id: str | None) -> dict[str, int]:
-    """Flagged / reviewed / labelled-outlier / disagreement counts."""
-    return _read(catalog, views.review_summary, run_id)
-
-
-@st.cache_data(ttl=TTL_S, show_spinner=False)
-def disagreements(catalog: str, run_id: str | None) -> pd.DataFrame:
-    """Scans whose reviewers disagree."""
-    return _read(catalog, views.disagreements, run_id)
-
-
-@st.cache_data(ttl=TTL_S, show_spinner=False)
-def reviewer_progress(catalog: str, run_id: str | None) -> pd.DataFrame:
-    """Per-reviewer label counts and progress through the flagged scans."""
-    return _read(catalog, views.reviewer_progress, run_id)
-
-
-@st.cache_data(ttl=TTL_S, show_spinner=False)
-def label_history(catalog: str, scan_id: str) -> pd.DataFrame:
-    """Every label given to one scan, newest first."""
-    return _read(catalog, views.label_history, scan_id)
-
-
-@st.cache_data(ttl=TTL_S, show_spinner=False)
-def scan_hu_histogram(catalog: str, scan_id: str) -> list[int] | None:
-    """The scan's 64-bin HU histogram."""
-    return _read(catalog, views.scan_hu_histogram, scan_id)
-
-
-@st.cache_data(ttl=300, show_spinner=False)
-def dataset_hu_histogram(catalog: str) -> list[int]:
-    """The HU histogram summed over the dataset."""
-    return _read(catalog, views.dataset_hu_histogram)
-
-
-@st.cache_data(ttl=TTL_S, show_spinner=False)
-def export_log(catalog: str) -> pd.DataFrame:
-    """The latest exports."""
-    return _read(catalog, views.export_log, 20)
+    """One row per scan with the run's scores, embedding and current verdict (shared: the
+    cached frame is not copied per rerun, so callers must not modify it in place)."""
+    return _scan_table(catalog, catalog_version(catalog), run_id)
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
@@ -130,8 +95,8 @@ def volume(path: str) -> np.ndarray:
 
 def clear() -> None:
     """Forget cached reads after a write, so every page shows the new label or export."""
-    st.cache_data.clear()
-    scan_table.clear()
+    _read.clear()
+    _scan_table.clear()
 
 
 def save_label(

@@ -1,0 +1,146 @@
+"""Every dashboard page, rendered headless (AppTest) on a synthetic catalog: real numbers."""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+
+from data_catalog import connect, views
+from tests.dashboard.conftest import figures, point_count, values
+
+
+def _db(settings, sql, params=()):
+    with connect(settings.catalog_path, read_only=True) as con:
+        return con.execute(sql, list(params)).fetchall()
+
+
+def test_overview_shows_counts_threshold_and_training_curve(catalog, open_page):
+    at = open_page(catalog, "overview")
+    metrics = {m.label: m.value for m in at.metric}
+    flagged = _db(catalog, "SELECT count(*) FROM scores WHERE is_outlier")[0][0]
+    assert metrics["Scans"] == "60"
+    assert metrics["Ingest errors"] == "3"
+    assert metrics["Flagged (> T)"] == str(flagged)
+    threshold = _db(catalog, "SELECT threshold FROM runs")[0][0]
+    assert f"T = **{threshold:.4g}**" in at.markdown[0].value
+    (curve,) = figures(at)
+    assert [t["name"] for t in curve["data"]] == ["train", "validation"]
+    assert point_count(curve) == 2 * 30
+
+
+def test_explorer_scatters_histograms_and_split_filter(catalog, open_page):
+    at = open_page(catalog, "explorer")
+    pixels, hu, hist = figures(at)
+    assert {t["type"] for t in pixels["data"]} == {"scattergl"}
+    assert point_count(pixels) == point_count(hu) == 60
+    flagged = _db(catalog, "SELECT count(*) FROM scores WHERE is_outlier")[0][0]
+    by_name = {t["name"]: len(values(t["x"])) for t in pixels["data"]}
+    assert by_name["flagged"] == flagged and by_name["not flagged"] == 60 - flagged
+    threshold = _db(catalog, "SELECT threshold FROM runs")[0][0]
+    assert pixels["layout"]["shapes"][0]["y0"] == threshold
+    n_val, n_test = _db(
+        catalog, "SELECT count(*) FILTER (split='val'), count(*) FILTER (split='test') FROM scores"
+    )[0]
+    assert [len(values(t["x"])) for t in hist["data"]] == [n_val, n_test]
+    assert len(at.dataframe[0].value) == flagged
+
+    at.multiselect(key="explorer_splits").set_value(["test"]).run()
+    assert point_count(figures(at)[0]) == n_test
+    at.selectbox(key="explorer_color").set_value("cluster").run()
+    names = {t["name"] for t in figures(at)[0]["data"]}
+    assert names <= {f"cluster {c}" for c in (-1, 0, 1, 2, 3)}
+
+
+def test_explorer_selection_becomes_the_viewer_queue(catalog, open_page):
+    at = open_page(catalog, "explorer")
+    points = [{"customdata": [sid, "train", "-"]} for sid in ("syn0000003", "syn0000001")]
+    at.session_state["scatter_pixels"] = {
+        "selection": {"points": points, "point_indices": [0, 1], "box": [], "lasso": []}
+    }
+    at.run()
+    assert "2 scans selected" in at.success[0].value
+    at.button(key="open_selection").click().run()
+    assert not at.exception
+    assert at.session_state["selected_scans"] == ["syn0000003", "syn0000001"]
+    assert at.subheader[0].value == "Scan `syn0000003`"
+    assert "Scan 1 of 2" in at.get("progress")[0].proto.text
+
+
+def test_feature_space_umap_flagged_and_live_dbscan(catalog, open_page):
+    at = open_page(catalog, "feature_space")
+    umap, hist_pixels, hist_mse = figures(at)
+    traces = {t["name"]: len(values(t["x"])) for t in umap["data"]}
+    flagged = _db(catalog, "SELECT count(*) FROM scores WHERE is_outlier")[0][0]
+    assert traces.pop("flagged (> T)") == flagged
+    assert sum(traces.values()) == 60
+    clusters = _db(catalog, "SELECT cluster, count(*) FROM embeddings GROUP BY 1 ORDER BY 1")
+    assert sorted(len(values(t["x"])) for t in hist_pixels["data"]) == sorted(
+        n for _, n in clusters
+    )
+    at.toggle(key="fs_live").set_value(True).run()
+    at.slider(key="fs_eps").set_value(0.1).run()
+    assert not at.exception
+    assert "live DBSCAN" in at.caption[0].value
+    live_noise = int(at.caption[0].value.split("clusters · ")[1].split(" noise")[0])
+    assert live_noise > dict(clusters).get(-1, 0)  # a small eps leaves more points as noise
+    at.selectbox(key="fs_color").set_value("pixel_count").run()
+    assert figures(at)[0]["data"][0]["marker"]["showscale"] is True
+
+
+def test_empty_and_partial_catalogs_name_the_next_job(settings, tmp_path, open_page):
+    from tests.dashboard.conftest import build
+
+    for page in ("overview", "explorer", "viewer", "export"):
+        at = open_page(settings, page)
+        assert "ctae ingest" in at.info[0].value
+    build(settings, run_id=None, n_volume_files=0)
+    for page in ("overview", "explorer", "feature_space", "team"):
+        at = open_page(settings, page)
+        assert "ctae train" in at.info[0].value, page
+    other = settings.__class__.resolve(tmp_path / "b" / "c.duckdb", tmp_path / "b" / "s", env={})
+    build(other, with_embeddings=False, n_volume_files=0)
+    at = open_page(other, "feature_space")
+    assert "ctae embed --run synthetic" in at.info[0].value
+    assert len(figures(open_page(other, "explorer"))) == 3
+
+
+def test_team_page_progress_and_disagreements(catalog, open_page):
+    at = open_page(catalog, "team")
+    progress, disagree = at.dataframe[0].value, at.dataframe[1].value
+    with connect(catalog.catalog_path, read_only=True) as con:
+        expected = views.disagreements(con, "synthetic")
+    assert list(progress["reviewer"]) == ["alice", "bob"]
+    assert list(disagree["scan_id"]) == list(expected["scan_id"])
+    assert len(disagree) >= 1
+    alice = _db(catalog, "SELECT count(DISTINCT scan_id) FROM labels WHERE reviewer='alice'")[0][0]
+    assert int(progress.loc[progress["reviewer"] == "alice", "scans_labelled"].iloc[0]) == alice
+
+
+def test_export_page_count_download_and_log(catalog, open_page):
+    at = open_page(catalog, "export", reviewer="carol")
+    assert at.metric[0].value == "60"
+    at.selectbox(key="ex_flag").set_value("inlier").run()
+    at.toggle(key="ex_exclude").set_value(True).run()
+    inliers = _db(catalog, "SELECT count(*) FROM scores WHERE NOT is_outlier")[0][0]
+    outlier_labels = _db(
+        catalog,
+        "SELECT count(DISTINCT l.scan_id) FROM labels l JOIN scores s USING (scan_id) "
+        "WHERE NOT s.is_outlier AND l.verdict = 'outlier'",
+    )[0][0]
+    assert at.metric[0].value == str(inliers - outlier_labels)
+    at.button(key="ex_prepare").click().run()
+    payload, fmt, rows = at.session_state["ex_payload"]
+    lines = payload.decode().strip().splitlines()
+    assert fmt == "csv" and rows == inliers - outlier_labels == len(lines) - 1
+    assert lines[0].startswith("scan_id,series_uid,source_root,source_path")
+    logged = _db(catalog, "SELECT who, row_count, format, filter_json FROM exports")
+    assert logged[0][:3] == ("carol", rows, "csv")
+    assert '"flag": "inlier"' in logged[0][3] and '"exclude_outliers": true' in logged[0][3]
+
+
+def test_pages_never_hold_the_catalog_open(catalog, open_page):
+    open_page(catalog, "explorer")
+    con = duckdb.connect(str(catalog.catalog_path))  # a job taking the write lock must succeed
+    con.execute("UPDATE runs SET epochs_done = 31")
+    con.close()
+    assert np.isclose(_db(catalog, "SELECT epochs_done FROM runs")[0][0], 31)
