@@ -12,13 +12,16 @@ import functools
 import logging
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
+import duckdb
 import typer
 
-from data_catalog import connect
+from data_catalog import CatalogBusyError, connect
 from data_catalog.scans import (
     clear_ingest_errors,
     record_ingest_errors,
@@ -35,6 +38,23 @@ logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 16
 BATCH_SECONDS = 10.0
+
+
+class CatalogWriteError(RuntimeError):
+    """The catalog could not be opened or written; the job stops (exit code 2)."""
+
+
+@contextmanager
+def _catalog(settings: CatalogSettings) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A short catalog connection whose failures become ``CatalogWriteError``."""
+    try:
+        with connect(settings.catalog_path) as con:
+            yield con
+    except (CatalogBusyError, duckdb.Error, OSError) as err:
+        raise CatalogWriteError(
+            f"catalog {settings.catalog_path} cannot be written ({type(err).__name__}: {err}); "
+            "check the path and its permissions, or wait for the process holding it"
+        ) from err
 
 
 @dataclass
@@ -96,7 +116,7 @@ def run_ingest(
     discovery = discover_sources(roots)
     summary.found = len(discovery.sources)
     summary.skipped_files = dict(discovery.skipped_files)
-    with connect(settings.catalog_path) as con:
+    with _catalog(settings) as con:
         known = scan_fingerprints(con)
     todo = [s for s in discovery.sources if _needs_ingest(s, known, spacing)]
     summary.skipped_unchanged = summary.found - len(todo)
@@ -152,7 +172,7 @@ def _flush(batch: list[IngestOutcome], settings: CatalogSettings, summary: Inges
         return
     scans = [o.scan for o in batch if o.scan is not None]
     errors = [o.error for o in batch if o.error is not None]
-    with connect(settings.catalog_path) as con:
+    with _catalog(settings) as con:
         upsert_scans(con, scans)
         clear_ingest_errors(con, [o.source.source_key for o in batch if o.scan is not None])
         record_ingest_errors(con, errors)
@@ -194,31 +214,21 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(f"--spacing must be positive, not {spacing}")
         args = {"sources": [str(s) for s in sources], "spacing": spacing, "workers": workers}
         try:
+            with _catalog(settings):
+                pass  # creates or migrates the file; fails early when it cannot be written
             with job_run(settings, "ingest", args) as counts:
                 summary = run_ingest(
                     sources, settings, spacing=spacing, workers=workers, progress=not no_progress
                 )
                 counts.update(summary.as_dict())
+        except CatalogWriteError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(2) from err
         except FileNotFoundError as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(1) from err
-        except Exception as err:  # duckdb / lock / disk errors: the catalog cannot be written
-            if _is_catalog_error(err):
-                typer.echo(
-                    f"error: catalog {settings.catalog_path} cannot be written: {err}", err=True
-                )
-                raise typer.Exit(2) from err
-            raise
         for line in summary.lines():
             typer.echo(line)
         if summary.ingested + summary.skipped_unchanged == 0:
             typer.echo("error: nothing could be ingested; see the reasons above", err=True)
             raise typer.Exit(1)
-
-
-def _is_catalog_error(err: Exception) -> bool:
-    import duckdb
-
-    from data_catalog import CatalogBusyError
-
-    return isinstance(err, CatalogBusyError | duckdb.Error | PermissionError)

@@ -1,0 +1,172 @@
+"""`ctae ingest` end to end on synthetic inputs: catalog rows, store, re-runs, kills, privacy."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from typer.testing import CliRunner
+
+import jobs.ingest as ingest_job
+from ctae_core.io.dicom_writer import SeriesHeaderSpec
+from ctae_core.io.volume_store import load_volume
+from data_catalog import connect
+from data_catalog.job_runs import recent_job_runs
+from data_catalog.scans import list_ingest_errors, scan_counts, scans_table
+from jobs.cli import app
+from jobs.ingest import run_ingest
+from tests.dicom_factory import (
+    IDENTIFYING,
+    IDENTIFYING_EXTRA,
+    identifying_header,
+    phantom,
+    write_junk,
+    write_phantom,
+)
+
+
+@pytest.fixture
+def source_tree(tmp_path):
+    """Two CT series (one in a nested folder, no suffixes), an MR series, a NIfTI, junk."""
+    root = tmp_path / "in"
+    write_phantom(root / "p1" / "ct", header=SeriesHeaderSpec(series_uid="1.2.826.1"))
+    write_phantom(
+        root / "p2" / "deep" / "ct",
+        phantom(seed=2),
+        file_suffix="",
+        shuffle_names=True,
+        header=SeriesHeaderSpec(series_uid="1.2.826.2", manufacturer="SIEMENS", kernel="B30f"),
+    )
+    write_phantom(
+        root / "p3" / "mr", header=SeriesHeaderSpec(series_uid="1.2.826.3", modality="MR")
+    )
+    image = sitk.GetImageFromArray(phantom((20, 30, 30), seed=5))
+    image.SetSpacing((1.5, 1.5, 2.0))
+    sitk.WriteImage(image, str(root / "vol.nii.gz"))
+    write_junk(root / "p1")
+    return root
+
+
+def _invoke(*args):
+    return CliRunner().invoke(app, ["ingest", *map(str, args), "--no-progress"])
+
+
+def test_ingest_writes_scans_errors_and_store_then_skips_unchanged(source_tree, settings):
+    result = _invoke(
+        source_tree,
+        "--catalog",
+        settings.catalog_path,
+        "--store",
+        settings.store_dir,
+        "--workers",
+        "1",
+    )
+    assert result.exit_code == 0, result.output
+    assert "ingested 3, skipped 0 unchanged, failed 1" in result.output
+    assert "failed 1 × not_ct" in result.output
+    with connect(settings.catalog_path, read_only=True) as con:
+        scans = scans_table(con).set_index("source_path")
+        errors = list_ingest_errors(con)
+    assert sorted(scans.index) == ["p1/ct", "p2/deep/ct", "vol.nii.gz"]
+    assert list(errors["reason"]) == ["not_ct"] and errors["source_path"][0] == "p3/mr"
+    ct = scans.loc["p2/deep/ct"]
+    assert (ct.manufacturer, ct.kernel, ct.series_uid) == ("SIEMENS", "B30f", "1.2.826.2")
+    assert (ct.orig_size_z, ct.orig_size_y, ct.orig_size_x) == (24, 32, 32)
+    # 24 × 2.5 mm = 60 mm and 32 × 0.8 mm = 25.6 mm at 3 mm -> 20 × 9 × 9 voxels
+    assert (ct.size_z, ct.size_y, ct.size_x, ct.pixel_count) == (20, 9, 9, 1620)
+    stored = load_volume(ct.volume_path)
+    assert stored.dtype == np.int16 and stored.shape == (20, 9, 9)
+    assert ct.body_voxels == int((stored > -990).sum()) and ct.hu_min >= -1024
+    assert sum(ct.hu_histogram) == ct.pixel_count
+    assert ct.volume_path == str(settings.volumes_dir / f"{ct.scan_id}.npy")
+
+    again = _invoke(source_tree, "--catalog", settings.catalog_path, "--workers", "1")
+    assert "ingested 0, skipped 3 unchanged" in again.output and again.exit_code == 0
+
+    changed = source_tree / "p1" / "ct" / "IM00003.dcm"
+    os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9))
+    third = run_ingest([source_tree], settings, workers=1, progress=False)
+    assert (third.ingested, third.skipped_unchanged) == (1, 2)
+    with connect(settings.catalog_path, read_only=True) as con:
+        assert scan_counts(con)["scans"] == 3
+
+
+def test_process_pool_gives_the_same_rows_as_inline(source_tree, settings, tmp_path):
+    inline = run_ingest([source_tree], settings, workers=1, progress=False)
+    other = type(settings).resolve(tmp_path / "pool.duckdb", tmp_path / "pool-store", env={})
+    pooled = run_ingest([source_tree], other, workers=2, progress=False)
+    assert (inline.ingested, pooled.ingested) == (3, 3)
+    with (
+        connect(settings.catalog_path, read_only=True) as a,
+        connect(other.catalog_path, read_only=True) as b,
+    ):
+        left, right = scans_table(a), scans_table(b)
+    assert list(left["scan_id"]) == list(right["scan_id"])
+    assert list(left["content_hash"]) == list(right["content_hash"])
+
+
+def test_a_run_killed_between_batches_is_completed_without_duplicates(
+    source_tree, settings, monkeypatch
+):
+    monkeypatch.setattr(ingest_job, "BATCH_SIZE", 1)
+    real_flush = ingest_job._flush
+    calls = []
+
+    def flush_then_die(batch, settings_, summary):
+        real_flush(batch, settings_, summary)
+        calls.append(len(batch))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as if the job were killed after its second write
+
+    monkeypatch.setattr(ingest_job, "_flush", flush_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run_ingest([source_tree], settings, workers=1, progress=False)
+    monkeypatch.setattr(ingest_job, "_flush", real_flush)
+    with connect(settings.catalog_path, read_only=True) as con:
+        partial = scan_counts(con)
+    assert partial["scans"] + partial["ingest_errors"] == 2
+    rerun = run_ingest([source_tree], settings, workers=1, progress=False)
+    assert rerun.skipped_unchanged == partial["scans"]
+    with connect(settings.catalog_path, read_only=True) as con:
+        final = scan_counts(con)
+        ids = scans_table(con)["scan_id"]
+    assert final["scans"] == 3 and final["ingest_errors"] == 1 and ids.is_unique
+    assert sorted(p.name for p in settings.volumes_dir.iterdir()) == sorted(f"{i}.npy" for i in ids)
+
+
+def test_identifying_values_reach_neither_catalog_nor_store(tmp_path, settings):
+    uid = "1.2.826.0.1.3680043.99.4242"
+    write_phantom(tmp_path / "in" / "s1", header=identifying_header(series_uid=uid))
+    summary = run_ingest([tmp_path / "in"], settings, workers=1, progress=False)
+    assert summary.ingested == 1
+    with connect(settings.catalog_path, read_only=True) as con:
+        tables = [scans_table(con), list_ingest_errors(con), recent_job_runs(con)]
+    scan_id, series_uid = tables[0].loc[0, ["scan_id", "series_uid"]]
+    assert series_uid == uid and uid not in scan_id and "4242" not in scan_id
+    # Every text value of the tables, as DuckDB returns it (immune to on-disk compression).
+    texts = " | ".join(str(v) for df in tables for col in df.columns for v in df[col].tolist())
+    blobs = [settings.catalog_path.read_bytes()]
+    blobs += [p.read_bytes() for p in settings.store_dir.rglob("*") if p.is_file()]
+    wal = settings.catalog_path.with_name(settings.catalog_path.name + ".wal")
+    blobs += [wal.read_bytes()] if wal.exists() else []
+    values = list(IDENTIFYING.values()) + list(IDENTIFYING_EXTRA.values())
+    for value in values:
+        for part in {value, value.replace("^", " "), *value.split("^")}:
+            if len(part) >= 4:
+                assert part not in texts, f"{part!r} leaked into the catalog"
+                assert not any(part.encode() in blob for blob in blobs), f"{part!r} leaked"
+
+
+def test_exit_codes_nothing_ingestible_missing_source_and_unwritable_catalog(tmp_path, settings):
+    bad = tmp_path / "bad"
+    write_phantom(bad, header=SeriesHeaderSpec(modality="MR"))
+    result = _invoke(bad, "--catalog", settings.catalog_path)
+    assert result.exit_code == 1 and "nothing could be ingested" in result.output
+    missing = _invoke(tmp_path / "nope", "--catalog", settings.catalog_path)
+    assert missing.exit_code == 1 and "does not exist" in missing.output
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the catalog folder should be")
+    unwritable = _invoke(bad, "--catalog", blocker / "catalog.duckdb")
+    assert unwritable.exit_code == 2 and "cannot be written" in unwritable.output
