@@ -1,0 +1,146 @@
+"""`ctae export` and `ctae dashboard` from the command line, on a synthetic catalog."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from ctae_core.io.volume_store import save_volume
+from data_catalog import connect, views
+from data_catalog.filters import ExportFilter, apply_filter
+from data_catalog.synthetic import SyntheticSpec, build_synthetic_catalog
+from jobs.cli import app
+from jobs.dashboard import streamlit_command
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def catalog(settings):
+    build_synthetic_catalog(settings, SyntheticSpec(n_scans=80, n_volume_files=0), save_volume)
+    return settings
+
+
+def _export(catalog, out, *args):
+    return runner.invoke(
+        app,
+        [
+            "export",
+            "--catalog",
+            str(catalog.catalog_path),
+            "--run",
+            "synthetic",
+            "--out",
+            str(out),
+            "--who",
+            "hal",
+            *args,
+        ],
+    )
+
+
+def _expected(catalog, filt):
+    with connect(catalog.catalog_path, read_only=True) as con:
+        return apply_filter(views.scan_table(con, "synthetic"), filt)
+
+
+def test_export_csv_matches_the_shared_filter_and_is_logged(catalog, tmp_path):
+    out = tmp_path / "lists" / "clean.csv"
+    result = _export(
+        catalog,
+        out,
+        "--split",
+        "train",
+        "--split",
+        "val",
+        "--exclude-outliers",
+        "--pixel-count-max",
+        "1500000",
+    )
+    assert result.exit_code == 0, result.output
+    got = pd.read_csv(out)
+    want = _expected(
+        catalog,
+        ExportFilter(split=("train", "val"), exclude_outliers=True, pixel_count_max=1_500_000),
+    )
+    assert 0 < len(got) < 80
+    assert list(got["scan_id"]) == list(want["scan_id"])
+    assert set(got["split"]) <= {"train", "val"} and (got["pixel_count"] <= 1_500_000).all()
+    assert f"exported {len(got)} scans" in result.output
+    with connect(catalog.catalog_path, read_only=True) as con:
+        log = views.export_log(con)
+    assert list(log[["who", "row_count", "format"]].iloc[0]) == ["hal", len(got), "csv"]
+    assert log["destination"].iloc[0] == str(out.resolve())
+    assert '"split": ["train", "val"]' in log["filter_json"].iloc[0]
+
+
+def test_export_txt_and_parquet_formats(catalog, tmp_path):
+    assert _export(catalog, tmp_path / "flagged.txt", "--flag", "outlier").exit_code == 0
+    lines = (tmp_path / "flagged.txt").read_text().splitlines()
+    flagged = _expected(catalog, ExportFilter(flag="outlier"))
+    assert lines == list("/data/synthetic/" + flagged["source_path"]) and len(lines) > 0
+    assert (
+        _export(
+            catalog,
+            tmp_path / "l.bin",
+            "--format",
+            "parquet",
+            "--label",
+            "outlier",
+            "--cause",
+            "metal implant",
+        ).exit_code
+        == 0
+    )
+    got = pd.read_parquet(tmp_path / "l.bin")
+    assert (got["label"] == "outlier").all()
+    assert len(got) == len(
+        _expected(catalog, ExportFilter(label=("outlier",), cause=("metal implant",)))
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--split", "dev"], "split ['dev']"),
+        (["--flag", "odd"], "flag 'odd'"),
+        (["--format", "xls"], "--format 'xls'"),
+        (["--score-min", "2", "--score-max", "1"], "score range is empty"),
+    ],
+)
+def test_export_rejects_bad_filters_with_a_reason(catalog, tmp_path, args, message):
+    result = _export(catalog, tmp_path / "x.csv", *args)
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_export_names_a_missing_run_and_catalog(catalog, tmp_path):
+    result = runner.invoke(
+        app,
+        [
+            "export",
+            "--catalog",
+            str(catalog.catalog_path),
+            "--run",
+            "nope",
+            "--out",
+            str(tmp_path / "x.csv"),
+        ],
+    )
+    assert result.exit_code == 2 and "run 'nope' is not in" in " ".join(result.output.split())
+    missing = tmp_path / "none" / "c.duckdb"
+    result = runner.invoke(
+        app, ["export", "--catalog", str(missing), "--run", "r", "--out", str(tmp_path / "x.csv")]
+    )
+    assert result.exit_code == 1 and "no catalog here yet" in result.output
+
+
+def test_dashboard_command_line():
+    cmd = streamlit_command(8600, "0.0.0.0", open_browser=False)
+    assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4].endswith("dashboard/app.py")
+    assert cmd[cmd.index("--server.port") + 1] == "8600"
+    assert cmd[cmd.index("--server.headless") + 1] == "true"
+    result = runner.invoke(app, ["dashboard", "--port", "0"])
+    assert result.exit_code == 2 and "--port 0 must be between 1 and 65535" in result.output
