@@ -1,0 +1,171 @@
+"""`ctae demo-data OUT`: the synthetic demo cohort as DICOM series plus ``ground_truth.csv``.
+
+Each scan is rendered by :mod:`ctae_core.phantoms` and written by
+``ctae_core.io.dicom_writer.write_series`` into ``OUT/scan_NNNN/``. A finished series leaves a
+marker ``OUT/.demo-data/scan_NNNN.json`` holding its spec; a re-run skips every series whose
+marker matches its spec and rewrites the rest (also those a killed run left half written).
+``OUT/ground_truth.csv`` (columns ``series_uid,source_path,truth,strength``) is written last.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict
+from functools import partial
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from jobs.options import NoProgressOption
+
+logger = logging.getLogger(__name__)
+
+MARKER_DIR = ".demo-data"
+TRUTH_FILE = "ground_truth.csv"
+TRUTH_COLUMNS = ("series_uid", "source_path", "truth", "strength")
+
+
+def series_uid_for(spec: Any) -> str:
+    """A DICOM UID derived from the whole spec: same spec, same UID; changed spec, new UID."""
+    from pydicom.uid import generate_uid
+
+    return generate_uid(entropy_srcs=["ctae-demo-data", json.dumps(asdict(spec), sort_keys=True)])
+
+
+def _marker(out: Path, spec: Any) -> Path:
+    return out / MARKER_DIR / f"{spec.source_path}.json"
+
+
+def is_complete(out: Path, spec: Any) -> bool:
+    """True when ``spec``'s series was fully written by an earlier run with the same spec."""
+    marker = _marker(out, spec)
+    if not marker.exists():
+        return False
+    try:
+        return json.loads(marker.read_text())["spec"] == asdict(spec)
+    except (ValueError, KeyError):
+        return False
+
+
+def write_scan(out: Path, spec: Any) -> dict[str, Any]:
+    """Render ``spec`` and write it as one DICOM series; returns what the marker records."""
+    from ctae_core.io.dicom_writer import SeriesHeaderSpec, write_series
+    from ctae_core.phantoms import render_spec
+    from ctae_core.phantoms.identity import series_header
+
+    started = time.perf_counter()
+    phantom = render_spec(spec)
+    fov_mm = phantom.hu.shape[2] * phantom.spacing_zyx_mm[2]
+    fields, style = series_header(spec.rng(2), phantom.spacing_zyx_mm, fov_mm)
+    uid = series_uid_for(spec)
+    folder = out / spec.source_path
+    if folder.exists():
+        shutil.rmtree(folder)  # a half-written or outdated series of ours
+    offset = phantom.effects.intercept_offset_hu
+    paths = write_series(
+        phantom.hu.astype("float32") + offset,  # with the intercept below: same stored pixels
+        phantom.spacing_zyx_mm,
+        folder,
+        header=SeriesHeaderSpec(series_uid=uid, **fields),
+        origin_xyz_mm=phantom.origin_xyz_mm,
+        rescale_intercept=style.rescale_intercept + offset,
+        reverse_order=spec.reversed_order,
+        file_suffix=style.file_suffix,
+        shuffle_names=style.shuffle_names,
+        seed=spec.index,
+    )
+    for plane in phantom.effects.dropped_planes:
+        paths[plane].unlink()
+    record = {"spec": asdict(spec), "series_uid": uid,
+              "files": len(paths) - len(phantom.effects.dropped_planes),
+              "shape_zyx": list(phantom.hu.shape), "seconds": time.perf_counter() - started}
+    marker = _marker(out, spec)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(record))
+    return record
+
+
+def write_ground_truth(out: Path, specs: list[Any]) -> Path:
+    """``OUT/ground_truth.csv`` for every spec (atomically: temp file, then rename)."""
+    path = out / TRUTH_FILE
+    tmp = path.with_name(f".{TRUTH_FILE}.{os.getpid()}.tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(TRUTH_COLUMNS)
+        for spec in specs:
+            writer.writerow([series_uid_for(spec), spec.source_path, spec.truth, spec.strength])
+    os.replace(tmp, path)
+    return path
+
+
+def _remove_stale(out: Path, keep: set[str]) -> int:
+    """Delete series an earlier, larger run of ours wrote (they have a marker) beyond ``--n``."""
+    removed = 0
+    for marker in sorted((out / MARKER_DIR).glob("scan_*.json")):
+        if marker.stem not in keep:
+            shutil.rmtree(out / marker.stem, ignore_errors=True)
+            marker.unlink()
+            removed += 1
+    return removed
+
+
+def generate_cohort(
+    out: Path, n: int, seed: int, outlier_rate: float, size: str, workers: int | None,
+    progress: bool = True,
+) -> dict[str, int]:
+    """Write the cohort; returns counts ``written``, ``skipped``, ``failed``, ``removed``."""
+    from tqdm import tqdm
+
+    from ctae_core.phantoms import plan_cohort
+    from jobs.executors import ExecutorConfig, map_tasks
+
+    specs = plan_cohort(n, seed, outlier_rate, size)
+    out.mkdir(parents=True, exist_ok=True)
+    removed = _remove_stale(out, {s.source_path for s in specs})
+    todo = [s for s in specs if not is_complete(out, s)]
+    failed = 0
+    results = map_tasks(partial(write_scan, out), todo, ExecutorConfig(workers=workers))
+    for result in tqdm(results, total=len(todo), unit="scan", disable=not progress):
+        if not result.ok:
+            failed += 1
+            logger.error("scan=%s error=%s", result.item.source_path, result.error)
+    write_ground_truth(out, specs)
+    counts = {"written": len(todo) - failed, "skipped": len(specs) - len(todo),
+              "failed": failed, "removed": removed}
+    logger.info("demo cohort out=%s %s", out, " ".join(f"{k}={v}" for k, v in counts.items()))
+    return counts
+
+
+def demo_data(
+    out: Annotated[Path, typer.Argument(help="Folder for the series and ground_truth.csv.")],
+    n: Annotated[int, typer.Option("--n", help="Number of scans.")] = 400,
+    seed: Annotated[int, typer.Option(help="Cohort seed: same seed, same cohort.")] = 0,
+    outlier_rate: Annotated[float, typer.Option(help="Fraction of planted outliers.")] = 0.05,
+    workers: Annotated[int | None, typer.Option(help="Processes (default: CPU count).")] = None,
+    size: Annotated[str, typer.Option(help="demo (small, fast) or full (scanner spacing).")] = "demo",
+    no_progress: NoProgressOption = False,
+) -> None:
+    """Write a synthetic CCTA cohort with planted outliers as DICOM series (resumable)."""
+    from ctae_core.phantoms import SIZES
+
+    if size not in SIZES:
+        raise typer.BadParameter(f"--size must be one of {sorted(SIZES)}, not {size!r}")
+    if n < 1 or not 0.0 <= outlier_rate <= 1.0:
+        raise typer.BadParameter(f"need --n >= 1 and 0 <= --outlier-rate <= 1 (got {n}, {outlier_rate})")
+    started = time.monotonic()
+    counts = generate_cohort(out, n, seed, outlier_rate, size, workers, progress=not no_progress)
+    typer.echo(f"{out}: {counts['written']} written, {counts['skipped']} already complete, "
+               f"{counts['failed']} failed in {time.monotonic() - started:.1f} s")
+    if counts["failed"]:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``ctae demo-data`` to the CLI."""
+    app.command("demo-data")(demo_data)
