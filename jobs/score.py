@@ -9,8 +9,9 @@ the stored scores without touching the model.
 
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -280,11 +281,15 @@ def run_score(settings: CatalogSettings, options: ScoreOptions) -> dict[str, Any
 
 
 def rethreshold(settings: CatalogSettings, options: ScoreOptions) -> dict[str, Any]:
-    """Change the run's rule and re-flag the stored scores; nothing is re-scored."""
+    """Change the run's rule and re-flag the stored scores; nothing is re-scored, so the
+    error level and volume policy of the last scoring stay as they were recorded."""
     with connect(settings.catalog_path) as con:
         run = catalog_scores.read_run(con, options.run_id)
         if run is None:
             raise ScoreJobError(f"run {options.run_id!r} is not in {settings.catalog_path}")
+    stored = json.loads(run["threshold_params_json"] or "{}")
+    options = replace(options, error_level_hu=stored.get("error_level_hu", options.error_level_hu),
+                      keep_volumes=stored.get("keep_volumes", options.keep_volumes))
     args = {**asdict(options), "rule": options.rule.to_dict(), "rethreshold_only": True}
     with job_run(settings, "score", args) as counts:
         counts.update(apply_threshold(settings, options))

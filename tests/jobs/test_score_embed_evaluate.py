@@ -213,3 +213,24 @@ def test_bad_inputs_give_clear_errors(scored, tmp_path):
     result = runner.invoke(app, ["evaluate", "--catalog", str(settings.catalog_path), "--run", RUN,
                                  "--truth", str(tmp_path / "t.csv")])
     assert result.exit_code == 1 and "missing column" in result.output
+
+
+def test_keep_volumes_flagged_removes_inlier_volumes(scored):
+    """Runs last: re-scores everything (``--overwrite``) under a rule that flags about half."""
+    settings, _ = scored
+    result = _cli(settings, "score", "--store", str(settings.store_dir), "--run", RUN, "--device",
+                  "cpu", "--overwrite", "--keep-volumes", "flagged", "--rule", "percentile",
+                  "--percentile", "50", "--error-level", "100")
+    assert "scored 21, failed 1" in result.output
+    scores = _read(settings, catalog_scores.read_scores, RUN)
+    flagged, inliers = scores[scores["is_outlier"]], scores[~scores["is_outlier"]]
+    assert len(flagged) > 0 and len(inliers) > 0
+    assert flagged["recon_path"].notna().all() and flagged["error_path"].notna().all()
+    assert inliers["recon_path"].isna().all() and inliers["error_path"].isna().all()
+    stored = {p.stem for p in (settings.run_dir(RUN) / "error").glob("*.npy")}
+    assert stored == set(flagged["scan_id"])
+    params = json.loads(_read(settings, catalog_scores.read_run, RUN)["threshold_params_json"])
+    assert params["error_level_hu"] == 100 and params["keep_volumes"] == "flagged"
+    _cli(settings, "score", "--run", RUN, "--rethreshold-only")  # keeps what scoring recorded
+    params = json.loads(_read(settings, catalog_scores.read_run, RUN)["threshold_params_json"])
+    assert params["error_level_hu"] == 100 and params["rule"] == "mean_std"
