@@ -101,14 +101,14 @@ def paint_external_cable(scene: Scene) -> None:
     phase = scene.rng.uniform(0, 2 * np.pi)
     for k in range(1 + int(s > 0.6)):
         u = (0.25 + 0.3 * k) * a * np.sin(w / 70.0 + phase + k)
-        radius = 2.0 + 2.5 * s
+        radius = 3.0 + 2.5 * s
         gap = 4.0 + radius
         v = -b * np.sqrt(np.clip(1 - (u / a) ** 2, 0, 1)) - gap
         cx, cy = (u + p.centre_xyz_mm[0])[:, None, None], (v + p.centre_xyz_mm[1])[:, None, None]
         d2 = (grid.axis_mm("x")[None, None, :] - cx) ** 2 + (grid.axis_mm("y")[None, :, None] - cy) ** 2
         scene.labels[d2 <= radius**2] = Tissue.FOREIGN
         scene.hu[d2 <= radius**2] = 150.0
-        scene.hu[d2 <= (radius - 1.0) ** 2] = 800.0 + 2000.0 * s
+        scene.hu[d2 <= (radius - 1.0) ** 2] = 800.0 + 1700.0 * s  # diluted contrast
 
 
 def add_streaks(

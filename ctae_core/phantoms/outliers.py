@@ -86,8 +86,14 @@ def _truncation_rim(scene: Scene) -> None:
 
 
 def _wrong_rescale(scene: Scene) -> WriteEffects:
-    sign = scene.rng.choice([-1.0, 1.0])
-    return WriteEffects(intercept_offset_hu=float(sign * round(120.0 + 904.0 * scene.strength)))
+    """±120 HU (subtle) … −1024 HU (intercept 0 written for −1024: the classic mix-up).
+
+    Offsets above +450 HU are written as negative ones: they would lift air above −500 HU,
+    which ingest refuses as not being HU at all, so the model would never see the scan.
+    """
+    magnitude = round(120.0 + 904.0 * scene.strength)
+    sign = -1.0 if magnitude > 450 else float(scene.rng.choice([-1.0, 1.0]))
+    return WriteEffects(intercept_offset_hu=sign * magnitude)
 
 
 def _missing_slab(scene: Scene) -> WriteEffects:
