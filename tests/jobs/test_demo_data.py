@@ -1,0 +1,149 @@
+"""`ctae demo-data`: the written cohort, its ground truth, resumability, and the round trip
+through `ctae ingest`."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import warnings
+from collections import Counter
+
+import numpy as np
+import pydicom
+import pytest
+import SimpleITK as sitk
+from pydicom.pixels import apply_rescale
+from scipy.ndimage import map_coordinates
+from typer.testing import CliRunner
+
+from ctae_core.io.volume_store import load_volume
+from ctae_core.phantoms import ScanSpec, render_spec
+from data_catalog import connect
+from data_catalog.scans import list_ingest_errors, scans_table
+from jobs.cli import app
+from jobs.demo_data import TRUTH_COLUMNS, series_uid_for, write_scan
+
+
+def _run(*args):
+    return CliRunner().invoke(app, [*map(str, args)])
+
+
+def _truth(out) -> list[dict[str, str]]:
+    with (out / "ground_truth.csv").open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_demo_data_writes_series_and_truth_then_resumes(tmp_path):
+    out = tmp_path / "cohort"
+    result = _run("demo-data", out, "--n", 5, "--seed", 1, "--outlier-rate", 0.4, "--workers", 1,
+                  "--no-progress")
+    assert result.exit_code == 0, result.output
+    rows = _truth(out)
+    assert tuple(rows[0]) == TRUTH_COLUMNS
+    assert [r["source_path"] for r in rows] == [f"scan_{i:04d}" for i in range(5)]
+    assert sum(r["truth"] != "inlier" for r in rows) == 2
+    assert all(0.0 <= float(r["strength"]) <= 1.0 for r in rows)
+    for row in rows:
+        files = [p for p in (out / row["source_path"]).iterdir()]
+        marker = json.loads((out / ".demo-data" / f"{row['source_path']}.json").read_text())
+        assert len(files) == marker["files"] >= 30  # 10-14 cm at 2-3 mm slices
+        ds = pydicom.dcmread(files[0], stop_before_pixels=True)
+        assert ds.SeriesInstanceUID == row["series_uid"]
+    mtimes = {p: p.stat().st_mtime_ns for p in (out / "scan_0002").iterdir()}
+    (out / ".demo-data" / "scan_0003.json").unlink()  # as if a run died while writing it
+
+    again = _run("demo-data", out, "--n", 5, "--seed", 1, "--outlier-rate", 0.4, "--workers", 1,
+                 "--no-progress")
+    assert "1 written, 4 already complete" in again.output
+    assert {p: p.stat().st_mtime_ns for p in (out / "scan_0002").iterdir()} == mtimes
+    assert _truth(out) == rows
+
+    smaller = _run("demo-data", out, "--n", 3, "--seed", 1, "--outlier-rate", 0.0, "--workers", 1,
+                   "--no-progress")
+    assert smaller.exit_code == 0, smaller.output
+    assert sorted(p.name for p in out.glob("scan_*")) == ["scan_0000", "scan_0001", "scan_0002"]
+    assert len(_truth(out)) == 3
+
+
+def test_demo_data_refuses_bad_options(tmp_path):
+    result = _run("demo-data", tmp_path / "x", "--size", "huge")
+    assert result.exit_code != 0 and "--size must be one of" in result.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_written_series_open_in_pydicom_and_simpleitk_without_warnings(tmp_path, caplog, capfd):
+    spec = ScanSpec(index=7, seed=3, reversed_order=True)
+    record = write_scan(tmp_path, spec)
+    phantom = render_spec(spec)
+    folder = tmp_path / spec.source_path
+    files = sorted(folder.iterdir())
+    caplog.set_level(logging.WARNING, logger="pydicom")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        datasets = [pydicom.dcmread(f) for f in files]
+        planes = {float(ds.ImagePositionPatient[2]): apply_rescale(ds.pixel_array, ds)
+                  for ds in datasets}
+    assert not caplog.records
+    by_z = np.stack([planes[z] for z in sorted(planes)])
+    assert np.array_equal(by_z, phantom.hu)
+    first = min(datasets, key=lambda ds: float(ds.ImagePositionPatient[2]))
+    assert first.InstanceNumber == len(files)  # stored in reversed order
+    assert str(first.PatientName).count("^") >= 1 and first.PatientID.startswith("PID")
+    assert len(first.PatientBirthDate) == 8 and first.InstitutionName
+    assert first.SeriesInstanceUID == record["series_uid"] == series_uid_for(spec)
+
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
+    image = reader.Execute()
+    assert "WARNING" not in capfd.readouterr().err
+    assert np.array_equal(sitk.GetArrayFromImage(image), phantom.hu)
+    assert image.GetSpacing() == pytest.approx(phantom.spacing_zyx_mm[::-1], abs=1e-4)
+
+
+def _expected_at_3mm(phantom) -> np.ndarray:
+    """The phantom resampled by scipy onto the grid ingest documents (centred on the bounds)."""
+    spacing = np.array(phantom.spacing_zyx_mm[::-1])  # x, y, z
+    n_in = np.array(phantom.hu.shape[::-1])
+    extent = n_in * spacing
+    size = np.maximum(1, np.rint(extent / 3.0)).astype(int)
+    low = np.array(phantom.origin_xyz_mm) - spacing / 2
+    origin = low + (extent - (size - 1) * 3.0) / 2
+    axes = [(origin[a] + 3.0 * np.arange(size[a]) - phantom.origin_xyz_mm[a]) / spacing[a]
+            for a in (2, 1, 0)]
+    grid = np.meshgrid(*axes, indexing="ij")
+    return map_coordinates(phantom.hu.astype(np.float32), grid, order=1, cval=-1024.0)
+
+
+def test_ingest_round_trip_reproduces_the_phantom(tmp_path, settings):
+    source = tmp_path / "cohort"
+    specs = [
+        ScanSpec(index=0, seed=4, reversed_order=True),
+        ScanSpec(index=1, seed=4, truth="wrong_rescale", strength=0.1),
+        ScanSpec(index=2, seed=4, truth="missing_slab", strength=0.1),
+        ScanSpec(index=3, seed=4, truth="missing_slab", strength=0.9),
+    ]
+    for spec in specs:
+        write_scan(source, spec)
+    result = _run("ingest", source, "--catalog", settings.catalog_path, "--store",
+                  settings.store_dir, "--workers", 1, "--no-progress")
+    assert result.exit_code == 0, result.output
+    with connect(settings.catalog_path) as con:
+        scans = scans_table(con).set_index("source_path")
+        errors = list_ingest_errors(con)
+    assert sorted(scans.index) == ["scan_0000", "scan_0001", "scan_0002"]
+    assert Counter(errors["reason"]) == Counter({"missing_slices": 1})  # the obvious slab
+
+    phantoms = {spec.source_path: render_spec(spec) for spec in specs[:3]}
+    stored = load_volume(scans.loc["scan_0000", "volume_path"], mmap=False).astype(np.float32)
+    expected = _expected_at_3mm(phantoms["scan_0000"])
+    assert stored.shape == expected.shape
+    difference = np.abs(stored - np.maximum(expected, -1024.0))
+    assert difference.mean() < 1.0 and np.percentile(difference, 99.9) <= 2.0
+
+    shifted = load_volume(scans.loc["scan_0001", "volume_path"], mmap=False).astype(np.float32)
+    expected = _expected_at_3mm(phantoms["scan_0001"])
+    offset = phantoms["scan_0001"].effects.intercept_offset_hu
+    body = expected + min(offset, 0.0) > -1000
+    assert np.median(shifted[body] - expected[body]) == pytest.approx(offset, abs=1.0)
+    assert int(scans.loc["scan_0002", "missing_slices"]) == 1
