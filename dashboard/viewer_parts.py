@@ -90,20 +90,19 @@ def show_planes(scan: pd.Series, run: dict[str, Any], view: ViewSettings) -> Non
         scan_spacing_mm=scan_mm,
         run_spacing_mm=run_mm,
     )
-    cols = st.columns(3)
-    for col, plane in zip(cols, slices.PLANES, strict=True):
-        col.image(
-            images[plane].original,
-            caption=f"{plane} · original"
-            + (" + |error|" if error is not None and view.opacity > 0 else ""),
-            width="stretch",
-        )
-        if images[plane].reconstruction is not None:
+    overlay = " + |error|" if error is not None and view.opacity > 0 else ""
+    layers = [
+        ("original" + overlay, "original"),
+        ("reconstruction", "reconstruction"),
+        ("|error|", "error"),
+    ]
+    for caption, field in layers:
+        if getattr(images["axial"], field) is None:
+            continue
+        for col, plane in zip(st.columns(3), slices.PLANES, strict=True):
             col.image(
-                images[plane].reconstruction, caption=f"{plane} · reconstruction", width="stretch"
+                getattr(images[plane], field), caption=f"{plane} · {caption}", width="stretch"
             )
-        if images[plane].error is not None:
-            col.image(images[plane].error, caption=f"{plane} · |error|", width="stretch")
     if recon is None and error is None:
         st.caption(
             "No reconstruction or |error| volume is stored for this scan (score keeps "

@@ -150,8 +150,7 @@ def _scores_tables(spec, rng, n, metal, scans: pa.Table, recons, errors):
     split = rng.choice(np.array(["train", "val", "test"]), n, p=[0.8, 0.1, 0.1])
     val = mse_m[split == "val"] if (split == "val").any() else mse_m
     threshold = float(val.mean() + 3 * val.std())
-    has_files = np.arange(n) < (len(recons) if recons else 0)
-    cyc = np.arange(n) % max(len(recons), 1)
+    cyc = np.arange(n) % max(len(recons), 1)  # same cycle as volume_path: pairs match
     scores = pa.table(
         {
             "scan_id": scans.column("scan_id"),
@@ -160,8 +159,8 @@ def _scores_tables(spec, rng, n, metal, scans: pa.Table, recons, errors):
             "mse_region": mse_m * 0.8,
             "mse_m": mse_m,
             "is_outlier": mse_m > threshold,
-            "recon_path": [recons[c] if h else None for c, h in zip(cyc, has_files, strict=True)],
-            "error_path": [errors[c] if h else None for c, h in zip(cyc, has_files, strict=True)],
+            "recon_path": [recons[c] for c in cyc] if recons else [None] * n,
+            "error_path": [errors[c] for c in cyc] if errors else [None] * n,
         }
     )
     blob = np.where(outlier, 3, rng.integers(0, 3, n))

@@ -170,7 +170,8 @@ def scan_table(con: duckdb.DuckDBPyConnection, run_id: str | None) -> pd.DataFra
     ``score`` is the score the run's threshold applies to (MSE_m unless the run says otherwise).
     Sorted by score, highest first; unscored scans last.
     """
-    return con.execute(_SCAN_TABLE, {"run_id": run_id}).df()
+    # via Arrow: about twice as fast as .df() for 100k rows with string columns
+    return con.sql(_SCAN_TABLE, params={"run_id": run_id}).to_arrow_table().to_pandas()
 
 
 def review_summary(con: duckdb.DuckDBPyConnection, run_id: str | None) -> dict[str, int]:

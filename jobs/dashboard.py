@@ -35,6 +35,8 @@ def streamlit_command(port: int, host: str, open_browser: bool) -> list[str]:
         "false" if open_browser else "true",
         "--browser.gatherUsageStats",
         "false",
+        "--client.toolbarMode",
+        "viewer",
     ]
 
 

@@ -53,7 +53,7 @@ def test_explorer_scatters_histograms_and_split_filter(catalog, open_page):
 
 def test_explorer_selection_becomes_the_viewer_queue(catalog, open_page):
     at = open_page(catalog, "explorer")
-    points = [{"customdata": [sid, "train", "-"]} for sid in ("syn0000003", "syn0000001")]
+    points = [{"customdata": sid} for sid in ("syn0000003", "syn0000001")]
     at.session_state["scatter_pixels"] = {
         "selection": {"points": points, "point_indices": [0, 1], "box": [], "lasso": []}
     }

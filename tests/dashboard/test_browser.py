@@ -1,0 +1,131 @@
+"""The dashboard in a real headless Chromium (Playwright, Debian's /usr/bin/chromium).
+
+Starts `ctae dashboard` on a synthetic catalog, opens every page, labels a scan, downloads an
+export, checks that no page shows an exception, and saves small screenshots to
+docs/screenshots/ (used by the README).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from data_catalog import connect
+from tests.dashboard.conftest import build
+
+CHROMIUM = Path("/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "docs" / "screenshots"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+PAGES = {"Overview": "overview", "Outlier explorer": "explorer", "Feature space": "feature_space",
+         "Scan viewer and review": "viewer", "Team review": "team", "Export": "export"}
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def server(catalog):
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium) "
+                    "to run the browser test")
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobs", "dashboard", "--catalog", str(catalog.catalog_path),
+         "--port", str(port), "--no-browser"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("`ctae dashboard` did not answer /_stcore/health within 30 s")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def _settle(page) -> None:
+    page.wait_for_timeout(300)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=30000)
+    page.wait_for_timeout(200)
+
+
+def _shot(page, name: str) -> None:
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(page.screenshot()))
+    image = image.convert("RGB").resize((image.width * 3 // 4, image.height * 3 // 4))
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    image.save(SHOTS / f"{name}.png", optimize=True)
+    assert (SHOTS / f"{name}.png").stat().st_size <= 300_000
+
+
+def _open(page, title: str) -> None:
+    page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
+    _settle(page)
+    assert page.locator('[data-testid="stException"]').count() == 0, f"exception on {title}"
+
+
+def test_every_page_label_and_export_in_chromium(server, catalog, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(server, wait_until="domcontentloaded")
+        page.wait_for_selector(".js-plotly-plot .main-svg", timeout=60000)
+        _settle(page)
+        page.get_by_role("textbox", name="Reviewer").fill("playwright")
+        page.get_by_role("textbox", name="Reviewer").press("Enter")
+        _settle(page)
+        for title, name in PAGES.items():
+            _open(page, title)
+            if title in ("Outlier explorer", "Feature space"):
+                page.wait_for_selector(".js-plotly-plot .main-svg", timeout=30000)
+            if title == "Scan viewer and review":
+                page.wait_for_selector('[data-testid="stImage"] img', timeout=30000)
+                _shot(page, name)
+                page.get_by_role("button", name="Outlier", exact=True).click()
+                page.get_by_text("Saved:").wait_for(timeout=30000)
+                continue
+            if title == "Export":
+                page.get_by_role("button", name="Prepare the export file").click()
+                button = page.get_by_test_id("stDownloadButton").get_by_role("button")
+                with page.expect_download(timeout=30000) as download:
+                    button.click()
+                download.value.save_as(tmp_path / "export.csv")
+            _shot(page, name)
+        assert page.locator('[data-testid="stException"]').count() == 0
+        browser.close()
+
+    lines = (tmp_path / "export.csv").read_text().strip().splitlines()
+    assert lines[0].startswith("scan_id,") and len(lines) == 61
+    with connect(catalog.catalog_path, read_only=True) as con:
+        labels = con.execute("SELECT verdict FROM labels WHERE reviewer = 'playwright'").fetchall()
+        exports = con.execute("SELECT who, row_count FROM exports").fetchall()
+    assert labels == [("outlier",)]
+    assert exports == [("playwright", 60)]
