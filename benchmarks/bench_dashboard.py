@@ -37,9 +37,15 @@ RUN = "synthetic"
 
 
 def _row(figure, value, unit, target, baseline):
-    return {"benchmark": "dashboard", "figure": figure, "value": value, "unit": unit,
-            "target": target, "baseline": baseline,
-            "ratio": value / baseline if baseline else None}
+    return {
+        "benchmark": "dashboard",
+        "figure": figure,
+        "value": value,
+        "unit": unit,
+        "target": target,
+        "baseline": baseline,
+        "ratio": value / baseline if baseline else None,
+    }
 
 
 def _timed(fn, repeats: int = 1) -> float:
@@ -87,8 +93,9 @@ def bench_explorer(settings: CatalogSettings, n: int) -> list[dict]:
     spec_mb = sum(len(c.proto.spec) for c in at.get("plotly_chart")) / 1e6
     print(f"explorer figures: {spec_mb:.1f} MB of JSON for {n:,} scans")
     return [
-        _row(f"explorer first render, {n:,} scans (AppTest, cold cache)", first_s, "s", 1.5,
-             read_s),
+        _row(
+            f"explorer first render, {n:,} scans (AppTest, cold cache)", first_s, "s", 1.5, read_s
+        ),
         _row(f"explorer filter change, {n:,} scans (AppTest rerun)", change_s, "s", 0.5, first_s),
     ]
 
@@ -103,24 +110,37 @@ def bench_slices(settings: CatalogSettings, repeats: int) -> list[dict]:
     def change(mmap: bool) -> float:
         volume, recon, error = (load_volume(p, mmap=mmap) for p in paths)
         index = tuple(int(rng.integers(0, s)) for s in volume.shape)
-        return render_views(volume, index, view, recon=recon, error=error,
-                            scan_spacing_mm=3.0, run_spacing_mm=6.0)
+        return render_views(
+            volume, index, view, recon=recon, error=error, scan_spacing_mm=3.0, run_spacing_mm=6.0
+        )
 
     change(True)
     mmap_s = _timed(lambda: change(True), repeats)
     whole_s = _timed(lambda: change(False), max(3, repeats // 5))
-    return [_row("slice change, 3 planes × 3 layers, 120×170×170 mmap", mmap_s * 1e3, "ms",
-                 100.0, whole_s * 1e3)]
+    return [
+        _row(
+            "slice change, 3 planes × 3 layers, 120×170×170 mmap",
+            mmap_s * 1e3,
+            "ms",
+            100.0,
+            whole_s * 1e3,
+        )
+    ]
 
 
 def bench_export(settings: CatalogSettings, n: int) -> list[dict]:
     read_s = _timed(lambda: _read_table(settings), 3)
     rows = []
     for fmt in ("csv", "parquet", "txt"):
-        seconds = _timed(lambda f=fmt: render_export(
-            apply_filter(_read_table(settings), ExportFilter(exclude_outliers=True)), f), 2)
-        rows.append(_row(f"export {n:,} scans to {fmt} (read + filter + write)", seconds, "s",
-                         None, read_s))
+        seconds = _timed(
+            lambda f=fmt: render_export(
+                apply_filter(_read_table(settings), ExportFilter(exclude_outliers=True)), f
+            ),
+            2,
+        )
+        rows.append(
+            _row(f"export {n:,} scans to {fmt} (read + filter + write)", seconds, "s", None, read_s)
+        )
     return rows
 
 
@@ -140,5 +160,7 @@ if __name__ == "__main__":
     args = parser.parse_args()
     for result in main(quick=args.quick):
         ratio = f"{result['ratio']:.2f}" if result["ratio"] is not None else "-"
-        print(f"{result['figure']}: {result['value']:.3f} {result['unit']} "
-              f"(target {result['target']}, baseline {result['baseline']:.3f}, ratio {ratio})")
+        print(
+            f"{result['figure']}: {result['value']:.3f} {result['unit']} "
+            f"(target {result['target']}, baseline {result['baseline']:.3f}, ratio {ratio})"
+        )

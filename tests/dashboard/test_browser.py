@@ -19,15 +19,28 @@ from pathlib import Path
 import pytest
 
 from data_catalog import connect
-from tests.dashboard.conftest import build
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "docs" / "screenshots"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-PAGES = {"Overview": "overview", "Outlier explorer": "explorer", "Feature space": "feature_space",
-         "Scan viewer and review": "viewer", "Team review": "team", "Export": "export"}
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PAGES = {
+    "Overview": "overview",
+    "Outlier explorer": "explorer",
+    "Feature space": "feature_space",
+    "Scan viewer and review": "viewer",
+    "Team review": "team",
+    "Export": "export",
+}
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -41,14 +54,27 @@ def _free_port() -> int:
 @pytest.fixture
 def server(catalog):
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium) "
-                    "to run the browser test")
+        pytest.skip(
+            f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium) "
+            "to run the browser test"
+        )
     pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jobs", "dashboard", "--catalog", str(catalog.catalog_path),
-         "--port", str(port), "--no-browser"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "jobs",
+            "dashboard",
+            "--catalog",
+            str(catalog.catalog_path),
+            "--port",
+            str(port),
+            "--no-browser",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     url = f"http://127.0.0.1:{port}"
@@ -70,7 +96,8 @@ def server(catalog):
 def _settle(page) -> None:
     page.wait_for_timeout(300)
     page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=30000)
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=30000
+    )
     page.wait_for_timeout(200)
 
 
