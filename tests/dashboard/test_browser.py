@@ -150,7 +150,7 @@ def test_every_page_label_and_export_in_chromium(server, catalog, tmp_path):
         browser.close()
 
     lines = (tmp_path / "export.csv").read_text().strip().splitlines()
-    assert lines[0].startswith("scan_id,") and len(lines) == 61
+    assert lines[0].startswith('"scan_id",') and len(lines) == 61
     with connect(catalog.catalog_path, read_only=True) as con:
         labels = con.execute("SELECT verdict FROM labels WHERE reviewer = 'playwright'").fetchall()
         exports = con.execute("SELECT who, row_count FROM exports").fetchall()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+
 import duckdb
 import numpy as np
 
@@ -132,7 +134,8 @@ def test_export_page_count_download_and_log(catalog, open_page):
     payload, fmt, rows = at.session_state["ex_payload"]
     lines = payload.decode().strip().splitlines()
     assert fmt == "csv" and rows == inliers - outlier_labels == len(lines) - 1
-    assert lines[0].startswith("scan_id,series_uid,source_root,source_path")
+    header = next(csv.reader(lines[:1]))
+    assert header[:4] == ["scan_id", "series_uid", "source_root", "source_path"]
     logged = _db(catalog, "SELECT who, row_count, format, filter_json FROM exports")
     assert logged[0][:3] == ("carol", rows, "csv")
     assert '"flag": "inlier"' in logged[0][3] and '"exclude_outliers": true' in logged[0][3]
