@@ -28,9 +28,9 @@ class SizePreset:
     """How written spacings relate to the scanner-realistic ones of the issue.
 
     ``demo`` multiplies the in-plane spacing (0.35–0.8 mm) by 4.5 → 1.6–3.6 mm, keeping the
-    field of view (the whole chest) while the matrix drops from 512–1400 to 90–300 pixels; and
-    maps the slice spacing 0.5–3 mm linearly onto 2–3 mm. So 400 demo scans are ~1 GB and the
-    3 mm volume the model sees is close to what a full-size scan gives.
+    field of view (the whole chest) while the matrix drops from 512–1400 to 90–280 pixels; and
+    maps the slice spacing 0.5–3 mm linearly onto 2.5–3 mm. So 400 demo scans are ~1 GB and
+    the 3 mm volume the model sees is close to what a full-size scan gives.
     """
 
     inplane_factor: float
@@ -42,7 +42,7 @@ class SizePreset:
         return self.slice_low_mm + (full_mm - 0.5) / 2.5 * (self.slice_high_mm - self.slice_low_mm)
 
 
-SIZES = {"demo": SizePreset(4.5, 2.0, 3.0), "full": SizePreset(1.0, 0.5, 3.0)}
+SIZES = {"demo": SizePreset(4.5, 2.5, 3.0), "full": SizePreset(1.0, 0.5, 3.0)}
 _SLICE_CHOICES_MM = (0.5, 0.625, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
 _SLICE_WEIGHTS = (0.2, 0.15, 0.15, 0.15, 0.05, 0.1, 0.1, 0.05, 0.05)
 
@@ -93,7 +93,7 @@ def draw_geometry(
     """Field of view around the whole chest, spacing for ``size``, CCTA or long z coverage."""
     preset = _preset(size)
     reach = params.half_width_mm + abs(params.centre_xyz_mm[0])
-    fov = float(np.clip(2.0 * reach + rng.uniform(30.0, 100.0), 320.0, 500.0))
+    fov = float(np.clip(2.0 * reach + rng.uniform(20.0, 60.0), 320.0, 500.0))
     full_slice = float(rng.choice(_SLICE_CHOICES_MM, p=_SLICE_WEIGHTS))
     if long_scan:
         length, top = rng.uniform(300.0, 800.0), rng.uniform(150.0, 260.0)
