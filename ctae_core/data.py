@@ -119,6 +119,8 @@ class VolumeDataset(Dataset):
         seed: With the epoch and index, fixes slab and placement: deterministic, resumable.
         random_placement: Random (training) or centred (evaluation) placement.
         cache: Keep resampled int16 volumes in memory (small at coarse spacings).
+        z_multiple: Evaluation of fully convolutional models: the box's Z is each scan's own
+            slice count rounded up to this multiple (see ``InputSpec.z_multiple``).
     """
 
     def __init__(
@@ -131,6 +133,7 @@ class VolumeDataset(Dataset):
         seed: int = 0,
         random_placement: bool = True,
         cache: bool = True,
+        z_multiple: int | None = None,
     ) -> None:
         self.items = list(items)
         self.loader = loader
@@ -140,7 +143,15 @@ class VolumeDataset(Dataset):
         self.seed = seed
         self.random_placement = random_placement
         self.cache: dict[int, np.ndarray] | None = {} if cache else None
+        self.z_multiple = z_multiple
         self.epoch = 0
+
+    def box_for(self, shape_zyx: tuple[int, ...]) -> tuple[int, int, int]:
+        """The padded box a crop of ``shape_zyx`` goes into."""
+        if self.z_multiple is None or self.slab_z is not None:
+            return self.box_zyx  # type: ignore[return-value]
+        z = -(-max(1, int(shape_zyx[0])) // self.z_multiple) * self.z_multiple
+        return (z, self.box_zyx[1], self.box_zyx[2])
 
     def __len__(self) -> int:
         return len(self.items)
@@ -170,8 +181,9 @@ class VolumeDataset(Dataset):
         hu = self.volume(index)
         if self.slab_z is not None:
             hu = hu[random_slab(hu.shape[0], self.slab_z, rng)]
-        hu, _ = crop_to_fit(hu, self.box_zyx, self.items[index].scan_id)
-        region = placement(hu.shape, self.box_zyx, rng if self.random_placement else None)
+        box = self.box_for(hu.shape)
+        hu, _ = crop_to_fit(hu, box, self.items[index].scan_id)
+        region = placement(hu.shape, box, rng if self.random_placement else None)
         offset = torch.tensor([s.start for s in region], dtype=torch.int64)
         return torch.from_numpy(np.ascontiguousarray(hu)), offset
 

@@ -19,7 +19,7 @@ from ctae_core.data import rescale_volume
 from ctae_core.errors import CheckpointError
 from ctae_core.io.checkpoint import load_checkpoint, load_state
 from ctae_core.model import ConvAutoencoder3D
-from ctae_core.padding import AIR_HU, Region, normalised_air, pad_to_size
+from ctae_core.padding import AIR_HU, Region, normalised_air, pad_to_size, round_up
 
 
 @dataclass(frozen=True)
@@ -31,12 +31,24 @@ class InputSpec:
         pad_size_zyx: Padded input (Z, Y, X) voxels at ``spacing_mm``.
         norm_mean_hu: μ of eq. 3.1, HU, over all training voxels.
         norm_std_hu: σ of eq. 3.1, HU.
+        z_multiple: Fully convolutional (``spatial``) models only: pad Z to the scan's own
+            slice count rounded up to this multiple instead of ``pad_size_zyx[0]`` (never
+            cropping Z), so a long scan is seen whole and a short one costs little. ``None``
+            (``global`` models) pads to ``pad_size_zyx`` exactly.
     """
 
     spacing_mm: float
     pad_size_zyx: tuple[int, int, int]
     norm_mean_hu: float
     norm_std_hu: float
+    z_multiple: int | None = None
+
+    def box_for(self, shape_zyx: tuple[int, ...]) -> tuple[int, int, int]:
+        """The padded (Z, Y, X) box a scan of ``shape_zyx`` (at ``spacing_mm``) is placed in."""
+        if self.z_multiple is None:
+            return self.pad_size_zyx
+        z = round_up((max(1, int(shape_zyx[0])),), self.z_multiple)[0]
+        return (z, self.pad_size_zyx[1], self.pad_size_zyx[2])
 
     @property
     def pad_value(self) -> float:
@@ -63,6 +75,7 @@ class InputSpec:
             pad_size_zyx=tuple(int(v) for v in data["pad_size_zyx"]),  # type: ignore[arg-type]
             norm_mean_hu=float(data["norm_mean_hu"]),
             norm_std_hu=float(data["norm_std_hu"]),
+            z_multiple=None if data.get("z_multiple") is None else int(data["z_multiple"]),
         )
 
 
@@ -71,7 +84,8 @@ class PreparedInput:
     """A scan ready for the model.
 
     Attributes:
-        x: Normalised, padded float32 (Z, Y, X) of ``spec.pad_size_zyx``; pad = normalised air.
+        x: Normalised, padded float32 (Z, Y, X) of ``spec.box_for(scan shape)`` (the pad size,
+            or for fully convolutional runs the scan's Z rounded up to 8); pad = normalised air.
         region: Slices of ``x`` where the scan sits (centred: deterministic).
         hu: The scan in HU at the run's spacing, float32, unpadded; ``x[region]`` is its
             normalised copy. If the scan was larger than the pad size, this is the centre-cropped
@@ -104,7 +118,7 @@ def prepare_input(
     if np.asarray(hu_int16).ndim != 3:
         raise ValueError(f"{name}: expected a (Z, Y, X) HU volume, got shape {np.shape(hu_int16)}")
     hu = rescale_volume(hu_int16, stored_spacing_mm, spec.spacing_mm)
-    padded, region, kept = pad_to_size(hu, spec.pad_size_zyx, AIR_HU, rng=None, name=name)
+    padded, region, kept = pad_to_size(hu, spec.box_for(hu.shape), AIR_HU, rng=None, name=name)
     return PreparedInput(x=spec.normalise(padded), region=region, hu=hu[kept], kept=kept)
 
 
