@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -56,11 +56,12 @@ def ingest_one(source: SeriesSource, store_dir: Path | str, spacing: float) -> I
         spacing: Isotropic target spacing in mm.
     """
     start = time.perf_counter()
+    light = replace(source, headers=())  # what the parent needs back, without the headers
     input_bytes = sum(Path(f).stat().st_size for f in source.files if Path(f).exists())
     try:
         scan = _ingest(source, Path(store_dir), spacing)
         return IngestOutcome(
-            source, scan=scan, seconds=time.perf_counter() - start, input_bytes=input_bytes
+            light, scan=scan, seconds=time.perf_counter() - start, input_bytes=input_bytes
         )
     except InvalidSeriesError as err:
         reason, message = err.reason, str(err)
@@ -80,7 +81,7 @@ def ingest_one(source: SeriesSource, store_dir: Path | str, spacing: float) -> I
         message=message,
     )
     return IngestOutcome(
-        source, error=error, seconds=time.perf_counter() - start, input_bytes=input_bytes
+        light, error=error, seconds=time.perf_counter() - start, input_bytes=input_bytes
     )
 
 
@@ -90,7 +91,7 @@ def _ingest(source: SeriesSource, store_dir: Path, spacing: float) -> ScanRecord
     if source.kind == "dicom":
         from ctae_core.io.dicom_series import read_dicom_series
 
-        volume, facts = read_dicom_series(source.files, source.source_path)
+        volume, facts = read_dicom_series(source.files, source.source_path, source.headers)
     else:
         from ctae_core.io.volume_files import read_volume_file
 

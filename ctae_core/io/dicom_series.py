@@ -21,8 +21,8 @@ from pydicom.uid import UID
 
 from ctae_core.errors import InvalidSeriesError
 from ctae_core.io import slice_geometry as geo
-from ctae_core.io.pixel_decoding import decode_hu
-from ctae_core.io.sources import ScanFacts, quiet_pydicom
+from ctae_core.io.pixel_decoding import LayoutCache, decode_hu
+from ctae_core.io.sources import SLICE_TAGS, ScanFacts, SliceHeader, quiet_pydicom
 from ctae_core.stats import check_plausible_hu
 from ctae_core.volume import Volume
 
@@ -34,6 +34,7 @@ MIN_SLICES = 8
 CT_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.2.1"}
 SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
 LOCALIZER_TYPES = {"LOCALIZER", "SCOUT", "SURVIEW", "TOPOGRAM", "SCANOGRAM"}
+READ_TAGS = [*SLICE_TAGS, "PixelData"]
 
 
 @dataclass
@@ -42,17 +43,22 @@ class _Slice:
     ds: pydicom.Dataset
     position: np.ndarray
     instance: int | None
+    pixel_offset: int | None = None
 
 
-def read_dicom_series(files: Sequence[str], label: str = "") -> tuple[Volume, ScanFacts]:
+def read_dicom_series(
+    files: Sequence[str], label: str = "", headers: Sequence[SliceHeader] = ()
+) -> tuple[Volume, ScanFacts]:
     """Read, validate and stack a DICOM series into HU on a regular slice grid.
 
     Args:
         files: Paths of the series' files (any order).
         label: How to name the series in error messages (its relative path).
+        headers: The files' headers as discovery read them (same order); when given, each
+            file is opened once more only to read its pixels.
 
     Returns:
-        The volume (float32 HU, clipped below at -1024, shape (Z, Y, X), direction columns =
+        The volume (int16 HU, clipped below at -1024, shape (Z, Y, X), direction columns =
         row, column and stacking directions — not orthogonal when the gantry was tilted) and
         the facts learned while reading.
 
@@ -61,12 +67,19 @@ def read_dicom_series(files: Sequence[str], label: str = "") -> tuple[Volume, Sc
     """
     label = label or (files[0] if files else "<empty series>")
     with quiet_pydicom():  # values are read lazily; bad ones are judged here, not logged
-        return _read_series(files, label)
+        return _read_series(files, label, headers)
 
 
-def _read_series(files: Sequence[str], label: str) -> tuple[Volume, ScanFacts]:
+def _read_series(
+    files: Sequence[str], label: str, headers: Sequence[SliceHeader]
+) -> tuple[Volume, ScanFacts]:
     warnings: list[str] = []
-    datasets = _read_all(files, label, warnings)
+    if headers and len(headers) == len(files):
+        datasets = [
+            (path, h.dataset, h.pixel_offset) for path, h in zip(files, headers, strict=True)
+        ]
+    else:
+        datasets = _read_all(files, label, warnings)
     slices = _image_slices(datasets, label, warnings)
     orientation = _check_consistent(slices, label)
     instances = _instance_numbers(slices)
@@ -81,7 +94,6 @@ def _read_series(files: Sequence[str], label: str) -> tuple[Volume, ScanFacts]:
     _check_slice_count(len(planes), label)
     hu, step_mm, n_missing = _regular_grid(planes, offsets, kept_slices, label, warnings)
     check_plausible_hu(hu, label)
-    np.maximum(hu, -1024.0, out=hu)
     volume = _volume(hu, step_mm, kept_slices[0], orientation, layout.step_direction)
     facts = _facts(kept_slices[0].ds, volume, layout, n_missing, n_duplicates, warnings)
     return volume, facts
@@ -89,11 +101,11 @@ def _read_series(files: Sequence[str], label: str) -> tuple[Volume, ScanFacts]:
 
 def _read_all(
     files: Sequence[str], label: str, warnings: list[str]
-) -> list[tuple[str, pydicom.Dataset]]:
+) -> list[tuple[str, pydicom.Dataset, int | None]]:
     out = []
     for path in files:
         try:
-            out.append((path, pydicom.dcmread(path, force=True)))
+            out.append((path, pydicom.dcmread(path, force=True, specific_tags=READ_TAGS), None))
         except Exception as err:  # a broken file is a missing slice, not a broken job
             warnings.append(f"unreadable file skipped ({type(err).__name__})")
     if not out:
@@ -102,15 +114,19 @@ def _read_all(
 
 
 def _image_slices(
-    datasets: list[tuple[str, pydicom.Dataset]], label: str, warnings: list[str]
+    datasets: list[tuple[str, pydicom.Dataset, int | None]], label: str, warnings: list[str]
 ) -> list[_Slice]:
     """Check modality and image kind; drop localizer images mixed into an axial series."""
     first = datasets[0][1]
     _check_modality(first, label, warnings)
     _check_image_kind(first, label)
     slices, n_localizers = [], 0
-    for path, ds in datasets:
-        if _is_localizer(ds):
+    localizer_by_type: dict[object, bool] = {}  # ImageType as stored -> is a localizer
+    for path, ds, pixel_offset in datasets:
+        raw_type = _raw(ds, "ImageType")
+        if raw_type not in localizer_by_type:
+            localizer_by_type[raw_type] = _is_localizer(ds)
+        if localizer_by_type[raw_type]:
             n_localizers += 1
             continue
         if "ImagePositionPatient" not in ds or "ImageOrientationPatient" not in ds:
@@ -126,6 +142,7 @@ def _image_slices(
                 ds,
                 np.array([float(v) for v in ds.ImagePositionPatient]),
                 int(instance) if instance not in (None, "") else None,
+                pixel_offset,
             )
         )
     if not slices:
@@ -186,8 +203,12 @@ def _check_consistent(slices: list[_Slice], label: str) -> np.ndarray:
     """All slices share size, pixel spacing and orientation; returns the orientation (6,)."""
     first = slices[0].ds
     orientation = np.array([float(v) for v in first.ImageOrientationPatient])
+    shared = ("Rows", "Columns", "PixelSpacing", "ImageOrientationPatient")
+    first_raw = [_raw(first, keyword) for keyword in shared]
     for s in slices[1:]:
         ds = s.ds
+        if [_raw(ds, keyword) for keyword in shared] == first_raw:
+            continue  # byte-identical header values: no need to convert them
         same_size = (ds.Rows, ds.Columns) == (first.Rows, first.Columns)
         same_spacing = np.allclose(
             [float(v) for v in ds.get("PixelSpacing", [1, 1])],
@@ -206,6 +227,14 @@ def _check_consistent(slices: list[_Slice], label: str) -> np.ndarray:
     return orientation
 
 
+def _raw(ds: pydicom.Dataset, keyword: str) -> object:
+    """An element's value as stored (bytes, unconverted: cheap to compare), or None."""
+    tag = pydicom.datadict.tag_for_keyword(keyword)
+    if tag is None or tag not in ds:
+        return None
+    return ds.get_item(tag).value
+
+
 def _instance_numbers(slices: list[_Slice]) -> np.ndarray | None:
     values = [s.instance for s in slices]
     if any(v is None for v in values) or len(set(values)) != len(values):
@@ -216,17 +245,20 @@ def _instance_numbers(slices: list[_Slice]) -> np.ndarray | None:
 def _decode_all(
     slices: list[_Slice], label: str, warnings: list[str]
 ) -> tuple[np.ndarray, list[int]]:
-    """HU planes, float32 (N, Y, X), of the sorted slices that decode; and their indices.
+    """HU planes, int16 (N, Y, X), of the sorted slices that decode; and their indices.
 
     A slice that cannot be decoded (truncated file) is left out and becomes a gap.
     """
     first = slices[0].ds
-    planes = np.empty((len(slices), int(first.Rows), int(first.Columns)), dtype=np.float32)
+    planes = np.empty((len(slices), int(first.Rows), int(first.Columns)), dtype=np.int16)
     decoded: list[int] = []
     last_error = ""
+    buffer = np.empty(planes.shape[1:], dtype=np.int32)
+    layouts = LayoutCache()
     for k, s in enumerate(slices):
         try:
-            planes[len(decoded)] = decode_hu(s.path, s.ds)
+            layout = layouts.layout(s.ds)
+            decode_hu(s.path, s.ds, planes[len(decoded)], buffer, s.pixel_offset, layout)
         except Exception as err:  # one broken file is a gap, not a broken series
             last_error = f"{type(err).__name__}: {err}"
             continue
@@ -258,6 +290,8 @@ def _drop_duplicates(
                 )
         keep.append(group[0])
     n_duplicates = len(offsets) - len(keep)
+    if not n_duplicates:  # the usual case: no copy of a possibly large stack
+        return planes, offsets, keep, 0
     return planes[keep], offsets[keep], keep, n_duplicates
 
 
@@ -307,7 +341,8 @@ def _regular_grid(
         )
     targets = geo.regular_offsets(offsets, step)
     grid_step = float(targets[1] - targets[0])
-    return geo.interpolate_planes(planes, offsets, targets), grid_step, n_missing
+    hu = np.rint(geo.interpolate_planes(planes, offsets, targets)).astype(np.int16)
+    return hu, grid_step, n_missing
 
 
 def _volume(

@@ -32,15 +32,28 @@ VOLUME_SUFFIXES = {
     ".nhdr": "nrrd",
 }
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
-_HEADER_TAGS = [
-    "SOPClassUID",
-    "SeriesInstanceUID",
-    "StudyInstanceUID",
-    "SeriesNumber",
-    "Modality",
-    "Rows",
-    "Columns",
-]
+SLICE_TAGS = [
+    "SpecificCharacterSet", "SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID",
+    "SeriesNumber", "Modality", "ImageType", "Manufacturer", "ManufacturerModelName",
+    "ConvolutionKernel", "SliceThickness", "GantryDetectorTilt", "InstanceNumber",
+    "ImagePositionPatient", "ImageOrientationPatient", "SamplesPerPixel",
+    "PhotometricInterpretation", "NumberOfFrames", "Rows", "Columns", "PixelSpacing",
+    "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation", "PlanarConfiguration",
+    "RescaleIntercept", "RescaleSlope",
+]  # fmt: skip
+"""The elements discovery and the reader use: grouping, geometry, HU and device facts. Patient
+facts are never read, and skipping the rest (private sequences) halves the parsing time."""
+
+
+@dataclass(frozen=True)
+class SliceHeader:
+    """A DICOM file's ``SLICE_TAGS`` as read by discovery, and where its PixelData begins.
+
+    Handing these to the worker spares it a second parse of every header.
+    """
+
+    dataset: pydicom.Dataset
+    pixel_offset: int | None
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,7 @@ class SeriesSource:
         source_path: Series folder (DICOM) or file, relative to ``source_root``.
         series_uid: SeriesInstanceUID, or None (volume files, DICOM with an empty UID).
         files: Absolute paths of the files that make up the input.
+        headers: For DICOM, each file's header in ``files`` order (empty when not read).
         fingerprint: Hash of the files' names, sizes and modification times.
         group_key: What grouped the files (the UID, or the fallback key when it is empty).
     """
@@ -64,6 +78,7 @@ class SeriesSource:
     files: tuple[str, ...]
     fingerprint: str
     group_key: str = ""
+    headers: tuple[SliceHeader, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def source_key(self) -> str:
@@ -121,7 +136,7 @@ def _discover_root(root: Path, found: Discovery) -> None:
     if root.is_file():
         _discover_file_root(root, found)
         return
-    groups: dict[str, list[tuple[Path, pydicom.Dataset]]] = defaultdict(list)
+    groups: dict[str, list[tuple[Path, SliceHeader]]] = defaultdict(list)
     for path in _walk_files(root):
         kind = volume_kind(path)
         if kind is not None:
@@ -186,33 +201,33 @@ def _walk_files(root: Path):
                 yield Path(folder) / name
 
 
-def _read_header(path: Path) -> tuple[pydicom.Dataset | None, str]:
-    """The header of a DICOM image file, or (None, why it is skipped)."""
+def _read_header(path: Path) -> tuple[SliceHeader | None, str]:
+    """The header of a DICOM image file and its PixelData offset, or (None, why it is skipped)."""
     if path.name.upper() in ("DICOMDIR", "DIRFILE"):
         return None, "dicom_directory"
     try:
         with open(path, "rb") as handle:
             start = handle.read(132)
-    except OSError:
-        return None, "unreadable"
-    has_preamble = start[128:132] == b"DICM"
-    if not has_preamble and start[:2] not in (b"\x08\x00", b"\x02\x00"):
-        return None, "not_dicom"
-    try:
-        header = pydicom.dcmread(
-            path, stop_before_pixels=True, specific_tags=_HEADER_TAGS, force=not has_preamble
-        )
+            has_preamble = start[128:132] == b"DICM"
+            if not has_preamble and start[:2] not in (b"\x08\x00", b"\x02\x00"):
+                return None, "not_dicom"
+            handle.seek(0)
+            dataset = pydicom.dcmread(
+                handle, stop_before_pixels=True, specific_tags=SLICE_TAGS, force=not has_preamble
+            )
+            offset = handle.tell()
+            at_pixels = handle.read(4) == b"\xe0\x7f\x10\x00"  # (7FE0,0010) PixelData
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError):
         return None, "unreadable"
-    sop_class = str(header.get("SOPClassUID", ""))
-    if sop_class == MEDIA_STORAGE_DIRECTORY:
+    if str(dataset.get("SOPClassUID", "")) == MEDIA_STORAGE_DIRECTORY:
         return None, "dicom_directory"
-    if "Rows" not in header:  # no pixel module: a report, key object or directory record
+    if "Rows" not in dataset:  # no pixel module: a report, key object or directory record
         return None, "not_an_image"
-    return header, ""
+    return SliceHeader(dataset, offset if at_pixels else None), ""
 
 
-def _group_key(path: Path, header: pydicom.Dataset) -> str:
+def _group_key(path: Path, slice_header: SliceHeader) -> str:
+    header = slice_header.dataset
     uid = str(header.get("SeriesInstanceUID", "") or "").strip()
     if uid:
         return uid
@@ -226,10 +241,9 @@ def _group_key(path: Path, header: pydicom.Dataset) -> str:
     return "nouid:" + hashlib.sha256("|".join(fallback).encode()).hexdigest()[:16]
 
 
-def _dicom_source(
-    root: Path, key: str, members: list[tuple[Path, pydicom.Dataset]]
-) -> SeriesSource:
-    paths = sorted(path for path, _ in members)
+def _dicom_source(root: Path, key: str, members: list[tuple[Path, SliceHeader]]) -> SeriesSource:
+    members = sorted(members, key=lambda member: member[0])
+    paths = [path for path, _ in members]
     folder = Path(os.path.commonpath([p.parent for p in paths]))
     return SeriesSource(
         kind="dicom",
@@ -239,6 +253,7 @@ def _dicom_source(
         files=tuple(str(p) for p in paths),
         fingerprint=fingerprint_files(paths, root),
         group_key=key,
+        headers=tuple(header for _, header in members),
     )
 
 

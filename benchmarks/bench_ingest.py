@@ -1,0 +1,164 @@
+"""Ingest speed: ctae (discover + read + HU + resample to 3 mm + stats + store) against
+dcm2niix converting the same DICOM series to NIfTI, timed in the same run, interleaved.
+
+    .venv/bin/python benchmarks/bench_ingest.py [--quick]
+
+Target (issue 2): ctae's time per series at most 1.5x dcm2niix's. Each figure is the best of
+``repeats`` interleaved runs (the machine is shared; the minimum is the least disturbed one).
+Outputs go to benchmarks/out/ingest/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ctae_core.io.dicom_writer import write_series  # noqa: E402
+from ctae_core.io.sources import discover_sources  # noqa: E402
+from data_catalog import CatalogSettings  # noqa: E402
+from jobs.ingest import run_ingest  # noqa: E402
+from jobs.ingest_worker import ingest_one  # noqa: E402
+
+OUT = ROOT / "benchmarks" / "out" / "ingest"
+SHARED = ROOT.parent / "shared" / "data" / "real-ct"
+REAL_SERIES = [
+    "dlwpt-cptac-lscc-chest/volumetric-dicom/2-LUNG 3.0  B70f-04083",
+    "totalseg-example/example_ct_dicom",
+    "dcm_qa_ct/In/GE",
+]
+TARGET_RATIO = 1.5
+
+
+def synthetic_series(n_slices: int) -> Path:
+    """A 512×512×n body-like series at 0.7×0.7×1 mm (written once, reused)."""
+    folder = OUT / f"synthetic_512x512x{n_slices}"
+    if folder.is_dir() and len(list(folder.glob("*.dcm"))) == n_slices:
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    z, y, x = np.ogrid[:n_slices, :512, :512]
+    hu = np.full((n_slices, 512, 512), -1000, dtype=np.int16)
+    hu[((y - 256) / 200.0) ** 2 + ((x - 256) / 240.0) ** 2 <= 1 + 0 * z] = 40
+    hu[((y - 300) / 30.0) ** 2 + ((x - 256) / 30.0) ** 2 <= 1 + 0 * z] = 700
+    hu += np.random.RandomState(0).normal(0, 10, (1, 512, 512)).astype(np.int16)
+    write_series(hu, (1.0, 0.7, 0.7), folder)
+    return folder
+
+
+def time_ctae(folder: Path, store: Path) -> float:
+    start = time.perf_counter()
+    sources = discover_sources([folder]).sources
+    outcomes = [ingest_one(s, store, 3.0) for s in sources]
+    elapsed = time.perf_counter() - start
+    errors = [o.error.message for o in outcomes if o.error is not None]
+    if errors or len(outcomes) != 1:
+        raise RuntimeError(f"{folder}: expected one ingested series, got {errors or outcomes}")
+    return elapsed
+
+
+def time_dcm2niix(exe: str, folder: Path, out: Path) -> float:
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    start = time.perf_counter()
+    subprocess.run(
+        [exe, "-z", "n", "-b", "n", "-o", str(out), "-f", "s", str(folder)],
+        check=True,
+        capture_output=True,
+    )
+    return time.perf_counter() - start
+
+
+def compare(name: str, folder: Path, exe: str, repeats: int, scratch: Path) -> list[dict]:
+    """Best-of-``repeats`` seconds per series for both tools, interleaved."""
+    time_ctae(folder, scratch / "warm")  # imports and caches, not part of the figure
+    ctae_s, d2n_s = [], []
+    for _ in range(repeats):
+        ctae_s.append(time_ctae(folder, scratch / "store"))
+        d2n_s.append(time_dcm2niix(exe, folder, scratch / "d2n"))
+    ctae, d2n = min(ctae_s), min(d2n_s)
+    megabytes = sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) / 1e6
+    return [
+        _row(f"ingest {name}", "s per series", ctae, "s", f"<= {TARGET_RATIO}x dcm2niix", d2n),
+        _row(f"ingest {name}", "MB/s", megabytes / ctae, "MB/s", "", megabytes / d2n),
+    ]
+
+
+def whole_folder(root: Path, scratch: Path) -> list[dict]:
+    """`run_ingest` over every input of the shared data (1 worker, fresh catalog)."""
+    settings = CatalogSettings.resolve(scratch / "all.duckdb", scratch / "all-store", env={})
+    summary = run_ingest([root], settings, workers=1, progress=False)
+    return [
+        _row(
+            "ingest shared real-ct (all inputs)",
+            "series/s",
+            summary.found / summary.seconds,
+            "series/s",
+            "",
+            None,
+        ),
+        _row(
+            "ingest shared real-ct (all inputs)",
+            "MB/s",
+            summary.input_bytes / 1e6 / summary.seconds,
+            "MB/s",
+            "",
+            None,
+        ),
+    ]
+
+
+def _row(benchmark, figure, value, unit, target, baseline) -> dict:
+    ratio = None if not baseline else value / baseline
+    return {
+        "benchmark": benchmark,
+        "figure": figure,
+        "value": round(value, 4),
+        "unit": unit,
+        "target": target,
+        "baseline": None if baseline is None else round(baseline, 4),
+        "ratio": None if ratio is None else round(ratio, 3),
+    }
+
+
+def main(quick: bool) -> list[dict]:
+    exe = shutil.which("dcm2niix") or str(Path(sys.executable).with_name("dcm2niix"))
+    if not Path(exe).exists():
+        raise SystemExit("dcm2niix not found: pip install dcm2niix (the dev extra has it)")
+    repeats = 1 if quick else 5
+    OUT.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(dir=OUT) as tmp:
+        scratch = Path(tmp)
+        inputs = [("synthetic 512x512x300", synthetic_series(300))]
+        if SHARED.is_dir():
+            inputs += [
+                (rel.split("/")[0], SHARED / rel) for rel in REAL_SERIES[: 1 if quick else 3]
+            ]
+        for name, folder in inputs:
+            rows += compare(name, folder, exe, repeats, scratch)
+        if SHARED.is_dir() and not quick:
+            rows += whole_folder(SHARED, scratch)
+    return rows
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one repeat, fewer inputs (< 60 s)")
+    for row in main(parser.parse_args().quick):
+        ratio = (
+            ""
+            if row["ratio"] is None
+            else f"  ratio {row['ratio']:.2f} (baseline {row['baseline']})"
+        )
+        print(
+            f"{row['benchmark']:45s} {row['figure']:13s} {row['value']:10.3f} {row['unit']}{ratio}"
+        )
