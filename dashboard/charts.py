@@ -51,7 +51,9 @@ def category_of(scans: pd.DataFrame, color_by: str) -> pd.Series:
     if color_by == "label":
         return scans["label"].fillna("unlabeled").astype(str)
     if color_by == "cluster":
-        return scans["cluster"].map(lambda c: "none" if pd.isna(c) else f"cluster {int(c)}")
+        return scans["cluster"].map(
+            lambda c: "none" if pd.isna(c) else ("noise" if c == -1 else f"cluster {int(c)}")
+        )
     raise ValueError(f"colour by {color_by!r} must be one of {list(COLOR_COLUMNS)}")
 
 

@@ -28,9 +28,13 @@ exclude = c3.toggle(
     help="Drop scans labelled outlier, and flagged scans nobody labelled inlier",
 )
 lo, hi = float(scans["score"].min()), float(scans["score"].max())
-score = c1.slider("Score range", lo, hi, (lo, hi), key="ex_score", format="%.4f")
+score = (lo, hi)
+if hi > lo:
+    score = c1.slider("Score range", lo, hi, (lo, hi), key="ex_score", format="%.4f")
 plo, phi = int(scans["pixel_count"].min()), int(scans["pixel_count"].max())
-pixels = c2.slider("Pixel-count range", plo, phi, (plo, phi), key="ex_pixels")
+pixels = (plo, phi)
+if phi > plo:
+    pixels = c2.slider("Pixel-count range", plo, phi, (plo, phi), key="ex_pixels")
 fmt = c3.radio("Format", FORMATS, key="ex_format", horizontal=True)
 
 filt = ExportFilter(

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from data_catalog import connect
+from tests.dashboard.conftest import build
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,6 +50,16 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+N_SCANS = 300
+
+
+@pytest.fixture
+def catalog(settings):
+    """A few hundred scans, so that the screenshots show a populated dashboard."""
+    build(settings, n_scans=N_SCANS)
+    return settings
 
 
 @pytest.fixture
@@ -96,7 +107,9 @@ def server(catalog):
 def _settle(page) -> None:
     page.wait_for_timeout(300)
     page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=30000
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+        " && !document.querySelector('[data-testid=\"stSkeleton\"]')",
+        timeout=30000,
     )
     page.wait_for_timeout(200)
 
@@ -150,9 +163,9 @@ def test_every_page_label_and_export_in_chromium(server, catalog, tmp_path):
         browser.close()
 
     lines = (tmp_path / "export.csv").read_text().strip().splitlines()
-    assert lines[0].startswith('"scan_id",') and len(lines) == 61
+    assert lines[0].startswith('"scan_id",') and len(lines) == N_SCANS + 1
     with connect(catalog.catalog_path, read_only=True) as con:
         labels = con.execute("SELECT verdict FROM labels WHERE reviewer = 'playwright'").fetchall()
         exports = con.execute("SELECT who, row_count FROM exports").fetchall()
     assert labels == [("outlier",)]
-    assert exports == [("playwright", 60)]
+    assert exports == [("playwright", N_SCANS)]

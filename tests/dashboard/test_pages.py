@@ -50,7 +50,7 @@ def test_explorer_scatters_histograms_and_split_filter(catalog, open_page):
     assert point_count(figures(at)[0]) == n_test
     at.selectbox(key="explorer_color").set_value("cluster").run()
     names = {t["name"] for t in figures(at)[0]["data"]}
-    assert names <= {f"cluster {c}" for c in (-1, 0, 1, 2, 3)}
+    assert names <= {"noise"} | {f"cluster {c}" for c in (0, 1, 2, 3)}
 
 
 def test_explorer_selection_becomes_the_viewer_queue(catalog, open_page):
@@ -121,6 +121,14 @@ def test_team_page_progress_and_disagreements(catalog, open_page):
 def test_export_page_count_download_and_log(catalog, open_page):
     at = open_page(catalog, "export", reviewer="carol")
     assert at.metric[0].value == "60"
+    threshold, flagged = _db(
+        catalog,
+        "SELECT any_value(threshold), (SELECT count(*) FROM scores WHERE is_outlier) FROM runs",
+    )[0]
+    low, high = at.slider(key="ex_score").value
+    at.slider(key="ex_score").set_value((threshold, high)).run()
+    assert at.metric[0].value == str(flagged)
+    at.slider(key="ex_score").set_value((low, high)).run()
     at.selectbox(key="ex_flag").set_value("inlier").run()
     at.toggle(key="ex_exclude").set_value(True).run()
     inliers = _db(catalog, "SELECT count(*) FROM scores WHERE NOT is_outlier")[0][0]
