@@ -92,6 +92,33 @@ def compare(name: str, folder: Path, exe: str, repeats: int, scratch: Path) -> l
     ]
 
 
+def stages(name: str, folder: Path, repeats: int, scratch: Path) -> list[dict]:
+    """Where ctae's time per series goes (best of ``repeats``), to see what to speed up next."""
+    from ctae_core.io.dicom_series import read_dicom_series
+    from ctae_core.io.volume_store import save_volume
+    from ctae_core.resample import resample_isotropic
+    from ctae_core.stats import scan_statistics
+
+    best: dict[str, float] = {}
+    for _ in range(repeats):
+        marks = [time.perf_counter()]
+        (source,) = discover_sources([folder]).sources
+        marks.append(time.perf_counter())
+        volume, _ = read_dicom_series(source.files, name, source.headers)
+        marks.append(time.perf_counter())
+        resampled = resample_isotropic(volume, 3.0)
+        del volume
+        marks.append(time.perf_counter())
+        scan_statistics(resampled.hu, 3.0)
+        save_volume(resampled.hu, scratch / "stage.npy")
+        marks.append(time.perf_counter())
+        for stage, seconds in zip(
+            ["discover", "read+HU", "resample", "stats+store"], np.diff(marks), strict=True
+        ):
+            best[stage] = min(best.get(stage, np.inf), float(seconds))
+    return [_row(f"ingest {name} stage", stage, s, "s", "", None) for stage, s in best.items()]
+
+
 def whole_folder(root: Path, scratch: Path) -> list[dict]:
     """`run_ingest` over every input of the shared data (1 worker, fresh catalog)."""
     settings = CatalogSettings.resolve(scratch / "all.duckdb", scratch / "all-store", env={})
@@ -145,6 +172,7 @@ def main(quick: bool) -> list[dict]:
             ]
         for name, folder in inputs:
             rows += compare(name, folder, exe, repeats, scratch)
+        rows += stages(inputs[0][0], inputs[0][1], repeats, scratch)
         if SHARED.is_dir() and not quick:
             rows += whole_folder(SHARED, scratch)
     return rows

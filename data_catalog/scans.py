@@ -13,6 +13,11 @@ from dataclasses import astuple, dataclass, fields
 import duckdb
 import pandas as pd
 
+from data_catalog.connection import CatalogBusyError
+
+CATALOG_ERRORS: tuple[type[BaseException], ...] = (duckdb.Error, CatalogBusyError, OSError)
+"""What opening or writing the catalog can raise, for jobs that must not import duckdb."""
+
 
 @dataclass(frozen=True)
 class ScanRecord:

@@ -16,13 +16,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-import duckdb
 import typer
 
-from data_catalog import CatalogBusyError, connect
+from data_catalog import connect
 from data_catalog.scans import (
+    CATALOG_ERRORS,
     clear_ingest_errors,
     record_ingest_errors,
     scan_fingerprints,
@@ -45,12 +45,12 @@ class CatalogWriteError(RuntimeError):
 
 
 @contextmanager
-def _catalog(settings: CatalogSettings) -> Iterator[duckdb.DuckDBPyConnection]:
+def _catalog(settings: CatalogSettings) -> Iterator[Any]:
     """A short catalog connection whose failures become ``CatalogWriteError``."""
     try:
         with connect(settings.catalog_path) as con:
             yield con
-    except (CatalogBusyError, duckdb.Error, OSError) as err:
+    except CATALOG_ERRORS as err:
         raise CatalogWriteError(
             f"catalog {settings.catalog_path} cannot be written ({type(err).__name__}: {err}); "
             "check the path and its permissions, or wait for the process holding it"
