@@ -181,3 +181,16 @@ def test_series_that_are_not_ct_volumes_are_refused_with_a_reason(tmp_path, kwar
         _read(paths)
     assert err.value.reason == reason
     assert str(tmp_path.name) in str(err.value) or str(paths[0]) in str(err.value)
+
+
+def test_unsigned_12_bit_pixels_ignore_garbage_in_the_unused_high_bits(tmp_path):
+    hu = phantom((10, 16, 16))
+    paths = write_phantom(tmp_path, hu)
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        stored = ds.pixel_array.astype(np.uint16)  # HU + 1024: 0..~2000, fits in 12 bits
+        ds.PixelRepresentation, ds.BitsStored, ds.HighBit = 0, 12, 11
+        ds.PixelData = (stored | np.uint16(0xB000)).tobytes()  # vendor junk above bit 11
+        ds.save_as(path)
+    volume, _ = _read(paths)
+    assert np.array_equal(volume.hu, hu.clip(-1024))
