@@ -47,6 +47,7 @@ class ScoreOptions:
     overwrite: bool = False
     show_progress: bool = True
     channels_last: bool = True
+    checkpoint_fingerprint: str | None = None
 
     def __post_init__(self) -> None:
         if self.keep_volumes not in KEEP_VOLUMES:
@@ -63,7 +64,20 @@ class ScoreOptions:
     def threshold_params(self, n_val: int) -> dict[str, Any]:
         """What is stored in runs.threshold_params_json."""
         return {**self.rule.to_dict(), "n_val": n_val, "error_level_hu": self.error_level_hu,
-                "keep_volumes": self.keep_volumes}
+                "keep_volumes": self.keep_volumes,
+                "checkpoint_fingerprint": self.checkpoint_fingerprint}
+
+
+def checkpoint_fingerprint(path: str | Path) -> str:
+    """Size and modification time of a checkpoint: changes when training resumes and rewrites it."""
+    stat = Path(path).stat()
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def _stale_scores(run: dict[str, Any], fingerprint: str) -> bool:
+    """True when the run's scores came from an earlier state of its checkpoint."""
+    stored = json.loads(run["threshold_params_json"] or "{}").get("checkpoint_fingerprint")
+    return stored is not None and stored != fingerprint
 
 
 def load_run(settings: CatalogSettings, run_id: str) -> dict[str, Any]:
@@ -286,12 +300,18 @@ def score_scans(
 def run_score(settings: CatalogSettings, options: ScoreOptions) -> dict[str, Any]:
     """Score the run's unscored scans, then threshold and flag. Returns the job's counts."""
     run = load_run(settings, options.run_id)
+    fingerprint = checkpoint_fingerprint(run["checkpoint_path"])
+    if _stale_scores(run, fingerprint) and not options.overwrite:
+        logger.warning("run=%s: the checkpoint changed since the run was scored (training "
+                       "resumed?); re-scoring every scan", options.run_id)
+        options = replace(options, overwrite=True)
+    options = replace(options, checkpoint_fingerprint=fingerprint)
     args = {**asdict(options), "rule": options.rule.to_dict()}
     with job_run(settings, "score", args) as counts:
         with connect(settings.catalog_path) as con:
             todo = catalog_scores.scans_to_score(con, options.run_id, overwrite=options.overwrite)
-            counts["already_scored"] = len(catalog_scores.read_scores(con, options.run_id)) - (
-                len(todo) if options.overwrite else 0)
+            counts["already_scored"] = 0 if options.overwrite else len(
+                catalog_scores.read_scores(con, options.run_id))
         counts.update(score_scans(settings, options, run, todo))
         counts.update(apply_threshold(settings, options))
         if options.keep_volumes == "flagged" and counts["threshold"] is not None:
@@ -308,7 +328,8 @@ def rethreshold(settings: CatalogSettings, options: ScoreOptions) -> dict[str, A
             raise ScoreJobError(f"run {options.run_id!r} is not in {settings.catalog_path}")
     stored = json.loads(run["threshold_params_json"] or "{}")
     options = replace(options, error_level_hu=stored.get("error_level_hu", options.error_level_hu),
-                      keep_volumes=stored.get("keep_volumes", options.keep_volumes))
+                      keep_volumes=stored.get("keep_volumes", options.keep_volumes),
+                      checkpoint_fingerprint=stored.get("checkpoint_fingerprint"))
     args = {**asdict(options), "rule": options.rule.to_dict(), "rethreshold_only": True}
     with job_run(settings, "score", args) as counts:
         counts.update(apply_threshold(settings, options))

@@ -7,6 +7,8 @@ run, then two scans ingested after training (one good, one whose volume file is 
 from __future__ import annotations
 
 import json
+import os
+import time
 
 import numpy as np
 import pandas as pd
@@ -215,11 +217,14 @@ def test_bad_inputs_give_clear_errors(scored, tmp_path):
     assert result.exit_code == 1 and "missing column" in result.output
 
 
-def test_keep_volumes_flagged_removes_inlier_volumes(scored):
-    """Runs last: re-scores everything (``--overwrite``) under a rule that flags about half."""
+def test_new_checkpoint_rescores_and_keep_volumes_flagged_removes_inliers(scored):
+    """Runs last. A rewritten checkpoint (training resumed) makes every score stale; this
+    re-scoring keeps volumes of flagged scans only, under a rule that flags about half."""
     settings, _ = scored
+    checkpoint = _read(settings, catalog_scores.read_run, RUN)["checkpoint_path"]
+    os.utime(checkpoint, ns=(time.time_ns(), time.time_ns() + 10**9))
     result = _cli(settings, "score", "--store", str(settings.store_dir), "--run", RUN, "--device",
-                  "cpu", "--overwrite", "--keep-volumes", "flagged", "--rule", "percentile",
+                  "cpu", "--keep-volumes", "flagged", "--rule", "percentile",
                   "--percentile", "50", "--error-level", "100")
     assert "scored 21, failed 1" in result.output
     scores = _read(settings, catalog_scores.read_scores, RUN)
