@@ -91,12 +91,24 @@ def bench_explorer(settings: CatalogSettings, n: int) -> list[dict]:
         _timed(lambda p=p: at.multiselect(key="explorer_splits").set_value(p).run()) for p in picks
     )
     spec_mb = sum(len(c.proto.spec) for c in at.get("plotly_chart")) / 1e6
+    at.switch_page("app_pages/viewer.py").run()
+    key = next(w.key for w in at.slider if w.key and w.key.startswith("slice_axial_"))
+    rerun_s = statistics.median(
+        _timed(lambda i=i: at.slider(key=key).set_value(i).run()) for i in range(2, 12, 2)
+    )
     print(f"explorer figures: {spec_mb:.1f} MB of JSON for {n:,} scans")
     return [
         _row(
             f"explorer first render, {n:,} scans (AppTest, cold cache)", first_s, "s", 1.5, read_s
         ),
         _row(f"explorer filter change, {n:,} scans (AppTest rerun)", change_s, "s", 0.5, first_s),
+        _row(
+            f"viewer slice slider, whole-page rerun, {n:,} scans (AppTest)",
+            rerun_s * 1e3,
+            "ms",
+            None,
+            first_s * 1e3,
+        ),
     ]
 
 
