@@ -2,12 +2,13 @@
 stored in ``embeddings``; per-cluster statistics come from ``data_catalog.scores``.
 
 UMAP embeds all points together, so this job is one batch: it is idempotent (the run's
-embedding is replaced in one transaction) and skipped when the stored embedding already covers
-the same scans with the same parameters (``--overwrite`` forces it).
+embedding is replaced in one transaction) and skipped when the stored embedding was made from
+the same latents with the same parameters (``--overwrite`` forces it).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import asdict
 from typing import Annotated, Any
@@ -50,6 +51,13 @@ def _load_latents(settings: CatalogSettings, run_id: str) -> tuple[list[str], np
     return kept, latents[finite], int((~finite).sum())
 
 
+def latents_digest(scan_ids: list[str], latents: np.ndarray) -> str:
+    """SHA-1 of the scan ids and latent values: changes when scans are re-scored."""
+    digest = hashlib.sha1("\n".join(scan_ids).encode())
+    digest.update(np.ascontiguousarray(latents, dtype=np.float32).tobytes())
+    return digest.hexdigest()
+
+
 def run_embed(
     settings: CatalogSettings, run_id: str, config: EmbedConfig, *, overwrite: bool = False,
     show_progress: bool = True,
@@ -60,9 +68,10 @@ def run_embed(
     from ctae_core.features import cluster_summary, dbscan_labels, umap_embed
 
     scan_ids, latents, n_bad = _load_latents(settings, run_id)
+    wanted = {**config.to_dict(), "latents_sha1": latents_digest(scan_ids, latents)}
     with connect(settings.catalog_path) as con:
         params, embedded = catalog_scores.embedding_state(con, run_id)
-    if not overwrite and params == config.to_dict() and embedded == set(scan_ids):
+    if not overwrite and params == wanted and embedded == set(scan_ids):
         logger.info("run=%s embedding of %d scans is up to date; skipped", run_id, len(scan_ids))
         return {"embedded": len(scan_ids), "skipped": True, "failed": n_bad}
     with job_run(settings, "embed", {"run_id": run_id, **asdict(config)}) as counts:
@@ -75,7 +84,7 @@ def run_embed(
             clusters = dbscan_labels(points, eps=config.eps, min_pts=config.min_pts)
             bar.update()
         with connect(settings.catalog_path) as con:
-            catalog_scores.write_embeddings(con, run_id, scan_ids, points, clusters, config.to_dict())
+            catalog_scores.write_embeddings(con, run_id, scan_ids, points, clusters, wanted)
         summary = cluster_summary(clusters, {})
         counts.update(embedded=len(scan_ids), failed=n_bad, skipped=False,
                       clusters=sum(1 for r in summary if r["cluster"] >= 0),

@@ -239,3 +239,6 @@ def test_new_checkpoint_rescores_and_keep_volumes_flagged_removes_inliers(scored
     _cli(settings, "score", "--run", RUN, "--rethreshold-only")  # keeps what scoring recorded
     params = json.loads(_read(settings, catalog_scores.read_run, RUN)["threshold_params_json"])
     assert params["error_level_hu"] == 100 and params["rule"] == "mean_std"
+    # the latents changed with the re-scoring, so the embedding is no longer up to date
+    again = _cli(settings, "embed", "--run", RUN, "--seed", "1", "--min-pts", "3")
+    assert "embedded 21 scans" in again.output
