@@ -1,7 +1,9 @@
 """Read one DICOM series into an HU volume on a regular grid, or refuse it with a reason.
 
-The only module that decodes DICOM pixels. Uncompressed slices are decoded by pydicom;
-compressed transfer syntaxes (JPEG, JPEG-LS, JPEG 2000, RLE) by SimpleITK's GDCM.
+Slices are sorted along their normal, duplicates dropped, gaps measured (slice_geometry), pixels
+decoded to HU (pixel_decoding: numpy for native data, SimpleITK's GDCM for JPEG, JPEG-LS,
+JPEG 2000 and RLE) and stacked on an even grid along the stacking direction, which keeps
+gantry tilt as a non-orthogonal direction for the resampler to undo.
 
 Reason codes (``InvalidSeriesError.reason``): ``not_ct``, ``secondary_capture``,
 ``not_grayscale``, ``localizer``, ``multiframe``, ``no_geometry``, ``inconsistent_geometry``,
@@ -17,10 +19,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import pydicom
-from pydicom.uid import UID
 
 from ctae_core.errors import InvalidSeriesError
 from ctae_core.io import slice_geometry as geo
+from ctae_core.io.dicom_checks import (
+    check_image_kind,
+    check_modality,
+    check_slice_count,
+    is_localizer,
+)
 from ctae_core.io.pixel_decoding import LayoutCache, decode_hu
 from ctae_core.io.sources import SLICE_TAGS, ScanFacts, SliceHeader, quiet_pydicom
 from ctae_core.stats import check_plausible_hu
@@ -28,12 +35,6 @@ from ctae_core.volume import Volume
 
 logger = logging.getLogger(__name__)
 
-MIN_SLICES = 8
-"""Fewer distinct slices than this make no volume worth scoring (3 mm of 1 mm slices...)."""
-
-CT_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.2.1"}
-SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
-LOCALIZER_TYPES = {"LOCALIZER", "SCOUT", "SURVIEW", "TOPOGRAM", "SCANOGRAM"}
 READ_TAGS = [*SLICE_TAGS, "PixelData"]
 
 
@@ -91,7 +92,7 @@ def _read_series(
     offsets = layout.offsets_mm[decoded]
     planes, offsets, kept, n_duplicates = _drop_duplicates(planes, offsets, label)
     kept_slices = [sorted_slices[i] for i in kept]
-    _check_slice_count(len(planes), label)
+    check_slice_count(len(planes), label)
     hu, step_mm, n_missing = _regular_grid(planes, offsets, kept_slices, label, warnings)
     check_plausible_hu(hu, label)
     volume = _volume(hu, step_mm, kept_slices[0], orientation, layout.step_direction)
@@ -118,14 +119,14 @@ def _image_slices(
 ) -> list[_Slice]:
     """Check modality and image kind; drop localizer images mixed into an axial series."""
     first = datasets[0][1]
-    _check_modality(first, label, warnings)
-    _check_image_kind(first, label)
+    check_modality(first, label, warnings)
+    check_image_kind(first, label)
     slices, n_localizers = [], 0
     localizer_by_type: dict[object, bool] = {}  # ImageType as stored -> is a localizer
     for path, ds, pixel_offset in datasets:
         raw_type = _raw(ds, "ImageType")
         if raw_type not in localizer_by_type:
-            localizer_by_type[raw_type] = _is_localizer(ds)
+            localizer_by_type[raw_type] = is_localizer(ds)
         if localizer_by_type[raw_type]:
             n_localizers += 1
             continue
@@ -153,50 +154,6 @@ def _image_slices(
     if n_localizers:
         warnings.append(f"{n_localizers} localizer image(s) dropped")
     return slices
-
-
-def _check_modality(ds: pydicom.Dataset, label: str, warnings: list[str]) -> None:
-    modality = str(ds.get("Modality", "") or "").strip().upper()
-    sop_class = str(ds.get("SOPClassUID", ""))
-    if not modality:
-        if sop_class in CT_SOP_CLASSES:
-            warnings.append("Modality missing; CT by its SOP Class")
-            return
-        raise InvalidSeriesError(
-            f"{label}: Modality (0008,0060) is missing and the SOP Class is "
-            f"{UID(sop_class).name or sop_class}, not CT; only CT series are ingested",
-            "not_ct",
-        )
-    if modality != "CT":
-        raise InvalidSeriesError(
-            f"{label}: Modality is {modality}, not CT; only CT series are ingested", "not_ct"
-        )
-
-
-def _check_image_kind(ds: pydicom.Dataset, label: str) -> None:
-    sop_class = str(ds.get("SOPClassUID", ""))
-    if sop_class.startswith(SECONDARY_CAPTURE_PREFIX):
-        raise InvalidSeriesError(
-            f"{label}: Secondary Capture images (screenshots, reports), not an acquired CT volume",
-            "secondary_capture",
-        )
-    photometric = str(ds.get("PhotometricInterpretation", "")).upper()
-    if int(ds.get("SamplesPerPixel", 1)) != 1 or not photometric.startswith("MONOCHROME"):
-        raise InvalidSeriesError(
-            f"{label}: {photometric or 'non-monochrome'} images, not grayscale CT slices",
-            "not_grayscale",
-        )
-    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
-        raise InvalidSeriesError(
-            f"{label}: a multi-frame (enhanced) CT object; convert it to single-frame slices "
-            "first (e.g. with dcm2niix, then ingest the NIfTI)",
-            "multiframe",
-        )
-
-
-def _is_localizer(ds: pydicom.Dataset) -> bool:
-    image_type = {str(v).upper() for v in (ds.get("ImageType") or [])}
-    return bool(image_type & LOCALIZER_TYPES)
 
 
 def _check_consistent(slices: list[_Slice], label: str) -> np.ndarray:
@@ -293,18 +250,6 @@ def _drop_duplicates(
     if not n_duplicates:  # the usual case: no copy of a possibly large stack
         return planes, offsets, keep, 0
     return planes[keep], offsets[keep], keep, n_duplicates
-
-
-def _check_slice_count(n_slices: int, label: str) -> None:
-    if n_slices == 1:
-        raise InvalidSeriesError(
-            f"{label}: a single slice is not a volume; nothing to ingest", "single_slice"
-        )
-    if n_slices < MIN_SLICES:
-        raise InvalidSeriesError(
-            f"{label}: only {n_slices} distinct slices; a volume needs at least {MIN_SLICES}",
-            "too_few_slices",
-        )
 
 
 def _regular_grid(
