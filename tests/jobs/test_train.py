@@ -1,0 +1,132 @@
+"""`ctae train` end to end on a tiny synthetic catalog: split, μ/σ, history, resume, errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from ctae_core.data import assign_splits
+from ctae_core.inference import load_run_model, prepare_input, reconstruct
+from ctae_core.io.volume_store import save_volume
+from data_catalog import connect
+from data_catalog.runs import get_run, read_splits, train_history
+from jobs.cli import app
+
+runner = CliRunner()
+
+
+def _body(shape, rng) -> np.ndarray:
+    """int16 HU chest-like phantom: air, an ellipsoid of soft tissue, a bright 'spine'."""
+    z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    cz, cy, cx = (n / 2 for n in shape)
+    vol = np.full(shape, -1024, dtype=np.int16)
+    body = ((y - cy) / (0.42 * shape[1])) ** 2 + ((x - cx) / (0.45 * shape[2])) ** 2 <= 1
+    vol[np.broadcast_to(body, shape)] = 30
+    vol[np.broadcast_to(((y - 0.7 * shape[1]) ** 2 + (x - cx) ** 2 <= 4), shape)] = 600
+    return vol + rng.normal(0, 10, shape).astype(np.int16) * (vol > -1024)
+
+
+def add_scans(settings, sizes, seed=0) -> list[str]:
+    """Write int16 volumes to the store and their rows into `scans` (tests may run SQL)."""
+    rng = np.random.default_rng(seed)
+    ids = []
+    with connect(settings.catalog_path) as con:
+        for i, shape in enumerate(sizes):
+            scan_id = f"s{seed}-{i:03d}"
+            path = save_volume(_body(shape, rng), settings.volumes_dir / f"{scan_id}.npy")
+            con.execute(
+                "INSERT INTO scans (scan_id, source_kind, source_root, source_path, fingerprint, "
+                "content_hash, spacing_mm, size_z, size_y, size_x, pixel_count, volume_path) "
+                "VALUES (?, 'nifti', '/src', ?, 'f', 'h', 3.0, ?, ?, ?, ?, ?)",
+                [scan_id, f"{scan_id}.nii", *shape, int(np.prod(shape)), str(path)],
+            )
+            ids.append(scan_id)
+    return ids
+
+
+COHORT = [(24 + 4 * (i % 4), 30 + (i % 3), 32) for i in range(10)] + [(56, 32, 32)]
+
+
+def train(settings, run, *extra):
+    args = ["train", "--catalog", str(settings.catalog_path), "--store", str(settings.store_dir),
+            "--run", run, "--preset", "tiny", "--no-progress", "--device", "cpu", *extra]
+    return runner.invoke(app, args)
+
+
+def test_tiny_run_trains_and_records_everything(settings):
+    add_scans(settings, COHORT)
+    result = train(settings, "r1", "--epochs", "12", "--batch-size", "3")
+    assert result.exit_code == 0, result.output
+    with connect(settings.catalog_path, read_only=True) as con:
+        run = get_run(con, "r1")
+        splits = read_splits(con, "r1")
+        history = train_history(con, "r1")
+    assert run["status"] == "trained" and run["epochs_done"] == 12 and run["spacing_mm"] == 6.0
+    # the largest scan, 56×32×32 at 3 mm, is 28×16×16 at 6 mm; spatial mode rounds up to 8s
+    assert (run["pad_size_z"], run["pad_size_y"], run["pad_size_x"]) == (32, 16, 16)
+    assert sorted(splits.values()).count("train") == 9 and len(splits) == 11
+    assert [h["epoch"] for h in history] == list(range(1, 13))
+    assert run["best_val_loss"] == pytest.approx(min(h["val_loss"] for h in history))
+    assert run["best_val_loss"] < 0.9 * run["mean_baseline_val_mse"]  # below predicting the mean
+    assert -1024 < run["norm_mean"] < 30 and run["norm_std"] > 100
+    assert json.loads(run["config_json"])["pad_size_zyx"] == [32, 16, 16]
+
+    model, spec = load_run_model(run["checkpoint_path"])
+    assert spec.pad_size_zyx == (32, 16, 16) and spec.norm_mean_hu == run["norm_mean"]
+    assert spec.z_multiple == 8
+    val_id = next(k for k, v in splits.items() if v == "val")
+    from ctae_core.io.volume_store import load_volume
+
+    with connect(settings.catalog_path, read_only=True) as con:
+        path, = con.execute("SELECT volume_path FROM scans WHERE scan_id = ?", [val_id]).fetchone()
+    prep = prepare_input(load_volume(path), 3.0, spec)
+    recon, latent = reconstruct(model, prep.x)
+    mse = float(np.mean((recon[prep.region] - prep.x[prep.region]) ** 2))
+    assert mse == pytest.approx(run["best_val_loss"], rel=1e-4)  # score sees what validation saw
+    assert latent.shape == (16,)
+
+
+def test_resume_continues_the_same_curve(settings):
+    add_scans(settings, COHORT)
+    assert train(settings, "straight", "--epochs", "3").exit_code == 0
+    first = train(settings, "split", "--epochs", "1")
+    assert first.exit_code == 0, first.output
+    resumed = train(settings, "split", "--epochs", "3", "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    with connect(settings.catalog_path, read_only=True) as con:
+        a, b = train_history(con, "straight"), train_history(con, "split")
+    assert len(a) == len(b) == 3
+    np.testing.assert_allclose([h["train_loss"] for h in a], [h["train_loss"] for h in b], rtol=1e-5)
+    np.testing.assert_allclose([h["val_loss"] for h in a], [h["val_loss"] for h in b], rtol=1e-5)
+
+
+def test_existing_run_needs_resume_and_reuse_split_copies_the_split(settings):
+    add_scans(settings, COHORT)
+    assert train(settings, "a", "--epochs", "1").exit_code == 0
+    again = train(settings, "a", "--epochs", "1")
+    assert again.exit_code == 2 and "exists already" in again.output and "--resume" in again.output
+    other = train(settings, "b", "--epochs", "1", "--seed", "1", "--reuse-split", "a")
+    assert other.exit_code == 0, other.output
+    with connect(settings.catalog_path, read_only=True) as con:
+        assert read_splits(con, "b") == read_splits(con, "a")
+        assert read_splits(con, "a") != assign_splits(list(read_splits(con, "a")), 1)  # not a redraw
+
+
+def test_too_few_scans_is_a_clear_error_and_leaves_no_run(settings):
+    add_scans(settings, COHORT[:2])
+    result = train(settings, "r", "--epochs", "1")
+    assert result.exit_code == 2
+    assert "only 2 scan(s)" in result.output and "ctae ingest" in result.output
+    with connect(settings.catalog_path, read_only=True) as con:
+        assert get_run(con, "r") is None
+
+
+def test_corrupt_checkpoint_on_resume_is_a_clear_error(settings):
+    add_scans(settings, COHORT)
+    assert train(settings, "c", "--epochs", "1").exit_code == 0
+    (settings.run_dir("c") / "checkpoint.pt").write_bytes(b"\x00" * 100)
+    result = train(settings, "c", "--epochs", "2", "--resume")
+    assert result.exit_code == 2 and "corrupt, truncated" in result.output
