@@ -37,6 +37,8 @@ def streamlit_command(port: int, host: str, open_browser: bool) -> list[str]:
         "false",
         "--client.toolbarMode",
         "viewer",
+        "--server.fileWatcherType",
+        "none",  # users do not edit the app while reviewing; the watcher only costs CPU
     ]
 
 
@@ -66,8 +68,12 @@ def dashboard(
         STORE_ENV: str(settings.store_dir),
     }
     typer.echo(f"ctae dashboard on http://{host}:{port}/  catalog {settings.catalog_path}")
+    command = streamlit_command(port, host, not no_browser)
+    sys.stdout.flush()
+    if os.name == "posix":  # become the server: a signal to `ctae dashboard` reaches Streamlit
+        os.execve(command[0], command, env)
     try:
-        result = subprocess.run(streamlit_command(port, host, not no_browser), env=env, check=False)
+        result = subprocess.run(command, env=env, check=False)
     except KeyboardInterrupt:
         return
     if result.returncode not in (0, -2, 130):

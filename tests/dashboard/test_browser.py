@@ -100,8 +100,12 @@ def server(catalog):
         proc.kill()
         pytest.fail("`ctae dashboard` did not answer /_stcore/health within 30 s")
     yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+    proc.terminate()  # `ctae dashboard` execs Streamlit, so this stops the server itself
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 def _settle(page) -> None:
