@@ -99,13 +99,12 @@ def _write_volumes(spec: SyntheticSpec, settings: CatalogSettings, write: ArrayW
 
 
 def _histograms(n: int, rng: np.random.Generator, base: list[np.ndarray]) -> pa.Array:
-    """n 64-bin histograms as an Arrow list<int32> column (cycling base ones, jittered)."""
-    if base:
-        stacked = np.stack([base[i % len(base)] for i in range(min(n, len(base)))])
-        values = np.resize(stacked, (n, 64))
-    else:
-        values = np.tile(np.histogram(np.array([-1000, 40, 700]), bins=HU_EDGES)[0], (n, 1))
-    values = (values * rng.uniform(0.8, 1.2, (n, 1))).astype(np.int32)
+    """n 64-bin histograms as an Arrow list<int32> column: the files' ones, cycled, with the
+    body bins scaled per scan (integer maths on int32: 1M scans in well under a second)."""
+    if not base:
+        base = [np.histogram(np.array([-1000, 40, 700]), bins=HU_EDGES)[0].astype(np.int32)]
+    values = np.resize(np.stack(base).astype(np.int32), (n, 64))
+    values[:, 16:] *= rng.integers(1, 4, (n, 1), dtype=np.int32)  # vary the non-air voxels
     offsets = np.arange(0, 64 * n + 1, 64, dtype=np.int32)
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values.ravel()))
 
