@@ -185,11 +185,14 @@ def _check_consistent(slices: list[_Slice], label: str) -> np.ndarray:
 
 
 def _raw(ds: pydicom.Dataset, keyword: str) -> object:
-    """An element's value as stored (bytes, unconverted: cheap to compare), or None."""
+    """An element's value as stored (bytes, unconverted: cheap to compare), hashable, or None."""
     tag = pydicom.datadict.tag_for_keyword(keyword)
     if tag is None or tag not in ds:
         return None
-    return ds.get_item(tag).value
+    value = ds.get_item(tag).value
+    if isinstance(value, list | pydicom.multival.MultiValue):
+        return tuple(str(v) for v in value)  # already converted by an earlier reader
+    return value
 
 
 def _instance_numbers(slices: list[_Slice]) -> np.ndarray | None:
@@ -211,11 +214,12 @@ def _decode_all(
     decoded: list[int] = []
     last_error = ""
     buffer = np.empty(planes.shape[1:], dtype=np.int32)
+    scratch = np.empty(planes.shape[1:], dtype=np.uint16)
     layouts = LayoutCache()
     for k, s in enumerate(slices):
         try:
             layout = layouts.layout(s.ds)
-            decode_hu(s.path, s.ds, planes[len(decoded)], buffer, s.pixel_offset, layout)
+            decode_hu(s.path, s.ds, planes[len(decoded)], buffer, s.pixel_offset, layout, scratch)
         except Exception as err:  # one broken file is a gap, not a broken series
             last_error = f"{type(err).__name__}: {err}"
             continue

@@ -53,6 +53,7 @@ def decode_hu(
     buffer: np.ndarray | None = None,
     pixel_offset: int | None = None,
     layout: PixelLayout | None = None,
+    scratch: np.ndarray | None = None,
 ) -> np.ndarray:
     """One slice in HU, rounded, clipped to [-1024, 32767], int16 of shape (Rows, Columns).
 
@@ -68,6 +69,7 @@ def decode_hu(
         buffer: int32 (Rows, Columns) scratch array, reused across slices to save allocations.
         pixel_offset: Where (7FE0,0010) starts in the file, when ``ds`` was read without it.
         layout: ``ds``'s pixel layout, e.g. from a ``LayoutCache``; read from ``ds`` if None.
+        scratch: uint16 (Rows, Columns) array for the stored values, reused across slices.
 
     Raises:
         ValueError: the pixel data is missing, truncated or cannot be decoded.
@@ -76,7 +78,7 @@ def decode_hu(
     out = np.empty((layout.rows, layout.columns), np.int16) if out is None else out
     if layout.syntax.is_compressed:
         return _to_int16_hu(_decode_with_gdcm(path, layout), 1.0, 0.0, out, buffer)
-    stored = _native_16bit(ds, layout, path, pixel_offset)
+    stored = _native_16bit(ds, layout, path, pixel_offset, scratch)
     if stored is None:
         full = ds if "PixelData" in ds else pydicom.dcmread(path, force=True)
         if "TransferSyntaxUID" not in getattr(full, "file_meta", {}):
@@ -115,38 +117,47 @@ def _pixel_layout(ds: pydicom.Dataset) -> PixelLayout:
 
 
 def _native_16bit(
-    ds: pydicom.Dataset, layout: PixelLayout, path: str, pixel_offset: int | None
+    ds: pydicom.Dataset,
+    layout: PixelLayout,
+    path: str,
+    pixel_offset: int | None,
+    scratch: np.ndarray | None,
 ) -> np.ndarray | None:
-    """Stored values of a little-endian 16-bit monochrome frame, or None for other layouts."""
+    """Stored values of a little-endian 16-bit monochrome frame, or None for other layouts.
+
+    The values land in ``scratch`` (uint16, reused across slices: no allocation per slice).
+    """
     syntax = layout.syntax
     if not syntax.is_little_endian or layout.bits_allocated != 16 or layout.samples != 1:
         return None
-    rows, columns = layout.rows, layout.columns
+    shape = (layout.rows, layout.columns)
+    if scratch is None or scratch.shape != shape:
+        scratch = np.empty(shape, dtype=np.uint16)
     if "PixelData" in ds:
         data = ds.PixelData
+        if len(data) < scratch.nbytes:
+            raise ValueError(f"PixelData holds {len(data)} bytes, {scratch.nbytes} expected")
+        np.copyto(scratch, np.frombuffer(data, "<u2", count=scratch.size).reshape(shape))
     elif pixel_offset is not None:
-        data = _read_pixel_bytes(path, pixel_offset, syntax.is_implicit_VR)
+        _read_pixel_data(path, pixel_offset, syntax.is_implicit_VR, scratch)
     else:
         return None
-    if len(data) < rows * columns * 2:
-        raise ValueError(f"PixelData holds {len(data)} bytes, {rows}×{columns}×2 expected")
-    signed = layout.signed
-    stored = np.frombuffer(data, dtype="<i2" if signed else "<u2", count=rows * columns)
+    stored = scratch.view(np.int16) if layout.signed else scratch
     bits = layout.bits_stored
     if bits < 16:  # unused high bits may hold anything: mask them, sign-extend signed values
-        shift = 16 - bits
-        if signed:
-            stored = (stored << shift) >> shift
+        if layout.signed:
+            np.left_shift(stored, 16 - bits, out=stored)
+            np.right_shift(stored, 16 - bits, out=stored)
         else:
-            stored = stored & np.uint16((1 << bits) - 1)
-    return stored.reshape(rows, columns)
+            np.bitwise_and(stored, np.uint16((1 << bits) - 1), out=stored)
+    return stored
 
 
 _LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN"}
 
 
-def _read_pixel_bytes(path: str, offset: int, implicit_vr: bool) -> bytes:
-    """The value of the PixelData element that starts at ``offset`` (native encoding only)."""
+def _read_pixel_data(path: str, offset: int, implicit_vr: bool, into: np.ndarray) -> None:
+    """Read the PixelData element that starts at ``offset`` (native encoding) into ``into``."""
     with open(path, "rb") as handle:
         handle.seek(offset)
         head = handle.read(8)
@@ -160,7 +171,11 @@ def _read_pixel_bytes(path: str, offset: int, implicit_vr: bool) -> bytes:
             length = int.from_bytes(head[6:8], "little")
         if length == 0xFFFFFFFF:
             raise ValueError("encapsulated PixelData in a native transfer syntax")
-        return handle.read(length)
+        if length < into.nbytes:
+            raise ValueError(f"PixelData holds {length} bytes, {into.nbytes} expected")
+        got = handle.readinto(memoryview(into).cast("B"))
+        if got < into.nbytes:
+            raise ValueError(f"file ends after {got} of {into.nbytes} pixel bytes (truncated)")
 
 
 def _to_int16_hu(
