@@ -1,10 +1,11 @@
 """Render a PNG montage of the demo phantoms: an inlier and each planted outlier type.
 
-One row per scan: axial, coronal and sagittal planes through the centre of the volume (or of
-the planted object), at true aspect ratio, window level 40 / width 1000 HU. A person can judge
+One line per type, one column per strength (default: subtle 0.1, obvious 0.9); each cell shows
+axial, coronal and sagittal planes through the centre of the volume (or of the planted
+object), at true aspect ratio, window level 40 / width 1000 HU. A person can judge
 the realism and the visibility of every outlier type at a glance.
 
-    .venv/bin/python tools/montage.py [--strength 0.8] [--seed 3] [--out tools/out/montage.png]
+    .venv/bin/python tools/montage.py [--strengths 0.1 0.9] [--seed 3] [--out tools/out/montage.png]
 """
 
 from __future__ import annotations
@@ -72,30 +73,31 @@ def render_row(truth: str, strength: float, seed: int) -> tuple[Image.Image, str
     return row, f"{truth} s={strength:.2f}  {shape} @ {sz:.1f}/{sx:.1f} mm"
 
 
-def build_montage(strength: float, seed: int, columns: int = 2) -> Image.Image:
-    """The montage: inlier first, then every outlier type, ``columns`` rows side by side."""
+def build_montage(strengths: tuple[float, ...], seed: int) -> Image.Image:
+    """The montage: one line per type (inlier first), one row of three planes per strength."""
     names = [INLIER, *OUTLIER_TYPES]
-    rows = [render_row(name, strength, seed) for name in names]
     caption_px, gap = 16, 8
-    n_rows = -(-len(rows) // columns)
-    width = columns * (3 * CELL_PX + gap)
-    sheet = Image.new("L", (width, n_rows * (CELL_PX + caption_px)), 32)
+    row_px = 3 * CELL_PX + gap
+    sheet = Image.new("L", (len(strengths) * row_px, len(names) * (CELL_PX + caption_px)), 32)
     draw = ImageDraw.Draw(sheet)
-    for n, (row, caption) in enumerate(rows):
-        x, y = (n % columns) * (3 * CELL_PX + gap), (n // columns) * (CELL_PX + caption_px)
-        draw.text((x + 4, y + 2), caption, fill=255)
-        sheet.paste(row, (x, y + caption_px))
+    for line, name in enumerate(names):
+        for column, strength in enumerate(strengths):
+            row, caption = render_row(name, strength, seed + (column if name == INLIER else 0))
+            x, y = column * row_px, line * (CELL_PX + caption_px)
+            draw.text((x + 4, y + 2), caption, fill=255)
+            sheet.paste(row, (x, y + caption_px))
     return sheet
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--strength", type=float, default=0.8, help="Outlier strength in [0, 1].")
+    parser.add_argument("--strengths", type=float, nargs="+", default=[0.1, 0.9],
+                        help="Outlier strengths in [0, 1], one column each (subtle, obvious).")
     parser.add_argument("--seed", type=int, default=3, help="Subject seed (same body in every row).")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out" / "montage.png")
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    build_montage(args.strength, args.seed).save(args.out)
+    build_montage(tuple(args.strengths), args.seed).save(args.out)
     print(f"wrote {args.out}")
 
 

@@ -144,7 +144,7 @@ def _paint_arm(labels: np.ndarray, params: SubjectParams, grid: Grid, side: floa
     """An arm along the body's side: skin, fat, muscle and the humerus, running along z."""
     w, v, u = body_coords(params, grid)
     a, _ = body_radii(params, w)
-    du = side * (a + 52.0)
+    du = side * (a + 40.0)  # the arm rests against the chest wall
     for inset, tissue in ((0.0, Tissue.SOFT), (2.0, Tissue.FAT), (10.0, Tissue.MUSCLE)):
         labels[_inside(u, v, 45.0 - inset, 48.0 - inset, du, 5.0)] = tissue
     labels[_inside(u, v, 12.0, 12.0, du, 5.0)] = Tissue.CORTICAL_BONE

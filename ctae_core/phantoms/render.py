@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import gaussian_filter, gaussian_filter1d
 
 from ctae_core.phantoms.anatomy import (
     SubjectParams,
@@ -126,16 +126,24 @@ def labels_to_hu(labels: np.ndarray, params: SubjectParams) -> np.ndarray:
     return gaussian_filter(hu, PARTIAL_VOLUME_SIGMA_VOXELS, mode="nearest", truncate=3.0)
 
 
-def correlated_noise(
-    shape: tuple[int, ...], sd_hu: float, rng: np.random.Generator, sigma_voxels: float = 0.7
-) -> np.ndarray:
-    """In-plane correlated Gaussian noise (float32) with standard deviation ``sd_hu``.
+def add_correlated_noise(
+    hu: np.ndarray, sd_hu: float, rng: np.random.Generator, sigma_voxels: float = 0.7,
+    planes_per_chunk: int = 16,
+) -> None:
+    """Add in-plane correlated Gaussian noise of standard deviation ``sd_hu`` to ``hu`` in place.
 
     Correlated like reconstructed CT noise, so linear resampling to 3 mm keeps most of it.
+    Drawn a few planes at a time, so a full-size scan never holds a second float copy.
     """
-    white = rng.standard_normal(shape, dtype=np.float32)
-    smooth = gaussian_filter(white, (0.0, sigma_voxels, sigma_voxels), truncate=3.0)
-    return smooth * np.float32(sd_hu / max(float(smooth.std()), 1e-6))
+    impulse = np.zeros(2 * int(np.ceil(3 * sigma_voxels)) + 1)
+    impulse[len(impulse) // 2] = 1.0
+    kernel = gaussian_filter1d(impulse, sigma_voxels, truncate=3.0)
+    scale = np.float32(sd_hu / float(np.sum(kernel**2)))  # std of white noise after 2-D blur
+    for start in range(0, hu.shape[0], planes_per_chunk):
+        count = min(planes_per_chunk, hu.shape[0] - start)
+        white = rng.standard_normal((count, *hu.shape[1:]), dtype=np.float32)
+        smooth = gaussian_filter(white, (0.0, sigma_voxels, sigma_voxels), truncate=3.0)
+        hu[start : start + count] += smooth * scale
 
 
 def to_int16_hu(hu: np.ndarray) -> np.ndarray:

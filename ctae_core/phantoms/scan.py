@@ -11,7 +11,7 @@ from ctae_core.phantoms.render import (
     ScanGeometry,
     Scene,
     WriteEffects,
-    correlated_noise,
+    add_correlated_noise,
     labels_to_hu,
     render_labels,
     to_int16_hu,
@@ -51,8 +51,7 @@ def render_scan(
     scene = Scene(params, geometry, grid, labels, rng, strength, labels_to_hu(labels, params))
     if kind is not None and kind.paint is not None:
         kind.paint(scene)
-    noise_rng = np.random.default_rng([seed, 11])
-    scene.hu += correlated_noise(grid.shape_zyx, params.noise_sd_hu, noise_rng)
+    add_correlated_noise(scene.hu, params.noise_sd_hu, np.random.default_rng([seed, 11]))
     if kind is not None and kind.finish is not None:
         kind.finish(scene)
     effects = kind.effects(scene) if kind is not None and kind.effects else WriteEffects()
