@@ -70,6 +70,7 @@ class IngestSummary:
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, object]:
+        """The counts as JSON-ready values, recorded in ``job_runs.counts_json``."""
         return {
             "found": self.found,
             "ingested": self.ingested,
@@ -107,7 +108,7 @@ def run_ingest(
 
     Raises:
         FileNotFoundError: a root does not exist.
-        data_catalog.CatalogBusyError: the catalog stayed locked.
+        CatalogWriteError: the catalog cannot be opened or written (locked, bad path, disk).
     """
     from ctae_core.io.sources import discover_sources
 
