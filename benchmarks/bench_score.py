@@ -2,7 +2,8 @@
 normalise, pad, reconstruct, MSE / MSE_m / error facts, write recon and |error| volumes).
 
 Presets ``tiny`` and ``small`` on the CPU; ``thesis`` (Med3D ResNet34, latent 1024, 87×87×273)
-on CUDA where present (on the CPU only without --quick, a few scans). The baseline, measured in
+on CUDA where present (on 2 CPU cores it takes ~30 s a scan, too slow to be worth a row).
+Without --quick each figure is the best of two passes (the machines are shared and noisy). The baseline, measured in
 the same run, is the naive path: one scan per forward pass in PyTorch's default (contiguous)
 memory format; the job batches scans and runs the model in channels_last_3d. Ratio = job over
 baseline; the batch-1 channels_last figure is printed to separate the two effects. Untrained weights: the cost does not depend on them. Catalog
@@ -95,8 +96,6 @@ def scans_per_second(name: str, rows: list, batch: int, device: str, out: Path,
 def _cases(quick: bool, cuda: bool) -> list[tuple[str, str, int, int]]:
     """(preset, device, scans, batch) to measure."""
     cases = [("tiny", "cpu", 8 if quick else 24, 4), ("small", "cpu", 4 if quick else 8, 4)]
-    if not quick:
-        cases.append(("thesis", "cpu", 2, 2))
     if cuda:
         cases.append(("thesis", "cuda", 16 if quick else 40, 8))
     return cases
@@ -111,8 +110,10 @@ def main(quick: bool = False) -> list[dict]:
         for name, device, n, batch in _cases(quick, cuda):
             scans = _store_scans(Path(tmp) / "volumes", n)
             out = Path(tmp) / "run"
-            job = scans_per_second(name, scans, batch, device, out)
-            naive = scans_per_second(name, scans, 1, device, out, channels_last=False)
+            passes = 1 if quick else 2
+            job = max(scans_per_second(name, scans, batch, device, out) for _ in range(passes))
+            naive = max(scans_per_second(name, scans, 1, device, out, channels_last=False)
+                        for _ in range(passes))
             single_cl = float("nan") if quick else scans_per_second(name, scans, 1, device, out)
             rows.append({"benchmark": "score", "figure": f"scans/s {name} {device} batch {batch}",
                          "value": job, "unit": "scans/s", "target": None,
