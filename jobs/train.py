@@ -220,10 +220,8 @@ def _build_model(plan: Plan, dist: Dist, encoder_weights: Path | None):
     model = ConvAutoencoder3D(plan.cfg.model)
     if encoder_weights is not None:
         load_encoder_weights(model.encoder, encoder_weights)
-    model = model.to(dist.device)
-    if dist.cuda:  # GPU only: channels-last 3D convolutions are faster with cuDNN
-        model = model.to(memory_format=torch.channels_last_3d)
-    return model
+    # channels-last 3D convolutions: faster with cuDNN, and ~2-3x faster on the CPU too (oneDNN)
+    return model.to(dist.device, memory_format=torch.channels_last_3d)
 
 
 def _optimizer(cfg, model):
@@ -270,7 +268,7 @@ def _to_device_batch(crops, offsets, box, plan: Plan, dist: Dist):
     from ctae_core.data import assemble_batch
 
     x = assemble_batch(crops, offsets, box, plan.mean_hu, plan.std_hu, dist.device)
-    return x.contiguous(memory_format=torch.channels_last_3d) if dist.cuda else x
+    return x.contiguous(memory_format=torch.channels_last_3d)
 
 
 def train_epoch(model, opt, train_ds, plan: Plan, dist: Dist, epoch: int, progress: bool) -> tuple[float, float]:
@@ -304,6 +302,7 @@ def validate(model, val_ds, plan: Plan, dist: Dist) -> tuple[float, float]:
     """
     import torch
 
+    model = model.module if hasattr(model, "module") else model  # no DDP collectives on rank 0 alone
     model.eval()
     groups: dict[tuple[int, ...], list[tuple]] = {}
     for i in range(len(val_ds)):
@@ -488,7 +487,7 @@ def _finish(settings: CatalogSettings, run_id: str, plan: Plan, dist: Dist, stat
 
 
 def train_command(
-    run: Annotated[str, typer.Option("--run", help="Name of the run (its run_id).")],
+    run: Annotated[str, typer.Option("--run", "--run-name", help="Name of the run (its run_id); under torchrun spell it --run-name.")],
     catalog: CatalogOption = None,
     store: StoreOption = None,
     preset_name: Annotated[str, typer.Option("--preset", help="tiny | small | thesis (Table 3.1).")] = "tiny",
