@@ -91,9 +91,16 @@ def build_montage(strengths: tuple[float, ...], seed: int) -> Image.Image:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--strengths", type=float, nargs="+", default=[0.1, 0.9],
-                        help="Outlier strengths in [0, 1], one column each (subtle, obvious).")
-    parser.add_argument("--seed", type=int, default=3, help="Subject seed (same body in every row).")
+    parser.add_argument(
+        "--strengths",
+        type=float,
+        nargs="+",
+        default=[0.1, 0.9],
+        help="Outlier strengths in [0, 1], one column each (subtle, obvious).",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=3, help="Subject seed (same body in every row)."
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out" / "montage.png")
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)

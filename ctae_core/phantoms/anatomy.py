@@ -96,9 +96,7 @@ def spine_v(params: SubjectParams, w: np.ndarray | float) -> np.ndarray:
     return b - params.fat_mm - params.muscle_mm - 48.0
 
 
-def body_coords(
-    params: SubjectParams, grid: Grid
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def body_coords(params: SubjectParams, grid: Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Broadcastable body-frame (w, v, u) coordinates of every voxel: (Z,1,1), (1,Y,1), (1,1,X)."""
     cx, cy, cz = params.centre_xyz_mm
     w = (grid.axis_mm("z") - cz)[:, None, None]
@@ -107,8 +105,9 @@ def body_coords(
     return w, v, u
 
 
-def _inside(u: np.ndarray, v: np.ndarray, a: np.ndarray, b: np.ndarray, du: float = 0.0,
-            dv: float = 0.0) -> np.ndarray:
+def _inside(
+    u: np.ndarray, v: np.ndarray, a: np.ndarray, b: np.ndarray, du: float = 0.0, dv: float = 0.0
+) -> np.ndarray:
     return ((u - du) / a) ** 2 + ((v - dv) / b) ** 2 <= 1.0
 
 
@@ -186,18 +185,31 @@ def paint_abdomen(labels: np.ndarray, params: SubjectParams, grid: Grid) -> None
     soft = np.array([Tissue.SOFT])
     a0, b0 = (float(x[0]) for x in cavity_radii(params, np.array([-150.0], dtype=np.float32)))
     put = params.to_patient
-    paint_ellipsoid(labels, grid, put(0.62 * a0, 0.45 * b0, -130), (32, 45, 55), Tissue.LIVER,
-                    rotation(yaw_deg=30), where=soft)
+    paint_ellipsoid(
+        labels,
+        grid,
+        put(0.62 * a0, 0.45 * b0, -130),
+        (32, 45, 55),
+        Tissue.LIVER,
+        rotation(yaw_deg=30),
+        where=soft,
+    )
     paint_ellipsoid(labels, grid, put(0.3 * a0, -0.35 * b0, -115), (45, 32, 40), Tissue.SOFT)
     paint_ellipsoid(labels, grid, put(0.3 * a0, -0.55 * b0, -100), (30, 12, 18), Tissue.AIRWAY)
     for side in (-1.0, 1.0):
-        paint_ellipsoid(labels, grid, put(side * 62, 0.55 * b0, -240), (28, 24, 55),
-                        Tissue.KIDNEY, rotation(yaw_deg=side * 20), where=soft)
+        paint_ellipsoid(
+            labels,
+            grid,
+            put(side * 62, 0.55 * b0, -240),
+            (28, 24, 55),
+            Tissue.KIDNEY,
+            rotation(yaw_deg=side * 20),
+            where=soft,
+        )
     rng = np.random.default_rng(params.anatomy_seed)
     for _ in range(24):  # bowel gas pockets
-        centre = put(rng.uniform(-0.7, 0.7) * a0, rng.uniform(-0.8, 0.3) * b0,
-                     rng.uniform(-520, -280))
-        paint_ellipsoid(labels, grid, centre, rng.uniform(6, 16, size=3), Tissue.AIRWAY,
-                        where=soft)
-    paint_ellipsoid(labels, grid, put(0, -0.45 * b0, -640), (45, 35, 40), Tissue.FLUID,
-                    where=soft)
+        centre = put(
+            rng.uniform(-0.7, 0.7) * a0, rng.uniform(-0.8, 0.3) * b0, rng.uniform(-520, -280)
+        )
+        paint_ellipsoid(labels, grid, centre, rng.uniform(6, 16, size=3), Tissue.AIRWAY, where=soft)
+    paint_ellipsoid(labels, grid, put(0, -0.45 * b0, -640), (45, 35, 40), Tissue.FLUID, where=soft)

@@ -76,13 +76,21 @@ def draw_subject(rng: np.random.Generator) -> SubjectParams:
     centre = (rng.normal(0, 8.0), rng.normal(0, 8.0), rng.uniform(-350.0, 50.0))
     period = rng.uniform(24.0, 29.0)
     return SubjectParams(
-        half_width_mm=width, half_depth_mm=depth, fat_mm=rng.uniform(6.0, 35.0),
-        muscle_mm=rng.uniform(8.0, 15.0), centre_xyz_mm=centre,
-        table_top_y_mm=centre[1] + depth + 1.0, heart_scale=rng.uniform(0.88, 1.15),
-        heart_yaw_deg=rng.uniform(30.0, 50.0), heart_pitch_deg=rng.uniform(15.0, 35.0),
-        aorta_radius_mm=rng.uniform(13.0, 17.0), spine_period_mm=period,
-        spine_phase_mm=rng.uniform(0.0, period), rib_drop_mm=rng.uniform(50.0, 80.0),
-        tissue_hu=draw_tissue_hu(rng), noise_sd_hu=rng.uniform(10.0, 40.0),
+        half_width_mm=width,
+        half_depth_mm=depth,
+        fat_mm=rng.uniform(6.0, 35.0),
+        muscle_mm=rng.uniform(8.0, 15.0),
+        centre_xyz_mm=centre,
+        table_top_y_mm=centre[1] + depth + 1.0,
+        heart_scale=rng.uniform(0.88, 1.15),
+        heart_yaw_deg=rng.uniform(30.0, 50.0),
+        heart_pitch_deg=rng.uniform(15.0, 35.0),
+        aorta_radius_mm=rng.uniform(13.0, 17.0),
+        spine_period_mm=period,
+        spine_phase_mm=rng.uniform(0.0, period),
+        rib_drop_mm=rng.uniform(50.0, 80.0),
+        tissue_hu=draw_tissue_hu(rng),
+        noise_sd_hu=rng.uniform(10.0, 40.0),
         anatomy_seed=int(rng.integers(2**31)),
     )
 
@@ -114,7 +122,9 @@ def _preset(size: str) -> SizePreset:
     return SIZES[size]
 
 
-def plan_cohort(n: int, seed: int = 0, outlier_rate: float = 0.05, size: str = "demo") -> list[ScanSpec]:
+def plan_cohort(
+    n: int, seed: int = 0, outlier_rate: float = 0.05, size: str = "demo"
+) -> list[ScanSpec]:
     """The specs of an ``n``-scan cohort with ``round(n * outlier_rate)`` planted outliers.
 
     Raises:
@@ -157,4 +167,6 @@ def render_spec(spec: ScanSpec) -> Phantom:
     """Render the scan ``spec`` describes (deterministic for the spec)."""
     params = draw_subject(spec.rng(0))
     geometry = draw_geometry(spec.rng(1), params, spec.size, spec.long_scan)
-    return render_scan(params, geometry, spec.truth, spec.strength, seed=spec.seed * 100003 + spec.index)
+    return render_scan(
+        params, geometry, spec.truth, spec.strength, seed=spec.seed * 100003 + spec.index
+    )

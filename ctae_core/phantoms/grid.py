@@ -120,7 +120,7 @@ def paint_capsule(
     value: float,
     where: np.ndarray | None = None,
 ) -> None:
-    """Set ``target`` to ``value`` within ``radius_mm`` of the segment start→end (a rod, a vessel)."""
+    """Set ``target`` to ``value`` within ``radius_mm`` of the segment start→end (rod, vessel)."""
     p0, p1 = np.asarray(start_xyz, float), np.asarray(end_xyz, float)
     low, high = np.minimum(p0, p1) - radius_mm, np.maximum(p0, p1) + radius_mm
     box = grid.box(low, high)

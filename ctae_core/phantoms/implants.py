@@ -40,12 +40,20 @@ def paint_spinal_hardware(scene: Scene) -> None:
     for w in ws:
         vs = float(spine_v(p, np.float32(w)))
         for side in (-1.0, 1.0):
-            paint_capsule(scene.labels, scene.grid, p.to_patient(side * 24, vs + 40, w),
-                          p.to_patient(side * 7, vs - 4, w), 3.2, Tissue.METAL)
+            paint_capsule(
+                scene.labels,
+                scene.grid,
+                p.to_patient(side * 24, vs + 40, w),
+                p.to_patient(side * 7, vs - 4, w),
+                3.2,
+                Tissue.METAL,
+            )
     if levels > 1:
         for side in (-1.0, 1.0):
-            ends = [p.to_patient(side * 26, float(spine_v(p, np.float32(w))) + 42, w)
-                    for w in (ws[0] - 8, ws[-1] + 8)]
+            ends = [
+                p.to_patient(side * 26, float(spine_v(p, np.float32(w))) + 42, w)
+                for w in (ws[0] - 8, ws[-1] + 8)
+            ]
             paint_capsule(scene.labels, scene.grid, ends[0], ends[1], 3.0, Tissue.METAL)
     _set_metal(scene, 9000 + 6000 * s)
 
@@ -53,8 +61,15 @@ def paint_spinal_hardware(scene: Scene) -> None:
 def paint_heart_valve(scene: Scene) -> None:
     """A prosthetic aortic valve: a metal sewing ring, with carbon leaflets when obvious."""
     s, marks = scene.strength, landmarks(scene.params)
-    paint_torus(scene.labels, scene.grid, marks.aortic_root, marks.aortic_axis,
-                11.5 + 2.0 * s, 2.0 + 1.2 * s, Tissue.METAL)
+    paint_torus(
+        scene.labels,
+        scene.grid,
+        marks.aortic_root,
+        marks.aortic_axis,
+        11.5 + 2.0 * s,
+        2.0 + 1.2 * s,
+        Tissue.METAL,
+    )
     _set_metal(scene, 8000 + 6000 * s)
     if s > 0.5:
         for offset in (-4.0, 4.0):
@@ -69,12 +84,14 @@ def paint_pacemaker(scene: Scene) -> None:
     w_can = float(np.clip(high - 10.0, low, high))
     a, b = (float(x[0]) for x in body_radii(p, np.array([w_can], dtype=np.float32)))
     can = p.to_patient(0.45 * a, -(b - 7.0), w_can)
-    paint_ellipsoid(scene.labels, scene.grid, can, (18 + 10 * s, 3.5 + 1.5 * s, 16 + 8 * s),
-                    Tissue.METAL)
+    paint_ellipsoid(
+        scene.labels, scene.grid, can, (18 + 10 * s, 3.5 + 1.5 * s, 16 + 8 * s), Tissue.METAL
+    )
     targets = [marks.right_atrium] + ([marks.right_ventricle_apex] if s > 0.4 else [])
     for target in targets:
-        path = np.array([can, p.to_patient(0.15 * a, -(b - 30.0), w_can + 5), marks.svc_top,
-                         target])
+        path = np.array(
+            [can, p.to_patient(0.15 * a, -(b - 30.0), w_can + 5), marks.svc_top, target]
+        )
         paint_polyline(scene.labels, scene.grid, path, 1.3 + 0.8 * s, Tissue.METAL)
     _set_metal(scene, 7000 + 5000 * s)
 
@@ -105,14 +122,19 @@ def paint_external_cable(scene: Scene) -> None:
         gap = 4.0 + radius
         v = -b * np.sqrt(np.clip(1 - (u / a) ** 2, 0, 1)) - gap
         cx, cy = (u + p.centre_xyz_mm[0])[:, None, None], (v + p.centre_xyz_mm[1])[:, None, None]
-        d2 = (grid.axis_mm("x")[None, None, :] - cx) ** 2 + (grid.axis_mm("y")[None, :, None] - cy) ** 2
+        d2 = (grid.axis_mm("x")[None, None, :] - cx) ** 2 + (
+            grid.axis_mm("y")[None, :, None] - cy
+        ) ** 2
         scene.labels[d2 <= radius**2] = Tissue.FOREIGN
         scene.hu[d2 <= radius**2] = 150.0
         scene.hu[d2 <= (radius - 1.0) ** 2] = 800.0 + 1700.0 * s  # diluted contrast
 
 
 def add_streaks(
-    scene: Scene, centre_xyz: np.ndarray, w_range: tuple[float, float], amplitude_hu: float,
+    scene: Scene,
+    centre_xyz: np.ndarray,
+    w_range: tuple[float, float],
+    amplitude_hu: float,
     n_lines: int,
 ) -> None:
     """Alternating bright and dark lines through ``centre_xyz`` in the planes of ``w_range``.
@@ -126,7 +148,7 @@ def add_streaks(
     for k, angle in enumerate(rng.uniform(0, np.pi, size=n_lines)):
         distance = x * np.sin(angle) - y * np.cos(angle)
         sign = 1.0 if k % 2 == 0 else -1.0
-        plane += sign * amplitude_hu * rng.uniform(0.5, 1.0) * np.exp(-(distance / 2.5) ** 2)
+        plane += sign * amplitude_hu * rng.uniform(0.5, 1.0) * np.exp(-((distance / 2.5) ** 2))
     w = grid.axis_mm("z") - scene.params.centre_xyz_mm[2]
     low, high = w_range
     weight = np.clip(np.minimum(w - low, high - w) / 6.0 + 0.5, 0.0, 1.0).astype(np.float32)
@@ -144,5 +166,10 @@ def add_metal_streaks(scene: Scene) -> None:
     ox, oy, oz = scene.grid.origin_xyz_mm
     centre = np.array([ox + i * sx, oy + j * sy, oz + k * sz])
     w = where[:, 0] * sz + oz - scene.params.centre_xyz_mm[2]
-    add_streaks(scene, centre, (float(w.min()), float(w.max())), 80 + 320 * scene.strength,
-                4 + int(6 * scene.strength))
+    add_streaks(
+        scene,
+        centre,
+        (float(w.min()), float(w.max())),
+        80 + 320 * scene.strength,
+        4 + int(6 * scene.strength),
+    )

@@ -54,8 +54,9 @@ def paint_heart(labels: np.ndarray, params: SubjectParams, grid: Grid) -> None:
     rot = rotation(yaw_deg=params.heart_yaw_deg, pitch_deg=params.heart_pitch_deg)
     put = params.to_patient
 
-    def part(offset: tuple[float, float, float], radii: tuple[float, float, float],
-             tissue: Tissue) -> None:
+    def part(
+        offset: tuple[float, float, float], radii: tuple[float, float, float], tissue: Tissue
+    ) -> None:
         centre = put(*(h + np.array(offset) * s))
         paint_ellipsoid(labels, grid, centre, np.array(radii) * s, tissue, rot)
 
@@ -75,20 +76,28 @@ def paint_great_vessels(labels: np.ndarray, params: SubjectParams, grid: Grid) -
     put = params.to_patient
     vs = {w: float(spine_v(params, np.float32(w))) for w in (90.0, 0.0, -150.0, -400.0, -560.0)}
     root = h + np.array([-8.0, 2.0, 28.0]) * s
-    aorta = [root, (-12, h[1] - 10, 80), (-4, h[1] + 8, 108), (14, vs[90] - 40, 110),
-             (22, vs[90] - 22, 88), (20, vs[0] - 22, 0), (14, vs[-150] - 24, -150),
-             (6, vs[-400] - 28, -400), (3, vs[-560] - 28, -560)]
+    aorta = [
+        root,
+        (-12, h[1] - 10, 80),
+        (-4, h[1] + 8, 108),
+        (14, vs[90] - 40, 110),
+        (22, vs[90] - 22, 88),
+        (20, vs[0] - 22, 0),
+        (14, vs[-150] - 24, -150),
+        (6, vs[-400] - 28, -400),
+        (3, vs[-560] - 28, -560),
+    ]
     radii = [params.aorta_radius_mm] * 4 + [params.aorta_radius_mm * 0.78] * 5
     points = np.array([put(*p) for p in aorta])
     for k in range(len(points) - 1):
         paint_polyline(labels, grid, points[k : k + 2], radii[k + 1], Tissue.BLOOD_LEFT)
     trunk = h + np.array([-2.0, -42.0, 22.0]) * s
     split = np.array([8.0, h[1] + 5.0, 58.0])
-    paint_polyline(labels, grid, np.array([put(*trunk), put(*split)]), 13.0 * s,
-                   Tissue.BLOOD_RIGHT)
+    paint_polyline(labels, grid, np.array([put(*trunk), put(*split)]), 13.0 * s, Tissue.BLOOD_RIGHT)
     for end in ((52.0, h[1] + 25.0, 62.0), (-50.0, h[1] + 22.0, 56.0)):
-        paint_polyline(labels, grid, np.array([put(*split), put(*end)]), 9.5 * s,
-                       Tissue.BLOOD_RIGHT)
+        paint_polyline(
+            labels, grid, np.array([put(*split), put(*end)]), 9.5 * s, Tissue.BLOOD_RIGHT
+        )
     ra_top = h + np.array([-40.0, 6.0, 30.0]) * s
     svc = np.array([put(*ra_top), put(-36.0, h[1] + 5.0, 150.0)])
     paint_polyline(labels, grid, svc, 9.0, Tissue.BLOOD_RIGHT)
@@ -99,8 +108,9 @@ def paint_airways(labels: np.ndarray, params: SubjectParams, grid: Grid) -> None
     put = params.to_patient
     v_top, v_carina = (float(spine_v(params, np.float32(w))) for w in (300.0, 70.0))
     carina = put(0.0, v_carina - 42.0, 70.0)
-    paint_polyline(labels, grid, np.array([put(0.0, v_top - 40.0, 320.0), carina]), 8.5,
-                   Tissue.AIRWAY)
+    paint_polyline(
+        labels, grid, np.array([put(0.0, v_top - 40.0, 320.0), carina]), 8.5, Tissue.AIRWAY
+    )
     for side in (-1.0, 1.0):
         hilum = put(side * 48.0, v_carina - 35.0, 42.0)
         paint_polyline(labels, grid, np.array([carina, hilum]), 5.5, Tissue.AIRWAY)
@@ -119,6 +129,7 @@ def paint_lung_vessels(labels: np.ndarray, params: SubjectParams, grid: Grid) ->
                 direction = rng.normal(size=3) + np.array([side * 1.3, 0.1, 0.0])
                 direction /= np.linalg.norm(direction)
                 end = start + direction * rng.uniform(25.0, 50.0)
-                paint_polyline(labels, grid, np.array([start, end]), radius, Tissue.LUNG_VESSEL,
-                               where=lung)
+                paint_polyline(
+                    labels, grid, np.array([start, end]), radius, Tissue.LUNG_VESSEL, where=lung
+                )
                 stack.append((end, radius * 0.68, depth + 1))

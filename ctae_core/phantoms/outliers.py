@@ -18,8 +18,9 @@ from ctae_core.phantoms.anatomy import SubjectParams
 from ctae_core.phantoms.render import ScanGeometry, Scene, WriteEffects
 from ctae_core.phantoms.tissues import Tissue
 
-Adjust = Callable[[SubjectParams, ScanGeometry, float, np.random.Generator],
-                  tuple[SubjectParams, ScanGeometry]]
+Adjust = Callable[
+    [SubjectParams, ScanGeometry, float, np.random.Generator], tuple[SubjectParams, ScanGeometry]
+]
 
 
 @dataclass(frozen=True)
@@ -72,8 +73,9 @@ def _streaks(scene: Scene) -> None:
     height = min(15.0 + 60.0 * s, scene.geometry.length_mm)
     start = rng.uniform(low, top - height)
     centre = scene.params.to_patient(rng.uniform(-40, 40), rng.uniform(-40, 60), 0.0)
-    implants.add_streaks(scene, centre, (start, start + height), 70.0 + 500.0 * s,
-                         3 + int(round(6 * s)))
+    implants.add_streaks(
+        scene, centre, (start, start + height), 70.0 + 500.0 * s, 3 + int(round(6 * s))
+    )
 
 
 def _truncation_rim(scene: Scene) -> None:
@@ -115,20 +117,30 @@ def _metal(paint: Callable[[Scene], None]) -> dict:
 OUTLIER_TYPES: dict[str, OutlierType] = {
     t.name: t
     for t in (
-        OutlierType("spinal_hardware", "pedicle screws and rods",
-                    **_metal(implants.paint_spinal_hardware)),
+        OutlierType(
+            "spinal_hardware", "pedicle screws and rods", **_metal(implants.paint_spinal_hardware)
+        ),
         OutlierType("heart_valve", "prosthetic aortic valve", **_metal(implants.paint_heart_valve)),
         OutlierType("pacemaker", "pacemaker with leads", **_metal(implants.paint_pacemaker)),
-        OutlierType("foreign_object", "large metal foreign object",
-                    **_metal(implants.paint_foreign_object)),
-        OutlierType("external_cable", "contrast line or cable outside the body",
-                    paint=implants.paint_external_cable),
+        OutlierType(
+            "foreign_object", "large metal foreign object", **_metal(implants.paint_foreign_object)
+        ),
+        OutlierType(
+            "external_cable",
+            "contrast line or cable outside the body",
+            paint=implants.paint_external_cable,
+        ),
         OutlierType("streak_artefact", "streak / beam-hardening artefact", finish=_streaks),
         OutlierType("heavy_noise", "heavy image noise", adjust=_heavy_noise),
-        OutlierType("truncated_fov", "body cut at the edges of the field of view",
-                    adjust=_truncated_fov, finish=_truncation_rim),
-        OutlierType("wrong_rescale", "HU offset from a wrong rescale intercept",
-                    effects=_wrong_rescale),
+        OutlierType(
+            "truncated_fov",
+            "body cut at the edges of the field of view",
+            adjust=_truncated_fov,
+            finish=_truncation_rim,
+        ),
+        OutlierType(
+            "wrong_rescale", "HU offset from a wrong rescale intercept", effects=_wrong_rescale
+        ),
         OutlierType("missing_slab", "slices missing from the series", effects=_missing_slab),
         OutlierType("off_centre", "patient far from the isocentre", adjust=_off_centre),
         OutlierType("arms_down", "arms beside the body in the field of view", adjust=_arms_down),

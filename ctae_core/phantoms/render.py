@@ -127,7 +127,10 @@ def labels_to_hu(labels: np.ndarray, params: SubjectParams) -> np.ndarray:
 
 
 def add_correlated_noise(
-    hu: np.ndarray, sd_hu: float, rng: np.random.Generator, sigma_voxels: float = 0.7,
+    hu: np.ndarray,
+    sd_hu: float,
+    rng: np.random.Generator,
+    sigma_voxels: float = 0.7,
     planes_per_chunk: int = 16,
 ) -> None:
     """Add in-plane correlated Gaussian noise of standard deviation ``sd_hu`` to ``hu`` in place.

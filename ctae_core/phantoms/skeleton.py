@@ -37,7 +37,11 @@ def paint_spine(labels: np.ndarray, params: SubjectParams, grid: Grid) -> None:
     vs_all = spine_v(params, w_all)
     low = params.to_patient(-45.0, float(vs_all.min()) - 20.0, 0.0)
     high = params.to_patient(45.0, float(vs_all.max()) + 66.0, 0.0)
-    box = (slice(None), grid.index_range("y", low[1], high[1]), grid.index_range("x", low[0], high[0]))
+    box = (
+        slice(None),
+        grid.index_range("y", low[1], high[1]),
+        grid.index_range("x", low[0], high[0]),
+    )
     z, y, x = grid.coords(box)
     w, v, u = z - params.centre_xyz_mm[2], y - params.centre_xyz_mm[1], x - params.centre_xyz_mm[0]
     vs = vs_all
@@ -95,15 +99,37 @@ def _paint_flat_bones(labels: np.ndarray, params: SubjectParams, grid: Grid) -> 
     _, b0 = (float(x[0]) for x in body_radii(params, np.array([0.0], dtype=np.float32)))
     a0, bc0 = (float(x[0]) for x in cavity_radii(params, np.array([0.0], dtype=np.float32)))
     front = -(bc0 + RIB_RING_MM)
-    for outer, radii in ((Tissue.CORTICAL_BONE, (15, 6, 105)),
-                         (Tissue.CANCELLOUS_BONE, (12.5, 3.5, 102))):
+    for outer, radii in (
+        (Tissue.CORTICAL_BONE, (15, 6, 105)),
+        (Tissue.CANCELLOUS_BONE, (12.5, 3.5, 102)),
+    ):
         paint_ellipsoid(labels, grid, put(0, front, 30), radii, outer)
     for side in (-1.0, 1.0):
-        paint_capsule(labels, grid, put(side * 18, front + 5, 150), put(side * 0.8 * a0,
-                      front + 35, 168), 7.5, Tissue.CORTICAL_BONE)
-        paint_ellipsoid(labels, grid, put(side * 0.62 * a0, b0 - params.fat_mm - 16, 75),
-                        (48, 5, 70), Tissue.CORTICAL_BONE, rotation(yaw_deg=-side * 22))
-        for outer, radii in ((Tissue.CORTICAL_BONE, (62, 20, 70)),
-                             (Tissue.CANCELLOUS_BONE, (58, 16, 66))):
-            paint_ellipsoid(labels, grid, put(side * 0.6 * a0, 0.35 * b0, -560), radii, outer,
-                            rotation(yaw_deg=side * 35))
+        paint_capsule(
+            labels,
+            grid,
+            put(side * 18, front + 5, 150),
+            put(side * 0.8 * a0, front + 35, 168),
+            7.5,
+            Tissue.CORTICAL_BONE,
+        )
+        paint_ellipsoid(
+            labels,
+            grid,
+            put(side * 0.62 * a0, b0 - params.fat_mm - 16, 75),
+            (48, 5, 70),
+            Tissue.CORTICAL_BONE,
+            rotation(yaw_deg=-side * 22),
+        )
+        for outer, radii in (
+            (Tissue.CORTICAL_BONE, (62, 20, 70)),
+            (Tissue.CANCELLOUS_BONE, (58, 16, 66)),
+        ):
+            paint_ellipsoid(
+                labels,
+                grid,
+                put(side * 0.6 * a0, 0.35 * b0, -560),
+                radii,
+                outer,
+                rotation(yaw_deg=side * 35),
+            )

@@ -25,8 +25,9 @@ from ctae_core.resample import resample_isotropic
 from ctae_core.volume import Volume
 
 # The coarsest demo grid (3.6 mm in-plane, 3 mm slices): the hardest case for visibility.
-COARSE = ScanGeometry(fov_mm=420.0, spacing_xy_mm=3.6, spacing_z_mm=3.0, w_top_mm=70.0,
-                      length_mm=120.0)
+COARSE = ScanGeometry(
+    fov_mm=420.0, spacing_xy_mm=3.6, spacing_z_mm=3.0, w_top_mm=70.0, length_mm=120.0
+)
 
 
 def _subject(seed: int):
@@ -53,8 +54,16 @@ def test_subject_tissue_means_stay_in_their_ranges():
 
 @pytest.mark.parametrize(
     "tissue",
-    [Tissue.FAT, Tissue.MUSCLE, Tissue.LUNG, Tissue.MYOCARDIUM, Tissue.BLOOD_LEFT,
-     Tissue.BLOOD_RIGHT, Tissue.TABLE_CORE, Tissue.AIR],
+    [
+        Tissue.FAT,
+        Tissue.MUSCLE,
+        Tissue.LUNG,
+        Tissue.MYOCARDIUM,
+        Tissue.BLOOD_LEFT,
+        Tissue.BLOOD_RIGHT,
+        Tissue.TABLE_CORE,
+        Tissue.AIR,
+    ],
 )
 def test_rendered_tissue_hu_matches_its_range(inliers, tissue):
     """Median HU in each tissue's interior (noise and blur included) lies in its range."""
@@ -79,8 +88,10 @@ def test_lungs_heart_spine_and_table_are_where_anatomy_puts_them(inliers):
     centre = labels.shape[2] / 2
     assert (lung_cols < centre).sum() > 0.3 * lung_cols.size  # both lungs present
     assert (lung_cols > centre).sum() > 0.2 * lung_cols.size
-    rows = {t: np.mean(np.nonzero(labels == t)[1]) for t in
-            (Tissue.BLOOD_LEFT, Tissue.CANCELLOUS_BONE, Tissue.TABLE_SHELL)}
+    rows = {
+        t: np.mean(np.nonzero(labels == t)[1])
+        for t in (Tissue.BLOOD_LEFT, Tissue.CANCELLOUS_BONE, Tissue.TABLE_SHELL)
+    }
     # anterior heart, posterior spine, table behind the patient (rows run to posterior)
     assert rows[Tissue.BLOOD_LEFT] < rows[Tissue.CANCELLOUS_BONE] < rows[Tissue.TABLE_SHELL]
 
@@ -142,7 +153,8 @@ def test_truncated_fov_cuts_the_body_and_inliers_are_not_cut(inliers):
 def test_arms_down_put_arms_beside_the_body(inliers):
     arms = render_scan(_subject(1), COARSE, "arms_down", 1.0, seed=1)
     extra_bone = (arms.labels == Tissue.CORTICAL_BONE).sum() - (
-        inliers[1].labels == Tissue.CORTICAL_BONE).sum()
+        inliers[1].labels == Tissue.CORTICAL_BONE
+    ).sum()
     assert extra_bone > 100  # two humeri along the whole scan
 
 

@@ -36,8 +36,19 @@ def _truth(out) -> list[dict[str, str]]:
 
 def test_demo_data_writes_series_and_truth_then_resumes(tmp_path):
     out = tmp_path / "cohort"
-    result = _run("demo-data", out, "--n", 4, "--seed", 1, "--outlier-rate", 0.5, "--workers", 1,
-                  "--no-progress")
+    result = _run(
+        "demo-data",
+        out,
+        "--n",
+        4,
+        "--seed",
+        1,
+        "--outlier-rate",
+        0.5,
+        "--workers",
+        1,
+        "--no-progress",
+    )
     assert result.exit_code == 0, result.output
     rows = _truth(out)
     assert tuple(rows[0]) == TRUTH_COLUMNS
@@ -54,14 +65,36 @@ def test_demo_data_writes_series_and_truth_then_resumes(tmp_path):
     mtimes = {p: p.stat().st_mtime_ns for p in (out / "scan_0002").iterdir()}
     (out / ".demo-data" / "scan_0003.json").unlink()  # as if a run died while writing it
 
-    again = _run("demo-data", out, "--n", 4, "--seed", 1, "--outlier-rate", 0.5, "--workers", 1,
-                 "--no-progress")
+    again = _run(
+        "demo-data",
+        out,
+        "--n",
+        4,
+        "--seed",
+        1,
+        "--outlier-rate",
+        0.5,
+        "--workers",
+        1,
+        "--no-progress",
+    )
     assert "1 written, 3 already complete" in again.output
     assert {p: p.stat().st_mtime_ns for p in (out / "scan_0002").iterdir()} == mtimes
     assert _truth(out) == rows
 
-    smaller = _run("demo-data", out, "--n", 3, "--seed", 1, "--outlier-rate", 0.0, "--workers", 1,
-                   "--no-progress")
+    smaller = _run(
+        "demo-data",
+        out,
+        "--n",
+        3,
+        "--seed",
+        1,
+        "--outlier-rate",
+        0.0,
+        "--workers",
+        1,
+        "--no-progress",
+    )
     assert smaller.exit_code == 0, smaller.output
     assert sorted(p.name for p in out.glob("scan_*")) == ["scan_0000", "scan_0001", "scan_0002"]
     assert len(_truth(out)) == 3
@@ -83,8 +116,9 @@ def test_written_series_open_in_pydicom_and_simpleitk_without_warnings(tmp_path,
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         datasets = [pydicom.dcmread(f) for f in files]
-        planes = {float(ds.ImagePositionPatient[2]): apply_rescale(ds.pixel_array, ds)
-                  for ds in datasets}
+        planes = {
+            float(ds.ImagePositionPatient[2]): apply_rescale(ds.pixel_array, ds) for ds in datasets
+        }
     assert not caplog.records
     by_z = np.stack([planes[z] for z in sorted(planes)])
     assert np.array_equal(by_z, phantom.hu)
@@ -110,8 +144,10 @@ def _expected_at_3mm(phantom) -> np.ndarray:
     size = np.maximum(1, np.rint(extent / 3.0)).astype(int)
     low = np.array(phantom.origin_xyz_mm) - spacing / 2
     origin = low + (extent - (size - 1) * 3.0) / 2
-    axes = [(origin[a] + 3.0 * np.arange(size[a]) - phantom.origin_xyz_mm[a]) / spacing[a]
-            for a in (2, 1, 0)]
+    axes = [
+        (origin[a] + 3.0 * np.arange(size[a]) - phantom.origin_xyz_mm[a]) / spacing[a]
+        for a in (2, 1, 0)
+    ]
     grid = np.meshgrid(*axes, indexing="ij")
     return map_coordinates(phantom.hu.astype(np.float32), grid, order=1, cval=-1024.0)
 
@@ -126,8 +162,17 @@ def test_ingest_round_trip_reproduces_the_phantom(tmp_path, settings):
     ]
     for spec in specs:
         write_scan(source, spec)
-    result = _run("ingest", source, "--catalog", settings.catalog_path, "--store",
-                  settings.store_dir, "--workers", 1, "--no-progress")
+    result = _run(
+        "ingest",
+        source,
+        "--catalog",
+        settings.catalog_path,
+        "--store",
+        settings.store_dir,
+        "--workers",
+        1,
+        "--no-progress",
+    )
     assert result.exit_code == 0, result.output
     with connect(settings.catalog_path) as con:
         scans = scans_table(con).set_index("source_path")
