@@ -193,14 +193,18 @@ def _record(
     s = score_scan(p.x, recon, p.region, p.hu, norm_std_hu=spec.norm_std_hu,
                    error_level_hu=options.error_level_hu)
     max_zyx = tuple(i + k.start for i, k in zip(s.max_error_zyx, p.kept, strict=True))
+    recon_file = run_dir / "recon" / f"{row.scan_id}.npy"
+    error_file = run_dir / "error" / f"{row.scan_id}.npy"
     recon_path = error_path = None
-    if options.keep_volumes != "none":
+    if options.keep_volumes == "none":  # no stale volumes of an earlier scoring stay behind
+        recon_file.unlink(missing_ok=True)
+        error_file.unlink(missing_ok=True)
+    else:
         r = recon[p.region]
         recon_path = str(save_volume(
-            recon_hu(r, norm_mean_hu=spec.norm_mean_hu, norm_std_hu=spec.norm_std_hu),
-            run_dir / "recon" / f"{row.scan_id}.npy"))
-        error_path = str(save_volume(abs_error_hu(p.x[p.region], r, norm_std_hu=spec.norm_std_hu),
-                                     run_dir / "error" / f"{row.scan_id}.npy"))
+            recon_hu(r, norm_mean_hu=spec.norm_mean_hu, norm_std_hu=spec.norm_std_hu), recon_file))
+        error_path = str(save_volume(
+            abs_error_hu(p.x[p.region], r, norm_std_hu=spec.norm_std_hu), error_file))
     return catalog_scores.ScoreRecord(
         run_id=options.run_id, scan_id=row.scan_id, split=row.split, mse=s.mse,
         mse_region=s.mse_region, mse_m=s.mse_m, max_error_zyx=max_zyx,  # type: ignore[arg-type]
