@@ -2,8 +2,10 @@
 
 Each scan is rendered by :mod:`ctae_core.phantoms` and written by
 ``ctae_core.io.dicom_writer.write_series`` into ``OUT/scan_NNNN/``. A finished series leaves a
-marker ``OUT/.demo-data/scan_NNNN.json`` holding its spec; a re-run skips every series whose
-marker matches its spec and rewrites the rest (also those a killed run left half written).
+marker ``OUT/.demo-data/scan_NNNN.json`` holding its spec (written as incomplete before the
+first file, complete after the last); a re-run skips every series whose complete marker matches
+its spec and rewrites the rest (also those a killed run left half written). A series folder
+without a marker is not ours: the job refuses to overwrite it.
 ``OUT/ground_truth.csv`` (columns ``series_uid,source_path,truth,strength``) is written last.
 """
 
@@ -48,9 +50,25 @@ def is_complete(out: Path, spec: Any) -> bool:
     if not marker.exists():
         return False
     try:
-        return json.loads(marker.read_text())["spec"] == asdict(spec)
+        record = json.loads(marker.read_text())
+        return record["spec"] == asdict(spec) and record.get("complete") is True
     except (ValueError, KeyError):
         return False
+
+
+def _claim(out: Path, spec: Any) -> Path:
+    """Empty the series folder of ``spec`` if it is ours; mark it as being written."""
+    folder, marker = out / spec.source_path, _marker(out, spec)
+    if folder.exists() and not marker.exists():
+        raise FileExistsError(
+            f"refusing to overwrite {folder}: it was not written by `ctae demo-data` (no marker "
+            f"{marker}); choose an empty OUT folder or move that folder away"
+        )
+    if folder.exists():
+        shutil.rmtree(folder)  # a half-written or outdated series of ours
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"spec": asdict(spec), "complete": False}))
+    return folder
 
 
 def write_scan(out: Path, spec: Any) -> dict[str, Any]:
@@ -60,13 +78,11 @@ def write_scan(out: Path, spec: Any) -> dict[str, Any]:
     from ctae_core.phantoms.identity import series_header
 
     started = time.perf_counter()
+    folder = _claim(out, spec)
     phantom = render_spec(spec)
     fov_mm = phantom.hu.shape[2] * phantom.spacing_zyx_mm[2]
     fields, style = series_header(spec.rng(2), phantom.spacing_zyx_mm, fov_mm)
     uid = series_uid_for(spec)
-    folder = out / spec.source_path
-    if folder.exists():
-        shutil.rmtree(folder)  # a half-written or outdated series of ours
     offset = phantom.effects.intercept_offset_hu
     paths = write_series(
         phantom.hu.astype("float32") + offset,  # with the intercept below: same stored pixels
@@ -84,14 +100,13 @@ def write_scan(out: Path, spec: Any) -> dict[str, Any]:
         paths[plane].unlink()
     record = {
         "spec": asdict(spec),
+        "complete": True,
         "series_uid": uid,
         "files": len(paths) - len(phantom.effects.dropped_planes),
         "shape_zyx": list(phantom.hu.shape),
         "seconds": time.perf_counter() - started,
     }
-    marker = _marker(out, spec)
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps(record))
+    _marker(out, spec).write_text(json.dumps(record))
     return record
 
 

@@ -63,7 +63,11 @@ def test_demo_data_writes_series_and_truth_then_resumes(tmp_path):
         ds = pydicom.dcmread(files[0], stop_before_pixels=True)
         assert ds.SeriesInstanceUID == row["series_uid"]
     mtimes = {p: p.stat().st_mtime_ns for p in (out / "scan_0002").iterdir()}
-    (out / ".demo-data" / "scan_0003.json").unlink()  # as if a run died while writing it
+    marker = out / ".demo-data" / "scan_0003.json"  # as a run that died while writing leaves it:
+    marker.write_text(
+        json.dumps({"spec": json.loads(marker.read_text())["spec"], "complete": False})
+    )
+    sorted((out / "scan_0003").iterdir())[-1].unlink()
 
     again = _run(
         "demo-data",
@@ -79,6 +83,8 @@ def test_demo_data_writes_series_and_truth_then_resumes(tmp_path):
         "--no-progress",
     )
     assert "1 written, 3 already complete" in again.output
+    rewritten = json.loads(marker.read_text())
+    assert rewritten["complete"] and len(list((out / "scan_0003").iterdir())) == rewritten["files"]
     assert {p: p.stat().st_mtime_ns for p in (out / "scan_0002").iterdir()} == mtimes
     assert _truth(out) == rows
 
@@ -104,6 +110,15 @@ def test_demo_data_refuses_bad_options(tmp_path):
     result = _run("demo-data", tmp_path / "x", "--size", "huge")
     assert result.exit_code != 0 and "--size must be one of" in result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_demo_data_never_overwrites_a_folder_it_did_not_write(tmp_path):
+    foreign = tmp_path / "scan_0000"
+    foreign.mkdir()
+    (foreign / "keep.dcm").write_bytes(b"someone else's data")
+    with pytest.raises(FileExistsError, match="refusing to overwrite"):
+        write_scan(tmp_path, ScanSpec(index=0, seed=0))
+    assert (foreign / "keep.dcm").read_bytes() == b"someone else's data"
 
 
 def test_written_series_open_in_pydicom_and_simpleitk_without_warnings(tmp_path, caplog, capfd):
