@@ -2,12 +2,19 @@
 
 Workers only compute and return picklable results; the driver alone writes the catalog.
 A worker that dies mid-task gets the task retried (bounded); after that the task comes back as
-failed and the job goes on.
+failed and the job goes on. Only a task that was running when its worker died is charged a try:
+tasks still queued in a broken pool go back to the queue for free, and charged tasks are retried
+one process at a time, so an innocent neighbour of a crashing scan is never failed with it.
+
+Stateful work (a model loaded once per worker) goes through ``map_stateful`` with a picklable
+zero-argument ``factory`` that builds the per-item function inside each worker process
+(local) or actor (Ray, see ``jobs/ray_actors.py``).
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -19,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
+EXECUTORS = ("local", "ray")
+_QUEUED, _RUNNING, _FINISHED = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -26,9 +35,11 @@ class ExecutorConfig:
     """Where per-scan work runs.
 
     Attributes:
-        kind: ``local`` (process pool on this machine) or ``ray`` (an existing Ray cluster).
-        workers: Local processes (default: CPU count); 1 runs in this process.
-        ray_address: Ray cluster address (``auto``, ``ray://host:10001``); None starts a local Ray.
+        kind: ``local`` (process pool on this machine) or ``ray`` (a Ray cluster).
+        workers: Local processes (default: CPU count; 1 runs in this process); on Ray the
+            number of actors for stateful work (default: one per GPU, else per CPU).
+        ray_address: Ray cluster address (``auto``, ``ray://host:10001``); None starts a
+            local Ray instance for the job (or reuses one this process already started).
         max_retries: How often a task whose worker died is tried again before it is failed.
     """
 
@@ -38,8 +49,19 @@ class ExecutorConfig:
     max_retries: int = 2
 
     def __post_init__(self) -> None:
-        if self.kind not in ("local", "ray"):
-            raise ValueError(f"executor must be 'local' or 'ray', not {self.kind!r}")
+        if self.kind not in EXECUTORS:
+            raise ValueError(f"--executor must be 'local' or 'ray', not {self.kind!r}")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"--workers must be >= 1, not {self.workers}")
+        if self.max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, not {self.max_retries}")
+        if self.ray_address is not None and self.kind != "ray":
+            raise ValueError("--ray-address needs --executor ray")
+
+    @property
+    def local_workers(self) -> int:
+        """Processes of the local pool."""
+        return self.workers or os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -58,80 +80,148 @@ class TaskResult(Generic[T, R]):
 def map_tasks(
     fn: Callable[[T], R], items: Iterable[T], config: ExecutorConfig = ExecutorConfig()
 ) -> Iterator[TaskResult[T, R]]:
-    """Yield ``fn(item)`` for every item, in completion order, never raising for one item."""
+    """Yield ``fn(item)`` for every item, in completion order, never raising for one item.
+
+    ``fn`` and the items must be picklable (module-level functions, ``functools.partial``).
+    """
+    return map_stateful(_Constant(fn), items, config)
+
+
+def map_stateful(
+    factory: Callable[[], Callable[[T], R]], items: Iterable[T], config: ExecutorConfig,
+    *, actors: bool = False,
+) -> Iterator[TaskResult[T, R]]:
+    """Like ``map_tasks``, with the per-item function built once per worker by ``factory()``.
+
+    Args:
+        factory: Picklable zero-argument callable returning the per-item function (e.g. one
+            that loads a model). An exception it raises fails every item it would have run.
+        items: The inputs, each yielded back exactly once with its result or error.
+        config: Where to run.
+        actors: On Ray, run on a pool of actors (one GPU each where the cluster has GPUs)
+            instead of tasks; ignored locally.
+    """
     items = list(items)
     if not items:
         return iter(())
     if config.kind == "ray":
-        return _map_ray(fn, items, config)
-    if (config.workers or os.cpu_count() or 1) <= 1:
-        return _map_inline(fn, items)
-    return _map_local(fn, items, config)
+        if actors:
+            from jobs.ray_actors import map_actors
+
+            return map_actors(factory, items, config)
+        return _map_ray(factory, items, config)
+    if config.local_workers <= 1:
+        return _map_inline(factory, items)
+    return _map_local(factory, items, config)
 
 
-def _map_inline(fn: Callable[[T], R], items: list[T]) -> Iterator[TaskResult[T, R]]:
+class _Constant:
+    """A factory that returns an already-built function (picklable when the function is)."""
+
+    def __init__(self, fn: Callable[[Any], Any]) -> None:
+        self.fn = fn
+
+    def __call__(self) -> Callable[[Any], Any]:
+        return self.fn
+
+
+def describe_error(err: BaseException) -> str:
+    """``Type: message``, the form every failed TaskResult carries."""
+    return f"{type(err).__name__}: {err}"
+
+
+def _map_inline(factory: Callable[[], Callable[[T], R]], items: list[T]) -> Iterator[TaskResult[T, R]]:
+    fn = factory()  # in this process a setup error (e.g. a corrupt checkpoint) ends the job
     for item in items:
         try:
             yield TaskResult(item, fn(item))
         except Exception as err:  # one bad input never stops the job
-            yield TaskResult(item, error=f"{type(err).__name__}: {err}")
+            yield TaskResult(item, error=describe_error(err))
+
+
+# ---------------------------------------------------------------- local process pool
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(flags: Any, factory: Callable[[], Callable[[Any], Any]]) -> None:
+    """Pool initializer: keep the shared task-state array and build the per-item function."""
+    _WORKER["flags"] = flags
+    try:
+        _WORKER["fn"] = factory()
+    except Exception as err:  # reported per item, not as an endlessly broken pool
+        _WORKER["setup_error"] = f"worker setup failed: {describe_error(err)}"
+
+
+def _run_tracked(index: int, item: Any) -> Any:
+    """Run one item in a pool worker, marking it running and then finished in shared memory."""
+    flags = _WORKER["flags"]
+    flags[index] = _RUNNING
+    try:
+        if "setup_error" in _WORKER:
+            raise RuntimeError(_WORKER["setup_error"])
+        return _WORKER["fn"](item)
+    finally:
+        flags[index] = _FINISHED
 
 
 def _map_local(
-    fn: Callable[[T], R], items: list[T], config: ExecutorConfig
+    factory: Callable[[], Callable[[T], R]], items: list[T], config: ExecutorConfig
 ) -> Iterator[TaskResult[T, R]]:
+    flags = multiprocessing.get_context().Array("b", len(items), lock=False)
     attempts = [0] * len(items)
-    pending = list(range(len(items)))
-    workers = config.workers or os.cpu_count() or 1
-    while pending:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures: dict[Future, int] = {}
-            for index in pending:
+    queued, suspects = list(range(len(items))), []
+    while queued or suspects:
+        # charged tasks run one at a time, so a second death is blamed on the right one
+        batch, width = (suspects, 1) if suspects else (queued, config.local_workers)
+        if batch is suspects:
+            suspects = []
+        else:
+            queued = []
+        for index, result in _pool_round(factory, items, batch, width, flags):
+            if result is not None:
+                yield result
+            elif flags[index] == _QUEUED:
+                queued.append(index)  # never started: not its fault
+            else:
                 attempts[index] += 1
-                futures[pool.submit(fn, items[index])] = index
-            pending = []
-            remaining = set(futures)
-            while remaining:
-                done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
-                for future in done:
-                    index = futures[future]
-                    try:
-                        yield TaskResult(items[index], future.result())
-                    except BrokenProcessPool:
-                        if attempts[index] > config.max_retries:
-                            yield TaskResult(items[index], error=_died(attempts[index]))
-                        else:
-                            pending.append(index)
-                    except Exception as err:
-                        yield TaskResult(items[index], error=f"{type(err).__name__}: {err}")
-        if pending:
-            logger.warning("a worker died; retrying %d unfinished task(s)", len(pending))
+                if attempts[index] > config.max_retries:
+                    yield TaskResult(items[index], error=_died(attempts[index]))
+                else:
+                    suspects.append(index)
+        if queued or suspects:
+            logger.warning("a worker died; retrying %d unfinished task(s)", len(queued) + len(suspects))
+
+
+def _pool_round(
+    factory: Callable[[], Callable[[T], R]], items: list[T], batch: list[int], width: int, flags: Any
+) -> Iterator[tuple[int, TaskResult[T, R] | None]]:
+    """Run ``batch`` in one pool; yields (index, result), or (index, None) if its worker died."""
+    for index in batch:
+        flags[index] = _QUEUED
+    with ProcessPoolExecutor(max_workers=min(width, len(batch)), initializer=_init_worker,
+                             initargs=(flags, factory)) as pool:
+        futures: dict[Future, int] = {pool.submit(_run_tracked, i, items[i]): i for i in batch}
+        remaining = set(futures)
+        while remaining:
+            done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
+            for future in done:
+                index = futures[future]
+                try:
+                    yield index, TaskResult(items[index], future.result())
+                except BrokenProcessPool:
+                    yield index, None
+                except Exception as err:
+                    yield index, TaskResult(items[index], error=describe_error(err))
 
 
 def _died(attempts: int) -> str:
-    return f"WorkerDied: the worker process died on each of {attempts} tries (out of memory?)"
+    return (f"WorkerDied: the worker process died on each of {attempts} tries "
+            "(out of memory? try fewer --workers)")
 
 
-def _map_ray(fn: Callable[[T], R], items: list[T], config: ExecutorConfig) -> Iterator[TaskResult[T, R]]:
-    ray = _import_ray()
-    if not ray.is_initialized():
-        ray.init(address=config.ray_address, log_to_driver=False, include_dashboard=False)
-    remote = ray.remote(max_retries=config.max_retries, retry_exceptions=False)(fn)
-    refs = {remote.remote(item): item for item in items}
-    remaining = list(refs)
-    while remaining:
-        done, remaining = ray.wait(remaining, num_returns=1)
-        ref = done[0]
-        try:
-            yield TaskResult(refs[ref], ray.get(ref))
-        except ray.exceptions.RayTaskError as err:
-            cause = err.cause if err.cause is not None else err
-            yield TaskResult(refs[ref], error=f"{type(cause).__name__}: {cause}")
-        except ray.exceptions.RayError as err:  # worker crashed on every retry
-            yield TaskResult(refs[ref], error=f"WorkerDied: {type(err).__name__}: {err}")
-
-
-def _import_ray() -> Any:
+# ---------------------------------------------------------------- Ray tasks
+def import_ray() -> Any:
+    """The ``ray`` module, or an error that says how to install it."""
     try:
         import ray
     except ImportError as err:
@@ -139,3 +229,47 @@ def _import_ray() -> Any:
             "--executor ray needs Ray: pip install 'ctae[ray]' (or run with --executor local)"
         ) from err
     return ray
+
+
+def ensure_ray(config: ExecutorConfig) -> Any:
+    """Connect to ``config.ray_address`` (or start a local Ray) unless already connected."""
+    ray = import_ray()
+    if not ray.is_initialized():
+        logger.info("connecting to Ray at %s", config.ray_address or "a new local instance")
+        ray.init(address=config.ray_address, include_dashboard=False, log_to_driver=False)
+    return ray
+
+
+def _call_with_factory(factory: Callable[[], Callable[[Any], Any]], item: Any) -> Any:
+    return factory()(item)
+
+
+def ray_error(ray: Any, err: Exception) -> str:
+    """The message of a failed Ray call: the task's own exception, or why its worker died."""
+    if isinstance(err, ray.exceptions.RayTaskError):
+        cause = err.cause if err.cause is not None else err
+        return describe_error(cause)
+    return f"WorkerDied: {describe_error(err)}"
+
+
+def _map_ray(
+    factory: Callable[[], Callable[[T], R]], items: list[T], config: ExecutorConfig
+) -> Iterator[TaskResult[T, R]]:
+    """Ray tasks (Ray itself retries a task whose worker died, ``max_retries`` times), with at
+    most a few tasks per cluster CPU in flight so millions of inputs do not flood the driver."""
+    ray = ensure_ray(config)
+    remote = ray.remote(max_retries=config.max_retries, retry_exceptions=False)(_call_with_factory)
+    factory_ref = ray.put(factory)
+    window = max(4, 4 * int(ray.cluster_resources().get("CPU", 1)))
+    pending: dict[Any, T] = {}
+    next_item = 0
+    while pending or next_item < len(items):
+        while next_item < len(items) and len(pending) < window:
+            pending[remote.remote(factory_ref, items[next_item])] = items[next_item]
+            next_item += 1
+        (ref,), _ = ray.wait(list(pending), num_returns=1)
+        item = pending.pop(ref)
+        try:
+            yield TaskResult(item, ray.get(ref))
+        except ray.exceptions.RayError as err:
+            yield TaskResult(item, error=ray_error(ray, err))

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from data_catalog.settings import CatalogSettings
+from jobs.executors import EXECUTORS, ExecutorConfig
 
 CatalogOption = Annotated[
     Path | None,
@@ -34,3 +35,34 @@ NoProgressOption = Annotated[
 def settings_from(catalog: Path | None, store: Path | None = None) -> CatalogSettings:
     """Resolve the catalog and store from options, then the environment, then defaults."""
     return CatalogSettings.resolve(catalog, store)
+
+
+ExecutorOption = Annotated[
+    str,
+    typer.Option(
+        "--executor",
+        help="Where per-scan work runs: local (process pool on this machine) | ray (a Ray "
+        "cluster; pip install 'ctae[ray]'). Only this process writes the catalog.",
+    ),
+]
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        help="Ray cluster to join with --executor ray: 'auto' (this node's cluster) or "
+        "ray://HOST:10001. Default: start a local Ray instance for the job.",
+        show_default=False,
+    ),
+]
+
+
+def executor_from(
+    executor: str, ray_address: str | None = None, workers: int | None = None
+) -> ExecutorConfig:
+    """The ``ExecutorConfig`` of the CLI options; bad combinations become a usage error."""
+    if executor not in EXECUTORS:
+        raise typer.BadParameter(f"--executor must be one of {', '.join(EXECUTORS)}, not {executor!r}")
+    try:
+        return ExecutorConfig(kind=executor, workers=workers, ray_address=ray_address)  # type: ignore[arg-type]
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from err

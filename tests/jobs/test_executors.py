@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from jobs.executors import ExecutorConfig, map_tasks
+import pytest
+
+from jobs.executors import ExecutorConfig, map_stateful, map_tasks
 
 
 def square_or_fail(x: int) -> int:
@@ -52,3 +54,68 @@ def test_inline_mode_matches_pool():
     inline = sorted(r.value for r in map_tasks(square_or_fail, range(5), ExecutorConfig(workers=1)))
     pooled = sorted(r.value for r in map_tasks(square_or_fail, range(5), ExecutorConfig(workers=2)))
     assert inline == pooled == [0, 1, 4, 9, 16]
+
+
+def die_on_three(x: int) -> int:
+    """Kills its worker every time it sees 3; any other input is fine."""
+    if x == 3:
+        os._exit(1)
+    return x + 100
+
+
+def test_neighbours_of_a_crashing_task_are_never_failed_with_it():
+    results = list(map_tasks(die_on_three, range(8), ExecutorConfig(workers=2, max_retries=1)))
+    assert len(results) == 8
+    good = sorted(r.value for r in results if r.ok)
+    assert good == [100, 101, 102, 104, 105, 106, 107], "only the culprit may fail"
+    (bad,) = [r for r in results if not r.ok]
+    assert bad.item == 3 and "2 tries" in bad.error
+
+
+class PidTagger:
+    """Factory whose per-item function reports (worker pid, id of the build that made it)."""
+
+    def __call__(self):
+        import uuid
+
+        build = uuid.uuid4().hex
+        return lambda x: (os.getpid(), build, x * 2)
+
+
+class BrokenSetup:
+    def __call__(self):
+        raise OSError("checkpoint /nowhere/model.pt is missing")
+
+
+def test_stateful_work_is_set_up_once_per_worker_process():
+    results = list(map_stateful(PidTagger(), range(12), ExecutorConfig(workers=2)))
+    assert sorted(r.value[2] for r in results) == [2 * x for x in range(12)]
+    builds_by_pid: dict[int, set[str]] = {}
+    for r in results:
+        builds_by_pid.setdefault(r.value[0], set()).add(r.value[1])
+    assert 1 <= len(builds_by_pid) <= 2 and all(len(b) == 1 for b in builds_by_pid.values())
+    assert os.getpid() not in builds_by_pid, "work ran in pool processes, not the driver"
+
+
+def test_setup_failure_in_a_pool_fails_each_item_with_its_cause():
+    results = list(map_stateful(BrokenSetup(), [1, 2, 3], ExecutorConfig(workers=2)))
+    assert len(results) == 3
+    assert all("worker setup failed" in r.error and "/nowhere/model.pt" in r.error for r in results)
+
+
+def test_setup_failure_inline_ends_the_job():
+    with pytest.raises(OSError, match="/nowhere/model.pt"):
+        list(map_stateful(BrokenSetup(), [1], ExecutorConfig(workers=1)))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"kind": "dask"}, "'local' or 'ray'"),
+        ({"workers": 0}, "--workers must be >= 1"),
+        ({"ray_address": "auto"}, "--ray-address needs --executor ray"),
+    ],
+)
+def test_bad_executor_settings_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ExecutorConfig(**kwargs)

@@ -1,0 +1,101 @@
+"""A pool of Ray actors for stateful per-batch work (scoring: the model is loaded once per actor).
+
+Each actor takes one GPU where the cluster has GPUs (Ray sets ``CUDA_VISIBLE_DEVICES``, so the
+work sees it as ``cuda``), one CPU otherwise. Every actor holds one item at a time, so when an
+actor dies the item it held is known: that item is charged a try and re-sent (bounded by
+``ExecutorConfig.max_retries``), Ray restarts the actor (reloading the model), and every other
+item is unaffected. Imported only when ``--executor ray`` is asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from jobs.executors import ExecutorConfig, TaskResult, describe_error, ensure_ray, ray_error
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class StatefulWorker:
+    """Actor body: builds the per-item function once, then applies it to each item sent."""
+
+    def __init__(self, factory: Callable[[], Callable[[Any], Any]]) -> None:
+        self.setup_error: str | None = None
+        try:
+            self.fn = factory()
+        except Exception as err:  # reported per item instead of an actor that never starts
+            self.setup_error = f"worker setup failed: {describe_error(err)}"
+
+    def run(self, item: Any) -> Any:
+        """Apply the per-item function to one item."""
+        if self.setup_error is not None:
+            raise RuntimeError(self.setup_error)
+        return self.fn(item)
+
+
+def actor_resources(ray: Any, config: ExecutorConfig) -> tuple[int, dict[str, float]]:
+    """(number of actors, Ray resources of each): one per GPU if the cluster has GPUs, else
+    one per CPU; ``config.workers`` overrides the count."""
+    cluster = ray.cluster_resources()
+    gpus = int(cluster.get("GPU", 0))
+    if gpus:
+        return config.workers or gpus, {"num_gpus": 1, "num_cpus": 1}
+    return config.workers or max(1, int(cluster.get("CPU", 1))), {"num_cpus": 1}
+
+
+def map_actors(
+    factory: Callable[[], Callable[[T], R]], items: list[T], config: ExecutorConfig
+) -> Iterator[TaskResult[T, R]]:
+    """Yield each item's result from a pool of actors, in completion order, never raising.
+
+    Args:
+        factory: Picklable zero-argument callable, run once in every actor (and again when Ray
+            restarts a dead actor), returning the per-item function.
+        items: The inputs (picklable); each comes back exactly once.
+        config: Ray address, actor count (``workers``) and retry bound (``max_retries``).
+    """
+    ray = ensure_ray(config)
+    count, resources = actor_resources(ray, config)
+    count = min(count, len(items))
+    actor_class = ray.remote(max_restarts=-1, max_task_retries=0, **resources)(StatefulWorker)
+    factory_ref = ray.put(factory)
+    actors = [actor_class.remote(factory_ref) for _ in range(count)]
+    logger.info("Ray: %d actor(s) with %s each for %d item(s)", count, resources, len(items))
+    try:
+        yield from _dispatch(ray, actors, items, config.max_retries)
+    finally:
+        for actor in actors:
+            ray.kill(actor)
+
+
+def _dispatch(ray: Any, actors: list[Any], items: list[T], max_retries: int) -> Iterator[TaskResult]:
+    """One item per idle actor; a dead actor's item is retried up to ``max_retries`` times."""
+    queue = list(range(len(items)))
+    queue.reverse()  # pop() from the end keeps the input order
+    attempts = [0] * len(items)
+    running: dict[Any, tuple[int, Any]] = {}
+    idle = list(actors)
+    while queue or running:
+        while queue and idle:
+            index, actor = queue.pop(), idle.pop()
+            attempts[index] += 1
+            running[actor.run.remote(items[index])] = (index, actor)
+        (ref,), _ = ray.wait(list(running), num_returns=1)
+        index, actor = running.pop(ref)
+        idle.append(actor)  # a dead actor is restarted by Ray; calls wait for it
+        try:
+            yield TaskResult(items[index], ray.get(ref))
+        except ray.exceptions.RayActorError as err:
+            if attempts[index] > max_retries:
+                yield TaskResult(items[index], error=f"WorkerDied: the actor died on each of "
+                                 f"{attempts[index]} tries ({type(err).__name__})")
+            else:
+                logger.warning("an actor died while holding item %d; retrying it", index)
+                queue.append(index)
+        except ray.exceptions.RayError as err:
+            yield TaskResult(items[index], error=ray_error(ray, err))
