@@ -3,7 +3,9 @@ stored in ``embeddings``; per-cluster statistics come from ``data_catalog.scores
 
 UMAP embeds all points together, so this job is one batch: it is idempotent (the run's
 embedding is replaced in one transaction) and skipped when the stored embedding was made from
-the same latents with the same parameters (``--overwrite`` forces it).
+the same latents with the same parameters (``--overwrite`` forces it). With ``--executor ray``
+the UMAP + DBSCAN step runs as one Ray task on the cluster (where the memory is); the driver
+reads the latents and writes the result.
 """
 
 from __future__ import annotations
@@ -19,7 +21,15 @@ import typer
 from ctae_core.features import EmbedConfig
 from data_catalog import CatalogSettings, connect
 from data_catalog import scores as catalog_scores
-from jobs.options import CatalogOption, NoProgressOption, settings_from
+from jobs.executors import ExecutorConfig, map_tasks
+from jobs.options import (
+    CatalogOption,
+    ExecutorOption,
+    NoProgressOption,
+    RayAddressOption,
+    executor_from,
+    settings_from,
+)
 from jobs.runtime import job_run
 
 logger = logging.getLogger(__name__)
@@ -58,14 +68,34 @@ def latents_digest(scan_ids: list[str], latents: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+def embed_points(job: tuple[np.ndarray, EmbedConfig]) -> tuple[np.ndarray, np.ndarray]:
+    """UMAP 2D points (N, 2) and DBSCAN cluster labels (N,) of latents (N, latent); the one
+    step of embed that may run remotely."""
+    from ctae_core.features import dbscan_labels, umap_embed
+
+    latents, config = job
+    points = umap_embed(latents, n_neighbors=config.n_neighbors, min_dist=config.min_dist,
+                        seed=config.seed)
+    return points, dbscan_labels(points, eps=config.eps, min_pts=config.min_pts)
+
+
+def _embed_remote(latents: np.ndarray, config: EmbedConfig, executor: ExecutorConfig):
+    """``embed_points`` as one task on the executor; its error (or worker death) ends the job."""
+    (result,) = map_tasks(embed_points, [(latents, config)], executor)
+    if not result.ok:
+        raise EmbedJobError(f"the embedding task failed on {executor.kind}: {result.error}")
+    return result.value
+
+
 def run_embed(
     settings: CatalogSettings, run_id: str, config: EmbedConfig, *, overwrite: bool = False,
-    show_progress: bool = True,
+    show_progress: bool = True, executor: ExecutorConfig | None = None,
 ) -> dict[str, Any]:
-    """Embed and cluster the run's latents unless an identical embedding is stored."""
-    from tqdm import tqdm
+    """Embed and cluster the run's latents unless an identical embedding is stored.
 
-    from ctae_core.features import cluster_summary, dbscan_labels, umap_embed
+    ``executor``: None or local computes here; ``ray`` sends the computation to the cluster.
+    """
+    from ctae_core.features import cluster_summary
 
     scan_ids, latents, n_bad = _load_latents(settings, run_id)
     wanted = {**config.to_dict(), "latents_sha1": latents_digest(scan_ids, latents)}
@@ -74,15 +104,14 @@ def run_embed(
     if not overwrite and params == wanted and embedded == set(scan_ids):
         logger.info("run=%s embedding of %d scans is up to date; skipped", run_id, len(scan_ids))
         return {"embedded": len(scan_ids), "skipped": True, "failed": n_bad}
-    with job_run(settings, "embed", {"run_id": run_id, **asdict(config)}) as counts:
-        with tqdm(total=2, desc="embed", disable=not show_progress) as bar:
-            bar.set_postfix_str(f"UMAP of {len(scan_ids)} latents")
-            points = umap_embed(latents, n_neighbors=config.n_neighbors,
-                                min_dist=config.min_dist, seed=config.seed)
-            bar.update()
-            bar.set_postfix_str("DBSCAN")
-            clusters = dbscan_labels(points, eps=config.eps, min_pts=config.min_pts)
-            bar.update()
+    remote = executor is not None and executor.kind == "ray"
+    args = {"run_id": run_id, **asdict(config), "executor": "ray" if remote else "local"}
+    with job_run(settings, "embed", args) as counts:
+        if remote:
+            logger.info("run=%s: UMAP + DBSCAN of %d latents as a Ray task", run_id, len(scan_ids))
+            points, clusters = _embed_remote(latents, config, executor)
+        else:
+            points, clusters = _embed_here(latents, config, show_progress)
         with connect(settings.catalog_path) as con:
             catalog_scores.write_embeddings(con, run_id, scan_ids, points, clusters, wanted)
         summary = cluster_summary(clusters, {})
@@ -90,6 +119,23 @@ def run_embed(
                       clusters=sum(1 for r in summary if r["cluster"] >= 0),
                       noise=int((clusters < 0).sum()))
     return counts
+
+
+def _embed_here(latents: np.ndarray, config: EmbedConfig, show_progress: bool):
+    """UMAP then DBSCAN in this process, with a two-step progress bar."""
+    from tqdm import tqdm
+
+    from ctae_core.features import dbscan_labels, umap_embed
+
+    with tqdm(total=2, desc="embed", disable=not show_progress) as bar:
+        bar.set_postfix_str(f"UMAP of {len(latents)} latents")
+        points = umap_embed(latents, n_neighbors=config.n_neighbors,
+                            min_dist=config.min_dist, seed=config.seed)
+        bar.update()
+        bar.set_postfix_str("DBSCAN")
+        clusters = dbscan_labels(points, eps=config.eps, min_pts=config.min_pts)
+        bar.update()
+    return points, clusters
 
 
 def embed(
@@ -101,15 +147,19 @@ def embed(
     min_dist: Annotated[float, typer.Option(help="UMAP min_dist.")] = 0.1,
     seed: Annotated[int, typer.Option(help="UMAP random state (repeatable embedding).")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Recompute even if up to date.")] = False,
+    executor: ExecutorOption = "local",
+    ray_address: RayAddressOption = None,
     no_progress: NoProgressOption = False,
 ) -> None:
     """UMAP the run's latent vectors to 2D and cluster them with DBSCAN."""
     settings = settings_from(catalog)
+    config_exec = executor_from(executor, ray_address)
     try:
         config = EmbedConfig(n_neighbors=n_neighbors, min_dist=min_dist, seed=seed, eps=eps,
                              min_pts=min_pts)
-        counts = run_embed(settings, run, config, overwrite=overwrite, show_progress=not no_progress)
-    except (EmbedJobError, ValueError) as err:
+        counts = run_embed(settings, run, config, overwrite=overwrite,
+                           show_progress=not no_progress, executor=config_exec)
+    except (EmbedJobError, ValueError, RuntimeError) as err:  # RuntimeError: Ray missing
         typer.secho(f"ctae embed: {err}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from err
     if counts.get("skipped"):

@@ -1,7 +1,7 @@
 """`ctae ingest`: DICOM series and NIfTI / MHA / NRRD files → int16 HU volumes + catalog rows.
 
-Workers (a local process pool) read, resample and store one input each and return outcomes;
-only this parent process writes the catalog, in short batched transactions. Re-runs skip
+Workers (a local process pool, or Ray tasks with ``--executor ray``) read, resample and store
+one input each and return outcomes; only this parent process writes the catalog, in short batched transactions. Re-runs skip
 inputs whose fingerprint is unchanged; a killed run is completed by the next one (rows are
 keyed by scan_id, arrays written atomically), so nothing is duplicated.
 """
@@ -31,7 +31,15 @@ from data_catalog.scans import (
 from data_catalog.settings import CatalogSettings
 from jobs.executors import ExecutorConfig, map_tasks
 from jobs.ingest_worker import IngestOutcome, ingest_one, scan_id_for
-from jobs.options import CatalogOption, NoProgressOption, StoreOption, settings_from
+from jobs.options import (
+    CatalogOption,
+    ExecutorOption,
+    NoProgressOption,
+    RayAddressOption,
+    StoreOption,
+    executor_from,
+    settings_from,
+)
 from jobs.runtime import job_run
 
 logger = logging.getLogger(__name__)
@@ -103,8 +111,12 @@ def run_ingest(
     spacing: float = 3.0,
     workers: int | None = None,
     progress: bool = True,
+    executor: ExecutorConfig | None = None,
 ) -> IngestSummary:
     """Ingest every input under ``roots`` into the catalog and store; returns the counts.
+
+    ``executor`` says where the per-input work runs (default: a local pool of ``workers``);
+    with Ray the store folder must be shared by every node (same path).
 
     Raises:
         FileNotFoundError: a root does not exist.
@@ -122,7 +134,8 @@ def run_ingest(
     todo = [s for s in discovery.sources if _needs_ingest(s, known, spacing)]
     summary.skipped_unchanged = summary.found - len(todo)
     worker = functools.partial(ingest_one, store_dir=str(settings.store_dir), spacing=spacing)
-    _run_batches(worker, todo, settings, summary, workers, progress)
+    executor = executor or ExecutorConfig(kind="local", workers=workers)
+    _run_batches(worker, todo, settings, summary, executor, progress)
     summary.seconds = time.perf_counter() - start
     return summary
 
@@ -136,12 +149,11 @@ def _needs_ingest(source, known: dict[str, tuple[str, str, float]], spacing: flo
     return not (unchanged and Path(volume_path).exists())
 
 
-def _run_batches(worker, todo, settings, summary, workers, progress) -> None:
+def _run_batches(worker, todo, settings, summary, config: ExecutorConfig, progress) -> None:
     from tqdm import tqdm
 
     batch: list[IngestOutcome] = []
     last_flush = time.monotonic()
-    config = ExecutorConfig(kind="local", workers=workers)
     with tqdm(total=len(todo), desc="ingest", unit="series", disable=not progress) as bar:
         for result in map_tasks(worker, todo, config):
             outcome = result.value if result.ok else _died(result.item, result.error)
@@ -204,6 +216,8 @@ def register(app: typer.Typer) -> None:
             int | None,
             typer.Option("--workers", help="Worker processes (default: CPU count; 1 = inline)."),
         ] = None,
+        executor: ExecutorOption = "local",
+        ray_address: RayAddressOption = None,
         no_progress: NoProgressOption = False,
     ) -> None:
         """Ingest CT scans: HU volumes at isotropic spacing into the store, facts into the catalog.
@@ -213,19 +227,21 @@ def register(app: typer.Typer) -> None:
         settings = settings_from(catalog, store)
         if spacing <= 0:
             raise typer.BadParameter(f"--spacing must be positive, not {spacing}")
-        args = {"sources": [str(s) for s in sources], "spacing": spacing, "workers": workers}
+        config = executor_from(executor, ray_address, workers)
+        args = {"sources": [str(s) for s in sources], "spacing": spacing, "workers": workers,
+                "executor": executor, "ray_address": ray_address}
         try:
             with _catalog(settings):
                 pass  # creates or migrates the file; fails early when it cannot be written
             with job_run(settings, "ingest", args) as counts:
                 summary = run_ingest(
-                    sources, settings, spacing=spacing, workers=workers, progress=not no_progress
+                    sources, settings, spacing=spacing, progress=not no_progress, executor=config
                 )
                 counts.update(summary.as_dict())
         except CatalogWriteError as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(2) from err
-        except FileNotFoundError as err:
+        except (FileNotFoundError, RuntimeError) as err:  # RuntimeError: Ray missing/unreachable
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(1) from err
         for line in summary.lines():

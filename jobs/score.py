@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,12 +22,23 @@ import typer
 from ctae_core.thresholds import RULES, ThresholdRule
 from data_catalog import CatalogSettings, connect
 from data_catalog import scores as catalog_scores
-from jobs.options import CatalogOption, NoProgressOption, StoreOption, settings_from
+from jobs.executors import ExecutorConfig
+from jobs.options import (
+    CatalogOption,
+    ExecutorOption,
+    NoProgressOption,
+    RayAddressOption,
+    StoreOption,
+    executor_from,
+    settings_from,
+)
 from jobs.runtime import job_run
 
 logger = logging.getLogger(__name__)
 
 KEEP_VOLUMES = ("all", "flagged", "none")
+FLUSH_RECORDS = 64
+FLUSH_SECONDS = 10.0
 
 
 class ScoreJobError(RuntimeError):
@@ -48,6 +60,16 @@ class ScoreOptions:
     show_progress: bool = True
     channels_last: bool = True
     checkpoint_fingerprint: str | None = None
+    executor: str = "local"
+    workers: int | None = None
+    ray_address: str | None = None
+
+    def executor_config(self) -> ExecutorConfig:
+        """Where batches are scored: in this process (local, 1 worker, the default: torch uses
+        every core), N local processes, or Ray actors (one GPU each where there are GPUs)."""
+        workers = self.workers if self.executor == "ray" else (self.workers or 1)
+        return ExecutorConfig(kind=self.executor, workers=workers,  # type: ignore[arg-type]
+                              ray_address=self.ray_address)
 
     def __post_init__(self) -> None:
         if self.keep_volumes not in KEEP_VOLUMES:
@@ -274,31 +296,51 @@ def _describe(err: Exception, stage: str) -> str:
 def score_scans(
     settings: CatalogSettings, options: ScoreOptions, run: dict[str, Any], todo: Any
 ) -> dict[str, int]:
-    """Reconstruct and score the listed scans batch by batch, writing each batch at once."""
+    """Reconstruct and score the listed scans batch by batch on the chosen executor; the driver
+    writes the results every ``FLUSH_RECORDS`` scans or ``FLUSH_SECONDS``."""
     from tqdm import tqdm
 
-    from jobs.runtime import pick_device
+    from jobs.executors import map_stateful
+    from jobs.score_workers import BatchScorer, scan_rows, threads_per_worker
 
-    device = pick_device(options.device)
-    model, spec = _inference_model(run["checkpoint_path"], device, options.channels_last)
-    run_dir = settings.run_dir(options.run_id)
-    rows = list(todo.itertuples(index=False))
+    config = options.executor_config()
+    rows = scan_rows(todo)
+    batches = [rows[i:i + options.batch_size] for i in range(0, len(rows), options.batch_size)]
+    threads = threads_per_worker(config.local_workers) if config.kind == "local" else None
+    scorer = BatchScorer(run["checkpoint_path"], options, settings.run_dir(options.run_id), threads)
     counts = {"scored": 0, "failed": 0, "to_score": len(rows)}
-    logger.info("run=%s scoring %d scans on %s, batch %d", options.run_id, len(rows), device,
-                options.batch_size)
+    logger.info("run=%s scoring %d scans, batch %d, executor %s", options.run_id, len(rows),
+                options.batch_size, config.kind)
+    pending: tuple[list, dict[str, str]] = ([], {})
+    last_flush = time.monotonic()
     with tqdm(total=len(rows), desc="score", unit="scan", disable=not options.show_progress) as bar:
-        for start in range(0, len(rows), options.batch_size):
-            batch = rows[start:start + options.batch_size]
-            records, failures = _score_batch(batch, model, spec, options, device, run_dir)
-            with connect(settings.catalog_path) as con:
-                catalog_scores.write_scores(con, records)
-                for scan_id, message in failures.items():
-                    logger.warning("score failed run=%s scan=%s: %s", options.run_id, scan_id, message)
-                    catalog_scores.record_scan_failure(con, options.run_id, scan_id, "score", message)
-            counts["scored"] += len(records)
-            counts["failed"] += len(failures)
-            bar.update(len(batch))
+        for result in map_stateful(scorer, batches, config, actors=True):
+            records, failures = result.value if result.ok else (
+                [], {row.scan_id: str(result.error) for row in result.item})
+            pending[0].extend(records)
+            pending[1].update(failures)
+            bar.update(len(result.item))
+            if sum(map(len, pending)) >= FLUSH_RECORDS or time.monotonic() - last_flush > FLUSH_SECONDS:
+                _write_batch(settings, options.run_id, *pending, counts)
+                pending, last_flush = ([], {}), time.monotonic()
+    _write_batch(settings, options.run_id, *pending, counts)
     return counts
+
+
+def _write_batch(
+    settings: CatalogSettings, run_id: str, records: list, failures: dict[str, str],
+    counts: dict[str, int],
+) -> None:
+    """Write scored records and failures in one short connection; count them."""
+    if not records and not failures:
+        return
+    with connect(settings.catalog_path) as con:
+        catalog_scores.write_scores(con, records)
+        for scan_id, message in failures.items():
+            logger.warning("score failed run=%s scan=%s: %s", run_id, scan_id, message)
+            catalog_scores.record_scan_failure(con, run_id, scan_id, "score", message)
+    counts["scored"] += len(records)
+    counts["failed"] += len(failures)
 
 
 def run_score(settings: CatalogSettings, options: ScoreOptions) -> dict[str, Any]:
@@ -354,18 +396,23 @@ def score(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
     rethreshold_only: Annotated[bool, typer.Option("--rethreshold-only", help="Only refit T with this rule and re-flag; no model.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Re-score scans the run already scored.")] = False,
+    executor: ExecutorOption = "local",
+    workers: Annotated[int | None, typer.Option("--workers", help="local: scoring processes (default 1, which uses every core); ray: actors (default one per GPU, else per CPU).")] = None,
+    ray_address: RayAddressOption = None,
     no_progress: NoProgressOption = False,
 ) -> None:
     """Reconstruct every scan, store MSE / MSE_m / latents / error volumes, set T and flag."""
     settings = settings_from(catalog, store)
+    executor_from(executor, ray_address, workers)  # usage errors before any work
     try:
         options = ScoreOptions(
             run_id=run, rule=ThresholdRule(rule, k, percentile), score=score_name,
             keep_volumes=keep_volumes, error_level_hu=error_level, batch_size=batch_size,
             device=device, overwrite=overwrite, show_progress=not no_progress,
+            executor=executor, workers=workers, ray_address=ray_address,
         )
         counts = rethreshold(settings, options) if rethreshold_only else run_score(settings, options)
-    except (ScoreJobError, ValueError) as err:
+    except (ScoreJobError, ValueError, RuntimeError) as err:  # RuntimeError: Ray missing
         typer.secho(f"ctae score: {err}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from err
     threshold = counts.get("threshold")
