@@ -134,7 +134,10 @@ THESIS = TrainConfig()
 # 1/8 of Med3D's widths, a fully convolutional (spatial) latent, and 16-slice z-slabs: every
 # scan, short or long, is seen through the same window, so long scans neither dominate the
 # loss nor reconstruct worse, and MSE_m stays independent of scan size (thesis 4.x, 5.4).
-# Adam converges in a few epochs where SGD at lr 0.05 needs hundreds.
+# Slabs overhang the scan ends by up to half a slab so the model also learns the scan/air
+# boundary that whole-scan scoring shows it. Adam at 1e-2 converges in 12 epochs where SGD at
+# lr 0.05 needs hundreds; a 64-channel latent map (8× compression of 8³ voxels) measured
+# sharper than 16 channels at no extra time (see the report of issue 4).
 TINY = TrainConfig(
     preset="tiny",
     spacing_mm=6.0,
@@ -142,10 +145,10 @@ TINY = TrainConfig(
     slab_z=16,
     epochs=12,
     batch_size=8,
-    lr=3e-3,
+    lr=1e-2,
     optimizer="adam",
     weight_decay=0.0,
-    model=ModelConfig(depth=10, widths=(8, 16, 32, 48), latent=16, bottleneck="spatial"),
+    model=ModelConfig(depth=10, widths=(8, 16, 32, 48), latent=64, bottleneck="spatial"),
 )
 
 # small: the same recipe at the stored 3 mm spacing with twice the widths; minutes per epoch

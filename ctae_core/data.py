@@ -178,13 +178,17 @@ class VolumeDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(hu, offset)``: int16 crop (z, y, x) and its (3,) start offset in the box."""
         rng = np.random.default_rng(_item_seed(self.seed, self.epoch, index))
-        hu = self.volume(index)
+        hu, z_offset = self.volume(index), None
         if self.slab_z is not None:
-            hu = hu[random_slab(hu.shape[0], self.slab_z, rng)]
+            kept, z_offset = random_slab(hu.shape[0], self.slab_z, rng)
+            hu = hu[kept]
         box = self.box_for(hu.shape)
         hu, _ = crop_to_fit(hu, box, self.items[index].scan_id)
         region = placement(hu.shape, box, rng if self.random_placement else None)
-        offset = torch.tensor([s.start for s in region], dtype=torch.int64)
+        starts = [s.start for s in region]
+        if z_offset is not None:
+            starts[0] = z_offset
+        offset = torch.tensor(starts, dtype=torch.int64)
         return torch.from_numpy(np.ascontiguousarray(hu)), offset
 
 

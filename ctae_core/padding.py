@@ -98,12 +98,20 @@ def pad_to_size(
     return padded, region, kept
 
 
-def random_slab(length: int, slab: int, rng: np.random.Generator) -> slice:
-    """A random window of ``slab`` slices out of ``length`` (the whole range when shorter)."""
+def random_slab(length: int, slab: int, rng: np.random.Generator) -> tuple[slice, int | None]:
+    """A random window of ``slab`` slices over a scan of ``length`` slices.
+
+    The window may overhang either end of the scan by up to half a slab, so training also
+    sees where a scan meets the air padding (as whole-scan evaluation does).
+
+    Returns:
+        ``(kept, z_offset)``: the slices of the scan inside the window, and where they start
+        in the slab box; ``None`` when the whole scan fits (place it like any other axis).
+    """
     if length <= slab:
-        return slice(0, length)
-    start = int(rng.integers(0, length - slab + 1))
-    return slice(start, start + slab)
+        return slice(0, length), None
+    start = int(rng.integers(-(slab // 2), length - slab + slab // 2 + 1))
+    return slice(max(0, start), min(length, start + slab)), max(0, -start)
 
 
 def round_up(size: Sequence[int], multiple: int) -> tuple[int, ...]:

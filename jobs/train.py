@@ -187,9 +187,13 @@ def _datasets(plan: Plan, store_loader):
     box = plan.pad_size_zyx
     if cfg.slab_z is not None:
         box = (min(cfg.slab_z, box[0]), box[1], box[2])
-    train = VolumeDataset(items("train"), store_loader, cfg.spacing_mm, box, cfg.slab_z, cfg.seed)
-    val = VolumeDataset(items("val"), store_loader, cfg.spacing_mm, plan.pad_size_zyx,
-                        None, cfg.seed, random_placement=False, z_multiple=_z_multiple(cfg))
+    # cache resampled volumes in memory (small at coarse spacings); at the stored spacing the
+    # memory-mapped store is the cache, and thousands of 3 mm scans would not fit in RAM
+    cache = any(abs(plan.scans[k].spacing_mm - cfg.spacing_mm) > 1e-6 for k in plan.splits)
+    train = VolumeDataset(items("train"), store_loader, cfg.spacing_mm, box, cfg.slab_z, cfg.seed,
+                          cache=cache)
+    val = VolumeDataset(items("val"), store_loader, cfg.spacing_mm, plan.pad_size_zyx, None, cfg.seed,
+                        random_placement=False, cache=cache, z_multiple=_z_multiple(cfg))
     return train, val
 
 
@@ -327,7 +331,7 @@ def validate(model, val_ds, plan: Plan, dist: Dist) -> tuple[float, float]:
 
 def _state_dict(model):
     inner = model.module if hasattr(model, "module") else model
-    return {k: v.detach().cpu() for k, v in inner.state_dict().items()}
+    return {k: v.detach().to("cpu", copy=True) for k, v in inner.state_dict().items()}  # a snapshot, not a view
 
 
 def _input_spec(plan: Plan):

@@ -24,7 +24,7 @@ def _meta_shapes(cfg, size):
 
 @pytest.mark.parametrize(
     ("name", "size", "latent"),
-    [("tiny", (16, 56, 56), 16), ("small", (32, 112, 104), 32), ("thesis", (273, 87, 87), 1024)],
+    [("tiny", (16, 56, 56), 64), ("small", (32, 112, 104), 32), ("thesis", (273, 87, 87), 1024)],
 )
 def test_output_shapes_per_preset(name, size, latent):
     recon, z = _meta_shapes(preset(name).model, size)
@@ -101,7 +101,7 @@ def test_checkpoint_round_trip_reproduces_the_reconstruction(tmp_path, phantom_h
     recon_a, z_a = reconstruct(model, x)
     recon_b, z_b = reconstruct(loaded, x)
     np.testing.assert_array_equal(recon_a, recon_b)
-    assert recon_a.shape == (16, 32, 32) and z_a.shape == (16,)
+    assert recon_a.shape == (16, 32, 32) and z_a.shape == (64,)
     assert not list(tmp_path.glob(".*.tmp"))  # the atomic write left no temp file
 
 

@@ -46,9 +46,12 @@ def test_oversized_scan_is_centre_cropped_with_a_warning(phantom_hu, caplog):
 
 def test_random_slab_and_round_up():
     rng = np.random.default_rng(0)
-    windows = [random_slab(40, 16, rng) for _ in range(50)]
-    assert all(w.stop - w.start == 16 and 0 <= w.start <= 24 for w in windows)
-    assert random_slab(10, 16, rng) == slice(0, 10)
+    windows = [random_slab(40, 16, rng) for _ in range(200)]
+    for kept, z_offset in windows:  # the kept slices fill the 16-slice box from z_offset on
+        assert 0 <= kept.start < kept.stop <= 40 and z_offset + kept.stop - kept.start <= 16
+        assert kept.stop - kept.start >= 8  # overhang at most half a slab
+    assert {z for _, z in windows} >= {0, 8} and any(k.stop == 40 for k, _ in windows)
+    assert random_slab(10, 16, rng) == (slice(0, 10), None)
     assert round_up((17, 8, 1), 8) == (24, 8, 8)
 
 

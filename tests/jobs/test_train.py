@@ -86,7 +86,7 @@ def test_tiny_run_trains_and_records_everything(settings):
     recon, latent = reconstruct(model, prep.x)
     mse = float(np.mean((recon[prep.region] - prep.x[prep.region]) ** 2))
     assert mse == pytest.approx(run["best_val_loss"], rel=1e-4)  # score sees what validation saw
-    assert latent.shape == (16,)
+    assert latent.shape == (64,)
 
 
 def test_resume_continues_the_same_curve(settings):
