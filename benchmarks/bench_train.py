@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-DEMO_YX_3MM = 110  # the demo cohort's typical in-plane extent at 3 mm
+DEMO_YX_3MM = 149  # the demo cohort's largest in-plane extent at 3 mm: it sets the padded Y, X
 TINY_TARGET_EPOCH_S = 180 / 12  # 12 epochs of ~320 scans in < 3 min
 
 
