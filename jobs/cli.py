@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
 
 import typer
 
@@ -37,5 +36,4 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logg
 
 
 for _name in COMMAND_MODULES:
-    if importlib.util.find_spec(_name) is not None:  # TODO(integration): drop once all exist
-        importlib.import_module(_name).register(app)
+    importlib.import_module(_name).register(app)

@@ -2,7 +2,7 @@
 
 Starts `ctae dashboard` on a synthetic catalog, opens every page, labels a scan, downloads an
 export, checks that no page shows an exception, and saves small screenshots to
-docs/screenshots/ (used by the README).
+tests/out/screenshots/ (git-ignored); `CTAE_SCREENSHOTS=docs/screenshots` refreshes the README's.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from tests.dashboard.conftest import build
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "docs" / "screenshots"
+SHOTS = ROOT / os.environ.get("CTAE_SCREENSHOTS", "tests/out/screenshots")
 ARGS = [
     "--headless",
     "--no-sandbox",
