@@ -119,3 +119,17 @@ def test_setup_failure_inline_ends_the_job():
 def test_bad_executor_settings_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ExecutorConfig(**kwargs)
+
+
+@pytest.mark.parametrize("command", ["ingest", "score", "embed"])
+def test_cli_refuses_ray_address_without_ray_and_unknown_executors(command, settings, tmp_path):
+    from typer.testing import CliRunner
+
+    from jobs.cli import app
+
+    target = [str(tmp_path)] if command == "ingest" else ["--run", "r"]
+    base = [command, *target, "--catalog", str(settings.catalog_path), "--no-progress"]
+    result = CliRunner().invoke(app, [*base, "--ray-address", "auto"])
+    assert result.exit_code == 2 and "--ray-address needs --executor ray" in result.output
+    result = CliRunner().invoke(app, [*base, "--executor", "dask"])
+    assert result.exit_code == 2 and "--executor must be one of local, ray" in result.output
