@@ -88,8 +88,11 @@ def map_tasks(
 
 
 def map_stateful(
-    factory: Callable[[], Callable[[T], R]], items: Iterable[T], config: ExecutorConfig,
-    *, actors: bool = False,
+    factory: Callable[[], Callable[[T], R]],
+    items: Iterable[T],
+    config: ExecutorConfig,
+    *,
+    actors: bool = False,
 ) -> Iterator[TaskResult[T, R]]:
     """Like ``map_tasks``, with the per-item function built once per worker by ``factory()``.
 
@@ -130,7 +133,9 @@ def describe_error(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"
 
 
-def _map_inline(factory: Callable[[], Callable[[T], R]], items: list[T]) -> Iterator[TaskResult[T, R]]:
+def _map_inline(
+    factory: Callable[[], Callable[[T], R]], items: list[T]
+) -> Iterator[TaskResult[T, R]]:
     fn = factory()  # in this process a setup error (e.g. a corrupt checkpoint) ends the job
     for item in items:
         try:
@@ -189,17 +194,24 @@ def _map_local(
                 else:
                     suspects.append(index)
         if queued or suspects:
-            logger.warning("a worker died; retrying %d unfinished task(s)", len(queued) + len(suspects))
+            logger.warning(
+                "a worker died; retrying %d unfinished task(s)", len(queued) + len(suspects)
+            )
 
 
 def _pool_round(
-    factory: Callable[[], Callable[[T], R]], items: list[T], batch: list[int], width: int, flags: Any
+    factory: Callable[[], Callable[[T], R]],
+    items: list[T],
+    batch: list[int],
+    width: int,
+    flags: Any,
 ) -> Iterator[tuple[int, TaskResult[T, R] | None]]:
     """Run ``batch`` in one pool; yields (index, result), or (index, None) if its worker died."""
     for index in batch:
         flags[index] = _QUEUED
-    with ProcessPoolExecutor(max_workers=min(width, len(batch)), initializer=_init_worker,
-                             initargs=(flags, factory)) as pool:
+    with ProcessPoolExecutor(
+        max_workers=min(width, len(batch)), initializer=_init_worker, initargs=(flags, factory)
+    ) as pool:
         futures: dict[Future, int] = {pool.submit(_run_tracked, i, items[i]): i for i in batch}
         remaining = set(futures)
         while remaining:
@@ -215,8 +227,10 @@ def _pool_round(
 
 
 def _died(attempts: int) -> str:
-    return (f"WorkerDied: the worker process died on each of {attempts} tries "
-            "(out of memory? try fewer --workers)")
+    return (
+        f"WorkerDied: the worker process died on each of {attempts} tries "
+        "(out of memory? try fewer --workers)"
+    )
 
 
 # ---------------------------------------------------------------- Ray tasks

@@ -73,7 +73,9 @@ def map_actors(
             ray.kill(actor)
 
 
-def _dispatch(ray: Any, actors: list[Any], items: list[T], max_retries: int) -> Iterator[TaskResult]:
+def _dispatch(
+    ray: Any, actors: list[Any], items: list[T], max_retries: int
+) -> Iterator[TaskResult]:
     """One item per idle actor; a dead actor's item is retried up to ``max_retries`` times."""
     queue = list(range(len(items)))
     queue.reverse()  # pop() from the end keeps the input order
@@ -92,8 +94,11 @@ def _dispatch(ray: Any, actors: list[Any], items: list[T], max_retries: int) -> 
             yield TaskResult(items[index], ray.get(ref))
         except ray.exceptions.RayActorError as err:
             if attempts[index] > max_retries:
-                yield TaskResult(items[index], error=f"WorkerDied: the actor died on each of "
-                                 f"{attempts[index]} tries ({type(err).__name__})")
+                yield TaskResult(
+                    items[index],
+                    error=f"WorkerDied: the actor died on each of "
+                    f"{attempts[index]} tries ({type(err).__name__})",
+                )
             else:
                 logger.warning("an actor died while holding item %d; retrying it", index)
                 queue.append(index)

@@ -64,8 +64,14 @@ class BatchScorer:
             torch.set_num_threads(self.threads)
         device = pick_device(self.options.device)
         model, spec = _inference_model(self.checkpoint_path, device, self.options.channels_last)
-        return functools.partial(_score_batch, model=model, spec=spec, options=self.options,
-                                 device=device, run_dir=self.run_dir)
+        return functools.partial(
+            _score_batch,
+            model=model,
+            spec=spec,
+            options=self.options,
+            device=device,
+            run_dir=self.run_dir,
+        )
 
 
 def threads_per_worker(workers: int) -> int | None:

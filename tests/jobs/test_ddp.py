@@ -40,16 +40,33 @@ def _cohort(settings, n: int) -> None:
             vol[np.broadcast_to((y - 22) ** 2 + (x - 16) ** 2 <= 4, shape)] = 600
             vol += rng.normal(0, 10, shape).astype(np.int16) * (vol > -1024)
             path = save_volume(vol, settings.volumes_dir / f"d{i:02d}.npy")
-            con.execute("INSERT INTO scans (scan_id, source_kind, source_root, source_path, "
-                        "fingerprint, content_hash, spacing_mm, size_z, size_y, size_x, "
-                        "pixel_count, volume_path) VALUES (?, 'nifti', '/src', ?, 'f', 'h', 3.0, "
-                        "?, ?, ?, ?, ?)", [f"d{i:02d}", f"d{i:02d}.nii", *shape, vol.size, str(path)])
+            con.execute(
+                "INSERT INTO scans (scan_id, source_kind, source_root, source_path, "
+                "fingerprint, content_hash, spacing_mm, size_z, size_y, size_x, "
+                "pixel_count, volume_path) VALUES (?, 'nifti', '/src', ?, 'f', 'h', 3.0, "
+                "?, ?, ?, ?, ?)",
+                [f"d{i:02d}", f"d{i:02d}.nii", *shape, vol.size, str(path)],
+            )
 
 
 def _train_args(settings, run: str, batch: int) -> list[str]:
-    return ["--run-name", run, "--catalog", str(settings.catalog_path), "--store",
-            str(settings.store_dir), "--preset", "tiny", "--epochs", str(EPOCHS), "--batch-size",
-            str(batch), "--device", "cpu", "--no-progress"]
+    return [
+        "--run-name",
+        run,
+        "--catalog",
+        str(settings.catalog_path),
+        "--store",
+        str(settings.store_dir),
+        "--preset",
+        "tiny",
+        "--epochs",
+        str(EPOCHS),
+        "--batch-size",
+        str(batch),
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
 
 
 def _train(settings, run: str, processes: int) -> None:
@@ -57,8 +74,13 @@ def _train(settings, run: str, processes: int) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes)]
     batch = PER_RANK_BATCH * (2 // processes)
-    command = [sys.executable, *(launcher if processes > 1 else []), "-m", "jobs.train",
-               *_train_args(settings, run, batch)]
+    command = [
+        sys.executable,
+        *(launcher if processes > 1 else []),
+        "-m",
+        "jobs.train",
+        *_train_args(settings, run, batch),
+    ]
     done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 

@@ -26,7 +26,10 @@ from jobs.ingest import IngestSummary, _run_batches
 from jobs.ingest_worker import ingest_one
 from tests.dicom_factory import phantom, write_phantom
 
-ray = pytest.importorskip("ray", reason="the Ray tests need the ray extra: pip install -e '.[dev,ray]'")
+pytestmark = pytest.mark.slow
+ray = pytest.importorskip(
+    "ray", reason="the Ray tests need the ray extra: pip install -e '.[dev,ray]'"
+)
 RAY = ExecutorConfig(kind="ray", max_retries=2)
 runner = CliRunner()
 
@@ -37,8 +40,9 @@ def local_ray():
     (re)started worker needs no import of the test module (and none of its heavy imports)."""
     module = sys.modules[__name__]
     ray.cloudpickle.register_pickle_by_value(module)
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2,
-             log_to_driver=False)
+    ray.init(
+        num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2, log_to_driver=False
+    )
     yield
     ray.shutdown()
     ray.cloudpickle.unregister_pickle_by_value(module)
@@ -75,13 +79,27 @@ def _table(settings: CatalogSettings, table: str, key: str) -> pd.DataFrame:
 def test_ray_ingest_writes_the_same_catalog_as_the_local_pool(sources, tmp_path):
     local, remote = _settings(tmp_path / "local"), _settings(tmp_path / "ray")
     for settings, extra in ((local, ["--workers", "2"]), (remote, ["--executor", "ray"])):
-        result = runner.invoke(app, ["ingest", str(sources), "--catalog", str(settings.catalog_path),
-                                     "--store", str(settings.store_dir), "--no-progress", *extra])
+        result = runner.invoke(
+            app,
+            [
+                "ingest",
+                str(sources),
+                "--catalog",
+                str(settings.catalog_path),
+                "--store",
+                str(settings.store_dir),
+                "--no-progress",
+                *extra,
+            ],
+        )
         assert result.exit_code == 0, result.output
         assert "ingested 5" in result.output and "failed 1" in result.output
-    pd.testing.assert_frame_equal(_table(local, "scans", "scan_id"), _table(remote, "scans", "scan_id"))
-    pd.testing.assert_frame_equal(_table(local, "ingest_errors", "source_key"),
-                                  _table(remote, "ingest_errors", "source_key"))
+    pd.testing.assert_frame_equal(
+        _table(local, "scans", "scan_id"), _table(remote, "scans", "scan_id")
+    )
+    pd.testing.assert_frame_equal(
+        _table(local, "ingest_errors", "source_key"), _table(remote, "ingest_errors", "source_key")
+    )
     for npy in sorted(local.volumes_dir.glob("*.npy")):
         np.testing.assert_array_equal(load_volume(npy), load_volume(remote.volumes_dir / npy.name))
 
@@ -100,8 +118,9 @@ def test_ray_worker_killed_mid_ingest_is_survived_and_each_scan_is_stored_once(s
 
     settings = _settings(tmp_path)
     todo = discover_sources([sources]).sources
-    worker = functools.partial(ingest_or_die, store_dir=str(settings.store_dir), spacing=3.0,
-                               marker_dir=str(tmp_path))
+    worker = functools.partial(
+        ingest_or_die, store_dir=str(settings.store_dir), spacing=3.0, marker_dir=str(tmp_path)
+    )
     summary = IngestSummary()
     _run_batches(worker, todo, settings, summary, RAY, progress=False)
     assert (tmp_path / "died").exists(), "a worker really died"
@@ -140,8 +159,9 @@ def test_actor_killed_mid_job_is_restarted_and_its_item_retried(tmp_path):
     assert sorted(r.value[0] for r in results) == [0, 2, 4, 6, 8, 10]
     assert len({r.value[1] for r in results}) <= 3, "two actors, one of them restarted once"
 
-    results = list(map_stateful(DieOnce(str(tmp_path), victim=4, always=True), range(6), config,
-                                actors=True))
+    results = list(
+        map_stateful(DieOnce(str(tmp_path), victim=4, always=True), range(6), config, actors=True)
+    )
     assert len(results) == 6 and sorted(r.value[0] for r in results if r.ok) == [0, 2, 4, 6, 10]
     (bad,) = [r for r in results if not r.ok]
     assert bad.item == 4 and "died on each of 2 tries" in bad.error
@@ -150,15 +170,19 @@ def test_actor_killed_mid_job_is_restarted_and_its_item_retried(tmp_path):
 def _phantom(shape, rng) -> np.ndarray:
     z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
     vol = np.full(shape, -1024, dtype=np.int16)
-    body = ((y - shape[1] / 2) / (0.4 * shape[1])) ** 2 + ((x - shape[2] / 2) / (0.45 * shape[2])) ** 2 <= 1
+    body = ((y - shape[1] / 2) / (0.4 * shape[1])) ** 2 + (
+        (x - shape[2] / 2) / (0.45 * shape[2])
+    ) ** 2 <= 1
     vol[np.broadcast_to(body, shape)] = 30
     return vol + (rng.normal(0, 10, shape).astype(np.int16) * (vol > -1024))
 
 
 def _scores(settings: CatalogSettings) -> pd.DataFrame:
     with connect(settings.catalog_path, read_only=True) as con:
-        return con.execute("SELECT scan_id, split, mse, mse_m, mse_region, error_fraction, "
-                           "is_outlier, latent, recon_path FROM scores ORDER BY scan_id").df()
+        return con.execute(
+            "SELECT scan_id, split, mse, mse_m, mse_region, error_fraction, "
+            "is_outlier, latent, recon_path FROM scores ORDER BY scan_id"
+        ).df()
 
 
 def test_ray_actors_score_like_the_local_executor(settings):
@@ -167,26 +191,54 @@ def test_ray_actors_score_like_the_local_executor(settings):
         for i in range(15):  # 15 scans: 2 in val, enough for T
             array = _phantom((16 + 2 * (i % 3), 32, 32), rng)
             path = save_volume(array, settings.volumes_dir / f"s{i}.npy")
-            con.execute("INSERT INTO scans (scan_id, source_kind, source_root, source_path, "
-                        "fingerprint, content_hash, spacing_mm, size_z, size_y, size_x, "
-                        "pixel_count, volume_path) VALUES (?, 'nifti', '/src', ?, 'f', 'h', 3.0, "
-                        "?, ?, ?, ?, ?)", [f"s{i}", f"s{i}.nii", *array.shape, array.size, str(path)])
-    common = ["--catalog", str(settings.catalog_path), "--store", str(settings.store_dir),
-              "--no-progress", "--device", "cpu"]
-    trained = runner.invoke(app, ["train", "--run", "r", "--preset", "tiny", "--epochs", "1", *common])
+            con.execute(
+                "INSERT INTO scans (scan_id, source_kind, source_root, source_path, "
+                "fingerprint, content_hash, spacing_mm, size_z, size_y, size_x, "
+                "pixel_count, volume_path) VALUES (?, 'nifti', '/src', ?, 'f', 'h', 3.0, "
+                "?, ?, ?, ?, ?)",
+                [f"s{i}", f"s{i}.nii", *array.shape, array.size, str(path)],
+            )
+    common = [
+        "--catalog",
+        str(settings.catalog_path),
+        "--store",
+        str(settings.store_dir),
+        "--no-progress",
+        "--device",
+        "cpu",
+    ]
+    trained = runner.invoke(
+        app, ["train", "--run", "r", "--preset", "tiny", "--epochs", "1", *common]
+    )
     assert trained.exit_code == 0, trained.output
     local = runner.invoke(app, ["score", "--run", "r", "--batch-size", "3", *common])
     assert local.exit_code == 0 and "scored 15, failed 0" in local.output, local.output
     first = _scores(settings)
     recons = {row.scan_id: load_volume(row.recon_path) for row in first.itertuples()}
-    remote = runner.invoke(app, ["score", "--run", "r", "--batch-size", "3", "--overwrite",
-                                 "--executor", "ray", "--workers", "2", *common])
+    remote = runner.invoke(
+        app,
+        [
+            "score",
+            "--run",
+            "r",
+            "--batch-size",
+            "3",
+            "--overwrite",
+            "--executor",
+            "ray",
+            "--workers",
+            "2",
+            *common,
+        ],
+    )
     assert remote.exit_code == 0 and "scored 15, failed 0" in remote.output, remote.output
     second = _scores(settings)
     assert list(first["scan_id"]) == list(second["scan_id"]) and first["is_outlier"].notna().all()
     for column in ("mse", "mse_m", "mse_region", "error_fraction"):
         np.testing.assert_allclose(second[column], first[column], rtol=1e-5, err_msg=column)
-    np.testing.assert_allclose(np.stack(second["latent"]), np.stack(first["latent"]), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        np.stack(second["latent"]), np.stack(first["latent"]), rtol=1e-4, atol=1e-5
+    )
     assert list(second["is_outlier"]) == list(first["is_outlier"])
     for row in second.itertuples():
         assert np.abs(load_volume(row.recon_path).astype(int) - recons[row.scan_id]).max() <= 1
