@@ -105,7 +105,7 @@ def test_two_process_gloo_ddp_matches_a_single_process_run(settings):
 
     val_1 = np.array([h["val_loss"] for h in hist_1])
     val_2 = np.array([h["val_loss"] for h in hist_2])
-    assert val_2[-1] < 0.85 * val_2[0], f"DDP did not train: {val_2}"
-    assert val_1[-1] < 0.85 * val_1[0], f"single process did not train: {val_1}"
+    assert val_2[-1] < 0.9 * val_2[0], f"DDP did not train: {val_2}"
+    assert val_1[-1] < 0.9 * val_1[0], f"single process did not train: {val_1}"
     np.testing.assert_allclose(val_2, val_1, rtol=0.08, err_msg="DDP and one process diverge")
     assert run_2["best_val_loss"] == pytest.approx(run_1["best_val_loss"], rel=0.08)
