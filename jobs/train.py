@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -525,8 +526,10 @@ def train_command(
     from ctae_core.errors import CheckpointError
     from data_catalog.runs import RunError
 
+    # Under torchrun only rank 0 touches the catalog's job log; other ranks keep off the file.
+    primary = int(os.environ.get("RANK", "0")) == 0
     try:
-        with job_run(settings, "train", args) as counts:
+        with job_run(settings, "train", args) if primary else nullcontext({}) as counts:
             counts.update(run_training(settings, run, cfg, resume=resume, reuse_split=reuse_split,
                                        encoder_weights=encoder_weights, device=device,
                                        progress=not no_progress))
