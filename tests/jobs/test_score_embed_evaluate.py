@@ -16,6 +16,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
+from ctae_core.config import TINY
 from ctae_core.inference import load_run_model, prepare_input, reconstruct
 from ctae_core.io.volume_store import load_volume, save_volume
 from data_catalog import CatalogSettings, connect
@@ -97,7 +98,7 @@ def test_every_scan_is_scored_with_its_split(scored):
         assert row.split == splits.get(row.scan_id, "unseen")
     assert scores.set_index("scan_id").loc["s-new", "split"] == "unseen"
     assert (scores["mse_m"] > 0).all() and (scores["mse"] > 0).all()
-    assert scores["latent"].map(len).eq(16).all()  # tiny preset: latent 16
+    assert scores["latent"].map(len).eq(TINY.model.latent).all()  # one latent per scan, the preset's size
 
 
 def test_failing_scan_is_recorded_and_the_job_goes_on(scored):
