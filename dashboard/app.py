@@ -30,8 +30,10 @@ def sidebar() -> None:
     runs = data.run_table(catalog)["run_id"].tolist() if data.catalog_exists(catalog) else []
     if state.RUN in st.session_state and st.session_state[state.RUN] not in runs:
         del st.session_state[state.RUN]
+    if state.RUN not in st.session_state and st.query_params.get("run") in runs:
+        st.session_state[state.RUN] = st.query_params["run"]  # a shared link names the run
     if runs:
-        st.sidebar.selectbox("Active run", runs, key=state.RUN, help="newest first")
+        st.sidebar.selectbox("Active run", runs, key=state.RUN, help="newest first; ?run=NAME in the URL picks one")
     else:
         st.sidebar.caption("No run yet")
     st.sidebar.text_input(

@@ -133,7 +133,7 @@ def _serve(settings: CatalogSettings, port: int, open_browser: bool) -> None:
     args = ["dashboard", "--catalog", str(settings.catalog_path), "--port", str(port)]
     if not open_browser:
         args.append("--no-browser")
-    typer.echo(f"\nDashboard: http://127.0.0.1:{port}/  (active run '{RUN_ID}'; Ctrl+C stops it)")
+    typer.echo(f"\nDashboard: http://127.0.0.1:{port}/?run={RUN_ID}  (Ctrl+C stops it)")
     subprocess.run([sys.executable, "-m", "jobs", *args], check=False)
 
 
