@@ -87,6 +87,20 @@ def scan_table(catalog: str, run_id: str | None) -> pd.DataFrame:
     return _scan_table(catalog, catalog_version(catalog), run_id)
 
 
+@st.cache_resource(ttl=TTL_S, show_spinner="Reading the catalog …", max_entries=4)
+def _explorer_scans(
+    catalog: str, version: tuple[int, int], run_id: str | None, all_clusters: bool
+) -> pd.DataFrame:
+    with connect(catalog, read_only=True, wait_s=READ_WAIT_S) as con:
+        return views.explorer_scans(con, run_id, all_clusters=all_clusters)
+
+
+def explorer_scans(catalog: str, run_id: str | None, all_clusters: bool = False) -> pd.DataFrame:
+    """The run's scored scans with only the explorer's columns (no paths or UIDs); clusters for
+    every scan only when ``all_clusters``. Shared like :func:`scan_table`: do not modify."""
+    return _explorer_scans(catalog, catalog_version(catalog), run_id, all_clusters)
+
+
 @st.cache_resource(max_entries=16, show_spinner=False)
 def volume(path: str) -> np.ndarray:
     """A stored array, memory-mapped (a slice reads a few KB); shared across reruns."""
@@ -97,6 +111,7 @@ def clear() -> None:
     """Forget cached reads after a write, so every page shows the new label or export."""
     _read.clear()
     _scan_table.clear()
+    _explorer_scans.clear()
 
 
 def save_label(

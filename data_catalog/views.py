@@ -11,6 +11,7 @@ from typing import Any
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 _LATEST_PER_REVIEWER = """
 latest AS (
@@ -78,6 +79,41 @@ LEFT JOIN embeddings e ON e.scan_id = s.scan_id AND e.run_id = $run_id
 LEFT JOIN current c ON c.scan_id = s.scan_id
 ORDER BY score DESC NULLS LAST, s.scan_id
 """
+# The explorer's read: only what its scatters, histograms, split filter and flagged table show,
+# for the run's scored scans (unscored ones are never plotted), unsorted (the page sorts the
+# few flagged rows). No paths or UIDs: 1M of those strings cost more than the rest together.
+# A scan's newest label is necessarily its newest reviewer's current one, so the verdict is one
+# grouped pass over the (few) labels with the same (created_at, label_id) order as
+# _LATEST_PER_REVIEWER, not a window. Clusters are joined for every scan only when asked
+# (colour by cluster); otherwise only for flagged scans: a 1M-row join saved.
+_EXPLORER_SCANS = """
+WITH verdict AS (
+    SELECT scan_id,
+           arg_max(verdict, (created_at, label_id)) AS label,
+           array_to_string(arg_max(causes, (created_at, label_id)), '; ') AS causes
+    FROM labels GROUP BY scan_id
+),
+clusters AS (
+    SELECT e.scan_id, e.cluster FROM embeddings e
+    {flagged_only}
+    WHERE e.run_id = $run_id
+)
+SELECT sc.scan_id, sc.split, sc.mse, sc.mse_m, sc.mse_region,
+       CASE r.threshold_score WHEN 'mse' THEN sc.mse WHEN 'mse_region' THEN sc.mse_region
+                              ELSE sc.mse_m END AS score,
+       sc.is_outlier, s.pixel_count, s.hu_mean, s.hu_max, e.cluster, v.label, v.causes
+FROM scores sc
+JOIN scans s ON s.scan_id = sc.scan_id
+LEFT JOIN runs r ON r.run_id = sc.run_id
+LEFT JOIN clusters e ON e.scan_id = sc.scan_id
+LEFT JOIN verdict v ON v.scan_id = sc.scan_id
+WHERE sc.run_id = $run_id
+"""
+_EXPLORER_SCANS_ALL_CLUSTERS = _EXPLORER_SCANS.format(flagged_only="")
+_EXPLORER_SCANS_FLAGGED_CLUSTERS = _EXPLORER_SCANS.format(
+    flagged_only="SEMI JOIN scores f ON f.scan_id = e.scan_id AND f.run_id = e.run_id "
+    "AND f.is_outlier"
+)
 _REVIEW_SUMMARY = f"""
 {_CURRENT}
 SELECT count(*) FILTER (WHERE sc.is_outlier) AS flagged,
@@ -172,6 +208,22 @@ def scan_table(con: duckdb.DuckDBPyConnection, run_id: str | None) -> pd.DataFra
     """
     # via Arrow: about twice as fast as .df() for 100k rows with string columns
     return con.sql(_SCAN_TABLE, params={"run_id": run_id}).to_arrow_table().to_pandas()
+
+
+def explorer_scans(
+    con: duckdb.DuckDBPyConnection, run_id: str | None, *, all_clusters: bool = False
+) -> pd.DataFrame:
+    """The run's scored scans with what the outlier explorer plots, filters and lists.
+
+    Columns: scan_id, split, mse, mse_m, mse_region, score, is_outlier, pixel_count, hu_mean,
+    hu_max, cluster, label, causes — the same values as in :func:`scan_table`, in no
+    particular order. ``cluster`` (nullable Int32) is filled for every scan when
+    ``all_clusters``, else only for flagged ones. Empty when the run has no scores.
+    """
+    sql = _EXPLORER_SCANS_ALL_CLUSTERS if all_clusters else _EXPLORER_SCANS_FLAGGED_CLUSTERS
+    table = con.sql(sql, params={"run_id": run_id}).to_arrow_table()
+    # nullable integers: a missing cluster must not turn the others into floats (2.0)
+    return table.to_pandas(types_mapper={pa.int32(): pd.Int32Dtype()}.get)
 
 
 def review_summary(con: duckdb.DuckDBPyConnection, run_id: str | None) -> dict[str, int]:

@@ -9,7 +9,12 @@ from dashboard import charts, data, state
 from dashboard.selection import selected_scan_ids
 
 st.title("Outlier explorer")
-run_id, scans = state.require_scores()
+run_id = state.require_run()
+# only the explorer's columns, and every scan's cluster only when colouring by cluster
+colour_by_cluster = st.session_state.get("explorer_color") == "cluster"
+scans = data.explorer_scans(state.catalog(), run_id, all_clusters=colour_by_cluster)
+if scans["mse_m"].notna().sum() == 0:
+    state.require_scores()  # stops with the shared "run ctae score" message
 run = data.run_info(state.catalog(), run_id) or {}
 threshold_score = run.get("threshold_score") or "mse_m"
 
@@ -55,7 +60,9 @@ with right:
 st.plotly_chart(charts.split_histograms(scans, score, threshold), key="split_histograms")
 
 st.subheader("Flagged scans")
-flagged = scans[scans["is_outlier"].fillna(False).astype(bool)]
+flagged = scans[scans["is_outlier"].fillna(False).astype(bool)].sort_values(
+    ["score", "scan_id"], ascending=[False, True]
+)
 table_cols = [
     "scan_id",
     "split",

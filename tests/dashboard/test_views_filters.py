@@ -28,6 +28,7 @@ def test_current_label_is_the_newest_per_reviewer(catalog):
         add_label(con, scan_id="syn0000010", reviewer="finn", verdict="unsure")
     with connect(catalog.catalog_path, read_only=True) as con:
         row = views.scan_table(con, "synthetic").set_index("scan_id").loc["syn0000010"]
+        lean = views.explorer_scans(con, "synthetic").set_index("scan_id").loc["syn0000010"]
         history = views.label_history(con, "syn0000010")
         disagree = views.disagreements(con, "synthetic")
         progress = views.reviewer_progress(con, "synthetic").set_index("reviewer")
@@ -37,9 +38,26 @@ def test_current_label_is_the_newest_per_reviewer(catalog):
         2,
         True,
     )
+    assert lean["label"] == "unsure" and lean["causes"] == row["causes"]
     assert list(history["verdict"]) == ["unsure", "inlier", "outlier"]
     assert "eve: inlier, finn: unsure" in set(disagree["verdicts"])
     assert progress.loc["eve", "scans_labelled"] == 1 and progress.loc["eve", "inlier"] == 1
+
+
+@pytest.mark.parametrize("all_clusters", [False, True])
+def test_explorer_scans_match_the_scan_table(catalog, all_clusters):
+    with connect(catalog.catalog_path, read_only=True) as con:
+        full = views.scan_table(con, "synthetic").set_index("scan_id")
+        lean = views.explorer_scans(con, "synthetic", all_clusters=all_clusters)
+    lean = lean.set_index("scan_id").sort_index()
+    scored = full[full["mse_m"].notna()].sort_index()
+    assert list(lean.index) == list(scored.index)
+    assert "source_path" not in lean and "series_uid" not in lean
+    flagged = scored["is_outlier"].astype(bool)
+    shared = [c for c in lean.columns if c != "cluster"]
+    pd.testing.assert_frame_equal(lean[shared], scored[shared], check_dtype=False)
+    clusters = scored["cluster"] if all_clusters else scored["cluster"].where(flagged)
+    assert lean["cluster"].astype("Float64").equals(clusters.astype("Float64"))
 
 
 @pytest.mark.parametrize(
