@@ -192,8 +192,9 @@ def _to_int16_hu(
     if integral and stored.dtype.itemsize <= 2:
         low, high = int(stored.min()), int(stored.max())
         if -32768 <= low + intercept and high + intercept <= 32767:  # fits: add in int16
-            np.add(stored, np.int32(intercept), out=out, casting="unsafe")
-            np.maximum(out, HU_FLOOR, out=out)
+            _add_in_int16(stored, int(intercept), high, out)
+            if low + intercept < HU_FLOOR:  # two-sided int16 clip: numpy vectorises it
+                np.clip(out, np.int16(HU_FLOOR), np.int16(32767), out=out)
             return out
     if integral:
         if buffer is None or buffer.shape != stored.shape:
@@ -204,6 +205,19 @@ def _to_int16_hu(
         hu = np.rint(stored.astype(np.float64) * slope + intercept)
     np.clip(hu, HU_FLOOR, 32767, out=out, casting="unsafe")
     return out
+
+
+def _add_in_int16(stored: np.ndarray, intercept: int, high: int, out: np.ndarray) -> None:
+    """``out = stored + intercept`` for stored values and sums known to fit in int16.
+
+    Adding in int16 (no widening) is exact then, and several times faster than int32.
+    """
+    if stored.dtype == np.uint16 and high <= 32767:
+        stored = stored.view(np.int16)  # same values
+    if stored.dtype == np.int16 and -32768 <= intercept <= 32767:
+        np.add(stored, np.int16(intercept), out=out)
+    else:
+        np.add(stored, np.int32(intercept), out=out, casting="unsafe")
 
 
 def _transfer_syntax(ds: pydicom.Dataset) -> UID:

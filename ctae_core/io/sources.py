@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import struct
 import warnings
 from collections import defaultdict
 from collections.abc import Iterator
@@ -19,7 +20,13 @@ from pathlib import Path
 
 import pydicom
 import pydicom.config
+import pydicom.filereader
+from pydicom.charset import convert_encodings, default_encoding
+from pydicom.dataelem import RawDataElement, convert_raw_data_element, empty_value_for_VR
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import ENCODED_VR
+from pydicom.tag import BaseTag, Tag
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +50,12 @@ SLICE_TAGS = [
 ]  # fmt: skip
 """The elements discovery and the reader use: grouping, geometry, HU and device facts. Patient
 facts are never read, and skipping the rest (private sequences) halves the parsing time."""
+HEAD_BYTES = 65536
+"""Bytes read first for a header; most end (at PixelData) well before."""
+_WANTED = frozenset(int(Tag(keyword)) for keyword in SLICE_TAGS)
+_PIXEL_TAGS = {0x7FE00010, 0x7FE00009, 0x7FE00008}  # where stop_before_pixels stops
+_TAG, _U16, _U32 = struct.Struct("<HH"), struct.Struct("<H"), struct.Struct("<L")
+_ITEM = struct.Struct("<LL")  # tag as one little-endian word (element << 16 | group), length
 
 
 @dataclass(frozen=True)
@@ -211,12 +224,20 @@ def _read_header(path: Path) -> tuple[SliceHeader | None, str]:
             has_preamble = start[128:132] == b"DICM"
             if not has_preamble and start[:2] not in (b"\x08\x00", b"\x02\x00"):
                 return None, "not_dicom"
-            handle.seek(0)
-            dataset = pydicom.dcmread(
-                handle, stop_before_pixels=True, specific_tags=SLICE_TAGS, force=not has_preamble
-            )
-            offset = handle.tell()
-            at_pixels = handle.read(4) == b"\xe0\x7f\x10\x00"  # (7FE0,0010) PixelData
+            fast = _read_header_fast(handle, start) if has_preamble else None
+            if fast is not None:
+                dataset, offset = fast
+                at_pixels = offset is not None
+            else:
+                handle.seek(0)
+                dataset = pydicom.dcmread(
+                    handle,
+                    stop_before_pixels=True,
+                    specific_tags=SLICE_TAGS,
+                    force=not has_preamble,
+                )
+                offset = handle.tell()
+                at_pixels = handle.read(4) == b"\xe0\x7f\x10\x00"  # (7FE0,0010) PixelData
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError):
         return None, "unreadable"
     if str(dataset.get("SOPClassUID", "")) == MEDIA_STORAGE_DIRECTORY:
@@ -224,6 +245,143 @@ def _read_header(path: Path) -> tuple[SliceHeader | None, str]:
     if "Rows" not in dataset:  # no pixel module: a report, key object or directory record
         return None, "not_an_image"
     return SliceHeader(dataset, offset if at_pixels else None), ""
+
+
+def _read_header_fast(handle, start: bytes) -> tuple[pydicom.Dataset, int | None] | None:
+    """``dcmread(stop_before_pixels=True, specific_tags=SLICE_TAGS)`` for the plain cases.
+
+    Walks the little-endian data set after the file meta group without building elements
+    for the tags it skips (pydicom parses every nested sequence). Returns the same dataset,
+    and where PixelData starts (None without it); or None whenever pydicom is needed
+    (other transfer syntaxes, command sets, odd encodings, truncation, wanted sequences).
+    """
+    handle.seek(132)
+    file_meta = pydicom.filereader._read_file_meta_info(handle)
+    syntax = file_meta.get("TransferSyntaxUID")
+    if syntax == pydicom.uid.ImplicitVRLittleEndian:
+        implicit = True
+    elif syntax == pydicom.uid.ExplicitVRLittleEndian or (
+        syntax in pydicom.uid.AllTransferSyntaxes
+        and syntax.is_compressed
+        and syntax.is_little_endian
+        and not syntax.is_deflated
+    ):
+        implicit = False
+    else:
+        return None
+    ds_start = handle.tell()
+    reader = _Walker(handle.read(HEAD_BYTES), implicit)
+    head = reader.data[:6]
+    if len(head) < 6 or head[:2] == b"\x00\x00":  # empty, or a command set: pydicom's case
+        return None
+    if (not (0x40 < head[4] < 0x5B and 0x40 < head[5] < 0x5B)) != implicit:
+        return None
+    walked = reader.walk_top(ds_start)
+    if walked is None and len(reader.data) == HEAD_BYTES:  # a long header: read all of it
+        reader.data += handle.read()
+        walked = reader.walk_top(ds_start)
+    if walked is None:
+        return None
+    elements, offset = walked
+    dataset = pydicom.Dataset(elements)
+    encoding = default_encoding
+    if 0x00080005 in elements:
+        charset = convert_raw_data_element(elements[BaseTag(0x00080005)]).value
+        encoding = convert_encodings(charset)
+    dataset.set_original_encoding(implicit, True, encoding)
+    full = pydicom.dataset.FileDataset(handle, dataset, start[:128], file_meta, implicit, True)
+    full.set_original_encoding(implicit, True, dataset._character_set)
+    return full, offset
+
+
+class _Walker:
+    """Element walk over a data set's bytes (little endian), skipping unwanted values."""
+
+    def __init__(self, data: bytes, implicit: bool) -> None:
+        self.data, self.implicit = data, implicit
+
+    def element(self, pos: int) -> tuple[int, str | None, int, int] | None:
+        """(tag, VR, length, value position) of the element at ``pos``; None if odd/short."""
+        head = self.data[pos : pos + 8]
+        if len(head) < 8:
+            return None
+        group, elem = _TAG.unpack_from(head)
+        if self.implicit:
+            return group << 16 | elem, None, _U32.unpack_from(head, 4)[0], pos + 8
+        if head[4:6] not in ENCODED_VR:
+            return None
+        vr = head[4:6].decode()
+        if vr in EXPLICIT_VR_LENGTH_32:
+            if pos + 12 > len(self.data):
+                return None
+            return group << 16 | elem, vr, _U32.unpack_from(self.data, pos + 8)[0], pos + 12
+        return group << 16 | elem, vr, _U16.unpack_from(head, 6)[0], pos + 8
+
+    def walk_top(self, base: int) -> tuple[dict, int | None] | None:
+        elements: dict = {}
+        pos, size = 0, len(self.data)
+        while size - pos >= 8:
+            parsed = self.element(pos)
+            if parsed is None:
+                return None
+            tag, vr, length, value_pos = parsed
+            if tag in _PIXEL_TAGS:
+                return elements, (base + pos if tag == 0x7FE00010 else None)
+            if tag >> 16 == 0xFFFE:
+                return None
+            if length == 0xFFFFFFFF:
+                if tag in _WANTED:
+                    return None
+                pos = self.skip_sequence(value_pos, vr)
+                if pos is None:
+                    return None
+                continue
+            if value_pos + length > size:
+                return None
+            if tag in _WANTED:
+                value = self.data[value_pos : value_pos + length] if length else None
+                if not length:
+                    value = empty_value_for_VR(vr, raw=True)
+                elements[BaseTag(tag)] = RawDataElement(
+                    BaseTag(tag), vr, length, value, base + value_pos, self.implicit, True
+                )
+            pos = value_pos + length
+        return (elements, None) if pos == size else None
+
+    def skip_sequence(self, pos: int, vr: str | None) -> int | None:
+        """End of an undefined-length sequence whose first item starts at ``pos``."""
+        if vr not in (None, "SQ"):
+            return None
+        while pos + 8 <= len(self.data):
+            tag, length = _ITEM.unpack_from(self.data, pos)
+            pos += 8
+            if tag == 0xE0DDFFFE:  # (FFFE,E0DD) sequence delimiter
+                return pos
+            if tag != 0xE000FFFE:  # (FFFE,E000) item
+                return None
+            if length != 0xFFFFFFFF:
+                pos += length
+                continue
+            pos = self.skip_item(pos)
+            if pos is None:
+                return None
+        return None
+
+    def skip_item(self, pos: int) -> int | None:
+        """End of an undefined-length item whose first element starts at ``pos``."""
+        while True:
+            if self.data[pos : pos + 4] == b"\xfe\xff\x0d\xe0":  # (FFFE,E00D) item end
+                return pos + 8
+            parsed = self.element(pos)
+            if parsed is None:
+                return None
+            _, vr, length, value_pos = parsed
+            if length == 0xFFFFFFFF:
+                pos = self.skip_sequence(value_pos, vr)
+                if pos is None:
+                    return None
+            else:
+                pos = value_pos + length
 
 
 def _group_key(path: Path, slice_header: SliceHeader) -> str:
