@@ -255,8 +255,11 @@ def _read_header_fast(handle, start: bytes) -> tuple[pydicom.Dataset, int | None
     and where PixelData starts (None without it); or None whenever pydicom is needed
     (other transfer syntaxes, command sets, odd encodings, truncation, wanted sequences).
     """
-    handle.seek(132)
-    file_meta = pydicom.filereader._read_file_meta_info(handle)
+    file_meta, ds_start = _read_file_meta_fast(handle)
+    if file_meta is None:
+        handle.seek(132)
+        file_meta = pydicom.filereader._read_file_meta_info(handle)
+        ds_start = handle.tell()
     syntax = file_meta.get("TransferSyntaxUID")
     if syntax == pydicom.uid.ImplicitVRLittleEndian:
         implicit = True
@@ -269,7 +272,7 @@ def _read_header_fast(handle, start: bytes) -> tuple[pydicom.Dataset, int | None
         implicit = False
     else:
         return None
-    ds_start = handle.tell()
+    handle.seek(ds_start)
     reader = _Walker(handle.read(HEAD_BYTES), implicit)
     head = reader.data[:6]
     if len(head) < 6 or head[:2] == b"\x00\x00":  # empty, or a command set: pydicom's case
@@ -292,6 +295,34 @@ def _read_header_fast(handle, start: bytes) -> tuple[pydicom.Dataset, int | None
     full = pydicom.dataset.FileDataset(handle, dataset, start[:128], file_meta, implicit, True)
     full.set_original_encoding(implicit, True, dataset._character_set)
     return full, offset
+
+
+def _read_file_meta_fast(handle) -> tuple[pydicom.dataset.FileMetaDataset | None, int]:
+    """The (0002,xxxx) group as pydicom's reader builds it, and where the data set starts;
+    (None, 0) when the group is unusual (implicit VR, undefined lengths, no elements)."""
+    handle.seek(132)
+    walker = _Walker(handle.read(1024), implicit=False)
+    elements: dict = {}
+    pos = 0
+    while len(walker.data) - pos >= 8 and walker.data[pos : pos + 2] == b"\x02\x00":
+        parsed = walker.element(pos)
+        if parsed is None:
+            return None, 0
+        tag, vr, length, value_pos = parsed
+        if length == 0xFFFFFFFF or value_pos + length > len(walker.data):
+            return None, 0
+        value = walker.data[value_pos : value_pos + length] if length else None
+        if not length:
+            value = empty_value_for_VR(vr, raw=True)
+        elements[BaseTag(tag)] = RawDataElement(
+            BaseTag(tag), vr, length, value, 132 + value_pos, False, True
+        )
+        pos = value_pos + length
+    if not elements or len(walker.data) - pos < 8:
+        return None, 0
+    file_meta = pydicom.dataset.FileMetaDataset(elements)
+    file_meta.set_original_encoding(False, True, default_encoding)
+    return file_meta, 132 + pos
 
 
 class _Walker:
