@@ -89,7 +89,7 @@ def run_pipeline(workdir: Path, plan: DemoPlan, settings: CatalogSettings) -> Pi
                  "--seed", str(plan.seed)]
         if plan.epochs is not None:
             train += ["--epochs", str(plan.epochs)]
-        if status.run_status == "training":
+        if status.run_status is not None:  # killed or failed earlier: continue its checkpoint
             train.append("--resume")
         _ctae(*train)
     if not _status(settings).scored_all:
