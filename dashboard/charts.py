@@ -169,14 +169,7 @@ def split_histograms(
         )
     if threshold is not None:
         fig.add_vline(x=threshold, line_dash="dash", annotation_text=f"T = {threshold:.4g}")
-    fig.update_layout(
-        barmode="overlay",
-        xaxis_title=AXIS_TITLES.get(column, column),
-        yaxis_title="scans",
-        height=340,
-        margin={"l": 10, "r": 10, "t": 30, "b": 10},
-    )
-    return fig
+    return _overlaid(fig, column, "scans", height=340)
 
 
 def cluster_histograms(scans: pd.DataFrame, column: str, clusters: pd.Series) -> go.Figure:
@@ -194,14 +187,7 @@ def cluster_histograms(scans: pd.DataFrame, column: str, clusters: pd.Series) ->
                 nbinsx=40,
             )
         )
-    fig.update_layout(
-        barmode="overlay",
-        xaxis_title=AXIS_TITLES.get(column, column),
-        yaxis_title="fraction of cluster",
-        height=320,
-        margin={"l": 10, "r": 10, "t": 30, "b": 10},
-    )
-    return fig
+    return _overlaid(fig, column, "fraction of cluster", height=320)
 
 
 def training_curve(history: pd.DataFrame) -> go.Figure:
@@ -247,6 +233,18 @@ def hu_histogram(scan_counts: list[int] | None, dataset_counts: list[int]) -> go
         yaxis_title="fraction of voxels",
         yaxis_type="log",
         height=300,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+    )
+    return fig
+
+
+def _overlaid(fig: go.Figure, column: str, yaxis_title: str, *, height: int) -> go.Figure:
+    """Shared layout of the overlaid histograms: one x axis named after ``column``."""
+    fig.update_layout(
+        barmode="overlay",
+        xaxis_title=AXIS_TITLES.get(column, column),
+        yaxis_title=yaxis_title,
+        height=height,
         margin={"l": 10, "r": 10, "t": 30, "b": 10},
     )
     return fig
