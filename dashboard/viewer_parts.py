@@ -20,6 +20,10 @@ FACTS = [
     "mse_m",
     "mse_region",
     "score",
+    "outlier_score",
+    "mse_m_z",
+    "latent_z",
+    "histogram_z",
     "is_outlier",
     "cluster",
     "pixel_count",
@@ -113,6 +117,25 @@ def show_planes(scan: pd.Series, run: dict[str, Any], view: ViewSettings) -> Non
             f"Reconstruction and |error| are on the run's {run_mm:g} mm grid (original "
             f"{scan_mm:g} mm); slices are matched by physical position."
         )
+
+
+EVIDENCE_NAMES = {
+    "mse_m_z": "reconstruction error for its size",
+    "latent_z": "latent vector far from the training scans'",
+    "histogram_z": "HU histogram unlike the training scans'",
+}
+
+
+def strongest_evidence(scan: pd.Series) -> str | None:
+    """Which of the outlier score's three kinds of evidence is largest, in words; None when the
+    run has no outlier score for the scan."""
+    z = {k: scan.get(k) for k in EVIDENCE_NAMES}
+    z = {k: float(v) for k, v in z.items() if v is not None and pd.notna(v)}
+    if not z:
+        return None
+    name = max(z, key=z.get)
+    others = ", ".join(f"{k} {v:+.1f}" for k, v in z.items() if k != name)
+    return f"Strongest evidence: {EVIDENCE_NAMES[name]} (z {z[name]:+.1f}; {others})"
 
 
 def scan_facts(scan: pd.Series) -> pd.DataFrame:

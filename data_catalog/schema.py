@@ -1,4 +1,4 @@
-"""The catalog's tables (schema v1) and the migrations that bring any older file up to date.
+"""The catalog's tables (schema v2) and the migrations that bring any older file up to date.
 
 Every table a run produced carries ``run_id``; scans are known only by a pseudonymous
 ``scan_id``. Column names follow DESIGN.md's definitions (HU, spacing, pixel count, MSE_m).
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import duckdb
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _V1 = [
     """
@@ -73,7 +73,7 @@ _V1 = [
         threshold_rule VARCHAR,               -- mean_std | mad | percentile
         threshold_params_json VARCHAR,
         threshold DOUBLE,                     -- T, on the run's score (MSE_m by default)
-        threshold_score VARCHAR,              -- which score T applies to: mse_m | mse | mse_region
+        threshold_score VARCHAR,              -- which score T applies to: outlier_score | mse_m | mse | mse_region
         embed_params_json VARCHAR,
         created_at TIMESTAMP DEFAULT current_timestamp,
         updated_at TIMESTAMP DEFAULT current_timestamp
@@ -182,7 +182,14 @@ _V1 = [
     )""",
 ]
 
-MIGRATIONS: dict[int, list[str]] = {1: _V1}
+# v2: the run's outlier score and the three kinds of evidence it combines
+# (ctae_core/outlier_score.py); NULL for rows scored before v2 until `ctae score` runs again.
+_V2 = [
+    f"ALTER TABLE scores ADD COLUMN IF NOT EXISTS {column} DOUBLE"
+    for column in ("mse_m_z", "latent_z", "histogram_z", "outlier_score")
+]
+
+MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2}
 
 
 def current_version(con: duckdb.DuckDBPyConnection) -> int:

@@ -17,8 +17,10 @@ import pandas as pd
 
 from data_catalog.connection import transaction
 
-SCORE_COLUMNS = ("mse", "mse_region", "mse_m")
+SCORE_COLUMNS = ("outlier_score", "mse_m", "mse", "mse_region")
 """Scores a threshold may apply to (the only identifiers ever formatted into SQL here)."""
+EVIDENCE_COLUMNS = ("mse_m_z", "latent_z", "histogram_z", "outlier_score")
+"""What :func:`write_outlier_evidence` sets (ctae_core/outlier_score.py)."""
 
 
 @dataclass(frozen=True)
@@ -273,9 +275,49 @@ def cluster_statistics(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFr
     return con.execute(_CLUSTER_STATS, [run_id]).df()
 
 
+_EVIDENCE_INPUTS = """
+SELECT sc.scan_id, sc.split, sc.mse_m, s.pixel_count, sc.latent, s.hu_histogram
+FROM scores sc JOIN scans s ON s.scan_id = sc.scan_id
+WHERE sc.run_id = ?
+ORDER BY sc.scan_id
+"""
+
+
+def evidence_inputs(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFrame:
+    """What the run's outlier score is computed from, per scored scan: split, MSE_m, pixel
+    count, latent vector and HU histogram."""
+    return con.execute(_EVIDENCE_INPUTS, [run_id]).df()
+
+
+def write_outlier_evidence(
+    con: duckdb.DuckDBPyConnection, run_id: str, scan_ids: Sequence[str],
+    columns: dict[str, np.ndarray],
+) -> int:
+    """Set the evidence columns (``EVIDENCE_COLUMNS``; NaN stored as NULL) of the run's scans in
+    one transaction. Returns the number of rows updated."""
+    if set(columns) != set(EVIDENCE_COLUMNS):
+        raise ValueError(f"evidence columns must be {EVIDENCE_COLUMNS}, got {tuple(columns)}")
+    frame = pd.DataFrame({"scan_id": list(scan_ids)})
+    for name in EVIDENCE_COLUMNS:
+        values = np.asarray(columns[name], dtype=np.float64)
+        frame[name] = np.where(np.isfinite(values), values, np.nan)
+    assignments = ", ".join(f"{c} = ev.{c}" for c in EVIDENCE_COLUMNS)
+    with transaction(con):
+        con.register("ev", frame)
+        try:
+            con.execute(
+                f"UPDATE scores SET {assignments} FROM ev "
+                "WHERE scores.run_id = ? AND scores.scan_id = ev.scan_id",
+                [run_id],
+            )
+        finally:
+            con.unregister("ev")
+    return len(frame)
+
+
 _EVALUATION_INPUTS = """
 SELECT s.scan_id, s.series_uid, s.source_path, sc.split, sc.mse, sc.mse_region, sc.mse_m,
-       sc.is_outlier, s.pixel_count, s.hu_mean, s.hu_std, s.hu_min, s.hu_max, s.hu_p1, s.hu_p99,
+       sc.mse_m_z, sc.latent_z, sc.histogram_z, sc.outlier_score, sc.is_outlier, s.pixel_count, s.hu_mean, s.hu_std, s.hu_min, s.hu_max, s.hu_p1, s.hu_p99,
        s.body_voxels, s.metal_voxels, s.hu_histogram
 FROM scores sc JOIN scans s ON s.scan_id = sc.scan_id
 WHERE sc.run_id = ?

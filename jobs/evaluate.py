@@ -1,7 +1,8 @@
 """`ctae evaluate`: how well the run's scores find planted outliers, beside two baselines.
 
-For MSE, MSE over the region, MSE_m, pixel statistics + IsolationForest and HU histogram +
-Mahalanobis: AUROC and average precision (overall and per outlier type), precision and recall
+For the run's outlier score and each kind of evidence it combines (MSE_m for its size, latent
+distance, HU-histogram distance), MSE, MSE over the region, MSE_m, and the two baselines pixel
+statistics + IsolationForest and HU histogram + Mahalanobis: AUROC and average precision (overall and per outlier type), precision and recall
 at T, and the Spearman correlation with pixel count among inliers. T is the run's stored T
 for the run's threshold score; every other method gets T from its own validation-split scores
 under the run's rule. Baselines are unsupervised and fitted on every scored scan, as an
@@ -27,7 +28,8 @@ from jobs.runtime import job_run
 logger = logging.getLogger(__name__)
 
 TRUTH_COLUMNS = ("series_uid", "source_path", "truth")
-AE_METHODS = ("mse", "mse_region", "mse_m")
+RUN_METHODS = ("outlier_score", "mse_m_z", "latent_z", "histogram_z", "mse", "mse_region", "mse_m")
+"""The run's own scores in the scores table; a method whose column is all NULL is left out."""
 
 
 class EvaluateJobError(RuntimeError):
@@ -111,7 +113,8 @@ def evaluate_run(inputs: pd.DataFrame, labels: pd.Series, run: dict[str, Any],
     from ctae_core.evaluation import evaluate_method
 
     fit_rows = np.ones(len(inputs), dtype=bool)
-    methods = {m: inputs[m].to_numpy(dtype=np.float64, na_value=np.nan) for m in AE_METHODS}
+    methods = {m: inputs[m].to_numpy(dtype=np.float64, na_value=np.nan) for m in RUN_METHODS
+               if inputs[m].notna().any()}
     methods.update(baseline_scores(inputs, fit_rows))
     known = labels.notna().to_numpy()
     splits = inputs["split"].to_numpy()

@@ -1,5 +1,6 @@
 """`ctae score`: reconstruct every scan with a trained run, store MSE / MSE_m, latents and
-viewer volumes, fit T on the validation split and flag outliers (thesis 3.5).
+viewer volumes, compute the run's outlier score (MSE_m, latent and HU-histogram evidence,
+ctae_core/outlier_score.py), fit T on the validation split and flag outliers (thesis 3.5).
 
 Resumable: scans the run already scored are skipped (``--overwrite`` redoes them), each batch
 is written in its own short transaction, and a scan that fails is recorded in
@@ -51,7 +52,7 @@ class ScoreOptions:
 
     run_id: str
     rule: ThresholdRule = ThresholdRule()
-    score: str = "mse_m"
+    score: str = "outlier_score"
     keep_volumes: str = "all"
     error_level_hu: float = 200.0
     batch_size: int = 4
@@ -147,6 +148,47 @@ def apply_threshold(settings: CatalogSettings, options: ScoreOptions) -> dict[st
     logger.info("run=%s T=%.5f (%s of val %s, n_val=%d) flagged=%d", options.run_id, threshold,
                 options.rule.describe(), options.score, val.size, flagged)
     return {"threshold": threshold, "n_val": int(val.size), "flagged": int(flagged)}
+
+
+def update_outlier_score(settings: CatalogSettings, run_id: str) -> dict[str, Any]:
+    """Recompute the run's outlier score and its evidence for every scored scan (normal is
+    fitted on the training split, z-scores calibrated on the validation split) and store them.
+    Cheap (no model), so it is redone whenever scans are added. Returns counts for job_runs."""
+    from ctae_core.outlier_score import outlier_evidence
+
+    with connect(settings.catalog_path) as con:
+        inputs = catalog_scores.evidence_inputs(con, run_id)
+    if inputs.empty:
+        return {"outlier_scores": 0}
+    splits = inputs["split"].to_numpy()
+    latents = _stack_or_none(inputs["latent"])
+    histograms = _stack_or_none(inputs["hu_histogram"])
+    if histograms is None:
+        logger.warning("run=%s: some scans lack an HU histogram (ingested by an older ctae?); the "
+                       "outlier score leaves histogram evidence out — re-ingest to add it", run_id)
+    evidence = outlier_evidence(
+        inputs["mse_m"].to_numpy(dtype=np.float64, na_value=np.nan),
+        inputs["pixel_count"].to_numpy(dtype=np.float64),
+        latents, histograms, fit_rows=splits == "train", calibration_rows=splits == "val",
+    )
+    n_scored = int(np.isfinite(evidence.outlier_score).sum())
+    if n_scored == 0:
+        logger.warning("run=%s: too few training scans to fit the outlier score; threshold "
+                       "--score mse_m instead", run_id)
+    with connect(settings.catalog_path) as con:
+        catalog_scores.write_outlier_evidence(con, run_id, list(inputs["scan_id"]),
+                                              evidence.as_columns())
+    return {"outlier_scores": n_scored}
+
+
+def _stack_or_none(column: Any) -> np.ndarray | None:
+    """(N, D) array of a column of equal-length lists; None if any is missing or lengths differ."""
+    values = list(column)
+    if not all(isinstance(v, list | tuple | np.ndarray) for v in values):  # NULL: None / NA / NaN
+        return None
+    if len({len(v) for v in values}) != 1:
+        return None
+    return np.asarray(np.stack([np.asarray(v, dtype=np.float64) for v in values]))
 
 
 def prune_volumes(settings: CatalogSettings, run_id: str) -> int:
@@ -359,6 +401,7 @@ def run_score(settings: CatalogSettings, options: ScoreOptions) -> dict[str, Any
             counts["already_scored"] = 0 if options.overwrite else len(
                 catalog_scores.read_scores(con, options.run_id))
         counts.update(score_scans(settings, options, run, todo))
+        counts.update(update_outlier_score(settings, options.run_id))
         counts.update(apply_threshold(settings, options))
         if options.keep_volumes == "flagged" and counts["threshold"] is not None:
             counts["volumes_pruned"] = prune_volumes(settings, options.run_id)
@@ -378,6 +421,7 @@ def rethreshold(settings: CatalogSettings, options: ScoreOptions) -> dict[str, A
                       checkpoint_fingerprint=stored.get("checkpoint_fingerprint"))
     args = {**asdict(options), "rule": options.rule.to_dict(), "rethreshold_only": True}
     with job_run(settings, "score", args) as counts:
+        counts.update(update_outlier_score(settings, options.run_id))
         counts.update(apply_threshold(settings, options))
     return counts
 
@@ -389,7 +433,7 @@ def score(
     rule: Annotated[str, typer.Option(help=f"Threshold rule: {' | '.join(RULES)}.")] = "mean_std",
     k: Annotated[float, typer.Option(help="k of mean + k·std or median + k·MAD.")] = 3.0,
     percentile: Annotated[float, typer.Option(help="Percentile for --rule percentile.")] = 99.0,
-    score_name: Annotated[str, typer.Option("--score", help="Score T applies to: mse_m | mse | mse_region.")] = "mse_m",
+    score_name: Annotated[str, typer.Option("--score", help="Score T applies to: outlier_score (MSE_m for its size + latent + HU-histogram evidence) | mse_m (the thesis) | mse | mse_region.")] = "outlier_score",
     keep_volumes: Annotated[str, typer.Option(help="Store recon/|error| volumes for: all | flagged | none.")] = "all",
     error_level: Annotated[float, typer.Option("--error-level", help="|error| in HU that counts a body voxel in error_fraction.")] = 200.0,
     batch_size: Annotated[int, typer.Option(help="Scans per forward pass.")] = 4,

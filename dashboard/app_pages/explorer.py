@@ -17,11 +17,16 @@ if scans["mse_m"].notna().sum() == 0:
     state.require_scores()  # stops with the shared "run ctae score" message
 run = data.run_info(state.catalog(), run_id) or {}
 threshold_score = run.get("threshold_score") or "mse_m"
+# the run's own score first; outlier_score only where this run computed it
+score_choices = [threshold_score] + [
+    c for c in ("outlier_score", "mse_m", "mse", "mse_region")
+    if c != threshold_score and scans[c].notna().any()
+]
 
 c1, c2, c3, c4 = st.columns(4)
 score = c1.selectbox(
     "Score",
-    ["mse_m", "mse", "mse_region"],
+    score_choices,
     key="explorer_score",
     format_func=charts.AXIS_TITLES.get,
 )
@@ -66,7 +71,7 @@ flagged = scans[scans["is_outlier"].fillna(False).astype(bool)].sort_values(
 table_cols = [
     "scan_id",
     "split",
-    "mse",
+    "outlier_score",
     "mse_m",
     "pixel_count",
     "hu_max",

@@ -57,6 +57,15 @@ else:
 evaluation = data.evaluations(catalog, run_id)
 if len(evaluation):
     st.subheader("Evaluation against ground truth")
-    st.dataframe(evaluation, hide_index=True, width="stretch")
+    overall = evaluation[evaluation["outlier_type"] == "all"].sort_values("auroc", ascending=False)
+    st.caption("Every method on all planted outliers, best AUROC first.")
+    st.dataframe(overall.drop(columns="outlier_type"), hide_index=True, width="stretch")
+    own = run.get("threshold_score") or "mse_m"
+    per_type = evaluation[(evaluation["method"] == own) & (evaluation["outlier_type"] != "all")]
+    if len(per_type):
+        st.caption(f"Per planted type, for the run's score **{own}** (recall at T = share found).")
+        st.dataframe(per_type.drop(columns="method"), hide_index=True, width="stretch")
+    with st.expander("Every method per type"):
+        st.dataframe(evaluation, hide_index=True, width="stretch")
 else:
     st.caption(f"No evaluation yet: `ctae evaluate --run {run_id} --truth ground_truth.csv`.")

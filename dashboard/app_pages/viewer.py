@@ -7,7 +7,13 @@ import streamlit as st
 
 from dashboard import charts, data, review_queue, state
 from dashboard.render import ViewSettings
-from dashboard.viewer_parts import label_form, scan_facts, show_planes, window_controls
+from dashboard.viewer_parts import (
+    label_form,
+    scan_facts,
+    show_planes,
+    strongest_evidence,
+    window_controls,
+)
 
 st.title("Scan viewer and review")
 run_id, scans = state.require_scores()
@@ -57,6 +63,9 @@ with left:
         key="hu_hist",
     )
 with right:
+    evidence = strongest_evidence(scan)
+    if evidence:
+        st.caption(evidence)
     st.dataframe(scan_facts(scan), width="stretch", key="facts")
 
 label_form(scan, run_id, advance=lambda: _step(1))

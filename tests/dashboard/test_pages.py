@@ -30,6 +30,26 @@ def test_overview_shows_counts_threshold_and_training_curve(catalog, open_page):
     assert point_count(curve) == 2 * 30
 
 
+def test_overview_puts_the_runs_own_score_first_in_the_evaluation(catalog, open_page):
+    from data_catalog import scores as catalog_scores
+
+    (run_id, own), = _db(catalog, "SELECT run_id, threshold_score FROM runs")
+    rows = [
+        {"method": method, "outlier_type": kind, "n_inliers": 50, "n_outliers": n,
+         "auroc": auroc, "average_precision": 0.5, "precision_at_t": 0.5, "recall_at_t": 0.5,
+         "spearman_pixel_count": 0.1}
+        for method, auroc in ((own, 0.9), ("isolation_forest", 0.95), ("mse", 0.6))
+        for kind, n in (("all", 10), ("metal", 4), ("noise", 6))
+    ]
+    with connect(catalog.catalog_path) as con:
+        catalog_scores.write_evaluations(con, run_id, rows, "truth.csv")
+    at = open_page(catalog, "overview")
+    overall, per_type = at.dataframe[-3].value, at.dataframe[-2].value
+    assert overall["method"].tolist() == ["isolation_forest", own, "mse"]
+    assert per_type["outlier_type"].tolist() == ["metal", "noise"]
+    assert per_type["n_outliers"].tolist() == [4, 6]
+
+
 def test_explorer_scatters_histograms_and_split_filter(catalog, open_page):
     at = open_page(catalog, "explorer")
     pixels, hu, hist = figures(at)

@@ -31,3 +31,17 @@ def test_settings_precedence(tmp_path):
     from_env = CatalogSettings.resolve(env=env)
     assert from_env.catalog_path == (tmp_path / "env.duckdb").resolve()
     assert from_env.store_dir == (tmp_path / "store").resolve()
+
+
+def test_v1_catalog_migrates_to_v2_keeping_its_scores():
+    from data_catalog.schema import MIGRATIONS
+
+    con = duckdb.connect(":memory:")
+    for statement in MIGRATIONS[1]:
+        con.execute(statement)
+    con.execute("INSERT INTO schema_version (version) VALUES (1)")
+    con.execute("INSERT INTO scores (run_id, scan_id, split, mse_m) VALUES ('r', 's1', 'val', 0.25)")
+    assert ensure_schema(con) == 2
+    row = con.execute(
+        "SELECT mse_m, mse_m_z, latent_z, histogram_z, outlier_score FROM scores").fetchall()
+    assert row == [(0.25, None, None, None, None)]

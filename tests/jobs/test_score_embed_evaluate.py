@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from ctae_core.config import TINY
 from ctae_core.inference import load_run_model, prepare_input, reconstruct
 from ctae_core.io.volume_store import load_volume, save_volume
+from ctae_core.outlier_score import outlier_evidence
 from data_catalog import CatalogSettings, connect
 from data_catalog import scores as catalog_scores
 from jobs.cli import app
@@ -130,16 +131,33 @@ def test_stored_mse_m_equals_a_hand_computation(scored):
     assert error[row["max_error_z"], row["max_error_y"], row["max_error_x"]] == error[body].max()
 
 
-def test_threshold_is_mean_plus_3_std_of_validation_mse_m_and_flags_follow(scored):
+def test_threshold_is_mean_plus_3_std_of_validation_outlier_score_and_flags_follow(scored):
     settings, _ = scored
     scores = _read(settings, catalog_scores.read_scores, RUN)
     run = _read(settings, catalog_scores.read_run, RUN)
-    val = scores.loc[scores["split"] == "val", "mse_m"].to_numpy()
-    assert len(val) >= 2
+    val = scores.loc[scores["split"] == "val", "outlier_score"].to_numpy()
+    assert len(val) >= 2 and np.isfinite(val).all()
     assert run["threshold"] == pytest.approx(val.mean() + 3 * val.std())
-    assert (run["threshold_rule"], run["threshold_score"]) == ("mean_std", "mse_m")
+    assert (run["threshold_rule"], run["threshold_score"]) == ("mean_std", "outlier_score")
     assert json.loads(run["threshold_params_json"])["n_val"] == len(val)
-    assert (scores["is_outlier"] == (scores["mse_m"] > run["threshold"])).all()
+    assert (scores["is_outlier"] == (scores["outlier_score"] > run["threshold"])).all()
+
+
+def test_outlier_score_is_the_evidence_of_the_stored_inputs(scored):
+    settings, _ = scored
+    inputs = _read(settings, catalog_scores.evidence_inputs, RUN)
+    splits = inputs["split"].to_numpy()
+    expected = outlier_evidence(
+        inputs["mse_m"].to_numpy(), inputs["pixel_count"].to_numpy(),
+        np.stack(inputs["latent"].to_list()), np.stack(inputs["hu_histogram"].to_list()),
+        splits == "train", splits == "val",
+    )
+    stored = _read(settings, catalog_scores.read_scores, RUN).set_index("scan_id").loc[inputs["scan_id"]]
+    for column, values in expected.as_columns().items():
+        np.testing.assert_allclose(stored[column].to_numpy(dtype=float), values, rtol=1e-9)
+    # the two 3000 HU blocks are reconstructed worst for their size: the two highest scores
+    assert set(stored["outlier_score"].sort_values().index[-2:]) == METAL
+    assert (stored.loc[sorted(METAL), "mse_m_z"] > 10).all()
 
 
 def test_rescoring_skips_what_is_scored(scored):
@@ -155,16 +173,17 @@ def test_rethreshold_only_reflags_without_rescoring(scored):
     settings, _ = scored
     before = _read(settings, catalog_scores.read_scores, RUN)
     _cli(settings, "score", "--run", RUN, "--rethreshold-only", "--rule", "percentile",
-         "--percentile", "10")
+         "--percentile", "10", "--score", "mse_m")
     after = _read(settings, catalog_scores.read_scores, RUN)
     run = _read(settings, catalog_scores.read_run, RUN)
     val = after.loc[after["split"] == "val", "mse_m"].to_numpy()
     assert run["threshold"] == pytest.approx(np.percentile(val, 10))
     assert (after["scored_at"] == before["scored_at"]).all()
     assert (after["is_outlier"] == (after["mse_m"] > run["threshold"])).all()
-    assert after["is_outlier"].sum() > before["is_outlier"].sum()
-    _cli(settings, "score", "--run", RUN, "--rethreshold-only")  # back to the thesis rule
-    assert _read(settings, catalog_scores.read_run, RUN)["threshold_rule"] == "mean_std"
+    assert (after["is_outlier"] != before["is_outlier"]).any()  # re-flagged on another score
+    _cli(settings, "score", "--run", RUN, "--rethreshold-only")  # back to the default rule
+    run = _read(settings, catalog_scores.read_run, RUN)
+    assert (run["threshold_rule"], run["threshold_score"]) == ("mean_std", "outlier_score")
 
 
 def test_embed_is_deterministic_and_skips_when_up_to_date(scored):
@@ -196,7 +215,8 @@ def test_evaluate_stores_metrics_equal_to_sklearn(scored, tmp_path):
     assert "histogram_mahalanobis" in result.output and "isolation_forest" in result.output
     table = _read(settings, catalog_scores.read_evaluations, RUN).set_index(["method", "outlier_type"])
     assert set(table.index.get_level_values(0)) == {
-        "mse", "mse_region", "mse_m", "isolation_forest", "histogram_mahalanobis"}
+        "outlier_score", "mse_m_z", "latent_z", "histogram_z", "mse", "mse_region", "mse_m",
+        "isolation_forest", "histogram_mahalanobis"}
     scores = _read(settings, catalog_scores.read_scores, RUN).set_index("scan_id")
     known = scores.loc[[f"s-{i:03d}" for i in range(20)]]
     y = known.index.isin(METAL)
