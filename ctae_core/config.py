@@ -7,12 +7,14 @@ The ``thesis`` preset is Table 3.1 of the thesis (Med3D ResNet34 encoder, global
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 DEPTHS = (10, 18, 34)
 BOTTLENECKS = ("global", "spatial")
 OPTIMIZERS = ("sgd", "adam")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ class TrainConfig:
         slab_z: Train on random z-slabs of this many slices instead of whole padded scans
             (thesis 5.4); ``None`` trains on whole scans. Validation always uses whole scans.
         epochs, batch_size, lr, momentum, weight_decay, optimizer: the optimisation (Table 3.1).
+        lr_schedule: ``constant`` (thesis) or ``cosine``: lr falls from ``lr`` to 1 % of it over
+            ``epochs`` (see :func:`learning_rate`).
         early_stopping: Stop after this many epochs without a better validation loss; 0 = off.
         seed: Seeds the split, the initial weights, the order and the random placement.
         val_fraction, test_fraction: The split (thesis: 10 % each).
@@ -81,6 +85,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-5
     optimizer: str = "sgd"
+    lr_schedule: str = "constant"
     early_stopping: int = 0
     seed: int = 0
     val_fraction: float = 0.1
@@ -90,6 +95,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, not {self.optimizer!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, not {self.lr_schedule!r}")
         if self.spacing_mm <= 0:
             raise ValueError(f"spacing must be a positive number of mm, not {self.spacing_mm}")
         if self.epochs < 1 or self.batch_size < 1:
@@ -183,3 +190,14 @@ def with_overrides(cfg: TrainConfig, **overrides: Any) -> TrainConfig:
     model_over = {k: overrides.pop(k) for k in list(overrides) if k in model_keys}
     model = replace(cfg.model, **model_over) if model_over else cfg.model
     return replace(cfg, model=model, **overrides)
+
+
+def learning_rate(cfg: TrainConfig, epoch: int) -> float:
+    """The learning rate of 0-based ``epoch``: ``cfg.lr`` throughout (constant), or a half cosine
+    from ``cfg.lr`` at epoch 0 to 1 % of it at the last epoch (cosine). Stateless, so a resumed
+    run continues on the same curve."""
+    if cfg.lr_schedule == "constant" or cfg.epochs == 1:
+        return cfg.lr
+    floor = 0.01 * cfg.lr
+    progress = min(max(epoch, 0), cfg.epochs - 1) / (cfg.epochs - 1)
+    return floor + 0.5 * (cfg.lr - floor) * (1.0 + math.cos(math.pi * progress))

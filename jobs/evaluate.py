@@ -157,13 +157,19 @@ def run_evaluate(settings: CatalogSettings, run_id: str, truth_path: Path,
     return pd.DataFrame(rows)
 
 
-def format_table(table: pd.DataFrame) -> str:
-    """The evaluation as a printable table, one block per outlier type."""
-    columns = ["outlier_type", "method", "n_inliers", "n_outliers", "auroc", "average_precision",
-               "precision_at_t", "recall_at_t", "spearman_pixel_count"]
-    ordered = table.assign(_all=table["outlier_type"] != "all").sort_values(
-        ["_all", "outlier_type"], kind="stable")[columns]
-    return ordered.to_string(index=False, na_rep="—", float_format=lambda v: f"{v:.3f}")
+def format_table(table: pd.DataFrame, run_score: str) -> str:
+    """Two printable blocks: every method on all planted outliers (best AUROC first), then each
+    planted type for the run's own score. Every row is stored in the catalog either way."""
+    fmt = {"index": False, "na_rep": "—", "float_format": lambda v: f"{v:.3f}"}
+    metrics = ["n_inliers", "n_outliers", "auroc", "average_precision", "precision_at_t",
+               "recall_at_t", "spearman_pixel_count"]
+    overall = table[table["outlier_type"] == "all"].sort_values("auroc", ascending=False)
+    per_type = table[(table["outlier_type"] != "all") & (table["method"] == run_score)]
+    blocks = ["every method, all planted outliers:", overall[["method", *metrics]].to_string(**fmt)]
+    if len(per_type):
+        blocks += [f"\nper planted type, the run's score ({run_score}):",
+                   per_type.sort_values("outlier_type")[["outlier_type", *metrics]].to_string(**fmt)]
+    return "\n".join(blocks)
 
 
 def evaluate(
@@ -180,7 +186,9 @@ def evaluate(
     except (EvaluateJobError, ValueError) as err:
         typer.secho(f"ctae evaluate: {err}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from err
-    typer.echo(format_table(table))
+    with connect(settings.catalog_path, read_only=True) as con:
+        run_score = (catalog_scores.read_run(con, run) or {}).get("threshold_score") or "mse_m"
+    typer.echo(format_table(table, run_score))
 
 
 def register(app: typer.Typer) -> None:

@@ -402,8 +402,12 @@ def fit(settings: CatalogSettings, run_id: str, plan: Plan, dist: Dist, model, o
 
     train_ds, val_ds = plan.train_ds, plan.val_ds
     path = settings.run_dir(run_id) / "checkpoint.pt"
+    from ctae_core.config import learning_rate
+
     for epoch in range(state["epoch"], plan.cfg.epochs):
         started = time.perf_counter()
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(plan.cfg, epoch)
         train_loss, vps = train_epoch(model, opt, train_ds, plan, dist, epoch, progress)
         stop = torch.zeros(1, device=dist.device)
         if dist.main:
@@ -499,6 +503,7 @@ def train_command(
     epochs: Annotated[int | None, typer.Option(help="Epochs (preset's by default).")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Volumes per step.")] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
+    lr_schedule: Annotated[str | None, typer.Option("--lr-schedule", help="constant (thesis) | cosine (tiny, small): lr falls to 1 % of --lr by the last epoch.")] = None,
     spacing: Annotated[float | None, typer.Option(help="Model input spacing in mm (tiny: 6).")] = None,
     pad_size: Annotated[str | None, typer.Option("--pad-size", help="Z,Y,X padded size; default: the largest scan.")] = None,
     latent: Annotated[int | None, typer.Option(help="Latent size (thesis 1024).")] = None,
@@ -516,7 +521,8 @@ def train_command(
 
     settings = settings_from(catalog, store)
     try:
-        cfg = build_config(preset_name, epochs=epochs, batch_size=batch_size, lr=lr, spacing_mm=spacing,
+        cfg = build_config(preset_name, epochs=epochs, batch_size=batch_size, lr=lr,
+                           lr_schedule=lr_schedule, spacing_mm=spacing,
                            pad_size_zyx=_parse_pad(pad_size), latent=latent, depth=depth, seed=seed,
                            early_stopping=early_stopping)
     except ValueError as err:

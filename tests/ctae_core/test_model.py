@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ctae_core.config import PRESETS, TINY, TrainConfig, preset
+from ctae_core.config import PRESETS, TINY, TrainConfig, learning_rate, preset
 from ctae_core.errors import CheckpointError
 from ctae_core.inference import InputSpec, load_run_model, prepare_input, reconstruct
 from ctae_core.io.checkpoint import load_checkpoint, load_encoder_weights, save_checkpoint
@@ -37,6 +37,21 @@ def test_thesis_preset_is_table_3_1():
     assert (cfg.lr, cfg.momentum, cfg.weight_decay, cfg.batch_size, cfg.epochs) == (0.05, 0.9, 1e-5, 10, 1600)
     assert (cfg.model.depth, cfg.model.latent, cfg.model.bottleneck) == (34, 1024, "global")
     assert cfg.pad_size_zyx == (273, 87, 87) and cfg.spacing_mm == 3.0 and cfg.optimizer == "sgd"
+
+
+def test_cosine_schedule_falls_from_lr_to_one_percent_and_constant_stays():
+    cfg = dataclasses.replace(TINY, epochs=11, lr=0.01, lr_schedule="cosine")
+    rates = [learning_rate(cfg, e) for e in range(11)]
+    assert rates[0] == pytest.approx(0.01) and rates[-1] == pytest.approx(1e-4)
+    assert rates[5] == pytest.approx(0.5 * (0.01 + 1e-4))  # half-way down the half cosine
+    assert all(a > b for a, b in zip(rates, rates[1:], strict=False))
+    thesis = preset("thesis")
+    assert {learning_rate(thesis, e) for e in (0, 800, 1599)} == {0.05}
+    # a run stored before lr_schedule existed keeps its constant rate
+    old = {k: v for k, v in TINY.to_dict().items() if k != "lr_schedule"}
+    assert TrainConfig.from_dict(old).lr_schedule == "constant"
+    with pytest.raises(ValueError, match="lr_schedule"):
+        dataclasses.replace(TINY, lr_schedule="step")
 
 
 def test_config_round_trips_through_dict():
