@@ -12,7 +12,8 @@ are reproduced, and score like inliers. MSE_m also falls with scan size (thesis 
 - ``latent_z``: Mahalanobis distance of the scan's latent vector from the training scans'
   (the autoencoder's own description of the scan: position, anatomy, field of view);
 - ``histogram_z``: Mahalanobis distance of the scan's HU histogram from the training scans'
-  (intensity calibration, contrast, noise).
+  (intensity calibration, contrast, noise), over the voxels above the air bin: the share of
+  air is the field of view's, not the body's, and made the distance fall with scan size.
 
 Each is turned into a robust z (median and MAD of the validation split, log scale), and the
 score is Fisher's combination of their upper-tail probabilities under a normal reference:
@@ -36,6 +37,10 @@ MIN_CALIBRATION_SCANS = 8
 MAD_TO_SD = 1.4826
 """MAD × this = standard deviation for normally distributed values."""
 EVIDENCE = ("mse_m_z", "latent_z", "histogram_z")
+AIR_BINS = 1
+"""Leading bins of ``ctae_core.stats.HU_HISTOGRAM_EDGES`` left out of the histogram evidence
+(−1024 to −960 HU: air). Keeping them: Spearman ρ with pixel count −0.45 among inliers, −0.22
+without, at the same AUROC (demo cohort)."""
 
 
 @dataclass(frozen=True)
@@ -107,7 +112,8 @@ def outlier_evidence(
         mse_m: (N,) MSE_m per scan.
         pixel_count: (N,) voxels of each resampled scan.
         latents: (N, D) latent vectors, or None (no latent evidence).
-        histograms: (N, B) HU histogram counts, or None; rows that sum to 0 get NaN.
+        histograms: (N, B) HU histogram counts in ``HU_HISTOGRAM_EDGES`` bins, or None; rows
+            with no voxel above the air bin get NaN.
         fit_rows: (N,) bool, the training split: what "normal" is fitted on.
         calibration_rows: (N,) bool, the validation split: what the z-scores are relative to.
             With fewer than ``MIN_CALIBRATION_SCANS`` finite rows, the fit rows join them.
@@ -134,7 +140,7 @@ def outlier_evidence(
         latent_z = z_of(np.log(_distance(np.asarray(latents, dtype=np.float64), fit_rows)))
     histogram_z = nan.copy()
     if histograms is not None and len(histograms):
-        counts = np.asarray(histograms, dtype=np.float64)
+        counts = np.asarray(histograms, dtype=np.float64)[:, AIR_BINS:]
         usable = counts.sum(axis=1) > 0
         if (usable & fit_rows).sum() >= MIN_FIT_SCANS:
             distance = np.full(n, np.nan)

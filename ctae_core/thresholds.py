@@ -6,6 +6,13 @@ Rules, all fitted on the validation split's scores:
 - ``mad``: T = median + k·1.4826·MAD, a robust version that a few outliers in the validation
   split cannot drag upwards (1.4826·MAD estimates std for normal data).
 - ``percentile``: T = the ``percentile``-th percentile (linear interpolation).
+
+One rule is for the outlier score only (``ctae_core/outlier_score.py``), whose evidence is
+already calibrated on the validation split:
+
+- ``pvalue``: T = the (1 − p) quantile of Gamma(n, 1), the null distribution of Fisher's sum
+  Σ −log P(Z > z_i) over n independent calibrated kinds of evidence. Unlike mean + 3·std of a
+  heavy-tailed score, a planted outlier in the validation split cannot drag it upwards.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-RULES = ("mean_std", "mad", "percentile")
+RULES = ("mean_std", "mad", "percentile", "pvalue")
 MAD_TO_STD = 1.4826
 MIN_VALIDATION_SCORES = 2
 
@@ -25,14 +32,18 @@ class ThresholdRule:
     """How T is derived from validation scores; stored with the run.
 
     Attributes:
-        rule: ``mean_std`` | ``mad`` | ``percentile``.
+        rule: ``mean_std`` | ``mad`` | ``percentile`` | ``pvalue``.
         k: Multiplier of std (``mean_std``) or scaled MAD (``mad``).
         percentile: Percentile in (0, 100) for ``percentile``.
+        p: Null probability of exceeding T, for ``pvalue``.
+        evidence: Kinds of evidence the score sums, for ``pvalue`` (the Gamma shape).
     """
 
     rule: str = "mean_std"
     k: float = 3.0
     percentile: float = 99.0
+    p: float = 0.001
+    evidence: int = 3
 
     def __post_init__(self) -> None:
         if self.rule not in RULES:
@@ -41,6 +52,10 @@ class ThresholdRule:
             raise ValueError(f"threshold k must be a finite number >= 0, not {self.k}")
         if not 0 < self.percentile < 100:
             raise ValueError(f"threshold percentile must lie in (0, 100), not {self.percentile}")
+        if not 0 < self.p < 1:
+            raise ValueError(f"threshold p must lie in (0, 1), not {self.p}")
+        if self.evidence < 1:
+            raise ValueError(f"evidence must be >= 1 kind, not {self.evidence}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for JSON storage with the run."""
@@ -49,7 +64,7 @@ class ThresholdRule:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ThresholdRule:
         """Inverse of :meth:`to_dict`; unknown keys (extra run facts) are ignored."""
-        known = {k: data[k] for k in ("rule", "k", "percentile") if k in data}
+        known = {k: data[k] for k in ("rule", "k", "percentile", "p", "evidence") if k in data}
         return cls(**known)
 
     def threshold(self, validation_scores: np.ndarray) -> float:
@@ -59,6 +74,10 @@ class ThresholdRule:
             ValueError: fewer than two finite validation scores.
         """
         values = _finite(validation_scores)
+        if self.rule == "pvalue":
+            from scipy.stats import gamma
+
+            return float(gamma(self.evidence).isf(self.p))
         if self.rule == "mean_std":
             return float(values.mean() + self.k * values.std())
         if self.rule == "mad":
@@ -73,6 +92,8 @@ class ThresholdRule:
             return f"mean + {self.k:g}·std"
         if self.rule == "mad":
             return f"median + {self.k:g}·MAD"
+        if self.rule == "pvalue":
+            return f"p < {self.p:g} of {self.evidence} calibrated kinds of evidence"
         return f"{self.percentile:g}th percentile"
 
 

@@ -93,16 +93,21 @@ def baseline_scores(inputs: pd.DataFrame, fit_rows: np.ndarray, seed: int = 0) -
 
 
 def _method_threshold(method: str, values: np.ndarray, splits: np.ndarray, run: dict[str, Any]) -> float | None:
-    """The run's T for its threshold score; else T from this method's validation scores."""
+    """The run's T for its threshold score; else T from this method's validation scores under
+    the run's rule — or under mean + 3·std where the run's rule is the outlier score's p-value,
+    which means nothing for another score."""
     from ctae_core.thresholds import ThresholdRule
 
     if method == run.get("threshold_score") and run.get("threshold") is not None:
         return float(run["threshold"])
     params = json.loads(run["threshold_params_json"]) if run.get("threshold_params_json") else {}
+    rule = ThresholdRule.from_dict(params)
+    if rule.rule == "pvalue" and method != "outlier_score":
+        rule = ThresholdRule()
     val = values[splits == "val"]
     if np.isfinite(val).sum() < 2:
         return None
-    return ThresholdRule.from_dict(params).threshold(val)
+    return rule.threshold(val)
 
 
 def evaluate_run(inputs: pd.DataFrame, labels: pd.Series, run: dict[str, Any],

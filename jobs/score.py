@@ -51,7 +51,7 @@ class ScoreOptions:
     """What `ctae score` was asked to do; stored in job_runs."""
 
     run_id: str
-    rule: ThresholdRule = ThresholdRule()
+    rule: ThresholdRule = ThresholdRule("pvalue")
     score: str = "outlier_score"
     keep_volumes: str = "all"
     error_level_hu: float = 200.0
@@ -79,6 +79,11 @@ class ScoreOptions:
             raise ValueError(
                 f"--score must be one of {catalog_scores.SCORE_COLUMNS}, not {self.score!r}"
             )
+        if self.rule.rule == "pvalue" and self.score != "outlier_score":
+            raise ValueError(
+                f"--rule pvalue applies to the outlier score only (its evidence is calibrated); "
+                f"threshold {self.score} with --rule mean_std, mad or percentile"
+            )
         if self.batch_size < 1:
             raise ValueError(f"--batch-size must be >= 1, not {self.batch_size}")
         if self.error_level_hu <= 0:
@@ -89,6 +94,13 @@ class ScoreOptions:
         return {**self.rule.to_dict(), "n_val": n_val, "error_level_hu": self.error_level_hu,
                 "keep_volumes": self.keep_volumes,
                 "checkpoint_fingerprint": self.checkpoint_fingerprint}
+
+
+def default_rule(score: str) -> str:
+    """The rule T follows unless --rule says otherwise: a p-value for the outlier score (whose
+    heavy tail makes mean + 3·std follow any outlier in the validation split), the thesis's
+    mean + 3·std (eq. 3.4) for the reconstruction errors."""
+    return "pvalue" if score == "outlier_score" else "mean_std"
 
 
 def checkpoint_fingerprint(path: str | Path) -> str:
@@ -145,7 +157,7 @@ def apply_threshold(settings: CatalogSettings, options: ScoreOptions) -> dict[st
             con, options.run_id, rule=options.rule.rule, params=options.threshold_params(val.size),
             threshold=threshold, score=options.score,
         )
-    logger.info("run=%s T=%.5f (%s of val %s, n_val=%d) flagged=%d", options.run_id, threshold,
+    logger.info("run=%s T=%.5f (%s, on %s; n_val=%d) flagged=%d", options.run_id, threshold,
                 options.rule.describe(), options.score, val.size, flagged)
     return {"threshold": threshold, "n_val": int(val.size), "flagged": int(flagged)}
 
@@ -430,9 +442,10 @@ def score(
     run: Annotated[str, typer.Option("--run", help="The trained run to score with.")],
     catalog: CatalogOption = None,
     store: StoreOption = None,
-    rule: Annotated[str, typer.Option(help=f"Threshold rule: {' | '.join(RULES)}.")] = "mean_std",
+    rule: Annotated[str | None, typer.Option(help=f"Threshold rule: {' | '.join(RULES)}. Default: pvalue for the outlier score, mean_std (thesis eq. 3.4) for the others.")] = None,
     k: Annotated[float, typer.Option(help="k of mean + k·std or median + k·MAD.")] = 3.0,
     percentile: Annotated[float, typer.Option(help="Percentile for --rule percentile.")] = 99.0,
+    p_value: Annotated[float, typer.Option("--p", help="Null probability for --rule pvalue: how rarely an inlier's combined evidence reaches T.")] = 0.001,
     score_name: Annotated[str, typer.Option("--score", help="Score T applies to: outlier_score (MSE_m for its size + latent + HU-histogram evidence) | mse_m (the thesis) | mse | mse_region.")] = "outlier_score",
     keep_volumes: Annotated[str, typer.Option(help="Store recon/|error| volumes for: all | flagged | none.")] = "all",
     error_level: Annotated[float, typer.Option("--error-level", help="|error| in HU that counts a body voxel in error_fraction.")] = 200.0,
@@ -450,7 +463,8 @@ def score(
     executor_from(executor, ray_address, workers)  # usage errors before any work
     try:
         options = ScoreOptions(
-            run_id=run, rule=ThresholdRule(rule, k, percentile), score=score_name,
+            run_id=run, rule=ThresholdRule(rule or default_rule(score_name), k, percentile, p_value),
+            score=score_name,
             keep_volumes=keep_volumes, error_level_hu=error_level, batch_size=batch_size,
             device=device, overwrite=overwrite, show_progress=not no_progress,
             executor=executor, workers=workers, ray_address=ray_address,
@@ -463,7 +477,7 @@ def score(
     t_text = "not set (too few validation scores)" if threshold is None else f"{threshold:.5f}"
     typer.echo(
         f"run {run}: scored {counts.get('scored', 0)}, failed {counts.get('failed', 0)}, "
-        f"T = {t_text} ({options.rule.describe()} of val {options.score}, n_val = "
+        f"T = {t_text} ({options.rule.describe()}, on {options.score}; n_val = "
         f"{counts.get('n_val', 0)}), flagged {counts.get('flagged', 0)}"
     )
 

@@ -90,3 +90,12 @@ def test_small_validation_split_is_joined_by_training_scans():
     ev = outlier_evidence(mse_m, pixels, latents, histograms, splits == "train", splits == "val")
     reference = (splits == "train") | (splits == "val")
     assert abs(np.median(ev.mse_m_z[reference])) < 1e-9
+
+
+def test_histogram_evidence_ignores_how_much_air_the_field_of_view_holds():
+    pixels, mse_m, latents, histograms, splits = _cohort()
+    before = outlier_evidence(mse_m, pixels, latents, histograms, splits == "train", splits == "val")
+    wider = histograms.copy()
+    wider[110, 0] *= 10  # the same body in a larger field of view: only air voxels added
+    after = outlier_evidence(mse_m, pixels, latents, wider, splits == "train", splits == "val")
+    np.testing.assert_allclose(after.histogram_z, before.histogram_z)

@@ -26,6 +26,19 @@ def test_percentile_rule_interpolates():
     assert ThresholdRule("percentile", percentile=90).threshold(VAL) == pytest.approx(7.6)
 
 
+def test_pvalue_rule_is_the_null_quantile_of_fishers_sum():
+    # Σ of n values −log U (U uniform) is Gamma(n, 1); n = 1: T = −log p exactly
+    assert ThresholdRule("pvalue", p=0.01, evidence=1).threshold(VAL) == pytest.approx(-np.log(0.01))
+    # n = 3: P(Gamma(3) > t) = e^-t (1 + t + t²/2); at the default p = 0.001, t ≈ 11.229
+    t = ThresholdRule("pvalue").threshold(VAL)
+    assert np.exp(-t) * (1 + t + t * t / 2) == pytest.approx(0.001)
+    # independent of the validation scores, so a validation outlier cannot lift it
+    assert ThresholdRule("pvalue").threshold(np.append(VAL, 1e6)) == t
+    rng = np.random.default_rng(0)
+    null = -np.log(rng.random((200_000, 3))).sum(axis=1)
+    assert (null > t).mean() == pytest.approx(0.001, abs=3e-4)
+
+
 def test_nan_scores_are_ignored():
     with_nan = np.append(VAL, np.nan)
     assert ThresholdRule().threshold(with_nan) == pytest.approx(ThresholdRule().threshold(VAL))
@@ -46,13 +59,14 @@ def test_score_equal_to_t_is_not_flagged():
 
 
 def test_round_trip_through_dict():
-    rule = ThresholdRule("percentile", k=2.5, percentile=97.5)
+    rule = ThresholdRule("percentile", k=2.5, percentile=97.5, p=0.01, evidence=2)
     assert ThresholdRule.from_dict({**rule.to_dict(), "n_val": 12}) == rule
 
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"rule": "iqr"}, "one of"), ({"k": -1}, "k must"), ({"percentile": 100}, "percentile must")],
+    [({"rule": "iqr"}, "one of"), ({"k": -1}, "k must"), ({"percentile": 100}, "percentile must"),
+     ({"p": 0.0}, "p must"), ({"evidence": 0}, "evidence must")],
 )
 def test_bad_rules_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):

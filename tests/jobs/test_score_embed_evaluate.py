@@ -13,6 +13,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import gamma
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
@@ -131,16 +132,29 @@ def test_stored_mse_m_equals_a_hand_computation(scored):
     assert error[row["max_error_z"], row["max_error_y"], row["max_error_x"]] == error[body].max()
 
 
-def test_threshold_is_mean_plus_3_std_of_validation_outlier_score_and_flags_follow(scored):
+def test_default_threshold_is_the_outlier_scores_p_value_and_flags_follow(scored):
     settings, _ = scored
     scores = _read(settings, catalog_scores.read_scores, RUN)
     run = _read(settings, catalog_scores.read_run, RUN)
-    val = scores.loc[scores["split"] == "val", "outlier_score"].to_numpy()
-    assert len(val) >= 2 and np.isfinite(val).all()
-    assert run["threshold"] == pytest.approx(val.mean() + 3 * val.std())
-    assert (run["threshold_rule"], run["threshold_score"]) == ("mean_std", "outlier_score")
-    assert json.loads(run["threshold_params_json"])["n_val"] == len(val)
+    assert (run["threshold_rule"], run["threshold_score"]) == ("pvalue", "outlier_score")
+    assert run["threshold"] == pytest.approx(gamma(3).isf(0.001))
+    assert json.loads(run["threshold_params_json"])["n_val"] == (scores["split"] == "val").sum()
     assert (scores["is_outlier"] == (scores["outlier_score"] > run["threshold"])).all()
+    assert set(scores.loc[scores["is_outlier"], "scan_id"]) >= METAL
+
+
+def test_thesis_rule_on_the_outlier_score_and_p_value_refused_for_mse_m(scored):
+    settings, _ = scored
+    _cli(settings, "score", "--run", RUN, "--rethreshold-only", "--rule", "mean_std")
+    scores = _read(settings, catalog_scores.read_scores, RUN)
+    run = _read(settings, catalog_scores.read_run, RUN)
+    val = scores.loc[scores["split"] == "val", "outlier_score"].to_numpy()
+    assert run["threshold"] == pytest.approx(val.mean() + 3 * val.std())
+    result = runner.invoke(app, ["score", "--catalog", str(settings.catalog_path), "--run", RUN,
+                                 "--rethreshold-only", "--rule", "pvalue", "--score", "mse_m"])
+    assert result.exit_code == 1 and "outlier score only" in result.output
+    assert _read(settings, catalog_scores.read_run, RUN)["threshold"] == run["threshold"]
+    _cli(settings, "score", "--run", RUN, "--rethreshold-only")  # back to the default
 
 
 def test_outlier_score_is_the_evidence_of_the_stored_inputs(scored):
@@ -183,7 +197,7 @@ def test_rethreshold_only_reflags_without_rescoring(scored):
     assert (after["is_outlier"] != before["is_outlier"]).any()  # re-flagged on another score
     _cli(settings, "score", "--run", RUN, "--rethreshold-only")  # back to the default rule
     run = _read(settings, catalog_scores.read_run, RUN)
-    assert (run["threshold_rule"], run["threshold_score"]) == ("mean_std", "outlier_score")
+    assert (run["threshold_rule"], run["threshold_score"]) == ("pvalue", "outlier_score")
 
 
 def test_embed_is_deterministic_and_skips_when_up_to_date(scored):
@@ -259,7 +273,7 @@ def test_new_checkpoint_rescores_and_keep_volumes_flagged_removes_inliers(scored
     assert params["error_level_hu"] == 100 and params["keep_volumes"] == "flagged"
     _cli(settings, "score", "--run", RUN, "--rethreshold-only")  # keeps what scoring recorded
     params = json.loads(_read(settings, catalog_scores.read_run, RUN)["threshold_params_json"])
-    assert params["error_level_hu"] == 100 and params["rule"] == "mean_std"
+    assert params["error_level_hu"] == 100 and params["rule"] == "pvalue"
     # the latents changed with the re-scoring, so the embedding is no longer up to date
     again = _cli(settings, "embed", "--run", RUN, "--seed", "1", "--min-pts", "3")
     assert "embedded 21 scans" in again.output
