@@ -19,8 +19,12 @@ logger = logging.getLogger(__name__)
 APP_PATH = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
 
 
-def streamlit_command(port: int, host: str, open_browser: bool) -> list[str]:
-    """The `streamlit run` command line that serves dashboard/app.py."""
+def streamlit_command(port: int, host: str) -> list[str]:
+    """The `streamlit run` command line that serves dashboard/app.py.
+
+    Always headless: a non-headless Streamlit asks for an e-mail address on its first run and
+    waits for an answer on stdin, which would hang the demo; ctae opens the browser itself.
+    """
     return [
         sys.executable,
         "-m",
@@ -32,7 +36,7 @@ def streamlit_command(port: int, host: str, open_browser: bool) -> list[str]:
         "--server.address",
         host,
         "--server.headless",
-        "false" if open_browser else "true",
+        "true",
         "--browser.gatherUsageStats",
         "false",
         "--client.toolbarMode",
@@ -68,7 +72,9 @@ def dashboard(
         STORE_ENV: str(settings.store_dir),
     }
     typer.echo(f"ctae dashboard on http://{host}:{port}/  catalog {settings.catalog_path}")
-    command = streamlit_command(port, host, not no_browser)
+    command = streamlit_command(port, host)
+    if not no_browser:
+        open_browser_when_serving(f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}/")
     sys.stdout.flush()
     if os.name == "posix":  # become the server: a signal to `ctae dashboard` reaches Streamlit
         os.execve(command[0], command, env)
@@ -78,6 +84,19 @@ def dashboard(
         return
     if result.returncode not in (0, -2, 130):
         raise typer.Exit(result.returncode)
+
+
+def open_browser_when_serving(url: str, timeout_s: float = 60.0) -> None:
+    """Open ``url`` in the user's browser from a detached process once the port answers (this
+    process is about to become the server)."""
+    subprocess.Popen(
+        [sys.executable, "-m", "jobs.browser", url, str(timeout_s)],
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=APP_PATH.parents[1],
+    )
 
 
 def register(app: typer.Typer) -> None:

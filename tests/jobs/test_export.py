@@ -138,9 +138,22 @@ def test_export_names_a_missing_run_and_catalog(catalog, tmp_path):
 
 
 def test_dashboard_command_line():
-    cmd = streamlit_command(8600, "0.0.0.0", open_browser=False)
+    cmd = streamlit_command(8600, "0.0.0.0")
     assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4].endswith("dashboard/app.py")
     assert cmd[cmd.index("--server.port") + 1] == "8600"
-    assert cmd[cmd.index("--server.headless") + 1] == "true"
+    assert cmd[cmd.index("--server.headless") + 1] == "true"  # never the first-run e-mail prompt
     result = runner.invoke(app, ["dashboard", "--port", "0"])
     assert result.exit_code == 2 and "--port 0 must be between 1 and 65535" in result.output
+
+
+def test_browser_opener_waits_for_the_port():
+    import socket
+
+    from jobs.browser import wait_for_port
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        assert wait_for_port("127.0.0.1", port, timeout_s=2.0)
+    assert not wait_for_port("127.0.0.1", port, timeout_s=0.6)  # closed again
