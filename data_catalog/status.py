@@ -15,6 +15,8 @@ SELECT
     (SELECT count(*) FROM scores WHERE run_id = $run_id AND recon_path IS NOT NULL
                                                    AND error_path IS NOT NULL) AS with_volumes,
     (SELECT count(*) FROM scores WHERE run_id = $run_id AND latent IS NOT NULL) AS with_latents,
+    (SELECT count(*) FROM scores WHERE run_id = $run_id
+                                   AND outlier_score IS NOT NULL)       AS with_outlier_score,
     (SELECT any_value(threshold) FROM runs WHERE run_id = $run_id)      AS threshold,
     (SELECT count(*) FROM embeddings WHERE run_id = $run_id)            AS embedded,
     (SELECT count(*) FROM evaluations WHERE run_id = $run_id)           AS evaluations,
@@ -33,6 +35,7 @@ class PipelineStatus:
     scored: int
     with_volumes: int
     with_latents: int
+    with_outlier_score: int
     threshold: float | None
     embedded: int
     evaluations: int
@@ -44,7 +47,10 @@ class PipelineStatus:
 
     @property
     def scored_all(self) -> bool:
-        return self.scans > 0 and self.unscored == 0 and self.threshold is not None
+        """Every scan scored, with its outlier score (a catalog scored before schema v2 lacks
+        it until `ctae score` runs again), and T set."""
+        return (self.scans > 0 and self.unscored == 0 and self.threshold is not None
+                and self.with_outlier_score == self.scored)
 
 
 def pipeline_status(con: duckdb.DuckDBPyConnection, run_id: str) -> PipelineStatus:

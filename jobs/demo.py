@@ -92,12 +92,13 @@ def run_pipeline(workdir: Path, plan: DemoPlan, settings: CatalogSettings) -> Pi
         if status.run_status is not None:  # killed or failed earlier: continue its checkpoint
             train.append("--resume")
         _ctae(*train)
-    if not _status(settings).scored_all:
+    scored_now = not _status(settings).scored_all
+    if scored_now:
         _ctae("score", *common, *store, "--run", RUN_ID)
     status = _status(settings)
     if status.embedded < status.scored:
         _ctae("embed", *common, "--run", RUN_ID, "--seed", str(plan.seed))
-    if _status(settings).evaluations == 0:
+    if scored_now or _status(settings).evaluations == 0:
         _ctae("evaluate", *common, "--run", RUN_ID, "--truth", str(cohort / "ground_truth.csv"))
     return _status(settings)
 
