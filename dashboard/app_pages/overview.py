@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import streamlit as st
 
+from ctae_core.thresholds import ThresholdRule
 from dashboard import charts, data, state
 
 st.title("Overview")
@@ -31,10 +34,12 @@ st.subheader(f"Run `{run_id}`")
 if run.get("threshold") is None:
     st.info(f"Run `{run_id}` has no threshold yet: run `ctae score --run {run_id}`.")
 else:
+    params = json.loads(run.get("threshold_params_json") or "{}")
     st.markdown(
         f"Threshold rule **{run['threshold_rule']}** "
-        f"({run.get('threshold_params_json') or '{}'}) on **{run['threshold_score']}**: "
-        f"T = **{run['threshold']:.4g}**  ·  model input spacing {run.get('spacing_mm')} mm"
+        f"({ThresholdRule.from_dict(params).describe()}, n_val = {params.get('n_val', '?')}) "
+        f"on **{run['threshold_score']}**: T = **{run['threshold']:.4g}**  ·  "
+        f"model input spacing {run.get('spacing_mm')} mm"
     )
 summary = data.review_summary(catalog, run_id)
 cols = st.columns(4)

@@ -25,6 +25,7 @@ def test_overview_shows_counts_threshold_and_training_curve(catalog, open_page):
     assert metrics["Flagged (> T)"] == str(flagged)
     threshold = _db(catalog, "SELECT threshold FROM runs")[0][0]
     assert f"T = **{threshold:.4g}**" in at.markdown[0].value
+    assert "(mean + 3·std, n_val = " in at.markdown[0].value  # the rule in words, not its JSON
     (curve,) = figures(at)
     assert [t["name"] for t in curve["data"]] == ["train", "validation"]
     assert point_count(curve) == 2 * 30
