@@ -1,4 +1,4 @@
-"""The run's outlier score: three kinds of evidence that a scan does not belong, each calibrated
+"""The run's outlier score: four kinds of evidence that a scan does not belong, each calibrated
 against the validation split, combined into one number that T applies to.
 
 Why not MSE_m alone (measured on the demo cohort, README "Detection quality"): a
@@ -12,8 +12,13 @@ are reproduced, and score like inliers. MSE_m also falls with scan size (thesis 
 - ``latent_z``: Mahalanobis distance of the scan's latent vector from the training scans'
   (the autoencoder's own description of the scan: position, anatomy, field of view);
 - ``histogram_z``: Mahalanobis distance of the scan's HU histogram from the training scans'
-  (intensity calibration, contrast, noise), over the voxels above the air bin: the share of
-  air is the field of view's, not the body's, and made the distance fall with scan size.
+  (intensity calibration, noise, metal), over the voxels above the air bin: the share of
+  air is the field of view's, not the body's, and made the distance fall with scan size;
+- ``tissue_z``: the same for the scan's tissue composition — log shares of its non-air voxels
+  in eight HU ranges (lung, lung edge, fat, soft tissue, enhanced tissue, contrast-filled blood
+  and cancellous bone, cortical bone, metal). Sixty-three fine bins spread a missing contrast
+  agent over a few noisy dimensions; eight ranges make it one clear one (non-contrast AUROC
+  0.54 → 0.81 on the demo cohort's 119 planted outliers).
 
 Each is turned into a robust z (median and MAD of the validation split, log scale), and the
 score is Fisher's combination of their upper-tail probabilities under a normal reference:
@@ -29,6 +34,7 @@ import numpy as np
 from scipy.stats import norm
 
 from ctae_core.evaluation import histogram_features, mahalanobis_scores
+from ctae_core.stats import HU_HISTOGRAM_EDGES
 
 MIN_FIT_SCANS = 5
 """Training-split scans needed to fit the size line and the two distances."""
@@ -36,11 +42,18 @@ MIN_CALIBRATION_SCANS = 8
 """Validation scans needed to calibrate alone; with fewer, training scans join them."""
 MAD_TO_SD = 1.4826
 """MAD × this = standard deviation for normally distributed values."""
-EVIDENCE = ("mse_m_z", "latent_z", "histogram_z")
+EVIDENCE = ("mse_m_z", "latent_z", "histogram_z", "tissue_z")
 AIR_BINS = 1
 """Leading bins of ``ctae_core.stats.HU_HISTOGRAM_EDGES`` left out of the histogram evidence
 (−1024 to −960 HU: air). Keeping them: Spearman ρ with pixel count −0.45 among inliers, −0.22
 without, at the same AUROC (demo cohort)."""
+TISSUE_RANGES_HU = (
+    (-960, -576), (-576, -192), (-192, -64), (-64, 128), (128, 256), (256, 512), (512, 1536),
+    (1536, None),
+)
+"""The tissue-composition ranges (on ``HU_HISTOGRAM_EDGES`` bin edges; the last is open)."""
+TISSUE_SHARE_FLOOR = 1e-4
+"""Added to each share before the log, so an empty range (no metal) is finite."""
 
 
 @dataclass(frozen=True)
@@ -50,11 +63,27 @@ class OutlierEvidence:
     mse_m_z: np.ndarray
     latent_z: np.ndarray
     histogram_z: np.ndarray
+    tissue_z: np.ndarray
     outlier_score: np.ndarray
 
     def as_columns(self) -> dict[str, np.ndarray]:
         """Column name → values, in the catalog's names."""
         return {name: getattr(self, name) for name in (*EVIDENCE, "outlier_score")}
+
+
+def tissue_log_shares(histograms: np.ndarray) -> np.ndarray:
+    """(N, 8) log shares of each scan's non-air voxels in ``TISSUE_RANGES_HU``, from (N, 64)
+    counts in ``HU_HISTOGRAM_EDGES`` bins. Rows without a non-air voxel give NaN."""
+    counts = np.asarray(histograms, dtype=np.float64)
+    if counts.ndim != 2 or counts.shape[1] != len(HU_HISTOGRAM_EDGES) - 1:
+        raise ValueError(f"histograms must have shape (N, {len(HU_HISTOGRAM_EDGES) - 1}), "
+                         f"got {counts.shape}; re-ingest scans stored by an older ctae")
+    first = np.searchsorted(HU_HISTOGRAM_EDGES, [lo for lo, _ in TISSUE_RANGES_HU])
+    shares = np.stack([counts[:, a:b].sum(axis=1) for a, b in
+                       zip(first, [*first[1:], counts.shape[1]], strict=True)], axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shares = shares / shares.sum(axis=1, keepdims=True)
+    return np.log(shares + TISSUE_SHARE_FLOOR)
 
 
 def size_adjusted_log(values: np.ndarray, pixel_count: np.ndarray, fit_rows: np.ndarray) -> np.ndarray:
@@ -106,7 +135,7 @@ def outlier_evidence(
     fit_rows: np.ndarray,
     calibration_rows: np.ndarray,
 ) -> OutlierEvidence:
-    """The three kinds of evidence and the combined outlier score of N scans of one run.
+    """The four kinds of evidence and the combined outlier score of N scans of one run.
 
     Args:
         mse_m: (N,) MSE_m per scan.
@@ -127,7 +156,7 @@ def outlier_evidence(
     calibration_rows = np.asarray(calibration_rows, dtype=bool)
     nan = np.full(n, np.nan)
     if fit_rows.sum() < MIN_FIT_SCANS:
-        return OutlierEvidence(nan, nan.copy(), nan.copy(), nan.copy())
+        return OutlierEvidence(nan, nan.copy(), nan.copy(), nan.copy(), nan.copy())
     if (calibration_rows & np.isfinite(mse_m)).sum() < MIN_CALIBRATION_SCANS:
         calibration_rows = calibration_rows | fit_rows
 
@@ -138,16 +167,21 @@ def outlier_evidence(
     latent_z = nan.copy()
     if latents is not None and len(latents):
         latent_z = z_of(np.log(_distance(np.asarray(latents, dtype=np.float64), fit_rows)))
-    histogram_z = nan.copy()
+    histogram_z, tissue_z = nan.copy(), nan.copy()
     if histograms is not None and len(histograms):
-        counts = np.asarray(histograms, dtype=np.float64)[:, AIR_BINS:]
-        usable = counts.sum(axis=1) > 0
+        counts = np.asarray(histograms, dtype=np.float64)
+        usable = counts[:, AIR_BINS:].sum(axis=1) > 0
         if (usable & fit_rows).sum() >= MIN_FIT_SCANS:
+            fit_usable = fit_rows[usable]
             distance = np.full(n, np.nan)
-            distance[usable] = _distance(histogram_features(counts[usable]), fit_rows[usable])
+            distance[usable] = _distance(histogram_features(counts[usable, AIR_BINS:]), fit_usable)
             histogram_z = z_of(np.log(distance))
-    score = fisher_combination(np.stack([mse_m_z, latent_z, histogram_z]))
-    return OutlierEvidence(mse_m_z, latent_z, histogram_z, score)
+            if counts.shape[1] == len(HU_HISTOGRAM_EDGES) - 1:  # else not ctae's bins: left out
+                distance = np.full(n, np.nan)
+                distance[usable] = _distance(tissue_log_shares(counts[usable]), fit_usable)
+                tissue_z = z_of(np.log(distance))
+    score = fisher_combination(np.stack([mse_m_z, latent_z, histogram_z, tissue_z]))
+    return OutlierEvidence(mse_m_z, latent_z, histogram_z, tissue_z, score)
 
 
 def _distance(features: np.ndarray, fit_rows: np.ndarray) -> np.ndarray:

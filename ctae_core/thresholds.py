@@ -36,14 +36,15 @@ class ThresholdRule:
         k: Multiplier of std (``mean_std``) or scaled MAD (``mad``).
         percentile: Percentile in (0, 100) for ``percentile``.
         p: Null probability of exceeding T, for ``pvalue``.
-        evidence: Kinds of evidence the score sums, for ``pvalue`` (the Gamma shape).
+        evidence: Kinds of evidence the score sums, for ``pvalue`` (the Gamma shape; the
+            outlier score's four, ``ctae_core.outlier_score.EVIDENCE``).
     """
 
     rule: str = "mean_std"
     k: float = 3.0
     percentile: float = 99.0
     p: float = 0.001
-    evidence: int = 3
+    evidence: int = 4
 
     def __post_init__(self) -> None:
         if self.rule not in RULES:

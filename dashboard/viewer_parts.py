@@ -24,6 +24,7 @@ FACTS = [
     "mse_m_z",
     "latent_z",
     "histogram_z",
+    "tissue_z",
     "is_outlier",
     "cluster",
     "pixel_count",
@@ -123,11 +124,12 @@ EVIDENCE_NAMES = {
     "mse_m_z": "reconstruction error for its size",
     "latent_z": "latent vector far from the training scans'",
     "histogram_z": "HU histogram unlike the training scans'",
+    "tissue_z": "tissue composition unlike the training scans'",
 }
 
 
 def strongest_evidence(scan: pd.Series) -> str | None:
-    """Which of the outlier score's three kinds of evidence is largest, in words; None when the
+    """Which of the outlier score's four kinds of evidence is largest, in words; None when the
     run has no outlier score for the scan."""
     z = {k: scan.get(k) for k in EVIDENCE_NAMES}
     z = {k: float(v) for k, v in z.items() if v is not None and pd.notna(v)}

@@ -182,11 +182,11 @@ _V1 = [
     )""",
 ]
 
-# v2: the run's outlier score and the three kinds of evidence it combines
+# v2: the run's outlier score and the four kinds of evidence it combines
 # (ctae_core/outlier_score.py); NULL for rows scored before v2 until `ctae score` runs again.
 _V2 = [
     f"ALTER TABLE scores ADD COLUMN IF NOT EXISTS {column} DOUBLE"
-    for column in ("mse_m_z", "latent_z", "histogram_z", "outlier_score")
+    for column in ("mse_m_z", "latent_z", "histogram_z", "tissue_z", "outlier_score")
 ]
 
 MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2}

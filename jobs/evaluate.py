@@ -1,7 +1,7 @@
 """`ctae evaluate`: how well the run's scores find planted outliers, beside two baselines.
 
 For the run's outlier score and each kind of evidence it combines (MSE_m for its size, latent
-distance, HU-histogram distance), MSE, MSE over the region, MSE_m, and the two baselines pixel
+distance, HU-histogram distance, tissue-composition distance), MSE, MSE over the region, MSE_m, and the two baselines pixel
 statistics + IsolationForest and HU histogram + Mahalanobis: AUROC and average precision (overall and per outlier type), precision and recall
 at T, and the Spearman correlation with pixel count among inliers. T is the run's stored T
 for the run's threshold score; every other method gets T from its own validation-split scores
@@ -28,7 +28,8 @@ from jobs.runtime import job_run
 logger = logging.getLogger(__name__)
 
 TRUTH_COLUMNS = ("series_uid", "source_path", "truth")
-RUN_METHODS = ("outlier_score", "mse_m_z", "latent_z", "histogram_z", "mse", "mse_region", "mse_m")
+RUN_METHODS = ("outlier_score", "mse_m_z", "latent_z", "histogram_z", "tissue_z", "mse",
+               "mse_region", "mse_m")
 """The run's own scores in the scores table; a method whose column is all NULL is left out."""
 
 

@@ -9,6 +9,7 @@ from ctae_core.outlier_score import (
     outlier_evidence,
     robust_z,
     size_adjusted_log,
+    tissue_log_shares,
 )
 
 
@@ -48,7 +49,7 @@ def _cohort(n: int = 120, seed: int = 0):
     pixels = rng.uniform(4e5, 2e6, n)
     mse_m = 0.6 * (pixels / 1e6) ** -0.4 * np.exp(rng.normal(0, 0.1, n))
     latents = rng.normal(0, 1, (n, 8))
-    histograms = rng.poisson(1000, (n, 16)).astype(float)
+    histograms = rng.poisson(1000, (n, 64)).astype(float)
     splits = np.array(["train"] * 80 + ["val"] * 20 + ["test"] * (n - 100))
     return pixels, mse_m, latents, histograms, splits
 
@@ -68,10 +69,30 @@ def test_each_kind_of_evidence_finds_its_own_outlier():
     assert abs(np.median(ev.mse_m_z[splits == "val"])) < 1e-9
 
 
+def test_tissue_evidence_sees_a_missing_contrast_agent():
+    pixels, mse_m, latents, histograms, splits = _cohort()
+    contrast = slice(20, 24)  # 256–512 HU: the contrast-filled blood pool
+    histograms[:, contrast] *= 8  # every scan enhanced...
+    histograms[103, contrast] /= 4  # ...but this one holds a quarter of the contrast voxels
+    ev = outlier_evidence(mse_m, pixels, latents, histograms, splits == "train", splits == "val")
+    assert int(np.argmax(ev.tissue_z)) == 103 and ev.tissue_z[103] > 5
+    assert int(np.argmax(ev.outlier_score)) == 103
+
+
+def test_tissue_shares_follow_the_hu_ranges():
+    counts = np.zeros((1, 64))
+    counts[0, 0] = 500  # air: left out
+    counts[0, 3] = 30  # -832 HU: lung
+    counts[0, 16] = 60  # 0 HU: soft tissue
+    counts[0, 50] = 10  # 2176 HU: metal
+    shares = np.exp(tissue_log_shares(counts)[0]) - 1e-4
+    np.testing.assert_allclose(shares, [0.3, 0, 0, 0.6, 0, 0, 0, 0.1], atol=1e-12)
+
+
 def test_missing_histograms_leave_that_evidence_out():
     pixels, mse_m, latents, _, splits = _cohort()
     ev = outlier_evidence(mse_m, pixels, latents, None, splits == "train", splits == "val")
-    assert np.isnan(ev.histogram_z).all()
+    assert np.isnan(ev.histogram_z).all() and np.isnan(ev.tissue_z).all()
     assert np.isfinite(ev.outlier_score).all()
     np.testing.assert_allclose(
         ev.outlier_score, fisher_combination(np.stack([ev.mse_m_z, ev.latent_z])))

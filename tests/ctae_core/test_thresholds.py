@@ -29,13 +29,13 @@ def test_percentile_rule_interpolates():
 def test_pvalue_rule_is_the_null_quantile_of_fishers_sum():
     # Σ of n values −log U (U uniform) is Gamma(n, 1); n = 1: T = −log p exactly
     assert ThresholdRule("pvalue", p=0.01, evidence=1).threshold(VAL) == pytest.approx(-np.log(0.01))
-    # n = 3: P(Gamma(3) > t) = e^-t (1 + t + t²/2); at the default p = 0.001, t ≈ 11.229
+    # n = 4: P(Gamma(4) > t) = e^-t (1 + t + t²/2 + t³/6); at the default p = 0.001, t ≈ 13.06
     t = ThresholdRule("pvalue").threshold(VAL)
-    assert np.exp(-t) * (1 + t + t * t / 2) == pytest.approx(0.001)
+    assert np.exp(-t) * (1 + t + t * t / 2 + t**3 / 6) == pytest.approx(0.001)
     # independent of the validation scores, so a validation outlier cannot lift it
     assert ThresholdRule("pvalue").threshold(np.append(VAL, 1e6)) == t
     rng = np.random.default_rng(0)
-    null = -np.log(rng.random((200_000, 3))).sum(axis=1)
+    null = -np.log(rng.random((200_000, 4))).sum(axis=1)
     assert (null > t).mean() == pytest.approx(0.001, abs=3e-4)
 
 

@@ -43,5 +43,6 @@ def test_v1_catalog_migrates_to_v2_keeping_its_scores():
     con.execute("INSERT INTO scores (run_id, scan_id, split, mse_m) VALUES ('r', 's1', 'val', 0.25)")
     assert ensure_schema(con) == 2
     row = con.execute(
-        "SELECT mse_m, mse_m_z, latent_z, histogram_z, outlier_score FROM scores").fetchall()
-    assert row == [(0.25, None, None, None, None)]
+        "SELECT mse_m, mse_m_z, latent_z, histogram_z, tissue_z, outlier_score FROM scores"
+    ).fetchall()
+    assert row == [(0.25, None, None, None, None, None)]

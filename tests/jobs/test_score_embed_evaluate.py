@@ -21,6 +21,7 @@ from ctae_core.config import TINY
 from ctae_core.inference import load_run_model, prepare_input, reconstruct
 from ctae_core.io.volume_store import load_volume, save_volume
 from ctae_core.outlier_score import outlier_evidence
+from ctae_core.stats import HU_HISTOGRAM_EDGES
 from data_catalog import CatalogSettings, connect
 from data_catalog import scores as catalog_scores
 from jobs.cli import app
@@ -53,7 +54,7 @@ def _add_scan(con, settings, scan_id, array) -> None:
          float(array.std()), float(array.min()), float(array.max()),
          *np.percentile(array, [1, 99]).tolist(), int((array > -990).sum()),
          int((array > 3000).sum()),
-         np.histogram(array, bins=[-1100, -990, -500, 0, 100, 400, 1000, 2000, 3500])[0].tolist(),
+         np.histogram(np.clip(array, -1024, 3071), bins=HU_HISTOGRAM_EDGES)[0].tolist(),
          str(path)],
     )
 
@@ -137,7 +138,7 @@ def test_default_threshold_is_the_outlier_scores_p_value_and_flags_follow(scored
     scores = _read(settings, catalog_scores.read_scores, RUN)
     run = _read(settings, catalog_scores.read_run, RUN)
     assert (run["threshold_rule"], run["threshold_score"]) == ("pvalue", "outlier_score")
-    assert run["threshold"] == pytest.approx(gamma(3).isf(0.001))
+    assert run["threshold"] == pytest.approx(gamma(4).isf(0.001))
     assert json.loads(run["threshold_params_json"])["n_val"] == (scores["split"] == "val").sum()
     assert (scores["is_outlier"] == (scores["outlier_score"] > run["threshold"])).all()
     assert set(scores.loc[scores["is_outlier"], "scan_id"]) >= METAL
@@ -229,7 +230,8 @@ def test_evaluate_stores_metrics_equal_to_sklearn(scored, tmp_path):
     assert "histogram_mahalanobis" in result.output and "isolation_forest" in result.output
     table = _read(settings, catalog_scores.read_evaluations, RUN).set_index(["method", "outlier_type"])
     assert set(table.index.get_level_values(0)) == {
-        "outlier_score", "mse_m_z", "latent_z", "histogram_z", "mse", "mse_region", "mse_m",
+        "outlier_score", "mse_m_z", "latent_z", "histogram_z", "tissue_z", "mse", "mse_region",
+        "mse_m",
         "isolation_forest", "histogram_mahalanobis"}
     scores = _read(settings, catalog_scores.read_scores, RUN).set_index("scan_id")
     known = scores.loc[[f"s-{i:03d}" for i in range(20)]]
@@ -238,8 +240,10 @@ def test_evaluate_stores_metrics_equal_to_sklearn(scored, tmp_path):
     assert (row["n_inliers"], row["n_outliers"]) == (18, 2)
     assert row["auroc"] == pytest.approx(roc_auc_score(y, known["mse_m"]))
     assert table.loc[("mse_m", "metal"), "auroc"] == pytest.approx(row["auroc"])
-    # 3000 HU blocks are what the histogram and pixel-statistics baselines see best
-    assert table.loc[("histogram_mahalanobis", "all"), "auroc"] == pytest.approx(1.0)
+    # 3000 HU blocks fill the metal range of the tissue composition and the metal voxel count
+    # of the pixel statistics: both rank the two metal scans first
+    assert table.loc[("tissue_z", "all"), "auroc"] == pytest.approx(1.0)
+    assert table.loc[("isolation_forest", "all"), "auroc"] == pytest.approx(1.0)
 
 
 def test_bad_inputs_give_clear_errors(scored, tmp_path):
