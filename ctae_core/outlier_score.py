@@ -35,23 +35,20 @@ from scipy.stats import norm
 
 from ctae_core.evaluation import histogram_features, mahalanobis_scores
 from ctae_core.stats import HU_HISTOGRAM_EDGES
+from ctae_core.thresholds import MAD_TO_STD
 
 MIN_FIT_SCANS = 5
 """Training-split scans needed to fit the size line and the two distances."""
 MIN_CALIBRATION_SCANS = 8
 """Validation scans needed to calibrate alone; with fewer, training scans join them."""
-MAD_TO_SD = 1.4826
-"""MAD × this = standard deviation for normally distributed values."""
 EVIDENCE = ("mse_m_z", "latent_z", "histogram_z", "tissue_z")
 AIR_BINS = 1
 """Leading bins of ``ctae_core.stats.HU_HISTOGRAM_EDGES`` left out of the histogram evidence
 (−1024 to −960 HU: air). Keeping them: Spearman ρ with pixel count −0.45 among inliers, −0.22
 without, at the same AUROC (demo cohort)."""
-TISSUE_RANGES_HU = (
-    (-960, -576), (-576, -192), (-192, -64), (-64, 128), (128, 256), (256, 512), (512, 1536),
-    (1536, None),
-)
-"""The tissue-composition ranges (on ``HU_HISTOGRAM_EDGES`` bin edges; the last is open)."""
+TISSUE_RANGE_STARTS_HU = (-960, -576, -192, -64, 128, 256, 512, 1536)
+"""Lower edges of the tissue-composition ranges (on ``HU_HISTOGRAM_EDGES`` bin edges); each
+range ends where the next starts, the last at the histogram's end."""
 TISSUE_SHARE_FLOOR = 1e-4
 """Added to each share before the log, so an empty range (no metal) is finite."""
 
@@ -72,15 +69,14 @@ class OutlierEvidence:
 
 
 def tissue_log_shares(histograms: np.ndarray) -> np.ndarray:
-    """(N, 8) log shares of each scan's non-air voxels in ``TISSUE_RANGES_HU``, from (N, 64)
+    """(N, 8) log shares of each scan's non-air voxels in the tissue ranges, from (N, 64)
     counts in ``HU_HISTOGRAM_EDGES`` bins. Rows without a non-air voxel give NaN."""
     counts = np.asarray(histograms, dtype=np.float64)
     if counts.ndim != 2 or counts.shape[1] != len(HU_HISTOGRAM_EDGES) - 1:
         raise ValueError(f"histograms must have shape (N, {len(HU_HISTOGRAM_EDGES) - 1}), "
                          f"got {counts.shape}; re-ingest scans stored by an older ctae")
-    first = np.searchsorted(HU_HISTOGRAM_EDGES, [lo for lo, _ in TISSUE_RANGES_HU])
-    shares = np.stack([counts[:, a:b].sum(axis=1) for a, b in
-                       zip(first, [*first[1:], counts.shape[1]], strict=True)], axis=1)
+    first = np.searchsorted(HU_HISTOGRAM_EDGES, TISSUE_RANGE_STARTS_HU)
+    shares = np.add.reduceat(counts, first, axis=1)  # each range: its first bin to the next's
     with np.errstate(invalid="ignore", divide="ignore"):
         shares = shares / shares.sum(axis=1, keepdims=True)
     return np.log(shares + TISSUE_SHARE_FLOOR)
@@ -112,7 +108,7 @@ def robust_z(values: np.ndarray, reference_rows: np.ndarray) -> np.ndarray:
     if ref.size == 0:
         return np.full(values.shape, np.nan)
     centre = float(np.median(ref))
-    scale = MAD_TO_SD * float(np.median(np.abs(ref - centre)))
+    scale = MAD_TO_STD * float(np.median(np.abs(ref - centre)))
     if not scale > 0:
         scale = float(np.std(ref)) or 1.0
     return (values - centre) / scale

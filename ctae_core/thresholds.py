@@ -24,6 +24,8 @@ import numpy as np
 
 RULES = ("mean_std", "mad", "percentile", "pvalue")
 MAD_TO_STD = 1.4826
+EVIDENCE_KINDS = 4
+"""Kinds of evidence the outlier score sums (``ctae_core.outlier_score.EVIDENCE``)."""
 MIN_VALIDATION_SCORES = 2
 
 
@@ -44,7 +46,7 @@ class ThresholdRule:
     k: float = 3.0
     percentile: float = 99.0
     p: float = 0.001
-    evidence: int = 4
+    evidence: int = EVIDENCE_KINDS
 
     def __post_init__(self) -> None:
         if self.rule not in RULES:

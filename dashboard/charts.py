@@ -213,26 +213,11 @@ def hu_histogram(scan_counts: list[int] | None, dataset_counts: list[int]) -> go
     """The scan's HU histogram against the dataset's, as fractions (thesis Fig. 4.9 / 4.10)."""
     centres = (slices.HU_HISTOGRAM_EDGES[:-1] + slices.HU_HISTOGRAM_EDGES[1:]) / 2
     fig = go.Figure()
-    if dataset_counts:
-        fig.add_trace(
-            go.Scatter(
-                x=centres,
-                y=slices.histogram_fractions(dataset_counts),
-                mode="lines",
-                name="dataset",
-                line={"color": "#1f77b4"},
-            )
-        )
-    if scan_counts is not None:
-        fig.add_trace(
-            go.Scatter(
-                x=centres,
-                y=slices.histogram_fractions(scan_counts),
-                mode="lines",
-                name="this scan",
-                line={"color": "#d62728"},
-            )
-        )
+    for counts, name, colour in ((dataset_counts or None, "dataset", "#1f77b4"),
+                                 (scan_counts, "this scan", "#d62728")):
+        if counts is not None:
+            fig.add_trace(go.Scatter(x=centres, y=slices.histogram_fractions(counts), mode="lines",
+                                     name=name, line={"color": colour}))
     fig.update_layout(
         xaxis_title="HU",
         yaxis_title="fraction of voxels",

@@ -70,7 +70,7 @@ _V1 = [
         epochs_done INTEGER DEFAULT 0,
         best_val_loss DOUBLE,
         mean_baseline_val_mse DOUBLE,         -- validation MSE of predicting the training mean
-        threshold_rule VARCHAR,               -- mean_std | mad | percentile
+        threshold_rule VARCHAR,               -- mean_std | mad | percentile | pvalue
         threshold_params_json VARCHAR,
         threshold DOUBLE,                     -- T, on the run's score (MSE_m by default)
         threshold_score VARCHAR,              -- which score T applies to: outlier_score | mse_m | mse | mse_region

@@ -317,7 +317,8 @@ def write_outlier_evidence(
 
 _EVALUATION_INPUTS = """
 SELECT s.scan_id, s.series_uid, s.source_path, sc.split, sc.mse, sc.mse_region, sc.mse_m,
-       sc.mse_m_z, sc.latent_z, sc.histogram_z, sc.tissue_z, sc.outlier_score, sc.is_outlier, s.pixel_count, s.hu_mean, s.hu_std, s.hu_min, s.hu_max, s.hu_p1, s.hu_p99,
+       sc.mse_m_z, sc.latent_z, sc.histogram_z, sc.tissue_z, sc.outlier_score, sc.is_outlier,
+       s.pixel_count, s.hu_mean, s.hu_std, s.hu_min, s.hu_max, s.hu_p1, s.hu_p99,
        s.body_voxels, s.metal_voxels, s.hu_histogram
 FROM scores sc JOIN scans s ON s.scan_id = sc.scan_id
 WHERE sc.run_id = ?

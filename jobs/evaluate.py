@@ -1,9 +1,9 @@
 """`ctae evaluate`: how well the run's scores find planted outliers, beside two baselines.
 
 For the run's outlier score and each kind of evidence it combines (MSE_m for its size, latent
-distance, HU-histogram distance, tissue-composition distance), MSE, MSE over the region, MSE_m, and the two baselines pixel
-statistics + IsolationForest and HU histogram + Mahalanobis: AUROC and average precision (overall and per outlier type), precision and recall
-at T, and the Spearman correlation with pixel count among inliers. T is the run's stored T
+distance, HU-histogram distance, tissue-composition distance), MSE, MSE over the region, MSE_m,
+and the two baselines pixel statistics + IsolationForest and HU histogram + Mahalanobis: AUROC
+and average precision (overall and per outlier type), precision and recall at T, and the Spearman correlation with pixel count among inliers. T is the run's stored T
 for the run's threshold score; every other method gets T from its own validation-split scores
 under the run's rule. Baselines are unsupervised and fitted on every scored scan, as an
 IsolationForest is meant to be used (it cannot rank points outside the range it was fitted on).
@@ -23,7 +23,7 @@ import typer
 from data_catalog import CatalogSettings, connect
 from data_catalog import scores as catalog_scores
 from jobs.options import CatalogOption, NoProgressOption, settings_from
-from jobs.runtime import job_run
+from jobs.runtime import job_run, stack_lists
 
 logger = logging.getLogger(__name__)
 
@@ -82,14 +82,12 @@ def baseline_scores(inputs: pd.DataFrame, fit_rows: np.ndarray, seed: int = 0) -
              for c in ("pixel_count", "hu_mean", "hu_std", "hu_min", "hu_max", "hu_p1",
                        "hu_p99", "body_voxels", "metal_voxels")}
     out["isolation_forest"] = isolation_forest_scores(pixel_stat_features(stats), fit_rows, seed=seed)
-    hist = inputs["hu_histogram"]
-    lengths = {len(h) for h in hist if h is not None and not (isinstance(h, float) and np.isnan(h))}
-    if hist.isna().any() or len(lengths) != 1:
+    histograms = stack_lists(inputs["hu_histogram"])
+    if histograms is None:
         logger.warning("histogram baseline skipped: %d scans lack an HU histogram (re-ingest them)",
-                       int(hist.isna().sum()))
+                       int(inputs["hu_histogram"].isna().sum()))
         return out
-    out["histogram_mahalanobis"] = mahalanobis_scores(
-        histogram_features(np.stack(hist.to_list())), fit_rows)
+    out["histogram_mahalanobis"] = mahalanobis_scores(histogram_features(histograms), fit_rows)
     return out
 
 

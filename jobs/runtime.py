@@ -15,6 +15,19 @@ from data_catalog.settings import CatalogSettings
 logger = logging.getLogger(__name__)
 
 
+def stack_lists(column: Any) -> Any:
+    """(N, D) float64 array of a catalog column of equal-length lists (latents, histograms);
+    None if any row is NULL or the lengths differ."""
+    import numpy as np
+
+    values = list(column)
+    if not all(isinstance(v, list | tuple | np.ndarray) for v in values):  # NULL: None / NA / NaN
+        return None
+    if len({len(v) for v in values}) != 1:
+        return None
+    return np.stack([np.asarray(v, dtype=np.float64) for v in values])
+
+
 def configure_logging(verbose: bool = False) -> None:
     """Key=value log lines to stderr; called only by the CLI entry point."""
     logging.basicConfig(

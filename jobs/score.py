@@ -1,6 +1,6 @@
 """`ctae score`: reconstruct every scan with a trained run, store MSE / MSE_m, latents and
-viewer volumes, compute the run's outlier score (MSE_m, latent and HU-histogram evidence,
-ctae_core/outlier_score.py), fit T on the validation split and flag outliers (thesis 3.5).
+viewer volumes, compute the run's outlier score (MSE_m, latent, HU-histogram and tissue
+evidence, ctae_core/outlier_score.py), fit T and flag outliers (thesis 3.5).
 
 Resumable: scans the run already scored are skipped (``--overwrite`` redoes them), each batch
 is written in its own short transaction, and a scan that fails is recorded in
@@ -33,7 +33,7 @@ from jobs.options import (
     executor_from,
     settings_from,
 )
-from jobs.runtime import job_run
+from jobs.runtime import job_run, stack_lists
 
 logger = logging.getLogger(__name__)
 
@@ -173,11 +173,11 @@ def update_outlier_score(settings: CatalogSettings, run_id: str) -> dict[str, An
     if inputs.empty:
         return {"outlier_scores": 0}
     splits = inputs["split"].to_numpy()
-    latents = _stack_or_none(inputs["latent"])
-    histograms = _stack_or_none(inputs["hu_histogram"])
+    latents = stack_lists(inputs["latent"])
+    histograms = stack_lists(inputs["hu_histogram"])
     if histograms is None:
         logger.warning("run=%s: some scans lack an HU histogram (ingested by an older ctae?); the "
-                       "outlier score leaves histogram evidence out — re-ingest to add it", run_id)
+                       "outlier score leaves histogram and tissue evidence out — re-ingest to add it", run_id)
     evidence = outlier_evidence(
         inputs["mse_m"].to_numpy(dtype=np.float64, na_value=np.nan),
         inputs["pixel_count"].to_numpy(dtype=np.float64),
@@ -191,16 +191,6 @@ def update_outlier_score(settings: CatalogSettings, run_id: str) -> dict[str, An
         catalog_scores.write_outlier_evidence(con, run_id, list(inputs["scan_id"]),
                                               evidence.as_columns())
     return {"outlier_scores": n_scored}
-
-
-def _stack_or_none(column: Any) -> np.ndarray | None:
-    """(N, D) array of a column of equal-length lists; None if any is missing or lengths differ."""
-    values = list(column)
-    if not all(isinstance(v, list | tuple | np.ndarray) for v in values):  # NULL: None / NA / NaN
-        return None
-    if len({len(v) for v in values}) != 1:
-        return None
-    return np.asarray(np.stack([np.asarray(v, dtype=np.float64) for v in values]))
 
 
 def prune_volumes(settings: CatalogSettings, run_id: str) -> int:
@@ -446,7 +436,7 @@ def score(
     k: Annotated[float, typer.Option(help="k of mean + k·std or median + k·MAD.")] = 3.0,
     percentile: Annotated[float, typer.Option(help="Percentile for --rule percentile.")] = 99.0,
     p_value: Annotated[float, typer.Option("--p", help="Null probability for --rule pvalue: how rarely an inlier's combined evidence reaches T.")] = 0.001,
-    score_name: Annotated[str, typer.Option("--score", help="Score T applies to: outlier_score (MSE_m for its size + latent + HU-histogram evidence) | mse_m (the thesis) | mse | mse_region.")] = "outlier_score",
+    score_name: Annotated[str, typer.Option("--score", help="Score T applies to: outlier_score (MSE_m for its size + latent + HU-histogram + tissue evidence) | mse_m (the thesis) | mse | mse_region.")] = "outlier_score",
     keep_volumes: Annotated[str, typer.Option(help="Store recon/|error| volumes for: all | flagged | none.")] = "all",
     error_level: Annotated[float, typer.Option("--error-level", help="|error| in HU that counts a body voxel in error_fraction.")] = 200.0,
     batch_size: Annotated[int, typer.Option(help="Scans per forward pass.")] = 4,

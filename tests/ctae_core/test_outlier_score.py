@@ -120,3 +120,10 @@ def test_histogram_evidence_ignores_how_much_air_the_field_of_view_holds():
     wider[110, 0] *= 10  # the same body in a larger field of view: only air voxels added
     after = outlier_evidence(mse_m, pixels, latents, wider, splits == "train", splits == "val")
     np.testing.assert_allclose(after.histogram_z, before.histogram_z)
+
+
+def test_the_p_value_rule_counts_every_kind_of_evidence():
+    from ctae_core.outlier_score import EVIDENCE
+    from ctae_core.thresholds import EVIDENCE_KINDS, ThresholdRule
+
+    assert len(EVIDENCE) == EVIDENCE_KINDS == ThresholdRule("pvalue").evidence
