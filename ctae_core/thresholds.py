@@ -10,9 +10,11 @@ Rules, all fitted on the validation split's scores:
 One rule is for the outlier score only (``ctae_core/outlier_score.py``), whose evidence is
 already calibrated on the validation split:
 
-- ``pvalue``: T = the (1 − p) quantile of Gamma(n, 1), the null distribution of Fisher's sum
-  Σ −log P(Z > z_i) over n independent calibrated kinds of evidence. Unlike mean + 3·std of a
-  heavy-tailed score, a planted outlier in the validation split cannot drag it upwards.
+- ``pvalue``: T such that an inlier's score, max_i −log P(Z > z_i) over n independent
+  calibrated kinds of evidence, exceeds it with probability p: each of the n upper-tail
+  probabilities stays above q = 1 − (1 − p)^(1/n) (Šidák), so T = −log q. Unlike
+  mean + 3·std of a heavy-tailed score, a planted outlier in the validation split cannot drag
+  it upwards.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ import numpy as np
 
 RULES = ("mean_std", "mad", "percentile", "pvalue")
 MAD_TO_STD = 1.4826
-EVIDENCE_KINDS = 4
-"""Kinds of evidence the outlier score sums (``ctae_core.outlier_score.EVIDENCE``)."""
+EVIDENCE_KINDS = 8
+"""Kinds of evidence the outlier score takes the strongest of (``ctae_core.outlier_score.EVIDENCE``)."""
 MIN_VALIDATION_SCORES = 2
 
 
@@ -38,8 +40,8 @@ class ThresholdRule:
         k: Multiplier of std (``mean_std``) or scaled MAD (``mad``).
         percentile: Percentile in (0, 100) for ``percentile``.
         p: Null probability of exceeding T, for ``pvalue``.
-        evidence: Kinds of evidence the score sums, for ``pvalue`` (the Gamma shape; the
-            outlier score's four, ``ctae_core.outlier_score.EVIDENCE``).
+        evidence: Kinds of evidence the score is the strongest of, for ``pvalue`` (the
+            outlier score's eight, ``ctae_core.outlier_score.EVIDENCE``).
     """
 
     rule: str = "mean_std"
@@ -78,9 +80,8 @@ class ThresholdRule:
         """
         values = _finite(validation_scores)
         if self.rule == "pvalue":
-            from scipy.stats import gamma
-
-            return float(gamma(self.evidence).isf(self.p))
+            per_kind = -np.expm1(np.log1p(-self.p) / self.evidence)  # 1 − (1 − p)^(1/n)
+            return float(-np.log(per_kind))
         if self.rule == "mean_std":
             return float(values.mean() + self.k * values.std())
         if self.rule == "mad":
@@ -96,7 +97,7 @@ class ThresholdRule:
         if self.rule == "mad":
             return f"median + {self.k:g}·MAD"
         if self.rule == "pvalue":
-            return f"p < {self.p:g} of {self.evidence} calibrated kinds of evidence"
+            return f"p < {self.p:g} for an inlier's strongest of {self.evidence} calibrated kinds of evidence"
         return f"{self.percentile:g}th percentile"
 
 

@@ -25,6 +25,10 @@ FACTS = [
     "latent_z",
     "histogram_z",
     "tissue_z",
+    "contrast_z",
+    "shape_z",
+    "noise_z",
+    "integrity_z",
     "is_outlier",
     "cluster",
     "pixel_count",
@@ -35,6 +39,8 @@ FACTS = [
     "hu_mean",
     "hu_min",
     "hu_max",
+    "noise_hu",
+    "body_edge_mm",
     "manufacturer",
     "kernel",
     "series_uid",
@@ -125,12 +131,16 @@ EVIDENCE_NAMES = {
     "latent_z": "latent vector far from the training scans'",
     "histogram_z": "HU histogram unlike the training scans'",
     "tissue_z": "tissue composition unlike the training scans'",
+    "contrast_z": "less contrast-enhanced blood than usual",
+    "shape_z": "body outline unlike the training scans' (arms, cut field of view, position)",
+    "noise_z": "image noise above the usual",
+    "integrity_z": "slices missing or repeated in the series",
 }
 
 
 def strongest_evidence(scan: pd.Series) -> str | None:
-    """Which of the outlier score's four kinds of evidence is largest, in words; None when the
-    run has no outlier score for the scan."""
+    """Which of the outlier score's eight kinds of evidence is largest (the one the score is),
+    in words; None when the run has no outlier score for the scan."""
     z = {k: scan.get(k) for k in EVIDENCE_NAMES}
     z = {k: float(v) for k, v in z.items() if v is not None and pd.notna(v)}
     if not z:

@@ -13,7 +13,7 @@ from dataclasses import astuple, dataclass, fields
 import duckdb
 import pandas as pd
 
-from data_catalog.connection import CatalogBusyError
+from data_catalog.connection import CatalogBusyError, transaction
 
 CATALOG_ERRORS: tuple[type[BaseException], ...] = (duckdb.Error, CatalogBusyError, OSError)
 """What opening or writing the catalog can raise, for jobs that must not import duckdb."""
@@ -61,6 +61,9 @@ class ScanRecord:
     metal_voxels: int
     hu_histogram: list[int]
     volume_path: str
+    noise_hu: float | None = None  # None: not measured (NaN: nothing measurable)
+    body_edge_mm: float | None = None
+    body_profile: list[float] | None = None  # [] when no slice holds a body
 
 
 @dataclass(frozen=True)
@@ -166,3 +169,38 @@ def scan_counts(con: duckdb.DuckDBPyConnection) -> dict[str, object]:
 def scans_table(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """The whole ``scans`` table, ordered by source."""
     return con.execute(_SCANS_TABLE).df()
+
+
+_WITHOUT_ACQUISITION = """
+SELECT scan_id, volume_path, spacing_mm FROM scans
+WHERE body_profile IS NULL
+ORDER BY scan_id
+"""
+
+
+def scans_without_acquisition(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Scans whose acquisition was never measured (ingested before schema v3): scan_id,
+    volume_path, spacing_mm. A measured scan without a body has an empty profile and NaN
+    values, so it is not measured again."""
+    return con.execute(_WITHOUT_ACQUISITION).df()
+
+
+def write_acquisition(
+    con: duckdb.DuckDBPyConnection,
+    rows: Sequence[tuple[str, float, float, list[float]]],
+) -> int:
+    """Set (scan_id, noise_hu, body_edge_mm, body_profile) of existing scans in one
+    transaction. Returns the row count."""
+    if not rows:
+        return 0
+    frame = pd.DataFrame(rows, columns=["scan_id", "noise_hu", "body_edge_mm", "body_profile"])
+    with transaction(con):
+        con.register("acq", frame)
+        try:
+            con.execute(
+                "UPDATE scans SET noise_hu = acq.noise_hu, body_edge_mm = acq.body_edge_mm, "
+                "body_profile = acq.body_profile::DOUBLE[] FROM acq WHERE scans.scan_id = acq.scan_id"
+            )
+        finally:
+            con.unregister("acq")
+    return len(frame)

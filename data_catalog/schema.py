@@ -1,4 +1,4 @@
-"""The catalog's tables (schema v2) and the migrations that bring any older file up to date.
+"""The catalog's tables (schema v3) and the migrations that bring any older file up to date.
 
 Every table a run produced carries ``run_id``; scans are known only by a pseudonymous
 ``scan_id``. Column names follow DESIGN.md's definitions (HU, spacing, pixel count, MSE_m).
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import duckdb
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _V1 = [
     """
@@ -189,7 +189,20 @@ _V2 = [
     for column in ("mse_m_z", "latent_z", "histogram_z", "tissue_z", "outlier_score")
 ]
 
-MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2}
+# v3: how each scan was acquired (ctae_core/acquisition.py; NULL for scans ingested before v3
+# until `ctae ingest` or `ctae score` measures their stored volume) and the outlier score's
+# four new kinds of evidence. The score is now the strongest evidence, not Fisher's sum: v2
+# scores are cleared, so nothing shows a number of the old scale; `ctae score` recomputes them.
+_V3 = [
+    "ALTER TABLE scans ADD COLUMN IF NOT EXISTS noise_hu DOUBLE",        # image noise SD (HU); NaN: none measurable
+    "ALTER TABLE scans ADD COLUMN IF NOT EXISTS body_edge_mm DOUBLE",    # mm of body on the image border, per slice
+    "ALTER TABLE scans ADD COLUMN IF NOT EXISTS body_profile DOUBLE[]",  # outline extent per direction / mean; [] no body
+    *(f"ALTER TABLE scores ADD COLUMN IF NOT EXISTS {column} DOUBLE"
+      for column in ("contrast_z", "shape_z", "noise_z", "integrity_z")),
+    "UPDATE scores SET outlier_score = NULL",
+]
+
+MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3}
 
 
 def current_version(con: duckdb.DuckDBPyConnection) -> int:

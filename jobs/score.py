@@ -1,6 +1,7 @@
 """`ctae score`: reconstruct every scan with a trained run, store MSE / MSE_m, latents and
-viewer volumes, compute the run's outlier score (MSE_m, latent, HU-histogram and tissue
-evidence, ctae_core/outlier_score.py), fit T and flag outliers (thesis 3.5).
+viewer volumes, compute the run's outlier score (the strongest of eight kinds of evidence:
+MSE_m, latent, HU histogram, tissue, contrast, body shape, noise, series integrity;
+ctae_core/outlier_score.py), fit T and flag outliers (thesis 3.5).
 
 Resumable: scans the run already scored are skipped (``--overwrite`` redoes them), each batch
 is written in its own short transaction, and a scan that fails is recorded in
@@ -23,6 +24,7 @@ import typer
 from ctae_core.thresholds import RULES, ThresholdRule
 from data_catalog import CatalogSettings, connect
 from data_catalog import scores as catalog_scores
+from jobs.acquisition import measure_stored_scans
 from jobs.executors import ExecutorConfig
 from jobs.options import (
     CatalogOption,
@@ -165,23 +167,28 @@ def apply_threshold(settings: CatalogSettings, options: ScoreOptions) -> dict[st
 def update_outlier_score(settings: CatalogSettings, run_id: str) -> dict[str, Any]:
     """Recompute the run's outlier score and its evidence for every scored scan (normal is
     fitted on the training split, z-scores calibrated on the validation split) and store them.
-    Cheap (no model), so it is redone whenever scans are added. Returns counts for job_runs."""
+    Cheap (no model), so it is redone whenever scans are added. Scans ingested before ctae
+    measured noise and body outline are measured first, from their stored volumes. Returns
+    counts for job_runs."""
     from ctae_core.outlier_score import outlier_evidence
 
+    counts: dict[str, Any] = measure_stored_scans(settings)
     with connect(settings.catalog_path) as con:
         inputs = catalog_scores.evidence_inputs(con, run_id)
     if inputs.empty:
-        return {"outlier_scores": 0}
+        return {**counts, "outlier_scores": 0}
     splits = inputs["split"].to_numpy()
     latents = stack_lists(inputs["latent"])
     histograms = stack_lists(inputs["hu_histogram"])
     if histograms is None:
         logger.warning("run=%s: some scans lack an HU histogram (ingested by an older ctae?); the "
-                       "outlier score leaves histogram and tissue evidence out — re-ingest to add it", run_id)
+                       "outlier score leaves histogram, tissue and contrast evidence out — "
+                       "re-ingest to add it", run_id)
     evidence = outlier_evidence(
         inputs["mse_m"].to_numpy(dtype=np.float64, na_value=np.nan),
         inputs["pixel_count"].to_numpy(dtype=np.float64),
         latents, histograms, fit_rows=splits == "train", calibration_rows=splits == "val",
+        acquisition=acquisition_inputs(inputs),
     )
     n_scored = int(np.isfinite(evidence.outlier_score).sum())
     if n_scored == 0:
@@ -190,7 +197,26 @@ def update_outlier_score(settings: CatalogSettings, run_id: str) -> dict[str, An
     with connect(settings.catalog_path) as con:
         catalog_scores.write_outlier_evidence(con, run_id, list(inputs["scan_id"]),
                                               evidence.as_columns())
-    return {"outlier_scores": n_scored}
+    return {**counts, "outlier_scores": n_scored}
+
+
+def acquisition_inputs(inputs: Any) -> Any:
+    """``AcquisitionInputs`` of ``evidence_inputs`` rows: a scan never measured, or measured
+    without a body, has NaN noise / outline (its evidence is left out, not guessed)."""
+    from ctae_core.acquisition import PROFILE_DIRECTIONS
+    from ctae_core.outlier_score import AcquisitionInputs
+
+    nan_profile = [np.nan] * PROFILE_DIRECTIONS
+    profiles = np.array([
+        list(p) if isinstance(p, list | tuple | np.ndarray) and len(p) == PROFILE_DIRECTIONS
+        else nan_profile for p in inputs["body_profile"]
+    ], dtype=np.float64).reshape(len(inputs), PROFILE_DIRECTIONS)
+    edge = inputs["body_edge_mm"].to_numpy(dtype=np.float64, na_value=np.nan)
+    return AcquisitionInputs(
+        noise_hu=inputs["noise_hu"].to_numpy(dtype=np.float64, na_value=np.nan),
+        body_shape=np.column_stack([profiles, edge]),
+        series_defects=inputs["series_defects"].to_numpy(dtype=np.float64, na_value=np.nan),
+    )
 
 
 def prune_volumes(settings: CatalogSettings, run_id: str) -> int:
@@ -435,8 +461,8 @@ def score(
     rule: Annotated[str | None, typer.Option(help=f"Threshold rule: {' | '.join(RULES)}. Default: pvalue for the outlier score, mean_std (thesis eq. 3.4) for the others.")] = None,
     k: Annotated[float, typer.Option(help="k of mean + k·std or median + k·MAD.")] = 3.0,
     percentile: Annotated[float, typer.Option(help="Percentile for --rule percentile.")] = 99.0,
-    p_value: Annotated[float, typer.Option("--p", help="Null probability for --rule pvalue: how rarely an inlier's combined evidence reaches T.")] = 0.001,
-    score_name: Annotated[str, typer.Option("--score", help="Score T applies to: outlier_score (MSE_m for its size + latent + HU-histogram + tissue evidence) | mse_m (the thesis) | mse | mse_region.")] = "outlier_score",
+    p_value: Annotated[float, typer.Option("--p", help="Null probability for --rule pvalue: how rarely an inlier's strongest evidence reaches T.")] = 0.001,
+    score_name: Annotated[str, typer.Option("--score", help="Score T applies to: outlier_score (the strongest of eight calibrated kinds of evidence) | mse_m (the thesis) | mse | mse_region.")] = "outlier_score",
     keep_volumes: Annotated[str, typer.Option(help="Store recon/|error| volumes for: all | flagged | none.")] = "all",
     error_level: Annotated[float, typer.Option("--error-level", help="|error| in HU that counts a body voxel in error_fraction.")] = 200.0,
     batch_size: Annotated[int, typer.Option(help="Scans per forward pass.")] = 4,

@@ -5,10 +5,13 @@ import pytest
 from scipy.stats import norm, spearmanr
 
 from ctae_core.outlier_score import (
-    fisher_combination,
+    AcquisitionInputs,
+    enhanced_share,
+    mid_p_z,
     outlier_evidence,
     robust_z,
     size_adjusted_log,
+    strongest_evidence,
     tissue_log_shares,
 )
 
@@ -26,12 +29,22 @@ def test_robust_z_of_a_constant_reference_stays_finite():
     assert z.tolist() == [0.0, 0.0, 0.0, 4.0]
 
 
-def test_fisher_combination_sums_upper_tail_evidence_and_skips_nan():
-    z = np.array([[0.0, 3.0, np.nan], [0.0, np.nan, np.nan]])
-    out = fisher_combination(z)
-    assert out[0] == pytest.approx(2 * np.log(2))
+def test_strongest_evidence_is_the_largest_upper_tail_evidence_and_skips_nan():
+    z = np.array([[0.0, 3.0, np.nan, -2.0], [1.0, np.nan, np.nan, -5.0]])
+    out = strongest_evidence(z)
+    assert out[0] == pytest.approx(-norm.logsf(1.0))
     assert out[1] == pytest.approx(-norm.logsf(3.0))
     assert np.isnan(out[2])
+    assert out[3] == pytest.approx(-norm.logsf(-2.0))  # low values never raise it
+
+
+def test_mid_p_z_of_counts_against_an_all_zero_reference():
+    values = np.array([0.0, 0.0, 0.0, 0.0, 1.0, 2.0, np.nan])
+    ref = np.array([True, True, True, True, False, False, False])
+    z = mid_p_z(values, ref)
+    assert z[:4] == pytest.approx([0.0] * 4)  # p = (½·4 + ½) / 5 = ½
+    assert z[4] == pytest.approx(norm.isf(0.5 / 5)) and z[5] == z[4]
+    assert np.isnan(z[6])
 
 
 def test_size_adjustment_removes_a_power_law_of_pixel_count():
@@ -92,10 +105,11 @@ def test_tissue_shares_follow_the_hu_ranges():
 def test_missing_histograms_leave_that_evidence_out():
     pixels, mse_m, latents, _, splits = _cohort()
     ev = outlier_evidence(mse_m, pixels, latents, None, splits == "train", splits == "val")
-    assert np.isnan(ev.histogram_z).all() and np.isnan(ev.tissue_z).all()
+    for name in ("histogram_z", "tissue_z", "contrast_z", "shape_z", "noise_z", "integrity_z"):
+        assert np.isnan(getattr(ev, name)).all(), name
     assert np.isfinite(ev.outlier_score).all()
     np.testing.assert_allclose(
-        ev.outlier_score, fisher_combination(np.stack([ev.mse_m_z, ev.latent_z])))
+        ev.outlier_score, strongest_evidence(np.stack([ev.mse_m_z, ev.latent_z])))
 
 
 def test_too_few_training_scans_give_no_score():
@@ -127,3 +141,61 @@ def test_the_p_value_rule_counts_every_kind_of_evidence():
     from ctae_core.thresholds import EVIDENCE_KINDS, ThresholdRule
 
     assert len(EVIDENCE) == EVIDENCE_KINDS == ThresholdRule("pvalue").evidence
+
+
+def test_enhanced_share_counts_contrast_voxels_among_soft_and_enhanced_tissue():
+    counts = np.zeros((2, 64))
+    counts[:, 0] = 1000  # air: not counted
+    counts[:, 17] = 60  # 64–128 HU: soft tissue
+    counts[:, 20] = 40  # 256–320 HU: contrast-filled blood
+    counts[:, 30] = 99  # 896 HU: cortical bone, above the enhanced range
+    counts[1, 17:28] = 0
+    share = enhanced_share(counts)
+    assert share[0] == pytest.approx(0.4) and np.isnan(share[1])
+
+
+def test_contrast_evidence_sees_a_scan_without_contrast():
+    pixels, mse_m, latents, histograms, splits = _cohort()
+    histograms[:, 20:24] += 800  # every scan enhanced...
+    histograms[104, 20:24] -= 800  # ...but one
+    ev = outlier_evidence(mse_m, pixels, latents, histograms, splits == "train", splits == "val")
+    assert int(np.argmax(ev.contrast_z)) == 104 and ev.contrast_z[104] > 10
+
+
+def _acquisition(n: int, seed: int = 1) -> AcquisitionInputs:
+    rng = np.random.default_rng(seed)
+    profile = 1.0 + 0.05 * rng.normal(size=(n, 32))
+    return AcquisitionInputs(
+        noise_hu=rng.uniform(10.0, 40.0, n),
+        body_shape=np.column_stack([profile, np.zeros(n)]),
+        series_defects=np.zeros(n),
+    )
+
+
+def test_acquisition_evidence_finds_noise_a_cut_body_and_a_broken_series():
+    pixels, mse_m, latents, histograms, splits = _cohort()
+    acq = _acquisition(len(splits))
+    acq.noise_hu[105] = 400.0  # heavy noise
+    acq.body_shape[106, -1] = 40.0  # the body lies on 40 mm of the image border
+    acq.body_shape[107, :8] += 0.6  # an arm widens the outline on one side
+    acq.series_defects[108] = 2  # two slices were missing
+    ev = outlier_evidence(mse_m, pixels, latents, histograms, splits == "train", splits == "val",
+                          acq)
+    assert int(np.argmax(ev.noise_z)) == 105
+    assert set(np.argsort(ev.shape_z)[-2:].tolist()) == {106, 107}
+    assert int(np.argmax(ev.integrity_z)) == 108 and ev.integrity_z[108] > 2.5
+    assert set(np.argsort(ev.outlier_score)[-3:].tolist()) == {105, 106, 107}
+    # one missing slice among 100 intact reference series: p = ½ / 101, its strongest evidence
+    assert ev.outlier_score[108] == pytest.approx(-np.log(0.5 / 101))
+    assert ev.outlier_score[108] > np.percentile(ev.outlier_score, 75)
+
+
+def test_scans_without_acquisition_facts_lack_only_that_evidence():
+    pixels, mse_m, latents, histograms, splits = _cohort()
+    acq = _acquisition(len(splits))
+    acq.noise_hu[3] = np.nan
+    acq.body_shape[3] = np.nan
+    ev = outlier_evidence(mse_m, pixels, latents, histograms, splits == "train", splits == "val",
+                          acq)
+    assert np.isnan(ev.noise_z[3]) and np.isnan(ev.shape_z[3]) and np.isfinite(ev.outlier_score[3])
+    assert np.isfinite(np.delete(ev.shape_z, 3)).all()

@@ -13,7 +13,6 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import gamma
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
@@ -25,6 +24,7 @@ from ctae_core.stats import HU_HISTOGRAM_EDGES
 from data_catalog import CatalogSettings, connect
 from data_catalog import scores as catalog_scores
 from jobs.cli import app
+from jobs.score import acquisition_inputs
 
 runner = CliRunner()
 METAL = {"s-003", "s-011"}
@@ -104,6 +104,20 @@ def test_every_scan_is_scored_with_its_split(scored):
     assert scores["latent"].map(len).eq(TINY.model.latent).all()  # one latent per scan, the preset's size
 
 
+def test_score_measures_the_acquisition_of_scans_ingest_did_not_measure(scored):
+    from data_catalog.scans import scans_table
+
+    settings, _ = scored
+    scans = _read(settings, scans_table).set_index("scan_id")
+    measured = scans.drop(index="s-gone")
+    # the phantoms: noise SD 10 HU (truncated to int16), a body wholly inside the image
+    assert measured["noise_hu"].between(8.0, 10.5).all()
+    assert (measured["body_edge_mm"] == 0).all()
+    profiles = np.stack(measured["body_profile"].to_list())
+    assert profiles.shape == (21, 32) and np.allclose(profiles.mean(axis=1), 1.0)
+    assert pd.isna(scans.loc["s-gone", "body_profile"])  # its volume is gone: tried again later
+
+
 def test_failing_scan_is_recorded_and_the_job_goes_on(scored):
     settings, _ = scored
     failures = _read(settings, catalog_scores.read_scan_failures, RUN)
@@ -138,7 +152,7 @@ def test_default_threshold_is_the_outlier_scores_p_value_and_flags_follow(scored
     scores = _read(settings, catalog_scores.read_scores, RUN)
     run = _read(settings, catalog_scores.read_run, RUN)
     assert (run["threshold_rule"], run["threshold_score"]) == ("pvalue", "outlier_score")
-    assert run["threshold"] == pytest.approx(gamma(4).isf(0.001))
+    assert run["threshold"] == pytest.approx(-np.log(1 - 0.999 ** (1 / 8)))  # 8.99
     assert json.loads(run["threshold_params_json"])["n_val"] == (scores["split"] == "val").sum()
     assert (scores["is_outlier"] == (scores["outlier_score"] > run["threshold"])).all()
     assert set(scores.loc[scores["is_outlier"], "scan_id"]) >= METAL
@@ -165,7 +179,7 @@ def test_outlier_score_is_the_evidence_of_the_stored_inputs(scored):
     expected = outlier_evidence(
         inputs["mse_m"].to_numpy(), inputs["pixel_count"].to_numpy(),
         np.stack(inputs["latent"].to_list()), np.stack(inputs["hu_histogram"].to_list()),
-        splits == "train", splits == "val",
+        splits == "train", splits == "val", acquisition_inputs(inputs),
     )
     stored = _read(settings, catalog_scores.read_scores, RUN).set_index("scan_id").loc[inputs["scan_id"]]
     for column, values in expected.as_columns().items():
@@ -230,8 +244,8 @@ def test_evaluate_stores_metrics_equal_to_sklearn(scored, tmp_path):
     assert "histogram_mahalanobis" in result.output and "isolation_forest" in result.output
     table = _read(settings, catalog_scores.read_evaluations, RUN).set_index(["method", "outlier_type"])
     assert set(table.index.get_level_values(0)) == {
-        "outlier_score", "mse_m_z", "latent_z", "histogram_z", "tissue_z", "mse", "mse_region",
-        "mse_m",
+        "outlier_score", "mse_m_z", "latent_z", "histogram_z", "tissue_z", "contrast_z", "shape_z",
+        "noise_z", "integrity_z", "mse", "mse_region", "mse_m",
         "isolation_forest", "histogram_mahalanobis"}
     scores = _read(settings, catalog_scores.read_scores, RUN).set_index("scan_id")
     known = scores.loc[[f"s-{i:03d}" for i in range(20)]]

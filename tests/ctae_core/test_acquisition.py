@@ -1,0 +1,58 @@
+"""Noise and body outline measured on synthetic HU volumes with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ctae_core.acquisition import PROFILE_DIRECTIONS, acquisition_features, noise_estimate
+
+
+def _chest(shape=(12, 80, 80), half_width=25.0, half_depth=18.0, centre_x=40.0, arm=False,
+           noise=0.0, seed=0) -> np.ndarray:
+    """Air with a soft-tissue ellipse (40 HU), optionally an arm beside it and Gaussian noise."""
+    _, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    vol = np.full(shape, -1000.0)
+    body = ((x - centre_x) / half_width) ** 2 + ((y - 40.0) / half_depth) ** 2 <= 1
+    if arm:
+        body = body | ((x - (centre_x + half_width + 6)) ** 2 + (y - 40.0) ** 2 <= 8**2)
+    vol[np.broadcast_to(body, shape)] = 40.0
+    vol += np.random.default_rng(seed).normal(0.0, noise, shape) * (vol > -500)
+    return vol.astype(np.int16)
+
+
+def test_noise_estimate_recovers_the_noise_sd_inside_the_body():
+    for sd in (10.0, 30.0, 60.0):
+        assert noise_estimate(_chest(noise=sd)) == pytest.approx(sd, rel=0.08)
+
+
+def test_noise_estimate_is_nan_without_soft_tissue():
+    assert np.isnan(noise_estimate(np.full((4, 20, 20), -1000, dtype=np.int16)))
+
+
+def test_a_body_inside_the_image_has_no_border_contact_and_a_symmetric_outline():
+    features = acquisition_features(_chest(noise=10.0), 3.0)
+    assert features.body_edge_mm == 0.0
+    profile = np.asarray(features.body_profile)
+    assert profile.shape == (PROFILE_DIRECTIONS,) and profile.mean() == pytest.approx(1.0)
+    # an ellipse 25 × 18 voxels: widest left and right (directions 0 and 16), narrowest at ±90°
+    assert profile[[0, 16]].min() > 1.1 and profile[[8, 24]].max() < 0.9
+    np.testing.assert_allclose(profile[:16], profile[16:], atol=0.06)
+
+
+def test_an_arm_makes_the_outline_lopsided_and_a_cut_body_touches_the_border():
+    plain = np.asarray(acquisition_features(_chest(), 3.0).body_profile)
+    arm = np.asarray(acquisition_features(_chest(arm=True), 3.0).body_profile)
+    assert arm[16] - arm[0] > 0.2 > abs(plain[16] - plain[0])  # direction 16: +x, the arm's side
+    # centred 15 voxels from the edge: at x = 0 the ellipse spans 2 · 18 · √(1 − (15/25)²) =
+    # 28.8 rows, 86 mm at 3 mm (the opening that detaches the couch rounds off a row or two)
+    cut = acquisition_features(_chest(centre_x=15.0), 3.0)
+    assert cut.body_edge_mm == pytest.approx(3.0 * 28.8, abs=3.0 * 2.5)
+
+
+def test_a_volume_without_a_body_gives_nan_and_an_empty_profile():
+    features = acquisition_features(np.full((3, 16, 16), -1024, dtype=np.int16), 3.0)
+    assert np.isnan(features.noise_hu) and np.isnan(features.body_edge_mm)
+    assert features.body_profile == ()
+    with pytest.raises(ValueError, match="non-empty"):
+        acquisition_features(np.zeros((4, 4)), 3.0)
