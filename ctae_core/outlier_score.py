@@ -1,4 +1,4 @@
-"""The run's outlier score: eight kinds of evidence that a scan does not belong, each
+"""The run's outlier score: nine kinds of evidence that a scan does not belong, each
 calibrated against the validation split; the score is the strongest of them, and T applies to
 it.
 
@@ -25,14 +25,16 @@ normal voxel by voxel, are reproduced, and score like inliers. MSE_m also falls 
   per direction, contact with the image border) from the training scans': arms beside the
   body, a body cut by the field of view, an odd position;
 - ``noise_z``: log image noise (``ctae_core.acquisition.noise_estimate``), upper tail;
+- ``streak_z``: log SNR of the strongest straight line in the air around the body
+  (``ctae_core.acquisition.streak_contrast``): streak artefacts;
 - ``integrity_z``: slices the series lacked or repeated (ingest repaired them), as a mid-p
   value against the training and validation scans: a broken series.
 
 Each becomes a z against the validation split (median and 1.4826 · MAD, log scale) and an
 upper-tail probability under a normal reference; ``outlier_score = max_i −log P(Z > z_i)``,
 the evidence of the most unusual thing about the scan. The maximum, not Fisher's sum, because
-outliers are unusual in one way: a sum of eight terms lets the chance variation of seven bury
-the one that matters (demo cohort, 119 planted outliers: AUROC 0.925 summed, 0.936 maximum).
+outliers are unusual in one way: a sum of nine terms lets the chance variation of eight bury
+the one that matters (README "Detection quality": lower AUROC summed).
 An unusually *low* value never raises the score.
 """
 
@@ -53,7 +55,7 @@ MIN_CALIBRATION_SCANS = 8
 """Validation scans needed to calibrate alone; with fewer, training scans join them."""
 EVIDENCE = (
     "mse_m_z", "latent_z", "histogram_z", "tissue_z",
-    "contrast_z", "shape_z", "noise_z", "integrity_z",
+    "contrast_z", "shape_z", "noise_z", "streak_z", "integrity_z",
 )
 AIR_BINS = 1
 """Leading bins of ``ctae_core.stats.HU_HISTOGRAM_EDGES`` left out of the histogram evidence
@@ -78,11 +80,13 @@ class AcquisitionInputs:
     Attributes:
         noise_hu: (N,) image noise SD.
         body_shape: (N, P + 1) body outline profile followed by the body's border contact (mm).
+        streak_contrast: (N,) SNR of the strongest straight line in air.
         series_defects: (N,) slices missing plus slices duplicated in the series.
     """
 
     noise_hu: np.ndarray
     body_shape: np.ndarray
+    streak_contrast: np.ndarray
     series_defects: np.ndarray
 
 
@@ -97,6 +101,7 @@ class OutlierEvidence:
     contrast_z: np.ndarray
     shape_z: np.ndarray
     noise_z: np.ndarray
+    streak_z: np.ndarray
     integrity_z: np.ndarray
     outlier_score: np.ndarray
 
@@ -203,7 +208,7 @@ def outlier_evidence(
     calibration_rows: np.ndarray,
     acquisition: AcquisitionInputs | None = None,
 ) -> OutlierEvidence:
-    """The eight kinds of evidence and the outlier score of N scans of one run.
+    """The nine kinds of evidence and the outlier score of N scans of one run.
 
     Args:
         mse_m: (N,) MSE_m per scan.
@@ -214,8 +219,8 @@ def outlier_evidence(
         fit_rows: (N,) bool, the training split: what "normal" is fitted on.
         calibration_rows: (N,) bool, the validation split: what the z-scores are relative to.
             With fewer than ``MIN_CALIBRATION_SCANS`` finite rows, the fit rows join them.
-        acquisition: Noise, body outline and series defects per scan, or None (no shape,
-            noise or integrity evidence).
+        acquisition: Noise, body outline, streaks and series defects per scan, or None (no
+            shape, noise, streak or integrity evidence).
 
     Returns:
         OutlierEvidence; every array is NaN when fewer than ``MIN_FIT_SCANS`` fit rows exist.
@@ -259,6 +264,8 @@ def outlier_evidence(
     if acquisition is not None:
         with np.errstate(invalid="ignore", divide="ignore"):
             evidence["noise_z"] = z_of(np.log(np.asarray(acquisition.noise_hu, dtype=np.float64)))
+            evidence["streak_z"] = z_of(
+                np.log(np.asarray(acquisition.streak_contrast, dtype=np.float64)))
         evidence["shape_z"] = distance_z(acquisition.body_shape)
         evidence["integrity_z"] = mid_p_z(acquisition.series_defects, fit_rows | calibration_rows)
     score = strongest_evidence(np.stack([evidence[name] for name in EVIDENCE]))

@@ -26,7 +26,7 @@ import numpy as np
 
 RULES = ("mean_std", "mad", "percentile", "pvalue")
 MAD_TO_STD = 1.4826
-EVIDENCE_KINDS = 8
+EVIDENCE_KINDS = 9
 """Kinds of evidence the outlier score takes the strongest of (``ctae_core.outlier_score.EVIDENCE``)."""
 MIN_VALIDATION_SCORES = 2
 
@@ -41,7 +41,7 @@ class ThresholdRule:
         percentile: Percentile in (0, 100) for ``percentile``.
         p: Null probability of exceeding T, for ``pvalue``.
         evidence: Kinds of evidence the score is the strongest of, for ``pvalue`` (the
-            outlier score's eight, ``ctae_core.outlier_score.EVIDENCE``).
+            outlier score's nine, ``ctae_core.outlier_score.EVIDENCE``).
     """
 
     rule: str = "mean_std"

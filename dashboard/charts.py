@@ -28,6 +28,8 @@ AXIS_TITLES = {
     "contrast_z": "missing contrast (z)",
     "shape_z": "body outline distance (z)",
     "noise_z": "image noise (z)",
+    "streak_z": "streaks (z)",
+    "streak_contrast": "strongest straight line in air (SNR)",
     "integrity_z": "series defects (z)",
     "noise_hu": "image noise SD (HU)",
     "score": "score",

@@ -28,6 +28,7 @@ FACTS = [
     "contrast_z",
     "shape_z",
     "noise_z",
+    "streak_z",
     "integrity_z",
     "is_outlier",
     "cluster",
@@ -41,6 +42,7 @@ FACTS = [
     "hu_max",
     "noise_hu",
     "body_edge_mm",
+    "streak_contrast",
     "manufacturer",
     "kernel",
     "series_uid",
@@ -134,12 +136,13 @@ EVIDENCE_NAMES = {
     "contrast_z": "less contrast-enhanced blood than usual",
     "shape_z": "body outline unlike the training scans' (arms, cut field of view, position)",
     "noise_z": "image noise above the usual",
+    "streak_z": "straight streaks across the air around the body",
     "integrity_z": "slices missing or repeated in the series",
 }
 
 
 def strongest_evidence(scan: pd.Series) -> str | None:
-    """Which of the outlier score's eight kinds of evidence is largest (the one the score is),
+    """Which of the outlier score's nine kinds of evidence is largest (the one the score is),
     in words; None when the run has no outlier score for the scan."""
     z = {k: scan.get(k) for k in EVIDENCE_NAMES}
     z = {k: float(v) for k, v in z.items() if v is not None and pd.notna(v)}

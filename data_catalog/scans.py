@@ -64,6 +64,7 @@ class ScanRecord:
     noise_hu: float | None = None  # None: not measured (NaN: nothing measurable)
     body_edge_mm: float | None = None
     body_profile: list[float] | None = None  # [] when no slice holds a body
+    streak_contrast: float | None = None
 
 
 @dataclass(frozen=True)
@@ -187,19 +188,21 @@ def scans_without_acquisition(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 def write_acquisition(
     con: duckdb.DuckDBPyConnection,
-    rows: Sequence[tuple[str, float, float, list[float]]],
+    rows: Sequence[tuple[str, float, float, list[float], float]],
 ) -> int:
-    """Set (scan_id, noise_hu, body_edge_mm, body_profile) of existing scans in one
-    transaction. Returns the row count."""
+    """Set (scan_id, noise_hu, body_edge_mm, body_profile, streak_contrast) of existing scans
+    in one transaction. Returns the row count."""
     if not rows:
         return 0
-    frame = pd.DataFrame(rows, columns=["scan_id", "noise_hu", "body_edge_mm", "body_profile"])
+    frame = pd.DataFrame(rows, columns=["scan_id", "noise_hu", "body_edge_mm", "body_profile",
+                                        "streak_contrast"])
     with transaction(con):
         con.register("acq", frame)
         try:
             con.execute(
                 "UPDATE scans SET noise_hu = acq.noise_hu, body_edge_mm = acq.body_edge_mm, "
-                "body_profile = acq.body_profile::DOUBLE[] FROM acq WHERE scans.scan_id = acq.scan_id"
+                "body_profile = acq.body_profile::DOUBLE[], streak_contrast = acq.streak_contrast "
+                "FROM acq WHERE scans.scan_id = acq.scan_id"
             )
         finally:
             con.unregister("acq")

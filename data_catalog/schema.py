@@ -191,14 +191,15 @@ _V2 = [
 
 # v3: how each scan was acquired (ctae_core/acquisition.py; NULL for scans ingested before v3
 # until `ctae ingest` or `ctae score` measures their stored volume) and the outlier score's
-# four new kinds of evidence. The score is now the strongest evidence, not Fisher's sum: v2
+# five new kinds of evidence. The score is now the strongest evidence, not Fisher's sum: v2
 # scores are cleared, so nothing shows a number of the old scale; `ctae score` recomputes them.
 _V3 = [
     "ALTER TABLE scans ADD COLUMN IF NOT EXISTS noise_hu DOUBLE",        # image noise SD (HU); NaN: none measurable
     "ALTER TABLE scans ADD COLUMN IF NOT EXISTS body_edge_mm DOUBLE",    # mm of body on the image border, per slice
     "ALTER TABLE scans ADD COLUMN IF NOT EXISTS body_profile DOUBLE[]",  # outline extent per direction / mean; [] no body
+    "ALTER TABLE scans ADD COLUMN IF NOT EXISTS streak_contrast DOUBLE",  # SNR of the strongest straight line in air
     *(f"ALTER TABLE scores ADD COLUMN IF NOT EXISTS {column} DOUBLE"
-      for column in ("contrast_z", "shape_z", "noise_z", "integrity_z")),
+      for column in ("contrast_z", "shape_z", "noise_z", "streak_z", "integrity_z")),
     "UPDATE scores SET outlier_score = NULL",
 ]
 

@@ -1,4 +1,4 @@
-"""Measure the acquisition (noise, body outline) of scans ingested before ctae recorded it,
+"""Measure the acquisition (noise, body outline, streaks) of scans ingested before ctae recorded it,
 from their stored volumes. `ctae ingest` measures new scans itself; this completes older
 catalogs, and runs at the end of `ctae ingest` and before `ctae score` computes the outlier
 score. Each scan is written as soon as a batch is measured, so a killed run loses nothing.
@@ -18,14 +18,15 @@ logger = logging.getLogger(__name__)
 BATCH_SIZE = 32
 
 
-def measure_one(item: tuple[str, str, float]) -> tuple[str, float, float, list[float]]:
-    """(scan_id, noise_hu, body_edge_mm, body_profile) of one stored volume."""
+def measure_one(item: tuple[str, str, float]) -> tuple[str, float, float, list[float], float]:
+    """(scan_id, noise_hu, body_edge_mm, body_profile, streak_contrast) of one stored volume."""
     from ctae_core.acquisition import acquisition_features
     from ctae_core.io.volume_store import load_volume
 
     scan_id, volume_path, spacing_mm = item
     features = acquisition_features(load_volume(volume_path, mmap=False), spacing_mm)
-    return scan_id, features.noise_hu, features.body_edge_mm, list(features.body_profile)
+    return (scan_id, features.noise_hu, features.body_edge_mm, list(features.body_profile),
+            features.streak_contrast)
 
 
 def measure_stored_scans(
@@ -43,7 +44,7 @@ def measure_stored_scans(
     logger.info("measuring noise and body outline of %d scan(s) ingested by an older ctae",
                 len(todo))
     items = list(todo[["scan_id", "volume_path", "spacing_mm"]].itertuples(index=False, name=None))
-    batch: list[tuple[str, float, float, list[float]]] = []
+    batch: list[tuple[str, float, float, list[float], float]] = []
     measured = failed = 0
     for result in map_tasks(measure_one, items, executor or ExecutorConfig()):
         if not result.ok:
@@ -59,7 +60,7 @@ def measure_stored_scans(
     return {"measured": measured, "measure_failed": failed}
 
 
-def _write(settings: CatalogSettings, batch: list[tuple[str, float, float, list[float]]]) -> int:
+def _write(settings: CatalogSettings, batch: list[tuple[str, float, float, list[float], float]]) -> int:
     """Write and empty the batch."""
     rows, batch[:] = list(batch), []
     if not rows:

@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 TRUTH_COLUMNS = ("series_uid", "source_path", "truth")
 RUN_METHODS = ("outlier_score", "mse_m_z", "latent_z", "histogram_z", "tissue_z", "contrast_z",
-               "shape_z", "noise_z", "integrity_z", "mse", "mse_region", "mse_m")
+               "shape_z", "noise_z", "streak_z", "integrity_z", "mse", "mse_region", "mse_m")
 """The run's own scores in the scores table; a method whose column is all NULL is left out."""
 
 

@@ -158,4 +158,5 @@ def _record(
         noise_hu=acquisition.noise_hu,
         body_edge_mm=acquisition.body_edge_mm,
         body_profile=list(acquisition.body_profile),
+        streak_contrast=acquisition.streak_contrast,
     )

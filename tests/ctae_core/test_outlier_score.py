@@ -105,7 +105,8 @@ def test_tissue_shares_follow_the_hu_ranges():
 def test_missing_histograms_leave_that_evidence_out():
     pixels, mse_m, latents, _, splits = _cohort()
     ev = outlier_evidence(mse_m, pixels, latents, None, splits == "train", splits == "val")
-    for name in ("histogram_z", "tissue_z", "contrast_z", "shape_z", "noise_z", "integrity_z"):
+    for name in ("histogram_z", "tissue_z", "contrast_z", "shape_z", "noise_z", "streak_z",
+                 "integrity_z"):
         assert np.isnan(getattr(ev, name)).all(), name
     assert np.isfinite(ev.outlier_score).all()
     np.testing.assert_allclose(
@@ -168,6 +169,7 @@ def _acquisition(n: int, seed: int = 1) -> AcquisitionInputs:
     return AcquisitionInputs(
         noise_hu=rng.uniform(10.0, 40.0, n),
         body_shape=np.column_stack([profile, np.zeros(n)]),
+        streak_contrast=rng.uniform(4.0, 6.0, n),
         series_defects=np.zeros(n),
     )
 
@@ -179,12 +181,14 @@ def test_acquisition_evidence_finds_noise_a_cut_body_and_a_broken_series():
     acq.body_shape[106, -1] = 40.0  # the body lies on 40 mm of the image border
     acq.body_shape[107, :8] += 0.6  # an arm widens the outline on one side
     acq.series_defects[108] = 2  # two slices were missing
+    acq.streak_contrast[109] = 40.0  # a straight line across the air
     ev = outlier_evidence(mse_m, pixels, latents, histograms, splits == "train", splits == "val",
                           acq)
     assert int(np.argmax(ev.noise_z)) == 105
+    assert int(np.argmax(ev.streak_z)) == 109
     assert set(np.argsort(ev.shape_z)[-2:].tolist()) == {106, 107}
     assert int(np.argmax(ev.integrity_z)) == 108 and ev.integrity_z[108] > 2.5
-    assert set(np.argsort(ev.outlier_score)[-3:].tolist()) == {105, 106, 107}
+    assert set(np.argsort(ev.outlier_score)[-4:].tolist()) == {105, 106, 107, 109}
     # one missing slice among 100 intact reference series: p = ½ / 101, its strongest evidence
     assert ev.outlier_score[108] == pytest.approx(-np.log(0.5 / 101))
     assert ev.outlier_score[108] > np.percentile(ev.outlier_score, 75)

@@ -29,14 +29,14 @@ def test_percentile_rule_interpolates():
 def test_pvalue_rule_is_the_null_quantile_of_the_strongest_evidence():
     # one kind: P(−log U > t) = e^−t, so T = −log p exactly
     assert ThresholdRule("pvalue", p=0.01, evidence=1).threshold(VAL) == pytest.approx(-np.log(0.01))
-    # n = 8: P(max of 8 values −log U > t) = 1 − (1 − e^−t)^8; at the default p = 0.001, t ≈ 8.99
+    # n = 9: P(max of 9 values −log U > t) = 1 − (1 − e^−t)^9; at the default p = 0.001, t ≈ 9.10
     t = ThresholdRule("pvalue").threshold(VAL)
-    assert 1 - (1 - np.exp(-t)) ** 8 == pytest.approx(0.001)
-    assert t == pytest.approx(8.99, abs=0.01)
+    assert 1 - (1 - np.exp(-t)) ** 9 == pytest.approx(0.001)
+    assert t == pytest.approx(9.10, abs=0.01)
     # independent of the validation scores, so a validation outlier cannot lift it
     assert ThresholdRule("pvalue").threshold(np.append(VAL, 1e6)) == t
     rng = np.random.default_rng(0)
-    null = (-np.log(rng.random((400_000, 8)))).max(axis=1)
+    null = (-np.log(rng.random((400_000, 9)))).max(axis=1)
     assert (null > t).mean() == pytest.approx(0.001, abs=2e-4)
 
 def test_nan_scores_are_ignored():

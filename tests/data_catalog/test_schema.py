@@ -44,9 +44,9 @@ def test_v1_catalog_migrates_to_v3_keeping_its_scores():
     assert ensure_schema(con) == 3
     row = con.execute(
         "SELECT mse_m, mse_m_z, latent_z, histogram_z, tissue_z, contrast_z, shape_z, noise_z, "
-        "integrity_z, outlier_score FROM scores"
+        "streak_z, integrity_z, outlier_score FROM scores"
     ).fetchall()
-    assert row == [(0.25, *[None] * 9)]
+    assert row == [(0.25, *[None] * 10)]
 
 
 def test_v2_outlier_scores_are_cleared_and_scans_await_measuring():

@@ -113,6 +113,8 @@ def test_score_measures_the_acquisition_of_scans_ingest_did_not_measure(scored):
     # the phantoms: noise SD 10 HU (truncated to int16), a body wholly inside the image
     assert measured["noise_hu"].between(8.0, 10.5).all()
     assert (measured["body_edge_mm"] == 0).all()
+    # 32-voxel planes almost filled by the body: too little air to look for streaks in
+    assert measured["streak_contrast"].isna().all()
     profiles = np.stack(measured["body_profile"].to_list())
     assert profiles.shape == (21, 32) and np.allclose(profiles.mean(axis=1), 1.0)
     assert pd.isna(scans.loc["s-gone", "body_profile"])  # its volume is gone: tried again later
@@ -152,7 +154,7 @@ def test_default_threshold_is_the_outlier_scores_p_value_and_flags_follow(scored
     scores = _read(settings, catalog_scores.read_scores, RUN)
     run = _read(settings, catalog_scores.read_run, RUN)
     assert (run["threshold_rule"], run["threshold_score"]) == ("pvalue", "outlier_score")
-    assert run["threshold"] == pytest.approx(-np.log(1 - 0.999 ** (1 / 8)))  # 8.99
+    assert run["threshold"] == pytest.approx(-np.log(1 - 0.999 ** (1 / 9)))  # 9.10
     assert json.loads(run["threshold_params_json"])["n_val"] == (scores["split"] == "val").sum()
     assert (scores["is_outlier"] == (scores["outlier_score"] > run["threshold"])).all()
     assert set(scores.loc[scores["is_outlier"], "scan_id"]) >= METAL
@@ -245,7 +247,7 @@ def test_evaluate_stores_metrics_equal_to_sklearn(scored, tmp_path):
     table = _read(settings, catalog_scores.read_evaluations, RUN).set_index(["method", "outlier_type"])
     assert set(table.index.get_level_values(0)) == {
         "outlier_score", "mse_m_z", "latent_z", "histogram_z", "tissue_z", "contrast_z", "shape_z",
-        "noise_z", "integrity_z", "mse", "mse_region", "mse_m",
+        "noise_z", "integrity_z", "mse", "mse_region", "mse_m",  # streak_z: all NULL, left out
         "isolation_forest", "histogram_mahalanobis"}
     scores = _read(settings, catalog_scores.read_scores, RUN).set_index("scan_id")
     known = scores.loc[[f"s-{i:03d}" for i in range(20)]]
