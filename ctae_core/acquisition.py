@@ -16,7 +16,8 @@ unusual place). Their signs are simple to measure directly:
   body wholly inside the field of view;
 - ``streak_contrast``: the strongest straight line in the air around the body — streaks from
   beam hardening or photon starvation run across the whole image, and in air nothing else is
-  straight. The air (voxels with nothing above ``STREAK_AIR_HU`` within 3 voxels) is
+  straight. The air (outside the body and couch outlines — lung vessels are straight too —
+  with nothing above ``STREAK_AIR_HU`` within 3 voxels) is
   high-passed, projected along ``STREAK_DIRECTIONS`` directions (a Radon transform by binning)
   and each line's sum divided by √(its voxels) · the air's noise: a signal-to-noise ratio, the
   maximum over lines and slices. Noise alone gives ~4–6; a faint streak tens.
@@ -103,7 +104,7 @@ def streak_contrast(hu: np.ndarray) -> float:
     """Signal-to-noise ratio of the strongest straight line in the air of a (Z, Y, X) HU
     volume (module docstring); NaN when no slice holds enough air."""
     planes = hu[::STREAK_SLICE_STRIDE].astype(np.float32)
-    air = ndimage.maximum_filter(planes, size=(1, 7, 7)) < STREAK_AIR_HU
+    air = (ndimage.maximum_filter(planes, size=(1, 7, 7)) < STREAK_AIR_HU) & ~_enclosed(planes)
     detail = planes - ndimage.uniform_filter(planes, size=(1, 5, 5))
     n_planes, ny, nx = planes.shape
     noise = np.full(n_planes, np.inf)
@@ -126,6 +127,17 @@ def streak_contrast(hu: np.ndarray) -> float:
         snr = np.abs(total) / np.sqrt(np.maximum(count, 1)) / np.repeat(noise, n_bins)
         best = max(best, float(snr[count >= STREAK_MIN_VOXELS].max(initial=0.0)))
     return best
+
+
+def _enclosed(planes: np.ndarray) -> np.ndarray:
+    """Per plane, everything inside an outline above ``BODY_HU`` (the body with its lungs, the
+    couch with its foam core): where vessels and edges are straight by nature."""
+    cross = ndimage.generate_binary_structure(2, 1)
+    out = np.empty(planes.shape, dtype=bool)
+    for k, plane in enumerate(planes):
+        outline = ndimage.binary_dilation(plane > BODY_HU, structure=cross)  # close 1-voxel gaps
+        out[k] = ndimage.binary_fill_holes(outline)
+    return out
 
 
 def _body(plane: np.ndarray) -> np.ndarray | None:

@@ -20,7 +20,10 @@ normal voxel by voxel, are reproduced, and score like inliers. MSE_m also falls 
   in eight HU ranges (lung, lung edge, fat, soft tissue, enhanced tissue, contrast-filled blood
   and cancellous bone, cortical bone, metal);
 - ``contrast_z``: how much *less* enhanced tissue (256–704 HU: contrast-filled blood) the scan
-  holds among its soft and enhanced tissue (64–704 HU) than usual: a scan without contrast;
+  holds among its soft and enhanced tissue (64–704 HU) than usual: a scan without contrast.
+  The share itself, not its log: inliers' shares trail off towards low values (contrast
+  timing), and a log stretched that tail into false alarms (3 % of the demo's inliers above
+  z 3.3 with the log, 0 without, at the same AUROC);
 - ``shape_z``: Mahalanobis distance of the body's outline (``ctae_core.acquisition``: extent
   per direction, contact with the image border) from the training scans': arms beside the
   body, a body cut by the field of view, an odd position;
@@ -260,7 +263,7 @@ def outlier_evidence(
         evidence["histogram_z"] = distance_z(_histogram_features(above_air))
         if counts.shape[1] == len(HU_HISTOGRAM_EDGES) - 1:  # else not ctae's bins: left out
             evidence["tissue_z"] = distance_z(tissue_log_shares(counts))
-            evidence["contrast_z"] = z_of(-np.log(enhanced_share(counts) + TISSUE_SHARE_FLOOR))
+            evidence["contrast_z"] = z_of(-enhanced_share(counts))
     if acquisition is not None:
         with np.errstate(invalid="ignore", divide="ignore"):
             evidence["noise_z"] = z_of(np.log(np.asarray(acquisition.noise_hu, dtype=np.float64)))
