@@ -61,7 +61,7 @@ class ScanRecord:
     metal_voxels: int
     hu_histogram: list[int]
     volume_path: str
-    noise_hu: float | None = None  # None: not measured (NaN: nothing measurable)
+    noise_hu: float | None = None  # None: not measured yet (`ctae score`); NaN: nothing measurable
     body_edge_mm: float | None = None
     body_profile: list[float] | None = None  # [] when no slice holds a body
     streak_contrast: float | None = None
@@ -180,7 +180,7 @@ ORDER BY scan_id
 
 
 def scans_without_acquisition(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """Scans whose acquisition was never measured (ingested before schema v3): scan_id,
+    """Scans whose acquisition was never measured (`ctae score` measures them): scan_id,
     volume_path, spacing_mm. A measured scan without a body has an empty profile and NaN
     values, so it is not measured again."""
     return con.execute(_WITHOUT_ACQUISITION).df()

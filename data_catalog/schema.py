@@ -189,8 +189,8 @@ _V2 = [
     for column in ("mse_m_z", "latent_z", "histogram_z", "tissue_z", "outlier_score")
 ]
 
-# v3: how each scan was acquired (ctae_core/acquisition.py; NULL for scans ingested before v3
-# until `ctae ingest` or `ctae score` measures their stored volume) and the outlier score's
+# v3: how each scan was acquired (ctae_core/acquisition.py; NULL until `ctae score` measures
+# the stored volume) and the outlier score's
 # five new kinds of evidence. The score is now the strongest evidence, not Fisher's sum: v2
 # scores are cleared, so nothing shows a number of the old scale; `ctae score` recomputes them.
 _V3 = [

@@ -29,7 +29,6 @@ from data_catalog.scans import (
     upsert_scans,
 )
 from data_catalog.settings import CatalogSettings
-from jobs.acquisition import measure_stored_scans
 from jobs.executors import ExecutorConfig, map_tasks
 from jobs.ingest_worker import IngestOutcome, ingest_one, scan_id_for
 from jobs.options import (
@@ -76,7 +75,6 @@ class IngestSummary:
     failed: Counter = field(default_factory=Counter)
     skipped_files: dict[str, int] = field(default_factory=dict)
     input_bytes: int = 0
-    measured_stored: int = 0
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, object]:
@@ -88,7 +86,6 @@ class IngestSummary:
             "failed": sum(self.failed.values()),
             "failed_by_reason": dict(self.failed),
             "skipped_files": dict(self.skipped_files),
-            "measured_stored": self.measured_stored,
             "seconds": round(self.seconds, 2),
         }
 
@@ -101,9 +98,6 @@ class IngestSummary:
             f"{rate:.2f} series/s)"
         ]
         out += [f"  failed {n} × {reason}" for reason, n in sorted(self.failed.items())]
-        if self.measured_stored:
-            out.append(f"  measured noise and body outline of {self.measured_stored} scan(s) "
-                       "ingested by an older ctae")
         out += [
             f"  passed over {n} file(s): {why}" for why, n in sorted(self.skipped_files.items())
         ]
@@ -142,7 +136,6 @@ def run_ingest(
     worker = functools.partial(ingest_one, store_dir=str(settings.store_dir), spacing=spacing)
     executor = executor or ExecutorConfig(kind="local", workers=workers)
     _run_batches(worker, todo, settings, summary, executor, progress)
-    summary.measured_stored = measure_stored_scans(settings, executor)["measured"]
     summary.seconds = time.perf_counter() - start
     return summary
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ctae_core.acquisition import acquisition_features
 from ctae_core.errors import InvalidSeriesError
 from ctae_core.io.sources import ScanFacts, SeriesSource
 from ctae_core.io.volume_store import save_volume
@@ -115,7 +114,6 @@ def _record(
     path: Path,
 ) -> ScanRecord:
     stats = scan_statistics(hu, spacing)
-    acquisition = acquisition_features(hu, spacing)
     return ScanRecord(
         scan_id=scan_id,
         source_kind=source.kind,
@@ -155,8 +153,4 @@ def _record(
         metal_voxels=stats.metal_voxels,
         hu_histogram=list(stats.hu_histogram),
         volume_path=str(path),
-        noise_hu=acquisition.noise_hu,
-        body_edge_mm=acquisition.body_edge_mm,
-        body_profile=list(acquisition.body_profile),
-        streak_contrast=acquisition.streak_contrast,
     )

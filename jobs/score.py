@@ -167,9 +167,9 @@ def apply_threshold(settings: CatalogSettings, options: ScoreOptions) -> dict[st
 def update_outlier_score(settings: CatalogSettings, run_id: str) -> dict[str, Any]:
     """Recompute the run's outlier score and its evidence for every scored scan (normal is
     fitted on the training split, z-scores calibrated on the validation split) and store them.
-    Cheap (no model), so it is redone whenever scans are added. Scans ingested before ctae
-    measured noise and body outline are measured first, from their stored volumes. Returns
-    counts for job_runs."""
+    Cheap (no model), so it is redone whenever scans are added. Scans not yet measured (noise,
+    body outline, streaks) are measured first, from their stored volumes. Returns counts for
+    job_runs."""
     from ctae_core.outlier_score import outlier_evidence
 
     counts: dict[str, Any] = measure_stored_scans(settings)

@@ -16,6 +16,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
+from ctae_core.acquisition import acquisition_features
 from ctae_core.config import TINY
 from ctae_core.inference import load_run_model, prepare_input, reconstruct
 from ctae_core.io.volume_store import load_volume, save_volume
@@ -104,7 +105,7 @@ def test_every_scan_is_scored_with_its_split(scored):
     assert scores["latent"].map(len).eq(TINY.model.latent).all()  # one latent per scan, the preset's size
 
 
-def test_score_measures_the_acquisition_of_scans_ingest_did_not_measure(scored):
+def test_score_measures_the_acquisition_of_every_scan_from_its_stored_volume(scored):
     from data_catalog.scans import scans_table
 
     settings, _ = scored
@@ -117,6 +118,10 @@ def test_score_measures_the_acquisition_of_scans_ingest_did_not_measure(scored):
     assert measured["streak_contrast"].isna().all()
     profiles = np.stack(measured["body_profile"].to_list())
     assert profiles.shape == (21, 32) and np.allclose(profiles.mean(axis=1), 1.0)
+    one = measured.loc["s-new"]
+    expected = acquisition_features(load_volume(one["volume_path"]), one["spacing_mm"])
+    assert one["noise_hu"] == pytest.approx(expected.noise_hu)
+    assert list(one["body_profile"]) == pytest.approx(list(expected.body_profile))
     assert pd.isna(scans.loc["s-gone", "body_profile"])  # its volume is gone: tried again later
 
 
