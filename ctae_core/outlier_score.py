@@ -36,8 +36,8 @@ normal voxel by voxel, are reproduced, and score like inliers. MSE_m also falls 
 Each becomes a z against the validation split (median and 1.4826 · MAD, log scale) and an
 upper-tail probability under a normal reference; ``outlier_score = max_i −log P(Z > z_i)``,
 the evidence of the most unusual thing about the scan. The maximum rather than Fisher's sum:
-they rank about equally (demo cohort, README "Detection quality": 0.962 both on 180 planted
-outliers, 0.969 vs 0.957 on the demo's 17), but the maximum *is* one kind of evidence — the
+they rank about equally (demo cohort, README "Detection quality": 0.950 vs 0.954 on 180
+planted outliers, 0.949 vs 0.938 on the demo's 17), but the maximum *is* one kind of evidence — the
 viewer names it — and its null quantile is exact for independent evidence (Šidák), so T
 means what it says. An unusually *low* value never raises the score.
 """
