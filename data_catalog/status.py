@@ -47,8 +47,9 @@ class PipelineStatus:
 
     @property
     def scored_all(self) -> bool:
-        """Every scan scored, with its outlier score (a catalog scored before schema v2 lacks
-        it until `ctae score` runs again), and T set."""
+        """Every scan scored, with its outlier score (a catalog scored before schema v3 lacks
+        it — the v3 migration clears the older scale — until `ctae score` runs again), and T
+        set."""
         return (self.scans > 0 and self.unscored == 0 and self.threshold is not None
                 and self.with_outlier_score == self.scored)
 

@@ -16,7 +16,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import typer
@@ -36,6 +36,11 @@ from jobs.options import (
     settings_from,
 )
 from jobs.runtime import job_run, stack_lists
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ctae_core.outlier_score import AcquisitionInputs
 
 logger = logging.getLogger(__name__)
 
@@ -200,7 +205,7 @@ def update_outlier_score(settings: CatalogSettings, run_id: str) -> dict[str, An
     return {**counts, "outlier_scores": n_scored}
 
 
-def acquisition_inputs(inputs: Any) -> Any:
+def acquisition_inputs(inputs: pd.DataFrame) -> AcquisitionInputs:
     """``AcquisitionInputs`` of ``evidence_inputs`` rows: a scan never measured, or measured
     without a body, has NaN noise / outline (its evidence is left out, not guessed)."""
     from ctae_core.acquisition import PROFILE_DIRECTIONS
