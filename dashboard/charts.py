@@ -109,16 +109,26 @@ def categorical_scatter(
 
 
 def score_scatter(
-    scans: pd.DataFrame, x: str, y: str, color_by: str, threshold: float | None
+    scans: pd.DataFrame,
+    x: str,
+    y: str,
+    color_by: str,
+    threshold: float | None,
+    log_score: bool = False,
 ) -> go.Figure:
-    """Score against a scan fact (thesis Fig. 4.2–4.5) with the threshold T as a dashed line."""
+    """Score against a scan fact (thesis Fig. 4.2–4.5) with the threshold T as a dashed line;
+    ``log_score`` puts the score on a log axis (one extreme scan then no longer flattens the
+    rest)."""
     fig = categorical_scatter(scans, x, y, color_by)
+    if log_score:
+        fig.update_yaxes(type="log")
     if threshold is not None:
-        fig.add_hline(
-            y=threshold,
-            line_dash="dash",
-            line_color="black",
-            annotation_text=f"T = {threshold:.4g}",
+        fig.add_hline(y=threshold, line_dash="dash", line_color="black")
+        # annotations on a log axis are placed in log10 units, shapes in data units
+        label_y = np.log10(threshold) if log_score and threshold > 0 else threshold
+        fig.add_annotation(
+            x=1, xref="paper", y=label_y, yref="y", text=f"T = {threshold:.4g}",
+            showarrow=False, xanchor="right", yanchor="bottom",
         )
     return fig
 

@@ -37,6 +37,10 @@ color_by = c3.selectbox("Colour by", list(charts.COLOR_COLUMNS), key="explorer_c
 splits = c4.multiselect(
     "Splits", ["train", "val", "test", "unseen"], key="explorer_splits", placeholder="all splits"
 )
+log_score = st.toggle(
+    "Log score axis", key="explorer_log", help="One extreme scan (a wrong rescale scores in the "
+    "hundreds) flattens every other point on a linear axis."
+)
 shown = scans[scans[score].notna()]
 if splits:
     shown = shown[shown["split"].isin(splits)]
@@ -49,14 +53,14 @@ st.caption(
 left, right = st.columns(2)
 with left:
     pixel_event = st.plotly_chart(
-        charts.score_scatter(shown, "pixel_count", score, color_by, threshold),
+        charts.score_scatter(shown, "pixel_count", score, color_by, threshold, log_score),
         key="scatter_pixels",
         on_select="rerun",
         selection_mode=("points", "box", "lasso"),
     )
 with right:
     hu_event = st.plotly_chart(
-        charts.score_scatter(shown, hu_axis, score, color_by, threshold),
+        charts.score_scatter(shown, hu_axis, score, color_by, threshold, log_score),
         key="scatter_hu",
         on_select="rerun",
         selection_mode=("points", "box", "lasso"),

@@ -67,6 +67,11 @@ def test_explorer_scatters_histograms_and_split_filter(catalog, open_page):
     assert [len(values(t["x"])) for t in hist["data"]] == [n_val, n_test]
     assert len(at.dataframe[0].value) == flagged
 
+    assert pixels["layout"]["yaxis"].get("type") != "log"
+    at.toggle(key="explorer_log").set_value(True).run()
+    assert [f["layout"]["yaxis"]["type"] for f in figures(at)[:2]] == ["log", "log"]
+    assert point_count(figures(at)[0]) == 60
+
     at.multiselect(key="explorer_splits").set_value(["test"]).run()
     assert point_count(figures(at)[0]) == n_test
     at.selectbox(key="explorer_color").set_value("cluster").run()
