@@ -54,12 +54,14 @@ STREAK_MAX_PLANES = 32
 the maximum over planes from growing with scan length."""
 STREAK_MIN_VOXELS = 15
 """Lines through fewer air voxels are not scored (their noise is not averaged down)."""
+_CROSS = ndimage.generate_binary_structure(2, 1)
 
 
 @dataclass(frozen=True)
 class AcquisitionFeatures:
-    """Noise and body outline of one scan; NaN (profile: empty) where nothing was measurable,
-    e.g. no soft tissue or no body in any slice (an intensity offset can cause both)."""
+    """Noise, body outline and streak contrast of one scan; NaN (profile: empty) where nothing
+    was measurable, e.g. no soft tissue, no body in any slice or no air around it (an
+    intensity offset can cause all three)."""
 
     noise_hu: float
     body_edge_mm: float
@@ -68,7 +70,8 @@ class AcquisitionFeatures:
 
 
 def acquisition_features(hu: np.ndarray, spacing_mm: float) -> AcquisitionFeatures:
-    """Noise and body outline of a (Z, Y, X) HU volume with isotropic ``spacing_mm``.
+    """Noise, body outline and streak contrast of a (Z, Y, X) HU volume with isotropic
+    ``spacing_mm``.
 
     Raises:
         ValueError: the volume is not 3-D or is empty.
@@ -139,10 +142,9 @@ def streak_contrast(hu: np.ndarray) -> float:
 def _enclosed(planes: np.ndarray) -> np.ndarray:
     """Per plane, everything inside an outline above ``BODY_HU`` (the body with its lungs, the
     couch with its foam core): where vessels and edges are straight by nature."""
-    cross = ndimage.generate_binary_structure(2, 1)
     out = np.empty(planes.shape, dtype=bool)
     for k, plane in enumerate(planes):
-        outline = ndimage.binary_dilation(plane > BODY_HU, structure=cross)  # close 1-voxel gaps
+        outline = ndimage.binary_dilation(plane > BODY_HU, structure=_CROSS)  # close 1-voxel gaps
         out[k] = _fill_holes(outline)
     return out
 
@@ -157,8 +159,7 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
 
 def _body(plane: np.ndarray) -> np.ndarray | None:
     """The largest body region of an axial plane, holes filled; None if the plane has none."""
-    cross = ndimage.generate_binary_structure(2, 1)
-    mask = ndimage.binary_opening(plane > BODY_HU, structure=cross, iterations=OPENING_ITERATIONS)
+    mask = ndimage.binary_opening(plane > BODY_HU, structure=_CROSS, iterations=OPENING_ITERATIONS)
     labels, n = ndimage.label(mask)
     if n == 0:
         return None

@@ -104,8 +104,9 @@ def _integer_percentiles_histogram(flat: np.ndarray) -> tuple[np.ndarray, np.nda
     percentiles = np.add(a, diff_b_a * gamma)
     np.subtract(b, diff_b_a * (1 - gamma), out=percentiles, where=gamma >= 0.5, casting="unsafe")
     first, width = int(HU_HISTOGRAM_EDGES[0]), int(HU_HISTOGRAM_EDGES[1] - HU_HISTOGRAM_EDGES[0])
-    bins = np.clip((np.arange(low, low + len(counts)) - first) // width, 0, 63)
-    histogram = np.bincount(bins, weights=counts, minlength=64).astype(np.int64)
+    n_bins = len(HU_HISTOGRAM_EDGES) - 1
+    bins = np.clip((np.arange(low, low + len(counts)) - first) // width, 0, n_bins - 1)
+    histogram = np.bincount(bins, weights=counts, minlength=n_bins).astype(np.int64)
     return percentiles, histogram
 
 

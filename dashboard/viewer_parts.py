@@ -13,6 +13,18 @@ from dashboard.render import ViewSettings, render_views
 from data_catalog import CatalogBusyError
 from data_catalog.review import CAUSE_TAGS, VERDICTS
 
+EVIDENCE_NAMES = {  # ctae_core.outlier_score.EVIDENCE, in words
+    "mse_m_z": "reconstruction error for its size",
+    "latent_z": "latent vector far from the training scans'",
+    "histogram_z": "HU histogram unlike the training scans'",
+    "tissue_z": "tissue composition unlike the training scans'",
+    "contrast_z": "less contrast-enhanced blood than usual",
+    "shape_z": "body outline unlike the training scans' (arms, cut field of view, position)",
+    "noise_z": "image noise above the usual",
+    "streak_z": "straight streaks across the air around the body",
+    "integrity_z": "slices missing or repeated in the series",
+}
+
 FACTS = [
     "scan_id",
     "split",
@@ -21,15 +33,7 @@ FACTS = [
     "mse_region",
     "score",
     "outlier_score",
-    "mse_m_z",
-    "latent_z",
-    "histogram_z",
-    "tissue_z",
-    "contrast_z",
-    "shape_z",
-    "noise_z",
-    "streak_z",
-    "integrity_z",
+    *EVIDENCE_NAMES,
     "is_outlier",
     "cluster",
     "pixel_count",
@@ -128,20 +132,7 @@ def show_planes(scan: pd.Series, run: dict[str, Any], view: ViewSettings) -> Non
         )
 
 
-EVIDENCE_NAMES = {
-    "mse_m_z": "reconstruction error for its size",
-    "latent_z": "latent vector far from the training scans'",
-    "histogram_z": "HU histogram unlike the training scans'",
-    "tissue_z": "tissue composition unlike the training scans'",
-    "contrast_z": "less contrast-enhanced blood than usual",
-    "shape_z": "body outline unlike the training scans' (arms, cut field of view, position)",
-    "noise_z": "image noise above the usual",
-    "streak_z": "straight streaks across the air around the body",
-    "integrity_z": "slices missing or repeated in the series",
-}
-
-
-def strongest_evidence(scan: pd.Series) -> str | None:
+def evidence_caption(scan: pd.Series) -> str | None:
     """Which of the outlier score's nine kinds of evidence is largest (the one the score is),
     in words; None when the run has no outlier score for the scan."""
     z = {k: scan.get(k) for k in EVIDENCE_NAMES}

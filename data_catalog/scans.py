@@ -61,10 +61,6 @@ class ScanRecord:
     metal_voxels: int
     hu_histogram: list[int]
     volume_path: str
-    noise_hu: float | None = None  # None: not measured yet (`ctae score`); NaN: nothing measurable
-    body_edge_mm: float | None = None
-    body_profile: list[float] | None = None  # [] when no slice holds a body
-    streak_contrast: float | None = None
 
 
 @dataclass(frozen=True)
@@ -180,9 +176,10 @@ ORDER BY scan_id
 
 
 def scans_without_acquisition(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """Scans whose acquisition was never measured (`ctae score` measures them): scan_id,
-    volume_path, spacing_mm. A measured scan without a body has an empty profile and NaN
-    values, so it is not measured again."""
+    """Scans whose acquisition (noise_hu, body_edge_mm, body_profile, streak_contrast; NULL
+    after ingest) was never measured — `ctae score` measures them: scan_id, volume_path,
+    spacing_mm. A measured scan without a body has an empty profile and NaN values, so it is
+    not measured again."""
     return con.execute(_WITHOUT_ACQUISITION).df()
 
 

@@ -190,9 +190,9 @@ _V2 = [
 ]
 
 # v3: how each scan was acquired (ctae_core/acquisition.py; NULL until `ctae score` measures
-# the stored volume) and the outlier score's
-# five new kinds of evidence. The score is now the strongest evidence, not Fisher's sum: v2
-# scores are cleared, so nothing shows a number of the old scale; `ctae score` recomputes them.
+# the stored volume) and the outlier score's five new kinds of evidence. The score is now the
+# strongest evidence, not Fisher's sum: v2 scores are cleared, so nothing shows a number of the
+# old scale; `ctae score` recomputes them.
 _V3 = [
     "ALTER TABLE scans ADD COLUMN IF NOT EXISTS noise_hu DOUBLE",        # image noise SD (HU); NaN: none measurable
     "ALTER TABLE scans ADD COLUMN IF NOT EXISTS body_edge_mm DOUBLE",    # mm of body on the image border, per slice

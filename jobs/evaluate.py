@@ -1,9 +1,10 @@
 """`ctae evaluate`: how well the run's scores find planted outliers, beside two baselines.
 
-For the run's outlier score and each kind of evidence it combines (MSE_m for its size, latent
-distance, HU-histogram distance, tissue-composition distance), MSE, MSE over the region, MSE_m,
-and the two baselines pixel statistics + IsolationForest and HU histogram + Mahalanobis: AUROC
-and average precision (overall and per outlier type), precision and recall at T, and the Spearman correlation with pixel count among inliers. T is the run's stored T
+For the run's outlier score and each of its kinds of evidence (``ctae_core.outlier_score.
+EVIDENCE``), MSE, MSE over the region, MSE_m, and the two baselines pixel statistics +
+IsolationForest and HU histogram + Mahalanobis: AUROC and average precision (overall and per
+outlier type), precision and recall at T, and the Spearman correlation with pixel count among
+inliers. T is the run's stored T
 for the run's threshold score; every other method gets T from its own validation-split scores
 under the run's rule. Baselines are unsupervised and fitted on every scored scan, as an
 IsolationForest is meant to be used (it cannot rank points outside the range it was fitted on).
@@ -28,9 +29,7 @@ from jobs.runtime import job_run, stack_lists
 logger = logging.getLogger(__name__)
 
 TRUTH_COLUMNS = ("series_uid", "source_path", "truth")
-RUN_METHODS = ("outlier_score", "mse_m_z", "latent_z", "histogram_z", "tissue_z", "contrast_z",
-               "shape_z", "noise_z", "streak_z", "integrity_z", "mse", "mse_region", "mse_m")
-"""The run's own scores in the scores table; a method whose column is all NULL is left out."""
+AE_METHODS = ("mse", "mse_region", "mse_m")
 
 
 class EvaluateJobError(RuntimeError):
@@ -115,9 +114,12 @@ def evaluate_run(inputs: pd.DataFrame, labels: pd.Series, run: dict[str, Any],
     from tqdm import tqdm
 
     from ctae_core.evaluation import evaluate_method
+    from ctae_core.outlier_score import EVIDENCE  # scipy.stats: not at CLI start-up
 
     fit_rows = np.ones(len(inputs), dtype=bool)
-    methods = {m: inputs[m].to_numpy(dtype=np.float64, na_value=np.nan) for m in RUN_METHODS
+    # the run's own scores in the scores table; a method whose column is all NULL is left out
+    run_methods = ("outlier_score", *EVIDENCE, *AE_METHODS)
+    methods = {m: inputs[m].to_numpy(dtype=np.float64, na_value=np.nan) for m in run_methods
                if inputs[m].notna().any()}
     methods.update(baseline_scores(inputs, fit_rows))
     known = labels.notna().to_numpy()

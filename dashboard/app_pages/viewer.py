@@ -8,10 +8,10 @@ import streamlit as st
 from dashboard import charts, data, review_queue, state
 from dashboard.render import ViewSettings
 from dashboard.viewer_parts import (
+    evidence_caption,
     label_form,
     scan_facts,
     show_planes,
-    strongest_evidence,
     window_controls,
 )
 
@@ -63,7 +63,7 @@ with left:
         key="hu_hist",
     )
 with right:
-    evidence = strongest_evidence(scan)
+    evidence = evidence_caption(scan)
     if evidence:
         st.caption(evidence)
     st.dataframe(scan_facts(scan), width="stretch", key="facts")

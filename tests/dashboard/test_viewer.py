@@ -105,3 +105,17 @@ def test_busy_catalog_keeps_the_label_in_the_form(catalog, open_page, monkeypatc
         holder.wait(timeout=10)
     at.button(key="verdict_outlier").click().run()
     assert _labels(catalog) == [("syn0000003", "dana", "outlier", ["cable or tube"], None)]
+
+
+def test_evidence_caption_names_every_kind_and_the_strongest():
+    import pandas as pd
+
+    from ctae_core.outlier_score import EVIDENCE
+    from dashboard.viewer_parts import EVIDENCE_NAMES, evidence_caption
+
+    assert tuple(EVIDENCE_NAMES) == EVIDENCE
+    scan = pd.Series({name: 0.5 for name in EVIDENCE} | {"streak_z": 6.2, "noise_z": None})
+    caption = evidence_caption(scan)
+    assert caption.startswith(f"Strongest evidence: {EVIDENCE_NAMES['streak_z']} (z +6.2;")
+    assert "noise_z" not in caption
+    assert evidence_caption(pd.Series({"mse_m": 0.3})) is None
