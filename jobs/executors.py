@@ -8,73 +8,27 @@ one process at a time, so an innocent neighbour of a crashing scan is never fail
 
 Stateful work (a model loaded once per worker) goes through ``map_stateful`` with a picklable
 zero-argument ``factory`` that builds the per-item function inside each worker process
-(local) or actor (Ray, see ``jobs/ray_actors.py``).
+(local) or actor (Ray, see ``jobs/ray_executor.py``).
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, TypeVar
+
+from jobs.executor_types import EXECUTORS, ExecutorConfig, TaskResult, describe_error
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["EXECUTORS", "ExecutorConfig", "TaskResult", "describe_error", "map_stateful", "map_tasks"]
+
 T = TypeVar("T")
 R = TypeVar("R")
-EXECUTORS = ("local", "ray")
 _QUEUED, _RUNNING, _FINISHED = 0, 1, 2
-
-
-@dataclass(frozen=True)
-class ExecutorConfig:
-    """Where per-scan work runs.
-
-    Attributes:
-        kind: ``local`` (process pool on this machine) or ``ray`` (a Ray cluster).
-        workers: Local processes (default: CPU count; 1 runs in this process); on Ray the
-            number of actors for stateful work (default: one per GPU, else per CPU).
-        ray_address: Ray cluster address (``auto``, ``ray://host:10001``); None starts a
-            local Ray instance for the job (or reuses one this process already started).
-        max_retries: How often a task whose worker died is tried again before it is failed.
-    """
-
-    kind: Literal["local", "ray"] = "local"
-    workers: int | None = None
-    ray_address: str | None = None
-    max_retries: int = 2
-
-    def __post_init__(self) -> None:
-        if self.kind not in EXECUTORS:
-            raise ValueError(f"--executor must be 'local' or 'ray', not {self.kind!r}")
-        if self.workers is not None and self.workers < 1:
-            raise ValueError(f"--workers must be >= 1, not {self.workers}")
-        if self.max_retries < 0:
-            raise ValueError(f"max_retries must be >= 0, not {self.max_retries}")
-        if self.ray_address is not None and self.kind != "ray":
-            raise ValueError("--ray-address needs --executor ray")
-
-    @property
-    def local_workers(self) -> int:
-        """Processes of the local pool."""
-        return self.workers or os.cpu_count() or 1
-
-
-@dataclass(frozen=True)
-class TaskResult(Generic[T, R]):
-    """One input with either its result or the error that ended it."""
-
-    item: T
-    value: R | None = None
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
 
 
 def map_tasks(
@@ -108,11 +62,9 @@ def map_stateful(
     if not items:
         return iter(())
     if config.kind == "ray":
-        if actors:
-            from jobs.ray_actors import map_actors
+        from jobs.ray_executor import map_actors, map_ray_tasks
 
-            return map_actors(factory, items, config)
-        return _map_ray(factory, items, config)
+        return (map_actors if actors else map_ray_tasks)(factory, items, config)
     if config.local_workers <= 1:
         return _map_inline(factory, items)
     return _map_local(factory, items, config)
@@ -231,59 +183,3 @@ def _died(attempts: int) -> str:
         f"WorkerDied: the worker process died on each of {attempts} tries "
         "(out of memory? try fewer --workers)"
     )
-
-
-# ---------------------------------------------------------------- Ray tasks
-def import_ray() -> Any:
-    """The ``ray`` module, or an error that says how to install it."""
-    try:
-        import ray
-    except ImportError as err:
-        raise RuntimeError(
-            "--executor ray needs Ray: pip install 'ctae[ray]' (or run with --executor local)"
-        ) from err
-    return ray
-
-
-def ensure_ray(config: ExecutorConfig) -> Any:
-    """Connect to ``config.ray_address`` (or start a local Ray) unless already connected."""
-    ray = import_ray()
-    if not ray.is_initialized():
-        logger.info("connecting to Ray at %s", config.ray_address or "a new local instance")
-        ray.init(address=config.ray_address, include_dashboard=False, log_to_driver=False)
-    return ray
-
-
-def _call_with_factory(factory: Callable[[], Callable[[Any], Any]], item: Any) -> Any:
-    return factory()(item)
-
-
-def ray_error(ray: Any, err: Exception) -> str:
-    """The message of a failed Ray call: the task's own exception, or why its worker died."""
-    if isinstance(err, ray.exceptions.RayTaskError):
-        cause = err.cause if err.cause is not None else err
-        return describe_error(cause)
-    return f"WorkerDied: {describe_error(err)}"
-
-
-def _map_ray(
-    factory: Callable[[], Callable[[T], R]], items: list[T], config: ExecutorConfig
-) -> Iterator[TaskResult[T, R]]:
-    """Ray tasks (Ray itself retries a task whose worker died, ``max_retries`` times), with at
-    most a few tasks per cluster CPU in flight so millions of inputs do not flood the driver."""
-    ray = ensure_ray(config)
-    remote = ray.remote(max_retries=config.max_retries, retry_exceptions=False)(_call_with_factory)
-    factory_ref = ray.put(factory)
-    window = max(4, 4 * int(ray.cluster_resources().get("CPU", 1)))
-    pending: dict[Any, T] = {}
-    next_item = 0
-    while pending or next_item < len(items):
-        while next_item < len(items) and len(pending) < window:
-            pending[remote.remote(factory_ref, items[next_item])] = items[next_item]
-            next_item += 1
-        (ref,), _ = ray.wait(list(pending), num_returns=1)
-        item = pending.pop(ref)
-        try:
-            yield TaskResult(item, ray.get(ref))
-        except ray.exceptions.RayError as err:
-            yield TaskResult(item, error=ray_error(ray, err))

@@ -18,6 +18,8 @@ import torch
 from torch import nn
 
 from ctae_core.errors import CheckpointError
+from ctae_core.inference import InputSpec, run_model_from_checkpoint
+from ctae_core.model import ConvAutoencoder3D
 
 logger = logging.getLogger(__name__)
 
@@ -75,15 +77,18 @@ def load_checkpoint(path: Path | str) -> dict[str, Any]:
     return data
 
 
-def load_state(module: nn.Module, state: dict[str, torch.Tensor], source: Path | str) -> None:
-    """``module.load_state_dict(state)`` with a CheckpointError that names the file on mismatch."""
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise CheckpointError(
-            f"{source}: weights do not fit this model ({str(err)[:300]}); the checkpoint was "
-            "written for another architecture — check --preset/--depth/--latent"
-        ) from err
+def load_run_model(
+    checkpoint_path: Path | str, device: str | torch.device = "cpu", channels_last: bool = False
+) -> tuple[ConvAutoencoder3D, InputSpec]:
+    """The run's trained model (best validation epoch, eval mode, on ``device``) and its
+    InputSpec, read from its checkpoint file.
+
+    Raises:
+        CheckpointError: missing, corrupt or foreign file, or a training run that never
+            finished an epoch.
+    """
+    data = load_checkpoint(checkpoint_path)
+    return run_model_from_checkpoint(data, checkpoint_path, device, channels_last)
 
 
 def load_encoder_weights(encoder: nn.Module, path: Path | str) -> int:

@@ -10,8 +10,13 @@ import torch
 
 from ctae_core.config import PRESETS, TINY, TrainConfig, learning_rate, preset
 from ctae_core.errors import CheckpointError
-from ctae_core.inference import InputSpec, load_run_model, prepare_input, reconstruct
-from ctae_core.io.checkpoint import load_checkpoint, load_encoder_weights, save_checkpoint
+from ctae_core.inference import InputSpec, prepare_input, reconstruct
+from ctae_core.io.checkpoint import (
+    load_checkpoint,
+    load_encoder_weights,
+    load_run_model,
+    save_checkpoint,
+)
 from ctae_core.model import ConvAutoencoder3D, Med3DEncoder
 
 

@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 
 from ctae_core.acquisition import acquisition_features
 from ctae_core.config import TINY
-from ctae_core.inference import load_run_model, prepare_input, reconstruct
+from ctae_core.inference import prepare_input, reconstruct
+from ctae_core.io.checkpoint import load_run_model
 from ctae_core.io.volume_store import load_volume, save_volume
 from ctae_core.outlier_score import outlier_evidence
 from ctae_core.stats import HU_HISTOGRAM_EDGES

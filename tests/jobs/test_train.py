@@ -9,7 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ctae_core.data import assign_splits
-from ctae_core.inference import load_run_model, prepare_input, reconstruct
+from ctae_core.inference import prepare_input, reconstruct
+from ctae_core.io.checkpoint import load_run_model
 from ctae_core.io.volume_store import save_volume
 from data_catalog import connect
 from data_catalog.runs import get_run, read_splits, train_history

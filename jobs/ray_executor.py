@@ -1,4 +1,5 @@
-"""A pool of Ray actors for stateful per-batch work (scoring: the model is loaded once per actor).
+"""The Ray back-end of ``jobs.executors``: Ray tasks, and a pool of Ray actors for stateful
+per-batch work (scoring: the model is loaded once per actor).
 
 Each actor takes one GPU where the cluster has GPUs (Ray sets ``CUDA_VISIBLE_DEVICES``, so the
 work sees it as ``cuda``), one CPU otherwise. Every actor holds one item at a time, so when an
@@ -13,12 +14,67 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from jobs.executors import ExecutorConfig, TaskResult, describe_error, ensure_ray, ray_error
+from jobs.executor_types import ExecutorConfig, TaskResult, describe_error
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+def import_ray() -> Any:
+    """The ``ray`` module, or an error that says how to install it."""
+    try:
+        import ray
+    except ImportError as err:
+        raise RuntimeError(
+            "--executor ray needs Ray: pip install 'ctae[ray]' (or run with --executor local)"
+        ) from err
+    return ray
+
+
+def ensure_ray(config: ExecutorConfig) -> Any:
+    """Connect to ``config.ray_address`` (or start a local Ray) unless already connected."""
+    ray = import_ray()
+    if not ray.is_initialized():
+        logger.info("connecting to Ray at %s", config.ray_address or "a new local instance")
+        ray.init(address=config.ray_address, include_dashboard=False, log_to_driver=False)
+    return ray
+
+
+def _call_with_factory(factory: Callable[[], Callable[[Any], Any]], item: Any) -> Any:
+    return factory()(item)
+
+
+def ray_error(ray: Any, err: Exception) -> str:
+    """The message of a failed Ray call: the task's own exception, or why its worker died."""
+    if isinstance(err, ray.exceptions.RayTaskError):
+        cause = err.cause if err.cause is not None else err
+        return describe_error(cause)
+    return f"WorkerDied: {describe_error(err)}"
+
+
+def map_ray_tasks(
+    factory: Callable[[], Callable[[T], R]], items: list[T], config: ExecutorConfig
+) -> Iterator[TaskResult[T, R]]:
+    """Ray tasks (Ray itself retries a task whose worker died, ``max_retries`` times), with at
+    most a few tasks per cluster CPU in flight so millions of inputs do not flood the driver."""
+    ray = ensure_ray(config)
+    remote = ray.remote(max_retries=config.max_retries, retry_exceptions=False)(_call_with_factory)
+    factory_ref = ray.put(factory)
+    window = max(4, 4 * int(ray.cluster_resources().get("CPU", 1)))
+    pending: dict[Any, T] = {}
+    next_item = 0
+    while pending or next_item < len(items):
+        while next_item < len(items) and len(pending) < window:
+            pending[remote.remote(factory_ref, items[next_item])] = items[next_item]
+            next_item += 1
+        (ref,), _ = ray.wait(list(pending), num_returns=1)
+        item = pending.pop(ref)
+        try:
+            yield TaskResult(item, ray.get(ref))
+        except ray.exceptions.RayError as err:
+            yield TaskResult(item, error=ray_error(ray, err))
 
 
 class StatefulWorker:
