@@ -73,19 +73,20 @@ def scans_per_second(name: str, rows: list, batch: int, device: str, out: Path,
     """Throughput of jobs.score's batch path over ``rows`` (one warm-up batch not timed)."""
     import torch
 
-    from jobs.score import ScoreOptions, _score_batch
+    from jobs.score_options import ScoreOptions
+    from jobs.score_workers import score_batch
 
     model, spec = _model_and_spec(name, device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
     options = ScoreOptions(run_id="bench", batch_size=batch, device=device, show_progress=False,
                            channels_last=channels_last)
-    _score_batch(rows[:batch], model, spec, options, device, out)  # warm-up
+    score_batch(rows[:batch], model, spec, options, device, out)  # warm-up
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     started = time.perf_counter()
     for start in range(0, len(rows), batch):
-        records, failures = _score_batch(rows[start:start + batch], model, spec, options, device, out)
+        records, failures = score_batch(rows[start:start + batch], model, spec, options, device, out)
         if failures:
             raise RuntimeError(f"benchmark scans failed: {failures}")
     if device.startswith("cuda"):

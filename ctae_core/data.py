@@ -1,4 +1,4 @@
-"""Training data: the split, resampling to the model spacing, μ/σ, and a Dataset of int16 volumes.
+"""Training data: resampling to the model spacing, μ/σ, and a Dataset of int16 volumes.
 
 The Dataset hands out *int16 HU* crops (a few hundred KB each) with the offset where each sits
 in the padded box; ``assemble_batch`` pads, places and normalises them on the training device,
@@ -18,44 +18,11 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ctae_core.padding import AIR_HU, crop_to_fit, placement, random_slab
+from ctae_core.splits import SPLITS, SplitError, assign_splits
+
+__all__ = ["SPLITS", "ScanItem", "SplitError", "VolumeDataset", "assign_splits"]
 
 logger = logging.getLogger(__name__)
-
-MIN_SCANS_FOR_SPLIT = 3
-SPLITS = ("train", "val", "test")
-
-
-class SplitError(ValueError):
-    """The scans cannot be split into non-empty train / val / test sets."""
-
-
-def assign_splits(
-    scan_ids: Sequence[str], seed: int, val_fraction: float = 0.1, test_fraction: float = 0.1
-) -> dict[str, str]:
-    """Seeded random 80/10/10 draw (thesis 3.4): ``{scan_id: "train" | "val" | "test"}``.
-
-    The draw depends only on the set of ids and the seed, not on their order. Val and test
-    get at least one scan each.
-
-    Raises:
-        SplitError: fewer than MIN_SCANS_FOR_SPLIT scans.
-    """
-    ids = sorted(set(scan_ids))
-    if len(ids) < MIN_SCANS_FOR_SPLIT:
-        raise SplitError(
-            f"only {len(ids)} scan(s) in the catalog; a train/val/test split needs at least "
-            f"{MIN_SCANS_FOR_SPLIT} — ingest more scans (`ctae ingest`) before training"
-        )
-    n_val = max(1, round(len(ids) * val_fraction))
-    n_test = max(1, round(len(ids) * test_fraction))
-    if len(ids) - n_val - n_test < 1:
-        raise SplitError(f"val {val_fraction} + test {test_fraction} leave no training scans of {len(ids)}")
-    order = np.random.default_rng(seed).permutation(len(ids))
-    out = {}
-    for rank, index in enumerate(order):
-        out[ids[index]] = "val" if rank < n_val else "test" if rank < n_val + n_test else "train"
-    return out
-
 
 def rescale_volume(hu: np.ndarray, stored_spacing_mm: float, target_spacing_mm: float) -> np.ndarray:
     """Resample an isotropic HU volume (Z, Y, X) to another isotropic spacing; float32 out.
@@ -95,11 +62,13 @@ def normalisation_stats(volumes: Iterable[np.ndarray]) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class ScanItem:
-    """A stored scan the Dataset reads: its id, volume file and stored isotropic spacing."""
+    """A stored scan the Dataset reads: its id, volume file, stored isotropic spacing and
+    stored size (Z, Y, X) in voxels."""
 
     scan_id: str
     volume_path: str
     spacing_mm: float
+    size_zyx: tuple[int, int, int]
 
 
 def _item_seed(seed: int, epoch: int, index: int) -> int:

@@ -14,18 +14,15 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
 import typer
 
 from ctae_core.thresholds import RULES, ThresholdRule
 from data_catalog import CatalogSettings, connect
 from data_catalog import scores as catalog_scores
-from jobs.acquisition import measure_stored_scans
-from jobs.executors import ExecutorConfig
 from jobs.options import (
     CatalogOption,
     ExecutorOption,
@@ -35,16 +32,22 @@ from jobs.options import (
     executor_from,
     settings_from,
 )
-from jobs.runtime import job_run, stack_lists
+from jobs.runtime import job_run
+from jobs.score_evidence import acquisition_inputs, update_outlier_score
+from jobs.score_options import KEEP_VOLUMES, ScoreOptions, default_rule
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ctae_core.outlier_score import AcquisitionInputs
+    from data_catalog.scores import ScoreRecord
+
+__all__ = ["KEEP_VOLUMES", "ScoreOptions", "acquisition_inputs", "default_rule", "run_score"]
+
+RunRow = dict[str, Any]
+"""A ``runs`` row as ``data_catalog.scores.read_run`` returns it."""
 
 logger = logging.getLogger(__name__)
 
-KEEP_VOLUMES = ("all", "flagged", "none")
 FLUSH_RECORDS = 64
 FLUSH_SECONDS = 10.0
 
@@ -53,76 +56,19 @@ class ScoreJobError(RuntimeError):
     """The run cannot be scored as asked (unknown run, untrained, missing checkpoint)."""
 
 
-@dataclass(frozen=True)
-class ScoreOptions:
-    """What `ctae score` was asked to do; stored in job_runs."""
-
-    run_id: str
-    rule: ThresholdRule = ThresholdRule("pvalue")
-    score: str = "outlier_score"
-    keep_volumes: str = "all"
-    error_level_hu: float = 200.0
-    batch_size: int = 4
-    device: str = "auto"
-    overwrite: bool = False
-    show_progress: bool = True
-    channels_last: bool = True
-    checkpoint_fingerprint: str | None = None
-    executor: str = "local"
-    workers: int | None = None
-    ray_address: str | None = None
-
-    def executor_config(self) -> ExecutorConfig:
-        """Where batches are scored: in this process (local, 1 worker, the default: torch uses
-        every core), N local processes, or Ray actors (one GPU each where there are GPUs)."""
-        workers = self.workers if self.executor == "ray" else (self.workers or 1)
-        return ExecutorConfig(kind=self.executor, workers=workers,  # type: ignore[arg-type]
-                              ray_address=self.ray_address)
-
-    def __post_init__(self) -> None:
-        if self.keep_volumes not in KEEP_VOLUMES:
-            raise ValueError(f"--keep-volumes must be one of {KEEP_VOLUMES}, not {self.keep_volumes!r}")
-        if self.score not in catalog_scores.SCORE_COLUMNS:
-            raise ValueError(
-                f"--score must be one of {catalog_scores.SCORE_COLUMNS}, not {self.score!r}"
-            )
-        if self.rule.rule == "pvalue" and self.score != "outlier_score":
-            raise ValueError(
-                f"--rule pvalue applies to the outlier score only (its evidence is calibrated); "
-                f"threshold {self.score} with --rule mean_std, mad or percentile"
-            )
-        if self.batch_size < 1:
-            raise ValueError(f"--batch-size must be >= 1, not {self.batch_size}")
-        if self.error_level_hu <= 0:
-            raise ValueError(f"--error-level must be > 0 HU, not {self.error_level_hu}")
-
-    def threshold_params(self, n_val: int) -> dict[str, Any]:
-        """What is stored in runs.threshold_params_json."""
-        return {**self.rule.to_dict(), "n_val": n_val, "error_level_hu": self.error_level_hu,
-                "keep_volumes": self.keep_volumes,
-                "checkpoint_fingerprint": self.checkpoint_fingerprint}
-
-
-def default_rule(score: str) -> str:
-    """The rule T follows unless --rule says otherwise: a p-value for the outlier score (whose
-    heavy tail makes mean + 3·std follow any outlier in the validation split), the thesis's
-    mean + 3·std (eq. 3.4) for the reconstruction errors."""
-    return "pvalue" if score == "outlier_score" else "mean_std"
-
-
 def checkpoint_fingerprint(path: str | Path) -> str:
     """Size and modification time of a checkpoint: changes when training resumes and rewrites it."""
     stat = Path(path).stat()
     return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
-def _stale_scores(run: dict[str, Any], fingerprint: str) -> bool:
+def _stale_scores(run: RunRow, fingerprint: str) -> bool:
     """True when the run's scores came from an earlier state of its checkpoint."""
     stored = json.loads(run["threshold_params_json"] or "{}").get("checkpoint_fingerprint")
     return stored is not None and stored != fingerprint
 
 
-def load_run(settings: CatalogSettings, run_id: str) -> dict[str, Any]:
+def load_run(settings: CatalogSettings, run_id: str) -> RunRow:
     """The run's catalog row; refuses unknown and unfinished runs with what to do."""
     with connect(settings.catalog_path) as con:
         run = catalog_scores.read_run(con, run_id)
@@ -169,62 +115,6 @@ def apply_threshold(settings: CatalogSettings, options: ScoreOptions) -> dict[st
     return {"threshold": threshold, "n_val": int(val.size), "flagged": int(flagged)}
 
 
-def update_outlier_score(settings: CatalogSettings, run_id: str) -> dict[str, Any]:
-    """Recompute the run's outlier score and its evidence for every scored scan (normal is
-    fitted on the training split, z-scores calibrated on the validation split) and store them.
-    Cheap (no model), so it is redone whenever scans are added. Scans not yet measured (noise,
-    body outline, streaks) are measured first, from their stored volumes. Returns counts for
-    job_runs."""
-    from ctae_core.outlier_score import outlier_evidence
-
-    counts: dict[str, Any] = measure_stored_scans(settings)
-    with connect(settings.catalog_path) as con:
-        inputs = catalog_scores.evidence_inputs(con, run_id)
-    if inputs.empty:
-        return {**counts, "outlier_scores": 0}
-    splits = inputs["split"].to_numpy()
-    latents = stack_lists(inputs["latent"])
-    histograms = stack_lists(inputs["hu_histogram"])
-    if histograms is None:
-        logger.warning("run=%s: some scans lack an HU histogram (ingested by an older ctae?); the "
-                       "outlier score leaves histogram, tissue and contrast evidence out — "
-                       "re-ingest to add it", run_id)
-    evidence = outlier_evidence(
-        inputs["mse_m"].to_numpy(dtype=np.float64, na_value=np.nan),
-        inputs["pixel_count"].to_numpy(dtype=np.float64),
-        latents, histograms, fit_rows=splits == "train", calibration_rows=splits == "val",
-        acquisition=acquisition_inputs(inputs),
-    )
-    n_scored = int(np.isfinite(evidence.outlier_score).sum())
-    if n_scored == 0:
-        logger.warning("run=%s: too few training scans to fit the outlier score; threshold "
-                       "--score mse_m instead", run_id)
-    with connect(settings.catalog_path) as con:
-        catalog_scores.write_outlier_evidence(con, run_id, list(inputs["scan_id"]),
-                                              evidence.as_columns())
-    return {**counts, "outlier_scores": n_scored}
-
-
-def acquisition_inputs(inputs: pd.DataFrame) -> AcquisitionInputs:
-    """``AcquisitionInputs`` of ``evidence_inputs`` rows: a scan never measured, or measured
-    without a body, has NaN noise / outline (its evidence is left out, not guessed)."""
-    from ctae_core.acquisition import PROFILE_DIRECTIONS
-    from ctae_core.outlier_score import AcquisitionInputs
-
-    nan_profile = [np.nan] * PROFILE_DIRECTIONS
-    profiles = np.array([
-        list(p) if isinstance(p, list | tuple | np.ndarray) and len(p) == PROFILE_DIRECTIONS
-        else nan_profile for p in inputs["body_profile"]
-    ], dtype=np.float64).reshape(len(inputs), PROFILE_DIRECTIONS)
-    edge = inputs["body_edge_mm"].to_numpy(dtype=np.float64, na_value=np.nan)
-    return AcquisitionInputs(
-        noise_hu=inputs["noise_hu"].to_numpy(dtype=np.float64, na_value=np.nan),
-        body_shape=np.column_stack([profiles, edge]),
-        streak_contrast=inputs["streak_contrast"].to_numpy(dtype=np.float64, na_value=np.nan),
-        series_defects=inputs["series_defects"].to_numpy(dtype=np.float64, na_value=np.nan),
-    )
-
-
 def prune_volumes(settings: CatalogSettings, run_id: str) -> int:
     """``--keep-volumes flagged``: delete the recon/error files of inliers. Returns the count."""
     with connect(settings.catalog_path) as con:
@@ -239,145 +129,15 @@ def prune_volumes(settings: CatalogSettings, run_id: str) -> int:
     return len(inliers)
 
 
-def _prepare(row: Any, spec: Any) -> Any:
-    """Load one stored scan and turn it into the model's input (resample, normalise, pad)."""
-    from ctae_core.inference import prepare_input
-    from ctae_core.io.volume_store import load_volume
-
-    return prepare_input(load_volume(row.volume_path), float(row.spacing_mm), spec, name=row.scan_id)
-
-
-def _forward(
-    model: Any, xs: list[np.ndarray], device: str, channels_last: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
-    """Reconstructions (B, Z, Y, X) and latent vectors (B, latent) of a batch of inputs, exactly
-    as ``ctae_core.inference.reconstruct`` computes them for one. ``channels_last``: the model
-    was moved to channels_last_3d (:func:`_inference_model`), so the input follows."""
-    import torch
-
-    with torch.inference_mode():
-        t = torch.from_numpy(np.stack(xs).astype(np.float32, copy=False))[:, None].to(device)
-        if channels_last:
-            t = t.contiguous(memory_format=torch.channels_last_3d)
-        code = model.encode_map(t)
-        latent = model.pool(code).flatten(1)
-        recon = model.decode(latent if model.cfg.bottleneck == "global" else code,
-                             tuple(t.shape[2:]))
-    return recon[:, 0].float().cpu().numpy(), latent.float().cpu().numpy()
-
-
-def _inference_model(checkpoint_path: str, device: str, channels_last: bool) -> tuple[Any, Any]:
-    """The run's model and InputSpec; channels_last_3d makes 3D convolutions ~3× faster on the
-    CPU (same results to 1e-6, measured with benchmarks/bench_score.py)."""
-    import torch
-
-    from ctae_core.inference import load_run_model
-
-    model, spec = load_run_model(checkpoint_path, device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last_3d)
-    return model, spec
-
-
-def _record(
-    row: Any, prepared: Any, recon: np.ndarray, latent: np.ndarray, spec: Any,
-    options: ScoreOptions, run_dir: Path,
-) -> catalog_scores.ScoreRecord:
-    """Score one reconstructed scan and store its recon / |error| volumes (int16 HU)."""
-    from ctae_core.io.volume_store import save_volume
-    from ctae_core.scoring import abs_error_hu, recon_hu, score_scan
-
-    p = prepared
-    s = score_scan(p.x, recon, p.region, p.hu, norm_std_hu=spec.norm_std_hu,
-                   error_level_hu=options.error_level_hu)
-    max_zyx = tuple(i + k.start for i, k in zip(s.max_error_zyx, p.kept, strict=True))
-    recon_file = run_dir / "recon" / f"{row.scan_id}.npy"
-    error_file = run_dir / "error" / f"{row.scan_id}.npy"
-    recon_path = error_path = None
-    if options.keep_volumes == "none":  # no stale volumes of an earlier scoring stay behind
-        recon_file.unlink(missing_ok=True)
-        error_file.unlink(missing_ok=True)
-    else:
-        r = recon[p.region]
-        recon_path = str(save_volume(
-            recon_hu(r, norm_mean_hu=spec.norm_mean_hu, norm_std_hu=spec.norm_std_hu), recon_file))
-        error_path = str(save_volume(
-            abs_error_hu(p.x[p.region], r, norm_std_hu=spec.norm_std_hu), error_file))
-    return catalog_scores.ScoreRecord(
-        run_id=options.run_id, scan_id=row.scan_id, split=row.split, mse=s.mse,
-        mse_region=s.mse_region, mse_m=s.mse_m, max_error_zyx=max_zyx,  # type: ignore[arg-type]
-        error_fraction=s.error_fraction, recon_path=recon_path, error_path=error_path,
-        latent=latent.tolist(),
-    )
-
-
-def _score_batch(
-    rows: list[Any], model: Any, spec: Any, options: ScoreOptions, device: str, run_dir: Path
-) -> tuple[list[catalog_scores.ScoreRecord], dict[str, str]]:
-    """Score a batch; returns its records and {scan_id: error message} for scans that failed.
-
-    A scan that cannot be read or prepared fails alone. Inputs of one padded shape go through
-    the model together (fully convolutional runs pad Z per scan, so shapes may differ).
-    """
-    failures: dict[str, str] = {}
-    by_shape: dict[tuple[int, ...], list[tuple[Any, Any]]] = {}
-    for row in rows:
-        try:
-            prepared = _prepare(row, spec)
-        except Exception as err:  # a bad scan is recorded, the job goes on
-            failures[row.scan_id] = _describe(err, "preparing the input")
-            continue
-        by_shape.setdefault(prepared.x.shape, []).append((row, prepared))
-    records: list[catalog_scores.ScoreRecord] = []
-    for group in by_shape.values():
-        more, failed = _score_group(group, model, spec, options, device, run_dir)
-        records += more
-        failures.update(failed)
-    return records, failures
-
-
-def _score_group(
-    ready: list[tuple[Any, Any]], model: Any, spec: Any, options: ScoreOptions, device: str,
-    run_dir: Path,
-) -> tuple[list[catalog_scores.ScoreRecord], dict[str, str]]:
-    """Forward same-shape inputs together and score them; if the batched pass fails, retry
-    one scan at a time so that only the culprit fails."""
-    failures: dict[str, str] = {}
-    try:
-        recons, latents = _forward(model, [p.x for _, p in ready], device,
-                                   options.channels_last)
-    except Exception as err:
-        if len(ready) == 1:
-            return [], {ready[0][0].scan_id: _describe(err, "the forward pass")}
-        logger.warning("batch forward failed (%s); retrying its %d scans one by one", err, len(ready))
-        records: list[catalog_scores.ScoreRecord] = []
-        for item in ready:
-            more, failed = _score_group([item], model, spec, options, device, run_dir)
-            records += more
-            failures.update(failed)
-        return records, failures
-    records = []
-    for (row, prepared), recon, latent in zip(ready, recons, latents, strict=True):
-        try:
-            records.append(_record(row, prepared, recon, latent, spec, options, run_dir))
-        except Exception as err:
-            failures[row.scan_id] = _describe(err, "scoring")
-    return records, failures
-
-
-def _describe(err: Exception, stage: str) -> str:
-    return f"{type(err).__name__} while {stage}: {err}"
-
-
 def score_scans(
-    settings: CatalogSettings, options: ScoreOptions, run: dict[str, Any], todo: Any
+    settings: CatalogSettings, options: ScoreOptions, run: RunRow, todo: pd.DataFrame
 ) -> dict[str, int]:
     """Reconstruct and score the listed scans batch by batch on the chosen executor; the driver
     writes the results every ``FLUSH_RECORDS`` scans or ``FLUSH_SECONDS``."""
     from tqdm import tqdm
 
     from jobs.executors import map_stateful
-    from jobs.score_workers import BatchScorer, scan_rows, threads_per_worker
+    from jobs.score_workers import BatchResult, BatchScorer, scan_rows, threads_per_worker
 
     config = options.executor_config()
     rows = scan_rows(todo)
@@ -387,7 +147,7 @@ def score_scans(
     counts = {"scored": 0, "failed": 0, "to_score": len(rows)}
     logger.info("run=%s scoring %d scans, batch %d, executor %s", options.run_id, len(rows),
                 options.batch_size, config.kind)
-    pending: tuple[list, dict[str, str]] = ([], {})
+    pending: BatchResult = ([], {})
     last_flush = time.monotonic()
     with tqdm(total=len(rows), desc="score", unit="scan", disable=not options.show_progress) as bar:
         for result in map_stateful(scorer, batches, config, actors=True):
@@ -404,7 +164,7 @@ def score_scans(
 
 
 def _write_batch(
-    settings: CatalogSettings, run_id: str, records: list, failures: dict[str, str],
+    settings: CatalogSettings, run_id: str, records: list[ScoreRecord], failures: dict[str, str],
     counts: dict[str, int],
 ) -> None:
     """Write scored records and failures in one short connection; count them."""

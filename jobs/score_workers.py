@@ -2,20 +2,32 @@
 
 ``BatchScorer`` is the picklable factory handed to ``jobs.executors.map_stateful``: in each
 worker it loads the run's model once and returns the function that scores one batch of scans
-(``jobs.score._score_batch``). Workers write the recon / |error| arrays into the shared store
-and return score records; they never open the catalog.
+(``score_batch``). Workers write the recon / |error| arrays into the shared store and return
+score records; they never open the catalog.
 """
 
 from __future__ import annotations
 
 import functools
-import os
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-BatchResult = tuple[list[Any], dict[str, str]]
+from data_catalog.scores import ScoreRecord
+from jobs.score_options import ScoreOptions
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from ctae_core.inference import InputSpec, PreparedInput
+    from ctae_core.model import ConvAutoencoder3D
+
+logger = logging.getLogger(__name__)
+
+BatchResult = tuple[list[ScoreRecord], dict[str, str]]
 """(score records, {scan_id: error message}) of one batch."""
 
 
@@ -29,7 +41,7 @@ class ScanRow:
     spacing_mm: float
 
 
-def scan_rows(todo: Any) -> list[ScanRow]:
+def scan_rows(todo: pd.DataFrame) -> list[ScanRow]:
     """``ScanRow``s of a ``data_catalog.scores.scans_to_score`` frame, in its order."""
     return [
         ScanRow(str(r.scan_id), str(r.split), str(r.volume_path), float(r.spacing_mm))
@@ -43,39 +55,136 @@ class BatchScorer:
 
     Attributes:
         checkpoint_path: The run's checkpoint.
-        options: The job's ``jobs.score.ScoreOptions`` (device, channels_last, volume policy).
+        options: The job's options (device, channels_last, volume policy).
         run_dir: ``<store>/runs/<run_id>``, where recon / error arrays go.
-        threads: Torch CPU threads in this worker (None: torch's default, all cores); set so
-            that several local workers do not oversubscribe the cores.
+        threads: Torch CPU threads in this worker (None: the job's choice, see
+            ``jobs.threads``); set so that several local workers do not oversubscribe the cores.
     """
 
     checkpoint_path: str
-    options: Any
+    options: ScoreOptions
     run_dir: Path
     threads: int | None = None
 
     def __call__(self) -> Callable[[list[ScanRow]], BatchResult]:
         import torch
 
+        from ctae_core.io.checkpoint import load_run_model
         from jobs.runtime import pick_device
-        from jobs.score import _inference_model, _score_batch
 
         if self.threads is not None:
             torch.set_num_threads(self.threads)
         device = pick_device(self.options.device)
-        model, spec = _inference_model(self.checkpoint_path, device, self.options.channels_last)
-        return functools.partial(
-            _score_batch,
-            model=model,
-            spec=spec,
-            options=self.options,
-            device=device,
-            run_dir=self.run_dir,
-        )
+        model, spec = load_run_model(self.checkpoint_path, device, self.options.channels_last)
+        return functools.partial(score_batch, model=model, spec=spec, options=self.options,
+                                 device=device, run_dir=self.run_dir)
+
+
+def score_batch(
+    rows: list[ScanRow], model: ConvAutoencoder3D, spec: InputSpec, options: ScoreOptions,
+    device: str, run_dir: Path,
+) -> BatchResult:
+    """Score a batch; returns its records and {scan_id: error message} for scans that failed.
+
+    A scan that cannot be read or prepared fails alone. Inputs of one padded shape go through
+    the model together (fully convolutional runs pad Z per scan, so shapes may differ).
+    """
+    failures: dict[str, str] = {}
+    by_shape: dict[tuple[int, ...], list[tuple[ScanRow, PreparedInput]]] = {}
+    for row in rows:
+        try:
+            prepared = _prepare(row, spec)
+        except Exception as err:  # a bad scan is recorded, the job goes on
+            failures[row.scan_id] = _describe(err, "preparing the input")
+            continue
+        by_shape.setdefault(prepared.x.shape, []).append((row, prepared))
+    records: list[ScoreRecord] = []
+    for group in by_shape.values():
+        more, failed = _score_group(group, model, spec, options, device, run_dir)
+        records += more
+        failures.update(failed)
+    return records, failures
+
+
+def _prepare(row: ScanRow, spec: InputSpec) -> PreparedInput:
+    """Load one stored scan and turn it into the model's input (resample, normalise, pad)."""
+    from ctae_core.inference import prepare_input
+    from ctae_core.io.volume_store import load_volume
+
+    return prepare_input(load_volume(row.volume_path), row.spacing_mm, spec, name=row.scan_id)
+
+
+def _score_group(
+    ready: list[tuple[ScanRow, PreparedInput]], model: ConvAutoencoder3D, spec: InputSpec,
+    options: ScoreOptions, device: str, run_dir: Path,
+) -> BatchResult:
+    """Forward same-shape inputs together and score them; if the batched pass fails, retry
+    one scan at a time so that only the culprit fails."""
+    from ctae_core.inference import reconstruct_batch
+
+    failures: dict[str, str] = {}
+    try:
+        recons, latents = reconstruct_batch(model, [p.x for _, p in ready], device,
+                                            options.channels_last)
+    except Exception as err:
+        if len(ready) == 1:
+            return [], {ready[0][0].scan_id: _describe(err, "the forward pass")}
+        logger.warning("batch forward failed (%s); retrying its %d scans one by one", err, len(ready))
+        records: list[ScoreRecord] = []
+        for item in ready:
+            more, failed = _score_group([item], model, spec, options, device, run_dir)
+            records += more
+            failures.update(failed)
+        return records, failures
+    records = []
+    for (row, prepared), recon, latent in zip(ready, recons, latents, strict=True):
+        try:
+            records.append(_record(row, prepared, recon, latent, spec, options, run_dir))
+        except Exception as err:
+            failures[row.scan_id] = _describe(err, "scoring")
+    return records, failures
+
+
+def _record(
+    row: ScanRow, prepared: PreparedInput, recon: np.ndarray, latent: np.ndarray,
+    spec: InputSpec, options: ScoreOptions, run_dir: Path,
+) -> ScoreRecord:
+    """Score one reconstructed scan and store its recon / |error| volumes (int16 HU)."""
+    from ctae_core.io.volume_store import run_volume_path, save_volume
+    from ctae_core.scoring import abs_error_hu, recon_hu, score_scan
+
+    p = prepared
+    s = score_scan(p.x, recon, p.region, p.hu, norm_std_hu=spec.norm_std_hu,
+                   error_level_hu=options.error_level_hu)
+    max_zyx = tuple(i + k.start for i, k in zip(s.max_error_zyx, p.kept, strict=True))
+    recon_file = run_volume_path(run_dir, "recon", row.scan_id)
+    error_file = run_volume_path(run_dir, "error", row.scan_id)
+    recon_path = error_path = None
+    if options.keep_volumes == "none":  # no stale volumes of an earlier scoring stay behind
+        recon_file.unlink(missing_ok=True)
+        error_file.unlink(missing_ok=True)
+    else:
+        r = recon[p.region]
+        recon_path = str(save_volume(
+            recon_hu(r, norm_mean_hu=spec.norm_mean_hu, norm_std_hu=spec.norm_std_hu), recon_file))
+        error_path = str(save_volume(
+            abs_error_hu(p.x[p.region], r, norm_std_hu=spec.norm_std_hu), error_file))
+    return ScoreRecord(
+        run_id=options.run_id, scan_id=row.scan_id, split=row.split, mse=s.mse,
+        mse_region=s.mse_region, mse_m=s.mse_m, max_error_zyx=max_zyx,  # type: ignore[arg-type]
+        error_fraction=s.error_fraction, recon_path=recon_path, error_path=error_path,
+        latent=latent.tolist(),
+    )
+
+
+def _describe(err: Exception, stage: str) -> str:
+    return f"{type(err).__name__} while {stage}: {err}"
 
 
 def threads_per_worker(workers: int) -> int | None:
     """CPU threads for each of ``workers`` local processes (None when one process has all)."""
     if workers <= 1:
         return None
-    return max(1, (os.cpu_count() or 1) // workers)
+    from jobs.threads import free_cores
+
+    return max(1, free_cores() // workers)

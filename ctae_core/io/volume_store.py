@@ -8,6 +8,23 @@ from pathlib import Path
 
 import numpy as np
 
+SUFFIX = ".npy"
+RUN_VOLUME_KINDS = ("recon", "error")
+"""A run's per-scan arrays: its reconstruction and |error| in HU."""
+
+
+def scan_volume_path(store_dir: Path | str, scan_id: str) -> Path:
+    """Where an ingested scan's int16 HU array is stored: ``<store>/volumes/<scan_id>.npy``."""
+    return Path(store_dir) / "volumes" / f"{scan_id}{SUFFIX}"
+
+
+def run_volume_path(run_dir: Path | str, kind: str, scan_id: str) -> Path:
+    """Where a run's ``kind`` (recon | error) array of a scan is stored:
+    ``<run_dir>/<kind>/<scan_id>.npy``."""
+    if kind not in RUN_VOLUME_KINDS:
+        raise ValueError(f"run volume kind must be one of {RUN_VOLUME_KINDS}, not {kind!r}")
+    return Path(run_dir) / kind / f"{scan_id}{SUFFIX}"
+
 
 def save_volume(array: np.ndarray, path: Path | str) -> Path:
     """Write ``array`` to ``path`` atomically (temp file + rename): a kill never leaves half a file."""

@@ -1,0 +1,42 @@
+"""The train / val / test split of a run (thesis 3.4): seeded, independent of scan order."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+MIN_SCANS_FOR_SPLIT = 3
+SPLITS = ("train", "val", "test")
+
+
+class SplitError(ValueError):
+    """The scans cannot be split into non-empty train / val / test sets."""
+
+
+def assign_splits(
+    scan_ids: Sequence[str], seed: int, val_fraction: float = 0.1, test_fraction: float = 0.1
+) -> dict[str, str]:
+    """Seeded random 80/10/10 draw (thesis 3.4): ``{scan_id: "train" | "val" | "test"}``.
+
+    The draw depends only on the set of ids and the seed, not on their order. Val and test
+    get at least one scan each.
+
+    Raises:
+        SplitError: fewer than MIN_SCANS_FOR_SPLIT scans.
+    """
+    ids = sorted(set(scan_ids))
+    if len(ids) < MIN_SCANS_FOR_SPLIT:
+        raise SplitError(
+            f"only {len(ids)} scan(s) in the catalog; a train/val/test split needs at least "
+            f"{MIN_SCANS_FOR_SPLIT} — ingest more scans (`ctae ingest`) before training"
+        )
+    n_val = max(1, round(len(ids) * val_fraction))
+    n_test = max(1, round(len(ids) * test_fraction))
+    if len(ids) - n_val - n_test < 1:
+        raise SplitError(f"val {val_fraction} + test {test_fraction} leave no training scans of {len(ids)}")
+    order = np.random.default_rng(seed).permutation(len(ids))
+    out = {}
+    for rank, index in enumerate(order):
+        out[ids[index]] = "val" if rank < n_val else "test" if rank < n_val + n_test else "train"
+    return out

@@ -1,0 +1,77 @@
+"""The run's outlier score: its evidence, fitted and calibrated from what `ctae score` stored
+(MSE_m, latents, HU histograms, acquisition measures), written back to the catalog."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from data_catalog import CatalogSettings, connect
+from data_catalog import scores as catalog_scores
+from jobs.acquisition import measure_stored_scans
+from jobs.runtime import stack_lists
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ctae_core.outlier_score import AcquisitionInputs
+
+logger = logging.getLogger(__name__)
+
+
+def update_outlier_score(settings: CatalogSettings, run_id: str) -> dict[str, Any]:
+    """Recompute the run's outlier score and its evidence for every scored scan (normal is
+    fitted on the training split, z-scores calibrated on the validation split) and store them.
+    Cheap (no model), so it is redone whenever scans are added. Scans not yet measured (noise,
+    body outline, streaks) are measured first, from their stored volumes. Returns counts for
+    job_runs."""
+    from ctae_core.outlier_score import outlier_evidence
+
+    counts: dict[str, Any] = measure_stored_scans(settings)
+    with connect(settings.catalog_path) as con:
+        inputs = catalog_scores.evidence_inputs(con, run_id)
+    if inputs.empty:
+        return {**counts, "outlier_scores": 0}
+    splits = inputs["split"].to_numpy()
+    latents = stack_lists(inputs["latent"])
+    histograms = stack_lists(inputs["hu_histogram"])
+    if histograms is None:
+        logger.warning("run=%s: some scans lack an HU histogram (ingested by an older ctae?); the "
+                       "outlier score leaves histogram, tissue and contrast evidence out — "
+                       "re-ingest to add it", run_id)
+    evidence = outlier_evidence(
+        inputs["mse_m"].to_numpy(dtype=np.float64, na_value=np.nan),
+        inputs["pixel_count"].to_numpy(dtype=np.float64),
+        latents, histograms, fit_rows=splits == "train", calibration_rows=splits == "val",
+        acquisition=acquisition_inputs(inputs),
+    )
+    n_scored = int(np.isfinite(evidence.outlier_score).sum())
+    if n_scored == 0:
+        logger.warning("run=%s: too few training scans to fit the outlier score; threshold "
+                       "--score mse_m instead", run_id)
+    with connect(settings.catalog_path) as con:
+        catalog_scores.write_outlier_evidence(con, run_id, list(inputs["scan_id"]),
+                                              evidence.as_columns())
+    return {**counts, "outlier_scores": n_scored}
+
+
+def acquisition_inputs(inputs: pd.DataFrame) -> AcquisitionInputs:
+    """``AcquisitionInputs`` of ``evidence_inputs`` rows: a scan never measured, or measured
+    without a body, has NaN noise / outline (its evidence is left out, not guessed)."""
+    from ctae_core.acquisition import PROFILE_DIRECTIONS
+    from ctae_core.outlier_score import AcquisitionInputs
+
+    nan_profile = [np.nan] * PROFILE_DIRECTIONS
+    profiles = np.array([
+        list(p) if isinstance(p, list | tuple | np.ndarray) and len(p) == PROFILE_DIRECTIONS
+        else nan_profile for p in inputs["body_profile"]
+    ], dtype=np.float64).reshape(len(inputs), PROFILE_DIRECTIONS)
+    edge = inputs["body_edge_mm"].to_numpy(dtype=np.float64, na_value=np.nan)
+    return AcquisitionInputs(
+        noise_hu=inputs["noise_hu"].to_numpy(dtype=np.float64, na_value=np.nan),
+        body_shape=np.column_stack([profiles, edge]),
+        streak_contrast=inputs["streak_contrast"].to_numpy(dtype=np.float64, na_value=np.nan),
+        series_defects=inputs["series_defects"].to_numpy(dtype=np.float64, na_value=np.nan),
+    )

@@ -1,0 +1,65 @@
+"""How many CPU threads torch may use: the cores this process may run on that other processes
+are not keeping busy.
+
+Two busy threads on two cores with a third busy process stall each other (each parallel region
+waits for the thread that shares its core), so a job that takes every core under load runs far
+below the speed of one that leaves the busy core alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import statistics
+import time
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+LOADAVG = Path("/proc/loadavg")
+SAMPLES = 5
+SAMPLE_GAP_S = 0.01
+
+
+def allowed_cores() -> int:
+    """Cores this process may run on (its CPU affinity, e.g. under taskset or a batch system)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def busy_elsewhere(loadavg: Path = LOADAVG) -> int:
+    """Runnable tasks of other processes right now (median of a few reads of /proc/loadavg,
+    whose fourth field counts the runnable tasks, this one included); 0 where it is missing."""
+    counts = []
+    for i in range(SAMPLES):
+        try:
+            running = int(loadavg.read_text().split()[3].split("/")[0])
+        except (OSError, IndexError, ValueError):
+            return 0
+        counts.append(running - 1)  # this process, reading the file
+        if i + 1 < SAMPLES:
+            time.sleep(SAMPLE_GAP_S)
+    return max(0, int(statistics.median(counts)))
+
+
+def free_cores() -> int:
+    """Allowed cores minus those other processes keep busy; at least 1."""
+    return max(1, allowed_cores() - busy_elsewhere())
+
+
+def set_torch_threads(requested: int | None = None) -> int:
+    """Give torch ``requested`` intra-op threads, else what ``OMP_NUM_THREADS`` says (torchrun
+    and batch systems set it), else one per free core; returns the count."""
+    import torch
+
+    if requested is not None and requested < 1:
+        raise ValueError(f"--threads must be >= 1, not {requested}")
+    if requested is None and os.environ.get("OMP_NUM_THREADS"):
+        source, threads = "OMP_NUM_THREADS", torch.get_num_threads()
+    else:
+        source, threads = ("--threads", requested) if requested else ("free cores", free_cores())
+        torch.set_num_threads(threads)
+    logger.info("torch uses %d CPU thread(s) (%s; %d core(s) allowed)", threads, source,
+                allowed_cores())
+    return threads
