@@ -42,7 +42,7 @@ ExecutorOption = Annotated[
     typer.Option(
         "--executor",
         help="Where per-scan work runs: local (process pool on this machine) | ray (a Ray "
-        "cluster; pip install 'ctae\\[ray]'). Only this process writes the catalog.",
+        "cluster; pip install 'ctae[ray]'). Only this process writes the catalog.",
     ),
 ]
 RayAddressOption = Annotated[

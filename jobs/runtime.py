@@ -1,4 +1,4 @@
-"""What every job shares: logging, seeding, device choice, and a job_runs record."""
+"""What every job shares: seeding, device choice, and a job_runs record."""
 
 from __future__ import annotations
 
@@ -26,15 +26,6 @@ def stack_lists(column: Any) -> Any:
     if len({len(v) for v in values}) != 1:
         return None
     return np.stack([np.asarray(v, dtype=np.float64) for v in values])
-
-
-def configure_logging(verbose: bool = False) -> None:
-    """Key=value log lines to stderr; called only by the CLI entry point."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
 
 
 def seed_everything(seed: int) -> None:
