@@ -60,12 +60,8 @@ def scan_statistics(hu: np.ndarray, spacing: SpacingZYX | float) -> ScanStatisti
         raise ValueError(f"hu must be a non-empty (Z, Y, X) volume, got shape {hu.shape}")
     flat = np.asarray(hu).ravel()
     values = flat.astype(np.float64)
-    if flat.dtype.kind in "iu" and flat.dtype.itemsize <= 2 and flat.size >= 2:
-        (p1, p99), histogram = _integer_percentiles_histogram(flat)
-    else:
-        p1, p99 = np.percentile(flat, [1.0, 99.0])
-        clipped = np.clip(values, HU_HISTOGRAM_EDGES[0], HU_HISTOGRAM_EDGES[-1] - 1e-3)
-        histogram, _ = np.histogram(clipped, bins=HU_HISTOGRAM_EDGES)
+    p1, p99 = np.percentile(flat, [1.0, 99.0])
+    histogram = _hu_histogram(flat, values)
     spacing_mm = float(spacing if np.isscalar(spacing) else spacing[0])
     return ScanStatistics(
         pixel_count=int(flat.size),
@@ -83,31 +79,18 @@ def scan_statistics(hu: np.ndarray, spacing: SpacingZYX | float) -> ScanStatisti
     )
 
 
-def _integer_percentiles_histogram(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``np.percentile(flat, [1, 99])`` and the ``HU_HISTOGRAM_EDGES`` histogram of the
-    clipped values, exactly, for (u)int8/16 data: from value counts instead of a sort.
-
-    The order statistics come from cumulative counts; the interpolation repeats numpy's
-    ``linear`` method step for step (same dtypes), so the floats are identical.
-    """
+def _hu_histogram(flat: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Counts of the clipped values in the ``HU_HISTOGRAM_EDGES`` bins; for (u)int8/16 data
+    from value counts (``np.bincount``), several times faster than ``np.histogram``."""
+    if flat.dtype.kind not in "iu" or flat.dtype.itemsize > 2:
+        clipped = np.clip(values, HU_HISTOGRAM_EDGES[0], HU_HISTOGRAM_EDGES[-1] - 1e-3)
+        return np.histogram(clipped, bins=HU_HISTOGRAM_EDGES)[0]
     low = int(flat.min())
     counts = np.bincount(np.subtract(flat, low, dtype=np.int32))
-    cumulative = np.cumsum(counts)
-    n = flat.size
-    virtual = (n - 1) * np.true_divide(np.asarray([1.0, 99.0]), 100)
-    previous = np.floor(virtual).astype(np.intp)
-    following = np.minimum(previous + 1, n - 1)
-    gamma = np.asanyarray(virtual - previous, dtype=virtual.dtype)
-    a = (low + np.searchsorted(cumulative, previous, side="right")).astype(flat.dtype)
-    b = (low + np.searchsorted(cumulative, following, side="right")).astype(flat.dtype)
-    diff_b_a = b - a  # numpy's _lerp
-    percentiles = np.add(a, diff_b_a * gamma)
-    np.subtract(b, diff_b_a * (1 - gamma), out=percentiles, where=gamma >= 0.5, casting="unsafe")
     first, width = int(HU_HISTOGRAM_EDGES[0]), int(HU_HISTOGRAM_EDGES[1] - HU_HISTOGRAM_EDGES[0])
     n_bins = len(HU_HISTOGRAM_EDGES) - 1
     bins = np.clip((np.arange(low, low + len(counts)) - first) // width, 0, n_bins - 1)
-    histogram = np.bincount(bins, weights=counts, minlength=n_bins).astype(np.int64)
-    return percentiles, histogram
+    return np.bincount(bins, weights=counts, minlength=n_bins).astype(np.int64)
 
 
 def check_plausible_hu(hu: np.ndarray, label: str) -> None:

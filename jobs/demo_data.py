@@ -35,9 +35,9 @@ TRUTH_COLUMNS = ("series_uid", "source_path", "truth", "strength")
 
 def series_uid_for(spec: Any) -> str:
     """A DICOM UID derived from the whole spec: same spec, same UID; changed spec, new UID."""
-    from pydicom.uid import generate_uid
+    from ctae_core.io.dicom_writer import derived_uid
 
-    return generate_uid(entropy_srcs=["ctae-demo-data", json.dumps(asdict(spec), sort_keys=True)])
+    return derived_uid("ctae-demo-data", json.dumps(asdict(spec), sort_keys=True))
 
 
 def _marker(out: Path, spec: Any) -> Path:

@@ -86,7 +86,7 @@ def ingest_one(source: SeriesSource, store_dir: Path | str, spacing: float) -> I
 
 
 def _ingest(source: SeriesSource, store_dir: Path, spacing: float) -> ScanRecord:
-    from ctae_core.resample import resample_isotropic
+    from ctae_core.io.resample import resample_isotropic
 
     if source.kind == "dicom":
         from ctae_core.io.dicom_series import read_dicom_series

@@ -67,6 +67,11 @@ class SeriesHeaderSpec:
     extra: dict[Any, Any] = field(default_factory=dict)
 
 
+def derived_uid(*sources: str) -> str:
+    """A DICOM UID derived from ``sources``: the same sources give the same UID."""
+    return generate_uid(entropy_srcs=list(sources))
+
+
 def write_series(
     hu: np.ndarray,
     spacing_zyx_mm: Sequence[float],

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ctae_core.evaluation import INLIER  # the truth label the evaluation judges by
 from ctae_core.phantoms import implants
 from ctae_core.phantoms.anatomy import SubjectParams
 from ctae_core.phantoms.render import ScanGeometry, Scene, WriteEffects
@@ -150,7 +151,6 @@ OUTLIER_TYPES: dict[str, OutlierType] = {
 """Every planted type by name (the names written to ``ground_truth.csv``)."""
 
 METAL_TYPES = frozenset(name for name, t in OUTLIER_TYPES.items() if t.metal)
-INLIER = "inlier"
 
 
 def outlier_type(name: str) -> OutlierType | None:

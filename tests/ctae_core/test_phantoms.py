@@ -21,7 +21,7 @@ from ctae_core.phantoms import (
     render_scan,
     render_spec,
 )
-from ctae_core.resample import resample_isotropic
+from ctae_core.io.resample import resample_isotropic
 from ctae_core.volume import Volume
 
 # The coarsest demo grid (3.6 mm in-plane, 3 mm slices): the hardest case for visibility.

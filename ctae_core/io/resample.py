@@ -1,4 +1,5 @@
-"""Canonical orientation and isotropic resampling of HU volumes (SimpleITK, linear).
+"""Canonical orientation and isotropic resampling of HU volumes (SimpleITK, linear; in io/ because
+only ctae_core.io may use SimpleITK or pydicom).
 
 Canonical orientation: the identity direction in patient LPS coordinates — array axis x runs
 to the patient's left, y to posterior, z to superior, so ``hu[0]`` is the most inferior plane.
