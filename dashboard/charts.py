@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.colors import qualitative
 
 from dashboard import slices
 
@@ -45,7 +46,24 @@ _PALETTE = {
     "inlier": "#2ca02c",
     "unsure": "#ff7f0e",
     "unlabeled": "#9ab",
+    "noise": "#999999",
 }
+CLUSTER_COLOURS = qualitative.Plotly
+
+
+def cluster_name(cluster: float) -> str:
+    """How a DBSCAN cluster is called in legends: ``cluster k``, or ``noise`` for -1."""
+    return "noise" if cluster == -1 else f"cluster {int(cluster)}"
+
+
+def category_colour(name: str) -> str | None:
+    """The one colour of a category in every chart (cluster k keeps its colour whatever the
+    order of the traces); None leaves it to Plotly."""
+    if name in _PALETTE:
+        return _PALETTE[name]
+    if name.startswith("cluster "):
+        return CLUSTER_COLOURS[int(name.split()[1]) % len(CLUSTER_COLOURS)]
+    return None
 
 
 def category_of(scans: pd.DataFrame, color_by: str) -> pd.Series:
@@ -63,9 +81,7 @@ def category_of(scans: pd.DataFrame, color_by: str) -> pd.Series:
     if color_by == "label":
         return scans["label"].fillna("unlabeled").astype(str)
     if color_by == "cluster":
-        return scans["cluster"].map(
-            lambda c: "none" if pd.isna(c) else ("noise" if c == -1 else f"cluster {int(c)}")
-        )
+        return scans["cluster"].map(lambda c: "none" if pd.isna(c) else cluster_name(c))
     raise ValueError(f"colour by {color_by!r} must be one of {list(COLOR_COLUMNS)}")
 
 
@@ -94,7 +110,7 @@ def categorical_scatter(
                 name=name,
                 customdata=custom[rows],
                 hovertemplate=_hover(x, y),
-                marker={"size": 5, "opacity": 0.75, "color": _PALETTE.get(name)},
+                marker={"size": 5, "opacity": 0.75, "color": category_colour(name)},
             )
         )
     fig.update_layout(
@@ -199,11 +215,12 @@ def cluster_histograms(scans: pd.DataFrame, column: str, clusters: pd.Series) ->
     fig = go.Figure()
     for cluster in sorted(clusters.dropna().unique()):
         values = scans.loc[(clusters == cluster).to_numpy(), column].dropna().to_numpy()
-        name = "noise" if cluster == -1 else f"cluster {int(cluster)}"
+        name = cluster_name(cluster)
         fig.add_trace(
             go.Histogram(
                 x=values,
                 name=f"{name} (n={len(values)})",
+                marker_color=category_colour(name),
                 opacity=0.6,
                 histnorm="probability",
                 nbinsx=40,

@@ -181,3 +181,22 @@ def test_pages_never_hold_the_catalog_open(catalog, open_page):
     con.execute("UPDATE runs SET epochs_done = 31")
     con.close()
     assert np.isclose(_db(catalog, "SELECT epochs_done FROM runs")[0][0], 31)
+
+
+def test_feature_space_colours_each_cluster_alike_in_the_umap_and_the_histograms(catalog, open_page):
+    def colours(figure):
+        return {t["name"].split(" (n=")[0]: t["marker"]["color"] for t in figure["data"]
+                if t["name"] != "flagged (> T)"}
+
+    at = open_page(catalog, "feature_space")
+    for live_eps in (None, 0.4):  # stored clusters with noise; then 11 live ones ("cluster 10" sorts first)
+        if live_eps is not None:
+            at.toggle(key="fs_live").set_value(True).run()
+            at.slider(key="fs_min_pts").set_value(2).run()
+            at.slider(key="fs_eps").set_value(live_eps).run()
+        umap, hist_pixels, hist_mse = figures(at)
+        in_umap = colours(umap)
+        assert "noise" in in_umap and len(in_umap) == (5 if live_eps is None else 12)
+        assert colours(hist_pixels) == in_umap
+        assert colours(hist_mse) == in_umap
+        assert len(set(in_umap.values())) == min(len(in_umap), 11)  # 10 cluster colours + grey noise
