@@ -26,11 +26,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ctae_core.io.volume_store import load_volume, save_volume  # noqa: E402
+from ctae_core.io.volume_store import load_volume  # noqa: E402
 from dashboard.render import ViewSettings, render_views  # noqa: E402
 from data_catalog import CatalogSettings, connect, views  # noqa: E402
 from data_catalog.filters import ExportFilter, apply_filter, render_export  # noqa: E402
-from data_catalog.synthetic import SyntheticSpec, build_synthetic_catalog  # noqa: E402
+from jobs.synthetic_catalog import SyntheticSpec, build_synthetic_catalog  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "out" / "dashboard"
 APP = str(ROOT / "dashboard" / "app.py")
@@ -64,7 +64,7 @@ def build(n_scans: int) -> CatalogSettings:
     settings = CatalogSettings.resolve(OUT / "catalog.duckdb", OUT / "store", env={})
     spec = SyntheticSpec(n_scans=n_scans, n_volume_files=4, shape_zyx=(120, 170, 170))
     started = time.perf_counter()
-    build_synthetic_catalog(settings, spec, save_volume)
+    build_synthetic_catalog(settings, spec)
     print(f"built {n_scans:,} synthetic scans in {time.perf_counter() - started:.1f} s")
     return settings
 

@@ -107,8 +107,8 @@ def compare(name: str, folder: Path, exe: str, repeats: int, scratch: Path) -> l
 def stages(name: str, folder: Path, repeats: int, scratch: Path) -> list[dict]:
     """Where ctae's time per series goes (best of ``repeats``), to see what to speed up next."""
     from ctae_core.io.dicom_series import read_dicom_series
-    from ctae_core.io.volume_store import save_volume
     from ctae_core.io.resample import resample_isotropic
+    from ctae_core.io.volume_store import save_volume
     from ctae_core.stats import scan_statistics
 
     best: dict[str, float] = {}

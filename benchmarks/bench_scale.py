@@ -29,10 +29,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import numpy as np  # noqa: E402
+
 from ctae_core.io.dicom_writer import SeriesHeaderSpec, write_series  # noqa: E402
+from ctae_core.phantoms import torso  # noqa: E402
 from data_catalog import CatalogSettings, connect, views  # noqa: E402
-from data_catalog.synthetic import SyntheticSpec, build_synthetic_catalog, phantom_volume  # noqa: E402
 from jobs.executors import ExecutorConfig  # noqa: E402
+from jobs.synthetic_catalog import SyntheticSpec, build_synthetic_catalog  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "out" / "scale"
 RUN = "synthetic"
@@ -65,7 +68,7 @@ def make_inputs(n_series: int, shape_zyx: tuple[int, int, int]) -> Path:
         return root
     shutil.rmtree(root, ignore_errors=True)
     for i in range(n_series):
-        hu = phantom_volume(shape_zyx, metal=i % 5 == 4, seed=i)
+        hu = torso(shape_zyx, np.random.default_rng(i), metal=i % 5 == 4)
         write_series(
             hu,
             (2.0, 0.7, 0.7),

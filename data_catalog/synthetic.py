@@ -1,17 +1,16 @@
 """Synthetic catalogs for tests and benchmarks: N scans with scores, embeddings and labels.
 
 Rows go in through ordinary ``INSERT … SELECT`` from Arrow tables, so 100k scans take about a
-second and 1M about ten. Only the first ``n_volume_files`` scans get real arrays in the store
-(a phantom body, and for a run its reconstruction and |error| at the run's coarser spacing);
-the other rows reuse those files cyclically, so every path in the catalog opens.
+second and 1M about ten. Only the first ``n_volume_files`` scans get real arrays in the store;
+the other rows reuse those files cyclically, so every path in the catalog opens. The arrays
+are written by the caller (``jobs/synthetic_catalog.py``: phantoms and the store's format are
+not the catalog's business) and handed in as ``SyntheticFiles``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import duckdb
 import numpy as np
@@ -20,7 +19,6 @@ import pyarrow as pa
 from data_catalog.connection import connect, transaction
 from data_catalog.settings import CatalogSettings
 
-ArrayWriter = Callable[[np.ndarray, Path], object]
 HU_EDGES = np.arange(-1024, 3073, 64)
 OUTLIER_CAUSES = ("metal implant", "cable or tube", "field of view", "artefact or noise")
 REVIEWERS = ("alice", "bob")
@@ -53,49 +51,25 @@ class SyntheticSpec:
     seed: int = 0
 
 
-def phantom_volume(shape_zyx: tuple[int, int, int], metal: bool, seed: int) -> np.ndarray:
-    """int16 HU phantom of shape (Z, Y, X): air, soft-tissue ellipsoid, bone, optional metal."""
-    rng = np.random.default_rng(seed)
-    nz, ny, nx = shape_zyx
-    z, y, x = np.ogrid[:nz, :ny, :nx]
-    body = ((z - nz / 2) / (0.45 * nz)) ** 2 + ((y - ny / 2) / (0.4 * ny)) ** 2 + (
-        (x - nx / 2) / (0.35 * nx)
-    ) ** 2 <= 1
-    vol = np.full(shape_zyx, -1000.0)
-    vol[body] = 40.0
-    spine = (y - ny * 0.6) ** 2 + (x - nx / 2) ** 2 + 0 * z <= (0.08 * nx) ** 2
-    vol[spine & body] = 700.0
-    if metal:
-        vol[(z - nz / 2) ** 2 + (y - ny / 2) ** 2 + (x - nx * 0.4) ** 2 <= 4] = 3000.0
-    vol += rng.normal(0, 8, shape_zyx)
-    return np.clip(vol, -1024, 3071).astype(np.int16)
+def file_has_metal(index: int) -> bool:
+    """Whether volume file ``index`` holds metal (every second one does)."""
+    return index % 2 == 1
 
 
-def _downsample2(vol: np.ndarray) -> np.ndarray:
-    """Block mean over 2×2×2 voxels (the run's coarser grid), float64."""
-    nz, ny, nx = (s // 2 * 2 for s in vol.shape)
-    v = vol[:nz, :ny, :nx].astype(np.float64)
-    return v.reshape(nz // 2, 2, ny // 2, 2, nx // 2, 2).mean(axis=(1, 3, 5))
+@dataclass(frozen=True)
+class SyntheticFiles:
+    """The arrays a synthetic catalog points to, one entry per volume file.
 
+    Attributes:
+        volume_paths: Stored scans (file ``i`` holds metal iff ``file_has_metal(i)``).
+        recon_paths, error_paths: The run's reconstruction and |error| of each (empty if no run).
+        histograms: Each scan's counts in the 64 ``HU_EDGES`` bins.
+    """
 
-def _write_volumes(spec: SyntheticSpec, settings: CatalogSettings, write: ArrayWriter, metal):
-    """Write the phantom files; returns (volume, recon, error) path lists and histograms."""
-    vols, recons, errors, hists = [], [], [], []
-    for i in range(spec.n_volume_files):
-        vol = phantom_volume(spec.shape_zyx, bool(metal[i]), spec.seed * 1000 + i)
-        path = settings.volumes_dir / f"syn{i:07d}.npy"
-        write(vol, path)
-        vols.append(str(path))
-        hists.append(np.histogram(vol, bins=HU_EDGES)[0].astype(np.int32))
-        if spec.run_id is not None:
-            coarse = _downsample2(vol)
-            recon = np.clip(coarse, -1000, 400)  # an autoencoder blurs away metal and bone peaks
-            run_dir = settings.run_dir(spec.run_id)
-            recons.append(str(run_dir / "recon" / f"syn{i:07d}.npy"))
-            errors.append(str(run_dir / "error" / f"syn{i:07d}.npy"))
-            write(recon.astype(np.int16), Path(recons[-1]))
-            write(np.abs(coarse - recon).astype(np.int16), Path(errors[-1]))
-    return vols, recons, errors, hists
+    volume_paths: list[str] = field(default_factory=list)
+    recon_paths: list[str] = field(default_factory=list)
+    error_paths: list[str] = field(default_factory=list)
+    histograms: list[np.ndarray] = field(default_factory=list)
 
 
 def _histograms(n: int, rng: np.random.Generator, base: list[np.ndarray]) -> pa.Array:
@@ -234,28 +208,22 @@ FROM range(1, 31) AS t(e)
 """
 
 
-def build_synthetic_catalog(
-    settings: CatalogSettings, spec: SyntheticSpec, write_array: ArrayWriter | None = None
+def write_synthetic_rows(
+    settings: CatalogSettings, spec: SyntheticSpec, files: SyntheticFiles = SyntheticFiles()
 ) -> dict[str, float]:
-    """Fill ``settings``' catalog (and store) with a synthetic dataset; returns a summary.
-
-    Args:
-        settings: Where the catalog file and store folder are; the catalog must hold no scans.
-        spec: What to generate.
-        write_array: ``ctae_core.io.volume_store.save_volume`` (injected: the catalog layer does
-            not know the store's file format). Required when ``spec.n_volume_files > 0``.
-    """
-    if spec.n_volume_files > 0 and write_array is None:
-        raise ValueError("n_volume_files > 0 needs write_array (pass volume_store.save_volume)")
+    """Fill ``settings``' catalog with a synthetic dataset whose arrays are ``files``; returns a
+    summary. The catalog must hold no scans; ``files`` must hold ``spec.n_volume_files`` entries
+    (``jobs.synthetic_catalog.build_synthetic_catalog`` writes them and calls this)."""
+    if len(files.volume_paths) != spec.n_volume_files:
+        raise ValueError(f"spec asks for {spec.n_volume_files} volume files, "
+                         f"{len(files.volume_paths)} were handed in")
     rng = np.random.default_rng(spec.seed)
     n = spec.n_scans
     metal = rng.random(n) < 0.02
     n_files = min(spec.n_volume_files, n)
-    metal[:n_files] = np.arange(n_files) % 2 == 1
-    vols, recons, errors, hists = ([], [], [], [])
-    if spec.n_volume_files:
-        vols, recons, errors, hists = _write_volumes(spec, settings, write_array, metal)
-    t_scans = _scans_table(spec, rng, n, metal, vols, _histograms(n, rng, hists))
+    metal[:n_files] = [file_has_metal(i) for i in range(n_files)]
+    vols, recons, errors = files.volume_paths, files.recon_paths, files.error_paths
+    t_scans = _scans_table(spec, rng, n, metal, vols, _histograms(n, rng, files.histograms))
     with connect(settings.catalog_path) as con, transaction(con):
         if con.execute("SELECT count(*) FROM scans").fetchall()[0][0]:
             raise ValueError(f"{settings.catalog_path} already holds scans; use an empty catalog")

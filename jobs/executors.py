@@ -29,10 +29,12 @@ __all__ = ["EXECUTORS", "ExecutorConfig", "TaskResult", "describe_error", "map_s
 T = TypeVar("T")
 R = TypeVar("R")
 _QUEUED, _RUNNING, _FINISHED = 0, 1, 2
+LOCAL = ExecutorConfig()
+"""The default: a local process pool with one worker per core."""
 
 
 def map_tasks(
-    fn: Callable[[T], R], items: Iterable[T], config: ExecutorConfig = ExecutorConfig()
+    fn: Callable[[T], R], items: Iterable[T], config: ExecutorConfig = LOCAL
 ) -> Iterator[TaskResult[T, R]]:
     """Yield ``fn(item)`` for every item, in completion order, never raising for one item.
 
@@ -78,11 +80,6 @@ class _Constant:
 
     def __call__(self) -> Callable[[Any], Any]:
         return self.fn
-
-
-def describe_error(err: BaseException) -> str:
-    """``Type: message``, the form every failed TaskResult carries."""
-    return f"{type(err).__name__}: {err}"
 
 
 def _map_inline(

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ctae_core.phantoms import torso
 from data_catalog import CatalogSettings, connect
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-ct"
@@ -18,13 +19,9 @@ def rng() -> np.random.RandomState:
 
 
 @pytest.fixture
-def phantom_hu(rng) -> np.ndarray:
-    """(Z, Y, X) = (16, 32, 32) int16 HU phantom: air, a soft-tissue ellipsoid, a bone sphere."""
-    z, y, x = np.ogrid[:16, :32, :32]
-    vol = np.full((16, 32, 32), -1000, dtype=np.int16)
-    vol[((z - 8) / 7) ** 2 + ((y - 16) / 13) ** 2 + ((x - 16) / 11) ** 2 <= 1] = 40
-    vol[(z - 8) ** 2 + (y - 16) ** 2 + (x - 20) ** 2 <= 9] = 700
-    return vol + rng.normal(0, 5, vol.shape).astype(np.int16)
+def phantom_hu() -> np.ndarray:
+    """(Z, Y, X) = (16, 32, 32) int16 HU torso: air, soft tissue, a bone rod, noise of 5 HU."""
+    return torso((16, 32, 32), np.random.default_rng(2376609660), noise_sd_hu=5.0)
 
 
 @pytest.fixture

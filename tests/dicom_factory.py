@@ -11,6 +11,7 @@ import pydicom
 from pydicom.uid import RLELossless
 
 from ctae_core.io.dicom_writer import SeriesHeaderSpec, write_series
+from ctae_core.phantoms import torso
 
 IDENTIFYING = {
     "patient_name": "Doeberg^Johnathan^Quincy",
@@ -38,18 +39,8 @@ IDENTIFYING_EXTRA = {
 
 
 def phantom(shape: tuple[int, int, int] = (24, 32, 32), seed: int = 7) -> np.ndarray:
-    """int16 HU (Z, Y, X): air around a soft-tissue ellipsoid with a bone sphere off-centre."""
-    nz, ny, nx = shape
-    z, y, x = np.ogrid[:nz, :ny, :nx]
-    vol = np.full(shape, -1000.0)
-    body = ((z - nz / 2) / (nz * 0.45)) ** 2 + ((y - ny / 2) / (ny * 0.4)) ** 2 + (
-        (x - nx / 2) / (nx * 0.35)
-    ) ** 2 <= 1
-    vol[body] = 40.0
-    bone = (z - nz / 2) ** 2 + (y - ny / 2) ** 2 + (x - nx * 0.62) ** 2 <= (min(shape) * 0.15) ** 2
-    vol[bone] = 900.0
-    vol += np.random.RandomState(seed).normal(0, 4, shape)
-    return np.rint(vol).astype(np.int16)
+    """int16 HU (Z, Y, X) torso (``ctae_core.phantoms.torso``) with 4 HU of noise."""
+    return torso(shape, np.random.default_rng(seed), noise_sd_hu=4.0)
 
 
 def write_phantom(out_dir: Path, hu: np.ndarray | None = None, **kwargs) -> list[Path]:

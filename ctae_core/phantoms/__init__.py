@@ -1,4 +1,5 @@
-"""Synthetic chest/cardiac CT phantoms with planted outliers: the demo cohort's generator.
+"""Synthetic CT phantoms: the demo cohort's chests with planted outliers (``render_scan``), and
+the small test torso (``torso``) that tests, benchmarks and synthetic catalogs store.
 
 Pure functions: parameters → HU array (Z, Y, X) + spacing + origin. No file access; the
 ``ctae demo-data`` job writes the results as DICOM series.
@@ -19,6 +20,7 @@ from ctae_core.phantoms.outliers import INLIER, METAL_TYPES, OUTLIER_TYPES, outl
 from ctae_core.phantoms.render import Phantom, ScanGeometry, WriteEffects
 from ctae_core.phantoms.scan import render_scan
 from ctae_core.phantoms.tissues import TISSUE_HU_RANGES, Tissue
+from ctae_core.phantoms.torso import torso
 
 __all__ = [
     "INLIER",
@@ -38,4 +40,5 @@ __all__ = [
     "plan_cohort",
     "render_scan",
     "render_spec",
+    "torso",
 ]

@@ -13,8 +13,8 @@ import SimpleITK as sitk
 from ctae_core.errors import InvalidSeriesError
 from ctae_core.io.dicom_series import read_dicom_series
 from ctae_core.io.dicom_writer import SeriesHeaderSpec, write_series
-from ctae_core.io.sources import discover_sources
 from ctae_core.io.resample import resample_isotropic
+from ctae_core.io.sources import discover_sources
 from tests.dicom_factory import compress_rle, phantom, truncate, write_junk, write_phantom
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import binary_erosion
 
+from ctae_core.io.resample import resample_isotropic
 from ctae_core.phantoms import (
     INLIER,
     METAL_TYPES,
@@ -21,7 +22,6 @@ from ctae_core.phantoms import (
     render_scan,
     render_spec,
 )
-from ctae_core.io.resample import resample_isotropic
 from ctae_core.stats import check_plausible_hu
 from ctae_core.volume import Volume
 

@@ -7,8 +7,8 @@ import pytest
 import SimpleITK as sitk
 
 from ctae_core.errors import InvalidSeriesError
-from ctae_core.io.volume_files import read_volume_file
 from ctae_core.io.resample import resample_isotropic
+from ctae_core.io.volume_files import read_volume_file
 from ctae_core.stats import HU_HISTOGRAM_EDGES, check_plausible_hu, scan_statistics
 from ctae_core.volume import Volume
 

@@ -10,16 +10,15 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from ctae_core.io.volume_store import save_volume
 from data_catalog import CatalogSettings
-from data_catalog.synthetic import SyntheticSpec, build_synthetic_catalog
+from jobs.synthetic_catalog import SyntheticSpec, build_synthetic_catalog
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 
 
 def build(settings: CatalogSettings, **spec) -> dict[str, float]:
     """Fill the test's catalog with a synthetic dataset."""
-    return build_synthetic_catalog(settings, SyntheticSpec(**spec), save_volume)
+    return build_synthetic_catalog(settings, SyntheticSpec(**spec))
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from ctae_core.io.volume_store import save_volume
+from ctae_core.phantoms import torso
 from data_catalog import connect
 from data_catalog.runs import get_run, read_splits, train_history
 
@@ -33,12 +34,7 @@ def _cohort(settings, n: int) -> None:
     with connect(settings.catalog_path) as con:
         for i in range(n):
             shape = (20 + 4 * (i % 3), 32, 32)
-            z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
-            vol = np.full(shape, -1024, dtype=np.int16)
-            body = ((y - 16) / 13) ** 2 + ((x - 16) / 14) ** 2 <= 1
-            vol[np.broadcast_to(body, shape)] = 30
-            vol[np.broadcast_to((y - 22) ** 2 + (x - 16) ** 2 <= 4, shape)] = 600
-            vol += rng.normal(0, 10, shape).astype(np.int16) * (vol > -1024)
+            vol = torso(shape, rng)
             path = save_volume(vol, settings.volumes_dir / f"d{i:02d}.npy")
             con.execute(
                 "INSERT INTO scans (scan_id, source_kind, source_root, source_path, "

@@ -6,19 +6,18 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from ctae_core.io.volume_store import save_volume
 from data_catalog import connect, views
 from data_catalog.filters import ExportFilter, apply_filter
-from data_catalog.synthetic import SyntheticSpec, build_synthetic_catalog
 from jobs.cli import app
 from jobs.dashboard import streamlit_command
+from jobs.synthetic_catalog import SyntheticSpec, build_synthetic_catalog
 
 runner = CliRunner()
 
 
 @pytest.fixture
 def catalog(settings):
-    build_synthetic_catalog(settings, SyntheticSpec(n_scans=80, n_volume_files=0), save_volume)
+    build_synthetic_catalog(settings, SyntheticSpec(n_scans=80, n_volume_files=0))
     return settings
 
 

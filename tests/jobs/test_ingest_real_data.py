@@ -14,8 +14,8 @@ import pytest
 import SimpleITK as sitk
 
 from ctae_core.io.dicom_series import read_dicom_series
-from ctae_core.io.volume_store import load_volume
 from ctae_core.io.resample import resample_isotropic
+from ctae_core.io.volume_store import load_volume
 from ctae_core.volume import Volume
 from data_catalog import CatalogSettings, connect
 from data_catalog.scans import list_ingest_errors, scans_table

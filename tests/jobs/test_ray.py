@@ -19,6 +19,7 @@ import SimpleITK as sitk
 from typer.testing import CliRunner
 
 from ctae_core.io.volume_store import load_volume, save_volume
+from ctae_core.phantoms import torso
 from data_catalog import CatalogSettings, connect
 from jobs.cli import app
 from jobs.executors import ExecutorConfig, map_stateful
@@ -167,16 +168,6 @@ def test_actor_killed_mid_job_is_restarted_and_its_item_retried(tmp_path):
     assert bad.item == 4 and "died on each of 2 tries" in bad.error
 
 
-def _phantom(shape, rng) -> np.ndarray:
-    z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
-    vol = np.full(shape, -1024, dtype=np.int16)
-    body = ((y - shape[1] / 2) / (0.4 * shape[1])) ** 2 + (
-        (x - shape[2] / 2) / (0.45 * shape[2])
-    ) ** 2 <= 1
-    vol[np.broadcast_to(body, shape)] = 30
-    return vol + (rng.normal(0, 10, shape).astype(np.int16) * (vol > -1024))
-
-
 def _scores(settings: CatalogSettings) -> pd.DataFrame:
     with connect(settings.catalog_path, read_only=True) as con:
         return con.execute(
@@ -189,7 +180,7 @@ def test_ray_actors_score_like_the_local_executor(settings):
     rng = np.random.default_rng(3)
     with connect(settings.catalog_path) as con:
         for i in range(15):  # 15 scans: 2 in val, enough for T
-            array = _phantom((16 + 2 * (i % 3), 32, 32), rng)
+            array = torso((16 + 2 * (i % 3), 32, 32), rng)
             path = save_volume(array, settings.volumes_dir / f"s{i}.npy")
             con.execute(
                 "INSERT INTO scans (scan_id, source_kind, source_root, source_path, "

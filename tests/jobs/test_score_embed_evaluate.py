@@ -22,6 +22,7 @@ from ctae_core.inference import prepare_input, reconstruct
 from ctae_core.io.checkpoint import load_run_model
 from ctae_core.io.volume_store import load_volume, save_volume
 from ctae_core.outlier_score import outlier_evidence
+from ctae_core.phantoms import torso
 from ctae_core.stats import HU_HISTOGRAM_EDGES
 from data_catalog import CatalogSettings, connect
 from data_catalog import scores as catalog_scores
@@ -31,18 +32,6 @@ from jobs.score import acquisition_inputs
 runner = CliRunner()
 METAL = {"s-003", "s-011"}
 RUN = "r"
-
-
-def _phantom(shape, rng, metal: bool) -> np.ndarray:
-    """int16 HU: air, a soft-tissue cylinder, a bone rod; optionally a 3000 HU metal block."""
-    z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
-    vol = np.full(shape, -1024, dtype=np.int16)
-    body = ((y - shape[1] / 2) / (0.4 * shape[1])) ** 2 + ((x - shape[2] / 2) / (0.45 * shape[2])) ** 2 <= 1
-    vol[np.broadcast_to(body, shape)] = 30
-    vol[np.broadcast_to((y - 0.65 * shape[1]) ** 2 + (x - shape[2] / 2) ** 2 <= 4, shape)] = 600
-    if metal:
-        vol[4:10, 12:18, 8:14] = 3000
-    return vol + (rng.normal(0, 10, shape).astype(np.int16) * (vol > -1024))
 
 
 def _add_scan(con, settings, scan_id, array) -> None:
@@ -75,12 +64,12 @@ def scored(tmp_path_factory):
     with connect(settings.catalog_path) as con:
         for i in range(20):
             scan_id = f"s-{i:03d}"
-            _add_scan(con, settings, scan_id, _phantom((16 + 2 * (i % 3), 32, 32), rng, scan_id in METAL))
+            _add_scan(con, settings, scan_id, torso((16 + 2 * (i % 3), 32, 32), rng, metal=scan_id in METAL))
     _cli(settings, "train", "--store", str(settings.store_dir), "--run", RUN, "--preset", "tiny",
          "--epochs", "1", "--device", "cpu")
     with connect(settings.catalog_path) as con:  # ingested after training
-        _add_scan(con, settings, "s-new", _phantom((18, 32, 32), rng, False))
-        _add_scan(con, settings, "s-gone", _phantom((18, 32, 32), rng, False))
+        _add_scan(con, settings, "s-new", torso((18, 32, 32), rng))
+        _add_scan(con, settings, "s-gone", torso((18, 32, 32), rng))
     (settings.volumes_dir / "s-gone.npy").unlink()
     result = _cli(settings, "score", "--store", str(settings.store_dir), "--run", RUN,
                   "--batch-size", "3", "--device", "cpu")

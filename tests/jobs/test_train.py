@@ -12,22 +12,12 @@ from ctae_core.data import assign_splits
 from ctae_core.inference import prepare_input, reconstruct
 from ctae_core.io.checkpoint import load_run_model
 from ctae_core.io.volume_store import save_volume
+from ctae_core.phantoms import torso
 from data_catalog import connect
 from data_catalog.runs import get_run, read_splits, train_history
 from jobs.cli import app
 
 runner = CliRunner()
-
-
-def _body(shape, rng) -> np.ndarray:
-    """int16 HU chest-like phantom: air, an ellipsoid of soft tissue, a bright 'spine'."""
-    z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
-    cz, cy, cx = (n / 2 for n in shape)
-    vol = np.full(shape, -1024, dtype=np.int16)
-    body = ((y - cy) / (0.42 * shape[1])) ** 2 + ((x - cx) / (0.45 * shape[2])) ** 2 <= 1
-    vol[np.broadcast_to(body, shape)] = 30
-    vol[np.broadcast_to(((y - 0.7 * shape[1]) ** 2 + (x - cx) ** 2 <= 4), shape)] = 600
-    return vol + rng.normal(0, 10, shape).astype(np.int16) * (vol > -1024)
 
 
 def add_scans(settings, sizes, seed=0) -> list[str]:
@@ -37,7 +27,7 @@ def add_scans(settings, sizes, seed=0) -> list[str]:
     with connect(settings.catalog_path) as con:
         for i, shape in enumerate(sizes):
             scan_id = f"s{seed}-{i:03d}"
-            path = save_volume(_body(shape, rng), settings.volumes_dir / f"{scan_id}.npy")
+            path = save_volume(torso(shape, rng), settings.volumes_dir / f"{scan_id}.npy")
             con.execute(
                 "INSERT INTO scans (scan_id, source_kind, source_root, source_path, fingerprint, "
                 "content_hash, spacing_mm, size_z, size_y, size_x, pixel_count, volume_path) "
