@@ -1,57 +1,30 @@
 """`ctae train`: split the ingested scans, then fit the autoencoder (``ctae_core.training``).
 
-A thin job: it reads the scans and the split from the catalog, hands them to
-``ctae_core.training`` and, after every epoch, writes the checkpoint atomically and the epoch's
-row to the catalog. ``--resume`` continues from the checkpoint on exactly the same curve.
-Under ``torchrun`` it trains with DDP; rank 0 writes. Also runnable as ``python -m jobs.train``
-(what torchrun launches).
+A thin job: the run and its split go to the catalog (``jobs/train_catalog.py``), then
+``jobs/train_session.py`` hands the scans to ``ctae_core.training`` and, after every epoch,
+writes the checkpoint atomically and the epoch's row. ``--resume`` continues from the
+checkpoint on exactly the same curve. Under ``torchrun`` it trains with DDP; rank 0 writes.
+Also runnable as ``python -m jobs.train`` (what torchrun launches).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 from contextlib import nullcontext
-from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
 from ctae_core.config import TrainConfig, preset, with_overrides
-from ctae_core.data import ScanItem
 from ctae_core.errors import CheckpointError
-from ctae_core.splits import SplitError, assign_splits
-from data_catalog import CatalogSettings, connect
-from data_catalog.runs import (
-    RunError,
-    create_run,
-    drop_history_after,
-    get_run,
-    read_splits,
-    record_epoch,
-    training_scans,
-    update_run,
-    write_splits,
-)
+from ctae_core.splits import SplitError
+from data_catalog import CatalogSettings
+from data_catalog.runs import RunError
 from jobs.options import CatalogOption, NoProgressOption, StoreOption, settings_from
-from jobs.runtime import job_run, pick_device, seed_everything
-
-if TYPE_CHECKING:
-    from torch import nn
-    from torch.optim import Optimizer
-
-    from ctae_core.training import Dist, EpochReport, Plan, TrainingState
-
-logger = logging.getLogger(__name__)
-
-CLEARLY_BELOW = 0.5
-"""A trained model's validation MSE must be below this fraction of the mean-prediction MSE."""
-
-Scans = dict[str, ScanItem]
-Splits = dict[str, str]
-Summary = dict[str, Any]
+from jobs.runtime import job_run
+from jobs.train_catalog import open_run
 
 
 def _parse_pad(text: str | None) -> tuple[int, int, int] | None:
@@ -71,193 +44,19 @@ def build_config(preset_name: str, **overrides: Any) -> TrainConfig:
     return with_overrides(preset(preset_name), preset=preset_name, **overrides)
 
 
-def _start_dist(requested: str) -> Dist:
-    """Single process, or DDP when launched by torchrun (WORLD_SIZE > 1)."""
-    import torch
-    import torch.distributed as tdist
-
-    from ctae_core.training import Dist
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Dist(device=pick_device(requested))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = requested != "cpu" and torch.cuda.is_available()
-    if cuda:
-        torch.cuda.set_device(local)
-    tdist.init_process_group("nccl" if cuda else "gloo")
-    return Dist(rank=tdist.get_rank(), world=world, device=f"cuda:{local}" if cuda else "cpu")
-
-
-def _barrier(dist: Dist) -> None:
-    if dist.world > 1:
-        import torch.distributed as tdist
-
-        tdist.barrier()
-
-
-def _scan_items(settings: CatalogSettings, read_only: bool = False) -> Scans:
-    with connect(settings.catalog_path, read_only=read_only) as con:
-        rows = training_scans(con)
-    return {s.scan_id: ScanItem(s.scan_id, s.volume_path, s.spacing_mm, (s.size_z, s.size_y, s.size_x))
-            for s in rows}
-
-
-def _resolve_split(con: Any, run_id: str, cfg: TrainConfig, reuse_split: str | None, scans: Scans) -> Splits:
-    existing = read_splits(con, run_id)
-    if existing:
-        return {k: v for k, v in existing.items() if k in scans}
-    if reuse_split:
-        reused = read_splits(con, reuse_split)
-        if not reused:
-            raise typer.BadParameter(f"--reuse-split {reuse_split!r}: that run has no split in the catalog")
-        kept = {k: v for k, v in reused.items() if k in scans}
-        if {"train", "val"} - set(kept.values()):
-            raise typer.BadParameter(f"--reuse-split {reuse_split!r}: no train or val scans of it remain")
-        return kept
-    return assign_splits(list(scans), cfg.seed, cfg.val_fraction, cfg.test_fraction)
-
-
-def open_run(
-    settings: CatalogSettings, run_id: str, cfg: TrainConfig, resume: bool, reuse_split: str | None
-) -> tuple[TrainConfig, Splits, Scans]:
-    """Create (or, with ``resume``, reopen) the run and fix its split; returns (cfg, splits, scans)."""
-    scans = _scan_items(settings)
-    with connect(settings.catalog_path) as con:
-        row = get_run(con, run_id)
-        if resume and row is not None:
-            stored = TrainConfig.from_dict(json.loads(row["config_json"]))
-            cfg = replace(stored, epochs=cfg.epochs, early_stopping=cfg.early_stopping)
-            update_run(con, run_id, status="training", config_json=json.dumps(cfg.to_dict()))
-        splits = _resolve_split(con, run_id, cfg, reuse_split, scans)  # raises before any write
-        if not (resume and row is not None):
-            create_run(con, run_id, cfg.preset, json.dumps(cfg.to_dict()))
-        write_splits(con, run_id, splits)
-    counts = {s: sum(v == s for v in splits.values()) for s in ("train", "val", "test")}
-    logger.info("run %s: split train=%d val=%d test=%d", run_id, counts["train"], counts["val"], counts["test"])
-    return cfg, splits, scans
-
-
-def read_run(settings: CatalogSettings, run_id: str) -> tuple[TrainConfig, Splits, Scans]:
-    """(cfg, splits, scans) of an opened run, read only (the other DDP ranks)."""
-    scans = _scan_items(settings, read_only=True)
-    with connect(settings.catalog_path, read_only=True) as con:
-        cfg = TrainConfig.from_dict(json.loads(get_run(con, run_id)["config_json"]))
-        splits = {k: v for k, v in read_splits(con, run_id).items() if k in scans}
-    return cfg, splits, scans
-
-
-def _write_plan(settings: CatalogSettings, run_id: str, plan: Plan, checkpoint: Path, start_epoch: int) -> None:
-    z, y, x = plan.pad_size_zyx
-    cfg = replace(plan.cfg, pad_size_zyx=plan.pad_size_zyx)
-    with connect(settings.catalog_path) as con:
-        update_run(con, run_id, spacing_mm=cfg.spacing_mm, pad_size_z=z, pad_size_y=y, pad_size_x=x,
-                   norm_mean=plan.mean_hu, norm_std=plan.std_hu, checkpoint_path=str(checkpoint),
-                   config_json=json.dumps(cfg.to_dict()))
-        drop_history_after(con, run_id, start_epoch)
-
-
-def _restore(path: Path, model: nn.Module, opt: Optimizer) -> TrainingState:
-    """The checkpoint's progress loaded into ``model``/``opt``; fresh if there is none yet."""
-    from ctae_core.io.checkpoint import load_checkpoint
-    from ctae_core.training import TrainingState, restore
-
-    if not path.exists():
-        return TrainingState()
-    state = restore(load_checkpoint(path), model, opt, str(path))
-    logger.info("resuming from %s after epoch %d", path, state.epoch)
-    return state
-
-
-def _epoch_writer(settings: CatalogSettings, run_id: str, plan: Plan, model: nn.Module, opt: Optimizer,
-                  path: Path):
-    """What rank 0 does after each epoch: checkpoint, catalog row, log line."""
-    from ctae_core.io.checkpoint import save_checkpoint
-    from ctae_core.training import checkpoint_payload
-
-    def on_epoch(state: TrainingState, report: EpochReport) -> None:
-        save_checkpoint(checkpoint_payload(model, opt, plan, state), path)
-        with connect(settings.catalog_path) as con:
-            record_epoch(con, run_id, report.epoch, report.train_loss, report.val_loss, report.lr,
-                         report.epoch_s, report.volumes_per_s)
-            update_run(con, run_id, epochs_done=report.epoch, best_val_loss=state.best_val_loss,
-                       mean_baseline_val_mse=state.baseline)
-        logger.info("epoch %d/%d train %.4f val MSE %.4f (predicting the training mean: %.4f) "
-                    "%.1f vol/s", report.epoch, plan.cfg.epochs, report.train_loss, report.val_loss,
-                    report.baseline, report.volumes_per_s)
-
-    return on_epoch
-
-
 def run_training(
     settings: CatalogSettings, run_id: str, cfg: TrainConfig, *, resume: bool = False,
     reuse_split: str | None = None, encoder_weights: Path | None = None, device: str = "auto",
     progress: bool = True, threads: int | None = None,
-) -> Summary:
+) -> dict[str, Any]:
     """Train run ``run_id`` end to end; returns a summary (epochs, val MSE, baseline MSE, paths)."""
-    rank = int(os.environ.get("RANK", "0"))
-    if rank == 0:  # the catalog work and its log line come before torch's seconds of import
-        cfg, splits, scans = open_run(settings, run_id, cfg, resume, reuse_split)
-    # torch and the loop, imported only now that the user has seen the run start
-    from ctae_core import training
-    from ctae_core.io.checkpoint import load_encoder_weights
-    from ctae_core.io.volume_store import load_volume
-    from jobs.threads import set_torch_threads
+    # Under torchrun rank 0 opens the run; the others read it after a barrier.
+    opened = open_run(settings, run_id, cfg, resume, reuse_split) if int(os.environ.get("RANK", "0")) == 0 else None
+    # torch takes seconds to import: only now, once the user has seen the run's split
+    from jobs.train_session import train
 
-    set_torch_threads(threads)
-    dist = _start_dist(device)
-    seed_everything(cfg.seed)
-    _barrier(dist)
-    if not dist.main:
-        cfg, splits, scans = read_run(settings, run_id)
-    try:
-        plan = training.make_plan(cfg, splits, scans, load_volume)
-    except training.PlanError as err:
-        raise typer.BadParameter(str(err)) from err
-    model = training.new_model(plan.cfg)
-    if encoder_weights is not None:
-        load_encoder_weights(model.encoder, encoder_weights)
-    model = training.place(model, dist)
-    opt = training.new_optimizer(plan.cfg, model)
-    path = settings.run_dir(run_id) / "checkpoint.pt"
-    state = _restore(path, model, opt) if resume else training.TrainingState()
-    if dist.world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        model = DistributedDataParallel(model, device_ids=[int(dist.device.split(":")[1])] if dist.cuda else None)
-    if dist.main:
-        _write_plan(settings, run_id, plan, path, state.epoch)
-        logger.info("run %s: %s, spacing %.1f mm, pad %s, μ=%.1f HU σ=%.1f HU, device %s×%d", run_id,
-                    plan.cfg.preset, plan.cfg.spacing_mm, plan.pad_size_zyx, plan.mean_hu, plan.std_hu,
-                    dist.device, dist.world)
-    try:
-        state, stopped = training.fit(model, opt, plan, dist, state,
-                                      _epoch_writer(settings, run_id, plan, model, opt, path), progress)
-    except BaseException:
-        if dist.main:
-            with connect(settings.catalog_path) as con:
-                update_run(con, run_id, status="failed")
-        raise
-    if stopped:
-        logger.info("early stopping: no better validation loss for %d epochs", plan.cfg.early_stopping)
-    return _finish(settings, run_id, dist, state, path)
-
-
-def _finish(settings: CatalogSettings, run_id: str, dist: Dist, state: TrainingState, path: Path) -> Summary:
-    summary: Summary = {"run_id": run_id, "epochs": state.epoch, "best_val_mse": state.best_val_loss,
-                        "mean_baseline_val_mse": state.baseline, "checkpoint": str(path)}
-    if not dist.main:
-        return summary
-    with connect(settings.catalog_path) as con:
-        update_run(con, run_id, status="trained")
-    ratio = (state.best_val_loss or 0.0) / max(state.baseline or 1e-12, 1e-12)
-    logger.info("run %s trained: validation MSE %.4f vs %.4f predicting the training mean (ratio %.3f)",
-                run_id, state.best_val_loss, state.baseline, ratio)
-    if ratio > CLEARLY_BELOW:
-        logger.warning("run %s: validation MSE is not clearly below the mean prediction (ratio %.2f > %.2f); "
-                       "train longer (--epochs) or check the scans", run_id, ratio, CLEARLY_BELOW)
-    summary["ratio_to_baseline"] = ratio
-    return summary
+    return train(settings, run_id, opened, resume=resume, encoder_weights=encoder_weights,
+                 device=device, progress=progress, threads=threads)
 
 
 def train_command(
