@@ -43,12 +43,12 @@ def busy_elsewhere(loadavg: Path = LOADAVG) -> int:
     return max(0, int(statistics.median(counts)))
 
 
-def free_cores() -> int:
+def free_cores(loadavg: Path = LOADAVG) -> int:
     """Allowed cores minus those other processes keep busy; at least 1."""
-    return max(1, allowed_cores() - busy_elsewhere())
+    return max(1, allowed_cores() - busy_elsewhere(loadavg))
 
 
-def set_torch_threads(requested: int | None = None) -> int:
+def set_torch_threads(requested: int | None = None, loadavg: Path = LOADAVG) -> int:
     """Give torch ``requested`` intra-op threads, else what ``OMP_NUM_THREADS`` says (torchrun
     and batch systems set it), else one per free core; returns the count."""
     import torch
@@ -58,7 +58,7 @@ def set_torch_threads(requested: int | None = None) -> int:
     if requested is None and os.environ.get("OMP_NUM_THREADS"):
         source, threads = "OMP_NUM_THREADS", torch.get_num_threads()
     else:
-        source, threads = ("--threads", requested) if requested else ("free cores", free_cores())
+        source, threads = ("--threads", requested) if requested else ("free cores", free_cores(loadavg))
         torch.set_num_threads(threads)
     logger.info("torch uses %d CPU thread(s) (%s; %d core(s) allowed)", threads, source,
                 allowed_cores())

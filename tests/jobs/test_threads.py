@@ -1,0 +1,42 @@
+"""torch's thread count follows the cores other processes leave free."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from jobs import threads
+
+
+def _loadavg(tmp_path, running: int):
+    path = tmp_path / f"loadavg{running}"
+    path.write_text(f"1.52 0.88 0.36 {running}/91 11047\n")  # running tasks, this one included
+    return path
+
+
+def test_busy_elsewhere_counts_the_other_runnable_tasks(tmp_path):
+    assert threads.busy_elsewhere(_loadavg(tmp_path, 3)) == 2
+    assert threads.busy_elsewhere(_loadavg(tmp_path, 1)) == 0
+    assert threads.busy_elsewhere(tmp_path / "absent") == 0
+
+
+def test_free_cores_leave_the_busy_ones_alone(tmp_path):
+    cores = threads.allowed_cores()
+    assert threads.free_cores(_loadavg(tmp_path, 1)) == cores
+    assert threads.free_cores(_loadavg(tmp_path, 2)) == max(1, cores - 1)
+    assert threads.free_cores(_loadavg(tmp_path, cores + 5)) == 1  # never none
+
+
+def test_threads_option_then_omp_num_threads_then_free_cores(tmp_path, monkeypatch):
+    before = torch.get_num_threads()
+    crowded = _loadavg(tmp_path, threads.allowed_cores() + 5)
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        assert threads.set_torch_threads(None, crowded) == 1 and torch.get_num_threads() == 1
+        assert threads.set_torch_threads(2, crowded) == 2 and torch.get_num_threads() == 2
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        assert threads.set_torch_threads(None, crowded) == 2  # torchrun / the batch system decided
+        with pytest.raises(ValueError, match="--threads must be >= 1"):
+            threads.set_torch_threads(0)
+    finally:
+        torch.set_num_threads(before)
