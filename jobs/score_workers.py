@@ -57,8 +57,9 @@ class BatchScorer:
         checkpoint_path: The run's checkpoint.
         options: The job's options (device, channels_last, volume policy).
         run_dir: ``<store>/runs/<run_id>``, where recon / error arrays go.
-        threads: Torch CPU threads in this worker (None: the job's choice, see
-            ``jobs.threads``); set so that several local workers do not oversubscribe the cores.
+        threads: Torch CPU threads in this worker (None: one per core other processes leave
+            free, see ``jobs.threads``); set so that several local workers do not oversubscribe
+            the cores.
     """
 
     checkpoint_path: str
@@ -67,13 +68,11 @@ class BatchScorer:
     threads: int | None = None
 
     def __call__(self) -> Callable[[list[ScanRow]], BatchResult]:
-        import torch
-
         from ctae_core.io.checkpoint import load_run_model
         from jobs.runtime import pick_device
+        from jobs.threads import set_torch_threads
 
-        if self.threads is not None:
-            torch.set_num_threads(self.threads)
+        set_torch_threads(self.threads)
         device = pick_device(self.options.device)
         model, spec = load_run_model(self.checkpoint_path, device, self.options.channels_last)
         return functools.partial(score_batch, model=model, spec=spec, options=self.options,
