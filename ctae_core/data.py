@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -18,7 +17,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ctae_core.padding import AIR_HU, crop_to_fit, placement, random_slab
-from ctae_core.splits import SPLITS, SplitError, assign_splits
+from ctae_core.training_set import SPLITS, ScanItem, SplitError, assign_splits
 
 __all__ = ["SPLITS", "ScanItem", "SplitError", "VolumeDataset", "assign_splits"]
 
@@ -58,17 +57,6 @@ def normalisation_stats(volumes: Iterable[np.ndarray]) -> tuple[float, float]:
     if std < 1e-6:
         raise ValueError(f"training voxels have zero spread (all {mean:.0f} HU); check the ingested scans")
     return mean, std
-
-
-@dataclass(frozen=True)
-class ScanItem:
-    """A stored scan the Dataset reads: its id, volume file, stored isotropic spacing and
-    stored size (Z, Y, X) in voxels."""
-
-    scan_id: str
-    volume_path: str
-    spacing_mm: float
-    size_zyx: tuple[int, int, int]
 
 
 def _item_seed(seed: int, epoch: int, index: int) -> int:

@@ -19,7 +19,7 @@ import typer
 
 from ctae_core.config import TrainConfig, preset, with_overrides
 from ctae_core.errors import CheckpointError
-from ctae_core.splits import SplitError
+from ctae_core.training_set import SplitError
 from data_catalog import CatalogSettings
 from data_catalog.runs import RunError
 from jobs.options import CatalogOption, NoProgressOption, StoreOption, settings_from

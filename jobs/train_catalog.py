@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from ctae_core.config import TrainConfig
-from ctae_core.data import ScanItem
-from ctae_core.splits import assign_splits
+from ctae_core.training_set import ScanItem, assign_splits
 from data_catalog import CatalogSettings, connect
 from data_catalog.runs import (
     create_run,

@@ -1,10 +1,24 @@
-"""The train / val / test split of a run (thesis 3.4): seeded, independent of scan order."""
+"""The scans a run trains on (``ScanItem``) and their train / val / test split (thesis 3.4):
+seeded, independent of scan order. Torch-free, so the CLI can split before torch loads."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
+
+
+@dataclass(frozen=True)
+class ScanItem:
+    """A stored scan a run reads: its id, volume file, stored isotropic spacing and stored size
+    (Z, Y, X) in voxels."""
+
+    scan_id: str
+    volume_path: str
+    spacing_mm: float
+    size_zyx: tuple[int, int, int]
+
 
 MIN_SCANS_FOR_SPLIT = 3
 SPLITS = ("train", "val", "test")
