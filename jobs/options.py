@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from data_catalog.settings import CatalogSettings
-from jobs.executors import EXECUTORS, ExecutorConfig
+from jobs.executor_types import EXECUTORS, ExecutorConfig
 
 CatalogOption = Annotated[
     Path | None,
