@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -50,18 +51,24 @@ def _ctae(*args: str) -> list[str]:
     return [sys.executable, "-m", "jobs", *args]
 
 
-def _wall(command: list[str]) -> float:
+def _timed(command: list[str]) -> tuple[float, float]:
+    """(wall, CPU) seconds of a whole process; CPU time does not grow when others load the cores."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(command, env=_env(), cwd=ROOT, check=True, capture_output=True)
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def help_seconds(repeats: int) -> tuple[float, float]:
-    """Median wall time of ``ctae --help`` and of a bare interpreter start."""
-    _wall(_ctae("--help"))  # warm the page cache and the .pyc files
-    helps = [_wall(_ctae("--help")) for _ in range(repeats)]
-    bare = [_wall([sys.executable, "-c", "pass"]) for _ in range(repeats)]
-    return statistics.median(helps), statistics.median(bare)
+def help_seconds(repeats: int) -> dict[str, float]:
+    """Median wall and CPU time of ``ctae --help`` and of a bare interpreter start."""
+    _timed(_ctae("--help"))  # warm the page cache and the .pyc files
+    helps = [_timed(_ctae("--help")) for _ in range(repeats)]
+    bare = [_timed([sys.executable, "-c", "pass"]) for _ in range(repeats)]
+    return {"wall": statistics.median(w for w, _ in helps), "cpu": statistics.median(c for _, c in helps),
+            "bare_wall": statistics.median(w for w, _ in bare),
+            "bare_cpu": statistics.median(c for _, c in bare)}
 
 
 def cohort() -> CatalogSettings:
@@ -126,9 +133,11 @@ def main(quick: bool = False) -> list[dict]:
     repeats, epochs = (3, 3) if quick else (7, 4)
     cores = len(os.sched_getaffinity(0))
     rows = []
-    help_s, bare_s = help_seconds(repeats)
-    rows.append(_row("ctae --help (whole process)", help_s, "s", HELP_TARGET_S, bare_s,
-                     help_s / HELP_TARGET_S))
+    help_s = help_seconds(repeats)
+    rows.append(_row("ctae --help, wall (baseline: python -c pass)", help_s["wall"], "s",
+                     HELP_TARGET_S, help_s["bare_wall"], help_s["wall"] / HELP_TARGET_S))
+    rows.append(_row("ctae --help, CPU time (baseline: python -c pass)", help_s["cpu"], "s",
+                     HELP_TARGET_S, help_s["bare_cpu"], help_s["cpu"] / HELP_TARGET_S))
     settings = cohort()
     first = statistics.median(first_progress_seconds(settings, f"first{i}") for i in range(repeats))
     rows.append(_row("ctae train: first progress line", first, "s", FIRST_PROGRESS_TARGET_S,
@@ -151,3 +160,4 @@ if __name__ == "__main__":
     print(f"load average before: {Path('/proc/loadavg').read_text().strip()}", file=sys.stderr)
     for row in main(args.quick):
         print(json.dumps(row))
+    print(f"load average after: {Path('/proc/loadavg').read_text().strip()}", file=sys.stderr)
