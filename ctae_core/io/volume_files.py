@@ -1,7 +1,7 @@
 """Read NIfTI / MHA / NRRD volume files as HU volumes (SimpleITK), refusing non-HU data.
 
 Reason codes (``InvalidSeriesError.reason``): ``unreadable``, ``not_a_volume``, ``not_hu``,
-``implausible_hu``.
+``non_finite``, ``implausible_hu``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from ctae_core.stats import check_plausible_hu
 from ctae_core.volume import Volume
 
 MIN_SLICES = 8
+MAX_NON_FINITE_FRACTION = 0.01
+"""Above this share of NaN / infinite voxels a volume is refused; below, they become air."""
 
 
 def read_volume_file(path: str, label: str = "") -> tuple[Volume, ScanFacts]:
@@ -44,6 +46,7 @@ def read_volume_file(path: str, label: str = "") -> tuple[Volume, ScanFacts]:
     image = _as_3d_scalar(image, label)
     _check_pixel_type(image, label)
     hu = sitk.GetArrayFromImage(image).astype(np.float32, copy=False)
+    warnings = _repair_non_finite(hu, label)
     check_plausible_hu(hu, label)
     np.maximum(hu, -1024.0, out=hu)
     dx, dy, dz = image.GetSpacing()
@@ -57,8 +60,32 @@ def read_volume_file(path: str, label: str = "") -> tuple[Volume, ScanFacts]:
         orig_size_zyx=volume.shape,
         orig_spacing_zyx_mm=volume.spacing_zyx_mm,
         orig_direction=volume.direction,
+        warnings=warnings,
     )
     return volume, facts
+
+
+def _repair_non_finite(hu: np.ndarray, label: str) -> tuple[str, ...]:
+    """Set a few NaN / ±inf voxels to -1024 HU (air) in place and say so; refuse many.
+
+    Raises:
+        InvalidSeriesError: reason ``non_finite`` when more than 1 % of the voxels are.
+    """
+    if np.issubdtype(hu.dtype, np.integer):
+        return ()
+    bad = ~np.isfinite(hu)
+    n_bad = int(np.count_nonzero(bad))
+    if n_bad == 0:
+        return ()
+    if n_bad > MAX_NON_FINITE_FRACTION * hu.size:
+        raise InvalidSeriesError(
+            f"{label}: {n_bad:,} of {hu.size:,} voxels are NaN or infinite (more than "
+            f"{MAX_NON_FINITE_FRACTION:.0%}); the file was written from a failed computation "
+            "— export the volume again",
+            "non_finite",
+        )
+    hu[bad] = -1024.0
+    return (f"{n_bad} NaN / infinite voxel(s) set to -1024 HU (air)",)
 
 
 def _as_3d_scalar(image, label: str):
