@@ -6,6 +6,9 @@ Reason codes (``InvalidSeriesError.reason``): ``unreadable``, ``not_a_volume``, 
 
 from __future__ import annotations
 
+import gzip
+import struct
+
 import numpy as np
 
 from ctae_core.errors import InvalidSeriesError
@@ -46,6 +49,13 @@ def read_volume_file(path: str, label: str = "") -> tuple[Volume, ScanFacts]:
     image = _as_3d_scalar(image, label)
     _check_pixel_type(image, label)
     hu = sitk.GetArrayFromImage(image).astype(np.float32, copy=False)
+    try:
+        is_nifti = str(path).lower().endswith((".nii", ".nii.gz"))
+        lost = _nifti_non_finite(path) if is_nifti else None
+    except (OSError, EOFError, ValueError, struct.error):
+        lost = None  # ITK read it; only the NaN count is lost
+    if lost is not None and lost.shape == hu.shape:
+        hu[lost] = np.nan  # the NIfTI reader silently turned them into 0
     warnings = _repair_non_finite(hu, label)
     check_plausible_hu(hu, label)
     np.maximum(hu, -1024.0, out=hu)
@@ -63,6 +73,31 @@ def read_volume_file(path: str, label: str = "") -> tuple[Volume, ScanFacts]:
         warnings=warnings,
     )
     return volume, facts
+
+
+def _nifti_non_finite(path: str) -> np.ndarray | None:
+    """Where a float NIfTI-1 file holds NaN / ±inf, (Z, Y, X); None for other files.
+
+    ITK's NIfTI reader replaces such voxels by 0 without a word, so they are found here.
+    """
+    opener = gzip.open if str(path).lower().endswith(".gz") else open
+    with opener(path, "rb") as handle:
+        header = handle.read(348)
+        if len(header) < 348:
+            return None
+        endian = "<" if struct.unpack("<i", header[:4])[0] == 348 else ">"
+        dims = struct.unpack(endian + "8h", header[40:56])
+        dtype = {16: "f4", 64: "f8"}.get(struct.unpack(endian + "h", header[70:72])[0])
+        if dtype is None or not 3 <= dims[0] <= 7 or any(d != 1 for d in dims[4 : dims[0] + 1]):
+            return None
+        nx, ny, nz = dims[1:4]
+        offset = int(struct.unpack(endian + "f", header[108:112])[0])
+        handle.read(max(0, offset - 348))
+        count = nx * ny * nz
+        data = np.frombuffer(handle.read(count * int(dtype[1])), dtype=endian + dtype)
+    if data.size != count:
+        return None
+    return ~np.isfinite(data).reshape(nz, ny, nx)
 
 
 def _repair_non_finite(hu: np.ndarray, label: str) -> tuple[str, ...]:
