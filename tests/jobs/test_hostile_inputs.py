@@ -41,9 +41,11 @@ def _ctae(*args: str, timeout: float = 90, honour_permissions: bool = False):
 
 def _rows(settings: CatalogSettings):
     with connect(settings.catalog_path, read_only=True) as con:
-        return scans_table(con), list_ingest_errors(con), con.execute(
-            "SELECT job, status FROM job_runs"
-        ).fetchall()
+        return (
+            scans_table(con),
+            list_ingest_errors(con),
+            con.execute("SELECT job, status FROM job_runs").fetchall(),
+        )
 
 
 def test_special_files_are_listed_never_opened_and_the_good_series_is_ingested(tmp_path):
@@ -58,8 +60,17 @@ def test_special_files_are_listed_never_opened_and_the_good_series_is_ingested(t
     (root / "notes.txt").write_text("not a scan, only counted\n")
     settings = CatalogSettings.resolve(tmp_path / "c.duckdb", tmp_path / "store", env={})
     start = time.monotonic()
-    done = _ctae("ingest", str(root), "--catalog", str(settings.catalog_path), "--store",
-                 str(settings.store_dir), "--workers", "2", "--no-progress")
+    done = _ctae(
+        "ingest",
+        str(root),
+        "--catalog",
+        str(settings.catalog_path),
+        "--store",
+        str(settings.store_dir),
+        "--workers",
+        "2",
+        "--no-progress",
+    )
     assert done.returncode == 0, done.stderr
     assert time.monotonic() - start < 60  # a FIFO opened for reading would block forever
     scans, errors, jobs = _rows(settings)
@@ -85,8 +96,9 @@ def test_special_files_are_listed_never_opened_and_the_good_series_is_ingested(t
 def test_unreadable_files_and_folders_are_listed_and_the_readable_rest_ingested(tmp_path):
     root = tmp_path / "in"
     locked = write_phantom(root / "all_locked", header=SeriesHeaderSpec(series_uid="1.2.826.81"))
-    gap = write_phantom(root / "one_locked", phantom(seed=3),
-                        header=SeriesHeaderSpec(series_uid="1.2.826.82"))
+    gap = write_phantom(
+        root / "one_locked", phantom(seed=3), header=SeriesHeaderSpec(series_uid="1.2.826.82")
+    )
     write_phantom(root / "secret" / "ct", header=SeriesHeaderSpec(series_uid="1.2.826.83"))
     image = sitk.GetImageFromArray(phantom((20, 30, 30), seed=5))
     sitk.WriteImage(image, str(root / "locked.nii.gz"))
@@ -95,9 +107,18 @@ def test_unreadable_files_and_folders_are_listed_and_the_readable_rest_ingested(
     (root / "secret").chmod(0o000)
     settings = CatalogSettings.resolve(tmp_path / "c.duckdb", tmp_path / "store", env={})
     try:
-        done = _ctae("ingest", str(root), "--catalog", str(settings.catalog_path), "--store",
-                     str(settings.store_dir), "--workers", "1", "--no-progress",
-                     honour_permissions=True)
+        done = _ctae(
+            "ingest",
+            str(root),
+            "--catalog",
+            str(settings.catalog_path),
+            "--store",
+            str(settings.store_dir),
+            "--workers",
+            "1",
+            "--no-progress",
+            honour_permissions=True,
+        )
     finally:
         (root / "secret").chmod(0o755)
     if os.geteuid() != 0 and os.access(locked[0], os.R_OK):
@@ -107,11 +128,17 @@ def test_unreadable_files_and_folders_are_listed_and_the_readable_rest_ingested(
     assert list(scans["source_path"]) == ["one_locked"]
     (warnings,) = scans["warnings"]
     assert "1 missing slice(s) interpolated" in warnings
-    reasons = Counter(zip(errors["source_path"].map(lambda p: p.split("/")[0]), errors["reason"],
-                          strict=True))
-    assert reasons == Counter({("all_locked", "unreadable"): 24, ("one_locked", "unreadable"): 1,
-                               ("locked.nii.gz", "unreadable"): 1,
-                               ("secret", "unreadable_folder"): 1})
+    reasons = Counter(
+        zip(errors["source_path"].map(lambda p: p.split("/")[0]), errors["reason"], strict=True)
+    )
+    assert reasons == Counter(
+        {
+            ("all_locked", "unreadable"): 24,
+            ("one_locked", "unreadable"): 1,
+            ("locked.nii.gz", "unreadable"): 1,
+            ("secret", "unreadable_folder"): 1,
+        }
+    )
     assert set(errors["message"].str.contains("permission denied")) == {True}
 
 
