@@ -105,6 +105,10 @@ def ingest_one(
             f"{label}: reading took longer than {timeout_s:.0f} s (--input-timeout); check "
             "that its files are complete and not on a stalled share, or raise the limit"
         )
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError) as err:
+        reason = "bad_header_value"  # a damaged element the readers did not expect
+        message = f"{label}: a header value cannot be used ({type(err).__name__}: {err}); the "
+        message += "files are damaged — export the series again"
     except MemoryError:
         reason = "out_of_memory"
         message = f"{label}: ran out of memory; ingest with fewer --workers"
@@ -138,6 +142,8 @@ def refusal_record(refused: RefusedInput, *, redact: bool = False) -> IngestErro
         "the user running ctae",
         "empty_file": "empty file ({detail}); the copy is incomplete — copy it again",
         "not_dicom": "not DICOM: {detail}; delete or rename it if it is not a scan",
+        "not_an_image": "a DICOM object without an image (a report, key object or "
+        "presentation state): nothing to ingest",
     }.get(refused.reason, "{detail}")
     probe = SeriesSource("file", refused.source_root, refused.source_path, None, (), "")
     return IngestErrorRecord(

@@ -8,6 +8,7 @@ which halves discovery time; everything else goes to ``pydicom.dcmread``.
 
 from __future__ import annotations
 
+import os
 import struct
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -84,13 +85,46 @@ def read_slice_header(handle: BinaryIO, name: str) -> SliceHeader | HeaderRefusa
             at_pixels = handle.read(4) == b"\xe0\x7f\x10\x00"  # (7FE0,0010) PixelData
         sop_class = str(dataset.get("SOPClassUID", ""))
         has_rows = "Rows" in dataset
+        implicit, little = dataset.original_encoding
     except Exception as err:  # a broken header in any of pydicom's ways is one refused file
         return HeaderRefusal("unreadable", f"{type(err).__name__}: {err}"[:200])
     if sop_class == MEDIA_STORAGE_DIRECTORY:
         return HeaderRefusal("dicom_directory")
     if not has_rows:  # no pixel module: a report, key object or directory record
         return HeaderRefusal("not_an_image")
+    if at_pixels and little and implicit is not None:
+        cut = _pixels_cut_short(handle, offset, implicit)
+        if cut:  # decoders can spend many seconds on a cut JPEG 2000 stream
+            return HeaderRefusal("unreadable", f"truncated: {cut}; copy the file again")
     return SliceHeader(dataset, offset if at_pixels else None)
+
+
+def _pixels_cut_short(handle: BinaryIO, offset: int, implicit: bool) -> str:
+    """What is missing when the PixelData element at ``offset`` ends past the end of the
+    file ('' when it is complete): its value, or a fragment of encapsulated frames."""
+    size = os.fstat(handle.fileno()).st_size
+    handle.seek(offset)
+    head = handle.read(12)
+    if len(head) < 8:
+        return "the file ends inside the PixelData header"
+    explicit = not implicit
+    length = _U32.unpack_from(head, 8 if explicit else 4)[0]
+    pos = offset + (12 if explicit else 8)
+    if length != 0xFFFFFFFF:
+        return (
+            ""
+            if pos + length <= size
+            else f"PixelData needs {pos + length:,} bytes, the file has {size:,}"
+        )
+    while pos + 8 <= size:  # encapsulated: items up to the sequence delimiter
+        handle.seek(pos)
+        tag, item_length = _ITEM.unpack(handle.read(8))
+        if tag == 0xE0DDFFFE:
+            return ""
+        if tag != 0xE000FFFE:
+            return ""  # not item structure: left to the decoder to judge
+        pos += 8 + item_length
+    return f"the compressed frames end at byte {size:,}, before their last fragment"
 
 
 def _read_header_fast(handle: BinaryIO, start: bytes) -> tuple[FileDataset, int | None] | None:

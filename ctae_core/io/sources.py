@@ -45,7 +45,7 @@ VOLUME_SUFFIXES = {
 }
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 """Names that promise DICOM: such a file that is not DICOM is listed, not just counted."""
-PASSED_OVER = ("not_dicom", "dicom_directory", "not_an_image")
+PASSED_OVER = ("not_dicom", "dicom_directory")
 """Reasons a file is only counted: the notes, thumbnails and directory objects of a folder."""
 _FILE_KINDS = {
     stat.S_IFIFO: "a FIFO (named pipe)",
@@ -68,7 +68,7 @@ class RefusedInput:
         source_root: The folder given on the command line, absolute.
         source_path: The file or folder, relative to ``source_root``.
         reason: ``not_a_regular_file``, ``broken_link``, ``symlink_loop``, ``unreadable``,
-            ``unreadable_folder``, ``empty_file`` or ``not_dicom``.
+            ``unreadable_folder``, ``empty_file``, ``not_dicom`` or ``not_an_image``.
         detail: What was found, in words (``a FIFO (named pipe)``, ``permission denied``).
     """
 
