@@ -80,20 +80,27 @@ def main(trees: int, files: int, special: int, seed: int) -> int:
                 wrong_hu += sum(result.good_hashes.get(k) != v for k, v in expected.items())
                 wrong_hu += result.job_status != ["done"]
                 for mutant in mutants:
-                    kind = mutant.op.split("_", 1)[0] if mutant.op.startswith("series") else mutant.op
+                    kind = (
+                        mutant.op.split("_", 1)[0] if mutant.op.startswith("series") else mutant.op
+                    )
                     by_op.setdefault(kind, Counter())[result.outcomes[mutant.folder]] += 1
             shutil.rmtree(tree, ignore_errors=True)
             (work / f"{tree.name}.duckdb").unlink(missing_ok=True)
-            print(f"tree {index + 1}/{trees}: {len(mutants)} mutants, exit {code}, "
-                  f"{seconds[-1]:.1f} s", flush=True)
+            print(
+                f"tree {index + 1}/{trees}: {len(mutants)} mutants, exit {code}, "
+                f"{seconds[-1]:.1f} s",
+                flush=True,
+            )
     unlisted = outcomes["unlisted"]
     print(f"\nmutated inputs                {n_mutants}")
     print(f"whole-job failures            {len(failures)}")
     print(f"hangs (no exit in 600 s)      {len(hangs)}")
     print(f"mutants neither ingested nor listed  {unlisted}")
     print(f"good inputs with other HU, or job_runs not 'done'  {wrong_hu}")
-    print(f"seconds per tree              median {np.median(seconds):.1f}, max {max(seconds):.1f}"
-          f"  ratio {np.median(seconds) / clean_s:.2f} (baseline: the clean tree, {clean_s:.1f} s)")
+    print(
+        f"seconds per tree              median {np.median(seconds):.1f}, max {max(seconds):.1f}"
+        f"  ratio {np.median(seconds) / clean_s:.2f} (baseline: the clean tree, {clean_s:.1f} s)"
+    )
     print("\nmutants by outcome:")
     for outcome, count in outcomes.most_common():
         print(f"  {count:5d}  {outcome}")

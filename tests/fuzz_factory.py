@@ -71,8 +71,14 @@ class Mutant:
     source: str
 
 
-def build_tree(tree: Path, rng: np.random.Generator, n_files: int, n_special: int,
-               first: int = 0, series_mutant: bool = True) -> list[Mutant]:
+def build_tree(
+    tree: Path,
+    rng: np.random.Generator,
+    n_files: int,
+    n_special: int,
+    first: int = 0,
+    series_mutant: bool = True,
+) -> list[Mutant]:
     """A tree with the good series (as symlinks to the real files), the good NIfTI, and
     ``n_files`` mutated files, ``n_special`` special entries and one mutated series."""
     good = tree / "good" / "GE"
@@ -114,8 +120,11 @@ def _new_uid(data: bytes, uid: str, index: int) -> bytes:
 
 def _series_uid(path: Path) -> str:
     try:
-        return str(pydicom.dcmread(path, stop_before_pixels=True, force=True,
-                                   specific_tags=["SeriesInstanceUID"]).get("SeriesInstanceUID", ""))
+        return str(
+            pydicom.dcmread(
+                path, stop_before_pixels=True, force=True, specific_tags=["SeriesInstanceUID"]
+            ).get("SeriesInstanceUID", "")
+        )
     except Exception:
         return ""
 
@@ -170,12 +179,18 @@ def _mutate_dicom(path: Path, data: bytes, op: str, rng: np.random.Generator) ->
 def _wrong_vr(data: bytes, rng: np.random.Generator) -> bytes:
     """Overwrite the VR of a few explicit-VR elements with another (or an invalid) VR."""
     out = bytearray(data)
-    spots = [i for i in range(132, min(len(data) - 6, 4096)) if data[i:i + 2] in
-             (b"US", b"DS", b"IS", b"UI", b"CS", b"LO", b"SQ", b"OW")
-             and data[i - 4:i - 2] in (b"\x08\x00", b"\x18\x00", b"\x20\x00", b"\x28\x00")]
-    for i in rng.choice(spots, size=min(len(spots), int(rng.integers(1, 4))), replace=False) \
-            if spots else []:
-        out[i:i + 2] = VRS[rng.integers(len(VRS))]
+    spots = [
+        i
+        for i in range(132, min(len(data) - 6, 4096))
+        if data[i : i + 2] in (b"US", b"DS", b"IS", b"UI", b"CS", b"LO", b"SQ", b"OW")
+        and data[i - 4 : i - 2] in (b"\x08\x00", b"\x18\x00", b"\x20\x00", b"\x28\x00")
+    ]
+    for i in (
+        rng.choice(spots, size=min(len(spots), int(rng.integers(1, 4))), replace=False)
+        if spots
+        else []
+    ):
+        out[i : i + 2] = VRS[rng.integers(len(VRS))]
     return bytes(out)
 
 
@@ -195,10 +210,14 @@ def _nan_nifti(raw: bytes, rng: np.random.Generator) -> bytes:
     """The NIfTI-1 volume as float32 with a random share (0.01 % .. 100 %) of NaN / ±inf."""
     header = bytearray(raw[:352])
     dims = np.frombuffer(raw[40:56], dtype="<i2")
-    dtype = {2: "u1", 4: "<i2", 8: "<i4", 16: "<f4", 64: "<f8"}[int(np.frombuffer(raw[70:72], "<i2")[0])]
+    dtype = {2: "u1", 4: "<i2", 8: "<i4", 16: "<f4", 64: "<f8"}[
+        int(np.frombuffer(raw[70:72], "<i2")[0])
+    ]
     offset = int(np.frombuffer(raw[108:112], "<f4")[0])
     count = int(np.prod(dims[1:4]))
-    values = np.frombuffer(raw[offset:offset + count * np.dtype(dtype).itemsize], dtype).astype("<f4")
+    values = np.frombuffer(raw[offset : offset + count * np.dtype(dtype).itemsize], dtype).astype(
+        "<f4"
+    )
     share = float(10 ** rng.uniform(-4, 0))
     bad = rng.random(values.size) < share
     values[bad] = rng.choice([np.nan, np.inf, -np.inf], size=int(bad.sum()))
@@ -246,8 +265,9 @@ def _special(folder: Path, op: str, rng: np.random.Generator, index: int) -> Non
         (inner if op == "unreadable_folder" else path).chmod(0o000)
 
 
-def _mutate_series(source: Path, folder: Path, op: str, rng: np.random.Generator,
-                   index: int) -> None:
+def _mutate_series(
+    source: Path, folder: Path, op: str, rng: np.random.Generator, index: int
+) -> None:
     """A copy of the good series as its own series, with 1-3 of its files mutated."""
     folder.mkdir()
     files = sorted(source.iterdir())
@@ -263,12 +283,32 @@ def ingest_tree(tree: Path, timeout_s: float, input_timeout_s: float = 60) -> tu
     """`ctae ingest` over the tree as its own process (file permissions honoured even as
     root); (exit code or ``hang``, output)."""
     prefix = PERMISSION_FREE if os.geteuid() == 0 and shutil.which("setpriv") else []
-    command = [*prefix, sys.executable, "-m", "jobs", "ingest", str(tree), "--catalog",
-               str(tree.parent / f"{tree.name}.duckdb"), "--store", str(tree.parent / "store"),
-               "--workers", "2", "--no-progress", "--input-timeout", str(input_timeout_s)]
+    command = [
+        *prefix,
+        sys.executable,
+        "-m",
+        "jobs",
+        "ingest",
+        str(tree),
+        "--catalog",
+        str(tree.parent / f"{tree.name}.duckdb"),
+        "--store",
+        str(tree.parent / "store"),
+        "--workers",
+        "2",
+        "--no-progress",
+        "--input-timeout",
+        str(input_timeout_s),
+    ]
     try:
-        done = subprocess.run(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-                              capture_output=True, text=True, timeout=timeout_s)
+        done = subprocess.run(
+            command,
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
     except subprocess.TimeoutExpired as err:
         return "hang", str(err.stdout or "")
     return done.returncode, done.stdout + done.stderr
