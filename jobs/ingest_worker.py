@@ -90,6 +90,10 @@ def ingest_one(
     scan_id = scan_id_for(source)
     label = scan_id if redact else source.source_path
     input_bytes = 0
+    if redact:
+        import SimpleITK as sitk
+
+        sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK warnings quote absolute paths
     try:
         with time_box(timeout_s):
             input_bytes = _check_regular_files(source, label)
@@ -113,7 +117,7 @@ def ingest_one(
         reason = "out_of_memory"
         message = f"{label}: ran out of memory; ingest with fewer --workers"
     except Exception as err:  # one bad series never stops the job; the message says what broke
-        logger.debug("unexpected failure on %s", label, exc_info=True)
+        logger.debug("unexpected failure on %s", label, exc_info=not redact)
         reason = "unexpected"
         message = f"{label}: {type(err).__name__}: {err}"
     error = IngestErrorRecord(
