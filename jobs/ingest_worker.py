@@ -258,7 +258,13 @@ def _ingest(
     scan_id = scan_id_for(source)
     path = save_volume(resampled.hu, volume_path_for(store_dir, scan_id))
     content_hash = hashlib.sha256(np.ascontiguousarray(resampled.hu).tobytes()).hexdigest()
-    facts = replace(facts, warnings=tuple(scrub_paths(w, source, redact) for w in facts.warnings))
+    notes = list(facts.warnings)
+    if source.refused_beside:
+        notes.append(
+            f"{source.refused_beside} file(s) beside its slices could not be read (see "
+            "ingest_errors): a slice among them leaves a gap"
+        )
+    facts = replace(facts, warnings=tuple(scrub_paths(w, source, redact) for w in notes))
     if redact:
         source = replace(source, source_root=redacted_root(source.source_root), source_path=label)
     return _record(source, scan_id, facts, resampled.hu, spacing, content_hash, path)

@@ -19,7 +19,7 @@ import warnings
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -97,6 +97,8 @@ class SeriesSource:
         headers: For DICOM, each file's header in ``files`` order (empty when not read).
         fingerprint: Hash of the files' names, sizes and modification times.
         group_key: What grouped the files (the UID, or the fallback key when it is empty).
+        refused_beside: Files refused by discovery in the folders of a DICOM series (a slice
+            that cannot be read leaves a gap whose reason is listed in ingest_errors).
     """
 
     kind: str
@@ -107,6 +109,7 @@ class SeriesSource:
     fingerprint: str
     group_key: str = ""
     headers: tuple[SliceHeader, ...] = field(default=(), compare=False, repr=False)
+    refused_beside: int = field(default=0, compare=False)
 
     @property
     def source_key(self) -> str:
@@ -183,7 +186,15 @@ def _discover_root(root: Path, found: Discovery) -> None:
             _refuse_header(root, path, header, found)
             continue
         groups[_group_key(path, header)].append((path, header))
-    found.sources.extend(_dicom_source(root, key, members) for key, members in groups.items())
+    refused_in: dict[str, int] = defaultdict(int)
+    for refused in found.refused:
+        if refused.source_root == str(root):
+            refused_in[os.path.dirname(refused.source_path) or "."] += 1
+    for key, members in groups.items():
+        source = _dicom_source(root, key, members)
+        folders = {os.path.dirname(os.path.relpath(f, root)) or "." for f in source.files}
+        beside = sum(refused_in[folder] for folder in folders)
+        found.sources.append(replace(source, refused_beside=beside) if beside else source)
 
 
 def _discover_file_root(path: Path, found: Discovery) -> None:
