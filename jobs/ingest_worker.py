@@ -261,8 +261,8 @@ def _ingest(
     notes = list(facts.warnings)
     if source.refused_beside:
         notes.append(
-            f"{source.refused_beside} file(s) beside its slices could not be read (see "
-            "ingest_errors): a slice among them leaves a gap"
+            f"{source.refused_beside} file(s) beside its slices were refused (see "
+            "ingest_errors): a slice among them would leave a gap"
         )
     facts = replace(facts, warnings=tuple(scrub_paths(w, source, redact) for w in notes))
     if redact:

@@ -128,7 +128,7 @@ def test_unreadable_files_and_folders_are_listed_and_the_readable_rest_ingested(
     assert list(scans["source_path"]) == ["one_locked"]
     (warnings,) = scans["warnings"]
     assert "1 missing slice(s) interpolated" in warnings
-    assert "1 file(s) beside its slices could not be read (see ingest_errors)" in warnings
+    assert "1 file(s) beside its slices were refused (see ingest_errors)" in warnings
     reasons = Counter(
         zip(errors["source_path"].map(lambda p: p.split("/")[0]), errors["reason"], strict=True)
     )
