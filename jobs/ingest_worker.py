@@ -90,10 +90,9 @@ def ingest_one(
     scan_id = scan_id_for(source)
     label = scan_id if redact else source.source_path
     input_bytes = 0
-    if redact:
-        import SimpleITK as sitk
+    import SimpleITK as sitk
 
-        sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK warnings quote absolute paths
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK warnings quote absolute paths
     try:
         with time_box(timeout_s):
             input_bytes = _check_regular_files(source, label)
