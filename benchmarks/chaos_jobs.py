@@ -33,7 +33,7 @@ JOBS = ("ingest", "train", "score", "embed")
 EPOCHS = 1
 
 
-def _args(job: str, cohort: Path, catalog: Path, store: Path) -> list[str]:
+def _args(job: str, cohort: Path, catalog: Path, store: Path, score_workers: int = 1) -> list[str]:
     common = ["--catalog", str(catalog)]
     return {
         "ingest": [
@@ -60,7 +60,16 @@ def _args(job: str, cohort: Path, catalog: Path, store: Path) -> list[str]:
             "--seed",
             "1",
         ],
-        "score": ["score", *common, "--store", str(store), "--run", "r"],
+        "score": [
+            "score",
+            *common,
+            "--store",
+            str(store),
+            "--run",
+            "r",
+            "--workers",
+            str(score_workers),
+        ],
         "embed": ["embed", *common, "--run", "r"],
     }[job]
 
@@ -76,8 +85,17 @@ def _complete(job: str, facts: dict[str, int], inputs: int) -> bool:
     return unique and done and facts["running_jobs"] == 0
 
 
-def main(kills: int, n: int, seed: int) -> int:
-    """Run until ``kills`` kills landed (at most twice as many tries); returns violations."""
+def main(
+    kills: int,
+    n: int,
+    seed: int,
+    jobs: tuple[str, ...] = JOBS,
+    after_workers: bool = False,
+    score_workers: int = 1,
+) -> int:
+    """Run until ``kills`` kills landed (at most twice as many tries) on ``jobs``; with
+    ``after_workers`` the moment is counted from when ingest or score first has worker
+    processes. Returns the number of violations."""
     OUT.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     clean_s: dict[str, float] = {}
@@ -92,7 +110,7 @@ def main(kills: int, n: int, seed: int) -> int:
         catalog, store = work / "c.duckdb", work / "store"
         for job in JOBS:  # the baseline, uninterrupted
             start = time.perf_counter()
-            first = run(*_args(job, cohort, catalog, store))
+            first = run(*_args(job, cohort, catalog, store, score_workers))
             clean_s[job] = time.perf_counter() - start
             if first.returncode != 0:
                 raise SystemExit(f"{job} failed without a kill:\n{first.stderr[-3000:]}")
@@ -100,17 +118,18 @@ def main(kills: int, n: int, seed: int) -> int:
         for attempt in range(2 * kills):
             if landed >= kills:
                 break
-            job = JOBS[attempt % len(JOBS)]
+            job = jobs[attempt % len(jobs)]
             # ingest starts from nothing in a catalog of its own; the others undo their rows
             where = (
                 (work / "ingest.duckdb", work / "ingest-store")
                 if job == "ingest"
                 else (catalog, store)
             )
-            args = _args(job, cohort, *where)
+            args = _args(job, cohort, *where, score_workers)
             _reset(job, *where)
-            at_s = float(rng.uniform(0.05, 0.95)) * clean_s[job]
-            kill = kill_at(job, args, at_s)
+            pooled = after_workers and job in ("ingest", "score")
+            at_s = float(rng.uniform(0.0, 0.5 if pooled else 0.95)) * clean_s[job]
+            kill = kill_at(job, args, at_s, after_workers=pooled)
             start = time.perf_counter()
             resume = job == "train" and _has_run(catalog)
             again = run(*(args + (["--resume"] if resume else [])))
@@ -135,7 +154,7 @@ def main(kills: int, n: int, seed: int) -> int:
     print(f"\nkills landed {landed} (jobs that finished before their kill: {finished_first})")
     print(f"orphan processes 5 s after a kill {orphans}")
     print(f"re-runs incomplete, duplicated or leaving a running row {incomplete}")
-    for job in JOBS:
+    for job in jobs:
         if rerun_s[job]:
             print(
                 f"{job:6s} re-run after a kill: median {np.median(rerun_s[job]):.1f} s  ratio "
@@ -184,5 +203,17 @@ if __name__ == "__main__":
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--n", type=int, default=20)
     parser.add_argument("--seed", type=int, default=16)
+    parser.add_argument("--jobs", default=",".join(JOBS), help="which jobs to kill, in turn")
+    parser.add_argument(
+        "--after-workers",
+        action="store_true",
+        help="kill ingest and score only once their worker processes run",
+    )
+    parser.add_argument("--score-workers", type=int, default=1)
     args = parser.parse_args()
-    sys.exit(1 if main(args.kills, args.n, args.seed) else 0)
+    jobs = tuple(args.jobs.split(","))
+    sys.exit(
+        1
+        if main(args.kills, args.n, args.seed, jobs, args.after_workers, args.score_workers)
+        else 0
+    )
