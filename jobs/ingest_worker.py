@@ -24,7 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from ctae_core.errors import InvalidSeriesError
+from ctae_core.io.dicom_header import DAMAGED_VALUE_ERRORS
 from ctae_core.io.sources import RefusedInput, ScanFacts, SeriesSource
+from ctae_core.io.volume_files import silence_itk_warnings
 from ctae_core.io.volume_store import save_volume
 from ctae_core.stats import scan_statistics
 from data_catalog.scans import IngestErrorRecord, ScanRecord
@@ -90,9 +92,7 @@ def ingest_one(
     scan_id = scan_id_for(source)
     label = scan_id if redact else source.source_path
     input_bytes = 0
-    import SimpleITK as sitk
-
-    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK warnings quote absolute paths
+    silence_itk_warnings()  # they quote absolute paths on stderr
     try:
         with time_box(timeout_s):
             input_bytes = _check_regular_files(source, label)
@@ -108,7 +108,7 @@ def ingest_one(
             f"{label}: reading took longer than {timeout_s:.0f} s (--input-timeout); check "
             "that its files are complete and not on a stalled share, or raise the limit"
         )
-    except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError) as err:
+    except DAMAGED_VALUE_ERRORS as err:
         reason = "bad_header_value"  # a damaged element the readers did not expect
         message = f"{label}: a header value cannot be used ({type(err).__name__}: {err}); the "
         message += "files are damaged — export the series again"
@@ -217,6 +217,28 @@ def time_box(seconds: float | None) -> Iterator[None]:
             hard.cancel()
 
 
+MAX_RESAMPLED_VOXELS = 2_000_000_000
+"""More voxels than any body CT holds at 0.5 mm (4 GB as int16): a damaged spacing."""
+
+
+def _check_resampled_size(
+    shape: tuple[int, ...], spacing_zyx_mm: tuple[float, ...], target_mm: float, label: str
+) -> None:
+    """Refuse a volume whose spacing is not positive and finite, or would resample to an
+    absurd size (a damaged header), before the resampler tries to allocate it."""
+    spacings = np.asarray(spacing_zyx_mm, dtype=float)
+    voxels = float(np.prod(np.asarray(shape) * spacings / target_mm))
+    if not (np.all(np.isfinite(spacings)) and np.all(spacings > 0)) or not (
+        voxels <= MAX_RESAMPLED_VOXELS
+    ):
+        raise InvalidSeriesError(
+            f"{label}: voxel spacing {tuple(round(float(v), 4) for v in spacings)} mm cannot be "
+            "right (it is not positive, or the scan would span "
+            f"{voxels:.3g} voxels at {target_mm} mm); the header is damaged — export it again",
+            "implausible_geometry",
+        )
+
+
 def _check_regular_files(source: SeriesSource, label: str) -> int:
     """Total bytes of the input's files; refuses one that is no longer a regular file."""
     total = 0
@@ -252,6 +274,7 @@ def _ingest(
         from ctae_core.io.volume_files import read_volume_file
 
         volume, facts = read_volume_file(source.files[0], label)
+    _check_resampled_size(volume.shape, volume.spacing_zyx_mm, spacing, label)
     resampled = resample_isotropic(volume, spacing)
     del volume
     scan_id = scan_id_for(source)

@@ -17,6 +17,7 @@ import pydicom
 from pydicom.charset import convert_encodings, default_encoding
 from pydicom.dataelem import RawDataElement, convert_raw_data_element, empty_value_for_VR
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.errors import BytesLengthException
 from pydicom.tag import BaseTag, Tag
 from pydicom.uid import AllTransferSyntaxes, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
@@ -35,6 +36,11 @@ facts are never read, and skipping the rest (private sequences) halves the parsi
 HEAD_BYTES = 65536
 """Bytes read first for a header; most end (at PixelData) well before."""
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+DAMAGED_VALUE_ERRORS: tuple[type[Exception], ...] = (
+    TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError,
+    NotImplementedError, BytesLengthException,
+)  # fmt: skip
+"""What reading a damaged header value raises (pydicom converts values lazily, on use)."""
 DIRECTORY_NAMES = ("DICOMDIR", "DIRFILE")
 
 _WANTED = frozenset(int(Tag(keyword)) for keyword in SLICE_TAGS)

@@ -75,6 +75,13 @@ def read_volume_file(path: str, label: str = "") -> tuple[Volume, ScanFacts]:
     return volume, facts
 
 
+def silence_itk_warnings() -> None:
+    """Stop ITK printing warnings (they quote absolute paths) in this process."""
+    import SimpleITK as sitk
+
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+
+
 def _nifti_non_finite(path: str) -> np.ndarray | None:
     """Where a float NIfTI-1 file holds NaN / ±inf, (Z, Y, X); None for other files.
 
