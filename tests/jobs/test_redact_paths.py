@@ -106,7 +106,9 @@ def test_redacted_ingest_leaks_no_path_and_the_owner_can_map_ids_back(tmp_path):
         "dashboard": page.encode(),
         "exports": b"\n".join(exports),
     }
+    wal = settings.catalog_path.with_name(settings.catalog_path.name + ".wal")
     blobs = [settings.catalog_path, *(p for p in settings.store_dir.rglob("*") if p.is_file())]
+    blobs += [wal] if wal.exists() else []
     texts |= {str(p.relative_to(tmp_path)): p.read_bytes() for p in blobs}
     hits = {where: name for where, text in texts.items() for name in NAMES if name.encode() in text}
     assert hits == {}
