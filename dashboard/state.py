@@ -58,6 +58,25 @@ def require_scans() -> None:
         st.stop()
 
 
+def explain_refusals_without_scans() -> None:
+    """Stop with the refusals by reason when ingest ran but every input was refused."""
+    path = catalog()
+    counts = data.catalog_counts(path)
+    if counts["scans"] or not counts["ingest_errors"]:
+        return
+    errors = data.ingest_errors(path)
+    by_reason = errors.groupby("reason").size().sort_values(ascending=False).rename("inputs")
+    top = ", ".join(f"{n} × {reason}" for reason, n in by_reason.items())
+    st.warning(
+        f"No scans yet: ingest refused every input it found ({counts['ingest_errors']}: {top}). "
+        "Each row below says what was wrong and what to do; fix the inputs and run "
+        f"`ctae ingest SOURCE --catalog {path}` again."
+    )
+    st.dataframe(by_reason, width="content")
+    st.dataframe(errors[["reason", "message"]], hide_index=True, width="stretch")
+    st.stop()
+
+
 def require_run() -> str:
     """Stop with a message when no run exists; else return the active run."""
     require_scans()

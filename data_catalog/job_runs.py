@@ -1,26 +1,57 @@
-"""One row per job invocation: what ran, with which arguments, and how it ended."""
+"""One row per job invocation: what ran, with which arguments, in which process, and how it
+ended (``running``, ``done``, ``failed``, or ``interrupted`` when its process died)."""
 
 from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import duckdb
 
-_START = "INSERT INTO job_runs (job_id, job, args_json, status) VALUES (?, ?, ?, 'running')"
+_START = """
+INSERT INTO job_runs (job_id, job, args_json, status, pid, host, process_start)
+VALUES (?, ?, ?, 'running', ?, ?, ?)
+"""
 _FINISH = """
 UPDATE job_runs SET status = ?, counts_json = ?, finished_at = current_timestamp
 WHERE job_id = ?
 """
+_RUNNING = "SELECT job_id, pid, host, process_start FROM job_runs WHERE status = 'running'"
+_INTERRUPT = """
+UPDATE job_runs SET status = 'interrupted', finished_at = current_timestamp
+WHERE status = 'running' AND job_id IN (SELECT unnest(?::VARCHAR[]))
+"""
 _RECENT = "SELECT * FROM job_runs ORDER BY started_at DESC LIMIT ?"
 
 
-def start_job_run(con: duckdb.DuckDBPyConnection, job: str, args: dict[str, Any]) -> str:
-    """Record that ``job`` started with ``args``; returns the new job_id."""
+@dataclass(frozen=True)
+class JobProcess:
+    """The process a job runs in: id, machine and start tick (tells a reused pid apart)."""
+
+    pid: int | None
+    host: str | None
+    process_start: str | None
+
+
+def start_job_run(
+    con: duckdb.DuckDBPyConnection,
+    job: str,
+    args: dict[str, Any],
+    process: JobProcess = JobProcess(None, None, None),
+) -> str:
+    """Record that ``job`` started with ``args`` in ``process``; returns the new job_id."""
     job_id = uuid.uuid4().hex
-    con.execute(_START, [job_id, job, json.dumps(args, default=str, sort_keys=True)])
+    con.execute(
+        _START,
+        [job_id, job, json.dumps(args, default=str, sort_keys=True), *_process_values(process)],
+    )
     return job_id
+
+
+def _process_values(process: JobProcess) -> list[Any]:
+    return [process.pid, process.host, process.process_start]
 
 
 def finish_job_run(
@@ -28,6 +59,18 @@ def finish_job_run(
 ) -> None:
     """Record how a job ended (``done`` or ``failed``) with its summary counts."""
     con.execute(_FINISH, [status, json.dumps(counts, default=str, sort_keys=True), job_id])
+
+
+def running_job_runs(con: duckdb.DuckDBPyConnection) -> dict[str, JobProcess]:
+    """The process of every job recorded as still running, by job_id."""
+    return {row[0]: JobProcess(*row[1:]) for row in con.execute(_RUNNING).fetchall()}
+
+
+def mark_interrupted(con: duckdb.DuckDBPyConnection, job_ids: list[str]) -> int:
+    """Mark running jobs whose process is gone as ``interrupted``; returns how many."""
+    if not job_ids:
+        return 0
+    return con.execute(_INTERRUPT, [job_ids]).fetchone()[0]
 
 
 def recent_job_runs(con: duckdb.DuckDBPyConnection, limit: int = 20):

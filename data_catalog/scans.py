@@ -148,6 +148,33 @@ def clear_ingest_errors(con: duckdb.DuckDBPyConnection, source_keys: Iterable[st
         con.execute(_CLEAR_ERRORS, [keys])
 
 
+def prune_ingest_errors(
+    con: duckdb.DuckDBPyConnection, source_roots: Sequence[str], current_keys: Sequence[str]
+) -> int:
+    """Forget failures under ``source_roots`` whose input is gone (fixed, moved or deleted):
+    keys not in ``current_keys``, the inputs and refusals found now. Returns the count."""
+    if not source_roots:
+        return 0
+    return con.execute(
+        "DELETE FROM ingest_errors WHERE source_root IN (SELECT unnest(?::VARCHAR[])) "
+        "AND source_key NOT IN (SELECT unnest(?::VARCHAR[]))",
+        [list(source_roots), list(current_keys)],
+    ).fetchone()[0]
+
+
+def redact_scan_paths(con: duckdb.DuckDBPyConnection, roots_by_scan: dict[str, str]) -> None:
+    """Replace the source root and path of already-ingested scans by pseudonyms: the given
+    root token and the scan id (``--redact-paths`` over an earlier plain ingest)."""
+    if not roots_by_scan:
+        return
+    con.execute(
+        "UPDATE scans SET source_root = m.root, source_path = scans.scan_id "
+        "FROM (SELECT unnest(?::VARCHAR[]) AS scan_id, unnest(?::VARCHAR[]) AS root) m "
+        "WHERE scans.scan_id = m.scan_id AND scans.source_path <> scans.scan_id",
+        [list(roots_by_scan), list(roots_by_scan.values())],
+    )
+
+
 def list_ingest_errors(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Every recorded failure with its reason code and message, grouped by reason."""
     return con.execute(_LIST_ERRORS).df()
@@ -191,8 +218,9 @@ def write_acquisition(
     in one transaction. Returns the row count."""
     if not rows:
         return 0
-    frame = pd.DataFrame(rows, columns=["scan_id", "noise_hu", "body_edge_mm", "body_profile",
-                                        "streak_contrast"])
+    frame = pd.DataFrame(
+        rows, columns=["scan_id", "noise_hu", "body_edge_mm", "body_profile", "streak_contrast"]
+    )
     with transaction(con):
         con.register("acq", frame)
         try:

@@ -1,4 +1,4 @@
-"""The catalog's tables (schema v3) and the migrations that bring any older file up to date.
+"""The catalog's tables (schema v4) and the migrations that bring any older file up to date.
 
 Every table a run produced carries ``run_id``; scans are known only by a pseudonymous
 ``scan_id``. Column names follow DESIGN.md's definitions (HU, spacing, pixel count, MSE_m).
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import duckdb
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _V1 = [
     """
@@ -175,7 +175,7 @@ _V1 = [
         job_id VARCHAR PRIMARY KEY,
         job VARCHAR NOT NULL,
         args_json VARCHAR,
-        status VARCHAR NOT NULL,              -- running | done | failed
+        status VARCHAR NOT NULL,              -- running | done | failed (| interrupted, v4)
         counts_json VARCHAR,
         started_at TIMESTAMP DEFAULT current_timestamp,
         finished_at TIMESTAMP
@@ -203,7 +203,15 @@ _V3 = [
     "UPDATE scores SET outlier_score = NULL",
 ]
 
-MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3}
+# v4: which process runs a job, so the next job can mark the rows of killed ones `interrupted`
+# (status: running | done | failed | interrupted). Rows from before v4 carry no process.
+_V4 = [
+    "ALTER TABLE job_runs ADD COLUMN IF NOT EXISTS pid INTEGER",            # the job's process id
+    "ALTER TABLE job_runs ADD COLUMN IF NOT EXISTS host VARCHAR",           # the machine it ran on
+    "ALTER TABLE job_runs ADD COLUMN IF NOT EXISTS process_start VARCHAR",  # its start tick: pid reuse
+]
+
+MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
 
 
 def current_version(con: duckdb.DuckDBPyConnection) -> int:

@@ -13,8 +13,12 @@ zero-argument ``factory`` that builds the per-item function inside each worker p
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
+import os
+import signal
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -97,8 +101,27 @@ def _map_inline(
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(flags: Any, factory: Callable[[], Callable[[Any], Any]]) -> None:
-    """Pool initializer: keep the shared task-state array and build the per-item function."""
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Have the kernel kill this worker when its parent dies, even by ``kill -9`` (Linux)."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            logger.debug("prctl(PR_SET_PDEATHSIG) unavailable; workers may outlive a kill -9")
+    if os.getppid() != parent_pid:  # the parent died before the request took effect
+        os._exit(1)
+
+
+def _init_worker(
+    flags: Any, factory: Callable[[], Callable[[Any], Any]], parent_pid: int | None = None
+) -> None:
+    """Pool initializer: die with the parent, keep the shared task-state array and build the
+    per-item function."""
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
     _WORKER["flags"] = flags
     try:
         _WORKER["fn"] = factory()
@@ -159,7 +182,9 @@ def _pool_round(
     for index in batch:
         flags[index] = _QUEUED
     with ProcessPoolExecutor(
-        max_workers=min(width, len(batch)), initializer=_init_worker, initargs=(flags, factory)
+        max_workers=min(width, len(batch)),
+        initializer=_init_worker,
+        initargs=(flags, factory, os.getpid()),
     ) as pool:
         futures: dict[Future, int] = {pool.submit(_run_tracked, i, items[i]): i for i in batch}
         remaining = set(futures)

@@ -28,12 +28,22 @@ def _multi(text: str) -> typer.models.OptionInfo:
 
 
 def export_list(
-    settings: CatalogSettings, run_id: str, out: Path, filt: ExportFilter, fmt: str, who: str
+    settings: CatalogSettings,
+    run_id: str,
+    out: Path,
+    filt: ExportFilter,
+    fmt: str,
+    who: str,
+    source_paths: Path | None = None,
 ) -> int:
     """Write the run's scans that pass ``filt`` to ``out`` and log the export; returns rows.
 
+    ``source_paths``: the owner-only mapping file of a ``--redact-paths`` ingest, whose paths
+    replace the pseudonyms in the export.
+
     Raises:
         ValueError: unknown run, or unknown format.
+        PermissionError: ``source_paths`` belongs to another user.
     """
     if fmt not in FORMATS:
         raise ValueError(f"--format {fmt!r} must be one of {list(FORMATS)}")
@@ -44,6 +54,8 @@ def export_list(
                 "or train one with `ctae train --run NAME`"
             )
         rows = apply_filter(scan_table(con, run_id), filt)
+    if source_paths is not None:
+        rows = _with_source_paths(rows, source_paths)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_bytes(render_export(rows, fmt))
@@ -60,6 +72,24 @@ def export_list(
         )
     logger.info("export run=%s rows=%d format=%s out=%s", run_id, len(rows), fmt, out)
     return len(rows)
+
+
+def _with_source_paths(rows, source_paths: Path):
+    """``rows`` with the source root and path of each scan found in the mapping file."""
+    from ctae_core.io.path_map import read_path_map
+
+    links = read_path_map(source_paths)
+    if not links:
+        raise ValueError(
+            f"--source-paths {source_paths}: no mapping there; is it the file "
+            "beside the store of a --redact-paths ingest?"
+        )
+    rows = rows.copy()
+    found = rows["scan_id"].map(links)
+    known = found.notna()
+    rows.loc[known, "source_root"] = [link.source_root for link in found[known]]
+    rows.loc[known, "source_path"] = [link.source_path for link in found[known]]
+    return rows
 
 
 def _format_from(out: Path, fmt: str | None) -> str:
@@ -100,6 +130,14 @@ def export(
     who: Annotated[
         str | None, typer.Option(help="Name logged with the export (default: $USER).")
     ] = None,
+    source_paths: Annotated[
+        Path | None,
+        typer.Option(
+            "--source-paths",
+            help="Owner-only mapping file of a --redact-paths ingest (<store>.source-paths.csv): "
+            "export the real source paths instead of the pseudonyms.",
+        ),
+    ] = None,
 ) -> None:
     """Export source series UIDs and paths of a run's scans that pass the filters."""
     settings = settings_from(catalog)
@@ -117,10 +155,23 @@ def export(
             exclude_outliers=exclude_outliers,
         )
         rows = export_list(
-            settings, run, out, filt, _format_from(out, fmt), who or getpass.getuser()
+            settings,
+            run,
+            out,
+            filt,
+            _format_from(out, fmt),
+            who or getpass.getuser(),
+            source_paths,
         )
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err
+    except PermissionError as err:
+        typer.echo(
+            f"error: {source_paths} is readable by its owner only ({err.strerror}); "
+            "ask the user who ran the ingest to export",
+            err=True,
+        )
+        raise typer.Exit(1) from err
     except (CatalogMissingError, CatalogBusyError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from err

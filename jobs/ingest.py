@@ -1,9 +1,12 @@
 """`ctae ingest`: DICOM series and NIfTI / MHA / NRRD files → int16 HU volumes + catalog rows.
 
 Workers (a local process pool, or Ray tasks with ``--executor ray``) read, resample and store
-one input each and return outcomes; only this parent process writes the catalog, in short batched transactions. Re-runs skip
-inputs whose fingerprint is unchanged; a killed run is completed by the next one (rows are
-keyed by scan_id, arrays written atomically), so nothing is duplicated.
+one input each, time-boxed, and return outcomes; only this parent process writes the catalog,
+in short batched transactions. Every file, folder or series that is not ingested gets an
+``ingest_errors`` row. Re-runs skip inputs whose fingerprint is unchanged; a killed run is
+completed by the next one (rows are keyed by scan_id, arrays written atomically), so nothing is
+duplicated. ``--redact-paths`` keeps every source path out of the catalog, the store and the
+logs; an owner-only mapping file beside the store links the ids back to them.
 """
 
 from __future__ import annotations
@@ -24,13 +27,23 @@ from data_catalog import connect
 from data_catalog.scans import (
     CATALOG_ERRORS,
     clear_ingest_errors,
+    prune_ingest_errors,
     record_ingest_errors,
+    redact_scan_paths,
     scan_fingerprints,
     upsert_scans,
 )
 from data_catalog.settings import CatalogSettings
 from jobs.executors import ExecutorConfig, map_tasks
-from jobs.ingest_worker import IngestOutcome, ingest_one, scan_id_for
+from jobs.ingest_worker import (
+    INPUT_TIMEOUT_S,
+    IngestOutcome,
+    ingest_one,
+    redacted_root,
+    refusal_id,
+    refusal_record,
+    scan_id_for,
+)
 from jobs.options import (
     CatalogOption,
     ExecutorOption,
@@ -112,11 +125,15 @@ def run_ingest(
     workers: int | None = None,
     progress: bool = True,
     executor: ExecutorConfig | None = None,
+    input_timeout_s: float | None = INPUT_TIMEOUT_S,
+    redact_paths: bool = False,
 ) -> IngestSummary:
     """Ingest every input under ``roots`` into the catalog and store; returns the counts.
 
     ``executor`` says where the per-input work runs (default: a local pool of ``workers``);
-    with Ray the store folder must be shared by every node (same path).
+    with Ray the store folder must be shared by every node (same path). Each input gets at
+    most ``input_timeout_s``. With ``redact_paths`` the catalog holds pseudonymous ids where
+    paths would be, and ``path_map_file(store)`` (owner-only) holds the paths.
 
     Raises:
         FileNotFoundError: a root does not exist.
@@ -129,15 +146,47 @@ def run_ingest(
     discovery = discover_sources(roots)
     summary.found = len(discovery.sources)
     summary.skipped_files = dict(discovery.skipped_files)
+    refusals = [refusal_record(r, redact=redact_paths) for r in discovery.refused]
+    if redact_paths:
+        _write_path_map(settings, discovery)
     with _catalog(settings) as con:
         known = scan_fingerprints(con)
+        searched = {s.source_root for s in discovery.sources} | {
+            r.source_root for r in discovery.refused
+        }
+        searched |= {redacted_root(root) for root in searched}
+        current = [s.source_key for s in discovery.sources] + [r.source_key for r in refusals]
+        prune_ingest_errors(con, sorted(searched), current)
+        record_ingest_errors(con, refusals)
+        if redact_paths:
+            redact_scan_paths(
+                con, {scan_id_for(s): redacted_root(s.source_root) for s in discovery.sources}
+            )
+    for refusal in refusals:
+        summary.failed[refusal.reason] += 1
+        logger.info("not ingested [%s] %s", refusal.reason, refusal.message)
     todo = [s for s in discovery.sources if _needs_ingest(s, known, spacing)]
     summary.skipped_unchanged = summary.found - len(todo)
-    worker = functools.partial(ingest_one, store_dir=str(settings.store_dir), spacing=spacing)
+    worker = functools.partial(
+        ingest_one,
+        store_dir=str(settings.store_dir),
+        spacing=spacing,
+        timeout_s=input_timeout_s,
+        redact=redact_paths,
+    )
     executor = executor or ExecutorConfig(kind="local", workers=workers)
-    _run_batches(worker, todo, settings, summary, executor, progress)
+    _run_batches(worker, todo, settings, summary, executor, progress, redact_paths)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _write_path_map(settings: CatalogSettings, discovery) -> None:
+    """Record where every pseudonymous id of this run came from, before any row names it."""
+    from ctae_core.io.path_map import PathLink, add_path_links, path_map_file
+
+    links = [PathLink(scan_id_for(s), s.source_root, s.source_path) for s in discovery.sources]
+    links += [PathLink(refusal_id(r), r.source_root, r.source_path) for r in discovery.refused]
+    add_path_links(path_map_file(settings.store_dir), links)
 
 
 def _needs_ingest(source, known: dict[str, tuple[str, str, float]], spacing: float) -> bool:
@@ -149,14 +198,16 @@ def _needs_ingest(source, known: dict[str, tuple[str, str, float]], spacing: flo
     return not (unchanged and Path(volume_path).exists())
 
 
-def _run_batches(worker, todo, settings, summary, config: ExecutorConfig, progress) -> None:
+def _run_batches(
+    worker, todo, settings, summary, config: ExecutorConfig, progress, redact: bool
+) -> None:
     from tqdm import tqdm
 
     batch: list[IngestOutcome] = []
     last_flush = time.monotonic()
     with tqdm(total=len(todo), desc="ingest", unit="series", disable=not progress) as bar:
         for result in map_tasks(worker, todo, config):
-            outcome = result.value if result.ok else _died(result.item, result.error)
+            outcome = result.value if result.ok else _died(result.item, result.error, redact)
             batch.append(outcome)
             bar.update(1)
             if len(batch) >= BATCH_SIZE or time.monotonic() - last_flush > BATCH_SECONDS:
@@ -165,16 +216,23 @@ def _run_batches(worker, todo, settings, summary, config: ExecutorConfig, progre
     _flush(batch, settings, summary)
 
 
-def _died(source, error: str | None) -> IngestOutcome:
+def _died(source, error: str | None, redact: bool) -> IngestOutcome:
     from data_catalog.scans import IngestErrorRecord
+    from jobs.ingest_worker import scrub_paths
 
+    label = scan_id_for(source) if redact else source.source_path
     record = IngestErrorRecord(
         source_key=source.source_key,
-        source_root=source.source_root,
-        source_path=source.source_path,
+        source_root=redacted_root(source.source_root) if redact else source.source_root,
+        source_path=label,
         series_uid=source.series_uid,
         reason="worker_died",
-        message=f"{source.source_path}: {error}; retry with fewer --workers",
+        message=scrub_paths(
+            f"{label}: {error}; its reader crashed or ignored the --input-timeout: check the "
+            "files, or retry with fewer --workers",
+            source,
+            redact,
+        ),
     )
     return IngestOutcome(source, error=record)
 
@@ -219,6 +277,20 @@ def register(app: typer.Typer) -> None:
         executor: ExecutorOption = "local",
         ray_address: RayAddressOption = None,
         no_progress: NoProgressOption = False,
+        input_timeout: Annotated[
+            float,
+            typer.Option(
+                "--input-timeout", help="Seconds one series or file may take before it is refused."
+            ),
+        ] = INPUT_TIMEOUT_S,
+        redact_paths: Annotated[
+            bool,
+            typer.Option(
+                "--redact-paths",
+                help="Keep folder and file names out of the catalog, store and logs; an "
+                "owner-only <store>.source-paths.csv beside the store maps ids to paths.",
+            ),
+        ] = False,
     ) -> None:
         """Ingest CT scans: HU volumes at isotropic spacing into the store, facts into the catalog.
 
@@ -227,21 +299,41 @@ def register(app: typer.Typer) -> None:
         settings = settings_from(catalog, store)
         if spacing <= 0:
             raise typer.BadParameter(f"--spacing must be positive, not {spacing}")
+        if input_timeout <= 0:
+            raise typer.BadParameter(f"--input-timeout must be positive, not {input_timeout}")
         config = executor_from(executor, ray_address, workers)
-        args = {"sources": [str(s) for s in sources], "spacing": spacing, "workers": workers,
-                "executor": executor, "ray_address": ray_address}
+        shown = [redacted_root(str(s.resolve())) if redact_paths else str(s) for s in sources]
+        args = {
+            "sources": shown,
+            "spacing": spacing,
+            "workers": workers,
+            "executor": executor,
+            "ray_address": ray_address,
+            "input_timeout": input_timeout,
+            "redact_paths": redact_paths,
+        }
         try:
             with _catalog(settings):
                 pass  # creates or migrates the file; fails early when it cannot be written
             with job_run(settings, "ingest", args) as counts:
                 summary = run_ingest(
-                    sources, settings, spacing=spacing, progress=not no_progress, executor=config
+                    sources,
+                    settings,
+                    spacing=spacing,
+                    progress=not no_progress,
+                    executor=config,
+                    input_timeout_s=input_timeout,
+                    redact_paths=redact_paths,
                 )
                 counts.update(summary.as_dict())
         except CatalogWriteError as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(2) from err
-        except (FileNotFoundError, RuntimeError) as err:  # RuntimeError: Ray missing/unreachable
+        except FileNotFoundError as err:
+            shown_err = "a source folder does not exist; check the paths" if redact_paths else err
+            typer.echo(f"error: {shown_err}", err=True)
+            raise typer.Exit(1) from err
+        except RuntimeError as err:  # Ray missing or unreachable
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(1) from err
         for line in summary.lines():

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from data_catalog import connect
-from data_catalog.job_runs import finish_job_run, start_job_run
+from data_catalog.job_runs import (
+    JobProcess,
+    finish_job_run,
+    mark_interrupted,
+    running_job_runs,
+    start_job_run,
+)
 from data_catalog.settings import CatalogSettings
 
 logger = logging.getLogger(__name__)
@@ -52,11 +60,59 @@ def pick_device(requested: str = "auto") -> str:
     return requested
 
 
+def this_process(pid: int | None = None) -> JobProcess:
+    """The id, machine and start tick of a process (default: this one)."""
+    pid = os.getpid() if pid is None else pid
+    return JobProcess(pid, socket.gethostname(), _start_tick(pid))
+
+
+def _start_tick(pid: int) -> str | None:
+    """Clock ticks after boot when ``pid`` started (Linux), None where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[19].decode() if len(fields) > 19 else None
+
+
+def _is_alive(process: JobProcess) -> bool:
+    """Whether the process recorded for a job still runs (on this machine)."""
+    if process.pid is None:
+        return True  # recorded before v4: nothing to go on
+    try:
+        os.kill(process.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, another user's
+    if process.process_start is None:
+        return True
+    return _start_tick(process.pid) in (process.process_start, None)
+
+
+def interrupt_dead_jobs(con: Any) -> int:
+    """Mark ``interrupted`` the running job_runs of this machine whose process has died."""
+    host = socket.gethostname()
+    dead = [
+        job_id
+        for job_id, process in running_job_runs(con).items()
+        if process.host == host and not _is_alive(process)
+    ]
+    if dead:
+        logger.info("marking %d job run(s) of dead processes as interrupted", len(dead))
+    return mark_interrupted(con, dead)
+
+
 @contextmanager
 def job_run(settings: CatalogSettings, job: str, args: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Record a job_runs row around a job; the body fills the yielded dict with summary counts."""
+    """Record a job_runs row around a job; the body fills the yielded dict with summary counts.
+
+    Rows left ``running`` by killed jobs on this machine are marked ``interrupted`` first.
+    """
     with connect(settings.catalog_path) as con:
-        job_id = start_job_run(con, job, args)
+        interrupt_dead_jobs(con)
+        job_id = start_job_run(con, job, args, this_process())
     counts: dict[str, Any] = {}
     status = "failed"
     try:

@@ -1,32 +1,37 @@
 """Find ingestible inputs under a folder: DICOM series (grouped by SeriesInstanceUID) and
 NIfTI / MHA / NRRD volume files.
 
-Discovery reads only file headers. It skips DICOMDIR / directory objects and non-DICOM files,
-and describes each input as a picklable ``SeriesSource`` that a worker process can read.
+Discovery reads only file headers (``dicom_header``). It never opens anything but a regular
+file (FIFOs, sockets, devices, broken links and symlink loops are refused without blocking),
+passes over DICOMDIR / directory objects and files that are not DICOM, lists every other file
+or folder it cannot use as a ``RefusedInput`` with a reason, and describes each input as a
+picklable ``SeriesSource`` that a worker process can read.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
-import struct
+import stat
 import warnings
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import BinaryIO
 
 import pydicom
 import pydicom.config
-import pydicom.filereader
-from pydicom.charset import convert_encodings, default_encoding
-from pydicom.dataelem import RawDataElement, convert_raw_data_element, empty_value_for_VR
-from pydicom.errors import InvalidDicomError
-from pydicom.filereader import ENCODED_VR
-from pydicom.tag import BaseTag, Tag
-from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
+
+from ctae_core.io.dicom_header import SLICE_TAGS, HeaderRefusal, SliceHeader, read_slice_header
+
+__all__ = [
+    "SLICE_TAGS", "Discovery", "RefusedInput", "ScanFacts", "SeriesSource", "SliceHeader",
+    "discover_sources", "fingerprint_files", "open_regular", "quiet_pydicom", "volume_kind",
+]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -38,35 +43,45 @@ VOLUME_SUFFIXES = {
     ".nrrd": "nrrd",
     ".nhdr": "nrrd",
 }
-MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
-SLICE_TAGS = [
-    "SpecificCharacterSet", "SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID",
-    "SeriesNumber", "Modality", "ImageType", "Manufacturer", "ManufacturerModelName",
-    "ConvolutionKernel", "SliceThickness", "GantryDetectorTilt", "InstanceNumber",
-    "ImagePositionPatient", "ImageOrientationPatient", "SamplesPerPixel",
-    "PhotometricInterpretation", "NumberOfFrames", "Rows", "Columns", "PixelSpacing",
-    "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation", "PlanarConfiguration",
-    "RescaleIntercept", "RescaleSlope",
-]  # fmt: skip
-"""The elements discovery and the reader use: grouping, geometry, HU and device facts. Patient
-facts are never read, and skipping the rest (private sequences) halves the parsing time."""
-HEAD_BYTES = 65536
-"""Bytes read first for a header; most end (at PixelData) well before."""
-_WANTED = frozenset(int(Tag(keyword)) for keyword in SLICE_TAGS)
-_PIXEL_TAGS = {0x7FE00010, 0x7FE00009, 0x7FE00008}  # where stop_before_pixels stops
-_TAG, _U16, _U32 = struct.Struct("<HH"), struct.Struct("<H"), struct.Struct("<L")
-_ITEM = struct.Struct("<LL")  # tag as one little-endian word (element << 16 | group), length
+DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+"""Names that promise DICOM: such a file that is not DICOM is listed, not just counted."""
+PASSED_OVER = ("not_dicom", "dicom_directory")
+"""Reasons a file is only counted: the notes, thumbnails and directory objects of a folder."""
+_FILE_KINDS = {
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFDIR: "a folder",
+}
+
+
+class NotARegularFile(OSError):
+    """A path that is a FIFO, socket, device or folder where a file was expected."""
 
 
 @dataclass(frozen=True)
-class SliceHeader:
-    """A DICOM file's ``SLICE_TAGS`` as read by discovery, and where its PixelData begins.
+class RefusedInput:
+    """A file or folder under a root that discovery cannot use, and why.
 
-    Handing these to the worker spares it a second parse of every header.
+    Attributes:
+        source_root: The folder given on the command line, absolute.
+        source_path: The file or folder, relative to ``source_root``.
+        reason: ``not_a_regular_file``, ``broken_link``, ``symlink_loop``, ``unreadable``,
+            ``unreadable_folder``, ``empty_file``, ``not_dicom`` or ``not_an_image``.
+        detail: What was found, in words (``a FIFO (named pipe)``, ``permission denied``).
     """
 
-    dataset: pydicom.Dataset
-    pixel_offset: int | None
+    source_root: str
+    source_path: str
+    reason: str
+    detail: str
+
+    @property
+    def source_key(self) -> str:
+        """Stable hash of root and path: the identity of this refusal across runs."""
+        text = "\x1f".join([self.source_root, self.source_path, ""])
+        return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -82,6 +97,8 @@ class SeriesSource:
         headers: For DICOM, each file's header in ``files`` order (empty when not read).
         fingerprint: Hash of the files' names, sizes and modification times.
         group_key: What grouped the files (the UID, or the fallback key when it is empty).
+        refused_beside: Files refused by discovery in the folders of a DICOM series (a slice
+            that cannot be read leaves a gap whose reason is listed in ingest_errors).
     """
 
     kind: str
@@ -92,6 +109,7 @@ class SeriesSource:
     fingerprint: str
     group_key: str = ""
     headers: tuple[SliceHeader, ...] = field(default=(), compare=False, repr=False)
+    refused_beside: int = field(default=0, compare=False)
 
     @property
     def source_key(self) -> str:
@@ -123,9 +141,11 @@ class ScanFacts:
 
 @dataclass
 class Discovery:
-    """The inputs found under the roots, plus counts of the files that were passed over."""
+    """The inputs found under the roots, the files and folders refused (each with a reason),
+    and counts of the files passed over (``PASSED_OVER``)."""
 
     sources: list[SeriesSource] = field(default_factory=list)
+    refused: list[RefusedInput] = field(default_factory=list)
     skipped_files: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
@@ -138,29 +158,70 @@ def discover_sources(roots: list[Path]) -> Discovery:
     found = Discovery()
     with quiet_pydicom():  # header values are judged by the reader, not logged here
         for root in roots:
-            _discover_root(Path(root).resolve(), found)
+            _discover_root(Path(os.path.abspath(root)), found)
     found.sources.sort(key=lambda s: (s.source_root, s.source_path, s.group_key))
+    found.refused.sort(key=lambda r: (r.source_root, r.source_path))
     return found
 
 
 def _discover_root(root: Path, found: Discovery) -> None:
-    if not root.exists():
+    if not os.path.lexists(root):
         raise FileNotFoundError(f"{root}: source folder does not exist; check the path")
-    if root.is_file():
+    if not root.is_dir():
         _discover_file_root(root, found)
         return
+    root = root.resolve()
     groups: dict[str, list[tuple[Path, SliceHeader]]] = defaultdict(list)
-    for path in _walk_files(root):
+    for path in _walk_files(root, found):
         kind = volume_kind(path)
+        problem = _file_problem(path, sniff=kind is not None)
+        if problem is not None:
+            found.refused.append(RefusedInput(str(root), _relative(path, root), *problem))
+            continue
         if kind is not None:
             found.sources.append(_volume_source(root, path, kind))
             continue
-        header, why = _read_header(path)
-        if header is None:
-            found.skipped_files[why] += 1
+        header = _read_header(path)
+        if isinstance(header, HeaderRefusal):
+            _refuse_header(root, path, header, found)
             continue
         groups[_group_key(path, header)].append((path, header))
-    found.sources.extend(_dicom_source(root, key, members) for key, members in groups.items())
+    refused_in: dict[str, int] = defaultdict(int)
+    for refused in found.refused:
+        if refused.source_root == str(root):
+            refused_in[os.path.dirname(refused.source_path) or "."] += 1
+    for key, members in groups.items():
+        source = _dicom_source(root, key, members)
+        folders = {os.path.dirname(os.path.relpath(f, root)) or "." for f in source.files}
+        beside = sum(refused_in[folder] for folder in folders)
+        found.sources.append(replace(source, refused_beside=beside) if beside else source)
+
+
+def _discover_file_root(path: Path, found: Discovery) -> None:
+    root = path.parent.resolve()
+    path = root / path.name
+    kind = volume_kind(path)
+    problem = _file_problem(path, sniff=kind is not None)
+    if problem is not None:
+        found.refused.append(RefusedInput(str(root), path.name, *problem))
+    elif kind is not None:
+        found.sources.append(_volume_source(root, path, kind))
+    else:
+        header = _read_header(path)
+        if isinstance(header, HeaderRefusal):
+            _refuse_header(root, path, header, found)
+        else:
+            found.sources.append(_dicom_source(root, _group_key(path, header), [(path, header)]))
+
+
+def _refuse_header(root: Path, path: Path, refusal: HeaderRefusal, found: Discovery) -> None:
+    """List a file whose header is broken or that promises DICOM and is not; count the rest."""
+    promised = path.name.lower().endswith(DICOM_SUFFIXES)
+    if refusal.reason in PASSED_OVER and not (refusal.reason == "not_dicom" and promised):
+        found.skipped_files[refusal.reason] += 1
+        return
+    detail = refusal.detail or "no DICOM header (neither a preamble nor a DICOM tag at the start)"
+    found.refused.append(RefusedInput(str(root), _relative(path, root), refusal.reason, detail))
 
 
 def volume_kind(path: Path) -> str | None:
@@ -194,225 +255,86 @@ def quiet_pydicom() -> Iterator[None]:
         pydicom.config.settings.reading_validation_mode = previous
 
 
-def _discover_file_root(path: Path, found: Discovery) -> None:
-    kind = volume_kind(path)
-    if kind is None:
-        header, why = _read_header(path)
-        if header is None:
-            found.skipped_files[why] += 1
-            return
-        found.sources.append(_dicom_source(path.parent, _group_key(path, header), [(path, header)]))
-        return
-    found.sources.append(_volume_source(path.parent, path, kind))
+def open_regular(path: Path | str) -> BinaryIO:
+    """Open a regular file for reading; never opens (or blocks on) a FIFO, socket or device.
+
+    Raises:
+        NotARegularFile: the path is not a regular file.
+        OSError: it cannot be opened (missing, permission denied, symlink loop).
+    """
+    kind = stat.S_IFMT(os.stat(path).st_mode)
+    if kind != stat.S_IFREG:
+        raise NotARegularFile(errno.EINVAL, _FILE_KINDS.get(kind, "a special file"), str(path))
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    kind = stat.S_IFMT(os.fstat(fd).st_mode)
+    if kind != stat.S_IFREG:  # swapped for a special file since the check above
+        os.close(fd)
+        raise NotARegularFile(errno.EINVAL, _FILE_KINDS.get(kind, "a special file"), str(path))
+    return os.fdopen(fd, "rb")
 
 
-def _walk_files(root: Path):
-    for folder, dirnames, filenames in os.walk(root):
+def _file_problem(path: Path, *, sniff: bool) -> tuple[str, str] | None:
+    """(reason, detail) when ``path`` cannot be an input file, without ever opening a special
+    file; with ``sniff`` the first byte is read too (volume files are not opened otherwise)."""
+    try:
+        info = os.stat(path)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "symlink_loop", "a symbolic link that leads back to itself"
+        if err.errno in (errno.ENOENT, errno.ENOTDIR) and os.path.islink(path):
+            return "broken_link", "a symbolic link to a file that does not exist"
+        return _os_refusal(err)
+    kind = stat.S_IFMT(info.st_mode)
+    if kind != stat.S_IFREG:
+        return "not_a_regular_file", _FILE_KINDS.get(kind, "a special file")
+    if info.st_size == 0:
+        return "empty_file", "0 bytes"
+    if sniff:
+        try:
+            with open_regular(path) as handle:
+                handle.read(1)
+        except NotARegularFile as err:
+            return "not_a_regular_file", err.strerror
+        except OSError as err:
+            return _os_refusal(err)
+    return None
+
+
+def _os_refusal(err: OSError) -> tuple[str, str]:
+    if err.errno in (errno.EACCES, errno.EPERM):
+        return "unreadable", "permission denied"
+    return "unreadable", (err.strerror or type(err).__name__).lower()
+
+
+def _walk_files(root: Path, found: Discovery) -> Iterator[Path]:
+    def unreadable_folder(err: OSError) -> None:
+        folder = Path(err.filename) if err.filename else root
+        detail = _os_refusal(err)[1]
+        found.refused.append(
+            RefusedInput(str(root), _relative(folder, root), "unreadable_folder", detail)
+        )
+
+    for folder, dirnames, filenames in os.walk(root, onerror=unreadable_folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if not name.startswith("."):
                 yield Path(folder) / name
 
 
-def _read_header(path: Path) -> tuple[SliceHeader | None, str]:
-    """The header of a DICOM image file and its PixelData offset, or (None, why it is skipped)."""
-    if path.name.upper() in ("DICOMDIR", "DIRFILE"):
-        return None, "dicom_directory"
+def _relative(path: Path, root: Path) -> str:
+    relative = os.path.relpath(path, root)
+    return "." if relative in ("", ".") else relative
+
+
+def _read_header(path: Path) -> SliceHeader | HeaderRefusal:
+    """The header of a DICOM image file, or why it is not one (opened as a regular file only)."""
     try:
-        with open(path, "rb") as handle:
-            start = handle.read(132)
-            has_preamble = start[128:132] == b"DICM"
-            if not has_preamble and start[:2] not in (b"\x08\x00", b"\x02\x00"):
-                return None, "not_dicom"
-            fast = _read_header_fast(handle, start) if has_preamble else None
-            if fast is not None:
-                dataset, offset = fast
-                at_pixels = offset is not None
-            else:
-                handle.seek(0)
-                dataset = pydicom.dcmread(
-                    handle,
-                    stop_before_pixels=True,
-                    specific_tags=SLICE_TAGS,
-                    force=not has_preamble,
-                )
-                offset = handle.tell()
-                at_pixels = handle.read(4) == b"\xe0\x7f\x10\x00"  # (7FE0,0010) PixelData
-    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError):
-        return None, "unreadable"
-    if str(dataset.get("SOPClassUID", "")) == MEDIA_STORAGE_DIRECTORY:
-        return None, "dicom_directory"
-    if "Rows" not in dataset:  # no pixel module: a report, key object or directory record
-        return None, "not_an_image"
-    return SliceHeader(dataset, offset if at_pixels else None), ""
-
-
-def _read_header_fast(handle, start: bytes) -> tuple[pydicom.Dataset, int | None] | None:
-    """``dcmread(stop_before_pixels=True, specific_tags=SLICE_TAGS)`` for the plain cases.
-
-    Walks the little-endian data set after the file meta group without building elements
-    for the tags it skips (pydicom parses every nested sequence). Returns the same dataset,
-    and where PixelData starts (None without it); or None whenever pydicom is needed
-    (other transfer syntaxes, command sets, odd encodings, truncation, wanted sequences).
-    """
-    file_meta, ds_start = _read_file_meta_fast(handle)
-    if file_meta is None:
-        handle.seek(132)
-        file_meta = pydicom.filereader._read_file_meta_info(handle)
-        ds_start = handle.tell()
-    syntax = file_meta.get("TransferSyntaxUID")
-    if syntax == pydicom.uid.ImplicitVRLittleEndian:
-        implicit = True
-    elif syntax == pydicom.uid.ExplicitVRLittleEndian or (
-        syntax in pydicom.uid.AllTransferSyntaxes
-        and syntax.is_compressed
-        and syntax.is_little_endian
-        and not syntax.is_deflated
-    ):
-        implicit = False
-    else:
-        return None
-    handle.seek(ds_start)
-    reader = _Walker(handle.read(HEAD_BYTES), implicit)
-    head = reader.data[:6]
-    if len(head) < 6 or head[:2] == b"\x00\x00":  # empty, or a command set: pydicom's case
-        return None
-    if (not (0x40 < head[4] < 0x5B and 0x40 < head[5] < 0x5B)) != implicit:
-        return None
-    walked = reader.walk_top(ds_start)
-    if walked is None and len(reader.data) == HEAD_BYTES:  # a long header: read all of it
-        reader.data += handle.read()
-        walked = reader.walk_top(ds_start)
-    if walked is None:
-        return None
-    elements, offset = walked
-    dataset = pydicom.Dataset(elements)
-    encoding = default_encoding
-    if 0x00080005 in elements:
-        charset = convert_raw_data_element(elements[BaseTag(0x00080005)]).value
-        encoding = convert_encodings(charset)
-    dataset.set_original_encoding(implicit, True, encoding)
-    full = pydicom.dataset.FileDataset(handle, dataset, start[:128], file_meta, implicit, True)
-    full.set_original_encoding(implicit, True, dataset._character_set)
-    return full, offset
-
-
-def _read_file_meta_fast(handle) -> tuple[pydicom.dataset.FileMetaDataset | None, int]:
-    """The (0002,xxxx) group as pydicom's reader builds it, and where the data set starts;
-    (None, 0) when the group is unusual (implicit VR, undefined lengths, no elements)."""
-    handle.seek(132)
-    walker = _Walker(handle.read(1024), implicit=False)
-    elements: dict = {}
-    pos = 0
-    while len(walker.data) - pos >= 8 and walker.data[pos : pos + 2] == b"\x02\x00":
-        parsed = walker.element(pos)
-        if parsed is None:
-            return None, 0
-        tag, vr, length, value_pos = parsed
-        if length == 0xFFFFFFFF or value_pos + length > len(walker.data):
-            return None, 0
-        value = walker.data[value_pos : value_pos + length] if length else None
-        if not length:
-            value = empty_value_for_VR(vr, raw=True)
-        elements[BaseTag(tag)] = RawDataElement(
-            BaseTag(tag), vr, length, value, 132 + value_pos, False, True
-        )
-        pos = value_pos + length
-    if not elements or len(walker.data) - pos < 8:
-        return None, 0
-    file_meta = pydicom.dataset.FileMetaDataset(elements)
-    file_meta.set_original_encoding(False, True, default_encoding)
-    return file_meta, 132 + pos
-
-
-class _Walker:
-    """Element walk over a data set's bytes (little endian), skipping unwanted values."""
-
-    def __init__(self, data: bytes, implicit: bool) -> None:
-        self.data, self.implicit = data, implicit
-
-    def element(self, pos: int) -> tuple[int, str | None, int, int] | None:
-        """(tag, VR, length, value position) of the element at ``pos``; None if odd/short."""
-        head = self.data[pos : pos + 8]
-        if len(head) < 8:
-            return None
-        group, elem = _TAG.unpack_from(head)
-        if self.implicit:
-            return group << 16 | elem, None, _U32.unpack_from(head, 4)[0], pos + 8
-        if head[4:6] not in ENCODED_VR:
-            return None
-        vr = head[4:6].decode()
-        if vr in EXPLICIT_VR_LENGTH_32:
-            if pos + 12 > len(self.data):
-                return None
-            return group << 16 | elem, vr, _U32.unpack_from(self.data, pos + 8)[0], pos + 12
-        return group << 16 | elem, vr, _U16.unpack_from(head, 6)[0], pos + 8
-
-    def walk_top(self, base: int) -> tuple[dict, int | None] | None:
-        elements: dict = {}
-        pos, size = 0, len(self.data)
-        while size - pos >= 8:
-            parsed = self.element(pos)
-            if parsed is None:
-                return None
-            tag, vr, length, value_pos = parsed
-            if tag in _PIXEL_TAGS:
-                return elements, (base + pos if tag == 0x7FE00010 else None)
-            if tag >> 16 == 0xFFFE:
-                return None
-            if length == 0xFFFFFFFF:
-                if tag in _WANTED:
-                    return None
-                pos = self.skip_sequence(value_pos, vr)
-                if pos is None:
-                    return None
-                continue
-            if value_pos + length > size:
-                return None
-            if tag in _WANTED:
-                value = self.data[value_pos : value_pos + length] if length else None
-                if not length:
-                    value = empty_value_for_VR(vr, raw=True)
-                elements[BaseTag(tag)] = RawDataElement(
-                    BaseTag(tag), vr, length, value, base + value_pos, self.implicit, True
-                )
-            pos = value_pos + length
-        return (elements, None) if pos == size else None
-
-    def skip_sequence(self, pos: int, vr: str | None) -> int | None:
-        """End of an undefined-length sequence whose first item starts at ``pos``."""
-        if vr not in (None, "SQ"):
-            return None
-        while pos + 8 <= len(self.data):
-            tag, length = _ITEM.unpack_from(self.data, pos)
-            pos += 8
-            if tag == 0xE0DDFFFE:  # (FFFE,E0DD) sequence delimiter
-                return pos
-            if tag != 0xE000FFFE:  # (FFFE,E000) item
-                return None
-            if length != 0xFFFFFFFF:
-                pos += length
-                continue
-            pos = self.skip_item(pos)
-            if pos is None:
-                return None
-        return None
-
-    def skip_item(self, pos: int) -> int | None:
-        """End of an undefined-length item whose first element starts at ``pos``."""
-        while True:
-            if self.data[pos : pos + 4] == b"\xfe\xff\x0d\xe0":  # (FFFE,E00D) item end
-                return pos + 8
-            parsed = self.element(pos)
-            if parsed is None:
-                return None
-            _, vr, length, value_pos = parsed
-            if length == 0xFFFFFFFF:
-                pos = self.skip_sequence(value_pos, vr)
-                if pos is None:
-                    return None
-            else:
-                pos = value_pos + length
+        with open_regular(path) as handle:
+            return read_slice_header(handle, path.name)
+    except NotARegularFile as err:
+        return HeaderRefusal("not_a_regular_file", err.strerror)
+    except OSError as err:
+        return HeaderRefusal(*_os_refusal(err))
 
 
 def _group_key(path: Path, slice_header: SliceHeader) -> str:

@@ -1,10 +1,13 @@
 """Read NIfTI / MHA / NRRD volume files as HU volumes (SimpleITK), refusing non-HU data.
 
 Reason codes (``InvalidSeriesError.reason``): ``unreadable``, ``not_a_volume``, ``not_hu``,
-``implausible_hu``.
+``non_finite``, ``implausible_hu``.
 """
 
 from __future__ import annotations
+
+import gzip
+import struct
 
 import numpy as np
 
@@ -14,6 +17,8 @@ from ctae_core.stats import check_plausible_hu
 from ctae_core.volume import Volume
 
 MIN_SLICES = 8
+MAX_NON_FINITE_FRACTION = 0.01
+"""Above this share of NaN / infinite voxels a volume is refused; below, they become air."""
 
 
 def read_volume_file(path: str, label: str = "") -> tuple[Volume, ScanFacts]:
@@ -44,6 +49,14 @@ def read_volume_file(path: str, label: str = "") -> tuple[Volume, ScanFacts]:
     image = _as_3d_scalar(image, label)
     _check_pixel_type(image, label)
     hu = sitk.GetArrayFromImage(image).astype(np.float32, copy=False)
+    try:
+        is_nifti = str(path).lower().endswith((".nii", ".nii.gz"))
+        lost = _nifti_non_finite(path) if is_nifti else None
+    except (OSError, EOFError, ValueError, struct.error):
+        lost = None  # ITK read it; only the NaN count is lost
+    if lost is not None and lost.shape == hu.shape:
+        hu[lost] = np.nan  # the NIfTI reader silently turned them into 0
+    warnings = _repair_non_finite(hu, label)
     check_plausible_hu(hu, label)
     np.maximum(hu, -1024.0, out=hu)
     dx, dy, dz = image.GetSpacing()
@@ -57,8 +70,64 @@ def read_volume_file(path: str, label: str = "") -> tuple[Volume, ScanFacts]:
         orig_size_zyx=volume.shape,
         orig_spacing_zyx_mm=volume.spacing_zyx_mm,
         orig_direction=volume.direction,
+        warnings=warnings,
     )
     return volume, facts
+
+
+def silence_itk_warnings() -> None:
+    """Stop ITK printing warnings (they quote absolute paths) in this process."""
+    import SimpleITK as sitk
+
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+
+
+def _nifti_non_finite(path: str) -> np.ndarray | None:
+    """Where a float NIfTI-1 file holds NaN / ±inf, (Z, Y, X); None for other files.
+
+    ITK's NIfTI reader replaces such voxels by 0 without a word, so they are found here.
+    """
+    opener = gzip.open if str(path).lower().endswith(".gz") else open
+    with opener(path, "rb") as handle:
+        header = handle.read(348)
+        if len(header) < 348:
+            return None
+        endian = "<" if struct.unpack("<i", header[:4])[0] == 348 else ">"
+        dims = struct.unpack(endian + "8h", header[40:56])
+        dtype = {16: "f4", 64: "f8"}.get(struct.unpack(endian + "h", header[70:72])[0])
+        if dtype is None or not 3 <= dims[0] <= 7 or any(d != 1 for d in dims[4 : dims[0] + 1]):
+            return None
+        nx, ny, nz = dims[1:4]
+        offset = int(struct.unpack(endian + "f", header[108:112])[0])
+        handle.read(max(0, offset - 348))
+        count = nx * ny * nz
+        data = np.frombuffer(handle.read(count * int(dtype[1])), dtype=endian + dtype)
+    if data.size != count:
+        return None
+    return ~np.isfinite(data).reshape(nz, ny, nx)
+
+
+def _repair_non_finite(hu: np.ndarray, label: str) -> tuple[str, ...]:
+    """Set a few NaN / ±inf voxels to -1024 HU (air) in place and say so; refuse many.
+
+    Raises:
+        InvalidSeriesError: reason ``non_finite`` when more than 1 % of the voxels are.
+    """
+    if np.issubdtype(hu.dtype, np.integer):
+        return ()
+    bad = ~np.isfinite(hu)
+    n_bad = int(np.count_nonzero(bad))
+    if n_bad == 0:
+        return ()
+    if n_bad > MAX_NON_FINITE_FRACTION * hu.size:
+        raise InvalidSeriesError(
+            f"{label}: {n_bad:,} of {hu.size:,} voxels are NaN or infinite (more than "
+            f"{MAX_NON_FINITE_FRACTION:.0%}); the file was written from a failed computation "
+            "— export the volume again",
+            "non_finite",
+        )
+    hu[bad] = -1024.0
+    return (f"{n_bad} NaN / infinite voxel(s) set to -1024 HU (air)",)
 
 
 def _as_3d_scalar(image, label: str):

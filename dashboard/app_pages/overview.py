@@ -10,8 +10,10 @@ from ctae_core.thresholds import ThresholdRule
 from dashboard import charts, data, state
 
 st.title("Overview")
-state.require_scans()
 catalog = state.catalog()
+if data.catalog_exists(catalog):
+    state.explain_refusals_without_scans()
+state.require_scans()
 counts = data.catalog_counts(catalog)
 
 left, mid, right = st.columns(3)

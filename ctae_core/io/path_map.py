@@ -1,0 +1,75 @@
+"""The owner-only file that links pseudonymous ids back to source paths under
+``--redact-paths``: the catalog then holds no folder or file name, and exports that need the
+paths read them from here (only the user who ingested can).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Iterable
+from dataclasses import astuple, dataclass, fields
+from pathlib import Path
+
+OWNER_ONLY = 0o600
+
+
+@dataclass(frozen=True)
+class PathLink:
+    """One pseudonymous id (a scan id, or a refused file's id) and the source it stands for."""
+
+    id: str
+    source_root: str
+    source_path: str
+
+
+_COLUMNS = [f.name for f in fields(PathLink)]
+
+
+def path_map_file(store_dir: Path | str) -> Path:
+    """Where the mapping of a store lives: beside it, ``<store>.source-paths.csv``."""
+    store = Path(store_dir)
+    return store.with_name(f"{store.name}.source-paths.csv")
+
+
+def read_path_map(path: Path | str) -> dict[str, PathLink]:
+    """The links in ``path`` by id ({} when the file does not exist).
+
+    Raises:
+        PermissionError: the file belongs to another user (ask them for the paths).
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    return {row["id"]: PathLink(**row) for row in csv.DictReader(io.StringIO(text))}
+
+
+def add_path_links(path: Path | str, links: Iterable[PathLink]) -> int:
+    """Merge ``links`` into the mapping file, written atomically and readable by its owner only;
+    returns how many links it holds."""
+    links = list(links)
+    path = Path(path)
+    merged = read_path_map(path)
+    if not links and path.exists():
+        return len(merged)
+    merged.update((link.id, link) for link in links)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(_COLUMNS)
+    writer.writerows(astuple(link) for link in sorted(merged.values(), key=lambda k: k.id))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, OWNER_ONLY)
+    try:
+        os.fchmod(fd, OWNER_ONLY)  # the umask never widens it; an old file's mode is replaced
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(buffer.getvalue())
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
+    return len(merged)
