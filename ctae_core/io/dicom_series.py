@@ -158,14 +158,18 @@ def _image_slices(
 
 def _check_consistent(slices: list[_Slice], label: str) -> np.ndarray:
     """All slices share size, pixel spacing and orientation; returns the orientation (6,)."""
+    shared = ("Rows", "Columns", "PixelSpacing", "ImageOrientationPatient")
+    # Slices are grouped by their values as stored (bytes, compared before any conversion):
+    # a series usually has one group, so only one slice per group is converted and compared.
+    groups: dict[tuple, _Slice] = {}
+    for s in slices:
+        groups.setdefault(tuple(_raw(s.ds, keyword) for keyword in shared), s)
     first = slices[0].ds
     orientation = np.array([float(v) for v in first.ImageOrientationPatient])
-    shared = ("Rows", "Columns", "PixelSpacing", "ImageOrientationPatient")
-    first_raw = [_raw(first, keyword) for keyword in shared]
-    for s in slices[1:]:
+    for s in groups.values():
         ds = s.ds
-        if [_raw(ds, keyword) for keyword in shared] == first_raw:
-            continue  # byte-identical header values: no need to convert them
+        if ds is first:
+            continue
         same_size = (ds.Rows, ds.Columns) == (first.Rows, first.Columns)
         same_spacing = np.allclose(
             [float(v) for v in ds.get("PixelSpacing", [1, 1])],
