@@ -48,19 +48,22 @@ if splits:
     shown = shown[shown["split"].isin(splits)]
 threshold = run.get("threshold") if score == threshold_score else None
 dense = len(shown) > charts.DENSITY_FROM
-points = None
+points, n_marked = None, 0
 if dense:  # the scans a reviewer looks for: flagged, labelled, or queued for review
     marked = (
         shown["is_outlier"].fillna(False).astype(bool)
         | shown["label"].notna()
         | shown["scan_id"].isin(state.selection())
-    )
-    points = shown[marked.to_numpy()].nlargest(MAX_POINTS, score)
+    ).to_numpy()
+    n_marked = int(marked.sum())
+    points = shown[marked].nlargest(MAX_POINTS, score)
 st.caption(
     f"{len(shown):,} scans shown"
     + (
-        f" as a density (darker: more scans per cell); {len(points):,} flagged, labelled or "
-        "selected scans drawn as points — box or lasso selection takes every scan inside"
+        " as a density (darker: more scans per cell); "
+        + (f"the {len(points):,} highest-scoring of " if n_marked > len(points) else "")
+        + f"{n_marked:,} flagged, labelled or selected scans drawn as points — box or lasso "
+        "selection takes every scan inside"
         if dense else ""
     )
     + f" · threshold T applies to {threshold_score}"
