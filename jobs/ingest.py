@@ -259,7 +259,11 @@ def register(app: typer.Typer) -> None:
         ] = 3.0,
         workers: Annotated[
             int | None,
-            typer.Option("--workers", help="Worker processes (default: CPU count; 1 = inline)."),
+            typer.Option(
+                "--workers",
+                help="Worker processes (default: CPU count, at most one per input; 1 or a "
+                "single input runs in this process).",
+            ),
         ] = None,
         executor: ExecutorOption = "local",
         ray_address: RayAddressOption = None,
