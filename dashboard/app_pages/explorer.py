@@ -43,9 +43,10 @@ log_score = st.toggle(
     "Log score axis", key="explorer_log", help="One extreme scan (a wrong rescale scores in the "
     "hundreds) flattens every other point on a linear axis."
 )
-shown = scans[scans[score].notna()]
+keep = scans[score].notna().to_numpy()
 if splits:
-    shown = shown[shown["split"].isin(splits)]
+    keep = keep & scans["split"].isin(splits).to_numpy()
+shown = scans if keep.all() else scans[keep]  # no copy of a 1M-row frame when nothing is hidden
 threshold = run.get("threshold") if score == threshold_score else None
 dense = len(shown) > charts.DENSITY_FROM
 points, n_marked = None, 0
