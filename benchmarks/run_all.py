@@ -1,7 +1,9 @@
 """Run every benchmarks/bench_*.py and print one table of figures, targets and ratios.
 
 Each benchmark module exposes ``main(quick: bool) -> list[dict]`` with rows holding
-``benchmark, figure, value, unit, target, baseline, ratio``.
+``benchmark, figure, value, unit, target, baseline, ratio``. The user-level rows of
+``bench_user.py`` (whole commands as processes, pages in Chromium) are printed right after the
+in-process rows of the same subject, so the two ways of measuring stand side by side.
 """
 
 from __future__ import annotations
@@ -17,6 +19,19 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 COLUMNS = ["benchmark", "figure", "value", "unit", "target", "baseline", "ratio"]
+USER_NEXT_TO = {"user: ingest": "ingest", "user: explorer": "dashboard", "user: train": "train"}
+"""Which in-process rows (benchmark name prefix) a user-level row is printed after."""
+
+
+def side_by_side(rows: list[dict]) -> list[dict]:
+    """``rows`` with each user-level row moved after the last in-process row of its subject."""
+    user = [r for r in rows if str(r["benchmark"]).startswith("user: ")]
+    out = [r for r in rows if not str(r["benchmark"]).startswith("user: ")]
+    for row in user:
+        subject = next((v for k, v in USER_NEXT_TO.items() if row["benchmark"].startswith(k)), None)
+        same = [i for i, r in enumerate(out) if subject and str(r["benchmark"]).startswith(subject)]
+        out.insert(same[-1] + 1 if same else len(out), row)
+    return out
 
 
 def _load(path: Path):
@@ -64,6 +79,7 @@ def main() -> int:
         print(f"   ({time.monotonic() - started:.0f} s)", flush=True)
     print(f"\nmachine: {platform.machine()}, {platform.processor() or 'cpu'}, "
           f"python {platform.python_version()}")
+    rows = side_by_side(rows)
     print_table(rows)
     out = HERE / "out"
     out.mkdir(exist_ok=True)

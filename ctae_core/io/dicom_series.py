@@ -136,16 +136,7 @@ def _image_slices(
                 "slices cannot be placed in space; export the series with its geometry",
                 "no_geometry",
             )
-        instance = ds.get("InstanceNumber")
-        slices.append(
-            _Slice(
-                path,
-                ds,
-                np.array([float(v) for v in ds.ImagePositionPatient]),
-                int(instance) if instance not in (None, "") else None,
-                pixel_offset,
-            )
-        )
+        slices.append(_Slice(path, ds, _position(ds), _instance(ds), pixel_offset))
     if not slices:
         raise InvalidSeriesError(
             f"{label}: a localizer (scout) series, not an axial volume; nothing to ingest",
@@ -156,16 +147,46 @@ def _image_slices(
     return slices
 
 
+def _position(ds: pydicom.Dataset) -> np.ndarray:
+    """ImagePositionPatient (x, y, z) in mm, parsed from the stored text when it is still raw:
+    pydicom's validating conversion cost more than decoding the slice's pixels."""
+    raw = _raw(ds, "ImagePositionPatient")
+    if isinstance(raw, bytes):
+        try:
+            values = [float(v) for v in raw.split(b"\\")]
+            if len(values) == 3:
+                return np.array(values)
+        except ValueError:
+            pass  # odd text: pydicom's conversion decides
+    return np.array([float(v) for v in ds.ImagePositionPatient])
+
+
+def _instance(ds: pydicom.Dataset) -> int | None:
+    """InstanceNumber, or None when it is missing or empty."""
+    raw = _raw(ds, "InstanceNumber")
+    if isinstance(raw, bytes):
+        try:
+            return int(raw.strip(b" \x00")) if raw.strip(b" \x00") else None
+        except ValueError:
+            pass
+    instance = ds.get("InstanceNumber")
+    return int(instance) if instance not in (None, "") else None
+
+
 def _check_consistent(slices: list[_Slice], label: str) -> np.ndarray:
     """All slices share size, pixel spacing and orientation; returns the orientation (6,)."""
+    shared = ("Rows", "Columns", "PixelSpacing", "ImageOrientationPatient")
+    # Slices are grouped by their values as stored (bytes, compared before any conversion):
+    # a series usually has one group, so only one slice per group is converted and compared.
+    groups: dict[tuple, _Slice] = {}
+    for s in slices:
+        groups.setdefault(tuple(_raw(s.ds, keyword) for keyword in shared), s)
     first = slices[0].ds
     orientation = np.array([float(v) for v in first.ImageOrientationPatient])
-    shared = ("Rows", "Columns", "PixelSpacing", "ImageOrientationPatient")
-    first_raw = [_raw(first, keyword) for keyword in shared]
-    for s in slices[1:]:
+    for s in groups.values():
         ds = s.ds
-        if [_raw(ds, keyword) for keyword in shared] == first_raw:
-            continue  # byte-identical header values: no need to convert them
+        if ds is first:
+            continue
         same_size = (ds.Rows, ds.Columns) == (first.Rows, first.Columns)
         same_spacing = np.allclose(
             [float(v) for v in ds.get("PixelSpacing", [1, 1])],

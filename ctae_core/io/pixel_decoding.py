@@ -89,12 +89,11 @@ def decode_hu(
     return _to_int16_hu(stored, layout.slope, layout.intercept, out, buffer)
 
 
+_LAYOUT_TAGS = tuple(tag_for_keyword(keyword) for keyword in _LAYOUT_KEYWORDS)
+
+
 def _raw_values(ds: pydicom.Dataset) -> tuple:
-    values = []
-    for keyword in _LAYOUT_KEYWORDS:
-        tag = tag_for_keyword(keyword)
-        values.append(ds.get_item(tag).value if tag in ds else None)
-    return tuple(values)
+    return tuple(ds.get_item(tag).value if tag in ds else None for tag in _LAYOUT_TAGS)
 
 
 def _syntax_key(ds: pydicom.Dataset) -> str | None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import charts, data, state
+from dashboard import charts, data, density, state
 from dashboard.selection import selected_scan_ids
+
+MAX_POINTS = 5_000  # scans drawn as markers over a density layer, the highest scores first
 
 st.title("Outlier explorer")
 run_id = state.require_run()
@@ -41,26 +43,45 @@ log_score = st.toggle(
     "Log score axis", key="explorer_log", help="One extreme scan (a wrong rescale scores in the "
     "hundreds) flattens every other point on a linear axis."
 )
-shown = scans[scans[score].notna()]
+keep = scans[score].notna().to_numpy()
 if splits:
-    shown = shown[shown["split"].isin(splits)]
+    keep = keep & scans["split"].isin(splits).to_numpy()
+shown = scans if keep.all() else scans[keep]  # no copy of a 1M-row frame when nothing is hidden
 threshold = run.get("threshold") if score == threshold_score else None
+dense = len(shown) > charts.DENSITY_FROM
+points, n_marked = None, 0
+if dense:  # the scans a reviewer looks for: flagged, labelled, or queued for review
+    marked = (
+        shown["is_outlier"].fillna(False).astype(bool)
+        | shown["label"].notna()
+        | shown["scan_id"].isin(state.selection())
+    ).to_numpy()
+    n_marked = int(marked.sum())
+    points = shown[marked].nlargest(MAX_POINTS, score)
 st.caption(
-    f"{len(shown):,} scans shown · threshold T applies to {threshold_score}"
+    f"{len(shown):,} scans shown"
+    + (
+        " as a density (darker: more scans per cell); "
+        + (f"the {len(points):,} highest-scoring of " if n_marked > len(points) else "")
+        + f"{n_marked:,} flagged, labelled or selected scans drawn as points — box or lasso "
+        "selection takes every scan inside"
+        if dense else ""
+    )
+    + f" · threshold T applies to {threshold_score}"
     + ("" if threshold is not None else " (not the score on display, so no T line)")
 )
 
 left, right = st.columns(2)
 with left:
     pixel_event = st.plotly_chart(
-        charts.score_scatter(shown, "pixel_count", score, color_by, threshold, log_score),
+        charts.score_scatter(shown, "pixel_count", score, color_by, threshold, log_score, points),
         key="scatter_pixels",
         on_select="rerun",
         selection_mode=("points", "box", "lasso"),
     )
 with right:
     hu_event = st.plotly_chart(
-        charts.score_scatter(shown, hu_axis, score, color_by, threshold, log_score),
+        charts.score_scatter(shown, hu_axis, score, color_by, threshold, log_score, points),
         key="scatter_hu",
         on_select="rerun",
         selection_mode=("points", "box", "lasso"),
@@ -94,6 +115,10 @@ table_event = st.dataframe(
 )
 
 chosen = selected_scan_ids(pixel_event) + selected_scan_ids(hu_event)
+if dense:  # a box or lasso over the density takes the scans inside it, drawn or not
+    for event, x_column in ((pixel_event, "pixel_count"), (hu_event, hu_axis)):
+        inside = density.in_selection(shown[x_column], shown[score], event)
+        chosen += shown["scan_id"][inside].tolist()
 chosen += flagged["scan_id"].iloc[list(table_event["selection"]["rows"])].tolist()
 chosen = list(dict.fromkeys(chosen))
 if chosen:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import duckdb
 import numpy as np
 
+from dashboard import charts
 from data_catalog import connect, views
-from tests.dashboard.conftest import figures, point_count, values
+from tests.dashboard.conftest import build, figures, point_count, values
 
 
 def _db(settings, sql, params=()):
@@ -64,7 +66,8 @@ def test_explorer_scatters_histograms_and_split_filter(catalog, open_page):
     n_val, n_test = _db(
         catalog, "SELECT count(*) FILTER (split='val'), count(*) FILTER (split='test') FROM scores"
     )[0]
-    assert [len(values(t["x"])) for t in hist["data"]] == [n_val, n_test]
+    assert [values(t["y"]).sum() for t in hist["data"]] == [n_val, n_test]  # binned here
+    assert [len(values(t["x"])) for t in hist["data"]] == [60, 60]
     assert len(at.dataframe[0].value) == flagged
 
     assert pixels["layout"]["yaxis"].get("type") != "log"
@@ -92,6 +95,48 @@ def test_explorer_selection_becomes_the_viewer_queue(catalog, open_page):
     assert at.session_state["selected_scans"] == ["syn0000003", "syn0000001"]
     assert at.subheader[0].value == "Scan `syn0000003`"
     assert "Scan 1 of 2" in at.get("progress")[0].proto.text
+
+
+def test_explorer_draws_a_density_with_flagged_points_and_box_selects_through_it(
+    settings, open_page
+):
+    n = charts.DENSITY_FROM + 1000
+    build(settings, n_scans=n, n_volume_files=1)
+    at = open_page(settings, "explorer")
+    pixels, hu, _ = figures(at)
+    assert [t["type"] for t in pixels["data"]] == ["heatmap", "scattergl"]
+    assert values(pixels["data"][0]["z"]).sum() == n  # every scan counted in a cell
+    marked = _db(
+        settings,
+        "SELECT count(*) FROM scores s WHERE is_outlier OR scan_id IN (SELECT scan_id FROM labels)",
+    )[0][0]
+    assert 0 < marked < n
+    assert point_count(pixels) - values(pixels["data"][0]["x"]).size == marked
+    assert len(json.dumps(pixels)) < 150_000  # not one marker per scan
+
+    # a box over the density takes every scan inside it, drawn as a point or not
+    box = {"x": [0, 3e6], "y": [0.0, 0.2]}
+    inside = _db(
+        settings,
+        "SELECT count(*) FROM scores sc JOIN scans s USING (scan_id) "
+        "WHERE s.pixel_count BETWEEN ? AND ? AND sc.mse_m BETWEEN ? AND ?",
+        [*box["x"], *box["y"]],
+    )[0][0]
+    assert inside > 100
+    at.session_state["scatter_pixels"] = {
+        "selection": {"points": [], "point_indices": [], "box": [box], "lasso": []}
+    }
+    at.run()
+    assert f"{inside} scans selected" in at.success[0].value
+
+    at.toggle(key="explorer_log").set_value(True).run()
+    pixels = figures(at)[0]
+    assert pixels["layout"]["yaxis"]["type"] == "log"
+    assert values(pixels["data"][0]["z"]).sum() == n  # MSE_m > 0: every scan on a log axis
+    at.multiselect(key="explorer_splits").set_value(["test"]).run()
+    n_test = _db(settings, "SELECT count(*) FROM scores WHERE split = 'test'")[0][0]
+    assert n_test < charts.DENSITY_FROM  # few enough for one marker each again
+    assert point_count(figures(at)[0]) == n_test
 
 
 def test_feature_space_umap_flagged_and_live_dbscan(catalog, open_page):

@@ -1,0 +1,360 @@
+"""What users wait for, timed the way they meet it: whole commands as processes, pages in a
+headless Chromium. Each figure comes with a baseline measured in the same run.
+
+    .venv/bin/python benchmarks/bench_user.py [--quick] [--only ingest cli explorer train]
+
+- ingest: `python -m jobs ingest TREE` against `dcm2niix -z n -b n -o OUT -f %j TREE` on one
+  copy and on six copies of the real chest series (distinct series / SOP UIDs), fresh catalog
+  each time, page cache warm, median of 3 interleaved runs. "each series beyond the first" is
+  (six − one) / 5 for both tools.
+- cli: `python -m jobs --help` against the bare interpreter (`python -c pass`).
+- explorer: the Outlier explorer in headless Chromium (Debian's /usr/bin/chromium, Python
+  Playwright) on synthetic catalogs of 100k and 1M scans, from navigation until every plot is
+  drawn (median of visits by a browser that has the dashboard's scripts cached, and the very
+  first visit after the server started); a filter change (the log score axis) until both
+  scatters are redrawn. Baseline: the Overview page of the same catalog, timed the same way.
+- train: `tiny` training volumes/s of `python -m jobs train` on a small synthetic cohort, idle
+  and while one single-threaded busy process runs (the baseline is the idle figure).
+
+Outputs go to benchmarks/out/user/; the dashboard server listens on port 8619 (or a free one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+OUT = ROOT / "benchmarks" / "out" / "user"
+PYTHON = sys.executable
+CHEST = (
+    ROOT.parent / "shared" / "data" / "real-ct" / "dlwpt-cptac-lscc-chest" / "volumetric-dicom"
+    / "2-LUNG 3.0  B70f-04083"
+)
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+
+
+def _row(benchmark: str, figure: str, value: float, unit: str, target: str, baseline) -> dict:
+    ratio = None if not baseline else value / baseline
+    return {
+        "benchmark": benchmark,
+        "figure": figure,
+        "value": round(value, 4),
+        "unit": unit,
+        "target": target,
+        "baseline": None if baseline is None else round(baseline, 4),
+        "ratio": None if ratio is None else round(ratio, 3),
+    }
+
+
+def _wall(command: list[str], **kwargs) -> float:
+    """Seconds the command takes as a process; raises with its output if it fails."""
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=ENV, cwd=ROOT, **kwargs)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} exited {done.returncode}:\n{done.stderr[-2000:]}")
+    return elapsed
+
+
+# ---------------------------------------------------------------- ingest
+def chest_tree(folder: Path, copies: int) -> Path:
+    """``copies`` copies of the real chest series, each with its own series and SOP UIDs."""
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    if folder.is_dir() and len(list(folder.glob("series*"))) == copies:
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    files = sorted(CHEST.iterdir())
+    for k in range(copies):
+        series = folder / f"series{k}"
+        series.mkdir(parents=True)
+        series_uid = generate_uid()
+        for path in files:
+            ds = pydicom.dcmread(path)
+            ds.SeriesInstanceUID = series_uid
+            ds.SOPInstanceUID = generate_uid()
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            ds.save_as(series / path.name)
+    return folder
+
+
+def _ctae_ingest(tree: Path, scratch: Path) -> float:
+    shutil.rmtree(scratch, ignore_errors=True)
+    catalog = scratch / "catalog.duckdb"
+    return _wall([PYTHON, "-m", "jobs", "ingest", str(tree), "--catalog", str(catalog),
+                  "--no-progress"])
+
+
+def _dcm2niix(exe: str, tree: Path, scratch: Path) -> float:
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    return _wall([exe, "-z", "n", "-b", "n", "-o", str(scratch), "-f", "%j", str(tree)])
+
+
+def bench_ingest(repeats: int) -> list[dict]:
+    """Ingest of one and six real chest series as processes, against dcm2niix."""
+    exe = shutil.which("dcm2niix") or str(Path(PYTHON).with_name("dcm2niix"))
+    if not Path(exe).exists() or not CHEST.is_dir():
+        print("   ingest skipped: dcm2niix or the shared chest series is missing")
+        return []
+    one, six = chest_tree(OUT / "chest-x1", 1), chest_tree(OUT / "chest-x6", 6)
+    times: dict[str, list[float]] = {k: [] for k in ("ctae 1", "ctae 6", "d2n 1", "d2n 6")}
+    for tree in (one, six):  # warm the page cache and the interpreter's files
+        _ctae_ingest(tree, OUT / "scratch-ctae")
+        _dcm2niix(exe, tree, OUT / "scratch-d2n")
+    for _ in range(repeats):
+        for n, tree in (("1", one), ("6", six)):
+            times[f"ctae {n}"].append(_ctae_ingest(tree, OUT / "scratch-ctae"))
+            times[f"d2n {n}"].append(_dcm2niix(exe, tree, OUT / "scratch-d2n"))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    each_ctae, each_d2n = (med["ctae 6"] - med["ctae 1"]) / 5, (med["d2n 6"] - med["d2n 1"]) / 5
+    name = "user: ingest (process)"
+    return [
+        _row(name, "one chest series, s", med["ctae 1"], "s", "<= 1.0 s", med["d2n 1"]),
+        _row(name, "six chest series, s", med["ctae 6"], "s", "<= 1.5x dcm2niix", med["d2n 6"]),
+        _row(name, "each series beyond the first, s", each_ctae, "s", "<= 1.0x dcm2niix",
+             each_d2n),
+    ]
+
+
+# ---------------------------------------------------------------- CLI start-up
+def bench_cli(repeats: int) -> list[dict]:
+    """`python -m jobs --help` as a process, against the bare interpreter."""
+    help_runs, bare_runs = [], []
+    _wall([PYTHON, "-m", "jobs", "--help"])
+    for _ in range(max(3, repeats)):
+        help_runs.append(_wall([PYTHON, "-m", "jobs", "--help"]))
+        bare_runs.append(_wall([PYTHON, "-c", "pass"]))
+    return [
+        _row("user: CLI", "`ctae --help`, s", statistics.median(help_runs), "s", "<= 0.3 s",
+             statistics.median(bare_runs))
+    ]
+
+
+# ---------------------------------------------------------------- explorer in Chromium
+def synthetic_catalog(n_scans: int) -> Path:
+    """A synthetic catalog of ``n_scans`` scans with one run (built once, reused)."""
+    from ctae_core.io.volume_store import save_volume
+    from data_catalog import CatalogSettings
+    from data_catalog.synthetic import SyntheticSpec, build_synthetic_catalog
+
+    folder = OUT / f"catalog-{n_scans}"
+    catalog = folder / "catalog.duckdb"
+    if (folder / "done").exists():
+        return catalog
+    shutil.rmtree(folder, ignore_errors=True)
+    settings = CatalogSettings.resolve(catalog, folder / "store", env={})
+    build_synthetic_catalog(settings, SyntheticSpec(n_scans=n_scans), save_volume)
+    (folder / "done").touch()
+    return catalog
+
+
+def _free_port(preferred: int) -> int:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", preferred))
+        except OSError:
+            sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Dashboard:
+    """`python -m jobs dashboard` on a catalog, stopped on exit."""
+
+    def __init__(self, catalog: Path, port: int) -> None:
+        self.port = _free_port(port)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [PYTHON, "-m", "jobs", "dashboard", "--catalog", str(catalog), "--port",
+             str(self.port), "--no-browser"],
+            cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=1).read() == b"ok":
+                    return
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("the dashboard did not answer /_stcore/health within 60 s")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+    def __enter__(self) -> Dashboard:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+_DRAWN = """(n) => {
+    const plots = document.querySelectorAll('.js-plotly-plot');
+    const busy = document.querySelector('[data-testid="stStatusWidget"]')
+        || document.querySelector('[data-testid="stSkeleton"]');
+    return !busy && plots.length >= n
+        && [...plots].every(p => p._fullLayout && p.querySelector('.main-svg'));
+}"""
+_LOG_AXES = """() => {
+    const plots = [...document.querySelectorAll('.js-plotly-plot')].slice(0, 2);
+    const busy = document.querySelector('[data-testid="stStatusWidget"]');
+    return !busy && plots.length === 2
+        && plots.every(p => p._fullLayout && p._fullLayout.yaxis.type === 'log');
+}"""
+
+
+def time_page(context, url: str, plots: int, timeout_s: float = 180) -> tuple[float, object]:
+    """Seconds from navigation until ``plots`` Plotly plots are drawn and nothing runs."""
+    page = context.new_page()
+    started = time.perf_counter()
+    page.goto(url, wait_until="commit")
+    page.wait_for_function(_DRAWN, arg=plots, timeout=timeout_s * 1000, polling="raf")
+    elapsed = time.perf_counter() - started
+    if page.locator('[data-testid="stException"]').count():
+        raise RuntimeError(f"{url}: the page shows an exception")
+    return elapsed, page
+
+
+def time_filter_change(page, timeout_s: float = 60) -> float:
+    """Seconds from switching on the log score axis until both scatters show it."""
+    toggle = page.get_by_text("Log score axis")
+    started = time.perf_counter()
+    toggle.click()
+    page.wait_for_function(_LOG_AXES, timeout=timeout_s * 1000, polling="raf")
+    return time.perf_counter() - started
+
+
+def bench_explorer(sizes: list[int], repeats: int) -> list[dict]:
+    """The explorer at each size in Chromium, against the Overview page of the same catalog."""
+    if not CHROMIUM.exists():
+        print(f"   explorer skipped: {CHROMIUM} is missing (apt-get install chromium)")
+        return []
+    from playwright.sync_api import sync_playwright
+
+    rows = []
+    targets = {100_000: "<= 2 s", 1_000_000: "<= 4 s"}
+    viewport = {"width": 1400, "height": 1000}
+    for n in sizes:
+        catalog = synthetic_catalog(n)
+        with Dashboard(catalog, 8619) as server, sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            # the very first visit: nothing cached in the server or the browser
+            first, page = time_page(browser.new_context(viewport=viewport),
+                                    f"{server.url}/explorer", 3)
+            page.close()
+            # then a user who has the dashboard open: Streamlit's scripts in the browser cache
+            context = browser.new_context(viewport=viewport)
+            time_page(context, f"{server.url}/", 1)[1].close()
+            explorer, overview, change = [], [], []
+            for _ in range(repeats):
+                elapsed, page = time_page(context, f"{server.url}/", 1)
+                overview.append(elapsed)
+                page.close()
+                elapsed, page = time_page(context, f"{server.url}/explorer", 3)
+                explorer.append(elapsed)
+                change.append(time_filter_change(page))
+                page.close()
+            browser.close()
+        base = statistics.median(overview)
+        name = f"user: explorer {n // 1000}k scans (Chromium)"
+        rows += [
+            _row(name, "navigation to every plot drawn, s", statistics.median(explorer), "s",
+                 targets.get(n, ""), base),
+            _row(name, "filter change (log axis), s", statistics.median(change), "s", "<= 1 s",
+                 base),
+            _row(name, "first visit (server and browser cold), s", first, "s", "", base),
+        ]
+    return rows
+
+
+# ---------------------------------------------------------------- training under load
+def _train_volumes_per_s(catalog: Path, run: str, epochs: int) -> float:
+    """Median volumes/s over the epochs after the first, as `ctae train` records them."""
+    import duckdb
+
+    _wall([PYTHON, "-m", "jobs", "train", "--run", run, "--preset", "tiny", "--epochs",
+           str(epochs), "--catalog", str(catalog), "--no-progress"])
+    with duckdb.connect(str(catalog), read_only=True) as con:
+        rates = [r[0] for r in con.execute(
+            "SELECT volumes_per_s FROM train_history WHERE run_id = ? AND epoch > 1 ORDER BY epoch",
+            [run],
+        ).fetchall()]
+    return statistics.median(rates)
+
+
+def bench_train(epochs: int) -> list[dict]:
+    """`tiny` training speed as a process, idle and beside one busy single-threaded process."""
+    from ctae_core.io.volume_store import save_volume
+    from data_catalog import CatalogSettings
+    from data_catalog.synthetic import SyntheticSpec, build_synthetic_catalog
+
+    folder = OUT / "train"
+    shutil.rmtree(folder, ignore_errors=True)
+    settings = CatalogSettings.resolve(folder / "catalog.duckdb", folder / "store", env={})
+    spec = SyntheticSpec(n_scans=40, run_id=None, n_volume_files=8, shape_zyx=(48, 80, 80))
+    build_synthetic_catalog(settings, spec, save_volume)
+    idle = _train_volumes_per_s(settings.catalog_path, "idle", epochs)
+    busy = subprocess.Popen([PYTHON, "-c", "while True: pass"])
+    try:
+        loaded = _train_volumes_per_s(settings.catalog_path, "loaded", epochs)
+    finally:
+        busy.kill()
+        busy.wait()
+    return [
+        _row("user: train tiny (process)", "volumes/s beside a busy process", loaded, "vol/s",
+             ">= 0.7x idle", idle)
+    ]
+
+
+# ---------------------------------------------------------------- main
+BENCHES: dict[str, Callable[[bool], list[dict]]] = {
+    "ingest": lambda quick: bench_ingest(3),
+    "cli": lambda quick: bench_cli(3),
+    "explorer": lambda quick: bench_explorer([100_000] if quick else [100_000, 1_000_000],
+                                             2 if quick else 3),
+    "train": lambda quick: bench_train(3 if quick else 4),
+}
+
+
+def main(quick: bool = False, only: list[str] | None = None) -> list[dict]:
+    OUT.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
+    for name, bench in BENCHES.items():
+        if only and name not in only:
+            continue
+        print(f"   user: {name}", flush=True)
+        rows += bench(quick)
+    return rows
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="100k scans only, fewer repeats")
+    parser.add_argument("--only", nargs="*", choices=list(BENCHES), help="some benchmarks only")
+    args = parser.parse_args()
+    for row in main(args.quick, args.only):
+        ratio = "" if row["ratio"] is None else f"  ratio {row['ratio']:.2f} (baseline {row['baseline']})"
+        print(f"{row['benchmark']:38s} {row['figure']:36s} {row['value']:9.3f} {row['unit']}{ratio}")
