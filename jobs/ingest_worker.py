@@ -27,7 +27,7 @@ from ctae_core.errors import InvalidSeriesError
 from ctae_core.io.dicom_header import DAMAGED_VALUE_ERRORS
 from ctae_core.io.sources import RefusedInput, ScanFacts, SeriesSource
 from ctae_core.io.volume_files import silence_itk_warnings
-from ctae_core.io.volume_store import save_volume
+from ctae_core.io.volume_store import save_volume, scan_volume_path
 from ctae_core.stats import scan_statistics
 from data_catalog.scans import IngestErrorRecord, ScanRecord
 
@@ -63,11 +63,6 @@ def scan_id_for(source: SeriesSource) -> str:
     """Pseudonymous, stable id of an input: keyed BLAKE2b of its source key, 20 hex digits."""
     digest = hashlib.blake2b(source.source_key.encode(), key=SCAN_ID_SALT, digest_size=10)
     return digest.hexdigest()
-
-
-def volume_path_for(store_dir: Path | str, scan_id: str) -> Path:
-    """Where a scan's int16 HU array lives (docs/CONTRACTS.md store layout)."""
-    return Path(store_dir) / "volumes" / f"{scan_id}.npy"
 
 
 def ingest_one(
@@ -278,7 +273,7 @@ def _ingest(
     resampled = resample_isotropic(volume, spacing)
     del volume
     scan_id = scan_id_for(source)
-    path = save_volume(resampled.hu, volume_path_for(store_dir, scan_id))
+    path = save_volume(resampled.hu, scan_volume_path(store_dir, scan_id))
     content_hash = hashlib.sha256(np.ascontiguousarray(resampled.hu).tobytes()).hexdigest()
     notes = list(facts.warnings)
     if source.refused_beside:
