@@ -153,6 +153,9 @@ FROM latest l CROSS JOIN flagged f
 LEFT JOIN scores sc ON sc.scan_id = l.scan_id AND sc.run_id = $run_id AND sc.is_outlier
 GROUP BY l.reviewer ORDER BY l.reviewer
 """
+_LATENTS = """
+SELECT scan_id, latent FROM scores WHERE run_id = ? AND latent IS NOT NULL ORDER BY scan_id
+"""
 _LABEL_HISTORY = """
 SELECT created_at, reviewer, verdict, array_to_string(causes, '; ') AS causes, note, run_id
 FROM labels WHERE scan_id = ? ORDER BY created_at DESC, label_id DESC
@@ -168,6 +171,25 @@ _EXPORT_LOG = """
 SELECT created_at, who, run_id, format, row_count, destination, filter_json
 FROM exports ORDER BY created_at DESC, export_id DESC LIMIT ?
 """
+
+
+def merge_pending_labels(con: duckdb.DuckDBPyConnection, pending: pd.DataFrame) -> None:
+    """Make this connection's ``labels`` include the journal's labels not yet in the catalog.
+
+    A temporary view named ``labels`` shadows the table for this connection only, so every read
+    below shows a label the moment it is acknowledged, even while a job holds the catalog.
+    """
+    if pending.empty:
+        return
+    database = con.execute("SELECT current_database()").fetchall()[0][0]
+    con.register("pending_labels", pending)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP VIEW labels AS
+        SELECT * FROM "{database}".main.labels
+        UNION ALL BY NAME
+        SELECT * FROM pending_labels
+        WHERE label_id NOT IN (SELECT label_id FROM "{database}".main.labels)"""
+    ).fetchall()
 
 
 def catalog_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
@@ -245,6 +267,11 @@ def disagreements(con: duckdb.DuckDBPyConnection, run_id: str | None) -> pd.Data
 def reviewer_progress(con: duckdb.DuckDBPyConnection, run_id: str | None) -> pd.DataFrame:
     """Per reviewer: scans labelled by verdict, and flagged scans of the run labelled so far."""
     return con.execute(_REVIEWER_PROGRESS, {"run_id": run_id}).df()
+
+
+def latent_table(con: duckdb.DuckDBPyConnection, run_id: str | None) -> pd.DataFrame:
+    """The run's latent vector of each scored scan (scan_id, latent)."""
+    return con.execute(_LATENTS, [run_id]).df()
 
 
 def label_history(con: duckdb.DuckDBPyConnection, scan_id: str) -> pd.DataFrame:

@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "jobs.dashboard",
     "jobs.demo",
 ]
+COMMAND_MODULES.append("jobs.users")  # issue 17: `ctae users add|remove|list`
 
 
 @app.callback()

@@ -1,0 +1,42 @@
+"""Keyboard shortcuts that press the page's buttons (one key per label, next, previous, tags).
+
+Like the ``streamlit-shortcuts`` package, a zero-height component adds one keydown listener to
+the page and clicks the button whose widget key a pressed key maps to. Unlike it (1.2.2), keys
+typed into a text field, e.g. the note, are left alone: typing "ok" there must not label the
+scan "outlier".
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+import streamlit.components.v1 as components
+
+_SCRIPT = """<script>
+const win = window.parent;
+const doc = win.document;
+win.__ctaeShortcuts = %s;
+if (!win.__ctaeShortcutListener) {
+  win.__ctaeShortcutListener = (event) => {
+    const target = event.target;
+    const typing = target && (target.isContentEditable ||
+      ['INPUT', 'TEXTAREA', 'SELECT'].includes(target.tagName));
+    if (typing || event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
+    const key = win.__ctaeShortcuts[event.key.toLowerCase()];
+    if (!key) return;
+    const button = doc.querySelector(`.st-key-${key} button`);
+    if (!button || button.disabled) return;
+    event.preventDefault();
+    win.__ctaeLastShortcutAt = performance.now();
+    button.click();
+  };
+  doc.addEventListener('keydown', win.__ctaeShortcutListener);
+}
+</script>"""
+
+
+def add_shortcuts(keys: Mapping[str, str]) -> None:
+    """Bind keyboard keys (``"o"``, ``"arrowright"``) to the buttons with these widget keys."""
+    mapping = {k.lower(): widget for k, widget in keys.items()}
+    components.html(_SCRIPT % json.dumps(mapping), height=0, width=0)

@@ -1,0 +1,116 @@
+"""Copy the review journal into the catalog, and let catalog reads see what is not copied yet.
+
+:func:`absorb_journal` runs on every read-write open of the catalog (a job's, the dashboard's),
+so journal rows reach the catalog as soon as anyone holds it. It is idempotent: rows are
+inserted by their ids with ``INSERT OR IGNORE`` before being marked absorbed, so a crash between
+the two steps copies nothing twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from data_catalog.journal import journal_exists, open_journal
+
+logger = logging.getLogger(__name__)
+
+LABEL_COLUMNS = [
+    "label_id", "scan_id", "reviewer", "verdict", "causes", "note", "run_id", "session_id",
+    "created_at",
+]
+# journal table → (catalog insert, columns, key column in the journal)
+_TABLES = {
+    "labels": ("INSERT OR IGNORE INTO labels BY NAME SELECT * FROM pending", LABEL_COLUMNS, "seq"),
+    "review_sessions": (
+        "INSERT OR REPLACE INTO review_sessions BY NAME SELECT * FROM pending",
+        ["session_id", "name", "created_by", "created_at", "run_id", "source", "reads_per_scan",
+         "show_others", "show_model", "status", "closed_at"],
+        "session_id",
+    ),
+    "session_assignments": (
+        "INSERT OR IGNORE INTO session_assignments BY NAME SELECT * FROM pending",
+        ["session_id", "reviewer", "scan_id", "position"],
+        "rowid",
+    ),
+    "adjudications": (
+        "INSERT OR IGNORE INTO adjudications BY NAME SELECT * FROM pending",
+        ["adjudication_id", "session_id", "scan_id", "verdict", "causes", "note", "adjudicator",
+         "created_at"],
+        "seq",
+    ),
+    "audit_log": (
+        "INSERT OR IGNORE INTO audit_log BY NAME SELECT * FROM pending",
+        ["event_id", "who", "action", "target", "before_json", "after_json", "created_at"],
+        "seq",
+    ),
+}
+_TIMES = ("created_at", "closed_at")
+
+
+def _frame(rows: list, columns: list[str]) -> pd.DataFrame:
+    frame = pd.DataFrame([dict(r) for r in rows], columns=["_key", *columns])
+    if "causes" in frame:
+        frame["causes"] = frame["causes"].map(json.loads)
+    for column in _TIMES:
+        if column in frame:
+            frame[column] = pd.to_datetime(frame[column])
+    for column in ("show_others", "show_model"):
+        if column in frame:
+            frame[column] = frame[column].astype(bool)
+    return frame
+
+
+def absorb_journal(con: duckdb.DuckDBPyConnection, catalog: Path | str) -> int:
+    """Copy every journal row not yet in the catalog into it; returns how many rows were copied."""
+    if not journal_exists(catalog):
+        return 0
+    copied = 0
+    with open_journal(catalog, write=False) as j:
+        pending = {
+            table: _frame(
+                j.execute(
+                    f"SELECT {key} AS _key, {', '.join(cols)} FROM {table} WHERE absorbed = 0"
+                ).fetchall(),
+                cols,
+            )
+            for table, (_, cols, key) in _TABLES.items()
+        }
+    if not any(len(f) for f in pending.values()):
+        return 0
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for table, (insert, cols, _) in _TABLES.items():
+            frame = pending[table]
+            if len(frame):
+                con.register("pending", frame[cols])
+                con.execute(insert)
+                con.unregister("pending")
+                copied += len(frame)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    with open_journal(catalog) as j:
+        for table, (_, _, key) in _TABLES.items():
+            keys = pending[table]["_key"].tolist()
+            j.executemany(
+                f"UPDATE {table} SET absorbed = 1 WHERE {key} = ?", [(k,) for k in keys]
+            )
+    logger.info("absorbed %d review journal rows into %s", copied, catalog)
+    return copied
+
+
+def pending_labels(catalog: Path | str) -> pd.DataFrame:
+    """Journal labels not yet copied into the catalog, with the catalog's label columns."""
+    if not journal_exists(catalog):
+        return _frame([], LABEL_COLUMNS).drop(columns="_key")
+    with open_journal(catalog, write=False) as j:
+        rows = j.execute(
+            f"SELECT seq AS _key, {', '.join(LABEL_COLUMNS)} FROM labels WHERE absorbed = 0"
+        ).fetchall()
+    return _frame(rows, LABEL_COLUMNS).drop(columns="_key")
