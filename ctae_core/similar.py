@@ -10,6 +10,9 @@ def nearest(points: np.ndarray, query: int, k: int) -> np.ndarray:
     """Row indices of the ``k`` rows of ``points`` (scans, features) nearest to row ``query``,
     nearest first, excluding the query. Features are standardised, NaN taken as the mean."""
     x = np.asarray(points, dtype=float)
+    x = x[:, ~np.all(np.isnan(x), axis=0)]  # a kind of evidence the run did not measure
+    if x.shape[1] == 0:
+        return np.array([], dtype=int)
     mean = np.nanmean(x, axis=0)
     std = np.nanstd(x, axis=0)
     x = np.where(np.isnan(x), mean, x)

@@ -1,6 +1,6 @@
 """Keyboard shortcuts that press the page's buttons (one key per label, next, previous, tags).
 
-Like the ``streamlit-shortcuts`` package, a zero-height component adds one keydown listener to
+Like the ``streamlit-shortcuts`` package, a tiny same-origin iframe adds one keydown listener to
 the page and clicks the button whose widget key a pressed key maps to. Unlike it (1.2.2), keys
 typed into a text field, e.g. the note, are left alone: typing "ok" there must not label the
 scan "outlier".
@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-import streamlit.components.v1 as components
+import streamlit as st
 
 _SCRIPT = """<script>
 const win = window.parent;
@@ -39,4 +39,4 @@ if (!win.__ctaeShortcutListener) {
 def add_shortcuts(keys: Mapping[str, str]) -> None:
     """Bind keyboard keys (``"o"``, ``"arrowright"``) to the buttons with these widget keys."""
     mapping = {k.lower(): widget for k, widget in keys.items()}
-    components.html(_SCRIPT % json.dumps(mapping), height=0, width=0)
+    st.iframe(_SCRIPT % json.dumps(mapping), height=1, width=1)  # same-origin: reaches the page
