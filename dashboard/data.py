@@ -8,6 +8,7 @@ scan table is cached as a shared resource (no copy per rerun); the small reads a
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,10 @@ from data_catalog.filters import ExportFilter, apply_filter, render_export
 from data_catalog.journal import journal_version
 
 READ_WAIT_S = 15.0
-STALE_WAIT_S = 0.2  # with an older copy at hand, wait no longer than this for a busy catalog
+STALE_WAIT_S = 0.0  # with an older copy at hand, one try: a busy catalog shows that copy
 WRITE_WAIT_S = 8.0
 TTL_S = 120
-_LAST: dict[tuple, Any] = {}  # the newest result of each read, shown while a job holds the lock
+_LAST: dict[tuple, tuple[float, Any]] = {}  # newest result (and when) of each read
 
 
 def catalog_exists(catalog: str) -> bool:
@@ -46,17 +47,21 @@ def catalog_version(catalog: str) -> tuple[int, ...]:
     return (*stamps, *journal_version(catalog))
 
 
-def fresh_or_stale(key: tuple, read: Callable[[float], Any]) -> Any:
+def fresh_or_stale(key: tuple, read: Callable[[float], Any], max_age_s: float = 0.0) -> Any:
     """``read(wait_s)``; while a job holds the catalog, the newest earlier result of the same read
-    instead of waiting (labels still show: they come from the journal)."""
+    instead of waiting (labels still show: they come from the journal). A result younger than
+    ``max_age_s`` is returned as it is: reads a label must not wait for."""
+    now = time.monotonic()
+    if key in _LAST and now - _LAST[key][0] < max_age_s:
+        return _LAST[key][1]
     wait_s = STALE_WAIT_S if key in _LAST else READ_WAIT_S
     try:
         value = read(wait_s)
     except CatalogBusyError:
         if key not in _LAST:
             raise
-        return _LAST[key]
-    _LAST[key] = value
+        return _LAST[key][1]
+    _LAST[key] = (now, value)
     return value
 
 
@@ -65,16 +70,19 @@ def _read(
     catalog: str, version: tuple[int, ...], view: str, *args: Any, _wait_s: float = READ_WAIT_S
 ) -> Any:
     with connect(catalog, read_only=True, wait_s=_wait_s) as con:
-        views.merge_pending_labels(con, pending_labels(catalog))
+        if len(version) > 2:  # a read that shows labels: with the journal's newest
+            views.merge_pending_labels(con, pending_labels(catalog))
         return getattr(views, view)(con, *args)
 
 
-def _view(view: str) -> Callable[..., Any]:
+def _view(view: str, labels: bool = False, max_age_s: float = 0.0) -> Callable[..., Any]:
     def read(catalog: str, *args: Any) -> Any:
         version = catalog_version(catalog)
+        version = version if labels else version[:2]  # a label does not change this read
         return fresh_or_stale(
             (catalog, view, *args),
             lambda wait_s: _read(catalog, version, view, *args, _wait_s=wait_s),
+            max_age_s,
         )
 
     read.__name__ = view
@@ -82,16 +90,16 @@ def _view(view: str) -> Callable[..., Any]:
     return read
 
 
-catalog_counts = _view("catalog_counts")
-run_table = _view("run_table")
+catalog_counts = _view("catalog_counts", labels=True)
+run_table = _view("run_table", max_age_s=10.0)  # on every page, in the sidebar
 run_info = _view("run_info")
 ingest_errors = _view("ingest_error_table")
 train_curve = _view("train_curve")
 evaluations = _view("evaluation_table")
-review_summary = _view("review_summary")
-disagreements = _view("disagreements")
-reviewer_progress = _view("reviewer_progress")
-label_history = _view("label_history")
+review_summary = _view("review_summary", labels=True)
+disagreements = _view("disagreements", labels=True)
+reviewer_progress = _view("reviewer_progress", labels=True)
+label_history = _view("label_history", labels=True)
 latent_table = _view("latent_table")
 scan_hu_histogram = _view("scan_hu_histogram")
 dataset_hu_histogram = _view("dataset_hu_histogram")
@@ -103,17 +111,24 @@ def _scan_table(
     catalog: str, version: tuple[int, ...], run_id: str | None, _wait_s: float = READ_WAIT_S
 ) -> pd.DataFrame:
     with connect(catalog, read_only=True, wait_s=_wait_s) as con:
-        views.merge_pending_labels(con, pending_labels(catalog))
+        if len(version) > 2:
+            views.merge_pending_labels(con, pending_labels(catalog))
         return views.scan_table(con, run_id)
 
 
-def scan_table(catalog: str, run_id: str | None) -> pd.DataFrame:
+def scan_table(catalog: str, run_id: str | None, with_labels: bool = True) -> pd.DataFrame:
     """One row per scan with the run's scores, embedding and current verdict (shared: the
-    cached frame is not copied per rerun, so callers must not modify it in place)."""
-    version = catalog_version(catalog)
+    cached frame is not copied per rerun, so callers must not modify it in place).
+
+    ``with_labels=False``: the label columns may lag and the frame may be 30 s old; it is then
+    not re-read after each label (My reviews reads labels from the journal, and must show the
+    next scan at once).
+    """
+    version = catalog_version(catalog) if with_labels else catalog_version(catalog)[:2]
     return fresh_or_stale(
-        (catalog, "scan_table", run_id),
+        (catalog, "scan_table", run_id, with_labels),
         lambda wait_s: _scan_table(catalog, version, run_id, wait_s),
+        0.0 if with_labels else 30.0,
     )
 
 

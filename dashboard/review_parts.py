@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from ctae_core.similar import nearest
 from dashboard import data, review_data, slices
 from dashboard.render import ViewSettings, render_views
 from dashboard.viewer_parts import EVIDENCE_NAMES
@@ -73,6 +72,8 @@ def _candidates(scans: pd.DataFrame, order: list[str], reads: dict, scan_id: str
     points = _points(catalog, session["run_id"], scans, pool, how.split()[-1])
     if points is None or len(pool) < 2:
         return []
+    from ctae_core.similar import nearest  # sklearn: imported when first asked for, off page load
+
     return [pool[i] for i in nearest(points, 0, k)]
 
 
@@ -80,6 +81,8 @@ def more_like_this(catalog: str, session: dict[str, Any], me: str, scans: pd.Dat
                    order: list[str], reads: dict, scan_id: str) -> None:
     """The unread scans of my queue nearest to this one, labelled together after a confirmation."""
     with st.expander("More like this: label similar scans of your queue together"):
+        if not st.toggle("Find similar scans", key="mlt_on"):
+            return
         cols = st.columns([2, 1, 1])
         how = cols[0].radio("Similar by", ["nearest in evidence", "nearest in latent",
                                           "same cluster"], horizontal=True, key="mlt_how")

@@ -37,7 +37,8 @@ if pos_key not in st.session_state:
     st.session_state[pos_key] = next((i for i, s in enumerate(order) if s not in reads), 0)
 pos = min(max(st.session_state[pos_key], 0), len(order) - 1)
 scan_id = order[pos]
-scans = data.scan_table(catalog, session["run_id"]).set_index("scan_id", drop=False)
+scans = data.scan_table(catalog, session["run_id"], with_labels=False).set_index(
+    "scan_id", drop=False)
 scan = scans.loc[scan_id]
 show_model = bool(session["show_model"])
 suggested = suggested_causes(scan) if show_model else []

@@ -39,6 +39,12 @@ kappas = agreement_table(reads)
 if kappas.empty:
     st.caption("No scan has been read twice yet.")
 else:
+    overall = kappas[(kappas["statistic"] == "Fleiss") & (kappas["measure"] == "verdict")]
+    if len(overall):
+        row = overall.iloc[0]
+        st.metric("Fleiss' κ, verdict", f"{row['kappa']:.3f}",
+                  f"95 % CI {row['ci_low']:.2f} to {row['ci_high']:.2f} · {row['scans']} scans",
+                  delta_color="off", delta_arrow="off")
     st.dataframe(kappas, hide_index=True, width="stretch", key="kappa_table",
                  column_config={c: st.column_config.NumberColumn(format="%.3f")
                                 for c in ("kappa", "ci_low", "ci_high")})
