@@ -19,7 +19,6 @@ import streamlit as st
 
 from ctae_core.io.volume_store import load_volume
 from data_catalog import CatalogBusyError, connect, review, views
-from data_catalog.absorb import pending_labels
 from data_catalog.filters import ExportFilter, apply_filter, render_export
 from data_catalog.journal import journal_version
 
@@ -70,8 +69,6 @@ def _read(
     catalog: str, version: tuple[int, ...], view: str, *args: Any, _wait_s: float = READ_WAIT_S
 ) -> Any:
     with connect(catalog, read_only=True, wait_s=_wait_s) as con:
-        if len(version) > 2:  # a read that shows labels: with the journal's newest
-            views.merge_pending_labels(con, pending_labels(catalog))
         return getattr(views, view)(con, *args)
 
 
@@ -111,8 +108,6 @@ def _scan_table(
     catalog: str, version: tuple[int, ...], run_id: str | None, _wait_s: float = READ_WAIT_S
 ) -> pd.DataFrame:
     with connect(catalog, read_only=True, wait_s=_wait_s) as con:
-        if len(version) > 2:
-            views.merge_pending_labels(con, pending_labels(catalog))
         return views.scan_table(con, run_id)
 
 
@@ -141,7 +136,6 @@ def _explorer_scans(
     _wait_s: float = READ_WAIT_S,
 ) -> pd.DataFrame:
     with connect(catalog, read_only=True, wait_s=_wait_s) as con:
-        views.merge_pending_labels(con, pending_labels(catalog))
         return views.explorer_scans(con, run_id, all_clusters=all_clusters)
 
 

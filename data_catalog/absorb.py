@@ -1,7 +1,8 @@
 """Copy the review journal into the catalog, and let catalog reads see what is not copied yet.
 
 :func:`absorb_journal` runs on every read-write open of the catalog (a job's, the dashboard's),
-so journal rows reach the catalog as soon as anyone holds it. It is idempotent: rows are
+so journal rows reach the catalog as soon as anyone holds it; every read-only open shows the
+journal's other labels through :func:`merge_pending_labels`. It is idempotent: rows are
 inserted by their ids with ``INSERT OR IGNORE`` before being marked absorbed, so a crash between
 the two steps copies nothing twice.
 """
@@ -114,3 +115,22 @@ def pending_labels(catalog: Path | str) -> pd.DataFrame:
             f"SELECT seq AS _key, {', '.join(LABEL_COLUMNS)} FROM labels WHERE absorbed = 0"
         ).fetchall()
     return _frame(rows, LABEL_COLUMNS).drop(columns="_key")
+
+
+def merge_pending_labels(con: duckdb.DuckDBPyConnection, pending: pd.DataFrame) -> None:
+    """Make this connection's ``labels`` include the journal's labels not yet in the catalog.
+
+    A temporary view named ``labels`` shadows the table for this connection only, so every read
+    below shows a label the moment it is acknowledged, even while a job holds the catalog.
+    """
+    if pending.empty:
+        return
+    database = con.execute("SELECT current_database()").fetchall()[0][0]
+    con.register("pending_labels", pending)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP VIEW labels AS
+        SELECT * FROM "{database}".main.labels
+        UNION ALL BY NAME
+        SELECT * FROM pending_labels
+        WHERE label_id NOT IN (SELECT label_id FROM "{database}".main.labels)"""
+    ).fetchall()

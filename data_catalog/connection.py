@@ -16,7 +16,7 @@ from pathlib import Path
 
 import duckdb
 
-from data_catalog.absorb import absorb_journal
+from data_catalog.absorb import absorb_journal, merge_pending_labels, pending_labels
 from data_catalog.schema import ensure_schema, schema_is_current
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def connect(
     """Open the catalog for one short unit of work, migrating the schema on first write-open.
 
     Every read-write open first copies the review journal's new rows (labels written while
-    someone else held the catalog) into the catalog.
+    someone else held the catalog) into the catalog; a read-only open shows them in ``labels``.
 
     Args:
         path: The catalog file; created (with its folder) on a read-write open.
@@ -93,6 +93,8 @@ def connect(
             _MIGRATED.add(key)
         if not read_only:
             _absorb(con, path)
+        else:
+            merge_pending_labels(con, pending_labels(path))
         yield con
     finally:
         con.close()

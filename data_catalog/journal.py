@@ -35,6 +35,7 @@ _SCHEMA = [
         absorbed INTEGER NOT NULL DEFAULT 0
     )""",
     "CREATE INDEX IF NOT EXISTS labels_session ON labels (session_id, reviewer, scan_id)",
+    "CREATE INDEX IF NOT EXISTS labels_pending ON labels (seq) WHERE absorbed = 0",
     """CREATE TABLE IF NOT EXISTS review_sessions (
         session_id TEXT PRIMARY KEY,
         name TEXT NOT NULL,

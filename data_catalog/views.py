@@ -173,25 +173,6 @@ FROM exports ORDER BY created_at DESC, export_id DESC LIMIT ?
 """
 
 
-def merge_pending_labels(con: duckdb.DuckDBPyConnection, pending: pd.DataFrame) -> None:
-    """Make this connection's ``labels`` include the journal's labels not yet in the catalog.
-
-    A temporary view named ``labels`` shadows the table for this connection only, so every read
-    below shows a label the moment it is acknowledged, even while a job holds the catalog.
-    """
-    if pending.empty:
-        return
-    database = con.execute("SELECT current_database()").fetchall()[0][0]
-    con.register("pending_labels", pending)
-    con.execute(
-        f"""CREATE OR REPLACE TEMP VIEW labels AS
-        SELECT * FROM "{database}".main.labels
-        UNION ALL BY NAME
-        SELECT * FROM pending_labels
-        WHERE label_id NOT IN (SELECT label_id FROM "{database}".main.labels)"""
-    ).fetchall()
-
-
 def catalog_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """Row counts of scans, ingest errors, runs, labels and exports."""
     row = con.execute(_COUNTS).fetchall()[0]

@@ -108,6 +108,10 @@ def test_labels_are_durable_while_a_job_holds_the_catalog_and_absorbed_after(set
     finally:
         holder.stdin.close()
         holder.wait(timeout=10)
+    # a reader (the dashboard, `ctae export`) sees them before the catalog has absorbed them
+    assert _catalog_rows(catalog, "SELECT scan_id, verdict FROM labels ORDER BY scan_id") == [
+        ("s1", "outlier"), ("s2", "outlier")]
+    assert _catalog_rows(catalog, "SELECT count(*) FROM catalog.main.labels") == [(0,)]  # the table
     with connect(catalog):  # the next read-write open (a job's or the dashboard's) absorbs
         pass
     with open_journal(catalog) as j:
