@@ -2,7 +2,7 @@
 
 :func:`absorb_journal` runs on every read-write open of the catalog (a job's, the dashboard's),
 so journal rows reach the catalog as soon as anyone holds it; every read-only open shows the
-journal's other labels through :func:`merge_pending_labels`. It is idempotent: rows are
+journal's other labels through :func:`merge_pending_rows`. It is idempotent: rows are
 inserted by their ids with ``INSERT OR IGNORE`` before being marked absorbed, so a crash between
 the two steps copies nothing twice.
 """
@@ -106,31 +106,41 @@ def absorb_journal(con: duckdb.DuckDBPyConnection, catalog: Path | str) -> int:
     return copied
 
 
-def pending_labels(catalog: Path | str) -> pd.DataFrame:
-    """Journal labels not yet copied into the catalog, with the catalog's label columns."""
+def pending_review_rows(catalog: Path | str) -> dict[str, pd.DataFrame]:
+    """Journal labels and adjudications not yet copied into the catalog, with its columns."""
+    tables = {"labels": ("seq", LABEL_COLUMNS), "adjudications": ("seq", _TABLES["adjudications"][1])}
     if not journal_exists(catalog):
-        return _frame([], LABEL_COLUMNS).drop(columns="_key")
+        return {t: _frame([], cols).drop(columns="_key") for t, (_, cols) in tables.items()}
     with open_journal(catalog, write=False) as j:
-        rows = j.execute(
-            f"SELECT seq AS _key, {', '.join(LABEL_COLUMNS)} FROM labels WHERE absorbed = 0"
-        ).fetchall()
-    return _frame(rows, LABEL_COLUMNS).drop(columns="_key")
+        return {
+            table: _frame(
+                j.execute(f"SELECT {key} AS _key, {', '.join(cols)} FROM {table} "
+                          "WHERE absorbed = 0").fetchall(),
+                cols,
+            ).drop(columns="_key")
+            for table, (key, cols) in tables.items()
+        }
 
 
-def merge_pending_labels(con: duckdb.DuckDBPyConnection, pending: pd.DataFrame) -> None:
-    """Make this connection's ``labels`` include the journal's labels not yet in the catalog.
+def merge_pending_rows(con: duckdb.DuckDBPyConnection, pending: dict[str, pd.DataFrame]) -> None:
+    """Make this connection's ``labels`` and ``adjudications`` include the journal's rows not
+    yet in the catalog.
 
-    A temporary view named ``labels`` shadows the table for this connection only, so every read
-    below shows a label the moment it is acknowledged, even while a job holds the catalog.
+    A temporary view of the table's name shadows it for this connection only, so every read
+    shows a label the moment it is acknowledged, even while a job holds the catalog.
     """
-    if pending.empty:
+    if all(frame.empty for frame in pending.values()):
         return
     database = con.execute("SELECT current_database()").fetchall()[0][0]
-    con.register("pending_labels", pending)
-    con.execute(
-        f"""CREATE OR REPLACE TEMP VIEW labels AS
-        SELECT * FROM "{database}".main.labels
-        UNION ALL BY NAME
-        SELECT * FROM pending_labels
-        WHERE label_id NOT IN (SELECT label_id FROM "{database}".main.labels)"""
-    ).fetchall()
+    for table, frame in pending.items():
+        if frame.empty:
+            continue
+        key = "label_id" if table == "labels" else "adjudication_id"
+        con.register(f"pending_{table}", frame)
+        con.execute(
+            f"""CREATE OR REPLACE TEMP VIEW {table} AS
+            SELECT * FROM "{database}".main.{table}
+            UNION ALL BY NAME
+            SELECT * FROM pending_{table}
+            WHERE {key} NOT IN (SELECT {key} FROM "{database}".main.{table})"""
+        ).fetchall()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import duckdb
 
-from data_catalog.absorb import absorb_journal, merge_pending_labels, pending_labels
+from data_catalog.absorb import absorb_journal, merge_pending_rows, pending_review_rows
 from data_catalog.schema import ensure_schema, schema_is_current
 
 logger = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def connect(
         if not read_only:
             _absorb(con, path)
         else:
-            merge_pending_labels(con, pending_labels(path))
+            merge_pending_rows(con, pending_review_rows(path))
         yield con
     finally:
         con.close()

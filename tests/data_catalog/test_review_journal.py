@@ -11,7 +11,7 @@ import duckdb
 import pytest
 
 from data_catalog import connect
-from data_catalog.absorb import pending_labels
+from data_catalog.absorb import pending_review_rows
 from data_catalog.journal import open_journal
 from data_catalog.schema import MIGRATIONS, SCHEMA_VERSION, ensure_schema
 from data_catalog.sessions import (
@@ -104,7 +104,7 @@ def test_labels_are_durable_while_a_job_holds_the_catalog_and_absorbed_after(set
         with open_journal(catalog) as j:
             add_reads(j, session_id=sid, reviewer="bea", scan_ids=["s1", "s2"], verdict="outlier")
         assert time.perf_counter() - started < 0.3  # acknowledged without waiting for the job
-        assert len(pending_labels(catalog)) == 2
+        assert len(pending_review_rows(catalog)["labels"]) == 2
     finally:
         holder.stdin.close()
         holder.wait(timeout=10)
@@ -125,7 +125,7 @@ def test_labels_are_durable_while_a_job_holds_the_catalog_and_absorbed_after(set
     assert _catalog_rows(catalog, "SELECT scan_id, verdict FROM adjudications") == [("s1", "inlier")]
     assert _catalog_rows(catalog, "SELECT count(*) FROM session_assignments") == [(4,)]
     assert _catalog_rows(catalog, "SELECT count(*) FROM audit_log") == [(4,)]
-    assert pending_labels(catalog).empty
+    assert pending_review_rows(catalog)["labels"].empty
     with connect(catalog):  # absorbing twice copies nothing twice
         pass
     assert _catalog_rows(catalog, "SELECT count(*) FROM labels") == [(2,)]
@@ -145,3 +145,31 @@ def test_v3_catalog_migrates_to_v5_keeping_its_labels():
     tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables")
               .fetchall()}
     assert {"review_sessions", "session_assignments", "adjudications", "audit_log"} <= tables
+
+
+def test_final_verdict_overrides_the_reads_in_scan_table_and_explorer(settings):
+    from data_catalog import views
+    from tests.dashboard.conftest import build
+
+    build(settings, with_labels=False)
+    catalog = settings.catalog_path
+    sid = _session(catalog, queues={"bea": ["syn0000001"], "cyd": ["syn0000001"]})
+    with open_journal(catalog) as j:
+        add_reads(j, session_id=sid, reviewer="bea", scan_ids=["syn0000001"], verdict="outlier",
+                  causes=["metal implant"])
+        add_reads(j, session_id=sid, reviewer="cyd", scan_ids=["syn0000001"], verdict="inlier")
+    with connect(catalog, read_only=True) as con:
+        row = views.scan_table(con, "synthetic").set_index("scan_id").loc["syn0000001"]
+        assert (row["label"], bool(row["disagree"]), row["n_reviewers"]) == ("inlier", True, 2)
+    with open_journal(catalog) as j:  # not yet absorbed: still the verdict everywhere
+        adjudicate(j, session_id=sid, scan_id="syn0000001", verdict="outlier",
+                   causes=["metal implant"], note=None, adjudicator="ada")
+    for absorb_first in (False, True):
+        if absorb_first:
+            with connect(catalog):
+                pass
+        with connect(catalog, read_only=True) as con:
+            row = views.scan_table(con, "synthetic").set_index("scan_id").loc["syn0000001"]
+            explorer = views.explorer_scans(con, "synthetic").set_index("scan_id")
+        assert (row["label"], row["causes"]) == ("outlier", "metal implant")
+        assert explorer.loc["syn0000001", "label"] == "outlier"
