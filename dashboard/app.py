@@ -12,6 +12,7 @@ import logging
 import streamlit as st
 
 from dashboard import auth, data, review_data, state
+from dashboard.absorber import start_absorber
 from data_catalog import CatalogBusyError, CatalogSettings
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ def sidebar(who: auth.Identity) -> None:
 
 st.set_page_config(page_title="ctae triage", page_icon=":material/radiology:", layout="wide")
 st.session_state[state.CATALOG] = str(CatalogSettings.resolve().catalog_path)
+start_absorber(state.catalog())
 try:
     identity = auth.current_identity(state.catalog())
     if identity is None:

@@ -106,6 +106,17 @@ def absorb_journal(con: duckdb.DuckDBPyConnection, catalog: Path | str) -> int:
     return copied
 
 
+def has_pending(catalog: Path | str) -> bool:
+    """True when the journal holds rows the catalog has not absorbed yet (a few indexed reads)."""
+    if not journal_exists(catalog):
+        return False
+    with open_journal(catalog, write=False) as j:
+        return any(
+            j.execute(f"SELECT 1 FROM {table} WHERE absorbed = 0 LIMIT 1").fetchone()
+            for table in _TABLES
+        )
+
+
 def pending_review_rows(catalog: Path | str) -> dict[str, pd.DataFrame]:
     """Journal labels and adjudications not yet copied into the catalog, with its columns."""
     tables = {"labels": ("seq", LABEL_COLUMNS), "adjudications": ("seq", _TABLES["adjudications"][1])}

@@ -10,6 +10,8 @@ longer run: benchmarks/bench_team_review.py.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from ctae_core.review_assignment import assign_reads
@@ -105,9 +107,14 @@ def test_three_reviewers_blinded_double_reads_kappa_and_no_lost_label(team):
         browser.close()
 
     assert len(timed) == len(plan) == 24
-    with connect(settings.catalog_path) as con:  # the next read-write open absorbs the journal
-        rows = con.execute("SELECT reviewer, scan_id, verdict, causes FROM labels "
-                           "WHERE session_id = ?", [sid]).fetchall()
+    deadline = time.monotonic() + 10  # the dashboard absorbs the journal once the job let go
+    while time.monotonic() < deadline:
+        with connect(settings.catalog_path, read_only=True) as con:
+            rows = con.execute("SELECT reviewer, scan_id, verdict, causes FROM catalog.main.labels "
+                               "WHERE session_id = ?", [sid]).fetchall()  # the table itself
+        if len(rows) == len(plan):
+            break
+        time.sleep(0.5)
     assert {(r, s): v for r, s, v, _ in rows} == plan  # 0 lost, each scan read by 2 reviewers
     bea_first = queues["bea"][0]
     assert next(c for r, s, _, c in rows if (r, s) == ("bea", bea_first)) == ["metal implant"]
