@@ -1,54 +1,33 @@
-"""The dashboard's journal absorber: copies acknowledged labels into the catalog within seconds
+"""Start the journal absorber that copies acknowledged labels into the catalog within seconds
 once no job holds it, even when no job runs afterwards to do it.
 
-It runs as a child process of the dashboard (``python -m dashboard.absorber CATALOG``), not a
-thread: opening and filling DuckDB would hold the server's interpreter lock while reviewers
-wait for their next scan, and a read-write connection in the server's own process would make
-its reads fail. It ends when the dashboard does.
+It runs as a child process (``data_catalog.absorb.absorb_until_idle``), not a server thread:
+opening and filling DuckDB would hold the server's interpreter lock while reviewers wait for
+their next scan, and a read-write connection in the server's own process would make its reads
+fail. It starts when the journal has rows to absorb, and ends with the dashboard or after 20 s
+with nothing to absorb.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import streamlit as st
-
-from data_catalog import CatalogBusyError, connect
 from data_catalog.absorb import has_pending
 
-logger = logging.getLogger(__name__)
-
-EVERY_S = 2.0
+_RUNNING: dict[str, subprocess.Popen] = {}
 
 
-def absorb_until_orphaned(catalog: str, parent_pid: int) -> None:
-    """Every 2 s, absorb the journal if it has new rows and no job holds the catalog."""
-    while os.getppid() == parent_pid:
-        time.sleep(EVERY_S)
-        try:
-            if has_pending(catalog):
-                with connect(catalog, wait_s=0.0):  # absorbs on open; a job holding it: later
-                    pass
-        except CatalogBusyError:
-            continue
-        except Exception:  # the rows stay in the journal; try again next time
-            logger.warning("journal absorber: %s not updated yet", catalog, exc_info=True)
-
-
-@st.cache_resource(show_spinner=False)
-def start_absorber(catalog: str) -> subprocess.Popen:
-    """Start (once per server and catalog) the absorber process."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "dashboard.absorber", catalog, str(os.getpid())],
+def start_absorber(catalog: str) -> None:
+    """Make sure an absorber process runs for the catalog while its journal has new rows."""
+    proc = _RUNNING.get(catalog)
+    if (proc is not None and proc.poll() is None) or not has_pending(catalog):
+        return
+    code = "import sys; from data_catalog.absorb import absorb_until_idle as a; a(*sys.argv[1:2], int(sys.argv[2]))"
+    _RUNNING[catalog] = subprocess.Popen(
+        [sys.executable, "-c", code, catalog, str(os.getpid())],
         cwd=Path(__file__).resolve().parents[1],
         stdin=subprocess.DEVNULL,
     )
-
-
-if __name__ == "__main__":
-    absorb_until_orphaned(sys.argv[1], int(sys.argv[2]))
