@@ -28,10 +28,10 @@ _WATCH = """(args) => {
   if (window.__obs) window.__obs.disconnect();
   const check = () => {
     const t = performance.now();
-    const text = document.body.innerText;
+    const text = document.body.textContent;  // no layout, unlike innerText
     if (!window.__ack && text.includes(args.saved)) window.__ack = t;
     if (!window.__next && [...document.querySelectorAll('h3')]
-          .some(h => h.innerText.includes(args.next))) window.__next = t;
+          .some(h => h.textContent.includes(args.next))) window.__next = t;
   };
   window.__obs = new MutationObserver(check);
   window.__obs.observe(document.body, {subtree: true, childList: true, characterData: true});
