@@ -142,3 +142,34 @@ def test_admin_creates_session_adjudicates_and_sees_kappa(team, monkeypatch):
     log = _frame(at, "action")
     assert list(log["action"][:2]) == ["adjudicate", "label"]
 
+
+
+def test_more_like_this_labels_the_cluster_after_a_confirmation(catalog, monkeypatch):
+    with connect(catalog.catalog_path, read_only=True) as con:
+        rows = con.execute("SELECT scan_id, cluster FROM embeddings WHERE cluster >= 0 "
+                           "ORDER BY cluster, scan_id").fetchall()
+    by_cluster: dict[int, list[str]] = {}
+    for scan, cluster in rows:
+        by_cluster.setdefault(cluster, []).append(scan)
+    same = next(scans for scans in by_cluster.values() if len(scans) >= 3)[:3]
+    cluster_of = dict(rows)
+    other = next(s for s, c in rows if c != cluster_of[same[0]])  # not like the first scan
+    add_account(users_path(catalog.catalog_path), "bea", "reviewer", "pw-bea-123")
+    with open_journal(catalog.catalog_path) as j:
+        sid = create_session(j, name="one", created_by="ada", run_id="synthetic", source="t",
+                             reads_per_scan=1, show_others=False, show_model=False,
+                             queues={"bea": [same[0], other, *same[1:]]})
+    at = _app(catalog, monkeypatch)
+    at.session_state[USER] = "bea"
+    at.run()
+    at.toggle(key="mlt_on").set_value(True).run()
+    at.radio(key="mlt_how").set_value("same cluster").run()
+    assert at.multiselect(key=f"mlt_sel_{same[0]}").value == same[1:]
+    at.button(key="mlt_ask").click().run()
+    with open_journal(catalog.catalog_path, write=False) as j:
+        assert latest_reads(j, sid).empty  # nothing before the confirmation
+    at.button(key="mlt_yes").click().run()
+    assert not at.exception and "Saved: 2 scans → outlier" in at.success[0].value
+    with open_journal(catalog.catalog_path, write=False) as j:
+        reads = latest_reads(j, sid)
+    assert sorted(reads["scan_id"]) == sorted(same[1:]) and set(reads["verdict"]) == {"outlier"}
