@@ -7,15 +7,11 @@ shared sidebar picks the active run; ``st.navigation`` then runs the chosen page
 
 from __future__ import annotations
 
-import logging
-
 import streamlit as st
 
 from dashboard import auth, data, review_data, state
 from dashboard.absorber import start_absorber
 from data_catalog import CatalogBusyError, CatalogSettings
-
-logger = logging.getLogger(__name__)
 
 EXPLORE = [
     st.Page("app_pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
@@ -72,6 +68,5 @@ try:
     navigation.run()
 except CatalogBusyError as err:
     st.warning(f"The catalog is busy: {err}. Reload the page in a moment.")
-except Exception:  # a message for the visitor, the traceback for the server's log only
-    logger.exception("dashboard page failed")
-    st.error("Something went wrong on this page; the server log has the details. Reload to retry.")
+# Any other error: `ctae dashboard` serves with client.showErrorDetails = "none", so visitors see
+# a generic message and the traceback goes to the server's log (tests still see the exception).

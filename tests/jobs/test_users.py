@@ -53,3 +53,10 @@ def test_dashboard_refuses_other_hosts_without_sign_in(tmp_path):
     CliRunner().invoke(app, ["users", "add", "ada", "--role", "admin", "--password-stdin",
                              "--catalog", str(catalog)], input="long password\n")
     refuse_open_host("0.0.0.0", catalog, [secrets])
+
+
+def test_dashboard_serves_without_error_details():
+    from jobs.dashboard import streamlit_command
+
+    command = streamlit_command(8617, "127.0.0.1")
+    assert command[command.index("--client.showErrorDetails") + 1] == "none"
