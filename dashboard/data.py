@@ -1,4 +1,4 @@
-"""Cached reads over ``data_catalog.views`` and the dashboard's two writes (labels, export log).
+"""Cached reads over ``data_catalog.views`` and the export log write (labels: review_data.py).
 
 Every read opens a short read-only connection and closes it, so jobs can write between two
 reruns. Reads are cached per catalog *version* (the modification times of the file and its
@@ -8,8 +8,8 @@ scan table is cached as a shared resource (no copy per rerun); the small reads a
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +18,15 @@ import pandas as pd
 import streamlit as st
 
 from ctae_core.io.volume_store import load_volume
-from data_catalog import connect, review, views
+from data_catalog import CatalogBusyError, connect, review, views
 from data_catalog.filters import ExportFilter, apply_filter, render_export
-
-logger = logging.getLogger(__name__)
+from data_catalog.journal import journal_version
 
 READ_WAIT_S = 15.0
+STALE_WAIT_S = 0.0  # with an older copy at hand, one try: a busy catalog shows that copy
 WRITE_WAIT_S = 8.0
 TTL_S = 120
+_LAST: dict[tuple, tuple[float, Any]] = {}  # newest result (and when) of each read
 
 
 def catalog_exists(catalog: str) -> bool:
@@ -33,72 +34,119 @@ def catalog_exists(catalog: str) -> bool:
     return Path(catalog).is_file()
 
 
-def catalog_version(catalog: str) -> tuple[int, int]:
-    """Modification times (ns) of the catalog file and its WAL: they change with every write,
-    so a job's or another reviewer's write shows at the next rerun, not after the TTL."""
+def catalog_version(catalog: str) -> tuple[int, ...]:
+    """Modification times (ns) of the catalog file, its WAL and the review journal: they change
+    with every write, so a job's or another reviewer's write shows at the next rerun."""
     stamps = []
     for path in (Path(catalog), Path(f"{catalog}.wal")):
         try:
             stamps.append(path.stat().st_mtime_ns)
         except FileNotFoundError:
             stamps.append(0)
-    return stamps[0], stamps[1]
+    return (*stamps, *journal_version(catalog))
+
+
+def fresh_or_stale(key: tuple, read: Callable[[float], Any], max_age_s: float = 0.0) -> Any:
+    """``read(wait_s)``; while a job holds the catalog, the newest earlier result of the same read
+    instead of waiting (labels still show: they come from the journal). A result younger than
+    ``max_age_s`` is returned as it is: reads a label must not wait for."""
+    now = time.monotonic()
+    if key in _LAST and now - _LAST[key][0] < max_age_s:
+        return _LAST[key][1]
+    wait_s = STALE_WAIT_S if key in _LAST else READ_WAIT_S
+    try:
+        value = read(wait_s)
+    except CatalogBusyError:
+        if key not in _LAST:
+            raise
+        return _LAST[key][1]
+    _LAST[key] = (now, value)
+    return value
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False, max_entries=256)
-def _read(catalog: str, version: tuple[int, int], view: str, *args: Any) -> Any:
-    with connect(catalog, read_only=True, wait_s=READ_WAIT_S) as con:
+def _read(
+    catalog: str, version: tuple[int, ...], view: str, *args: Any, _wait_s: float = READ_WAIT_S
+) -> Any:
+    with connect(catalog, read_only=True, wait_s=_wait_s) as con:
         return getattr(views, view)(con, *args)
 
 
-def _view(view: str) -> Callable[..., Any]:
+def _view(view: str, labels: bool = False, max_age_s: float = 0.0) -> Callable[..., Any]:
     def read(catalog: str, *args: Any) -> Any:
-        return _read(catalog, catalog_version(catalog), view, *args)
+        version = catalog_version(catalog)
+        version = version if labels else version[:2]  # a label does not change this read
+        return fresh_or_stale(
+            (catalog, view, *args),
+            lambda wait_s: _read(catalog, version, view, *args, _wait_s=wait_s),
+            max_age_s,
+        )
 
     read.__name__ = view
     read.__doc__ = f"``data_catalog.views.{view}``, cached until the catalog changes."
     return read
 
 
-catalog_counts = _view("catalog_counts")
-run_table = _view("run_table")
+catalog_counts = _view("catalog_counts", labels=True)
+run_table = _view("run_table", max_age_s=10.0)  # on every page, in the sidebar
 run_info = _view("run_info")
 ingest_errors = _view("ingest_error_table")
 train_curve = _view("train_curve")
 evaluations = _view("evaluation_table")
-review_summary = _view("review_summary")
-disagreements = _view("disagreements")
-reviewer_progress = _view("reviewer_progress")
-label_history = _view("label_history")
+review_summary = _view("review_summary", labels=True)
+disagreements = _view("disagreements", labels=True)
+reviewer_progress = _view("reviewer_progress", labels=True)
+label_history = _view("label_history", labels=True)
+latent_table = _view("latent_table")
 scan_hu_histogram = _view("scan_hu_histogram")
 dataset_hu_histogram = _view("dataset_hu_histogram")
 export_log = _view("export_log")
 
 
 @st.cache_resource(ttl=TTL_S, show_spinner="Reading the catalog …", max_entries=4)
-def _scan_table(catalog: str, version: tuple[int, int], run_id: str | None) -> pd.DataFrame:
-    with connect(catalog, read_only=True, wait_s=READ_WAIT_S) as con:
+def _scan_table(
+    catalog: str, version: tuple[int, ...], run_id: str | None, _wait_s: float = READ_WAIT_S
+) -> pd.DataFrame:
+    with connect(catalog, read_only=True, wait_s=_wait_s) as con:
         return views.scan_table(con, run_id)
 
 
-def scan_table(catalog: str, run_id: str | None) -> pd.DataFrame:
+def scan_table(catalog: str, run_id: str | None, with_labels: bool = True) -> pd.DataFrame:
     """One row per scan with the run's scores, embedding and current verdict (shared: the
-    cached frame is not copied per rerun, so callers must not modify it in place)."""
-    return _scan_table(catalog, catalog_version(catalog), run_id)
+    cached frame is not copied per rerun, so callers must not modify it in place).
+
+    ``with_labels=False``: the label columns may lag and the frame may be 30 s old; it is then
+    not re-read after each label (My reviews reads labels from the journal, and must show the
+    next scan at once).
+    """
+    version = catalog_version(catalog) if with_labels else catalog_version(catalog)[:2]
+    return fresh_or_stale(
+        (catalog, "scan_table", run_id, with_labels),
+        lambda wait_s: _scan_table(catalog, version, run_id, wait_s),
+        0.0 if with_labels else 30.0,
+    )
 
 
 @st.cache_resource(ttl=TTL_S, show_spinner="Reading the catalog …", max_entries=4)
 def _explorer_scans(
-    catalog: str, version: tuple[int, int], run_id: str | None, all_clusters: bool
+    catalog: str,
+    version: tuple[int, ...],
+    run_id: str | None,
+    all_clusters: bool,
+    _wait_s: float = READ_WAIT_S,
 ) -> pd.DataFrame:
-    with connect(catalog, read_only=True, wait_s=READ_WAIT_S) as con:
+    with connect(catalog, read_only=True, wait_s=_wait_s) as con:
         return views.explorer_scans(con, run_id, all_clusters=all_clusters)
 
 
 def explorer_scans(catalog: str, run_id: str | None, all_clusters: bool = False) -> pd.DataFrame:
     """The run's scored scans with only the explorer's columns (no paths or UIDs); clusters for
     every scan only when ``all_clusters``. Shared like :func:`scan_table`: do not modify."""
-    return _explorer_scans(catalog, catalog_version(catalog), run_id, all_clusters)
+    version = catalog_version(catalog)
+    return fresh_or_stale(
+        (catalog, "explorer_scans", run_id, all_clusters),
+        lambda wait_s: _explorer_scans(catalog, version, run_id, all_clusters, wait_s),
+    )
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
@@ -112,32 +160,6 @@ def clear() -> None:
     _read.clear()
     _scan_table.clear()
     _explorer_scans.clear()
-
-
-def save_label(
-    catalog: str,
-    *,
-    scan_id: str,
-    reviewer: str,
-    verdict: str,
-    causes: Sequence[str],
-    note: str,
-    run_id: str | None,
-) -> str:
-    """Append a label in one short read-write connection; raises CatalogBusyError if locked."""
-    with connect(catalog, wait_s=WRITE_WAIT_S) as con:
-        label_id = review.add_label(
-            con,
-            scan_id=scan_id,
-            reviewer=reviewer,
-            verdict=verdict,
-            causes=causes,
-            note=note,
-            run_id=run_id,
-        )
-    logger.info("label saved scan_id=%s reviewer=%s verdict=%s", scan_id, reviewer, verdict)
-    clear()
-    return label_id
 
 
 def prepare_export(

@@ -13,14 +13,14 @@ from dashboard import data
 
 CATALOG = "catalog_path"
 RUN = "run_id"
-REVIEWER = "reviewer"
+IDENTITY = "identity"  # dashboard.auth.Identity, set by app.py on every run after sign-in
 SELECTION = "selected_scans"
 QUEUE_SOURCE = "queue_source"
 QUEUE_POS = "queue_pos"
 
 
 def catalog() -> str:
-    """The catalog path chosen in the sidebar."""
+    """The server's catalog (CTAE_CATALOG, set by `ctae dashboard`; never chosen by a visitor)."""
     return st.session_state[CATALOG]
 
 
@@ -30,8 +30,15 @@ def run_id() -> str | None:
 
 
 def reviewer() -> str:
-    """The reviewer name entered in the sidebar ('' when none)."""
-    return (st.session_state.get(REVIEWER) or "").strip()
+    """The signed-in identity's name ('' before sign-in): labels and exports carry it."""
+    who = st.session_state.get(IDENTITY)
+    return who.name if who else ""
+
+
+def is_admin() -> bool:
+    """True when the signed-in identity is an admin."""
+    who = st.session_state.get(IDENTITY)
+    return bool(who and who.is_admin)
 
 
 def select_scans(scan_ids: list[str]) -> None:

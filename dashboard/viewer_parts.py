@@ -1,17 +1,14 @@
-"""Pieces of the viewer page: window controls, the plane images, scan facts, the label form."""
+"""Pieces of the viewer page: window controls, the plane images, scan facts."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from dashboard import data, slices, state
+from dashboard import data, slices
 from dashboard.render import ViewSettings, render_views
-from data_catalog import CatalogBusyError
-from data_catalog.review import CAUSE_TAGS, VERDICTS
 
 EVIDENCE_NAMES = {  # ctae_core.outlier_score.EVIDENCE, in words
     "mse_m_z": "reconstruction error for its size",
@@ -54,6 +51,7 @@ FACTS = [
     "label",
     "causes",
 ]
+ADMIN_ONLY_FACTS = ("series_uid", "source_path")  # the link back to the source: admins only
 
 
 def window_controls() -> ViewSettings:
@@ -144,9 +142,9 @@ def evidence_caption(scan: pd.Series) -> str | None:
     return f"Strongest evidence: {EVIDENCE_NAMES[name]} (z {z[name]:+.1f}; {others})"
 
 
-def scan_facts(scan: pd.Series) -> pd.DataFrame:
-    """The scan's facts as a two-column table."""
-    facts = scan.reindex(FACTS)
+def scan_facts(scan: pd.Series, admin: bool = False) -> pd.DataFrame:
+    """The scan's facts as a two-column table (source UID and path for admins only)."""
+    facts = scan.reindex([f for f in FACTS if admin or f not in ADMIN_ONLY_FACTS])
     return pd.DataFrame(
         {
             "fact": facts.index,
@@ -159,45 +157,3 @@ def scan_facts(scan: pd.Series) -> pd.DataFrame:
             ).to_numpy(),
         }
     )
-
-
-def label_form(scan: pd.Series, run_id: str, advance: Callable[[], None]) -> None:
-    """Verdict buttons, cause tags and note; saved to the catalog with the reviewer's name."""
-    scan_id = scan["scan_id"]
-    with st.form(key=f"label_form_{scan_id}", border=True):
-        st.markdown(f"**Your verdict on `{scan_id}`**")
-        causes = st.multiselect("Cause tags", CAUSE_TAGS, key=f"causes_{scan_id}")
-        note = st.text_area("Note", key=f"note_{scan_id}", height=68)
-        buttons = st.columns(len(VERDICTS))
-        clicked = [
-            b.form_submit_button(v.capitalize(), key=f"verdict_{v}")
-            for b, v in zip(buttons, VERDICTS, strict=True)
-        ]
-    verdict = next((v for v, c in zip(VERDICTS, clicked, strict=True) if c), None)
-    if verdict is None:
-        return
-    if not state.reviewer():
-        st.warning("Enter your name as Reviewer in the sidebar first; the label is kept here.")
-        return
-    try:
-        data.save_label(
-            state.catalog(),
-            scan_id=scan_id,
-            reviewer=state.reviewer(),
-            verdict=verdict,
-            causes=causes,
-            note=note,
-            run_id=run_id,
-        )
-    except CatalogBusyError:
-        st.warning(
-            "The catalog is busy (a job is writing). Your label is kept in the form: "
-            "press the button again in a moment."
-        )
-        return
-    except ValueError as err:
-        st.warning(str(err))
-        return
-    st.session_state["viewer_flash"] = f"Saved: {scan_id} → {verdict} by {state.reviewer()}"
-    advance()
-    st.rerun()

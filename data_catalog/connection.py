@@ -16,6 +16,7 @@ from pathlib import Path
 
 import duckdb
 
+from data_catalog.absorb import absorb_journal, merge_pending_rows, pending_review_rows
 from data_catalog.schema import ensure_schema, schema_is_current
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,9 @@ def connect(
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open the catalog for one short unit of work, migrating the schema on first write-open.
 
+    Every read-write open first copies the review journal's new rows (labels written while
+    someone else held the catalog) into the catalog; a read-only open shows them in ``labels``.
+
     Args:
         path: The catalog file; created (with its folder) on a read-write open.
         read_only: Open for reading only. The file must exist.
@@ -87,9 +91,20 @@ def connect(
             if not schema_is_current(con):
                 ensure_schema(con)
             _MIGRATED.add(key)
+        if not read_only:
+            _absorb(con, path)
+        else:
+            merge_pending_rows(con, pending_review_rows(path))
         yield con
     finally:
         con.close()
+
+
+def _absorb(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    try:
+        absorb_journal(con, path)
+    except Exception:  # the labels stay in the journal; the next open tries again
+        logger.warning("could not copy the review journal into %s yet", path, exc_info=True)
 
 
 @contextmanager

@@ -46,7 +46,11 @@ def add_label(
     note: str | None = None,
     run_id: str | None = None,
 ) -> str:
-    """Append one reviewer's verdict on a scan; returns the new ``label_id``.
+    """Append one reviewer's verdict on a scan directly to the catalog; returns ``label_id``.
+
+    Waits for the catalog like any write; the dashboard records reads in review sessions
+    through the journal instead (``data_catalog.sessions.add_reads``). Kept for synthetic
+    catalogs, tests and the benchmark's baseline.
 
     Raises:
         ValueError: empty reviewer, unknown verdict or cause tag, or a scan not in the catalog.

@@ -1,4 +1,4 @@
-"""The catalog's tables (schema v4) and the migrations that bring any older file up to date.
+"""The catalog's tables (schema v5) and the migrations that bring any older file up to date.
 
 Every table a run produced carries ``run_id``; scans are known only by a pseudonymous
 ``scan_id``. Column names follow DESIGN.md's definitions (HU, spacing, pixel count, MSE_m).
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import duckdb
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _V1 = [
     """
@@ -211,7 +211,57 @@ _V4 = [
     "ALTER TABLE job_runs ADD COLUMN IF NOT EXISTS process_start VARCHAR",  # its start tick: pid reuse
 ]
 
-MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
+# v5: team review. The dashboard writes review events to the review journal beside the catalog
+# (data_catalog/journal.py, never blocked by a job); every read-write open of the catalog copies
+# new journal rows into these tables, so exports and SQL see them.
+_V5 = [
+    "ALTER TABLE labels ADD COLUMN IF NOT EXISTS session_id VARCHAR",  # NULL: before v5
+    """
+    CREATE TABLE IF NOT EXISTS review_sessions (
+        session_id VARCHAR PRIMARY KEY,
+        name VARCHAR NOT NULL,
+        created_by VARCHAR NOT NULL,
+        created_at TIMESTAMP NOT NULL,
+        run_id VARCHAR,                       -- the run whose scans were chosen
+        source VARCHAR NOT NULL,              -- how the scans were chosen, in words
+        reads_per_scan INTEGER NOT NULL,      -- 1, or 2+ for double reads by distinct reviewers
+        show_others BOOLEAN NOT NULL,         -- reviewers see each other's reads while open
+        show_model BOOLEAN NOT NULL,          -- reviewers see the model's verdict while open
+        status VARCHAR NOT NULL,              -- open | closed
+        closed_at TIMESTAMP
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS session_assignments (
+        session_id VARCHAR NOT NULL,
+        reviewer VARCHAR NOT NULL,
+        scan_id VARCHAR NOT NULL,
+        position INTEGER NOT NULL,            -- place in the reviewer's shuffled queue
+        PRIMARY KEY (session_id, reviewer, scan_id)
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS adjudications (
+        adjudication_id VARCHAR PRIMARY KEY,
+        session_id VARCHAR NOT NULL,
+        scan_id VARCHAR NOT NULL,
+        verdict VARCHAR NOT NULL,             -- the final verdict, apart from the reads
+        causes VARCHAR[],
+        note VARCHAR,
+        adjudicator VARCHAR NOT NULL,
+        created_at TIMESTAMP NOT NULL
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS audit_log (
+        event_id VARCHAR PRIMARY KEY,
+        who VARCHAR NOT NULL,
+        action VARCHAR NOT NULL,              -- label | adjudicate | create_session | close_session | ...
+        target VARCHAR,                       -- the scan, session or user acted on
+        before_json VARCHAR,
+        after_json VARCHAR,
+        created_at TIMESTAMP NOT NULL
+    )""",
+]
+
+MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5}
 
 
 def current_version(con: duckdb.DuckDBPyConnection) -> int:

@@ -19,8 +19,15 @@ latest AS (
     QUALIFY row_number() OVER (
         PARTITION BY scan_id, reviewer ORDER BY created_at DESC, label_id DESC) = 1
 )"""
+# An admin's final verdict (adjudications, v5) overrides the reads' newest verdict.
+_FINAL = """
+final AS (
+    SELECT scan_id, arg_max(verdict, (created_at, adjudication_id)) AS verdict,
+           array_to_string(arg_max(causes, (created_at, adjudication_id)), '; ') AS causes
+    FROM adjudications GROUP BY scan_id
+)"""
 _CURRENT = f"""
-WITH {_LATEST_PER_REVIEWER},
+WITH {_LATEST_PER_REVIEWER}, {_FINAL},
 current AS (
     SELECT scan_id,
            arg_max(verdict, created_at) AS label,
@@ -73,7 +80,9 @@ SELECT s.scan_id, s.series_uid, s.source_root, s.source_path, s.volume_path, s.s
                               ELSE sc.mse_m END AS score,
        sc.is_outlier, sc.recon_path, sc.error_path,
        e.umap_x, e.umap_y, e.cluster,
-       c.label, c.causes, c.labelled_by, coalesce(c.n_reviewers, 0) AS n_reviewers,
+       coalesce(f.verdict, c.label) AS label,
+       CASE WHEN f.verdict IS NULL THEN c.causes ELSE f.causes END AS causes,
+       c.labelled_by, coalesce(c.n_reviewers, 0) AS n_reviewers,
        coalesce(c.disagree, false) AS disagree
 FROM scans s
 LEFT JOIN scores sc ON sc.scan_id = s.scan_id AND sc.run_id = $run_id
@@ -81,6 +90,7 @@ LEFT JOIN splits sp ON sp.scan_id = s.scan_id AND sp.run_id = $run_id
 LEFT JOIN runs r ON r.run_id = $run_id
 LEFT JOIN embeddings e ON e.scan_id = s.scan_id AND e.run_id = $run_id
 LEFT JOIN current c ON c.scan_id = s.scan_id
+LEFT JOIN final f ON f.scan_id = s.scan_id
 ORDER BY score DESC NULLS LAST, s.scan_id
 """
 # The explorer's read: only what its scatters, histograms, split filter and flagged table show,
@@ -91,11 +101,16 @@ ORDER BY score DESC NULLS LAST, s.scan_id
 # _LATEST_PER_REVIEWER, not a window. Clusters are joined for every scan only when asked
 # (colour by cluster); otherwise only for flagged scans: a 1M-row join saved.
 _EXPLORER_SCANS = """
-WITH verdict AS (
+WITH reads AS (
     SELECT scan_id,
            arg_max(verdict, (created_at, label_id)) AS label,
            array_to_string(arg_max(causes, (created_at, label_id)), '; ') AS causes
     FROM labels GROUP BY scan_id
+),""" + _FINAL + """,
+verdict AS (
+    SELECT coalesce(r.scan_id, f.scan_id) AS scan_id, coalesce(f.verdict, r.label) AS label,
+           CASE WHEN f.verdict IS NULL THEN r.causes ELSE f.causes END AS causes
+    FROM reads r FULL JOIN final f ON f.scan_id = r.scan_id
 ),
 clusters AS (
     SELECT e.scan_id, e.cluster FROM embeddings e
@@ -152,6 +167,9 @@ SELECT l.reviewer, count(*) AS scans_labelled,
 FROM latest l CROSS JOIN flagged f
 LEFT JOIN scores sc ON sc.scan_id = l.scan_id AND sc.run_id = $run_id AND sc.is_outlier
 GROUP BY l.reviewer ORDER BY l.reviewer
+"""
+_LATENTS = """
+SELECT scan_id, latent FROM scores WHERE run_id = ? AND latent IS NOT NULL ORDER BY scan_id
 """
 _LABEL_HISTORY = """
 SELECT created_at, reviewer, verdict, array_to_string(causes, '; ') AS causes, note, run_id
@@ -245,6 +263,11 @@ def disagreements(con: duckdb.DuckDBPyConnection, run_id: str | None) -> pd.Data
 def reviewer_progress(con: duckdb.DuckDBPyConnection, run_id: str | None) -> pd.DataFrame:
     """Per reviewer: scans labelled by verdict, and flagged scans of the run labelled so far."""
     return con.execute(_REVIEWER_PROGRESS, {"run_id": run_id}).df()
+
+
+def latent_table(con: duckdb.DuckDBPyConnection, run_id: str | None) -> pd.DataFrame:
+    """The run's latent vector of each scored scan (scan_id, latent)."""
+    return con.execute(_LATENTS, [run_id]).df()
 
 
 def label_history(con: duckdb.DuckDBPyConnection, scan_id: str) -> pd.DataFrame:

@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("jobs.export", "Export source series UIDs and paths of a run's scans that pass the filters."),
     "dashboard": ("jobs.dashboard", "Start the triage dashboard on the catalog; Ctrl+C stops it."),
     "demo": ("jobs.demo", "Build the demo cohort, run every job on it and open the dashboard (`--check`: verify only)."),
+    "users": ("jobs.users", "Accounts that may sign in to the dashboard (kept in users.json beside the catalog, or $CTAE_USERS)."),
 }
 """Command name -> (job module, the first line of the command's docstring, shown by --help)."""
 

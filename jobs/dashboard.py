@@ -6,17 +6,57 @@ import logging
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from data_catalog.accounts import load_accounts, users_path
 from data_catalog.settings import CATALOG_ENV, STORE_ENV
 from jobs.options import CatalogOption, StoreOption, settings_from
 
 logger = logging.getLogger(__name__)
 
 APP_PATH = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def secrets_files(cwd: Path | None = None) -> list[Path]:
+    """The secrets files Streamlit reads: ~/.streamlit/ and the working folder's .streamlit/."""
+    return [Path.home() / ".streamlit" / "secrets.toml",
+            (cwd or Path.cwd()) / ".streamlit" / "secrets.toml"]
+
+
+def oidc_configured(files: list[Path]) -> bool:
+    """True when a secrets file has an [auth] section (OpenID Connect through st.login)."""
+    for path in files:
+        try:
+            if "auth" in tomllib.loads(path.read_text()):
+                return True
+        except FileNotFoundError:
+            continue
+        except (OSError, tomllib.TOMLDecodeError) as err:
+            raise typer.BadParameter(f"{path}: not readable TOML ({err}); fix the secrets file") from err
+    return False
+
+
+def sign_in_configured(catalog: Path, files: list[Path]) -> bool:
+    """True when visitors must sign in: accounts exist, or OpenID Connect is configured."""
+    return bool(load_accounts(users_path(catalog))) or oidc_configured(files)
+
+
+def refuse_open_host(host: str, catalog: Path, files: list[Path]) -> None:
+    """Refuse to serve beyond this machine when nobody would have to sign in."""
+    if host in LOCAL_HOSTS or sign_in_configured(catalog, files):
+        return
+    raise typer.BadParameter(
+        f"refusing to serve on {host} without sign-in: anyone who reaches it could label as "
+        f"anyone. Add accounts first (`ctae users add NAME --role admin --catalog {catalog}`, "
+        "then `ctae users add NAME` for each reviewer) or configure OpenID Connect in "
+        ".streamlit/secrets.toml ([auth] section, see the README), or serve on 127.0.0.1.",
+        param_hint="--host",
+    )
 
 
 def streamlit_command(port: int, host: str) -> list[str]:
@@ -41,6 +81,8 @@ def streamlit_command(port: int, host: str) -> list[str]:
         "false",
         "--client.toolbarMode",
         "viewer",
+        "--client.showErrorDetails",
+        "none",  # visitors see a message, the server's log gets the traceback
         "--server.fileWatcherType",
         "none",  # users do not edit the app while reviewing; the watcher only costs CPU
     ]
@@ -50,7 +92,10 @@ def dashboard(
     catalog: CatalogOption = None,
     store: StoreOption = None,
     port: Annotated[int, typer.Option(help="Port to serve on.")] = 8501,
-    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 serves your team.")] = (
+    host: Annotated[
+        str,
+        typer.Option(help="Address to bind; 0.0.0.0 serves your team (needs sign-in set up)."),
+    ] = (
         "127.0.0.1"
     ),
     no_browser: Annotated[
@@ -61,6 +106,7 @@ def dashboard(
     if not 1 <= port <= 65535:
         raise typer.BadParameter(f"--port {port} must be between 1 and 65535")
     settings = settings_from(catalog, store)
+    refuse_open_host(host, settings.catalog_path, secrets_files())
     if not settings.catalog_path.exists():
         logger.warning(
             "catalog %s does not exist yet; the dashboard will say which job to run",

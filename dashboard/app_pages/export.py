@@ -57,7 +57,7 @@ if st.button(
     "Prepare the export file",
     key="ex_prepare",
     disabled=count == 0 or not who,
-    help=None if who else "Enter your name as Reviewer in the sidebar: exports are logged",
+    help=None if who else "Sign in first: exports are logged with your name",
 ):
     try:
         payload, rows = data.prepare_export(catalog, run_id, filt, fmt, who)
@@ -65,7 +65,7 @@ if st.button(
     except CatalogBusyError:
         st.warning("The catalog is busy (a job is writing); try again in a moment.")
 if not who:
-    st.caption("Enter your name as Reviewer in the sidebar: every export is logged.")
+    st.caption("Sign in first: every export is logged with your name.")
 if prepared := st.session_state.get("ex_payload"):
     payload, pfmt, rows = prepared
     st.download_button(

@@ -25,7 +25,8 @@ errors = data.ingest_errors(catalog)
 if len(errors):
     with st.expander(f"Ingest errors ({len(errors)}) by reason"):
         st.dataframe(errors.groupby("reason").size().rename("inputs"), width="content")
-        st.dataframe(errors, hide_index=True, width="stretch")
+        shown = errors if state.is_admin() else errors.drop(columns=["source_root", "source_path"])
+        st.dataframe(shown, hide_index=True, width="stretch")
 
 run_id = state.require_run()
 st.subheader("Runs")

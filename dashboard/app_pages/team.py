@@ -1,57 +1,80 @@
-"""Team review: per-reviewer progress, scans where reviewers disagree, recent labels."""
+"""Team review (admin): agreement with confidence intervals, the adjudication queue, progress."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import data, state
+from dashboard import data, review_data, state
+from dashboard.agreement import agreement_table, disagreeing_scans
+from data_catalog.review import CAUSE_TAGS, VERDICTS
+from data_catalog.sessions import ReviewRefused
 
 st.title("Team review")
 run_id = state.require_run()
-catalog = state.catalog()
-me = state.reviewer()
-st.caption(
-    "Every label keeps its reviewer and time; a reviewer's newest label of a scan is the "
-    "one that counts, and a scan's current verdict is the newest of those."
-    + (f" You are **{me}**." if me else " Enter your name in the sidebar to label.")
-)
+catalog, me = state.catalog(), state.reviewer()
 
+st.subheader("Progress per reviewer (all labels)")
 progress = data.reviewer_progress(catalog, run_id)
-st.subheader("Progress per reviewer")
 if len(progress):
-    st.dataframe(
-        progress,
-        hide_index=True,
-        width="stretch",
-        key="progress_table",
-        column_config={
-            "flagged_labelled": st.column_config.ProgressColumn(
-                "flagged labelled",
-                format="%d",
-                min_value=0,
-                max_value=int(max(progress["flagged_total"].max(), 1)),
-            )
-        },
-    )
+    st.dataframe(progress, hide_index=True, width="stretch", key="progress_table")
 else:
-    st.info("Nobody has labelled a scan yet: open the Scan viewer to start the review.")
-
+    st.caption("Nobody has labelled a scan yet.")
 disagree = data.disagreements(catalog, run_id)
-st.subheader(f"Disagreements ({len(disagree)})")
+st.subheader(f"Disagreements over all labels ({len(disagree)})")
 if len(disagree):
-    event = st.dataframe(
-        disagree,
-        hide_index=True,
-        width="stretch",
-        key="disagree_table",
-        on_select="rerun",
-        selection_mode="multi-row",
-    )
-    rows = list(event["selection"]["rows"])
-    chosen = disagree["scan_id"].iloc[rows].tolist() if rows else disagree["scan_id"].tolist()
-    label = "selected" if rows else "all disagreeing"
-    if st.button(f"Review the {len(chosen)} {label} scans in the viewer", key="team_open"):
-        state.select_scans(chosen)
-        st.switch_page("app_pages/viewer.py")
+    st.dataframe(disagree, hide_index=True, width="stretch", key="disagree_table")
+
+table = review_data.session_table(catalog)
+if table.empty:
+    st.info("No review session yet: create one on the Review sessions page.")
+    st.stop()
+names = dict(zip(table["session_id"], table["name"], strict=True))
+session_id = st.selectbox("Session", list(names), format_func=names.get, key="team_session")
+reads = review_data.session_reads(catalog, session_id)
+
+st.subheader("Agreement")
+st.caption("Cohen's κ per pair of reviewers on the scans both read; Fleiss' κ over every scan "
+           "with the usual number of reads; 95 % intervals from 1000 bootstrap resamples of scans.")
+kappas = agreement_table(reads)
+if kappas.empty:
+    st.caption("No scan has been read twice yet.")
 else:
-    st.caption("No disagreements: every scan's reviewers agree.")
+    overall = kappas[(kappas["statistic"] == "Fleiss") & (kappas["measure"] == "verdict")]
+    if len(overall):
+        row = overall.iloc[0]
+        st.metric("Fleiss' κ, verdict", f"{row['kappa']:.3f}",
+                  f"95 % CI {row['ci_low']:.2f} to {row['ci_high']:.2f} · {row['scans']} scans",
+                  delta_color="off", delta_arrow="off")
+    st.dataframe(kappas, hide_index=True, width="stretch", key="kappa_table",
+                 column_config={c: st.column_config.NumberColumn(format="%.3f")
+                                for c in ("kappa", "ci_low", "ci_high")})
+
+st.subheader("Adjudication")
+final = review_data.adjudications(catalog, session_id).set_index("scan_id")
+queue = disagreeing_scans(reads)
+waiting = [s for s in queue if s not in final.index]
+st.caption(f"{len(queue)} scans with differing verdicts, {len(waiting)} without a final verdict. "
+           "The final verdict is kept apart from the reads.")
+if queue:
+    scan_id = st.selectbox("Scan", waiting + [s for s in queue if s in final.index],
+                           key="adj_scan")
+    mine = reads[reads["scan_id"] == scan_id]
+    st.dataframe(mine[["reviewer", "verdict", "causes", "note", "created_at"]],
+                 hide_index=True, key="adj_reads")
+    if scan_id in final.index:
+        st.caption(f"Final verdict: **{final.loc[scan_id, 'verdict']}** by "
+                   f"{final.loc[scan_id, 'adjudicator']}")
+    with st.form(f"adj_form_{scan_id}"):
+        verdict = st.radio("Final verdict", VERDICTS, horizontal=True, key=f"adj_v_{scan_id}")
+        causes = st.multiselect("Cause tags", CAUSE_TAGS, key=f"adj_c_{scan_id}")
+        note = st.text_input("Note", key=f"adj_n_{scan_id}")
+        if st.form_submit_button("Set final verdict", type="primary"):
+            try:
+                review_data.adjudicate(catalog, session_id=session_id, scan_id=scan_id,
+                                       verdict=verdict, causes=causes, note=note, adjudicator=me)
+            except ReviewRefused as err:
+                st.error(str(err))
+            else:
+                st.rerun()
+if len(final):
+    st.dataframe(final.reset_index(), hide_index=True, width="stretch", key="adj_done")

@@ -1,5 +1,5 @@
-"""Scan viewer and review: three planes of the original, reconstruction and |error| overlay,
-HU windows, the scan's HU histogram against the dataset's, facts, and the label form."""
+"""Scan viewer: three planes of the original, reconstruction and |error| overlay, HU windows, the
+scan's HU histogram against the dataset's, and facts. Labels are given on My reviews."""
 
 from __future__ import annotations
 
@@ -9,13 +9,12 @@ from dashboard import charts, data, review_queue, state
 from dashboard.render import ViewSettings
 from dashboard.viewer_parts import (
     evidence_caption,
-    label_form,
     scan_facts,
     show_planes,
     window_controls,
 )
 
-st.title("Scan viewer and review")
+st.title("Scan viewer")
 run_id, scans = state.require_scores()
 catalog = state.catalog()
 run = data.run_info(catalog, run_id) or {}
@@ -66,10 +65,10 @@ with right:
     evidence = evidence_caption(scan)
     if evidence:
         st.caption(evidence)
-    st.dataframe(scan_facts(scan), width="stretch", key="facts")
+    st.dataframe(scan_facts(scan, admin=state.is_admin()), width="stretch", key="facts")
 
-label_form(scan, run_id, advance=lambda: _step(1))
-history = data.label_history(catalog, scan["scan_id"])
+st.caption("Labels are given in a review session: see My reviews.")
+history = data.label_history(catalog, scan["scan_id"]) if state.is_admin() else []
 if len(history):
     st.caption("Label history (newest first)")
     st.dataframe(history, hide_index=True, width="stretch")

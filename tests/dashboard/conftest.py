@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from ctae_core.io.volume_store import save_volume
+from dashboard.auth import USER
 from data_catalog import CatalogSettings
+from data_catalog.accounts import add_account, users_path
 from jobs.synthetic_catalog import SyntheticSpec, build_synthetic_catalog
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
@@ -30,13 +33,18 @@ def catalog(settings) -> CatalogSettings:
 
 @pytest.fixture
 def open_page(monkeypatch):
-    """open_page(settings, page, reviewer=None) → AppTest that has run the page once."""
+    """open_page(settings, page, reviewer=None, role="admin") → AppTest that has run the page
+    once; with ``reviewer``, that account exists and is signed in (else: no accounts, the
+    localhost single-user mode)."""
 
-    def _open(settings: CatalogSettings, page: str, reviewer: str | None = None) -> AppTest:
+    def _open(
+        settings: CatalogSettings, page: str, reviewer: str | None = None, role: str = "admin"
+    ) -> AppTest:
         monkeypatch.setenv("CTAE_CATALOG", str(settings.catalog_path))
         at = AppTest.from_file(APP, default_timeout=30)
         if reviewer:
-            at.session_state["reviewer"] = reviewer
+            add_account(users_path(settings.catalog_path), reviewer, role, "password-" + reviewer)
+            at.session_state[USER] = reviewer
         at.run()
         if page != "overview":
             at.switch_page(f"app_pages/{page}.py").run()

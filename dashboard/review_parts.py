@@ -1,0 +1,116 @@
+"""Pieces of the My reviews page: the scan's planes, others' reads, "more like this"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from dashboard import data, review_data, slices
+from dashboard.render import ViewSettings, render_views
+from dashboard.viewer_parts import EVIDENCE_NAMES
+from data_catalog.review import VERDICTS
+from data_catalog.sessions import ReviewRefused
+
+VERDICT_KEYS = {"inlier": "i", "outlier": "o", "unsure": "u"}
+TAG_KEYS = [str(i + 1) for i in range(9)]
+
+
+def scan_images(scan: pd.Series, show_model: bool) -> None:
+    """The three planes through the scan's middle (axial slice chosen by a slider); the |error|
+    overlay only when the session shows the model."""
+    try:
+        volume = data.volume(scan["volume_path"])
+    except FileNotFoundError:
+        st.warning("This scan's volume is missing from the store; label it from its facts.")
+        return
+    error = None
+    if show_model and isinstance(scan.get("error_path"), str):
+        try:
+            error = data.volume(scan["error_path"])
+        except FileNotFoundError:
+            error = None
+    z = st.slider("Axial slice", 0, volume.shape[0] - 1, volume.shape[0] // 2,
+                  key=f"mr_z_{scan['scan_id']}")
+    indices = (z, volume.shape[1] // 2, volume.shape[2] // 2)
+    spacing = float(scan["spacing_mm"])
+    images = render_views(volume, indices, ViewSettings(), error=error, scan_spacing_mm=spacing,
+                          run_spacing_mm=spacing if error is None else spacing)
+    for col, plane in zip(st.columns(3), slices.PLANES, strict=True):
+        col.image(images[plane].original, caption=plane, width="stretch")
+
+
+def others_reads(catalog: str, session_id: str, scan_id: str, me: str) -> None:
+    """Other reviewers' reads of this scan (only when the session shows them)."""
+    reads = review_data.session_reads(catalog, session_id)
+    others = reads[(reads["scan_id"] == scan_id) & (reads["reviewer"] != me)]
+    if len(others):
+        st.caption("Other reviewers: " + ", ".join(
+            f"{r.reviewer}: {r.verdict}" for r in others.itertuples()))
+
+
+def _points(catalog: str, run_id: str | None, scans: pd.DataFrame, ids: list[str],
+            space: str) -> np.ndarray | None:
+    if space == "evidence":
+        return scans.loc[ids, list(EVIDENCE_NAMES)].to_numpy(dtype=float)
+    latents = data.latent_table(catalog, run_id).set_index("scan_id")["latent"]
+    if not set(ids) <= set(latents.index):
+        return None
+    return np.stack([np.asarray(latents[i], dtype=float) for i in ids])
+
+
+def _candidates(scans: pd.DataFrame, order: list[str], reads: dict, scan_id: str,
+                catalog: str, session: dict[str, Any], how: str, k: int) -> list[str]:
+    pool = [scan_id, *[s for s in order if s not in reads and s != scan_id]]
+    if how == "same cluster":
+        cluster = scans.loc[scan_id, "cluster"]
+        if pd.isna(cluster) or cluster < 0:
+            return []
+        return [s for s in pool[1:] if scans.loc[s, "cluster"] == cluster]
+    points = _points(catalog, session["run_id"], scans, pool, how.split()[-1])
+    if points is None or len(pool) < 2:
+        return []
+    from ctae_core.similar import nearest  # sklearn: imported when first asked for, off page load
+
+    return [pool[i] for i in nearest(points, 0, k)]
+
+
+def more_like_this(catalog: str, session: dict[str, Any], me: str, scans: pd.DataFrame,
+                   order: list[str], reads: dict, scan_id: str) -> None:
+    """The unread scans of my queue nearest to this one, labelled together after a confirmation."""
+    with st.expander("More like this: label similar scans of your queue together"):
+        if not st.toggle("Find similar scans", key="mlt_on"):
+            return
+        cols = st.columns([2, 1, 1])
+        how = cols[0].radio("Similar by", ["nearest in evidence", "nearest in latent",
+                                          "same cluster"], horizontal=True, key="mlt_how")
+        k = cols[1].number_input("How many", 1, 50, 8, key="mlt_k")
+        verdict = cols[2].selectbox("Verdict", VERDICTS, index=1, key="mlt_verdict")
+        found = _candidates(scans, order, reads, scan_id, catalog, session, how, int(k))
+        if not found:
+            st.caption("No similar unread scans in your queue.")
+            return
+        chosen = st.multiselect("Scans to label", found, default=found, key=f"mlt_sel_{scan_id}")
+        confirm_key = "mlt_confirm"
+        if st.button(f"Label {len(chosen)} scans as {verdict} …", key="mlt_ask",
+                     disabled=not chosen):
+            st.session_state[confirm_key] = (tuple(chosen), verdict)
+        pending = st.session_state.get(confirm_key)
+        if pending and pending == (tuple(chosen), verdict):
+            st.warning(f"Label these {len(chosen)} scans **{verdict}** as your read?")
+            yes, no = st.columns(2)
+            if yes.button("Yes, label them", key="mlt_yes", type="primary"):
+                try:
+                    review_data.record_reads(catalog, session_id=session["session_id"],
+                                             reviewer=me, scan_ids=list(chosen), verdict=verdict)
+                except ReviewRefused as err:
+                    st.error(str(err))
+                    return
+                st.session_state.pop(confirm_key)
+                st.session_state["mr_flash"] = ("ok", f"Saved: {len(chosen)} scans → {verdict}")
+                st.rerun()
+            if no.button("Cancel", key="mlt_no"):
+                st.session_state.pop(confirm_key)
+                st.rerun()

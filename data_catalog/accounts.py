@@ -1,0 +1,107 @@
+"""Reviewer accounts: a JSON file of names, roles and argon2 password hashes, kept by the admin.
+
+The file sits beside the catalog (``users.json``, or ``$CTAE_USERS``), readable by its owner
+only. Local accounts carry a password hash; accounts that sign in through the site's OpenID
+Connect provider carry none and are matched by the e-mail the provider vouches for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from data_catalog.journal import now_iso
+
+ROLES = ("admin", "reviewer")
+USERS_ENV = "CTAE_USERS"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")
+_HASHER = PasswordHasher()
+# verified against when the name is unknown, so a wrong name costs the same time as a wrong password
+_DUMMY_HASH = _HASHER.hash("not a password")
+
+
+@dataclass(frozen=True)
+class Account:
+    """One person who may sign in: name (or OIDC e-mail), role, password hash (None for OIDC)."""
+
+    name: str
+    role: str
+    password_hash: str | None
+    created_at: str
+
+
+def users_path(catalog: Path | str, env: Mapping[str, str] | None = None) -> Path:
+    """The accounts file: $CTAE_USERS, else ``users.json`` beside the catalog."""
+    env = os.environ if env is None else env
+    return Path(env.get(USERS_ENV) or Path(catalog).parent / "users.json").expanduser().resolve()
+
+
+def load_accounts(path: Path) -> dict[str, Account]:
+    """Every account in the file (empty when the file does not exist)."""
+    if not path.is_file():
+        return {}
+    try:
+        raw = json.loads(path.read_text())
+        return {name: Account(name=name, **fields) for name, fields in raw["users"].items()}
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(
+            f"{path}: not a ctae accounts file ({err}); fix it or recreate it with `ctae users add`"
+        ) from err
+
+
+def _save(path: Path, accounts: Mapping[str, Account]) -> None:
+    payload = {"users": {n: {k: v for k, v in asdict(a).items() if k != "name"}
+                         for n, a in sorted(accounts.items())}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".users-", suffix=".json")
+    with os.fdopen(fd, "w") as handle:  # mkstemp: mode 0600, owner only
+        json.dump(payload, handle, indent=2)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)  # atomic: a reader never sees half a file
+
+
+def add_account(path: Path, name: str, role: str, password: str | None) -> Account:
+    """Add or replace an account; ``password=None`` makes an OpenID Connect account."""
+    if not _NAME.match(name):
+        raise ValueError(
+            f"user name {name!r} must be 1-64 letters, digits or . _ @ + - (an e-mail for OIDC)"
+        )
+    if role not in ROLES:
+        raise ValueError(f"role {role!r} must be one of {list(ROLES)}")
+    if password is not None and len(password) < 8:
+        raise ValueError(f"the password for {name} must have at least 8 characters")
+    accounts = load_accounts(path)
+    account = Account(name, role, None if password is None else _HASHER.hash(password), now_iso())
+    accounts[name] = account
+    _save(path, accounts)
+    return account
+
+
+def remove_account(path: Path, name: str) -> Account:
+    """Remove an account; its labels stay (they carry the name)."""
+    accounts = load_accounts(path)
+    if name not in accounts:
+        raise KeyError(f"no user {name!r} in {path}; `ctae users list` shows who there is")
+    account = accounts.pop(name)
+    _save(path, accounts)
+    return account
+
+
+def verify_password(path: Path, name: str, password: str) -> Account | None:
+    """The account when ``password`` is right for ``name``; None for any wrong name or password."""
+    account = load_accounts(path).get(name)
+    hashed = account.password_hash if account and account.password_hash else _DUMMY_HASH
+    try:
+        _HASHER.verify(hashed, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    return account if account and account.password_hash else None

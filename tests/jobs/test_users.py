@@ -1,0 +1,62 @@
+"""`ctae users add|remove|list` and the dashboard's refusal to serve beyond localhost unguarded."""
+
+from __future__ import annotations
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from data_catalog.accounts import load_accounts, users_path, verify_password
+from data_catalog.journal import open_journal
+from data_catalog.sessions import audit_table
+from jobs.cli import app
+from jobs.dashboard import oidc_configured, refuse_open_host
+
+
+def test_users_add_list_remove(tmp_path):
+    catalog = tmp_path / "catalog.duckdb"
+    runner = CliRunner()
+    added = runner.invoke(app, ["users", "add", "ada", "--role", "admin", "--password-stdin",
+                                "--catalog", str(catalog)], input="long password\n")
+    assert added.exit_code == 0, added.output
+    runner.invoke(app, ["users", "add", "bea@site.org", "--oidc", "--catalog", str(catalog)])
+    listed = runner.invoke(app, ["users", "list", "--catalog", str(catalog)])
+    assert "ada\tadmin\tpassword" in listed.output
+    assert "bea@site.org\treviewer\tOpenID Connect" in listed.output
+    path = users_path(catalog)
+    assert verify_password(path, "ada", "long password").role == "admin"
+    short = runner.invoke(app, ["users", "add", "cyd", "--password-stdin", "--catalog",
+                                str(catalog)], input="short\n")
+    assert short.exit_code != 0 and "8 characters" in short.output
+    assert runner.invoke(app, ["users", "remove", "ada", "--catalog", str(catalog)]).exit_code == 0
+    assert set(load_accounts(path)) == {"bea@site.org"}
+    missing = runner.invoke(app, ["users", "remove", "ada", "--catalog", str(catalog)])
+    assert missing.exit_code == 1 and "no user 'ada'" in missing.output
+    with open_journal(catalog, write=False) as j:
+        assert list(audit_table(j)["action"]) == ["remove_user", "add_user", "add_user"]
+
+
+def test_dashboard_refuses_other_hosts_without_sign_in(tmp_path):
+    catalog = tmp_path / "catalog.duckdb"
+    secrets = tmp_path / "secrets.toml"
+    refuse_open_host("127.0.0.1", catalog, [secrets])
+    with pytest.raises(typer.BadParameter, match="ctae users add NAME --role admin"):
+        refuse_open_host("0.0.0.0", catalog, [secrets])
+    secrets.write_text('[auth]\nredirect_uri = "https://ctae.site.org/oauth2callback"\n'
+                       'cookie_secret = "x"\nclient_id = "c"\nclient_secret = "s"\n'
+                       'server_metadata_url = "https://id.site.org/.well-known/openid-configuration"\n')
+    assert oidc_configured([tmp_path / "missing.toml", secrets])
+    refuse_open_host("0.0.0.0", catalog, [secrets])
+    secrets.write_text("[other]\nx = 1\n")
+    with pytest.raises(typer.BadParameter):
+        refuse_open_host("0.0.0.0", catalog, [secrets])
+    CliRunner().invoke(app, ["users", "add", "ada", "--role", "admin", "--password-stdin",
+                             "--catalog", str(catalog)], input="long password\n")
+    refuse_open_host("0.0.0.0", catalog, [secrets])
+
+
+def test_dashboard_serves_without_error_details():
+    from jobs.dashboard import streamlit_command
+
+    command = streamlit_command(8617, "127.0.0.1")
+    assert command[command.index("--client.showErrorDetails") + 1] == "none"
