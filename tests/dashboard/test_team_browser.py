@@ -2,10 +2,9 @@
 half of their labels while a process holds the catalog as `ctae score` does; an admin then sees
 Fleiss' kappa equal to the hand computation and adjudicates.
 
-0 labels lost; with the job writing, p99 acknowledgement and next scan ≤ 300 ms. The target is
-judged against the same labels without the job (the first half): on a machine so busy that
-those take longer than 300 ms already, the job may add at most a quarter. Absolute numbers on a
-longer run: benchmarks/bench_team_review.py.
+0 labels lost, and labels acknowledged while the job held the catalog. The acknowledgement and
+next-scan times are printed here and judged against the 300 ms target by
+benchmarks/bench_team_review.py (a timing target is a benchmark's, never a unit test's).
 """
 
 from __future__ import annotations
@@ -127,7 +126,3 @@ def test_three_reviewers_blinded_double_reads_kappa_and_no_lost_label(team):
         print(f"{name}: ack p50 {ts.percentile([t.ack_ms for t in part], 50):.0f} ms "
               f"p99 {ts.percentile([t.ack_ms for t in part], 99):.0f} ms; next scan p99 "
               f"{ts.percentile([t.next_ms for t in part if t.next_ms], 99):.0f} ms")
-    for field in ("ack_ms", "next_ms"):
-        base = ts.percentile([getattr(t, field) for t in timed[:with_job] if getattr(t, field)], 99)
-        job = ts.percentile([getattr(t, field) for t in timed[with_job:] if getattr(t, field)], 99)
-        assert job <= max(300.0, 1.25 * base), (field, job, base)
