@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import duckdb
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 7
 
 _V1 = [
     """
@@ -203,7 +203,17 @@ _V3 = [
     "UPDATE scores SET outlier_score = NULL",
 ]
 
-MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3}
+_V4: list[str] = []
+_V5: list[str] = []
+_V6: list[str] = []
+
+# v7: the share of a cohort's inliers each method flags at its T (ctae evaluate), reported beside
+# precision and recall so that T's promised false-alarm rate is checked on every evaluation.
+_V7 = [
+    "ALTER TABLE evaluations ADD COLUMN IF NOT EXISTS false_alarm_rate DOUBLE",
+]
+
+MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7}
 
 
 def current_version(con: duckdb.DuckDBPyConnection) -> int:

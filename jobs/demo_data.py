@@ -188,7 +188,7 @@ def demo_data(
         typer.Option(
             help="Build the real-anatomy cohort instead: 'real' (the shared real-ct and "
             "real-ct-anatomy folders) or a folder of CT series / volumes. Chest and abdomen "
-            "volumes become inliers; anomalies are inserted with voxel masks (OUT/masks/)."
+            "volumes become inliers; anomalies are inserted with voxel masks (OUT/.masks/)."
         ),
     ] = None,
     no_progress: NoProgressOption = False,

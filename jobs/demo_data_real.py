@@ -29,7 +29,8 @@ logger = logging.getLogger(__name__)
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 REAL_FOLDERS = ("real-ct", "real-ct-anatomy")
 TRUTH_COLUMNS = ("series_uid", "source_path", "truth", "strength", "base", "mask_path")
-MASK_DIR = "masks"
+MASK_DIR = ".masks"
+"""Hidden, so that `ctae ingest OUT` passes the masks over (they are not scans)."""
 CONTRAST_SHARE = 0.25
 """A base whose 150–450 HU share of 0–450 HU voxels reaches this holds contrast-filled blood."""
 

@@ -33,7 +33,7 @@ def test_settings_precedence(tmp_path):
     assert from_env.store_dir == (tmp_path / "store").resolve()
 
 
-def test_v1_catalog_migrates_to_v3_keeping_its_scores():
+def test_v1_catalog_migrates_to_the_current_version_keeping_its_scores():
     from data_catalog.schema import MIGRATIONS
 
     con = duckdb.connect(":memory:")
@@ -41,7 +41,7 @@ def test_v1_catalog_migrates_to_v3_keeping_its_scores():
         con.execute(statement)
     con.execute("INSERT INTO schema_version (version) VALUES (1)")
     con.execute("INSERT INTO scores (run_id, scan_id, split, mse_m) VALUES ('r', 's1', 'val', 0.25)")
-    assert ensure_schema(con) == 3
+    assert ensure_schema(con) == SCHEMA_VERSION
     row = con.execute(
         "SELECT mse_m, mse_m_z, latent_z, histogram_z, tissue_z, contrast_z, shape_z, noise_z, "
         "streak_z, integrity_z, outlier_score FROM scores"
@@ -62,9 +62,28 @@ def test_v2_outlier_scores_are_cleared_and_scans_await_measuring():
     con.execute("INSERT INTO scans (scan_id, source_kind, source_root, source_path, fingerprint, "
                 "content_hash, spacing_mm, size_z, size_y, size_x, pixel_count, volume_path) "
                 "VALUES ('s1', 'nifti', '/r', 'a.nii', 'f', 'h', 3, 2, 2, 2, 8, '/v/s1.npy')")
-    assert ensure_schema(con) == 3
+    assert ensure_schema(con) == SCHEMA_VERSION
     # Fisher's sum (v2) and the strongest evidence (v3) are different scales: not kept
     assert con.execute("SELECT mse_m_z, outlier_score FROM scores").fetchall() == [(1.5, None)]
     from data_catalog.scans import scans_without_acquisition
 
     assert scans_without_acquisition(con)["scan_id"].tolist() == ["s1"]
+
+
+def test_v3_catalog_file_gains_the_false_alarm_rate_and_keeps_its_evaluations(tmp_path):
+    from data_catalog.schema import MIGRATIONS
+
+    path = tmp_path / "v3.duckdb"
+    con = duckdb.connect(str(path))
+    for version in (1, 2, 3):
+        for statement in MIGRATIONS[version]:
+            con.execute(statement)
+        con.execute("INSERT INTO schema_version (version) VALUES (?)", [version])
+    con.execute("INSERT INTO evaluations (run_id, method, outlier_type, auroc, precision_at_t) "
+                "VALUES ('r', 'outlier_score', 'all', 0.95, 0.64)")
+    con.close()
+    con = duckdb.connect(str(path))
+    assert ensure_schema(con) == SCHEMA_VERSION == 7
+    assert con.execute("SELECT auroc, precision_at_t, false_alarm_rate FROM evaluations").fetchall() \
+        == [(0.95, 0.64, None)]
+    assert current_version(con) == 7
