@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.stats import norm, t
 
-NULL_DF = 4.0
+NULL_DF = 10.0
 """Degrees of freedom of the null's t (``np.inf``: normal)."""
 MIN_GROUP_SCANS = 15
 """Reference scans an acquisition group needs to be its own reference."""

@@ -1,6 +1,6 @@
-"""The run's outlier score: nine kinds of evidence that a scan does not belong, each
-calibrated against the run's scans acquired alike; the score is the strongest of them, and T
-applies to it.
+"""The run's outlier score: kinds of evidence that a scan does not belong, each calibrated
+against the run's scans acquired alike; the score is the strongest of eight of them
+(``SCORED_EVIDENCE``), and T applies to it.
 
 Why not MSE_m alone: a reconstruction error only sees what the autoencoder fails to reproduce.
 Local objects (metal, leads, cables) are missed by the model and stand out; *global* departures
@@ -32,8 +32,8 @@ the reference is large; it is uncurated, so every fit is robust to a share of ou
 quantiles). Each value becomes an equivalent-normal z under an empirical null
 (``ctae_core.calibration``), taken among the scans **acquired alike** (same manufacturer and
 kernel) where enough of them exist: a sharp lung kernel is noisy, and that is no outlier.
-``outlier_score = max_i −log P(Z > z_i)``: the evidence of the most unusual thing about the scan
-(the viewer names it). An unusually *low* value never raises it. How the kinds were chosen and
+``outlier_score = max_i −log P(Z > z_i)`` over ``SCORED_EVIDENCE``: the evidence of the most
+unusual thing about the scan (the viewer names it). An unusually *low* value never raises it. How the kinds were chosen and
 what they measure on the real-anatomy and phantom cohorts: README "Detection quality".
 """
 
@@ -54,6 +54,11 @@ EVIDENCE = (
     "mse_m_z", "latent_z", "histogram_z", "tissue_z",
     "contrast_z", "shape_z", "noise_z", "streak_z", "integrity_z",
 )
+"""Every kind of evidence measured and stored (``scores`` columns)."""
+SCORED_EVIDENCE = tuple(name for name in EVIDENCE if name != "streak_z")
+"""The kinds the outlier score takes the strongest of. Streaks are measured and shown, not
+scored: on real anatomy the straight couch and body edges make them heavy-tailed among inliers
+and they ranked real anomalies no better than chance (README "Detection quality")."""
 AIR_BINS = 1
 """Leading bins of ``ctae_core.stats.HU_HISTOGRAM_EDGES`` left out of the histogram evidence
 (−1024 to −960 HU: air, whose share is the field of view's and follows scan size)."""
@@ -210,7 +215,7 @@ def outlier_evidence(
     acquisition: AcquisitionInputs | None = None,
     groups: np.ndarray | None = None,
 ) -> OutlierEvidence:
-    """The nine kinds of evidence and the outlier score of N scans of one run.
+    """The kinds of evidence and the outlier score of N scans of one run.
 
     Args:
         mse_m: (N,) MSE_m per scan.
@@ -269,7 +274,7 @@ def outlier_evidence(
                 np.log(np.asarray(acquisition.streak_contrast, dtype=np.float64)))
         evidence["shape_z"] = distance_z(acquisition.body_shape)
         evidence["integrity_z"] = defect_z(acquisition.series_defects, reference_rows)
-    score = strongest_evidence(np.stack([evidence[name] for name in EVIDENCE]))
+    score = strongest_evidence(np.stack([evidence[name] for name in SCORED_EVIDENCE]))
     return OutlierEvidence(**evidence, outlier_score=score)
 
 

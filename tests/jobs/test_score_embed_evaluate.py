@@ -20,7 +20,7 @@ from ctae_core.acquisition import acquisition_features
 from ctae_core.config import TINY
 from ctae_core.inference import load_run_model, prepare_input, reconstruct
 from ctae_core.io.volume_store import load_volume, save_volume
-from ctae_core.outlier_score import outlier_evidence
+from ctae_core.outlier_score import acquisition_groups, outlier_evidence
 from ctae_core.stats import HU_HISTOGRAM_EDGES
 from data_catalog import CatalogSettings, connect
 from data_catalog import scores as catalog_scores
@@ -159,7 +159,7 @@ def test_default_threshold_is_the_outlier_scores_p_value_and_flags_follow(scored
     scores = _read(settings, catalog_scores.read_scores, RUN)
     run = _read(settings, catalog_scores.read_run, RUN)
     assert (run["threshold_rule"], run["threshold_score"]) == ("pvalue", "outlier_score")
-    assert run["threshold"] == pytest.approx(-np.log(1 - 0.999 ** (1 / 9)))  # 9.10
+    assert run["threshold"] == pytest.approx(-np.log(1 - 0.999 ** (1 / 8)))  # 8.99
     assert json.loads(run["threshold_params_json"])["n_val"] == (scores["split"] == "val").sum()
     assert (scores["is_outlier"] == (scores["outlier_score"] > run["threshold"])).all()
     assert set(scores.loc[scores["is_outlier"], "scan_id"]) >= METAL
@@ -182,11 +182,11 @@ def test_thesis_rule_on_the_outlier_score_and_p_value_refused_for_mse_m(scored):
 def test_outlier_score_is_the_evidence_of_the_stored_inputs(scored):
     settings, _ = scored
     inputs = _read(settings, catalog_scores.evidence_inputs, RUN)
-    splits = inputs["split"].to_numpy()
     expected = outlier_evidence(
         inputs["mse_m"].to_numpy(), inputs["pixel_count"].to_numpy(),
         np.stack(inputs["latent"].to_list()), np.stack(inputs["hu_histogram"].to_list()),
-        splits == "train", splits == "val", acquisition_inputs(inputs),
+        np.ones(len(inputs), dtype=bool), acquisition_inputs(inputs),
+        acquisition_groups(inputs["manufacturer"].to_numpy(), inputs["kernel"].to_numpy()),
     )
     stored = _read(settings, catalog_scores.read_scores, RUN).set_index("scan_id").loc[inputs["scan_id"]]
     for column, values in expected.as_columns().items():
