@@ -44,7 +44,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 from scipy.stats import median_abs_deviation, norm, theilslopes
 
-from ctae_core.calibration import null_z
+from ctae_core.calibration import DISTANCE_NULL_DF, null_z
 from ctae_core.distances import histogram_features, reference_distance
 from ctae_core.stats import HU_HISTOGRAM_EDGES
 
@@ -240,8 +240,8 @@ def outlier_evidence(
     if reference_rows.sum() < MIN_FIT_SCANS:
         return OutlierEvidence.missing(n)
 
-    def z_of(raw: np.ndarray) -> np.ndarray:
-        return null_z(raw, reference_rows, groups)
+    def z_of(raw: np.ndarray, df: float | None = None) -> np.ndarray:
+        return null_z(raw, reference_rows, groups, df=df)
 
     def distance_z(features: np.ndarray | None) -> np.ndarray:
         """z of the log Mahalanobis distance to the reference; rows with a NaN feature: NaN."""
@@ -253,7 +253,7 @@ def outlier_evidence(
         if (usable & reference_rows).sum() < MIN_FIT_SCANS:
             return out
         out[usable] = np.log(np.maximum(reference_distance(features[usable], reference_rows[usable]), 1e-12))
-        return z_of(out)
+        return z_of(out, DISTANCE_NULL_DF)
 
     evidence = dict.fromkeys(EVIDENCE, np.full(n, np.nan))
     evidence["mse_m_z"] = z_of(size_adjusted_log(mse_m, pixel_count, reference_rows))
