@@ -6,7 +6,7 @@ quartile): an uncurated archive's outliers sit in the upper tail, where they wou
 scale measured there (15 % of outliers widen the upper quartile's distance 1.8-fold, the lower
 one's 1.1-fold). Real-anatomy evidence is heavier-tailed than normal (kernels, patients,
 fields of view), and a normal tail flagged far more inliers than p promises, so the null is a
-Student t with ``NULL_DF`` degrees of freedom (chosen on the real-anatomy development cohort,
+Student t (``NULL_DF``, ``DISTANCE_NULL_DF``; chosen on the real-anatomy development cohort,
 README "Detection quality"). Its upper-tail probability is written as the equivalent
 standard-normal z, so every kind of evidence speaks one scale.
 """

@@ -130,10 +130,13 @@ def tissue_log_shares(histograms: np.ndarray) -> np.ndarray:
     return np.log(shares + TISSUE_SHARE_FLOOR)
 
 
-def size_adjusted_log(values: np.ndarray, pixel_count: np.ndarray, fit_rows: np.ndarray) -> np.ndarray:
-    """log(value) minus the log value expected at the scan's pixel count (Theil–Sen line of log
-    value on log pixel count over ``fit_rows``: a few outliers among them do not tilt it).
-    Non-positive values give NaN."""
+def size_adjusted_log(values: np.ndarray, pixel_count: np.ndarray, fit_rows: np.ndarray,
+                      groups: np.ndarray | None = None) -> np.ndarray:
+    """log(value) minus the log value expected at the scan's pixel count: a Theil–Sen line of
+    log value on log pixel count over ``fit_rows`` (a few outliers among them do not tilt it).
+    With ``groups`` (acquisition group per scan, None: unknown), the slope is fitted within
+    groups — both logs centred on their group's median — so that a kernel that happens to come
+    with larger scans does not pass for an effect of size. Non-positive values give NaN."""
     values = np.asarray(values, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         log_v = np.where(values > 0, np.log(values), np.nan)
@@ -141,7 +144,17 @@ def size_adjusted_log(values: np.ndarray, pixel_count: np.ndarray, fit_rows: np.
     rows = np.asarray(fit_rows, dtype=bool) & np.isfinite(log_v) & np.isfinite(log_p)
     if rows.sum() < MIN_FIT_SCANS or np.ptp(log_p[rows]) == 0:
         return log_v - np.nanmedian(log_v[rows]) if rows.any() else log_v
-    slope = theilslopes(log_v[rows], log_p[rows])[0]
+    fit_v, fit_p = log_v.copy(), log_p.copy()
+    if groups is not None:
+        keys = np.asarray([None if g is None or g != g else g for g in groups], dtype=object)
+        for key in set(keys.tolist()):
+            members = (keys == key) if key is not None else np.array([k is None for k in keys])
+            if (members & rows).sum() >= 2:
+                fit_v[members] -= np.median(log_v[members & rows])
+                fit_p[members] -= np.median(log_p[members & rows])
+    if np.ptp(fit_p[rows]) == 0:
+        return log_v - np.median(log_v[rows])
+    slope = theilslopes(fit_v[rows], fit_p[rows])[0]
     residual = log_v - slope * log_p
     return residual - np.median(residual[rows])
 
@@ -256,7 +269,7 @@ def outlier_evidence(
         return z_of(out, DISTANCE_NULL_DF)
 
     evidence = dict.fromkeys(EVIDENCE, np.full(n, np.nan))
-    evidence["mse_m_z"] = z_of(size_adjusted_log(mse_m, pixel_count, reference_rows))
+    evidence["mse_m_z"] = z_of(size_adjusted_log(mse_m, pixel_count, reference_rows, groups))
     evidence["latent_z"] = distance_z(latents)
     if histograms is not None and len(histograms):
         counts = np.asarray(histograms, dtype=np.float64)

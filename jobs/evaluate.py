@@ -234,7 +234,8 @@ def evaluate(
                         f"`ctae evaluate --run {beside} --truth ...` there first",
                         fg=typer.colors.RED, err=True)
             raise typer.Exit(1)
-        typer.echo("\n" + format_side_by_side({run: table, beside: other}, run_score))
+        label = beside if beside != run or beside_catalog else f"{beside} (stored)"
+        typer.echo("\n" + format_side_by_side({run: table, label: other}, run_score))
 
 
 def register(app: typer.Typer) -> None:

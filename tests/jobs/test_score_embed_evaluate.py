@@ -265,6 +265,13 @@ def test_evaluate_stores_metrics_equal_to_sklearn(scored, tmp_path):
     # of the pixel statistics: both rank the two metal scans first
     assert table.loc[("tissue_z", "all"), "auroc"] == pytest.approx(1.0)
     assert table.loc[("isolation_forest", "all"), "auroc"] == pytest.approx(1.0)
+    flagged = scores.loc[known.index[~y], "is_outlier"].to_numpy(dtype=bool)
+    assert table.loc[("outlier_score", "all"), "false_alarm_rate"] == pytest.approx(flagged.mean())
+    # another cohort's evaluated run side by side (here the run beside itself)
+    result = _cli(settings, "evaluate", "--run", RUN, "--truth", str(tmp_path / "ground_truth.csv"),
+                  "--beside", RUN)
+    side = result.output.split("per cohort:")[1]
+    assert f"{RUN} AUROC" in side and f"{RUN} (stored) FA" in side and "outlier_score" in side
 
 
 def test_bad_inputs_give_clear_errors(scored, tmp_path):
