@@ -18,13 +18,22 @@ def histogram_features(histograms: np.ndarray) -> np.ndarray:
     return h / totals
 
 
+RIDGE = 1e-3
+"""Added to the covariance's diagonal (in units of the fit rows' own variance): a feature
+constant over the fit rows (no metal in any of them) must still make a scan that departs from
+it far, not invisible behind a singular covariance."""
+
+
 def mahalanobis_scores(features: np.ndarray, fit_rows: np.ndarray) -> np.ndarray:
     """Squared Mahalanobis distance per row to the ``fit_rows`` distribution (Ledoit–Wolf
-    shrunk covariance, so many collinear histogram bins stay invertible)."""
+    shrunk covariance, so many collinear histogram bins stay invertible, plus ``RIDGE``)."""
     from sklearn.covariance import LedoitWolf
 
     x = standardised(features, fit_rows)
-    return LedoitWolf().fit(x[fit_rows]).mahalanobis(x)
+    fit = LedoitWolf().fit(x[fit_rows])
+    covariance = fit.covariance_ + RIDGE * np.eye(x.shape[1])
+    centred = x - fit.location_
+    return np.einsum("ij,ij->i", centred, np.linalg.solve(covariance, centred.T).T)
 
 
 def standardised(features: np.ndarray, fit_rows: np.ndarray) -> np.ndarray:
