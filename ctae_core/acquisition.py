@@ -30,7 +30,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
-
 from scipy.stats import median_abs_deviation
 
 PROFILE_DIRECTIONS = 32

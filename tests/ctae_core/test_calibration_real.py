@@ -12,7 +12,12 @@ import pytest
 from scipy.stats import binom, norm
 
 from ctae_core.acquisition import PROFILE_DIRECTIONS, acquisition_features
-from ctae_core.outlier_score import SCORED_EVIDENCE, AcquisitionInputs, acquisition_groups, outlier_evidence
+from ctae_core.outlier_score import (
+    SCORED_EVIDENCE,
+    AcquisitionInputs,
+    acquisition_groups,
+    outlier_evidence,
+)
 from ctae_core.real_cohort import insert_anomaly, render_variant
 from ctae_core.resample import resample_isotropic
 from ctae_core.stats import scan_statistics

@@ -6,8 +6,8 @@ from scipy.stats import norm, spearmanr
 
 from ctae_core.outlier_score import (
     AcquisitionInputs,
-    enhanced_share,
     defect_z,
+    enhanced_share,
     outlier_evidence,
     robust_z,
     size_adjusted_log,
