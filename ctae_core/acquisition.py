@@ -30,13 +30,14 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
-
-from ctae_core.thresholds import MAD_TO_STD
+from scipy.stats import median_abs_deviation
 
 PROFILE_DIRECTIONS = 32
 """Directions of the body outline profile (every 11.25°)."""
-BODY_HU = -500.0
-"""Body (and couch) voxels for the outline: above this; air and lung-free air below."""
+OUTLINE_HU = -500.0
+"""Body (and couch) voxels for the outline and the streak search: above this. Higher than the
+body mask's ``ctae_core.stats.BODY_HU`` (−990), which admits air noise and would give a noisy
+scan a ragged outline."""
 SOFT_TISSUE_HU = (-150.0, 150.0)
 """Voxel pairs inside this range give the noise estimate (fat, muscle, organs)."""
 OPENING_ITERATIONS = 2
@@ -55,6 +56,11 @@ the maximum over planes from growing with scan length."""
 STREAK_MIN_VOXELS = 15
 """Lines through fewer air voxels are not scored (their noise is not averaged down)."""
 _CROSS = ndimage.generate_binary_structure(2, 1)
+
+
+def _zero(values: np.ndarray, axis: int | None = None) -> float:
+    """The high-passed air's centre: 0 by construction."""
+    return 0.0
 
 
 @dataclass(frozen=True)
@@ -102,8 +108,7 @@ def noise_estimate(hu: np.ndarray) -> float:
     if np.count_nonzero(pairs) < MIN_NOISE_PAIRS:
         return float("nan")
     diff = right[pairs].astype(np.float32) - left[pairs].astype(np.float32)
-    mad = np.median(np.abs(diff - np.median(diff)))
-    return float(MAD_TO_STD * mad / np.sqrt(2.0))
+    return float(median_abs_deviation(diff, scale="normal") / np.sqrt(2.0))
 
 
 def streak_contrast(hu: np.ndarray) -> float:
@@ -119,7 +124,7 @@ def streak_contrast(hu: np.ndarray) -> float:
     for k in range(n_planes):
         values = detail[k][air[k]]
         if values.size >= 10 * STREAK_MIN_VOXELS:
-            noise[k] = MAD_TO_STD * float(np.median(np.abs(values))) + 1.0
+            noise[k] = float(median_abs_deviation(values, center=_zero, scale="normal")) + 1.0
     if not np.isfinite(noise).any():
         return float("nan")
     k, y, x = np.nonzero(air & np.isfinite(noise)[:, None, None])
@@ -140,11 +145,11 @@ def streak_contrast(hu: np.ndarray) -> float:
 
 
 def _enclosed(planes: np.ndarray) -> np.ndarray:
-    """Per plane, everything inside an outline above ``BODY_HU`` (the body with its lungs, the
+    """Per plane, everything inside an outline above ``OUTLINE_HU`` (the body with its lungs, the
     couch with its foam core): where vessels and edges are straight by nature."""
     out = np.empty(planes.shape, dtype=bool)
     for k, plane in enumerate(planes):
-        outline = ndimage.binary_dilation(plane > BODY_HU, structure=_CROSS)  # close 1-voxel gaps
+        outline = ndimage.binary_dilation(plane > OUTLINE_HU, structure=_CROSS)  # close 1-voxel gaps
         out[k] = _fill_holes(outline)
     return out
 
@@ -159,7 +164,7 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
 
 def _body(plane: np.ndarray) -> np.ndarray | None:
     """The largest body region of an axial plane, holes filled; None if the plane has none."""
-    mask = ndimage.binary_opening(plane > BODY_HU, structure=_CROSS, iterations=OPENING_ITERATIONS)
+    mask = ndimage.binary_opening(plane > OUTLINE_HU, structure=_CROSS, iterations=OPENING_ITERATIONS)
     labels, n = ndimage.label(mask)
     if n == 0:
         return None

@@ -1,7 +1,8 @@
 """How good the verdicts are, against planted ground truth (beyond the thesis, which had none).
 
 For each method's score: AUROC and average precision (overall and per outlier type),
-precision and recall at the threshold T, and the Spearman correlation of the score with pixel
+precision and recall at the threshold T, the share of inliers flagged at T (the false-alarm rate
+T promises), and the Spearman correlation of the score with pixel
 count among inliers (the thesis's size bias, Figs. 4.2 and 4.5). Two baselines score the same
 scans without any autoencoder: pixel statistics + IsolationForest, and HU-histogram features +
 Mahalanobis distance. Both are unsupervised: they are fitted on the scans the job names
@@ -15,6 +16,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+
+from ctae_core.distances import histogram_features, mahalanobis_scores, standardised
 
 INLIER = "inlier"
 ALL_TYPES = "all"
@@ -33,6 +36,7 @@ class EvaluationRow:
     average_precision: float
     precision_at_t: float
     recall_at_t: float
+    false_alarm_rate: float
     spearman_pixel_count: float
 
     def to_dict(self) -> dict[str, Any]:
@@ -110,11 +114,13 @@ def evaluate_method(
 def _row(method: str, outlier_type: str, scores: np.ndarray, is_outlier: np.ndarray,
          threshold: float | None, rho: float) -> EvaluationRow:
     auroc, ap = ranking_metrics(is_outlier, scores)
-    precision = recall = float("nan")
+    precision = recall = false_alarms = float("nan")
     if threshold is not None and np.isfinite(threshold) and scores.size:
         precision, recall = precision_recall_at(is_outlier, scores > threshold)
+        if (~is_outlier).any():
+            false_alarms = float(np.mean(scores[~is_outlier] > threshold))
     return EvaluationRow(method, outlier_type, int((~is_outlier).sum()), int(is_outlier.sum()),
-                         auroc, ap, precision, recall, rho)
+                         auroc, ap, precision, recall, false_alarms, rho)
 
 
 def pixel_stat_features(columns: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -130,45 +136,16 @@ def pixel_stat_features(columns: Mapping[str, np.ndarray]) -> np.ndarray:
     return np.column_stack(feats)
 
 
-def histogram_features(histograms: np.ndarray) -> np.ndarray:
-    """HU histograms (N, B) of counts → (N, B) fractions of each scan's voxels."""
-    h = np.asarray(histograms, dtype=np.float64)
-    if h.ndim != 2:
-        raise ValueError(f"histograms must have shape (N, bins), got {h.shape}")
-    totals = h.sum(axis=1, keepdims=True)
-    if (totals <= 0).any():
-        raise ValueError("every HU histogram must hold at least one voxel; re-ingest empty scans")
-    return h / totals
-
-
 def isolation_forest_scores(features: np.ndarray, fit_rows: np.ndarray, *, seed: int = 0) -> np.ndarray:
     """IsolationForest anomaly score per row (higher = more anomalous), fitted on ``fit_rows``."""
     from sklearn.ensemble import IsolationForest
 
-    x = _standardised(features, fit_rows)
+    x = standardised(features, fit_rows)
     forest = IsolationForest(n_estimators=200, random_state=seed).fit(x[fit_rows])
     return -forest.score_samples(x)
 
 
-def mahalanobis_scores(features: np.ndarray, fit_rows: np.ndarray) -> np.ndarray:
-    """Squared Mahalanobis distance per row to the ``fit_rows`` distribution (Ledoit–Wolf
-    shrunk covariance, so many collinear histogram bins stay invertible)."""
-    from sklearn.covariance import LedoitWolf
-
-    x = _standardised(features, fit_rows)
-    return LedoitWolf().fit(x[fit_rows]).mahalanobis(x)
-
-
-def _standardised(features: np.ndarray, fit_rows: np.ndarray) -> np.ndarray:
-    """Impute NaN with the fit rows' median, centre and scale by the fit rows. A column that is
-    constant over the fit rows (e.g. no metal in any training scan) keeps unit scale, so a scan
-    that departs from that constant still stands out."""
-    x = np.asarray(features, dtype=np.float64).copy()
-    fit_rows = np.asarray(fit_rows, dtype=bool)
-    if fit_rows.sum() < 2:
-        raise ValueError(f"a baseline needs at least 2 scans to fit on, got {int(fit_rows.sum())}")
-    medians = np.nanmedian(x[fit_rows], axis=0)
-    medians = np.where(np.isfinite(medians), medians, 0.0)
-    x = np.where(np.isfinite(x), x, medians)
-    mean, std = x[fit_rows].mean(axis=0), x[fit_rows].std(axis=0)
-    return (x - mean) / np.where(std > 0, std, 1.0)
+__all__ = [
+    "EvaluationRow", "evaluate_method", "histogram_features", "isolation_forest_scores",
+    "mahalanobis_scores", "pixel_stat_features", "precision_recall_at", "ranking_metrics", "spearman",
+]

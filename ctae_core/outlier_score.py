@@ -1,45 +1,40 @@
-"""The run's outlier score: nine kinds of evidence that a scan does not belong, each
-calibrated against the validation split; the score is the strongest of them, and T applies to
-it.
+"""The run's outlier score: kinds of evidence that a scan does not belong, each calibrated
+against the run's scans acquired alike; the score is the strongest of eight of them
+(``SCORED_EVIDENCE``), and T applies to it.
 
-Why not MSE_m alone (measured on the demo cohort, README "Detection quality"): a
-reconstruction error only sees what the autoencoder fails to reproduce. Local objects (metal,
-leads, cables) are missed by the model and stand out; *global* departures — a wrong rescale
-intercept, no contrast, heavy noise, arms beside the body, a patient off the isocentre — look
-normal voxel by voxel, are reproduced, and score like inliers. MSE_m also falls with scan size
-(thesis Fig. 4.2). So, per scan:
+Why not MSE_m alone: a reconstruction error only sees what the autoencoder fails to reproduce.
+Local objects (metal, leads, cables) are missed by the model and stand out; *global* departures
+— a wrong rescale intercept, no contrast, heavy noise, arms beside the body, a patient off the
+isocentre — look normal voxel by voxel, are reproduced, and score like inliers. MSE_m also falls
+with scan size (thesis Fig. 4.2). So, per scan:
 
-- ``mse_m_z``: log MSE_m relative to the MSE_m expected at the scan's pixel count (a log-log
-  line fitted on the training split), which removes the size bias;
-- ``latent_z``: Mahalanobis distance of the scan's latent vector from the training scans'
-  (the autoencoder's own description of the scan);
-- ``histogram_z``: Mahalanobis distance of the scan's HU histogram from the training scans'
-  (intensity calibration, metal), over the voxels above the air bin: the share of air is the
-  field of view's, not the body's, and made the distance fall with scan size;
-- ``tissue_z``: the same for the scan's tissue composition — log shares of its non-air voxels
-  in eight HU ranges (lung, lung edge, fat, soft tissue, enhanced tissue, contrast-filled blood
-  and cancellous bone, cortical bone, metal);
+- ``mse_m_z``: log MSE_m relative to the MSE_m expected at the scan's pixel count (a robust
+  log-log line), which removes the size bias;
+- ``latent_z``: Mahalanobis distance of the scan's latent vector from the other scans';
+- ``histogram_z``: the same for the HU histogram above the air bin (the share of air is the
+  field of view's, not the body's);
+- ``tissue_z``: the same for the tissue composition — log shares of the non-air voxels in
+  eight HU ranges (lung, lung edge, fat, soft tissue, enhanced tissue, contrast-filled blood and
+  cancellous bone, cortical bone, metal);
 - ``contrast_z``: how much *less* enhanced tissue (256–704 HU: contrast-filled blood) the scan
-  holds among its soft and enhanced tissue (64–704 HU) than usual: a scan without contrast.
-  The share itself, not its log: inliers' shares trail off towards low values (contrast
-  timing), and a log stretched that tail into false alarms (3 % of the demo's inliers above
-  z 3.3 with the log, 0 without, at the same AUROC);
-- ``shape_z``: Mahalanobis distance of the body's outline (``ctae_core.acquisition``: extent
-  per direction, contact with the image border) from the training scans': arms beside the
-  body, a body cut by the field of view, an odd position;
+  holds among its soft and enhanced tissue (64–704 HU) than usual: a scan without contrast (the
+  share, not its log, whose stretched lower tail gave false alarms);
+- ``shape_z``: Mahalanobis distance of the body's outline (``ctae_core.acquisition``) from the
+  other scans': arms beside the body, a body cut by the field of view, an odd position;
 - ``noise_z``: log image noise (``ctae_core.acquisition.noise_estimate``), upper tail;
-- ``streak_z``: log SNR of the strongest straight line in the air around the body
-  (``ctae_core.acquisition.streak_contrast``): streak artefacts;
-- ``integrity_z``: slices the series lacked or repeated (ingest repaired them), as a mid-p
-  value against the training and validation scans: a broken series.
+- ``streak_z``: log SNR of the strongest straight line in the air around the body;
+- ``integrity_z``: slices the series lacked or repeated (ingest repaired them), under a
+  Poisson null at the reference's rate of such defects: a broken series.
 
-Each becomes a z against the validation split (median and 1.4826 · MAD, log scale) and an
-upper-tail probability under a normal reference; ``outlier_score = max_i −log P(Z > z_i)``,
-the evidence of the most unusual thing about the scan. The maximum rather than Fisher's sum:
-they rank about equally (demo cohort, README "Detection quality": 0.950 vs 0.954 on 180
-planted outliers, 0.949 vs 0.938 on the demo's 17), but the maximum *is* one kind of evidence — the
-viewer names it — and its null quantile is exact for independent evidence (Šidák), so T
-means what it says. An unusually *low* value never raises the score.
+Reference: every scored scan of the run (``reference_rows``), not a small validation split, so
+the reference is large; it is uncurated, so every fit is robust to a share of outliers in it
+(trimmed, cross-fitted distances in ``ctae_core.distances``; a Theil–Sen size line; medians and
+quantiles). Each value becomes an equivalent-normal z under an empirical null
+(``ctae_core.calibration``), taken among the scans **acquired alike** (same manufacturer and
+kernel) where enough of them exist: a sharp lung kernel is noisy, and that is no outlier.
+``outlier_score = max_i −log P(Z > z_i)`` over ``SCORED_EVIDENCE``: the evidence of the most
+unusual thing about the scan (the viewer names it). An unusually *low* value never raises it. How the kinds were chosen and
+what they measure on the real-anatomy and phantom cohorts: README "Detection quality".
 """
 
 from __future__ import annotations
@@ -47,24 +42,26 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 import numpy as np
-from scipy.stats import norm
+from scipy.stats import median_abs_deviation, norm, theilslopes
 
-from ctae_core.evaluation import histogram_features, mahalanobis_scores
+from ctae_core.calibration import DISTANCE_NULL_DF, null_z
+from ctae_core.distances import histogram_features, reference_distance
 from ctae_core.stats import HU_HISTOGRAM_EDGES
-from ctae_core.thresholds import MAD_TO_STD
 
 MIN_FIT_SCANS = 5
-"""Training-split scans needed to fit the size line and each distance."""
-MIN_CALIBRATION_SCANS = 8
-"""Validation scans needed to calibrate alone; with fewer, training scans join them."""
+"""Reference scans needed to fit the size line and each distance."""
 EVIDENCE = (
     "mse_m_z", "latent_z", "histogram_z", "tissue_z",
     "contrast_z", "shape_z", "noise_z", "streak_z", "integrity_z",
 )
+"""Every kind of evidence measured and stored (``scores`` columns)."""
+SCORED_EVIDENCE = tuple(name for name in EVIDENCE if name != "streak_z")
+"""The kinds the outlier score takes the strongest of. Streaks are measured and shown, not
+scored: on real anatomy the straight couch and body edges make them heavy-tailed among inliers
+and they ranked real anomalies no better than chance (README "Detection quality")."""
 AIR_BINS = 1
 """Leading bins of ``ctae_core.stats.HU_HISTOGRAM_EDGES`` left out of the histogram evidence
-(−1024 to −960 HU: air). Keeping them: Spearman ρ with pixel count −0.45 among inliers, −0.22
-without, at the same AUROC (demo cohort)."""
+(−1024 to −960 HU: air, whose share is the field of view's and follows scan size)."""
 TISSUE_RANGE_STARTS_HU = (-960, -576, -192, -64, 128, 256, 512, 1536)
 """Lower edges of the tissue-composition ranges (on ``HU_HISTOGRAM_EDGES`` bin edges); each
 range ends where the next starts, the last at the histogram's end."""
@@ -133,9 +130,13 @@ def tissue_log_shares(histograms: np.ndarray) -> np.ndarray:
     return np.log(shares + TISSUE_SHARE_FLOOR)
 
 
-def size_adjusted_log(values: np.ndarray, pixel_count: np.ndarray, fit_rows: np.ndarray) -> np.ndarray:
-    """log(value) minus the log value expected at the scan's pixel count (least-squares line of
-    log value on log pixel count over ``fit_rows``). Non-positive values give NaN."""
+def size_adjusted_log(values: np.ndarray, pixel_count: np.ndarray, fit_rows: np.ndarray,
+                      groups: np.ndarray | None = None) -> np.ndarray:
+    """log(value) minus the log value expected at the scan's pixel count: a Theil–Sen line of
+    log value on log pixel count over ``fit_rows`` (a few outliers among them do not tilt it).
+    With ``groups`` (acquisition group per scan, None: unknown), the slope is fitted within
+    groups — both logs centred on their group's median — so that a kernel that happens to come
+    with larger scans does not pass for an effect of size. Non-positive values give NaN."""
     values = np.asarray(values, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         log_v = np.where(values > 0, np.log(values), np.nan)
@@ -143,12 +144,23 @@ def size_adjusted_log(values: np.ndarray, pixel_count: np.ndarray, fit_rows: np.
     rows = np.asarray(fit_rows, dtype=bool) & np.isfinite(log_v) & np.isfinite(log_p)
     if rows.sum() < MIN_FIT_SCANS or np.ptp(log_p[rows]) == 0:
         return log_v - np.nanmedian(log_v[rows]) if rows.any() else log_v
-    slope, intercept = np.polyfit(log_p[rows], log_v[rows], 1)
-    return log_v - (slope * log_p + intercept)
+    fit_v, fit_p = log_v.copy(), log_p.copy()
+    if groups is not None:
+        keys = np.asarray([None if g is None or g != g else g for g in groups], dtype=object)
+        for key in set(keys.tolist()):
+            members = (keys == key) if key is not None else np.array([k is None for k in keys])
+            if (members & rows).sum() >= 2:
+                fit_v[members] -= np.median(log_v[members & rows])
+                fit_p[members] -= np.median(log_p[members & rows])
+    if np.ptp(fit_p[rows]) == 0:
+        return log_v - np.median(log_v[rows])
+    slope = theilslopes(fit_v[rows], fit_p[rows])[0]
+    residual = log_v - slope * log_p
+    return residual - np.median(residual[rows])
 
 
 def robust_z(values: np.ndarray, reference_rows: np.ndarray) -> np.ndarray:
-    """(value − median) / (1.4826 · MAD) over ``reference_rows``' finite values.
+    """(value − median) / (MAD scaled to a normal SD) over ``reference_rows``' finite values.
 
     A reference with MAD 0 falls back to its standard deviation, then to 1, so a constant
     reference still yields finite z (a departure from the constant stands out).
@@ -159,7 +171,7 @@ def robust_z(values: np.ndarray, reference_rows: np.ndarray) -> np.ndarray:
     if ref.size == 0:
         return np.full(values.shape, np.nan)
     centre = float(np.median(ref))
-    scale = MAD_TO_STD * float(np.median(np.abs(ref - centre)))
+    scale = float(median_abs_deviation(ref, scale="normal"))
     if not scale > 0:
         scale = float(np.std(ref)) or 1.0
     return (values - centre) / scale
@@ -179,19 +191,23 @@ def enhanced_share(histograms: np.ndarray) -> np.ndarray:
         return np.where(reference > 0, total(ENHANCED_HU) / reference, np.nan)
 
 
-def mid_p_z(values: np.ndarray, reference_rows: np.ndarray) -> np.ndarray:
-    """z of each value's upper-tail mid-p value among the reference rows' values, for counts
-    (a repaired slice) where a MAD is 0: p = (#greater + ½·#equal + ½) / (n + 1). A value no
-    reference scan reaches gets p = ½ / (n + 1); the reference's common value z ≈ 0."""
+def defect_z(values: np.ndarray, reference_rows: np.ndarray) -> np.ndarray:
+    """z of each count of series defects (slices missing or repeated) under a Poisson null whose
+    rate is the reference's (with half a defect of prior, so a reference without any still
+    allows them): mid-p P(X > k) + ½·P(X = k). Defects are rare and independent events, so a
+    second one in the same series is far rarer than the first; an empirical rank could never
+    reach p < 0.001 among fewer than 500 reference scans."""
+    from scipy.stats import poisson
+
     values = np.asarray(values, dtype=np.float64)
     ref = values[np.asarray(reference_rows, dtype=bool)]
-    ref = np.sort(ref[np.isfinite(ref)])
+    ref = ref[np.isfinite(ref)]
     if ref.size == 0:
         return np.full(values.shape, np.nan)
-    greater = ref.size - np.searchsorted(ref, values, side="right")
-    equal = np.searchsorted(ref, values, side="right") - np.searchsorted(ref, values, side="left")
-    p = (greater + 0.5 * equal + 0.5) / (ref.size + 1)
-    return np.where(np.isfinite(values), norm.isf(p), np.nan)
+    rate = (ref.sum() + 0.5) / (ref.size + 1)
+    k = np.where(np.isfinite(values), values, 0)
+    p = poisson.sf(k, rate) + 0.5 * poisson.pmf(k, rate)
+    return np.where(np.isfinite(values), norm.isf(np.maximum(p, 1e-300)), np.nan)
 
 
 def strongest_evidence(z: np.ndarray) -> np.ndarray:
@@ -208,11 +224,11 @@ def outlier_evidence(
     pixel_count: np.ndarray,
     latents: np.ndarray | None,
     histograms: np.ndarray | None,
-    fit_rows: np.ndarray,
-    calibration_rows: np.ndarray,
+    reference_rows: np.ndarray,
     acquisition: AcquisitionInputs | None = None,
+    groups: np.ndarray | None = None,
 ) -> OutlierEvidence:
-    """The nine kinds of evidence and the outlier score of N scans of one run.
+    """The kinds of evidence and the outlier score of N scans of one run.
 
     Args:
         mse_m: (N,) MSE_m per scan.
@@ -220,41 +236,40 @@ def outlier_evidence(
         latents: (N, D) latent vectors, or None (no latent evidence).
         histograms: (N, B) HU histogram counts in ``HU_HISTOGRAM_EDGES`` bins, or None; rows
             with no voxel above the air bin get NaN.
-        fit_rows: (N,) bool, the training split: what "normal" is fitted on.
-        calibration_rows: (N,) bool, the validation split: what the z-scores are relative to.
-            With fewer than ``MIN_CALIBRATION_SCANS`` finite rows, the fit rows join them.
+        reference_rows: (N,) bool, the scans "normal" is fitted on and calibrated against:
+            every scored scan of the run (uncurated; the fits are robust to outliers in it).
         acquisition: Noise, body outline, streaks and series defects per scan, or None (no
             shape, noise, streak or integrity evidence).
+        groups: (N,) acquisition group per scan (``acquisition_groups``; None: unknown), or
+            None: every scan is calibrated against all reference scans.
 
     Returns:
-        OutlierEvidence; every array is NaN when fewer than ``MIN_FIT_SCANS`` fit rows exist.
+        OutlierEvidence; every array is NaN when fewer than ``MIN_FIT_SCANS`` reference rows
+        exist.
     """
     mse_m = np.asarray(mse_m, dtype=np.float64)
     n = mse_m.shape[0]
-    fit_rows = np.asarray(fit_rows, dtype=bool)
-    calibration_rows = np.asarray(calibration_rows, dtype=bool)
-    if fit_rows.sum() < MIN_FIT_SCANS:
+    reference_rows = np.asarray(reference_rows, dtype=bool)
+    if reference_rows.sum() < MIN_FIT_SCANS:
         return OutlierEvidence.missing(n)
-    if (calibration_rows & np.isfinite(mse_m)).sum() < MIN_CALIBRATION_SCANS:
-        calibration_rows = calibration_rows | fit_rows
 
-    def z_of(raw: np.ndarray) -> np.ndarray:
-        return robust_z(raw, calibration_rows)
+    def z_of(raw: np.ndarray, df: float | None = None) -> np.ndarray:
+        return null_z(raw, reference_rows, groups, df=df)
 
     def distance_z(features: np.ndarray | None) -> np.ndarray:
-        """z of the log Mahalanobis distance to the fit rows; rows with a NaN feature: NaN."""
+        """z of the log Mahalanobis distance to the reference; rows with a NaN feature: NaN."""
         out = np.full(n, np.nan)
         if features is None or len(features) == 0:
             return out
         features = np.asarray(features, dtype=np.float64)
         usable = np.isfinite(features).all(axis=1)
-        if (usable & fit_rows).sum() < MIN_FIT_SCANS:
+        if (usable & reference_rows).sum() < MIN_FIT_SCANS:
             return out
-        out[usable] = np.log(_distance(features[usable], fit_rows[usable]))
-        return z_of(out)
+        out[usable] = np.log(np.maximum(reference_distance(features[usable], reference_rows[usable]), 1e-12))
+        return z_of(out, DISTANCE_NULL_DF)
 
     evidence = dict.fromkeys(EVIDENCE, np.full(n, np.nan))
-    evidence["mse_m_z"] = z_of(size_adjusted_log(mse_m, pixel_count, fit_rows))
+    evidence["mse_m_z"] = z_of(size_adjusted_log(mse_m, pixel_count, reference_rows, groups))
     evidence["latent_z"] = distance_z(latents)
     if histograms is not None and len(histograms):
         counts = np.asarray(histograms, dtype=np.float64)
@@ -271,9 +286,19 @@ def outlier_evidence(
             evidence["streak_z"] = z_of(
                 np.log(np.asarray(acquisition.streak_contrast, dtype=np.float64)))
         evidence["shape_z"] = distance_z(acquisition.body_shape)
-        evidence["integrity_z"] = mid_p_z(acquisition.series_defects, fit_rows | calibration_rows)
-    score = strongest_evidence(np.stack([evidence[name] for name in EVIDENCE]))
+        evidence["integrity_z"] = defect_z(acquisition.series_defects, reference_rows)
+    score = strongest_evidence(np.stack([evidence[name] for name in SCORED_EVIDENCE]))
     return OutlierEvidence(**evidence, outlier_score=score)
+
+
+def acquisition_groups(manufacturer: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """(N,) group key per scan, ``manufacturer|kernel`` (case and spaces ignored), None where
+    the kernel is unknown (e.g. a NIfTI file: no acquisition facts)."""
+    out = np.empty(len(kernel), dtype=object)
+    for i, (m, k) in enumerate(zip(manufacturer, kernel, strict=True)):
+        known = isinstance(k, str) and k.strip()
+        out[i] = f"{str(m or '').strip().lower()}|{k.strip().lower()}" if known else None
+    return out
 
 
 def _histogram_features(counts: np.ndarray) -> np.ndarray:
@@ -283,8 +308,3 @@ def _histogram_features(counts: np.ndarray) -> np.ndarray:
     if usable.any():
         out[usable] = histogram_features(counts[usable])
     return out
-
-
-def _distance(features: np.ndarray, fit_rows: np.ndarray) -> np.ndarray:
-    """Squared Mahalanobis distance to the fit rows, floored so its log is finite."""
-    return np.maximum(mahalanobis_scores(features, fit_rows), 1e-12)

@@ -13,9 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ctae_core.errors import EmptyMaskError
-
-BODY_HU = -990.0
-"""Voxels above this HU belong to the body mask (thesis 3.5: background "below -990")."""
+from ctae_core.stats import BODY_HU
 
 HU_INT16_MIN, HU_INT16_MAX = -1024, 32767
 

@@ -13,7 +13,8 @@ HU_HISTOGRAM_EDGES = np.linspace(-1024.0, 3072.0, 65)
 """64 equal bins of 64 HU from -1024 to 3072; values outside fall into the end bins."""
 
 BODY_HU = -990.0
-"""Body mask: voxels above this (DESIGN.md)."""
+"""Body mask: voxels above this (DESIGN.md; thesis 3.5: background "below -990"). It admits air
+noise; the body *outline* of ``ctae_core.acquisition`` uses its own, higher ``OUTLINE_HU``."""
 
 METAL_HU = 3000.0
 """Metal: voxels above this."""

@@ -3,18 +3,20 @@
 Rules, all fitted on the validation split's scores:
 
 - ``mean_std``: T = mean + k·std (eq. 3.4, k = 3; std with ``ddof = 0``, NumPy's default).
-- ``mad``: T = median + k·1.4826·MAD, a robust version that a few outliers in the validation
-  split cannot drag upwards (1.4826·MAD estimates std for normal data).
+- ``mad``: T = median + k·MAD (scaled to estimate a normal SD), a robust version that a few
+  outliers in the validation split cannot drag upwards.
 - ``percentile``: T = the ``percentile``-th percentile (linear interpolation).
 
 One rule is for the outlier score only (``ctae_core/outlier_score.py``), whose evidence is
-already calibrated on the validation split:
+already calibrated (``ctae_core/calibration.py``):
 
-- ``pvalue``: T such that an inlier's score, max_i −log P(Z > z_i) over n independent
-  calibrated kinds of evidence, exceeds it with probability p: each of the n upper-tail
-  probabilities stays above q = 1 − (1 − p)^(1/n) (Šidák), so T = −log q. Unlike
+- ``pvalue``: T such that an inlier's score, max_i −log P(Z > z_i) over n calibrated kinds of
+  evidence, exceeds it with probability at most p: each of the n upper-tail probabilities stays
+  above q = 1 − (1 − p)^(1/n) (Šidák; exact for independent kinds, conservative for the
+  positively dependent ones ctae has — three come from one histogram), so T = −log q. Unlike
   mean + 3·std of a heavy-tailed score, a planted outlier in the validation split cannot drag
-  it upwards.
+  it upwards. Whether it holds on real anatomy is measured, not assumed
+  (``tests/ctae_core/test_calibration_real.py``, README "Detection quality").
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ from typing import Any
 import numpy as np
 
 RULES = ("mean_std", "mad", "percentile", "pvalue")
-MAD_TO_STD = 1.4826
-EVIDENCE_KINDS = 9
-"""Kinds of evidence the outlier score takes the strongest of (``ctae_core.outlier_score.EVIDENCE``)."""
+EVIDENCE_KINDS = 8
+"""Kinds of evidence the outlier score takes the strongest of
+(``ctae_core.outlier_score.SCORED_EVIDENCE``)."""
 MIN_VALIDATION_SCORES = 2
 
 
@@ -41,7 +43,7 @@ class ThresholdRule:
         percentile: Percentile in (0, 100) for ``percentile``.
         p: Null probability of exceeding T, for ``pvalue``.
         evidence: Kinds of evidence the score is the strongest of, for ``pvalue`` (the
-            outlier score's nine, ``ctae_core.outlier_score.EVIDENCE``).
+            outlier score's eight, ``ctae_core.outlier_score.SCORED_EVIDENCE``).
     """
 
     rule: str = "mean_std"
@@ -85,9 +87,10 @@ class ThresholdRule:
         if self.rule == "mean_std":
             return float(values.mean() + self.k * values.std())
         if self.rule == "mad":
-            median = np.median(values)
-            mad = np.median(np.abs(values - median))
-            return float(median + self.k * MAD_TO_STD * mad)
+            from scipy.stats import median_abs_deviation  # not at CLI start-up
+
+            mad = median_abs_deviation(values, scale="normal")
+            return float(np.median(values) + self.k * mad)
         return float(np.percentile(values, self.percentile))
 
     def describe(self) -> str:

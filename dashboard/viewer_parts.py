@@ -131,13 +131,16 @@ def show_planes(scan: pd.Series, run: dict[str, Any], view: ViewSettings) -> Non
 
 
 def evidence_caption(scan: pd.Series) -> str | None:
-    """Which of the outlier score's nine kinds of evidence is largest (the one the score is),
+    """Which of the outlier score's scored kinds of evidence is largest (the one the score is),
     in words; None when the run has no outlier score for the scan."""
     z = {k: scan.get(k) for k in EVIDENCE_NAMES}
     z = {k: float(v) for k, v in z.items() if v is not None and pd.notna(v)}
     if not z:
         return None
-    name = max(z, key=z.get)
+    from ctae_core.outlier_score import SCORED_EVIDENCE
+
+    scored = {k: v for k, v in z.items() if k in SCORED_EVIDENCE} or z
+    name = max(scored, key=scored.get)
     others = ", ".join(f"{k} {v:+.1f}" for k, v in z.items() if k != name)
     return f"Strongest evidence: {EVIDENCE_NAMES[name]} (z {z[name]:+.1f}; {others})"
 

@@ -1,4 +1,4 @@
-"""The catalog's tables (schema v5) and the migrations that bring any older file up to date.
+"""The catalog's tables (schema v7) and the migrations that bring any older file up to date.
 
 Every table a run produced carries ``run_id``; scans are known only by a pseudonymous
 ``scan_id``. Column names follow DESIGN.md's definitions (HU, spacing, pixel count, MSE_m).
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import duckdb
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 7
 
 _V1 = [
     """
@@ -261,7 +261,16 @@ _V5 = [
     )""",
 ]
 
-MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5}
+
+_V6: list[str] = []  # v6: export snapshots (issue 18), filled in by that merge
+
+# v7: the share of a cohort's inliers each method flags at its T (ctae evaluate), reported beside
+# precision and recall so that T's promised false-alarm rate is checked on every evaluation.
+_V7 = [
+    "ALTER TABLE evaluations ADD COLUMN IF NOT EXISTS false_alarm_rate DOUBLE",
+]
+
+MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7}
 
 
 def current_version(con: duckdb.DuckDBPyConnection) -> int:

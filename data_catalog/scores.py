@@ -279,7 +279,9 @@ def cluster_statistics(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFr
 _EVIDENCE_INPUTS = """
 SELECT sc.scan_id, sc.split, sc.mse_m, s.pixel_count, sc.latent, s.hu_histogram,
        s.noise_hu, s.body_edge_mm, s.body_profile, s.streak_contrast,
-       coalesce(s.missing_slices, 0) + coalesce(s.duplicate_slices, 0) AS series_defects
+       coalesce(s.missing_slices, 0) + coalesce(s.duplicate_slices, 0) AS series_defects,
+       s.manufacturer, s.kernel, s.slice_thickness_mm,
+       s.orig_size_x * s.orig_spacing_x_mm AS fov_mm
 FROM scores sc JOIN scans s ON s.scan_id = sc.scan_id
 WHERE sc.run_id = ?
 ORDER BY sc.scan_id
@@ -288,8 +290,9 @@ ORDER BY sc.scan_id
 
 def evidence_inputs(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFrame:
     """What the run's outlier score is computed from, per scored scan: split, MSE_m, pixel
-    count, latent vector, HU histogram, noise, body outline, streak contrast and series
-    defects (slices missing plus duplicated)."""
+    count, latent vector, HU histogram, noise, body outline, streak contrast, series
+    defects (slices missing plus duplicated) and how it was acquired (manufacturer, kernel,
+    slice thickness, field of view in mm)."""
     return con.execute(_EVIDENCE_INPUTS, [run_id]).df()
 
 
@@ -339,7 +342,7 @@ def evaluation_inputs(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFra
 
 _EVALUATION_COLUMNS = (
     "method", "outlier_type", "n_inliers", "n_outliers", "auroc", "average_precision",
-    "precision_at_t", "recall_at_t", "spearman_pixel_count",
+    "precision_at_t", "recall_at_t", "false_alarm_rate", "spearman_pixel_count",
 )
 
 

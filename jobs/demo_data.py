@@ -123,10 +123,10 @@ def write_ground_truth(out: Path, specs: list[Any]) -> Path:
     return path
 
 
-def _remove_stale(out: Path, keep: set[str]) -> int:
+def _remove_stale(out: Path, keep: set[str], pattern: str = "scan_*.json") -> int:
     """Delete series an earlier, larger run of ours wrote (they have a marker) beyond ``--n``."""
     removed = 0
-    for marker in sorted((out / MARKER_DIR).glob("scan_*.json")):
+    for marker in sorted((out / MARKER_DIR).glob(pattern)):
         if marker.stem not in keep:
             shutil.rmtree(out / marker.stem, ignore_errors=True)
             marker.unlink()
@@ -183,9 +183,18 @@ def demo_data(
             "0.35-0.8 mm / 0.5-3 mm (up to ~130 M voxels and ~2.3 GB RAM per worker)."
         ),
     ] = "demo",
+    base: Annotated[
+        str | None,
+        typer.Option(
+            help="Build the real-anatomy cohort instead: 'real' (the shared real-ct and "
+            "real-ct-anatomy folders) or a folder of CT series / volumes. Chest and abdomen "
+            "volumes become inliers; anomalies are inserted with voxel masks (OUT/.masks/)."
+        ),
+    ] = None,
     no_progress: NoProgressOption = False,
 ) -> None:
-    """Write a synthetic CCTA cohort with planted outliers as DICOM series (resumable)."""
+    """Write a synthetic CCTA cohort (or, with --base, a real-anatomy cohort) with planted
+    outliers as DICOM series (resumable)."""
     from ctae_core.phantoms import SIZES
 
     if size not in SIZES:
@@ -195,7 +204,18 @@ def demo_data(
             f"need --n >= 1 and 0 <= --outlier-rate <= 1 (got {n}, {outlier_rate})"
         )
     started = time.monotonic()
-    counts = generate_cohort(out, n, seed, outlier_rate, size, workers, progress=not no_progress)
+    if base is not None:
+        from jobs.demo_data_real import generate_real_cohort
+
+        try:
+            counts = generate_real_cohort(out, base, n, seed, outlier_rate, workers,
+                                          progress=not no_progress)
+        except (FileNotFoundError, ValueError) as err:
+            typer.secho(f"ctae demo-data: {err}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2) from err
+    else:
+        counts = generate_cohort(out, n, seed, outlier_rate, size, workers,
+                                 progress=not no_progress)
     typer.echo(
         f"{out}: {counts['written']} written, {counts['skipped']} already complete, "
         f"{counts['failed']} failed in {time.monotonic() - started:.1f} s"

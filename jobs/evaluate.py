@@ -168,7 +168,7 @@ def format_table(table: pd.DataFrame, run_score: str) -> str:
     planted type for the run's own score. Every row is stored in the catalog either way."""
     fmt = {"index": False, "na_rep": "—", "float_format": lambda v: f"{v:.3f}"}
     metrics = ["n_inliers", "n_outliers", "auroc", "average_precision", "precision_at_t",
-               "recall_at_t", "spearman_pixel_count"]
+               "recall_at_t", "false_alarm_rate", "spearman_pixel_count"]
     overall = table[table["outlier_type"] == "all"].sort_values("auroc", ascending=False)
     per_type = table[(table["outlier_type"] != "all") & (table["method"] == run_score)]
     blocks = ["every method, all planted outliers:", overall[["method", *metrics]].to_string(**fmt)]
@@ -178,14 +178,44 @@ def format_table(table: pd.DataFrame, run_score: str) -> str:
     return "\n".join(blocks)
 
 
+SIDE_BY_SIDE = {"auroc": "AUROC", "precision_at_t": "P@T", "recall_at_t": "R@T",
+                "false_alarm_rate": "FA", "spearman_pixel_count": "rho"}
+
+
+def format_side_by_side(cohorts: dict[str, pd.DataFrame], run_score: str) -> str:
+    """Each method's overall metrics on every cohort (named by the keys) side by side, then the
+    run score's per-type AUROC / recall at T on each."""
+    fmt = {"na_rep": "—", "float_format": lambda v: f"{v:.3f}"}
+    overall = []
+    for name, table in cohorts.items():
+        rows = table[table["outlier_type"] == "all"].set_index("method").reindex(columns=list(SIDE_BY_SIDE))
+        overall.append(rows.rename(columns=lambda c, n=name: f"{n} {SIDE_BY_SIDE[c]}"))
+    joined = pd.concat(overall, axis=1)
+    first = f"{next(iter(cohorts))} AUROC"
+    joined = joined.sort_values(first, ascending=False)
+    per_type = []
+    for name, table in cohorts.items():
+        rows = table[(table["outlier_type"] != "all") & (table["method"] == run_score)]
+        per_type.append(rows.set_index("outlier_type")[["auroc", "recall_at_t", "n_outliers"]]
+                        .rename(columns=lambda c, n=name: f"{n} {c}"))
+    blocks = ["every method, all outliers, per cohort:", joined.to_string(**fmt)]
+    types = pd.concat(per_type, axis=1)
+    if len(types):
+        blocks += [f"\nper outlier type, the run's score ({run_score}):", types.to_string(**fmt)]
+    return "\n".join(blocks)
+
+
 def evaluate(
     run: Annotated[str, typer.Option("--run", help="The scored run to evaluate.")],
     truth: Annotated[Path, typer.Option("--truth", help="ground_truth.csv: series_uid,source_path,truth,strength.")],
     catalog: CatalogOption = None,
     split: Annotated[list[str] | None, typer.Option("--split", help="Evaluate only scans of this split (repeatable); default all scored scans.")] = None,
+    beside: Annotated[str | None, typer.Option("--beside", help="Also print this run's evaluation beside another evaluated run's (e.g. the phantom cohort's beside the real-anatomy cohort's).")] = None,
+    beside_catalog: Annotated[Path | None, typer.Option("--beside-catalog", help="The catalog of the --beside run (default: --catalog).")] = None,
     no_progress: NoProgressOption = False,
 ) -> None:
-    """AUROC / AP / precision and recall at T / size bias of the run and two baselines."""
+    """AUROC / AP / precision, recall and false alarms at T / size bias of the run and two
+    baselines; with --beside, side by side with another cohort's run."""
     settings = settings_from(catalog)
     try:
         table = run_evaluate(settings, run, truth, split or None, not no_progress)
@@ -195,6 +225,17 @@ def evaluate(
     with connect(settings.catalog_path, read_only=True) as con:
         run_score = (catalog_scores.read_run(con, run) or {}).get("threshold_score") or "mse_m"
     typer.echo(format_table(table, run_score))
+    if beside:
+        other_catalog = beside_catalog or settings.catalog_path
+        with connect(other_catalog, read_only=True) as con:
+            other = catalog_scores.read_evaluations(con, beside)
+        if other.empty:
+            typer.secho(f"ctae evaluate: run {beside!r} has no evaluation in {other_catalog}; run "
+                        f"`ctae evaluate --run {beside} --truth ...` there first",
+                        fg=typer.colors.RED, err=True)
+            raise typer.Exit(1)
+        label = beside if beside != run or beside_catalog else f"{beside} (stored)"
+        typer.echo("\n" + format_side_by_side({run: table, label: other}, run_score))
 
 
 def register(app: typer.Typer) -> None:

@@ -23,18 +23,17 @@ logger = logging.getLogger(__name__)
 
 def update_outlier_score(settings: CatalogSettings, run_id: str) -> dict[str, Any]:
     """Recompute the run's outlier score and its evidence for every scored scan (normal is
-    fitted on the training split, z-scores calibrated on the validation split) and store them.
+    fitted on, and z-scores calibrated against, every scored scan) and store them.
     Cheap (no model), so it is redone whenever scans are added. Scans not yet measured (noise,
     body outline, streaks) are measured first, from their stored volumes. Returns counts for
     job_runs."""
-    from ctae_core.outlier_score import outlier_evidence
+    from ctae_core.outlier_score import acquisition_groups, outlier_evidence
 
     counts: dict[str, Any] = measure_stored_scans(settings)
     with connect(settings.catalog_path) as con:
         inputs = catalog_scores.evidence_inputs(con, run_id)
     if inputs.empty:
         return {**counts, "outlier_scores": 0}
-    splits = inputs["split"].to_numpy()
     latents = stack_lists(inputs["latent"])
     histograms = stack_lists(inputs["hu_histogram"])
     if histograms is None:
@@ -44,8 +43,9 @@ def update_outlier_score(settings: CatalogSettings, run_id: str) -> dict[str, An
     evidence = outlier_evidence(
         inputs["mse_m"].to_numpy(dtype=np.float64, na_value=np.nan),
         inputs["pixel_count"].to_numpy(dtype=np.float64),
-        latents, histograms, fit_rows=splits == "train", calibration_rows=splits == "val",
+        latents, histograms, reference_rows=np.ones(len(inputs), dtype=bool),
         acquisition=acquisition_inputs(inputs),
+        groups=acquisition_groups(inputs["manufacturer"].to_numpy(), inputs["kernel"].to_numpy()),
     )
     n_scored = int(np.isfinite(evidence.outlier_score).sum())
     if n_scored == 0:

@@ -33,6 +33,7 @@ def test_overall_row_equals_sklearn():
     assert overall.precision_at_t == pytest.approx(precision_score(y, SCORES > 0.5))  # 2 of 3
     assert overall.recall_at_t == pytest.approx(recall_score(y, SCORES > 0.5))        # 2 of 3
     assert overall.precision_at_t == pytest.approx(2 / 3)
+    assert overall.false_alarm_rate == pytest.approx(1 / 5)  # the inlier at 0.55
     inl = TRUTH == "inlier"
     assert overall.spearman_pixel_count == pytest.approx(spearmanr(SCORES[inl], PIXELS[inl]).statistic)
 

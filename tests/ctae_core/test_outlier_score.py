@@ -6,8 +6,8 @@ from scipy.stats import norm, spearmanr
 
 from ctae_core.outlier_score import (
     AcquisitionInputs,
+    defect_z,
     enhanced_share,
-    mid_p_z,
     outlier_evidence,
     robust_z,
     size_adjusted_log,
@@ -19,8 +19,8 @@ from ctae_core.outlier_score import (
 def test_robust_z_uses_median_and_mad_of_the_reference():
     values = np.array([1.0, 2.0, 3.0, 4.0, 100.0, 10.0])
     ref = np.array([True, True, True, True, True, False])
-    # median 3, MAD 1 → scale 1.4826
-    np.testing.assert_allclose(robust_z(values, ref), (values - 3.0) / 1.4826)
+    # median 3, MAD 1 → scale 1 / Φ⁻¹(¾) ≈ 1.4826, a normal SD
+    np.testing.assert_allclose(robust_z(values, ref), (values - 3.0) * norm.ppf(0.75))
 
 
 def test_robust_z_of_a_constant_reference_stays_finite():
@@ -38,13 +38,15 @@ def test_strongest_evidence_is_the_largest_upper_tail_evidence_and_skips_nan():
     assert out[3] == pytest.approx(-norm.logsf(-2.0))  # low values never raise it
 
 
-def test_mid_p_z_of_counts_against_an_all_zero_reference():
-    values = np.array([0.0, 0.0, 0.0, 0.0, 1.0, 2.0, np.nan])
-    ref = np.array([True, True, True, True, False, False, False])
-    z = mid_p_z(values, ref)
-    assert z[:4] == pytest.approx([0.0] * 4)  # p = (½·4 + ½) / 5 = ½
-    assert z[4] == pytest.approx(norm.isf(0.5 / 5)) and z[5] == z[4]
-    assert np.isnan(z[6])
+def test_defect_z_of_counts_under_the_reference_rate():
+    values = np.array([0.0] * 99 + [1.0, 2.0, np.nan])
+    ref = np.isfinite(values)
+    z = defect_z(values, ref)
+    rate = 3.5 / 102  # three defects and half a prior one over 101 reference series + 1
+    assert z[0] == pytest.approx(norm.isf(1 - 0.5 * np.exp(-rate)))  # nothing missing: z < 0
+    assert z[99] == pytest.approx(norm.isf(1 - np.exp(-rate) * (1 + 0.5 * rate)))
+    assert z[100] > norm.isf(0.001) > z[99]  # a second defect in one series is far rarer
+    assert np.isnan(z[101])
 
 
 def test_size_adjustment_removes_a_power_law_of_pixel_count():
@@ -72,14 +74,14 @@ def test_each_kind_of_evidence_finds_its_own_outlier():
     mse_m[100] *= 4.0  # badly reconstructed
     latents[101] += 6.0  # the encoder describes it unlike any training scan
     histograms[102, 3] += 20000  # a spike in one HU bin
-    ev = outlier_evidence(mse_m, pixels, latents, histograms, splits == "train", splits == "val")
+    ev = outlier_evidence(mse_m, pixels, latents, histograms, splits != "")
     assert int(np.argmax(ev.mse_m_z)) == 100
     assert int(np.argmax(ev.latent_z)) == 101
     assert int(np.argmax(ev.histogram_z)) == 102
     top3 = set(np.argsort(ev.outlier_score)[-3:].tolist())
     assert top3 == {100, 101, 102}
-    # the validation split is the reference: its median z is 0
-    assert abs(np.median(ev.mse_m_z[splits == "val"])) < 1e-9
+    # every scan is the reference: the median scan's z is 0
+    assert abs(np.median(ev.mse_m_z)) < 1e-9
 
 
 def test_tissue_evidence_sees_a_missing_contrast_agent():
@@ -87,8 +89,8 @@ def test_tissue_evidence_sees_a_missing_contrast_agent():
     contrast = slice(20, 24)  # 256–512 HU: the contrast-filled blood pool
     histograms[:, contrast] *= 8  # every scan enhanced...
     histograms[103, contrast] /= 4  # ...but this one holds a quarter of the contrast voxels
-    ev = outlier_evidence(mse_m, pixels, latents, histograms, splits == "train", splits == "val")
-    assert int(np.argmax(ev.tissue_z)) == 103 and ev.tissue_z[103] > 5
+    ev = outlier_evidence(mse_m, pixels, latents, histograms, splits != "")
+    assert int(np.argmax(ev.tissue_z)) == 103 and ev.tissue_z[103] > norm.isf(0.001)
     assert int(np.argmax(ev.outlier_score)) == 103
 
 
@@ -104,7 +106,7 @@ def test_tissue_shares_follow_the_hu_ranges():
 
 def test_missing_histograms_leave_that_evidence_out():
     pixels, mse_m, latents, _, splits = _cohort()
-    ev = outlier_evidence(mse_m, pixels, latents, None, splits == "train", splits == "val")
+    ev = outlier_evidence(mse_m, pixels, latents, None, splits != "")
     for name in ("histogram_z", "tissue_z", "contrast_z", "shape_z", "noise_z", "streak_z",
                  "integrity_z"):
         assert np.isnan(getattr(ev, name)).all(), name
@@ -113,35 +115,53 @@ def test_missing_histograms_leave_that_evidence_out():
         ev.outlier_score, strongest_evidence(np.stack([ev.mse_m_z, ev.latent_z])))
 
 
-def test_too_few_training_scans_give_no_score():
+def test_too_few_reference_scans_give_no_score():
     pixels, mse_m, latents, histograms, _ = _cohort(n=10)
-    splits = np.array(["train"] * 4 + ["val"] * 6)
-    ev = outlier_evidence(mse_m, pixels, latents, histograms, splits == "train", splits == "val")
+    reference = np.arange(10) < 4
+    ev = outlier_evidence(mse_m, pixels, latents, histograms, reference)
     assert np.isnan(ev.outlier_score).all()
 
 
-def test_small_validation_split_is_joined_by_training_scans():
-    pixels, mse_m, latents, histograms, _ = _cohort(n=40)
-    splits = np.array(["train"] * 34 + ["val"] * 3 + ["test"] * 3)
-    ev = outlier_evidence(mse_m, pixels, latents, histograms, splits == "train", splits == "val")
-    reference = (splits == "train") | (splits == "val")
-    assert abs(np.median(ev.mse_m_z[reference])) < 1e-9
+def test_outliers_among_the_reference_scans_do_not_hide_themselves():
+    # an uncurated archive: 18 of 120 scans (15 %) share one departure, and every scan is the
+    # reference; the trimmed, cross-fitted distance still puts every one of them above every
+    # inlier, past p < 0.01 under the distances' heavy-tailed null
+    pixels, mse_m, latents, histograms, splits = _cohort()
+    latents[:18] += 4.0
+    ev = outlier_evidence(mse_m, pixels, latents, histograms, splits != "")
+    assert ev.latent_z[:18].min() > max(ev.latent_z[18:].max(), norm.isf(0.01))
+
+
+def test_scans_acquired_alike_are_their_own_reference():
+    # a sharp kernel quadruples the noise of a third of the scans: against their own kernel
+    # they are not noisy, and a truly noisy scan of that kernel still is
+    pixels, mse_m, latents, histograms, splits = _cohort()
+    acq = _acquisition(len(splits))
+    sharp = np.arange(len(splits)) % 3 == 0
+    acq.noise_hu[sharp] *= 4.0
+    acq.noise_hu[3] *= 10.0
+    groups = np.where(sharp, "siemens|b70f", None)
+    pooled = outlier_evidence(mse_m, pixels, latents, histograms, splits != "", acq)
+    alike = outlier_evidence(mse_m, pixels, latents, histograms, splits != "", acq, groups)
+    assert np.median(pooled.noise_z[sharp]) > 1.5  # against all scans: read as noisy
+    assert abs(np.median(alike.noise_z[sharp])) < 0.1  # against their own kernel: usual
+    assert np.flatnonzero(sharp & (alike.noise_z > norm.isf(0.001))).tolist() == [3]
 
 
 def test_histogram_evidence_ignores_how_much_air_the_field_of_view_holds():
     pixels, mse_m, latents, histograms, splits = _cohort()
-    before = outlier_evidence(mse_m, pixels, latents, histograms, splits == "train", splits == "val")
+    before = outlier_evidence(mse_m, pixels, latents, histograms, splits != "")
     wider = histograms.copy()
     wider[110, 0] *= 10  # the same body in a larger field of view: only air voxels added
-    after = outlier_evidence(mse_m, pixels, latents, wider, splits == "train", splits == "val")
+    after = outlier_evidence(mse_m, pixels, latents, wider, splits != "")
     np.testing.assert_allclose(after.histogram_z, before.histogram_z)
 
 
 def test_the_p_value_rule_counts_every_kind_of_evidence():
-    from ctae_core.outlier_score import EVIDENCE
+    from ctae_core.outlier_score import SCORED_EVIDENCE
     from ctae_core.thresholds import EVIDENCE_KINDS, ThresholdRule
 
-    assert len(EVIDENCE) == EVIDENCE_KINDS == ThresholdRule("pvalue").evidence
+    assert len(SCORED_EVIDENCE) == EVIDENCE_KINDS == ThresholdRule("pvalue").evidence
 
 
 def test_enhanced_share_counts_contrast_voxels_among_soft_and_enhanced_tissue():
@@ -159,8 +179,8 @@ def test_contrast_evidence_sees_a_scan_without_contrast():
     pixels, mse_m, latents, histograms, splits = _cohort()
     histograms[:, 20:24] += 800  # every scan enhanced...
     histograms[104, 20:24] -= 800  # ...but one
-    ev = outlier_evidence(mse_m, pixels, latents, histograms, splits == "train", splits == "val")
-    assert int(np.argmax(ev.contrast_z)) == 104 and ev.contrast_z[104] > 10
+    ev = outlier_evidence(mse_m, pixels, latents, histograms, splits != "")
+    assert int(np.argmax(ev.contrast_z)) == 104 and ev.contrast_z[104] > norm.isf(1e-6)
 
 
 def _acquisition(n: int, seed: int = 1) -> AcquisitionInputs:
@@ -182,16 +202,16 @@ def test_acquisition_evidence_finds_noise_a_cut_body_and_a_broken_series():
     acq.body_shape[107, :8] += 0.6  # an arm widens the outline on one side
     acq.series_defects[108] = 2  # two slices were missing
     acq.streak_contrast[109] = 40.0  # a straight line across the air
-    ev = outlier_evidence(mse_m, pixels, latents, histograms, splits == "train", splits == "val",
+    ev = outlier_evidence(mse_m, pixels, latents, histograms, splits != "",
                           acq)
     assert int(np.argmax(ev.noise_z)) == 105
     assert int(np.argmax(ev.streak_z)) == 109
     assert set(np.argsort(ev.shape_z)[-2:].tolist()) == {106, 107}
-    assert int(np.argmax(ev.integrity_z)) == 108 and ev.integrity_z[108] > 2.5
-    assert set(np.argsort(ev.outlier_score)[-4:].tolist()) == {105, 106, 107, 109}
-    # one missing slice among 100 intact reference series: p = ½ / 101, its strongest evidence
-    assert ev.outlier_score[108] == pytest.approx(-np.log(0.5 / 101))
-    assert ev.outlier_score[108] > np.percentile(ev.outlier_score, 75)
+    assert int(np.argmax(ev.integrity_z)) == 108 and ev.integrity_z[108] > norm.isf(0.001)
+    # streaks are measured, not scored (ctae_core.outlier_score.SCORED_EVIDENCE)
+    assert set(np.argsort(ev.outlier_score)[-4:].tolist()) == {105, 106, 107, 108}
+    # two missing slices in the only broken series among 120: its strongest evidence
+    assert ev.outlier_score[108] == pytest.approx(-norm.logsf(ev.integrity_z[108]))
 
 
 def test_scans_without_acquisition_facts_lack_only_that_evidence():
@@ -199,7 +219,7 @@ def test_scans_without_acquisition_facts_lack_only_that_evidence():
     acq = _acquisition(len(splits))
     acq.noise_hu[3] = np.nan
     acq.body_shape[3] = np.nan
-    ev = outlier_evidence(mse_m, pixels, latents, histograms, splits == "train", splits == "val",
+    ev = outlier_evidence(mse_m, pixels, latents, histograms, splits != "",
                           acq)
     assert np.isnan(ev.noise_z[3]) and np.isnan(ev.shape_z[3]) and np.isfinite(ev.outlier_score[3])
     assert np.isfinite(np.delete(ev.shape_z, 3)).all()

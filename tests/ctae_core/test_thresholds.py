@@ -18,7 +18,7 @@ def test_mean_std_is_eq_3_4():
 
 def test_mad_rule_is_robust_to_the_outlier():
     # median 3, |v - 3| = 2, 1, 0, 1, 7 → MAD 1
-    assert ThresholdRule("mad", k=3).threshold(VAL) == pytest.approx(3 + 3 * 1.4826)
+    assert ThresholdRule("mad", k=3).threshold(VAL) == pytest.approx(3 + 3 * 1.4826, rel=1e-5)
 
 
 def test_percentile_rule_interpolates():
@@ -26,18 +26,17 @@ def test_percentile_rule_interpolates():
     assert ThresholdRule("percentile", percentile=90).threshold(VAL) == pytest.approx(7.6)
 
 
-def test_pvalue_rule_is_the_null_quantile_of_the_strongest_evidence():
+def test_pvalue_rule_gives_each_kind_of_evidence_its_sidak_share_of_p():
     # one kind: P(−log U > t) = e^−t, so T = −log p exactly
     assert ThresholdRule("pvalue", p=0.01, evidence=1).threshold(VAL) == pytest.approx(-np.log(0.01))
-    # n = 9: P(max of 9 values −log U > t) = 1 − (1 − e^−t)^9; at the default p = 0.001, t ≈ 9.10
+    # eight kinds: each may pass T with q = 1 − (1 − p)^(1/8); at p = 0.001, T ≈ 8.99. Whether
+    # the inliers' false-alarm rate then holds on real anatomy, where the kinds are dependent
+    # and heavy-tailed, is tested on real volumes (tests/ctae_core/test_calibration_real.py)
     t = ThresholdRule("pvalue").threshold(VAL)
-    assert 1 - (1 - np.exp(-t)) ** 9 == pytest.approx(0.001)
-    assert t == pytest.approx(9.10, abs=0.01)
+    assert np.exp(-t) == pytest.approx(1 - (1 - 0.001) ** (1 / 8))
+    assert t == pytest.approx(8.99, abs=0.01)
     # independent of the validation scores, so a validation outlier cannot lift it
     assert ThresholdRule("pvalue").threshold(np.append(VAL, 1e6)) == t
-    rng = np.random.default_rng(0)
-    null = (-np.log(rng.random((400_000, 9)))).max(axis=1)
-    assert (null > t).mean() == pytest.approx(0.001, abs=2e-4)
 
 def test_nan_scores_are_ignored():
     with_nan = np.append(VAL, np.nan)

@@ -42,10 +42,14 @@ def test_evidence_caption_names_every_kind_and_the_strongest():
     from dashboard.viewer_parts import EVIDENCE_NAMES, evidence_caption
 
     assert tuple(EVIDENCE_NAMES) == EVIDENCE
-    scan = pd.Series({name: 0.5 for name in EVIDENCE} | {"streak_z": 6.2, "noise_z": None})
+    scan = pd.Series({name: 0.5 for name in EVIDENCE} | {"shape_z": 6.2, "noise_z": None})
     caption = evidence_caption(scan)
-    assert caption.startswith(f"Strongest evidence: {EVIDENCE_NAMES['streak_z']} (z +6.2;")
+    assert caption.startswith(f"Strongest evidence: {EVIDENCE_NAMES['shape_z']} (z +6.2;")
     assert "noise_z" not in caption
+    # streaks are shown but not scored: a larger streak z never names what the score is
+    caption = evidence_caption(pd.concat([scan.drop("streak_z"), pd.Series({"streak_z": 9.0})]))
+    assert caption.startswith(f"Strongest evidence: {EVIDENCE_NAMES['shape_z']} (z +6.2;")
+    assert "streak_z +9.0" in caption
     assert evidence_caption(pd.Series({"mse_m": 0.3})) is None
 
 

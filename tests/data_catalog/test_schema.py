@@ -70,19 +70,26 @@ def test_v2_outlier_scores_are_cleared_and_scans_await_measuring():
     assert scans_without_acquisition(con)["scan_id"].tolist() == ["s1"]
 
 
-def test_v3_catalog_gains_job_processes_and_killed_jobs_become_interrupted(tmp_path):
-    import subprocess
-    import sys
-
+def _v3_catalog_file(path):
+    """A catalog file left at schema v3, as ctae of stop 11 wrote it."""
     from data_catalog.schema import MIGRATIONS
-    from jobs.runtime import interrupt_dead_jobs, this_process
 
-    path = tmp_path / "v3.duckdb"
     con = duckdb.connect(str(path))
     for version in (1, 2, 3):
         for statement in MIGRATIONS[version]:
             con.execute(statement)
         con.execute("INSERT INTO schema_version (version) VALUES (?)", [version])
+    return con
+
+
+def test_v3_catalog_gains_job_processes_and_killed_jobs_become_interrupted(tmp_path):
+    import subprocess
+    import sys
+
+    from jobs.runtime import interrupt_dead_jobs, this_process
+
+    path = tmp_path / "v3.duckdb"
+    con = _v3_catalog_file(path)
     con.execute("INSERT INTO job_runs (job_id, job, status) VALUES ('old', 'ingest', 'running')")
     con.close()
     with connect(path) as con:  # migrates on open
@@ -104,3 +111,16 @@ def test_v3_catalog_gains_job_processes_and_killed_jobs_become_interrupted(tmp_p
     assert rows == {"ingest": "running", "score": "interrupted", "train": "interrupted",
                     "embed": "running"}
     assert alive
+
+
+def test_v3_catalog_file_gains_the_false_alarm_rate_and_keeps_its_evaluations(tmp_path):
+    path = tmp_path / "v3.duckdb"
+    con = _v3_catalog_file(path)
+    con.execute("INSERT INTO evaluations (run_id, method, outlier_type, auroc, precision_at_t) "
+                "VALUES ('r', 'outlier_score', 'all', 0.95, 0.64)")
+    con.close()
+    con = duckdb.connect(str(path))
+    assert ensure_schema(con) == SCHEMA_VERSION
+    assert con.execute("SELECT auroc, precision_at_t, false_alarm_rate FROM evaluations").fetchall() \
+        == [(0.95, 0.64, None)]
+    assert current_version(con) == SCHEMA_VERSION

@@ -208,3 +208,41 @@ def test_ingest_round_trip_reproduces_the_phantom(tmp_path, settings):
     body = expected + min(offset, 0.0) > -1000
     assert np.median(shifted[body] - expected[body]) == pytest.approx(offset, abs=1.0)
     assert int(scans.loc["scan_0002", "missing_slices"]) == 1
+
+
+def test_real_anatomy_cohort_keeps_the_kernel_and_masks_every_local_object(tmp_path, settings):
+    from ctae_core.io.dicom_series import read_dicom_series
+    from ctae_core.io.mask_files import read_mask
+    from ctae_core.real_cohort import LOCAL_TYPES
+    from jobs.demo_data_real import SHARED_DATA
+
+    base = SHARED_DATA / "real-ct" / "totalseg-example"
+    if not base.is_dir():
+        pytest.skip(f"real CT data not found at {base}; it is present in CI")
+    out = tmp_path / "real"
+    result = _run("demo-data", out, "--base", base, "--n", 8, "--seed", 3, "--outlier-rate", 0.5,
+                  "--workers", 1, "--no-progress")
+    assert result.exit_code == 0, result.output
+    rows = _truth(out)
+    assert len(rows) == 8 and sum(r["truth"] != "inlier" for r in rows) == 4
+    assert {r["base"].split("/")[-1] for r in rows} <= {"example_ct.nii.gz", "example_ct_sm.nii.gz",
+                                                        "example_ct_dicom"}
+    for row in rows:
+        files = sorted(str(p) for p in (out / row["source_path"]).iterdir())
+        volume, facts = read_dicom_series(files, row["source_path"])
+        if row["base"].endswith("example_ct_dicom"):
+            assert (facts.manufacturer, facts.kernel) == ("SIEMENS", "Br38f\\3")  # kept
+        assert bool(row["mask_path"]) == (row["truth"] in LOCAL_TYPES)
+        if row["mask_path"]:
+            mask, spacing, origin = read_mask(out / row["mask_path"])
+            assert mask.shape == volume.shape and mask.any()
+            assert np.allclose(spacing, volume.spacing_zyx_mm, atol=1e-3)
+            assert np.allclose(origin, volume.origin_xyz_mm, atol=1e-2)
+            assert volume.hu[mask].max() > 1000  # the object lies where its mask says
+    # the masks are ground truth, not scans: ingest passes their hidden folder over
+    result = _run("ingest", out, "--catalog", settings.catalog_path, "--store", settings.store_dir,
+                  "--workers", 1, "--no-progress")
+    assert result.exit_code == 0, result.output
+    with connect(settings.catalog_path, read_only=True) as con:
+        assert len(scans_table(con)) == 8
+        assert list_ingest_errors(con).empty

@@ -21,7 +21,7 @@ from ctae_core.config import TINY
 from ctae_core.inference import prepare_input, reconstruct
 from ctae_core.io.checkpoint import load_run_model
 from ctae_core.io.volume_store import load_volume, save_volume
-from ctae_core.outlier_score import outlier_evidence
+from ctae_core.outlier_score import acquisition_groups, outlier_evidence
 from ctae_core.phantoms import torso
 from ctae_core.stats import HU_HISTOGRAM_EDGES
 from data_catalog import CatalogSettings, connect
@@ -149,7 +149,7 @@ def test_default_threshold_is_the_outlier_scores_p_value_and_flags_follow(scored
     scores = _read(settings, catalog_scores.read_scores, RUN)
     run = _read(settings, catalog_scores.read_run, RUN)
     assert (run["threshold_rule"], run["threshold_score"]) == ("pvalue", "outlier_score")
-    assert run["threshold"] == pytest.approx(-np.log(1 - 0.999 ** (1 / 9)))  # 9.10
+    assert run["threshold"] == pytest.approx(-np.log(1 - 0.999 ** (1 / 8)))  # 8.99
     assert json.loads(run["threshold_params_json"])["n_val"] == (scores["split"] == "val").sum()
     assert (scores["is_outlier"] == (scores["outlier_score"] > run["threshold"])).all()
     assert set(scores.loc[scores["is_outlier"], "scan_id"]) >= METAL
@@ -172,11 +172,11 @@ def test_thesis_rule_on_the_outlier_score_and_p_value_refused_for_mse_m(scored):
 def test_outlier_score_is_the_evidence_of_the_stored_inputs(scored):
     settings, _ = scored
     inputs = _read(settings, catalog_scores.evidence_inputs, RUN)
-    splits = inputs["split"].to_numpy()
     expected = outlier_evidence(
         inputs["mse_m"].to_numpy(), inputs["pixel_count"].to_numpy(),
         np.stack(inputs["latent"].to_list()), np.stack(inputs["hu_histogram"].to_list()),
-        splits == "train", splits == "val", acquisition_inputs(inputs),
+        np.ones(len(inputs), dtype=bool), acquisition_inputs(inputs),
+        acquisition_groups(inputs["manufacturer"].to_numpy(), inputs["kernel"].to_numpy()),
     )
     stored = _read(settings, catalog_scores.read_scores, RUN).set_index("scan_id").loc[inputs["scan_id"]]
     for column, values in expected.as_columns().items():
@@ -255,6 +255,13 @@ def test_evaluate_stores_metrics_equal_to_sklearn(scored, tmp_path):
     # of the pixel statistics: both rank the two metal scans first
     assert table.loc[("tissue_z", "all"), "auroc"] == pytest.approx(1.0)
     assert table.loc[("isolation_forest", "all"), "auroc"] == pytest.approx(1.0)
+    flagged = scores.loc[known.index[~y], "is_outlier"].to_numpy(dtype=bool)
+    assert table.loc[("outlier_score", "all"), "false_alarm_rate"] == pytest.approx(flagged.mean())
+    # another cohort's evaluated run side by side (here the run beside itself)
+    result = _cli(settings, "evaluate", "--run", RUN, "--truth", str(tmp_path / "ground_truth.csv"),
+                  "--beside", RUN)
+    side = result.output.split("per cohort:")[1]
+    assert f"{RUN} AUROC" in side and f"{RUN} (stored) FA" in side and "outlier_score" in side
 
 
 def test_bad_inputs_give_clear_errors(scored, tmp_path):

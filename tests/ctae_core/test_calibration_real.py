@@ -1,0 +1,106 @@
+"""Evidence and its calibration on real anatomy: real CT volumes from ../shared/data, re-posed,
+re-sized and re-noised as inliers (``ctae_core.real_cohort``), measured as ``ctae score`` does
+(3 mm, HU histogram, noise, outline, streaks). No kind of evidence may flag more inliers than
+its nominal rate, and the calibration must still see real anomalies among them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.stats import binom, norm
+
+from ctae_core.acquisition import PROFILE_DIRECTIONS, acquisition_features
+from ctae_core.outlier_score import (
+    SCORED_EVIDENCE,
+    AcquisitionInputs,
+    acquisition_groups,
+    outlier_evidence,
+)
+from ctae_core.real_cohort import insert_anomaly, render_variant
+from ctae_core.resample import resample_isotropic
+from ctae_core.stats import scan_statistics
+from ctae_core.thresholds import ThresholdRule
+from ctae_core.volume import Volume
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+TRUNK_FOLDERS = (
+    "real-ct/dlwpt-cptac-lscc-chest", "real-ct/totalseg-example",
+    "real-ct-anatomy/lungpetctdx-A0001-philips", "real-ct-anatomy/pancreas-ct-philips-bigbore",
+)
+INLIERS_PER_BASE = 5  # ctae_core.calibration.MIN_GROUP_SCANS: each kernel its own centre
+ANOMALIES = ("heavy_noise", "wrong_rescale", "fov_truncation")
+
+
+def _measure(hu: np.ndarray, spacing: tuple[float, float, float]) -> dict:
+    stored = resample_isotropic(Volume(hu, spacing), 3.0).hu
+    stats, acq = scan_statistics(stored, 3.0), acquisition_features(stored, 3.0)
+    profile = list(acq.body_profile) or [np.nan] * PROFILE_DIRECTIONS  # no body: no outline
+    return {"pixels": stats.pixel_count, "histogram": stats.hu_histogram, "noise": acq.noise_hu,
+            "shape": [*profile, acq.body_edge_mm], "streak": acq.streak_contrast}
+
+
+@pytest.fixture(scope="module")
+def real_cohort() -> dict:
+    """35 real-anatomy inliers (5 per chest / abdomen volume) and three inserted anomalies."""
+    roots = [SHARED / folder for folder in TRUNK_FOLDERS]
+    if not all(root.is_dir() for root in roots):
+        pytest.skip(f"real CT data not found under {SHARED}; it is present in CI")
+    from jobs.demo_data_real import find_bases, read_base
+
+    bases, sources = find_bases(roots)
+    trunk = sorted(b.name for b in bases if b.region == "trunk")
+    assert len(trunk) == 7  # CPTAC, A0001 B and L, the pancreas, the TotalSegmentator abdomen ×3
+    rows, truth, kernels = [], [], []
+    for b, name in enumerate(trunk):
+        base_hu, spacing = read_base(sources[name])
+        for i in range(INLIERS_PER_BASE + (b < len(ANOMALIES))):
+            variant = render_variant(base_hu, spacing, np.random.default_rng([7, b, i]))
+            kind = ANOMALIES[b] if i == INLIERS_PER_BASE else "inlier"
+            if kind != "inlier":
+                insert_anomaly(kind, variant.hu, variant.spacing_zyx_mm, np.random.default_rng(b), 1.0)
+            rows.append(_measure(variant.hu, variant.spacing_zyx_mm))
+            truth.append(kind)
+            kernels.append((sources[name].manufacturer, sources[name].kernel))
+    n = len(rows)
+    evidence = outlier_evidence(
+        np.full(n, np.nan), np.array([r["pixels"] for r in rows], dtype=float), None,
+        np.array([r["histogram"] for r in rows], dtype=float), np.ones(n, dtype=bool),
+        AcquisitionInputs(np.array([r["noise"] for r in rows]), np.array([r["shape"] for r in rows]),
+                          np.array([r["streak"] for r in rows]), np.zeros(n)),
+        acquisition_groups(*np.array(kernels, dtype=object).T),
+    )
+    return {"evidence": evidence, "truth": np.array(truth)}
+
+
+def _more_than_one_percent(flagged: int, n: int) -> bool:
+    """Whether ``flagged`` of ``n`` inliers is improbable (P < 5 %) at a false-alarm rate of 1 %
+    (the target: at most 1 % of real inliers past p < 0.001)."""
+    return binom.sf(flagged - 1, n, 0.01) < 0.05
+
+
+def test_no_kind_of_evidence_flags_more_real_inliers_than_its_nominal_rate(real_cohort):
+    # on 35 inliers: one flag is consistent with a 1 % rate (P 30 %), two are not (P 4.8 %)
+    ev, inlier = real_cohort["evidence"], real_cohort["truth"] == "inlier"
+    for name in SCORED_EVIDENCE:
+        z = getattr(ev, name)[inlier]
+        if np.isfinite(z).any():
+            flagged = int((z > norm.isf(0.001)).sum())
+            assert not _more_than_one_percent(flagged, int(inlier.sum())), \
+                f"{name} flags {flagged} of {inlier.sum()} real inliers at p < 0.001"
+    t = ThresholdRule("pvalue").threshold([0, 1])
+    assert not _more_than_one_percent(int((ev.outlier_score[inlier] > t).sum()), int(inlier.sum()))
+    assert _more_than_one_percent(2, 35) and not _more_than_one_percent(1, 35)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "not met yet (2026-12-02): among 35 real inliers, +115 HU of noise on the sharp B70f chest "
+    "and a truncated field of view reached -log p 6.1 and 7.2 (T 8.99) under this session's "
+    "calibrations; README 'Detection quality on real anatomy'"))
+def test_real_anomalies_among_the_reference_still_pass_t(real_cohort):
+    ev, truth = real_cohort["evidence"], real_cohort["truth"]
+    t = ThresholdRule("pvalue").threshold([0, 1])
+    missed = {kind: float(ev.outlier_score[truth == kind][0]) for kind in ANOMALIES
+              if not ev.outlier_score[truth == kind][0] > t}
+    assert not missed, f"below T {t:.2f}: {missed}"
