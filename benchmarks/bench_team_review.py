@@ -31,7 +31,7 @@ from data_catalog.accounts import add_account, users_path  # noqa: E402
 from data_catalog.journal import open_journal  # noqa: E402
 from data_catalog.review import add_label  # noqa: E402
 from data_catalog.sessions import add_reads, create_session  # noqa: E402
-from data_catalog.synthetic import SyntheticSpec, build_synthetic_catalog  # noqa: E402
+from jobs.synthetic_catalog import SyntheticSpec, build_synthetic_catalog  # noqa: E402
 from tests.dashboard import team_session as ts  # noqa: E402
 
 REVIEWERS = ("bea", "cyd", "dan")

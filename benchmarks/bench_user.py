@@ -154,7 +154,7 @@ def synthetic_catalog(n_scans: int) -> Path:
     """A synthetic catalog of ``n_scans`` scans with one run (built once, reused)."""
     from ctae_core.io.volume_store import save_volume
     from data_catalog import CatalogSettings
-    from data_catalog.synthetic import SyntheticSpec, build_synthetic_catalog
+    from jobs.synthetic_catalog import SyntheticSpec, build_synthetic_catalog
 
     folder = OUT / f"catalog-{n_scans}"
     catalog = folder / "catalog.duckdb"
@@ -309,7 +309,7 @@ def bench_train(epochs: int) -> list[dict]:
     """`tiny` training speed as a process, idle and beside one busy single-threaded process."""
     from ctae_core.io.volume_store import save_volume
     from data_catalog import CatalogSettings
-    from data_catalog.synthetic import SyntheticSpec, build_synthetic_catalog
+    from jobs.synthetic_catalog import SyntheticSpec, build_synthetic_catalog
 
     folder = OUT / "train"
     shutil.rmtree(folder, ignore_errors=True)

@@ -1,7 +1,7 @@
 """Start the journal absorber that copies acknowledged labels into the catalog within seconds
 once no job holds it, even when no job runs afterwards to do it.
 
-It runs as a child process (``data_catalog.absorb.absorb_until_idle``), not a server thread:
+It runs as a child process (``data_catalog.absorber.absorb_until_idle``), not a server thread:
 opening and filling DuckDB would hold the server's interpreter lock while reviewers wait for
 their next scan, and a read-write connection in the server's own process would make its reads
 fail. It starts when the journal has rows to absorb, and ends with the dashboard or after 20 s
@@ -25,7 +25,7 @@ def start_absorber(catalog: str) -> None:
     proc = _RUNNING.get(catalog)
     if (proc is not None and proc.poll() is None) or not has_pending(catalog):
         return
-    code = "import sys; from data_catalog.absorb import absorb_until_idle as a; a(*sys.argv[1:2], int(sys.argv[2]))"
+    code = "import sys; from data_catalog.absorber import absorb_until_idle as a; a(*sys.argv[1:2], int(sys.argv[2]))"
     _RUNNING[catalog] = subprocess.Popen(
         [sys.executable, "-c", code, catalog, str(os.getpid())],
         cwd=Path(__file__).resolve().parents[1],

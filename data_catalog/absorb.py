@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import time
 from pathlib import Path
 
 import duckdb
@@ -157,25 +155,3 @@ def merge_pending_rows(con: duckdb.DuckDBPyConnection, pending: dict[str, pd.Dat
             SELECT * FROM pending_{table}
             WHERE {key} NOT IN (SELECT {key} FROM "{database}".main.{table})"""
         ).fetchall()
-
-
-def absorb_until_idle(catalog: str, parent_pid: int, every_s: float = 2.0,
-                      idle_s: float = 20.0) -> None:
-    """Every ``every_s``, absorb the journal if it has new rows and no job holds the catalog;
-    stop when the parent (the dashboard) is gone or nothing was pending for ``idle_s``."""
-    from data_catalog.connection import CatalogBusyError, connect
-
-    idle_since = time.monotonic()
-    while os.getppid() == parent_pid and time.monotonic() - idle_since < idle_s:
-        time.sleep(every_s)
-        try:
-            if not has_pending(catalog):
-                continue
-            idle_since = time.monotonic()
-            with connect(catalog, wait_s=0.0):  # absorbs on open; a job holding it: later
-                pass
-        except CatalogBusyError:
-            continue
-        except Exception:  # the rows stay in the journal; try again next time
-            logger.warning("journal absorber: %s not updated yet", catalog, exc_info=True)
-

@@ -15,7 +15,6 @@ import csv
 import json
 import logging
 import os
-import shutil
 import time
 from dataclasses import asdict
 from functools import partial
@@ -24,52 +23,18 @@ from typing import Annotated, Any
 
 import typer
 
+from jobs.cohort_files import (
+    TRUTH_COLUMNS,
+    TRUTH_FILE,
+    claim_series,
+    is_complete,
+    marker_path,
+    remove_stale,
+    series_uid_for,
+)
 from jobs.options import NoProgressOption
 
 logger = logging.getLogger(__name__)
-
-MARKER_DIR = ".demo-data"
-TRUTH_FILE = "ground_truth.csv"
-TRUTH_COLUMNS = ("series_uid", "source_path", "truth", "strength")
-
-
-def series_uid_for(spec: Any) -> str:
-    """A DICOM UID derived from the whole spec: same spec, same UID; changed spec, new UID."""
-    from ctae_core.io.dicom_writer import derived_uid
-
-    return derived_uid("ctae-demo-data", json.dumps(asdict(spec), sort_keys=True))
-
-
-def _marker(out: Path, spec: Any) -> Path:
-    return out / MARKER_DIR / f"{spec.source_path}.json"
-
-
-def is_complete(out: Path, spec: Any) -> bool:
-    """True when ``spec``'s series was fully written by an earlier run with the same spec."""
-    marker = _marker(out, spec)
-    if not marker.exists():
-        return False
-    try:
-        record = json.loads(marker.read_text())
-        return record["spec"] == asdict(spec) and record.get("complete") is True
-    except (ValueError, KeyError):
-        return False
-
-
-def _claim(out: Path, spec: Any) -> Path:
-    """Empty the series folder of ``spec`` if it is ours; mark it as being written."""
-    folder, marker = out / spec.source_path, _marker(out, spec)
-    if folder.exists() and not marker.exists():
-        raise FileExistsError(
-            f"refusing to overwrite {folder}: it was not written by `ctae demo-data` (no marker "
-            f"{marker}); choose an empty OUT folder or move that folder away"
-        )
-    if folder.exists():
-        shutil.rmtree(folder)  # a half-written or outdated series of ours
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps({"spec": asdict(spec), "complete": False}))
-    return folder
-
 
 def write_scan(out: Path, spec: Any) -> dict[str, Any]:
     """Render ``spec`` and write it as one DICOM series; returns what the marker records."""
@@ -78,7 +43,7 @@ def write_scan(out: Path, spec: Any) -> dict[str, Any]:
     from ctae_core.phantoms.identity import series_header
 
     started = time.perf_counter()
-    folder = _claim(out, spec)
+    folder = claim_series(out, spec)
     phantom = render_spec(spec)
     fov_mm = phantom.hu.shape[2] * phantom.spacing_zyx_mm[2]
     fields, style = series_header(spec.rng(2), phantom.spacing_zyx_mm, fov_mm)
@@ -106,7 +71,7 @@ def write_scan(out: Path, spec: Any) -> dict[str, Any]:
         "shape_zyx": list(phantom.hu.shape),
         "seconds": time.perf_counter() - started,
     }
-    _marker(out, spec).write_text(json.dumps(record))
+    marker_path(out, spec).write_text(json.dumps(record))
     return record
 
 
@@ -121,17 +86,6 @@ def write_ground_truth(out: Path, specs: list[Any]) -> Path:
             writer.writerow([series_uid_for(spec), spec.source_path, spec.truth, spec.strength])
     os.replace(tmp, path)
     return path
-
-
-def _remove_stale(out: Path, keep: set[str], pattern: str = "scan_*.json") -> int:
-    """Delete series an earlier, larger run of ours wrote (they have a marker) beyond ``--n``."""
-    removed = 0
-    for marker in sorted((out / MARKER_DIR).glob(pattern)):
-        if marker.stem not in keep:
-            shutil.rmtree(out / marker.stem, ignore_errors=True)
-            marker.unlink()
-            removed += 1
-    return removed
 
 
 def generate_cohort(
@@ -151,7 +105,7 @@ def generate_cohort(
 
     specs = plan_cohort(n, seed, outlier_rate, size)
     out.mkdir(parents=True, exist_ok=True)
-    removed = _remove_stale(out, {s.source_path for s in specs})
+    removed = remove_stale(out, {s.source_path for s in specs})
     todo = [s for s in specs if not is_complete(out, s)]
     failed = 0
     results = map_tasks(partial(write_scan, out), todo, ExecutorConfig(workers=workers))

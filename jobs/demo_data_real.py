@@ -22,7 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from jobs.demo_data import TRUTH_FILE, _claim, _marker, _remove_stale, is_complete, series_uid_for
+from jobs.cohort_files import (
+    TRUTH_FILE,
+    claim_series,
+    is_complete,
+    marker_path,
+    remove_stale,
+    series_uid_for,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +70,8 @@ def resolve_roots(base: str) -> list[Path]:
 
 def read_base(source: BaseSource) -> tuple[np.ndarray, tuple[float, float, float]]:
     """A base's HU planes in canonical orientation, and their spacing (Z, Y, X) mm."""
+    from ctae_core.io.resample import resample_isotropic
     from ctae_core.real_cohort.pose import canonical_planes
-    from ctae_core.resample import resample_isotropic
 
     if source.kind == "dicom":
         from ctae_core.io.dicom_series import read_dicom_series
@@ -122,7 +129,7 @@ def write_real_scan(out: Path, sources: dict[str, BaseSource], spec: Any) -> dic
     from ctae_core.real_cohort import INLIER, insert_anomaly, render_variant
 
     started = time.perf_counter()
-    folder = _claim(out, spec)
+    folder = claim_series(out, spec)
     source = sources[spec.base]
     base_hu, base_spacing = read_base(source)
     variant = render_variant(base_hu, base_spacing, spec.rng(0))
@@ -153,7 +160,7 @@ def write_real_scan(out: Path, sources: dict[str, BaseSource], spec: Any) -> dic
               "files": len(paths) - len(dropped), "shape_zyx": list(hu.shape),
               "spacing_zyx_mm": list(spacing), "mask_path": mask_path,
               "seconds": time.perf_counter() - started}
-    _marker(out, spec).write_text(json.dumps(record))
+    marker_path(out, spec).write_text(json.dumps(record))
     return record
 
 
@@ -186,7 +193,7 @@ def generate_real_cohort(out: Path, base: str, n: int, seed: int, outlier_rate: 
     bases, sources = find_bases(resolve_roots(base))
     specs = plan_real_cohort(bases, n, seed, outlier_rate)
     out.mkdir(parents=True, exist_ok=True)
-    removed = _remove_stale(out, {s.source_path for s in specs}, pattern="real_*.json")
+    removed = remove_stale(out, {s.source_path for s in specs}, pattern="real_*.json")
     todo = [s for s in specs if not is_complete(out, s)]
     failed = 0
     results = map_tasks(partial(write_real_scan, out, sources), todo, ExecutorConfig(workers=workers))

@@ -12,6 +12,7 @@ import pytest
 from scipy.stats import binom, norm
 
 from ctae_core.acquisition import PROFILE_DIRECTIONS, acquisition_features
+from ctae_core.io.resample import resample_isotropic
 from ctae_core.outlier_score import (
     SCORED_EVIDENCE,
     AcquisitionInputs,
@@ -19,7 +20,6 @@ from ctae_core.outlier_score import (
     outlier_evidence,
 )
 from ctae_core.real_cohort import insert_anomaly, render_variant
-from ctae_core.resample import resample_isotropic
 from ctae_core.stats import scan_statistics
 from ctae_core.thresholds import ThresholdRule
 from ctae_core.volume import Volume

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from ctae_core.io.volume_store import save_volume
 from dashboard.auth import USER
 from data_catalog import CatalogSettings
 from data_catalog.accounts import add_account, users_path
