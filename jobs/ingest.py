@@ -199,7 +199,7 @@ def _needs_ingest(source, known: dict[str, tuple[str, str, float]], spacing: flo
 
 
 def _run_batches(
-    worker, todo, settings, summary, config: ExecutorConfig, progress, redact: bool
+    worker, todo, settings, summary, config: ExecutorConfig, progress, redact: bool = False
 ) -> None:
     from tqdm import tqdm
 
