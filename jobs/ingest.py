@@ -244,7 +244,7 @@ def _map_inputs(worker, todo: list, config: ExecutorConfig) -> Iterator[tuple[An
 
 
 def _run_batches(
-    worker, todo, settings, summary, config: ExecutorConfig, progress, redact: bool
+    worker, todo, settings, summary, config: ExecutorConfig, progress, redact: bool = False
 ) -> None:
     from tqdm import tqdm
 
