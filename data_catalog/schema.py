@@ -1,4 +1,4 @@
-"""The catalog's tables (schema v3) and the migrations that bring any older file up to date.
+"""The catalog's tables (schema v6) and the migrations that bring any older file up to date.
 
 Every table a run produced carries ``run_id``; scans are known only by a pseudonymous
 ``scan_id``. Column names follow DESIGN.md's definitions (HU, spacing, pixel count, MSE_m).
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import duckdb
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 6
 
 _V1 = [
     """
@@ -203,7 +203,34 @@ _V3 = [
     "UPDATE scores SET outlier_score = NULL",
 ]
 
-MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3}
+# v6: every export is a snapshot (data_catalog/snapshots.py): its manifest, the hash of its
+# list, and the state of every scan of the run at that moment (included or not, and why), so
+# the list can be re-created byte for byte and two snapshots compared scan by scan.
+_V6 = [
+    "ALTER TABLE exports ADD COLUMN IF NOT EXISTS content_hash VARCHAR",   # sha256 of the canonical list
+    "ALTER TABLE exports ADD COLUMN IF NOT EXISTS manifest_json VARCHAR",  # filters, run, model, T, label state
+    """
+    CREATE TABLE IF NOT EXISTS export_items (
+        export_id VARCHAR NOT NULL,
+        position INTEGER NOT NULL,            -- row order of the run's scan table at export
+        scan_id VARCHAR NOT NULL,
+        included BOOLEAN NOT NULL,            -- passed the export's filter
+        split VARCHAR,
+        score DOUBLE,                         -- the run's thresholded score
+        mse_m DOUBLE,
+        is_outlier BOOLEAN,
+        cluster INTEGER,
+        label VARCHAR,                        -- current verdict
+        causes VARCHAR,
+        reviewers VARCHAR,                    -- 'name: verdict, ...' (each reviewer's current label)
+        strongest_evidence VARCHAR,           -- the evidence the outlier score is
+        strongest_z DOUBLE,
+        adjudication VARCHAR,                 -- the adjudicated verdict (NULL until adjudication exists)
+        PRIMARY KEY (export_id, scan_id)
+    )""",
+]
+
+MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3, 4: [], 5: [], 6: _V6}
 
 
 def current_version(con: duckdb.DuckDBPyConnection) -> int:

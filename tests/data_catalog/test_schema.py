@@ -41,7 +41,7 @@ def test_v1_catalog_migrates_to_v3_keeping_its_scores():
         con.execute(statement)
     con.execute("INSERT INTO schema_version (version) VALUES (1)")
     con.execute("INSERT INTO scores (run_id, scan_id, split, mse_m) VALUES ('r', 's1', 'val', 0.25)")
-    assert ensure_schema(con) == 3
+    assert ensure_schema(con) == SCHEMA_VERSION
     row = con.execute(
         "SELECT mse_m, mse_m_z, latent_z, histogram_z, tissue_z, contrast_z, shape_z, noise_z, "
         "streak_z, integrity_z, outlier_score FROM scores"
@@ -62,9 +62,26 @@ def test_v2_outlier_scores_are_cleared_and_scans_await_measuring():
     con.execute("INSERT INTO scans (scan_id, source_kind, source_root, source_path, fingerprint, "
                 "content_hash, spacing_mm, size_z, size_y, size_x, pixel_count, volume_path) "
                 "VALUES ('s1', 'nifti', '/r', 'a.nii', 'f', 'h', 3, 2, 2, 2, 8, '/v/s1.npy')")
-    assert ensure_schema(con) == 3
+    assert ensure_schema(con) == SCHEMA_VERSION
     # Fisher's sum (v2) and the strongest evidence (v3) are different scales: not kept
     assert con.execute("SELECT mse_m_z, outlier_score FROM scores").fetchall() == [(1.5, None)]
     from data_catalog.scans import scans_without_acquisition
 
     assert scans_without_acquisition(con)["scan_id"].tolist() == ["s1"]
+
+
+def test_v3_catalog_migrates_to_v6_keeping_its_export_log():
+    from data_catalog.schema import MIGRATIONS
+
+    con = duckdb.connect(":memory:")
+    for version in (1, 2, 3):
+        for statement in MIGRATIONS[version]:
+            con.execute(statement)
+        con.execute("INSERT INTO schema_version (version) VALUES (?)", [version])
+    con.execute("INSERT INTO exports (export_id, who, run_id, filter_json, row_count, format) "
+                "VALUES ('e1', 'hal', 'r', '{}', 12, 'csv')")
+    assert ensure_schema(con) == SCHEMA_VERSION == 6
+    # an export from before v6 stays in the log, without a snapshot
+    assert con.execute("SELECT export_id, row_count, content_hash, manifest_json FROM exports"
+                       ).fetchall() == [("e1", 12, None, None)]
+    assert con.execute("SELECT count(*) FROM export_items").fetchone()[0] == 0
