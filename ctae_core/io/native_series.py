@@ -12,15 +12,12 @@ class SourceUnavailableError(Exception):
     """The scan's source files are gone, moved or changed; the stored volume must do."""
 
 
-def read_native_volume(
-    source_root: str, source_path: str, source_kind: str, series_uid: str | None = None
-) -> Volume:
+def read_native_volume(source_root: str, source_path: str, series_uid: str | None = None) -> Volume:
     """The scan as acquired: HU (Z, Y, X) int16 with the source's spacing, origin and direction.
 
     Args:
         source_root: Folder the scan was ingested from (``scans.source_root``).
-        source_path: Series folder or volume file below it (``scans.source_path``).
-        source_kind: ``dicom``, ``nifti``, ``mha`` or ``nrrd`` (``scans.source_kind``).
+        source_path: Series folder (DICOM) or volume file below it (``scans.source_path``).
         series_uid: Picks the series when the folder holds several.
 
     Raises:
@@ -30,7 +27,7 @@ def read_native_volume(
     if not path.exists():
         raise SourceUnavailableError(f"{path}: source not reachable from this machine")
     try:
-        if source_kind != "dicom":
+        if path.is_file():
             from ctae_core.io.volume_files import read_volume_file
 
             volume, _ = read_volume_file(str(path), source_path)

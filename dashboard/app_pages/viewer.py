@@ -11,7 +11,7 @@ from dashboard.viewer_parts import (
     evidence_caption,
     label_form,
     scan_facts,
-    show_planes,
+    show_scan,
     window_controls,
 )
 
@@ -52,7 +52,7 @@ nav[2].progress(
 scan = scans[scans["scan_id"] == queue[pos]].iloc[0]
 st.subheader(f"Scan `{scan['scan_id']}`")
 view: ViewSettings = window_controls()
-show_planes(scan, run, view)
+show_scan(scan, run, view)
 
 left, right = st.columns([3, 2])
 with left:
