@@ -22,6 +22,9 @@ run = data.run_info(catalog, run_id) or {}
 
 if flash := st.session_state.pop("viewer_flash", None):
     st.success(flash)
+if (linked := st.query_params.get("scan")) and st.session_state.get("linked_scan") != linked:
+    st.session_state["linked_scan"] = linked  # ?scan=ID in a shared link opens that scan, once
+    state.select_scans([linked])
 if state.QUEUE_SOURCE not in st.session_state:
     st.session_state[state.QUEUE_SOURCE] = review_queue.FLAGGED_FIRST
 source = st.radio("Review queue", review_queue.SOURCES, key=state.QUEUE_SOURCE, horizontal=True)
