@@ -4,7 +4,7 @@
 // page can fall back to its server-rendered slices.
 "use strict";
 
-const state = (window.ctaeViewer = { ready: false, key: null, loadMs: null, slices: 0, error: null });
+const state = (window.ctaeViewer = { ready: false, key: null, loadMs: null, slices: 0, error: null, nv: null });
 let nv = null;
 let NV = null;
 let lastArgs = null;
@@ -85,6 +85,7 @@ async function setUp(args) {
     show3Dcrosshair: false,
   });
   await nv.attachTo("gl");
+  state.nv = nv;
   nv.onLocationChange = showLocation;
   nv.setSliceType(NV.SLICE_TYPE.MULTIPLANAR);
   document.getElementById("layout").onchange = (e) => nv.setSliceType(Number(e.target.value));
