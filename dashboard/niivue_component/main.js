@@ -65,7 +65,7 @@ function showLocation(location) {
   const values = location.values
     .map((v, i) => `${i === 0 ? "HU" : lastArgs.overlays[i - 1].role} ${Math.round(v.value)}`)
     .join(" · ");
-  const mm = location.mm.slice(0, 3).map((v) => v.toFixed(1)).join(", ");
+  const mm = Array.from(location.mm.slice(0, 3), (v) => v.toFixed(1)).join(", ");
   const vox = location.vox.join(", ");
   document.getElementById("status").textContent = `voxel (${vox}) · ${mm} mm RAS · ${values}`;
 }

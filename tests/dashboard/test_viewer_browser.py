@@ -92,6 +92,7 @@ def test_viewer_scrolls_windows_and_falls_back(served):
             assert _shot(page, name).stat().st_size > 10_000
         # a scan whose sources are not reachable: the stored volume, with both overlays
         open_scan(page, url, "syn0000003")
+        frame = viewer_frame(page)
         assert page.get_by_text("native resolution unavailable").count() == 1
         assert frame.evaluate("() => window.ctaeViewer.nv.volumes.length") == 3
         _shot(page, "stored_with_overlays")
