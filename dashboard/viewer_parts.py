@@ -148,7 +148,8 @@ def show_scan(scan: pd.Series, run: dict[str, Any], view: ViewSettings) -> None:
     if mode == "interactive":
         fields = {k: (None if pd.isna(scan.get(k)) else scan.get(k)) for k in _VIEWER_FIELDS}
         try:
-            prepared = scan_volumes.viewer_scan(fields, volume_viewer.message_budget_bytes())
+            with st.spinner("Reading the series …"):
+                prepared = scan_volumes.viewer_scan(fields)
         except FileNotFoundError as err:
             st.warning(f"Original: {err}")
             st.stop()

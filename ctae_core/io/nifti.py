@@ -12,14 +12,18 @@ from pathlib import Path
 import numpy as np
 
 
-def nifti_bytes(volume_zyx: np.ndarray, affine_ras: np.ndarray, *, compress: bool = True) -> bytes:
+def nifti_bytes(
+    volume_zyx: np.ndarray, affine_ras: np.ndarray, *, compress: bool = True, compresslevel: int = 1
+) -> bytes:
     """A (Z, Y, X) array as NIfTI-1 bytes (``.nii.gz`` when ``compress``, else ``.nii``).
 
     Args:
         volume_zyx: Voxels (Z, Y, X), any integer or float dtype (kept as is; int16 for HU).
         affine_ras: 4×4 affine from voxel index (x, y, z) to RAS mm
             (``ctae_core.geometry.ras_affine``).
-        compress: gzip at level 1 (CT compresses ~3×; level 9 is 10× slower for ~5 % less).
+        compress: gzip (CT compresses ~3×; level 9 is 10× slower than 1 for ~5 % less).
+        compresslevel: 1 for files; 0 frames the bytes as gzip without compressing them (as
+            fast as a copy), for the viewer, whose server would otherwise gzip them at level 9.
     """
     import nibabel as nib
 
@@ -29,15 +33,18 @@ def nifti_bytes(volume_zyx: np.ndarray, affine_ras: np.ndarray, *, compress: boo
     image.header.set_qform(image.affine, code=1)
     image.header.set_sform(image.affine, code=1)
     raw = image.to_bytes()
-    return gzip.compress(raw, compresslevel=1, mtime=0) if compress else raw
+    return gzip.compress(raw, compresslevel=compresslevel, mtime=0) if compress else raw
 
 
-def write_nifti(path: Path | str, volume_zyx: np.ndarray, affine_ras: np.ndarray) -> Path:
-    """Write a ``.nii.gz`` atomically (temp file + rename); returns the path."""
+def write_nifti(
+    path: Path | str, volume_zyx: np.ndarray, affine_ras: np.ndarray, compresslevel: int = 1
+) -> Path:
+    """Write a ``.nii`` / ``.nii.gz`` atomically (temp file + rename); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(nifti_bytes(volume_zyx, affine_ras, compress=path.suffix == ".gz"))
+    tmp.write_bytes(nifti_bytes(volume_zyx, affine_ras, compress=path.suffix == ".gz",
+                                compresslevel=compresslevel))
     os.replace(tmp, path)
     return path
 

@@ -1,5 +1,5 @@
 // ctae's scan viewer: NiiVue (vendored, BSD-2) as a Streamlit component without a build step.
-// The scan arrives once as NIfTI bytes; scrolling, window/level, zoom/pan and the linked
+// The scan is fetched once as NIfTI files over HTTP; scrolling, window/level, zoom/pan and the linked
 // crosshair run here, with no server round trip. Only "no WebGL2" is reported back, so that the
 // page can fall back to its server-rendered slices.
 "use strict";
@@ -101,20 +101,27 @@ async function setUp(args) {
   };
 }
 
+async function fetchBytes(args, file) {
+  const response = await fetch(new URL(args.files_base + file, window.location.href));
+  if (!response.ok) throw new Error(`${file}: HTTP ${response.status}`);
+  return new Uint8Array(await response.arrayBuffer());
+}
+
 async function loadScan(args) {
   const started = performance.now();
   state.ready = false;
   while (nv.volumes.length) nv.removeVolume(nv.volumes[nv.volumes.length - 1]);
   const [lo, hi] = windowRange(args);
   const scan = await NV.NVImage.loadFromUrl({
-    url: args.volume, name: "scan.nii", colormap: "gray", cal_min: lo, cal_max: hi,
+    url: await fetchBytes(args, args.volume), name: "scan.nii.gz", colormap: "gray",
+    cal_min: lo, cal_max: hi,
     trustCalMinMax: true,
   });
   nv.addVolume(scan);
   for (let i = 0; i < args.overlays.length; i++) {
     const meta = args.overlays[i];
     const overlay = await NV.NVImage.loadFromUrl({
-      url: args[`overlay${i}`], name: `${meta.role}.nii.gz`, colormap: meta.colormap,
+      url: await fetchBytes(args, meta.file), name: `${meta.role}.nii.gz`, colormap: meta.colormap,
       opacity: meta.opacity, cal_min: meta.cal_min, cal_max: meta.cal_max, trustCalMinMax: true,
     });
     nv.addVolume(overlay);

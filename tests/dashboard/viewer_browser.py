@@ -81,7 +81,7 @@ def open_scan(page, url: str, scan_id: str, timeout_ms: int = 120000) -> float:
     page.goto(f"{url}/viewer?scan={scan_id}", wait_until="commit")
     frame = viewer_frame(page, timeout_ms)
     frame.wait_for_function(
-        "id => window.ctaeViewer && window.ctaeViewer.ready && window.ctaeViewer.key === id "
+        "id => window.ctaeViewer && window.ctaeViewer.ready && String(window.ctaeViewer.key).startsWith(id + ':') "
         "|| (window.ctaeViewer && window.ctaeViewer.error)", arg=scan_id, timeout=timeout_ms,
     )
     error = frame.evaluate("() => window.ctaeViewer.error")

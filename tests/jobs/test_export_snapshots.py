@@ -146,3 +146,13 @@ def test_diff_names_newly_flagged_and_relabelled_scans(catalog, tmp_path):
     assert diff.loc[newly["scan_id"], "reasons"] == "newly flagged"
     assert "manifest differs in threshold" in result.output
     assert set(diff["change"]) <= {"added", "removed", "changed"}
+
+
+def test_strongest_evidence_names_the_largest_z_and_leaves_unscored_rows_empty():
+    from data_catalog.snapshots import EVIDENCE_COLUMNS, strongest_evidence
+
+    rows = pd.DataFrame([dict.fromkeys(EVIDENCE_COLUMNS, np.nan) for _ in range(2)])
+    rows.loc[0, ["mse_m_z", "shape_z", "noise_z"]] = [1.5, 7.25, -3.0]
+    name, z = strongest_evidence(rows)
+    assert name[0] == "shape_z" and z[0] == 7.25
+    assert pd.isna(name[1]) and pd.isna(z[1])
