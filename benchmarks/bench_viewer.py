@@ -102,18 +102,24 @@ def main(quick: bool = False) -> list[dict]:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=str(CHROMIUM), args=WEBGL_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1100})
-            cold = open_scan(page, url, scan_id, timeout_ms=600000)
+            cold = open_scan(page, url, scan_id, timeout_ms=900000)
             client_cold = viewer_frame(page).evaluate("() => window.ctaeViewer.loadMs") / 1000
-            warm = open_scan(page, url, scan_id, timeout_ms=600000)
+            print(f"open cold {cold:.1f} s, of which NiiVue {client_cold:.1f} s", flush=True)
+            page.close()  # a fresh tab: a page busy with a large WebGL upload unloads slowly
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            warm = open_scan(page, url, scan_id, timeout_ms=900000)
             frame = viewer_frame(page)
             client_warm = frame.evaluate("() => window.ctaeViewer.loadMs") / 1000
+            print(f"open warm {warm:.1f} s, of which NiiVue {client_warm:.1f} s", flush=True)
             rate = scroll(frame, 3.0)
             slices_s = rate["slices"] / rate["seconds"]
+            print(f"scrolling {slices_s:.1f} slices/s ({rate})", flush=True)
             for layout, name in (("3", "three_planes"), ("0", "axial"), ("1", "coronal"), ("2", "sagittal")):
                 frame.select_option("#layout", layout)
                 page.wait_for_timeout(500)
                 page.screenshot(path=OUT / f"{name}.png")
             server_first, server_rate = _server_baseline(page, 3 if quick else 5)
+            print(f"server-rendered: first {server_first:.1f} s, {server_rate:.2f} slices/s", flush=True)
             page.screenshot(path=OUT / "server_rendered.png")
             browser.close()
     finally:

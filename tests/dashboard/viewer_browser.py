@@ -78,7 +78,7 @@ def viewer_frame(page, timeout_ms: int = 60000):
 def open_scan(page, url: str, scan_id: str, timeout_ms: int = 120000) -> float:
     """Open ``scan_id`` in the viewer; seconds from navigation until NiiVue has drawn it."""
     started = time.perf_counter()
-    page.goto(f"{url}/viewer?scan={scan_id}", wait_until="commit")
+    page.goto(f"{url}/viewer?scan={scan_id}", wait_until="commit", timeout=timeout_ms)
     frame = viewer_frame(page, timeout_ms)
     frame.wait_for_function(
         "id => window.ctaeViewer && window.ctaeViewer.ready && String(window.ctaeViewer.key).startsWith(id + ':') "
