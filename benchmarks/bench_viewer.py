@@ -115,9 +115,10 @@ def main(quick: bool = False) -> list[dict]:
             slices_s = rate["slices"] / rate["seconds"]
             print(f"scrolling {slices_s:.1f} slices/s ({rate})", flush=True)
             for layout, name in (("3", "three_planes"), ("0", "axial"), ("1", "coronal"), ("2", "sagittal")):
-                frame.select_option("#layout", layout)
+                # SwiftShader keeps the page busy drawing a large series: wait minutes, not 30 s
+                frame.select_option("#layout", layout, timeout=600000)
                 page.wait_for_timeout(500)
-                page.screenshot(path=OUT / f"{name}.png")
+                page.screenshot(path=OUT / f"{name}.png", timeout=600000)
             server_first, server_rate = _server_baseline(page, 3 if quick else 5)
             print(f"server-rendered: first {server_first:.1f} s, {server_rate:.2f} slices/s", flush=True)
             page.screenshot(path=OUT / "server_rendered.png")
