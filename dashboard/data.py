@@ -8,7 +8,10 @@ scan table is cached as a shared resource (no copy per rerun); the small reads a
 
 from __future__ import annotations
 
+import io
+import logging
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,9 +21,20 @@ import pandas as pd
 import streamlit as st
 
 from ctae_core.io.volume_store import load_volume
-from data_catalog import CatalogBusyError, connect, review, views
-from data_catalog.filters import ExportFilter, apply_filter, render_export
+from data_catalog import CatalogBusyError, connect, views
+from data_catalog.export_formats import LIST_FORMATS, bundle_files, render_list
+from data_catalog.filters import ExportFilter
 from data_catalog.journal import journal_version
+from data_catalog.snapshot_diff import diff_snapshots
+from data_catalog.snapshots import (
+    load_snapshot,
+    record_snapshot,
+    run_paths,
+    snapshot_log,
+    take_snapshot,
+)
+
+logger = logging.getLogger(__name__)
 
 READ_WAIT_S = 15.0
 STALE_WAIT_S = 0.0  # with an older copy at hand, one try: a busy catalog shows that copy
@@ -158,25 +172,68 @@ def volume(path: str) -> np.ndarray:
 def clear() -> None:
     """Forget cached reads after a write, so every page shows the new label or export."""
     _read.clear()
+    _snapshots.clear()
     _scan_table.clear()
     _explorer_scans.clear()
 
 
+BUNDLE_LIMIT_SCANS = 200
+"""Largest NIfTI / nnU-Net bundle the page builds in memory; `ctae export` has no limit."""
+
+
+def _zip(files) -> bytes:
+    """The bundle's files as one zip (stored: NIfTI is compressed already; fixed timestamps)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for name, payload in files:
+            archive.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), payload)
+    return buffer.getvalue()
+
+
 def prepare_export(
-    catalog: str, run_id: str | None, filt: ExportFilter, fmt: str, who: str
-) -> tuple[bytes, int]:
-    """Build the export file for a download and log it; returns (file bytes, row count)."""
-    rows = apply_filter(scan_table(catalog, run_id), filt)
-    payload = render_export(rows, fmt)
-    with connect(catalog, wait_s=WRITE_WAIT_S) as con:
-        review.log_export(
-            con,
-            who=who,
-            run_id=run_id,
-            filter_json=filt.to_json(),
-            row_count=len(rows),
-            fmt=fmt,
-            destination="browser download",
+    catalog: str, run_id: str, filt: ExportFilter, fmt: str, who: str
+) -> tuple[bytes, int, str]:
+    """Snapshot the filtered scans, build the download and log it; returns (file bytes, row
+    count, export id). Bundle formats come as a zip.
+
+    Raises:
+        ValueError: a bundle of more than ``BUNDLE_LIMIT_SCANS`` scans (use `ctae export`).
+    """
+    from ctae_core.io.nifti import store_nifti
+
+    with connect(catalog, read_only=True, wait_s=READ_WAIT_S) as con:
+        snapshot = take_snapshot(con, run_id, filt, fmt, who)
+        paths = run_paths(con, run_id).dropna(subset=["error_path"])
+    rows = snapshot.manifest["row_count"]
+    if fmt in LIST_FORMATS:
+        payload = render_list(snapshot, fmt)
+    elif rows > BUNDLE_LIMIT_SCANS:
+        raise ValueError(
+            f"{rows:,} scans are too many for a {fmt} bundle in the browser (at most "
+            f"{BUNDLE_LIMIT_SCANS}); run `ctae export --run {run_id} --format {fmt} --out DIR`"
         )
+    else:
+        errors = dict(zip(paths["scan_id"], paths["error_path"], strict=True))
+        payload = _zip(bundle_files(snapshot, fmt, errors, store_nifti))
+    with connect(catalog, wait_s=WRITE_WAIT_S) as con:
+        record_snapshot(con, snapshot, "browser download")
     clear()
-    return payload, len(rows)
+    return payload, rows, snapshot.export_id
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False, max_entries=16)
+def _snapshots(catalog: str, version: tuple[int, int]) -> pd.DataFrame:
+    with connect(catalog, read_only=True, wait_s=READ_WAIT_S) as con:
+        return snapshot_log(con)
+
+
+def snapshots(catalog: str) -> pd.DataFrame:
+    """Every export snapshot, newest first (``data_catalog.snapshots.snapshot_log``)."""
+    return _snapshots(catalog, catalog_version(catalog))
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False, max_entries=16)
+def snapshot_diff(catalog: str, a: str, b: str) -> tuple[dict[str, Any], pd.DataFrame]:
+    """What changed from snapshot ``a`` to ``b`` and why (snapshots never change: cached)."""
+    with connect(catalog, read_only=True, wait_s=READ_WAIT_S) as con:
+        return diff_snapshots(load_snapshot(con, a), load_snapshot(con, b))

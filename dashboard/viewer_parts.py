@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboard import data, slices
+from dashboard import data, scan_volumes, slices, volume_viewer
 from dashboard.render import ViewSettings, render_views
 
 EVIDENCE_NAMES = {  # ctae_core.outlier_score.EVIDENCE, in words
@@ -128,6 +128,36 @@ def show_planes(scan: pd.Series, run: dict[str, Any], view: ViewSettings) -> Non
             f"Reconstruction and |error| are on the run's {run_mm:g} mm grid (original "
             f"{scan_mm:g} mm); slices are matched by physical position."
         )
+
+
+VIEW_MODES = ("interactive", "server-rendered")
+_VIEWER_FIELDS = ("scan_id", "volume_path", "recon_path", "error_path", "spacing_mm",
+                  "source_root", "source_path", "series_uid")
+
+
+def show_scan(scan: pd.Series, run: dict[str, Any], view: ViewSettings) -> None:
+    """The interactive viewer (as acquired where the source is reachable), or the
+    server-rendered planes when asked for or when the browser has no WebGL2."""
+    mode = st.radio(
+        "View", VIEW_MODES, horizontal=True, key="view_mode",
+        help="Interactive: scroll (wheel), window/level (right drag), zoom/pan and a crosshair "
+        "linked across planes, all in the browser. Server-rendered: one image per slider move.",
+    )
+    if mode == "interactive":
+        fields = {k: (None if pd.isna(scan.get(k)) else scan.get(k)) for k in _VIEWER_FIELDS}
+        try:
+            with st.spinner("Reading the series …"):
+                prepared = scan_volumes.viewer_scan(fields)
+        except FileNotFoundError as err:
+            st.warning(f"Original: {err}")
+            st.stop()
+        hottest = " · opened at the hottest |error| region" if prepared.crosshair_mm else ""
+        st.caption(prepared.note + hottest)
+        shown = volume_viewer.scan_viewer(prepared, view, str(scan["scan_id"]))
+        if not (isinstance(shown, dict) and shown.get("webgl") is False):
+            return
+        st.info("This browser offers no WebGL2: the server renders the slices instead.")
+    show_planes(scan, run, view)
 
 
 def evidence_caption(scan: pd.Series) -> str | None:

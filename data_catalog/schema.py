@@ -262,7 +262,32 @@ _V5 = [
 ]
 
 
-_V6: list[str] = []  # v6: export snapshots (issue 18), filled in by that merge
+# v6: every export is a snapshot (data_catalog/snapshots.py): its manifest, the hash of its
+# list, and the state of every scan of the run at that moment (included or not, and why), so
+# the list can be re-created byte for byte and two snapshots compared scan by scan.
+_V6 = [
+    "ALTER TABLE exports ADD COLUMN IF NOT EXISTS content_hash VARCHAR",   # sha256 of the canonical list
+    "ALTER TABLE exports ADD COLUMN IF NOT EXISTS manifest_json VARCHAR",  # filters, run, model, T, label state
+    """
+    CREATE TABLE IF NOT EXISTS export_items (
+        export_id VARCHAR NOT NULL,
+        position INTEGER NOT NULL,            -- row order of the run's scan table at export
+        scan_id VARCHAR NOT NULL,
+        included BOOLEAN NOT NULL,            -- passed the export's filter
+        split VARCHAR,
+        score DOUBLE,                         -- the run's thresholded score
+        mse_m DOUBLE,
+        is_outlier BOOLEAN,
+        cluster INTEGER,
+        label VARCHAR,                        -- current verdict
+        causes VARCHAR,
+        reviewers VARCHAR,                    -- 'name: verdict, ...' (each reviewer's current label)
+        strongest_evidence VARCHAR,           -- the evidence the outlier score is
+        strongest_z DOUBLE,
+        adjudication VARCHAR,                 -- the admin's adjudicated verdict (NULL: none)
+        PRIMARY KEY (export_id, scan_id)
+    )""",
+]
 
 # v7: the share of a cohort's inliers each method flags at its T (ctae evaluate), reported beside
 # precision and recall so that T's promised false-alarm rate is checked on every evaluation.

@@ -1,23 +1,42 @@
-"""`ctae export`: write a filtered list of a run's scans (CSV / TXT / Parquet) and log it.
+"""`ctae export`: write a snapshot of a run's filtered scans and log it; re-create a snapshot
+byte for byte; show what changed between two snapshots and why.
 
-Uses the same ``ExportFilter`` and ``apply_filter`` as the dashboard's Export page, so the
-command line and the page give the same rows for the same filter.
+Uses the same ``ExportFilter`` as the dashboard's Export page, so the command line and the
+page give the same rows for the same filter.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import logging
+import os
+import shutil
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from data_catalog import CatalogBusyError, CatalogMissingError, connect
-from data_catalog.filters import FORMATS, ExportFilter, apply_filter, render_export
-from data_catalog.review import log_export
+from data_catalog.export_formats import (
+    BUNDLE_FORMATS,
+    FILE_SUFFIX,
+    FORMATS,
+    bundle_files,
+    render_list,
+)
+from data_catalog.filters import ExportFilter
 from data_catalog.settings import CatalogSettings
-from data_catalog.views import run_info, scan_table
+from data_catalog.snapshot_diff import diff_snapshots
+from data_catalog.snapshots import (
+    Snapshot,
+    list_hash,
+    load_snapshot,
+    record_snapshot,
+    run_paths,
+    snapshot_log,
+    take_snapshot,
+)
 from jobs.options import CatalogOption, settings_from
 
 logger = logging.getLogger(__name__)
@@ -27,7 +46,53 @@ def _multi(text: str) -> typer.models.OptionInfo:
     return typer.Option(show_default=False, help=f"{text}; repeat the option for several")
 
 
-def export_list(
+def manifest_path(out: Path) -> Path:
+    """Where a one-file export's manifest goes: ``<out>.manifest.json`` beside it."""
+    return out.with_name(f"{out.name}.manifest.json")
+
+
+def _write_atomic(path: Path, payload: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(payload)
+    tmp.replace(path)
+
+
+def write_snapshot(snapshot: Snapshot, out: Path, error_paths: dict[str, str]) -> None:
+    """Write the snapshot's files: one file + manifest, or a bundle folder (built aside, then
+    renamed into place, so a failure never leaves half a bundle).
+
+    Raises:
+        ValueError: a bundle's folder already exists and is not empty.
+    """
+    fmt = snapshot.manifest["format"]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt not in BUNDLE_FORMATS:
+        _write_atomic(out, render_list(snapshot, fmt))
+        _write_atomic(manifest_path(out), snapshot.manifest_bytes())
+        return
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(f"--out {out} already holds files; give a new folder for a {fmt} bundle")
+    from ctae_core.io.nifti import store_nifti
+
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        for relative, payload in bundle_files(snapshot, fmt, error_paths, store_nifti):
+            (tmp / relative).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / relative).write_bytes(payload)
+        if out.exists():
+            out.rmdir()
+        tmp.replace(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _error_paths(con, run_id: str) -> dict[str, str]:
+    paths = run_paths(con, run_id).dropna(subset=["error_path"])
+    return dict(zip(paths["scan_id"], paths["error_path"], strict=True))
+
+
+def export_snapshot(
     settings: CatalogSettings,
     run_id: str,
     out: Path,
@@ -35,47 +100,53 @@ def export_list(
     fmt: str,
     who: str,
     source_paths: Path | None = None,
-) -> int:
-    """Write the run's scans that pass ``filt`` to ``out`` and log the export; returns rows.
+) -> Snapshot:
+    """Snapshot the run's scans that pass ``filt``, write them to ``out`` and log it.
 
-    ``source_paths``: the owner-only mapping file of a ``--redact-paths`` ingest, whose paths
-    replace the pseudonyms in the export.
+    ``source_paths``: the owner-only mapping file of a ``--redact-paths`` ingest, whose real
+    paths replace the pseudonyms in the written file (the catalog's snapshot keeps the
+    pseudonyms).
 
     Raises:
-        ValueError: unknown run, or unknown format.
+        ValueError: unknown run or format, or a bundle folder that is not empty.
         PermissionError: ``source_paths`` belongs to another user.
     """
     if fmt not in FORMATS:
         raise ValueError(f"--format {fmt!r} must be one of {list(FORMATS)}")
     with connect(settings.catalog_path, read_only=True) as con:
-        if run_info(con, run_id) is None:
-            raise ValueError(
-                f"run {run_id!r} is not in {settings.catalog_path}; list runs in the dashboard "
-                "or train one with `ctae train --run NAME`"
-            )
-        rows = apply_filter(scan_table(con, run_id), filt)
-    if source_paths is not None:
-        rows = _with_source_paths(rows, source_paths)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_bytes(render_export(rows, fmt))
-    tmp.replace(out)
+        snapshot = take_snapshot(con, run_id, filt, fmt, who)
+        errors = _error_paths(con, run_id) if fmt == "nifti" else {}
+    written = snapshot if source_paths is None else _with_source_paths(snapshot, source_paths)
+    write_snapshot(written, out, errors)
     with connect(settings.catalog_path) as con:
-        log_export(
-            con,
-            who=who,
-            run_id=run_id,
-            filter_json=filt.to_json(),
-            row_count=len(rows),
-            fmt=fmt,
-            destination=str(out.resolve()),
+        record_snapshot(con, snapshot, str(out.resolve()))
+    logger.info("export %s run=%s rows=%d format=%s out=%s", snapshot.export_id, run_id,
+                snapshot.manifest["row_count"], fmt, out)
+    return snapshot
+
+
+def recreate_snapshot(settings: CatalogSettings, export_id: str, out: Path) -> Snapshot:
+    """Write a logged snapshot again from the catalog, byte for byte.
+
+    Raises:
+        ValueError: unknown export id, or the catalog no longer gives the same list (its
+            scans were re-ingested or removed): the message says which hash it got.
+    """
+    with connect(settings.catalog_path, read_only=True) as con:
+        snapshot = load_snapshot(con, export_id)
+        errors = _error_paths(con, snapshot.manifest["run_id"])
+    got = list_hash(snapshot.listed)
+    if got != snapshot.manifest["content_hash"]:
+        raise ValueError(
+            f"export {snapshot.export_id}: the catalog now gives a list with sha256 {got}, not "
+            f"the snapshot's {snapshot.manifest['content_hash']}; scans were re-ingested or removed"
         )
-    logger.info("export run=%s rows=%d format=%s out=%s", run_id, len(rows), fmt, out)
-    return len(rows)
+    write_snapshot(snapshot, out, errors)
+    return snapshot
 
 
-def _with_source_paths(rows, source_paths: Path):
-    """``rows`` with the source root and path of each scan found in the mapping file."""
+def _with_source_paths(snapshot: Snapshot, source_paths: Path) -> Snapshot:
+    """``snapshot`` with the source root and path of each scan found in the mapping file."""
     from ctae_core.io.path_map import read_path_map
 
     links = read_path_map(source_paths)
@@ -84,29 +155,48 @@ def _with_source_paths(rows, source_paths: Path):
             f"--source-paths {source_paths}: no mapping there; is it the file "
             "beside the store of a --redact-paths ingest?"
         )
-    rows = rows.copy()
+    rows = snapshot.rows.copy()
     found = rows["scan_id"].map(links)
     known = found.notna()
     rows.loc[known, "source_root"] = [link.source_root for link in found[known]]
     rows.loc[known, "source_path"] = [link.source_path for link in found[known]]
-    return rows
+    return dataclasses.replace(snapshot, rows=rows)
 
 
 def _format_from(out: Path, fmt: str | None) -> str:
     if fmt:
         return fmt
     suffix = out.suffix.lstrip(".").lower()
-    return suffix if suffix in FORMATS else "csv"
+    return suffix if suffix in FILE_SUFFIX else "csv"
+
+
+def _show_diff(settings: CatalogSettings, a: str, b: str, out: Path | None) -> None:
+    with connect(settings.catalog_path, read_only=True) as con:
+        summary, table = diff_snapshots(load_snapshot(con, a), load_snapshot(con, b))
+    typer.echo(
+        f"{summary['a']} → {summary['b']}: rows {summary['rows'][0]} → {summary['rows'][1]}, "
+        f"labels {summary['labels'][0]} → {summary['labels'][1]}; "
+        f"{summary['added']} added, {summary['removed']} removed, {summary['changed']} changed"
+        + (f"; manifest differs in {', '.join(summary['differs'])}" if summary["differs"] else "")
+    )
+    if len(table):
+        typer.echo(table[["scan_id", "change", "reasons"]].to_string(index=False))
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(out, index=False)
 
 
 def export(
-    run: Annotated[str, typer.Option("--run", help="The run whose scores and flags to use.")],
-    out: Annotated[Path, typer.Option("--out", help="File to write.")],
+    run: Annotated[str | None, typer.Option("--run", help="The run whose scores and flags to use.")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="File to write (a folder for nifti / nnunet).")
+    ] = None,
     catalog: CatalogOption = None,
     fmt: Annotated[
         str | None,
         typer.Option(
-            "--format", help="csv | txt | parquet (default: from --out's suffix, else csv)"
+            "--format", help="csv | txt | parquet | monai (one file); nifti | nnunet (a folder). "
+            "Default: from --out's suffix, else csv"
         ),
     ] = None,
     split: Annotated[list[str] | None, _multi("train | val | test | unseen")] = None,
@@ -138,10 +228,35 @@ def export(
             "export the real source paths instead of the pseudonyms.",
         ),
     ] = None,
+    diff: Annotated[
+        tuple[str, str] | None,
+        typer.Option("--diff", help="Show what changed between snapshots A and B, and why "
+                     "(export ids or unique prefixes; --out writes the table as CSV)."),
+    ] = None,
+    recreate: Annotated[
+        str | None, typer.Option("--recreate", help="Write snapshot ID again to --out, byte for byte.")
+    ] = None,
+    list_snapshots: Annotated[bool, typer.Option("--list", help="List the snapshots.")] = False,
 ) -> None:
-    """Export source series UIDs and paths of a run's scans that pass the filters."""
+    """Export a snapshot of a run's scans that pass the filters (logged, with a manifest)."""
     settings = settings_from(catalog)
     try:
+        if list_snapshots:
+            with connect(settings.catalog_path, read_only=True) as con:
+                typer.echo(snapshot_log(con).to_string(index=False))
+            return
+        if diff:
+            _show_diff(settings, diff[0], diff[1], out)
+            return
+        if out is None:
+            raise ValueError("--out is required: the file (or bundle folder) to write")
+        if recreate:
+            snapshot = recreate_snapshot(settings, recreate, out)
+            typer.echo(f"re-created export {snapshot.export_id} "
+                       f"({snapshot.manifest['row_count']} scans) at {out}")
+            return
+        if run is None:
+            raise ValueError("--run is required: the run whose scans to export")
         filt = ExportFilter(
             split=tuple(split or ()),
             flag=flag,
@@ -154,13 +269,8 @@ def export(
             pixel_count_max=pixel_count_max,
             exclude_outliers=exclude_outliers,
         )
-        rows = export_list(
-            settings,
-            run,
-            out,
-            filt,
-            _format_from(out, fmt),
-            who or getpass.getuser(),
+        snapshot = export_snapshot(
+            settings, run, out, filt, _format_from(out, fmt), who or getpass.getuser(),
             source_paths,
         )
     except ValueError as err:
@@ -175,7 +285,10 @@ def export(
     except (CatalogMissingError, CatalogBusyError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from err
-    typer.echo(f"exported {rows} scans of run {run} to {out}")
+    typer.echo(
+        f"exported {snapshot.manifest['row_count']} scans of run {run} to {out} "
+        f"(snapshot {snapshot.export_id}, list sha256 {snapshot.manifest['content_hash'][:12]})"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -44,7 +44,7 @@ def resample_isotropic(volume: Volume, spacing_mm: float = 3.0) -> Volume:
     if volume.hu.size == 0:
         raise ValueError("cannot resample an empty volume")
     source = _to_sitk(volume)
-    origin, size = _output_grid(volume, spacing_mm)
+    origin, size = isotropic_grid(volume, spacing_mm)
     resampled = sitk.Resample(
         source,
         [int(n) for n in size],
@@ -88,8 +88,9 @@ def _to_sitk(volume: Volume):
     return image
 
 
-def _output_grid(volume: Volume, spacing_mm: float) -> tuple[np.ndarray, np.ndarray]:
-    """Origin (x, y, z) and size (x, y, z) of the axis-aligned grid that covers the input."""
+def isotropic_grid(volume: Volume, spacing_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """Origin (x, y, z) and size (x, y, z) of the axis-aligned grid that covers the input
+    (the grid ``resample_isotropic`` writes: the viewer places the stored volume with it)."""
     nz, ny, nx = volume.shape
     dz, dy, dx = volume.spacing_zyx_mm
     matrix = np.asarray(volume.direction, dtype=float).reshape(3, 3) * np.array([dx, dy, dz])

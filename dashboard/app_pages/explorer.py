@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import charts, data, density, state
+from dashboard.montage import flagged_montage
 from dashboard.selection import selected_scan_ids
 
 MAX_POINTS = 5_000  # scans drawn as markers over a density layer, the highest scores first
@@ -130,3 +131,6 @@ if chosen:
         st.switch_page("app_pages/viewer.py")
 else:
     st.caption("Click, box- or lasso-select points (or table rows) to review them in the viewer.")
+
+st.subheader("Montage of flagged scans")
+flagged_montage(state.catalog(), run_id, run.get("spacing_mm"))

@@ -10,7 +10,7 @@ from dashboard.render import ViewSettings
 from dashboard.viewer_parts import (
     evidence_caption,
     scan_facts,
-    show_planes,
+    show_scan,
     window_controls,
 )
 
@@ -21,6 +21,9 @@ run = data.run_info(catalog, run_id) or {}
 
 if flash := st.session_state.pop("viewer_flash", None):
     st.success(flash)
+if (linked := st.query_params.get("scan")) and st.session_state.get("linked_scan") != linked:
+    st.session_state["linked_scan"] = linked  # ?scan=ID in a shared link opens that scan, once
+    state.select_scans([linked])
 if state.QUEUE_SOURCE not in st.session_state:
     st.session_state[state.QUEUE_SOURCE] = review_queue.FLAGGED_FIRST
 source = st.radio("Review queue", review_queue.SOURCES, key=state.QUEUE_SOURCE, horizontal=True)
@@ -51,7 +54,7 @@ nav[2].progress(
 scan = scans[scans["scan_id"] == queue[pos]].iloc[0]
 st.subheader(f"Scan `{scan['scan_id']}`")
 view: ViewSettings = window_controls()
-show_planes(scan, run, view)
+show_scan(scan, run, view)
 
 left, right = st.columns([3, 2])
 with left:

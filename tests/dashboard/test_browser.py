@@ -153,6 +153,11 @@ def test_every_page_and_export_in_chromium(server, catalog, tmp_path):
             if title in ("Outlier explorer", "Feature space"):
                 page.wait_for_selector(".js-plotly-plot .main-svg", timeout=30000)
             if title == "Scan viewer":
+                # the interactive viewer has its own test (test_viewer_browser.py); here the
+                # server-rendered planes, as in a browser without WebGL
+                page.wait_for_selector('iframe[title*="ctae_scan_viewer"]', timeout=30000)
+                page.get_by_text("server-rendered", exact=True).click()
+                _settle(page)
                 page.wait_for_selector('[data-testid="stImage"] img', timeout=30000)
             if title == "Export":
                 page.get_by_role("button", name="Prepare the export file").click()

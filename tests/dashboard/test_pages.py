@@ -210,7 +210,7 @@ def test_export_page_count_download_and_log(catalog, open_page):
     )[0][0]
     assert at.metric[0].value == str(inliers - outlier_labels)
     at.button(key="ex_prepare").click().run()
-    payload, fmt, rows = at.session_state["ex_payload"]
+    payload, fmt, rows, _ = at.session_state["ex_payload"]
     lines = payload.decode().strip().splitlines()
     assert fmt == "csv" and rows == inliers - outlier_labels == len(lines) - 1
     header = next(csv.reader(lines[:1]))
@@ -218,6 +218,18 @@ def test_export_page_count_download_and_log(catalog, open_page):
     logged = _db(catalog, "SELECT who, row_count, format, filter_json FROM exports")
     assert logged[0][:3] == ("carol", rows, "csv")
     assert '"flag": "inlier"' in logged[0][3] and '"exclude_outliers": true' in logged[0][3]
+    # a second snapshot, as a MONAI datalist of every scan, and what changed since the first
+    at.selectbox(key="ex_flag").set_value("any").run()
+    at.toggle(key="ex_exclude").set_value(False).run()
+    at.radio(key="ex_format").set_value("monai").run()
+    at.button(key="ex_prepare").click().run()
+    payload, fmt, rows_b, _ = at.session_state["ex_payload"]
+    datalist = json.loads(payload)
+    assert fmt == "monai" and rows_b == 60
+    assert len(datalist["training"]) + len(datalist["validation"]) + len(datalist["test"]) == 60
+    assert at.markdown[-1].value.startswith(f"**{60 - rows:,} added · 0 removed")
+    changes = at.dataframe[-1].value
+    assert (changes["change"] == "added").sum() == 60 - rows and "filter changed" in set(changes["reasons"])
 
 
 def test_pages_never_hold_the_catalog_open(catalog, open_page):

@@ -9,6 +9,7 @@ from tests.dashboard.conftest import figures, values
 
 def _open_selection(open_page, settings, scan_ids, reviewer="dana"):
     at = open_page(settings, "overview", reviewer=reviewer)
+    at.session_state["view_mode"] = "server-rendered"  # the interactive view has its own tests
     at.session_state["selected_scans"] = scan_ids
     at.session_state["queue_source"] = "current selection"
     at.switch_page("app_pages/viewer.py").run()

@@ -124,3 +124,14 @@ def test_v3_catalog_file_gains_the_false_alarm_rate_and_keeps_its_evaluations(tm
     assert con.execute("SELECT auroc, precision_at_t, false_alarm_rate FROM evaluations").fetchall() \
         == [(0.95, 0.64, None)]
     assert current_version(con) == SCHEMA_VERSION
+
+
+def test_v3_catalog_file_keeps_its_export_log_without_snapshots(tmp_path):
+    con = _v3_catalog_file(tmp_path / "v3.duckdb")
+    con.execute("INSERT INTO exports (export_id, who, run_id, filter_json, row_count, format) "
+                "VALUES ('e1', 'hal', 'r', '{}', 12, 'csv')")
+    assert ensure_schema(con) == SCHEMA_VERSION
+    # an export from before v6 stays in the log, without a snapshot
+    assert con.execute("SELECT export_id, row_count, content_hash, manifest_json FROM exports"
+                       ).fetchall() == [("e1", 12, None, None)]
+    assert con.execute("SELECT count(*) FROM export_items").fetchone()[0] == 0

@@ -20,7 +20,7 @@ from ctae_core.io.path_map import path_map_file, read_path_map
 from data_catalog import CatalogSettings, connect
 from data_catalog.filters import ExportFilter
 from data_catalog.runs import create_run
-from jobs.export import export_list
+from jobs.export import export_snapshot
 from tests.dicom_factory import identifying_header, phantom, write_phantom
 
 REPO = Path(__file__).resolve().parents[2]
@@ -93,11 +93,12 @@ def test_redacted_ingest_leaks_no_path_and_the_owner_can_map_ids_back(tmp_path):
     exports = []
     for fmt in ("csv", "txt", "parquet"):
         out = tmp_path / "exports" / f"list.{fmt}"
-        assert export_list(settings, "r1", out, ExportFilter(), fmt, "admin") == 3
-        exports.append(out.read_bytes())
+        snapshot = export_snapshot(settings, "r1", out, ExportFilter(), fmt, "admin")
+        assert snapshot.manifest["row_count"] == 3
     parquet = pd.read_parquet(tmp_path / "exports" / "list.parquet")
     assert len(parquet) == 3 and set(parquet["source_path"]) == set(parquet["scan_id"])
     exports.append(parquet.to_csv().encode())
+    exports += [p.read_bytes() for p in sorted((tmp_path / "exports").iterdir())]  # + manifests
 
     page = _dashboard_texts(settings)
     texts = {
@@ -124,7 +125,8 @@ def test_redacted_ingest_leaks_no_path_and_the_owner_can_map_ids_back(tmp_path):
         "Doeberg^Johnathan_PID-99887766/Doeberg_pipe.dcm",
     }
     restored = tmp_path / "exports" / "admin.txt"
-    assert export_list(settings, "r1", restored, ExportFilter(), "txt", "admin", mapping) == 3
+    snapshot = export_snapshot(settings, "r1", restored, ExportFilter(), "txt", "admin", mapping)
+    assert snapshot.manifest["row_count"] == 3
     lines = sorted(restored.read_text().splitlines())
     assert lines[0] == f"{root}/Doeberg^Johnathan_PID-99887766/CT_1945-03-17"
 

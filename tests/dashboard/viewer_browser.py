@@ -1,0 +1,130 @@
+"""Helpers that drive the interactive viewer in headless Chromium, shared by the browser test
+and benchmarks/bench_viewer.py: a CT series on disk, the dashboard server, opening a scan and
+scrolling it with the mouse wheel."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from ctae_core.io.dicom_writer import write_series
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+BASE_ARGS = [
+    "--headless", "--no-sandbox", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+WEBGL_ARGS = [*BASE_ARGS, "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
+              "--disable-gpu-vsync", "--disable-frame-rate-limit"]
+"""WebGL2 in headless Chromium without a GPU: ANGLE on SwiftShader (software Vulkan). Headless
+paces animation frames at ~6/s unless vsync and the frame-rate limit are off."""
+NO_WEBGL_ARGS = [*BASE_ARGS, "--disable-gpu", "--disable-software-rasterizer"]
+"""No WebGL at all: what a locked-down or GPU-less browser offers."""
+FRAME = "ctae_scan_viewer"
+
+
+def chest_series(out_dir: Path, shape_zyx: tuple[int, int, int], spacing_zyx_mm=(1.0, 0.7, 0.7),
+                 seed: int = 0) -> Path:
+    """Write a chest-like int16 CT series (body, lungs, spine, a metal lead) as DICOM."""
+    nz, ny, nx = shape_zyx
+    rng = np.random.default_rng(seed)
+    y, x = np.ogrid[:ny, :nx]
+    plane = np.full((ny, nx), -1000, np.int16)
+    plane[((y - ny / 2) / (0.36 * ny)) ** 2 + ((x - nx / 2) / (0.45 * nx)) ** 2 <= 1] = 40
+    for side in (-1, 1):
+        plane[((y - ny * 0.47) / (0.22 * ny)) ** 2 + ((x - nx / 2 - side * 0.2 * nx) / (0.14 * nx)) ** 2 <= 1] = -850
+    plane[(y - ny * 0.72) ** 2 + (x - nx / 2) ** 2 <= (0.05 * nx) ** 2] = 700
+    hu = np.repeat(plane[None], nz, axis=0)
+    hu += rng.integers(-20, 21, hu.shape, dtype=np.int16)
+    lead_x = int(nx * 0.62)
+    hu[:, int(ny * 0.35):int(ny * 0.35) + 3, lead_x:lead_x + 3] = 3000  # a pacemaker lead
+    write_series(hu, spacing_zyx_mm, out_dir)
+    return out_dir
+
+
+def start_dashboard(catalog: Path, port: int) -> tuple[subprocess.Popen, str]:
+    """`ctae dashboard` on ``port``; returns (process, URL) once it answers /_stcore/health."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobs", "dashboard", "--catalog", str(catalog), "--port", str(port),
+         "--no-browser"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                return proc, url
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("`ctae dashboard` did not answer /_stcore/health within 60 s")
+
+
+def viewer_frame(page, timeout_ms: int = 60000):
+    """The viewer component's iframe, once it exists."""
+    page.wait_for_selector(f'iframe[title*="{FRAME}"]', timeout=timeout_ms)
+    return next(f for f in page.frames if FRAME in f.url)
+
+
+def open_scan(page, url: str, scan_id: str, timeout_ms: int = 120000) -> float:
+    """Open ``scan_id`` in the viewer; seconds from navigation until NiiVue has drawn it."""
+    started = time.perf_counter()
+    page.goto(f"{url}/viewer?scan={scan_id}", wait_until="commit", timeout=timeout_ms)
+    frame = viewer_frame(page, timeout_ms)
+    frame.wait_for_function(
+        "id => window.ctaeViewer && window.ctaeViewer.ready && String(window.ctaeViewer.key).startsWith(id + ':') "
+        "|| (window.ctaeViewer && window.ctaeViewer.error)", arg=scan_id, timeout=timeout_ms,
+    )
+    error = frame.evaluate("() => window.ctaeViewer.error")
+    if error:
+        raise RuntimeError(f"viewer failed: {error}")
+    return time.perf_counter() - started
+
+
+SCROLL_JS = """
+async (ms) => {
+  const canvas = document.getElementById('gl');
+  const nv = window.ctaeViewer.nv;
+  const box = canvas.getBoundingClientRect();
+  const tile = nv.screenSlices[0].leftTopWidthHeight;  // the axial tile, in device pixels
+  const ratio = window.devicePixelRatio || 1;
+  const at = { clientX: box.left + (tile[0] + tile[2] / 2) / ratio,
+               clientY: box.top + (tile[1] + tile[3] / 2) / ratio };
+  const depth = nv.volumes[0].dimsRAS[3];
+  let direction = 1, changes = 0, frames = 0;
+  let z = nv.frac2vox(nv.scene.crosshairPos)[2];
+  const started = performance.now();
+  while (performance.now() - started < ms) {
+    canvas.dispatchEvent(new WheelEvent('wheel', { deltaY: -direction * 100, bubbles: true,
+                                                   cancelable: true, ...at }));
+    await new Promise(r => requestAnimationFrame(r));
+    frames += 1;
+    const now = nv.frac2vox(nv.scene.crosshairPos)[2];
+    if (now !== z) changes += 1;
+    if (now <= 0 || now >= depth - 1) direction = -direction;
+    z = now;
+  }
+  nv.gl.finish();
+  return { slices: changes, frames, seconds: (performance.now() - started) / 1000 };
+}
+"""
+
+
+def scroll(frame, seconds: float = 2.0) -> dict:
+    """Scroll the axial plane with wheel events, one per animation frame, for ``seconds``;
+    returns slices changed, frames and the time taken."""
+    return frame.evaluate(SCROLL_JS, int(seconds * 1000))
+
+
+def shown_voxel(frame) -> list[int]:
+    """The crosshair's voxel (x, y, z) in the displayed scan."""
+    return frame.evaluate("() => Array.from(window.ctaeViewer.nv.frac2vox(window.ctaeViewer.nv.scene.crosshairPos))")
