@@ -24,7 +24,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ctae_core.io.volume_store import save_volume  # noqa: E402
 from ctae_core.review_assignment import assign_reads  # noqa: E402
 from data_catalog import CatalogBusyError, CatalogSettings, connect  # noqa: E402
 from data_catalog.accounts import add_account, users_path  # noqa: E402
@@ -98,7 +97,7 @@ def main() -> None:
     n_scans = 12 if args.quick else 60
     work = Path(tempfile.mkdtemp(prefix="ctae-bench-team-"))
     settings = CatalogSettings.resolve(work / "catalog.duckdb", work / "store", env={})
-    build_synthetic_catalog(settings, SyntheticSpec(n_scans=max(200, n_scans)), save_volume)
+    build_synthetic_catalog(settings, SyntheticSpec(n_scans=max(200, n_scans)))
     for name in REVIEWERS:
         add_account(users_path(settings.catalog_path), name, "reviewer", f"pw-{name}-123")
     queues = assign_reads([f"syn{i:07d}" for i in range(n_scans)], REVIEWERS, 2, seed=0)

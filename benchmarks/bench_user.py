@@ -152,7 +152,6 @@ def bench_cli(repeats: int) -> list[dict]:
 # ---------------------------------------------------------------- explorer in Chromium
 def synthetic_catalog(n_scans: int) -> Path:
     """A synthetic catalog of ``n_scans`` scans with one run (built once, reused)."""
-    from ctae_core.io.volume_store import save_volume
     from data_catalog import CatalogSettings
     from jobs.synthetic_catalog import SyntheticSpec, build_synthetic_catalog
 
@@ -162,7 +161,7 @@ def synthetic_catalog(n_scans: int) -> Path:
         return catalog
     shutil.rmtree(folder, ignore_errors=True)
     settings = CatalogSettings.resolve(catalog, folder / "store", env={})
-    build_synthetic_catalog(settings, SyntheticSpec(n_scans=n_scans), save_volume)
+    build_synthetic_catalog(settings, SyntheticSpec(n_scans=n_scans))
     (folder / "done").touch()
     return catalog
 
@@ -307,7 +306,6 @@ def _train_volumes_per_s(catalog: Path, run: str, epochs: int) -> float:
 
 def bench_train(epochs: int) -> list[dict]:
     """`tiny` training speed as a process, idle and beside one busy single-threaded process."""
-    from ctae_core.io.volume_store import save_volume
     from data_catalog import CatalogSettings
     from jobs.synthetic_catalog import SyntheticSpec, build_synthetic_catalog
 
@@ -315,7 +313,7 @@ def bench_train(epochs: int) -> list[dict]:
     shutil.rmtree(folder, ignore_errors=True)
     settings = CatalogSettings.resolve(folder / "catalog.duckdb", folder / "store", env={})
     spec = SyntheticSpec(n_scans=40, run_id=None, n_volume_files=8, shape_zyx=(48, 80, 80))
-    build_synthetic_catalog(settings, spec, save_volume)
+    build_synthetic_catalog(settings, spec)
     idle = _train_volumes_per_s(settings.catalog_path, "idle", epochs)
     busy = subprocess.Popen([PYTHON, "-c", "while True: pass"])
     try:

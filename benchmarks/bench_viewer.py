@@ -24,10 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ctae_core.io.volume_store import save_volume  # noqa: E402
 from data_catalog import CatalogSettings, connect  # noqa: E402
-from data_catalog.synthetic import SyntheticSpec, build_synthetic_catalog  # noqa: E402
 from jobs.ingest import run_ingest  # noqa: E402
+from jobs.synthetic_catalog import SyntheticSpec, build_synthetic_catalog  # noqa: E402
 from tests.dashboard.viewer_browser import (  # noqa: E402
     CHROMIUM,
     WEBGL_ARGS,
@@ -60,7 +59,7 @@ def prepare(shape_zyx: tuple[int, int, int]) -> tuple[CatalogSettings, str, floa
     settings = CatalogSettings.resolve(OUT / "catalog.duckdb", OUT / "store", env={})
     with connect(settings.catalog_path):
         pass
-    build_synthetic_catalog(settings, SyntheticSpec(n_scans=20), save_volume)
+    build_synthetic_catalog(settings, SyntheticSpec(n_scans=20))
     started = time.perf_counter()
     chest_series(OUT / "source" / "chest", shape_zyx)
     written = time.perf_counter() - started

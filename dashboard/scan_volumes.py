@@ -24,8 +24,8 @@ from ctae_core.anomaly import hottest_voxel
 from ctae_core.geometry import LPS_TO_RAS, lps_affine, ras_affine, rescaled_grid
 from ctae_core.io.native_series import SourceUnavailableError, read_native_volume
 from ctae_core.io.nifti import write_nifti
+from ctae_core.io.resample import isotropic_grid
 from ctae_core.io.volume_store import load_volume
-from ctae_core.resample import isotropic_grid
 
 logger = logging.getLogger(__name__)
 

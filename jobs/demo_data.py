@@ -147,8 +147,9 @@ def demo_data(
     ] = None,
     no_progress: NoProgressOption = False,
 ) -> None:
-    """Write a synthetic CCTA cohort (or, with --base, a real-anatomy cohort) with planted
-    outliers as DICOM series (resumable)."""
+    """Write a cohort with planted outliers as DICOM series: synthetic CCTA or, with --base, real anatomy.
+
+    Resumable: a re-run skips the series it finished."""
     from ctae_core.phantoms import SIZES
 
     if size not in SIZES:

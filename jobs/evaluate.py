@@ -214,8 +214,9 @@ def evaluate(
     beside_catalog: Annotated[Path | None, typer.Option("--beside-catalog", help="The catalog of the --beside run (default: --catalog).")] = None,
     no_progress: NoProgressOption = False,
 ) -> None:
-    """AUROC / AP / precision, recall and false alarms at T / size bias of the run and two
-    baselines; with --beside, side by side with another cohort's run."""
+    """AUROC / AP / precision, recall and false alarms at T / size bias, beside two baselines.
+
+    With --beside, side by side with another cohort's run."""
     settings = settings_from(catalog)
     try:
         table = run_evaluate(settings, run, truth, split or None, not no_progress)

@@ -37,7 +37,7 @@ def read_native_volume(source_root: str, source_path: str, series_uid: str | Non
         raise
     except Exception as err:  # any reader failure means: show the stored volume instead
         raise SourceUnavailableError(f"{path}: could not be re-read ({err})") from err
-    from ctae_core.resample import to_int16_hu
+    from ctae_core.io.resample import to_int16_hu
 
     return Volume(to_int16_hu(volume.hu), volume.spacing_zyx_mm, volume.origin_xyz_mm, volume.direction)
 

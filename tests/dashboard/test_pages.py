@@ -40,6 +40,7 @@ def test_overview_puts_the_runs_own_score_first_in_the_evaluation(catalog, open_
     rows = [
         {"method": method, "outlier_type": kind, "n_inliers": 50, "n_outliers": n,
          "auroc": auroc, "average_precision": 0.5, "precision_at_t": 0.5, "recall_at_t": 0.5,
+         "false_alarm_rate": 0.01,
          "spearman_pixel_count": 0.1}
         for method, auroc in ((own, 0.9), ("isolation_forest", 0.95), ("mse", 0.6))
         for kind, n in (("all", 10), ("metal", 4), ("noise", 6))
@@ -227,7 +228,8 @@ def test_export_page_count_download_and_log(catalog, open_page):
     datalist = json.loads(payload)
     assert fmt == "monai" and rows_b == 60
     assert len(datalist["training"]) + len(datalist["validation"]) + len(datalist["test"]) == 60
-    assert at.markdown[-1].value.startswith(f"**{60 - rows:,} added · 0 removed")
+    diff = [m.value for m in at.markdown if " added · " in m.value]
+    assert len(diff) == 1 and diff[0].startswith(f"**{60 - rows:,} added · 0 removed")
     changes = at.dataframe[-1].value
     assert (changes["change"] == "added").sum() == 60 - rows and "filter changed" in set(changes["reasons"])
 

@@ -12,20 +12,20 @@ import pytest
 import SimpleITK as sitk
 from typer.testing import CliRunner
 
-from ctae_core.io.volume_store import load_volume, save_volume
+from ctae_core.io.volume_store import load_volume
 from data_catalog import connect
 from data_catalog.review import add_label
 from data_catalog.scores import set_threshold
 from data_catalog.snapshots import LIST_COLUMNS, load_snapshot
-from data_catalog.synthetic import SyntheticSpec, build_synthetic_catalog
 from jobs.cli import app
+from jobs.synthetic_catalog import SyntheticSpec, build_synthetic_catalog
 
 runner = CliRunner()
 
 
 @pytest.fixture
 def catalog(settings):
-    build_synthetic_catalog(settings, SyntheticSpec(n_scans=40, n_volume_files=3), save_volume)
+    build_synthetic_catalog(settings, SyntheticSpec(n_scans=40, n_volume_files=3))
     return settings
 
 
