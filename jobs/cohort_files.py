@@ -4,8 +4,11 @@ folder it did not write."""
 
 from __future__ import annotations
 
+import csv
 import json
+import os
 import shutil
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -64,3 +67,15 @@ def remove_stale(out: Path, keep: set[str], pattern: str = "scan_*.json") -> int
     return removed
 
 
+
+
+def write_truth_file(out: Path, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Path:
+    """``OUT/ground_truth.csv`` with ``columns`` and ``rows``, atomically (temp file, rename)."""
+    path = out / TRUTH_FILE
+    tmp = path.with_name(f".{TRUTH_FILE}.{os.getpid()}.tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    os.replace(tmp, path)
+    return path

@@ -11,10 +11,8 @@ without a marker is not ours: the job refuses to overwrite it.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
-import os
 import time
 from dataclasses import asdict
 from functools import partial
@@ -25,12 +23,12 @@ import typer
 
 from jobs.cohort_files import (
     TRUTH_COLUMNS,
-    TRUTH_FILE,
     claim_series,
     is_complete,
     marker_path,
     remove_stale,
     series_uid_for,
+    write_truth_file,
 )
 from jobs.options import NoProgressOption
 
@@ -76,16 +74,9 @@ def write_scan(out: Path, spec: Any) -> dict[str, Any]:
 
 
 def write_ground_truth(out: Path, specs: list[Any]) -> Path:
-    """``OUT/ground_truth.csv`` for every spec (atomically: temp file, then rename)."""
-    path = out / TRUTH_FILE
-    tmp = path.with_name(f".{TRUTH_FILE}.{os.getpid()}.tmp")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(TRUTH_COLUMNS)
-        for spec in specs:
-            writer.writerow([series_uid_for(spec), spec.source_path, spec.truth, spec.strength])
-    os.replace(tmp, path)
-    return path
+    """``OUT/ground_truth.csv`` for every spec."""
+    rows = ([series_uid_for(s), s.source_path, s.truth, s.strength] for s in specs)
+    return write_truth_file(out, TRUTH_COLUMNS, rows)
 
 
 def generate_cohort(

@@ -10,10 +10,8 @@ kernel. Resumable like the phantom cohort (same markers).
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -23,12 +21,12 @@ from typing import Any
 import numpy as np
 
 from jobs.cohort_files import (
-    TRUTH_FILE,
     claim_series,
     is_complete,
     marker_path,
     remove_stale,
     series_uid_for,
+    write_truth_file,
 )
 
 logger = logging.getLogger(__name__)
@@ -165,20 +163,14 @@ def write_real_scan(out: Path, sources: dict[str, BaseSource], spec: Any) -> dic
 
 
 def write_real_truth(out: Path, specs: list[Any]) -> Path:
-    """``OUT/ground_truth.csv`` with the base and mask of every scan (atomically)."""
+    """``OUT/ground_truth.csv`` with the base and mask of every scan."""
     from ctae_core.real_cohort import LOCAL_TYPES
 
-    path = out / TRUTH_FILE
-    tmp = path.with_name(f".{TRUTH_FILE}.{os.getpid()}.tmp")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(TRUTH_COLUMNS)
-        for spec in specs:
-            mask = f"{MASK_DIR}/{spec.source_path}.nii.gz" if spec.truth in LOCAL_TYPES else ""
-            writer.writerow([series_uid_for(spec), spec.source_path, spec.truth, spec.strength,
-                             spec.base, mask])
-    os.replace(tmp, path)
-    return path
+    def row(spec: Any) -> list[Any]:
+        mask = f"{MASK_DIR}/{spec.source_path}.nii.gz" if spec.truth in LOCAL_TYPES else ""
+        return [series_uid_for(spec), spec.source_path, spec.truth, spec.strength, spec.base, mask]
+
+    return write_truth_file(out, TRUTH_COLUMNS, (row(spec) for spec in specs))
 
 
 def generate_real_cohort(out: Path, base: str, n: int, seed: int, outlier_rate: float,
