@@ -101,6 +101,8 @@ def first_progress_seconds(settings: CatalogSettings, run: str) -> tuple[float, 
                                stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     assert process.stderr is not None
     line = process.stderr.readline()
+    while "interrupted" in line:  # notices about the runs this benchmark killed come first
+        line = process.stderr.readline()
     elapsed, cpu = time.perf_counter() - started, _cpu_seconds(process.pid)
     process.kill()
     process.wait()

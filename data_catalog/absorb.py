@@ -12,11 +12,14 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
-import pandas as pd
 
 from data_catalog.journal import journal_exists, open_journal
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported where a journal is read: every job's catalog open is here
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +57,8 @@ _TIMES = ("created_at", "closed_at")
 
 
 def _frame(rows: list, columns: list[str]) -> pd.DataFrame:
+    import pandas as pd
+
     frame = pd.DataFrame([dict(r) for r in rows], columns=["_key", *columns])
     if "causes" in frame:
         frame["causes"] = frame["causes"].map(json.loads)
