@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 AIR_HU = -1024
-BODY_HU = 30
+SOFT_TISSUE_HU = 30  # the torso phantom's one body value
 BONE_HU = 600
 METAL_HU = 3000
 
@@ -25,7 +25,7 @@ def torso(
     _, y, x = np.ogrid[:nz, :ny, :nx]
     vol = np.full(shape_zyx, AIR_HU, dtype=np.int16)
     body = ((y - ny / 2) / (0.4 * ny)) ** 2 + ((x - nx / 2) / (0.45 * nx)) ** 2 <= 1
-    vol[np.broadcast_to(body, shape_zyx)] = BODY_HU
+    vol[np.broadcast_to(body, shape_zyx)] = SOFT_TISSUE_HU
     vol[np.broadcast_to((y - 0.65 * ny) ** 2 + (x - nx / 2) ** 2 <= 4, shape_zyx)] = BONE_HU
     if metal:
         z0, y0, x0 = nz // 4, int(0.375 * ny), nx // 4

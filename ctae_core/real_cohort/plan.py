@@ -12,9 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ctae_core.evaluation import INLIER  # the truth label the evaluation judges by
 from ctae_core.real_cohort.anomalies import ANOMALY_TYPES, NEEDS_CONTRAST, OTHER_REGION_TYPES
-
-INLIER = "inlier"
 
 
 @dataclass(frozen=True)
