@@ -28,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.rows import row  # noqa: E402
 from data_catalog import CatalogSettings, connect  # noqa: E402
 from data_catalog.runs import train_history  # noqa: E402
 from jobs.synthetic_catalog import SyntheticSpec, build_synthetic_catalog  # noqa: E402
@@ -131,35 +132,29 @@ def under_load(settings: CatalogSettings, run: str, epochs: int, *extra: str) ->
         busy.wait()
 
 
-def _row(figure: str, value: float, unit: str, target: float | None = None,
-         baseline: float | None = None, ratio: float | None = None) -> dict:
-    return {"benchmark": "cli", "figure": figure, "value": value, "unit": unit, "target": target,
-            "baseline": baseline, "ratio": ratio}
-
-
 def main(quick: bool = False) -> list[dict]:
     """Benchmark rows for benchmarks/run_all.py."""
     repeats, epochs = (3, 3) if quick else (7, 4)
     cores = len(os.sched_getaffinity(0))
     rows = []
     help_s = help_seconds(repeats)
-    rows.append(_row("ctae --help, wall (baseline: python -c pass)", help_s["wall"], "s",
+    rows.append(row("cli", "ctae --help, wall (baseline: python -c pass)", help_s["wall"], "s",
                      HELP_TARGET_S, help_s["bare_wall"], help_s["wall"] / HELP_TARGET_S))
-    rows.append(_row("ctae --help, CPU time (baseline: python -c pass)", help_s["cpu"], "s",
+    rows.append(row("cli", "ctae --help, CPU time (baseline: python -c pass)", help_s["cpu"], "s",
                      HELP_TARGET_S, help_s["bare_cpu"], help_s["cpu"] / HELP_TARGET_S))
     settings = cohort()
     firsts = [first_progress_seconds(settings, f"first{i}") for i in range(repeats)]
     for i, kind in enumerate(("wall", "CPU time")):
         first = statistics.median(f[i] for f in firsts)
-        rows.append(_row(f"ctae train: first progress line, {kind}", first, "s",
+        rows.append(row("cli", f"ctae train: first progress line, {kind}", first, "s",
                          FIRST_PROGRESS_TARGET_S, None, first / FIRST_PROGRESS_TARGET_S))
     idle = train_speed(settings, "idle", epochs)
     loaded = under_load(settings, "loaded", epochs)
     greedy = under_load(settings, "greedy", epochs, "--threads", str(cores))
-    rows.append(_row("ctae train tiny, idle machine", idle, "vol/s"))
-    rows.append(_row("ctae train tiny, one busy process (free-core threads)", loaded, "vol/s",
+    rows.append(row("cli", "ctae train tiny, idle machine", idle, "vol/s"))
+    rows.append(row("cli", "ctae train tiny, one busy process (free-core threads)", loaded, "vol/s",
                      UNDER_LOAD_TARGET, idle, loaded / idle))
-    rows.append(_row(f"ctae train tiny, one busy process (--threads {cores})", greedy, "vol/s",
+    rows.append(row("cli", f"ctae train tiny, one busy process (--threads {cores})", greedy, "vol/s",
                      UNDER_LOAD_TARGET, idle, greedy / idle))
     return rows
 

@@ -26,6 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.rows import row  # noqa: E402
 from ctae_core.io.volume_store import load_volume  # noqa: E402
 from dashboard.render import ViewSettings, render_views  # noqa: E402
 from data_catalog import CatalogSettings, connect, views  # noqa: E402
@@ -35,18 +36,6 @@ from jobs.synthetic_catalog import SyntheticSpec, build_synthetic_catalog  # noq
 OUT = ROOT / "benchmarks" / "out" / "dashboard"
 APP = str(ROOT / "dashboard" / "app.py")
 RUN = "synthetic"
-
-
-def _row(figure, value, unit, target, baseline):
-    return {
-        "benchmark": "dashboard",
-        "figure": figure,
-        "value": value,
-        "unit": unit,
-        "target": target,
-        "baseline": baseline,
-        "ratio": value / baseline if baseline else None,
-    }
 
 
 def _timed(fn, repeats: int = 1) -> float:
@@ -98,17 +87,18 @@ def bench_explorer(settings: CatalogSettings, n: int) -> list[dict]:
     )
     spec_mb = sum(len(c.proto.spec) for c in at.get("plotly_chart")) / 1e6
     at.switch_page("app_pages/viewer.py").run()
+    at.radio(key="view_mode").set_value("server-rendered").run()  # the slider view
     key = next(w.key for w in at.slider if w.key and w.key.startswith("slice_axial_"))
     rerun_s = statistics.median(
         _timed(lambda i=i: at.slider(key=key).set_value(i).run()) for i in range(2, 12, 2)
     )
     print(f"explorer figures: {spec_mb:.1f} MB of JSON for {n:,} scans")
     return [
-        _row(
+        row("dashboard",
             f"explorer first render, {n:,} scans (AppTest, cold cache)", first_s, "s", 1.5, read_s
         ),
-        _row(f"explorer filter change, {n:,} scans (AppTest rerun)", change_s, "s", 0.5, first_s),
-        _row(
+        row("dashboard", f"explorer filter change, {n:,} scans (AppTest rerun)", change_s, "s", 0.5, first_s),
+        row("dashboard",
             f"viewer slice slider, whole-page rerun, {n:,} scans (AppTest)",
             rerun_s * 1e3,
             "ms",
@@ -136,7 +126,7 @@ def bench_slices(settings: CatalogSettings, repeats: int) -> list[dict]:
     mmap_s = _timed(lambda: change(True), repeats)
     whole_s = _timed(lambda: change(False), max(3, repeats // 5))
     return [
-        _row(
+        row("dashboard",
             "slice change, 3 planes × 3 layers, 120×170×170 mmap",
             mmap_s * 1e3,
             "ms",
@@ -157,7 +147,7 @@ def bench_export(settings: CatalogSettings, n: int) -> list[dict]:
             2,
         )
         rows.append(
-            _row(f"export {n:,} scans to {fmt} (read + filter + write)", seconds, "s", None, read_s)
+            row("dashboard", f"export {n:,} scans to {fmt} (read + filter + write)", seconds, "s", None, read_s)
         )
     return rows
 

@@ -24,6 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.rows import row as _row  # noqa: E402
 from ctae_core.io.dicom_writer import write_series  # noqa: E402
 from ctae_core.io.sources import discover_sources  # noqa: E402
 from data_catalog import CatalogSettings  # noqa: E402
@@ -153,19 +154,6 @@ def whole_folder(root: Path, scratch: Path) -> list[dict]:
             None,
         ),
     ]
-
-
-def _row(benchmark, figure, value, unit, target, baseline) -> dict:
-    ratio = None if not baseline else value / baseline
-    return {
-        "benchmark": benchmark,
-        "figure": figure,
-        "value": round(value, 4),
-        "unit": unit,
-        "target": target,
-        "baseline": None if baseline is None else round(baseline, 4),
-        "ratio": None if ratio is None else round(ratio, 3),
-    }
 
 
 def main(quick: bool) -> list[dict]:

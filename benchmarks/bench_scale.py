@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from benchmarks.rows import row  # noqa: E402
 from ctae_core.io.dicom_writer import SeriesHeaderSpec, write_series  # noqa: E402
 from ctae_core.phantoms import torso  # noqa: E402
 from data_catalog import CatalogSettings, connect, views  # noqa: E402
@@ -39,18 +40,6 @@ from jobs.synthetic_catalog import SyntheticSpec, build_synthetic_catalog  # noq
 
 OUT = ROOT / "benchmarks" / "out" / "scale"
 RUN = "synthetic"
-
-
-def _row(figure: str, value: float, unit: str, target: float | None, baseline: float) -> dict:
-    return {
-        "benchmark": "scale",
-        "figure": figure,
-        "value": value,
-        "unit": unit,
-        "target": target,
-        "baseline": baseline,
-        "ratio": value / baseline if baseline else None,
-    }
 
 
 def _fresh(name: str) -> CatalogSettings:
@@ -101,7 +90,7 @@ def bench_ingest(inputs: Path, use_ray: bool) -> tuple[list[dict], CatalogSettin
         )
     base = rates.pop("1 worker")
     rows = [
-        _row(f"ingest throughput, {name} vs 1 worker", rate, "series/s", None, base)
+        row("scale", f"ingest throughput, {name} vs 1 worker", rate, "series/s", None, base)
         for name, rate in rates.items()
     ]
     return rows, settings
@@ -142,7 +131,7 @@ def bench_score(settings: CatalogSettings) -> list[dict]:
             f"score, {workers} worker(s): {counts['scored']} scans in {seconds:.2f} s "
             f"= {rates[workers]:.2f} scans/s"
         )
-    return [_row("score throughput, 2 workers vs 1", rates[2], "scans/s", None, rates[1])]
+    return [row("scale", "score throughput, 2 workers vs 1", rates[2], "scans/s", None, rates[1])]
 
 
 QUERIES = {
@@ -189,7 +178,7 @@ def bench_catalog(n_big: int, repeats: int) -> list[dict]:
             print(f"  {n:>9,} scans  {name}: {seconds * 1000:.0f} ms")
     small = n_big // 10
     return [
-        _row(
+        row("scale",
             f"{name}, {n_big:,} scans (vs {small:,})",
             timings[n_big][name],
             "s",

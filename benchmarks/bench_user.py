@@ -36,6 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.rows import row as _row  # noqa: E402
+
 OUT = ROOT / "benchmarks" / "out" / "user"
 PYTHON = sys.executable
 CHEST = (
@@ -48,19 +50,6 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-
-
-def _row(benchmark: str, figure: str, value: float, unit: str, target: str, baseline) -> dict:
-    ratio = None if not baseline else value / baseline
-    return {
-        "benchmark": benchmark,
-        "figure": figure,
-        "value": round(value, 4),
-        "unit": unit,
-        "target": target,
-        "baseline": None if baseline is None else round(baseline, 4),
-        "ratio": None if ratio is None else round(ratio, 3),
-    }
 
 
 def _wall(command: list[str], **kwargs) -> float:

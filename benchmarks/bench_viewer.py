@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.rows import row  # noqa: E402
 from data_catalog import CatalogSettings, connect  # noqa: E402
 from jobs.ingest import run_ingest  # noqa: E402
 from jobs.synthetic_catalog import SyntheticSpec, build_synthetic_catalog  # noqa: E402
@@ -38,12 +39,6 @@ from tests.dashboard.viewer_browser import (  # noqa: E402
 )
 
 OUT = ROOT / "benchmarks" / "out" / "viewer"
-
-
-def _row(figure, value, unit, target, baseline):
-    return {"benchmark": "viewer", "figure": figure, "value": value, "unit": unit,
-            "target": target, "baseline": baseline,
-            "ratio": value / baseline if baseline else None}
 
 
 def _port() -> int:
@@ -125,12 +120,12 @@ def main(quick: bool = False) -> list[dict]:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    rows.append(_row(f"open {size} as acquired, cold (DICOM read + send + NiiVue)", cold, "s", 2.0, server_first))
-    rows.append(_row(f"open {size} as acquired, warm (cached on the server)", warm, "s", 2.0, server_first))
-    rows.append(_row("  of which NiiVue parse + WebGL upload + first draw, cold", client_cold, "s", None, cold))
-    rows.append(_row("  of which NiiVue parse + WebGL upload + first draw, warm", client_warm, "s", None, warm))
-    rows.append(_row(f"scrolling {size} (wheel, axial)", slices_s, "slices/s", 30.0, server_rate))
-    rows.append(_row(f"writing the {size} DICOM series (setup)", written, "s", None, None))
+    rows.append(row("viewer", f"open {size} as acquired, cold (DICOM read + send + NiiVue)", cold, "s", 2.0, server_first))
+    rows.append(row("viewer", f"open {size} as acquired, warm (cached on the server)", warm, "s", 2.0, server_first))
+    rows.append(row("viewer", "  of which NiiVue parse + WebGL upload + first draw, cold", client_cold, "s", None, cold))
+    rows.append(row("viewer", "  of which NiiVue parse + WebGL upload + first draw, warm", client_warm, "s", None, warm))
+    rows.append(row("viewer", f"scrolling {size} (wheel, axial)", slices_s, "slices/s", 30.0, server_rate))
+    rows.append(row("viewer", f"writing the {size} DICOM series (setup)", written, "s", None, None))
     return rows
 
 

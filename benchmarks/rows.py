@@ -1,0 +1,27 @@
+"""One benchmark row, the shape `benchmarks/run_all.py` prints: a figure, its target and its
+ratio to a baseline measured in the same run."""
+
+from __future__ import annotations
+
+
+def row(
+    benchmark: str,
+    figure: str,
+    value: float,
+    unit: str,
+    target: float | str | None = None,
+    baseline: float | None = None,
+    ratio: float | None = None,
+) -> dict:
+    """A row; ``ratio`` defaults to value / baseline where there is a baseline."""
+    if ratio is None and baseline:
+        ratio = value / baseline
+    return {
+        "benchmark": benchmark,
+        "figure": figure,
+        "value": round(value, 4),
+        "unit": unit,
+        "target": target,
+        "baseline": None if baseline is None else round(baseline, 4),
+        "ratio": None if ratio is None else round(ratio, 3),
+    }
