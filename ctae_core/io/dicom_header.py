@@ -45,8 +45,11 @@ DIRECTORY_NAMES = ("DICOMDIR", "DIRFILE")
 
 _WANTED = frozenset(int(Tag(keyword)) for keyword in SLICE_TAGS)
 _PIXEL_TAGS = {0x7FE00010, 0x7FE00009, 0x7FE00008}  # where stop_before_pixels stops
-_ENCODED_VR = frozenset(vr.value.encode("ascii") for vr in VR)
-_TAG, _U16, _U32 = struct.Struct("<HH"), struct.Struct("<H"), struct.Struct("<L")
+_VRS = {vr.value.encode("ascii"): (vr.value, vr.value in EXPLICIT_VR_LENGTH_32) for vr in VR}
+"""Each VR's two bytes as written: (the VR, whether its length takes 4 bytes after 2 reserved)."""
+_EXPLICIT = struct.Struct("<HH2sH")  # group, element, VR, 16-bit length
+_IMPLICIT = struct.Struct("<HHL")  # group, element, 32-bit length
+_U32 = struct.Struct("<L")
 _ITEM = struct.Struct("<LL")  # tag as one little-endian word (element << 16 | group), length
 
 
@@ -214,33 +217,48 @@ class _Walker:
 
     def element(self, pos: int) -> tuple[int, str | None, int, int] | None:
         """(tag, VR, length, value position) of the element at ``pos``; None if odd/short."""
-        head = self.data[pos : pos + 8]
-        if len(head) < 8:
+        data = self.data
+        if len(data) - pos < 8:
             return None
-        group, elem = _TAG.unpack_from(head)
         if self.implicit:
-            return group << 16 | elem, None, _U32.unpack_from(head, 4)[0], pos + 8
-        if head[4:6] not in _ENCODED_VR:
+            group, elem, length = _IMPLICIT.unpack_from(data, pos)
+            return group << 16 | elem, None, length, pos + 8
+        group, elem, encoded_vr, length = _EXPLICIT.unpack_from(data, pos)
+        known = _VRS.get(encoded_vr)
+        if known is None:
             return None
-        vr = head[4:6].decode()
-        if vr in EXPLICIT_VR_LENGTH_32:
-            if pos + 12 > len(self.data):
-                return None
-            return group << 16 | elem, vr, _U32.unpack_from(self.data, pos + 8)[0], pos + 12
-        return group << 16 | elem, vr, _U16.unpack_from(head, 6)[0], pos + 8
+        vr, long_length = known
+        if not long_length:
+            return group << 16 | elem, vr, length, pos + 8
+        if pos + 12 > len(data):
+            return None
+        return group << 16 | elem, vr, _U32.unpack_from(data, pos + 8)[0], pos + 12
 
     def walk_top(self, base: int) -> tuple[dict, int | None] | None:
         """The wanted top-level elements and PixelData's file offset; None: ask pydicom."""
         elements: dict = {}
-        pos, size = 0, len(self.data)
+        data, implicit = self.data, self.implicit
+        pos, size = 0, len(data)
+        # the element parse of ``element`` inlined: this loop runs ~150 times a file
         while size - pos >= 8:
-            parsed = self.element(pos)
-            if parsed is None:
-                return None
-            tag, vr, length, value_pos = parsed
+            if implicit:
+                group, elem, length = _IMPLICIT.unpack_from(data, pos)
+                vr, value_pos = None, pos + 8
+            else:
+                group, elem, encoded_vr, length = _EXPLICIT.unpack_from(data, pos)
+                known = _VRS.get(encoded_vr)
+                if known is None:
+                    return None
+                vr, long_length = known
+                value_pos = pos + 8
+                if long_length:
+                    if pos + 12 > size:
+                        return None
+                    length, value_pos = _U32.unpack_from(data, value_pos)[0], pos + 12
+            tag = group << 16 | elem
             if tag in _PIXEL_TAGS:
                 return elements, (base + pos if tag == 0x7FE00010 else None)
-            if tag >> 16 == 0xFFFE:
+            if group == 0xFFFE:
                 return None
             if length == 0xFFFFFFFF:
                 if tag in _WANTED:
@@ -252,11 +270,11 @@ class _Walker:
             if value_pos + length > size:
                 return None
             if tag in _WANTED:
-                value = self.data[value_pos : value_pos + length] if length else None
+                value = data[value_pos : value_pos + length] if length else None
                 if not length:
                     value = empty_value_for_VR(vr, raw=True)
                 elements[BaseTag(tag)] = RawDataElement(
-                    BaseTag(tag), vr, length, value, base + value_pos, self.implicit, True
+                    BaseTag(tag), vr, length, value, base + value_pos, implicit, True
                 )
             pos = value_pos + length
         return (elements, None) if pos == size else None

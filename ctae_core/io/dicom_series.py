@@ -205,12 +205,18 @@ def _check_consistent(slices: list[_Slice], label: str) -> np.ndarray:
     return orientation
 
 
+_TAGS = {keyword: pydicom.tag.Tag(keyword) for keyword in SLICE_TAGS}
+"""``BaseTag`` objects: pydicom looks them up without converting a keyword or an int first."""
+
+
 def _raw(ds: pydicom.Dataset, keyword: str) -> object:
     """An element's value as stored (bytes, unconverted: cheap to compare), hashable, or None."""
-    tag = pydicom.datadict.tag_for_keyword(keyword)
+    tag = _TAGS.get(keyword) or pydicom.datadict.tag_for_keyword(keyword)
     if tag is None or tag not in ds:
         return None
     value = ds.get_item(tag).value
+    if type(value) is bytes:  # as stored: the usual case, without the ABC checks below
+        return value
     if isinstance(value, list | pydicom.multival.MultiValue):
         return tuple(str(v) for v in value)  # already converted by an earlier reader
     return value

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pydicom
 from pydicom.datadict import tag_for_keyword
+from pydicom.tag import BaseTag
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 HU_FLOOR = -1024
@@ -89,7 +90,8 @@ def decode_hu(
     return _to_int16_hu(stored, layout.slope, layout.intercept, out, buffer)
 
 
-_LAYOUT_TAGS = tuple(tag_for_keyword(keyword) for keyword in _LAYOUT_KEYWORDS)
+_LAYOUT_TAGS = tuple(BaseTag(tag_for_keyword(keyword)) for keyword in _LAYOUT_KEYWORDS)
+"""As ``BaseTag``: pydicom looks them up without converting an int first."""
 
 
 def _raw_values(ds: pydicom.Dataset) -> tuple:
