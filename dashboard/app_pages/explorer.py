@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import charts, data, density, state
-from dashboard.montage import flagged_montage
+from dashboard.montage import MONTAGE_SCANS, flagged_montage
 from dashboard.selection import selected_scan_ids
 
 MAX_POINTS = 5_000  # scans drawn as markers over a density layer, the highest scores first
@@ -133,4 +133,7 @@ else:
     st.caption("Click, box- or lasso-select points (or table rows) to review them in the viewer.")
 
 st.subheader("Montage of flagged scans")
-flagged_montage(state.catalog(), run_id, run.get("spacing_mm"))
+# a lazy section: 40 key slices and their buttons cost the browser more than every plot above
+if st.toggle(f"Show the key slices of the {MONTAGE_SCANS} highest-scoring flagged scans",
+             key="explorer_montage"):
+    flagged_montage(state.catalog(), run_id, run.get("spacing_mm"))

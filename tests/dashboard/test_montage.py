@@ -24,6 +24,8 @@ def test_montage_shows_flagged_scans_and_opens_the_viewer(catalog, open_page):
         scans = views.scan_table(con, "synthetic")
     flagged = scans[scans["is_outlier"].fillna(False).astype(bool)]["scan_id"].tolist()
     at = open_page(catalog, "explorer")
+    assert not [b for b in at.button if b.key and b.key.startswith("montage_")]  # lazy section
+    at.toggle(key="explorer_montage").set_value(True).run()
     montage = [img for img in at.get("image") if "· z " in img.proto.imgs[0].caption]
     assert len(montage) == min(40, len(flagged)) > 0
     buttons = [b for b in at.button if b.key and b.key.startswith("montage_")]
