@@ -12,11 +12,13 @@ headless Chromium. Each figure comes with a baseline measured in the same run.
   Playwright) on synthetic catalogs of 100k and 1M scans, from navigation until every plot is
   drawn (median of visits by a browser that has the dashboard's scripts cached, and the very
   first visit after the server started); a filter change (the log score axis) until both
-  scatters are redrawn. Baseline: the Overview page of the same catalog, timed the same way.
+  scatters are redrawn; the Overview page the same way. Baseline: a bare one-line Streamlit
+  page served beside the dashboard (port 8629) and timed the same way, interleaved.
 - train: `tiny` training volumes/s of `python -m jobs train` on a small synthetic cohort, idle
   and while one single-threaded busy process runs (the baseline is the idle figure).
 
-Outputs go to benchmarks/out/user/; the dashboard server listens on port 8619 (or a free one).
+Outputs go to benchmarks/out/user/; the dashboard server listens on port 8619, the bare page
+on 8629 (or free ones).
 """
 
 from __future__ import annotations
@@ -165,16 +167,23 @@ def _free_port(preferred: int) -> int:
 
 
 class Dashboard:
-    """`python -m jobs dashboard` on a catalog, stopped on exit."""
+    """`python -m jobs dashboard` on a catalog (or, without one, Streamlit serving a bare
+    one-line page), stopped on exit."""
 
-    def __init__(self, catalog: Path, port: int) -> None:
+    def __init__(self, catalog: Path | None, port: int) -> None:
         self.port = _free_port(port)
         self.url = f"http://127.0.0.1:{self.port}"
+        if catalog is None:
+            BARE_PAGE.write_text(f"import streamlit as st\n\nst.write({BARE_TEXT!r})\n")
+            command = [PYTHON, "-m", "streamlit", "run", str(BARE_PAGE), "--server.port",
+                       str(self.port), "--server.address", "127.0.0.1", "--server.headless",
+                       "true", "--browser.gatherUsageStats", "false"]  # fmt: skip
+        else:
+            command = [PYTHON, "-m", "jobs", "dashboard", "--catalog", str(catalog), "--port",
+                       str(self.port), "--no-browser"]  # fmt: skip
         self.proc = subprocess.Popen(
-            [PYTHON, "-m", "jobs", "dashboard", "--catalog", str(catalog), "--port",
-             str(self.port), "--no-browser"],
-            cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            command, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -199,6 +208,11 @@ class Dashboard:
         self.stop()
 
 
+BARE_PAGE = OUT / "bare_page.py"
+BARE_TEXT = "A bare Streamlit page"
+_BARE_DRAWN = f"""() => !document.querySelector('[data-testid="stStatusWidget"]')
+    && [...document.querySelectorAll('[data-testid="stMarkdown"]')]
+        .some(e => e.innerText.includes('{BARE_TEXT}'))"""
 _DRAWN = """(n) => {
     const plots = document.querySelectorAll('.js-plotly-plot');
     const busy = document.querySelector('[data-testid="stStatusWidget"]')
@@ -215,11 +229,15 @@ _LOG_AXES = """() => {
 
 
 def time_page(context, url: str, plots: int, timeout_s: float = 180) -> tuple[float, object]:
-    """Seconds from navigation until ``plots`` Plotly plots are drawn and nothing runs."""
+    """Seconds from navigation until ``plots`` Plotly plots are drawn and nothing runs (with
+    ``plots`` 0: until the bare page's text is drawn)."""
     page = context.new_page()
     started = time.perf_counter()
     page.goto(url, wait_until="commit")
-    page.wait_for_function(_DRAWN, arg=plots, timeout=timeout_s * 1000, polling="raf")
+    if plots:
+        page.wait_for_function(_DRAWN, arg=plots, timeout=timeout_s * 1000, polling="raf")
+    else:
+        page.wait_for_function(_BARE_DRAWN, timeout=timeout_s * 1000, polling="raf")
     elapsed = time.perf_counter() - started
     if page.locator('[data-testid="stException"]').count():
         raise RuntimeError(f"{url}: the page shows an exception")
@@ -236,7 +254,8 @@ def time_filter_change(page, timeout_s: float = 60) -> float:
 
 
 def bench_explorer(sizes: list[int], repeats: int) -> list[dict]:
-    """The explorer at each size in Chromium, against the Overview page of the same catalog."""
+    """The explorer and the Overview at each size in Chromium, against a bare one-line
+    Streamlit page served and timed the same way (Streamlit's own floor)."""
     if not CHROMIUM.exists():
         print(f"   explorer skipped: {CHROMIUM} is missing (apt-get install chromium)")
         return []
@@ -247,7 +266,11 @@ def bench_explorer(sizes: list[int], repeats: int) -> list[dict]:
     viewport = {"width": 1400, "height": 1000}
     for n in sizes:
         catalog = synthetic_catalog(n)
-        with Dashboard(catalog, 8619) as server, sync_playwright() as p:
+        with (
+            Dashboard(catalog, 8619) as server,
+            Dashboard(None, 8629) as bare_server,
+            sync_playwright() as p,
+        ):
             browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             # the very first visit: nothing cached in the server or the browser
             first, page = time_page(browser.new_context(viewport=viewport),
@@ -256,21 +279,24 @@ def bench_explorer(sizes: list[int], repeats: int) -> list[dict]:
             # then a user who has the dashboard open: Streamlit's scripts in the browser cache
             context = browser.new_context(viewport=viewport)
             time_page(context, f"{server.url}/", 1)[1].close()
-            explorer, overview, change = [], [], []
-            for _ in range(repeats):
-                elapsed, page = time_page(context, f"{server.url}/", 1)
-                overview.append(elapsed)
-                page.close()
-                elapsed, page = time_page(context, f"{server.url}/explorer", 3)
-                explorer.append(elapsed)
-                change.append(time_filter_change(page))
-                page.close()
+            time_page(context, f"{bare_server.url}/", 0)[1].close()
+            bare, explorer, overview, change = [], [], [], []
+            for _ in range(repeats):  # interleaved: the machine's load falls on all three
+                for times, url, plots in ((bare, f"{bare_server.url}/", 0),
+                                          (overview, f"{server.url}/", 1),
+                                          (explorer, f"{server.url}/explorer", 3)):  # fmt: skip
+                    elapsed, page = time_page(context, url, plots)
+                    times.append(elapsed)
+                    if plots == 3:
+                        change.append(time_filter_change(page))
+                    page.close()
             browser.close()
-        base = statistics.median(overview)
+        base = statistics.median(bare)
         name = f"user: explorer {n // 1000}k scans (Chromium)"
         rows += [
             _row(name, "navigation to every plot drawn, s", statistics.median(explorer), "s",
                  targets.get(n, ""), base),
+            _row(name, "Overview page drawn, s", statistics.median(overview), "s", "", base),
             _row(name, "filter change (log axis), s", statistics.median(change), "s", "<= 1 s",
                  base),
             _row(name, "first visit (server and browser cold), s", first, "s", "", base),
