@@ -31,7 +31,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def load_command(name: str) -> click.Command:
     """The real click command of ``name``: imports its job module and lets it register."""
+    from jobs.threads import prefer_passive_openmp  # statistics & co. stay out of --help
+
     module, _ = COMMANDS[name]
+    prefer_passive_openmp()  # before the job module imports torch
     commands = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
     importlib.import_module(module).register(commands)
     return typer.main.get_group(commands).commands[name]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -40,3 +44,21 @@ def test_threads_option_then_omp_num_threads_then_free_cores(tmp_path, monkeypat
             threads.set_torch_threads(0)
     finally:
         torch.set_num_threads(before)
+
+
+_WAIT_POLICY_SEEN = (
+    "import sys; from jobs.cli import load_command; assert 'torch' not in sys.modules; "
+    "load_command('train'); import torch, os; torch.ones(2).sum(); print(os.environ['OMP_WAIT_POLICY'])"
+)
+
+
+@pytest.mark.parametrize(("chosen", "seen"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_jobs_start_openmp_sleeping_unless_the_user_chose(chosen, seen):
+    env = {k: v for k, v in os.environ.items() if k != threads.WAIT_POLICY}
+    if chosen:
+        env[threads.WAIT_POLICY] = chosen
+    done = subprocess.run(
+        [sys.executable, "-c", _WAIT_POLICY_SEEN], env=env, capture_output=True, text=True,
+        check=True,
+    )
+    assert done.stdout.split() == [seen]
