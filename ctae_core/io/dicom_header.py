@@ -176,7 +176,7 @@ def _read_header_fast(handle: BinaryIO, start: bytes) -> tuple[FileDataset, int 
     if 0x00080005 in elements:
         charset = convert_raw_data_element(elements[BaseTag(0x00080005)]).value
         encoding = convert_encodings(charset)
-    full = FileDataset(handle, Dataset(elements), start[:128], file_meta, implicit, True)
+    full = FileDataset(handle, elements, start[:128], file_meta, implicit, True)
     full.set_original_encoding(implicit, True, encoding)
     return full, offset
 
