@@ -97,7 +97,11 @@ def main() -> None:
     n_scans = 12 if args.quick else 60
     work = Path(tempfile.mkdtemp(prefix="ctae-bench-team-"))
     settings = CatalogSettings.resolve(work / "catalog.duckdb", work / "store", env={})
-    build_synthetic_catalog(settings, SyntheticSpec(n_scans=max(200, n_scans)))
+    # every scan of the session its own volume, about the size of a CT at 3 mm, so that the next
+    # scan's planes are new images (drawn, not taken from the browser's cache)
+    build_synthetic_catalog(settings, SyntheticSpec(n_scans=max(200, n_scans),
+                                                    n_volume_files=n_scans,
+                                                    shape_zyx=(80, 128, 128)))
     for name in REVIEWERS:
         add_account(users_path(settings.catalog_path), name, "reviewer", f"pw-{name}-123")
     queues = assign_reads([f"syn{i:07d}" for i in range(n_scans)], REVIEWERS, 2, seed=0)
