@@ -186,6 +186,15 @@ def current_identity(catalog: Path | str) -> Identity | None:
     return who
 
 
+def still_signed_in(catalog: Path | str) -> bool:
+    """True while this browser session's local sign-in holds; checked before each label, as a
+    fragment's rerun skips the page's sign-in (OIDC and the localhost mode: always True)."""
+    if mode(catalog) != "local":
+        return True
+    token = st.session_state.get(USER)
+    return bool(token) and _token_identity(catalog, token) is not None
+
+
 def sign_out() -> None:
     """End this sign-in: every token issued to the reviewer so far stops working (other tabs
     and reloads too); OIDC: ``st.logout``."""

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import data, review_data, slices
+from dashboard import auth, data, review_data, slices
 from dashboard.render import ViewSettings, render_views
 from dashboard.viewer_parts import EVIDENCE_NAMES
 from data_catalog.review import VERDICTS
@@ -50,7 +50,7 @@ def scan_images(scan: pd.Series, show_model: bool) -> None:
     pngs = _planes(scan["volume_path"], _error_path(scan, show_model), z,
                    float(scan["spacing_mm"]))
     for col, plane, png in zip(st.columns(3), slices.PLANES, pngs, strict=True):
-        col.image(png, caption=plane, width="stretch")
+        col.image(png, caption=plane, width="stretch", output_format="PNG")  # as drawn: no JPEG
 
 
 def prefetch_planes(upcoming: list[pd.Series], show_model: bool) -> None:
@@ -130,6 +130,9 @@ def more_like_this(catalog: str, session: dict[str, Any], me: str, scans: pd.Dat
 
 def _bulk_label(catalog: str, session_id: str, me: str, scan_ids: list[str], verdict: str) -> None:
     """The confirmed bulk read: written to the journal, then acknowledged."""
+    if not auth.still_signed_in(catalog):
+        st.session_state[FLASH] = ("error", "You are signed out: sign in again to label.")
+        return
     try:
         review_data.record_reads(catalog, session_id=session_id, reviewer=me, scan_ids=scan_ids,
                                  verdict=verdict)

@@ -12,7 +12,7 @@ from typing import Any
 
 import streamlit as st
 
-from dashboard import data, review_data, state
+from dashboard import auth, data, review_data, state
 from dashboard.review_parts import (
     FLASH,
     TAG_KEYS,
@@ -41,6 +41,9 @@ def _move(pos_key: str, to: int, size: int) -> None:
 
 def _label(verdict: str, scan_id: str, pos: int, ctx: dict[str, Any]) -> None:
     """Write the read to the journal first (durable), then acknowledge it and move on."""
+    if not auth.still_signed_in(ctx["catalog"]):
+        st.session_state[FLASH] = ("error", "You are signed out: sign in again to label.")
+        return
     note = st.session_state.get(f"mr_note_{scan_id}") or None
     causes = sorted(_tags(ctx["tags_key"], scan_id, ctx["reads"]))
     try:
@@ -56,6 +59,8 @@ def _label(verdict: str, scan_id: str, pos: int, ctx: dict[str, Any]) -> None:
 @st.fragment
 def review_pane(catalog: str, me: str, session: dict[str, Any]) -> None:
     """The shown scan, its verdict buttons and cause tags, progress and "more like this"."""
+    if not auth.still_signed_in(catalog):  # signed out elsewhere, or the account changed
+        st.rerun()  # the whole page: its sign-in form
     session_id = session["session_id"]
     order, reads = review_data.queue_and_reads(catalog, session_id, me)
     pos_key, tags_key = f"mr_pos_{session_id}", f"mr_tags_{session_id}"

@@ -16,14 +16,15 @@ from dashboard.auth import USER
 from data_catalog.accounts import add_account, load_accounts, remove_account, users_path
 from data_catalog.journal import open_journal
 from data_catalog.session_tokens import issue_token, secret_path, token_holder
-from data_catalog.sessions import audit_table
+from data_catalog.sessions import audit_table, create_session, latest_reads
 from data_catalog.sign_ins import SignInLimits, lockout, record_attempt
-from tests.dashboard.conftest import APP
+from tests.dashboard.conftest import APP, build
 
 
 @pytest.fixture
 def users(settings):
-    """Accounts ada (admin) and bea (reviewer) beside the test's catalog."""
+    """A synthetic catalog; accounts ada (admin) and bea (reviewer) beside it."""
+    build(settings, n_scans=12)
     path = users_path(settings.catalog_path)
     add_account(path, "ada", "admin", "pw-ada-123")
     add_account(path, "bea", "reviewer", "pw-bea-123")
@@ -130,3 +131,21 @@ def test_sign_out_ends_every_token_issued_before(users, monkeypatch):
     assert token_holder(path, first) is not None  # refused for the sign-out, not its signature
     with open_journal(settings.catalog_path, write=False) as j:
         assert audit_table(j)["action"].iloc[0] == "sign_out"
+
+
+def test_a_removed_reviewer_cannot_label_from_an_open_page(users, monkeypatch):
+    settings, path = users
+    with open_journal(settings.catalog_path) as j:
+        sid = create_session(j, name="one", created_by="ada", run_id="synthetic", source="t",
+                             reads_per_scan=1, show_others=False, show_model=False,
+                             queues={"bea": ["syn0000001", "syn0000002"]})
+    monkeypatch.setenv("CTAE_CATALOG", str(settings.catalog_path))
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.session_state[USER] = _token(path, "bea")
+    at.run()
+    assert at.title[0].value == "My reviews"
+    remove_account(path, "bea")
+    at.button(key="kb_outlier").click().run()
+    assert not at.exception and not at.title and at.text_input(key="sign_in_name")
+    with open_journal(settings.catalog_path, write=False) as j:
+        assert latest_reads(j, sid).empty
