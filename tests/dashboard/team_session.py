@@ -70,13 +70,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_dashboard(catalog: Path, port: int) -> subprocess.Popen:
-    """`ctae dashboard` on the catalog, once /_stcore/health answers."""
+def start_dashboard(catalog: Path, port: int, root: Path = ROOT) -> subprocess.Popen:
+    """`ctae dashboard` (of the source tree ``root``) on the catalog, once /_stcore/health answers."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "jobs", "dashboard", "--catalog", str(catalog), "--port",
          str(port), "--no-browser"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(root)},
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
