@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +24,17 @@ CONFIRM = "mlt_confirm"
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def _planes(volume_path: str, error_path: str | None, z: int,
-            spacing_mm: float) -> list[bytes]:
-    """PNGs of the three planes through (z, middle row, middle column), cached per scan and slice."""
+            spacing_mm: float) -> list[str]:
+    """The three planes through (z, middle row, middle column) as PNG data URLs, cached per scan
+    and slice. A data URL rides in the page's update itself: the browser draws the next scan
+    without fetching its images in another round trip."""
     volume = data.volume(volume_path)
     error = data.volume(error_path) if error_path else None
     indices = (z, volume.shape[1] // 2, volume.shape[2] // 2)
     images = render_views(volume, indices, ViewSettings(), error=error,
                           scan_spacing_mm=spacing_mm, run_spacing_mm=spacing_mm)
-    return [images[plane].original for plane in slices.PLANES]
+    return [f"data:image/png;base64,{base64.b64encode(images[plane].original).decode()}"
+            for plane in slices.PLANES]
 
 
 def _error_path(scan: pd.Series, show_model: bool) -> str | None:
@@ -50,7 +54,7 @@ def scan_images(scan: pd.Series, show_model: bool) -> None:
     pngs = _planes(scan["volume_path"], _error_path(scan, show_model), z,
                    float(scan["spacing_mm"]))
     for col, plane, png in zip(st.columns(3), slices.PLANES, pngs, strict=True):
-        col.image(png, caption=plane, width="stretch", output_format="PNG")  # as drawn: no JPEG
+        col.image(png, caption=plane, width="stretch")
 
 
 def prefetch_planes(upcoming: list[pd.Series], show_model: bool) -> None:
