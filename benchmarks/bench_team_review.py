@@ -56,6 +56,7 @@ class Build:
     server: subprocess.Popen | None = None
     pages: dict = field(default_factory=dict)
     timed: dict[str, list[ts.Timed]] = field(default_factory=dict)
+    server_cpu_s: dict[str, float] = field(default_factory=dict)
 
 
 def _prepare(name: str, root: Path, work: Path, n_scans: int, port: int) -> Build:
@@ -78,6 +79,21 @@ def _prepare(name: str, root: Path, work: Path, n_scans: int, port: int) -> Buil
     return built
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its children so far (Linux /proc): the
+    server's work per label, which a loaded machine delays but does not inflate as it does
+    wall-clock times."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            children = [int(c) for c in handle.read().split()]
+    except FileNotFoundError:
+        children = []
+    return total + sum(_cpu_s(child) for child in children)
+
+
 def _label_round(built: Build, k: int, phase: str) -> None:
     waiting = []
     for reviewer, page in built.pages.items():
@@ -89,14 +105,15 @@ def _label_round(built: Build, k: int, phase: str) -> None:
     built.timed.setdefault(phase, []).extend(finish() for finish in waiting)
 
 
-def _summary(name: str, timed: list[ts.Timed]) -> dict[str, float]:
+def _summary(name: str, timed: list[ts.Timed], cpu_s: float) -> dict[str, float]:
     ack = [t.ack_ms for t in timed]
     nxt = [t.next_ms for t in timed if t.next_ms is not None]
     row = {"ack_p50": statistics.median(ack), "ack_p99": ts.percentile(ack, 99),
-           "next_p50": statistics.median(nxt), "next_p99": ts.percentile(nxt, 99)}
+           "next_p50": statistics.median(nxt), "next_p99": ts.percentile(nxt, 99),
+           "cpu_ms": cpu_s * 1e3 / len(timed)}
     print(f"{name:<28} n={len(timed):3d}  ack p50 {row['ack_p50']:6.0f} ms  p99 "
           f"{row['ack_p99']:6.0f} ms   next scan drawn p50 {row['next_p50']:6.0f} ms  p99 "
-          f"{row['next_p99']:6.0f} ms")
+          f"{row['next_p99']:6.0f} ms   server CPU {row['cpu_ms']:5.0f} ms per label")
     return row
 
 
@@ -176,10 +193,13 @@ def main() -> None:
             for phase, ks in (("no job", range(rounds // 2)), ("job writing", range(rounds // 2, rounds))):
                 writers = ([ts.start_job_writer(b.settings.catalog_path) for b in builds]
                            if phase == "job writing" else [])
+                cpu_before = [_cpu_s(b.server.pid) for b in builds]
                 try:
                     for k in ks:  # interleaved, each build first in turn
                         for built in builds[k % len(builds):] + builds[:k % len(builds)]:
                             _label_round(built, k, phase)
+                    for built, before in zip(builds, cpu_before, strict=True):
+                        built.server_cpu_s[phase] = _cpu_s(built.server.pid) - before
                 finally:
                     holds = []
                     for writer in writers:
@@ -188,7 +208,8 @@ def main() -> None:
                         writer.wait(timeout=10)
             browser.close()
         print(f"load average {os.getloadavg()[0]:.1f} after the browser rounds")
-        rows = {(b.name, phase): _summary(f"{b.name}, {phase}", b.timed[phase])
+        rows = {(b.name, phase): _summary(f"{b.name}, {phase}", b.timed[phase],
+                                          b.server_cpu_s[phase])
                 for b in builds for phase in ("no job", "job writing")}
         for built in builds:
             job, base = rows[built.name, "job writing"], rows[built.name, "no job"]
@@ -201,7 +222,8 @@ def main() -> None:
                 print(f"this build / {args.against}, {phase}: ack p50 "
                       f"{this['ack_p50'] / ref['ack_p50']:.2f} p99 {this['ack_p99'] / ref['ack_p99']:.2f}"
                       f", next scan p50 {this['next_p50'] / ref['next_p50']:.2f} p99 "
-                      f"{this['next_p99'] / ref['next_p99']:.2f}")
+                      f"{this['next_p99'] / ref['next_p99']:.2f}, server CPU per label "
+                      f"{this['cpu_ms'] / ref['cpu_ms']:.2f}")
         print(f"catalog holds by the job: {holds}")
         _data_layer(builds[0].settings, builds[0].session_id, builds[0].queues,
                     10 if args.quick else 40)
