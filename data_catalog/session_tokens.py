@@ -17,7 +17,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from itsdangerous import BadSignature, URLSafeTimedSerializer
+from itsdangerous import BadSignature, TimestampSigner, URLSafeTimedSerializer
 
 from data_catalog.accounts import Account, load_accounts
 from data_catalog.journal import now_iso
@@ -61,21 +61,24 @@ def _fingerprint(account: Account) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _serializer(users_file: Path) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(server_secret(users_file), salt=_SALT)
+def serializer(users_file: Path, signer: type[TimestampSigner] = TimestampSigner
+               ) -> URLSafeTimedSerializer:
+    """Signs and reads tokens with the server's secret (HMAC-SHA256, timestamped)."""
+    return URLSafeTimedSerializer(server_secret(users_file), salt=_SALT, signer=signer,
+                                  signer_kwargs={"digest_method": hashlib.sha256})
 
 
 def issue_token(users_file: Path, account: Account) -> str:
     """A token that signs ``account`` in for ``SESSION_MAX_AGE_S``."""
     payload = {"u": account.name, "f": _fingerprint(account), "t": now_iso()}
-    return _serializer(users_file).dumps(payload)
+    return serializer(users_file).dumps(payload)
 
 
 def token_holder(users_file: Path, token: str, *, max_age_s: int = SESSION_MAX_AGE_S
                  ) -> TokenHolder | None:
     """The account a token signs in, or None: forged, expired, or the account gone or changed."""
     try:
-        payload = _serializer(users_file).loads(token, max_age=max_age_s)
+        payload = serializer(users_file).loads(token, max_age=max_age_s)
         name, fingerprint, issued_at = payload["u"], payload["f"], payload["t"]
     except (BadSignature, KeyError, TypeError):  # SignatureExpired is a BadSignature
         return None

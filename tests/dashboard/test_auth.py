@@ -6,16 +6,23 @@ import base64
 import json
 import os
 import stat
+import time
 from datetime import datetime, timedelta
 
 import pytest
-from itsdangerous import URLSafeTimedSerializer
+from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from streamlit.testing.v1 import AppTest
 
 from dashboard.auth import USER
 from data_catalog.accounts import add_account, load_accounts, remove_account, users_path
 from data_catalog.journal import open_journal
-from data_catalog.session_tokens import issue_token, secret_path, token_holder
+from data_catalog.session_tokens import (
+    SESSION_MAX_AGE_S,
+    issue_token,
+    secret_path,
+    serializer,
+    token_holder,
+)
 from data_catalog.sessions import audit_table, create_session, latest_reads
 from data_catalog.sign_ins import SignInLimits, lockout, record_attempt
 from tests.dashboard.conftest import APP, build
@@ -29,6 +36,16 @@ def users(settings):
     add_account(path, "ada", "admin", "pw-ada-123")
     add_account(path, "bea", "reviewer", "pw-bea-123")
     return settings, path
+
+
+def _signed_ago(age_s: float) -> type[TimestampSigner]:
+    """A signer whose tokens look ``age_s`` old when made."""
+
+    class Earlier(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(time.time() - age_s)
+
+    return Earlier
 
 
 def _token(path, name: str) -> str:
@@ -48,6 +65,9 @@ def test_token_signs_in_until_forged_expired_changed_or_removed(users):
     other_secret = URLSafeTimedSerializer(b"a guessed secret", salt="ctae-sign-in")
     assert token_holder(path, other_secret.dumps(payload)) is None  # signed without the secret
     assert token_holder(path, token, max_age_s=-1) is None  # older than allowed
+    for age_s, accepted in ((3600, True), (SESSION_MAX_AGE_S + 3600, False)):
+        earlier = serializer(path, _signed_ago(age_s)).dumps(payload)  # the server's secret
+        assert (token_holder(path, earlier) is not None) is accepted
     add_account(path, "bea", "admin", "pw-bea-123")  # role changed: old tokens stop
     assert token_holder(path, token) is None
     fresh = _token(path, "bea")

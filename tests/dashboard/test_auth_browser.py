@@ -8,11 +8,11 @@ import json
 import time
 
 import pytest
-from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+from itsdangerous import TimestampSigner
 
 from dashboard.auth import COOKIE
 from data_catalog.accounts import add_account, users_path
-from data_catalog.session_tokens import SESSION_MAX_AGE_S, server_secret
+from data_catalog.session_tokens import SESSION_MAX_AGE_S, serializer
 from tests.dashboard import team_session as ts
 from tests.dashboard.conftest import build
 
@@ -77,8 +77,7 @@ def test_reload_and_second_tab_stay_signed_in_until_sign_out(server):
         forged = _with_cookie(browser, url, f"{body}.{stamp}.{signature[::-1]}")
         forged.get_by_text(SIGN_IN_FORM).wait_for(timeout=60000)
         payload = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-        secret = server_secret(users_path(settings.catalog_path))
-        old = URLSafeTimedSerializer(secret, salt="ctae-sign-in", signer=_LongAgo).dumps(payload)
+        old = serializer(users_path(settings.catalog_path), _LongAgo).dumps(payload)
         expired = _with_cookie(browser, url, old)
         expired.get_by_text(SIGN_IN_FORM).wait_for(timeout=60000)
 
