@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import auth, data, review_data, slices
+from dashboard.absorber import start_absorber
 from dashboard.render import ViewSettings, render_views
 from dashboard.viewer_parts import EVIDENCE_NAMES
 from data_catalog.review import VERDICTS
@@ -145,3 +146,4 @@ def _bulk_label(catalog: str, session_id: str, me: str, scan_ids: list[str], ver
         return
     st.session_state.pop(CONFIRM, None)
     st.session_state[FLASH] = ("ok", f"Saved: {len(scan_ids)} scans → {verdict}")
+    start_absorber(catalog)

@@ -13,6 +13,7 @@ from typing import Any
 import streamlit as st
 
 from dashboard import auth, data, review_data, state
+from dashboard.absorber import start_absorber
 from dashboard.review_parts import (
     FLASH,
     TAG_KEYS,
@@ -54,11 +55,14 @@ def _label(verdict: str, scan_id: str, pos: int, ctx: dict[str, Any]) -> None:
         return
     st.session_state[FLASH] = ("ok", f"Saved: {scan_id} → {verdict}")
     _move(ctx["pos_key"], pos + 1, ctx["size"])
+    start_absorber(ctx["catalog"])  # into the catalog within seconds (a fragment skips app.py)
 
 
 @st.fragment
 def review_pane(catalog: str, me: str, session: dict[str, Any]) -> None:
     """The shown scan, its verdict buttons and cause tags, progress and "more like this"."""
+    if flash := st.session_state.pop(FLASH, None):  # the acknowledgement first
+        (st.success if flash[0] == "ok" else st.error)(flash[1])
     if not auth.still_signed_in(catalog):  # signed out elsewhere, or the account changed
         st.rerun()  # the whole page: its sign-in form
     session_id = session["session_id"]
@@ -68,8 +72,8 @@ def review_pane(catalog: str, me: str, session: dict[str, Any]) -> None:
         st.session_state[pos_key] = next((i for i, s in enumerate(order) if s not in reads), 0)
     pos = min(max(st.session_state[pos_key], 0), len(order) - 1)
     scan_id = order[pos]
-    scans = data.scan_table(catalog, session["run_id"], with_labels=False).set_index(
-        "scan_id", drop=False)
+    table = data.scan_table(catalog, session["run_id"], with_labels=False)
+    scans = table[table["scan_id"].isin(order)].set_index("scan_id", drop=False)  # the queue's
     scan = scans.loc[scan_id]
     show_model = bool(session["show_model"])
     suggested = suggested_causes(scan) if show_model else []
@@ -77,8 +81,6 @@ def review_pane(catalog: str, me: str, session: dict[str, Any]) -> None:
            "tags_key": tags_key, "reads": reads, "size": len(order)}
     chosen = _tags(tags_key, scan_id, reads)
 
-    if flash := st.session_state.pop(FLASH, None):
-        (st.success if flash[0] == "ok" else st.error)(flash[1])
     done = sum(s in reads for s in order)
     st.progress(done / len(order),
                 text=f"Scan {pos + 1} of {len(order)} · read {done} of {len(order)}")
