@@ -62,7 +62,11 @@ def _label(verdict: str, scan_id: str, pos: int, ctx: dict[str, Any]) -> None:
 def review_pane(catalog: str, me: str, session: dict[str, Any]) -> None:
     """The shown scan, its verdict buttons and cause tags, progress and "more like this"."""
     if flash := st.session_state.pop(FLASH, None):  # the acknowledgement first
-        (st.success if flash[0] == "ok" else st.error)(flash[1])
+        # an explicit icon: else Streamlit loads its emoji catalog (~0.5 s) on the first label
+        if flash[0] == "ok":
+            st.success(flash[1], icon=":material/check_circle:")
+        else:
+            st.error(flash[1], icon=":material/error:")
     if not auth.still_signed_in(catalog):  # signed out elsewhere, or the account changed
         st.rerun()  # the whole page: its sign-in form
     session_id = session["session_id"]
