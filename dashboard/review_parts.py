@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import data, review_data, slices
+from dashboard import auth, data, review_data, slices
+from dashboard.absorber import start_absorber
 from dashboard.render import ViewSettings, render_views
 from dashboard.viewer_parts import EVIDENCE_NAMES
 from data_catalog.review import VERDICTS
@@ -16,30 +19,54 @@ from data_catalog.sessions import ReviewRefused
 
 VERDICT_KEYS = {"inlier": "i", "outlier": "o", "unsure": "u"}
 TAG_KEYS = [str(i + 1) for i in range(9)]
+FLASH = "mr_flash"  # the acknowledgement My reviews shows on its next run
+CONFIRM = "mlt_confirm"
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _planes(volume_path: str, error_path: str | None, z: int,
+            spacing_mm: float) -> list[str]:
+    """The three planes through (z, middle row, middle column) as PNG data URLs, cached per scan
+    and slice. A data URL rides in the page's update itself: the browser draws the next scan
+    without fetching its images in another round trip."""
+    volume = data.volume(volume_path)
+    error = data.volume(error_path) if error_path else None
+    indices = (z, volume.shape[1] // 2, volume.shape[2] // 2)
+    images = render_views(volume, indices, ViewSettings(), error=error,
+                          scan_spacing_mm=spacing_mm, run_spacing_mm=spacing_mm)
+    return [f"data:image/png;base64,{base64.b64encode(images[plane].original).decode()}"
+            for plane in slices.PLANES]
+
+
+def _error_path(scan: pd.Series, show_model: bool) -> str | None:
+    path = scan.get("error_path")
+    return path if show_model and isinstance(path, str) and Path(path).is_file() else None
 
 
 def scan_images(scan: pd.Series, show_model: bool) -> None:
     """The three planes through the scan's middle (axial slice chosen by a slider); the |error|
     overlay only when the session shows the model."""
     try:
-        volume = data.volume(scan["volume_path"])
+        depth = data.volume(scan["volume_path"]).shape[0]
     except FileNotFoundError:
         st.warning("This scan's volume is missing from the store; label it from its facts.")
         return
-    error = None
-    if show_model and isinstance(scan.get("error_path"), str):
+    z = st.slider("Axial slice", 0, depth - 1, depth // 2, key=f"mr_z_{scan['scan_id']}")
+    pngs = _planes(scan["volume_path"], _error_path(scan, show_model), z,
+                   float(scan["spacing_mm"]))
+    for col, plane, png in zip(st.columns(3), slices.PLANES, pngs, strict=True):
+        col.image(png, caption=plane, width="stretch")
+
+
+def prefetch_planes(upcoming: list[pd.Series], show_model: bool) -> None:
+    """Draw the next scans' middle planes into the cache, so a label shows them at once."""
+    for scan in upcoming:
         try:
-            error = data.volume(scan["error_path"])
+            depth = data.volume(scan["volume_path"]).shape[0]
+            _planes(scan["volume_path"], _error_path(scan, show_model), depth // 2,
+                    float(scan["spacing_mm"]))
         except FileNotFoundError:
-            error = None
-    z = st.slider("Axial slice", 0, volume.shape[0] - 1, volume.shape[0] // 2,
-                  key=f"mr_z_{scan['scan_id']}")
-    indices = (z, volume.shape[1] // 2, volume.shape[2] // 2)
-    spacing = float(scan["spacing_mm"])
-    images = render_views(volume, indices, ViewSettings(), error=error, scan_spacing_mm=spacing,
-                          run_spacing_mm=spacing if error is None else spacing)
-    for col, plane in zip(st.columns(3), slices.PLANES, strict=True):
-        col.image(images[plane].original, caption=plane, width="stretch")
+            continue
 
 
 def others_reads(catalog: str, session_id: str, scan_id: str, me: str) -> None:
@@ -93,24 +120,30 @@ def more_like_this(catalog: str, session: dict[str, Any], me: str, scans: pd.Dat
             st.caption("No similar unread scans in your queue.")
             return
         chosen = st.multiselect("Scans to label", found, default=found, key=f"mlt_sel_{scan_id}")
-        confirm_key = "mlt_confirm"
         if st.button(f"Label {len(chosen)} scans as {verdict} …", key="mlt_ask",
                      disabled=not chosen):
-            st.session_state[confirm_key] = (tuple(chosen), verdict)
-        pending = st.session_state.get(confirm_key)
+            st.session_state[CONFIRM] = (tuple(chosen), verdict)
+        pending = st.session_state.get(CONFIRM)
         if pending and pending == (tuple(chosen), verdict):
             st.warning(f"Label these {len(chosen)} scans **{verdict}** as your read?")
             yes, no = st.columns(2)
-            if yes.button("Yes, label them", key="mlt_yes", type="primary"):
-                try:
-                    review_data.record_reads(catalog, session_id=session["session_id"],
-                                             reviewer=me, scan_ids=list(chosen), verdict=verdict)
-                except ReviewRefused as err:
-                    st.error(str(err))
-                    return
-                st.session_state.pop(confirm_key)
-                st.session_state["mr_flash"] = ("ok", f"Saved: {len(chosen)} scans → {verdict}")
-                st.rerun()
-            if no.button("Cancel", key="mlt_no"):
-                st.session_state.pop(confirm_key)
-                st.rerun()
+            yes.button("Yes, label them", key="mlt_yes", type="primary", on_click=_bulk_label,
+                       args=(catalog, session["session_id"], me, list(chosen), verdict))
+            no.button("Cancel", key="mlt_no", on_click=st.session_state.pop,
+                      args=(CONFIRM, None))
+
+
+def _bulk_label(catalog: str, session_id: str, me: str, scan_ids: list[str], verdict: str) -> None:
+    """The confirmed bulk read: written to the journal, then acknowledged."""
+    if not auth.still_signed_in(catalog):
+        st.session_state[FLASH] = ("error", "You are signed out: sign in again to label.")
+        return
+    try:
+        review_data.record_reads(catalog, session_id=session_id, reviewer=me, scan_ids=scan_ids,
+                                 verdict=verdict)
+    except ReviewRefused as err:
+        st.session_state[FLASH] = ("error", str(err))
+        return
+    st.session_state.pop(CONFIRM, None)
+    st.session_state[FLASH] = ("ok", f"Saved: {len(scan_ids)} scans → {verdict}")
+    start_absorber(catalog)

@@ -81,6 +81,16 @@ _SCHEMA = [
         created_at TEXT NOT NULL,
         absorbed INTEGER NOT NULL DEFAULT 0
     )""",
+    # sign-ins, wrong passwords, lock-outs and sign-outs (data_catalog.sign_ins); not absorbed
+    """CREATE TABLE IF NOT EXISTS sign_in_events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        client TEXT NOT NULL,
+        outcome TEXT NOT NULL,              -- ok | wrong | locked | signed_out
+        created_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS sign_in_by_name ON sign_in_events (name, outcome, created_at)",
+    "CREATE INDEX IF NOT EXISTS sign_in_by_client ON sign_in_events (client, outcome, created_at)",
 ]
 _READY: set[str] = set()
 

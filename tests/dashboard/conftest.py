@@ -12,10 +12,17 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard.auth import USER
 from data_catalog import CatalogSettings
-from data_catalog.accounts import add_account, users_path
+from data_catalog.accounts import add_account, load_accounts, users_path
+from data_catalog.session_tokens import issue_token
 from jobs.synthetic_catalog import SyntheticSpec, build_synthetic_catalog
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
+
+
+def signed_in(catalog: Path, name: str) -> str:
+    """A sign-in token for the account ``name``, as the sign-in form would issue it."""
+    users = users_path(catalog)
+    return issue_token(users, load_accounts(users)[name])
 
 
 def build(settings: CatalogSettings, **spec) -> dict[str, float]:
@@ -43,7 +50,7 @@ def open_page(monkeypatch):
         at = AppTest.from_file(APP, default_timeout=30)
         if reviewer:
             add_account(users_path(settings.catalog_path), reviewer, role, "password-" + reviewer)
-            at.session_state[USER] = reviewer
+            at.session_state[USER] = signed_in(settings.catalog_path, reviewer)
         at.run()
         if page != "overview":
             at.switch_page(f"app_pages/{page}.py").run()

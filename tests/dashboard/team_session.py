@@ -21,20 +21,32 @@ ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 KEYS = {"inlier": "i", "outlier": "o", "unsure": "u"}
-# In-page timing: from the keydown the shortcut listener stamped, until the acknowledgement and
-# the next scan's heading are in the DOM (a MutationObserver notes the first time of each).
+# In-page timing: from the keydown the shortcut listener stamped, until the acknowledgement is in
+# the DOM, and until the next scan is drawn (its heading in the DOM and its plane images new and
+# loaded). A MutationObserver and image load events note the first time of each.
 _WATCH = """(args) => {
   window.__ack = null; window.__next = null;
   if (window.__obs) window.__obs.disconnect();
+  if (window.__onload) document.removeEventListener('load', window.__onload, true);
+  const images = () => [...document.querySelectorAll('[data-testid="stImage"] img')];
+  const before = new Set(images().map(i => i.src));
+  const drawn = () => {
+    const now = images();
+    return now.length > 0 && now.some(i => !before.has(i.src))
+      && now.every(i => i.complete && i.naturalWidth > 0);
+  };
   const check = () => {
     const t = performance.now();
     const text = document.body.textContent;  // no layout, unlike innerText
     if (!window.__ack && text.includes(args.saved)) window.__ack = t;
     if (!window.__next && [...document.querySelectorAll('h3')]
-          .some(h => h.textContent.includes(args.next))) window.__next = t;
+          .some(h => h.textContent.includes(args.next)) && drawn()) window.__next = t;
   };
   window.__obs = new MutationObserver(check);
-  window.__obs.observe(document.body, {subtree: true, childList: true, characterData: true});
+  window.__obs.observe(document.body, {subtree: true, childList: true, characterData: true,
+                                       attributes: true, attributeFilter: ['src']});
+  window.__onload = check;
+  document.addEventListener('load', check, true);  // an image finished loading
 }"""
 
 
@@ -50,19 +62,21 @@ class Timed:
 
 
 def free_port() -> int:
-    """A TCP port nobody listens on."""
+    """$CTAE_TEST_PORT when set (a shared machine hands out ports), else a port nobody listens on."""
+    if os.environ.get("CTAE_TEST_PORT"):
+        return int(os.environ["CTAE_TEST_PORT"])
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-def start_dashboard(catalog: Path, port: int) -> subprocess.Popen:
-    """`ctae dashboard` on the catalog, once /_stcore/health answers."""
+def start_dashboard(catalog: Path, port: int, root: Path = ROOT) -> subprocess.Popen:
+    """`ctae dashboard` (of the source tree ``root``) on the catalog, once /_stcore/health answers."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "jobs", "dashboard", "--catalog", str(catalog), "--port",
          str(port), "--no-browser"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(root)},
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

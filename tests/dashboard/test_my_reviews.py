@@ -11,7 +11,7 @@ from data_catalog import connect
 from data_catalog.accounts import add_account, users_path
 from data_catalog.journal import open_journal
 from data_catalog.sessions import create_session, latest_reads
-from tests.dashboard.conftest import APP
+from tests.dashboard.conftest import APP, signed_in
 from tests.data_catalog.test_review_journal import hold_catalog
 
 
@@ -58,7 +58,7 @@ def test_wrong_password_is_refused_and_right_one_signs_in(team, monkeypatch):
 def test_blinded_reviewer_reaches_only_their_queue(team, monkeypatch):
     settings, _ = team
     at = _app(settings, monkeypatch)
-    at.session_state[USER] = "bea"
+    at.session_state[USER] = signed_in(settings.catalog_path, "bea")
     at.run()
     assert at.title[0].value == "My reviews"
     for page in ("team", "sessions", "audit", "export", "explorer", "viewer"):
@@ -71,7 +71,7 @@ def test_blinded_reviewer_reaches_only_their_queue(team, monkeypatch):
 def test_keyboard_buttons_label_durably_while_the_catalog_is_held(team, monkeypatch):
     settings, sid = team
     at = _app(settings, monkeypatch)
-    at.session_state[USER] = "bea"
+    at.session_state[USER] = signed_in(settings.catalog_path, "bea")
     at.run()
     holder = hold_catalog(settings.catalog_path)
     try:
@@ -96,7 +96,7 @@ def test_keyboard_buttons_label_durably_while_the_catalog_is_held(team, monkeypa
 def test_no_session_no_label(catalog, monkeypatch):
     add_account(users_path(catalog.catalog_path), "dan", "reviewer", "pw-dan-123")
     at = _app(catalog, monkeypatch)
-    at.session_state[USER] = "dan"
+    at.session_state[USER] = signed_in(catalog.catalog_path, "dan")
     at.run()
     at.switch_page("app_pages/my_reviews.py").run()
     assert "no open review session" in at.info[0].value
@@ -106,7 +106,7 @@ def test_no_session_no_label(catalog, monkeypatch):
 def test_admin_creates_session_adjudicates_and_sees_kappa(team, monkeypatch):
     settings, sid = team
     at = _app(settings, monkeypatch)
-    at.session_state[USER] = "ada"
+    at.session_state[USER] = signed_in(settings.catalog_path, "ada")
     at.run()
     at.switch_page("app_pages/sessions.py").run()
     at.text_input(key="ns_name").input("sample")
@@ -160,7 +160,7 @@ def test_more_like_this_labels_the_cluster_after_a_confirmation(catalog, monkeyp
                              reads_per_scan=1, show_others=False, show_model=False,
                              queues={"bea": [same[0], other, *same[1:]]})
     at = _app(catalog, monkeypatch)
-    at.session_state[USER] = "bea"
+    at.session_state[USER] = signed_in(catalog.catalog_path, "bea")
     at.run()
     at.toggle(key="mlt_on").set_value(True).run()
     at.radio(key="mlt_how").set_value("same cluster").run()

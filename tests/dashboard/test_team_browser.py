@@ -36,7 +36,7 @@ def team(settings):
     if not ts.CHROMIUM.exists():
         pytest.skip(f"{ts.CHROMIUM} not found: apt-get install chromium to run browser tests")
     pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    build(settings, n_scans=40)
+    build(settings, n_scans=40, n_volume_files=12)  # each labelled scan its own planes
     path = users_path(settings.catalog_path)
     for name in ("ada", *REVIEWERS):
         add_account(path, name, "admin" if name == "ada" else "reviewer", f"pw-{name}-123")
