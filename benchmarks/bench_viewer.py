@@ -81,7 +81,7 @@ def _server_baseline(page, steps: int) -> tuple[float, float]:
     return first, steps / (time.perf_counter() - started)
 
 
-def main(quick: bool = False) -> list[dict]:
+def main(quick: bool = False, port: int = 0) -> list[dict]:
     """Measure every figure; returns the rows for benchmarks/run."""
     from playwright.sync_api import sync_playwright
 
@@ -90,7 +90,7 @@ def main(quick: bool = False) -> list[dict]:
     shape = (150, 256, 256) if quick else (300, 512, 512)
     size = f"{shape[2]}×{shape[1]}×{shape[0]}"
     settings, scan_id, written = prepare(shape)
-    proc, url = start_dashboard(settings.catalog_path, _port())
+    proc, url = start_dashboard(settings.catalog_path, port or _port())
     rows = []
     try:
         with sync_playwright() as p:
@@ -132,8 +132,9 @@ def main(quick: bool = False) -> list[dict]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a 256×256×150 series")
+    parser.add_argument("--port", type=int, default=0, help="the dashboard's port (default: a free one)")
     args = parser.parse_args()
-    for result in main(quick=args.quick):
+    for result in main(quick=args.quick, port=args.port):
         ratio = f"{result['ratio']:.2f}" if result["ratio"] is not None else "-"
         baseline = f"{result['baseline']:.3f}" if result["baseline"] is not None else "-"
         print(f"{result['figure']}: {result['value']:.3f} {result['unit']} "
