@@ -93,13 +93,6 @@ def _drawn(frame, scan_id: str, started: float, timeout_ms: int) -> tuple[float,
     return first, time.perf_counter() - started
 
 
-def switch_scan(page, scan_id: str, timeout_ms: int = 120000) -> tuple[float, float]:
-    """Press *Next →* on the viewer page; seconds until ``scan_id`` is drawn and fully loaded."""
-    started = time.perf_counter()
-    page.get_by_role("button", name="Next →").click()
-    return _drawn(viewer_frame(page, timeout_ms), scan_id, started, timeout_ms)
-
-
 SCROLL_JS = """
 async (ms) => {
   const viewer = window.ctaeViewer;
