@@ -75,11 +75,12 @@ def _server_baseline(page, steps: int) -> tuple[float, float]:
     page.get_by_text("server-rendered", exact=True).click()
     page.wait_for_selector('[data-testid="stImage"] img', timeout=300000)
     first = time.perf_counter() - started
-    slider = page.locator('[data-testid="stSlider"] [role="slider"]').nth(2)  # axial slice
+    slider = page.locator('[data-testid="stSlider"] input[type="range"]').nth(2)  # axial slice
     started = time.perf_counter()
     for _ in range(steps):
         before = page.locator('[data-testid="stImage"] img').first.get_attribute("src")
-        slider.press("ArrowRight", timeout=120000)
+        slider.focus(timeout=120000)
+        page.keyboard.press("ArrowRight")
         page.wait_for_function(
             "src => document.querySelector('[data-testid=\"stImage\"] img').src !== src",
             arg=before, timeout=120000)

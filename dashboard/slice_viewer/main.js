@@ -412,7 +412,6 @@ async function loadScan(a) {
 }
 
 async function render(a) {
-  if (state.firstArgsAt === undefined) state.firstArgsAt = Date.now(); // for the benchmark
   args = a;
   document.getElementById("stage").style.height = `${a.height}px`;
   post("streamlit:setFrameHeight", { height: a.height + 90 }); // + tool bar and status line
