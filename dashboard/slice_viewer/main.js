@@ -111,6 +111,8 @@ function renderPlane(p) {
         const v = img.row[c];
         out[base + c] = v === v ? lut[(v + 32768) & 0xffff] : lut[0];
       }
+    } else if (!scan.loaded[p === 0 ? z : nz - 1 - r]) {
+      out.fill(lut[0], base, base + cols);
     } else if (p === 0) {
       const off = z * nx * ny + r * nx;
       for (let c = 0; c < cols; c++) out[base + c] = lut[data[off + c] + 32768];
@@ -368,7 +370,7 @@ async function loadScan(a) {
   const [nz, ny, nx] = s.shape_zyx;
   state.ready = false;
   state.firstDrawMs = null;
-  const data = new Int16Array(nz * ny * nx).fill(-1024);
+  const data = new Int16Array(nz * ny * nx); // slices not here yet are drawn black (loaded[])
   const cursor = s.crosshair_xyz ? s.crosshair_xyz.slice() : [nx >> 1, ny >> 1, nz >> 1];
   const overlays = {};
   const overlayLoads = s.overlays.map(async (o) => {
