@@ -75,7 +75,8 @@ def _store(name: str, write) -> dict[str, Any]:
     try:
         meta = write(tmp)
         (tmp / META).write_text(json.dumps(meta))
-        viewer_files.replace_folder(tmp, VIEWER_CACHE / name)
+        if not (VIEWER_CACHE / name / META).exists():  # else another session wrote the same
+            viewer_files.replace_folder(tmp, VIEWER_CACHE / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     kind = name.split("-")[0]
