@@ -36,6 +36,11 @@ OUTLINE_PIXELS = """() => {  // canvas pixels in the hottest region's outline co
   return n;
 }"""
 
+CANVAS_SUM = """() => {  // a checksum of what the canvas shows
+  const c = document.getElementById('view');
+  return c.getContext('2d').getImageData(0, 0, c.width, c.height).data.reduce((a, b) => a + b, 0);
+}"""
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -112,10 +117,15 @@ def test_viewer_scrolls_windows_outlines_and_falls_back(served):
         assert frame.evaluate("() => window.ctaeViewer.overlays()") == ["error", "reconstruction", "region"]
         assert frame.locator("#status").inner_text().count("in the hottest region") == 1
         assert frame.evaluate(OUTLINE_PIXELS) > 20
+        shown = frame.evaluate(CANVAS_SUM)
         frame.uncheck("#outline")
         page.wait_for_timeout(200)
         assert frame.evaluate(OUTLINE_PIXELS) == 0
         frame.check("#outline")
+        frame.check("#recon")  # the reconstruction drawn in the scan's place
+        page.wait_for_timeout(200)
+        assert frame.evaluate(OUTLINE_PIXELS) > 20 and frame.evaluate(CANVAS_SUM) != shown
+        frame.uncheck("#recon")
         for layout, name in (("3", "three_planes"), ("0", "axial"), ("1", "coronal"), ("2", "sagittal")):
             frame.select_option("#layout", layout)
             page.wait_for_timeout(200)
