@@ -5,6 +5,8 @@ Figures (each against a baseline measured in the same run):
   series has arrived (every plane scrollable), cold (the series read from its DICOM files) and
   warm (cached on the server; a fresh browser) — target ≤ 2 s; baseline: the server-rendered
   view's first images of the same scan; the browser's share is reported on its own;
+- scan switch: in an open page, the review queue switched away and back to the series (a rerun,
+  no page start; the browser fetches the series again) until its first slice / all of it;
 - scrolling: axial slices per second under mouse-wheel events, one per animation frame, three
   planes shown — target ≥ 30; baseline: the server-rendered view, one slider step (a round
   trip) per slice;
@@ -30,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.rows import row  # noqa: E402
+from dashboard import review_queue  # noqa: E402
 from data_catalog import CatalogSettings, connect  # noqa: E402
 from jobs.ingest import run_ingest  # noqa: E402
 from jobs.synthetic_catalog import SyntheticSpec, build_synthetic_catalog  # noqa: E402
@@ -41,6 +44,7 @@ from tests.dashboard.viewer_browser import (  # noqa: E402
     scroll,
     start_dashboard,
     viewer_frame,
+    wait_drawn,
 )
 
 OUT = Path(os.environ.get("CTAE_BENCH_OUT", ROOT / "benchmarks" / "out" / "viewer"))
@@ -104,6 +108,20 @@ def _open(browser, url: str, scan_id: str, what: str) -> tuple[float, float, flo
     return first, full, client_first, client_full
 
 
+def _switch_back(page, frame, scan_id: str) -> tuple[float, float]:
+    """Seconds from picking the series again in the open page (the review queue switched to
+    the flagged scans and back: a rerun, no page start) until its first slice is drawn / all."""
+    page.get_by_text(review_queue.FLAGGED_FIRST, exact=True).click()
+    frame.wait_for_function(
+        "id => window.ctaeViewer.ready && !String(window.ctaeViewer.key).startsWith(id + ':')",
+        arg=scan_id, timeout=900000)
+    started = time.perf_counter()
+    page.get_by_text(review_queue.SELECTION, exact=True).click()
+    first, full = wait_drawn(frame, scan_id, started, 900000)
+    print(f"scan switch: first slice {first:.2f} s, fully loaded {full:.2f} s, {_load()}", flush=True)
+    return first, full
+
+
 def main(quick: bool = False, port: int = 0) -> list[dict]:
     """Measure every figure; returns the rows for benchmarks/run."""
     from playwright.sync_api import sync_playwright
@@ -130,6 +148,7 @@ def main(quick: bool = False, port: int = 0) -> list[dict]:
             rate = scroll(frame, 3.0)
             slices_s = rate["slices"] / rate["seconds"]
             print(f"scrolling {slices_s:.1f} slices/s ({rate}), {_load()}", flush=True)
+            switched = _switch_back(page, frame, scan_id)
             iframe = page.locator('iframe[title*="ctae_scan_viewer"]')
             for layout, name in (("3", "three_planes"), ("0", "axial"), ("1", "coronal"), ("2", "sagittal")):
                 frame.select_option("#layout", layout)
@@ -150,6 +169,8 @@ def main(quick: bool = False, port: int = 0) -> list[dict]:
         rows.append(row("viewer", f"open {size} as acquired, {what}: first slice", first, "s", 2.0, server_first))
         rows.append(row("viewer", f"open {size} as acquired, {what}: fully scrollable", full, "s", 2.0, server_first))
         rows.append(row("viewer", "  of which in the browser (fetch + draw): first slice / all", client_first, "s", None, client_full))
+    rows.append(row("viewer", f"scan switch to the {size} series in an open page: first slice", switched[0], "s", 2.0, server_first))
+    rows.append(row("viewer", f"scan switch to the {size} series in an open page: fully scrollable", switched[1], "s", 2.0, server_first))
     rows.append(row("viewer", f"scrolling {size} (wheel, axial, 3 planes)", slices_s, "slices/s", 30.0, server_rate))
     rows.append(row("viewer", f"native re-read of the {size} DICOM series", reread, "s", None, None))
     rows.append(row("viewer", f"writing the {size} DICOM series (setup)", written, "s", None, None))

@@ -190,8 +190,8 @@ function draw() {
   for (const t of tiles) {
     const img = planeImages[t.p];
     if (dirty.has(t.p) || !img || img.index !== scan.cursor[2 - t.p]) renderPlane(t.p);
+    dirty.delete(t.p); // a hidden plane stays dirty until it is shown
   }
-  dirty.clear();
   ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
   ctx.fillStyle = "#000";
   ctx.fillRect(0, 0, canvas.clientWidth, canvas.clientHeight);
@@ -285,7 +285,7 @@ function pointAt(ev) {
 }
 
 canvas.addEventListener("wheel", (ev) => {
-  if (!scan) return;
+  if (!scan || ev.deltaY === 0) return;
   ev.preventDefault();
   const { t } = tileAt(ev);
   view.hover = t.p;

@@ -78,10 +78,12 @@ def open_scan(page, url: str, scan_id: str, timeout_ms: int = 120000) -> tuple[f
     started = time.perf_counter()
     page.goto(f"{url}/viewer?scan={scan_id}", wait_until="commit", timeout=timeout_ms)
     frame = viewer_frame(page, timeout_ms)
-    return _drawn(frame, scan_id, started, timeout_ms)
+    return wait_drawn(frame, scan_id, started, timeout_ms)
 
 
-def _drawn(frame, scan_id: str, started: float, timeout_ms: int) -> tuple[float, float]:
+def wait_drawn(frame, scan_id: str, started: float, timeout_ms: int) -> tuple[float, float]:
+    """Seconds since ``started`` (perf_counter) until ``scan_id``'s first slice is drawn, and until
+    the whole volume has arrived."""
     seen = ("id => window.ctaeViewer && (window.ctaeViewer.error || "
             "String(window.ctaeViewer.key).startsWith(id + ':') && window.ctaeViewer.{})")
     frame.wait_for_function(seen.format("firstDrawMs !== null"), arg=scan_id, timeout=timeout_ms)
