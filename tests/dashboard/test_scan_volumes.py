@@ -79,3 +79,15 @@ def test_native_series_and_overlays_line_up_and_fall_back(settings, tmp_path, mo
     fallback = scan_volumes.viewer_scan(scan)
     assert not fallback.native and "source not reachable" in fallback.note
     assert np.array_equal(_volume(cache, fallback), stored)
+
+
+def test_series_stored_against_lps_are_flipped_and_stay_in_place():
+    hu = np.arange(2 * 3 * 4, dtype=np.int16).reshape(2, 3, 4)
+    affine = np.diag([-0.7, -0.7, 1.0, 1.0])  # a feet-first prone series: x and y reversed
+    affine[:3, 3] = (100.0, 50.0, -20.0)
+    flipped, new_affine = scan_volumes._canonical(hu, affine)
+    assert np.all(np.diag(new_affine)[:3] > 0)
+    for z, y, x in np.ndindex(hu.shape):  # every voxel keeps its value at its place in mm
+        place = new_affine @ np.array([x, y, z, 1.0])
+        i, j, k = np.rint(np.linalg.solve(affine, place)[:3]).astype(int)
+        assert flipped[z, y, x] == hu[k, j, i]
