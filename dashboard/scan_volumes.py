@@ -80,12 +80,18 @@ def _store(name: str, write) -> dict[str, Any]:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     kind = name.split("-")[0]
-    entries = sorted(VIEWER_CACHE.glob(f"{kind}-*/{META}"), key=lambda p: p.stat().st_mtime,
-                     reverse=True)
+    entries = sorted(VIEWER_CACHE.glob(f"{kind}-*/{META}"), key=_used, reverse=True)
     for old in entries[CACHE_SCANS:]:
         if old.parent.name != name:
             shutil.rmtree(old.parent, ignore_errors=True)
     return meta
+
+
+def _used(meta: Path) -> float:
+    try:
+        return meta.stat().st_mtime
+    except FileNotFoundError:  # evicted by another session meanwhile
+        return 0.0
 
 
 def _hash(*parts: Any) -> str:
