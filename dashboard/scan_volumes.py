@@ -61,10 +61,11 @@ class ViewerScan:
 
 def _entry(name: str) -> dict[str, Any] | None:
     meta = VIEWER_CACHE / name / META
-    if not meta.exists():
+    try:
+        os.utime(meta)  # the newest used are the ones kept
+        return json.loads(meta.read_text())
+    except FileNotFoundError:
         return None
-    os.utime(meta)
-    return json.loads(meta.read_text())
 
 
 def _store(name: str, write) -> dict[str, Any]:
