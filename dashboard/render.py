@@ -57,10 +57,12 @@ def render_plane(
     *,
     recon: np.ndarray | None = None,
     error: np.ndarray | None = None,
+    region: np.ndarray | None = None,
     scan_spacing_mm: float = 3.0,
     run_spacing_mm: float = 3.0,
 ) -> PlaneImages:
-    """PNG images of one plane of the scan and, when given, its reconstruction and |error|."""
+    """PNG images of one plane of the scan and, when given, its reconstruction and |error|, with
+    the outline of ``region`` (the hottest |error| region's mask, on the run's grid)."""
     cut = slices.extract_slice(volume, plane, index)
     grey = slices.window_to_uint8(cut, view.width_hu, view.level_hu)
     recon_png = error_png = None
@@ -72,6 +74,9 @@ def render_plane(
         error_png = slices.to_png(slices.heat_uint8(error_cut, view.error_max_hu))
         if view.opacity > 0:
             grey = slices.error_overlay(grey, error_cut, view.opacity, view.error_max_hu)
+    if region is not None:
+        cut_region = _run_slice(region, plane, index, cut.shape, scan_spacing_mm, run_spacing_mm)
+        grey = slices.draw_outline(grey, cut_region)
     return PlaneImages(slices.to_png(grey), recon_png, error_png)
 
 

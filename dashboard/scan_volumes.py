@@ -1,10 +1,11 @@
 """What the interactive viewer loads for one scan: the series as acquired when its source
 files are reachable (else the stored isotropic volume, and it says which), with the run's
-reconstruction and |error| placed on it as overlays by their physical grids.
+reconstruction, |error| and hottest-region mask placed on it by their physical grids.
 
-The volumes are written once as NIfTI files into a per-user cache folder that the browser
-fetches over HTTP (``volume_viewer``): a 512×512×300 series is 157 MB, which must not ride the
-websocket again at every rerun (a label, a slider), nor count against its message limit.
+Everything is written once into a per-user cache folder that the browser fetches over HTTP
+(``volume_viewer``): a 512×512×300 series is 157 MB, which must not ride the websocket again at
+every rerun (a label, a slider). The series is cached by its UID and its files' sizes and
+mtimes, so a second open reads no DICOM file; the overlays by their stored arrays' mtimes.
 """
 
 from __future__ import annotations
@@ -13,70 +14,182 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ctae_core.anomaly import hottest_voxel
-from ctae_core.geometry import LPS_TO_RAS, lps_affine, ras_affine, rescaled_grid
+from ctae_core.anomaly_region import hottest_region
+from ctae_core.geometry import lps_affine, rescaled_grid
+from ctae_core.io import viewer_files
 from ctae_core.io.native_series import SourceUnavailableError, read_native_volume
-from ctae_core.io.nifti import write_nifti
 from ctae_core.io.resample import isotropic_grid
 from ctae_core.io.volume_store import load_volume
 
 logger = logging.getLogger(__name__)
 
 VIEWER_CACHE = Path(tempfile.gettempdir()) / f"ctae-viewer-{os.getuid()}"
-"""Where the viewer's NIfTI files live (served read-only to the browser)."""
+"""Where the viewer's files live (served read-only to the browser)."""
 CACHE_SCANS = 6
-"""Scans kept in the cache; older ones are deleted when a new one is written."""
-MAX_NATIVE_BYTES = 2_000_000_000
-"""Largest series shown as acquired (int16 voxels); larger ones show the stored volume."""
+"""Volumes (and overlay sets) kept in the cache; older ones are deleted when one is written."""
+MAX_NATIVE_BYTES = 1_000_000_000
+"""Largest series shown as acquired (int16 voxels, held whole by the browser); larger ones
+show the stored volume."""
+META = "meta.json"
 
 
 @dataclass(frozen=True)
 class ViewerScan:
-    """The files of one scan in ``VIEWER_CACHE`` and what they show."""
+    """The cached files of one scan and how to place them: every grid is given by its
+    voxel (x, y, z) → LPS mm affine; overlays carry the map from the scan's voxels to theirs."""
 
-    volume: str
+    folder: str  # the volume's folder in VIEWER_CACHE
+    slabs: list[str]  # file names in z order, ``slab_slices`` axial slices each
+    slab_slices: int
+    shape_zyx: list[int]
+    spacing_zyx_mm: list[float]
+    affine: list[list[float]]
     native: bool
     note: str
-    overlays: list[tuple[str, str]] = field(default_factory=list)  # (role, file name)
-    crosshair_mm: list[float] | None = None  # RAS mm of the hottest |error| region
+    overlays: list[dict[str, Any]] = field(default_factory=list)
+    crosshair_xyz: list[int] | None = None  # the scan's voxel at the hottest |error| region
 
 
-def _native(scan: dict[str, Any], stored_shape: tuple[int, ...]):
-    """(native volume, stored grid origin) or (None, why not)."""
+def _entry(name: str) -> dict[str, Any] | None:
+    meta = VIEWER_CACHE / name / META
     try:
-        volume = read_native_volume(scan["source_root"], scan["source_path"], scan["series_uid"])
-    except SourceUnavailableError as err:
-        return None, str(err)
-    origin, size = isotropic_grid(volume, float(scan["spacing_mm"]))
-    if tuple(int(n) for n in size[::-1]) != tuple(stored_shape):
-        return None, "the source files no longer match the stored scan (changed since ingest)"
+        os.utime(meta)  # the newest used are the ones kept
+        return json.loads(meta.read_text())
+    except FileNotFoundError:
+        return None
+
+
+def _store(name: str, write) -> dict[str, Any]:
+    """Build a cache entry in a temporary folder with ``write(folder) -> meta``, then move it
+    into place and delete the oldest entries of its kind."""
+    VIEWER_CACHE.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=VIEWER_CACHE))
+    try:
+        meta = write(tmp)
+        (tmp / META).write_text(json.dumps(meta))
+        if not (VIEWER_CACHE / name / META).exists():  # else another session wrote the same
+            viewer_files.replace_folder(tmp, VIEWER_CACHE / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    kind = name.split("-")[0]
+    entries = sorted(VIEWER_CACHE.glob(f"{kind}-*/{META}"), key=_used, reverse=True)
+    for old in entries[CACHE_SCANS:]:
+        if old.parent.name != name:
+            shutil.rmtree(old.parent, ignore_errors=True)
+    return meta
+
+
+def _used(meta: Path) -> float:
+    try:
+        return meta.stat().st_mtime
+    except FileNotFoundError:  # evicted by another session meanwhile
+        return 0.0
+
+
+def _hash(*parts: Any) -> str:
+    return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:16]
+
+
+def _stamp(path: Any) -> str:
+    return f"{path}:{os.stat(path).st_mtime_ns}" if path and os.path.exists(path) else "-"
+
+
+def _canonical(hu: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flip the axes whose direction points against LPS, so that the browser draws every
+    series the same way up (patient's left on the screen's right, head at the top)."""
+    for axis_xyz in range(3):
+        if affine[axis_xyz, axis_xyz] < 0:
+            n = hu.shape[2 - axis_xyz]
+            hu = np.flip(hu, axis=2 - axis_xyz)
+            flip = np.eye(4)
+            flip[axis_xyz, axis_xyz], flip[axis_xyz, 3] = -1.0, n - 1
+            affine = affine @ flip
+    return hu, affine
+
+
+def _volume_meta(hu: np.ndarray, affine: np.ndarray, spacing: list[float], **extra) -> Any:
+    def write(folder: Path) -> dict[str, Any]:
+        slabs = viewer_files.write_slabs(folder, hu)
+        return {"slabs": slabs, "slab_slices": viewer_files.slab_slices(hu.shape),
+                "shape_zyx": list(hu.shape), "spacing_zyx_mm": spacing,
+                "affine": affine.tolist(), **extra}
+    return write
+
+
+def _native(scan: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(cache entry, meta) of the series as acquired, read from its files only when they changed."""
+    try:
+        fingerprint = viewer_files.source_fingerprint(
+            scan["source_root"], scan["source_path"], scan["series_uid"])
+    except FileNotFoundError as err:
+        raise SourceUnavailableError(str(err)) from err
+    except (OSError, TypeError) as err:  # unreadable folder, or no source recorded
+        raise SourceUnavailableError(f"source not reachable from this machine ({err})") from err
+    name = f"n-{fingerprint}"
+    if (meta := _entry(name)) is not None:
+        return name, meta
+    volume = read_native_volume(scan["source_root"], scan["source_path"], scan["series_uid"])
     if volume.hu.nbytes > MAX_NATIVE_BYTES:
-        return None, f"the series is {volume.hu.nbytes / 1e9:.1f} GB"
-    return volume, origin
+        raise SourceUnavailableError(f"the series is {volume.hu.nbytes / 1e9:.1f} GB, too large "
+                                     "for the browser")
+    hu, affine = _canonical(volume.hu, lps_affine(volume.spacing_zyx_mm, volume.origin_xyz_mm,
+                                                  volume.direction))
+    origin, size = isotropic_grid(volume, float(scan["spacing_mm"]))
+    dz, dy, dx = volume.spacing_zyx_mm
+    note = (f"As acquired: {hu.shape[2]}×{hu.shape[1]}×{hu.shape[0]} voxels of "
+            f"{dx:.2f}×{dy:.2f}×{dz:.2f} mm, from the source files")
+    write = _volume_meta(hu, affine, [float(v) for v in volume.spacing_zyx_mm], native=True,
+                         note=note, grid_origin=[float(v) for v in origin],
+                         grid_size_zyx=[int(n) for n in size[::-1]])
+    return name, _store(name, write)
 
 
-def _cache_key(scan: dict[str, Any]) -> str:
-    stamps = []
-    for key in ("volume_path", "recon_path", "error_path"):
-        path = scan.get(key)
-        stamps.append(f"{path}:{os.stat(path).st_mtime_ns if path and os.path.exists(path) else 0}")
-    text = "|".join([*stamps, str(scan.get("source_root")), str(scan.get("source_path"))])
-    return f"{scan['scan_id']}-{hashlib.sha1(text.encode()).hexdigest()[:12]}"
+def _stored(scan: dict[str, Any], stored: np.ndarray, why: str) -> tuple[str, dict[str, Any]]:
+    spacing = float(scan["spacing_mm"])
+    name = f"s-{_hash(_stamp(scan['volume_path']), spacing)}"
+    note = (f"Stored {spacing:g} mm volume ({stored.shape[2]}×{stored.shape[1]}×"
+            f"{stored.shape[0]}): native resolution unavailable — {why}")
+    if (meta := _entry(name)) is None:
+        meta = _store(name, _volume_meta(np.asarray(stored), lps_affine((spacing,) * 3),
+                                         [spacing] * 3, native=False, note="",
+                                         grid_origin=[0.0, 0.0, 0.0],
+                                         grid_size_zyx=list(stored.shape)))
+    return name, {**meta, "note": note}
 
 
-def _evict(keep: str) -> None:
-    sidecars = sorted(VIEWER_CACHE.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in sidecars[CACHE_SCANS:]:
-        if old.stem != keep:
-            for path in VIEWER_CACHE.glob(f"{old.stem}*"):
-                path.unlink(missing_ok=True)
+def _overlays(scan: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """(cache entry, meta) of the run's reconstruction, |error| and hottest region, as stored."""
+    paths = {role: scan.get(key) for role, key in (("reconstruction", "recon_path"),
+                                                   ("error", "error_path"))}
+    paths = {role: p for role, p in paths.items() if isinstance(p, str) and os.path.exists(p)}
+    if not paths:
+        return None
+    name = f"o-{_hash(*(_stamp(p) for p in paths.values()), 'region-v1')}"
+    if (meta := _entry(name)) is not None:
+        return name, meta
+
+    def write(folder: Path) -> dict[str, Any]:
+        layers = {}
+        for role, path in paths.items():
+            array = np.asarray(load_volume(path))
+            viewer_files.write_array(folder / f"{role}.gz", array)
+            layers[role] = list(array.shape)
+            if role == "error":
+                viewer_files.write_array(folder / "region.gz", hottest_region(array))
+                layers["region"] = list(array.shape)
+                hottest = [int(v) for v in hottest_voxel(array)]
+        return {"layers": layers, "hottest_zyx": hottest if "error" in paths else None}
+
+    return name, _store(name, write)
 
 
 def viewer_scan(scan: dict[str, Any]) -> ViewerScan:
@@ -88,52 +201,30 @@ def viewer_scan(scan: dict[str, Any]) -> ViewerScan:
     Raises:
         FileNotFoundError: the stored volume is missing.
     """
-    key = _cache_key(scan)
-    sidecar = VIEWER_CACHE / f"{key}.json"
-    if sidecar.exists():
-        meta = json.loads(sidecar.read_text())
-        if all((VIEWER_CACHE / f).exists() for f in [meta["volume"], *(f for _, f in meta["overlays"])]):
-            os.utime(sidecar)
-            return ViewerScan(**{**meta, "overlays": [tuple(o) for o in meta["overlays"]]})
-    result = _write(scan, key)
-    sidecar.write_text(json.dumps(asdict(result)))
-    _evict(keep=key)
-    return result
-
-
-def _write(scan: dict[str, Any], key: str) -> ViewerScan:
-    spacing = float(scan["spacing_mm"])
     stored = load_volume(scan["volume_path"])
-    native, why = _native(scan, stored.shape)
-    volume_file = f"{key}.nii.gz"  # gzip framing at level 0: see ctae_core.io.nifti
-    if native is not None:
-        grid_origin = why
-        write_nifti(VIEWER_CACHE / volume_file, native.hu,
-                    ras_affine(native.spacing_zyx_mm, native.origin_xyz_mm, native.direction), 0)
-        dz, dy, dx = native.spacing_zyx_mm
-        note = (f"As acquired: {native.shape[2]}×{native.shape[1]}×{native.shape[0]} voxels of "
-                f"{dx:.2f}×{dy:.2f}×{dz:.2f} mm, from the source files")
-    else:
-        grid_origin = np.zeros(3)
-        write_nifti(VIEWER_CACHE / volume_file, np.asarray(stored), ras_affine((spacing,) * 3), 0)
-        note = (f"Stored {spacing:g} mm volume ({stored.shape[2]}×{stored.shape[1]}×"
-                f"{stored.shape[0]}): native resolution unavailable — {why}")
+    spacing = float(scan["spacing_mm"])
+    try:
+        name, meta = _native(scan)
+        if tuple(meta["grid_size_zyx"]) != tuple(stored.shape):
+            raise SourceUnavailableError(
+                "the source files no longer match the stored scan (changed since ingest)")
+    except SourceUnavailableError as err:
+        name, meta = _stored(scan, stored, str(err))
+    scan_affine = np.asarray(meta["affine"])
     overlays, crosshair = [], None
-    for role in ("reconstruction", "error"):
-        path = scan.get("recon_path" if role == "reconstruction" else "error_path")
-        if not isinstance(path, str) or not path:
-            continue
-        try:
-            array = np.asarray(load_volume(path))
-        except FileNotFoundError as err:
-            logger.warning("viewer overlay missing: %s", err)
-            continue
-        grid_spacing, origin = rescaled_grid(stored.shape, spacing, grid_origin, array.shape)
-        name = f"{key}-{role}.nii.gz"
-        write_nifti(VIEWER_CACHE / name, array, ras_affine(grid_spacing, origin), 0)
-        overlays.append((role, name))
-        if role == "error":
-            z, y, x = hottest_voxel(array)
-            lps = lps_affine(grid_spacing, origin) @ np.array([x, y, z, 1.0])
-            crosshair = [float(v) for v in (LPS_TO_RAS @ lps)[:3]]
-    return ViewerScan(volume_file, native is not None, note, overlays, crosshair)
+    if (found := _overlays(scan)) is not None:
+        folder, layers = found
+        for role, shape in layers["layers"].items():
+            grid_spacing, origin = rescaled_grid(stored.shape, spacing, meta["grid_origin"], shape)
+            to_overlay = np.linalg.solve(lps_affine(grid_spacing, origin), scan_affine)
+            overlays.append({"role": role, "file": f"{folder}/{role}.gz", "shape_zyx": shape,
+                             "to_overlay": to_overlay[:3].round(9).tolist()})
+            if role == "error" and layers["hottest_zyx"]:
+                z, y, x = layers["hottest_zyx"]
+                world = lps_affine(grid_spacing, origin) @ np.array([x, y, z, 1.0])
+                voxel = np.rint(np.linalg.solve(scan_affine, world)[:3]).astype(int)
+                crosshair = [int(np.clip(v, 0, n - 1))
+                             for v, n in zip(voxel, meta["shape_zyx"][::-1], strict=True)]
+    return ViewerScan(name, [f"{name}/{s}" for s in meta["slabs"]], meta["slab_slices"],
+                      meta["shape_zyx"], meta["spacing_zyx_mm"], meta["affine"], meta["native"],
+                      meta["note"], overlays, crosshair)

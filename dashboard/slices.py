@@ -98,6 +98,26 @@ def error_overlay(
     return rgb.astype(np.uint8)
 
 
+REGION_RGB = (0, 230, 255)
+"""Colour of the hottest region's outline (cyan: apart from the red-yellow |error|)."""
+
+
+def outline(mask: np.ndarray) -> np.ndarray:
+    """The contour of a 2-D mask: its pixels with a 4-neighbour outside it (or on the edge)."""
+    inside = np.asarray(mask, dtype=bool)
+    padded = np.pad(inside, 1, constant_values=False)
+    interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    return inside & ~interior
+
+
+def draw_outline(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """A grey (H, W) or RGB (H, W, 3) uint8 image with the mask's contour drawn in
+    ``REGION_RGB``; returns RGB."""
+    rgb = np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image.copy()
+    rgb[outline(mask)] = REGION_RGB
+    return rgb
+
+
 def heat_uint8(error_hu: np.ndarray, error_max_hu: float) -> np.ndarray:
     """|error| as a black→red→yellow heat image, RGB uint8 of shape (H, W, 3)."""
     t = np.clip(error_hu.astype(np.float32) / max(error_max_hu, 1.0), 0.0, 1.0)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
+from ctae_core.anomaly import hottest_voxel
+from ctae_core.anomaly_region import hottest_region
 from dashboard import data, scan_volumes, slices, volume_viewer
 from dashboard.render import ViewSettings, render_views
 
@@ -77,6 +80,13 @@ def _load(path: Any, what: str):
         return None
 
 
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _hottest_region(error_path: str) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """The hottest |error| region's mask and its centre (z, y, x), on the run's grid."""
+    error = data.volume(error_path)
+    return hottest_region(error), hottest_voxel(error)
+
+
 def show_planes(scan: pd.Series, run: dict[str, Any], view: ViewSettings) -> None:
     """Slice sliders and the axial / coronal / sagittal images of one scan."""
     volume = _load(scan["volume_path"], "Original")
@@ -84,24 +94,30 @@ def show_planes(scan: pd.Series, run: dict[str, Any], view: ViewSettings) -> Non
         st.stop()
     recon = _load(scan["recon_path"], "Reconstruction")
     error = _load(scan["error_path"], "|error|")
+    scan_mm, run_mm = float(scan["spacing_mm"]), float(run.get("spacing_mm") or scan["spacing_mm"])
+    region, start = None, [n // 2 for n in volume.shape]
+    if error is not None:  # open at the hottest region, outlined on every plane
+        region, hottest = _hottest_region(scan["error_path"])
+        start = [slices.map_index(i, run_mm, scan_mm, n)
+                 for i, n in zip(hottest, volume.shape, strict=True)]
     sliders = st.columns(3)
     indices = tuple(
         sliders[axis].slider(
             f"{plane} slice",
             0,
             volume.shape[axis] - 1,
-            volume.shape[axis] // 2,
+            start[axis],
             key=f"slice_{plane}_{scan['scan_id']}",
         )
         for axis, plane in enumerate(slices.PLANES)
     )
-    scan_mm, run_mm = float(scan["spacing_mm"]), float(run.get("spacing_mm") or scan["spacing_mm"])
     images = render_views(
         volume,
         indices,
         view,
         recon=recon,
         error=error,
+        region=region,
         scan_spacing_mm=scan_mm,
         run_spacing_mm=run_mm,
     )
@@ -137,7 +153,7 @@ _VIEWER_FIELDS = ("scan_id", "volume_path", "recon_path", "error_path", "spacing
 
 def show_scan(scan: pd.Series, run: dict[str, Any], view: ViewSettings) -> None:
     """The interactive viewer (as acquired where the source is reachable), or the
-    server-rendered planes when asked for or when the browser has no WebGL2."""
+    server-rendered planes when asked for or when the browser viewer fails."""
     mode = st.radio(
         "View", VIEW_MODES, horizontal=True, key="view_mode",
         help="Interactive: scroll (wheel), window/level (right drag), zoom/pan and a crosshair "
@@ -151,12 +167,14 @@ def show_scan(scan: pd.Series, run: dict[str, Any], view: ViewSettings) -> None:
         except FileNotFoundError as err:
             st.warning(f"Original: {err}")
             st.stop()
-        hottest = " · opened at the hottest |error| region" if prepared.crosshair_mm else ""
+        hottest = (" · opened at the hottest |error| region (outlined)"
+                   if prepared.crosshair_xyz else "")
         st.caption(prepared.note + hottest)
         shown = volume_viewer.scan_viewer(prepared, view, str(scan["scan_id"]))
-        if not (isinstance(shown, dict) and shown.get("webgl") is False):
+        if not (isinstance(shown, dict) and shown.get("failed")):
             return
-        st.info("This browser offers no WebGL2: the server renders the slices instead.")
+        st.info(f"The interactive viewer failed ({shown['failed']}): the server renders the "
+                "slices instead.")
     show_planes(scan, run, view)
 
 

@@ -48,7 +48,7 @@ class _Slice:
 
 
 def read_dicom_series(
-    files: Sequence[str], label: str = "", headers: Sequence[SliceHeader] = ()
+    files: Sequence[str], label: str = "", headers: Sequence[SliceHeader] = (), threads: int = 1
 ) -> tuple[Volume, ScanFacts]:
     """Read, validate and stack a DICOM series into HU on a regular slice grid.
 
@@ -57,6 +57,8 @@ def read_dicom_series(
         label: How to name the series in error messages (its relative path).
         headers: The files' headers as discovery read them (same order); when given, each
             file is opened once more only to read its pixels.
+        threads: Slices decoded at once (the viewer's re-read uses every core; ingest already
+            reads one series per worker).
 
     Returns:
         The volume (int16 HU, clipped below at -1024, shape (Z, Y, X), direction columns =
@@ -68,11 +70,11 @@ def read_dicom_series(
     """
     label = label or (files[0] if files else "<empty series>")
     with quiet_pydicom():  # values are read lazily; bad ones are judged here, not logged
-        return _read_series(files, label, headers)
+        return _read_series(files, label, headers, threads)
 
 
 def _read_series(
-    files: Sequence[str], label: str, headers: Sequence[SliceHeader]
+    files: Sequence[str], label: str, headers: Sequence[SliceHeader], threads: int = 1
 ) -> tuple[Volume, ScanFacts]:
     warnings: list[str] = []
     if headers and len(headers) == len(files):
@@ -87,7 +89,7 @@ def _read_series(
     positions = np.array([s.position for s in slices])
     layout = geo.layout_slices(positions, orientation, instances)
     sorted_slices = [slices[i] for i in layout.order]
-    planes, decoded = _decode_all(sorted_slices, label, warnings)
+    planes, decoded = _decode_all(sorted_slices, label, warnings, threads)
     sorted_slices = [sorted_slices[i] for i in decoded]
     offsets = layout.offsets_mm[decoded]
     planes, offsets, kept, n_duplicates = _drop_duplicates(planes, offsets, label)
@@ -230,36 +232,47 @@ def _instance_numbers(slices: list[_Slice]) -> np.ndarray | None:
 
 
 def _decode_all(
-    slices: list[_Slice], label: str, warnings: list[str]
+    slices: list[_Slice], label: str, warnings: list[str], threads: int = 1
 ) -> tuple[np.ndarray, list[int]]:
     """HU planes, int16 (N, Y, X), of the sorted slices that decode; and their indices.
 
-    A slice that cannot be decoded (truncated file) is left out and becomes a gap.
+    A slice that cannot be decoded (truncated file) is left out and becomes a gap. With
+    ``threads`` > 1, runs of slices decode in parallel (file reads and numpy release the GIL).
     """
     first = slices[0].ds
     planes = np.empty((len(slices), int(first.Rows), int(first.Columns)), dtype=np.int16)
-    decoded: list[int] = []
-    last_error = ""
-    buffer = np.empty(planes.shape[1:], dtype=np.int32)
-    scratch = np.empty(planes.shape[1:], dtype=np.uint16)
-    layouts = LayoutCache()
-    for k, s in enumerate(slices):
-        try:
-            layout = layouts.layout(s.ds)
-            decode_hu(s.path, s.ds, planes[len(decoded)], buffer, s.pixel_offset, layout, scratch)
-        except Exception as err:  # one broken file is a gap, not a broken series
-            last_error = f"{type(err).__name__}: {err}"
-            continue
-        decoded.append(k)
+    errors: list[str | None] = [None] * len(slices)
+
+    def decode(run: Sequence[int]) -> None:
+        buffer = np.empty(planes.shape[1:], dtype=np.int32)
+        scratch = np.empty(planes.shape[1:], dtype=np.uint16)
+        layouts = LayoutCache()
+        for k in run:
+            s = slices[k]
+            try:
+                layout = layouts.layout(s.ds)
+                decode_hu(s.path, s.ds, planes[k], buffer, s.pixel_offset, layout, scratch)
+            except Exception as err:  # one broken file is a gap, not a broken series
+                errors[k] = f"{type(err).__name__}: {err}"
+
+    runs = [r for r in np.array_split(np.arange(len(slices)), max(1, threads)) if len(r)]
+    if len(runs) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(len(runs)) as pool:
+            list(pool.map(decode, runs))
+    else:
+        decode(range(len(slices)))
+    decoded = [k for k, error in enumerate(errors) if error is None]
     if len(decoded) < len(slices):
         warnings.append(f"{len(slices) - len(decoded)} undecodable slice(s) skipped")
     if not decoded:
         raise InvalidSeriesError(
-            f"{label}: no slice could be decoded ({last_error}); the files are truncated or "
+            f"{label}: no slice could be decoded ({errors[-1]}); the files are truncated or "
             "use a transfer syntax no installed decoder reads",
             "unreadable",
         )
-    return planes[: len(decoded)], decoded
+    return (planes if len(decoded) == len(slices) else planes[decoded]), decoded
 
 
 def _drop_duplicates(

@@ -3,7 +3,10 @@ native view): the same readers as ingest, without resampling."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+import numpy as np
 
 from ctae_core.volume import Volume
 
@@ -37,9 +40,12 @@ def read_native_volume(source_root: str, source_path: str, series_uid: str | Non
         raise
     except Exception as err:  # any reader failure means: show the stored volume instead
         raise SourceUnavailableError(f"{path}: could not be re-read ({err})") from err
-    from ctae_core.io.resample import to_int16_hu
+    from ctae_core.io.resample import BACKGROUND_HU, to_int16_hu
 
-    return Volume(to_int16_hu(volume.hu), volume.spacing_zyx_mm, volume.origin_xyz_mm, volume.direction)
+    hu = volume.hu  # DICOM comes as int16 clipped HU already: converting it again cost 0.3 s
+    if hu.dtype != np.int16 or int(hu.min()) < BACKGROUND_HU:
+        hu = to_int16_hu(hu)
+    return Volume(hu, volume.spacing_zyx_mm, volume.origin_xyz_mm, volume.direction)
 
 
 def _read_dicom(path: Path, label: str, series_uid: str | None) -> Volume:
@@ -53,5 +59,6 @@ def _read_dicom(path: Path, label: str, series_uid: str | None) -> Volume:
         raise SourceUnavailableError(
             f"{path}: holds {len(found)} series matching {series_uid or 'the scan'}, not one"
         )
-    volume, _ = read_dicom_series(found[0].files, label, found[0].headers)
+    volume, _ = read_dicom_series(found[0].files, label, found[0].headers,
+                                  threads=min(4, os.cpu_count() or 1))
     return volume

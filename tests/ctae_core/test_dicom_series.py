@@ -194,3 +194,15 @@ def test_unsigned_12_bit_pixels_ignore_garbage_in_the_unused_high_bits(tmp_path)
         ds.save_as(path)
     volume, _ = _read(paths)
     assert np.array_equal(volume.hu, hu.clip(-1024))
+
+
+def test_parallel_decode_gives_the_same_volume_and_the_same_gaps(tmp_path):
+    rng = np.random.default_rng(3)
+    hu = rng.integers(-1024, 2000, (12, 16, 16), dtype=np.int16)
+    paths = write_series(hu, (2.0, 0.8, 0.8), tmp_path / "s")
+    truncate(paths[5], 0.9)  # pixels cut short: a gap
+    files = [str(p) for p in paths]
+    one, _ = read_dicom_series(files, "s")
+    four, _ = read_dicom_series(files, "s", threads=4)
+    assert np.array_equal(one.hu, four.hu) and one.spacing_zyx_mm == four.spacing_zyx_mm
+    assert np.array_equal(four.hu[0], hu[0]) and not np.array_equal(four.hu[5], hu[5])  # the gap

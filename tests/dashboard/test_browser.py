@@ -154,7 +154,7 @@ def test_every_page_and_export_in_chromium(server, catalog, tmp_path):
                 page.wait_for_selector(".js-plotly-plot .main-svg", timeout=30000)
             if title == "Scan viewer":
                 # the interactive viewer has its own test (test_viewer_browser.py); here the
-                # server-rendered planes, as in a browser without WebGL
+                # server-rendered planes, as when the browser viewer fails
                 page.wait_for_selector('iframe[title*="ctae_scan_viewer"]', timeout=30000)
                 page.get_by_text("server-rendered", exact=True).click()
                 _settle(page)

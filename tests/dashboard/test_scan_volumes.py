@@ -1,11 +1,15 @@
-"""The viewer's files: a series as acquired with the stored grid's overlays in the same
-physical place, and the stored volume when the source is gone."""
+"""The viewer's files: a series as acquired in int16 slabs, with the stored grid's overlays and the
+hottest region mapped onto it by physical position, cached per series, and the stored volume
+when the source is gone."""
 
 from __future__ import annotations
 
-import nibabel as nib
+import gzip
+import os
+
 import numpy as np
 
+from ctae_core.anomaly_region import hottest_region
 from ctae_core.geometry import rescaled_grid
 from dashboard import scan_volumes
 from data_catalog import connect, views
@@ -18,12 +22,28 @@ def test_rescaled_grid_shares_the_stored_volumes_box():
     assert spacing == (6.0, 6.0, 6.0) and origin == (11.5, 1.5, 1.5)  # edges at −1.5 mm match
 
 
-def _centre_mm(image) -> np.ndarray:
-    return (image.affine @ np.append((np.array(image.shape) - 1) / 2, 1.0))[:3]
+def test_hottest_region_is_the_connected_hot_spot_around_the_peak():
+    error = np.zeros((20, 20, 20), np.float32)
+    error[4:9, 4:9, 4:9] = 400  # the hottest spot, 5³ voxels
+    error[14:17, 14:17, 14:17] = 300  # a cooler one elsewhere: not part of the region
+    region = hottest_region(error)
+    assert region[6, 6, 6] and not region[15, 15, 15]
+    assert region.sum() == 5 ** 3  # the whole spot, nothing around it
+    assert not hottest_region(np.zeros((4, 4, 4))).any()
+
+
+def _volume(cache, shown: scan_volumes.ViewerScan) -> np.ndarray:
+    parts = [np.frombuffer(gzip.decompress((cache / f).read_bytes()), "<i2") for f in shown.slabs]
+    return np.concatenate(parts).reshape(shown.shape_zyx)
+
+
+def _overlay_voxel(overlay: dict, xyz) -> np.ndarray:
+    return np.asarray(overlay["to_overlay"]) @ np.append(np.asarray(xyz, float), 1.0)
 
 
 def test_native_series_and_overlays_line_up_and_fall_back(settings, tmp_path, monkeypatch):
-    monkeypatch.setattr(scan_volumes, "VIEWER_CACHE", tmp_path / "cache")
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(scan_volumes, "VIEWER_CACHE", cache)
     source = chest_series(tmp_path / "src" / "chest", (30, 96, 96), (1.0, 0.7, 0.7))
     run_ingest([source], settings, workers=1, progress=False)
     with connect(settings.catalog_path, read_only=True) as con:
@@ -35,16 +55,39 @@ def test_native_series_and_overlays_line_up_and_fall_back(settings, tmp_path, mo
     scan["error_path"], scan["recon_path"] = str(tmp_path / "error.npy"), None
     shown = scan_volumes.viewer_scan(scan)
     assert shown.native and shown.note.startswith("As acquired: 96×96×30 voxels of 0.70×0.70×1.00 mm")
-    native = nib.load(tmp_path / "cache" / shown.volume)
-    anomaly = nib.load(tmp_path / "cache" / shown.overlays[0][1])
-    assert native.shape == (96, 96, 30) and anomaly.shape == error.shape[::-1]
-    assert (np.asarray(native.dataobj) >= 2900).sum() == 30 * 9  # the 3×3-voxel lead, every slice
-    # the anomaly map covers the same physical box as the series (centres within a voxel)
-    assert np.allclose(_centre_mm(native), _centre_mm(anomaly), atol=0.7)
-    hot = anomaly.affine @ np.array([7, 5, 3, 1.0])
-    assert np.allclose(shown.crosshair_mm, hot[:3])
-    assert scan_volumes.viewer_scan(scan) == shown  # reused from the cache, not re-read
+    native = _volume(cache, shown)
+    assert native.shape == (30, 96, 96) and len(shown.slabs) == 1
+    assert (native >= 2900).sum() == 30 * 9  # the 3×3-voxel lead, every slice
+    roles = {o["role"]: o for o in shown.overlays}
+    assert set(roles) == {"error", "region"}
+    region = np.frombuffer(gzip.decompress((cache / roles["region"]["file"]).read_bytes()), "<i2")
+    assert region.reshape(error.shape)[3, 5, 7] == 1 and region.sum() == hottest_region(error).sum()
+    # the anomaly map covers the same physical box as the series: the series' centre voxel
+    # lands on the map's centre, within one map voxel
+    centre = _overlay_voxel(roles["error"], (np.array([96, 96, 30]) - 1) / 2)
+    assert np.allclose(centre, (np.array(error.shape[::-1]) - 1) / 2, atol=1.0)
+    # opened at the hottest region: the crosshair voxel lies in the hot box of the map
+    x, y, z = np.rint(_overlay_voxel(roles["error"], shown.crosshair_xyz)).astype(int)
+    assert error[z, y, x] == 500
+    slab_time = (cache / shown.slabs[0]).stat().st_mtime_ns
+    assert scan_volumes.viewer_scan(scan) == shown  # from the cache: no file re-read or written
+    assert (cache / shown.slabs[0]).stat().st_mtime_ns == slab_time
+    first = next(source.iterdir())
+    os.utime(first, ns=(first.stat().st_atime_ns, first.stat().st_mtime_ns + 10**9))
+    assert scan_volumes.viewer_scan(scan).folder != shown.folder  # a changed file: read again
     scan["source_root"] = str(tmp_path / "gone")
     fallback = scan_volumes.viewer_scan(scan)
     assert not fallback.native and "source not reachable" in fallback.note
-    assert nib.load(tmp_path / "cache" / fallback.volume).shape == stored.shape[::-1]
+    assert np.array_equal(_volume(cache, fallback), stored)
+
+
+def test_series_stored_against_lps_are_flipped_and_stay_in_place():
+    hu = np.arange(2 * 3 * 4, dtype=np.int16).reshape(2, 3, 4)
+    affine = np.diag([-0.7, -0.7, 1.0, 1.0])  # a feet-first prone series: x and y reversed
+    affine[:3, 3] = (100.0, 50.0, -20.0)
+    flipped, new_affine = scan_volumes._canonical(hu, affine)
+    assert np.all(np.diag(new_affine)[:3] > 0)
+    for z, y, x in np.ndindex(hu.shape):  # every voxel keeps its value at its place in mm
+        place = new_affine @ np.array([x, y, z, 1.0])
+        i, j, k = np.rint(np.linalg.solve(affine, place)[:3]).astype(int)
+        assert flipped[z, y, x] == hu[k, j, i]

@@ -77,3 +77,20 @@ def test_histogram_fractions():
     assert slices.histogram_fractions([1, 3]).tolist() == [0.25, 0.75]
     assert slices.histogram_fractions([0, 0]).tolist() == [0.0, 0.0]
     assert len(slices.HU_HISTOGRAM_EDGES) == 65 and slices.HU_HISTOGRAM_EDGES[-1] == 3072
+
+
+def test_hottest_region_is_outlined_on_every_plane_of_the_server_view():
+    volume = np.full((12, 12, 12), 40, np.int16)
+    region = np.zeros((6, 6, 6), bool)  # the run's grid is 6 mm, the scan's 3 mm
+    region[1:4, 2:5, 2:5] = True
+    images = render_views(volume, (4, 6, 6), ViewSettings(opacity=0.0), region=region,
+                          scan_spacing_mm=3.0, run_spacing_mm=6.0)
+    for plane, image in images.items():
+        rgb = np.asarray(Image.open(io.BytesIO(image.original)).convert("RGB"))
+        edge = (rgb == slices.REGION_RGB).all(axis=2)
+        # 3 voxels of 6 mm are 6 scan pixels across: the 6×6 square's contour, hollow inside
+        rows, cols = np.nonzero(edge)
+        assert edge.sum() == 4 * 6 - 4, plane
+        assert cols.max() - cols.min() == 5 and rows.max() - rows.min() == 5, plane
+        assert not edge[rows.min() + 2, cols.min() + 2], plane
+    assert slices.outline(np.ones((3, 3), bool)).sum() == 8  # the image edge closes the contour

@@ -1,7 +1,7 @@
-"""The interactive viewer in a real headless Chromium: a DICOM series shown as acquired,
-scrolled with the wheel, windowed by dragging, in every layout (screenshots of each view); a
-scan without reachable sources shown from the store with its overlays; and the server-rendered
-fallback in a browser without WebGL."""
+"""The interactive viewer in a real headless Chromium without a GPU: a DICOM series shown as
+acquired, scrolled with the wheel, windowed by dragging; a scan without reachable sources shown
+from the store with its overlays and its hottest region outlined, in every layout (screenshots of
+each view); the server-rendered view; and the fall back to it when the browser viewer fails."""
 
 from __future__ import annotations
 
@@ -15,10 +15,9 @@ from data_catalog import connect
 from jobs.ingest import run_ingest
 from tests.dashboard.conftest import build
 from tests.dashboard.viewer_browser import (
+    BROWSER_ARGS,
     CHROMIUM,
-    NO_WEBGL_ARGS,
     ROOT,
-    WEBGL_ARGS,
     chest_series,
     open_scan,
     scroll,
@@ -29,6 +28,18 @@ from tests.dashboard.viewer_browser import (
 
 SHOTS = ROOT / os.environ.get("CTAE_SCREENSHOTS", "tests/out/screenshots")
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
+OUTLINE_PIXELS = """() => {  // canvas pixels in the hottest region's outline colour
+  const c = document.getElementById('view');
+  const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let n = 0;
+  for (let i = 0; i < px.length; i += 4) if (px[i] < 20 && px[i + 1] > 200 && px[i + 2] > 235) n++;
+  return n;
+}"""
+
+CANVAS_SUM = """() => {  // a checksum of what the canvas shows
+  const c = document.getElementById('view');
+  return c.getContext('2d').getImageData(0, 0, c.width, c.height).data.reduce((a, b) => a + b, 0);
+}"""
 
 
 def _free_port() -> int:
@@ -54,56 +65,92 @@ def served(settings, tmp_path):
     proc.wait(timeout=10)
 
 
-def _shot(page, name: str) -> Path:
+def _shot(target, name: str) -> Path:
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"viewer_{name}.png"
-    page.screenshot(path=path)
+    target.screenshot(path=path)
     return path
 
 
-def test_viewer_scrolls_windows_and_falls_back(served):
+def test_viewer_scrolls_windows_outlines_and_falls_back(served):
     from playwright.sync_api import sync_playwright
 
     url, native_id = served
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=WEBGL_ARGS)
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
         open_scan(page, url, native_id)
         frame = viewer_frame(page)
+        iframe = page.locator('iframe[title*="ctae_scan_viewer"]')
         caption = page.get_by_text("As acquired:").inner_text()
         assert "128×128×40 voxels of 0.70×0.70×1.00 mm" in caption
-        assert frame.evaluate("() => Array.from(window.ctaeViewer.nv.volumes[0].hdr.dims.slice(1, 4))") == [128, 128, 40]
+        assert frame.evaluate("() => window.ctaeViewer.shape()") == [40, 128, 128]
+        # the status line reads the voxel under the crosshair from the series itself
+        assert frame.locator("#status").inner_text().startswith("voxel (64, 64, 20)")
         before = shown_voxel(frame)
         rate = scroll(frame, 1.0)  # the rate is benchmarks/bench_viewer.py's; here: it scrolls
-        assert rate["slices"] >= 3 and shown_voxel(frame)[2] != before[2]
-        # window / level by dragging with the left button
-        frame.select_option("#drag", "9")
-        cal = "() => [window.ctaeViewer.nv.volumes[0].cal_min, window.ctaeViewer.nv.volumes[0].cal_max]"
-        window_before = frame.evaluate(cal)
-        box = frame.locator("#gl").bounding_box()
+        assert rate["slices"] >= 3 and rate["draws"] >= rate["slices"]
+        assert shown_voxel(frame)[2] != before[2]
+        # a click moves the crosshair on the other planes: on the axial tile, x and y change
+        tile = frame.evaluate("() => window.ctaeViewer.tile('axial')")
+        box = frame.locator("#view").bounding_box()
+        page.mouse.click(box["x"] + tile["x"] + tile["w"] * 0.25, box["y"] + tile["y"] + tile["h"] * 0.75)
+        x, y, _ = shown_voxel(frame)
+        assert abs(x - 32) <= 1 and abs(y - 96) <= 1
+        # window / level by dragging with the left button in window mode
+        frame.select_option("#drag", "window")
+        window_before = frame.evaluate("() => window.ctaeViewer.window()")
         page.mouse.move(box["x"] + box["width"] / 6, box["y"] + box["height"] / 2)
         page.mouse.down()
         page.mouse.move(box["x"] + box["width"] / 6 + 80, box["y"] + box["height"] / 2 + 40, steps=8)
         page.mouse.up()
-        assert frame.evaluate(cal) != window_before
-        for layout, name in (("3", "three_planes"), ("0", "axial"), ("1", "coronal"), ("2", "sagittal")):
-            frame.select_option("#layout", layout)
-            page.wait_for_timeout(300)
-            assert _shot(page, name).stat().st_size > 10_000
-        # a scan whose sources are not reachable: the stored volume, with both overlays
+        width, level = frame.evaluate("() => window.ctaeViewer.window()")
+        assert width > window_before[0] and level > window_before[1]
+        frame.click("#reset")
+        _shot(iframe, "as_acquired")
+
+        # a scan whose sources are not reachable: the stored volume, overlays and the outline
         open_scan(page, url, "syn0000003")
         frame = viewer_frame(page)
         assert page.get_by_text("native resolution unavailable").count() == 1
-        assert frame.evaluate("() => window.ctaeViewer.nv.volumes.length") == 3
-        _shot(page, "stored_with_overlays")
-        browser.close()
+        assert page.get_by_text("opened at the hottest |error| region (outlined)").count() == 1
+        assert frame.evaluate("() => window.ctaeViewer.overlays()") == ["error", "reconstruction", "region"]
+        assert frame.locator("#status").inner_text().count("in the hottest region") == 1
+        assert frame.evaluate(OUTLINE_PIXELS) > 20
+        shown = frame.evaluate(CANVAS_SUM)
+        frame.uncheck("#outline")
+        page.wait_for_timeout(200)
+        assert frame.evaluate(OUTLINE_PIXELS) == 0
+        frame.check("#outline")
+        frame.check("#recon")  # the reconstruction drawn in the scan's place
+        page.wait_for_timeout(200)
+        assert frame.evaluate(OUTLINE_PIXELS) > 20 and frame.evaluate(CANVAS_SUM) != shown
+        frame.uncheck("#recon")
+        for layout, name in (("3", "three_planes"), ("0", "axial"), ("1", "coronal"), ("2", "sagittal")):
+            frame.select_option("#layout", layout)
+            page.wait_for_timeout(200)
+            assert frame.evaluate(OUTLINE_PIXELS) > 5, name  # the region is cut on every plane
+            assert _shot(iframe, name).stat().st_size > 10_000
 
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=NO_WEBGL_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
-        page.goto(f"{url}/viewer?scan=syn0000003", wait_until="commit")
-        page.get_by_text("offers no WebGL2").first.wait_for(timeout=60000)
+        # the server-rendered view, opened at the hottest region and outlined as well
+        page.get_by_text("server-rendered", exact=True).click()
         page.wait_for_selector('[data-testid="stImage"] img', timeout=60000)
         assert page.locator('[data-testid="stImage"] img').count() == 9
         assert page.locator('[data-testid="stException"]').count() == 0
-        _shot(page, "no_webgl_fallback")
+        _shot(page, "server_rendered")
+
+        # the browser viewer fails (its cached files vanished): the server renders instead
+        from dashboard.scan_volumes import VIEWER_CACHE
+
+        open_scan(page, url, native_id)
+        folder = viewer_frame(page).evaluate("() => window.ctaeViewer.key").split(":")[1]
+        for slab in (VIEWER_CACHE / folder).glob("slab-*.gz"):
+            slab.unlink()
+        page.close()
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(f"{url}/viewer?scan={native_id}", wait_until="commit")
+        page.get_by_text("The interactive viewer failed").first.wait_for(timeout=60000)
+        page.wait_for_selector('[data-testid="stImage"] img', timeout=60000)
+        assert page.locator('[data-testid="stImage"] img').count() == 3  # no run volumes: original only
+        assert page.locator('[data-testid="stException"]').count() == 0
         browser.close()

@@ -21,12 +21,9 @@ BASE_ARGS = [
     "--headless", "--no-sandbox", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-WEBGL_ARGS = [*BASE_ARGS, "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
-              "--disable-gpu-vsync", "--disable-frame-rate-limit"]
-"""WebGL2 in headless Chromium without a GPU: ANGLE on SwiftShader (software Vulkan). Headless
-paces animation frames at ~6/s unless vsync and the frame-rate limit are off."""
-NO_WEBGL_ARGS = [*BASE_ARGS, "--disable-gpu", "--disable-software-rasterizer"]
-"""No WebGL at all: what a locked-down or GPU-less browser offers."""
+BROWSER_ARGS = [*BASE_ARGS, "--disable-gpu", "--disable-gpu-vsync", "--disable-frame-rate-limit"]
+"""No GPU (the viewer draws with Canvas 2D on the CPU). Headless Chromium paces animation frames
+at ~6/s unless vsync and the frame-rate limit are off, as a desktop browser's are not."""
 FRAME = "ctae_scan_viewer"
 
 
@@ -75,56 +72,63 @@ def viewer_frame(page, timeout_ms: int = 60000):
     return next(f for f in page.frames if FRAME in f.url)
 
 
-def open_scan(page, url: str, scan_id: str, timeout_ms: int = 120000) -> float:
-    """Open ``scan_id`` in the viewer; seconds from navigation until NiiVue has drawn it."""
+def open_scan(page, url: str, scan_id: str, timeout_ms: int = 120000) -> tuple[float, float]:
+    """Open ``scan_id`` in the viewer; seconds from navigation until its first slice is drawn,
+    and until the whole volume has arrived (every plane scrollable)."""
     started = time.perf_counter()
     page.goto(f"{url}/viewer?scan={scan_id}", wait_until="commit", timeout=timeout_ms)
     frame = viewer_frame(page, timeout_ms)
-    frame.wait_for_function(
-        "id => window.ctaeViewer && window.ctaeViewer.ready && String(window.ctaeViewer.key).startsWith(id + ':') "
-        "|| (window.ctaeViewer && window.ctaeViewer.error)", arg=scan_id, timeout=timeout_ms,
-    )
+    return wait_drawn(frame, scan_id, started, timeout_ms)
+
+
+def wait_drawn(frame, scan_id: str, started: float, timeout_ms: int) -> tuple[float, float]:
+    """Seconds since ``started`` (perf_counter) until ``scan_id``'s first slice is drawn, and until
+    the whole volume has arrived."""
+    seen = ("id => window.ctaeViewer && (window.ctaeViewer.error || "
+            "String(window.ctaeViewer.key).startsWith(id + ':') && window.ctaeViewer.{})")
+    frame.wait_for_function(seen.format("firstDrawMs !== null"), arg=scan_id, timeout=timeout_ms)
+    first = time.perf_counter() - started
+    frame.wait_for_function(seen.format("ready"), arg=scan_id, timeout=timeout_ms)
     error = frame.evaluate("() => window.ctaeViewer.error")
     if error:
         raise RuntimeError(f"viewer failed: {error}")
-    return time.perf_counter() - started
+    return first, time.perf_counter() - started
 
 
 SCROLL_JS = """
 async (ms) => {
-  const canvas = document.getElementById('gl');
-  const nv = window.ctaeViewer.nv;
+  const viewer = window.ctaeViewer;
+  const canvas = document.getElementById('view');
   const box = canvas.getBoundingClientRect();
-  const tile = nv.screenSlices[0].leftTopWidthHeight;  // the axial tile, in device pixels
-  const ratio = window.devicePixelRatio || 1;
-  const at = { clientX: box.left + (tile[0] + tile[2] / 2) / ratio,
-               clientY: box.top + (tile[1] + tile[3] / 2) / ratio };
-  const depth = nv.volumes[0].dimsRAS[3];
+  const tile = viewer.tile('axial');
+  const at = { clientX: box.left + tile.x + tile.w / 2, clientY: box.top + tile.y + tile.h / 2 };
+  const depth = viewer.shape()[0];
   let direction = 1, changes = 0, frames = 0;
-  let z = nv.frac2vox(nv.scene.crosshairPos)[2];
+  let z = viewer.cursor()[2];
+  const drawsBefore = viewer.draws;
   const started = performance.now();
   while (performance.now() - started < ms) {
     canvas.dispatchEvent(new WheelEvent('wheel', { deltaY: -direction * 100, bubbles: true,
                                                    cancelable: true, ...at }));
     await new Promise(r => requestAnimationFrame(r));
     frames += 1;
-    const now = nv.frac2vox(nv.scene.crosshairPos)[2];
+    const now = viewer.cursor()[2];
     if (now !== z) changes += 1;
     if (now <= 0 || now >= depth - 1) direction = -direction;
     z = now;
   }
-  nv.gl.finish();
-  return { slices: changes, frames, seconds: (performance.now() - started) / 1000 };
+  return { slices: changes, frames, draws: viewer.draws - drawsBefore,
+           seconds: (performance.now() - started) / 1000 };
 }
 """
 
 
 def scroll(frame, seconds: float = 2.0) -> dict:
     """Scroll the axial plane with wheel events, one per animation frame, for ``seconds``;
-    returns slices changed, frames and the time taken."""
+    returns slices changed, frames, redraws and the time taken."""
     return frame.evaluate(SCROLL_JS, int(seconds * 1000))
 
 
 def shown_voxel(frame) -> list[int]:
     """The crosshair's voxel (x, y, z) in the displayed scan."""
-    return frame.evaluate("() => Array.from(window.ctaeViewer.nv.frac2vox(window.ctaeViewer.nv.scene.crosshairPos))")
+    return frame.evaluate("() => window.ctaeViewer.cursor()")
