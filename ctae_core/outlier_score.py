@@ -291,14 +291,33 @@ def outlier_evidence(
     return OutlierEvidence(**evidence, outlier_score=score)
 
 
-def acquisition_groups(manufacturer: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """(N,) group key per scan, ``manufacturer|kernel`` (case and spaces ignored), None where
-    the kernel is unknown (e.g. a NIfTI file: no acquisition facts)."""
-    out = np.empty(len(kernel), dtype=object)
-    for i, (m, k) in enumerate(zip(manufacturer, kernel, strict=True)):
+def acquisition_groups(manufacturer: np.ndarray, kernel: np.ndarray,
+                       model: np.ndarray | None = None) -> np.ndarray:
+    """(N,) group key per scan, ``manufacturer|kernel|model`` (case and spaces ignored), None
+    where the kernel is unknown (e.g. a NIfTI file: no acquisition facts). A kernel's name means
+    something only on its scanner model (Philips "B" on a Brilliance 16 and on a Big Bore
+    differ in noise by a third), so scans of a model with fewer than ``MIN_GROUP_SCANS`` scans
+    of that kernel share the group of the kernel across models, ``manufacturer|kernel``."""
+    from collections import Counter
+
+    from ctae_core.calibration import MIN_GROUP_SCANS
+
+    models = [None] * len(kernel) if model is None else list(model)
+    coarse, fine = [], []
+    for m, k, scanner in zip(manufacturer, kernel, models, strict=True):
         known = isinstance(k, str) and k.strip()
-        out[i] = f"{str(m or '').strip().lower()}|{k.strip().lower()}" if known else None
+        key = f"{_fact(m)}|{k.strip().lower()}" if known else None
+        coarse.append(key)
+        fine.append(f"{key}|{_fact(scanner)}" if key is not None and _fact(scanner) else key)
+    sizes = Counter(fine)
+    out = np.empty(len(kernel), dtype=object)
+    out[:] = [f if sizes[f] >= MIN_GROUP_SCANS else c for f, c in zip(fine, coarse, strict=True)]
     return out
+
+
+def _fact(value: object) -> str:
+    """A header fact as a group key part: stripped, lower case, '' where missing."""
+    return str(value).strip().lower() if isinstance(value, str) else ""
 
 
 def _histogram_features(counts: np.ndarray) -> np.ndarray:

@@ -280,7 +280,7 @@ _EVIDENCE_INPUTS = """
 SELECT sc.scan_id, sc.split, sc.mse_m, s.pixel_count, sc.latent, s.hu_histogram,
        s.noise_hu, s.body_edge_mm, s.body_profile, s.streak_contrast,
        coalesce(s.missing_slices, 0) + coalesce(s.duplicate_slices, 0) AS series_defects,
-       s.manufacturer, s.kernel, s.slice_thickness_mm,
+       s.manufacturer, s.model, s.kernel, s.slice_thickness_mm,
        s.orig_size_x * s.orig_spacing_x_mm AS fov_mm
 FROM scores sc JOIN scans s ON s.scan_id = sc.scan_id
 WHERE sc.run_id = ?
@@ -291,8 +291,8 @@ ORDER BY sc.scan_id
 def evidence_inputs(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFrame:
     """What the run's outlier score is computed from, per scored scan: split, MSE_m, pixel
     count, latent vector, HU histogram, noise, body outline, streak contrast, series
-    defects (slices missing plus duplicated) and how it was acquired (manufacturer, kernel,
-    slice thickness, field of view in mm)."""
+    defects (slices missing plus duplicated) and how it was acquired (manufacturer, scanner
+    model, kernel, slice thickness, field of view in mm)."""
     return con.execute(_EVIDENCE_INPUTS, [run_id]).df()
 
 

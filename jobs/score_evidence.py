@@ -45,7 +45,8 @@ def update_outlier_score(settings: CatalogSettings, run_id: str) -> dict[str, An
         inputs["pixel_count"].to_numpy(dtype=np.float64),
         latents, histograms, reference_rows=np.ones(len(inputs), dtype=bool),
         acquisition=acquisition_inputs(inputs),
-        groups=acquisition_groups(inputs["manufacturer"].to_numpy(), inputs["kernel"].to_numpy()),
+        groups=acquisition_groups(inputs["manufacturer"].to_numpy(), inputs["kernel"].to_numpy(),
+                                  inputs["model"].to_numpy()),
     )
     n_scored = int(np.isfinite(evidence.outlier_score).sum())
     if n_scored == 0:
