@@ -148,6 +148,19 @@ def test_scans_acquired_alike_are_their_own_reference():
     assert np.flatnonzero(sharp & (alike.noise_z > norm.isf(0.001))).tolist() == [3]
 
 
+def test_a_column_constant_but_for_rounding_keeps_unit_scale():
+    # 330 phantoms without a voxel above 1536 HU share one log share; their mean differs from it
+    # in the last bit, and dividing a noisy phantom's few such voxels (+0.24 log units) by that
+    # rounding error put it at a Mahalanobis distance of 1e27 (12 phantom inliers flagged)
+    from ctae_core.distances import standardised
+
+    x = np.column_stack([np.random.default_rng(0).normal(size=331), np.full(331, np.log(1e-4))])
+    x[0, 1] = np.log(1e-4 + 2.7e-5)
+    fit = np.arange(331) > 0
+    assert x[fit, 1].std() > 0  # the rounding error this guards against
+    assert standardised(x, fit)[0, 1] == pytest.approx(0.24, abs=0.01)
+
+
 def test_kernel_labels_that_change_nothing_share_one_centre():
     # phantoms carry random header kernels: 8 labels of 15 scans over one noise distribution.
     # Centring each label on its own 15-scan median would add that median's sampling error to
