@@ -43,7 +43,7 @@ def measure_stored_scans(
         todo = scans_without_acquisition(con)
     if todo.empty:
         return {"measured": 0, "measure_failed": 0}
-    logger.info("measuring noise, body outline and streaks of %d scan(s)", len(todo))
+    logger.info("measuring noise, body outline, streaks and rings of %d scan(s)", len(todo))
     items = list(todo[["scan_id", "volume_path", "spacing_mm"]].itertuples(index=False, name=None))
     batch: list[tuple[str, float, float, list[float], float, float]] = []
     measured = failed = 0
