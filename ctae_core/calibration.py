@@ -32,10 +32,12 @@ def null_z(values: np.ndarray, reference_rows: np.ndarray,
            groups: Sequence[object] | np.ndarray | None = None, *, df: float | None = None) -> np.ndarray:
     """Equivalent-normal z of each value's upper-tail probability under the empirical null of
     the reference, taken among scans acquired alike where ``groups`` (acquisition group per
-    scan, None: unknown) allows: a scan of a group holding at least ``MIN_GROUP_SCANS`` finite
-    reference values is centred on its group's median, every other scan on the median of the
-    other such scans; the null's scale is the pooled one of these residuals (a kernel shifts
-    noise and texture, and five scans can tell a centre but not a tail)."""
+    scan, None: unknown) allows: each group holding at least ``MIN_GROUP_SCANS`` finite
+    reference values (the scans of the other groups and of unknown acquisition count as one
+    more) is centred on its median, shrunk towards the reference's median as far as the groups'
+    medians differ no more than sampling explains (``group_centres``); the null's scale is the
+    pooled one of these residuals (a kernel shifts noise and texture, and five scans can tell a
+    centre but not a tail)."""
     values = np.asarray(values, dtype=np.float64)
     reference_rows = np.asarray(reference_rows, dtype=bool)
     df = NULL_DF if df is None else df
@@ -43,16 +45,38 @@ def null_z(values: np.ndarray, reference_rows: np.ndarray,
         return _null_z(values, reference_rows, df)
     keys = np.asarray([None if g is None or g != g else g for g in groups], dtype=object)
     finite_ref = reference_rows & np.isfinite(values)
-    residual = values.copy()
+    members = [keys == key for key in {k for k in keys if k is not None}]
+    members = [rows for rows in members if (rows & finite_ref).sum() >= MIN_GROUP_SCANS]
     rest = np.ones(len(values), dtype=bool)
-    for key in {k for k in keys if k is not None}:
-        rows = keys == key
-        if (rows & finite_ref).sum() >= MIN_GROUP_SCANS:
-            residual[rows] = values[rows] - np.median(values[rows & finite_ref])
-            rest &= ~rows
+    for rows in members:
+        rest &= ~rows
     if (rest & finite_ref).any():
-        residual[rest] = values[rest] - np.median(values[rest & finite_ref])
+        members.append(rest)
+    if not members:  # no finite reference value
+        return _null_z(values, reference_rows, df)
+    centres = group_centres([values[rows & finite_ref] for rows in members], df)
+    residual = values.copy()
+    for rows, centre in zip(members, centres, strict=True):
+        residual[rows] = values[rows] - centre
     return _null_z(residual, reference_rows, df)
+
+
+def group_centres(samples: Sequence[np.ndarray], df: float) -> list[float]:
+    """Each group's centre: its median shrunk towards the median of all samples by the share
+    of the spread of the groups' medians that sampling does not explain (an empirical-Bayes
+    weight τ² / (τ² + v_g), v_g the sampling variance of group g's median). Kernels that truly
+    shift a measure keep their own centres; groups that only carry a label (the phantoms' random
+    header kernels) fall back to the common one instead of chasing the noise of five scans."""
+    pooled = float(np.median(np.concatenate(samples)))
+    medians = np.array([np.median(s) for s in samples])
+    if len(samples) < 2:
+        return [float(m) for m in medians]
+    _, scale = _centre_scale(np.concatenate([s - m for s, m in zip(samples, medians, strict=True)]), df)
+    sd = scale * float(np.sqrt(t.var(df))) if df > 2 else scale * 2.0
+    variance = np.pi / 2 * sd**2 / np.array([len(s) for s in samples])  # of a median
+    between = max(float(np.mean((medians - pooled) ** 2 - variance)), 0.0)
+    weight = between / (between + variance)
+    return [float(c) for c in pooled + weight * (medians - pooled)]
 
 
 def _centre_scale(ref: np.ndarray, df: float) -> tuple[float, float]:

@@ -18,6 +18,9 @@ def histogram_features(histograms: np.ndarray) -> np.ndarray:
     return h / totals
 
 
+CONSTANT_TOLERANCE = 1e-9
+"""A column whose standard deviation over the fit rows is below this share of its magnitude is
+constant (the mean of identical floats can differ from them in the last bits)."""
 RIDGE = 1e-3
 """Added to the covariance's diagonal (in units of the fit rows' own variance): a feature
 constant over the fit rows (no metal in any of them) must still make a scan that departs from
@@ -48,7 +51,9 @@ def standardised(features: np.ndarray, fit_rows: np.ndarray) -> np.ndarray:
     medians = np.where(np.isfinite(medians), medians, 0.0)
     x = np.where(np.isfinite(x), x, medians)
     mean, std = x[fit_rows].mean(axis=0), x[fit_rows].std(axis=0)
-    return (x - mean) / np.where(std > 0, std, 1.0)
+    # a constant column's std is rounding error (~1e-15), not a scale to divide by
+    constant = std <= CONSTANT_TOLERANCE * np.maximum(np.abs(mean), 1.0)
+    return (x - mean) / np.where(constant, 1.0, std)
 
 
 def reference_distance(features: np.ndarray, reference_rows: np.ndarray, *, folds: int = 5,

@@ -1,5 +1,5 @@
 """The run's outlier score: kinds of evidence that a scan does not belong, each calibrated
-against the run's scans acquired alike; the score is the strongest of eight of them
+against the run's scans acquired alike; the score is the strongest of them
 (``SCORED_EVIDENCE``), and T applies to it.
 
 Why not MSE_m alone: a reconstruction error only sees what the autoencoder fails to reproduce.
@@ -24,7 +24,10 @@ with scan size (thesis Fig. 4.2). So, per scan:
 - ``noise_z``: log image noise (``ctae_core.acquisition.noise_estimate``), upper tail;
 - ``streak_z``: log SNR of the strongest straight line in the air around the body;
 - ``integrity_z``: slices the series lacked or repeated (ingest repaired them), under a
-  Poisson null at the reference's rate of such defects: a broken series.
+  Poisson null at the reference's rate of such defects: a broken series;
+- ``ring_z``: log ring contrast (``ctae_core.acquisition.ring_contrast``: one radius about the
+  image centre brighter or darker all the way round), under the distances' heavier null (it is
+  a maximum over many radii, as a distance is over many directions).
 
 Reference: every scored scan of the run (``reference_rows``), not a small validation split, so
 the reference is large; it is uncurated, so every fit is robust to a share of outliers in it
@@ -52,7 +55,7 @@ MIN_FIT_SCANS = 5
 """Reference scans needed to fit the size line and each distance."""
 EVIDENCE = (
     "mse_m_z", "latent_z", "histogram_z", "tissue_z",
-    "contrast_z", "shape_z", "noise_z", "streak_z", "integrity_z",
+    "contrast_z", "shape_z", "noise_z", "streak_z", "integrity_z", "ring_z",
 )
 """Every kind of evidence measured and stored (``scores`` columns)."""
 SCORED_EVIDENCE = tuple(name for name in EVIDENCE if name != "streak_z")
@@ -83,12 +86,14 @@ class AcquisitionInputs:
         body_shape: (N, P + 1) body outline profile followed by the body's border contact (mm).
         streak_contrast: (N,) SNR of the strongest straight line in air.
         series_defects: (N,) slices missing plus slices duplicated in the series.
+        ring_contrast: (N,) ring strength about the image centre, or None (not measured).
     """
 
     noise_hu: np.ndarray
     body_shape: np.ndarray
     streak_contrast: np.ndarray
     series_defects: np.ndarray
+    ring_contrast: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,7 @@ class OutlierEvidence:
     noise_z: np.ndarray
     streak_z: np.ndarray
     integrity_z: np.ndarray
+    ring_z: np.ndarray
     outlier_score: np.ndarray
 
     @classmethod
@@ -238,8 +244,8 @@ def outlier_evidence(
             with no voxel above the air bin get NaN.
         reference_rows: (N,) bool, the scans "normal" is fitted on and calibrated against:
             every scored scan of the run (uncurated; the fits are robust to outliers in it).
-        acquisition: Noise, body outline, streaks and series defects per scan, or None (no
-            shape, noise, streak or integrity evidence).
+        acquisition: Noise, body outline, streaks, series defects and rings per scan, or None
+            (no shape, noise, streak, integrity or ring evidence).
         groups: (N,) acquisition group per scan (``acquisition_groups``; None: unknown), or
             None: every scan is calibrated against all reference scans.
 
@@ -287,18 +293,41 @@ def outlier_evidence(
                 np.log(np.asarray(acquisition.streak_contrast, dtype=np.float64)))
         evidence["shape_z"] = distance_z(acquisition.body_shape)
         evidence["integrity_z"] = defect_z(acquisition.series_defects, reference_rows)
+        if acquisition.ring_contrast is not None:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                ring = np.log(np.asarray(acquisition.ring_contrast, dtype=np.float64))
+            evidence["ring_z"] = z_of(ring, DISTANCE_NULL_DF)
     score = strongest_evidence(np.stack([evidence[name] for name in SCORED_EVIDENCE]))
     return OutlierEvidence(**evidence, outlier_score=score)
 
 
-def acquisition_groups(manufacturer: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """(N,) group key per scan, ``manufacturer|kernel`` (case and spaces ignored), None where
-    the kernel is unknown (e.g. a NIfTI file: no acquisition facts)."""
-    out = np.empty(len(kernel), dtype=object)
-    for i, (m, k) in enumerate(zip(manufacturer, kernel, strict=True)):
+def acquisition_groups(manufacturer: np.ndarray, kernel: np.ndarray,
+                       model: np.ndarray | None = None) -> np.ndarray:
+    """(N,) group key per scan, ``manufacturer|kernel|model`` (case and spaces ignored), None
+    where the kernel is unknown (e.g. a NIfTI file: no acquisition facts). A kernel's name means
+    something only on its scanner model (Philips "B" on a Brilliance 16 and on a Big Bore
+    differ in noise by a third), so scans of a model with fewer than ``MIN_GROUP_SCANS`` scans
+    of that kernel share the group of the kernel across models, ``manufacturer|kernel``."""
+    from collections import Counter
+
+    from ctae_core.calibration import MIN_GROUP_SCANS
+
+    models = [None] * len(kernel) if model is None else list(model)
+    coarse, fine = [], []
+    for m, k, scanner in zip(manufacturer, kernel, models, strict=True):
         known = isinstance(k, str) and k.strip()
-        out[i] = f"{str(m or '').strip().lower()}|{k.strip().lower()}" if known else None
+        key = f"{_fact(m)}|{k.strip().lower()}" if known else None
+        coarse.append(key)
+        fine.append(f"{key}|{_fact(scanner)}" if key is not None and _fact(scanner) else key)
+    sizes = Counter(fine)
+    out = np.empty(len(kernel), dtype=object)
+    out[:] = [f if sizes[f] >= MIN_GROUP_SCANS else c for f, c in zip(fine, coarse, strict=True)]
     return out
+
+
+def _fact(value: object) -> str:
+    """A header fact as a group key part: stripped, lower case, '' where missing."""
+    return str(value).strip().lower() if isinstance(value, str) else ""
 
 
 def _histogram_features(counts: np.ndarray) -> np.ndarray:

@@ -35,6 +35,7 @@ AXIS_TITLES = {
     "streak_z": "streaks (z)",
     "streak_contrast": "strongest straight line in air (SNR)",
     "integrity_z": "series defects (z)",
+    "ring_z": "ring artefact (z)",
     "noise_hu": "image noise SD (HU)",
     "score": "score",
     "umap_x": "UMAP 1",

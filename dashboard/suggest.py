@@ -11,6 +11,7 @@ SUGGEST_Z = 3.0  # evidence at least this far from the reference scans suggests 
 # evidence → cause tag (DESIGN.md's tags; contrast has none of its own, so "other")
 EVIDENCE_CAUSES = {
     "integrity_z": "broken series",
+    "ring_z": "artefact or noise",
     "shape_z": "field of view",
     "noise_z": "artefact or noise",
     "contrast_z": "other",

@@ -23,6 +23,7 @@ EVIDENCE_NAMES = {  # ctae_core.outlier_score.EVIDENCE, in words
     "noise_z": "image noise above the usual",
     "streak_z": "straight streaks across the air around the body",
     "integrity_z": "slices missing or repeated in the series",
+    "ring_z": "a ring about the image centre (detector artefact)",
 }
 
 FACTS = [

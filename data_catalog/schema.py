@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import duckdb
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 9
 
 _V1 = [
     """
@@ -295,7 +295,20 @@ _V7 = [
     "ALTER TABLE evaluations ADD COLUMN IF NOT EXISTS false_alarm_rate DOUBLE",
 ]
 
-MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7}
+# v8: another change's number (left empty here; the merge fills it).
+_V8: list[str] = []
+
+# v9: ring artefacts measured on every scan (how consistently one radius about the image centre
+# is brighter or darker all the way round) and the run's ring evidence. Scans measured before v9
+# have no ring_contrast; `ctae score` measures them (and rescores).
+_V9 = [
+    "ALTER TABLE scans ADD COLUMN IF NOT EXISTS ring_contrast DOUBLE",  # ring strength; NaN: no tissue to read
+    "ALTER TABLE scores ADD COLUMN IF NOT EXISTS ring_z DOUBLE",
+]
+
+MIGRATIONS: dict[int, list[str]] = {
+    1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7, 8: _V8, 9: _V9,
+}
 
 
 def current_version(con: duckdb.DuckDBPyConnection) -> int:

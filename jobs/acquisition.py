@@ -1,4 +1,4 @@
-"""Measure how each scan was acquired (noise, body outline, streaks) from its stored volume,
+"""Measure how each scan was acquired (noise, body outline, streaks, rings) from its stored volume,
 for the outlier score. `ctae score` runs it before computing the score, for every scan not
 yet measured (new scans, and scans of catalogs from before schema v3). It is kept out of
 `ctae ingest`, whose per-series time is benchmarked against dcm2niix (0.1–0.2 s per scan,
@@ -19,15 +19,16 @@ logger = logging.getLogger(__name__)
 BATCH_SIZE = 32
 
 
-def measure_one(item: tuple[str, str, float]) -> tuple[str, float, float, list[float], float]:
-    """(scan_id, noise_hu, body_edge_mm, body_profile, streak_contrast) of one stored volume."""
+def measure_one(item: tuple[str, str, float]) -> tuple[str, float, float, list[float], float, float]:
+    """(scan_id, noise_hu, body_edge_mm, body_profile, streak_contrast, ring_contrast) of one
+    stored volume."""
     from ctae_core.acquisition import acquisition_features
     from ctae_core.io.volume_store import load_volume
 
     scan_id, volume_path, spacing_mm = item
     features = acquisition_features(load_volume(volume_path, mmap=False), spacing_mm)
     return (scan_id, features.noise_hu, features.body_edge_mm, list(features.body_profile),
-            features.streak_contrast)
+            features.streak_contrast, features.ring_contrast)
 
 
 def measure_stored_scans(
@@ -42,9 +43,9 @@ def measure_stored_scans(
         todo = scans_without_acquisition(con)
     if todo.empty:
         return {"measured": 0, "measure_failed": 0}
-    logger.info("measuring noise, body outline and streaks of %d scan(s)", len(todo))
+    logger.info("measuring noise, body outline, streaks and rings of %d scan(s)", len(todo))
     items = list(todo[["scan_id", "volume_path", "spacing_mm"]].itertuples(index=False, name=None))
-    batch: list[tuple[str, float, float, list[float], float]] = []
+    batch: list[tuple[str, float, float, list[float], float, float]] = []
     measured = failed = 0
     for result in map_tasks(measure_one, items, executor or ExecutorConfig()):
         if not result.ok:
@@ -60,7 +61,7 @@ def measure_stored_scans(
     return {"measured": measured, "measure_failed": failed}
 
 
-def _write(settings: CatalogSettings, batch: list[tuple[str, float, float, list[float], float]]) -> int:
+def _write(settings: CatalogSettings, batch: list[tuple[str, float, float, list[float], float, float]]) -> int:
     """Write and empty the batch."""
     rows, batch[:] = list(batch), []
     if not rows:

@@ -45,7 +45,8 @@ def update_outlier_score(settings: CatalogSettings, run_id: str) -> dict[str, An
         inputs["pixel_count"].to_numpy(dtype=np.float64),
         latents, histograms, reference_rows=np.ones(len(inputs), dtype=bool),
         acquisition=acquisition_inputs(inputs),
-        groups=acquisition_groups(inputs["manufacturer"].to_numpy(), inputs["kernel"].to_numpy()),
+        groups=acquisition_groups(inputs["manufacturer"].to_numpy(), inputs["kernel"].to_numpy(),
+                                  inputs["model"].to_numpy()),
     )
     n_scored = int(np.isfinite(evidence.outlier_score).sum())
     if n_scored == 0:
@@ -59,7 +60,7 @@ def update_outlier_score(settings: CatalogSettings, run_id: str) -> dict[str, An
 
 def acquisition_inputs(inputs: pd.DataFrame) -> AcquisitionInputs:
     """``AcquisitionInputs`` of ``evidence_inputs`` rows: a scan never measured, or measured
-    without a body, has NaN noise / outline (its evidence is left out, not guessed)."""
+    without a body, has NaN noise / outline / rings (its evidence is left out, not guessed)."""
     from ctae_core.acquisition import PROFILE_DIRECTIONS
     from ctae_core.outlier_score import AcquisitionInputs
 
@@ -74,4 +75,5 @@ def acquisition_inputs(inputs: pd.DataFrame) -> AcquisitionInputs:
         body_shape=np.column_stack([profiles, edge]),
         streak_contrast=inputs["streak_contrast"].to_numpy(dtype=np.float64, na_value=np.nan),
         series_defects=inputs["series_defects"].to_numpy(dtype=np.float64, na_value=np.nan),
+        ring_contrast=inputs["ring_contrast"].to_numpy(dtype=np.float64, na_value=np.nan),
     )

@@ -1,4 +1,4 @@
-"""Noise and body outline measured on synthetic HU volumes with known answers."""
+"""Noise, body outline, streaks and rings measured on synthetic HU volumes with known answers."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from ctae_core.acquisition import (
     PROFILE_DIRECTIONS,
     acquisition_features,
     noise_estimate,
+    ring_contrast,
     streak_contrast,
 )
 
@@ -89,3 +90,22 @@ def test_streak_contrast_finds_straight_lines_in_the_air_and_not_noise():
 
 def test_streak_contrast_is_nan_without_air():
     assert np.isnan(streak_contrast(np.full((4, 30, 30), 40, dtype=np.int16)))
+
+
+def _with_ring(vol: np.ndarray, amplitude: float, radius: float) -> np.ndarray:
+    """A ring about the image centre in every plane, as a miscalibrated detector element
+    draws it (one voxel wide, the same sign all the way round)."""
+    _, y, x = np.ogrid[: vol.shape[0], : vol.shape[1], : vol.shape[2]]
+    r = np.hypot(y - (vol.shape[1] - 1) / 2, x - (vol.shape[2] - 1) / 2)
+    return (vol + amplitude * np.exp(-(((r - radius) / 0.6) ** 2))).astype(np.int16)
+
+
+def test_ring_contrast_finds_a_ring_about_the_centre_and_not_noise_or_an_off_centre_body():
+    plain = _chest(shape=(12, 96, 96), half_width=40.0, half_depth=30.0, centre_x=48.0, noise=20.0)
+    baseline = ring_contrast(plain)
+    assert baseline < 6.0  # the largest of many noise-only radii
+    # a 15 HU ring under 20 HU noise: faint to the eye, consistent all the way round
+    assert ring_contrast(_with_ring(plain, 15.0, 14.0)) > 3 * baseline
+    shifted = _chest(shape=(12, 96, 96), half_width=30.0, half_depth=25.0, centre_x=60.0, noise=20.0)
+    assert ring_contrast(shifted) < 6.0  # a body's edge off the centre is no ring
+    assert np.isnan(ring_contrast(np.full((4, 30, 30), -1000, dtype=np.int16)))

@@ -148,6 +148,47 @@ def test_scans_acquired_alike_are_their_own_reference():
     assert np.flatnonzero(sharp & (alike.noise_z > norm.isf(0.001))).tolist() == [3]
 
 
+def test_a_column_constant_but_for_rounding_keeps_unit_scale():
+    # 330 phantoms without a voxel above 1536 HU share one log share; their mean differs from it
+    # in the last bit, and dividing a noisy phantom's few such voxels (+0.24 log units) by that
+    # rounding error put it at a Mahalanobis distance of 1e27 (12 phantom inliers flagged)
+    from ctae_core.distances import standardised
+
+    x = np.column_stack([np.random.default_rng(0).normal(size=331), np.full(331, np.log(1e-4))])
+    x[0, 1] = np.log(1e-4 + 2.7e-5)
+    fit = np.arange(331) > 0
+    assert x[fit, 1].std() > 0  # the rounding error this guards against
+    assert standardised(x, fit)[0, 1] == pytest.approx(0.24, abs=0.01)
+
+
+def test_kernel_labels_that_change_nothing_share_one_centre():
+    # phantoms carry random header kernels: 8 labels of 15 scans over one noise distribution.
+    # Centring each label on its own 15-scan median would add that median's sampling error to
+    # every residual; the shrunk centres stay near the common one, so no label is read as noisy
+    from ctae_core.calibration import group_centres, null_z
+
+    rng = np.random.default_rng(3)
+    values = rng.standard_t(10, 120) * 0.1 + np.log(12.0)
+    labels = np.array([f"vendor|k{i % 8}" for i in range(120)], dtype=object)
+    centres = group_centres([values[labels == k] for k in sorted(set(labels))], 10.0)
+    assert np.ptp(centres) < 0.3 * np.ptp([np.median(values[labels == k]) for k in set(labels)])
+    z = null_z(values, np.ones(120, dtype=bool), labels)
+    np.testing.assert_allclose(z, null_z(values, np.ones(120, dtype=bool)), atol=0.25)
+
+
+def test_a_kernel_name_is_grouped_per_scanner_model_where_enough_scans_share_it():
+    from ctae_core.outlier_score import acquisition_groups
+
+    manufacturer = ["Philips"] * 11 + ["SIEMENS", None]
+    model = ["Brilliance 16"] * 6 + ["Big Bore"] * 3 + ["iCT", None, "Force", None]
+    kernel = ["B"] * 11 + ["Br40", None]
+    groups = acquisition_groups(np.array(manufacturer, dtype=object), np.array(kernel, dtype=object),
+                                np.array(model, dtype=object))
+    assert list(groups[:6]) == ["philips|b|brilliance 16"] * 6
+    assert list(groups[6:11]) == ["philips|b"] * 5  # too few per model: the kernel across models
+    assert groups[11] == "siemens|br40" and groups[12] is None
+
+
 def test_histogram_evidence_ignores_how_much_air_the_field_of_view_holds():
     pixels, mse_m, latents, histograms, splits = _cohort()
     before = outlier_evidence(mse_m, pixels, latents, histograms, splits != "")

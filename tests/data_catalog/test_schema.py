@@ -135,3 +135,37 @@ def test_v3_catalog_file_keeps_its_export_log_without_snapshots(tmp_path):
     assert con.execute("SELECT export_id, row_count, content_hash, manifest_json FROM exports"
                        ).fetchall() == [("e1", 12, None, None)]
     assert con.execute("SELECT count(*) FROM export_items").fetchone()[0] == 0
+
+
+def test_v7_catalog_file_keeps_its_measurements_and_awaits_only_the_ring(tmp_path):
+    # a scan measured at v7 keeps its noise and outline; v9 adds the ring it never measured, so
+    # `ctae score` measures that scan again, and only until a ring (or NaN) is stored
+    from data_catalog.scans import scans_without_acquisition, write_acquisition
+    from data_catalog.schema import MIGRATIONS
+
+    path = tmp_path / "v7.duckdb"
+    con = duckdb.connect(str(path))
+    for version in range(1, 8):
+        for statement in MIGRATIONS[version]:
+            con.execute(statement)
+        con.execute("INSERT INTO schema_version (version) VALUES (?)", [version])
+    for scan_id in ("s1", "s2"):
+        con.execute("INSERT INTO scans (scan_id, source_kind, source_root, source_path, fingerprint, "
+                    "content_hash, spacing_mm, size_z, size_y, size_x, pixel_count, volume_path, "
+                    "noise_hu, body_edge_mm, body_profile, streak_contrast) VALUES (?, 'nifti', '/r', "
+                    "?, ?, 'h', 3, 2, 2, 2, 8, '/v.npy', 12.5, 0.0, [1.0, 1.0], 4.2)",
+                    [scan_id, f"{scan_id}.nii", scan_id])
+    con.execute("INSERT INTO scores (run_id, scan_id, split, mse_m, outlier_score) "
+                "VALUES ('r', 's1', 'val', 0.25, 7.5)")
+    con.close()
+    with connect(path) as con:  # migrates on open
+        assert current_version(con) == SCHEMA_VERSION == 9
+        assert con.execute("SELECT noise_hu, body_profile, ring_contrast FROM scans WHERE scan_id = 's1'"
+                           ).fetchall() == [(12.5, [1.0, 1.0], None)]
+        assert con.execute("SELECT outlier_score, ring_z FROM scores").fetchall() == [(7.5, None)]
+        assert scans_without_acquisition(con)["scan_id"].tolist() == ["s1", "s2"]
+        write_acquisition(con, [("s1", 12.5, 0.0, [1.0, 1.0], 4.2, 9.5),
+                                ("s2", 12.0, 0.0, [1.0, 1.0], 4.0, float("nan"))])
+        assert scans_without_acquisition(con).empty
+        rings = dict(con.execute("SELECT scan_id, ring_contrast FROM scans").fetchall())
+    assert rings["s1"] == 9.5 and rings["s2"] != rings["s2"]  # NaN: measured, nothing to read

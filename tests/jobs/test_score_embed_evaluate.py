@@ -149,7 +149,7 @@ def test_default_threshold_is_the_outlier_scores_p_value_and_flags_follow(scored
     scores = _read(settings, catalog_scores.read_scores, RUN)
     run = _read(settings, catalog_scores.read_run, RUN)
     assert (run["threshold_rule"], run["threshold_score"]) == ("pvalue", "outlier_score")
-    assert run["threshold"] == pytest.approx(-np.log(1 - 0.999 ** (1 / 8)))  # 8.99
+    assert run["threshold"] == pytest.approx(-np.log(1 - 0.999 ** (1 / 9)))  # 9.10
     assert json.loads(run["threshold_params_json"])["n_val"] == (scores["split"] == "val").sum()
     assert (scores["is_outlier"] == (scores["outlier_score"] > run["threshold"])).all()
     assert set(scores.loc[scores["is_outlier"], "scan_id"]) >= METAL
@@ -242,7 +242,7 @@ def test_evaluate_stores_metrics_equal_to_sklearn(scored, tmp_path):
     table = _read(settings, catalog_scores.read_evaluations, RUN).set_index(["method", "outlier_type"])
     assert set(table.index.get_level_values(0)) == {
         "outlier_score", "mse_m_z", "latent_z", "histogram_z", "tissue_z", "contrast_z", "shape_z",
-        "noise_z", "integrity_z", "mse", "mse_region", "mse_m",  # streak_z: all NULL, left out
+        "noise_z", "integrity_z", "ring_z", "mse", "mse_region", "mse_m",  # streak_z: all NULL
         "isolation_forest", "histogram_mahalanobis"}
     scores = _read(settings, catalog_scores.read_scores, RUN).set_index("scan_id")
     known = scores.loc[[f"s-{i:03d}" for i in range(20)]]
