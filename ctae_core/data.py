@@ -78,6 +78,10 @@ class VolumeDataset(Dataset):
         cache: Keep resampled int16 volumes in memory (small at coarse spacings).
         z_multiple: Evaluation of fully convolutional models: the box's Z is each scan's own
             slice count rounded up to this multiple (see ``InputSpec.z_multiple``).
+        fit_box: With ``z_multiple``, Y and X too are each scan's own size rounded up.
+        patch: Train on random cubes of this side (the box), centred on a body voxel nine
+            times in ten; ``None`` = slabs or whole scans.
+        repeats: Items per scan per epoch (several cubes from each scan).
     """
 
     def __init__(
@@ -91,6 +95,9 @@ class VolumeDataset(Dataset):
         random_placement: bool = True,
         cache: bool = True,
         z_multiple: int | None = None,
+        fit_box: bool = False,
+        patch: int | None = None,
+        repeats: int = 1,
     ) -> None:
         self.items = list(items)
         self.loader = loader
@@ -101,17 +108,20 @@ class VolumeDataset(Dataset):
         self.random_placement = random_placement
         self.cache: dict[int, np.ndarray] | None = {} if cache else None
         self.z_multiple = z_multiple
+        self.fit_box = fit_box
+        self.patch = patch
+        self.repeats = repeats
         self.epoch = 0
 
     def box_for(self, shape_zyx: tuple[int, ...]) -> tuple[int, int, int]:
         """The padded box a crop of ``shape_zyx`` goes into."""
         if self.z_multiple is None or self.slab_z is not None:
             return self.box_zyx  # type: ignore[return-value]
-        z = -(-max(1, int(shape_zyx[0])) // self.z_multiple) * self.z_multiple
-        return (z, self.box_zyx[1], self.box_zyx[2])
+        own = [-(-max(1, int(n)) // self.z_multiple) * self.z_multiple for n in shape_zyx]
+        return tuple(own) if self.fit_box else (own[0], self.box_zyx[1], self.box_zyx[2])  # type: ignore[return-value]
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.items) * self.repeats
 
     def set_epoch(self, epoch: int) -> None:
         """Draw new slabs and placements for ``epoch``."""
@@ -135,6 +145,9 @@ class VolumeDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(hu, offset)``: int16 crop (z, y, x) and its (3,) start offset in the box."""
         rng = np.random.default_rng(_item_seed(self.seed, self.epoch, index))
+        index %= len(self.items)
+        if self.patch is not None:
+            return body_patch(self.volume(index), self.patch, rng)
         hu, z_offset = self.volume(index), None
         if self.slab_z is not None:
             kept, z_offset = random_slab(hu.shape[0], self.slab_z, rng)
@@ -147,6 +160,27 @@ class VolumeDataset(Dataset):
             starts[0] = z_offset
         offset = torch.tensor(starts, dtype=torch.int64)
         return torch.from_numpy(np.ascontiguousarray(hu)), offset
+
+
+BODY_SHARE = 0.9
+"""Share of training cubes centred on a body voxel; the rest anywhere (air and the scan's edge)."""
+
+
+def body_patch(hu: np.ndarray, side: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random ``side``³ cube of ``hu`` (int16 crop, (3,) offset in the cube's box), centred on
+    a body voxel (HU > −990) nine times in ten; axes shorter than ``side`` are kept whole and
+    placed at random in the box (the rest is air)."""
+    shape = np.array(hu.shape)
+    centre = rng.integers(0, shape)
+    if rng.random() < BODY_SHARE:  # a few random probes find the body without a full-scan pass
+        probes = rng.integers(0, shape, size=(64, 3))
+        inside = np.flatnonzero(np.asarray(hu[tuple(probes.T)]) > -990)
+        if inside.size:
+            centre = probes[inside[0]]
+    start = np.clip(centre - side // 2, 0, np.maximum(shape - side, 0))
+    crop = hu[tuple(slice(int(a), int(a) + side) for a in start)]
+    offset = [int(rng.integers(0, side - n + 1)) for n in crop.shape]
+    return torch.from_numpy(np.array(crop, dtype=np.int16)), torch.tensor(offset, dtype=torch.int64)
 
 
 def collate_crops(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[list[torch.Tensor], torch.Tensor]:

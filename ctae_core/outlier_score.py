@@ -1,5 +1,5 @@
 """The run's outlier score: kinds of evidence that a scan does not belong, each calibrated
-against the run's scans acquired alike; the score is the strongest of eight of them
+against the run's scans acquired alike; the score is the strongest of nine of them
 (``SCORED_EVIDENCE``), and T applies to it.
 
 Why not MSE_m alone: a reconstruction error only sees what the autoencoder fails to reproduce.
@@ -24,7 +24,9 @@ with scan size (thesis Fig. 4.2). So, per scan:
 - ``noise_z``: log image noise (``ctae_core.acquisition.noise_estimate``), upper tail;
 - ``streak_z``: log SNR of the strongest straight line in the air around the body;
 - ``integrity_z``: slices the series lacked or repeated (ingest repaired them), under a
-  Poisson null at the reference's rate of such defects: a broken series.
+  Poisson null at the reference's rate of such defects: a broken series;
+- ``local_error_z``: log peak of the anomaly map (``ctae_core.anomaly_map``) for the scan's
+  size: one object the model did not reproduce, however large the scan.
 
 Reference: every scored scan of the run (``reference_rows``), not a small validation split, so
 the reference is large; it is uncurated, so every fit is robust to a share of outliers in it
@@ -52,7 +54,7 @@ MIN_FIT_SCANS = 5
 """Reference scans needed to fit the size line and each distance."""
 EVIDENCE = (
     "mse_m_z", "latent_z", "histogram_z", "tissue_z",
-    "contrast_z", "shape_z", "noise_z", "streak_z", "integrity_z",
+    "contrast_z", "shape_z", "noise_z", "streak_z", "integrity_z", "local_error_z",
 )
 """Every kind of evidence measured and stored (``scores`` columns)."""
 SCORED_EVIDENCE = tuple(name for name in EVIDENCE if name != "streak_z")
@@ -104,6 +106,7 @@ class OutlierEvidence:
     noise_z: np.ndarray
     streak_z: np.ndarray
     integrity_z: np.ndarray
+    local_error_z: np.ndarray
     outlier_score: np.ndarray
 
     @classmethod
@@ -227,6 +230,7 @@ def outlier_evidence(
     reference_rows: np.ndarray,
     acquisition: AcquisitionInputs | None = None,
     groups: np.ndarray | None = None,
+    local_error: np.ndarray | None = None,
 ) -> OutlierEvidence:
     """The kinds of evidence and the outlier score of N scans of one run.
 
@@ -242,6 +246,7 @@ def outlier_evidence(
             shape, noise, streak or integrity evidence).
         groups: (N,) acquisition group per scan (``acquisition_groups``; None: unknown), or
             None: every scan is calibrated against all reference scans.
+        local_error: (N,) peak of each scan's anomaly map (``ctae_core.anomaly_map``), or None.
 
     Returns:
         OutlierEvidence; every array is NaN when fewer than ``MIN_FIT_SCANS`` reference rows
@@ -287,6 +292,8 @@ def outlier_evidence(
                 np.log(np.asarray(acquisition.streak_contrast, dtype=np.float64)))
         evidence["shape_z"] = distance_z(acquisition.body_shape)
         evidence["integrity_z"] = defect_z(acquisition.series_defects, reference_rows)
+    if local_error is not None:
+        evidence["local_error_z"] = z_of(size_adjusted_log(local_error, pixel_count, reference_rows, groups))
     score = strongest_evidence(np.stack([evidence[name] for name in SCORED_EVIDENCE]))
     return OutlierEvidence(**evidence, outlier_score=score)
 

@@ -133,7 +133,19 @@ def _write(scan: dict[str, Any], key: str) -> ViewerScan:
         write_nifti(VIEWER_CACHE / name, array, ras_affine(grid_spacing, origin), 0)
         overlays.append((role, name))
         if role == "error":
-            z, y, x = hottest_voxel(array)
-            lps = lps_affine(grid_spacing, origin) @ np.array([x, y, z, 1.0])
-            crosshair = [float(v) for v in (LPS_TO_RAS @ lps)[:3]]
+            crosshair = _hottest_ras(scan, array, grid_spacing, origin, spacing, grid_origin)
     return ViewerScan(volume_file, native is not None, note, overlays, crosshair)
+
+
+def _hottest_ras(scan: dict[str, Any], error: np.ndarray, grid_spacing: Any, origin: Any,
+                 spacing: float, grid_origin: Any) -> list[float]:
+    """RAS mm of the scan's hottest region: the one `ctae score` stored (on the stored grid),
+    else the hottest box of the |error| volume (runs scored before schema v8)."""
+    stored = [scan.get(k) for k in ("hot_z", "hot_y", "hot_x")]
+    if all(v is not None and v == v for v in stored):
+        z, y, x = (int(v) for v in stored)
+        lps = lps_affine((spacing,) * 3, grid_origin) @ np.array([x, y, z, 1.0])
+    else:
+        z, y, x = hottest_voxel(error)
+        lps = lps_affine(grid_spacing, origin) @ np.array([x, y, z, 1.0])
+    return [float(v) for v in (LPS_TO_RAS @ lps)[:3]]

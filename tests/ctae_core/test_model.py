@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ctae_core.config import PRESETS, TINY, TrainConfig, learning_rate, preset
+from ctae_core.config import PRESETS, TINY, TINY_MED3D, TrainConfig, learning_rate, preset
 from ctae_core.errors import CheckpointError
 from ctae_core.inference import InputSpec, prepare_input, reconstruct
 from ctae_core.io.checkpoint import (
@@ -17,19 +17,20 @@ from ctae_core.io.checkpoint import (
     load_run_model,
     save_checkpoint,
 )
-from ctae_core.model import ConvAutoencoder3D, Med3DEncoder
+from ctae_core.model import ConvAutoencoder3D, Med3DEncoder, build_model
 
 
 def _meta_shapes(cfg, size):
     with torch.device("meta"):
-        model = ConvAutoencoder3D(cfg)
+        model = build_model(cfg)
         x = torch.empty(2, 1, *size)
         return tuple(model(x).shape), tuple(model.encode(x).shape)
 
 
 @pytest.mark.parametrize(
     ("name", "size", "latent"),
-    [("tiny", (16, 56, 56), 64), ("small", (32, 112, 104), 32), ("thesis", (273, 87, 87), 1024)],
+    [("tiny", (16, 56, 56), 64), ("small", (32, 112, 104), 128), ("tiny_med3d", (16, 56, 56), 64),
+     ("thesis", (273, 87, 87), 1024)],
 )
 def test_output_shapes_per_preset(name, size, latent):
     recon, z = _meta_shapes(preset(name).model, size)
@@ -67,10 +68,10 @@ def test_config_round_trips_through_dict():
 
 
 def test_spatial_model_accepts_any_size_and_global_rejects_other_sizes():
-    tiny = ConvAutoencoder3D(TINY.model).eval()
+    tiny = ConvAutoencoder3D(TINY_MED3D.model).eval()
     with torch.no_grad():
         assert tiny(torch.zeros(1, 1, 11, 29, 35)).shape == (1, 1, 11, 29, 35)
-    glob = dataclasses.replace(TINY.model, bottleneck="global", input_size_zyx=(16, 24, 24))
+    glob = dataclasses.replace(TINY_MED3D.model, bottleneck="global", input_size_zyx=(16, 24, 24))
     with pytest.raises(ValueError, match="differs from the model's padded size"):
         ConvAutoencoder3D(glob)(torch.zeros(1, 1, 16, 24, 32))
 
@@ -78,7 +79,7 @@ def test_spatial_model_accepts_any_size_and_global_rejects_other_sizes():
 @pytest.mark.parametrize("bottleneck", ["spatial", "global"])
 def test_a_few_steps_lower_the_loss_on_a_fixed_batch(phantom_hu, bottleneck):
     torch.manual_seed(0)
-    cfg = dataclasses.replace(TINY.model, bottleneck=bottleneck, input_size_zyx=(16, 32, 32))
+    cfg = dataclasses.replace(TINY_MED3D.model, bottleneck=bottleneck, input_size_zyx=(16, 32, 32))
     model = ConvAutoencoder3D(cfg)
     x = torch.from_numpy((phantom_hu.astype(np.float32) + 500) / 500)[None, None].repeat(2, 1, 1, 1, 1)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
@@ -95,9 +96,9 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch(phantom_hu, bottleneck):
 
 def test_same_seed_same_model():
     torch.manual_seed(3)
-    a = ConvAutoencoder3D(TINY.model)
+    a = ConvAutoencoder3D(TINY_MED3D.model)
     torch.manual_seed(3)
-    b = ConvAutoencoder3D(TINY.model)
+    b = ConvAutoencoder3D(TINY_MED3D.model)
     for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.equal(pa, pb), name
 
@@ -112,7 +113,7 @@ def _write_run_checkpoint(path, model, spec):
 
 def test_checkpoint_round_trip_reproduces_the_reconstruction(tmp_path, phantom_hu):
     torch.manual_seed(1)
-    model = ConvAutoencoder3D(TINY.model).eval()
+    model = ConvAutoencoder3D(TINY_MED3D.model).eval()
     spec = InputSpec(3.0, (16, 32, 32), -600.0, 450.0)
     _write_run_checkpoint(tmp_path / "checkpoint.pt", model, spec)
     loaded, spec2 = load_run_model(tmp_path / "checkpoint.pt")
@@ -126,7 +127,7 @@ def test_checkpoint_round_trip_reproduces_the_reconstruction(tmp_path, phantom_h
 
 
 def test_corrupt_and_foreign_checkpoints_give_clear_errors(tmp_path):
-    model = ConvAutoencoder3D(TINY.model)
+    model = ConvAutoencoder3D(TINY_MED3D.model)
     good = _write_run_checkpoint(tmp_path / "good.pt", model, InputSpec(6.0, (16, 32, 32), 0.0, 1.0))
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(good.read_bytes()[:5000])
@@ -139,10 +140,10 @@ def test_corrupt_and_foreign_checkpoints_give_clear_errors(tmp_path):
     torch.save({"epoch": 3, "state_dict": {}}, tmp_path / "foreign.pt")
     with pytest.raises(CheckpointError, match="not a ctae checkpoint"):
         load_run_model(tmp_path / "foreign.pt")
-    other = ConvAutoencoder3D(dataclasses.replace(TINY.model, latent=8))
+    other = ConvAutoencoder3D(dataclasses.replace(TINY_MED3D.model, latent=8))
     _write_run_checkpoint(tmp_path / "other.pt", other, InputSpec(6.0, (16, 32, 32), 0.0, 1.0))
     data = load_checkpoint(tmp_path / "other.pt")
-    data["model_config"] = dataclasses.asdict(TINY.model)  # claims tiny, holds latent-8 weights
+    data["model_config"] = dataclasses.asdict(TINY_MED3D.model)  # claims tiny, holds latent-8 weights
     save_checkpoint({k: v for k, v in data.items() if k != "format"}, tmp_path / "lying.pt")
     with pytest.raises(CheckpointError, match="do not fit this model"):
         load_run_model(tmp_path / "lying.pt")
@@ -156,7 +157,7 @@ def test_medicalnet_weights_load_into_the_encoder(tmp_path):
     state = {f"module.{k}": v for k, v in source.state_dict().items()}
     state["module.conv_seg.0.weight"] = torch.zeros(4, 48, 3, 3, 3)
     torch.save({"epoch": 200, "state_dict": state}, tmp_path / "resnet_10.pth")
-    model = ConvAutoencoder3D(TINY.model)
+    model = ConvAutoencoder3D(TINY_MED3D.model)
     assert load_encoder_weights(model.encoder, tmp_path / "resnet_10.pth") == len(source.state_dict())
     assert torch.equal(model.encoder.layer4[0].conv2.weight, source.layer4[0].conv2.weight)
 

@@ -135,3 +135,22 @@ def test_v3_catalog_file_keeps_its_export_log_without_snapshots(tmp_path):
     assert con.execute("SELECT export_id, row_count, content_hash, manifest_json FROM exports"
                        ).fetchall() == [("e1", 12, None, None)]
     assert con.execute("SELECT count(*) FROM export_items").fetchone()[0] == 0
+
+
+def test_v7_catalog_file_gains_the_hottest_region_columns_and_keeps_its_scores(tmp_path):
+    from data_catalog.schema import MIGRATIONS
+
+    path = tmp_path / "v7.duckdb"
+    con = duckdb.connect(str(path))
+    for version in range(1, 8):
+        for statement in MIGRATIONS[version]:
+            con.execute(statement)
+        con.execute("INSERT INTO schema_version (version) VALUES (?)", [version])
+    con.execute("INSERT INTO scores (run_id, scan_id, split, mse, mse_m) VALUES ('r', 's1', 'val', 0.2, 0.3)")
+    con.close()
+    con = duckdb.connect(str(path))
+    assert ensure_schema(con) == SCHEMA_VERSION == 8
+    assert con.execute("SELECT mse_m, hot_z, hot_x_mm, hot_volume_ml, local_error_hu, local_error_z "
+                       "FROM scores").fetchall() == [(0.3, None, None, None, None, None)]
+    con.execute("UPDATE scores SET hot_z = 4, hot_x_mm = 12.0, local_error_hu = 812.5")
+    assert con.execute("SELECT hot_z, hot_x_mm, local_error_hu FROM scores").fetchall() == [(4, 12.0, 812.5)]
