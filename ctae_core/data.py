@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -142,12 +143,15 @@ class VolumeDataset(Dataset):
             self.cache[index] = hu
         return hu
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(hu, offset)``: int16 crop (z, y, x) and its (3,) start offset in the box."""
-        rng = np.random.default_rng(_item_seed(self.seed, self.epoch, index))
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        """``(hu, offset)``: int16 crop (z, y, x) and its (3,) start offset in the box; cubes
+        add a third item, the seed of the cube's input noise (the same on any number of ranks)."""
+        item_seed = _item_seed(self.seed, self.epoch, index)
+        rng = np.random.default_rng(item_seed)
         index %= len(self.items)
         if self.patch is not None:
-            return body_patch(self.volume(index), self.patch, rng)
+            crop, offset = body_patch(self.volume(index), self.patch, rng)
+            return crop, offset, torch.tensor(item_seed >> 1, dtype=torch.int64)
         hu, z_offset = self.volume(index), None
         if self.slab_z is not None:
             kept, z_offset = random_slab(hu.shape[0], self.slab_z, rng)
@@ -183,9 +187,11 @@ def body_patch(hu: np.ndarray, side: int, rng: np.random.Generator) -> tuple[tor
     return torch.from_numpy(np.array(crop, dtype=np.int16)), torch.tensor(offset, dtype=torch.int64)
 
 
-def collate_crops(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Keep variable-size int16 crops as a list; stack the offsets to (B, 3)."""
-    return [hu for hu, _ in batch], torch.stack([off for _, off in batch])
+def collate_crops(batch: list[tuple[torch.Tensor, ...]]) -> tuple[Any, ...]:
+    """Keep variable-size int16 crops as a list; stack the offsets to (B, 3) (and the cubes'
+    noise seeds to (B,))."""
+    stacked = [torch.stack([item[k] for item in batch]) for k in range(1, len(batch[0]))]
+    return ([item[0] for item in batch], *stacked)
 
 
 def assemble_batch(

@@ -166,7 +166,8 @@ def run_model_from_checkpoint(
 ) -> tuple[Autoencoder, InputSpec]:
     """The run's trained model (best validation epoch, eval mode, on ``device``) and its
     InputSpec, from a loaded checkpoint. ``channels_last``: channels_last_3d weights, which make
-    3D convolutions ~3× faster on the CPU (same results to 1e-6, benchmarks/bench_score.py).
+    3D convolutions ~3× faster on the CPU (same results to 1e-6, benchmarks/bench_score.py);
+    ignored for the U-Net, whose inference it made ~5× slower on the CPU (measured).
 
     Raises:
         CheckpointError: a foreign checkpoint, or a training run that never finished an epoch.
@@ -175,7 +176,7 @@ def run_model_from_checkpoint(
         raise CheckpointError(f"{source}: checkpoint has no input spec; retrain the run")
     spec = InputSpec.from_dict(data["input_spec"])
     model = model_from_checkpoint(data, source).to(device)
-    if channels_last:
+    if channels_last and not isinstance(model, DenoisingUNet3D):
         model = model.to(memory_format=torch.channels_last_3d)
     return model, spec
 
@@ -223,7 +224,7 @@ def reconstruct_batch(
     of one shape. ``channels_last``: the model's weights are channels_last_3d, so the input
     follows. ``window``: the run's ``InputSpec.window``."""
     t = torch.from_numpy(np.stack([np.asarray(x, dtype=np.float32) for x in xs]))[:, None].to(device)
-    if channels_last:
+    if channels_last and not isinstance(model, DenoisingUNet3D):
         t = t.contiguous(memory_format=torch.channels_last_3d)
     recon, latent = reconstruct_tensor(model, t, window)
     return recon[:, 0].float().cpu().numpy(), latent.float().cpu().numpy()
