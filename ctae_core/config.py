@@ -199,20 +199,12 @@ TINY = TrainConfig(
 
 # small: the same recipe with twice the widths and 64³ cubes; minutes per epoch on a CPU,
 # seconds on a GPU.
-SMALL = TrainConfig(
+SMALL = replace(
+    TINY,
     preset="small",
-    spacing_mm=3.0,
-    pad_size_zyx=None,
     epochs=40,
-    batch_size=8,
-    lr=2e-3,
-    lr_schedule="cosine",
-    optimizer="adam",
-    weight_decay=0.0,
     patch_size=64,
     patches_per_scan=4,
-    noise_std=0.2,
-    noise_cell=8,
     window=128,
     model=ModelConfig(architecture="dae_unet", widths=(16, 32, 64, 128), latent=128),
 )
