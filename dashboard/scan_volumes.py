@@ -67,7 +67,8 @@ def _cache_key(scan: dict[str, Any]) -> str:
     for key in ("volume_path", "recon_path", "error_path"):
         path = scan.get(key)
         stamps.append(f"{path}:{os.stat(path).st_mtime_ns if path and os.path.exists(path) else 0}")
-    text = "|".join([*stamps, str(scan.get("source_root")), str(scan.get("source_path"))])
+    hot = [scan.get(k) for k in ("hot_z", "hot_y", "hot_x")]
+    text = "|".join([*stamps, str(scan.get("source_root")), str(scan.get("source_path")), str(hot)])
     return f"{scan['scan_id']}-{hashlib.sha1(text.encode()).hexdigest()[:12]}"
 
 

@@ -48,3 +48,9 @@ def test_native_series_and_overlays_line_up_and_fall_back(settings, tmp_path, mo
     fallback = scan_volumes.viewer_scan(scan)
     assert not fallback.native and "source not reachable" in fallback.note
     assert nib.load(tmp_path / "cache" / fallback.volume).shape == stored.shape[::-1]
+    # a run scored since v8 stored its hottest region on the stored grid: the viewer opens there
+    scan.update(hot_z=6, hot_y=10, hot_x=14)
+    opened = scan_volumes.viewer_scan(scan)
+    volume = nib.load(tmp_path / "cache" / opened.volume)
+    assert np.allclose(opened.crosshair_mm, (volume.affine @ np.array([14, 10, 6, 1.0]))[:3])
+    assert not np.allclose(opened.crosshair_mm, fallback.crosshair_mm)

@@ -17,6 +17,7 @@ from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
 from ctae_core.acquisition import acquisition_features
+from ctae_core.anomaly_map import anomaly_map
 from ctae_core.config import TINY
 from ctae_core.inference import prepare_input, reconstruct
 from ctae_core.io.checkpoint import load_run_model
@@ -128,7 +129,7 @@ def test_stored_mse_m_equals_a_hand_computation(scored):
     model, spec = load_run_model(run["checkpoint_path"])
     row = _read(settings, catalog_scores.read_scores, RUN).set_index("scan_id").loc["s-003"]
     prepared = prepare_input(load_volume(settings.volumes_dir / "s-003.npy"), 3.0, spec)
-    recon, latent = reconstruct(model, prepared.x)   # one scan at a time, the trainer's way
+    recon, latent = reconstruct(model, prepared.x, window=spec.window)  # one scan, the trainer's way
     sq = (prepared.x.astype(np.float64) - recon) ** 2
     body = prepared.hu > -990
     assert row["mse"] == pytest.approx(sq.mean(), rel=1e-4)
@@ -138,10 +139,24 @@ def test_stored_mse_m_equals_a_hand_computation(scored):
     stored_recon = load_volume(row["recon_path"])
     error = load_volume(row["error_path"])
     assert stored_recon.dtype == error.dtype == np.int16
-    assert stored_recon.shape == error.shape == prepared.hu.shape == (8, 16, 16)  # 6 mm
-    expected = np.abs(prepared.x[prepared.region] - recon[prepared.region]) * spec.norm_std_hu
+    assert stored_recon.shape == error.shape == prepared.hu.shape == (16, 32, 32)  # 3 mm
+    # the stored "error" is the anomaly map: |error| in HU, smoothed, zero outside the body
+    expected = anomaly_map(np.abs(prepared.x[prepared.region] - recon[prepared.region]) * spec.norm_std_hu, body)
     np.testing.assert_allclose(error, expected, atol=1.0)
-    assert error[row["max_error_z"], row["max_error_y"], row["max_error_x"]] == error[body].max()
+    hot = (row["hot_z"], row["hot_y"], row["hot_x"])
+    assert error[hot] == error.max() and row["local_error_hu"] == pytest.approx(expected.max(), rel=1e-4)
+    assert row["hot_z_mm"] == 3.0 * hot[0] and row["hot_volume_ml"] > 0
+
+
+def test_the_hottest_region_of_a_metal_scan_is_its_metal(scored):
+    settings, _ = scored
+    scores = _read(settings, catalog_scores.read_scores, RUN).set_index("scan_id")
+    for scan_id in sorted(METAL):
+        row = scores.loc[scan_id]
+        volume = load_volume(settings.volumes_dir / f"{scan_id}.npy")
+        assert volume[int(row["hot_z"]), int(row["hot_y"]), int(row["hot_x"])] > 2000, scan_id
+    others = scores.drop(index=sorted(METAL))["local_error_hu"]
+    assert scores.loc[sorted(METAL), "local_error_hu"].min() > others.max()
 
 
 def test_default_threshold_is_the_outlier_scores_p_value_and_flags_follow(scored):
@@ -149,7 +164,7 @@ def test_default_threshold_is_the_outlier_scores_p_value_and_flags_follow(scored
     scores = _read(settings, catalog_scores.read_scores, RUN)
     run = _read(settings, catalog_scores.read_run, RUN)
     assert (run["threshold_rule"], run["threshold_score"]) == ("pvalue", "outlier_score")
-    assert run["threshold"] == pytest.approx(-np.log(1 - 0.999 ** (1 / 8)))  # 8.99
+    assert run["threshold"] == pytest.approx(-np.log(1 - 0.999 ** (1 / 9)))  # 9.10
     assert json.loads(run["threshold_params_json"])["n_val"] == (scores["split"] == "val").sum()
     assert (scores["is_outlier"] == (scores["outlier_score"] > run["threshold"])).all()
     assert set(scores.loc[scores["is_outlier"], "scan_id"]) >= METAL
@@ -177,6 +192,7 @@ def test_outlier_score_is_the_evidence_of_the_stored_inputs(scored):
         np.stack(inputs["latent"].to_list()), np.stack(inputs["hu_histogram"].to_list()),
         np.ones(len(inputs), dtype=bool), acquisition_inputs(inputs),
         acquisition_groups(inputs["manufacturer"].to_numpy(), inputs["kernel"].to_numpy()),
+        inputs["local_error_hu"].to_numpy(),
     )
     stored = _read(settings, catalog_scores.read_scores, RUN).set_index("scan_id").loc[inputs["scan_id"]]
     for column, values in expected.as_columns().items():
@@ -242,8 +258,9 @@ def test_evaluate_stores_metrics_equal_to_sklearn(scored, tmp_path):
     table = _read(settings, catalog_scores.read_evaluations, RUN).set_index(["method", "outlier_type"])
     assert set(table.index.get_level_values(0)) == {
         "outlier_score", "mse_m_z", "latent_z", "histogram_z", "tissue_z", "contrast_z", "shape_z",
-        "noise_z", "integrity_z", "mse", "mse_region", "mse_m",  # streak_z: all NULL, left out
-        "isolation_forest", "histogram_mahalanobis"}
+        "noise_z", "integrity_z", "local_error_z", "mse", "mse_region", "mse_m", "local_error_hu",
+        "isolation_forest", "histogram_mahalanobis"}  # streak_z: all NULL, left out
+    assert table.loc[("local_error_hu", "all"), "auroc"] == pytest.approx(1.0)  # the map's peak
     scores = _read(settings, catalog_scores.read_scores, RUN).set_index("scan_id")
     known = scores.loc[[f"s-{i:03d}" for i in range(20)]]
     y = known.index.isin(METAL)
