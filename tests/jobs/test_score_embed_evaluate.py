@@ -313,6 +313,12 @@ def test_new_checkpoint_rescores_and_keep_volumes_flagged_removes_inliers(scored
     _cli(settings, "score", "--run", RUN, "--rethreshold-only")  # keeps what scoring recorded
     params = json.loads(_read(settings, catalog_scores.read_run, RUN)["threshold_params_json"])
     assert params["error_level_hu"] == 100 and params["rule"] == "pvalue"
-    # the latents changed with the re-scoring, so the embedding is no longer up to date
+    # the same weights give the same latents (the U-Net's inference is deterministic), so the
+    # embedding stays up to date; a changed latent makes it stale
+    same = _cli(settings, "embed", "--run", RUN, "--seed", "1", "--min-pts", "3")
+    assert "up to date" in same.output
+    with connect(settings.catalog_path) as con:
+        con.execute("UPDATE scores SET latent = list_transform(latent, lambda v: v + 1.0) "
+                    "WHERE run_id = ? AND scan_id = 's-000'", [RUN])
     again = _cli(settings, "embed", "--run", RUN, "--seed", "1", "--min-pts", "3")
     assert "embedded 21 scans" in again.output
