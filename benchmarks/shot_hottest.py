@@ -46,12 +46,14 @@ def main(catalog: Path, run_id: str, scan_id: str | None, out: Path) -> str:
     for plane, index in (("axial", hot[0]), ("coronal", hot[1]), ("sagittal", hot[2])):
         images = render_plane(volume, plane, index, view, recon=recon, error=error,
                               scan_spacing_mm=float(row["spacing_mm"]), run_spacing_mm=float(run_mm))
-        tiles.append([Image.open(io.BytesIO(images.original)), Image.open(io.BytesIO(images.recon))])
+        tiles.append([Image.open(io.BytesIO(images.original)), Image.open(io.BytesIO(images.reconstruction))])
     size = 320
     sheet = Image.new("RGB", (3 * size, 2 * size + 24), "black")
     for col, pair in enumerate(tiles):
         for r, tile in enumerate(pair):
-            sheet.paste(tile.convert("RGB").resize((size, size)), (col * size, 24 + r * size))
+            scale = size / max(tile.size)  # keeps the plane's aspect (its voxels are isotropic)
+            tile = tile.convert("RGB").resize((round(tile.width * scale), round(tile.height * scale)))
+            sheet.paste(tile, (col * size + (size - tile.width) // 2, 24 + r * size + (size - tile.height) // 2))
     ImageDraw.Draw(sheet).text(
         (6, 6), f"{scan_id}  hottest region z{hot[0]} y{hot[1]} x{hot[2]}  {row['hot_volume_ml']:.1f} mL  "
         f"peak {row['local_error_hu']:.0f} HU   top: scan + anomaly map, bottom: reconstruction",
