@@ -163,7 +163,8 @@ class VolumeDataset(Dataset):
         if z_offset is not None:
             starts[0] = z_offset
         offset = torch.tensor(starts, dtype=torch.int64)
-        return torch.from_numpy(np.ascontiguousarray(hu)), offset
+        # a copy: at the stored spacing ``hu`` is a read-only memory map, which torch must not wrap
+        return torch.from_numpy(np.array(hu, dtype=np.int16)), offset
 
 
 BODY_SHARE = 0.9
