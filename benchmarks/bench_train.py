@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 DEMO_YX_3MM = 149  # the demo cohort's largest in-plane extent at 3 mm: it sets the padded Y, X
+THESIS_EPOCHS, THESIS_SCANS = 1600, 6466  # Table 3.1, and the thesis's training split
 DEMO_TRAIN_SCANS = 288  # 80 % of the demo's 360 scans
 TRAIN_BUDGET_S = 180  # every epoch of the demo's training in < 3 min
 
@@ -136,6 +137,10 @@ def _rows(name: str, device: str, steps: int, base_gflops: float, batch: int | N
         {"figure": f"{label} achieved rate vs matmul", "value": achieved, "unit": "GFLOP/s",
          "baseline": base_gflops, "ratio": achieved / base_gflops},
     ]
+    if name == "thesis" and device.startswith("cuda"):  # the thesis's schedule on this one GPU
+        hours = THESIS_EPOCHS * THESIS_SCANS / (rate * batch) / 3600
+        rows.append({"figure": f"thesis {THESIS_EPOCHS} epochs of {THESIS_SCANS} scans, projected",
+                     "value": hours, "unit": "h", "target": 8.0, "ratio": hours / 8.0})
     if name in ("tiny", "tiny_med3d") and device == "cpu":
         cfg = preset(name)
         if name == "tiny":
