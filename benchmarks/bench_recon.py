@@ -79,7 +79,8 @@ def run_rows(catalog: Path, truth_path: Path, run_id: str) -> list[dict]:
         rho = spearmanr(values[ok], inputs["pixel_count"].to_numpy(dtype=np.float64)[ok]).statistic
         rows.append({"figure": f"{run_id} {score} Spearman rho with pixel count (inliers)",
                      "value": float(rho), "unit": "rho", "target": "|rho| < 0.1"})
-    located = localisation_counts(inputs, truth, truth_path.parent, run)
+    masks = match_truth(inputs, truth.assign(truth=truth["mask_path"])) if "mask_path" in truth else None
+    located = localisation_counts(inputs, masks, truth_path.parent, run)
     if located.get("localisation_scans"):
         n = located["localisation_scans"]
         rows.append({"figure": f"{run_id} voxel AP ({n} scans with a mask)", "value": located["voxel_ap"],

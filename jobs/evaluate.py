@@ -159,7 +159,8 @@ def run_evaluate(settings: CatalogSettings, run_id: str, truth_path: Path,
             catalog_scores.write_evaluations(con, run_id, rows, str(truth_path.resolve()))
         counts.update(matched=n_known, scored=len(inputs), unmatched_truth=len(truth) - n_known,
                       rows=len(rows))
-        located = localisation_counts(inputs, truth, truth_path.parent, run)
+        located = localisation_counts(inputs, match_truth(inputs, truth.assign(truth=truth["mask_path"]))
+                                      if "mask_path" in truth else None, truth_path.parent, run)
         counts.update(located)
     logger.info("run=%s evaluated %d of %d scored scans against %s", run_id, n_known,
                 len(inputs), truth_path)

@@ -30,20 +30,23 @@ def _map_on_stored_grid(path: str, run_spacing: float, stored_spacing: float,
     return out
 
 
-def localisation_counts(inputs: pd.DataFrame, truth: pd.DataFrame, cohort_dir: Path,
+def localisation_counts(inputs: pd.DataFrame, masks: pd.Series | None, cohort_dir: Path,
                         run: dict[str, Any]) -> dict[str, Any]:
-    """Voxel AP, share of objects found within 10 mm and their count, for `job_runs`; empty when
-    the truth has no masks or the run kept no anomaly maps."""
+    """Voxel AP, share of objects found within 10 mm and their count, for `job_runs`.
+
+    Args:
+        inputs: ``evaluation_inputs`` rows.
+        masks: Per row, the mask file relative to ``cohort_dir`` ('' or None: no object), or
+            None when the truth file names no masks (then the result is empty).
+    """
     from ctae_core.io.mask_files import mask_on_stored_grid
     from ctae_core.localisation import localise
 
-    if "mask_path" not in truth.columns:
+    if masks is None:
         return {}
-    masks = {u: m for u, m in zip(truth["series_uid"], truth["mask_path"], strict=True) if u and m}
     maps, grids, hottest, skipped = [], [], [], 0
-    for row in inputs.itertuples(index=False):
-        mask_file = masks.get(row.series_uid)
-        if not mask_file:
+    for row, mask_file in zip(inputs.itertuples(index=False), masks, strict=True):
+        if not isinstance(mask_file, str) or not mask_file:
             continue
         if not (cohort_dir / mask_file).exists():  # a cohort written before masks existed
             logger.warning("scan=%s: mask %s is missing; left out", row.scan_id, cohort_dir / mask_file)
@@ -63,7 +66,7 @@ def localisation_counts(inputs: pd.DataFrame, truth: pd.DataFrame, cohort_dir: P
         grids.append(mask)
         hottest.append((int(row.hot_z), int(row.hot_y), int(row.hot_x)))
     if not maps:
-        return {"localisation_scans": 0, "localisation_skipped": skipped} if masks else {}
+        return {"localisation_scans": 0, "localisation_skipped": skipped}
     result = localise(maps, grids, hottest, float(inputs["spacing_mm"].iloc[0]))
     return {"voxel_ap": result.voxel_ap, "hottest_within_10mm": result.hit_rate,
             "localisation_scans": result.n_scans, "localisation_skipped": skipped,

@@ -281,6 +281,30 @@ def test_evaluate_stores_metrics_equal_to_sklearn(scored, tmp_path):
     assert f"{RUN} AUROC" in side and f"{RUN} (stored) FA" in side and "outlier_score" in side
 
 
+def test_evaluate_locates_the_metal_with_the_masks_of_the_truth_file(scored, tmp_path):
+    from ctae_core.io.mask_files import write_mask
+
+    settings, _ = scored
+    paths = []
+    for i in range(20):
+        scan_id = f"s-{i:03d}"
+        if scan_id in METAL:  # the cube of metal, as a mask in the stored volume's own geometry
+            metal = load_volume(settings.volumes_dir / f"{scan_id}.npy") > 2000
+            write_mask(metal, (3.0, 3.0, 3.0), (0.0, 0.0, 0.0), tmp_path / ".masks" / f"{scan_id}.nii.gz")
+        paths.append(f".masks/{scan_id}.nii.gz" if scan_id in METAL else "")
+    truth = pd.DataFrame({
+        "series_uid": "", "source_path": [f"s-{i:03d}.nii" for i in range(20)],
+        "truth": ["metal" if f"s-{i:03d}" in METAL else "inlier" for i in range(20)],
+        "strength": 1.0, "mask_path": paths,
+    })
+    truth.to_csv(tmp_path / "ground_truth.csv", index=False)
+    result = _cli(settings, "evaluate", "--run", RUN, "--truth", str(tmp_path / "ground_truth.csv"))
+    assert "localisation on 2 scans with an object mask" in result.output
+    assert "hottest region within 10 mm of the object 100 %" in result.output
+    ap = float(result.output.split("voxel AP ")[1].split(",")[0])
+    assert 0.3 < ap <= 1.0  # 216 metal voxels among 2 × 16 × 32 × 32: chance would be 0.1
+
+
 def test_bad_inputs_give_clear_errors(scored, tmp_path):
     settings, _ = scored
     result = runner.invoke(app, ["score", "--catalog", str(settings.catalog_path), "--run", "nope"])
