@@ -22,8 +22,8 @@ from ctae_core.config import model_config_from_dict
 from ctae_core.data import rescale_volume
 from ctae_core.errors import CheckpointError
 from ctae_core.model import Autoencoder, build_model
-from ctae_core.unet import DenoisingUNet3D
 from ctae_core.padding import AIR_HU, Region, normalised_air, pad_to_size, round_up
+from ctae_core.unet import DenoisingUNet3D
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,8 @@ from ctae_core.data import (
 )
 from ctae_core.inference import InputSpec, forward_volume, load_state
 from ctae_core.model import DOWNSAMPLING, Autoencoder, build_model
-from ctae_core.unet import DenoisingUNet3D, coarse_noise
 from ctae_core.padding import round_up
+from ctae_core.unet import DenoisingUNet3D, coarse_noise
 
 StateDict = dict[str, torch.Tensor]
 

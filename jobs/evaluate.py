@@ -23,8 +23,8 @@ import typer
 
 from data_catalog import CatalogSettings, connect
 from data_catalog import scores as catalog_scores
-from jobs.options import CatalogOption, NoProgressOption, settings_from
 from jobs.localisation import format_localisation, localisation_counts
+from jobs.options import CatalogOption, NoProgressOption, settings_from
 from jobs.runtime import job_run, stack_lists
 
 logger = logging.getLogger(__name__)
