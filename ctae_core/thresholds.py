@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 RULES = ("mean_std", "mad", "percentile", "pvalue")
-EVIDENCE_KINDS = 9
+EVIDENCE_KINDS = 8
 """Kinds of evidence the outlier score takes the strongest of
 (``ctae_core.outlier_score.SCORED_EVIDENCE``)."""
 MIN_VALIDATION_SCORES = 2
@@ -43,7 +43,7 @@ class ThresholdRule:
         percentile: Percentile in (0, 100) for ``percentile``.
         p: Null probability of exceeding T, for ``pvalue``.
         evidence: Kinds of evidence the score is the strongest of, for ``pvalue`` (the
-            outlier score's nine, ``ctae_core.outlier_score.SCORED_EVIDENCE``).
+            outlier score's eight, ``ctae_core.outlier_score.SCORED_EVIDENCE``).
     """
 
     rule: str = "mean_std"
