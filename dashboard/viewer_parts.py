@@ -20,6 +20,7 @@ EVIDENCE_NAMES = {  # ctae_core.outlier_score.EVIDENCE, in words
     "noise_z": "image noise above the usual",
     "streak_z": "straight streaks across the air around the body",
     "integrity_z": "slices missing or repeated in the series",
+    "local_error_z": "a local object the model did not reproduce (the anomaly map's peak)",
 }
 
 FACTS = [
