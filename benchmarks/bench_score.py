@@ -1,7 +1,7 @@
 """Scans scored per second: the `ctae score` batch path (load the stored int16 scan, resample,
 normalise, pad, reconstruct, MSE / MSE_m / error facts, write recon and |error| volumes).
 
-Presets ``tiny`` and ``small`` on the CPU; ``thesis`` (Med3D ResNet34, latent 1024, 87×87×273)
+Presets ``tiny``, ``tiny_dae`` and ``small_dae`` on the CPU; ``thesis`` (Med3D ResNet34, latent 1024, 87×87×273)
 on CUDA where present (on 2 CPU cores it takes ~30 s a scan, too slow to be worth a row).
 Without --quick each figure is the best of two passes (the machines are shared and noisy). The baseline, measured in
 the same run, is the naive path: one scan per forward pass in PyTorch's default (contiguous)
@@ -52,11 +52,12 @@ def _store_scans(folder: Path, n: int) -> list[SimpleNamespace]:
 def _model_and_spec(name: str, device: str):
     from ctae_core.config import preset
     from ctae_core.inference import InputSpec
-    from ctae_core.model import ConvAutoencoder3D
+    from ctae_core.model import build_model
     from ctae_core.padding import round_up
 
     cfg = preset(name)
-    spatial = cfg.model.bottleneck == "spatial"
+    unet = cfg.model.architecture == "dae_unet"
+    spatial = cfg.model.bottleneck == "spatial" or unet
     if spatial:
         scale = 3.0 / cfg.spacing_mm
         pad = round_up([round(n * scale) for n in SCAN_SHAPE_3MM], 8)
@@ -64,8 +65,9 @@ def _model_and_spec(name: str, device: str):
         pad = cfg.pad_size_zyx
     spec = InputSpec.from_dict({"spacing_mm": cfg.spacing_mm, "pad_size_zyx": list(pad),
                                 "norm_mean_hu": -500.0, "norm_std_hu": 500.0,
-                                "z_multiple": 8 if spatial else None})
-    return ConvAutoencoder3D(cfg.model).eval().to(device), spec
+                                "z_multiple": 8 if spatial else None, "fit_box": unet,
+                                "window": cfg.window})
+    return build_model(cfg.model).eval().to(device), spec
 
 
 def scans_per_second(name: str, rows: list, batch: int, device: str, out: Path,
@@ -73,10 +75,12 @@ def scans_per_second(name: str, rows: list, batch: int, device: str, out: Path,
     """Throughput of jobs.score's batch path over ``rows`` (one warm-up batch not timed)."""
     import torch
 
+    from ctae_core.config import preset
     from jobs.score_options import ScoreOptions
     from jobs.score_workers import score_batch
 
     model, spec = _model_and_spec(name, device)
+    channels_last = channels_last and preset(name).model.architecture != "dae_unet"  # as jobs.score
     if channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
     options = ScoreOptions(run_id="bench", batch_size=batch, device=device, show_progress=False,
@@ -96,7 +100,8 @@ def scans_per_second(name: str, rows: list, batch: int, device: str, out: Path,
 
 def _cases(quick: bool, cuda: bool) -> list[tuple[str, str, int, int]]:
     """(preset, device, scans, batch) to measure."""
-    cases = [("tiny", "cpu", 8 if quick else 24, 4), ("small", "cpu", 4 if quick else 8, 4)]
+    cases = [("tiny_dae", "cpu", 8 if quick else 24, 4), ("tiny", "cpu", 8 if quick else 24, 4),
+             ("small_dae", "cpu", 4 if quick else 8, 4)]
     if cuda:
         cases.append(("thesis", "cuda", 16 if quick else 40, 8))
     return cases

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -78,6 +79,10 @@ class VolumeDataset(Dataset):
         cache: Keep resampled int16 volumes in memory (small at coarse spacings).
         z_multiple: Evaluation of fully convolutional models: the box's Z is each scan's own
             slice count rounded up to this multiple (see ``InputSpec.z_multiple``).
+        fit_box: With ``z_multiple``, Y and X too are each scan's own size rounded up.
+        patch: Train on random cubes of this side (the box), centred on a body voxel nine
+            times in ten; ``None`` = slabs or whole scans.
+        repeats: Items per scan per epoch (several cubes from each scan).
     """
 
     def __init__(
@@ -91,6 +96,9 @@ class VolumeDataset(Dataset):
         random_placement: bool = True,
         cache: bool = True,
         z_multiple: int | None = None,
+        fit_box: bool = False,
+        patch: int | None = None,
+        repeats: int = 1,
     ) -> None:
         self.items = list(items)
         self.loader = loader
@@ -101,17 +109,20 @@ class VolumeDataset(Dataset):
         self.random_placement = random_placement
         self.cache: dict[int, np.ndarray] | None = {} if cache else None
         self.z_multiple = z_multiple
+        self.fit_box = fit_box
+        self.patch = patch
+        self.repeats = repeats
         self.epoch = 0
 
     def box_for(self, shape_zyx: tuple[int, ...]) -> tuple[int, int, int]:
         """The padded box a crop of ``shape_zyx`` goes into."""
         if self.z_multiple is None or self.slab_z is not None:
             return self.box_zyx  # type: ignore[return-value]
-        z = -(-max(1, int(shape_zyx[0])) // self.z_multiple) * self.z_multiple
-        return (z, self.box_zyx[1], self.box_zyx[2])
+        own = [-(-max(1, int(n)) // self.z_multiple) * self.z_multiple for n in shape_zyx]
+        return tuple(own) if self.fit_box else (own[0], self.box_zyx[1], self.box_zyx[2])  # type: ignore[return-value]
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.items) * self.repeats
 
     def set_epoch(self, epoch: int) -> None:
         """Draw new slabs and placements for ``epoch``."""
@@ -132,9 +143,15 @@ class VolumeDataset(Dataset):
             self.cache[index] = hu
         return hu
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(hu, offset)``: int16 crop (z, y, x) and its (3,) start offset in the box."""
-        rng = np.random.default_rng(_item_seed(self.seed, self.epoch, index))
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        """``(hu, offset)``: int16 crop (z, y, x) and its (3,) start offset in the box; cubes
+        add a third item, the seed of the cube's input noise (the same on any number of ranks)."""
+        item_seed = _item_seed(self.seed, self.epoch, index)
+        rng = np.random.default_rng(item_seed)
+        index %= len(self.items)
+        if self.patch is not None:
+            crop, offset = body_patch(self.volume(index), self.patch, rng)
+            return crop, offset, torch.tensor(item_seed >> 1, dtype=torch.int64)
         hu, z_offset = self.volume(index), None
         if self.slab_z is not None:
             kept, z_offset = random_slab(hu.shape[0], self.slab_z, rng)
@@ -146,12 +163,36 @@ class VolumeDataset(Dataset):
         if z_offset is not None:
             starts[0] = z_offset
         offset = torch.tensor(starts, dtype=torch.int64)
-        return torch.from_numpy(np.ascontiguousarray(hu)), offset
+        # a copy: at the stored spacing ``hu`` is a read-only memory map, which torch must not wrap
+        return torch.from_numpy(np.array(hu, dtype=np.int16)), offset
 
 
-def collate_crops(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Keep variable-size int16 crops as a list; stack the offsets to (B, 3)."""
-    return [hu for hu, _ in batch], torch.stack([off for _, off in batch])
+BODY_SHARE = 0.9
+"""Share of training cubes centred on a body voxel; the rest anywhere (air and the scan's edge)."""
+
+
+def body_patch(hu: np.ndarray, side: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random ``side``³ cube of ``hu`` (int16 crop, (3,) offset in the cube's box), centred on
+    a body voxel (HU > −990) nine times in ten; axes shorter than ``side`` are kept whole and
+    placed at random in the box (the rest is air)."""
+    shape = np.array(hu.shape)
+    centre = rng.integers(0, shape)
+    if rng.random() < BODY_SHARE:  # a few random probes find the body without a full-scan pass
+        probes = rng.integers(0, shape, size=(64, 3))
+        inside = np.flatnonzero(np.asarray(hu[tuple(probes.T)]) > -990)
+        if inside.size:
+            centre = probes[inside[0]]
+    start = np.clip(centre - side // 2, 0, np.maximum(shape - side, 0))
+    crop = hu[tuple(slice(int(a), int(a) + side) for a in start)]
+    offset = [int(rng.integers(0, side - n + 1)) for n in crop.shape]
+    return torch.from_numpy(np.array(crop, dtype=np.int16)), torch.tensor(offset, dtype=torch.int64)
+
+
+def collate_crops(batch: list[tuple[torch.Tensor, ...]]) -> tuple[Any, ...]:
+    """Keep variable-size int16 crops as a list; stack the offsets to (B, 3) (and the cubes'
+    noise seeds to (B,))."""
+    stacked = [torch.stack([item[k] for item in batch]) for k in range(1, len(batch[0]))]
+    return ([item[0] for item in batch], *stacked)
 
 
 def assemble_batch(

@@ -21,8 +21,9 @@ from torch import nn
 from ctae_core.config import model_config_from_dict
 from ctae_core.data import rescale_volume
 from ctae_core.errors import CheckpointError
-from ctae_core.model import ConvAutoencoder3D
+from ctae_core.model import Autoencoder, build_model
 from ctae_core.padding import AIR_HU, Region, normalised_air, pad_to_size, round_up
+from ctae_core.unet import DenoisingUNet3D
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,10 @@ class InputSpec:
             slice count rounded up to this multiple instead of ``pad_size_zyx[0]`` (never
             cropping Z), so a long scan is seen whole and a short one costs little. ``None``
             (``global`` models) pads to ``pad_size_zyx`` exactly.
+        fit_box: Pad Y and X too to the scan's own size rounded up to ``z_multiple`` (the
+            U-Net: no frame of air to compute), not to ``pad_size_zyx``.
+        window: Side of the sliding windows the model runs in over a scan (``dae_unet``);
+            ``None`` = one pass over the whole padded input.
     """
 
     spacing_mm: float
@@ -45,13 +50,17 @@ class InputSpec:
     norm_mean_hu: float
     norm_std_hu: float
     z_multiple: int | None = None
+    fit_box: bool = False
+    window: int | None = None
 
     def box_for(self, shape_zyx: tuple[int, ...]) -> tuple[int, int, int]:
         """The padded (Z, Y, X) box a scan of ``shape_zyx`` (at ``spacing_mm``) is placed in."""
         if self.z_multiple is None:
             return self.pad_size_zyx
-        z = round_up((max(1, int(shape_zyx[0])),), self.z_multiple)[0]
-        return (z, self.pad_size_zyx[1], self.pad_size_zyx[2])
+        own = round_up(tuple(max(1, int(n)) for n in shape_zyx), self.z_multiple)
+        if self.fit_box:
+            return own  # type: ignore[return-value]
+        return (own[0], self.pad_size_zyx[1], self.pad_size_zyx[2])
 
     @property
     def pad_value(self) -> float:
@@ -79,6 +88,8 @@ class InputSpec:
             norm_mean_hu=float(data["norm_mean_hu"]),
             norm_std_hu=float(data["norm_std_hu"]),
             z_multiple=None if data.get("z_multiple") is None else int(data["z_multiple"]),
+            fit_box=bool(data.get("fit_box", False)),
+            window=None if data.get("window") is None else int(data["window"]),
         )
 
 
@@ -136,7 +147,7 @@ def load_state(module: nn.Module, state: dict[str, torch.Tensor], source: Path |
         ) from err
 
 
-def model_from_checkpoint(data: dict[str, Any], source: Path | str, best: bool = True) -> ConvAutoencoder3D:
+def model_from_checkpoint(data: dict[str, Any], source: Path | str, best: bool = True) -> Autoencoder:
     """Build the autoencoder a checkpoint describes and load its (best) weights, in eval mode."""
     try:
         cfg = model_config_from_dict(data["model_config"])
@@ -144,7 +155,7 @@ def model_from_checkpoint(data: dict[str, Any], source: Path | str, best: bool =
         state = state or data["model_state"]
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{source}: checkpoint lacks a valid model description ({err})") from err
-    model = ConvAutoencoder3D(cfg)
+    model = build_model(cfg)
     load_state(model, state, source)
     return model.eval()
 
@@ -152,10 +163,11 @@ def model_from_checkpoint(data: dict[str, Any], source: Path | str, best: bool =
 def run_model_from_checkpoint(
     data: dict[str, Any], source: Path | str, device: str | torch.device = "cpu",
     channels_last: bool = False,
-) -> tuple[ConvAutoencoder3D, InputSpec]:
+) -> tuple[Autoencoder, InputSpec]:
     """The run's trained model (best validation epoch, eval mode, on ``device``) and its
     InputSpec, from a loaded checkpoint. ``channels_last``: channels_last_3d weights, which make
-    3D convolutions ~3× faster on the CPU (same results to 1e-6, benchmarks/bench_score.py).
+    3D convolutions ~3× faster on the CPU (same results to 1e-6, benchmarks/bench_score.py);
+    ignored for the U-Net, whose inference it made ~5× slower on the CPU (measured).
 
     Raises:
         CheckpointError: a foreign checkpoint, or a training run that never finished an epoch.
@@ -164,32 +176,63 @@ def run_model_from_checkpoint(
         raise CheckpointError(f"{source}: checkpoint has no input spec; retrain the run")
     spec = InputSpec.from_dict(data["input_spec"])
     model = model_from_checkpoint(data, source).to(device)
-    if channels_last:
+    if channels_last and not isinstance(model, DenoisingUNet3D):
         model = model.to(memory_format=torch.channels_last_3d)
     return model, spec
 
 
+WINDOW_OVERLAP = 0.25
+"""Overlap of neighbouring windows; Gaussian blending hides their seams."""
+
+
+def _windowed(
+    model: DenoisingUNet3D, t: torch.Tensor, window: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    from monai.inferers import sliding_window_inference
+
+    roi = tuple(min(window, int(n)) for n in t.shape[2:])  # sides are multiples of 8 already
+    recon, code = sliding_window_inference(
+        t, roi, sw_batch_size=1, predictor=model.reconstruct_and_code, overlap=WINDOW_OVERLAP,
+        mode="gaussian", progress=False,
+    )
+    return recon, model.pool(code).flatten(1)
+
+
+def reconstruct_tensor(
+    model: Autoencoder, t: torch.Tensor, window: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(reconstruction (B, 1, Z, Y, X), latent (B, latent)) of a prepared batch: one pass, or
+    for the U-Net overlapping ``window``³ windows blended (the latent: the blended bottleneck
+    averaged over the scan)."""
+    if window is not None and isinstance(model, DenoisingUNet3D):
+        return _windowed(model, t, window)
+    return model.reconstruct_and_encode(t)
+
+
+def forward_volume(model: nn.Module, t: torch.Tensor, window: int | None = None) -> torch.Tensor:
+    """The reconstruction of a prepared batch (B, 1, Z, Y, X), windowed as the run scores."""
+    inner = model.module if hasattr(model, "module") else model
+    return reconstruct_tensor(inner, t, window)[0]  # type: ignore[arg-type]
+
+
 @torch.inference_mode()
 def reconstruct_batch(
-    model: ConvAutoencoder3D, xs: Sequence[np.ndarray], device: str | torch.device = "cpu",
-    channels_last: bool = False,
+    model: Autoencoder, xs: Sequence[np.ndarray], device: str | torch.device = "cpu",
+    channels_last: bool = False, window: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Reconstructions (B, Z, Y, X) float32 and latent vectors (B, latent) of prepared inputs
     of one shape. ``channels_last``: the model's weights are channels_last_3d, so the input
-    follows."""
+    follows. ``window``: the run's ``InputSpec.window``."""
     t = torch.from_numpy(np.stack([np.asarray(x, dtype=np.float32) for x in xs]))[:, None].to(device)
-    if channels_last:
+    if channels_last and not isinstance(model, DenoisingUNet3D):
         t = t.contiguous(memory_format=torch.channels_last_3d)
-    code = model.encode_map(t)
-    latent = model.pool(code).flatten(1)
-    z = latent if model.cfg.bottleneck == "global" else code
-    recon = model.decode(z, tuple(t.shape[2:]))
+    recon, latent = reconstruct_tensor(model, t, window)
     return recon[:, 0].float().cpu().numpy(), latent.float().cpu().numpy()
 
 
 def reconstruct(
-    model: ConvAutoencoder3D, x: np.ndarray, device: str | torch.device = "cpu"
+    model: Autoencoder, x: np.ndarray, device: str | torch.device = "cpu", window: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Reconstruction (Z, Y, X) float32 and latent vector (latent,) of one prepared input ``x``."""
-    recon, latent = reconstruct_batch(model, [x], device)
+    recon, latent = reconstruct_batch(model, [x], device, window=window)
     return recon[0], latent[0]

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ctae_core.config import ModelConfig
+from ctae_core.unet import DenoisingUNet3D
 
 STAGE_DEPTHS = {10: (1, 1, 1, 1), 18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
 DOWNSAMPLING = 8
@@ -168,12 +169,25 @@ class ConvAutoencoder3D(nn.Module):
             return out
         return out[:, :, : size_zyx[0], : size_zyx[1], : size_zyx[2]]
 
+    def reconstruct_and_encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(reconstruction (B, 1, Z, Y, X), latent vectors (B, latent)) in one pass."""
+        code = self.encode_map(x)
+        latent = self.pool(code).flatten(1)
+        z = latent if self.cfg.bottleneck == "global" else code
+        return self.decode(z, tuple(x.shape[2:])), latent
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Reconstruct ``x`` (B, 1, Z, Y, X) → same shape."""
-        code = self.encode_map(x)
-        if self.cfg.bottleneck == "global":
-            code = self.pool(code).flatten(1)
-        return self.decode(code, tuple(x.shape[2:]))
+        return self.reconstruct_and_encode(x)[0]
+
+
+Autoencoder = ConvAutoencoder3D | DenoisingUNet3D
+"""Either architecture: both have ``forward``, ``encode`` and ``reconstruct_and_encode``."""
+
+
+def build_model(cfg: ModelConfig) -> Autoencoder:
+    """The autoencoder ``cfg.architecture`` names (thesis Med3D-ResNet or the denoising U-Net)."""
+    return DenoisingUNet3D(cfg) if cfg.architecture == "dae_unet" else ConvAutoencoder3D(cfg)
 
 
 def _init_weights(model: nn.Module) -> None:

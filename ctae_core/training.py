@@ -30,9 +30,10 @@ from ctae_core.data import (
     collate_crops,
     normalisation_stats,
 )
-from ctae_core.inference import InputSpec, load_state
-from ctae_core.model import DOWNSAMPLING, ConvAutoencoder3D
+from ctae_core.inference import InputSpec, forward_volume, load_state
+from ctae_core.model import DOWNSAMPLING, Autoencoder, build_model
 from ctae_core.padding import round_up
+from ctae_core.unet import DenoisingUNet3D, coarse_noise
 
 StateDict = dict[str, torch.Tensor]
 
@@ -70,7 +71,8 @@ class Plan:
     def input_spec(self) -> InputSpec:
         """How the trained model wants its input (stored in the checkpoint for scoring)."""
         return InputSpec(self.cfg.spacing_mm, self.pad_size_zyx, self.mean_hu, self.std_hu,
-                         z_multiple=z_multiple(self.cfg))
+                         z_multiple=z_multiple(self.cfg), fit_box=fit_box(self.cfg),
+                         window=self.cfg.window)
 
 
 @dataclass
@@ -111,9 +113,19 @@ class PlanError(ValueError):
     """The split leaves nothing to train or validate on."""
 
 
+def fully_convolutional(cfg: TrainConfig) -> bool:
+    """The model takes any input whose sides are multiples of 8 (U-Net, or a spatial latent)."""
+    return cfg.model.architecture == "dae_unet" or cfg.model.bottleneck == "spatial"
+
+
+def fit_box(cfg: TrainConfig) -> bool:
+    """The U-Net is scored in a box fitted to each scan (no frame of padded air)."""
+    return cfg.model.architecture == "dae_unet"
+
+
 def z_multiple(cfg: TrainConfig) -> int | None:
     """Fully convolutional runs pad Z per scan to a multiple of the encoder's stride."""
-    return DOWNSAMPLING if cfg.model.bottleneck == "spatial" else None
+    return DOWNSAMPLING if fully_convolutional(cfg) else None
 
 
 def pad_size(cfg: TrainConfig, splits: dict[str, str], scans: dict[str, ScanItem]) -> tuple[int, int, int]:
@@ -123,7 +135,7 @@ def pad_size(cfg: TrainConfig, splits: dict[str, str], scans: dict[str, ScanItem
     scale = [scans[k].spacing_mm / cfg.spacing_mm for k in splits]
     sizes = [scans[k].size_zyx for k in splits]
     largest = [max(max(1, round(s[a] * f)) for s, f in zip(sizes, scale, strict=True)) for a in range(3)]
-    return round_up(largest, 8) if cfg.model.bottleneck == "spatial" else tuple(largest)  # type: ignore[return-value]
+    return round_up(largest, 8) if fully_convolutional(cfg) else tuple(largest)  # type: ignore[return-value]
 
 
 def make_plan(
@@ -142,23 +154,27 @@ def make_plan(
         return [scans[k] for k in sorted(k for k, v in splits.items() if v == split)]
 
     train_box = box if cfg.slab_z is None else (min(cfg.slab_z, box[0]), box[1], box[2])
+    if cfg.patch_size is not None:
+        train_box = (cfg.patch_size,) * 3
     # cache resampled volumes in memory (small at coarse spacings); at the stored spacing the
     # memory-mapped store is the cache, and thousands of 3 mm scans would not fit in RAM
     cache = any(abs(scans[k].spacing_mm - cfg.spacing_mm) > 1e-6 for k in splits)
     train = VolumeDataset(items("train"), loader, cfg.spacing_mm, train_box, cfg.slab_z, cfg.seed,
-                          cache=cache)
+                          cache=cache, patch=cfg.patch_size,
+                          repeats=cfg.patches_per_scan if cfg.patch_size else 1)
     val = VolumeDataset(items("val"), loader, cfg.spacing_mm, box, None, cfg.seed,
-                        random_placement=False, cache=cache, z_multiple=z_multiple(cfg))
+                        random_placement=False, cache=cache, z_multiple=z_multiple(cfg),
+                        fit_box=fit_box(cfg))
     if len(train) == 0 or len(val) == 0:
         raise PlanError("the split has no train or no val scans left; ingest more scans")
-    mean_hu, std_hu = normalisation_stats(train.volume(i) for i in range(len(train)))
+    mean_hu, std_hu = normalisation_stats(train.volume(i) for i in range(len(train.items)))
     return Plan(cfg, splits, box, mean_hu, std_hu, train, val)
 
 
-def new_model(cfg: TrainConfig) -> ConvAutoencoder3D:
+def new_model(cfg: TrainConfig) -> Autoencoder:
     """The run's autoencoder with seeded initial weights."""
     torch.manual_seed(cfg.seed)
-    return ConvAutoencoder3D(cfg.model)
+    return build_model(cfg.model)
 
 
 def place(model: nn.Module, dist: Dist) -> nn.Module:
@@ -229,6 +245,18 @@ def _to_device(crops: list[torch.Tensor], offsets: torch.Tensor, box: tuple[int,
     return x.contiguous(memory_format=torch.channels_last_3d)
 
 
+def _noise(shape: tuple[int, ...], cfg: TrainConfig, seeds: torch.Tensor | None, epoch: int, step: int,
+           dist: Dist) -> torch.Tensor:
+    """The batch's coarse input noise: per cube from its own seed (the same on one rank or many,
+    and on resume), else from seed, epoch, step and rank."""
+    if seeds is None:
+        gen = torch.Generator().manual_seed(((cfg.seed * 1_000_003 + epoch) * 100_003 + step) * 131 + dist.rank)
+        return coarse_noise(shape, cfg.noise_std, cfg.noise_cell, gen, dist.device)
+    one = (1, *shape[1:])
+    return torch.cat([coarse_noise(one, cfg.noise_std, cfg.noise_cell,
+                                   torch.Generator().manual_seed(int(s)), dist.device) for s in seeds])
+
+
 def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, plan: Plan, dist: Dist, epoch: int,
                 progress: bool) -> tuple[float, float]:
     """One pass over the training scans; returns (mean train loss, volumes/s)."""
@@ -236,11 +264,16 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, plan: Plan, dist: 
     total, count, started = 0.0, 0, time.perf_counter()
     bar = tqdm(_batches(plan.train_ds, plan.cfg, dist, epoch), desc=f"epoch {epoch + 1}/{plan.cfg.epochs}",
                disable=not (progress and dist.main), leave=False, unit="batch")
-    for crops, offsets in bar:
+    cfg = plan.cfg
+    for step, (crops, offsets, *seeds) in enumerate(bar):
         x = _to_device(crops, offsets, plan.train_ds.box_zyx, plan, dist)  # type: ignore[arg-type]
+        noisy = x
+        if cfg.noise_std > 0:  # denoising: coarse noise in, the clean volume is the target
+            noisy = x + _noise(tuple(x.shape), cfg, seeds[0] if seeds else None, epoch, step, dist)
+            noisy = noisy.contiguous(memory_format=torch.channels_last_3d)
         opt.zero_grad(set_to_none=True)
         with _autocast(dist):
-            loss = torch.mean((model(x).float() - x) ** 2)
+            loss = torch.mean((model(noisy).float() - x) ** 2)
         loss.backward()
         opt.step()
         total += loss.item() * len(crops)
@@ -256,6 +289,9 @@ def validate(model: nn.Module, plan: Plan, dist: Dist) -> tuple[float, float]:
     Scans are padded exactly as ``inference.prepare_input`` pads them for scoring.
     """
     model = unwrap(model)  # no DDP collectives on rank 0 alone
+    unet = isinstance(model, DenoisingUNet3D)
+    if unet:  # channels_last_3d trains the U-Net faster but made its inference ~5× slower
+        model.to(memory_format=torch.contiguous_format)
     model.eval()
     val_ds = plan.val_ds
     groups: dict[tuple[int, int, int], list[tuple[torch.Tensor, torch.Tensor]]] = {}
@@ -270,12 +306,16 @@ def validate(model: nn.Module, plan: Plan, dist: Dist) -> tuple[float, float]:
                 chunk = members[start : start + bs]
                 offsets = torch.stack([off for _, off in chunk])
                 x = _to_device([hu for hu, _ in chunk], offsets, box, plan, dist)
-                recon = model(x).float()
+                if unet:
+                    x = x.contiguous()
+                recon = forward_volume(model, x, plan.cfg.window).float()
                 for i, (hu, off) in enumerate(chunk):
                     region = tuple(slice(o, o + n) for o, n in zip(off.tolist(), hu.shape, strict=True))
                     xi, ri = x[i, 0][region], recon[i, 0][region]
                     mse.append(torch.mean((ri - xi) ** 2).item())
                     base.append(torch.mean(xi**2).item())
+    if unet:
+        model.to(memory_format=torch.channels_last_3d)
     return float(sum(mse) / len(mse)), float(sum(base) / len(base))
 
 

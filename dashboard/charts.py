@@ -76,7 +76,8 @@ def category_colour(name: str) -> str | None:
 
 
 def category_of(scans: pd.DataFrame, color_by: str) -> pd.Series:
-    """The category each scan is coloured by: flag, current label, or DBSCAN cluster."""
+    """The category each scan is coloured by: flag, current label, DBSCAN cluster, manufacturer
+    or kernel."""
     if color_by == "flag":
         flag = scans["is_outlier"]
         return pd.Series(
@@ -91,6 +92,8 @@ def category_of(scans: pd.DataFrame, color_by: str) -> pd.Series:
         return scans["label"].fillna("unlabeled").astype(str)
     if color_by == "cluster":
         return scans["cluster"].map(lambda c: "none" if pd.isna(c) else cluster_name(c))
+    if color_by in ("manufacturer", "kernel"):  # acquisition: do clusters follow the scanner?
+        return scans[color_by].fillna("unknown").astype(str)
     raise ValueError(f"colour by {color_by!r} must be one of {list(COLOR_COLUMNS)}")
 
 

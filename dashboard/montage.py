@@ -1,5 +1,5 @@
 """A montage of the run's flagged scans: one axial key slice each, cut through the hottest
-region of its anomaly map (largest box-smoothed |error|), with the |error| overlaid; a click
+region of its anomaly map (stored by `ctae score`), with the anomaly map overlaid; a click
 opens the scan in the viewer, the montage's scans as the review queue."""
 
 from __future__ import annotations
@@ -17,9 +17,13 @@ COLUMNS = 8
 MONTAGE_VIEW = ViewSettings(width_hu=400.0, level_hu=40.0, opacity=0.5, error_max_hu=300.0)
 
 
-def key_slice(volume_shape_zyx: tuple[int, ...], error: np.ndarray | None) -> int:
-    """The stored volume's axial slice through the hottest |error| region (middle slice when
-    the run kept no |error| volume)."""
+def key_slice(volume_shape_zyx: tuple[int, ...], error: np.ndarray | None,
+              hot_z: int | None = None) -> int:
+    """The stored volume's axial slice through the hottest region: the one `ctae score` stored
+    (``hot_z``, on the stored grid), else the hottest |error| box (middle slice when the run
+    kept no |error| volume)."""
+    if hot_z is not None:
+        return int(min(max(hot_z, 0), volume_shape_zyx[0] - 1))
     if error is None:
         return volume_shape_zyx[0] // 2
     z = hottest_voxel(error)[0]
@@ -28,7 +32,7 @@ def key_slice(volume_shape_zyx: tuple[int, ...], error: np.ndarray | None) -> in
 
 @st.cache_data(max_entries=512, show_spinner=False)
 def key_slice_image(volume_path: str, error_path: str | None, spacing_mm: float,
-                    run_spacing_mm: float) -> tuple[bytes, int, bool]:
+                    run_spacing_mm: float, hot_z: int | None = None) -> tuple[bytes, int, bool]:
     """(PNG of the key slice with the |error| overlay, its index, whether an |error| was kept)."""
     volume = data.volume(volume_path)
     error = None
@@ -37,7 +41,7 @@ def key_slice_image(volume_path: str, error_path: str | None, spacing_mm: float,
             error = data.volume(error_path)
         except FileNotFoundError:
             error = None
-    z = key_slice(volume.shape, error)
+    z = key_slice(volume.shape, error, hot_z)
     image = render_plane(volume, "axial", z, MONTAGE_VIEW, error=error,
                          scan_spacing_mm=spacing_mm, run_spacing_mm=run_spacing_mm)
     return image.original, z, error is not None
@@ -64,7 +68,8 @@ def flagged_montage(catalog: str, run_id: str, run_spacing_mm: float | None) -> 
         for col, (i, row) in zip(st.columns(COLUMNS), enumerate(flagged.iloc[start:start + COLUMNS].itertuples(), start), strict=False):
             try:
                 png, z, hot = key_slice_image(row.volume_path, row.error_path or None,
-                                              float(row.spacing_mm), float(run_spacing_mm or row.spacing_mm))
+                                              float(row.spacing_mm), float(run_spacing_mm or row.spacing_mm),
+                                              None if pd.isna(row.hot_z) else int(row.hot_z))
             except FileNotFoundError:
                 col.caption(f"`{row.scan_id}`: stored volume missing")
                 continue

@@ -192,6 +192,20 @@ def _overlays(scan: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
     return name, _store(name, write)
 
 
+def _hottest_world(scan: dict[str, Any], layers: dict[str, Any], spacing: float,
+                   meta: dict[str, Any], grid_spacing: Any, origin: Any) -> np.ndarray | None:
+    """LPS mm (homogeneous) of the scan's hottest region: the one `ctae score` stored on the
+    stored grid (schema v8), else the hottest voxel of the stored |error| map (older runs)."""
+    stored = [scan.get(k) for k in ("hot_z", "hot_y", "hot_x")]
+    if all(v is not None and v == v for v in stored):
+        z, y, x = (int(v) for v in stored)
+        return lps_affine((spacing,) * 3, meta["grid_origin"]) @ np.array([x, y, z, 1.0])
+    if layers["hottest_zyx"]:
+        z, y, x = layers["hottest_zyx"]
+        return lps_affine(grid_spacing, origin) @ np.array([x, y, z, 1.0])
+    return None
+
+
 def viewer_scan(scan: dict[str, Any]) -> ViewerScan:
     """The scan's viewer files (written on first use, reused while its inputs are unchanged).
 
@@ -219,9 +233,8 @@ def viewer_scan(scan: dict[str, Any]) -> ViewerScan:
             to_overlay = np.linalg.solve(lps_affine(grid_spacing, origin), scan_affine)
             overlays.append({"role": role, "file": f"{folder}/{role}.gz", "shape_zyx": shape,
                              "to_overlay": to_overlay[:3].round(9).tolist()})
-            if role == "error" and layers["hottest_zyx"]:
-                z, y, x = layers["hottest_zyx"]
-                world = lps_affine(grid_spacing, origin) @ np.array([x, y, z, 1.0])
+            if role == "error" and (world := _hottest_world(scan, layers, spacing, meta,
+                                                            grid_spacing, origin)) is not None:
                 voxel = np.rint(np.linalg.solve(scan_affine, world)[:3]).astype(int)
                 crosshair = [int(np.clip(v, 0, n - 1))
                              for v, n in zip(voxel, meta["shape_zyx"][::-1], strict=True)]

@@ -1,4 +1,4 @@
-"""The catalog's tables (schema v7) and the migrations that bring any older file up to date.
+"""The catalog's tables (schema v8) and the migrations that bring any older file up to date.
 
 Every table a run produced carries ``run_id``; scans are known only by a pseudonymous
 ``scan_id``. Column names follow DESIGN.md's definitions (HU, spacing, pixel count, MSE_m).
@@ -295,8 +295,20 @@ _V7 = [
     "ALTER TABLE evaluations ADD COLUMN IF NOT EXISTS false_alarm_rate DOUBLE",
 ]
 
-# v8: another change's number (left empty here; the merge fills it).
-_V8: list[str] = []
+# v8: voxel-level outputs of a run (ctae_core/anomaly_map.py): where each scan's anomaly map is
+# hottest (on the stored grid, in voxels and mm from the first voxel), that region's volume, and
+# the map's peak — the local-error score — with its calibrated evidence.
+_V8 = [
+    "ALTER TABLE scores ADD COLUMN IF NOT EXISTS hot_z INTEGER",
+    "ALTER TABLE scores ADD COLUMN IF NOT EXISTS hot_y INTEGER",
+    "ALTER TABLE scores ADD COLUMN IF NOT EXISTS hot_x INTEGER",
+    "ALTER TABLE scores ADD COLUMN IF NOT EXISTS hot_z_mm DOUBLE",
+    "ALTER TABLE scores ADD COLUMN IF NOT EXISTS hot_y_mm DOUBLE",
+    "ALTER TABLE scores ADD COLUMN IF NOT EXISTS hot_x_mm DOUBLE",
+    "ALTER TABLE scores ADD COLUMN IF NOT EXISTS hot_volume_ml DOUBLE",
+    "ALTER TABLE scores ADD COLUMN IF NOT EXISTS local_error_hu DOUBLE",
+    "ALTER TABLE scores ADD COLUMN IF NOT EXISTS local_error_z DOUBLE",
+]
 
 # v9: ring artefacts measured on every scan (how consistently one radius about the image centre
 # is brighter or darker all the way round) and the run's ring evidence. Scans measured before v9

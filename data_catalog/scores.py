@@ -17,10 +17,10 @@ import pandas as pd
 
 from data_catalog.connection import transaction
 
-SCORE_COLUMNS = ("outlier_score", "mse_m", "mse", "mse_region")
+SCORE_COLUMNS = ("outlier_score", "mse_m", "mse", "mse_region", "local_error_hu")
 """Scores a threshold may apply to (the only identifiers ever formatted into SQL here)."""
 EVIDENCE_COLUMNS = ("mse_m_z", "latent_z", "histogram_z", "tissue_z", "contrast_z", "shape_z",
-                    "noise_z", "streak_z", "integrity_z", "ring_z", "outlier_score")
+                    "noise_z", "streak_z", "integrity_z", "ring_z", "local_error_z", "outlier_score")
 """What :func:`write_outlier_evidence` sets (ctae_core/outlier_score.py)."""
 
 
@@ -39,6 +39,10 @@ class ScoreRecord:
     recon_path: str | None
     error_path: str | None
     latent: Sequence[float]
+    hot_zyx: tuple[int, int, int] | None = None
+    hot_mm_zyx: tuple[float, float, float] | None = None
+    hot_volume_ml: float | None = None
+    local_error_hu: float | None = None
 
 
 _RUN = """
@@ -85,8 +89,8 @@ def scans_to_score(
 _UPSERT_SCORE = """
 INSERT OR REPLACE INTO scores (run_id, scan_id, split, mse, mse_region, mse_m, is_outlier,
     max_error_z, max_error_y, max_error_x, error_fraction, recon_path, error_path, latent,
-    scored_at)
-VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, current_timestamp)
+    hot_z, hot_y, hot_x, hot_z_mm, hot_y_mm, hot_x_mm, hot_volume_ml, local_error_hu, scored_at)
+VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, current_timestamp)
 """
 
 
@@ -95,7 +99,9 @@ def write_scores(con: duckdb.DuckDBPyConnection, records: Iterable[ScoreRecord])
     clears the scans' earlier score failures. Returns the row count."""
     rows = [
         [r.run_id, r.scan_id, r.split, r.mse, r.mse_region, r.mse_m, *map(int, r.max_error_zyx),
-         r.error_fraction, r.recon_path, r.error_path, [float(v) for v in r.latent]]
+         r.error_fraction, r.recon_path, r.error_path, [float(v) for v in r.latent],
+         *(r.hot_zyx or (None,) * 3), *(r.hot_mm_zyx or (None,) * 3), r.hot_volume_ml,
+         r.local_error_hu]
         for r in records
     ]
     if not rows:
@@ -277,7 +283,7 @@ def cluster_statistics(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFr
 
 
 _EVIDENCE_INPUTS = """
-SELECT sc.scan_id, sc.split, sc.mse_m, s.pixel_count, sc.latent, s.hu_histogram,
+SELECT sc.scan_id, sc.split, sc.mse_m, sc.local_error_hu, s.pixel_count, sc.latent, s.hu_histogram,
        s.noise_hu, s.body_edge_mm, s.body_profile, s.streak_contrast, s.ring_contrast,
        coalesce(s.missing_slices, 0) + coalesce(s.duplicate_slices, 0) AS series_defects,
        s.manufacturer, s.model, s.kernel, s.slice_thickness_mm,
@@ -325,8 +331,9 @@ def write_outlier_evidence(
 _EVALUATION_INPUTS = """
 SELECT s.scan_id, s.series_uid, s.source_path, sc.split, sc.mse, sc.mse_region, sc.mse_m,
        sc.mse_m_z, sc.latent_z, sc.histogram_z, sc.tissue_z, sc.contrast_z, sc.shape_z,
-       sc.noise_z, sc.streak_z, sc.integrity_z, sc.ring_z, sc.outlier_score, sc.is_outlier,
-       s.pixel_count, s.hu_mean, s.hu_std, s.hu_min, s.hu_max, s.hu_p1, s.hu_p99,
+       sc.noise_z, sc.streak_z, sc.integrity_z, sc.ring_z, sc.local_error_z, sc.local_error_hu,
+       sc.outlier_score, sc.is_outlier, sc.error_path, sc.hot_z, sc.hot_y, sc.hot_x,
+       s.spacing_mm, s.size_z, s.size_y, s.size_x, s.pixel_count, s.hu_mean, s.hu_std, s.hu_min, s.hu_max, s.hu_p1, s.hu_p99,
        s.body_voxels, s.metal_voxels, s.hu_histogram
 FROM scores sc JOIN scans s ON s.scan_id = sc.scan_id
 WHERE sc.run_id = ?

@@ -74,9 +74,11 @@ SELECT s.scan_id, s.series_uid, s.source_root, s.source_path, s.volume_path, s.s
        coalesce(sc.split, sp.split) AS split, sc.mse, sc.mse_m, sc.mse_region,
        sc.outlier_score, sc.mse_m_z, sc.latent_z, sc.histogram_z, sc.tissue_z, sc.contrast_z,
        sc.shape_z, sc.noise_z, sc.streak_z, sc.integrity_z, sc.ring_z, s.noise_hu, s.body_edge_mm,
-       s.streak_contrast,
+       s.streak_contrast, sc.local_error_z, sc.local_error_hu,
+       sc.hot_z, sc.hot_y, sc.hot_x, sc.hot_volume_ml,
        CASE r.threshold_score WHEN 'mse' THEN sc.mse WHEN 'mse_region' THEN sc.mse_region
                               WHEN 'outlier_score' THEN sc.outlier_score
+                              WHEN 'local_error_hu' THEN sc.local_error_hu
                               ELSE sc.mse_m END AS score,
        sc.is_outlier, sc.recon_path, sc.error_path,
        e.umap_x, e.umap_y, e.cluster,
@@ -120,6 +122,7 @@ clusters AS (
 SELECT sc.scan_id, sc.split, sc.mse, sc.mse_m, sc.mse_region, sc.outlier_score,
        CASE r.threshold_score WHEN 'mse' THEN sc.mse WHEN 'mse_region' THEN sc.mse_region
                               WHEN 'outlier_score' THEN sc.outlier_score
+                              WHEN 'local_error_hu' THEN sc.local_error_hu
                               ELSE sc.mse_m END AS score,
        sc.is_outlier, s.pixel_count, s.hu_mean, s.hu_max, e.cluster, v.label, v.causes
 FROM scores sc

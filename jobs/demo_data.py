@@ -6,7 +6,9 @@ marker ``OUT/.demo-data/scan_NNNN.json`` holding its spec (written as incomplete
 first file, complete after the last); a re-run skips every series whose complete marker matches
 its spec and rewrites the rest (also those a killed run left half written). A series folder
 without a marker is not ours: the job refuses to overwrite it.
-``OUT/ground_truth.csv`` (columns ``series_uid,source_path,truth,strength``) is written last.
+``OUT/ground_truth.csv`` (columns ``series_uid,source_path,truth,strength,mask_path``) is written
+last; each local outlier (metal, a cable) has a voxel mask of the object in the series' own grid
+and patient coordinates, ``OUT/.masks/scan_NNNN.nii.gz`` (hidden: ingest passes it over).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import typer
 
 from jobs.cohort_files import (
@@ -33,6 +36,21 @@ from jobs.cohort_files import (
 from jobs.options import NoProgressOption
 
 logger = logging.getLogger(__name__)
+
+PHANTOM_TRUTH_COLUMNS = (*TRUTH_COLUMNS, "mask_path")
+MASK_DIR = ".masks"
+"""Hidden, so that `ctae ingest OUT` passes the masks over (they are not scans)."""
+
+
+def local_types() -> frozenset[str]:
+    """The phantom outlier types that are an object with a place (metal, a cable)."""
+    from ctae_core.phantoms.outliers import METAL_TYPES
+
+    return METAL_TYPES | {"external_cable"}
+
+
+def _mask_path(spec: Any) -> str:
+    return f"{MASK_DIR}/{spec.source_path}.nii.gz" if spec.truth in local_types() else ""
 
 def write_scan(out: Path, spec: Any) -> dict[str, Any]:
     """Render ``spec`` and write it as one DICOM series; returns what the marker records."""
@@ -61,6 +79,12 @@ def write_scan(out: Path, spec: Any) -> dict[str, Any]:
     )
     for plane in phantom.effects.dropped_planes:
         paths[plane].unlink()
+    if _mask_path(spec):
+        from ctae_core.io.mask_files import write_mask
+        from ctae_core.phantoms.tissues import Tissue
+
+        mask = np.isin(phantom.labels, (Tissue.METAL, Tissue.FOREIGN))
+        write_mask(mask, phantom.spacing_zyx_mm, phantom.origin_xyz_mm, out / _mask_path(spec))
     record = {
         "spec": asdict(spec),
         "complete": True,
@@ -75,8 +99,8 @@ def write_scan(out: Path, spec: Any) -> dict[str, Any]:
 
 def write_ground_truth(out: Path, specs: list[Any]) -> Path:
     """``OUT/ground_truth.csv`` for every spec."""
-    rows = ([series_uid_for(s), s.source_path, s.truth, s.strength] for s in specs)
-    return write_truth_file(out, TRUTH_COLUMNS, rows)
+    rows = ([series_uid_for(s), s.source_path, s.truth, s.strength, _mask_path(s)] for s in specs)
+    return write_truth_file(out, PHANTOM_TRUTH_COLUMNS, rows)
 
 
 def generate_cohort(

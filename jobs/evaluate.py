@@ -23,13 +23,14 @@ import typer
 
 from data_catalog import CatalogSettings, connect
 from data_catalog import scores as catalog_scores
+from jobs.localisation import format_localisation, localisation_counts
 from jobs.options import CatalogOption, NoProgressOption, settings_from
 from jobs.runtime import job_run, stack_lists
 
 logger = logging.getLogger(__name__)
 
 TRUTH_COLUMNS = ("series_uid", "source_path", "truth")
-AE_METHODS = ("mse", "mse_region", "mse_m")
+AE_METHODS = ("mse", "mse_region", "mse_m", "local_error_hu")
 
 
 class EvaluateJobError(RuntimeError):
@@ -158,9 +159,14 @@ def run_evaluate(settings: CatalogSettings, run_id: str, truth_path: Path,
             catalog_scores.write_evaluations(con, run_id, rows, str(truth_path.resolve()))
         counts.update(matched=n_known, scored=len(inputs), unmatched_truth=len(truth) - n_known,
                       rows=len(rows))
+        located = localisation_counts(inputs, match_truth(inputs, truth.assign(truth=truth["mask_path"]))
+                                      if "mask_path" in truth else None, truth_path.parent, run)
+        counts.update(located)
     logger.info("run=%s evaluated %d of %d scored scans against %s", run_id, n_known,
                 len(inputs), truth_path)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    table.attrs["localisation"] = located
+    return table
 
 
 def format_table(table: pd.DataFrame, run_score: str) -> str:
@@ -226,6 +232,7 @@ def evaluate(
     with connect(settings.catalog_path, read_only=True) as con:
         run_score = (catalog_scores.read_run(con, run) or {}).get("threshold_score") or "mse_m"
     typer.echo(format_table(table, run_score))
+    typer.echo(format_localisation(table.attrs.get("localisation", {})))
     if beside:
         other_catalog = beside_catalog or settings.catalog_path
         with connect(other_catalog, read_only=True) as con:

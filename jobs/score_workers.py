@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from ctae_core.inference import InputSpec, PreparedInput
-    from ctae_core.model import ConvAutoencoder3D
+    from ctae_core.model import Autoencoder
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class BatchScorer:
 
 
 def score_batch(
-    rows: list[ScanRow], model: ConvAutoencoder3D, spec: InputSpec, options: ScoreOptions,
+    rows: list[ScanRow], model: Autoencoder, spec: InputSpec, options: ScoreOptions,
     device: str, run_dir: Path,
 ) -> BatchResult:
     """Score a batch; returns its records and {scan_id: error message} for scans that failed.
@@ -114,7 +114,7 @@ def _prepare(row: ScanRow, spec: InputSpec) -> PreparedInput:
 
 
 def _score_group(
-    ready: list[tuple[ScanRow, PreparedInput]], model: ConvAutoencoder3D, spec: InputSpec,
+    ready: list[tuple[ScanRow, PreparedInput]], model: Autoencoder, spec: InputSpec,
     options: ScoreOptions, device: str, run_dir: Path,
 ) -> BatchResult:
     """Forward same-shape inputs together and score them; if the batched pass fails, retry
@@ -124,7 +124,7 @@ def _score_group(
     failures: dict[str, str] = {}
     try:
         recons, latents = reconstruct_batch(model, [p.x for _, p in ready], device,
-                                            options.channels_last)
+                                            options.channels_last, spec.window)
     except Exception as err:
         if len(ready) == 1:
             return [], {ready[0][0].scan_id: _describe(err, "the forward pass")}
@@ -148,14 +148,23 @@ def _record(
     row: ScanRow, prepared: PreparedInput, recon: np.ndarray, latent: np.ndarray,
     spec: InputSpec, options: ScoreOptions, run_dir: Path,
 ) -> ScoreRecord:
-    """Score one reconstructed scan and store its recon / |error| volumes (int16 HU)."""
+    """Score one reconstructed scan, find its hottest region and store its recon volume and
+    anomaly map (int16 HU)."""
+    import numpy as np
+
+    from ctae_core.anomaly_map import anomaly_map, hottest_region, rescale_index
     from ctae_core.io.volume_store import run_volume_path, save_volume
-    from ctae_core.scoring import abs_error_hu, recon_hu, score_scan
+    from ctae_core.scoring import recon_hu, score_scan
 
     p = prepared
     s = score_scan(p.x, recon, p.region, p.hu, norm_std_hu=spec.norm_std_hu,
                    error_level_hu=options.error_level_hu)
     max_zyx = tuple(i + k.start for i, k in zip(s.max_error_zyx, p.kept, strict=True))
+    r = recon[p.region]
+    amap = anomaly_map(np.abs(p.x[p.region] - r) * spec.norm_std_hu, p.body_mask)
+    hot = hottest_region(amap, spec.spacing_mm)
+    at_run = tuple(i + k.start for i, k in zip(hot.centre_zyx, p.kept, strict=True))
+    hot_zyx = rescale_index(at_run, spec.spacing_mm, row.spacing_mm)  # type: ignore[arg-type]
     recon_file = run_volume_path(run_dir, "recon", row.scan_id)
     error_file = run_volume_path(run_dir, "error", row.scan_id)
     recon_path = error_path = None
@@ -163,16 +172,16 @@ def _record(
         recon_file.unlink(missing_ok=True)
         error_file.unlink(missing_ok=True)
     else:
-        r = recon[p.region]
         recon_path = str(save_volume(
             recon_hu(r, norm_mean_hu=spec.norm_mean_hu, norm_std_hu=spec.norm_std_hu), recon_file))
-        error_path = str(save_volume(
-            abs_error_hu(p.x[p.region], r, norm_std_hu=spec.norm_std_hu), error_file))
+        error_path = str(save_volume(np.clip(np.rint(amap), 0, 32767).astype(np.int16), error_file))
     return ScoreRecord(
         run_id=options.run_id, scan_id=row.scan_id, split=row.split, mse=s.mse,
         mse_region=s.mse_region, mse_m=s.mse_m, max_error_zyx=max_zyx,  # type: ignore[arg-type]
         error_fraction=s.error_fraction, recon_path=recon_path, error_path=error_path,
-        latent=latent.tolist(),
+        latent=latent.tolist(), hot_zyx=hot_zyx,
+        hot_mm_zyx=tuple(i * row.spacing_mm for i in hot_zyx),  # type: ignore[arg-type]
+        hot_volume_ml=hot.volume_ml, local_error_hu=hot.peak_hu,
     )
 
 

@@ -87,6 +87,10 @@ def train(
         raise typer.BadParameter(str(err)) from err
     model = training.new_model(plan.cfg)
     if encoder_weights is not None:
+        if not hasattr(model, "encoder"):
+            raise typer.BadParameter(f"--encoder-weights loads a Med3D encoder; preset "
+                                     f"{plan.cfg.preset!r} is a {plan.cfg.model.architecture} model "
+                                     "— use --preset thesis (or tiny, small)")
         load_encoder_weights(model.encoder, encoder_weights)
     model = training.place(model, dist)
     opt = training.new_optimizer(plan.cfg, model)

@@ -19,7 +19,7 @@ from torch import nn
 
 from ctae_core.errors import CheckpointError
 from ctae_core.inference import InputSpec, run_model_from_checkpoint
-from ctae_core.model import ConvAutoencoder3D
+from ctae_core.model import Autoencoder
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def load_checkpoint(path: Path | str) -> dict[str, Any]:
 
 def load_run_model(
     checkpoint_path: Path | str, device: str | torch.device = "cpu", channels_last: bool = False
-) -> tuple[ConvAutoencoder3D, InputSpec]:
+) -> tuple[Autoencoder, InputSpec]:
     """The run's trained model (best validation epoch, eval mode, on ``device``) and its
     InputSpec, read from its checkpoint file.
 

@@ -30,3 +30,29 @@ def read_mask(path: Path | str) -> tuple[np.ndarray, tuple[float, float, float],
     image = sitk.ReadImage(str(path))
     spacing = tuple(float(s) for s in reversed(image.GetSpacing()))
     return sitk.GetArrayFromImage(image).astype(bool), spacing, tuple(image.GetOrigin())  # type: ignore[return-value]
+
+
+MASK_COVER = 0.25
+"""Share of a stored voxel a mask must cover (linear interpolation) for the voxel to count: a
+thin cable or lead still marks the 3 mm voxels it runs through."""
+
+
+def mask_on_stored_grid(path: Path | str, spacing_mm: float) -> np.ndarray:
+    """A mask file resampled by physical position onto the grid ``ctae ingest`` stores its series
+    on (isotropic ``spacing_mm``, canonical orientation; ``ctae_core.io.resample``): bool (Z, Y, X).
+
+    The mask shares its series' geometry, so the grid ``isotropic_grid`` derives from it is the
+    stored volume's grid."""
+    import SimpleITK as sitk
+
+    from ctae_core.io.resample import IDENTITY, isotropic_grid
+    from ctae_core.volume import Volume
+
+    image = sitk.ReadImage(str(path), sitk.sitkFloat32)
+    source = Volume(sitk.GetArrayViewFromImage(image), tuple(reversed(image.GetSpacing())),
+                    tuple(image.GetOrigin()), tuple(image.GetDirection()))
+    grid_origin, size = isotropic_grid(source, spacing_mm)
+    out = sitk.Resample(image, [int(n) for n in size], sitk.Transform(), sitk.sitkLinear,
+                        [float(v) for v in grid_origin], [float(spacing_mm)] * 3, IDENTITY, 0.0,
+                        sitk.sitkFloat32)
+    return sitk.GetArrayFromImage(out) >= MASK_COVER

@@ -10,6 +10,9 @@ from dashboard import charts, state
 from dashboard.clusters import LIVE_LIMIT, live_clusters
 from dashboard.selection import selected_scan_ids
 
+COLOUR_TITLES = {"flag": "flagged at T", "manufacturer": "manufacturer", "kernel": "kernel",
+                 "local_error_hu": "local error (anomaly map peak, HU)"}
+
 st.title("Feature space")
 run_id, scans = state.require_embeddings()
 points = scans[scans["umap_x"].notna()]
@@ -17,9 +20,11 @@ points = scans[scans["umap_x"].notna()]
 c1, c2, c3, c4 = st.columns([2, 1, 1, 1])
 color_by = c1.selectbox(
     "Colour by",
-    ["cluster", "label", "pixel_count", "mse_m"],
+    ["cluster", "label", "flag", "manufacturer", "kernel", "pixel_count", "mse_m", "local_error_hu"],
     key="fs_color",
-    format_func=lambda c: charts.AXIS_TITLES.get(c, c),
+    format_func=lambda c: COLOUR_TITLES.get(c, charts.AXIS_TITLES.get(c, c)),
+    help="Do the clusters follow the scanner (manufacturer, kernel), the anatomy (pixel count: "
+    "the scan's extent), or the anomalies (flag, label, local error)?",
 )
 live = c2.toggle(
     "Re-cluster live",
@@ -41,7 +46,7 @@ st.caption(
     + ("live DBSCAN" if live else "clusters stored by `ctae embed`")
 )
 
-if color_by in ("cluster", "label"):
+if color_by in ("cluster", "label", "flag", "manufacturer", "kernel"):
     fig = charts.categorical_scatter(points, "umap_x", "umap_y", color_by)
 else:
     fig = charts.continuous_scatter(points, "umap_x", "umap_y", color_by)

@@ -17,19 +17,21 @@ from ctae_core.io.checkpoint import (
     load_run_model,
     save_checkpoint,
 )
-from ctae_core.model import ConvAutoencoder3D, Med3DEncoder
+from ctae_core.model import ConvAutoencoder3D, Med3DEncoder, build_model
 
 
 def _meta_shapes(cfg, size):
     with torch.device("meta"):
-        model = ConvAutoencoder3D(cfg)
+        model = build_model(cfg)
         x = torch.empty(2, 1, *size)
         return tuple(model(x).shape), tuple(model.encode(x).shape)
 
 
 @pytest.mark.parametrize(
     ("name", "size", "latent"),
-    [("tiny", (16, 56, 56), 64), ("small", (32, 112, 104), 32), ("thesis", (273, 87, 87), 1024)],
+    [("tiny_dae", (16, 56, 56), 64), ("small_dae", (32, 112, 104), 128), ("tiny", (16, 56, 56), 64),
+     ("small", (32, 112, 104), 32),
+     ("thesis", (273, 87, 87), 1024)],
 )
 def test_output_shapes_per_preset(name, size, latent):
     recon, z = _meta_shapes(preset(name).model, size)

@@ -159,6 +159,15 @@ def test_feature_space_umap_flagged_and_live_dbscan(catalog, open_page):
     assert live_noise > dict(clusters).get(-1, 0)  # a small eps leaves more points as noise
     at.selectbox(key="fs_color").set_value("pixel_count").run()
     assert figures(at)[0]["data"][0]["marker"]["showscale"] is True
+    # do the clusters follow the scanner? one trace per manufacturer, every scan in one
+    at.selectbox(key="fs_color").set_value("manufacturer").run()
+    makers = dict(_db(catalog, "SELECT coalesce(manufacturer, 'unknown'), count(*) FROM scans "
+                               "JOIN embeddings USING (scan_id) GROUP BY 1"))
+    shown = {t["name"]: len(values(t["x"])) for t in figures(at)[0]["data"] if t["name"] != "flagged (> T)"}
+    assert shown == makers
+    at.selectbox(key="fs_color").set_value("flag").run()
+    names = {t["name"] for t in figures(at)[0]["data"]}
+    assert {"flagged", "not flagged"} <= names and not at.exception
 
 
 def test_empty_and_partial_catalogs_name_the_next_job(settings, tmp_path, open_page):

@@ -137,7 +137,7 @@ def test_v3_catalog_file_keeps_its_export_log_without_snapshots(tmp_path):
     assert con.execute("SELECT count(*) FROM export_items").fetchone()[0] == 0
 
 
-def test_v7_catalog_file_keeps_its_measurements_and_awaits_only_the_ring(tmp_path):
+def test_v7_catalog_file_keeps_its_measurements_gains_the_hottest_region_and_awaits_the_ring(tmp_path):
     # a scan measured at v7 keeps its noise and outline; v9 adds the ring it never measured, so
     # `ctae score` measures that scan again, and only until a ring (or NaN) is stored
     from data_catalog.scans import scans_without_acquisition, write_acquisition
@@ -163,6 +163,11 @@ def test_v7_catalog_file_keeps_its_measurements_and_awaits_only_the_ring(tmp_pat
         assert con.execute("SELECT noise_hu, body_profile, ring_contrast FROM scans WHERE scan_id = 's1'"
                            ).fetchall() == [(12.5, [1.0, 1.0], None)]
         assert con.execute("SELECT outlier_score, ring_z FROM scores").fetchall() == [(7.5, None)]
+        # v8: the hottest region and the local error, empty until the run is scored again
+        assert con.execute("SELECT mse_m, hot_z, hot_x_mm, hot_volume_ml, local_error_hu, local_error_z "
+                           "FROM scores").fetchall() == [(0.25, None, None, None, None, None)]
+        con.execute("UPDATE scores SET hot_z = 4, hot_x_mm = 12.0, local_error_hu = 812.5")
+        assert con.execute("SELECT hot_z, hot_x_mm, local_error_hu FROM scores").fetchall() == [(4, 12.0, 812.5)]
         assert scans_without_acquisition(con)["scan_id"].tolist() == ["s1", "s2"]
         write_acquisition(con, [("s1", 12.5, 0.0, [1.0, 1.0], 4.2, 9.5),
                                 ("s2", 12.0, 0.0, [1.0, 1.0], 4.0, float("nan"))])

@@ -24,8 +24,8 @@ from data_catalog.runs import get_run, read_splits, train_history
 
 ROOT = Path(__file__).resolve().parents[2]
 EPOCHS = 12
-PER_RANK_BATCH = 6
-N_SCANS = 14  # split 12 train / 1 val / 1 test: one step of 12 scans per epoch
+PER_RANK_BATCH = 18
+N_SCANS = 14  # split 12 train / 1 val / 1 test: one step of 12 scans × 2 tiny cubes per epoch
 
 
 def _cohort(settings, n: int) -> None:
@@ -54,7 +54,7 @@ def _train_args(settings, run: str, batch: int) -> list[str]:
         "--store",
         str(settings.store_dir),
         "--preset",
-        "tiny",
+        "tiny_dae",
         "--epochs",
         str(EPOCHS),
         "--batch-size",

@@ -22,7 +22,7 @@ from ctae_core.phantoms import ScanSpec, render_spec
 from data_catalog import connect
 from data_catalog.scans import list_ingest_errors, scans_table
 from jobs.cli import app
-from jobs.demo_data import TRUTH_COLUMNS, series_uid_for, write_scan
+from jobs.demo_data import PHANTOM_TRUTH_COLUMNS, series_uid_for, write_scan
 
 
 def _run(*args):
@@ -51,7 +51,8 @@ def test_demo_data_writes_series_and_truth_then_resumes(tmp_path):
     )
     assert result.exit_code == 0, result.output
     rows = _truth(out)
-    assert tuple(rows[0]) == TRUTH_COLUMNS
+    assert tuple(rows[0]) == PHANTOM_TRUTH_COLUMNS
+    assert all(bool(r["mask_path"]) == (r["truth"] in {"spinal_hardware", "heart_valve", "pacemaker", "foreign_object", "external_cable"}) for r in rows)
     assert [r["source_path"] for r in rows] == [f"scan_{i:04d}" for i in range(4)]
     assert sum(r["truth"] != "inlier" for r in rows) == 2
     assert all(0.0 <= float(r["strength"]) <= 1.0 for r in rows)
@@ -208,6 +209,24 @@ def test_ingest_round_trip_reproduces_the_phantom(tmp_path, settings):
     body = expected + min(offset, 0.0) > -1000
     assert np.median(shifted[body] - expected[body]) == pytest.approx(offset, abs=1.0)
     assert int(scans.loc["scan_0002", "missing_slices"]) == 1
+
+
+def test_a_phantom_object_mask_lands_on_the_stored_metal(tmp_path, settings):
+    from ctae_core.io.mask_files import mask_on_stored_grid
+
+    source = tmp_path / "cohort"
+    spec = ScanSpec(index=0, seed=4, truth="pacemaker", strength=0.8)
+    write_scan(source, spec)
+    result = _run("ingest", source, "--catalog", settings.catalog_path, "--store",
+                  settings.store_dir, "--workers", 1, "--no-progress")
+    assert result.exit_code == 0, result.output
+    with connect(settings.catalog_path) as con:
+        scan = scans_table(con).iloc[0]
+    stored = load_volume(scan["volume_path"], mmap=False)
+    mask = mask_on_stored_grid(source / ".masks" / "scan_0000.nii.gz", float(scan["spacing_mm"]))
+    assert mask.shape == stored.shape and 0 < mask.sum() < 0.01 * mask.size
+    metal = stored > 2000  # the can and leads at 3 mm, streaks aside
+    assert (mask & metal).sum() >= 0.8 * metal.sum()
 
 
 def test_real_anatomy_cohort_keeps_the_kernel_and_masks_every_local_object(tmp_path, settings):

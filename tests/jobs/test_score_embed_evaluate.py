@@ -17,7 +17,8 @@ from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
 from ctae_core.acquisition import acquisition_features
-from ctae_core.config import TINY
+from ctae_core.anomaly_map import anomaly_map
+from ctae_core.config import TINY_DAE
 from ctae_core.inference import prepare_input, reconstruct
 from ctae_core.io.checkpoint import load_run_model
 from ctae_core.io.volume_store import load_volume, save_volume
@@ -65,7 +66,7 @@ def scored(tmp_path_factory):
         for i in range(20):
             scan_id = f"s-{i:03d}"
             _add_scan(con, settings, scan_id, torso((16 + 2 * (i % 3), 32, 32), rng, metal=scan_id in METAL))
-    _cli(settings, "train", "--store", str(settings.store_dir), "--run", RUN, "--preset", "tiny",
+    _cli(settings, "train", "--store", str(settings.store_dir), "--run", RUN, "--preset", "tiny_dae",
          "--epochs", "1", "--device", "cpu")
     with connect(settings.catalog_path) as con:  # ingested after training
         _add_scan(con, settings, "s-new", torso((18, 32, 32), rng))
@@ -92,7 +93,7 @@ def test_every_scan_is_scored_with_its_split(scored):
         assert row.split == splits.get(row.scan_id, "unseen")
     assert scores.set_index("scan_id").loc["s-new", "split"] == "unseen"
     assert (scores["mse_m"] > 0).all() and (scores["mse"] > 0).all()
-    assert scores["latent"].map(len).eq(TINY.model.latent).all()  # one latent per scan, the preset's size
+    assert scores["latent"].map(len).eq(TINY_DAE.model.latent).all()  # one latent per scan, the preset's size
 
 
 def test_score_measures_the_acquisition_of_every_scan_from_its_stored_volume(scored):
@@ -128,7 +129,7 @@ def test_stored_mse_m_equals_a_hand_computation(scored):
     model, spec = load_run_model(run["checkpoint_path"])
     row = _read(settings, catalog_scores.read_scores, RUN).set_index("scan_id").loc["s-003"]
     prepared = prepare_input(load_volume(settings.volumes_dir / "s-003.npy"), 3.0, spec)
-    recon, latent = reconstruct(model, prepared.x)   # one scan at a time, the trainer's way
+    recon, latent = reconstruct(model, prepared.x, window=spec.window)  # one scan, the trainer's way
     sq = (prepared.x.astype(np.float64) - recon) ** 2
     body = prepared.hu > -990
     assert row["mse"] == pytest.approx(sq.mean(), rel=1e-4)
@@ -138,10 +139,24 @@ def test_stored_mse_m_equals_a_hand_computation(scored):
     stored_recon = load_volume(row["recon_path"])
     error = load_volume(row["error_path"])
     assert stored_recon.dtype == error.dtype == np.int16
-    assert stored_recon.shape == error.shape == prepared.hu.shape == (8, 16, 16)  # 6 mm
-    expected = np.abs(prepared.x[prepared.region] - recon[prepared.region]) * spec.norm_std_hu
+    assert stored_recon.shape == error.shape == prepared.hu.shape == (16, 32, 32)  # 3 mm
+    # the stored "error" is the anomaly map: |error| in HU, smoothed, zero outside the body
+    expected = anomaly_map(np.abs(prepared.x[prepared.region] - recon[prepared.region]) * spec.norm_std_hu, body)
     np.testing.assert_allclose(error, expected, atol=1.0)
-    assert error[row["max_error_z"], row["max_error_y"], row["max_error_x"]] == error[body].max()
+    hot = (row["hot_z"], row["hot_y"], row["hot_x"])
+    assert error[hot] == error.max() and row["local_error_hu"] == pytest.approx(expected.max(), rel=1e-4)
+    assert row["hot_z_mm"] == 3.0 * hot[0] and row["hot_volume_ml"] > 0
+
+
+def test_the_hottest_region_of_a_metal_scan_is_its_metal(scored):
+    settings, _ = scored
+    scores = _read(settings, catalog_scores.read_scores, RUN).set_index("scan_id")
+    for scan_id in sorted(METAL):
+        row = scores.loc[scan_id]
+        volume = load_volume(settings.volumes_dir / f"{scan_id}.npy")
+        assert volume[int(row["hot_z"]), int(row["hot_y"]), int(row["hot_x"])] > 2000, scan_id
+    others = scores.drop(index=sorted(METAL))["local_error_hu"]
+    assert scores.loc[sorted(METAL), "local_error_hu"].min() > others.max()
 
 
 def test_default_threshold_is_the_outlier_scores_p_value_and_flags_follow(scored):
@@ -177,6 +192,7 @@ def test_outlier_score_is_the_evidence_of_the_stored_inputs(scored):
         np.stack(inputs["latent"].to_list()), np.stack(inputs["hu_histogram"].to_list()),
         np.ones(len(inputs), dtype=bool), acquisition_inputs(inputs),
         acquisition_groups(inputs["manufacturer"].to_numpy(), inputs["kernel"].to_numpy()),
+        inputs["local_error_hu"].to_numpy(),
     )
     stored = _read(settings, catalog_scores.read_scores, RUN).set_index("scan_id").loc[inputs["scan_id"]]
     for column, values in expected.as_columns().items():
@@ -242,8 +258,9 @@ def test_evaluate_stores_metrics_equal_to_sklearn(scored, tmp_path):
     table = _read(settings, catalog_scores.read_evaluations, RUN).set_index(["method", "outlier_type"])
     assert set(table.index.get_level_values(0)) == {
         "outlier_score", "mse_m_z", "latent_z", "histogram_z", "tissue_z", "contrast_z", "shape_z",
-        "noise_z", "integrity_z", "ring_z", "mse", "mse_region", "mse_m",  # streak_z: all NULL
-        "isolation_forest", "histogram_mahalanobis"}
+        "noise_z", "integrity_z", "ring_z", "local_error_z", "mse", "mse_region", "mse_m", "local_error_hu",
+        "isolation_forest", "histogram_mahalanobis"}  # streak_z: all NULL, left out
+    assert table.loc[("local_error_hu", "all"), "auroc"] == pytest.approx(1.0)  # the map's peak
     scores = _read(settings, catalog_scores.read_scores, RUN).set_index("scan_id")
     known = scores.loc[[f"s-{i:03d}" for i in range(20)]]
     y = known.index.isin(METAL)
@@ -262,6 +279,30 @@ def test_evaluate_stores_metrics_equal_to_sklearn(scored, tmp_path):
                   "--beside", RUN)
     side = result.output.split("per cohort:")[1]
     assert f"{RUN} AUROC" in side and f"{RUN} (stored) FA" in side and "outlier_score" in side
+
+
+def test_evaluate_locates_the_metal_with_the_masks_of_the_truth_file(scored, tmp_path):
+    from ctae_core.io.mask_files import write_mask
+
+    settings, _ = scored
+    paths = []
+    for i in range(20):
+        scan_id = f"s-{i:03d}"
+        if scan_id in METAL:  # the cube of metal, as a mask in the stored volume's own geometry
+            metal = load_volume(settings.volumes_dir / f"{scan_id}.npy") > 2000
+            write_mask(metal, (3.0, 3.0, 3.0), (0.0, 0.0, 0.0), tmp_path / ".masks" / f"{scan_id}.nii.gz")
+        paths.append(f".masks/{scan_id}.nii.gz" if scan_id in METAL else "")
+    truth = pd.DataFrame({
+        "series_uid": "", "source_path": [f"s-{i:03d}.nii" for i in range(20)],
+        "truth": ["metal" if f"s-{i:03d}" in METAL else "inlier" for i in range(20)],
+        "strength": 1.0, "mask_path": paths,
+    })
+    truth.to_csv(tmp_path / "ground_truth.csv", index=False)
+    result = _cli(settings, "evaluate", "--run", RUN, "--truth", str(tmp_path / "ground_truth.csv"))
+    assert "localisation on 2 scans with an object mask" in result.output
+    assert "hottest region within 10 mm of the object 100 %" in result.output
+    ap = float(result.output.split("voxel AP ")[1].split(",")[0])
+    assert 0.3 < ap <= 1.0  # 216 metal voxels among 2 × 16 × 32 × 32: chance would be 0.1
 
 
 def test_bad_inputs_give_clear_errors(scored, tmp_path):
@@ -296,6 +337,12 @@ def test_new_checkpoint_rescores_and_keep_volumes_flagged_removes_inliers(scored
     _cli(settings, "score", "--run", RUN, "--rethreshold-only")  # keeps what scoring recorded
     params = json.loads(_read(settings, catalog_scores.read_run, RUN)["threshold_params_json"])
     assert params["error_level_hu"] == 100 and params["rule"] == "pvalue"
-    # the latents changed with the re-scoring, so the embedding is no longer up to date
+    # the same weights give the same latents (the U-Net's inference is deterministic), so the
+    # embedding stays up to date; a changed latent makes it stale
+    same = _cli(settings, "embed", "--run", RUN, "--seed", "1", "--min-pts", "3")
+    assert "up to date" in same.output
+    with connect(settings.catalog_path) as con:
+        con.execute("UPDATE scores SET latent = list_transform(latent, lambda v: v + 1.0) "
+                    "WHERE run_id = ? AND scan_id = 's-000'", [RUN])
     again = _cli(settings, "embed", "--run", RUN, "--seed", "1", "--min-pts", "3")
     assert "embedded 21 scans" in again.output

@@ -43,38 +43,38 @@ COHORT = [(24 + 4 * (i % 4), 30 + (i % 3), 32) for i in range(10)] + [(56, 32, 3
 
 def train(settings, run, *extra):
     args = ["train", "--catalog", str(settings.catalog_path), "--store", str(settings.store_dir),
-            "--run", run, "--preset", "tiny", "--no-progress", "--device", "cpu", *extra]
+            "--run", run, "--preset", "tiny_dae", "--no-progress", "--device", "cpu", *extra]
     return runner.invoke(app, args)
 
 
 def test_tiny_run_trains_and_records_everything(settings):
     add_scans(settings, COHORT)
-    result = train(settings, "r1", "--epochs", "12", "--batch-size", "3")
+    result = train(settings, "r1", "--epochs", "4", "--batch-size", "3")
     assert result.exit_code == 0, result.output
     with connect(settings.catalog_path, read_only=True) as con:
         run = get_run(con, "r1")
         splits = read_splits(con, "r1")
         history = train_history(con, "r1")
-    assert run["status"] == "trained" and run["epochs_done"] == 12 and run["spacing_mm"] == 6.0
-    # the largest scan, 56×32×32 at 3 mm, is 28×16×16 at 6 mm; spatial mode rounds up to 8s
-    assert (run["pad_size_z"], run["pad_size_y"], run["pad_size_x"]) == (32, 16, 16)
+    assert run["status"] == "trained" and run["epochs_done"] == 4 and run["spacing_mm"] == 3.0
+    # the largest scan, 56×32×32 at the stored 3 mm; the U-Net rounds up to 8s
+    assert (run["pad_size_z"], run["pad_size_y"], run["pad_size_x"]) == (56, 32, 32)
     assert sorted(splits.values()).count("train") == 9 and len(splits) == 11
-    assert [h["epoch"] for h in history] == list(range(1, 13))
+    assert [h["epoch"] for h in history] == list(range(1, 5))
     assert run["best_val_loss"] == pytest.approx(min(h["val_loss"] for h in history))
     assert run["best_val_loss"] < 0.9 * run["mean_baseline_val_mse"]  # below predicting the mean
     assert -1024 < run["norm_mean"] < 30 and run["norm_std"] > 100
-    assert json.loads(run["config_json"])["pad_size_zyx"] == [32, 16, 16]
+    assert json.loads(run["config_json"])["pad_size_zyx"] == [56, 32, 32]
 
     model, spec = load_run_model(run["checkpoint_path"])
-    assert spec.pad_size_zyx == (32, 16, 16) and spec.norm_mean_hu == run["norm_mean"]
-    assert spec.z_multiple == 8
+    assert spec.pad_size_zyx == (56, 32, 32) and spec.norm_mean_hu == run["norm_mean"]
+    assert (spec.z_multiple, spec.fit_box, spec.window) == (8, True, 192)
     val_id = next(k for k, v in splits.items() if v == "val")
     from ctae_core.io.volume_store import load_volume
 
     with connect(settings.catalog_path, read_only=True) as con:
         path, = con.execute("SELECT volume_path FROM scans WHERE scan_id = ?", [val_id]).fetchone()
     prep = prepare_input(load_volume(path), 3.0, spec)
-    recon, latent = reconstruct(model, prep.x)
+    recon, latent = reconstruct(model, prep.x, window=spec.window)
     mse = float(np.mean((recon[prep.region] - prep.x[prep.region]) ** 2))
     assert mse == pytest.approx(run["best_val_loss"], rel=1e-4)  # score sees what validation saw
     assert latent.shape == (64,)

@@ -1,0 +1,101 @@
+"""Reconstruction and localisation quality of scored runs on a cohort with ground truth.
+
+Per run: the RMS error over body voxels at the stored 3 mm of the validation split's inliers
+(a 6 mm run's reconstruction is upsampled to 3 mm: what a reader sees), the local-error score's
+AUROC on local anomalies (metal, devices, cables, valves, foreign objects) and on all
+anomalies, MSE_m's beside it, the local error's Spearman ρ with pixel count among inliers, and
+the localisation `ctae evaluate` reports (voxel AP, hottest region within 10 mm).
+
+    python benchmarks/bench_recon.py --catalog C --truth COHORT/ground_truth.csv --run A [--run B]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+LOCAL = {"spinal_hardware", "pacemaker", "external_cable", "ecg_electrodes", "heart_valve",
+         "foreign_object"}
+RMS_TARGET_HU = 80.0
+
+
+def body_rms_hu(volume_path: str, recon_path: str, stored_mm: float, run_mm: float) -> float:
+    """RMS of stored − reconstruction over the body (HU > −990) at the stored spacing."""
+    from ctae_core.data import rescale_volume
+    from ctae_core.io.volume_store import load_volume
+
+    hu = np.asarray(load_volume(volume_path), dtype=np.float32)
+    recon = np.asarray(load_volume(recon_path), dtype=np.float32)
+    if abs(run_mm - stored_mm) > 1e-6:
+        recon = rescale_volume(recon, run_mm, stored_mm)
+    box = tuple(slice(0, min(a, b)) for a, b in zip(hu.shape, recon.shape, strict=True))
+    hu, recon = hu[box], recon[box]
+    body = hu > -990
+    return float(np.sqrt(np.mean((hu[body] - recon[body]) ** 2)))
+
+
+def run_rows(catalog: Path, truth_path: Path, run_id: str) -> list[dict]:
+    """The benchmark rows of one scored run."""
+    from scipy.stats import spearmanr
+    from sklearn.metrics import roc_auc_score
+
+    from data_catalog import connect
+    from data_catalog import scores as catalog_scores
+    from jobs.evaluate import match_truth, read_truth
+    from jobs.localisation import localisation_counts
+
+    truth = read_truth(truth_path)
+    with connect(catalog, read_only=True) as con:
+        run = catalog_scores.read_run(con, run_id)
+        inputs = catalog_scores.evaluation_inputs(con, run_id)
+        stored = catalog_scores.read_scores(con, run_id)[["scan_id", "recon_path"]]
+        paths = con.execute("SELECT scan_id, volume_path FROM scans").df()
+    inputs = inputs.merge(stored, on="scan_id").merge(paths, on="scan_id")
+    labels = match_truth(inputs, truth).to_numpy(dtype=object)
+    inlier = labels == "inlier"
+    val = inlier & (inputs["split"].to_numpy() == "val") & inputs["recon_path"].notna().to_numpy()
+    rms = [body_rms_hu(r.volume_path, r.recon_path, float(r.spacing_mm), float(run["spacing_mm"]))
+           for r in inputs[val].itertuples()]
+    rows = [{"figure": f"{run_id} body RMS error of {len(rms)} val inliers at 3 mm (median)",
+             "value": float(np.median(rms)), "unit": "HU", "target": RMS_TARGET_HU}]
+    local = np.isin(labels, list(LOCAL))
+    anomaly = (labels != None) & ~inlier  # noqa: E711  (None: no truth row)
+    for score in ("local_error_hu", "mse_m"):
+        values = inputs[score].to_numpy(dtype=np.float64, na_value=np.nan)
+        for name, positives, target in (("local types", local, 0.95), ("all anomalies", anomaly, 0.85)):
+            keep = (inlier | positives) & np.isfinite(values)
+            if positives[keep].any() and inlier[keep].any():
+                rows.append({"figure": f"{run_id} {score} AUROC on {name} ({int(positives[keep].sum())})",
+                             "value": float(roc_auc_score(positives[keep], values[keep])),
+                             "unit": "AUROC", "target": target})
+        ok = inlier & np.isfinite(values)
+        rho = spearmanr(values[ok], inputs["pixel_count"].to_numpy(dtype=np.float64)[ok]).statistic
+        rows.append({"figure": f"{run_id} {score} Spearman rho with pixel count (inliers)",
+                     "value": float(rho), "unit": "rho", "target": "|rho| < 0.1"})
+    masks = match_truth(inputs, truth.assign(truth=truth["mask_path"])) if "mask_path" in truth else None
+    located = localisation_counts(inputs, masks, truth_path.parent, run)
+    if located.get("localisation_scans"):
+        n = located["localisation_scans"]
+        rows.append({"figure": f"{run_id} voxel AP ({n} scans with a mask)", "value": located["voxel_ap"],
+                     "unit": "AP"})
+        rows.append({"figure": f"{run_id} hottest region within 10 mm ({n} scans)",
+                     "value": located["hottest_within_10mm"], "unit": "share", "target": 0.85})
+    return [{"benchmark": "recon", "baseline": None, "ratio": None, "target": None, **r} for r in rows]
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--catalog", type=Path, required=True)
+    parser.add_argument("--truth", type=Path, required=True)
+    parser.add_argument("--run", action="append", required=True, help="a scored run (repeatable)")
+    args = parser.parse_args()
+    for run_id in args.run:
+        for row in run_rows(args.catalog, args.truth, run_id):
+            print(json.dumps(row))

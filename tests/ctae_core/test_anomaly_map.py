@@ -1,0 +1,75 @@
+"""The anomaly map, its hottest region, and localisation against object masks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ctae_core.anomaly_map import anomaly_map, hottest_region, rescale_index
+from ctae_core.localisation import NEAR_MM, distance_to_mask_mm, localise
+
+
+def _scan_with_object(centre=(10, 20, 14)):
+    rng = np.random.default_rng(0)
+    error = rng.uniform(0, 40, size=(24, 40, 32)).astype(np.float32)  # noise of a good model
+    obj = np.zeros(error.shape, dtype=bool)
+    z, y, x = centre
+    obj[z - 1:z + 2, y - 2:y + 3, x - 1:x + 2] = True  # 45 voxels = 1.215 mL at 3 mm
+    error[obj] = 900.0
+    error[0, 0, 0] = 5000.0  # a lone hot voxel, in the air: masked out, and smoothed away
+    body = np.ones(error.shape, dtype=bool)
+    body[:, :4] = False
+    return error, body, obj
+
+
+def test_map_is_smoothed_and_zero_outside_the_body():
+    error, body, _ = _scan_with_object()
+    amap = anomaly_map(error, body)
+    assert amap.dtype == np.float32 and amap.shape == error.shape
+    assert (amap[~body] == 0).all()
+    assert amap.max() < 900.0 and amap[10, 20, 14] == amap.max()  # the object's centre
+    with pytest.raises(ValueError, match="differ in shape"):
+        anomaly_map(error, body[:-1])
+
+
+def test_hottest_region_is_the_object_with_its_volume_and_peak():
+    error, body, obj = _scan_with_object()
+    region = hottest_region(anomaly_map(error, body), spacing_mm=3.0)
+    assert region.centre_zyx == (10, 20, 14)
+    assert region.centre_mm(3.0) == (30.0, 60.0, 42.0)
+    assert 0.5 * 1.215 < region.volume_ml < 2.5 * 1.215  # half-peak region around 45 voxels
+    assert 400 < region.peak_hu < 900
+    assert hottest_region(np.zeros((4, 4, 4)), 3.0).volume_ml == 0.0
+
+
+def test_an_index_moves_between_grids_by_physical_position():
+    assert rescale_index((3, 0, 10), 6.0, 3.0) == (7, 1, 21)  # the 6 mm voxel's second half
+    assert rescale_index((7, 1, 21), 3.0, 6.0) == (3, 0, 10)
+    assert rescale_index((9, 9, 9), 3.0, 3.0, shape=(5, 20, 20)) == (4, 9, 9)
+
+
+def test_localisation_counts_hits_within_10_mm_and_voxel_ap():
+    error, body, obj = _scan_with_object()
+    amap = anomaly_map(error, body)
+    near = (10, 20, 17)  # 9 mm beside the object's centre, 6 mm from its edge
+    assert distance_to_mask_mm(near, obj, 3.0) == pytest.approx(6.0)
+    far = (20, 35, 28)
+    assert distance_to_mask_mm(far, obj, 3.0) > NEAR_MM
+    result = localise([amap, amap], [obj, obj], [(10, 20, 14), far], 3.0)
+    assert result.n_scans == 2 and result.hit_rate == 0.5
+    assert result.voxel_ap > 0.9  # the map ranks the object's voxels first
+    blind = localise([np.zeros_like(amap)], [obj], [far], 3.0)
+    assert blind.voxel_ap == pytest.approx(obj.mean())  # a flat map: AP = the positive share
+    assert localise([amap], [np.zeros_like(obj)], [far], 3.0).n_scans == 0
+
+
+def test_a_mask_file_lands_on_the_stored_grid_by_physical_position(tmp_path):
+    from ctae_core.io.mask_files import mask_on_stored_grid, write_mask
+
+    mask = np.zeros((30, 60, 60), dtype=bool)  # 1.5 mm voxels, 45 × 90 × 90 mm
+    mask[10:16, 20:30, 30:40] = True  # z 15–24 mm, y 30–45, x 45–60
+    path = write_mask(mask, (1.5, 1.5, 1.5), (-20.0, 5.0, 100.0), tmp_path / "m.nii.gz")
+    grid = mask_on_stored_grid(path, 3.0)
+    assert grid.shape == (15, 30, 30)
+    z, y, x = np.nonzero(grid)
+    assert (z.min(), z.max(), y.min(), y.max(), x.min(), x.max()) == (5, 7, 10, 14, 15, 19)

@@ -1,0 +1,92 @@
+"""The denoising U-Net (the tiny/small default): shapes, coarse noise, windowed scoring, that it
+learns to remove the noise, and that runs stored before it existed still load as Med3D."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from ctae_core.config import SMALL_DAE, TINY, TINY_DAE, ModelConfig, TrainConfig, preset
+from ctae_core.inference import InputSpec, reconstruct_tensor
+from ctae_core.model import ConvAutoencoder3D, build_model
+from ctae_core.unet import DenoisingUNet3D, coarse_noise
+
+
+def test_presets_name_their_architecture_and_the_thesis_stays_med3d():
+    assert (TINY_DAE.model.architecture, SMALL_DAE.model.architecture) == ("dae_unet", "dae_unet")
+    assert preset("thesis").model.architecture == "med3d" and preset("thesis").model.latent == 1024
+    assert isinstance(build_model(TINY_DAE.model), DenoisingUNet3D)
+    assert isinstance(build_model(TINY.model), ConvAutoencoder3D)
+    # a run stored before the field existed is the Med3D autoencoder it was trained as
+    old = TINY.to_dict()
+    old["model"].pop("architecture")
+    for key in ("patch_size", "patches_per_scan", "noise_std", "noise_cell", "window"):
+        old.pop(key)
+    assert TrainConfig.from_dict(old) == TINY
+    assert TrainConfig.from_dict(TINY_DAE.to_dict()) == TINY_DAE
+    with pytest.raises(ValueError, match="bottleneck's 64 channels"):
+        dataclasses.replace(TINY_DAE.model, latent=32)
+    with pytest.raises(ValueError, match="multiple of 8"):
+        dataclasses.replace(TINY_DAE, patch_size=30)
+
+
+def test_unet_reconstructs_any_multiple_of_8_and_pools_its_bottleneck():
+    model = DenoisingUNet3D(TINY_DAE.model).eval()
+    with torch.no_grad():
+        recon, latent = model.reconstruct_and_encode(torch.zeros(2, 1, 16, 40, 24))
+    assert recon.shape == (2, 1, 16, 40, 24) and latent.shape == (2, 64)
+    with pytest.raises(ValueError, match="multiples of 8"):
+        model(torch.zeros(1, 1, 16, 20, 24))
+
+
+def test_coarse_noise_is_smooth_blobs_of_the_asked_sd():
+    noise = coarse_noise((4, 1, 32, 32, 32), 0.2, 8, torch.Generator().manual_seed(0))[:, 0].numpy()
+    assert noise.shape == (4, 32, 32, 32)
+    assert 0.08 < noise.std() < 0.25  # trilinear upsampling lowers the grid's SD a little
+    neighbours = np.corrcoef(noise[:, :, :, :-1].ravel(), noise[:, :, :, 1:].ravel())[0, 1]
+    assert neighbours > 0.95  # blobs, not voxel speckle: the skips cannot just copy it away
+
+
+def test_windowed_scoring_matches_one_pass_where_windows_cover_the_scan():
+    torch.manual_seed(0)
+    model = DenoisingUNet3D(TINY_DAE.model).eval()
+    x = torch.randn(1, 1, 24, 48, 40)
+    with torch.no_grad():
+        whole, z_whole = reconstruct_tensor(model, x, None)
+        same, z_same = reconstruct_tensor(model, x, 64)  # one window holds the scan
+        tiled, z_tiled = reconstruct_tensor(model, x, 24)  # overlapping windows, blended
+    torch.testing.assert_close(same, whole, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(z_same, z_whole, atol=1e-5, rtol=1e-5)
+    assert tiled.shape == whole.shape and z_tiled.shape == (1, 64)
+    centre = (slice(None), slice(None), slice(8, 16), slice(16, 32), slice(16, 24))
+    # BatchNorm uses fixed statistics in eval: a window changes only what its borders see
+    assert float((tiled - whole)[centre].abs().mean()) < 0.5 * float(whole[centre].abs().mean())
+
+
+def test_a_few_denoising_steps_lower_the_loss_on_phantom_cubes(phantom_hu):
+    torch.manual_seed(0)
+    model = DenoisingUNet3D(TINY_DAE.model)
+    clean = torch.from_numpy((phantom_hu[:16, :32, :32].astype(np.float32) + 600) / 450)[None, None]
+    clean = clean.repeat(2, 1, 1, 1, 1)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for step in range(15):
+        noisy = clean + coarse_noise(tuple(clean.shape), 0.2, 8, torch.Generator().manual_seed(step))
+        opt.zero_grad()
+        loss = torch.mean((model(noisy) - clean) ** 2)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_input_spec_of_a_unet_run_fits_the_box_to_the_scan_and_keeps_its_window():
+    spec = InputSpec(3.0, (64, 152, 152), -600.0, 450.0, z_multiple=8, fit_box=True, window=128)
+    assert spec.box_for((43, 121, 123)) == (48, 128, 128)  # no frame of air to compute
+    assert InputSpec.from_dict(spec.to_dict()) == spec
+    old = {k: v for k, v in spec.to_dict().items() if k not in ("fit_box", "window")}
+    assert InputSpec.from_dict(old).box_for((43, 121, 123)) == (48, 152, 152)
+    assert ModelConfig().architecture == "med3d"
