@@ -80,9 +80,10 @@ def test_native_series_and_overlays_line_up_and_fall_back(settings, tmp_path, mo
     assert not fallback.native and "source not reachable" in fallback.note
     assert np.array_equal(_volume(cache, fallback), stored)
     # a run scored since v8 stored its hottest region on the stored grid: the viewer opens there
-    scan.update(hot_z=6, hot_y=10, hot_x=14)
+    assert fallback.crosshair_xyz == [14, 10, 6]  # the map's hot box, (3, 5, 7) at half size
+    scan.update(hot_z=2, hot_y=3, hot_x=4)
     opened = scan_volumes.viewer_scan(scan)
-    assert opened.crosshair_xyz == [14, 10, 6] != fallback.crosshair_xyz
+    assert opened.crosshair_xyz == [4, 3, 2]
 
 
 def test_series_stored_against_lps_are_flipped_and_stay_in_place():
