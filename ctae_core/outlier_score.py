@@ -45,12 +45,13 @@ what they measure on the real-anatomy and phantom cohorts: README "Detection qua
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, fields
 
 import numpy as np
 from scipy.stats import median_abs_deviation, norm, theilslopes
 
-from ctae_core.calibration import DISTANCE_NULL_DF, null_z
+from ctae_core.calibration import DISTANCE_NULL_DF, MIN_GROUP_SCANS, null_z
 from ctae_core.distances import histogram_features, reference_distance
 from ctae_core.stats import HU_HISTOGRAM_EDGES
 
@@ -318,10 +319,6 @@ def acquisition_groups(manufacturer: np.ndarray, kernel: np.ndarray,
     something only on its scanner model (Philips "B" on a Brilliance 16 and on a Big Bore
     differ in noise by a third), so scans of a model with fewer than ``MIN_GROUP_SCANS`` scans
     of that kernel share the group of the kernel across models, ``manufacturer|kernel``."""
-    from collections import Counter
-
-    from ctae_core.calibration import MIN_GROUP_SCANS
-
     models = [None] * len(kernel) if model is None else list(model)
     coarse, fine = [], []
     for m, k, scanner in zip(manufacturer, kernel, models, strict=True):

@@ -7,7 +7,7 @@ journal has committed it to disk (a few milliseconds).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -18,24 +18,13 @@ from data_catalog.journal import open_journal
 logger = logging.getLogger(__name__)
 
 
-def record_reads(
-    catalog: str,
-    *,
-    session_id: str,
-    reviewer: str,
-    scan_ids: Sequence[str],
-    verdict: str,
-    causes: Sequence[str] = (),
-    note: str | None = None,
-) -> list[str]:
-    """Durably record the reviewer's verdict on scans of their queue; raises ReviewRefused."""
+def record_reads(catalog: str, **read: Any) -> list[str]:
+    """Durably record the reviewer's verdict on scans of their queue (the keywords of
+    ``data_catalog.sessions.add_reads``); raises ReviewRefused."""
     with open_journal(catalog) as j:
-        ids = sessions.add_reads(
-            j, session_id=session_id, reviewer=reviewer, scan_ids=scan_ids, verdict=verdict,
-            causes=causes, note=note,
-        )
-    logger.info("reads saved session=%s reviewer=%s n=%d verdict=%s", session_id, reviewer,
-                len(ids), verdict)
+        ids = sessions.add_reads(j, **read)
+    logger.info("reads saved session=%s reviewer=%s n=%d verdict=%s", read["session_id"],
+                read["reviewer"], len(ids), read["verdict"])
     return ids
 
 
