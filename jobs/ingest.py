@@ -299,94 +299,93 @@ def _flush(batch: list[IngestOutcome], settings: CatalogSettings, summary: Inges
         logger.info("not ingested [%s] %s", error.reason, error.message)
 
 
+def ingest_command(
+    sources: Annotated[
+        list[Path],
+        typer.Argument(help="Folders (searched recursively) or files: DICOM, NIfTI, MHA, NRRD."),
+    ],
+    catalog: CatalogOption = None,
+    store: StoreOption = None,
+    spacing: Annotated[
+        float, typer.Option("--spacing", help="Isotropic voxel size in mm (thesis: 3.0).")
+    ] = 3.0,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            help="Worker processes (default: CPU count, at most one per input; 1 or a "
+            "single input runs in this process).",
+        ),
+    ] = None,
+    executor: ExecutorOption = "local",
+    ray_address: RayAddressOption = None,
+    no_progress: NoProgressOption = False,
+    input_timeout: Annotated[
+        float,
+        typer.Option(
+            "--input-timeout", help="Seconds one series or file may take before it is refused."
+        ),
+    ] = INPUT_TIMEOUT_S,
+    redact_paths: Annotated[
+        bool,
+        typer.Option(
+            "--redact-paths",
+            help="Keep folder and file names out of the catalog, store and logs; an "
+            "owner-only <store>.source-paths.csv beside the store maps ids to paths.",
+        ),
+    ] = False,
+) -> None:
+    """Ingest CT scans: HU volumes at isotropic spacing into the store, facts into the catalog.
+
+    Exits 1 when nothing could be ingested, 2 when the catalog cannot be written.
+    """
+    settings = settings_from(catalog, store)
+    if spacing <= 0:
+        raise typer.BadParameter(f"--spacing must be positive, not {spacing}")
+    if input_timeout <= 0:
+        raise typer.BadParameter(f"--input-timeout must be positive, not {input_timeout}")
+    config = executor_from(executor, ray_address, workers)
+    shown = [redacted_root(str(s.resolve())) if redact_paths else str(s) for s in sources]
+    args = {
+        "sources": shown,
+        "spacing": spacing,
+        "workers": workers,
+        "executor": executor,
+        "ray_address": ray_address,
+        "input_timeout": input_timeout,
+        "redact_paths": redact_paths,
+    }
+    try:
+        with _catalog(settings):
+            pass  # creates or migrates the file; fails early when it cannot be written
+        with job_run(settings, "ingest", args) as counts:
+            summary = run_ingest(
+                sources,
+                settings,
+                spacing=spacing,
+                progress=not no_progress,
+                executor=config,
+                input_timeout_s=input_timeout,
+                redact_paths=redact_paths,
+            )
+            counts.update(summary.as_dict())
+    except CatalogWriteError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    except FileNotFoundError as err:
+        shown_err = "a source folder does not exist; check the paths" if redact_paths else err
+        typer.echo(f"error: {shown_err}", err=True)
+        raise typer.Exit(1) from err
+    except RuntimeError as err:  # Ray missing or unreachable
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from err
+    for line in summary.lines():
+        typer.echo(line)
+    if summary.ingested + summary.skipped_unchanged == 0:
+        typer.echo("error: nothing could be ingested; see the reasons above", err=True)
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     """Add `ctae ingest` to the CLI."""
-
-    @app.command("ingest")
-    def ingest_command(
-        sources: Annotated[
-            list[Path],
-            typer.Argument(
-                help="Folders (searched recursively) or files: DICOM, NIfTI, MHA, NRRD."
-            ),
-        ],
-        catalog: CatalogOption = None,
-        store: StoreOption = None,
-        spacing: Annotated[
-            float, typer.Option("--spacing", help="Isotropic voxel size in mm (thesis: 3.0).")
-        ] = 3.0,
-        workers: Annotated[
-            int | None,
-            typer.Option(
-                "--workers",
-                help="Worker processes (default: CPU count, at most one per input; 1 or a "
-                "single input runs in this process).",
-            ),
-        ] = None,
-        executor: ExecutorOption = "local",
-        ray_address: RayAddressOption = None,
-        no_progress: NoProgressOption = False,
-        input_timeout: Annotated[
-            float,
-            typer.Option(
-                "--input-timeout", help="Seconds one series or file may take before it is refused."
-            ),
-        ] = INPUT_TIMEOUT_S,
-        redact_paths: Annotated[
-            bool,
-            typer.Option(
-                "--redact-paths",
-                help="Keep folder and file names out of the catalog, store and logs; an "
-                "owner-only <store>.source-paths.csv beside the store maps ids to paths.",
-            ),
-        ] = False,
-    ) -> None:
-        """Ingest CT scans: HU volumes at isotropic spacing into the store, facts into the catalog.
-
-        Exits 1 when nothing could be ingested, 2 when the catalog cannot be written.
-        """
-        settings = settings_from(catalog, store)
-        if spacing <= 0:
-            raise typer.BadParameter(f"--spacing must be positive, not {spacing}")
-        if input_timeout <= 0:
-            raise typer.BadParameter(f"--input-timeout must be positive, not {input_timeout}")
-        config = executor_from(executor, ray_address, workers)
-        shown = [redacted_root(str(s.resolve())) if redact_paths else str(s) for s in sources]
-        args = {
-            "sources": shown,
-            "spacing": spacing,
-            "workers": workers,
-            "executor": executor,
-            "ray_address": ray_address,
-            "input_timeout": input_timeout,
-            "redact_paths": redact_paths,
-        }
-        try:
-            with _catalog(settings):
-                pass  # creates or migrates the file; fails early when it cannot be written
-            with job_run(settings, "ingest", args) as counts:
-                summary = run_ingest(
-                    sources,
-                    settings,
-                    spacing=spacing,
-                    progress=not no_progress,
-                    executor=config,
-                    input_timeout_s=input_timeout,
-                    redact_paths=redact_paths,
-                )
-                counts.update(summary.as_dict())
-        except CatalogWriteError as err:
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(2) from err
-        except FileNotFoundError as err:
-            shown_err = "a source folder does not exist; check the paths" if redact_paths else err
-            typer.echo(f"error: {shown_err}", err=True)
-            raise typer.Exit(1) from err
-        except RuntimeError as err:  # Ray missing or unreachable
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(1) from err
-        for line in summary.lines():
-            typer.echo(line)
-        if summary.ingested + summary.skipped_unchanged == 0:
-            typer.echo("error: nothing could be ingested; see the reasons above", err=True)
-            raise typer.Exit(1)
+    app.command("ingest")(ingest_command)
