@@ -146,7 +146,8 @@ def bench_ingest(repeats: int, against: Path | None = None) -> list[dict]:
     rows = []
     for build in builds:
         name = "user: ingest (process)" if build == "ctae" else f"user: ingest, {against}"
-        each, each_d2n = (med[f"{build} 6"] - med[f"{build} 1"]) / 5, (med["d2n 6"] - med["d2n 1"]) / 5
+        each = (med[f"{build} 6"] - med[f"{build} 1"]) / 5
+        each_d2n = (med["d2n 6"] - med["d2n 1"]) / 5
         rows += [
             _row(name, "one chest series, s", med[f"{build} 1"], "s", "<= 1.0 s", med["d2n 1"]),
             _row(name, "six chest series, s", med[f"{build} 6"], "s", "<= 1.5x dcm2niix",
