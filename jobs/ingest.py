@@ -163,7 +163,8 @@ def run_ingest(
 
     start = time.perf_counter()
     summary = IngestSummary()
-    discovery = discover_sources(roots)
+    with _bar(progress, desc="discover", unit="file") as looked_at:  # shown at once
+        discovery = discover_sources(roots, on_file=looked_at.update)
     summary.found = len(discovery.sources)
     summary.skipped_files = dict(discovery.skipped_files)
     refusals = [refusal_record(r, redact=redact_paths) for r in discovery.refused]
@@ -262,14 +263,19 @@ def _map_inputs(worker, todo: list, config: ExecutorConfig) -> Iterator[tuple[An
         _INHERITED.clear()
 
 
+def _bar(progress: bool, **kwargs: Any) -> Any:
+    """A tqdm progress bar on stderr (a silent one without ``progress``)."""
+    from tqdm import tqdm
+
+    return tqdm(disable=not progress, **kwargs)
+
+
 def _run_batches(
     worker, todo, settings, summary, config: ExecutorConfig, progress, redact: bool = False
 ) -> None:
-    from tqdm import tqdm
-
     batch: list[IngestOutcome] = []
     last_flush = time.monotonic()
-    with tqdm(total=len(todo), desc="ingest", unit="series", disable=not progress) as bar:
+    with _bar(progress, total=len(todo), desc="ingest", unit="series") as bar:
         for source, result in _map_inputs(worker, todo, config):
             outcome = result.value if result.ok else _died(source, result.error, redact)
             batch.append(outcome)
