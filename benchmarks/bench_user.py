@@ -2,11 +2,14 @@
 headless Chromium. Each figure comes with a baseline measured in the same run.
 
     .venv/bin/python benchmarks/bench_user.py [--quick] [--only ingest cli explorer train]
+        [--against OLD_CHECKOUT] [--repeats N]
 
 - ingest: `python -m jobs ingest TREE` against `dcm2niix -z n -b n -o OUT -f %j TREE` on one
   copy and on six copies of the real chest series (distinct series / SOP UIDs), fresh catalog
-  each time, page cache warm, median of 3 interleaved runs. "each series beyond the first" is
-  (six − one) / 5 for both tools.
+  each time, page cache warm, median of 3 interleaved runs, wall and CPU seconds (the CPU
+  figure survives a loaded machine). "each series beyond the first" is (six − one) / 5 for both
+  tools. Also the time from starting the six-series ingest to its first progress output.
+  ``--against DIR`` times the build checked out in DIR in the same interleaved runs.
 - cli: `python -m jobs --help` against the bare interpreter (`python -c pass`).
 - explorer: the Outlier explorer in headless Chromium (Debian's /usr/bin/chromium, Python
   Playwright) on synthetic catalogs of 100k and 1M scans, from navigation until every plot is
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import socket
 import statistics
@@ -32,6 +36,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -56,12 +61,22 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
 
 def _wall(command: list[str], **kwargs) -> float:
     """Seconds the command takes as a process; raises with its output if it fails."""
+    return _timed(command, **kwargs)[0]
+
+
+def _timed(command: list[str], root: Path = ROOT, **kwargs) -> tuple[float, float]:
+    """(wall, CPU) seconds of the command as a process, its children included, run with the
+    code of ``root`` (another checkout: ``--against``); raises with its output if it fails."""
+    env = {**ENV, "PYTHONPATH": str(root)}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env=ENV, cwd=ROOT, **kwargs)
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=root, **kwargs)
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} exited {done.returncode}:\n{done.stderr[-2000:]}")
-    return elapsed
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return elapsed, cpu
 
 
 # ---------------------------------------------------------------- ingest
@@ -87,43 +102,96 @@ def chest_tree(folder: Path, copies: int) -> Path:
     return folder
 
 
-def _ctae_ingest(tree: Path, scratch: Path) -> float:
+def _ctae_ingest(tree: Path, scratch: Path, root: Path = ROOT) -> tuple[float, float]:
     shutil.rmtree(scratch, ignore_errors=True)
     catalog = scratch / "catalog.duckdb"
-    return _wall([PYTHON, "-m", "jobs", "ingest", str(tree), "--catalog", str(catalog),
-                  "--no-progress"])
+    return _timed([PYTHON, "-m", "jobs", "ingest", str(tree), "--catalog", str(catalog),
+                   "--no-progress"], root)  # fmt: skip
 
 
-def _dcm2niix(exe: str, tree: Path, scratch: Path) -> float:
+def _first_output(tree: Path, scratch: Path, root: Path = ROOT) -> float:
+    """Seconds from starting `ctae ingest TREE` (progress shown) to its first output on stderr;
+    the process is then stopped."""
     shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir(parents=True)
-    return _wall([exe, "-z", "n", "-b", "n", "-o", str(scratch), "-f", "%j", str(tree)])
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [PYTHON, "-m", "jobs", "ingest", str(tree), "--catalog", str(scratch / "catalog.duckdb")],
+        cwd=root, env={**ENV, "PYTHONPATH": str(root)}, stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert process.stderr is not None
+    process.stderr.read(1)
+    elapsed = time.perf_counter() - started
+    process.kill()
+    process.wait()
+    return elapsed
 
 
-def bench_ingest(repeats: int) -> list[dict]:
-    """Ingest of one and six real chest series as processes, against dcm2niix."""
+def _dcm2niix(exe: str, tree: Path, scratch: Path) -> tuple[float, float]:
+    return _timed([exe, "-z", "n", "-b", "n", "-o", str(_fresh(scratch)), "-f", "%j", str(tree)])
+
+
+def bench_ingest(repeats: int, against: Path | None = None) -> list[dict]:
+    """Ingest of one and six real chest series as processes, against dcm2niix (and, with
+    ``against``, the build checked out there), interleaved; wall and CPU seconds."""
     exe = shutil.which("dcm2niix") or str(Path(PYTHON).with_name("dcm2niix"))
     if not Path(exe).exists() or not CHEST.is_dir():
         print("   ingest skipped: dcm2niix or the shared chest series is missing")
         return []
     one, six = chest_tree(OUT / "chest-x1", 1), chest_tree(OUT / "chest-x6", 6)
-    times: dict[str, list[float]] = {k: [] for k in ("ctae 1", "ctae 6", "d2n 1", "d2n 6")}
+    builds = {"ctae": ROOT} | ({"other": against} if against else {})
+    wall: dict[str, list[float]] = defaultdict(list)
+    cpu: dict[str, list[float]] = defaultdict(list)
     for tree in (one, six):  # warm the page cache and the interpreter's files
-        _ctae_ingest(tree, OUT / "scratch-ctae")
+        for root in builds.values():
+            _ctae_ingest(tree, OUT / "scratch-ctae", root)
         _dcm2niix(exe, tree, OUT / "scratch-d2n")
+    loads = [os.getloadavg()[0]]
     for _ in range(repeats):
         for n, tree in (("1", one), ("6", six)):
-            times[f"ctae {n}"].append(_ctae_ingest(tree, OUT / "scratch-ctae"))
-            times[f"d2n {n}"].append(_dcm2niix(exe, tree, OUT / "scratch-d2n"))
-    med = {k: statistics.median(v) for k, v in times.items()}
-    each_ctae, each_d2n = (med["ctae 6"] - med["ctae 1"]) / 5, (med["d2n 6"] - med["d2n 1"]) / 5
-    name = "user: ingest (process)"
-    return [
-        _row(name, "one chest series, s", med["ctae 1"], "s", "<= 1.0 s", med["d2n 1"]),
-        _row(name, "six chest series, s", med["ctae 6"], "s", "<= 1.5x dcm2niix", med["d2n 6"]),
-        _row(name, "each series beyond the first, s", each_ctae, "s", "<= 1.0x dcm2niix",
-             each_d2n),
-    ]
+            for build, root in builds.items():
+                w, c = _ctae_ingest(tree, OUT / "scratch-ctae", root)
+                wall[f"{build} {n}"].append(w)
+                cpu[f"{build} {n}"].append(c)
+            w, c = _dcm2niix(exe, tree, OUT / "scratch-d2n")
+            wall[f"d2n {n}"].append(w)
+            cpu[f"d2n {n}"].append(c)
+            if n == "6":
+                for build, root in builds.items():
+                    wall[f"{build} first output"].append(
+                        _first_output(tree, OUT / "scratch-ctae", root)
+                    )
+        loads.append(os.getloadavg()[0])
+    med = {k: statistics.median(v) for k, v in wall.items()}
+    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
+    print(f"   load average (1 min) during the ingest runs: {min(loads):.1f}-{max(loads):.1f}")
+    for key in sorted(med):
+        cpu_text = f"  CPU {med_cpu[key]:.3f} s" if key in med_cpu else ""
+        print(f"   {key:8s} wall {med[key]:.3f} s{cpu_text}  (median of {repeats})")
+    rows = []
+    for build in builds:
+        name = "user: ingest (process)" if build == "ctae" else f"user: ingest, {against}"
+        each = (med[f"{build} 6"] - med[f"{build} 1"]) / 5
+        each_d2n = (med["d2n 6"] - med["d2n 1"]) / 5
+        rows += [
+            _row(name, "one chest series, s", med[f"{build} 1"], "s", "<= 1.0 s", med["d2n 1"]),
+            _row(name, "six chest series, s", med[f"{build} 6"], "s", "<= 1.5x dcm2niix",
+                 med["d2n 6"]),
+            _row(name, "each series beyond the first, s", each, "s", "<= 1.0x dcm2niix", each_d2n),
+            _row(name, "one chest series, CPU s", med_cpu[f"{build} 1"], "s", "",
+                 med_cpu["d2n 1"]),
+            _row(name, "six chest series, CPU s", med_cpu[f"{build} 6"], "s", "",
+                 med_cpu["d2n 6"]),
+            _row(name, "six series: first progress output, s", med[f"{build} first output"],
+                 "s", "<= 1 s"),
+        ]  # fmt: skip
+    return rows
+
+
+def _fresh(folder: Path) -> Path:
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
 
 
 # ---------------------------------------------------------------- CLI start-up
@@ -343,23 +411,29 @@ def bench_train(epochs: int) -> list[dict]:
 
 
 # ---------------------------------------------------------------- main
-BENCHES: dict[str, Callable[[bool], list[dict]]] = {
-    "ingest": lambda quick: bench_ingest(3),
-    "cli": lambda quick: bench_cli(3),
-    "explorer": lambda quick: bench_explorer([100_000] if quick else [100_000, 1_000_000],
-                                             2 if quick else 3),
-    "train": lambda quick: bench_train(3 if quick else 4),
+BENCHES: dict[str, Callable[[bool, Path | None, int | None], list[dict]]] = {
+    "ingest": lambda quick, against, repeats: bench_ingest(repeats or 3, against),
+    "cli": lambda quick, against, repeats: bench_cli(repeats or 3),
+    "explorer": lambda quick, against, repeats: bench_explorer(
+        [100_000] if quick else [100_000, 1_000_000], repeats or (2 if quick else 3)
+    ),
+    "train": lambda quick, against, repeats: bench_train(3 if quick else 4),
 }
 
 
-def main(quick: bool = False, only: list[str] | None = None) -> list[dict]:
+def main(
+    quick: bool = False,
+    only: list[str] | None = None,
+    against: Path | None = None,
+    repeats: int | None = None,
+) -> list[dict]:
     OUT.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     for name, bench in BENCHES.items():
         if only and name not in only:
             continue
         print(f"   user: {name}", flush=True)
-        rows += bench(quick)
+        rows += bench(quick, against, repeats)
     return rows
 
 
@@ -367,7 +441,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="100k scans only, fewer repeats")
     parser.add_argument("--only", nargs="*", choices=list(BENCHES), help="some benchmarks only")
+    parser.add_argument("--against", type=Path, help="ingest: also time the build checked out "
+                        "here (e.g. `git worktree add /tmp/i-old 9643f45`), interleaved")  # fmt: skip
+    parser.add_argument("--repeats", type=int, help="runs per figure (default 3)")
     args = parser.parse_args()
-    for row in main(args.quick, args.only):
+    for row in main(args.quick, args.only, args.against, args.repeats):
         ratio = "" if row["ratio"] is None else f"  ratio {row['ratio']:.2f} (baseline {row['baseline']})"
         print(f"{row['benchmark']:38s} {row['figure']:36s} {row['value']:9.3f} {row['unit']}{ratio}")

@@ -1,3 +1,3 @@
-from jobs.cli import app
+from jobs.launch import main
 
-app()
+main()

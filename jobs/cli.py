@@ -2,17 +2,19 @@
 
 A job module is imported only when its command runs (or its own ``--help`` is asked for):
 ``ctae --help`` lists the commands from ``COMMANDS`` without importing torch, pandas or DuckDB.
+The ``ctae`` entry point is ``jobs.launch.main``, which runs some jobs without typer's parsing.
 """
 
 from __future__ import annotations
 
 import importlib
-import logging
 from typing import Any
 
 import click
 import typer
 from typer.core import TyperGroup
+
+from jobs.log_setup import configure_logging
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("jobs.ingest", "Ingest CT scans: HU volumes at isotropic spacing into the store, facts into the catalog."),
@@ -66,15 +68,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain click help: importing rich costs a third of the 0.3 s start-up
 )
-
-
-def configure_logging(verbose: bool = False) -> None:
-    """Key=value log lines to stderr; called only by the CLI entry points."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
 
 
 @app.callback()

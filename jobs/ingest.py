@@ -18,7 +18,7 @@ import multiprocessing
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -41,6 +41,7 @@ from jobs.ingest_worker import (
     INPUT_TIMEOUT_S,
     IngestOutcome,
     ingest_one,
+    load_readers,
     redacted_root,
     refusal_id,
     refusal_record,
@@ -74,10 +75,27 @@ def _catalog(settings: CatalogSettings) -> Iterator[Any]:
         with connect(settings.catalog_path) as con:
             yield con
     except CATALOG_ERRORS as err:
-        raise CatalogWriteError(
-            f"catalog {settings.catalog_path} cannot be written ({type(err).__name__}: {err}); "
-            "check the path and its permissions, or wait for the process holding it"
-        ) from err
+        raise _write_error(settings, err) from err
+
+
+def _write_error(settings: CatalogSettings, err: BaseException) -> CatalogWriteError:
+    return CatalogWriteError(
+        f"catalog {settings.catalog_path} cannot be written ({type(err).__name__}: {err}); "
+        "check the path and its permissions, or wait for the process holding it"
+    )
+
+
+@contextmanager
+def _job(settings: CatalogSettings, args: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """``job_run`` of the ingest, whose first connection also creates or migrates the catalog
+    (one open fewer than a separate check: ~30 ms and an fsync): failing to open it is a
+    ``CatalogWriteError`` before any input is read."""
+    with ExitStack() as stack:
+        try:
+            counts = stack.enter_context(job_run(settings, "ingest", args))
+        except CATALOG_ERRORS as err:
+            raise _write_error(settings, err) from err
+        yield counts
 
 
 @dataclass
@@ -145,7 +163,8 @@ def run_ingest(
 
     start = time.perf_counter()
     summary = IngestSummary()
-    discovery = discover_sources(roots)
+    with _bar(progress, desc="discover", unit="file") as looked_at:  # shown at once
+        discovery = discover_sources(roots, on_file=looked_at.update)
     summary.found = len(discovery.sources)
     summary.skipped_files = dict(discovery.skipped_files)
     refusals = [refusal_record(r, redact=redact_paths) for r in discovery.refused]
@@ -235,6 +254,7 @@ def _map_inputs(worker, todo: list, config: ExecutorConfig) -> Iterator[tuple[An
         for result in map_tasks(worker, todo, config):
             yield result.item, result
         return
+    load_readers()
     _INHERITED[:] = todo
     try:
         for result in map_tasks(_ByIndex(worker), range(len(todo)), config):
@@ -243,14 +263,19 @@ def _map_inputs(worker, todo: list, config: ExecutorConfig) -> Iterator[tuple[An
         _INHERITED.clear()
 
 
+def _bar(progress: bool, **kwargs: Any) -> Any:
+    """A tqdm progress bar on stderr (a silent one without ``progress``)."""
+    from tqdm import tqdm
+
+    return tqdm(disable=not progress, **kwargs)
+
+
 def _run_batches(
     worker, todo, settings, summary, config: ExecutorConfig, progress, redact: bool = False
 ) -> None:
-    from tqdm import tqdm
-
     batch: list[IngestOutcome] = []
     last_flush = time.monotonic()
-    with tqdm(total=len(todo), desc="ingest", unit="series", disable=not progress) as bar:
+    with _bar(progress, total=len(todo), desc="ingest", unit="series") as bar:
         for source, result in _map_inputs(worker, todo, config):
             outcome = result.value if result.ok else _died(source, result.error, redact)
             batch.append(outcome)
@@ -299,94 +324,91 @@ def _flush(batch: list[IngestOutcome], settings: CatalogSettings, summary: Inges
         logger.info("not ingested [%s] %s", error.reason, error.message)
 
 
+def ingest_command(
+    sources: Annotated[
+        list[Path],
+        typer.Argument(help="Folders (searched recursively) or files: DICOM, NIfTI, MHA, NRRD."),
+    ],
+    catalog: CatalogOption = None,
+    store: StoreOption = None,
+    spacing: Annotated[
+        float, typer.Option("--spacing", help="Isotropic voxel size in mm (thesis: 3.0).")
+    ] = 3.0,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            help="Worker processes (default: CPU count, at most one per input; 1 or a "
+            "single input runs in this process).",
+        ),
+    ] = None,
+    executor: ExecutorOption = "local",
+    ray_address: RayAddressOption = None,
+    no_progress: NoProgressOption = False,
+    input_timeout: Annotated[
+        float,
+        typer.Option(
+            "--input-timeout", help="Seconds one series or file may take before it is refused."
+        ),
+    ] = INPUT_TIMEOUT_S,
+    redact_paths: Annotated[
+        bool,
+        typer.Option(
+            "--redact-paths",
+            help="Keep folder and file names out of the catalog, store and logs; an "
+            "owner-only <store>.source-paths.csv beside the store maps ids to paths.",
+        ),
+    ] = False,
+) -> None:
+    """Ingest CT scans: HU volumes at isotropic spacing into the store, facts into the catalog.
+
+    Exits 1 when nothing could be ingested, 2 when the catalog cannot be written.
+    """
+    settings = settings_from(catalog, store)
+    if spacing <= 0:
+        raise typer.BadParameter(f"--spacing must be positive, not {spacing}")
+    if input_timeout <= 0:
+        raise typer.BadParameter(f"--input-timeout must be positive, not {input_timeout}")
+    config = executor_from(executor, ray_address, workers)
+    shown = [redacted_root(str(s.resolve())) if redact_paths else str(s) for s in sources]
+    args = {
+        "sources": shown,
+        "spacing": spacing,
+        "workers": workers,
+        "executor": executor,
+        "ray_address": ray_address,
+        "input_timeout": input_timeout,
+        "redact_paths": redact_paths,
+    }
+    try:
+        with _job(settings, args) as counts:
+            summary = run_ingest(
+                sources,
+                settings,
+                spacing=spacing,
+                progress=not no_progress,
+                executor=config,
+                input_timeout_s=input_timeout,
+                redact_paths=redact_paths,
+            )
+            counts.update(summary.as_dict())
+    except CatalogWriteError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    except FileNotFoundError as err:
+        shown_err = "a source folder does not exist; check the paths" if redact_paths else err
+        typer.echo(f"error: {shown_err}", err=True)
+        raise typer.Exit(1) from err
+    except RuntimeError as err:  # Ray missing or unreachable
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from err
+    for line in summary.lines():
+        typer.echo(line)
+    if summary.ingested + summary.skipped_unchanged == 0:
+        typer.echo("error: nothing could be ingested; see the reasons above", err=True)
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     """Add `ctae ingest` to the CLI."""
-
-    @app.command("ingest")
-    def ingest_command(
-        sources: Annotated[
-            list[Path],
-            typer.Argument(
-                help="Folders (searched recursively) or files: DICOM, NIfTI, MHA, NRRD."
-            ),
-        ],
-        catalog: CatalogOption = None,
-        store: StoreOption = None,
-        spacing: Annotated[
-            float, typer.Option("--spacing", help="Isotropic voxel size in mm (thesis: 3.0).")
-        ] = 3.0,
-        workers: Annotated[
-            int | None,
-            typer.Option(
-                "--workers",
-                help="Worker processes (default: CPU count, at most one per input; 1 or a "
-                "single input runs in this process).",
-            ),
-        ] = None,
-        executor: ExecutorOption = "local",
-        ray_address: RayAddressOption = None,
-        no_progress: NoProgressOption = False,
-        input_timeout: Annotated[
-            float,
-            typer.Option(
-                "--input-timeout", help="Seconds one series or file may take before it is refused."
-            ),
-        ] = INPUT_TIMEOUT_S,
-        redact_paths: Annotated[
-            bool,
-            typer.Option(
-                "--redact-paths",
-                help="Keep folder and file names out of the catalog, store and logs; an "
-                "owner-only <store>.source-paths.csv beside the store maps ids to paths.",
-            ),
-        ] = False,
-    ) -> None:
-        """Ingest CT scans: HU volumes at isotropic spacing into the store, facts into the catalog.
-
-        Exits 1 when nothing could be ingested, 2 when the catalog cannot be written.
-        """
-        settings = settings_from(catalog, store)
-        if spacing <= 0:
-            raise typer.BadParameter(f"--spacing must be positive, not {spacing}")
-        if input_timeout <= 0:
-            raise typer.BadParameter(f"--input-timeout must be positive, not {input_timeout}")
-        config = executor_from(executor, ray_address, workers)
-        shown = [redacted_root(str(s.resolve())) if redact_paths else str(s) for s in sources]
-        args = {
-            "sources": shown,
-            "spacing": spacing,
-            "workers": workers,
-            "executor": executor,
-            "ray_address": ray_address,
-            "input_timeout": input_timeout,
-            "redact_paths": redact_paths,
-        }
-        try:
-            with _catalog(settings):
-                pass  # creates or migrates the file; fails early when it cannot be written
-            with job_run(settings, "ingest", args) as counts:
-                summary = run_ingest(
-                    sources,
-                    settings,
-                    spacing=spacing,
-                    progress=not no_progress,
-                    executor=config,
-                    input_timeout_s=input_timeout,
-                    redact_paths=redact_paths,
-                )
-                counts.update(summary.as_dict())
-        except CatalogWriteError as err:
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(2) from err
-        except FileNotFoundError as err:
-            shown_err = "a source folder does not exist; check the paths" if redact_paths else err
-            typer.echo(f"error: {shown_err}", err=True)
-            raise typer.Exit(1) from err
-        except RuntimeError as err:  # Ray missing or unreachable
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(1) from err
-        for line in summary.lines():
-            typer.echo(line)
-        if summary.ingested + summary.skipped_unchanged == 0:
-            typer.echo("error: nothing could be ingested; see the reasons above", err=True)
-            raise typer.Exit(1)
+    app.command("ingest")(ingest_command)

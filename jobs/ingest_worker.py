@@ -127,6 +127,14 @@ def ingest_one(
     )
 
 
+def load_readers() -> None:
+    """Import what ``ingest_one`` needs (the DICOM reader, SimpleITK) in this process: a pool
+    forked afterwards shares them, where each worker would otherwise import them again."""
+    from ctae_core.io import dicom_series, resample  # noqa: F401
+
+    silence_itk_warnings()
+
+
 def refusal_record(refused: RefusedInput, *, redact: bool = False) -> IngestErrorRecord:
     """The ``ingest_errors`` row of a file or folder that discovery refused."""
     label = refusal_id(refused) if redact else refused.source_path

@@ -27,7 +27,7 @@ from ctae_core.training import Dist, EpochReport, Plan, TrainingState
 from data_catalog import CatalogSettings
 from jobs import train_catalog
 from jobs.runtime import pick_device, seed_everything
-from jobs.threads import set_torch_threads
+from jobs.threads import rechoose_torch_threads, set_torch_threads
 from jobs.train_catalog import Scans, Splits
 
 logger = logging.getLogger(__name__)
@@ -56,15 +56,20 @@ def restore(path: Path, model: nn.Module, opt: Optimizer) -> TrainingState:
 
 
 def epoch_writer(settings: CatalogSettings, run_id: str, plan: Plan, model: nn.Module, opt: Optimizer,
-                 path: Path) -> Callable[[TrainingState, EpochReport], None]:
-    """What rank 0 does after each epoch: checkpoint, catalog row, log line."""
+                 path: Path, threads: tuple[int | None, int] = (None, 1)
+                 ) -> Callable[[TrainingState, EpochReport], None]:
+    """What rank 0 does after each epoch: checkpoint, catalog row, log line; then torch's thread
+    count again from the free cores (``threads``: the --threads option and the count now)."""
+    requested, chosen = threads
 
     def on_epoch(state: TrainingState, report: EpochReport) -> None:
+        nonlocal chosen
         save_checkpoint(training.checkpoint_payload(model, opt, plan, state), path)
         train_catalog.record(settings, run_id, state, report)
         logger.info("epoch %d/%d train %.4f val MSE %.4f (predicting the training mean: %.4f) "
                     "%.1f vol/s", report.epoch, plan.cfg.epochs, report.train_loss, report.val_loss,
                     report.baseline, report.volumes_per_s)
+        chosen = rechoose_torch_threads(requested, chosen)
 
     return on_epoch
 
@@ -75,7 +80,7 @@ def train(
 ) -> dict[str, Any]:
     """Fit the opened run (``opened`` on rank 0; the other ranks read it once rank 0 wrote it);
     returns the summary (epochs, best validation MSE, baseline MSE, checkpoint)."""
-    set_torch_threads(threads)
+    chosen = set_torch_threads(threads)
     dist = start_dist(device)
     if dist.world > 1:
         tdist.barrier()
@@ -105,7 +110,8 @@ def train(
                     dist.device, dist.world)
     try:
         state, stopped = training.fit(model, opt, plan, dist, state,
-                                      epoch_writer(settings, run_id, plan, model, opt, path), progress)
+                                      epoch_writer(settings, run_id, plan, model, opt, path, (threads, chosen)),
+                                      progress)
     except BaseException:
         if dist.main:
             train_catalog.set_status(settings, run_id, "failed")

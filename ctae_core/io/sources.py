@@ -17,7 +17,7 @@ import os
 import stat
 import warnings
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -149,8 +149,11 @@ class Discovery:
     skipped_files: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
-def discover_sources(roots: list[Path]) -> Discovery:
-    """Walk each root recursively and group its files into ingestible inputs.
+def discover_sources(
+    roots: list[Path], on_file: Callable[[int], object] | None = None
+) -> Discovery:
+    """Walk each root recursively and group its files into ingestible inputs; ``on_file(1)``
+    is called for every file looked at (a progress bar's ``update``).
 
     Raises:
         FileNotFoundError: a root does not exist.
@@ -158,13 +161,13 @@ def discover_sources(roots: list[Path]) -> Discovery:
     found = Discovery()
     with quiet_pydicom():  # header values are judged by the reader, not logged here
         for root in roots:
-            _discover_root(Path(os.path.abspath(root)), found)
+            _discover_root(Path(os.path.abspath(root)), found, on_file)
     found.sources.sort(key=lambda s: (s.source_root, s.source_path, s.group_key))
     found.refused.sort(key=lambda r: (r.source_root, r.source_path))
     return found
 
 
-def _discover_root(root: Path, found: Discovery) -> None:
+def _discover_root(root: Path, found: Discovery, on_file: Callable[[int], object] | None) -> None:
     if not os.path.lexists(root):
         raise FileNotFoundError(f"{root}: source folder does not exist; check the path")
     if not root.is_dir():
@@ -173,6 +176,8 @@ def _discover_root(root: Path, found: Discovery) -> None:
     root = root.resolve()
     groups: dict[str, list[tuple[Path, SliceHeader]]] = defaultdict(list)
     for path in _walk_files(root, found):
+        if on_file is not None:
+            on_file(1)
         kind = volume_kind(path)
         problem = _file_problem(path, sniff=kind is not None)
         if problem is not None:

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 import jobs.ingest as ingest_job
 from ctae_core.io.dicom_writer import SeriesHeaderSpec
+from ctae_core.io.sources import discover_sources
 from ctae_core.io.volume_store import load_volume
 from data_catalog import connect
 from data_catalog.job_runs import recent_job_runs
@@ -170,3 +171,18 @@ def test_exit_codes_nothing_ingestible_missing_source_and_unwritable_catalog(tmp
     blocker.write_text("a file where the catalog folder should be")
     unwritable = _invoke(bad, "--catalog", blocker / "catalog.duckdb")
     assert unwritable.exit_code == 2 and "cannot be written" in unwritable.output
+
+
+def test_discovery_reports_every_file_it_looks_at_before_any_input_is_read(tmp_path, settings):
+    slices = write_phantom(tmp_path / "in" / "ct")
+    write_junk(tmp_path / "in" / "ct")  # a DICOMDIR, notes and a thumbnail: looked at too
+    (tmp_path / "in" / ".hidden").write_text("never looked at")
+    seen: list[int] = []
+    found = discover_sources([tmp_path / "in"], on_file=seen.append)
+    assert seen == [1] * (len(slices) + 3)
+    assert len(found.sources) == 1 and found.skipped_files == {"dicom_directory": 1, "not_dicom": 2}
+    result = CliRunner().invoke(
+        app, ["ingest", str(tmp_path / "in"), "--catalog", str(settings.catalog_path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "discover: 27file" in result.output  # 24 slices and the three other files

@@ -62,3 +62,28 @@ def test_jobs_start_openmp_sleeping_unless_the_user_chose(chosen, seen):
         check=True,
     )
     assert done.stdout.split() == [seen]
+
+
+def test_own_running_threads_are_not_counted_as_busy_elsewhere(tmp_path):
+    tasks = tmp_path / "task"
+    for tid, state in ((11, "R"), (12, "S"), (13, "R"), (14, "D")):
+        (tasks / str(tid)).mkdir(parents=True)
+        (tasks / str(tid) / "stat").write_text(f"{tid} (pt_main (x)) {state} 1 11 11 0 -1\n")
+    assert threads.own_running(tasks) == 2
+    assert threads.own_running(tmp_path / "none") == 1  # the asking thread, at least
+
+
+def test_thread_count_is_chosen_again_between_epochs_unless_the_user_chose(tmp_path, monkeypatch):
+    before = torch.get_num_threads()
+    cores = threads.allowed_cores()
+    crowded, idle = _loadavg(tmp_path, cores + 5), _loadavg(tmp_path, 1)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    try:
+        assert threads.rechoose_torch_threads(None, cores, crowded) == 1
+        assert torch.get_num_threads() == 1  # a neighbour started: leave its core alone
+        assert threads.rechoose_torch_threads(None, 1, idle) == cores == torch.get_num_threads()
+        assert threads.rechoose_torch_threads(2, 2, crowded) == 2  # --threads 2 stays
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        assert threads.rechoose_torch_threads(None, 2, crowded) == 2
+    finally:
+        torch.set_num_threads(before)

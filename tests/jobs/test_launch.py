@@ -1,0 +1,64 @@
+"""`ctae ingest` and `ctae train` are parsed without typer's pydantic layer, exactly as typer
+parses them; help and usage errors still come from typer."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jobs.cli import load_command
+from jobs.launch import FAST_COMMANDS, command_function, fast_arguments
+from tests.dicom_factory import write_phantom
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMAND_LINES = {
+    "ingest": [["in1", "in2", "--catalog", "c.duckdb", "--spacing=2.5", "--workers", "3",
+                "--no-progress", "--redact-paths", "--input-timeout", "30"], ["in"]],
+    "train": [["--run", "r1", "--preset", "small", "--epochs", "3", "--lr", "0.002",
+               "--threads", "2", "--resume", "--encoder-weights", "w.pth"], ["--run-name", "r"]],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(FAST_COMMANDS))
+def test_fast_parse_gives_typers_values_for_every_option(name):
+    command = load_command(name)
+    for argv in COMMAND_LINES[name]:
+        expected = command.make_context(name, list(argv)).params
+        assert set(expected) == {param.name for param in command.params}
+        assert fast_arguments(command_function(name), argv) == expected
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "jobs", *args], cwd=ROOT, capture_output=True,
+                          text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+                          timeout=120)  # fmt: skip
+
+
+def test_ingest_runs_without_pydantic_and_typer_still_answers_help_and_bad_values(tmp_path):
+    write_phantom(tmp_path / "in" / "ct")
+    probe = (
+        "import sys\n"
+        "from jobs.launch import main\n"
+        "try:\n"
+        f"    main(['ingest', {str(tmp_path / 'in')!r}, '--catalog', "
+        f"{str(tmp_path / 'c.duckdb')!r}, '--no-progress'])\n"
+        "except SystemExit as done:\n"
+        "    print('exit', done.code)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic', 'requests')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True,
+                          text=True, env={"PYTHONPATH": str(ROOT)}, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "ingested 1, skipped 0 unchanged, failed 0" in done.stdout
+    assert done.stdout.splitlines()[-2:] == ["exit 0", "[]"]
+
+    assert "--redact-paths" in _run("ingest", "--help").stdout
+    typo = _run("ingest", str(tmp_path / "in"), "--spacing", "x")
+    assert typo.returncode == 2 and "Invalid value for '--spacing'" in typo.stderr
+    refused = _run("ingest", str(tmp_path / "in"), "--spacing", "-1")
+    assert refused.returncode == 2 and "--spacing must be positive, not -1.0" in refused.stderr
+    out_of_range = _run("train", "--run", "r", "--threads", "0")
+    assert out_of_range.returncode == 2 and "'--threads'" in out_of_range.stderr
