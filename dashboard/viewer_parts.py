@@ -8,8 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from ctae_core.anomaly import hottest_voxel
-from ctae_core.anomaly_region import hottest_region
+from ctae_core.anomaly_map import hottest_region_mask
 from dashboard import data, scan_volumes, slices, volume_viewer
 from dashboard.render import ViewSettings, render_views
 
@@ -84,9 +83,9 @@ def _load(path: Any, what: str):
 
 @st.cache_resource(max_entries=16, show_spinner=False)
 def _hottest_region(error_path: str) -> tuple[np.ndarray, tuple[int, int, int]]:
-    """The hottest |error| region's mask and its centre (z, y, x), on the run's grid."""
-    error = data.volume(error_path)
-    return hottest_region(error), hottest_voxel(error)
+    """The hottest region's mask and its peak (z, y, x), on the run's grid (the stored rule)."""
+    mask, peak_at, _ = hottest_region_mask(data.volume(error_path))
+    return mask, peak_at
 
 
 def show_planes(scan: pd.Series, run: dict[str, Any], view: ViewSettings) -> None:
@@ -210,3 +209,12 @@ def scan_facts(scan: pd.Series, admin: bool = False) -> pd.DataFrame:
             ).to_numpy(),
         }
     )
+
+
+def facts_table(facts: pd.DataFrame) -> str:
+    """The facts as a Markdown table (cheap for the browser: no data grid)."""
+    def cell(v: object) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    rows = [f"| {cell(f)} | {cell(v)} |" for f, v in zip(facts["fact"], facts["value"], strict=True)]
+    return "\n".join(["| fact | value |", "| --- | --- |", *rows])

@@ -72,27 +72,34 @@ def viewer_frame(page, timeout_ms: int = 60000):
     return next(f for f in page.frames if FRAME in f.url)
 
 
-def open_scan(page, url: str, scan_id: str, timeout_ms: int = 120000) -> tuple[float, float]:
+def open_scan(page, url: str, scan_id: str, timeout_ms: int = 120000) -> tuple[float, float, float]:
     """Open ``scan_id`` in the viewer; seconds from navigation until its first slice is drawn,
-    and until the whole volume has arrived (every plane scrollable)."""
+    until every slice can be drawn (preview or full resolution) and until the whole series has
+    arrived at full resolution."""
     started = time.perf_counter()
     page.goto(f"{url}/viewer?scan={scan_id}", wait_until="commit", timeout=timeout_ms)
     frame = viewer_frame(page, timeout_ms)
     return wait_drawn(frame, scan_id, started, timeout_ms)
 
 
-def wait_drawn(frame, scan_id: str, started: float, timeout_ms: int) -> tuple[float, float]:
-    """Seconds since ``started`` (perf_counter) until ``scan_id``'s first slice is drawn, and until
-    the whole volume has arrived."""
-    seen = ("id => window.ctaeViewer && (window.ctaeViewer.error || "
-            "String(window.ctaeViewer.key).startsWith(id + ':') && window.ctaeViewer.{})")
-    frame.wait_for_function(seen.format("firstDrawMs !== null"), arg=scan_id, timeout=timeout_ms)
-    first = time.perf_counter() - started
-    frame.wait_for_function(seen.format("ready"), arg=scan_id, timeout=timeout_ms)
+SCROLLABLE = ("(v.scrollableMs === undefined ? v.ready : v.scrollableMs !== null)")
+"""Every slice drawable; a viewer without a preview (before it had one) is so once all arrived."""
+
+
+def wait_drawn(frame, scan_id: str, started: float, timeout_ms: int) -> tuple[float, float, float]:
+    """Seconds since ``started`` (perf_counter) until ``scan_id``'s first slice is drawn, until
+    every slice can be drawn, and until the whole series has arrived at full resolution."""
+    seen = ("id => { const v = window.ctaeViewer; return v && (v.error || "
+            "String(v.key).startsWith(id + ':') && (WHEN)); }")
+    times = []
+    for ready in ("v.firstDrawMs !== null", SCROLLABLE, "v.ready"):
+        frame.wait_for_function(seen.replace("WHEN", ready), arg=scan_id, timeout=timeout_ms,
+                                polling="raf")
+        times.append(time.perf_counter() - started)
     error = frame.evaluate("() => window.ctaeViewer.error")
     if error:
         raise RuntimeError(f"viewer failed: {error}")
-    return first, time.perf_counter() - started
+    return times[0], times[1], times[2]
 
 
 SCROLL_JS = """
