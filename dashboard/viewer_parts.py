@@ -152,9 +152,10 @@ _VIEWER_FIELDS = ("scan_id", "volume_path", "recon_path", "error_path", "spacing
                   "source_root", "source_path", "series_uid")
 
 
-def show_scan(scan: pd.Series, run: dict[str, Any], view: ViewSettings) -> None:
-    """The interactive viewer (as acquired where the source is reachable), or the
-    server-rendered planes when asked for or when the browser viewer fails."""
+def show_scan(scan: pd.Series, run: dict[str, Any]) -> None:
+    """The interactive viewer (as acquired where the source is reachable; its window, overlay
+    and layout controls in its own tool bar), or the server-rendered planes with the page's
+    window controls when asked for or when the browser viewer fails."""
     mode = st.radio(
         "View", VIEW_MODES, horizontal=True, key="view_mode",
         help="Interactive: scroll (wheel), window/level (right drag), zoom/pan and a crosshair "
@@ -171,12 +172,12 @@ def show_scan(scan: pd.Series, run: dict[str, Any], view: ViewSettings) -> None:
         hottest = (" · opened at the hottest |error| region (outlined)"
                    if prepared.crosshair_xyz else "")
         st.caption(prepared.note + hottest)
-        shown = volume_viewer.scan_viewer(prepared, view, str(scan["scan_id"]))
+        shown = volume_viewer.scan_viewer(prepared, str(scan["scan_id"]))
         if not (isinstance(shown, dict) and shown.get("failed")):
             return
         st.info(f"The interactive viewer failed ({shown['failed']}): the server renders the "
                 "slices instead.")
-    show_planes(scan, run, view)
+    show_planes(scan, run, window_controls())
 
 
 def evidence_caption(scan: pd.Series) -> str | None:

@@ -6,13 +6,11 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import charts, data, review_queue, state
-from dashboard.render import ViewSettings
 from dashboard.viewer_parts import (
     evidence_caption,
     facts_table,
     scan_facts,
     show_scan,
-    window_controls,
 )
 
 st.title("Scan viewer")
@@ -54,8 +52,7 @@ nav[2].progress(
 
 scan = scans[scans["scan_id"] == queue[pos]].iloc[0]
 st.subheader(f"Scan `{scan['scan_id']}`")
-view: ViewSettings = window_controls()
-show_scan(scan, run, view)
+show_scan(scan, run)
 
 left, right = st.columns([3, 2])
 with left:  # drawn on demand: Plotly's 4.7 MB bundle would load while the series does

@@ -357,6 +357,7 @@ canvas.addEventListener("pointermove", (ev) => {
   } else { // right or left drag: width to the right, level down the screen
     view.width = Math.max(1, d.width * Math.exp(dx / 200));
     view.level = d.level + (dy * d.width) / 300;
+    ui("preset").value = "custom";
     buildLut();
     requestDraw();
   }
@@ -371,6 +372,13 @@ canvas.addEventListener("keydown", (ev) => {
   }
 });
 ui("layout").onchange = (e) => { view.layout = Number(e.target.value); requestDraw(); };
+ui("preset").onchange = (e) => {
+  const preset = args.window_presets[e.target.value];
+  if (!preset) return;
+  [view.width, view.level] = preset;
+  buildLut();
+  requestDraw();
+};
 for (const id of ["recon", "opacity", "outline"]) {
   ui(id).oninput = () => { dirty.add(0).add(1).add(2); requestDraw(); };
 }
@@ -383,6 +391,13 @@ new ResizeObserver(() => scan && requestDraw()).observe(canvas);
 
 function setWindow(a) {
   [view.width, view.level] = a.window_hu;
+  const select = ui("preset");
+  if (!select.options.length) { // the presets, once: soft tissue, lung, bone, metal, custom
+    for (const name of [...Object.keys(a.window_presets), "custom"]) select.add(new Option(name, name));
+  }
+  const named = Object.keys(a.window_presets)
+    .find((n) => String(a.window_presets[n]) === String(a.window_hu));
+  select.value = named || "custom";
   buildLut();
 }
 

@@ -121,6 +121,9 @@ def test_viewer_scrolls_windows_outlines_and_falls_back(served):
         page.mouse.up()
         width, level = frame.evaluate("() => window.ctaeViewer.window()")
         assert width > window_before[0] and level > window_before[1]
+        assert frame.locator("#preset").input_value() == "custom"
+        frame.select_option("#preset", "lung")  # the presets live in the viewer: no rerun
+        assert frame.evaluate("() => window.ctaeViewer.window()") == [1500, -600]
         frame.click("#reset")
         _shot(iframe, "as_acquired")
 
