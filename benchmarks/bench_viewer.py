@@ -35,7 +35,6 @@ import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +51,7 @@ from tests.dashboard.viewer_browser import (  # noqa: E402
     chest_series,
     open_scan,
     scroll,
+    serve,
     start_dashboard,
     viewer_frame,
     wait_drawn,
@@ -93,22 +93,6 @@ def prepare(shape_zyx: tuple[int, int, int]) -> tuple[CatalogSettings, str, floa
     return settings, scan_id, written
 
 
-def _serve(command: list[str], cwd: Path, port: int) -> tuple[subprocess.Popen, str]:
-    """A Streamlit server of ``command`` (run in ``cwd`` with it on the path) once it answers."""
-    proc = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "PYTHONPATH": str(cwd), "PYTHONUNBUFFERED": "1"})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                return proc, url
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"{command}: no answer on /_stcore/health within 90 s")
-
-
 def _against(rev: str, catalog: Path, port: int) -> tuple[subprocess.Popen, str]:
     """Git revision ``rev``'s dashboard on a copy of the catalog (same store), beside this one."""
     from benchmarks.bench_team_review import _source_tree
@@ -118,16 +102,15 @@ def _against(rev: str, catalog: Path, port: int) -> tuple[subprocess.Popen, str]
     tree = _source_tree(rev, work)
     copy = work / "catalog.duckdb"
     shutil.copy2(catalog, copy)
-    return _serve([sys.executable, "-m", "jobs", "dashboard", "--catalog", str(copy), "--port",
-                   str(port), "--no-browser"], tree, port)
+    return start_dashboard(copy, port, tree)
 
 
 def _bare(port: int) -> tuple[subprocess.Popen, str]:
     page = OUT / "bare_page.py"
     page.write_text(f"import streamlit as st\n\nst.write({BARE_TEXT!r})\n")
-    return _serve([sys.executable, "-m", "streamlit", "run", str(page), "--server.port", str(port),
-                   "--server.address", "127.0.0.1", "--server.headless", "true",
-                   "--browser.gatherUsageStats", "false"], ROOT, port)
+    return serve([sys.executable, "-m", "streamlit", "run", str(page), "--server.port", str(port),
+                  "--server.address", "127.0.0.1", "--server.headless", "true",
+                  "--browser.gatherUsageStats", "false"], ROOT, port)
 
 
 def _server_baseline(page, steps: int) -> tuple[float, float]:

@@ -46,16 +46,20 @@ def chest_series(out_dir: Path, shape_zyx: tuple[int, int, int], spacing_zyx_mm=
     return out_dir
 
 
-def start_dashboard(catalog: Path, port: int) -> tuple[subprocess.Popen, str]:
-    """`ctae dashboard` on ``port``; returns (process, URL) once it answers /_stcore/health."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jobs", "dashboard", "--catalog", str(catalog), "--port", str(port),
-         "--no-browser"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"},
-    )
+def start_dashboard(catalog: Path, port: int, tree: Path = ROOT) -> tuple[subprocess.Popen, str]:
+    """`ctae dashboard` of the source ``tree`` on ``port``; returns (process, URL) once it
+    answers /_stcore/health."""
+    return serve([sys.executable, "-m", "jobs", "dashboard", "--catalog", str(catalog), "--port",
+                  str(port), "--no-browser"], tree, port)
+
+
+def serve(command: list[str], tree: Path, port: int) -> tuple[subprocess.Popen, str]:
+    """A Streamlit server started by ``command`` in ``tree`` (on the path) on ``port``;
+    returns (process, URL) once it answers /_stcore/health."""
+    proc = subprocess.Popen(command, cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "PYTHONPATH": str(tree), "PYTHONUNBUFFERED": "1"})
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         try:
             if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
@@ -63,7 +67,7 @@ def start_dashboard(catalog: Path, port: int) -> tuple[subprocess.Popen, str]:
         except OSError:
             time.sleep(0.2)
     proc.kill()
-    raise RuntimeError("`ctae dashboard` did not answer /_stcore/health within 60 s")
+    raise RuntimeError(f"{' '.join(command[:4])} did not answer /_stcore/health within 90 s")
 
 
 def viewer_frame(page, timeout_ms: int = 60000):
