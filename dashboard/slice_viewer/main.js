@@ -3,9 +3,9 @@
 // The scan arrives over HTTP as raw int16 slabs, the crosshair's slab first, so the first slice
 // is drawn before the rest has arrived; beside it a preview of the whole series (every second
 // voxel along each axis, an eighth of the bytes) makes every slice drawable at once, and the
-// slabs nearest the current slice replace it as they arrive. Scrolling, window/level (a lookup table), zoom/pan, the
-// linked crosshair and the overlays run here, with no server round trip. Only a failure is
-// reported back, so that the page can fall back to its server-rendered slices.
+// slabs nearest the current slice replace it as they arrive. Scrolling, window/level (a lookup
+// table), zoom/pan, the linked crosshair and the overlays run here, with no server round trip.
+// Only a failure is reported back, so that the page can fall back to its server-rendered slices.
 "use strict";
 
 const PLANES = ["axial", "coronal", "sagittal"];
@@ -152,11 +152,15 @@ function renderPlane(p) {
   img.index = scan.cursor[2 - p];
 }
 
+function previewAt(i, n) { // the preview's index (of n along that axis) holding voxel index i
+  return Math.min(n - 1, Math.floor(i / scan.preview.factor));
+}
+
 function previewRow(p, r, out, base, cols) { // row r of plane p from the preview's voxels
-  const { data: pd, factor: f, shape: [pz, py, px] } = scan.preview;
+  const { data: pd, shape: [pz, py, px] } = scan.preview;
   const [nz] = scan.shape;
   const [x, y, z] = scan.cursor;
-  const at = (i, n) => Math.min(n - 1, Math.floor(i / f));
+  const at = previewAt;
   if (p === 0) {
     const off = (at(z, pz) * py + at(r, py)) * px;
     for (let c = 0; c < cols; c++) out[base + c] = lut[pd[off + at(c, px)] + 32768];
@@ -272,9 +276,8 @@ function showStatus() {
   const parts = [`voxel (${x}, ${y}, ${z})`, `${mm.join(", ")} mm (LPS)`];
   if (scan.loaded[z]) parts.push(`HU ${scan.data[(z * ny + y) * nx + x]}`);
   else if (scan.preview) {
-    const { data: pd, factor: f, shape: [pz, py, px] } = scan.preview;
-    const at = (i, n) => Math.min(n - 1, Math.floor(i / f));
-    parts.push(`HU ≈${pd[(at(z, pz) * py + at(y, py)) * px + at(x, px)]}`);
+    const { data: pd, shape: [pz, py, px] } = scan.preview;
+    parts.push(`HU ≈${pd[(previewAt(z, pz) * py + previewAt(y, py)) * px + previewAt(x, px)]}`);
   } else parts.push("HU …");
   for (const [role, name] of [["error", "|error|"], ["reconstruction", "reconstruction"]]) {
     const o = scan.overlays[role];
