@@ -218,16 +218,16 @@ def main(quick: bool = False, port: int = 0, against: str | None = None,
     shape = (150, 256, 256) if quick else (300, 512, 512)
     size = f"{shape[2]}×{shape[1]}×{shape[0]}"
     settings, scan_id, written = prepare(shape)
-    port = port or _port()
-    servers = [start_dashboard(settings.catalog_path, port)]
+    ports = [port, port + 1, port + 2] if port else [_port(), _port(), _port()]
+    servers = [start_dashboard(settings.catalog_path, ports[0])]
     rows = []
     try:
-        servers.append(_bare(port + 2 if port else _port()))
+        servers.append(_bare(ports[2]))
         targets = {"this build": ("viewer", servers[0][1], scan_id),
                    "bare page": ("page", servers[1][1], _BARE_DRAWN),
                    "Overview": ("page", servers[0][1] + "/", _OVERVIEW_DRAWN)}
         if against:
-            servers.append(_against(against, settings.catalog_path, port + 1))
+            servers.append(_against(against, settings.catalog_path, ports[1]))
             targets[against] = ("viewer", servers[2][1], scan_id)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
