@@ -49,20 +49,37 @@ def anomaly_map(abs_error_hu: np.ndarray, body: np.ndarray,
     return np.where(np.asarray(body, dtype=bool), smooth, np.float32(0)).astype(np.float32)
 
 
-def hottest_region(amap: np.ndarray, spacing_mm: float, level: float = REGION_LEVEL) -> HotRegion:
-    """The peak of an anomaly map and the connected region around it above ``level`` × peak."""
+def hottest_region_mask(amap: np.ndarray, level: float = REGION_LEVEL
+                        ) -> tuple[np.ndarray, tuple[int, int, int], float]:
+    """The hottest region's rule, the one place it is written: the map's peak and the 6-connected
+    voxels around it at or above ``level`` × peak. Returns (mask, peak voxel (Z, Y, X), peak);
+    the mask is empty when the map has no positive voxel.
+
+    Args:
+        amap: An anomaly map (Z, Y, X), as ``anomaly_map`` gives it or as `ctae score` stored it
+            (int16 HU; a memory map is fine).
+        level: Share of the peak that bounds the region, in (0, 1].
+    """
     from scipy.ndimage import label
 
+    if not 0 < level <= 1:
+        raise ValueError(f"level must be in (0, 1], not {level}")
     amap = np.asarray(amap, dtype=np.float32)
     if amap.size == 0:
         raise ValueError("the anomaly map is empty")
-    peak_at = np.unravel_index(int(np.argmax(amap)), amap.shape)
+    peak_at = tuple(int(i) for i in np.unravel_index(int(np.argmax(amap)), amap.shape))
     peak = float(amap[peak_at])
     if peak <= 0:
-        return HotRegion(tuple(int(i) for i in peak_at), 0.0, 0.0)  # type: ignore[arg-type]
-    labels, _ = label(amap >= level * peak)
-    voxels = int((labels == labels[peak_at]).sum())
-    return HotRegion(tuple(int(i) for i in peak_at), voxels * spacing_mm**3 / 1000.0, peak)  # type: ignore[arg-type]
+        return np.zeros(amap.shape, dtype=bool), peak_at, 0.0  # type: ignore[return-value]
+    labels, _ = label(amap >= level * peak)  # scipy's default structure: 6-connected
+    return labels == labels[peak_at], peak_at, peak  # type: ignore[return-value]
+
+
+def hottest_region(amap: np.ndarray, spacing_mm: float, level: float = REGION_LEVEL) -> HotRegion:
+    """The peak of an anomaly map and the volume of the region around it
+    (:func:`hottest_region_mask`) at ``spacing_mm``."""
+    mask, peak_at, peak = hottest_region_mask(amap, level)
+    return HotRegion(peak_at, int(mask.sum()) * spacing_mm**3 / 1000.0, peak)
 
 
 def rescale_index(zyx: tuple[int, int, int], from_mm: float, to_mm: float,

@@ -22,8 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ctae_core.anomaly import hottest_voxel
-from ctae_core.anomaly_region import hottest_region
+from ctae_core.anomaly_map import hottest_region_mask
 from ctae_core.geometry import lps_affine, rescaled_grid
 from ctae_core.io import viewer_files
 from ctae_core.io.native_series import SourceUnavailableError, read_native_volume
@@ -40,6 +39,8 @@ MAX_NATIVE_BYTES = 1_000_000_000
 """Largest series shown as acquired (int16 voxels, held whole by the browser); larger ones
 show the stored volume."""
 META = "meta.json"
+FORMAT = "preview-v1"
+"""Part of every volume entry's name: entries of an older layout (no preview) are not reused."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class ViewerScan:
     note: str
     overlays: list[dict[str, Any]] = field(default_factory=list)
     crosshair_xyz: list[int] | None = None  # the scan's voxel at the hottest |error| region
+    preview: dict[str, Any] | None = None  # file, factor, shape_zyx of the whole-volume preview
 
 
 def _entry(name: str) -> dict[str, Any] | None:
@@ -120,6 +122,7 @@ def _volume_meta(hu: np.ndarray, affine: np.ndarray, spacing: list[float], **ext
     def write(folder: Path) -> dict[str, Any]:
         slabs = viewer_files.write_slabs(folder, hu)
         return {"slabs": slabs, "slab_slices": viewer_files.slab_slices(hu.shape),
+                "preview": viewer_files.write_preview(folder, hu),
                 "shape_zyx": list(hu.shape), "spacing_zyx_mm": spacing,
                 "affine": affine.tolist(), **extra}
     return write
@@ -134,7 +137,7 @@ def _native(scan: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         raise SourceUnavailableError(str(err)) from err
     except (OSError, TypeError) as err:  # unreadable folder, or no source recorded
         raise SourceUnavailableError(f"source not reachable from this machine ({err})") from err
-    name = f"n-{fingerprint}"
+    name = f"n-{_hash(fingerprint, FORMAT)}"
     if (meta := _entry(name)) is not None:
         return name, meta
     volume = read_native_volume(scan["source_root"], scan["source_path"], scan["series_uid"])
@@ -155,7 +158,7 @@ def _native(scan: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 def _stored(scan: dict[str, Any], stored: np.ndarray, why: str) -> tuple[str, dict[str, Any]]:
     spacing = float(scan["spacing_mm"])
-    name = f"s-{_hash(_stamp(scan['volume_path']), spacing)}"
+    name = f"s-{_hash(_stamp(scan['volume_path']), spacing, FORMAT)}"
     note = (f"Stored {spacing:g} mm volume ({stored.shape[2]}×{stored.shape[1]}×"
             f"{stored.shape[0]}): native resolution unavailable — {why}")
     if (meta := _entry(name)) is None:
@@ -173,7 +176,7 @@ def _overlays(scan: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
     paths = {role: p for role, p in paths.items() if isinstance(p, str) and os.path.exists(p)}
     if not paths:
         return None
-    name = f"o-{_hash(*(_stamp(p) for p in paths.values()), 'region-v1')}"
+    name = f"o-{_hash(*(_stamp(p) for p in paths.values()), 'region-v2')}"
     if (meta := _entry(name)) is not None:
         return name, meta
 
@@ -183,10 +186,11 @@ def _overlays(scan: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
             array = np.asarray(load_volume(path))
             viewer_files.write_array(folder / f"{role}.gz", array)
             layers[role] = list(array.shape)
-            if role == "error":
-                viewer_files.write_array(folder / "region.gz", hottest_region(array))
+            if role == "error":  # the stored region's rule: it is what hot_volume_ml measured
+                region, peak_at, _ = hottest_region_mask(array)
+                viewer_files.write_array(folder / "region.gz", region)
                 layers["region"] = list(array.shape)
-                hottest = [int(v) for v in hottest_voxel(array)]
+                hottest = list(peak_at)
         return {"layers": layers, "hottest_zyx": hottest if "error" in paths else None}
 
     return name, _store(name, write)
@@ -195,7 +199,7 @@ def _overlays(scan: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
 def _hottest_world(scan: dict[str, Any], layers: dict[str, Any], spacing: float,
                    meta: dict[str, Any], grid_spacing: Any, origin: Any) -> np.ndarray | None:
     """LPS mm (homogeneous) of the scan's hottest region: the one `ctae score` stored on the
-    stored grid (schema v8), else the hottest voxel of the stored |error| map (older runs)."""
+    stored grid (schema v8), else the peak of the stored anomaly map (older runs)."""
     stored = [scan.get(k) for k in ("hot_z", "hot_y", "hot_x")]
     if all(v is not None and v == v for v in stored):
         z, y, x = (int(v) for v in stored)
@@ -240,4 +244,8 @@ def viewer_scan(scan: dict[str, Any]) -> ViewerScan:
                              for v, n in zip(voxel, meta["shape_zyx"][::-1], strict=True)]
     return ViewerScan(name, [f"{name}/{s}" for s in meta["slabs"]], meta["slab_slices"],
                       meta["shape_zyx"], meta["spacing_zyx_mm"], meta["affine"], meta["native"],
-                      meta["note"], overlays, crosshair)
+                      meta["note"], overlays, crosshair, _in_folder(name, meta.get("preview")))
+
+
+def _in_folder(name: str, preview: dict[str, Any] | None) -> dict[str, Any] | None:
+    return {**preview, "file": f"{name}/{preview['file']}"} if preview else None

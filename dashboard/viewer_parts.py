@@ -8,8 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from ctae_core.anomaly import hottest_voxel
-from ctae_core.anomaly_region import hottest_region
+from ctae_core.anomaly_map import hottest_region_mask
 from dashboard import data, scan_volumes, slices, volume_viewer
 from dashboard.render import ViewSettings, render_views
 
@@ -84,9 +83,9 @@ def _load(path: Any, what: str):
 
 @st.cache_resource(max_entries=16, show_spinner=False)
 def _hottest_region(error_path: str) -> tuple[np.ndarray, tuple[int, int, int]]:
-    """The hottest |error| region's mask and its centre (z, y, x), on the run's grid."""
-    error = data.volume(error_path)
-    return hottest_region(error), hottest_voxel(error)
+    """The hottest region's mask and its peak (z, y, x), on the run's grid (the stored rule)."""
+    mask, peak_at, _ = hottest_region_mask(data.volume(error_path))
+    return mask, peak_at
 
 
 def show_planes(scan: pd.Series, run: dict[str, Any], view: ViewSettings) -> None:
@@ -153,9 +152,10 @@ _VIEWER_FIELDS = ("scan_id", "volume_path", "recon_path", "error_path", "spacing
                   "source_root", "source_path", "series_uid")
 
 
-def show_scan(scan: pd.Series, run: dict[str, Any], view: ViewSettings) -> None:
-    """The interactive viewer (as acquired where the source is reachable), or the
-    server-rendered planes when asked for or when the browser viewer fails."""
+def show_scan(scan: pd.Series, run: dict[str, Any]) -> None:
+    """The interactive viewer (as acquired where the source is reachable; its window, overlay
+    and layout controls in its own tool bar), or the server-rendered planes with the page's
+    window controls when asked for or when the browser viewer fails."""
     mode = st.radio(
         "View", VIEW_MODES, horizontal=True, key="view_mode",
         help="Interactive: scroll (wheel), window/level (right drag), zoom/pan and a crosshair "
@@ -172,12 +172,12 @@ def show_scan(scan: pd.Series, run: dict[str, Any], view: ViewSettings) -> None:
         hottest = (" · opened at the hottest |error| region (outlined)"
                    if prepared.crosshair_xyz else "")
         st.caption(prepared.note + hottest)
-        shown = volume_viewer.scan_viewer(prepared, view, str(scan["scan_id"]))
+        shown = volume_viewer.scan_viewer(prepared, str(scan["scan_id"]))
         if not (isinstance(shown, dict) and shown.get("failed")):
             return
         st.info(f"The interactive viewer failed ({shown['failed']}): the server renders the "
                 "slices instead.")
-    show_planes(scan, run, view)
+    show_planes(scan, run, window_controls())
 
 
 def evidence_caption(scan: pd.Series) -> str | None:
@@ -210,3 +210,12 @@ def scan_facts(scan: pd.Series, admin: bool = False) -> pd.DataFrame:
             ).to_numpy(),
         }
     )
+
+
+def facts_table(facts: pd.DataFrame) -> str:
+    """The facts as a Markdown table (cheap for the browser: no data grid)."""
+    def cell(v: object) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    rows = [f"| {cell(f)} | {cell(v)} |" for f, v in zip(facts["fact"], facts["value"], strict=True)]
+    return "\n".join(["| fact | value |", "| --- | --- |", *rows])

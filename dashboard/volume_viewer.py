@@ -13,6 +13,7 @@ import streamlit.components.v1 as components
 
 from dashboard.render import ViewSettings
 from dashboard.scan_volumes import VIEWER_CACHE, ViewerScan
+from dashboard.slices import WINDOW_PRESETS
 
 _COMPONENT = components.declare_component(
     "ctae_scan_viewer", path=str(Path(__file__).with_name("slice_viewer"))
@@ -23,12 +24,14 @@ VIEWER_CACHE.mkdir(mode=0o700, parents=True, exist_ok=True)
 _FILES = components.declare_component("ctae_viewer_files", path=str(VIEWER_CACHE))
 
 
-def scan_viewer(scan: ViewerScan, view: ViewSettings, scan_key: str, height: int = 440) -> Any:
+def scan_viewer(scan: ViewerScan, scan_key: str, height: int = 440) -> Any:
     """Draw the viewer; returns ``{"failed": why}`` when the browser could not, else None."""
+    view = ViewSettings(opacity=0.4)
     return _COMPONENT(
         files_base=f"../{_FILES.name}/",
         scan=asdict(scan),
         window_hu=[view.width_hu, view.level_hu],
+        window_presets=WINDOW_PRESETS,
         error_opacity=view.opacity,
         error_max_hu=view.error_max_hu,
         source_note="as acquired" if scan.native else "stored volume",

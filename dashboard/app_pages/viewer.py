@@ -6,12 +6,11 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import charts, data, review_queue, state
-from dashboard.render import ViewSettings
 from dashboard.viewer_parts import (
     evidence_caption,
+    facts_table,
     scan_facts,
     show_scan,
-    window_controls,
 )
 
 st.title("Scan viewer")
@@ -53,22 +52,23 @@ nav[2].progress(
 
 scan = scans[scans["scan_id"] == queue[pos]].iloc[0]
 st.subheader(f"Scan `{scan['scan_id']}`")
-view: ViewSettings = window_controls()
-show_scan(scan, run, view)
+show_scan(scan, run)
 
 left, right = st.columns([3, 2])
-with left:
-    st.plotly_chart(
-        charts.hu_histogram(
-            data.scan_hu_histogram(catalog, scan["scan_id"]), data.dataset_hu_histogram(catalog)
-        ),
-        key="hu_hist",
-    )
+with left:  # drawn on demand: Plotly's 4.7 MB bundle would load while the series does
+    if st.toggle("HU histogram against the dataset's", key="hu_hist_shown"):
+        st.plotly_chart(
+            charts.hu_histogram(
+                data.scan_hu_histogram(catalog, scan["scan_id"]), data.dataset_hu_histogram(catalog)
+            ),
+            key="hu_hist",
+        )
 with right:
     evidence = evidence_caption(scan)
     if evidence:
         st.caption(evidence)
-    st.dataframe(scan_facts(scan, admin=state.is_admin()), width="stretch", key="facts")
+    with st.expander("Scan facts"):  # a markdown table: no data-grid bundle for 30 rows
+        st.markdown(facts_table(scan_facts(scan, admin=state.is_admin())))
 
 st.caption("Labels are given in a review session: see My reviews.")
 history = data.label_history(catalog, scan["scan_id"]) if state.is_admin() else []

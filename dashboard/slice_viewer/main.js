@@ -1,21 +1,26 @@
 // ctae's scan viewer: a Streamlit component without a build step that draws slices with Canvas 2D
 // from an Int16Array (no WebGL: a browser without a GPU draws a 512×512 slice in milliseconds).
 // The scan arrives over HTTP as raw int16 slabs, the crosshair's slab first, so the first slice
-// is drawn before the rest has arrived. Scrolling, window/level (a lookup table), zoom/pan, the
-// linked crosshair and the overlays run here, with no server round trip. Only a failure is
-// reported back, so that the page can fall back to its server-rendered slices.
+// is drawn before the rest has arrived; beside it a preview of the whole series (every second
+// voxel along each axis, an eighth of the bytes) makes every slice drawable at once, and the
+// slabs nearest the current slice replace it as they arrive. Scrolling, window/level (a lookup
+// table), zoom/pan, the linked crosshair and the overlays run here, with no server round trip.
+// Only a failure is reported back, so that the page can fall back to its server-rendered slices.
 "use strict";
 
 const PLANES = ["axial", "coronal", "sagittal"];
 const FETCHES = 4; // slab requests in flight
 const state = (window.ctaeViewer = {
-  ready: false, key: null, firstDrawMs: null, loadMs: null, draws: 0, error: null,
+  ready: false, key: null, firstDrawMs: null, scrollableMs: null, loadMs: null, draws: 0, error: null,
+  at: {}, // epoch ms (performance.timeOrigin-based) of the first draw, scrollable and loaded
   cursor: () => (scan ? scan.cursor.slice() : null),
   shape: () => (scan ? scan.shape.slice() : null),
   overlays: () => (scan ? Object.keys(scan.overlays).sort() : []),
   window: () => [view.width, view.level],
   tile: (plane) => tiles.find((t) => t.plane === plane) || null,
   loadedSlices: () => (scan ? scan.loaded.reduce((a, b) => a + b, 0) : 0),
+  shown: () => (scan ? resolutionAt(scan.cursor[2]) : null), // at the crosshair's slice
+  scrollable: () => Boolean(scan && (scan.preview || state.ready)),
 });
 const canvas = document.getElementById("view");
 const ctx = canvas.getContext("2d");
@@ -112,7 +117,8 @@ function renderPlane(p) {
         out[base + c] = v === v ? lut[(v + 32768) & 0xffff] : lut[0];
       }
     } else if (!scan.loaded[p === 0 ? z : nz - 1 - r]) {
-      out.fill(lut[0], base, base + cols);
+      if (scan.preview) previewRow(p, r, out, base, cols);
+      else out.fill(lut[0], base, base + cols);
     } else if (p === 0) {
       const off = z * nx * ny + r * nx;
       for (let c = 0; c < cols; c++) out[base + c] = lut[data[off + c] + 32768];
@@ -144,6 +150,32 @@ function renderPlane(p) {
   if (region) outline(img, cols, rows, out);
   img.ctx.putImageData(img.image, 0, 0);
   img.index = scan.cursor[2 - p];
+}
+
+function previewAt(i, n) { // the preview's index (of n along that axis) holding voxel index i
+  return Math.min(n - 1, Math.floor(i / scan.preview.factor));
+}
+
+function previewRow(p, r, out, base, cols) { // row r of plane p from the preview's voxels
+  const { data: pd, shape: [pz, py, px] } = scan.preview;
+  const [nz] = scan.shape;
+  const [x, y, z] = scan.cursor;
+  const at = previewAt;
+  if (p === 0) {
+    const off = (at(z, pz) * py + at(r, py)) * px;
+    for (let c = 0; c < cols; c++) out[base + c] = lut[pd[off + at(c, px)] + 32768];
+  } else if (p === 1) {
+    const off = (at(nz - 1 - r, pz) * py + at(y, py)) * px;
+    for (let c = 0; c < cols; c++) out[base + c] = lut[pd[off + at(c, px)] + 32768];
+  } else {
+    const off = at(nz - 1 - r, pz) * py * px + at(x, px);
+    for (let c = 0; c < cols; c++) out[base + c] = lut[pd[off + at(c, py) * px] + 32768];
+  }
+}
+
+function resolutionAt(z) { // what the axial slice z is drawn from
+  if (scan.loaded[z]) return "full";
+  return scan.preview ? "preview" : "loading";
 }
 
 function outline(img, cols, rows, out) { // the region's contour: inside pixels with an outside neighbour
@@ -242,7 +274,11 @@ function showStatus() {
   const a = scan.affine;
   const mm = [0, 1, 2].map((i) => (a[i][0] * x + a[i][1] * y + a[i][2] * z + a[i][3]).toFixed(1));
   const parts = [`voxel (${x}, ${y}, ${z})`, `${mm.join(", ")} mm (LPS)`];
-  parts.push(scan.loaded[z] ? `HU ${scan.data[(z * ny + y) * nx + x]}` : "HU …");
+  if (scan.loaded[z]) parts.push(`HU ${scan.data[(z * ny + y) * nx + x]}`);
+  else if (scan.preview) {
+    const { data: pd, shape: [pz, py, px] } = scan.preview;
+    parts.push(`HU ≈${pd[(previewAt(z, pz) * py + previewAt(y, py)) * px + previewAt(x, px)]}`);
+  } else parts.push("HU …");
   for (const [role, name] of [["error", "|error|"], ["reconstruction", "reconstruction"]]) {
     const o = scan.overlays[role];
     if (!o) continue;
@@ -256,7 +292,10 @@ function showStatus() {
     if (row[0] > 0) parts.push("in the hottest region");
   }
   const pending = nz - state.loadedSlices();
-  if (pending > 0) parts.push(`loading ${pending} slices …`);
+  if (pending > 0 && !scan.loaded[z] && scan.preview) {
+    parts.push(`preview (1/${scan.preview.factor} resolution) · full resolution: ${pending} slices to come …`);
+  } else if (pending > 0) parts.push(`full resolution here · loading ${pending} slices …`);
+  else parts.push("full resolution");
   ui("status").textContent = parts.join(" · ");
 }
 
@@ -321,6 +360,7 @@ canvas.addEventListener("pointermove", (ev) => {
   } else { // right or left drag: width to the right, level down the screen
     view.width = Math.max(1, d.width * Math.exp(dx / 200));
     view.level = d.level + (dy * d.width) / 300;
+    ui("preset").value = "custom";
     buildLut();
     requestDraw();
   }
@@ -335,6 +375,13 @@ canvas.addEventListener("keydown", (ev) => {
   }
 });
 ui("layout").onchange = (e) => { view.layout = Number(e.target.value); requestDraw(); };
+ui("preset").onchange = (e) => {
+  const preset = args.window_presets[e.target.value];
+  if (!preset) return;
+  [view.width, view.level] = preset;
+  buildLut();
+  requestDraw();
+};
 for (const id of ["recon", "opacity", "outline"]) {
   ui(id).oninput = () => { dirty.add(0).add(1).add(2); requestDraw(); };
 }
@@ -347,6 +394,13 @@ new ResizeObserver(() => scan && requestDraw()).observe(canvas);
 
 function setWindow(a) {
   [view.width, view.level] = a.window_hu;
+  const select = ui("preset");
+  if (!select.options.length) { // the presets, once: soft tissue, lung, bone, metal, custom
+    for (const name of [...Object.keys(a.window_presets), "custom"]) select.add(new Option(name, name));
+  }
+  const named = Object.keys(a.window_presets)
+    .find((n) => String(a.window_presets[n]) === String(a.window_hu));
+  select.value = named || "custom";
   buildLut();
 }
 
@@ -370,46 +424,73 @@ async function loadScan(a) {
   const [nz, ny, nx] = s.shape_zyx;
   state.ready = false;
   state.firstDrawMs = null;
-  const data = new Int16Array(nz * ny * nx); // slices not here yet are drawn black (loaded[])
+  state.scrollableMs = null;
+  state.at = {};
+  const data = new Int16Array(nz * ny * nx); // slices not here yet come from the preview (loaded[])
   const cursor = s.crosshair_xyz ? s.crosshair_xyz.slice() : [nx >> 1, ny >> 1, nz >> 1];
   const overlays = {};
   const overlayLoads = s.overlays.map(async (o) => {
     overlays[o.role] = { shape: o.shape_zyx, to: o.to_overlay, data: await fetchGz(o.file, controller.signal) };
   });
   const next = { shape: s.shape_zyx, spacing: s.spacing_zyx_mm, affine: s.affine, data,
-                 loaded: new Uint8Array(nz), cursor, overlays };
+                 loaded: new Uint8Array(nz), cursor, overlays, preview: null };
   const perSlab = s.slab_slices;
-  const order = s.slabs.map((f, k) => k)
-    .sort((a1, b1) => Math.abs(a1 * perSlab + perSlab / 2 - cursor[2]) - Math.abs(b1 * perSlab + perSlab / 2 - cursor[2]));
-  let first = true;
+  const pending = new Set(s.slabs.map((f, k) => k));
+  const nearest = () => { // the slab nearest the slice shown now (the reader may have scrolled)
+    const z = (scan === next ? scan.cursor : cursor)[2];
+    let best = -1;
+    for (const k of pending) {
+      if (best < 0 || Math.abs(k * perSlab + perSlab / 2 - z) < Math.abs(best * perSlab + perSlab / 2 - z)) best = k;
+    }
+    pending.delete(best);
+    return best;
+  };
+  const scrollable = () => {
+    if (state.scrollableMs === null && scan === next && (next.preview || !pending.size)) {
+      state.scrollableMs = performance.now() - started;
+      state.at.scrollable = performance.timeOrigin + performance.now();
+    }
+  };
   const fetchSlab = async (k) => {
     const slab = await fetchGz(s.slabs[k], controller.signal);
     if (controller.signal.aborted) return;
     data.set(slab, k * perSlab * ny * nx);
     next.loaded.fill(1, k * perSlab, Math.min(nz, (k + 1) * perSlab));
-    if (first) { // the crosshair's slab: show the scan now, with the overlays once they are here
-      first = false;
-      await Promise.all(overlayLoads);
-      scan = next;
-      dirty.add(0).add(1).add(2);
-      draw();
-      state.firstDrawMs = performance.now() - started;
-      state.key = a.scan_key;
-    } else if (scan === next) {
+    if (scan === next) {
       dirty.add(1).add(2);
       if (k * perSlab <= next.cursor[2] && next.cursor[2] < (k + 1) * perSlab) dirty.add(0);
       requestDraw();
     }
   };
-  await fetchSlab(order[0]);
-  let cursorAt = 1;
-  const worker = async () => {
-    while (cursorAt < order.length && !controller.signal.aborted) await fetchSlab(order[cursorAt++]);
-  };
-  await Promise.all(Array.from({ length: FETCHES }, worker));
+  // the preview and the crosshair's slab set off together; the first slice is drawn from that slab
+  const previewLoad = s.preview ? fetchGz(s.preview.file, controller.signal).then((pd) => {
+    if (controller.signal.aborted) return;
+    next.preview = { data: pd, factor: s.preview.factor, shape: s.preview.shape_zyx };
+    dirty.add(0).add(1).add(2);
+    if (scan === next) requestDraw();
+    scrollable();
+  }) : Promise.resolve();
+  await fetchSlab(nearest());
+  await Promise.all(overlayLoads);
   if (controller.signal.aborted) return;
+  scan = next; // show the scan now, with its overlays
+  dirty.add(0).add(1).add(2);
+  draw();
+  state.firstDrawMs = performance.now() - started;
+  state.at.first = performance.timeOrigin + performance.now();
+  state.key = a.scan_key;
+  scrollable();
+  const worker = async () => {
+    while (pending.size && !controller.signal.aborted) await fetchSlab(nearest());
+  };
+  await Promise.all([previewLoad, ...Array.from({ length: FETCHES }, worker)]);
+  if (controller.signal.aborted) return;
+  next.preview = null; // every slice is here at full resolution
+  scrollable();
   state.loadMs = performance.now() - started;
+  state.at.loaded = performance.timeOrigin + performance.now();
   state.ready = true;
+  dirty.add(0).add(1).add(2);
   requestDraw();
 }
 

@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from ctae_core.anomaly_region import hottest_region
+from ctae_core.anomaly_map import hottest_region_mask
 from ctae_core.geometry import rescaled_grid
 from dashboard import scan_volumes
 from data_catalog import connect, views
@@ -20,16 +20,6 @@ from tests.dashboard.viewer_browser import chest_series
 def test_rescaled_grid_shares_the_stored_volumes_box():
     spacing, origin = rescaled_grid((24, 40, 40), 3.0, (10.0, 0.0, 0.0), (12, 20, 20))
     assert spacing == (6.0, 6.0, 6.0) and origin == (11.5, 1.5, 1.5)  # edges at −1.5 mm match
-
-
-def test_hottest_region_is_the_connected_hot_spot_around_the_peak():
-    error = np.zeros((20, 20, 20), np.float32)
-    error[4:9, 4:9, 4:9] = 400  # the hottest spot, 5³ voxels
-    error[14:17, 14:17, 14:17] = 300  # a cooler one elsewhere: not part of the region
-    region = hottest_region(error)
-    assert region[6, 6, 6] and not region[15, 15, 15]
-    assert region.sum() == 5 ** 3  # the whole spot, nothing around it
-    assert not hottest_region(np.zeros((4, 4, 4))).any()
 
 
 def _volume(cache, shown: scan_volumes.ViewerScan) -> np.ndarray:
@@ -50,25 +40,26 @@ def test_native_series_and_overlays_line_up_and_fall_back(settings, tmp_path, mo
         scan = views.scan_table(con, None).iloc[0].to_dict()
     stored = np.load(scan["volume_path"])
     error = np.zeros(tuple(n // 2 for n in stored.shape), np.int16)
-    error[2:5, 4:7, 6:9] = 500  # a hot region centred on voxel (3, 5, 7)
+    error[2:5, 4:7, 6:9] = 500  # a hot region peaking at voxel (3, 5, 7)
+    error[3, 5, 7] = 520
     np.save(tmp_path / "error.npy", error)
     scan["error_path"], scan["recon_path"] = str(tmp_path / "error.npy"), None
     shown = scan_volumes.viewer_scan(scan)
     assert shown.native and shown.note.startswith("As acquired: 96×96×30 voxels of 0.70×0.70×1.00 mm")
     native = _volume(cache, shown)
-    assert native.shape == (30, 96, 96) and len(shown.slabs) == 1
+    assert native.shape == (30, 96, 96) and len(shown.slabs) == 1 and shown.preview is None
     assert (native >= 2900).sum() == 30 * 9  # the 3×3-voxel lead, every slice
     roles = {o["role"]: o for o in shown.overlays}
     assert set(roles) == {"error", "region"}
     region = np.frombuffer(gzip.decompress((cache / roles["region"]["file"]).read_bytes()), "<i2")
-    assert region.reshape(error.shape)[3, 5, 7] == 1 and region.sum() == hottest_region(error).sum()
+    assert region.reshape(error.shape)[3, 5, 7] == 1 and region.sum() == hottest_region_mask(error)[0].sum() == 27
     # the anomaly map covers the same physical box as the series: the series' centre voxel
     # lands on the map's centre, within one map voxel
     centre = _overlay_voxel(roles["error"], (np.array([96, 96, 30]) - 1) / 2)
     assert np.allclose(centre, (np.array(error.shape[::-1]) - 1) / 2, atol=1.0)
     # opened at the hottest region: the crosshair voxel lies in the hot box of the map
     x, y, z = np.rint(_overlay_voxel(roles["error"], shown.crosshair_xyz)).astype(int)
-    assert error[z, y, x] == 500
+    assert error[z, y, x] >= 500
     slab_time = (cache / shown.slabs[0]).stat().st_mtime_ns
     assert scan_volumes.viewer_scan(scan) == shown  # from the cache: no file re-read or written
     assert (cache / shown.slabs[0]).stat().st_mtime_ns == slab_time
@@ -96,3 +87,18 @@ def test_series_stored_against_lps_are_flipped_and_stay_in_place():
         place = new_affine @ np.array([x, y, z, 1.0])
         i, j, k = np.rint(np.linalg.solve(affine, place)[:3]).astype(int)
         assert flipped[z, y, x] == hu[k, j, i]
+
+
+def test_a_series_of_several_slabs_comes_with_a_preview_of_every_second_voxel(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(scan_volumes, "VIEWER_CACHE", cache)
+    hu = np.random.default_rng(0).integers(-1000, 3000, (71, 256, 256), dtype=np.int16)
+    np.save(tmp_path / "scan.npy", hu)
+    scan = {"scan_id": "s", "volume_path": str(tmp_path / "scan.npy"), "recon_path": None,
+            "error_path": None, "spacing_mm": 3.0, "source_root": str(tmp_path / "gone"),
+            "source_path": ".", "series_uid": None}
+    shown = scan_volumes.viewer_scan(scan)
+    assert len(shown.slabs) == 3 and np.array_equal(_volume(cache, shown), hu)  # 30 slices a slab
+    assert shown.preview["factor"] == 2 and shown.preview["shape_zyx"] == [36, 128, 128]
+    preview = np.frombuffer(gzip.decompress((cache / shown.preview["file"]).read_bytes()), "<i2")
+    assert np.array_equal(preview.reshape(36, 128, 128), hu[::2, ::2, ::2])  # true HU, no average

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from data_catalog import connect
+from data_catalog import CatalogSettings, connect
 from jobs.ingest import run_ingest
 from tests.dashboard.conftest import build
 from tests.dashboard.viewer_browser import (
@@ -36,6 +36,16 @@ OUTLINE_PIXELS = """() => {  // canvas pixels in the hottest region's outline co
   return n;
 }"""
 
+AXIAL_SPREAD = """() => {  // how many distinct grey levels the axial tile shows
+  const t = window.ctaeViewer.tile('axial');
+  const c = document.getElementById('view');
+  const r = window.devicePixelRatio || 1;
+  const px = c.getContext('2d').getImageData(t.x * r, t.y * r, t.w * r, t.h * r).data;
+  const seen = new Set();
+  for (let i = 0; i < px.length; i += 4) seen.add(px[i] * 65536 + px[i + 1] * 256 + px[i + 2]);
+  return seen.size;
+}"""
+
 CANVAS_SUM = """() => {  // a checksum of what the canvas shows
   const c = document.getElementById('view');
   return c.getContext('2d').getImageData(0, 0, c.width, c.height).data.reduce((a, b) => a + b, 0);
@@ -48,19 +58,24 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def served(settings, tmp_path):
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} not found: apt-get install chromium to run the browser test")
     pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    tmp_path = tmp_path_factory.mktemp("viewer")
+    settings = CatalogSettings.resolve(tmp_path / "catalog.duckdb", tmp_path / "store", env={})
+    with connect(settings.catalog_path):
+        pass
     build(settings, n_scans=20)
-    run_ingest([chest_series(tmp_path / "src" / "chest", (40, 128, 128))], settings,
+    run_ingest([chest_series(tmp_path / "src" / "chest", (40, 128, 128)),
+                chest_series(tmp_path / "src" / "long", (71, 256, 256), seed=1)], settings,
                workers=1, progress=False)
     with connect(settings.catalog_path, read_only=True) as con:
-        (native_id,) = con.execute("SELECT scan_id FROM scans WHERE source_path = '.' "
-                                   "OR source_path LIKE '%chest%'").fetchone()
+        ids = dict(con.execute("SELECT source_root, scan_id FROM scans "
+                               "WHERE source_root LIKE '%src%'").fetchall())
     proc, url = start_dashboard(settings.catalog_path, _free_port())
-    yield url, native_id
+    yield url, ids[str(tmp_path / "src" / "chest")], ids[str(tmp_path / "src" / "long")]
     proc.terminate()
     proc.wait(timeout=10)
 
@@ -75,7 +90,7 @@ def _shot(target, name: str) -> Path:
 def test_viewer_scrolls_windows_outlines_and_falls_back(served):
     from playwright.sync_api import sync_playwright
 
-    url, native_id = served
+    url, native_id, _ = served
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
@@ -106,6 +121,9 @@ def test_viewer_scrolls_windows_outlines_and_falls_back(served):
         page.mouse.up()
         width, level = frame.evaluate("() => window.ctaeViewer.window()")
         assert width > window_before[0] and level > window_before[1]
+        assert frame.locator("#preset").input_value() == "custom"
+        frame.select_option("#preset", "lung")  # the presets live in the viewer: no rerun
+        assert frame.evaluate("() => window.ctaeViewer.window()") == [1500, -600]
         frame.click("#reset")
         _shot(iframe, "as_acquired")
 
@@ -153,4 +171,46 @@ def test_viewer_scrolls_windows_outlines_and_falls_back(served):
         page.wait_for_selector('[data-testid="stImage"] img', timeout=60000)
         assert page.locator('[data-testid="stImage"] img').count() == 3  # no run volumes: original only
         assert page.locator('[data-testid="stException"]').count() == 0
+        browser.close()
+
+
+def test_a_long_series_is_scrollable_from_its_preview_before_its_slabs_arrive(served):
+    from playwright.sync_api import sync_playwright
+
+    url, _, long_id = served  # 256×256×71: three slabs of 30 slices, and a preview
+    held = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        first_slab = []
+
+        def hold(route):  # the crosshair's slab goes through; the others wait
+            if first_slab:
+                held.append(route)
+            else:
+                first_slab.append(route.request.url)
+                route.continue_()
+
+        page.route("**/slab-*.gz", hold)
+        page.goto(f"{url}/viewer?scan={long_id}", wait_until="commit")
+        frame = viewer_frame(page)
+        frame.wait_for_function("() => window.ctaeViewer.scrollable()", timeout=120000)
+        assert first_slab[0].endswith("slab-0030.gz")  # the crosshair's slab (slice 35) first
+        assert frame.evaluate("() => window.ctaeViewer.shown()") == "full"
+        assert frame.evaluate("() => window.ctaeViewer.loadedSlices()") == 30
+        frame.locator("#view").click(position={"x": 5, "y": 5})  # focus; the hover plane: axial
+        for _ in range(2):
+            page.keyboard.press("PageDown")  # 20 slices down, out of the slab that arrived
+        page.wait_for_timeout(200)
+        assert shown_voxel(frame)[2] == 15
+        assert frame.evaluate("() => window.ctaeViewer.shown()") == "preview"
+        status = frame.locator("#status").inner_text()
+        assert "preview (1/2 resolution)" in status and "HU ≈" in status
+        assert frame.evaluate(AXIAL_SPREAD) > 10  # the preview's body and lungs, not black
+        for route in held:  # the other slabs arrive: full resolution replaces the preview
+            route.continue_()
+        frame.wait_for_function("() => window.ctaeViewer.ready", timeout=120000)
+        page.wait_for_timeout(200)
+        assert frame.evaluate("() => window.ctaeViewer.shown()") == "full"
+        assert "full resolution" in frame.locator("#status").inner_text()
         browser.close()

@@ -46,16 +46,20 @@ def chest_series(out_dir: Path, shape_zyx: tuple[int, int, int], spacing_zyx_mm=
     return out_dir
 
 
-def start_dashboard(catalog: Path, port: int) -> tuple[subprocess.Popen, str]:
-    """`ctae dashboard` on ``port``; returns (process, URL) once it answers /_stcore/health."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jobs", "dashboard", "--catalog", str(catalog), "--port", str(port),
-         "--no-browser"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"},
-    )
+def start_dashboard(catalog: Path, port: int, tree: Path = ROOT) -> tuple[subprocess.Popen, str]:
+    """`ctae dashboard` of the source ``tree`` on ``port``; returns (process, URL) once it
+    answers /_stcore/health."""
+    return serve([sys.executable, "-m", "jobs", "dashboard", "--catalog", str(catalog), "--port",
+                  str(port), "--no-browser"], tree, port)
+
+
+def serve(command: list[str], tree: Path, port: int) -> tuple[subprocess.Popen, str]:
+    """A Streamlit server started by ``command`` in ``tree`` (on the path) on ``port``;
+    returns (process, URL) once it answers /_stcore/health."""
+    proc = subprocess.Popen(command, cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "PYTHONPATH": str(tree), "PYTHONUNBUFFERED": "1"})
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         try:
             if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
@@ -63,7 +67,7 @@ def start_dashboard(catalog: Path, port: int) -> tuple[subprocess.Popen, str]:
         except OSError:
             time.sleep(0.2)
     proc.kill()
-    raise RuntimeError("`ctae dashboard` did not answer /_stcore/health within 60 s")
+    raise RuntimeError(f"{' '.join(command[:4])} did not answer /_stcore/health within 90 s")
 
 
 def viewer_frame(page, timeout_ms: int = 60000):
@@ -72,27 +76,34 @@ def viewer_frame(page, timeout_ms: int = 60000):
     return next(f for f in page.frames if FRAME in f.url)
 
 
-def open_scan(page, url: str, scan_id: str, timeout_ms: int = 120000) -> tuple[float, float]:
+def open_scan(page, url: str, scan_id: str, timeout_ms: int = 120000) -> tuple[float, float, float]:
     """Open ``scan_id`` in the viewer; seconds from navigation until its first slice is drawn,
-    and until the whole volume has arrived (every plane scrollable)."""
+    until every slice can be drawn (preview or full resolution) and until the whole series has
+    arrived at full resolution."""
     started = time.perf_counter()
     page.goto(f"{url}/viewer?scan={scan_id}", wait_until="commit", timeout=timeout_ms)
     frame = viewer_frame(page, timeout_ms)
     return wait_drawn(frame, scan_id, started, timeout_ms)
 
 
-def wait_drawn(frame, scan_id: str, started: float, timeout_ms: int) -> tuple[float, float]:
-    """Seconds since ``started`` (perf_counter) until ``scan_id``'s first slice is drawn, and until
-    the whole volume has arrived."""
-    seen = ("id => window.ctaeViewer && (window.ctaeViewer.error || "
-            "String(window.ctaeViewer.key).startsWith(id + ':') && window.ctaeViewer.{})")
-    frame.wait_for_function(seen.format("firstDrawMs !== null"), arg=scan_id, timeout=timeout_ms)
-    first = time.perf_counter() - started
-    frame.wait_for_function(seen.format("ready"), arg=scan_id, timeout=timeout_ms)
+SCROLLABLE = ("(v.scrollableMs === undefined ? v.ready : v.scrollableMs !== null)")
+"""Every slice drawable; a viewer without a preview (before it had one) is so once all arrived."""
+
+
+def wait_drawn(frame, scan_id: str, started: float, timeout_ms: int) -> tuple[float, float, float]:
+    """Seconds since ``started`` (perf_counter) until ``scan_id``'s first slice is drawn, until
+    every slice can be drawn, and until the whole series has arrived at full resolution."""
+    seen = ("id => { const v = window.ctaeViewer; return v && (v.error || "
+            "String(v.key).startsWith(id + ':') && (WHEN)); }")
+    times = []
+    for ready in ("v.firstDrawMs !== null", SCROLLABLE, "v.ready"):
+        frame.wait_for_function(seen.replace("WHEN", ready), arg=scan_id, timeout=timeout_ms,
+                                polling="raf")
+        times.append(time.perf_counter() - started)
     error = frame.evaluate("() => window.ctaeViewer.error")
     if error:
         raise RuntimeError(f"viewer failed: {error}")
-    return first, time.perf_counter() - started
+    return times[0], times[1], times[2]
 
 
 SCROLL_JS = """

@@ -17,7 +17,7 @@ from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
 from ctae_core.acquisition import acquisition_features
-from ctae_core.anomaly_map import anomaly_map
+from ctae_core.anomaly_map import anomaly_map, hottest_region_mask
 from ctae_core.config import TINY_DAE
 from ctae_core.inference import prepare_input, reconstruct
 from ctae_core.io.checkpoint import load_run_model
@@ -146,6 +146,10 @@ def test_stored_mse_m_equals_a_hand_computation(scored):
     hot = (row["hot_z"], row["hot_y"], row["hot_x"])
     assert error[hot] == error.max() and row["local_error_hu"] == pytest.approx(expected.max(), rel=1e-4)
     assert row["hot_z_mm"] == 3.0 * hot[0] and row["hot_volume_ml"] > 0
+    # the viewer outlines the region of the stored map by the same rule: the volume agrees
+    outline, peak_at, _ = hottest_region_mask(error)
+    assert error[peak_at] == error[hot] and outline[hot]  # a tie of the rounded map at most
+    assert outline.sum() * 27 / 1000 == pytest.approx(row["hot_volume_ml"], rel=0.05)
 
 
 def test_the_hottest_region_of_a_metal_scan_is_its_metal(scored):
