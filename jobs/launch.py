@@ -94,15 +94,14 @@ def run_fast(name: str, argv: list[str], verbose: bool = False) -> int | None:
         kwargs = fast_arguments(function, argv)
     except _Unparsed:
         return None
-    from typer import Abort, Exit
-    from typer._click.exceptions import ClickException
+    from typer import Abort, BadParameter, Exit
 
     configure_logging(verbose)
     try:
         function(**kwargs)
     except Exit as done:
         return done.exit_code
-    except ClickException as err:  # a value the job refused (typer.BadParameter): as click says it
+    except BadParameter as err:  # a value the job refused: said as typer says it
         err.show()
         return err.exit_code
     except (Abort, KeyboardInterrupt):
