@@ -130,9 +130,7 @@ def _data_layer(settings: CatalogSettings, sid: str, queues, n: int) -> None:
                 busy += 1
             duckdb_ms.append((time.perf_counter() - t) * 1e3)
     finally:
-        writer.stdin.close()
-        writer.stdout.readline()
-        writer.wait(timeout=10)
+        ts.stop_job_writer(writer)
     for name, ms in (("journal", journal_ms), ("duckdb (old)", duckdb_ms)):
         print(f"data layer {name:<13} n={len(ms)}  p50 {statistics.median(ms):7.1f} ms  p99 "
               f"{ts.percentile(ms, 99):7.1f} ms  max {max(ms):7.1f} ms")
@@ -195,11 +193,7 @@ def main() -> None:
                     for built, before in zip(builds, cpu_before, strict=True):
                         built.server_cpu_s[phase] = _cpu_s(built.server.pid) - before
                 finally:
-                    holds = []
-                    for writer in writers:
-                        writer.stdin.close()
-                        holds.append(int(writer.stdout.readline()))
-                        writer.wait(timeout=10)
+                    holds = [ts.stop_job_writer(writer) for writer in writers]
             browser.close()
         print(f"load average {os.getloadavg()[0]:.1f} after the browser rounds")
         rows = {(b.name, phase): _summary(f"{b.name}, {phase}", b.timed[phase],

@@ -1,9 +1,11 @@
 """My reviews: the signed-in reviewer's shuffled queue in a review session, labelled by keyboard.
 
 Keys: i / o / u label inlier / outlier / unsure and show the next scan; ← → move; 1–7 toggle
-cause tags; a accepts the suggested tags. A read is saved to the review journal (never waits
-for a job) before it is acknowledged. The scan and its verdicts are one fragment: a label
-reruns only that pane, not the page, and the next scan's planes are drawn ahead of time.
+cause tags; a accepts the suggested tags. The pane is drawn in the browser (a component that
+holds the queue and the next scans' planes), so a key press shows the next scan at once; the
+label is written to the review journal (never waits for a job) before the pane says "Saved".
+With the browser pane off (or failed), the server draws each scan: the scan and its verdicts
+are then one fragment, and a label reruns only that pane.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 
 import streamlit as st
 
-from dashboard import auth, data, review_data, state
+from dashboard import auth, data, review_component, review_data, state
 from dashboard.absorber import start_absorber
 from dashboard.review_parts import (
     FLASH,
@@ -27,6 +29,20 @@ from dashboard.shortcuts import add_shortcuts
 from dashboard.suggest import suggested_causes
 from data_catalog.review import CAUSE_TAGS, VERDICTS
 from data_catalog.sessions import ReviewRefused
+
+ACKED = "mr_acked"  # label id → "" (in the journal) or why refused, for this browser session
+BROWSER_FAILED = "mr_browser_failed"
+MAX_PENDING = 500  # labels one value may carry
+
+
+def show_flash() -> None:
+    """The acknowledgement (or refusal) of the last label written by the server's pane."""
+    if flash := st.session_state.pop(FLASH, None):
+        # an explicit icon: else Streamlit loads its emoji catalog (~0.5 s) on the first label
+        if flash[0] == "ok":
+            st.success(flash[1], icon=":material/check_circle:")
+        else:
+            st.error(flash[1], icon=":material/error:")
 
 
 def _tags(tags_key: str, scan_id: str, reads: dict) -> set[str]:
@@ -61,12 +77,7 @@ def _label(verdict: str, scan_id: str, pos: int, ctx: dict[str, Any]) -> None:
 @st.fragment
 def review_pane(catalog: str, me: str, session: dict[str, Any]) -> None:
     """The shown scan, its verdict buttons and cause tags, progress and "more like this"."""
-    if flash := st.session_state.pop(FLASH, None):  # the acknowledgement first
-        # an explicit icon: else Streamlit loads its emoji catalog (~0.5 s) on the first label
-        if flash[0] == "ok":
-            st.success(flash[1], icon=":material/check_circle:")
-        else:
-            st.error(flash[1], icon=":material/error:")
+    show_flash()  # the acknowledgement first
     if not auth.still_signed_in(catalog):  # signed out elsewhere, or the account changed
         st.rerun()  # the whole page: its sign-in form
     session_id = session["session_id"]
@@ -126,6 +137,55 @@ def review_pane(catalog: str, me: str, session: dict[str, Any]) -> None:
     prefetch_planes([scans.loc[s] for s in following], show_model)
 
 
+def _save(catalog: str, me: str, session_id: str, value: dict[str, Any]) -> dict[str, str]:
+    """Write the browser's unacknowledged labels to the journal (each once); label id → "" once
+    durable, else why it was refused."""
+    sent = [label for label in value.get("pending") or []
+            if isinstance(label, dict) and isinstance(label.get("id"), str)][:MAX_PENDING]
+    known = st.session_state.setdefault(ACKED, {})
+    if new := [label for label in sent if label["id"] not in known]:
+        known.update(review_data.record_labels(catalog, session_id, me, new))
+        start_absorber(catalog)  # into the catalog within seconds (a fragment skips app.py)
+    return {label["id"]: known[label["id"]] for label in sent if label["id"] in known}
+
+
+def _others(catalog: str, session_id: str, me: str) -> dict[str, str]:
+    reads = review_data.session_reads(catalog, session_id)
+    reads = reads[reads["reviewer"] != me]
+    return {scan: ", ".join(f"{r.reviewer}: {r.verdict}" for r in rows.itertuples())
+            for scan, rows in reads.groupby("scan_id")}
+
+
+@st.fragment
+def browser_pane(catalog: str, me: str, session: dict[str, Any]) -> None:
+    """The review pane drawn in the browser; this run writes the labels it sent, then lists
+    them as acknowledged, and draws the planes of the scans after the shown one."""
+    if not auth.still_signed_in(catalog):  # signed out elsewhere: the page's sign-in form
+        st.rerun()
+    session_id, show_model = session["session_id"], bool(session["show_model"])
+    key = f"mr_pane_{session_id}"
+    value = st.session_state.get(key) or {}
+    if value.get("failed"):
+        st.session_state[BROWSER_FAILED] = value["failed"]
+        st.rerun()
+    acks = _save(catalog, me, session_id, value)
+    order, reads = review_data.queue_and_reads(catalog, session_id, me)
+    table = data.scan_table(catalog, session["run_id"], with_labels=False)
+    scans = table[table["scan_id"].isin(order)].set_index("scan_id", drop=False)
+    start = next((i for i, s in enumerate(order) if s not in reads), 0)
+    pos = order.index(value["at"]) if value.get("at") in order else start
+    upcoming = [scans.loc[s] for s in order[pos:pos + review_component.AHEAD + 2]]
+    review_component.draw_ahead(upcoming[:2], show_model)  # on show now (drawn at page load)
+    others = _others(catalog, session_id, me) if session["show_others"] else {}
+    items = review_component.queue_items(scans, order, reads, others, show_model)
+    review_component.review_pane(key=key, session_id=session_id, reviewer=me, items=items,
+                                 start=start, acks=acks, tags=CAUSE_TAGS,
+                                 verdict_keys=VERDICT_KEYS)
+    show_flash()  # a bulk label's acknowledgement
+    more_like_this(catalog, session, me, scans, order, reads, order[pos])
+    review_component.draw_ahead(upcoming, show_model)  # after the pane: off the label's path
+
+
 st.title("My reviews")
 catalog_path, reviewer = state.catalog(), state.reviewer()
 mine = review_data.my_sessions(catalog_path, reviewer)
@@ -134,7 +194,17 @@ if not mine:
     st.stop()
 names = {s["session_id"]: s["name"] for s in mine}
 chosen_id = st.selectbox("Session", list(names), format_func=names.get, key="mr_session")
-add_shortcuts({"i": "kb_inlier", "o": "kb_outlier", "u": "kb_unsure", "arrowleft": "kb_prev",
-               "arrowright": "kb_next", "a": "kb_accept",
-               **{str(i + 1): f"kb_tag_{i + 1}" for i in range(len(CAUSE_TAGS))}})
-review_pane(catalog_path, reviewer, next(s for s in mine if s["session_id"] == chosen_id))
+in_browser = st.toggle("Draw the pane in the browser (the next scan at the key press)", value=True,
+                       key="mr_browser", help="Off: the server draws each scan, with an "
+                       "axial-slice slider; each key press waits for it.")
+if in_browser and (why := st.session_state.get(BROWSER_FAILED)):
+    st.warning(f"The browser pane failed ({why}); the server draws the scans instead.")
+    in_browser = False
+chosen_session = next(s for s in mine if s["session_id"] == chosen_id)
+if in_browser:
+    browser_pane(catalog_path, reviewer, chosen_session)  # it answers the keys itself
+else:
+    add_shortcuts({"i": "kb_inlier", "o": "kb_outlier", "u": "kb_unsure", "arrowleft": "kb_prev",
+                   "arrowright": "kb_next", "a": "kb_accept",
+                   **{str(i + 1): f"kb_tag_{i + 1}" for i in range(len(CAUSE_TAGS))}})
+    review_pane(catalog_path, reviewer, chosen_session)
