@@ -31,6 +31,7 @@ from data_catalog.review import CAUSE_TAGS, VERDICTS
 from data_catalog.sessions import ReviewRefused
 
 ACKED = "mr_acked"  # label id → "" (in the journal) or why refused, for this browser session
+VIEWS = "mr_views"  # session id → the queue as the browser pane was last given it
 BROWSER_FAILED = "mr_browser_failed"
 MAX_PENDING = 500  # labels one value may carry
 
@@ -145,7 +146,6 @@ def _save(catalog: str, me: str, session_id: str, value: dict[str, Any]) -> dict
     known = st.session_state.setdefault(ACKED, {})
     if new := [label for label in sent if label["id"] not in known]:
         known.update(review_data.record_labels(catalog, session_id, me, new))
-        start_absorber(catalog)  # into the catalog within seconds (a fragment skips app.py)
     return {label["id"]: known[label["id"]] for label in sent if label["id"] in known}
 
 
@@ -156,10 +156,35 @@ def _others(catalog: str, session_id: str, me: str) -> dict[str, str]:
             for scan, rows in reads.groupby("scan_id")}
 
 
+def _queue_view(catalog: str, me: str, session: dict[str, Any], at: str | None) -> dict[str, Any]:
+    """The reviewer's queue as the pane shows it, read from the journal and the catalog."""
+    session_id, show_model = session["session_id"], bool(session["show_model"])
+    order, reads = review_data.queue_and_reads(catalog, session_id, me)
+    table = data.scan_table(catalog, session["run_id"], with_labels=False)
+    scans = table[table["scan_id"].isin(order)].set_index("scan_id", drop=False)
+    start = next((i for i, s in enumerate(order) if s not in reads), 0)
+    others = _others(catalog, session_id, me) if session["show_others"] else {}
+    return {"order": order, "reads": reads, "scans": scans, "start": start,
+            "pos": order.index(at) if at in order else start,
+            "items": review_component.queue_items(scans, order, reads, others, show_model)}
+
+
+def _with_saved(items: list[dict[str, Any]], labels: list[Any], acks: dict[str, str]) -> None:
+    """Mark the reads just written as the reviewer's reads of their scans."""
+    by_id = {item["id"]: item for item in items}
+    for label in labels:
+        if isinstance(label, dict) and acks.get(label.get("id")) == "" and label.get("scan") in by_id:
+            by_id[label["scan"]]["read"] = {"verdict": label.get("verdict"),
+                                            "causes": label.get("causes") or [],
+                                            "note": label.get("note") or None}
+
+
 @st.fragment
 def browser_pane(catalog: str, me: str, session: dict[str, Any]) -> None:
-    """The review pane drawn in the browser; this run writes the labels it sent, then lists
-    them as acknowledged, and draws the planes of the scans after the shown one."""
+    """The review pane drawn in the browser. A run the pane asked for (a label, a move) writes
+    the labels it sent, then gives the pane their acknowledgement with the queue as the previous
+    run read it (plus these reads), and only then re-reads the queue for the next run and draws
+    the planes of the scans ahead: nothing but the journal write waits before "Saved"."""
     if not auth.still_signed_in(catalog):  # signed out elsewhere: the page's sign-in form
         st.rerun()
     session_id, show_model = session["session_id"], bool(session["show_model"])
@@ -169,21 +194,29 @@ def browser_pane(catalog: str, me: str, session: dict[str, Any]) -> None:
         st.session_state[BROWSER_FAILED] = value["failed"]
         st.rerun()
     acks = _save(catalog, me, session_id, value)
-    order, reads = review_data.queue_and_reads(catalog, session_id, me)
-    table = data.scan_table(catalog, session["run_id"], with_labels=False)
-    scans = table[table["scan_id"].isin(order)].set_index("scan_id", drop=False)
-    start = next((i for i, s in enumerate(order) if s not in reads), 0)
-    pos = order.index(value["at"]) if value.get("at") in order else start
-    upcoming = [scans.loc[s] for s in order[pos:pos + review_component.AHEAD + 2]]
-    review_component.draw_ahead(upcoming[:2], show_model)  # on show now (drawn at page load)
-    others = _others(catalog, session_id, me) if session["show_others"] else {}
-    items = review_component.queue_items(scans, order, reads, others, show_model)
-    review_component.review_pane(key=key, session_id=session_id, reviewer=me, items=items,
-                                 start=start, acks=acks, tags=CAUSE_TAGS,
-                                 verdict_keys=VERDICT_KEYS)
+    views = st.session_state.setdefault(VIEWS, {})
+    view = views.get(session_id)
+    # the previous run's queue serves only a run the pane asked for (not a page run, nor after a
+    # bulk label): the reviewer's own reads are all it lacks, and they are added here
+    asked = view is not None and view["value"] != value and FLASH not in st.session_state
+    if not asked:
+        view = _queue_view(catalog, me, session, value.get("at"))
+        review_component.draw_ahead(  # the shown scan and the next, drawn before the pane
+            [view["scans"].loc[s] for s in view["order"][view["pos"]:view["pos"] + 2]], show_model)
+    _with_saved(view["items"], value.get("pending") or [], acks)
+    review_component.review_pane(key=key, session_id=session_id, reviewer=me,
+                                 items=view["items"], start=view["start"], acks=acks,
+                                 tags=CAUSE_TAGS, verdict_keys=VERDICT_KEYS)
+    if acks:
+        start_absorber(catalog)  # into the catalog within seconds (a fragment skips app.py)
+    if asked:  # fresh for the next run
+        view = _queue_view(catalog, me, session, value.get("at"))
+    views[session_id] = {**view, "value": value}
     show_flash()  # a bulk label's acknowledgement
-    more_like_this(catalog, session, me, scans, order, reads, order[pos])
-    review_component.draw_ahead(upcoming, show_model)  # after the pane: off the label's path
+    order, pos = view["order"], view["pos"]
+    more_like_this(catalog, session, me, view["scans"], order, view["reads"], order[pos])
+    review_component.draw_ahead(  # off the label's path: the browser fetches them ahead
+        [view["scans"].loc[s] for s in order[pos:pos + review_component.AHEAD + 2]], show_model)
 
 
 st.title("My reviews")

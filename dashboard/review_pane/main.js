@@ -157,8 +157,11 @@ function show() {
   state.shown = item.id;
   state.shownAt = performance.now();
   fetchAhead();
-  post("streamlit:setFrameHeight", { height: document.documentElement.scrollHeight + 4 });
 }
+
+new ResizeObserver(() => { // images arriving, the status line wrapping
+  post("streamlit:setFrameHeight", { height: document.documentElement.scrollHeight + 4 });
+}).observe(document.body);
 
 // ---- actions ------------------------------------------------------------------------------------
 function move(to) {
@@ -225,7 +228,6 @@ function acknowledge(acks) {
   pending = pending.filter((l) => {
     if (!(l.id in acks)) return true;
     if (acks[l.id] === "") {
-      local.set(l.scan, { verdict: l.verdict, causes: l.causes, note: l.note, state: "saved" });
       saved = l;
     } else {
       local.delete(l.scan);
@@ -234,6 +236,9 @@ function acknowledge(acks) {
     state.acked += 1;
     return false;
   });
+  if (saved && !pending.some((l) => l.scan === saved.scan)) { // no newer read of it waiting
+    local.set(saved.scan, { verdict: saved.verdict, causes: saved.causes, note: saved.note, state: "saved" });
+  }
   if (saved || refused) persist();
   if (refused) setStatus("error", `Not saved: ${refused[0].scan} → ${refused[0].verdict}: ${refused[1]}`);
   else if (saved) {
@@ -262,6 +267,10 @@ function render(a) {
     pos = Math.min(Math.max(args.start, 0), items.length - 1);
     try { pending = JSON.parse(window.sessionStorage.getItem(storeKey()) || "[]"); } catch (e) { pending = []; }
     pending.forEach((l) => local.set(l.scan, { verdict: l.verdict, causes: l.causes, note: l.note, state: "pending" }));
+  }
+  for (const item of items) { // the journal is the truth once a read is saved (a bulk label too)
+    const mine = local.get(item.id);
+    if (mine && mine.state === "saved" && item.read) local.delete(item.id);
   }
   acknowledge(args.acks);
   show();

@@ -108,7 +108,8 @@ def test_browser_pane_labels_are_durable_before_acknowledged_and_counted_once(te
             first = _pane(at)["items"][0]
             assert first["read"] == {"verdict": "outlier", "causes": ["metal implant"],
                                      "note": "hip"}
-            assert _pane(at)["start"] == 1  # the first unread scan
+            if reload:
+                assert _pane(at)["start"] == 1  # the pane opens at the first unread scan
     finally:
         holder.stdin.close()
         holder.wait(timeout=10)

@@ -160,6 +160,7 @@ def test_a_label_waits_visibly_while_the_server_is_stopped_and_a_reload_sends_it
         finally:
             server.send_signal(signal.SIGCONT)
         page.wait_for_selector("h1:has-text('My reviews')", timeout=60000)
+        ts.wait_for_keys(page)  # the pane is back
         ts.review_frame(page).get_by_text(f"Saved: {queue[0]} → outlier").wait_for(timeout=30000)
         assert ts.pane_frame(page).evaluate("() => window.ctaeReview.pending()") == []
         browser.close()
