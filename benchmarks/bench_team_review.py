@@ -108,6 +108,9 @@ def _summary(name: str, timed: list[ts.Timed], cpu_s: float) -> dict[str, float]
     print(f"{name:<28} n={len(timed):3d}  ack p50 {row['ack_p50']:6.0f} ms  p99 "
           f"{row['ack_p99']:6.0f} ms   next scan drawn p50 {row['next_p50']:6.0f} ms  p99 "
           f"{row['next_p99']:6.0f} ms   server CPU {row['cpu_ms']:5.0f} ms per label")
+    slowest = sorted(range(len(ack)), key=ack.__getitem__)[-3:][::-1]
+    print(" " * 29 + "slowest acknowledgements (label # in the phase: ms): "
+          + ", ".join(f"#{i + 1}: {ack[i]:.0f}" for i in slowest))
     return row
 
 
