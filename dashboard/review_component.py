@@ -102,27 +102,32 @@ def draw_ahead(scans: Sequence[Mapping[str, Any]], show_model: bool) -> None:
             continue
 
 
-def queue_items(scans: pd.DataFrame, order: Sequence[str], reads: Mapping[str, Mapping],
-                others: Mapping[str, str], show_model: bool) -> list[dict[str, Any]]:
-    """What the browser shows of each scan of the queue (planes: see :func:`planes_stem`)."""
-    items = []
-    for scan_id in order:
-        scan = scans.loc[scan_id]
-        read = reads.get(scan_id)
-        item: dict[str, Any] = {
-            "id": scan_id,
-            "read": None if read is None else {"verdict": read["verdict"],
-                                               "causes": list(read["causes"]),
-                                               "note": read["note"]},
-            "planes": planes_stem(scan, show_model, draw=False),
-            "suggested": suggested_causes(scan) if show_model else [],
-            "others": others.get(scan_id, ""),
-        }
+def scan_items(scans: pd.DataFrame, order: Sequence[str],
+               show_model: bool) -> dict[str, dict[str, Any]]:
+    """What the browser shows of each scan of the queue that does not change with reads: the
+    planes (see :func:`planes_stem`), suggested tags and the model's verdict (when shown)."""
+    items = {}
+    for scan in scans.loc[list(order)].to_dict("records"):  # one conversion, not a row each
+        item: dict[str, Any] = {"id": scan["scan_id"],
+                                "planes": planes_stem(scan, show_model, draw=False),
+                                "suggested": suggested_causes(scan) if show_model else []}
         if show_model:
             item["model"] = (f"Model: {'flagged' if scan['is_outlier'] else 'not flagged'}"
                              f" · score {scan['score']:.4g}")
-        items.append(item)
+        items[scan["scan_id"]] = item
     return items
+
+
+def queue_items(scan_info: Mapping[str, Mapping[str, Any]], order: Sequence[str],
+                reads: Mapping[str, Mapping], others: Mapping[str, str]) -> list[dict[str, Any]]:
+    """What the browser shows of each scan of the queue: :func:`scan_items` with the reviewer's
+    read and others' reads (when shown)."""
+    return [{**scan_info[scan_id],
+             "read": None if (read := reads.get(scan_id)) is None else {
+                 "verdict": read["verdict"], "causes": list(read["causes"]),
+                 "note": read["note"] if isinstance(read["note"], str) else None},
+             "others": others.get(scan_id, "")}
+            for scan_id in order]
 
 
 def review_pane(*, key: str, session_id: str, reviewer: str, items: list[dict[str, Any]],

@@ -156,17 +156,23 @@ def _others(catalog: str, session_id: str, me: str) -> dict[str, str]:
             for scan, rows in reads.groupby("scan_id")}
 
 
-def _queue_view(catalog: str, me: str, session: dict[str, Any], at: str | None) -> dict[str, Any]:
-    """The reviewer's queue as the pane shows it, read from the journal and the catalog."""
+def _queue_view(catalog: str, me: str, session: dict[str, Any], at: str | None,
+                before: dict[str, Any] | None) -> dict[str, Any]:
+    """The reviewer's queue as the pane shows it, read from the journal and the catalog; the
+    scans' facts are taken from ``before`` (the previous view) while the catalog's are the same."""
     session_id, show_model = session["session_id"], bool(session["show_model"])
     order, reads = review_data.queue_and_reads(catalog, session_id, me)
     table = data.scan_table(catalog, session["run_id"], with_labels=False)
-    scans = table[table["scan_id"].isin(order)].set_index("scan_id", drop=False)
+    if before is not None and before["table"] is table and before["order"] == order:
+        scans, info = before["scans"], before["info"]
+    else:
+        scans = table[table["scan_id"].isin(order)].set_index("scan_id", drop=False)
+        info = review_component.scan_items(scans, order, show_model)
     start = next((i for i, s in enumerate(order) if s not in reads), 0)
     others = _others(catalog, session_id, me) if session["show_others"] else {}
-    return {"order": order, "reads": reads, "scans": scans, "start": start,
-            "pos": order.index(at) if at in order else start,
-            "items": review_component.queue_items(scans, order, reads, others, show_model)}
+    return {"order": order, "reads": reads, "table": table, "scans": scans, "info": info,
+            "start": start, "pos": order.index(at) if at in order else start,
+            "items": review_component.queue_items(info, order, reads, others)}
 
 
 def _with_saved(items: list[dict[str, Any]], labels: list[Any], acks: dict[str, str]) -> None:
@@ -200,7 +206,7 @@ def browser_pane(catalog: str, me: str, session: dict[str, Any]) -> None:
     # bulk label): the reviewer's own reads are all it lacks, and they are added here
     asked = view is not None and view["value"] != value and FLASH not in st.session_state
     if not asked:
-        view = _queue_view(catalog, me, session, value.get("at"))
+        view = _queue_view(catalog, me, session, value.get("at"), view)
         review_component.draw_ahead(  # the shown scan and the next, drawn before the pane
             [view["scans"].loc[s] for s in view["order"][view["pos"]:view["pos"] + 2]], show_model)
     _with_saved(view["items"], value.get("pending") or [], acks)
@@ -210,7 +216,7 @@ def browser_pane(catalog: str, me: str, session: dict[str, Any]) -> None:
     if acks:
         start_absorber(catalog)  # into the catalog within seconds (a fragment skips app.py)
     if asked:  # fresh for the next run
-        view = _queue_view(catalog, me, session, value.get("at"))
+        view = _queue_view(catalog, me, session, value.get("at"), view)
     views[session_id] = {**view, "value": value}
     show_flash()  # a bulk label's acknowledgement
     order, pos = view["order"], view["pos"]
