@@ -195,7 +195,8 @@ def browser_pane(catalog: str, me: str, session: dict[str, Any]) -> None:
         st.rerun()
     session_id, show_model = session["session_id"], bool(session["show_model"])
     key = f"mr_pane_{session_id}"
-    value = st.session_state.get(key) or {}
+    value = st.session_state.get(key)
+    value = value if isinstance(value, dict) else {}  # what a browser sends is not trusted
     if value.get("failed"):
         st.session_state[BROWSER_FAILED] = value["failed"]
         st.rerun()
