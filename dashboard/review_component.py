@@ -69,6 +69,7 @@ def _write_planes(scan: Mapping[str, Any], err: str | None, stem: str) -> None:
 
 
 def _prune() -> None:
+    """Keep the newest plane images of the cache."""
     files = sorted(PLANES_CACHE.glob("*.png"), key=lambda p: p.stat().st_mtime, reverse=True)
     for old in files[KEEP_FILES:]:
         old.unlink(missing_ok=True)
