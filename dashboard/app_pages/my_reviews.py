@@ -179,7 +179,8 @@ def _with_saved(items: list[dict[str, Any]], labels: list[Any], acks: dict[str, 
     """Mark the reads just written as the reviewer's reads of their scans."""
     by_id = {item["id"]: item for item in items}
     for label in labels:
-        if isinstance(label, dict) and acks.get(label.get("id")) == "" and label.get("scan") in by_id:
+        if (isinstance(label, dict) and isinstance(label.get("id"), str)
+                and acks.get(label["id"]) == "" and label.get("scan") in by_id):
             by_id[label["scan"]]["read"] = {"verdict": label.get("verdict"),
                                             "causes": label.get("causes") or [],
                                             "note": label.get("note") or None}
