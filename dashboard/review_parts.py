@@ -53,6 +53,23 @@ def scan_images(scan: pd.Series, show_model: bool) -> None:
         col.image(png, caption=plane, width="stretch")
 
 
+def other_slices(scan: pd.Series, show_model: bool) -> None:
+    """Below the browser's pane, which shows the middle slices: any axial slice of the shown
+    scan, drawn by the server (a slice off the middle only, so a label draws nothing here)."""
+    scan_id = scan["scan_id"]
+    with st.expander(f"Other axial slices of `{scan_id}`"):
+        try:
+            depth = data.volume(scan["volume_path"]).shape[0]
+        except FileNotFoundError:
+            st.caption("This scan's volume is missing from the store.")
+            return
+        z = st.slider("Axial slice", 0, depth - 1, depth // 2, key=f"mr_z_{scan_id}")
+        if z != depth // 2:
+            axial = _planes(scan["volume_path"], error_path(scan, show_model), z,
+                            float(scan["spacing_mm"]))[0]
+            st.image(axial, caption=f"axial slice {z} of {depth}", width=420)
+
+
 def prefetch_planes(upcoming: list[pd.Series], show_model: bool) -> None:
     """Draw the next scans' middle planes into the cache, so a label shows them at once."""
     for scan in upcoming:

@@ -21,6 +21,7 @@ from dashboard.review_parts import (
     TAG_KEYS,
     VERDICT_KEYS,
     more_like_this,
+    other_slices,
     others_reads,
     prefetch_planes,
     scan_images,
@@ -222,6 +223,7 @@ def browser_pane(catalog: str, me: str, session: dict[str, Any]) -> None:
     views[session_id] = {**view, "value": value}
     show_flash()  # a bulk label's acknowledgement
     order, pos = view["order"], view["pos"]
+    other_slices(view["scans"].loc[order[pos]], show_model)
     more_like_this(catalog, session, me, view["scans"], order, view["reads"], order[pos])
     review_component.draw_ahead(  # off the label's path: the browser fetches them ahead
         [view["scans"].loc[s] for s in order[pos:pos + review_component.AHEAD + 2]], show_model)

@@ -71,6 +71,10 @@ def test_blinded_reviewer_reaches_only_their_queue(team, monkeypatch):
     assert all(i["read"] is None and not i["others"] and not i["suggested"] and "model" not in i
                for i in pane["items"])
     assert not any("Model:" in c.value for c in at.caption)  # the model's verdict is hidden
+    assert not at.image  # the pane shows the middle slices; the server draws none
+    slider = at.slider(key="mr_z_syn0000003")
+    slider.set_value(slider.value + 3).run()  # another axial slice, drawn by the server
+    assert at.image[0].proto.imgs[0].caption == f"axial slice {slider.value} of {int(slider.max) + 1}"
 
 
 def _pane(at: AppTest) -> dict:
