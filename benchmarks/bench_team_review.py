@@ -108,6 +108,9 @@ def _summary(name: str, timed: list[ts.Timed], cpu_s: float) -> dict[str, float]
     print(f"{name:<28} n={len(timed):3d}  ack p50 {row['ack_p50']:6.0f} ms  p99 "
           f"{row['ack_p99']:6.0f} ms   next scan drawn p50 {row['next_p50']:6.0f} ms  p99 "
           f"{row['next_p99']:6.0f} ms   server CPU {row['cpu_ms']:5.0f} ms per label")
+    slowest = sorted(range(len(ack)), key=ack.__getitem__)[-3:][::-1]
+    print(" " * 29 + "slowest acknowledgements (label # in the phase: ms): "
+          + ", ".join(f"#{i + 1}: {ack[i]:.0f}" for i in slowest))
     return row
 
 
@@ -130,9 +133,7 @@ def _data_layer(settings: CatalogSettings, sid: str, queues, n: int) -> None:
                 busy += 1
             duckdb_ms.append((time.perf_counter() - t) * 1e3)
     finally:
-        writer.stdin.close()
-        writer.stdout.readline()
-        writer.wait(timeout=10)
+        ts.stop_job_writer(writer)
     for name, ms in (("journal", journal_ms), ("duckdb (old)", duckdb_ms)):
         print(f"data layer {name:<13} n={len(ms)}  p50 {statistics.median(ms):7.1f} ms  p99 "
               f"{ts.percentile(ms, 99):7.1f} ms  max {max(ms):7.1f} ms")
@@ -195,11 +196,7 @@ def main() -> None:
                     for built, before in zip(builds, cpu_before, strict=True):
                         built.server_cpu_s[phase] = _cpu_s(built.server.pid) - before
                 finally:
-                    holds = []
-                    for writer in writers:
-                        writer.stdin.close()
-                        holds.append(int(writer.stdout.readline()))
-                        writer.wait(timeout=10)
+                    holds = [ts.stop_job_writer(writer) for writer in writers]
             browser.close()
         print(f"load average {os.getloadavg()[0]:.1f} after the browser rounds")
         rows = {(b.name, phase): _summary(f"{b.name}, {phase}", b.timed[phase],

@@ -28,6 +28,28 @@ def record_reads(catalog: str, **read: Any) -> list[str]:
     return ids
 
 
+def record_labels(catalog: str, session_id: str, reviewer: str,
+                  labels: list[Mapping[str, Any]]) -> dict[str, str]:
+    """Durably record reads sent by the browser (``{"id", "scan", "verdict", "causes",
+    "note"}``), each once however often it is sent; returns label id → "" when it is in the
+    journal, else why it was refused. Only returns once the journal has committed them."""
+    outcome: dict[str, str] = {}
+    with open_journal(catalog) as j:
+        for label in labels:
+            try:
+                sessions.add_reads(j, session_id=session_id, reviewer=reviewer,
+                                   scan_ids=[str(label.get("scan"))], verdict=str(label.get("verdict")),
+                                   causes=[str(c) for c in label.get("causes") or []],
+                                   note=(str(label["note"]) if label.get("note") else None),
+                                   label_ids=[label["id"]])
+                outcome[label["id"]] = ""
+            except sessions.ReviewRefused as err:
+                outcome[label["id"]] = str(err)
+    logger.info("reads saved session=%s reviewer=%s n=%d", session_id, reviewer,
+                sum(not why for why in outcome.values()))
+    return outcome
+
+
 def create_session(catalog: str, **fields: Any) -> str:
     """Open a review session (see ``data_catalog.sessions.create_session``)."""
     with open_journal(catalog) as j:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,6 +12,7 @@ import streamlit as st
 from dashboard import auth, data, review_data, slices
 from dashboard.absorber import start_absorber
 from dashboard.render import ViewSettings, render_views
+from dashboard.review_component import error_path
 from dashboard.viewer_parts import EVIDENCE_NAMES
 from data_catalog.review import VERDICTS
 from data_catalog.sessions import ReviewRefused
@@ -38,11 +38,6 @@ def _planes(volume_path: str, error_path: str | None, z: int,
             for plane in slices.PLANES]
 
 
-def _error_path(scan: pd.Series, show_model: bool) -> str | None:
-    path = scan.get("error_path")
-    return path if show_model and isinstance(path, str) and Path(path).is_file() else None
-
-
 def scan_images(scan: pd.Series, show_model: bool) -> None:
     """The three planes through the scan's middle (axial slice chosen by a slider); the |error|
     overlay only when the session shows the model."""
@@ -52,10 +47,27 @@ def scan_images(scan: pd.Series, show_model: bool) -> None:
         st.warning("This scan's volume is missing from the store; label it from its facts.")
         return
     z = st.slider("Axial slice", 0, depth - 1, depth // 2, key=f"mr_z_{scan['scan_id']}")
-    pngs = _planes(scan["volume_path"], _error_path(scan, show_model), z,
+    pngs = _planes(scan["volume_path"], error_path(scan, show_model), z,
                    float(scan["spacing_mm"]))
     for col, plane, png in zip(st.columns(3), slices.PLANES, pngs, strict=True):
         col.image(png, caption=plane, width="stretch")
+
+
+def other_slices(scan: pd.Series, show_model: bool) -> None:
+    """Below the browser's pane, which shows the middle slices: any axial slice of the shown
+    scan, drawn by the server (a slice off the middle only, so a label draws nothing here)."""
+    scan_id = scan["scan_id"]
+    with st.expander(f"Other axial slices of `{scan_id}`"):
+        try:
+            depth = data.volume(scan["volume_path"]).shape[0]
+        except FileNotFoundError:
+            st.caption("This scan's volume is missing from the store.")
+            return
+        z = st.slider("Axial slice", 0, depth - 1, depth // 2, key=f"mr_z_{scan_id}")
+        if z != depth // 2:
+            axial = _planes(scan["volume_path"], error_path(scan, show_model), z,
+                            float(scan["spacing_mm"]))[0]
+            st.image(axial, caption=f"axial slice {z} of {depth}", width=420)
 
 
 def prefetch_planes(upcoming: list[pd.Series], show_model: bool) -> None:
@@ -63,7 +75,7 @@ def prefetch_planes(upcoming: list[pd.Series], show_model: bool) -> None:
     for scan in upcoming:
         try:
             depth = data.volume(scan["volume_path"]).shape[0]
-            _planes(scan["volume_path"], _error_path(scan, show_model), depth // 2,
+            _planes(scan["volume_path"], error_path(scan, show_model), depth // 2,
                     float(scan["spacing_mm"]))
         except FileNotFoundError:
             continue

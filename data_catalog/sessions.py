@@ -8,6 +8,7 @@ before, after) in the same transaction.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -58,6 +59,8 @@ SELECT scan_id, reviewer, verdict, causes, note, created_at, label_id FROM (
     FROM labels WHERE session_id = ? {who})
 WHERE rn = 1 ORDER BY scan_id, reviewer
 """
+_LABEL_OWNER = "SELECT session_id, reviewer, scan_id FROM labels WHERE label_id = ?"
+_CLIENT_LABEL_ID = re.compile(r"[0-9A-Za-z_-]{8,64}")
 _INSERT_LABEL = """
 INSERT INTO labels (label_id, scan_id, reviewer, verdict, causes, note, run_id, session_id,
     created_at)
@@ -201,14 +204,20 @@ def add_reads(
     verdict: str,
     causes: Sequence[str] = (),
     note: str | None = None,
+    label_ids: Sequence[str] | None = None,
 ) -> list[str]:
     """Record the reviewer's verdict on scans of their queue in an open session; returns label ids.
 
+    ``label_ids`` (one per scan, e.g. made by the browser that sent the read): a read whose id
+    the journal already holds is not written again, so a read sent twice counts once.
+
     Raises:
         ReviewRefused: no such session, session closed, a scan not assigned to the reviewer,
-            unknown verdict or cause tag.
+            unknown verdict or cause tag, a label id malformed or another read's.
     """
     _check_verdict(verdict, causes)
+    if label_ids is not None and len(label_ids) != len(scan_ids):
+        raise ReviewRefused(f"{len(label_ids)} label ids for {len(scan_ids)} scans: give one each")
     info = session(j, session_id)
     if info is None:
         raise ReviewRefused(f"no review session {session_id!r}; labels are written in a session")
@@ -216,12 +225,15 @@ def add_reads(
         raise ReviewRefused(f"session {info['name']!r} is closed; ask an admin to reopen it")
     previous = latest_reads(j, session_id, reviewer).set_index("scan_id")
     ids = []
-    for scan_id in scan_ids:
+    for i, scan_id in enumerate(scan_ids):
         if j.execute(_ASSIGNED, [session_id, reviewer, scan_id]).fetchone()[0] == 0:
             raise ReviewRefused(
                 f"scan {scan_id!r} is not in {reviewer}'s queue of session {info['name']!r}"
             )
-        label_id = new_sortable_id()
+        label_id = new_sortable_id() if label_ids is None else label_ids[i]
+        if label_ids is not None and _known_label(j, label_id, (session_id, reviewer, scan_id)):
+            ids.append(label_id)
+            continue
         j.execute(
             _INSERT_LABEL,
             [label_id, scan_id, reviewer, verdict, to_json(list(causes)), note or None,
@@ -236,6 +248,17 @@ def add_reads(
                      "session_id": session_id})
         ids.append(label_id)
     return ids
+
+
+def _known_label(j: sqlite3.Connection, label_id: str, owner: tuple[str, str, str]) -> bool:
+    """True when the journal already holds this read (the same id for the same session, reviewer
+    and scan); raises ReviewRefused for an id that is malformed or another read's."""
+    if not isinstance(label_id, str) or not _CLIENT_LABEL_ID.fullmatch(label_id):
+        raise ReviewRefused(f"label id {label_id!r}: 8–64 letters, digits, '-' or '_'")
+    row = j.execute(_LABEL_OWNER, [label_id]).fetchone()
+    if row is not None and tuple(row) != owner:
+        raise ReviewRefused(f"label id {label_id!r} belongs to another read; send a new id")
+    return row is not None
 
 
 def adjudicate(

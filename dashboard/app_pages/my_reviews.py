@@ -1,9 +1,11 @@
 """My reviews: the signed-in reviewer's shuffled queue in a review session, labelled by keyboard.
 
 Keys: i / o / u label inlier / outlier / unsure and show the next scan; ← → move; 1–7 toggle
-cause tags; a accepts the suggested tags. A read is saved to the review journal (never waits
-for a job) before it is acknowledged. The scan and its verdicts are one fragment: a label
-reruns only that pane, not the page, and the next scan's planes are drawn ahead of time.
+cause tags; a accepts the suggested tags. The pane is drawn in the browser (a component that
+holds the queue and the next scans' planes), so a key press shows the next scan at once; the
+label is written to the review journal (never waits for a job) before the pane says "Saved".
+With the browser pane off (or failed), the server draws each scan: the scan and its verdicts
+are then one fragment, and a label reruns only that pane.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ from typing import Any
 
 import streamlit as st
 
-from dashboard import auth, data, review_data, state
+from dashboard import auth, data, review_component, review_data, state
 from dashboard.absorber import start_absorber
 from dashboard.review_parts import (
     FLASH,
     TAG_KEYS,
     VERDICT_KEYS,
     more_like_this,
+    other_slices,
     others_reads,
     prefetch_planes,
     scan_images,
@@ -27,6 +30,21 @@ from dashboard.shortcuts import add_shortcuts
 from dashboard.suggest import suggested_causes
 from data_catalog.review import CAUSE_TAGS, VERDICTS
 from data_catalog.sessions import ReviewRefused
+
+ACKED = "mr_acked"  # label id → "" (in the journal) or why refused, for this browser session
+VIEWS = "mr_views"  # session id → the queue as the browser pane was last given it
+BROWSER_FAILED = "mr_browser_failed"
+MAX_PENDING = 500  # labels one value may carry
+
+
+def show_flash() -> None:
+    """The acknowledgement (or refusal) of the last label written by the server's pane."""
+    if flash := st.session_state.pop(FLASH, None):
+        # an explicit icon: else Streamlit loads its emoji catalog (~0.5 s) on the first label
+        if flash[0] == "ok":
+            st.success(flash[1], icon=":material/check_circle:")
+        else:
+            st.error(flash[1], icon=":material/error:")
 
 
 def _tags(tags_key: str, scan_id: str, reads: dict) -> set[str]:
@@ -61,12 +79,7 @@ def _label(verdict: str, scan_id: str, pos: int, ctx: dict[str, Any]) -> None:
 @st.fragment
 def review_pane(catalog: str, me: str, session: dict[str, Any]) -> None:
     """The shown scan, its verdict buttons and cause tags, progress and "more like this"."""
-    if flash := st.session_state.pop(FLASH, None):  # the acknowledgement first
-        # an explicit icon: else Streamlit loads its emoji catalog (~0.5 s) on the first label
-        if flash[0] == "ok":
-            st.success(flash[1], icon=":material/check_circle:")
-        else:
-            st.error(flash[1], icon=":material/error:")
+    show_flash()  # the acknowledgement first
     if not auth.still_signed_in(catalog):  # signed out elsewhere, or the account changed
         st.rerun()  # the whole page: its sign-in form
     session_id = session["session_id"]
@@ -126,6 +139,96 @@ def review_pane(catalog: str, me: str, session: dict[str, Any]) -> None:
     prefetch_planes([scans.loc[s] for s in following], show_model)
 
 
+def _save(catalog: str, me: str, session_id: str, value: dict[str, Any]) -> dict[str, str]:
+    """Write the browser's unacknowledged labels to the journal (each once); label id → "" once
+    durable, else why it was refused."""
+    sent = [label for label in value.get("pending") or []
+            if isinstance(label, dict) and isinstance(label.get("id"), str)][:MAX_PENDING]
+    known = st.session_state.setdefault(ACKED, {})
+    if new := [label for label in sent if label["id"] not in known]:
+        known.update(review_data.record_labels(catalog, session_id, me, new))
+    return {label["id"]: known[label["id"]] for label in sent if label["id"] in known}
+
+
+def _others(catalog: str, session_id: str, me: str) -> dict[str, str]:
+    reads = review_data.session_reads(catalog, session_id)
+    reads = reads[reads["reviewer"] != me]
+    return {scan: ", ".join(f"{r.reviewer}: {r.verdict}" for r in rows.itertuples())
+            for scan, rows in reads.groupby("scan_id")}
+
+
+def _queue_view(catalog: str, me: str, session: dict[str, Any], at: str | None,
+                before: dict[str, Any] | None) -> dict[str, Any]:
+    """The reviewer's queue as the pane shows it, read from the journal and the catalog; the
+    scans' facts are taken from ``before`` (the previous view) while the catalog's are the same."""
+    session_id, show_model = session["session_id"], bool(session["show_model"])
+    order, reads = review_data.queue_and_reads(catalog, session_id, me)
+    table = data.scan_table(catalog, session["run_id"], with_labels=False)
+    if before is not None and before["table"] is table and before["order"] == order:
+        scans, info = before["scans"], before["info"]
+    else:
+        scans = table[table["scan_id"].isin(order)].set_index("scan_id", drop=False)
+        info = review_component.scan_items(scans, order, show_model)
+    start = next((i for i, s in enumerate(order) if s not in reads), 0)
+    others = _others(catalog, session_id, me) if session["show_others"] else {}
+    return {"order": order, "reads": reads, "table": table, "scans": scans, "info": info,
+            "start": start, "pos": order.index(at) if at in order else start,
+            "items": review_component.queue_items(info, order, reads, others)}
+
+
+def _with_saved(items: list[dict[str, Any]], labels: list[Any], acks: dict[str, str]) -> None:
+    """Mark the reads just written as the reviewer's reads of their scans."""
+    by_id = {item["id"]: item for item in items}
+    for label in labels:
+        if (isinstance(label, dict) and isinstance(label.get("id"), str)
+                and acks.get(label["id"]) == "" and label.get("scan") in by_id):
+            by_id[label["scan"]]["read"] = {"verdict": label.get("verdict"),
+                                            "causes": label.get("causes") or [],
+                                            "note": label.get("note") or None}
+
+
+@st.fragment
+def browser_pane(catalog: str, me: str, session: dict[str, Any]) -> None:
+    """The review pane drawn in the browser. A run the pane asked for (a label, a move) writes
+    the labels it sent, then gives the pane their acknowledgement with the queue as the previous
+    run read it (plus these reads), and only then re-reads the queue for the next run and draws
+    the planes of the scans ahead: nothing but the journal write waits before "Saved"."""
+    if not auth.still_signed_in(catalog):  # signed out elsewhere: the page's sign-in form
+        st.rerun()
+    session_id, show_model = session["session_id"], bool(session["show_model"])
+    key = f"mr_pane_{session_id}"
+    value = st.session_state.get(key)
+    value = value if isinstance(value, dict) else {}  # what a browser sends is not trusted
+    if value.get("failed"):
+        st.session_state[BROWSER_FAILED] = value["failed"]
+        st.rerun()
+    acks = _save(catalog, me, session_id, value)
+    views = st.session_state.setdefault(VIEWS, {})
+    view = views.get(session_id)
+    # the previous run's queue serves only a run the pane asked for (not a page run, nor after a
+    # bulk label): the reviewer's own reads are all it lacks, and they are added here
+    asked = view is not None and view["value"] != value and FLASH not in st.session_state
+    if not asked:
+        view = _queue_view(catalog, me, session, value.get("at"), view)
+        review_component.draw_ahead(  # the shown scan and the next, drawn before the pane
+            [view["scans"].loc[s] for s in view["order"][view["pos"]:view["pos"] + 2]], show_model)
+    _with_saved(view["items"], value.get("pending") or [], acks)
+    review_component.review_pane(key=key, session_id=session_id, reviewer=me,
+                                 items=view["items"], start=view["start"], acks=acks,
+                                 tags=CAUSE_TAGS, verdict_keys=VERDICT_KEYS)
+    if acks:
+        start_absorber(catalog)  # into the catalog within seconds (a fragment skips app.py)
+    if asked:  # fresh for the next run
+        view = _queue_view(catalog, me, session, value.get("at"), view)
+    views[session_id] = {**view, "value": value}
+    show_flash()  # a bulk label's acknowledgement
+    order, pos = view["order"], view["pos"]
+    other_slices(view["scans"].loc[order[pos]], show_model)
+    more_like_this(catalog, session, me, view["scans"], order, view["reads"], order[pos])
+    review_component.draw_ahead(  # off the label's path: the browser fetches them ahead
+        [view["scans"].loc[s] for s in order[pos:pos + review_component.AHEAD + 2]], show_model)
+
+
 st.title("My reviews")
 catalog_path, reviewer = state.catalog(), state.reviewer()
 mine = review_data.my_sessions(catalog_path, reviewer)
@@ -134,7 +237,17 @@ if not mine:
     st.stop()
 names = {s["session_id"]: s["name"] for s in mine}
 chosen_id = st.selectbox("Session", list(names), format_func=names.get, key="mr_session")
-add_shortcuts({"i": "kb_inlier", "o": "kb_outlier", "u": "kb_unsure", "arrowleft": "kb_prev",
-               "arrowright": "kb_next", "a": "kb_accept",
-               **{str(i + 1): f"kb_tag_{i + 1}" for i in range(len(CAUSE_TAGS))}})
-review_pane(catalog_path, reviewer, next(s for s in mine if s["session_id"] == chosen_id))
+in_browser = st.toggle("Draw the pane in the browser (the next scan at the key press)", value=True,
+                       key="mr_browser", help="Off: the server draws each scan, with an "
+                       "axial-slice slider; each key press waits for it.")
+if in_browser and (why := st.session_state.get(BROWSER_FAILED)):
+    st.warning(f"The browser pane failed ({why}); the server draws the scans instead.")
+    in_browser = False
+chosen_session = next(s for s in mine if s["session_id"] == chosen_id)
+if in_browser:
+    browser_pane(catalog_path, reviewer, chosen_session)  # it answers the keys itself
+else:
+    add_shortcuts({"i": "kb_inlier", "o": "kb_outlier", "u": "kb_unsure", "arrowleft": "kb_prev",
+                   "arrowright": "kb_next", "a": "kb_accept",
+                   **{str(i + 1): f"kb_tag_{i + 1}" for i in range(len(CAUSE_TAGS))}})
+    review_pane(catalog_path, reviewer, chosen_session)

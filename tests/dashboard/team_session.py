@@ -21,14 +21,21 @@ ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 KEYS = {"inlier": "i", "outlier": "o", "unsure": "u"}
+# The review pane drawn in the browser (dashboard/review_pane/), a same-origin iframe.
+PANE = 'iframe[title="dashboard.review_component.ctae_review_pane"]'
 # In-page timing: from the keydown the shortcut listener stamped, until the acknowledgement is in
 # the DOM, and until the next scan is drawn (its heading in the DOM and its plane images new and
-# loaded). A MutationObserver and image load events note the first time of each.
+# loaded), in the page or in the review pane's frame (either build's pane). A MutationObserver
+# and image load events note the first time of each.
 _WATCH = """(args) => {
   window.__ack = null; window.__next = null;
-  if (window.__obs) window.__obs.disconnect();
-  if (window.__onload) document.removeEventListener('load', window.__onload, true);
-  const images = () => [...document.querySelectorAll('[data-testid="stImage"] img')];
+  for (const [doc, obs, onload] of window.__watched || []) {
+    obs.disconnect(); doc.removeEventListener('load', onload, true);
+  }
+  const docs = () => [document, ...[...document.querySelectorAll(args.pane)]
+    .map(f => f.contentDocument).filter(d => d && d.body)];
+  const all = (sel) => docs().flatMap(d => [...d.querySelectorAll(sel)]);
+  const images = () => all('[data-testid="stImage"] img, #images img');
   const before = new Set(images().map(i => i.src));
   const drawn = () => {
     const now = images();
@@ -37,16 +44,18 @@ _WATCH = """(args) => {
   };
   const check = () => {
     const t = performance.now();
-    const text = document.body.textContent;  // no layout, unlike innerText
+    const text = docs().map(d => d.body.textContent).join(' ');  // no layout, unlike innerText
     if (!window.__ack && text.includes(args.saved)) window.__ack = t;
-    if (!window.__next && [...document.querySelectorAll('h3')]
-          .some(h => h.textContent.includes(args.next)) && drawn()) window.__next = t;
+    if (!window.__next && all('h3').some(h => h.textContent.includes(args.next))
+        && drawn()) window.__next = t;
   };
-  window.__obs = new MutationObserver(check);
-  window.__obs.observe(document.body, {subtree: true, childList: true, characterData: true,
-                                       attributes: true, attributeFilter: ['src']});
-  window.__onload = check;
-  document.addEventListener('load', check, true);  // an image finished loading
+  window.__watched = docs().map(doc => {
+    const obs = new MutationObserver(check);
+    obs.observe(doc.body, {subtree: true, childList: true, characterData: true,
+                           attributes: true, attributeFilter: ['src']});
+    doc.addEventListener('load', check, true);  // an image finished loading
+    return [doc, obs, check];
+  });
 }"""
 
 
@@ -126,6 +135,14 @@ print(holds, flush=True)
     return proc
 
 
+def stop_job_writer(proc: subprocess.Popen) -> int:
+    """Stop the writer of :func:`start_job_writer`; returns how many times it held the catalog."""
+    proc.stdin.close()
+    out = proc.stdout.read()  # up to its end: the count is its last word
+    proc.wait(timeout=10)
+    return int(out.split()[-1])
+
+
 def settle(page) -> None:
     """Wait until Streamlit has finished the current run."""
     page.wait_for_timeout(150)
@@ -137,6 +154,7 @@ def sign_in(browser, url: str, name: str, password: str):
     """A new browser context (its own cookies and Streamlit session) signed in as ``name``."""
     page = browser.new_context(viewport={"width": 1300, "height": 1000}).new_page()
     page.goto(url, wait_until="domcontentloaded")
+    page.get_by_role("textbox", name="User name").wait_for(timeout=120000)  # a loaded machine
     page.get_by_role("textbox", name="User name").fill(name)
     page.get_by_role("textbox", name="Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
@@ -145,17 +163,34 @@ def sign_in(browser, url: str, name: str, password: str):
     return page
 
 
+def review_frame(page):
+    """The review pane's frame when the browser draws it, else the page (the server's pane)."""
+    return page.frame_locator(PANE) if page.locator(PANE).count() else page
+
+
+def pane_frame(page):
+    """The browser review pane's frame, to evaluate scripts in (``window.ctaeReview``)."""
+    return page.locator(PANE).element_handle().content_frame()
+
+
 def current_scan(page) -> str:
-    """The scan id in the page's 'Scan `…`' heading."""
-    return page.locator("h3", has_text="Scan ").first.inner_text().split()[-1].strip("`")
+    """The scan id in the 'Scan `…`' heading of the review pane."""
+    return review_frame(page).locator("h3", has_text="Scan ").first.inner_text().split()[-1].strip("`")
+
+
+def wait_for_keys(page) -> None:
+    """Wait until the page answers the review keys (the browser pane's or the shortcuts')."""
+    page.wait_for_function("() => !!(window.__ctaeReviewKeys || window.__ctaeShortcutListener)",
+                           timeout=30000)
 
 
 def press_label(page, reviewer: str, verdict: str, next_scan: str | None) -> tuple[str, callable]:
     """Press the verdict's key on the shown scan; returns (scan, a function that waits and gives
     the Timed result), so several reviewers can press before anyone waits."""
     scan = current_scan(page)
-    page.wait_for_function("() => !!window.__ctaeShortcutListener", timeout=30000)
-    page.evaluate(_WATCH, {"saved": f"Saved: {scan} → {verdict}", "next": next_scan or "\u0000"})
+    wait_for_keys(page)
+    page.evaluate(_WATCH, {"saved": f"Saved: {scan} → {verdict}", "next": next_scan or "\u0000",
+                           "pane": PANE})
     page.keyboard.press(KEYS[verdict])
 
     def finish() -> Timed:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -10,7 +12,7 @@ from dashboard.auth import USER
 from data_catalog import connect
 from data_catalog.accounts import add_account, users_path
 from data_catalog.journal import open_journal
-from data_catalog.sessions import create_session, latest_reads
+from data_catalog.sessions import audit_table, create_session, latest_reads
 from tests.dashboard.conftest import APP, signed_in
 from tests.data_catalog.test_review_journal import hold_catalog
 
@@ -64,15 +66,67 @@ def test_blinded_reviewer_reaches_only_their_queue(team, monkeypatch):
     for page in ("team", "sessions", "audit", "export", "explorer", "viewer"):
         with pytest.raises(ValueError, match="Known pages: .*my_reviews.py'\\]"):
             at.switch_page(f"app_pages/{page}.py")  # not in bea's navigation at all
-    assert "syn0000003" in at.subheader[0].value
+    pane = _pane(at)  # the pane the browser draws: only bea's queue, nobody's reads, no model
+    assert [i["id"] for i in pane["items"]] == ["syn0000003", "syn0000001"] and pane["start"] == 0
+    assert all(i["read"] is None and not i["others"] and not i["suggested"] and "model" not in i
+               for i in pane["items"])
     assert not any("Model:" in c.value for c in at.caption)  # the model's verdict is hidden
+    assert not at.image  # the pane shows the middle slices; the server draws none
+    slider = at.slider(key="mr_z_syn0000003")
+    slider.set_value(slider.value + 3).run()  # another axial slice, drawn by the server
+    assert at.image[0].proto.imgs[0].caption == f"axial slice {slider.value} of {int(slider.max) + 1}"
 
 
-def test_keyboard_buttons_label_durably_while_the_catalog_is_held(team, monkeypatch):
+def _pane(at: AppTest) -> dict:
+    """The arguments the page gave the browser's review pane on its last run."""
+    return json.loads(at.get("component_instance")[0].proto.json_args)
+
+
+def test_browser_pane_labels_are_durable_before_acknowledged_and_counted_once(team, monkeypatch):
+    settings, sid = team
+    pending = {"pending": [
+        {"id": "18c2f0a1b2-0001", "scan": "syn0000003", "verdict": "outlier",
+         "causes": ["metal implant"], "note": "hip"},
+        {"id": "18c2f0a1b2-0002", "scan": "syn0000009", "verdict": "inlier", "causes": []},
+    ], "at": "syn0000001"}
+    at = _app(settings, monkeypatch)
+    at.session_state[USER] = signed_in(settings.catalog_path, "bea")
+    at.run()  # the page is open when the job starts
+    holder = hold_catalog(settings.catalog_path)
+    try:
+        for reload in (False, True):  # a reload sends the unacknowledged labels again
+            if reload:
+                at = _app(settings, monkeypatch)
+                at.session_state[USER] = signed_in(settings.catalog_path, "bea")
+            at.session_state[f"mr_pane_{sid}"] = pending
+            at.run()
+            assert not at.exception
+            acks = _pane(at)["acks"]
+            assert acks["18c2f0a1b2-0001"] == ""  # durable: in the journal
+            assert "not in bea's queue" in acks["18c2f0a1b2-0002"]
+            with open_journal(settings.catalog_path, write=False) as j:
+                reads = latest_reads(j, sid, "bea")
+            assert reads[["scan_id", "verdict", "label_id"]].values.tolist() == [
+                ["syn0000003", "outlier", "18c2f0a1b2-0001"]]
+            assert reads["causes"].iloc[0] == ["metal implant"] and reads["note"].iloc[0] == "hip"
+            first = _pane(at)["items"][0]
+            assert first["read"] == {"verdict": "outlier", "causes": ["metal implant"],
+                                     "note": "hip"}
+            if reload:
+                assert _pane(at)["start"] == 1  # the pane opens at the first unread scan
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=10)
+    with open_journal(settings.catalog_path, write=False) as j:
+        assert len(audit_table(j).query("action == 'label'")) == 1
+
+
+def test_server_pane_buttons_label_durably_while_the_catalog_is_held(team, monkeypatch):
     settings, sid = team
     at = _app(settings, monkeypatch)
     at.session_state[USER] = signed_in(settings.catalog_path, "bea")
     at.run()
+    at.toggle(key="mr_browser").set_value(False).run()  # the server draws the pane
     holder = hold_catalog(settings.catalog_path)
     try:
         at.button(key="kb_tag_1").click().run()  # metal implant

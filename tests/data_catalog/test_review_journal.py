@@ -84,6 +84,27 @@ def test_reads_only_in_an_open_session_on_assigned_scans(settings):
     assert '"verdict": "outlier"' in second["before"] and '"verdict": "unsure"' in second["after"]
 
 
+def test_a_read_sent_twice_with_its_id_is_recorded_once(settings):
+    catalog = settings.catalog_path
+    sid = _session(catalog)
+    read = dict(session_id=sid, reviewer="bea", scan_ids=["s1"], verdict="outlier",
+                label_ids=["18c2f0a1b2-4242"])
+    for _ in range(2):  # the browser sends it again, e.g. after a reload
+        with open_journal(catalog) as j:
+            assert add_reads(j, **read) == ["18c2f0a1b2-4242"]
+    with open_journal(catalog, write=False) as j:
+        reads = latest_reads(j, sid)
+        log = audit_table(j)
+    assert reads[["scan_id", "reviewer", "label_id"]].values.tolist() == [
+        ["s1", "bea", "18c2f0a1b2-4242"]]
+    assert list(log["action"]) == ["label", "create_session"]  # one label, not two
+    for bad, why in (({"reviewer": "cyd"}, "another read"), ({"scan_ids": ["s2"]}, "another read"),
+                     ({"label_ids": ["x'; --"]}, "letters, digits"),
+                     ({"label_ids": ["18c2f0a1b2-1", "18c2f0a1b2-2"]}, "give one each")):
+        with pytest.raises(ReviewRefused, match=why), open_journal(catalog) as j:
+            add_reads(j, **(read | bad))
+
+
 def test_blinding_follows_open_sessions(settings):
     catalog = settings.catalog_path
     sid = _session(catalog)
