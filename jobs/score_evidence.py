@@ -77,4 +77,5 @@ def acquisition_inputs(inputs: pd.DataFrame) -> AcquisitionInputs:
         streak_contrast=inputs["streak_contrast"].to_numpy(dtype=np.float64, na_value=np.nan),
         series_defects=inputs["series_defects"].to_numpy(dtype=np.float64, na_value=np.nan),
         ring_contrast=inputs["ring_contrast"].to_numpy(dtype=np.float64, na_value=np.nan),
+        native_metal_mm3=inputs["native_metal_mm3"].to_numpy(dtype=np.float64, na_value=np.nan),
     )
