@@ -24,6 +24,9 @@ BONE_HU = (200.0, 1500.0)
 BLOCK_MM = 4.0
 """Edge of the coarse blocks the bone share is taken in; their 3×3×3 neighbourhood (~12 mm)
 is a dense voxel's surroundings."""
+SAMPLE_MM = 2.0
+"""The bone share is read from every voxel about this far apart (a share needs no fine grid;
+on a 512×512 slice at 0.56 mm reading every voxel took most of the measure's time)."""
 MAX_BONE_SHARE = 0.05
 """A dense voxel whose surroundings hold less bone than this share lies away from bone."""
 
@@ -32,21 +35,23 @@ def native_metal_mm3(hu: np.ndarray, spacing_zyx_mm: tuple[float, float, float])
     """mm³ of voxels at or above ``METAL_HU`` whose ~12 mm surroundings hold less than
     ``MAX_BONE_SHARE`` bone (``BONE_HU``), on the volume's own grid (Z, Y, X)."""
     hu = np.asarray(hu)
-    dense = np.nonzero(hu >= METAL_HU)
-    voxel_mm3 = float(np.prod(spacing_zyx_mm))
-    if dense[0].size == 0:
+    dense = np.flatnonzero(hu >= METAL_HU)
+    if dense.size == 0:
         return 0.0
-    block = [max(1, int(round(BLOCK_MM / s))) for s in spacing_zyx_mm]
-    share = _bone_share(hu, block)
-    index = tuple(np.minimum(axis // k, n - 1) for axis, k, n in zip(dense, block, share.shape, strict=True))
-    return float(np.count_nonzero(share[index] < MAX_BONE_SHARE)) * voxel_mm3
+    stride = [max(1, int(SAMPLE_MM / s)) for s in spacing_zyx_mm]
+    block = [max(1, round(BLOCK_MM / (s * k))) for s, k in zip(spacing_zyx_mm, stride, strict=True)]
+    share = _bone_share(np.ascontiguousarray(hu[:: stride[0], :: stride[1], :: stride[2]]), block)
+    index = tuple(np.minimum(axis // (k * step), n - 1) for axis, k, step, n in
+                  zip(np.unravel_index(dense, hu.shape), block, stride, share.shape, strict=True))
+    return float(np.count_nonzero(share[index] < MAX_BONE_SHARE)) * float(np.prod(spacing_zyx_mm))
 
 
 def _bone_share(hu: np.ndarray, block: list[int]) -> np.ndarray:
-    """Share of ``BONE_HU`` voxels in each coarse block's 3×3×3 neighbourhood of blocks."""
-    padded = [-(-n // k) * k for n, k in zip(hu.shape, block, strict=True)]
-    bone = np.zeros(padded, dtype=np.float32)
-    bone[: hu.shape[0], : hu.shape[1], : hu.shape[2]] = (hu >= BONE_HU[0]) & (hu < BONE_HU[1])
-    coarse = bone.reshape(padded[0] // block[0], block[0], padded[1] // block[1], block[1],
-                          padded[2] // block[2], block[2]).mean(axis=(1, 3, 5))
-    return ndimage.uniform_filter(coarse, size=3, mode="nearest")
+    """Share of ``BONE_HU`` voxels in each coarse block's 3×3×3 neighbourhood of blocks (a
+    partial block at an axis' end counts its missing voxels as no bone)."""
+    bone = (hu >= BONE_HU[0]) & (hu < BONE_HU[1])
+    count = np.zeros([-(-n // k) for n, k in zip(hu.shape, block, strict=True)], dtype=np.uint16)
+    for offset in np.ndindex(*block):  # a sum of strided views: far cheaper than a 6-D mean
+        part = bone[offset[0]:: block[0], offset[1]:: block[1], offset[2]:: block[2]]
+        count[: part.shape[0], : part.shape[1], : part.shape[2]] += part
+    return ndimage.uniform_filter(count.astype(np.float32) / np.prod(block), size=3, mode="nearest")

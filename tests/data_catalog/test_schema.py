@@ -72,13 +72,18 @@ def test_v2_outlier_scores_are_cleared_and_scans_await_measuring():
 
 def _v3_catalog_file(path):
     """A catalog file left at schema v3, as ctae of stop 11 wrote it."""
+    return _catalog_file_at(path, 3)
+
+
+def _catalog_file_at(path, version: int) -> duckdb.DuckDBPyConnection:
+    """A catalog file left at schema ``version``, as the ctae of that version wrote it."""
     from data_catalog.schema import MIGRATIONS
 
     con = duckdb.connect(str(path))
-    for version in (1, 2, 3):
-        for statement in MIGRATIONS[version]:
+    for step in range(1, version + 1):
+        for statement in MIGRATIONS[step]:
             con.execute(statement)
-        con.execute("INSERT INTO schema_version (version) VALUES (?)", [version])
+        con.execute("INSERT INTO schema_version (version) VALUES (?)", [step])
     return con
 
 
@@ -141,14 +146,9 @@ def test_v7_catalog_file_keeps_its_measurements_gains_the_hottest_region_and_awa
     # a scan measured at v7 keeps its noise and outline; v9 adds the ring it never measured, so
     # `ctae score` measures that scan again, and only until a ring (or NaN) is stored
     from data_catalog.scans import scans_without_acquisition, write_acquisition
-    from data_catalog.schema import MIGRATIONS
 
     path = tmp_path / "v7.duckdb"
-    con = duckdb.connect(str(path))
-    for version in range(1, 8):
-        for statement in MIGRATIONS[version]:
-            con.execute(statement)
-        con.execute("INSERT INTO schema_version (version) VALUES (?)", [version])
+    con = _catalog_file_at(path, 7)
     for scan_id in ("s1", "s2"):
         con.execute("INSERT INTO scans (scan_id, source_kind, source_root, source_path, fingerprint, "
                     "content_hash, spacing_mm, size_z, size_y, size_x, pixel_count, volume_path, "
@@ -181,14 +181,9 @@ def test_v9_catalog_file_gains_the_native_metal_and_reingests_the_scans_that_lac
     # give back; a scan from before v10 keeps its row, lacks the measure (its metal evidence is
     # left out) and reads as changed to the next ingest, which measures it
     from data_catalog.scans import scan_fingerprints
-    from data_catalog.schema import MIGRATIONS
 
     path = tmp_path / "v9.duckdb"
-    con = duckdb.connect(str(path))
-    for version in range(1, 10):
-        for statement in MIGRATIONS[version]:
-            con.execute(statement)
-        con.execute("INSERT INTO schema_version (version) VALUES (?)", [version])
+    con = _catalog_file_at(path, 9)
     con.execute("INSERT INTO scans (scan_id, source_kind, source_root, source_path, fingerprint, "
                 "content_hash, spacing_mm, size_z, size_y, size_x, pixel_count, volume_path, "
                 "ring_contrast) VALUES ('s1', 'dicom', '/r', 's1', 'fp1', 'h', 3, 2, 2, 2, 8, "
