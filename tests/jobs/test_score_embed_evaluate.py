@@ -261,7 +261,7 @@ def test_evaluate_stores_metrics_equal_to_sklearn(scored, tmp_path):
     table = _read(settings, catalog_scores.read_evaluations, RUN).set_index(["method", "outlier_type"])
     assert set(table.index.get_level_values(0)) == {
         "outlier_score", "mse_m_z", "latent_z", "histogram_z", "tissue_z", "contrast_z", "shape_z",
-        "noise_z", "integrity_z", "ring_z", "local_error_z", "mse", "mse_region", "mse_m", "local_error_hu",
+        "noise_z", "integrity_z", "ring_z", "metal_z", "local_error_z", "mse", "mse_region", "mse_m", "local_error_hu",
         "isolation_forest", "histogram_mahalanobis"}  # streak_z: all NULL, left out
     assert table.loc[("local_error_hu", "all"), "auroc"] == pytest.approx(1.0)  # the map's peak
     scores = _read(settings, catalog_scores.read_scores, RUN).set_index("scan_id")
@@ -274,6 +274,7 @@ def test_evaluate_stores_metrics_equal_to_sklearn(scored, tmp_path):
     # 3000 HU blocks fill the metal range of the tissue composition and the metal voxel count
     # of the pixel statistics: both rank the two metal scans first
     assert table.loc[("tissue_z", "all"), "auroc"] == pytest.approx(1.0)
+    assert table.loc[("metal_z", "all"), "auroc"] == pytest.approx(1.0)  # the only metal off bone
     assert table.loc[("isolation_forest", "all"), "auroc"] == pytest.approx(1.0)
     flagged = scores.loc[known.index[~y], "is_outlier"].to_numpy(dtype=bool)
     assert table.loc[("outlier_score", "all"), "false_alarm_rate"] == pytest.approx(flagged.mean())
