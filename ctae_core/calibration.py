@@ -61,6 +61,42 @@ def null_z(values: np.ndarray, reference_rows: np.ndarray,
     return _null_z(residual, reference_rows, df)
 
 
+def hurdle_z(values: np.ndarray, reference_rows: np.ndarray,
+             groups: Sequence[object] | np.ndarray | None = None) -> np.ndarray:
+    """Equivalent-normal z of a measure that is 0 on most scans of some acquisitions and
+    positive, heavy-tailed, on some scans of others (metal away from bone: none on a smooth
+    kernel, a sharp kernel's overshoot on many): P(X > x) = π_g · P(log X > log x | X > 0).
+    π_g is the share of the scan's acquisition group (as in ``null_z``) with a positive value,
+    with half a scan of prior (a group without any still allows one); the amount among positive
+    values follows ``null_z`` of its log, centred per group where enough positives exist. A 0
+    gets the mid-p (1 + π_g) / 2: never evidence. A location-scale null cannot hold here: where
+    half the reference is exactly 0 its lower half has no spread."""
+    values = np.asarray(values, dtype=np.float64)
+    reference_rows = np.asarray(reference_rows, dtype=bool)
+    keys = (np.full(len(values), None, dtype=object) if groups is None else
+            np.asarray([None if g is None or g != g else g for g in groups], dtype=object))
+    finite_ref = reference_rows & np.isfinite(values)
+    positive = np.where(values > 0, values, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        amount_z = null_z(np.log(positive), reference_rows, None)
+    share = np.full(len(values), np.nan)
+    rest = np.ones(len(values), dtype=bool)
+    for key in {k for k in keys if k is not None}:
+        rows = keys == key
+        if (rows & finite_ref).sum() >= MIN_GROUP_SCANS:
+            share[rows] = _positive_share(values[rows & finite_ref])
+            rest &= ~rows
+    share[rest] = _positive_share(values[rest & finite_ref])
+    with np.errstate(invalid="ignore"):
+        p = np.where(values > 0, share * norm.sf(amount_z), (1 + share) / 2)
+    return np.where(np.isfinite(values), norm.isf(np.maximum(p, MIN_P)), np.nan)
+
+
+def _positive_share(reference: np.ndarray) -> float:
+    """Share of reference values above 0, with half a scan of prior."""
+    return (float(np.count_nonzero(reference > 0)) + 0.5) / (reference.size + 1)
+
+
 def group_centres(samples: Sequence[np.ndarray], df: float) -> list[float]:
     """Each group's centre: its median shrunk towards the median of all samples by the share
     of the spread of the groups' medians that sampling does not explain (an empirical-Bayes

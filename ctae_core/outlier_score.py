@@ -8,8 +8,8 @@ Local objects (metal, leads, cables) are missed by the model and stand out; *glo
 isocentre — look normal voxel by voxel, are reproduced, and score like inliers. MSE_m also falls
 with scan size (thesis Fig. 4.2). So, per scan:
 
-- ``mse_m_z``: log MSE_m relative to the MSE_m expected at the scan's pixel count (a robust
-  log-log line), which removes the size bias;
+- ``mse_m_z`` (measured, not scored: ``UNSCORED_EVIDENCE``): log MSE_m relative to the MSE_m
+  expected at the scan's pixel count (a robust log-log line), which removes the size bias;
 - ``latent_z``: Mahalanobis distance of the scan's latent vector from the other scans';
 - ``histogram_z``: the same for the HU histogram above the air bin (the share of air is the
   field of view's, not the body's);
@@ -28,6 +28,11 @@ with scan size (thesis Fig. 4.2). So, per scan:
 - ``ring_z``: log ring contrast (``ctae_core.acquisition.ring_contrast``: one radius about the
   image centre brighter or darker all the way round), under the distances' heavier null (it is
   a maximum over many radii, as a distance is over many directions).
+- ``metal_z``: mm³ of compact metal away from bone, measured at ingest on the acquired grid
+  (``ctae_core.native_metal``: a 1–3 mm snap or valve ring is averaged into bone-like HU at
+  3 mm), under a hurdle null (``ctae_core.calibration.hurdle_z``: none at all on most smooth
+  kernels' scans, a heavy-tailed amount on a sharp kernel's); NaN for a scan ingested before
+  schema v10 (re-ingesting measures it).
 - ``local_error_z`` (measured, not scored: ``SCORED_EVIDENCE``): log peak of the anomaly map
   (``ctae_core.anomaly_map``) for the scan's size: one object the model did not reproduce,
   however large the scan.
@@ -51,7 +56,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 from scipy.stats import median_abs_deviation, norm, theilslopes
 
-from ctae_core.calibration import DISTANCE_NULL_DF, MIN_GROUP_SCANS, null_z
+from ctae_core.calibration import DISTANCE_NULL_DF, MIN_GROUP_SCANS, hurdle_z, null_z
 from ctae_core.distances import histogram_features, reference_distance
 from ctae_core.stats import HU_HISTOGRAM_EDGES
 
@@ -59,15 +64,22 @@ MIN_FIT_SCANS = 5
 """Reference scans needed to fit the size line and each distance."""
 EVIDENCE = (
     "mse_m_z", "latent_z", "histogram_z", "tissue_z",
-    "contrast_z", "shape_z", "noise_z", "streak_z", "integrity_z", "ring_z", "local_error_z",
+    "contrast_z", "shape_z", "noise_z", "streak_z", "integrity_z", "ring_z", "metal_z",
+    "local_error_z",
 )
 """Every kind of evidence measured and stored (``scores`` columns)."""
-SCORED_EVIDENCE = tuple(name for name in EVIDENCE if name not in ("streak_z", "local_error_z"))
-"""The kinds the outlier score takes the strongest of. Streaks are measured and shown, not
-scored: on real anatomy the straight couch and body edges make them heavy-tailed among inliers
-and they ranked real anomalies no better than chance (README "Detection quality"). The local
-error likewise: on the real-anatomy development seed the `tiny` U-Net's anomaly-map peak ranked
-anomalies at chance (AUROC 0.53) and scoring it lowered the outlier score 0.78 → 0.73."""
+UNSCORED_EVIDENCE = ("mse_m_z", "streak_z", "local_error_z")
+"""Measured, stored and shown, not scored (README "Detection quality on real anatomy"). Streaks:
+on real anatomy the straight couch and body edges make them heavy-tailed among inliers and they
+ranked real anomalies no better than chance. The local error: the `tiny` U-Net's anomaly-map
+peak ranked anomalies at chance (AUROC 0.53) and scoring it lowered the outlier score 0.78 →
+0.73. MSE_m for its size: with the protocol's 12 epochs it ranked real anomalies at chance
+(0.45–0.51) while 5–7 % of real inliers passed its p < 0.001 (the TotalSegmentator abdomen's
+short slab, reconstructed worse than its size predicts): every inlier flagged at T on seeds 101
+and 102 was flagged by it; leaving it out raised the outlier score on all three development
+seeds."""
+SCORED_EVIDENCE = tuple(name for name in EVIDENCE if name not in UNSCORED_EVIDENCE)
+"""The kinds the outlier score takes the strongest of."""
 AIR_BINS = 1
 """Leading bins of ``ctae_core.stats.HU_HISTOGRAM_EDGES`` left out of the histogram evidence
 (−1024 to −960 HU: air, whose share is the field of view's and follows scan size)."""
@@ -93,6 +105,8 @@ class AcquisitionInputs:
         streak_contrast: (N,) SNR of the strongest straight line in air.
         series_defects: (N,) slices missing plus slices duplicated in the series.
         ring_contrast: (N,) ring strength about the image centre, or None (not measured).
+        native_metal_mm3: (N,) compact metal away from bone on the acquired grid
+            (``ctae_core.native_metal``), or None; NaN: ingested before it was measured.
     """
 
     noise_hu: np.ndarray
@@ -100,6 +114,7 @@ class AcquisitionInputs:
     streak_contrast: np.ndarray
     series_defects: np.ndarray
     ring_contrast: np.ndarray | None = None
+    native_metal_mm3: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +131,7 @@ class OutlierEvidence:
     streak_z: np.ndarray
     integrity_z: np.ndarray
     ring_z: np.ndarray
+    metal_z: np.ndarray
     local_error_z: np.ndarray
     outlier_score: np.ndarray
 
@@ -252,8 +268,8 @@ def outlier_evidence(
             with no voxel above the air bin get NaN.
         reference_rows: (N,) bool, the scans "normal" is fitted on and calibrated against:
             every scored scan of the run (uncurated; the fits are robust to outliers in it).
-        acquisition: Noise, body outline, streaks, series defects and rings per scan, or None
-            (no shape, noise, streak, integrity or ring evidence).
+        acquisition: Noise, body outline, streaks, series defects, rings and metal per scan, or
+            None (no shape, noise, streak, integrity, ring or metal evidence).
         groups: (N,) acquisition group per scan (``acquisition_groups``; None: unknown), or
             None: every scan is calibrated against all reference scans.
         local_error: (N,) peak of each scan's anomaly map (``ctae_core.anomaly_map``), or None.
@@ -306,6 +322,8 @@ def outlier_evidence(
             with np.errstate(invalid="ignore", divide="ignore"):
                 ring = np.log(np.asarray(acquisition.ring_contrast, dtype=np.float64))
             evidence["ring_z"] = z_of(ring, DISTANCE_NULL_DF)
+        if acquisition.native_metal_mm3 is not None:
+            evidence["metal_z"] = hurdle_z(acquisition.native_metal_mm3, reference_rows, groups)
     if local_error is not None:
         evidence["local_error_z"] = z_of(size_adjusted_log(local_error, pixel_count, reference_rows, groups))
     score = strongest_evidence(np.stack([evidence[name] for name in SCORED_EVIDENCE]))

@@ -36,6 +36,7 @@ AXIS_TITLES = {
     "streak_contrast": "strongest straight line in air (SNR)",
     "integrity_z": "series defects (z)",
     "ring_z": "ring artefact (z)",
+    "metal_z": "metal away from bone (z)",
     "noise_hu": "image noise SD (HU)",
     "score": "score",
     "umap_x": "UMAP 1",

@@ -12,6 +12,7 @@ SUGGEST_Z = 3.0  # evidence at least this far from the reference scans suggests 
 EVIDENCE_CAUSES = {
     "integrity_z": "broken series",
     "ring_z": "artefact or noise",
+    "metal_z": "metal implant",
     "shape_z": "field of view",
     "noise_z": "artefact or noise",
     "contrast_z": "other",

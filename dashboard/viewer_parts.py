@@ -23,6 +23,7 @@ EVIDENCE_NAMES = {  # ctae_core.outlier_score.EVIDENCE, in words
     "streak_z": "straight streaks across the air around the body",
     "integrity_z": "slices missing or repeated in the series",
     "ring_z": "a ring about the image centre (detector artefact)",
+    "metal_z": "compact metal away from bone, at the acquired resolution",
     "local_error_z": "a local object the model did not reproduce (the anomaly map's peak)",
 }
 

@@ -64,6 +64,7 @@ class ScanRecord:
     metal_voxels: int
     hu_histogram: list[int]
     volume_path: str
+    native_metal_mm3: float | None = None
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,10 @@ _UPSERT_ERROR = (
     f"INSERT INTO ingest_errors ({', '.join(_ERROR_COLUMNS)}, recorded_at) "
     f"VALUES ({', '.join('?' for _ in _ERROR_COLUMNS)}, current_timestamp)"
 )
-_FINGERPRINTS = "SELECT scan_id, fingerprint, volume_path, spacing_mm FROM scans"
+# a scan ingested before v10 lacks the metal measured on its acquired grid: an empty fingerprint
+# makes the next ingest read it again (the stored 3 mm volume cannot give it)
+_FINGERPRINTS = ("SELECT scan_id, CASE WHEN native_metal_mm3 IS NULL THEN '' ELSE fingerprint END, "
+                 "volume_path, spacing_mm FROM scans")
 _CLEAR_ERRORS = "DELETE FROM ingest_errors WHERE source_key IN (SELECT unnest(?::VARCHAR[]))"
 _LIST_ERRORS = """
 SELECT source_root, source_path, series_uid, reason, message, recorded_at

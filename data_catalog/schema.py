@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import duckdb
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 _V1 = [
     """
@@ -318,8 +318,16 @@ _V9 = [
     "ALTER TABLE scores ADD COLUMN IF NOT EXISTS ring_z DOUBLE",
 ]
 
+# v10: compact metal measured at ingest on the acquired grid (ctae_core/native_metal.py), before
+# resampling to 3 mm averages a 1–3 mm snap or valve ring into bone-like HU, and the run's metal
+# evidence. Scans ingested before v10 have none (their evidence is left out) until re-ingested.
+_V10 = [
+    "ALTER TABLE scans ADD COLUMN IF NOT EXISTS native_metal_mm3 DOUBLE",  # compact dense volume away from bone
+    "ALTER TABLE scores ADD COLUMN IF NOT EXISTS metal_z DOUBLE",
+]
+
 MIGRATIONS: dict[int, list[str]] = {
-    1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7, 8: _V8, 9: _V9,
+    1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7, 8: _V8, 9: _V9, 10: _V10,
 }
 
 

@@ -268,6 +268,7 @@ def _ingest(
     source: SeriesSource, store_dir: Path, spacing: float, label: str, redact: bool
 ) -> ScanRecord:
     from ctae_core.io.resample import resample_isotropic
+    from ctae_core.native_metal import native_metal_mm3
 
     if source.kind == "dicom":
         from ctae_core.io.dicom_series import read_dicom_series
@@ -279,6 +280,7 @@ def _ingest(
         volume, facts = read_volume_file(source.files[0], label)
     _check_resampled_size(volume.shape, volume.spacing_zyx_mm, spacing, label)
     resampled = resample_isotropic(volume, spacing)
+    metal_mm3 = native_metal_mm3(volume.hu, volume.spacing_zyx_mm)  # 3 mm averages a snap away
     del volume
     scan_id = scan_id_for(source)
     path = save_volume(resampled.hu, scan_volume_path(store_dir, scan_id))
@@ -292,7 +294,8 @@ def _ingest(
     facts = replace(facts, warnings=tuple(scrub_paths(w, source, redact) for w in notes))
     if redact:
         source = replace(source, source_root=redacted_root(source.source_root), source_path=label)
-    return _record(source, scan_id, facts, resampled.hu, spacing, content_hash, path)
+    record = _record(source, scan_id, facts, resampled.hu, spacing, content_hash, path)
+    return replace(record, native_metal_mm3=metal_mm3)
 
 
 def _record(

@@ -40,6 +40,11 @@ def update_outlier_score(settings: CatalogSettings, run_id: str) -> dict[str, An
         logger.warning("run=%s: some scans lack an HU histogram (ingested by an older ctae?); the "
                        "outlier score leaves histogram, tissue and contrast evidence out — "
                        "re-ingest to add it", run_id)
+    unmeasured = int(inputs["native_metal_mm3"].isna().sum())
+    if unmeasured:
+        logger.warning("run=%s: %d scan(s) lack the metal measured at ingest (ingested before "
+                       "schema v10); their metal evidence is left out — run `ctae ingest` on "
+                       "their folders again to measure it", run_id, unmeasured)
     evidence = outlier_evidence(
         inputs["mse_m"].to_numpy(dtype=np.float64, na_value=np.nan),
         inputs["pixel_count"].to_numpy(dtype=np.float64),
@@ -77,4 +82,5 @@ def acquisition_inputs(inputs: pd.DataFrame) -> AcquisitionInputs:
         streak_contrast=inputs["streak_contrast"].to_numpy(dtype=np.float64, na_value=np.nan),
         series_defects=inputs["series_defects"].to_numpy(dtype=np.float64, na_value=np.nan),
         ring_contrast=inputs["ring_contrast"].to_numpy(dtype=np.float64, na_value=np.nan),
+        native_metal_mm3=inputs["native_metal_mm3"].to_numpy(dtype=np.float64, na_value=np.nan),
     )

@@ -72,13 +72,18 @@ def test_v2_outlier_scores_are_cleared_and_scans_await_measuring():
 
 def _v3_catalog_file(path):
     """A catalog file left at schema v3, as ctae of stop 11 wrote it."""
+    return _catalog_file_at(path, 3)
+
+
+def _catalog_file_at(path, version: int) -> duckdb.DuckDBPyConnection:
+    """A catalog file left at schema ``version``, as the ctae of that version wrote it."""
     from data_catalog.schema import MIGRATIONS
 
     con = duckdb.connect(str(path))
-    for version in (1, 2, 3):
-        for statement in MIGRATIONS[version]:
+    for step in range(1, version + 1):
+        for statement in MIGRATIONS[step]:
             con.execute(statement)
-        con.execute("INSERT INTO schema_version (version) VALUES (?)", [version])
+        con.execute("INSERT INTO schema_version (version) VALUES (?)", [step])
     return con
 
 
@@ -141,14 +146,9 @@ def test_v7_catalog_file_keeps_its_measurements_gains_the_hottest_region_and_awa
     # a scan measured at v7 keeps its noise and outline; v9 adds the ring it never measured, so
     # `ctae score` measures that scan again, and only until a ring (or NaN) is stored
     from data_catalog.scans import scans_without_acquisition, write_acquisition
-    from data_catalog.schema import MIGRATIONS
 
     path = tmp_path / "v7.duckdb"
-    con = duckdb.connect(str(path))
-    for version in range(1, 8):
-        for statement in MIGRATIONS[version]:
-            con.execute(statement)
-        con.execute("INSERT INTO schema_version (version) VALUES (?)", [version])
+    con = _catalog_file_at(path, 7)
     for scan_id in ("s1", "s2"):
         con.execute("INSERT INTO scans (scan_id, source_kind, source_root, source_path, fingerprint, "
                     "content_hash, spacing_mm, size_z, size_y, size_x, pixel_count, volume_path, "
@@ -159,7 +159,7 @@ def test_v7_catalog_file_keeps_its_measurements_gains_the_hottest_region_and_awa
                 "VALUES ('r', 's1', 'val', 0.25, 7.5)")
     con.close()
     with connect(path) as con:  # migrates on open
-        assert current_version(con) == SCHEMA_VERSION == 9
+        assert current_version(con) == SCHEMA_VERSION >= 9
         assert con.execute("SELECT noise_hu, body_profile, ring_contrast FROM scans WHERE scan_id = 's1'"
                            ).fetchall() == [(12.5, [1.0, 1.0], None)]
         assert con.execute("SELECT outlier_score, ring_z FROM scores").fetchall() == [(7.5, None)]
@@ -174,3 +174,27 @@ def test_v7_catalog_file_keeps_its_measurements_gains_the_hottest_region_and_awa
         assert scans_without_acquisition(con).empty
         rings = dict(con.execute("SELECT scan_id, ring_contrast FROM scans").fetchall())
     assert rings["s1"] == 9.5 and rings["s2"] != rings["s2"]  # NaN: measured, nothing to read
+
+
+def test_v9_catalog_file_gains_the_native_metal_and_reingests_the_scans_that_lack_it(tmp_path):
+    # v10: metal is measured at ingest on the acquired grid, which the stored 3 mm volume cannot
+    # give back; a scan from before v10 keeps its row, lacks the measure (its metal evidence is
+    # left out) and reads as changed to the next ingest, which measures it
+    from data_catalog.scans import scan_fingerprints
+
+    path = tmp_path / "v9.duckdb"
+    con = _catalog_file_at(path, 9)
+    con.execute("INSERT INTO scans (scan_id, source_kind, source_root, source_path, fingerprint, "
+                "content_hash, spacing_mm, size_z, size_y, size_x, pixel_count, volume_path, "
+                "ring_contrast) VALUES ('s1', 'dicom', '/r', 's1', 'fp1', 'h', 3, 2, 2, 2, 8, "
+                "'/v.npy', 9.5)")
+    con.execute("INSERT INTO scores (run_id, scan_id, split, mse_m, outlier_score, ring_z) "
+                "VALUES ('r', 's1', 'val', 0.25, 7.5, 1.5)")
+    con.close()
+    with connect(path) as con:  # migrates on open
+        assert current_version(con) == SCHEMA_VERSION == 10
+        assert con.execute("SELECT ring_contrast, native_metal_mm3 FROM scans").fetchall() == [(9.5, None)]
+        assert con.execute("SELECT outlier_score, ring_z, metal_z FROM scores").fetchall() == [(7.5, 1.5, None)]
+        assert scan_fingerprints(con) == {"s1": ("", "/v.npy", 3.0)}
+        con.execute("UPDATE scans SET native_metal_mm3 = 0.0")
+        assert scan_fingerprints(con) == {"s1": ("fp1", "/v.npy", 3.0)}

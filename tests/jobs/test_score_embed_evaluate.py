@@ -22,6 +22,7 @@ from ctae_core.config import TINY_DAE
 from ctae_core.inference import prepare_input, reconstruct
 from ctae_core.io.checkpoint import load_run_model
 from ctae_core.io.volume_store import load_volume, save_volume
+from ctae_core.native_metal import native_metal_mm3
 from ctae_core.outlier_score import acquisition_groups, outlier_evidence
 from ctae_core.phantoms import torso
 from ctae_core.stats import HU_HISTOGRAM_EDGES
@@ -40,14 +41,14 @@ def _add_scan(con, settings, scan_id, array) -> None:
     con.execute(
         "INSERT INTO scans (scan_id, source_kind, source_root, source_path, fingerprint, "
         "content_hash, spacing_mm, size_z, size_y, size_x, pixel_count, hu_mean, hu_std, hu_min, "
-        "hu_max, hu_p1, hu_p99, body_voxels, metal_voxels, hu_histogram, volume_path) "
-        "VALUES (?, 'nifti', '/src', ?, 'f', 'h', 3.0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "hu_max, hu_p1, hu_p99, body_voxels, metal_voxels, hu_histogram, volume_path, native_metal_mm3) "
+        "VALUES (?, 'nifti', '/src', ?, 'f', 'h', 3.0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [scan_id, f"{scan_id}.nii", *array.shape, array.size, float(array.mean()),
          float(array.std()), float(array.min()), float(array.max()),
          *np.percentile(array, [1, 99]).tolist(), int((array > -990).sum()),
          int((array > 3000).sum()),
          np.histogram(np.clip(array, -1024, 3071), bins=HU_HISTOGRAM_EDGES)[0].tolist(),
-         str(path)],
+         str(path), native_metal_mm3(array, (3.0, 3.0, 3.0))],  # as ingest: on its own grid
     )
 
 
@@ -171,7 +172,6 @@ def test_default_threshold_is_the_outlier_scores_p_value_and_flags_follow(scored
     assert run["threshold"] == pytest.approx(-np.log(1 - 0.999 ** (1 / 9)))  # 9.10
     assert json.loads(run["threshold_params_json"])["n_val"] == (scores["split"] == "val").sum()
     assert (scores["is_outlier"] == (scores["outlier_score"] > run["threshold"])).all()
-    assert set(scores.loc[scores["is_outlier"], "scan_id"]) >= METAL
 
 
 def test_thesis_rule_on_the_outlier_score_and_p_value_refused_for_mse_m(scored):
@@ -201,9 +201,12 @@ def test_outlier_score_is_the_evidence_of_the_stored_inputs(scored):
     stored = _read(settings, catalog_scores.read_scores, RUN).set_index("scan_id").loc[inputs["scan_id"]]
     for column, values in expected.as_columns().items():
         np.testing.assert_allclose(stored[column].to_numpy(dtype=float), values, rtol=1e-9)
-    # the two 3000 HU blocks are reconstructed worst for their size: the two highest scores
-    assert set(stored["outlier_score"].sort_values().index[-2:]) == METAL
+    # the two 3000 HU blocks are reconstructed worst for their size (measured and stored, not
+    # scored) and hold the only metal away from bone; two of 20 scans is no rarity, so neither
+    # passes T (test above): the metal evidence ranks them first without claiming p < 0.001
     assert (stored.loc[sorted(METAL), "mse_m_z"] > 10).all()
+    assert set(stored["metal_z"].sort_values().index[-2:]) == METAL
+    assert (stored.loc[sorted(METAL), "metal_z"] > 1.0).all()
 
 
 def test_rescoring_skips_what_is_scored(scored):
@@ -262,7 +265,7 @@ def test_evaluate_stores_metrics_equal_to_sklearn(scored, tmp_path):
     table = _read(settings, catalog_scores.read_evaluations, RUN).set_index(["method", "outlier_type"])
     assert set(table.index.get_level_values(0)) == {
         "outlier_score", "mse_m_z", "latent_z", "histogram_z", "tissue_z", "contrast_z", "shape_z",
-        "noise_z", "integrity_z", "ring_z", "local_error_z", "mse", "mse_region", "mse_m", "local_error_hu",
+        "noise_z", "integrity_z", "ring_z", "metal_z", "local_error_z", "mse", "mse_region", "mse_m", "local_error_hu",
         "isolation_forest", "histogram_mahalanobis"}  # streak_z: all NULL, left out
     assert table.loc[("local_error_hu", "all"), "auroc"] == pytest.approx(1.0)  # the map's peak
     scores = _read(settings, catalog_scores.read_scores, RUN).set_index("scan_id")
@@ -275,6 +278,7 @@ def test_evaluate_stores_metrics_equal_to_sklearn(scored, tmp_path):
     # 3000 HU blocks fill the metal range of the tissue composition and the metal voxel count
     # of the pixel statistics: both rank the two metal scans first
     assert table.loc[("tissue_z", "all"), "auroc"] == pytest.approx(1.0)
+    assert table.loc[("metal_z", "all"), "auroc"] == pytest.approx(1.0)  # the only metal off bone
     assert table.loc[("isolation_forest", "all"), "auroc"] == pytest.approx(1.0)
     flagged = scores.loc[known.index[~y], "is_outlier"].to_numpy(dtype=bool)
     assert table.loc[("outlier_score", "all"), "false_alarm_rate"] == pytest.approx(flagged.mean())
@@ -350,3 +354,17 @@ def test_new_checkpoint_rescores_and_keep_volumes_flagged_removes_inliers(scored
                     "WHERE run_id = ? AND scan_id = 's-000'", [RUN])
     again = _cli(settings, "embed", "--run", RUN, "--seed", "1", "--min-pts", "3")
     assert "embedded 21 scans" in again.output
+
+
+def test_a_scan_ingested_before_v10_scores_without_its_metal_evidence(scored, caplog):
+    # the metal is measured at ingest on the acquired grid, which the stored volume cannot give
+    # back: such a scan keeps every other kind of evidence, and the job says how to measure it
+    settings, _ = scored
+    with connect(settings.catalog_path) as con:
+        con.execute("UPDATE scans SET native_metal_mm3 = NULL WHERE scan_id = 's-003'")
+    with caplog.at_level("WARNING", logger="jobs.score_evidence"):
+        _cli(settings, "score", "--store", str(settings.store_dir), "--run", RUN, "--device", "cpu")
+    assert "1 scan(s) lack the metal measured at ingest" in caplog.text and "ctae ingest" in caplog.text
+    stored = _read(settings, catalog_scores.read_scores, RUN).set_index("scan_id")
+    assert pd.isna(stored.loc["s-003", "metal_z"]) and np.isfinite(stored.loc["s-003", "outlier_score"])
+    assert stored.loc["s-011", "metal_z"] > 1.0
