@@ -128,8 +128,10 @@ def ingest_one(
 
 
 def load_readers() -> None:
-    """Import what ``ingest_one`` needs (the DICOM reader, SimpleITK) in this process: a pool
-    forked afterwards shares them, where each worker would otherwise import them again."""
+    """Import what ``ingest_one`` needs (the DICOM reader, SimpleITK, the metal measure's scipy)
+    in this process: a pool forked afterwards shares them, where each worker would otherwise
+    import them again."""
+    from ctae_core import native_metal  # noqa: F401
     from ctae_core.io import dicom_series, resample  # noqa: F401
 
     silence_itk_warnings()
