@@ -68,7 +68,8 @@ def hurdle_z(values: np.ndarray, reference_rows: np.ndarray,
     kernel, a sharp kernel's overshoot on many): P(X > x) = π_g · P(log X > log x | X > 0).
     π_g is the share of the scan's acquisition group (as in ``null_z``) with a positive value,
     with half a scan of prior (a group without any still allows one); the amount among positive
-    values follows ``null_z`` of its log, centred per group where enough positives exist. A 0
+    values follows ``null_z`` of its log over every group's positives (a group rarely holds
+    enough of them to centre its own). A 0
     gets the mid-p (1 + π_g) / 2: never evidence. A location-scale null cannot hold here: where
     half the reference is exactly 0 its lower half has no spread."""
     values = np.asarray(values, dtype=np.float64)
