@@ -33,7 +33,7 @@ with scan size (thesis Fig. 4.2). So, per scan:
   3 mm), under a hurdle null (``ctae_core.calibration.hurdle_z``: none at all on most smooth
   kernels' scans, a heavy-tailed amount on a sharp kernel's); NaN for a scan ingested before
   schema v10 (re-ingesting measures it).
-- ``local_error_z`` (measured, not scored: ``SCORED_EVIDENCE``): log peak of the anomaly map
+- ``local_error_z`` (measured, not scored: ``UNSCORED_EVIDENCE``): log peak of the anomaly map
   (``ctae_core.anomaly_map``) for the scan's size: one object the model did not reproduce,
   however large the scan.
 
