@@ -19,8 +19,11 @@ import pandas as pd
 from dashboard import density
 from dashboard.charts import AXIS_TITLES, DENSITY_FROM, category_colour, category_of
 
-_DENSITY_SHADES = ["#c6dbef", "#4292c6", "#08306b"]
-"""Light to dark blue, on log10(scans per cell): one scan already shows, the fullest is darkest."""
+DENSITY_NAME = "all scans (density)"
+DENSITY_SHADES = 8
+"""Shades of the density layer, in equal steps of log10(scans per cell)."""
+_DENSITY_RGB = [(198, 219, 239), (66, 146, 198), (8, 48, 107)]
+"""Light to dark blue: the shade of one scan per cell, of the middle, of the fullest cell."""
 BRUSH_TYPES = ["rect", "polygon", "clear"]
 """The toolbox's selection tools: a box, a lasso, and clearing them."""
 
@@ -79,6 +82,7 @@ def _point_series(rows: pd.DataFrame, name: str, x: str, y: str) -> dict:
         "data": data,
         "symbolSize": 6,
         "selectedMode": "multiple",
+        "progressive": 0,  # at once, not in chunks over several frames
         "itemStyle": {"opacity": 0.8},
         "tooltip": {"formatter": f"<b>{{@[2]}}</b> · {{a}}<br/>{_tooltip_rows(x, y)}"},
     }
@@ -88,28 +92,41 @@ def _point_series(rows: pd.DataFrame, name: str, x: str, y: str) -> dict:
     return series
 
 
-def _density_series(scans: pd.DataFrame, x: str, y: str, log_y: bool) -> dict:
-    """Every scan as its cell's count on a grid: one square per non-empty cell."""
+def _density_series(scans: pd.DataFrame, x: str, y: str, log_y: bool) -> list[dict]:
+    """Every scan as its cell's count on a grid: one square per non-empty cell, in one series
+    per shade (``DENSITY_SHADES`` steps of log10(count): one scan already shows, the fullest
+    cell is darkest), each drawn as one batched path."""
     grid = density.bin_counts(scans[x].to_numpy(), scans[y].to_numpy(), log_y=log_y)
     rows, cols = np.nonzero(grid.counts)
     counts = grid.counts[rows, cols]
-    data = [
-        [cx, cy, int(n), round(float(np.log10(n)), 3)]
-        for cx, cy, n in zip(
-            rounded(grid.x_centres[cols]), rounded(grid.y_centres[rows]), counts, strict=True
-        )
-    ]
-    return {
-        "type": "scatter",
-        "name": "all scans (density)",
-        "data": data,
-        "symbol": "rect",
-        "symbolSize": [7, 6],  # a cell of the 128 × 96 grid on a half-width plot, edge to edge
-        "itemStyle": {"opacity": 1},
-        "z": 1,
-        "emphasis": {"disabled": True},
-        "tooltip": {"formatter": f"{{@[2]}} scans (density)<br/>{_tooltip_rows(x, y)}"},
-    }
+    most = np.log10(max(int(counts.max()), 2)) if counts.size else 1.0
+    shade = np.minimum((np.log10(counts) / most * DENSITY_SHADES).astype(int), DENSITY_SHADES - 1)
+    cells_x, cells_y = rounded(grid.x_centres[cols]), rounded(grid.y_centres[rows])
+    series = []
+    for level in range(DENSITY_SHADES):
+        members = np.flatnonzero(shade == level)
+        if not members.size:
+            continue
+        series.append({
+            "type": "scatter",
+            "name": DENSITY_NAME,
+            "data": [[cells_x[i], cells_y[i], int(counts[i])] for i in members],
+            "symbol": "rect",
+            "symbolSize": [7, 6],  # a cell of the 128 × 96 grid on a half-width plot
+            "itemStyle": {"color": _shade(level / max(DENSITY_SHADES - 1, 1))},
+            "large": True,  # one batched path: its cells need no highlight on hover
+            "largeThreshold": 0,
+            "progressive": 0,  # at once, not in chunks over several frames
+            "z": 1,
+            "tooltip": {"formatter": f"{{@[2]}} scans (density)<br/>{_tooltip_rows(x, y)}"},
+        })
+    return series
+
+
+def _shade(t: float) -> str:
+    """Light (0) to dark (1) blue."""
+    rgb = [np.interp(t, [0.0, 0.5, 1.0], [c[k] for c in _DENSITY_RGB]) for k in range(3)]
+    return "rgb({:.0f},{:.0f},{:.0f})".format(*rgb)
 
 
 def score_scatter(
@@ -132,8 +149,9 @@ def score_scatter(
     series: list[dict] = []
     scan_ids: list[np.ndarray | None] = []
     if dense:
-        series.append(_density_series(scans, x, y, log_score))
-        scan_ids.append(None)
+        layer = _density_series(scans, x, y, log_score)
+        series += layer
+        scan_ids += [None] * len(layer)
     categories = category_of(drawn, color_by)
     for name in sorted(categories.unique()):
         rows = drawn[(categories == name).to_numpy()]
@@ -154,7 +172,7 @@ def score_scatter(
     option = {
         "animation": False,  # drawn at once: the page is ready when the chart is
         "grid": {"left": 60, "right": 20, "top": 60, "bottom": 45},
-        "legend": {"top": 0, "left": 90, "type": "scroll"},
+        "legend": {"top": 0, "left": 100, "type": "scroll"},
         "tooltip": {"trigger": "item"},
         "toolbox": {"left": 0, "top": 0, "feature": {"brush": {"type": BRUSH_TYPES}}},
         "brush": {
@@ -169,15 +187,6 @@ def score_scatter(
         "yAxis": _axis(y, log=log_score),
         "series": series,
     }
-    if dense:
-        option["visualMap"] = {
-            "show": False,
-            "seriesIndex": 0,
-            "dimension": 3,
-            "min": 0,
-            "max": max((row[3] for row in series[0]["data"]), default=0.0) or 1.0,
-            "inRange": {"color": _DENSITY_SHADES},
-        }
     n_points = sum(len(ids) for ids in scan_ids if ids is not None)
     alt = (
         f"{AXIS_TITLES.get(y, y)} against {AXIS_TITLES.get(x, x)}"

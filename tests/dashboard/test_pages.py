@@ -8,7 +8,7 @@ import json
 import duckdb
 import numpy as np
 
-from dashboard import charts
+from dashboard import charts, echarts
 from data_catalog import connect, views
 from tests.dashboard.conftest import build, figures, options, values
 
@@ -59,7 +59,7 @@ def test_overview_puts_the_runs_own_score_first_in_the_evaluation(catalog, open_
 
 def _items(option: dict) -> int:
     """Data items over the scatter series that draw scans (not the density layer)."""
-    return sum(len(s["data"]) for s in option["series"] if s["name"] != "all scans (density)")
+    return sum(len(s["data"]) for s in option["series"] if s["name"] != echarts.DENSITY_NAME)
 
 
 def test_explorer_scatters_histograms_and_split_filter(catalog, open_page):
@@ -129,10 +129,13 @@ def test_explorer_draws_a_density_with_flagged_points_and_box_selects_through_it
     build(settings, n_scans=n, n_volume_files=1)
     at = open_page(settings, "explorer")
     pixels, hu, _ = options(at)
-    layer = pixels["series"][0]
-    assert layer["name"] == "all scans (density)" and layer["symbol"] == "rect"
-    assert sum(cell[2] for cell in layer["data"]) == n  # every scan counted in a cell
-    assert pixels["brush"]["seriesIndex"] == list(range(1, len(pixels["series"])))
+    layer = [s for s in pixels["series"] if s["name"] == echarts.DENSITY_NAME]
+    assert 1 < len(layer) <= echarts.DENSITY_SHADES and {s["symbol"] for s in layer} == {"rect"}
+    assert sum(cell[2] for s in layer for cell in s["data"]) == n  # every scan counted in a cell
+    shades = [max(cell[2] for cell in s["data"]) for s in layer]
+    assert shades == sorted(shades)  # darker shades hold fuller cells
+    # a box or a lasso picks the drawn points, not the density cells
+    assert pixels["brush"]["seriesIndex"] == list(range(len(layer), len(pixels["series"])))
     marked = _db(
         settings,
         "SELECT count(*) FROM scores s WHERE is_outlier OR scan_id IN (SELECT scan_id FROM labels)",
@@ -161,13 +164,13 @@ def test_explorer_draws_a_density_with_flagged_points_and_box_selects_through_it
     at.toggle(key="explorer_log").set_value(True).run()
     pixels = options(at)[0]
     assert pixels["yAxis"]["type"] == "log"
-    # MSE_m > 0: every scan on a log axis
-    assert sum(cell[2] for cell in pixels["series"][0]["data"]) == n
+    layer = [s for s in pixels["series"] if s["name"] == echarts.DENSITY_NAME]
+    assert sum(cell[2] for s in layer for cell in s["data"]) == n  # MSE_m > 0: all on a log axis
     at.multiselect(key="explorer_splits").set_value(["test"]).run()
     n_test = _db(settings, "SELECT count(*) FROM scores WHERE split = 'test'")[0][0]
     assert n_test < charts.DENSITY_FROM  # few enough for one marker each again
     assert _items(options(at)[0]) == n_test
-    assert all(s["name"] != "all scans (density)" for s in options(at)[0]["series"])
+    assert all(s["name"] != echarts.DENSITY_NAME for s in options(at)[0]["series"])
 
 
 def test_feature_space_umap_flagged_and_live_dbscan(catalog, open_page):
