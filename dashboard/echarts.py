@@ -45,11 +45,21 @@ class ScatterChart:
 
 
 def rounded(values: np.ndarray, digits: int = 4) -> list[float | None]:
-    """``values`` to ``digits`` significant digits as JSON numbers (None where not finite)."""
-    out: list[float | None] = []
-    for v in np.asarray(values, dtype=np.float64).tolist():
-        out.append(float(f"{v:.{digits}g}") if np.isfinite(v) else None)
-    return out
+    """``values`` to ``digits`` significant digits as JSON numbers (None where not finite).
+
+    Vectorised: an integer-valued float divided (or multiplied) by an exact power of ten is the
+    double nearest the decimal, so it prints as that decimal (formatting each value as text
+    took ~35 µs a value on a loaded machine, most of a filter change's server time).
+    """
+    a = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(a)
+    exponent = np.zeros(a.shape, dtype=np.int64)
+    scaled = finite & (a != 0)
+    exponent[scaled] = np.floor(np.log10(np.abs(a[scaled]))).astype(np.int64) - (digits - 1)
+    scale = 10.0 ** np.abs(exponent)
+    with np.errstate(over="ignore", invalid="ignore"):  # in the branch np.where discards
+        out = np.where(exponent < 0, np.round(a * scale) / scale, np.round(a / scale) * scale)
+    return np.where(finite, out, None).tolist()
 
 
 def _axis(column: str, *, log: bool = False) -> dict:
