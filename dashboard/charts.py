@@ -43,6 +43,9 @@ COLOR_COLUMNS = {"flag": "flag", "label": "label", "cluster": "cluster"}
 DENSITY_FROM = 5_000
 """More scans than this are drawn as a density layer: 100k markers cannot be told apart, and
 their figure JSON (7 MB for the explorer at 100k) took the browser 8–12 s to receive and draw."""
+TABLE_ROWS = 5_000
+"""Flagged scans the explorer's table lists, the highest scores first: at 1M scans all 26k of
+them made 3 MB of Arrow for the browser on every visit, more than anyone reads in a table."""
 _PALETTE = {
     "flagged": "#d62728",
     "not flagged": "#1f77b4",

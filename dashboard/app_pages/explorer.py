@@ -91,9 +91,11 @@ st.echarts_chart(
 )
 
 st.subheader("Flagged scans")
-flagged = scans[scans["is_outlier"].fillna(False).astype(bool)].sort_values(
-    ["score", "scan_id"], ascending=[False, True]
-)
+flagged = scans[scans["is_outlier"].fillna(False).astype(bool)]
+if len(flagged) > charts.TABLE_ROWS:
+    st.caption(f"The {charts.TABLE_ROWS:,} highest-scoring of {len(flagged):,} flagged scans; "
+               "the Export page and `ctae export` list them all.")
+flagged = flagged.sort_values(["score", "scan_id"], ascending=[False, True]).head(charts.TABLE_ROWS)
 table_cols = [
     "scan_id",
     "split",

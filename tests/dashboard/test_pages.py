@@ -101,6 +101,18 @@ def test_explorer_scatters_histograms_and_split_filter(catalog, open_page):
     assert names <= {"noise"} | {f"cluster {c}" for c in (0, 1, 2, 3)}
 
 
+def test_explorer_lists_only_the_highest_scoring_flagged_scans_when_there_are_many(
+    catalog, open_page, monkeypatch
+):
+    (score,) = _db(catalog, "SELECT threshold_score FROM runs")[0]
+    flagged = _db(catalog, f"SELECT scan_id FROM scores WHERE is_outlier ORDER BY {score} DESC")
+    assert len(flagged) > 1
+    monkeypatch.setattr(charts, "TABLE_ROWS", 1)
+    at = open_page(catalog, "explorer")
+    assert at.dataframe[0].value["scan_id"].tolist() == [flagged[0][0]]
+    assert f"The 1 highest-scoring of {len(flagged)} flagged scans" in at.caption[1].value
+
+
 def test_explorer_selection_becomes_the_viewer_queue(catalog, open_page):
     at = open_page(catalog, "explorer")
     pixels = options(at)[0]
