@@ -3,14 +3,15 @@ explorer's score scatters and split histograms, the Overview's training curve (n
 
 Why ECharts and not Plotly here: Streamlit loads a chart library's bundle only when a page shows
 one of its charts, and the browser evaluates it on every page load. Plotly's bundle is 4.7 MB
-(evaluating it was most of what the explorer and the Overview cost beyond a bare page);
-ECharts' is 1.2 MB and draws the same density, points, threshold line, tooltips and box / lasso
-selection (``st.echarts_chart`` with ``on_select``). Values are rounded to 4 significant
-digits: the tooltips show them as they are sent, and the option stays small.
+(evaluating it was the largest part of what the explorer and the Overview cost beyond a bare
+page); ECharts' is 1.2 MB and draws the same density, points, threshold line, tooltips and box
+/ lasso selection (``st.echarts_chart`` with ``on_select``). Values are rounded to 4
+significant digits: the tooltips show them as they are sent, and the option stays small.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +43,15 @@ class ScatterChart:
     option: dict
     scan_ids: list[np.ndarray | None]
     alt: str
+
+    @property
+    def points_identity(self) -> str:
+        """A short hash of which scan each item of each series is: a selection (ECharts reports
+        item indices) still means the same scans exactly while this stays the same."""
+        digest = hashlib.blake2b(digest_size=6)
+        for ids in self.scan_ids:
+            digest.update(b"\x1e" if ids is None else "\x1f".join(ids).encode() + b"\x1e")
+        return digest.hexdigest()
 
 
 def rounded(values: np.ndarray, digits: int = 4) -> list[float | None]:

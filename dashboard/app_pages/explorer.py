@@ -78,9 +78,10 @@ scatters = {  # ECharts, not Plotly: see dashboard/echarts.py
 }
 events = {}
 for column, (key, chart) in zip(st.columns(2), scatters.items(), strict=True):
-    with column:
+    with column:  # other points (a filter, another colouring): a new chart, no stale selection
         events[key] = st.echarts_chart(
-            chart.option, key=key, on_select="rerun", height=440, alt=chart.alt
+            chart.option, key=f"{key}-{chart.points_identity}", on_select="rerun", height=440,
+            alt=chart.alt,
         )
 
 st.echarts_chart(

@@ -57,6 +57,11 @@ def test_overview_puts_the_runs_own_score_first_in_the_evaluation(catalog, open_
     assert per_type["n_outliers"].tolist() == [4, 6]
 
 
+def _chart_key(at, index: int) -> str:
+    """The widget key of the page's ``index``-th ECharts chart (it names the drawn points)."""
+    return at.get("echarts_chart")[index].proto.id.split("-", 2)[2]
+
+
 def _items(option: dict) -> int:
     """Data items over the scatter series that draw scans (not the density layer)."""
     return sum(len(s["data"]) for s in option["series"] if s["name"] != echarts.DENSITY_NAME)
@@ -118,7 +123,7 @@ def test_explorer_selection_becomes_the_viewer_queue(catalog, open_page):
     pixels = options(at)[0]
     index = {s["name"]: k for k, s in enumerate(pixels["series"])}
     flagged = [row[2] for row in pixels["series"][index["flagged"]]["data"]]
-    at.session_state["scatter_pixels"] = {  # two points clicked, as ECharts reports them
+    at.session_state[_chart_key(at, 0)] = {  # two points clicked, as ECharts reports them
         "selection": {
             "selected": [{"series_index": index["flagged"], "series_id": None,
                           "series_name": "flagged", "data_type": "main", "data_indices": [0, 1]}],
@@ -127,11 +132,27 @@ def test_explorer_selection_becomes_the_viewer_queue(catalog, open_page):
     }
     at.run()
     assert "2 scans selected" in at.success[0].value
+    key = _chart_key(at, 0)
+    at.toggle(key="explorer_log").set_value(True).run()  # the same points on a log axis
+    assert _chart_key(at, 0) == key and "2 scans selected" in at.success[0].value
+    at.toggle(key="explorer_log").set_value(False).run()
     at.button(key="open_selection").click().run()
     assert not at.exception
     assert at.session_state["selected_scans"] == flagged[:2]
     assert at.subheader[0].value == f"Scan `{flagged[0]}`"
     assert "Scan 1 of 2" in at.get("progress")[0].proto.text
+
+
+def test_explorer_forgets_a_point_selection_when_other_points_are_drawn(catalog, open_page):
+    at = open_page(catalog, "explorer")
+    at.session_state[_chart_key(at, 0)] = {"selection": {"selected": [
+        {"series_index": 0, "series_id": None, "series_name": "flagged", "data_type": "main",
+         "data_indices": [0]}
+    ], "areas": []}}
+    at.run()
+    assert "1 scans selected" in at.success[0].value
+    at.multiselect(key="explorer_splits").set_value(["test"]).run()  # item 0 is another scan now
+    assert not at.success and not at.exception
 
 
 def test_explorer_draws_a_density_with_flagged_points_and_box_selects_through_it(
@@ -165,7 +186,7 @@ def test_explorer_draws_a_density_with_flagged_points_and_box_selects_through_it
         [*box[0], *box[1]],
     )[0][0]
     assert inside > 100
-    at.session_state["scatter_pixels"] = {
+    at.session_state[_chart_key(at, 0)] = {
         "selection": {"selected": [], "areas": [
             {"brush_index": 0, "brush_type": "rect", "coord_range": box}
         ]}
