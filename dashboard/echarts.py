@@ -88,7 +88,8 @@ def _tooltip_rows(x: str, y: str) -> str:
 
 
 def _point_series(rows: pd.DataFrame, name: str, x: str, y: str) -> dict:
-    """One category's scans as markers: [x, y, scan_id] per point, its hover facts, clickable."""
+    """One category's scans as markers: [x, y, scan_id] per point, its hover facts, clickable
+    (a click reports the point's index in the series)."""
     data = [
         [px, py, sid]
         for px, py, sid in zip(
@@ -102,6 +103,10 @@ def _point_series(rows: pd.DataFrame, name: str, x: str, y: str) -> dict:
         "data": data,
         "symbolSize": 6,
         "selectedMode": "multiple",
+        # one batched path: 2,600 markers drawn one by one cost ~1.4 s of a page load (load ~16);
+        # a point's tooltip and a click on it still work, only the hover highlight is gone
+        "large": True,
+        "largeThreshold": 0,
         "progressive": 0,  # at once, not in chunks over several frames
         "itemStyle": {"opacity": 0.8},
         "tooltip": {"formatter": f"<b>{{@[2]}}</b> · {{a}}<br/>{_tooltip_rows(x, y)}"},

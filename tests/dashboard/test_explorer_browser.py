@@ -1,5 +1,6 @@
-"""The explorer's density layer in a real headless Chromium: a box dragged over it selects every
-scan inside, drawn as a point or not (ECharts reports the box; the page maps it to scans)."""
+"""The explorer's density layer in a real headless Chromium: a drawn point shows its tooltip and
+a click selects it; a box dragged over the density selects every scan inside, drawn as a point
+or not (ECharts reports the box; the page maps it to scans)."""
 
 from __future__ import annotations
 
@@ -41,7 +42,35 @@ def _sent_box(frames: list) -> list[list[float]]:
     return box
 
 
-def test_a_box_over_the_density_selects_every_scan_inside(server, catalog):  # noqa: F811
+_TOOLTIP = """() => [...document.querySelectorAll('[data-testid="stEChartsChart"] div')]
+    .filter(d => d.style.zIndex && d.innerText.includes(' · ')).map(d => d.innerText).join('')"""
+
+
+def _point_under_mouse(page, chart) -> tuple[float, float, str]:
+    """Hover over a flagged point (the red markers on the chart's canvas) until its tooltip
+    shows; its place on the page and its scan id."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    area = chart.bounding_box()
+    rgb = np.asarray(Image.open(io.BytesIO(chart.screenshot())).convert("RGB")).astype(int)
+    red = (rgb[..., 0] > 170) & (rgb[..., 1] < 110) & (rgb[..., 2] < 110)
+    inner = red[2:-2, 2:-2] & red[:-4, 2:-2] & red[4:, 2:-2] & red[2:-2, :-4] & red[2:-2, 4:]
+    rows, cols = np.nonzero(inner)  # the middles of red markers
+    scale = rgb.shape[1] / area["width"]
+    for k in np.linspace(0, len(rows) - 1, num=min(len(rows), 8)).astype(int):
+        x, y = area["x"] + (cols[k] + 2) / scale, area["y"] + (rows[k] + 2) / scale
+        page.mouse.move(x, y)
+        page.wait_for_timeout(800)
+        tooltip = page.evaluate(_TOOLTIP)
+        if tooltip:
+            return x, y, tooltip.split(" · ")[0].strip()
+    raise AssertionError(f"no tooltip over {len(rows)} red marker pixels")
+
+
+def test_a_click_and_a_box_over_the_density_select_scans(server, catalog):  # noqa: F811
     from playwright.sync_api import sync_playwright
 
     frames: list = []
@@ -53,13 +82,21 @@ def test_a_box_over_the_density_selects_every_scan_inside(server, catalog):  # n
         page.wait_for_function(_DRAWN, timeout=90000)
         chart = page.locator('[data-testid="stEChartsChart"]').first
         area = chart.bounding_box()
+        x, y, clicked = _point_under_mouse(page, chart)  # each drawn point has its hover facts
+        page.mouse.click(x, y)
+        page.get_by_text(f"1 scans selected: {clicked}").wait_for(timeout=60000)
+
         page.mouse.click(area["x"] + 25, area["y"] + 22)  # the toolbox's box tool, top left
         x0, y0 = area["x"] + area["width"] * 0.28, area["y"] + area["height"] * 0.55
         page.mouse.move(x0, y0)  # over the dense lower left of the plot
         page.mouse.down()
         page.mouse.move(x0 + area["width"] * 0.27, y0 + area["height"] * 0.22, steps=8)
         page.mouse.up()
-        page.get_by_text("scans selected").wait_for(timeout=60000)
+        page.wait_for_function(  # the box's selection, not the click's any more
+            """() => [...document.querySelectorAll('[data-testid="stAlertContentSuccess"]')]
+                .some(e => / scans selected/.test(e.innerText) && !/^1 scans/.test(e.innerText))""",
+            timeout=60000,
+        )
         message = page.locator('[data-testid="stAlertContentSuccess"]').first.inner_text()
         browser.close()
 
@@ -71,4 +108,5 @@ def test_a_box_over_the_density_selects_every_scan_inside(server, catalog):  # n
             [x_low, x_high, y_low, y_high],
         ).fetchone()
     assert inside > 100  # the box covers the dense bottom-left, not only the drawn points
-    assert message.startswith(f"{inside} scans selected")
+    # the clicked scan (above T, outside the box) and every scan inside the box
+    assert message.startswith(f"{inside + 1} scans selected: {clicked}, ")
