@@ -85,14 +85,15 @@ def bench_explorer(settings: CatalogSettings, n: int) -> list[dict]:
     change_s = statistics.median(
         _timed(lambda p=p: at.multiselect(key="explorer_splits").set_value(p).run()) for p in picks
     )
-    spec_mb = sum(len(c.proto.spec) for c in at.get("plotly_chart")) / 1e6
+    charts = [*at.get("plotly_chart"), *at.get("echarts_chart")]  # the explorer's are ECharts
+    spec_mb = sum(len(c.proto.spec) for c in charts) / 1e6
     at.switch_page("app_pages/viewer.py").run()
     at.radio(key="view_mode").set_value("server-rendered").run()  # the slider view
     key = next(w.key for w in at.slider if w.key and w.key.startswith("slice_axial_"))
     rerun_s = statistics.median(
         _timed(lambda i=i: at.slider(key=key).set_value(i).run()) for i in range(2, 12, 2)
     )
-    print(f"explorer figures: {spec_mb:.1f} MB of JSON for {n:,} scans")
+    print(f"explorer figures: {spec_mb:.2f} MB of JSON for {n:,} scans")
     return [
         row("dashboard",
             f"explorer first render, {n:,} scans (AppTest, cold cache)", first_s, "s", 1.5, read_s

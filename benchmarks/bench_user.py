@@ -16,12 +16,13 @@ headless Chromium. Each figure comes with a baseline measured in the same run.
   drawn (median of visits by a browser that has the dashboard's scripts cached, and the very
   first visit after the server started); a filter change (the log score axis) until both
   scatters are redrawn; the Overview page the same way. Baseline: a bare one-line Streamlit
-  page served beside the dashboard (port 8629) and timed the same way, interleaved.
+  page served beside the dashboard and timed the same way, interleaved.
 - train: `tiny` training volumes/s of `python -m jobs train` on a small synthetic cohort, idle
   and while one single-threaded busy process runs (the baseline is the idle figure).
 
-Outputs go to benchmarks/out/user/; the dashboard server listens on port 8619, the bare page
-on 8629 (or free ones).
+Outputs go to benchmarks/out/user/; the dashboard server listens on port 8619 (--port), the
+bare page on the next port, an earlier build (--against CHECKOUT, timed beside this one,
+interleaved) on the one after (or free ones).
 """
 
 from __future__ import annotations
@@ -56,6 +57,11 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
+PORT = 8619
+"""The dashboard's port; the bare page is served on the next one, an earlier build on the one
+after (free ones where these are taken)."""
+SIZES: list[int] | None = None
+"""Explorer catalog sizes (--sizes); None: 100k, and 1M unless --quick."""
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
 
 
@@ -238,7 +244,7 @@ class Dashboard:
     """`python -m jobs dashboard` on a catalog (or, without one, Streamlit serving a bare
     one-line page), stopped on exit."""
 
-    def __init__(self, catalog: Path | None, port: int) -> None:
+    def __init__(self, catalog: Path | None, port: int, root: Path = ROOT) -> None:
         self.port = _free_port(port)
         self.url = f"http://127.0.0.1:{self.port}"
         if catalog is None:
@@ -250,7 +256,8 @@ class Dashboard:
             command = [PYTHON, "-m", "jobs", "dashboard", "--catalog", str(catalog), "--port",
                        str(self.port), "--no-browser"]  # fmt: skip
         self.proc = subprocess.Popen(
-            command, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            command, cwd=root, env={**ENV, "PYTHONPATH": str(root)}, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -281,19 +288,26 @@ BARE_TEXT = "A bare Streamlit page"
 _BARE_DRAWN = f"""() => !document.querySelector('[data-testid="stStatusWidget"]')
     && [...document.querySelectorAll('[data-testid="stMarkdown"]')]
         .some(e => e.innerText.includes('{BARE_TEXT}'))"""
-_DRAWN = """(n) => {
-    const plots = document.querySelectorAll('.js-plotly-plot');
+_CHARTS = """() => [
+    ...[...document.querySelectorAll('.js-plotly-plot')]
+        .filter(p => p._fullLayout && p.querySelector('.main-svg')),
+    ...[...document.querySelectorAll('[data-testid="stEChartsChart"][_echarts_instance_]')]
+        .filter(e => e.querySelector('canvas, svg') && e.getAttribute('aria-label')
+            && e.getAttribute('aria-busy') !== 'true'),
+]"""  # Plotly plots and ECharts charts drawn (ECharts names a chart once it has drawn it)
+_DRAWN = f"""(n) => {{
     const busy = document.querySelector('[data-testid="stStatusWidget"]')
         || document.querySelector('[data-testid="stSkeleton"]');
-    return !busy && plots.length >= n
-        && [...plots].every(p => p._fullLayout && p.querySelector('.main-svg'));
-}"""
+    return !busy && ({_CHARTS})().length >= n;
+}}"""
 _LOG_AXES = """() => {
-    const plots = [...document.querySelectorAll('.js-plotly-plot')].slice(0, 2);
     const busy = document.querySelector('[data-testid="stStatusWidget"]');
-    return !busy && plots.length === 2
-        && plots.every(p => p._fullLayout && p._fullLayout.yaxis.type === 'log');
-}"""
+    const plotly = [...document.querySelectorAll('.js-plotly-plot')].slice(0, 2)
+        .filter(p => p._fullLayout && p._fullLayout.yaxis.type === 'log');
+    const echarts = [...document.querySelectorAll('[data-testid="stEChartsChart"][_echarts_instance_]')]
+        .slice(0, 2).filter(e => (e.getAttribute('aria-label') || '').includes('log score axis'));
+    return !busy && plotly.length + echarts.length === 2;
+}"""  # ECharts draws on a canvas: its accessible name says which axis it drew
 
 
 def time_page(context, url: str, plots: int, timeout_s: float = 180) -> tuple[float, object]:
@@ -321,12 +335,17 @@ def time_filter_change(page, timeout_s: float = 60) -> float:
     return time.perf_counter() - started
 
 
-def bench_explorer(sizes: list[int], repeats: int) -> list[dict]:
+def bench_explorer(
+    sizes: list[int], repeats: int, against: Path | None = None, port: int = PORT
+) -> list[dict]:
     """The explorer and the Overview at each size in Chromium, against a bare one-line
-    Streamlit page served and timed the same way (Streamlit's own floor)."""
+    Streamlit page served and timed the same way (Streamlit's own floor); with ``against`` (a
+    checkout of an earlier build) its pages too, on the same catalog, interleaved."""
     if not CHROMIUM.exists():
         print(f"   explorer skipped: {CHROMIUM} is missing (apt-get install chromium)")
         return []
+    from contextlib import ExitStack
+
     from playwright.sync_api import sync_playwright
 
     rows = []
@@ -334,41 +353,59 @@ def bench_explorer(sizes: list[int], repeats: int) -> list[dict]:
     viewport = {"width": 1400, "height": 1000}
     for n in sizes:
         catalog = synthetic_catalog(n)
-        with (
-            Dashboard(catalog, 8619) as server,
-            Dashboard(None, 8629) as bare_server,
-            sync_playwright() as p,
-        ):
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        with ExitStack() as stack:
+            server = stack.enter_context(Dashboard(catalog, port))
+            bare_server = stack.enter_context(Dashboard(None, port + 1))
+            builds = {"": server}
+            if against is not None:
+                builds["before: "] = stack.enter_context(Dashboard(catalog, port + 2, against))
+            browser = stack.enter_context(sync_playwright()).chromium.launch(
+                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
+            )
             # the very first visit: nothing cached in the server or the browser
-            first, page = time_page(browser.new_context(viewport=viewport),
-                                    f"{server.url}/explorer", 3)
-            page.close()
+            first = {}
+            for build, srv in builds.items():
+                first[build], page = time_page(browser.new_context(viewport=viewport),
+                                               f"{srv.url}/explorer", 3)
+                page.close()
             # then a user who has the dashboard open: Streamlit's scripts in the browser cache
             context = browser.new_context(viewport=viewport)
-            time_page(context, f"{server.url}/", 1)[1].close()
+            for srv in builds.values():
+                time_page(context, f"{srv.url}/", 1)[1].close()
             time_page(context, f"{bare_server.url}/", 0)[1].close()
-            bare, explorer, overview, change = [], [], [], []
-            for _ in range(repeats):  # interleaved: the machine's load falls on all three
-                for times, url, plots in ((bare, f"{bare_server.url}/", 0),
-                                          (overview, f"{server.url}/", 1),
-                                          (explorer, f"{server.url}/explorer", 3)):  # fmt: skip
-                    elapsed, page = time_page(context, url, plots)
-                    times.append(elapsed)
-                    if plots == 3:
-                        change.append(time_filter_change(page))
+            times: dict[str, list[float]] = {"bare": []}
+            for _ in range(repeats):  # interleaved: the machine's load falls on every page
+                times["bare"].append(time_page(context, f"{bare_server.url}/", 0)[0])
+                for build, srv in builds.items():
+                    elapsed, page = time_page(context, f"{srv.url}/", 1)
+                    times.setdefault(f"{build}overview", []).append(elapsed)
+                    page.close()
+                    elapsed, page = time_page(context, f"{srv.url}/explorer", 3)
+                    times.setdefault(f"{build}explorer", []).append(elapsed)
+                    times.setdefault(f"{build}change", []).append(time_filter_change(page))
                     page.close()
             browser.close()
-        base = statistics.median(bare)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        base = med["bare"]
         name = f"user: explorer {n // 1000}k scans (Chromium)"
-        rows += [
-            _row(name, "navigation to every plot drawn, s", statistics.median(explorer), "s",
-                 targets.get(n, ""), base),
-            _row(name, "Overview page drawn, s", statistics.median(overview), "s", "", base),
-            _row(name, "filter change (log axis), s", statistics.median(change), "s", "<= 1 s",
-                 base),
-            _row(name, "first visit (server and browser cold), s", first, "s", "", base),
-        ]
+        for build in builds:
+            rows += [
+                _row(name, f"{build}navigation to every plot drawn, s", med[f"{build}explorer"],
+                     "s", targets.get(n, "") if not build else "", base),
+                _row(name, f"{build}Overview page drawn, s", med[f"{build}overview"], "s", "",
+                     base),
+                _row(name, f"{build}filter change (log axis), s", med[f"{build}change"], "s",
+                     "<= 1 s" if not build else "", base),
+                _row(name, f"{build}first visit (server and browser cold), s", first[build],
+                     "s", "", base),
+            ]
+        if against is not None:
+            rows += [
+                _row(name, f"{what}, this build / before", med[key], "x", "",
+                     ratio=med[key] / med[f"before: {key}"])
+                for what, key in (("explorer", "explorer"), ("Overview", "overview"),
+                                  ("filter change", "change"))
+            ]
     return rows
 
 
@@ -415,7 +452,8 @@ BENCHES: dict[str, Callable[[bool, Path | None, int | None], list[dict]]] = {
     "ingest": lambda quick, against, repeats: bench_ingest(repeats or 3, against),
     "cli": lambda quick, against, repeats: bench_cli(repeats or 3),
     "explorer": lambda quick, against, repeats: bench_explorer(
-        [100_000] if quick else [100_000, 1_000_000], repeats or (2 if quick else 3)
+        SIZES or ([100_000] if quick else [100_000, 1_000_000]),
+        repeats or (2 if quick else 3), against, PORT,
     ),
     "train": lambda quick, against, repeats: bench_train(3 if quick else 4),
 }
@@ -441,10 +479,16 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="100k scans only, fewer repeats")
     parser.add_argument("--only", nargs="*", choices=list(BENCHES), help="some benchmarks only")
-    parser.add_argument("--against", type=Path, help="ingest: also time the build checked out "
-                        "here (e.g. `git worktree add /tmp/i-old 9643f45`), interleaved")  # fmt: skip
-    parser.add_argument("--repeats", type=int, help="runs per figure (default 3)")
+    parser.add_argument("--against", type=Path, help="a checkout of an earlier build "
+                        "(`git worktree add /tmp/old COMMIT`): its ingest and explorer are timed "
+                        "beside this build's, interleaved")  # fmt: skip
+    parser.add_argument("--port", type=int, default=PORT, help="the dashboard's port; the bare "
+                        "page gets the next one, the earlier build the one after")
+    parser.add_argument("--sizes", type=int, nargs="*", help="explorer catalog sizes (scans)")
+    parser.add_argument("--repeats", type=int, help="runs per figure (default 3; explorer visits "
+                        "per page 2 with --quick)")  # fmt: skip
     args = parser.parse_args()
+    PORT, SIZES = args.port, args.sizes
     for row in main(args.quick, args.only, args.against, args.repeats):
         ratio = "" if row["ratio"] is None else f"  ratio {row['ratio']:.2f} (baseline {row['baseline']})"
         print(f"{row['benchmark']:38s} {row['figure']:36s} {row['value']:9.3f} {row['unit']}{ratio}")

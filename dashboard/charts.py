@@ -1,11 +1,9 @@
-"""Pure DataFrame → Plotly figure builders (no Streamlit), testable on their own.
+"""Pure DataFrame → Plotly figure builders (no Streamlit), testable on their own, and the names
+and colours every chart shares (the explorer's and the Overview's are ECharts: echarts.py).
 
 Scatters use ``Scattergl`` (WebGL); each point's ``customdata`` is its ``scan_id`` (one
 string: three string columns made the 100k-point JSON 3× slower), so a selection maps back to
-scans; the hover shows it with the point's category and values. Above ``DENSITY_FROM`` scans the
-explorer's scatters become a density layer (counts per cell, binned here) with only the scans
-that matter drawn as points, and its histograms are binned here too: the figures stay a few
-kilobytes however many scans the catalog holds.
+scans; the hover shows it with the point's category and values.
 """
 
 from __future__ import annotations
@@ -15,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from dashboard import density, slices
+from dashboard import slices
 
 AXIS_TITLES = {
     "pixel_count": "pixel count (voxels at the stored spacing)",
@@ -46,8 +44,9 @@ COLOR_COLUMNS = {"flag": "flag", "label": "label", "cluster": "cluster"}
 DENSITY_FROM = 5_000
 """More scans than this are drawn as a density layer: 100k markers cannot be told apart, and
 their figure JSON (7 MB for the explorer at 100k) took the browser 8–12 s to receive and draw."""
-_DENSITY_RGB = np.array([[198, 219, 239], [66, 146, 198], [8, 48, 107]], dtype=float)
-"""Light to dark blue: the shade of one scan per cell, of the median log count, of the most."""
+TABLE_ROWS = 5_000
+"""Flagged scans the explorer's table lists, the highest scores first: at 1M scans all 26k of
+them made 3 MB of Arrow for the browser on every visit, more than anyone reads in a table."""
 _PALETTE = {
     "flagged": "#d62728",
     "not flagged": "#1f77b4",
@@ -137,72 +136,6 @@ def categorical_scatter(
     return fig
 
 
-def score_scatter(
-    scans: pd.DataFrame,
-    x: str,
-    y: str,
-    color_by: str,
-    threshold: float | None,
-    log_score: bool = False,
-    points: pd.DataFrame | None = None,
-) -> go.Figure:
-    """Score against a scan fact (thesis Fig. 4.2–4.5) with the threshold T as a dashed line;
-    ``log_score`` puts the score on a log axis (one extreme scan then no longer flattens the
-    rest). Above ``DENSITY_FROM`` scans, a density layer of all of them with only ``points``
-    (e.g. the flagged, labelled and selected scans) drawn as markers."""
-    if len(scans) > DENSITY_FROM:
-        fig = density_scatter(scans, x, y, color_by, log_score, points)
-    else:
-        fig = categorical_scatter(scans, x, y, color_by)
-    if log_score:
-        fig.update_yaxes(type="log")
-    if threshold is not None:
-        fig.add_hline(y=threshold, line_dash="dash", line_color="black")
-        # annotations on a log axis are placed in log10 units, shapes in data units
-        label_y = np.log10(threshold) if log_score and threshold > 0 else threshold
-        fig.add_annotation(
-            x=1, xref="paper", y=label_y, yref="y", text=f"T = {threshold:.4g}",
-            showarrow=False, xanchor="right", yanchor="bottom",
-        )
-    return fig
-
-
-def density_scatter(
-    scans: pd.DataFrame,
-    x: str,
-    y: str,
-    color_by: str,
-    log_score: bool = False,
-    points: pd.DataFrame | None = None,
-) -> go.Figure:
-    """Every scan as scans per cell of a grid (shaded on a log scale, so a lone scan still
-    shows), with the ``points`` rows on top as markers coloured by ``color_by``, each with its
-    hover facts and scan id for selection."""
-    grid = density.bin_counts(scans[x].to_numpy(), scans[y].to_numpy(), log_y=log_score)
-    counts = grid.counts
-    layer = go.Heatmap(
-        x=grid.x_centres,
-        y=grid.y_centres,
-        z=counts.astype(np.uint16 if counts.max() < 2**16 else np.uint32),  # binary in the JSON
-        zmin=0,
-        zmax=max(int(counts.max()), 1),
-        colorscale=_log_colourscale(int(counts.max())),
-        showscale=False,
-        hoverongaps=False,
-        name="all scans",
-        hovertemplate=(
-            "%{z:,} scans<br>"
-            + f"{AXIS_TITLES.get(x, x)} ≈ %{{x:.4g}}<br>{AXIS_TITLES.get(y, y)} ≈ %{{y:.4g}}"
-            + "<extra>density</extra>"
-        ),
-    )
-    empty = scans.iloc[:0]
-    fig = categorical_scatter(empty if points is None else points, x, y, color_by)
-    fig.add_trace(layer)
-    fig.data = (fig.data[-1], *fig.data[:-1])  # the layer under the markers
-    return fig
-
-
 def continuous_scatter(scans: pd.DataFrame, x: str, y: str, color: str) -> go.Figure:
     """WebGL scatter coloured by a numeric column (e.g. UMAP coloured by pixel count)."""
     custom = scans["scan_id"].to_numpy(dtype=object)
@@ -249,51 +182,6 @@ def mark_flagged(fig: go.Figure, scans: pd.DataFrame, x: str, y: str) -> go.Figu
     return fig
 
 
-def _log_colourscale(most: int) -> list[list]:
-    """A colour scale over counts 0…``most`` whose shade follows log(count): empty cells are
-    transparent, one scan is already visible, the fullest cell is darkest. The scale is
-    linear in z, so the log shading is laid out as stops at 1, 2, 5, 10, 20, 50, … scans."""
-    most = max(most, 1)
-    stops = [[0.0, "rgba(255,255,255,0)"]]
-    counts = sorted({c for e in range(10) for c in (10**e, 2 * 10**e, 5 * 10**e) if c < most})
-    for count in [*counts, most]:
-        shade = np.log10(count) / np.log10(most) if most > 1 else 1.0
-        rgb = [np.interp(shade, [0.0, 0.5, 1.0], _DENSITY_RGB[:, k]) for k in range(3)]
-        stops.append([count / most, "rgb({:.0f},{:.0f},{:.0f})".format(*rgb)])
-    return stops
-
-
-def split_histograms(
-    scans: pd.DataFrame, column: str, threshold: float | None, splits=("val", "test")
-) -> go.Figure:
-    """Overlaid histograms of a score per split with T (thesis Fig. 4.7 / 4.8), binned here on
-    shared edges (60 bins), so the figure holds counts, not every scan's score."""
-    values = {
-        split: scans.loc[scans["split"] == split, column].dropna().to_numpy(dtype=np.float64)
-        for split in splits
-    }
-    finite = np.concatenate([v[np.isfinite(v)] for v in values.values()] or [np.empty(0)])
-    edges = np.histogram_bin_edges(finite, bins=60) if finite.size else np.linspace(0, 1, 61)
-    centres, widths = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
-    fig = go.Figure()
-    for split, split_values in values.items():
-        counts, _ = np.histogram(split_values[np.isfinite(split_values)], bins=edges)
-        fig.add_trace(
-            go.Bar(
-                x=centres,
-                y=counts,
-                width=widths,
-                name=f"{split} (n={len(split_values)})",
-                opacity=0.6,
-                hovertemplate="%{x:.4g}: %{y} scans<extra>%{fullData.name}</extra>",
-            )
-        )
-    if threshold is not None:
-        fig.add_vline(x=threshold, line_dash="dash", annotation_text=f"T = {threshold:.4g}")
-    fig.update_layout(bargap=0)
-    return _overlaid(fig, column, "scans", height=340)
-
-
 def cluster_histograms(scans: pd.DataFrame, column: str, clusters: pd.Series) -> go.Figure:
     """Overlaid histograms of ``column`` per cluster (thesis Fig. 4.21 / 4.22)."""
     fig = go.Figure()
@@ -311,20 +199,6 @@ def cluster_histograms(scans: pd.DataFrame, column: str, clusters: pd.Series) ->
             )
         )
     return _overlaid(fig, column, "fraction of cluster", height=320)
-
-
-def training_curve(history: pd.DataFrame) -> go.Figure:
-    """Training and validation loss per epoch."""
-    fig = go.Figure()
-    for column, name in (("train_loss", "train"), ("val_loss", "validation")):
-        fig.add_trace(go.Scatter(x=history["epoch"], y=history[column], mode="lines", name=name))
-    fig.update_layout(
-        xaxis_title="epoch",
-        yaxis_title="loss (MSE)",
-        height=300,
-        margin={"l": 10, "r": 10, "t": 30, "b": 10},
-    )
-    return fig
 
 
 def hu_histogram(scan_counts: list[int] | None, dataset_counts: list[int]) -> go.Figure:

@@ -78,20 +78,30 @@ def bin_counts(
 
 
 def in_selection(x: np.ndarray, y: np.ndarray, event: Any) -> np.ndarray:
-    """Which points (x, y) lie inside the boxes or lassos of a Plotly selection event.
+    """Which points (x, y) lie inside the boxes or lassos of a chart's selection event.
 
-    ``event`` is Streamlit's selection event (or AppTest's plain dict) with
+    ``event`` is Streamlit's selection event (or AppTest's plain dict): Plotly's
     ``selection.box`` ([{"x": [x0, x1], "y": [y0, y1]}, …]) and ``selection.lasso``
-    ([{"x": [...], "y": [...]}, …]) in data units.
+    ([{"x": [...], "y": [...]}, …]), or ECharts' ``selection.areas`` ([{"brush_type": "rect",
+    "coord_range": [[x0, x1], [y0, y1]]} or {"brush_type": "polygon", "coord_range": [[x, y],
+    …]}, …]), all in data units.
     """
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    inside = np.zeros(len(x), dtype=bool)
     selection = (event or {}).get("selection") or {}
-    for box in selection.get("box") or []:
-        (x0, x1), (y0, y1) = sorted(box["x"][:2]), sorted(box["y"][:2])
+    boxes = [(box["x"][:2], box["y"][:2]) for box in selection.get("box") or []]
+    lassos = [(lasso["x"], lasso["y"]) for lasso in selection.get("lasso") or []]
+    for area in selection.get("areas") or []:
+        coords = area.get("coord_range") or []
+        if area.get("brush_type") == "rect" and len(coords) == 2:
+            boxes.append((coords[0], coords[1]))
+        elif area.get("brush_type") == "polygon" and coords:
+            lassos.append(([c[0] for c in coords], [c[1] for c in coords]))
+    inside = np.zeros(len(x), dtype=bool)
+    for xs, ys in boxes:
+        (x0, x1), (y0, y1) = sorted(xs), sorted(ys)
         inside |= (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)
-    for lasso in selection.get("lasso") or []:
-        inside |= _in_polygon(x, y, np.asarray(lasso["x"], float), np.asarray(lasso["y"], float))
+    for px, py in lassos:
+        inside |= _in_polygon(x, y, np.asarray(px, float), np.asarray(py, float))
     return inside
 
 

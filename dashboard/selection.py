@@ -1,8 +1,10 @@
-"""Turn a Plotly selection event (browser or AppTest) into the selected scan ids."""
+"""Turn a chart's selection event (Plotly or ECharts, browser or AppTest) into scan ids."""
 
 from __future__ import annotations
 
 from typing import Any
+
+import numpy as np
 
 
 def selected_scan_ids(event: Any) -> list[str]:
@@ -20,4 +22,18 @@ def selected_scan_ids(event: Any) -> list[str]:
             ids.append(str(custom[0]))
         elif isinstance(custom, str):
             ids.append(custom)
+    return list(dict.fromkeys(ids))
+
+
+def picked_scan_ids(event: Any, scan_ids: list[np.ndarray | None]) -> list[str]:
+    """Scan ids of the items an ECharts selection event picks (clicked or brushed), where
+    ``scan_ids[k]`` holds the scan id of each item of series ``k`` (None: not scans)."""
+    selection = (event or {}).get("selection") or {}
+    ids: list[str] = []
+    for group in selection.get("selected") or []:
+        k = group.get("series_index")
+        series = scan_ids[k] if isinstance(k, int) and 0 <= k < len(scan_ids) else None
+        if series is None:
+            continue
+        ids += [str(series[i]) for i in group.get("data_indices") or [] if 0 <= i < len(series)]
     return list(dict.fromkeys(ids))

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import charts, data, density, state
+from dashboard import charts, data, density, echarts, state
 from dashboard.montage import MONTAGE_SCANS, flagged_montage
-from dashboard.selection import selected_scan_ids
+from dashboard.selection import picked_scan_ids
 
 MAX_POINTS = 5_000  # scans drawn as markers over a density layer, the highest scores first
 
@@ -72,28 +72,31 @@ st.caption(
     + ("" if threshold is not None else " (not the score on display, so no T line)")
 )
 
-left, right = st.columns(2)
-with left:
-    pixel_event = st.plotly_chart(
-        charts.score_scatter(shown, "pixel_count", score, color_by, threshold, log_score, points),
-        key="scatter_pixels",
-        on_select="rerun",
-        selection_mode=("points", "box", "lasso"),
-    )
-with right:
-    hu_event = st.plotly_chart(
-        charts.score_scatter(shown, hu_axis, score, color_by, threshold, log_score, points),
-        key="scatter_hu",
-        on_select="rerun",
-        selection_mode=("points", "box", "lasso"),
-    )
+scatters = {  # ECharts, not Plotly: see dashboard/echarts.py
+    key: echarts.score_scatter(shown, x_column, score, color_by, threshold, log_score, points)
+    for key, x_column in (("scatter_pixels", "pixel_count"), ("scatter_hu", hu_axis))
+}
+events = {}
+for column, (key, chart) in zip(st.columns(2), scatters.items(), strict=True):
+    with column:  # other points (a filter, another colouring): a new chart, no stale selection
+        events[key] = st.echarts_chart(
+            chart.option, key=f"{key}-{chart.points_identity}", on_select="rerun", height=440,
+            alt=chart.alt,
+        )
 
-st.plotly_chart(charts.split_histograms(scans, score, threshold), key="split_histograms")
+st.echarts_chart(
+    echarts.split_histograms(scans, score, threshold),
+    key="split_histograms",
+    height=340,
+    alt=f"Histograms of {charts.AXIS_TITLES.get(score, score)} of the validation and test scans",
+)
 
 st.subheader("Flagged scans")
-flagged = scans[scans["is_outlier"].fillna(False).astype(bool)].sort_values(
-    ["score", "scan_id"], ascending=[False, True]
-)
+flagged = scans[scans["is_outlier"].fillna(False).astype(bool)]
+if len(flagged) > charts.TABLE_ROWS:
+    st.caption(f"The {charts.TABLE_ROWS:,} highest-scoring of {len(flagged):,} flagged scans; "
+               "the Export page and `ctae export` list them all.")
+flagged = flagged.sort_values(["score", "scan_id"], ascending=[False, True]).head(charts.TABLE_ROWS)
 table_cols = [
     "scan_id",
     "split",
@@ -115,11 +118,11 @@ table_event = st.dataframe(
     selection_mode="multi-row",
 )
 
-chosen = selected_scan_ids(pixel_event) + selected_scan_ids(hu_event)
-if dense:  # a box or lasso over the density takes the scans inside it, drawn or not
-    for event, x_column in ((pixel_event, "pixel_count"), (hu_event, hu_axis)):
-        inside = density.in_selection(shown[x_column], shown[score], event)
-        chosen += shown["scan_id"][inside].tolist()
+chosen = []
+for (key, chart), x_column in zip(scatters.items(), ("pixel_count", hu_axis), strict=True):
+    chosen += picked_scan_ids(events[key], chart.scan_ids)  # clicked or brushed points
+    # a box or lasso takes every scan inside it, drawn as a point or only in the density
+    chosen += shown["scan_id"][density.in_selection(shown[x_column], shown[score], events[key])].tolist()
 chosen += flagged["scan_id"].iloc[list(table_event["selection"]["rows"])].tolist()
 chosen = list(dict.fromkeys(chosen))
 if chosen:
@@ -130,7 +133,10 @@ if chosen:
         state.select_scans(chosen)
         st.switch_page("app_pages/viewer.py")
 else:
-    st.caption("Click, box- or lasso-select points (or table rows) to review them in the viewer.")
+    st.caption(
+        "Click points, or pick the box or lasso at a plot's top left and draw (or choose table "
+        "rows), to review scans in the viewer; double-click a plot to clear its selection."
+    )
 
 st.subheader("Montage of flagged scans")
 # a lazy section: 40 key slices and their buttons cost the browser more than every plot above

@@ -7,7 +7,7 @@ import json
 import streamlit as st
 
 from ctae_core.thresholds import ThresholdRule
-from dashboard import charts, data, state
+from dashboard import data, echarts, state
 
 st.title("Overview")
 catalog = state.catalog()
@@ -58,7 +58,10 @@ cols[3].metric("Disagreements", f"{summary['disagreements']:,}")
 
 history = data.train_curve(catalog, run_id)
 if len(history):
-    st.plotly_chart(charts.training_curve(history), key="training_curve")
+    st.echarts_chart(  # ECharts: a Plotly chart would make the browser load Plotly's 4.7 MB
+        echarts.training_curve(history), key="training_curve", height=300,
+        alt=f"Training and validation loss over {len(history)} epochs",
+    )
 else:
     st.caption("No training history recorded for this run.")
 

@@ -65,6 +65,11 @@ def figures(at: AppTest) -> list[dict]:
     return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
 
 
+def options(at: AppTest) -> list[dict]:
+    """The ECharts options on the page, as JSON."""
+    return [json.loads(chart.proto.spec) for chart in at.get("echarts_chart")]
+
+
 def values(axis) -> np.ndarray:
     """A trace's x or y values (Plotly sends numpy arrays base64-encoded)."""
     if isinstance(axis, dict):

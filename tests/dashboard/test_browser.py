@@ -48,6 +48,9 @@ PAGES = {
     "Export": "export",
 }
 
+ECHARTS_DRAWN = '[data-testid="stEChartsChart"][aria-busy="false"] canvas'
+"""An ECharts chart (the Overview's and the explorer's) that has drawn."""
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
@@ -146,11 +149,13 @@ def test_every_page_and_export_in_chromium(server, catalog, tmp_path):
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(server, wait_until="domcontentloaded")
-        page.wait_for_selector(".js-plotly-plot .main-svg", timeout=60000)
+        page.wait_for_selector(ECHARTS_DRAWN, timeout=60000)
         _settle(page)
         for title, name in PAGES.items():
             _open(page, title)
-            if title in ("Outlier explorer", "Feature space"):
+            if title == "Outlier explorer":
+                page.wait_for_selector(ECHARTS_DRAWN, timeout=30000)
+            if title == "Feature space":
                 page.wait_for_selector(".js-plotly-plot .main-svg", timeout=30000)
             if title == "Scan viewer":
                 # the interactive viewer has its own test (test_viewer_browser.py); here the

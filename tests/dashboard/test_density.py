@@ -45,3 +45,18 @@ def test_box_and_lasso_take_the_points_inside():
     np.testing.assert_array_equal(in_selection(x, y, both), [True, True, True, False, True])
     assert not in_selection(x, y, None).any()
     assert not in_selection(x, y, {"selection": {"points": []}}).any()
+
+
+def test_echarts_brush_areas_take_the_points_inside_like_plotly_boxes():
+    x = np.array([1.0, 2.0, 3.0, 4.0, 2.5])
+    y = np.array([1.0, 2.0, 3.0, 4.0, 1.2])
+    rect = {"brush_index": 0, "brush_type": "rect", "coord_range": [[3.5, 1.5], [1.5, 3.5]]}
+    polygon = {"brush_index": 1, "brush_type": "polygon", "coord_range": [[0, 0], [5, 0], [0, 5]]}
+    event = {"selection": {"selected": [], "areas": [rect]}}
+    np.testing.assert_array_equal(in_selection(x, y, event), [False, True, True, False, False])
+    event = {"selection": {"selected": [], "areas": [polygon]}}
+    np.testing.assert_array_equal(in_selection(x, y, event), [True, True, False, False, True])
+    event = {"selection": {"selected": [], "areas": [rect, polygon]}}
+    np.testing.assert_array_equal(in_selection(x, y, event), [True, True, True, False, True])
+    lines = {"brush_type": "lineX", "coord_range": [0, 5]}  # not offered by the toolbox
+    assert not in_selection(x, y, {"selection": {"areas": [lines]}}).any()

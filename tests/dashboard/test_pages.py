@@ -8,9 +8,9 @@ import json
 import duckdb
 import numpy as np
 
-from dashboard import charts
+from dashboard import charts, echarts
 from data_catalog import connect, views
-from tests.dashboard.conftest import build, figures, point_count, values
+from tests.dashboard.conftest import build, figures, options, values
 
 
 def _db(settings, sql, params=()):
@@ -28,9 +28,12 @@ def test_overview_shows_counts_threshold_and_training_curve(catalog, open_page):
     threshold = _db(catalog, "SELECT threshold FROM runs")[0][0]
     assert f"T = **{threshold:.4g}**" in at.markdown[0].value
     assert "(mean + 3·std, n_val = " in at.markdown[0].value  # the rule in words, not its JSON
-    (curve,) = figures(at)
-    assert [t["name"] for t in curve["data"]] == ["train", "validation"]
-    assert point_count(curve) == 2 * 30
+    assert figures(at) == []  # no Plotly on the page: the browser does not load its bundle
+    (curve,) = options(at)
+    assert [s["name"] for s in curve["series"]] == ["train", "validation"]
+    assert [len(s["data"]) for s in curve["series"]] == [30, 30]
+    (val_loss,) = _db(catalog, "SELECT val_loss FROM train_history WHERE epoch = 30")[0]
+    assert curve["series"][1]["data"][-1] == [30, float(f"{val_loss:.4g}")]
 
 
 def test_overview_puts_the_runs_own_score_first_in_the_evaluation(catalog, open_page):
@@ -54,48 +57,102 @@ def test_overview_puts_the_runs_own_score_first_in_the_evaluation(catalog, open_
     assert per_type["n_outliers"].tolist() == [4, 6]
 
 
+def _chart_key(at, index: int) -> str:
+    """The widget key of the page's ``index``-th ECharts chart (it names the drawn points)."""
+    return at.get("echarts_chart")[index].proto.id.split("-", 2)[2]
+
+
+def _items(option: dict) -> int:
+    """Data items over the scatter series that draw scans (not the density layer)."""
+    return sum(len(s["data"]) for s in option["series"] if s["name"] != echarts.DENSITY_NAME)
+
+
 def test_explorer_scatters_histograms_and_split_filter(catalog, open_page):
     at = open_page(catalog, "explorer")
-    pixels, hu, hist = figures(at)
-    assert {t["type"] for t in pixels["data"]} == {"scattergl"}
-    assert point_count(pixels) == point_count(hu) == 60
+    assert figures(at) == []  # no Plotly on the page: the browser does not load its bundle
+    pixels, hu, hist = options(at)
+    assert {s["type"] for s in pixels["series"]} == {"scatter"}
+    assert _items(pixels) == _items(hu) == 60
     flagged = _db(catalog, "SELECT count(*) FROM scores WHERE is_outlier")[0][0]
-    by_name = {t["name"]: len(values(t["x"])) for t in pixels["data"]}
+    by_name = {s["name"]: len(s["data"]) for s in pixels["series"]}
     assert by_name["flagged"] == flagged and by_name["not flagged"] == 60 - flagged
+    # every point carries its hover facts: scan id, pixel count, score
+    (sid, pixel_count, mse_m), = _db(
+        catalog, "SELECT scan_id, pixel_count, mse_m FROM scans JOIN scores USING (scan_id) "
+        "WHERE is_outlier ORDER BY scan_id LIMIT 1"
+    )
+    flagged_points = next(s for s in pixels["series"] if s["name"] == "flagged")
+    assert [pixel_count, float(f"{mse_m:.4g}"), sid] in flagged_points["data"]
+    assert "{@[2]}" in flagged_points["tooltip"]["formatter"]
     threshold = _db(catalog, "SELECT threshold FROM runs")[0][0]
-    assert pixels["layout"]["shapes"][0]["y0"] == threshold
+    assert pixels["series"][-1]["markLine"]["data"] == [{"yAxis": threshold}]
+    assert {"rect", "polygon"} <= set(pixels["toolbox"]["feature"]["brush"]["type"])
     n_val, n_test = _db(
         catalog, "SELECT count(*) FILTER (split='val'), count(*) FILTER (split='test') FROM scores"
     )[0]
-    assert [values(t["y"]).sum() for t in hist["data"]] == [n_val, n_test]  # binned here
-    assert [len(values(t["x"])) for t in hist["data"]] == [60, 60]
+    assert [sum(n for _, n in s["data"]) for s in hist["series"]] == [n_val, n_test]  # binned
+    assert [len(s["data"]) for s in hist["series"]] == [60, 60]
     assert len(at.dataframe[0].value) == flagged
 
-    assert pixels["layout"]["yaxis"].get("type") != "log"
+    assert pixels["yAxis"]["type"] == "value"
     at.toggle(key="explorer_log").set_value(True).run()
-    assert [f["layout"]["yaxis"]["type"] for f in figures(at)[:2]] == ["log", "log"]
-    assert point_count(figures(at)[0]) == 60
+    assert [o["yAxis"]["type"] for o in options(at)[:2]] == ["log", "log"]
+    assert _items(options(at)[0]) == 60
 
     at.multiselect(key="explorer_splits").set_value(["test"]).run()
-    assert point_count(figures(at)[0]) == n_test
+    assert _items(options(at)[0]) == n_test
     at.selectbox(key="explorer_color").set_value("cluster").run()
-    names = {t["name"] for t in figures(at)[0]["data"]}
+    names = {s["name"] for s in options(at)[0]["series"]}
     assert names <= {"noise"} | {f"cluster {c}" for c in (0, 1, 2, 3)}
+
+
+def test_explorer_lists_only_the_highest_scoring_flagged_scans_when_there_are_many(
+    catalog, open_page, monkeypatch
+):
+    (score,) = _db(catalog, "SELECT threshold_score FROM runs")[0]
+    flagged = _db(catalog, f"SELECT scan_id FROM scores WHERE is_outlier ORDER BY {score} DESC")
+    assert len(flagged) > 1
+    monkeypatch.setattr(charts, "TABLE_ROWS", 1)
+    at = open_page(catalog, "explorer")
+    assert at.dataframe[0].value["scan_id"].tolist() == [flagged[0][0]]
+    assert f"The 1 highest-scoring of {len(flagged)} flagged scans" in at.caption[1].value
 
 
 def test_explorer_selection_becomes_the_viewer_queue(catalog, open_page):
     at = open_page(catalog, "explorer")
-    points = [{"customdata": sid} for sid in ("syn0000003", "syn0000001")]
-    at.session_state["scatter_pixels"] = {
-        "selection": {"points": points, "point_indices": [0, 1], "box": [], "lasso": []}
+    pixels = options(at)[0]
+    index = {s["name"]: k for k, s in enumerate(pixels["series"])}
+    flagged = [row[2] for row in pixels["series"][index["flagged"]]["data"]]
+    at.session_state[_chart_key(at, 0)] = {  # two points clicked, as ECharts reports them
+        "selection": {
+            "selected": [{"series_index": index["flagged"], "series_id": None,
+                          "series_name": "flagged", "data_type": "main", "data_indices": [0, 1]}],
+            "areas": [],
+        }
     }
     at.run()
     assert "2 scans selected" in at.success[0].value
+    key = _chart_key(at, 0)
+    at.toggle(key="explorer_log").set_value(True).run()  # the same points on a log axis
+    assert _chart_key(at, 0) == key and "2 scans selected" in at.success[0].value
+    at.toggle(key="explorer_log").set_value(False).run()
     at.button(key="open_selection").click().run()
     assert not at.exception
-    assert at.session_state["selected_scans"] == ["syn0000003", "syn0000001"]
-    assert at.subheader[0].value == "Scan `syn0000003`"
+    assert at.session_state["selected_scans"] == flagged[:2]
+    assert at.subheader[0].value == f"Scan `{flagged[0]}`"
     assert "Scan 1 of 2" in at.get("progress")[0].proto.text
+
+
+def test_explorer_forgets_a_point_selection_when_other_points_are_drawn(catalog, open_page):
+    at = open_page(catalog, "explorer")
+    at.session_state[_chart_key(at, 0)] = {"selection": {"selected": [
+        {"series_index": 0, "series_id": None, "series_name": "flagged", "data_type": "main",
+         "data_indices": [0]}
+    ], "areas": []}}
+    at.run()
+    assert "1 scans selected" in at.success[0].value
+    at.multiselect(key="explorer_splits").set_value(["test"]).run()  # item 0 is another scan now
+    assert not at.success and not at.exception
 
 
 def test_explorer_draws_a_density_with_flagged_points_and_box_selects_through_it(
@@ -104,40 +161,49 @@ def test_explorer_draws_a_density_with_flagged_points_and_box_selects_through_it
     n = charts.DENSITY_FROM + 1000
     build(settings, n_scans=n, n_volume_files=1)
     at = open_page(settings, "explorer")
-    pixels, hu, _ = figures(at)
-    assert [t["type"] for t in pixels["data"]] == ["heatmap", "scattergl"]
-    assert values(pixels["data"][0]["z"]).sum() == n  # every scan counted in a cell
+    pixels, hu, _ = options(at)
+    layer = [s for s in pixels["series"] if s["name"] == echarts.DENSITY_NAME]
+    assert 1 < len(layer) <= echarts.DENSITY_SHADES and {s["symbol"] for s in layer} == {"rect"}
+    assert sum(cell[2] for s in layer for cell in s["data"]) == n  # every scan counted in a cell
+    shades = [max(cell[2] for cell in s["data"]) for s in layer]
+    assert shades == sorted(shades)  # darker shades hold fuller cells
+    # a box or a lasso picks the drawn points, not the density cells
+    assert pixels["brush"]["seriesIndex"] == list(range(len(layer), len(pixels["series"])))
     marked = _db(
         settings,
         "SELECT count(*) FROM scores s WHERE is_outlier OR scan_id IN (SELECT scan_id FROM labels)",
     )[0][0]
     assert 0 < marked < n
-    assert point_count(pixels) - values(pixels["data"][0]["x"]).size == marked
+    assert _items(pixels) == marked
     assert len(json.dumps(pixels)) < 150_000  # not one marker per scan
 
     # a box over the density takes every scan inside it, drawn as a point or not
-    box = {"x": [0, 3e6], "y": [0.0, 0.2]}
+    box = [[0, 3e6], [0.0, 0.2]]
     inside = _db(
         settings,
         "SELECT count(*) FROM scores sc JOIN scans s USING (scan_id) "
         "WHERE s.pixel_count BETWEEN ? AND ? AND sc.mse_m BETWEEN ? AND ?",
-        [*box["x"], *box["y"]],
+        [*box[0], *box[1]],
     )[0][0]
     assert inside > 100
-    at.session_state["scatter_pixels"] = {
-        "selection": {"points": [], "point_indices": [], "box": [box], "lasso": []}
+    at.session_state[_chart_key(at, 0)] = {
+        "selection": {"selected": [], "areas": [
+            {"brush_index": 0, "brush_type": "rect", "coord_range": box}
+        ]}
     }
     at.run()
     assert f"{inside} scans selected" in at.success[0].value
 
     at.toggle(key="explorer_log").set_value(True).run()
-    pixels = figures(at)[0]
-    assert pixels["layout"]["yaxis"]["type"] == "log"
-    assert values(pixels["data"][0]["z"]).sum() == n  # MSE_m > 0: every scan on a log axis
+    pixels = options(at)[0]
+    assert pixels["yAxis"]["type"] == "log"
+    layer = [s for s in pixels["series"] if s["name"] == echarts.DENSITY_NAME]
+    assert sum(cell[2] for s in layer for cell in s["data"]) == n  # MSE_m > 0: all on a log axis
     at.multiselect(key="explorer_splits").set_value(["test"]).run()
     n_test = _db(settings, "SELECT count(*) FROM scores WHERE split = 'test'")[0][0]
     assert n_test < charts.DENSITY_FROM  # few enough for one marker each again
-    assert point_count(figures(at)[0]) == n_test
+    assert _items(options(at)[0]) == n_test
+    assert all(s["name"] != echarts.DENSITY_NAME for s in options(at)[0]["series"])
 
 
 def test_feature_space_umap_flagged_and_live_dbscan(catalog, open_page):
@@ -184,7 +250,7 @@ def test_empty_and_partial_catalogs_name_the_next_job(settings, tmp_path, open_p
     build(other, with_embeddings=False, n_volume_files=0)
     at = open_page(other, "feature_space")
     assert "ctae embed --run synthetic" in at.info[0].value
-    assert len(figures(open_page(other, "explorer"))) == 3
+    assert len(options(open_page(other, "explorer"))) == 3
 
 
 def test_team_page_progress_and_disagreements(catalog, open_page):
