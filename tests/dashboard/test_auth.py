@@ -153,7 +153,8 @@ def test_sign_out_ends_every_token_issued_before(users, monkeypatch):
         assert audit_table(j)["action"].iloc[0] == "sign_out"
 
 
-def test_a_removed_reviewer_cannot_label_from_an_open_page(users, monkeypatch):
+@pytest.mark.parametrize("pane", ["browser", "server"])
+def test_a_removed_reviewer_cannot_label_from_an_open_page(users, monkeypatch, pane):
     settings, path = users
     with open_journal(settings.catalog_path) as j:
         sid = create_session(j, name="one", created_by="ada", run_id="synthetic", source="t",
@@ -164,8 +165,16 @@ def test_a_removed_reviewer_cannot_label_from_an_open_page(users, monkeypatch):
     at.session_state[USER] = _token(path, "bea")
     at.run()
     assert at.title[0].value == "My reviews"
+    if pane == "server":
+        at.toggle(key="mr_browser").set_value(False).run()
     remove_account(path, "bea")
-    at.button(key="kb_outlier").click().run()
+    if pane == "browser":  # the label the browser pane sends as its value
+        at.session_state[f"mr_pane_{sid}"] = {"pending": [
+            {"id": "18c2f0a1b2-0001", "scan": "syn0000001", "verdict": "outlier", "causes": []}],
+            "at": "syn0000001"}
+        at.run()
+    else:
+        at.button(key="kb_outlier").click().run()
     assert not at.exception and not at.title and at.text_input(key="sign_in_name")
     with open_journal(settings.catalog_path, write=False) as j:
         assert latest_reads(j, sid).empty
