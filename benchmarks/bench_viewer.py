@@ -64,7 +64,11 @@ _BARE_DRAWN = f"""() => !document.querySelector('[data-testid="stStatusWidget"]'
     && [...document.querySelectorAll('[data-testid="stMarkdown"]')]
         .some(e => e.innerText.includes('{BARE_TEXT}'))"""
 _OVERVIEW_DRAWN = """() => !document.querySelector('[data-testid="stStatusWidget"]')
-    && [...document.querySelectorAll('.js-plotly-plot')].some(p => p._fullLayout)"""
+    && ([...document.querySelectorAll('.js-plotly-plot')].some(p => p._fullLayout)
+        || [...document.querySelectorAll('[data-testid="stEChartsChart"][_echarts_instance_]')]
+            .some(e => e.querySelector('canvas, svg') && e.getAttribute('aria-label')))"""
+"""The Overview's training curve drawn: Plotly before 7a4e7af, ECharts since (it names a chart
+once drawn), so --against an earlier build times its page the same way."""
 _BROWSER_CLOCK = """() => { const v = window.ctaeViewer; return v.at
     ? [v.at.first, v.at.scrollable, v.at.loaded].map(t => (t - window.parent.performance.timeOrigin) / 1000)
     : null; }"""

@@ -49,3 +49,15 @@ def test_hurdle_z_reads_any_metal_as_unusual_where_a_kernel_has_none():
     # sharp kernel's usual: p ≈ 0.01, against ≈ 0.12 on the sharp kernel
     assert z[0] > norm.isf(0.02) and z[0] > z[40] + 1.0  # more unusual where none is usual
     assert np.mean(z[41:80] > norm.isf(0.05)) < 0.1
+
+
+def test_the_neighbourhood_mean_is_scipys_uniform_filter():
+    from scipy import ndimage
+
+    from ctae_core.native_metal import _mean_of_3x3x3
+
+    rng = np.random.default_rng(3)
+    for shape in [(1, 1, 1), (2, 3, 1), (9, 14, 15)]:
+        cells = rng.random(shape).astype(np.float32)
+        expected = ndimage.uniform_filter(cells, size=3, mode="nearest")
+        np.testing.assert_allclose(_mean_of_3x3x3(cells), expected, rtol=0, atol=1e-6)
