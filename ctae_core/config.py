@@ -193,16 +193,13 @@ TINY = TrainConfig(
 
 # small: the same recipe at the stored 3 mm spacing with twice the widths; minutes per epoch
 # on a CPU, seconds on a GPU.
-SMALL = TrainConfig(
+SMALL = replace(
+    TINY,
     preset="small",
     spacing_mm=3.0,
-    pad_size_zyx=None,
     slab_z=32,
     epochs=40,
-    batch_size=8,
     lr=2e-3,
-    optimizer="adam",
-    weight_decay=0.0,
     model=ModelConfig(depth=18, widths=(16, 32, 64, 96), latent=32, bottleneck="spatial"),
 )
 
@@ -252,7 +249,6 @@ SMALL_DAE = replace(
 
 PRESETS: dict[str, TrainConfig] = {"tiny": TINY, "small": SMALL, "thesis": THESIS,
                                    "tiny_dae": TINY_DAE, "small_dae": SMALL_DAE}
-
 
 
 def preset(name: str) -> TrainConfig:

@@ -50,18 +50,26 @@ def _planes_name(scan: Mapping[str, Any], err: str | None) -> str | None:
     return hashlib.sha1(what.encode()).hexdigest()[:24]
 
 
+def plane_pngs(volume_path: str, error_path: str | None, spacing_mm: float,
+               z: int | None = None) -> list[bytes]:
+    """The scan's planes (``slices.PLANES`` order) through (z, middle row, middle column) as
+    PNG bytes (z: the middle slice when None), with the |error| overlay when ``error_path``."""
+    volume = data.volume(volume_path)
+    error = data.volume(error_path) if error_path else None
+    indices = (volume.shape[0] // 2 if z is None else z, volume.shape[1] // 2, volume.shape[2] // 2)
+    images = render_views(volume, indices, ViewSettings(), error=error,
+                          scan_spacing_mm=spacing_mm, run_spacing_mm=spacing_mm)
+    return [images[plane].original for plane in slices.PLANES]
+
+
 def _write_planes(scan: Mapping[str, Any], err: str | None, stem: str) -> None:
     """Draw the three planes through the volume's middle into the cache (atomically)."""
     global _written
-    volume = data.volume(scan["volume_path"])
-    error = data.volume(err) if err else None
-    spacing = float(scan["spacing_mm"])
-    images = render_views(volume, tuple(n // 2 for n in volume.shape), ViewSettings(),
-                          error=error, scan_spacing_mm=spacing, run_spacing_mm=spacing)
-    for plane in slices.PLANES:
+    pngs = plane_pngs(scan["volume_path"], err, float(scan["spacing_mm"]))
+    for plane, png in zip(slices.PLANES, pngs, strict=True):
         target = PLANES_CACHE / f"{stem}-{plane}.png"
         tmp = target.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(images[plane].original)
+        tmp.write_bytes(png)
         tmp.replace(target)  # a browser never reads half a file
     _written += 1
     if _written % 200 == 0:

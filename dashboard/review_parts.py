@@ -11,8 +11,7 @@ import streamlit as st
 
 from dashboard import auth, data, review_data, slices
 from dashboard.absorber import start_absorber
-from dashboard.render import ViewSettings, render_views
-from dashboard.review_component import error_path
+from dashboard.review_component import error_path, plane_pngs
 from dashboard.viewer_parts import EVIDENCE_NAMES
 from data_catalog.review import VERDICTS
 from data_catalog.sessions import ReviewRefused
@@ -29,13 +28,8 @@ def _planes(volume_path: str, error_path: str | None, z: int,
     """The three planes through (z, middle row, middle column) as PNG data URLs, cached per scan
     and slice. A data URL rides in the page's update itself: the browser draws the next scan
     without fetching its images in another round trip."""
-    volume = data.volume(volume_path)
-    error = data.volume(error_path) if error_path else None
-    indices = (z, volume.shape[1] // 2, volume.shape[2] // 2)
-    images = render_views(volume, indices, ViewSettings(), error=error,
-                          scan_spacing_mm=spacing_mm, run_spacing_mm=spacing_mm)
-    return [f"data:image/png;base64,{base64.b64encode(images[plane].original).decode()}"
-            for plane in slices.PLANES]
+    return [f"data:image/png;base64,{base64.b64encode(png).decode()}"
+            for png in plane_pngs(volume_path, error_path, spacing_mm, z)]
 
 
 def scan_images(scan: pd.Series, show_model: bool) -> None:

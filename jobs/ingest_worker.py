@@ -296,8 +296,7 @@ def _ingest(
     facts = replace(facts, warnings=tuple(scrub_paths(w, source, redact) for w in notes))
     if redact:
         source = replace(source, source_root=redacted_root(source.source_root), source_path=label)
-    record = _record(source, scan_id, facts, resampled.hu, spacing, content_hash, path)
-    return replace(record, native_metal_mm3=metal_mm3)
+    return _record(source, scan_id, facts, resampled.hu, spacing, content_hash, path, metal_mm3)
 
 
 def _record(
@@ -308,6 +307,7 @@ def _record(
     spacing: float,
     content_hash: str,
     path: Path,
+    native_metal_mm3: float,
 ) -> ScanRecord:
     stats = scan_statistics(hu, spacing)
     return ScanRecord(
@@ -349,4 +349,5 @@ def _record(
         metal_voxels=stats.metal_voxels,
         hu_histogram=list(stats.hu_histogram),
         volume_path=str(path),
+        native_metal_mm3=native_metal_mm3,
     )

@@ -205,6 +205,14 @@ def test_the_p_value_rule_counts_every_kind_of_evidence():
     assert len(SCORED_EVIDENCE) == EVIDENCE_KINDS == ThresholdRule("pvalue").evidence
 
 
+def test_exports_name_the_strongest_of_the_kinds_the_score_takes():
+    """data_catalog may not import ctae_core, so the snapshot's list restates the score's."""
+    from ctae_core.outlier_score import SCORED_EVIDENCE
+    from data_catalog.snapshots import SCORED_EVIDENCE_COLUMNS
+
+    assert SCORED_EVIDENCE_COLUMNS == SCORED_EVIDENCE
+
+
 def test_enhanced_share_counts_contrast_voxels_among_soft_and_enhanced_tissue():
     counts = np.zeros((2, 64))
     counts[:, 0] = 1000  # air: not counted
