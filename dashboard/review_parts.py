@@ -32,15 +32,23 @@ def _planes(volume_path: str, error_path: str | None, z: int,
             for png in plane_pngs(volume_path, error_path, spacing_mm, z)]
 
 
-def scan_images(scan: pd.Series, show_model: bool) -> None:
-    """The three planes through the scan's middle (axial slice chosen by a slider); the |error|
-    overlay only when the session shows the model."""
+def _axial_slider(scan: pd.Series) -> tuple[int, int] | None:
+    """(chosen axial slice, slices) from a slider at the scan's middle; None when its volume is
+    missing from the store."""
     try:
         depth = data.volume(scan["volume_path"]).shape[0]
     except FileNotFoundError:
+        return None
+    return st.slider("Axial slice", 0, depth - 1, depth // 2, key=f"mr_z_{scan['scan_id']}"), depth
+
+
+def scan_images(scan: pd.Series, show_model: bool) -> None:
+    """The three planes through the scan's middle (axial slice chosen by a slider); the |error|
+    overlay only when the session shows the model."""
+    if (chosen := _axial_slider(scan)) is None:
         st.warning("This scan's volume is missing from the store; label it from its facts.")
         return
-    z = st.slider("Axial slice", 0, depth - 1, depth // 2, key=f"mr_z_{scan['scan_id']}")
+    z = chosen[0]
     pngs = _planes(scan["volume_path"], error_path(scan, show_model), z,
                    float(scan["spacing_mm"]))
     for col, plane, png in zip(st.columns(3), slices.PLANES, pngs, strict=True):
@@ -50,14 +58,11 @@ def scan_images(scan: pd.Series, show_model: bool) -> None:
 def other_slices(scan: pd.Series, show_model: bool) -> None:
     """Below the browser's pane, which shows the middle slices: any axial slice of the shown
     scan, drawn by the server (a slice off the middle only, so a label draws nothing here)."""
-    scan_id = scan["scan_id"]
-    with st.expander(f"Other axial slices of `{scan_id}`"):
-        try:
-            depth = data.volume(scan["volume_path"]).shape[0]
-        except FileNotFoundError:
+    with st.expander(f"Other axial slices of `{scan['scan_id']}`"):
+        if (chosen := _axial_slider(scan)) is None:
             st.caption("This scan's volume is missing from the store.")
             return
-        z = st.slider("Axial slice", 0, depth - 1, depth // 2, key=f"mr_z_{scan_id}")
+        z, depth = chosen
         if z != depth // 2:
             axial = _planes(scan["volume_path"], error_path(scan, show_model), z,
                             float(scan["spacing_mm"]))[0]
