@@ -17,7 +17,7 @@ import logging
 import multiprocessing
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +56,7 @@ from jobs.options import (
     executor_from,
     settings_from,
 )
-from jobs.runtime import job_run
+from jobs.runtime import JobRecord, job_record
 
 logger = logging.getLogger(__name__)
 
@@ -86,16 +86,22 @@ def _write_error(settings: CatalogSettings, err: BaseException) -> CatalogWriteE
 
 
 @contextmanager
-def _job(settings: CatalogSettings, args: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """``job_run`` of the ingest, whose first connection also creates or migrates the catalog
-    (one open fewer than a separate check: ~30 ms and an fsync): failing to open it is a
-    ``CatalogWriteError`` before any input is read."""
+def _job(settings: CatalogSettings, args: dict[str, Any]) -> Iterator[JobRecord]:
+    """The ingest's ``job_runs`` record, in two catalog connections for a small tree: the first
+    creates or migrates the catalog, records the start and reads the known fingerprints
+    (``record.started``); the last makes the run's last writes (``record.at_end``) and records
+    the end. Failing to open or write the catalog is a ``CatalogWriteError``; the first failure
+    comes before any input is read."""
     with ExitStack() as stack:
         try:
-            counts = stack.enter_context(job_run(settings, "ingest", args))
+            record = stack.enter_context(job_record(settings, "ingest", args, scan_fingerprints))
         except CATALOG_ERRORS as err:
             raise _write_error(settings, err) from err
-        yield counts
+        yield record  # a raise from the body leaves through the stack: the job is `failed`
+        try:
+            stack.close()  # the last writes and the end
+        except CATALOG_ERRORS as err:
+            raise _write_error(settings, err) from err
 
 
 @dataclass
@@ -147,13 +153,16 @@ def run_ingest(
     executor: ExecutorConfig | None = None,
     input_timeout_s: float | None = INPUT_TIMEOUT_S,
     redact_paths: bool = False,
+    job: JobRecord | None = None,
 ) -> IngestSummary:
     """Ingest every input under ``roots`` into the catalog and store; returns the counts.
 
     ``executor`` says where the per-input work runs (default: a local pool of ``workers``);
     with Ray the store folder must be shared by every node (same path). Each input gets at
     most ``input_timeout_s``. With ``redact_paths`` the catalog holds pseudonymous ids where
-    paths would be, and ``path_map_file(store)`` (owner-only) holds the paths.
+    paths would be, and ``path_map_file(store)`` (owner-only) holds the paths. Within ``job``
+    (the ingest's ``job_runs`` record) the known fingerprints are those it read at the start and
+    the last batch is written with the job's end: two connections in all for a small tree.
 
     Raises:
         FileNotFoundError: a root does not exist.
@@ -170,19 +179,29 @@ def run_ingest(
     refusals = [refusal_record(r, redact=redact_paths) for r in discovery.refused]
     if redact_paths:
         _write_path_map(settings, discovery)
-    with _catalog(settings) as con:
-        known = scan_fingerprints(con)
-        searched = {s.source_root for s in discovery.sources} | {
-            r.source_root for r in discovery.refused
-        }
-        searched |= {redacted_root(root) for root in searched}
-        current = [s.source_key for s in discovery.sources] + [r.source_key for r in refusals]
+    searched = {s.source_root for s in discovery.sources} | {
+        r.source_root for r in discovery.refused
+    }
+    searched |= {redacted_root(root) for root in searched}
+    current = [s.source_key for s in discovery.sources] + [r.source_key for r in refusals]
+    redacted = (
+        {scan_id_for(s): redacted_root(s.source_root) for s in discovery.sources}
+        if redact_paths
+        else None
+    )
+
+    def found_errors(con: Any) -> None:  # goes with the first batch's writes
         prune_ingest_errors(con, sorted(searched), current)
         record_ingest_errors(con, refusals)
-        if redact_paths:
-            redact_scan_paths(
-                con, {scan_id_for(s): redacted_root(s.source_root) for s in discovery.sources}
-            )
+        if redacted is not None:
+            redact_scan_paths(con, redacted)
+
+    writes = _Writes(settings, summary, job, found_errors)
+    if job is not None:
+        known = job.started
+    else:
+        with _catalog(settings) as con:
+            known = scan_fingerprints(con)
     for refusal in refusals:
         summary.failed[refusal.reason] += 1
         logger.info("not ingested [%s] %s", refusal.reason, refusal.message)
@@ -196,7 +215,7 @@ def run_ingest(
         redact=redact_paths,
     )
     executor = _sized(executor or ExecutorConfig(kind="local", workers=workers), len(todo))
-    _run_batches(worker, todo, settings, summary, executor, progress, redact_paths)
+    _run_batches(worker, todo, writes, executor, progress, redact_paths)
     summary.seconds = time.perf_counter() - start
     return summary
 
@@ -271,7 +290,7 @@ def _bar(progress: bool, **kwargs: Any) -> Any:
 
 
 def _run_batches(
-    worker, todo, settings, summary, config: ExecutorConfig, progress, redact: bool = False
+    worker, todo, writes: _Writes, config: ExecutorConfig, progress, redact: bool = False
 ) -> None:
     batch: list[IngestOutcome] = []
     last_flush = time.monotonic()
@@ -281,9 +300,9 @@ def _run_batches(
             batch.append(outcome)
             bar.update(1)
             if len(batch) >= BATCH_SIZE or time.monotonic() - last_flush > BATCH_SECONDS:
-                _flush(batch, settings, summary)
+                writes.flush(batch)
                 batch, last_flush = [], time.monotonic()
-    _flush(batch, settings, summary)
+    writes.flush(batch, last=True)
 
 
 def _died(source, error: str | None, redact: bool) -> IngestOutcome:
@@ -307,19 +326,47 @@ def _died(source, error: str | None, redact: bool) -> IngestOutcome:
     return IngestOutcome(source, error=record)
 
 
-def _flush(batch: list[IngestOutcome], settings: CatalogSettings, summary: IngestSummary) -> None:
-    """Write one batch of outcomes in short transactions; count them."""
-    if not batch:
-        return
-    scans = [o.scan for o in batch if o.scan is not None]
-    errors = [o.error for o in batch if o.error is not None]
-    with _catalog(settings) as con:
-        upsert_scans(con, scans)
-        clear_ingest_errors(con, [o.source.source_key for o in batch if o.scan is not None])
-        record_ingest_errors(con, errors)
-    summary.ingested += len(scans)
+class _Writes:
+    """The run's catalog writes, batch by batch, each batch counted in ``summary``: what
+    discovery found (``first``: pruned and refused inputs, redacted paths) goes with the first
+    batch, and within a job record the last batch goes in the connection that records the job's
+    end (``JobRecord.at_end``) instead of one of its own."""
+
+    def __init__(
+        self,
+        settings: CatalogSettings,
+        summary: IngestSummary,
+        job: JobRecord | None,
+        first: Callable[[Any], None],
+    ) -> None:
+        self.settings, self.summary, self.job = settings, summary, job
+        self.pending: list[Callable[[Any], None]] = [first]
+
+    def flush(self, batch: list[IngestOutcome], last: bool = False) -> None:
+        """Write (or, the last batch within a job, hand to the job's end) one batch."""
+        if batch:
+            self.pending.append(functools.partial(_write_batch, batch))
+        writes, self.pending = self.pending, []
+        if writes and last and self.job is not None:
+            self.job.at_end.extend(writes)
+        elif writes:
+            with _catalog(self.settings) as con:
+                for write in writes:
+                    write(con)
+        _count(batch, self.summary)
+
+
+def _write_batch(batch: list[IngestOutcome], con: Any) -> None:
+    """Write one batch of outcomes in short transactions."""
+    upsert_scans(con, [o.scan for o in batch if o.scan is not None])
+    clear_ingest_errors(con, [o.source.source_key for o in batch if o.scan is not None])
+    record_ingest_errors(con, [o.error for o in batch if o.error is not None])
+
+
+def _count(batch: list[IngestOutcome], summary: IngestSummary) -> None:
+    summary.ingested += sum(o.scan is not None for o in batch)
     summary.input_bytes += sum(o.input_bytes for o in batch)
-    for error in errors:
+    for error in (o.error for o in batch if o.error is not None):
         summary.failed[error.reason] += 1
         logger.info("not ingested [%s] %s", error.reason, error.message)
 
@@ -381,7 +428,7 @@ def ingest_command(
         "redact_paths": redact_paths,
     }
     try:
-        with _job(settings, args) as counts:
+        with _job(settings, args) as job:
             summary = run_ingest(
                 sources,
                 settings,
@@ -390,8 +437,9 @@ def ingest_command(
                 executor=config,
                 input_timeout_s=input_timeout,
                 redact_paths=redact_paths,
+                job=job,
             )
-            counts.update(summary.as_dict())
+            job.counts.update(summary.as_dict())
     except CatalogWriteError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err

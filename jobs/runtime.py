@@ -6,8 +6,9 @@ import logging
 import os
 import random
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from data_catalog import connect
@@ -104,23 +105,69 @@ def interrupt_dead_jobs(con: Any) -> int:
     return mark_interrupted(con, dead)
 
 
+@dataclass
+class JobRecord:
+    """A running job's ``job_runs`` row: its summary counts, what ``on_start`` read in the
+    opening connection, and writes left for the connection that records the end."""
+
+    counts: dict[str, Any] = field(default_factory=dict)
+    started: Any = None
+    at_end: list[Callable[[Any], None]] = field(default_factory=list)
+
+
 @contextmanager
 def job_run(settings: CatalogSettings, job: str, args: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """Record a job_runs row around a job; the body fills the yielded dict with summary counts.
 
     Rows left ``running`` by killed jobs on this machine are marked ``interrupted`` first.
     """
+    with job_record(settings, job, args) as record:
+        yield record.counts
+
+
+@contextmanager
+def job_record(
+    settings: CatalogSettings,
+    job: str,
+    args: dict[str, Any],
+    on_start: Callable[[Any], Any] | None = None,
+) -> Iterator[JobRecord]:
+    """``job_run`` in two catalog connections at most: ``on_start(con)`` runs in the one that
+    records the start (its result is ``record.started``), and ``record.at_end``'s writes in the
+    one that records the end, before it (a failing write marks the job ``failed`` and raises).
+    """
     with connect(settings.catalog_path) as con:
         interrupt_dead_jobs(con)
         job_id = start_job_run(con, job, args, this_process())
-    counts: dict[str, Any] = {}
-    status = "failed"
+        record = JobRecord(started=on_start(con) if on_start is not None else None)
     try:
-        yield counts
-        status = "done"
-    finally:
-        try:
-            with connect(settings.catalog_path) as con:
-                finish_job_run(con, job_id, status, counts)
-        except Exception:  # the job's own outcome matters more than its bookkeeping
-            logger.warning("could not record the end of job %s in job_runs", job_id, exc_info=True)
+        yield record
+    except BaseException:
+        _record_end(settings, job_id, "failed", record, raise_failure=False)
+        raise
+    _record_end(settings, job_id, "done", record, raise_failure=True)
+
+
+def _record_end(
+    settings: CatalogSettings, job_id: str, status: str, record: JobRecord, raise_failure: bool
+) -> None:
+    """Make the job's last writes and record how it ended. A failing write marks the job
+    ``failed`` and is raised when ``raise_failure``; failing to record the end alone is only
+    logged (the job's own outcome matters more than its bookkeeping)."""
+    failure: BaseException | None = None
+    try:
+        with connect(settings.catalog_path) as con:
+            for write in record.at_end:
+                try:
+                    write(con)
+                except Exception as err:
+                    failure, status = err, "failed"
+                    break
+            finish_job_run(con, job_id, status, record.counts)
+    except Exception as err:
+        failure = failure or (err if record.at_end else None)
+        logger.warning("could not record the end of job %s in job_runs", job_id, exc_info=True)
+    if failure is not None:
+        if raise_failure:
+            raise failure
+        logger.warning("the last writes of job %s failed", job_id, exc_info=failure)

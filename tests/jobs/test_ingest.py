@@ -112,19 +112,19 @@ def test_a_run_killed_between_batches_is_completed_without_duplicates(
     source_tree, settings, monkeypatch
 ):
     monkeypatch.setattr(ingest_job, "BATCH_SIZE", 1)
-    real_flush = ingest_job._flush
+    real_flush = ingest_job._Writes.flush
     calls = []
 
-    def flush_then_die(batch, settings_, summary):
-        real_flush(batch, settings_, summary)
+    def flush_then_die(writes, batch, last=False):
+        real_flush(writes, batch, last)
         calls.append(len(batch))
         if len(calls) == 2:
             raise KeyboardInterrupt  # as if the job were killed after its second write
 
-    monkeypatch.setattr(ingest_job, "_flush", flush_then_die)
+    monkeypatch.setattr(ingest_job._Writes, "flush", flush_then_die)
     with pytest.raises(KeyboardInterrupt):
         run_ingest([source_tree], settings, workers=1, progress=False)
-    monkeypatch.setattr(ingest_job, "_flush", real_flush)
+    monkeypatch.setattr(ingest_job._Writes, "flush", real_flush)
     with connect(settings.catalog_path, read_only=True) as con:
         partial = scan_counts(con)
     assert partial["scans"] + partial["ingest_errors"] == 2
