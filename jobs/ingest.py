@@ -56,7 +56,7 @@ from jobs.options import (
     executor_from,
     settings_from,
 )
-from jobs.runtime import JobRecord, job_record
+from jobs.runtime import JobRecord, job_record, reuse_freed_memory
 
 logger = logging.getLogger(__name__)
 
@@ -215,6 +215,8 @@ def run_ingest(
         redact=redact_paths,
     )
     executor = _sized(executor or ExecutorConfig(kind="local", workers=workers), len(todo))
+    if executor.kind == "local":
+        reuse_freed_memory()  # this process's and its forked workers' series reuse the memory
     _run_batches(worker, todo, writes, executor, progress, redact_paths)
     summary.seconds = time.perf_counter() - start
     return summary
