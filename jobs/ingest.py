@@ -168,12 +168,27 @@ def run_ingest(
         FileNotFoundError: a root does not exist.
         CatalogWriteError: the catalog cannot be opened or written (locked, bad path, disk).
     """
-    from ctae_core.io.sources import discover_sources
-
     start = time.perf_counter()
     summary = IngestSummary()
+    if job is not None:
+        known = job.started
+    else:
+        with _catalog(settings) as con:
+            known = scan_fingerprints(con)
+    executor = executor or ExecutorConfig(kind="local", workers=workers)
+    if executor.kind == "local":
+        reuse_freed_memory()  # this process's and its forked workers' series reuse the memory
+    worker = functools.partial(
+        ingest_one,
+        store_dir=str(settings.store_dir),
+        spacing=spacing,
+        timeout_s=input_timeout_s,
+        redact=redact_paths,
+    )
     with _bar(progress, desc="discover", unit="file") as looked_at:  # shown at once
-        discovery = discover_sources(roots, on_file=looked_at.update)
+        discovery, done, died = _discover(
+            roots, executor, worker, known, spacing, looked_at.update
+        )
     summary.found = len(discovery.sources)
     summary.skipped_files = dict(discovery.skipped_files)
     refusals = [refusal_record(r, redact=redact_paths) for r in discovery.refused]
@@ -197,29 +212,101 @@ def run_ingest(
             redact_scan_paths(con, redacted)
 
     writes = _Writes(settings, summary, job, found_errors)
-    if job is not None:
-        known = job.started
-    else:
-        with _catalog(settings) as con:
-            known = scan_fingerprints(con)
     for refusal in refusals:
         summary.failed[refusal.reason] += 1
         logger.info("not ingested [%s] %s", refusal.reason, refusal.message)
-    todo = [s for s in discovery.sources if _needs_ingest(s, known, spacing)]
-    summary.skipped_unchanged = summary.found - len(todo)
-    worker = functools.partial(
-        ingest_one,
-        store_dir=str(settings.store_dir),
-        spacing=spacing,
-        timeout_s=input_timeout_s,
-        redact=redact_paths,
-    )
-    executor = _sized(executor or ExecutorConfig(kind="local", workers=workers), len(todo))
-    if executor.kind == "local":
-        reuse_freed_memory()  # this process's and its forked workers' series reuse the memory
-    _run_batches(worker, todo, writes, executor, progress, redact_paths)
+    needed = [s for s in discovery.sources if _needs_ingest(s, known, spacing)]
+    summary.skipped_unchanged = summary.found - len(needed)
+    todo = [s for s in needed if s.source_key not in {o.source.source_key for o in done}]
+    if not died:  # after a worker died, what is left never runs in this process
+        executor = _sized(executor, len(todo))
+    _run_batches(worker, todo, writes, executor, progress, redact_paths, done)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+FOLDERS_AT_ONCE = 64
+"""Most folders the workers discover themselves (see ``_discover``). Their rows are written
+once every folder is discovered, so a killed run loses at most these folders' rows (their
+volumes are redone by the next run); a larger tree is discovered here first and its rows
+written batch by batch."""
+
+
+def _discover(
+    roots: list[Path],
+    config: ExecutorConfig,
+    worker: Callable[[Any], IngestOutcome],
+    known: dict[str, tuple[str, str, float]],
+    spacing: float,
+    on_file: Callable[[int], object],
+) -> tuple[Any, list[IngestOutcome], bool]:
+    """What is under ``roots``, the outcomes of inputs already ingested while finding it, and
+    whether a worker died meanwhile.
+
+    With forked local workers and 2 to ``FOLDERS_AT_ONCE`` folders, each worker discovers a
+    folder and at once ingests the new inputs it found there: both cores discover, and decoding
+    starts before discovery ends (this process reading every header first left a core idle,
+    ~50 ms a series). Where a series turns out to have files in two folders (each worker saw a
+    piece) or a worker died, the tree is discovered again here, and only the outcomes of
+    inputs found alike both ways are kept.
+    """
+    from ctae_core.io.sources import discover_sources, list_folders, merge_folders
+
+    listed = list_folders(roots) if _forks(config) else None
+    if listed is None or not 2 <= len(listed[0]) <= FOLDERS_AT_ONCE:
+        return discover_sources(roots, on_file=on_file), [], False
+    folders, refused_folders = listed
+    parts, outcomes, died = [], [], False
+    # a folder whose worker dies is not retried: the tree is discovered again here, and the
+    # inputs left are ingested with the usual retries
+    config = dataclasses.replace(
+        config, workers=min(config.local_workers, len(folders)), max_retries=0
+    )
+    task = _FolderTask(worker, spacing)
+    for folder, result in _map_inputs(task, folders, config, known):
+        on_file(len(folder.files))
+        if result.ok:
+            parts.append(result.value[0])
+            outcomes += result.value[1]
+        else:
+            died = True
+            logger.info("discovering %s in a worker failed: %s", folder.files[0], result.error)
+    discovery, whole = merge_folders(parts, refused_folders)
+    if died or not whole:
+        discovery = discover_sources(roots)
+    return discovery, _confirmed(outcomes, discovery, known), died
+
+
+def _confirmed(outcomes: list[IngestOutcome], discovery, known: dict) -> list[IngestOutcome]:
+    """The outcomes whose input ``discovery`` holds unchanged; a volume stored for any other
+    (a piece of a series) is removed unless the catalog knows its id."""
+    from ctae_core.io.volume_store import scan_volume_path
+
+    final = {s.source_key: s for s in discovery.sources}
+    kept = []
+    for outcome in outcomes:
+        source = final.get(outcome.source.source_key)
+        if source == outcome.source and source.refused_beside == outcome.source.refused_beside:
+            kept.append(outcome)
+        elif outcome.scan is not None and outcome.scan.scan_id not in known:
+            Path(outcome.scan.volume_path).unlink(missing_ok=True)
+    return kept
+
+
+class _FolderTask:
+    """In a forked worker: discover one folder, ingest each new input found in it."""
+
+    def __init__(self, worker: Callable[[Any], IngestOutcome], spacing: float) -> None:
+        self.worker, self.spacing = worker, spacing
+
+    def __call__(self, folder) -> tuple[Any, list[IngestOutcome]]:
+        from ctae_core.io.sources import discover_folder
+
+        part = discover_folder(folder)
+        new = [s for s in part.sources if _needs_ingest(s, _KNOWN, self.spacing)]
+        outcomes = [self.worker(source) for source in new]
+        part.sources = [dataclasses.replace(s, headers=()) for s in part.sources]
+        return part, outcomes
 
 
 def _write_path_map(settings: CatalogSettings, discovery) -> None:
@@ -250,6 +337,8 @@ def _sized(config: ExecutorConfig, n_inputs: int) -> ExecutorConfig:
 
 _INHERITED: list[Any] = []
 """The inputs of the running local map, for forked pool workers to read from shared memory."""
+_KNOWN: dict[str, tuple[str, str, float]] = {}
+"""The catalog's fingerprints, for forked workers that discover (``_FolderTask``)."""
 
 
 class _ByIndex:
@@ -264,24 +353,33 @@ class _ByIndex:
         return self.worker(_INHERITED[index])
 
 
-def _map_inputs(worker, todo: list, config: ExecutorConfig) -> Iterator[tuple[Any, TaskResult]]:
-    """(input, result) pairs of ``worker`` over ``todo``, in completion order."""
-    forked = (
+def _forks(config: ExecutorConfig) -> bool:
+    """Whether ``config`` runs a pool of workers forked from this process."""
+    return (
         config.kind == "local"
         and config.local_workers > 1
         and multiprocessing.get_start_method() == "fork"
     )
-    if not forked:
+
+
+def _map_inputs(
+    worker, todo: list, config: ExecutorConfig, known: dict | None = None
+) -> Iterator[tuple[Any, TaskResult]]:
+    """(input, result) pairs of ``worker`` over ``todo``, in completion order; forked workers
+    also find ``known`` in the memory they share with this process."""
+    if not _forks(config):
         for result in map_tasks(worker, todo, config):
             yield result.item, result
         return
     load_readers()
     _INHERITED[:] = todo
+    _KNOWN.update(known or {})
     try:
         for result in map_tasks(_ByIndex(worker), range(len(todo)), config):
             yield todo[result.item], result
     finally:
         _INHERITED.clear()
+        _KNOWN.clear()
 
 
 def _bar(progress: bool, **kwargs: Any) -> Any:
@@ -292,11 +390,21 @@ def _bar(progress: bool, **kwargs: Any) -> Any:
 
 
 def _run_batches(
-    worker, todo, writes: _Writes, config: ExecutorConfig, progress, redact: bool = False
+    worker,
+    todo,
+    writes: _Writes,
+    config: ExecutorConfig,
+    progress,
+    redact: bool = False,
+    done: list[IngestOutcome] = (),
 ) -> None:
+    """Ingest ``todo`` and write the outcomes (after those ``done`` already) batch by batch."""
     batch: list[IngestOutcome] = []
     last_flush = time.monotonic()
-    with _bar(progress, total=len(todo), desc="ingest", unit="series") as bar:
+    with _bar(progress, total=len(todo) + len(done), desc="ingest", unit="series") as bar:
+        bar.update(len(done))
+        for start in range(0, len(done), BATCH_SIZE):
+            writes.flush(list(done[start : start + BATCH_SIZE]), last=not todo)
         for source, result in _map_inputs(worker, todo, config):
             outcome = result.value if result.ok else _died(source, result.error, redact)
             batch.append(outcome)
