@@ -120,8 +120,9 @@ def local_steps(gaps_mm: np.ndarray, half_window: int = 3) -> np.ndarray:
 
 
 def median(values: np.ndarray) -> float:
-    """``np.median`` of a 1-D array, the same number, without the masked-array module it
-    imports to look for NaN (~10 ms of a one-series ingest) or its per-call overhead."""
+    """``np.median`` of a 1-D array, the same number, without its per-call overhead (the gap
+    medians were a call per slice: ~7 ms of a 99-slice series) or the masked-array module it
+    imports to look for NaN (``np.percentile`` in the statistics still imports it)."""
     values = np.asarray(values, dtype=float)
     if values.size == 0 or not np.isfinite(values).all():
         return float(np.median(values))

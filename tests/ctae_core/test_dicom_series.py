@@ -226,7 +226,7 @@ def test_local_slice_steps_are_numpys_medians_without_its_masked_array_module(sh
             assert geo.median(gaps) == float(np.median(gaps))
     with_nan = np.array([3.0, np.nan, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0])
     assert np.array_equal(geo.local_steps(with_nan), by_numpy(with_nan), equal_nan=True)
-    # np.median imports numpy.ma (~10 ms of a one-series ingest); the reader no longer does
+    # np.median imports numpy.ma (~10 ms); the reader no longer does
     chest = shared_data / "dlwpt-cptac-lscc-chest"
     probe = (
         "import sys, glob\n"
