@@ -43,7 +43,7 @@ PHASES = {
 }
 """Phase -> (module, function); a function another module imported by name is wrapped there too."""
 
-CHILD = '''
+CHILD = """
 import functools, importlib, json, os, sys, time
 started = float(os.environ["PHASES_T0"])
 out = open(os.environ["PHASES_OUT"], "a", buffering=1)
@@ -80,7 +80,7 @@ try:
     function(**launch.fast_arguments(function, sys.argv[1:]))
 finally:
     record("the job (parent, all of it)", wall0, cpu0)
-'''
+"""
 
 
 def run(root: Path, tree: Path, catalog: Path, strace: bool) -> tuple[dict, float, int | None]:
@@ -139,13 +139,17 @@ def main(repeats: int, against: Path | None) -> None:
                 once = strace and repeat == 0  # the fsync count does not vary
                 results[(tree_name, build)].append(run(root, tree, scratch, once))
         loads.append(os.getloadavg()[0])
-    print(f"load average (1 min) during the runs: {min(loads):.1f}-{max(loads):.1f}; "
-          f"medians of {repeats}; CPU / wall seconds summed over the parent and its workers")
+    print(
+        f"load average (1 min) during the runs: {min(loads):.1f}-{max(loads):.1f}; "
+        f"medians of {repeats}; CPU / wall seconds summed over the parent and its workers"
+    )
     for (tree_name, build), runs in results.items():
         walls = [wall for _, wall, _ in runs]
         fsyncs = next((f for _, _, f in runs if f is not None), None)
-        print(f"\n{tree_name} series, {build}: process wall {statistics.median(walls):.3f} s"
-              + (f", {fsyncs} fsync/fdatasync calls" if fsyncs is not None else ""))
+        print(
+            f"\n{tree_name} series, {build}: process wall {statistics.median(walls):.3f} s"
+            + (f", {fsyncs} fsync/fdatasync calls" if fsyncs is not None else "")
+        )
         names = sorted({n for phases, _, _ in runs for n in phases})
         for name in names:
             cpu = statistics.median(p.get(name, [0, 0, 0])[0] for p, _, _ in runs)

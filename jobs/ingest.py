@@ -1,8 +1,9 @@
 """`ctae ingest`: DICOM series and NIfTI / MHA / NRRD files → int16 HU volumes + catalog rows.
 
 Workers (a local process pool, or Ray tasks with ``--executor ray``) read, resample and store
-one input each, time-boxed, and return outcomes; only this parent process writes the catalog,
-in short batched transactions. Every file, folder or series that is not ingested gets an
+one input each, time-boxed, and return outcomes; on a small tree forked local workers also
+discover, a folder each (``_discover``). Only this parent process writes the catalog, in short
+batched transactions. Every file, folder or series that is not ingested gets an
 ``ingest_errors`` row. Re-runs skip inputs whose fingerprint is unchanged; a killed run is
 completed by the next one (rows are keyed by scan_id, arrays written atomically), so nothing is
 duplicated. ``--redact-paths`` keeps every source path out of the catalog, the store and the
@@ -186,9 +187,7 @@ def run_ingest(
         redact=redact_paths,
     )
     with _bar(progress, desc="discover", unit="file") as looked_at:  # shown at once
-        discovery, done, died = _discover(
-            roots, executor, worker, known, spacing, looked_at.update
-        )
+        discovery, done, died = _discover(roots, executor, worker, known, spacing, looked_at.update)
     summary.found = len(discovery.sources)
     summary.skipped_files = dict(discovery.skipped_files)
     refusals = [refusal_record(r, redact=redact_paths) for r in discovery.refused]
@@ -217,7 +216,8 @@ def run_ingest(
         logger.info("not ingested [%s] %s", refusal.reason, refusal.message)
     needed = [s for s in discovery.sources if _needs_ingest(s, known, spacing)]
     summary.skipped_unchanged = summary.found - len(needed)
-    todo = [s for s in needed if s.source_key not in {o.source.source_key for o in done}]
+    done_keys = {o.source.source_key for o in done}
+    todo = [s for s in needed if s.source_key not in done_keys]
     if not died:  # after a worker died, what is left never runs in this process
         executor = _sized(executor, len(todo))
     _run_batches(worker, todo, writes, executor, progress, redact_paths, done)
@@ -280,8 +280,6 @@ def _discover(
 def _confirmed(outcomes: list[IngestOutcome], discovery, known: dict) -> list[IngestOutcome]:
     """The outcomes whose input ``discovery`` holds unchanged; a volume stored for any other
     (a piece of a series) is removed unless the catalog knows its id."""
-    from ctae_core.io.volume_store import scan_volume_path
-
     final = {s.source_key: s for s in discovery.sources}
     kept = []
     for outcome in outcomes:
@@ -396,15 +394,16 @@ def _run_batches(
     config: ExecutorConfig,
     progress,
     redact: bool = False,
-    done: list[IngestOutcome] = (),
+    done: list[IngestOutcome] | None = None,
 ) -> None:
     """Ingest ``todo`` and write the outcomes (after those ``done`` already) batch by batch."""
     batch: list[IngestOutcome] = []
     last_flush = time.monotonic()
+    done = done or []
     with _bar(progress, total=len(todo) + len(done), desc="ingest", unit="series") as bar:
         bar.update(len(done))
         for start in range(0, len(done), BATCH_SIZE):
-            writes.flush(list(done[start : start + BATCH_SIZE]), last=not todo)
+            writes.flush(done[start : start + BATCH_SIZE], last=not todo)
         for source, result in _map_inputs(worker, todo, config):
             outcome = result.value if result.ok else _died(source, result.error, redact)
             batch.append(outcome)
