@@ -76,6 +76,11 @@ def main(epochs: int, repeats: int) -> None:
                 for name, setting in SETTINGS.items():
                     run = f"r{round_}-{busy_name}-{name}".replace(" ", "_").replace(",", "")
                     rates[(busy_name, name)].append(_train(catalog, run, setting, epochs))
+                    print(
+                        f"  {busy_name}, {name}: {rates[(busy_name, name)][-1]:.2f} vol/s "
+                        f"(load {os.getloadavg()[0]:.1f})",
+                        flush=True,
+                    )
             finally:
                 if busy is not None:
                     busy.kill()
