@@ -256,6 +256,7 @@ def _discover(
     if listed is None or not 2 <= len(listed[0]) <= FOLDERS_AT_ONCE:
         return discover_sources(roots, on_file=on_file), [], False
     folders, refused_folders = listed
+    folders = sorted(folders, key=lambda f: -len(f.files))  # the longest first: a short tail
     parts, outcomes, died = [], [], False
     # a folder whose worker dies is not retried: the tree is discovered again here, and the
     # inputs left are ingested with the usual retries
