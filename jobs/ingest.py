@@ -1,8 +1,9 @@
 """`ctae ingest`: DICOM series and NIfTI / MHA / NRRD files → int16 HU volumes + catalog rows.
 
 Workers (a local process pool, or Ray tasks with ``--executor ray``) read, resample and store
-one input each, time-boxed, and return outcomes; only this parent process writes the catalog,
-in short batched transactions. Every file, folder or series that is not ingested gets an
+one input each, time-boxed, and return outcomes; on a small tree forked local workers also
+discover, a folder each (``_discover``). Only this parent process writes the catalog, in short
+batched transactions. Every file, folder or series that is not ingested gets an
 ``ingest_errors`` row. Re-runs skip inputs whose fingerprint is unchanged; a killed run is
 completed by the next one (rows are keyed by scan_id, arrays written atomically), so nothing is
 duplicated. ``--redact-paths`` keeps every source path out of the catalog, the store and the
@@ -17,7 +18,7 @@ import logging
 import multiprocessing
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +57,7 @@ from jobs.options import (
     executor_from,
     settings_from,
 )
-from jobs.runtime import job_run
+from jobs.runtime import JobRecord, job_record, reuse_freed_memory
 
 logger = logging.getLogger(__name__)
 
@@ -86,16 +87,22 @@ def _write_error(settings: CatalogSettings, err: BaseException) -> CatalogWriteE
 
 
 @contextmanager
-def _job(settings: CatalogSettings, args: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """``job_run`` of the ingest, whose first connection also creates or migrates the catalog
-    (one open fewer than a separate check: ~30 ms and an fsync): failing to open it is a
-    ``CatalogWriteError`` before any input is read."""
+def _job(settings: CatalogSettings, args: dict[str, Any]) -> Iterator[JobRecord]:
+    """The ingest's ``job_runs`` record, in two catalog connections for a small tree: the first
+    creates or migrates the catalog, records the start and reads the known fingerprints
+    (``record.started``); the last makes the run's last writes (``record.at_end``) and records
+    the end. Failing to open or write the catalog is a ``CatalogWriteError``; the first failure
+    comes before any input is read."""
     with ExitStack() as stack:
         try:
-            counts = stack.enter_context(job_run(settings, "ingest", args))
+            record = stack.enter_context(job_record(settings, "ingest", args, scan_fingerprints))
         except CATALOG_ERRORS as err:
             raise _write_error(settings, err) from err
-        yield counts
+        yield record  # a raise from the body leaves through the stack: the job is `failed`
+        try:
+            stack.close()  # the last writes and the end
+        except CATALOG_ERRORS as err:
+            raise _write_error(settings, err) from err
 
 
 @dataclass
@@ -147,47 +154,31 @@ def run_ingest(
     executor: ExecutorConfig | None = None,
     input_timeout_s: float | None = INPUT_TIMEOUT_S,
     redact_paths: bool = False,
+    job: JobRecord | None = None,
 ) -> IngestSummary:
     """Ingest every input under ``roots`` into the catalog and store; returns the counts.
 
     ``executor`` says where the per-input work runs (default: a local pool of ``workers``);
     with Ray the store folder must be shared by every node (same path). Each input gets at
     most ``input_timeout_s``. With ``redact_paths`` the catalog holds pseudonymous ids where
-    paths would be, and ``path_map_file(store)`` (owner-only) holds the paths.
+    paths would be, and ``path_map_file(store)`` (owner-only) holds the paths. Within ``job``
+    (the ingest's ``job_runs`` record) the known fingerprints are those it read at the start and
+    the last batch is written with the job's end: two connections in all for a small tree.
 
     Raises:
         FileNotFoundError: a root does not exist.
         CatalogWriteError: the catalog cannot be opened or written (locked, bad path, disk).
     """
-    from ctae_core.io.sources import discover_sources
-
     start = time.perf_counter()
     summary = IngestSummary()
-    with _bar(progress, desc="discover", unit="file") as looked_at:  # shown at once
-        discovery = discover_sources(roots, on_file=looked_at.update)
-    summary.found = len(discovery.sources)
-    summary.skipped_files = dict(discovery.skipped_files)
-    refusals = [refusal_record(r, redact=redact_paths) for r in discovery.refused]
-    if redact_paths:
-        _write_path_map(settings, discovery)
-    with _catalog(settings) as con:
-        known = scan_fingerprints(con)
-        searched = {s.source_root for s in discovery.sources} | {
-            r.source_root for r in discovery.refused
-        }
-        searched |= {redacted_root(root) for root in searched}
-        current = [s.source_key for s in discovery.sources] + [r.source_key for r in refusals]
-        prune_ingest_errors(con, sorted(searched), current)
-        record_ingest_errors(con, refusals)
-        if redact_paths:
-            redact_scan_paths(
-                con, {scan_id_for(s): redacted_root(s.source_root) for s in discovery.sources}
-            )
-    for refusal in refusals:
-        summary.failed[refusal.reason] += 1
-        logger.info("not ingested [%s] %s", refusal.reason, refusal.message)
-    todo = [s for s in discovery.sources if _needs_ingest(s, known, spacing)]
-    summary.skipped_unchanged = summary.found - len(todo)
+    if job is not None:
+        known = job.started
+    else:
+        with _catalog(settings) as con:
+            known = scan_fingerprints(con)
+    executor = executor or ExecutorConfig(kind="local", workers=workers)
+    if executor.kind == "local":
+        reuse_freed_memory()  # this process's and its forked workers' series reuse the memory
     worker = functools.partial(
         ingest_one,
         store_dir=str(settings.store_dir),
@@ -195,10 +186,126 @@ def run_ingest(
         timeout_s=input_timeout_s,
         redact=redact_paths,
     )
-    executor = _sized(executor or ExecutorConfig(kind="local", workers=workers), len(todo))
-    _run_batches(worker, todo, settings, summary, executor, progress, redact_paths)
+    with _bar(progress, desc="discover", unit="file") as looked_at:  # shown at once
+        discovery, done, died = _discover(roots, executor, worker, known, spacing, looked_at.update)
+    summary.found = len(discovery.sources)
+    summary.skipped_files = dict(discovery.skipped_files)
+    refusals = [refusal_record(r, redact=redact_paths) for r in discovery.refused]
+    if redact_paths:
+        _write_path_map(settings, discovery)
+    searched = {s.source_root for s in discovery.sources} | {
+        r.source_root for r in discovery.refused
+    }
+    searched |= {redacted_root(root) for root in searched}
+    current = [s.source_key for s in discovery.sources] + [r.source_key for r in refusals]
+    redacted = (
+        {scan_id_for(s): redacted_root(s.source_root) for s in discovery.sources}
+        if redact_paths
+        else None
+    )
+
+    def found_errors(con: Any) -> None:  # goes with the first batch's writes
+        prune_ingest_errors(con, sorted(searched), current)
+        record_ingest_errors(con, refusals)
+        if redacted is not None:
+            redact_scan_paths(con, redacted)
+
+    writes = _Writes(settings, summary, job, found_errors)
+    for refusal in refusals:
+        summary.failed[refusal.reason] += 1
+        logger.info("not ingested [%s] %s", refusal.reason, refusal.message)
+    needed = [s for s in discovery.sources if _needs_ingest(s, known, spacing)]
+    summary.skipped_unchanged = summary.found - len(needed)
+    done_keys = {o.source.source_key for o in done}
+    todo = [s for s in needed if s.source_key not in done_keys]
+    if not died:  # after a worker died, what is left never runs in this process
+        executor = _sized(executor, len(todo))
+    _run_batches(worker, todo, writes, executor, progress, redact_paths, done)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+FOLDERS_AT_ONCE = 64
+"""Most folders the workers discover themselves (see ``_discover``). Their rows are written
+once every folder is discovered, so a killed run loses at most these folders' rows (their
+volumes are redone by the next run); a larger tree is discovered here first and its rows
+written batch by batch."""
+
+
+def _discover(
+    roots: list[Path],
+    config: ExecutorConfig,
+    worker: Callable[[Any], IngestOutcome],
+    known: dict[str, tuple[str, str, float]],
+    spacing: float,
+    on_file: Callable[[int], object],
+) -> tuple[Any, list[IngestOutcome], bool]:
+    """What is under ``roots``, the outcomes of inputs already ingested while finding it, and
+    whether a worker died meanwhile.
+
+    With forked local workers and 2 to ``FOLDERS_AT_ONCE`` folders, each worker discovers a
+    folder and at once ingests the new inputs it found there: both cores discover, and decoding
+    starts before discovery ends (this process reading every header first left a core idle,
+    ~50 ms a series). Where a series turns out to have files in two folders (each worker saw a
+    piece) or a worker died, the tree is discovered again here, and only the outcomes of
+    inputs found alike both ways are kept.
+    """
+    from ctae_core.io.sources import discover_sources, list_folders, merge_folders
+
+    listed = list_folders(roots) if _forks(config) else None
+    if listed is None or not 2 <= len(listed[0]) <= FOLDERS_AT_ONCE:
+        return discover_sources(roots, on_file=on_file), [], False
+    folders, refused_folders = listed
+    folders = sorted(folders, key=lambda f: -len(f.files))  # the longest first: a short tail
+    parts, outcomes, died = [], [], False
+    # a folder whose worker dies is not retried: the tree is discovered again here, and the
+    # inputs left are ingested with the usual retries
+    config = dataclasses.replace(
+        config, workers=min(config.local_workers, len(folders)), max_retries=0
+    )
+    task = _FolderTask(worker, spacing)
+    for folder, result in _map_inputs(task, folders, config, known):
+        on_file(len(folder.files))
+        if result.ok:
+            parts.append(result.value[0])
+            outcomes += result.value[1]
+        else:
+            died = True
+            logger.info("discovering %s in a worker failed: %s", folder.files[0], result.error)
+    discovery, whole = merge_folders(parts, refused_folders)
+    if died or not whole:
+        discovery = discover_sources(roots)
+    return discovery, _confirmed(outcomes, discovery, known), died
+
+
+def _confirmed(outcomes: list[IngestOutcome], discovery, known: dict) -> list[IngestOutcome]:
+    """The outcomes whose input ``discovery`` holds unchanged; a volume stored for any other
+    (a piece of a series) is removed unless the catalog knows its id."""
+    final = {s.source_key: s for s in discovery.sources}
+    kept = []
+    for outcome in outcomes:
+        source = final.get(outcome.source.source_key)
+        if source == outcome.source and source.refused_beside == outcome.source.refused_beside:
+            kept.append(outcome)
+        elif outcome.scan is not None and outcome.scan.scan_id not in known:
+            Path(outcome.scan.volume_path).unlink(missing_ok=True)
+    return kept
+
+
+class _FolderTask:
+    """In a forked worker: discover one folder, ingest each new input found in it."""
+
+    def __init__(self, worker: Callable[[Any], IngestOutcome], spacing: float) -> None:
+        self.worker, self.spacing = worker, spacing
+
+    def __call__(self, folder) -> tuple[Any, list[IngestOutcome]]:
+        from ctae_core.io.sources import discover_folder
+
+        part = discover_folder(folder)
+        new = [s for s in part.sources if _needs_ingest(s, _KNOWN, self.spacing)]
+        outcomes = [self.worker(source) for source in new]
+        part.sources = [dataclasses.replace(s, headers=()) for s in part.sources]
+        return part, outcomes
 
 
 def _write_path_map(settings: CatalogSettings, discovery) -> None:
@@ -229,6 +336,8 @@ def _sized(config: ExecutorConfig, n_inputs: int) -> ExecutorConfig:
 
 _INHERITED: list[Any] = []
 """The inputs of the running local map, for forked pool workers to read from shared memory."""
+_KNOWN: dict[str, tuple[str, str, float]] = {}
+"""The catalog's fingerprints, for forked workers that discover (``_FolderTask``)."""
 
 
 class _ByIndex:
@@ -243,24 +352,33 @@ class _ByIndex:
         return self.worker(_INHERITED[index])
 
 
-def _map_inputs(worker, todo: list, config: ExecutorConfig) -> Iterator[tuple[Any, TaskResult]]:
-    """(input, result) pairs of ``worker`` over ``todo``, in completion order."""
-    forked = (
+def _forks(config: ExecutorConfig) -> bool:
+    """Whether ``config`` runs a pool of workers forked from this process."""
+    return (
         config.kind == "local"
         and config.local_workers > 1
         and multiprocessing.get_start_method() == "fork"
     )
-    if not forked:
+
+
+def _map_inputs(
+    worker, todo: list, config: ExecutorConfig, known: dict | None = None
+) -> Iterator[tuple[Any, TaskResult]]:
+    """(input, result) pairs of ``worker`` over ``todo``, in completion order; forked workers
+    also find ``known`` in the memory they share with this process."""
+    if not _forks(config):
         for result in map_tasks(worker, todo, config):
             yield result.item, result
         return
     load_readers()
     _INHERITED[:] = todo
+    _KNOWN.update(known or {})
     try:
         for result in map_tasks(_ByIndex(worker), range(len(todo)), config):
             yield todo[result.item], result
     finally:
         _INHERITED.clear()
+        _KNOWN.clear()
 
 
 def _bar(progress: bool, **kwargs: Any) -> Any:
@@ -271,19 +389,30 @@ def _bar(progress: bool, **kwargs: Any) -> Any:
 
 
 def _run_batches(
-    worker, todo, settings, summary, config: ExecutorConfig, progress, redact: bool = False
+    worker,
+    todo,
+    writes: _Writes,
+    config: ExecutorConfig,
+    progress,
+    redact: bool = False,
+    done: list[IngestOutcome] | None = None,
 ) -> None:
+    """Ingest ``todo`` and write the outcomes (after those ``done`` already) batch by batch."""
     batch: list[IngestOutcome] = []
     last_flush = time.monotonic()
-    with _bar(progress, total=len(todo), desc="ingest", unit="series") as bar:
+    done = done or []
+    with _bar(progress, total=len(todo) + len(done), desc="ingest", unit="series") as bar:
+        bar.update(len(done))
+        for start in range(0, len(done), BATCH_SIZE):
+            writes.flush(done[start : start + BATCH_SIZE], last=not todo)
         for source, result in _map_inputs(worker, todo, config):
             outcome = result.value if result.ok else _died(source, result.error, redact)
             batch.append(outcome)
             bar.update(1)
             if len(batch) >= BATCH_SIZE or time.monotonic() - last_flush > BATCH_SECONDS:
-                _flush(batch, settings, summary)
+                writes.flush(batch)
                 batch, last_flush = [], time.monotonic()
-    _flush(batch, settings, summary)
+    writes.flush(batch, last=True)
 
 
 def _died(source, error: str | None, redact: bool) -> IngestOutcome:
@@ -307,19 +436,47 @@ def _died(source, error: str | None, redact: bool) -> IngestOutcome:
     return IngestOutcome(source, error=record)
 
 
-def _flush(batch: list[IngestOutcome], settings: CatalogSettings, summary: IngestSummary) -> None:
-    """Write one batch of outcomes in short transactions; count them."""
-    if not batch:
-        return
-    scans = [o.scan for o in batch if o.scan is not None]
-    errors = [o.error for o in batch if o.error is not None]
-    with _catalog(settings) as con:
-        upsert_scans(con, scans)
-        clear_ingest_errors(con, [o.source.source_key for o in batch if o.scan is not None])
-        record_ingest_errors(con, errors)
-    summary.ingested += len(scans)
+class _Writes:
+    """The run's catalog writes, batch by batch, each batch counted in ``summary``: what
+    discovery found (``first``: pruned and refused inputs, redacted paths) goes with the first
+    batch, and within a job record the last batch goes in the connection that records the job's
+    end (``JobRecord.at_end``) instead of one of its own."""
+
+    def __init__(
+        self,
+        settings: CatalogSettings,
+        summary: IngestSummary,
+        job: JobRecord | None,
+        first: Callable[[Any], None],
+    ) -> None:
+        self.settings, self.summary, self.job = settings, summary, job
+        self.pending: list[Callable[[Any], None]] = [first]
+
+    def flush(self, batch: list[IngestOutcome], last: bool = False) -> None:
+        """Write (or, the last batch within a job, hand to the job's end) one batch."""
+        if batch:
+            self.pending.append(functools.partial(_write_batch, batch))
+        writes, self.pending = self.pending, []
+        if writes and last and self.job is not None:
+            self.job.at_end.extend(writes)
+        elif writes:
+            with _catalog(self.settings) as con:
+                for write in writes:
+                    write(con)
+        _count(batch, self.summary)
+
+
+def _write_batch(batch: list[IngestOutcome], con: Any) -> None:
+    """Write one batch of outcomes in short transactions."""
+    upsert_scans(con, [o.scan for o in batch if o.scan is not None])
+    clear_ingest_errors(con, [o.source.source_key for o in batch if o.scan is not None])
+    record_ingest_errors(con, [o.error for o in batch if o.error is not None])
+
+
+def _count(batch: list[IngestOutcome], summary: IngestSummary) -> None:
+    summary.ingested += sum(o.scan is not None for o in batch)
     summary.input_bytes += sum(o.input_bytes for o in batch)
-    for error in errors:
+    for error in (o.error for o in batch if o.error is not None):
         summary.failed[error.reason] += 1
         logger.info("not ingested [%s] %s", error.reason, error.message)
 
@@ -381,7 +538,7 @@ def ingest_command(
         "redact_paths": redact_paths,
     }
     try:
-        with _job(settings, args) as counts:
+        with _job(settings, args) as job:
             summary = run_ingest(
                 sources,
                 settings,
@@ -390,8 +547,9 @@ def ingest_command(
                 executor=config,
                 input_timeout_s=input_timeout,
                 redact_paths=redact_paths,
+                job=job,
             )
-            counts.update(summary.as_dict())
+            job.counts.update(summary.as_dict())
     except CatalogWriteError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err

@@ -318,7 +318,7 @@ def _regular_grid(
             "interpolated — re-export the complete series",
             "missing_slices",
         )
-    step = float(np.median(gaps / (missing + 1)))
+    step = geo.median(gaps / (missing + 1))
     uneven = gaps.max() - gaps.min() > 0.01 * step
     if not uneven:
         return planes, float(gaps.mean()), 0

@@ -17,7 +17,7 @@ import os
 import stat
 import warnings
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -29,8 +29,9 @@ import pydicom.config
 from ctae_core.io.dicom_header import SLICE_TAGS, HeaderRefusal, SliceHeader, read_slice_header
 
 __all__ = [
-    "SLICE_TAGS", "Discovery", "RefusedInput", "ScanFacts", "SeriesSource", "SliceHeader",
-    "discover_sources", "fingerprint_files", "open_regular", "quiet_pydicom", "volume_kind",
+    "SLICE_TAGS", "Discovery", "Folder", "RefusedInput", "ScanFacts", "SeriesSource",
+    "SliceHeader", "discover_folder", "discover_sources", "fingerprint_files", "list_folders",
+    "merge_folders", "open_regular", "quiet_pydicom", "refused_beside", "volume_kind",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -174,8 +175,18 @@ def _discover_root(root: Path, found: Discovery, on_file: Callable[[int], object
         _discover_file_root(root, found)
         return
     root = root.resolve()
+    _discover_files(root, _walk_files(root, found), found, on_file)
+
+
+def _discover_files(
+    root: Path,
+    paths: Iterable[Path],
+    found: Discovery,
+    on_file: Callable[[int], object] | None = None,
+) -> None:
+    """Add the inputs among ``paths`` (files under ``root``) to ``found``."""
     groups: dict[str, list[tuple[Path, SliceHeader]]] = defaultdict(list)
-    for path in _walk_files(root, found):
+    for path in paths:
         if on_file is not None:
             on_file(1)
         kind = volume_kind(path)
@@ -191,15 +202,96 @@ def _discover_root(root: Path, found: Discovery, on_file: Callable[[int], object
             _refuse_header(root, path, header, found)
             continue
         groups[_group_key(path, header)].append((path, header))
-    refused_in: dict[str, int] = defaultdict(int)
-    for refused in found.refused:
-        if refused.source_root == str(root):
-            refused_in[os.path.dirname(refused.source_path) or "."] += 1
+    refused_in = _refused_per_folder(found.refused, root)
     for key, members in groups.items():
         source = _dicom_source(root, key, members)
-        folders = {os.path.dirname(os.path.relpath(f, root)) or "." for f in source.files}
-        beside = sum(refused_in[folder] for folder in folders)
+        beside = refused_beside(source, refused_in)
         found.sources.append(replace(source, refused_beside=beside) if beside else source)
+
+
+def _refused_per_folder(refused: Iterable[RefusedInput], root: Path | str) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    for entry in refused:
+        if entry.source_root == str(root):
+            counts[os.path.dirname(entry.source_path) or "."] += 1
+    return counts
+
+
+def refused_beside(source: SeriesSource, refused_in: dict[str, int]) -> int:
+    """Refused files and folders in the folders of a DICOM series' files (``refused_in``:
+    counts per folder relative to the series' root)."""
+    root = source.source_root
+    folders = {os.path.dirname(os.path.relpath(f, root)) or "." for f in source.files}
+    return sum(refused_in.get(folder, 0) for folder in folders)
+
+
+@dataclass(frozen=True)
+class Folder:
+    """The files directly in one folder under a root: a unit discovery can run on alone."""
+
+    root: str
+    files: tuple[str, ...]
+
+
+def list_folders(roots: list[Path]) -> tuple[list[Folder], list[RefusedInput]] | None:
+    """The folders holding files under ``roots`` (each a ``Folder``, in walking order) and the
+    folders that could not be read; None when a root is a file.
+
+    ``discover_folder`` on each, then ``merge_folders``, finds what ``discover_sources`` finds
+    where no series has files in two folders.
+
+    Raises:
+        FileNotFoundError: a root does not exist.
+    """
+    folders: list[Folder] = []
+    found = Discovery()
+    for given in roots:
+        root = Path(os.path.abspath(given))
+        if not os.path.lexists(root):
+            raise FileNotFoundError(f"{root}: source folder does not exist; check the path")
+        if not root.is_dir():
+            return None
+        root = root.resolve()
+        by_folder: dict[str, list[str]] = {}
+        for path in _walk_files(root, found):
+            by_folder.setdefault(str(path.parent), []).append(str(path))
+        folders += [Folder(str(root), tuple(files)) for files in by_folder.values()]
+    return folders, found.refused
+
+
+def discover_folder(folder: Folder) -> Discovery:
+    """The inputs among one folder's files, found as ``discover_sources`` finds them."""
+    found = Discovery()
+    with quiet_pydicom():
+        _discover_files(Path(folder.root), map(Path, folder.files), found)
+    return found
+
+
+def merge_folders(
+    parts: list[Discovery], refused_folders: list[RefusedInput]
+) -> tuple[Discovery, bool]:
+    """One ``Discovery`` of the parts ``discover_folder`` found, ordered as ``discover_sources``
+    orders it, and whether it is what ``discover_sources`` finds: False where a series has
+    files in two folders (each part holds a piece of it) or lost a refused folder beside it."""
+    found = Discovery(refused=list(refused_folders))
+    for part in parts:
+        found.sources += part.sources
+        found.refused += part.refused
+        for reason, n in part.skipped_files.items():
+            found.skipped_files[reason] += n
+    found.sources.sort(key=lambda s: (s.source_root, s.source_path, s.group_key))
+    found.refused.sort(key=lambda r: (r.source_root, r.source_path))
+    series = [s for s in found.sources if s.kind == "dicom"]
+    pieces = defaultdict(int)
+    for source in series:
+        pieces[(source.source_root, source.group_key)] += 1
+    refused_in = {
+        root: _refused_per_folder(found.refused, root) for root in {s.source_root for s in series}
+    }
+    whole = all(pieces[(s.source_root, s.group_key)] == 1 for s in series) and all(
+        refused_beside(s, refused_in[s.source_root]) == s.refused_beside for s in series
+    )
+    return found, whole
 
 
 def _discover_file_root(path: Path, found: Discovery) -> None:

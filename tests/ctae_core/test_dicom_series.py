@@ -206,3 +206,37 @@ def test_parallel_decode_gives_the_same_volume_and_the_same_gaps(tmp_path):
     four, _ = read_dicom_series(files, "s", threads=4)
     assert np.array_equal(one.hu, four.hu) and one.spacing_zyx_mm == four.spacing_zyx_mm
     assert np.array_equal(four.hu[0], hu[0]) and not np.array_equal(four.hu[5], hu[5])  # the gap
+
+
+def test_local_slice_steps_are_numpys_medians_without_its_masked_array_module(shared_data):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from ctae_core.io import slice_geometry as geo
+
+    def by_numpy(gaps, half=3):
+        return np.array([np.median(gaps[max(0, i - half): i + half + 1]) for i in range(len(gaps))])
+
+    rng = np.random.default_rng(7)
+    for n in (1, 2, 3, 6, 7, 8, 13, 99):
+        for jitter in (0.0, 1e-3):
+            gaps = rng.choice([3.0, 3.0, 6.0, 2.5, 0.7], size=n) + rng.normal(0, jitter, n)
+            assert np.array_equal(geo.local_steps(gaps), by_numpy(gaps))
+            assert geo.median(gaps) == float(np.median(gaps))
+    with_nan = np.array([3.0, np.nan, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0])
+    assert np.array_equal(geo.local_steps(with_nan), by_numpy(with_nan), equal_nan=True)
+    # np.median imports numpy.ma (~10 ms); the reader no longer does
+    chest = shared_data / "dlwpt-cptac-lscc-chest"
+    probe = (
+        "import sys, glob\n"
+        "from ctae_core.io.dicom_series import read_dicom_series\n"
+        f"files = sorted(glob.glob({str(chest)!r} + '/volumetric-dicom/*/*.dcm'))\n"
+        "volume, facts = read_dicom_series(files)\n"
+        "print(volume.shape[0], 'numpy.ma' in sys.modules)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(root)}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["99", "False"]

@@ -198,3 +198,44 @@ def test_v9_catalog_file_gains_the_native_metal_and_reingests_the_scans_that_lac
         assert scan_fingerprints(con) == {"s1": ("", "/v.npy", 3.0)}
         con.execute("UPDATE scans SET native_metal_mm3 = 0.0")
         assert scan_fingerprints(con) == {"s1": ("fp1", "/v.npy", 3.0)}
+
+
+def _columns(con: duckdb.DuckDBPyConnection) -> list[tuple]:
+    return con.execute(
+        "SELECT table_name, column_name, ordinal_position, data_type, column_default, is_nullable "
+        "FROM information_schema.columns ORDER BY table_name, ordinal_position"
+    ).fetchall()
+
+
+def test_new_catalog_is_created_in_one_commit_and_matches_every_migrated_one(tmp_path):
+    # a new file runs all migrations in one transaction; a file left at any older version
+    # runs the ones it lacks: every path ends with the same tables, columns and versions
+    from data_catalog.schema import MIGRATIONS
+
+    fresh = duckdb.connect(str(tmp_path / "new.duckdb"))
+    assert ensure_schema(fresh) == SCHEMA_VERSION
+    expected = _columns(fresh)
+    assert {row[0] for row in expected} >= TABLES
+    assert fresh.execute("SELECT list(version ORDER BY version) FROM schema_version").fetchone()[0] \
+        == sorted(MIGRATIONS) == list(range(1, SCHEMA_VERSION + 1))
+    for version in range(1, SCHEMA_VERSION):
+        con = _catalog_file_at(":memory:", version)
+        assert ensure_schema(con) == SCHEMA_VERSION
+        assert _columns(con) == expected, f"a v{version} file migrated differs from a new one"
+        assert current_version(con) == SCHEMA_VERSION
+
+
+def test_a_failing_migration_leaves_the_file_at_its_version(monkeypatch):
+    from data_catalog import schema
+
+    con = _catalog_file_at(":memory:", 8)
+    broken = {**schema.MIGRATIONS, SCHEMA_VERSION: ["ALTER TABLE no_such_table ADD COLUMN x INTEGER"]}
+    monkeypatch.setattr(schema, "MIGRATIONS", broken)
+    try:
+        ensure_schema(con)
+    except duckdb.CatalogException:
+        pass
+    else:
+        raise AssertionError("a migration of a missing table must fail")
+    assert current_version(con) == 8
+    assert "ring_contrast" not in {row[1] for row in _columns(con) if row[0] == "scans"}

@@ -16,6 +16,7 @@ from ctae_core.io.volume_store import load_volume
 from data_catalog import connect
 from data_catalog.job_runs import recent_job_runs
 from data_catalog.scans import list_ingest_errors, scan_counts, scans_table
+from data_catalog.settings import CatalogSettings
 from jobs.cli import app
 from jobs.ingest import run_ingest
 from tests.dicom_factory import (
@@ -112,19 +113,19 @@ def test_a_run_killed_between_batches_is_completed_without_duplicates(
     source_tree, settings, monkeypatch
 ):
     monkeypatch.setattr(ingest_job, "BATCH_SIZE", 1)
-    real_flush = ingest_job._flush
+    real_flush = ingest_job._Writes.flush
     calls = []
 
-    def flush_then_die(batch, settings_, summary):
-        real_flush(batch, settings_, summary)
+    def flush_then_die(writes, batch, last=False):
+        real_flush(writes, batch, last)
         calls.append(len(batch))
         if len(calls) == 2:
             raise KeyboardInterrupt  # as if the job were killed after its second write
 
-    monkeypatch.setattr(ingest_job, "_flush", flush_then_die)
+    monkeypatch.setattr(ingest_job._Writes, "flush", flush_then_die)
     with pytest.raises(KeyboardInterrupt):
         run_ingest([source_tree], settings, workers=1, progress=False)
-    monkeypatch.setattr(ingest_job, "_flush", real_flush)
+    monkeypatch.setattr(ingest_job._Writes, "flush", real_flush)
     with connect(settings.catalog_path, read_only=True) as con:
         partial = scan_counts(con)
     assert partial["scans"] + partial["ingest_errors"] == 2
@@ -186,3 +187,64 @@ def test_discovery_reports_every_file_it_looks_at_before_any_input_is_read(tmp_p
     )
     assert result.exit_code == 0, result.output
     assert "discover: 27file" in result.output  # 24 slices and the three other files
+
+
+def _rows(settings) -> list[tuple]:
+    with connect(settings.catalog_path, read_only=True) as con:
+        scans = scans_table(con).sort_values("scan_id")
+        errors = list_ingest_errors(con).sort_values("source_path")
+    keep = ["scan_id", "source_path", "content_hash", "orig_size_z", "missing_slices", "warnings"]
+    return [tuple(r) for r in scans[keep].itertuples(index=False)] + [
+        tuple(r) for r in errors[["source_path", "source_path", "reason"]].itertuples(index=False)
+    ]
+
+
+def test_workers_that_discover_find_a_series_split_over_two_folders_as_one(tmp_path):
+    # each forked worker discovers a folder and ingests what it found there at once; a series
+    # whose files lie in two folders is seen in two pieces, so the tree is discovered again
+    # in the parent: the rows are those of one process, and no piece's volume is left behind
+    root = tmp_path / "in"
+    write_phantom(root / "a", header=SeriesHeaderSpec(series_uid="1.2.826.11"))
+    write_phantom(root / "b", phantom(seed=3), header=SeriesHeaderSpec(series_uid="1.2.826.12"))
+    files = write_phantom(root / "split" / "1", phantom(seed=4),
+                          header=SeriesHeaderSpec(series_uid="1.2.826.13"))
+    (root / "split" / "2").mkdir()
+    for path in files[::2]:
+        path.rename(root / "split" / "2" / path.name)
+    write_junk(root / "b")
+    (root / "b" / "broken.dcm").write_bytes(b"not a dicom file at all")
+    settings = {}
+    for name, workers in (("inline", 1), ("pool", 2)):
+        settings[name] = CatalogSettings.resolve(tmp_path / f"{name}.duckdb", tmp_path / name, env={})
+        summary = run_ingest([root], settings[name], workers=workers, progress=False)
+        assert (summary.found, summary.ingested, sum(summary.failed.values())) == (3, 3, 1)
+    assert _rows(settings["pool"]) == _rows(settings["inline"])
+    assert sorted(r[1] for r in _rows(settings["pool"])[:3]) == ["a", "b", "split"]
+    ids = {r[0] for r in _rows(settings["pool"])[:3]}
+    assert {p.stem for p in settings["pool"].volumes_dir.iterdir()} == ids
+    again = run_ingest([root], settings["pool"], workers=2, progress=False)
+    assert (again.ingested, again.skipped_unchanged) == (0, 3)
+
+
+def test_workers_that_discover_keep_their_work_when_one_dies(tmp_path, monkeypatch):
+    # a worker killed while reading one folder's series: the other folders' scans are kept,
+    # the tree is discovered again here, and the killing series is tried the usual way
+    import jobs.ingest_worker as worker_module
+
+    root = tmp_path / "in"
+    for k, name in enumerate(("a", "crash", "c")):
+        write_phantom(root / name, phantom(seed=k), header=SeriesHeaderSpec(series_uid=f"1.2.9.{k}"))
+    real = worker_module._ingest
+
+    def dies_on_crash(source, *args):
+        if source.source_path == "crash":
+            os._exit(3)  # as a decoder's segfault would end the worker
+        return real(source, *args)
+
+    monkeypatch.setattr(worker_module, "_ingest", dies_on_crash)
+    settings = CatalogSettings.resolve(tmp_path / "c.duckdb", tmp_path / "store", env={})
+    summary = run_ingest([root], settings, workers=2, progress=False)
+    assert (summary.found, summary.ingested, dict(summary.failed)) == (3, 2, {"worker_died": 1})
+    rows = _rows(settings)
+    assert sorted(r[1] for r in rows[:2]) == ["a", "c"] and rows[2][1:] == ("crash", "worker_died")
+    assert {p.stem for p in settings.volumes_dir.iterdir()} == {r[0] for r in rows[:2]}
