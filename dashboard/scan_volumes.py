@@ -39,8 +39,9 @@ MAX_NATIVE_BYTES = 1_000_000_000
 """Largest series shown as acquired (int16 voxels, held whole by the browser); larger ones
 show the stored volume."""
 META = "meta.json"
-FORMAT = "preview-v1"
-"""Part of every volume entry's name: entries of an older layout (no preview) are not reused."""
+FORMAT = "preview-v2"
+"""Part of every volume entry's name: entries of an older layout (one preview or none) are not
+reused."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,8 @@ class ViewerScan:
     note: str
     overlays: list[dict[str, Any]] = field(default_factory=list)
     crosshair_xyz: list[int] | None = None  # the scan's voxel at the hottest |error| region
-    preview: dict[str, Any] | None = None  # file, factor, shape_zyx of the whole-volume preview
+    previews: list[dict[str, Any]] = field(default_factory=list)  # file, factor, shape_zyx of
+    # each whole-volume preview, coarsest first
 
 
 def _entry(name: str) -> dict[str, Any] | None:
@@ -122,7 +124,7 @@ def _volume_meta(hu: np.ndarray, affine: np.ndarray, spacing: list[float], **ext
     def write(folder: Path) -> dict[str, Any]:
         slabs = viewer_files.write_slabs(folder, hu)
         return {"slabs": slabs, "slab_slices": viewer_files.slab_slices(hu.shape),
-                "preview": viewer_files.write_preview(folder, hu),
+                "previews": viewer_files.write_previews(folder, hu),
                 "shape_zyx": list(hu.shape), "spacing_zyx_mm": spacing,
                 "affine": affine.tolist(), **extra}
     return write
@@ -244,8 +246,5 @@ def viewer_scan(scan: dict[str, Any]) -> ViewerScan:
                              for v, n in zip(voxel, meta["shape_zyx"][::-1], strict=True)]
     return ViewerScan(name, [f"{name}/{s}" for s in meta["slabs"]], meta["slab_slices"],
                       meta["shape_zyx"], meta["spacing_zyx_mm"], meta["affine"], meta["native"],
-                      meta["note"], overlays, crosshair, _in_folder(name, meta.get("preview")))
-
-
-def _in_folder(name: str, preview: dict[str, Any] | None) -> dict[str, Any] | None:
-    return {**preview, "file": f"{name}/{preview['file']}"} if preview else None
+                      meta["note"], overlays, crosshair,
+                      [{**p, "file": f"{name}/{p['file']}"} for p in meta["previews"]])

@@ -1,0 +1,233 @@
+"""Where a viewer open's time goes, on the browser's own clock (ms from navigation start).
+
+For each open of ``/viewer?scan=ID`` by a returning visitor (and of a bare one-line Streamlit
+page, the floor) it prints: the page's HTML and scripts, the websocket's open, its first message
+sent (the rerun request), every message received (size; the one that carries the viewer
+element is marked), the viewer iframe's insertion, its navigation start, HTML, main.js, each
+fetch before the first slice (bytes, start, end), the first slice drawn and scrollable. With
+``--profile``: the renderer's main-thread CPU profile of one open, self time per script URL.
+
+Run: ``.venv/bin/python benchmarks/trace_viewer_open.py --port 8811 [--repeats 3] [--profile]``
+(reuses benchmarks/out/trace/ when it holds the series; ``--fresh`` rebuilds it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("CTAE_BENCH_OUT", str(ROOT / "benchmarks" / "out" / "trace"))
+
+from benchmarks import bench_viewer  # noqa: E402
+from data_catalog import connect  # noqa: E402
+from tests.dashboard.viewer_browser import (  # noqa: E402
+    BROWSER_ARGS,
+    CHROMIUM,
+    open_scan,
+    start_dashboard,
+)
+
+WATCH = """
+(() => {
+  const t = (window.__trace = { ws: [], iframe: null });
+  const Native = window.WebSocket;
+  window.WebSocket = function (...a) {
+    const ws = new Native(...a);
+    ws.binaryType = 'arraybuffer';
+    ws.addEventListener('open', () => t.ws.push({ at: performance.now(), what: 'open' }));
+    const send = ws.send.bind(ws);
+    ws.send = (d) => { t.ws.push({ at: performance.now(), what: 'sent', bytes: d.byteLength || d.length }); send(d); };
+    ws.addEventListener('message', (e) => {
+      const bytes = e.data.byteLength || e.data.size || e.data.length;
+      let viewer = false;
+      if (e.data instanceof ArrayBuffer) {
+        const s = new TextDecoder('latin1').decode(e.data);
+        viewer = s.includes('ctae_scan_viewer');
+      }
+      t.ws.push({ at: performance.now(), what: 'received', bytes, viewer });
+    });
+    return ws;
+  };
+  window.WebSocket.prototype = Native.prototype;
+  Object.assign(window.WebSocket, { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
+  new MutationObserver(() => {
+    if (!t.iframe && document.querySelector('iframe[title*="ctae_scan_viewer"]')) t.iframe = performance.now();
+    if (!t.bare && [...document.querySelectorAll('[data-testid="stMarkdown"]')]
+        .some(e => e.innerText.includes('A bare Streamlit page'))) t.bare = performance.now();
+  }).observe(document, { childList: true, subtree: true });
+})();
+"""
+
+COLLECT = """() => {
+  const nav = performance.getEntriesByType('navigation')[0];
+  const res = performance.getEntriesByType('resource').map(r => ({ name: r.name.split('/').slice(-2).join('/'),
+    start: r.startTime, end: r.responseEnd, bytes: r.transferSize || r.encodedBodySize }));
+  const frame = [...document.querySelectorAll('iframe')].find(f => f.title.includes('ctae_scan_viewer'));
+  let inner = null;
+  if (frame) {
+    const w = frame.contentWindow, shift = w.performance.timeOrigin - performance.timeOrigin;
+    const fnav = w.performance.getEntriesByType('navigation')[0];
+    inner = { origin: shift, html: fnav ? shift + fnav.responseEnd : null,
+      dcl: fnav ? shift + fnav.domContentLoadedEventEnd : null,
+      resources: w.performance.getEntriesByType('resource').map(r => ({ name: r.name.split('/').slice(-2).join('/'),
+        start: shift + r.startTime, end: shift + r.responseEnd, bytes: r.transferSize || r.encodedBodySize })),
+      first: w.ctaeViewer.at.first - performance.timeOrigin,
+      scrollable: w.ctaeViewer.at.scrollable - performance.timeOrigin,
+      loaded: w.ctaeViewer.at.loaded - performance.timeOrigin };
+  }
+  return { html: nav.responseEnd, dcl: nav.domContentLoadedEventEnd, load: nav.loadEventEnd,
+           res, ws: window.__trace.ws, iframe: window.__trace.iframe, bare: window.__trace.bare, inner };
+}"""
+
+_VIEWER_DONE = """() => { const f = [...document.querySelectorAll('iframe')].find(f => f.title.includes('ctae_scan_viewer'));
+  return f && f.contentWindow.ctaeViewer && f.contentWindow.ctaeViewer.ready; }"""
+
+
+def _prepared() -> tuple[Path, str]:
+    catalog = bench_viewer.OUT / "catalog.duckdb"
+    if catalog.exists():
+        with connect(catalog, read_only=True) as con:
+            found = con.execute("SELECT scan_id FROM scans WHERE source_path = '.'").fetchone()
+        if found:
+            return catalog, found[0]
+    settings, scan_id, _ = bench_viewer.prepare((300, 512, 512))
+    return settings.catalog_path, scan_id
+
+
+def _summary(trace: dict) -> dict[str, float]:
+    """The milestones of one open, ms from navigation start."""
+    ws = trace["ws"]
+    fetched = sum(r["bytes"] for r in trace["res"] if "/static/" in r["name"] or r["name"].startswith("js/"))
+    got = [m for m in ws if m["what"] == "received"]
+    out = {"html": trace["html"], "dcl": trace["dcl"],
+           "ws open": next((m["at"] for m in ws if m["what"] == "open"), float("nan")),
+           "rerun sent": next((m["at"] for m in ws if m["what"] == "sent"), float("nan")),
+           "first msg": got[0]["at"] if got else float("nan"),
+           "last msg": got[-1]["at"] if got else float("nan"),
+           "harness (bench_viewer's clock)": trace["harness"],
+           "Streamlit's scripts over the network (kB)": fetched / 1000}
+    viewer = [m["at"] for m in got if m.get("viewer")]
+    if viewer:
+        out["viewer msg"] = viewer[0]
+    if trace.get("bare") is not None:
+        out["bare page drawn"] = trace["bare"]
+    if trace["iframe"] is not None:
+        out["iframe in DOM"] = trace["iframe"]
+    inner = trace["inner"]
+    if inner:
+        out.update({"iframe start": inner["origin"], "iframe html": inner["html"],
+                    "iframe dcl": inner["dcl"], "first slice": inner["first"],
+                    "scrollable": inner["scrollable"], "full res": inner["loaded"]})
+    return out
+
+
+def _print(trace: dict, what: str) -> None:
+    print(f"--- {what}")
+    for m in trace["ws"]:
+        mark = " (viewer element)" if m.get("viewer") else ""
+        print(f"  ws {m['what']:8s} {m['at']:7.0f} ms {m.get('bytes', '')}{mark}")
+    for r in trace["res"]:
+        print(f"  page fetch {r['name'][-50:]:50s} {r['start']:7.0f} -> {r['end']:7.0f} ms {r['bytes']} B")
+    if trace["inner"]:
+        for r in trace["inner"]["resources"]:
+            print(f"  iframe fetch {r['name'][-40:]:40s} {r['start']:7.0f} -> {r['end']:7.0f} ms {r['bytes']} B")
+    print("  " + ", ".join(f"{k} {v:.0f}" for k, v in _summary(trace).items()))
+
+
+def _profile(page, cdp, url: str) -> None:
+    cdp.send("Profiler.enable")
+    cdp.send("Profiler.setSamplingInterval", {"interval": 200})
+    cdp.send("Profiler.start")
+    page.goto(url, wait_until="commit")
+    page.wait_for_function(_VIEWER_DONE, timeout=120000, polling="raf")
+    profile = cdp.send("Profiler.stop")["profile"]
+    nodes = {n["id"]: n for n in profile["nodes"]}
+    dt = collections.Counter()
+    for sample, delta in zip(profile["samples"], profile["timeDeltas"], strict=True):
+        frame = nodes[sample]["callFrame"]
+        key = frame["url"].split("/")[-1] or f"({frame['functionName'] or 'native'})"
+        dt[key] += delta / 1000
+    for key, ms in dt.most_common(15):
+        print(f"  {ms:7.0f}  {key}")
+
+
+def main(port: int, repeats: int, profile: bool, against: str | None) -> None:
+    from playwright.sync_api import sync_playwright
+
+    catalog, scan_id = _prepared()
+    servers = [start_dashboard(catalog, port), bench_viewer._bare(port + 2)]
+    (_, url), (_, bare_url) = servers
+    targets = [("viewer", url), ("bare page", bare_url)]
+    if against:  # that source tree's dashboard on a copy of the catalog, interleaved
+        copy = bench_viewer.OUT / "against.duckdb"
+        shutil.copy2(catalog, copy)
+        servers.append(start_dashboard(copy, port + 1, Path(against)))
+        targets.insert(1, (f"viewer of {against}", servers[-1][1]))
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
+            contexts = {}  # one returning visitor per target: one's series must not evict another's cache
+            for what, _ in targets:
+                contexts[what] = browser.new_context(viewport=bench_viewer.VIEWPORT)
+                contexts[what].add_init_script(WATCH)
+            runs = collections.defaultdict(list)
+            for i in range(repeats + 1):  # the first visit fills the browser cache
+                for what, server in targets:
+                    viewer = what.startswith("viewer")
+                    page = contexts[what].new_page()
+                    started = time.perf_counter()
+                    if viewer:  # as bench_viewer times it
+                        harness = open_scan(page, server, scan_id)[0]
+                    else:
+                        page.goto(server, wait_until="commit")
+                        page.wait_for_function(bench_viewer._BARE_DRAWN, timeout=120000,
+                                               polling="raf")
+                        harness = time.perf_counter() - started
+                    page.wait_for_function(_VIEWER_DONE if viewer else bench_viewer._BARE_DRAWN,
+                                           timeout=120000, polling="raf")
+                    page.wait_for_timeout(300)
+                    trace = page.evaluate(COLLECT)
+                    trace["harness"] = harness * 1000
+                    page.close()
+                    if i:
+                        _print(trace, f"{what}, returning visitor, round {i} ({bench_viewer._load()})")
+                        runs[what].append(_summary(trace))
+            for what, summaries in runs.items():
+                keys = summaries[0].keys()
+                print(f"=== {what}, medians of {len(summaries)} (ms from navigation start): " + ", ".join(
+                    f"{k} {statistics.median(s[k] for s in summaries if k in s):.0f}" for k in keys))
+            if profile:
+                for what, server in targets:
+                    if what.startswith("viewer"):
+                        print(f"--- {what}: main-thread CPU profile of one open")
+                        page = contexts[what].new_page()
+                        _profile(page, contexts[what].new_cdp_session(page), f"{server}/viewer?scan={scan_id}")
+            browser.close()
+    finally:
+        for server, _ in servers:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=8811, help="dashboard port (+2: the bare page)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--fresh", action="store_true", help="rebuild the series and catalog")
+    parser.add_argument("--against", metavar="TREE", help="also time this source tree's viewer "
+                        "(e.g. `git worktree add /tmp/v-old 5f82971`), interleaved")
+    args = parser.parse_args()
+    if args.fresh:
+        shutil.rmtree(bench_viewer.OUT, ignore_errors=True)
+    main(args.port, args.repeats, args.profile, args.against)
+    print(json.dumps({"load": bench_viewer._load()}))
