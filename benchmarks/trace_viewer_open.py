@@ -54,13 +54,17 @@ WATCH = """
         viewer = s.includes('ctae_scan_viewer');
       }
       t.ws.push({ at: performance.now(), what: 'received', bytes, viewer });
+      if (viewer) performance.mark('ctae:viewer-msg');
     });
     return ws;
   };
   window.WebSocket.prototype = Native.prototype;
   Object.assign(window.WebSocket, { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
   new MutationObserver(() => {
-    if (!t.iframe && document.querySelector('iframe[title*="ctae_scan_viewer"]')) t.iframe = performance.now();
+    if (!t.iframe && document.querySelector('iframe[title*="ctae_scan_viewer"]')) {
+      t.iframe = performance.now();
+      performance.mark('ctae:iframe');
+    }
     if (!t.bare && [...document.querySelectorAll('[data-testid="stMarkdown"]')]
         .some(e => e.innerText.includes('A bare Streamlit page'))) t.bare = performance.now();
   }).observe(document, { childList: true, subtree: true });
@@ -151,13 +155,84 @@ def _profile(page, cdp, url: str) -> None:
     page.wait_for_function(_VIEWER_DONE, timeout=120000, polling="raf")
     profile = cdp.send("Profiler.stop")["profile"]
     nodes = {n["id"]: n for n in profile["nodes"]}
-    dt = collections.Counter()
+    by_script, by_function = collections.Counter(), collections.Counter()
     for sample, delta in zip(profile["samples"], profile["timeDeltas"], strict=True):
         frame = nodes[sample]["callFrame"]
-        key = frame["url"].split("/")[-1] or f"({frame['functionName'] or 'native'})"
-        dt[key] += delta / 1000
-    for key, ms in dt.most_common(15):
+        script = frame["url"].split("/")[-1] or f"({frame['functionName'] or 'native'})"
+        by_script[script] += delta / 1000
+        by_function[f"{frame['functionName'] or '(anonymous)'} {script}:{frame['lineNumber']}"] += delta / 1000
+    print("  self time by script (ms):")
+    for key, ms in by_script.most_common(12):
         print(f"  {ms:7.0f}  {key}")
+    print("  self time by function (ms):")
+    for key, ms in by_function.most_common(25):
+        print(f"  {ms:7.0f}  {key}")
+
+
+def _timeline(browser, page, url: str) -> None:
+    """A Chromium performance trace of one open: the main thread's exclusive time per event kind
+    from the viewer element's arrival to its iframe's insertion."""
+    browser.start_tracing(page=page, categories=["devtools.timeline", "blink.user_timing", "v8.execute",
+                                                 "disabled-by-default-devtools.timeline",
+                                                 "disabled-by-default-v8.cpu_profiler"])
+    page.goto(url, wait_until="commit")
+    page.wait_for_function(_VIEWER_DONE, timeout=120000, polling="raf")
+    events = json.loads(browser.stop_tracing())["traceEvents"]
+    marks = {e["name"]: e["ts"] for e in events if e["name"].startswith("ctae:")}
+    mains = {(e["pid"], e["tid"]) for e in events
+             if e.get("ph") == "M" and e["name"] == "thread_name" and e["args"]["name"] == "CrRendererMain"}
+    if "ctae:viewer-msg" not in marks or "ctae:iframe" not in marks:
+        print("  (marks missing)", sorted(marks))
+        return
+    start, end = marks["ctae:viewer-msg"], marks["ctae:iframe"]
+    print(f"--- timeline: viewer element -> iframe inserted, {(end - start) / 1000:.0f} ms; "
+          "renderer main thread, exclusive ms by event")
+    for thread in mains:
+        spans = sorted((e for e in events if (e["pid"], e["tid"]) == thread and e.get("ph") == "X"
+                        and e["ts"] < end and e["ts"] + e.get("dur", 0) > start),
+                       key=lambda e: (e["ts"], -e.get("dur", 0)))
+        own, stack = collections.Counter(), []
+        for e in spans:
+            b, f = max(e["ts"], start), min(e["ts"] + e.get("dur", 0), end)
+            while stack and stack[-1][1] <= b:
+                stack.pop()
+            if stack:
+                own[stack[-1][2]] -= f - b
+            own[e["name"]] += f - b
+            stack.append((b, f, e["name"]))
+        busy = sum(v for k, v in own.items())
+        if busy < 1000:
+            continue
+        print(f"  thread {thread}: busy {busy / 1000:.0f} ms")
+        for name, us in own.most_common(14):
+            print(f"  {us / 1000:7.1f}  {name}")
+    _samples(events, start, end)
+
+
+def _samples(events: list[dict], start: float, end: float) -> None:
+    """JavaScript self time by function between ``start`` and ``end`` (trace clock), from the
+    V8 sampling profiler's chunks in the trace, for the busiest profiled thread."""
+    nodes, by_thread = {}, collections.defaultdict(collections.Counter)
+    for e in sorted((e for e in events if e["name"] in ("Profile", "ProfileChunk")),
+                    key=lambda e: e["ts"]):
+        key = (e["pid"], e["id"])
+        data = e["args"]["data"]
+        if e["name"] == "Profile":
+            nodes[key] = {"t": data.get("startTime", e["ts"])}
+            continue
+        state = nodes.setdefault(key, {"t": e["ts"]})
+        profile = data.get("cpuProfile", {})
+        for node in profile.get("nodes", []):
+            frame = node["callFrame"]
+            state[node["id"]] = f"{frame.get('functionName') or '(anonymous)'} {frame.get('url', '').split('/')[-1]}"
+        for sample, delta in zip(profile.get("samples", []), data.get("timeDeltas", []), strict=False):
+            state["t"] += delta
+            if start <= state["t"] <= end:
+                by_thread[key][state.get(sample, "?")] += delta
+    for key, counter in sorted(by_thread.items(), key=lambda kv: -sum(kv[1].values()))[:1]:
+        print(f"  JavaScript samples in that window (ms), profile {key}:")
+        for name, us in counter.most_common(25):
+            print(f"  {us / 1000:7.1f}  {name}")
 
 
 def main(port: int, repeats: int, profile: bool, against: str | None) -> None:
@@ -211,6 +286,9 @@ def main(port: int, repeats: int, profile: bool, against: str | None) -> None:
                         print(f"--- {what}: main-thread CPU profile of one open")
                         page = contexts[what].new_page()
                         _profile(page, contexts[what].new_cdp_session(page), f"{server}/viewer?scan={scan_id}")
+                        page.close()
+                        page = contexts[what].new_page()
+                        _timeline(browser, page, f"{server}/viewer?scan={scan_id}")
             browser.close()
     finally:
         for server, _ in servers:

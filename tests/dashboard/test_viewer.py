@@ -18,7 +18,10 @@ def _open_selection(open_page, settings, scan_ids, reviewer="dana"):
 
 
 def _facts(at) -> dict[str, str]:
-    """The scan facts table (Markdown, in its expander) as fact -> value."""
+    """The scan facts table (Markdown, in its expander, drawn once opened) as fact -> value."""
+    assert not [m for m in at.expander[0].markdown if m.value.startswith("| fact |")]
+    at.session_state["facts_open"] = True
+    at.run()
     (table,) = [m.value for m in at.expander[0].markdown if m.value.startswith("| fact |")]
     rows = [line[2:-2].split(" | ") for line in table.splitlines()[2:]]
     return {fact: value for fact, value in rows}
