@@ -28,11 +28,12 @@ from ctae_core.io import viewer_files
 from ctae_core.io.native_series import SourceUnavailableError, read_native_volume
 from ctae_core.io.resample import isotropic_grid
 from ctae_core.io.volume_store import load_volume
+from dashboard import component_files
 
 logger = logging.getLogger(__name__)
 
-VIEWER_CACHE = Path(tempfile.gettempdir()) / f"ctae-viewer-{os.getuid()}"
-"""Where the viewer's files live (served read-only to the browser)."""
+VIEWER_CACHE = component_files.served_folder("viewer")
+"""Where the viewer's files live (served read-only to the browser by ``volume_viewer``)."""
 CACHE_SCANS = 6
 """Volumes (and overlay sets) kept in the cache; older ones are deleted when one is written."""
 MAX_NATIVE_BYTES = 1_000_000_000
@@ -64,18 +65,18 @@ class ViewerScan:
 
 
 def _entry(name: str) -> dict[str, Any] | None:
-    meta = VIEWER_CACHE / name / META
+    if not component_files.mark_used(VIEWER_CACHE / name):  # the newest used are the ones kept
+        return None
     try:
-        os.utime(meta)  # the newest used are the ones kept
-        return json.loads(meta.read_text())
-    except FileNotFoundError:
+        return json.loads((VIEWER_CACHE / name / META).read_text())
+    except FileNotFoundError:  # evicted by another session meanwhile
         return None
 
 
 def _store(name: str, write) -> dict[str, Any]:
     """Build a cache entry in a temporary folder with ``write(folder) -> meta``, then move it
     into place and delete the oldest entries of its kind."""
-    VIEWER_CACHE.mkdir(mode=0o700, parents=True, exist_ok=True)
+    VIEWER_CACHE.mkdir(mode=0o700, parents=True, exist_ok=True)  # in case it was cleaned away
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=VIEWER_CACHE))
     try:
         meta = write(tmp)
@@ -84,19 +85,8 @@ def _store(name: str, write) -> dict[str, Any]:
             viewer_files.replace_folder(tmp, VIEWER_CACHE / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    kind = name.split("-")[0]
-    entries = sorted(VIEWER_CACHE.glob(f"{kind}-*/{META}"), key=_used, reverse=True)
-    for old in entries[CACHE_SCANS:]:
-        if old.parent.name != name:
-            shutil.rmtree(old.parent, ignore_errors=True)
+    component_files.keep_newest(VIEWER_CACHE, f"{name.split('-')[0]}-*", CACHE_SCANS, spare=name)
     return meta
-
-
-def _used(meta: Path) -> float:
-    try:
-        return meta.stat().st_mtime
-    except FileNotFoundError:  # evicted by another session meanwhile
-        return 0.0
 
 
 def _hash(*parts: Any) -> str:

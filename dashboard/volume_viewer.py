@@ -11,6 +11,7 @@ from typing import Any
 
 import streamlit.components.v1 as components
 
+from dashboard import component_files
 from dashboard.render import ViewSettings
 from dashboard.scan_volumes import VIEWER_CACHE, ViewerScan
 from dashboard.slices import WINDOW_PRESETS
@@ -18,17 +19,14 @@ from dashboard.slices import WINDOW_PRESETS
 _COMPONENT = components.declare_component(
     "ctae_scan_viewer", path=str(Path(__file__).with_name("slice_viewer"))
 )
-VIEWER_CACHE.mkdir(mode=0o700, parents=True, exist_ok=True)
-# A second component whose "frontend" is the cache folder: Streamlit serves its files at
-# /component/<name>/<file>, next to the viewer's own, so the browser fetches (and caches) them.
-_FILES = components.declare_component("ctae_viewer_files", path=str(VIEWER_CACHE))
+_FILES_BASE = component_files.serve(VIEWER_CACHE, "ctae_viewer_files")
 
 
 def scan_viewer(scan: ViewerScan, scan_key: str, height: int = 440) -> Any:
     """Draw the viewer; returns ``{"failed": why}`` when the browser could not, else None."""
     view = ViewSettings(opacity=0.4)
     return _COMPONENT(
-        files_base=f"../{_FILES.name}/",
+        files_base=_FILES_BASE,
         scan=asdict(scan),
         window_hu=[view.width_hu, view.level_hu],
         window_presets=WINDOW_PRESETS,
