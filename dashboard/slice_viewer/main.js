@@ -478,10 +478,12 @@ async function loadScan(a) {
     scrollable();
   };
   // the first slice needs only the coarsest preview (1/64 of the series) or, for a series of one
-  // slab, that slab; the crosshair's slab sets off beside it and replaces the preview where it lands
+  // slab, that slab; the crosshair's slab follows (nothing shares the link with the first bytes)
+  // and replaces the preview where it lands
   const [coarse, ...finer] = s.previews;
-  const firstSlab = fetchSlab(nearest());
+  let firstSlab = coarse ? null : fetchSlab(nearest());
   await Promise.all([coarse ? fetchPreview(coarse) : firstSlab, ...overlayLoads]);
+  if (!firstSlab) firstSlab = fetchSlab(nearest());
   if (controller.signal.aborted) return;
   scan = next; // show the scan now, with its overlays
   dirty.add(0).add(1).add(2);
