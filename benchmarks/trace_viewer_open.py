@@ -1,14 +1,19 @@
 """Where a viewer open's time goes, on the browser's own clock (ms from navigation start).
 
 For each open of ``/viewer?scan=ID`` by a returning visitor (and of a bare one-line Streamlit
-page, the floor) it prints: the page's HTML and scripts, the websocket's open, its first message
-sent (the rerun request), every message received (size; the one that carries the viewer
-element is marked), the viewer iframe's insertion, its navigation start, HTML, main.js, each
-fetch before the first slice (bytes, start, end), the first slice drawn and scrollable. With
-``--profile``: the renderer's main-thread CPU profile of one open, self time per script URL.
+page, the floor; each target in its own browser context, as a returning visitor of that page
+alone) it prints: the page's HTML and scripts, the websocket's open, its first message sent (the
+rerun request), every message received (size; the one that carries the viewer element is
+marked), the viewer iframe's insertion, its navigation start, HTML, main.js, each fetch (bytes,
+start, end), the first slice drawn, scrollable, full resolution, and bench_viewer's own clock of
+the first slice; then the medians. ``--against TREE`` times that source tree's viewer too,
+interleaved. ``--profile``: for one open of each viewer, the renderer's CPU profile (self time by
+script and by function) and a Chromium performance trace of the main thread from the viewer
+element's arrival to its iframe's insertion (exclusive time by event; JavaScript by function).
 
-Run: ``.venv/bin/python benchmarks/trace_viewer_open.py --port 8811 [--repeats 3] [--profile]``
-(reuses benchmarks/out/trace/ when it holds the series; ``--fresh`` rebuilds it).
+Run: ``.venv/bin/python benchmarks/trace_viewer_open.py --port 8811 [--repeats 5] [--profile]
+[--against /tmp/v-old]`` (ports N, N+1 for TREE, N+2 for the bare page; reuses
+benchmarks/out/trace/ when it holds the series; ``--fresh`` rebuilds it).
 """
 
 from __future__ import annotations
@@ -110,15 +115,13 @@ def _prepared() -> tuple[Path, str]:
 def _summary(trace: dict) -> dict[str, float]:
     """The milestones of one open, ms from navigation start."""
     ws = trace["ws"]
-    fetched = sum(r["bytes"] for r in trace["res"] if "/static/" in r["name"] or r["name"].startswith("js/"))
     got = [m for m in ws if m["what"] == "received"]
     out = {"html": trace["html"], "dcl": trace["dcl"],
            "ws open": next((m["at"] for m in ws if m["what"] == "open"), float("nan")),
            "rerun sent": next((m["at"] for m in ws if m["what"] == "sent"), float("nan")),
            "first msg": got[0]["at"] if got else float("nan"),
            "last msg": got[-1]["at"] if got else float("nan"),
-           "harness (bench_viewer's clock)": trace["harness"],
-           "Streamlit's scripts over the network (kB)": fetched / 1000}
+           "harness (bench_viewer's clock)": trace["harness"]}
     viewer = [m["at"] for m in got if m.get("viewer")]
     if viewer:
         out["viewer msg"] = viewer[0]

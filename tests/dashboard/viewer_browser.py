@@ -98,13 +98,17 @@ def wait_drawn(where, scan_id: str, started: float, timeout_ms: int) -> tuple[fl
     """Seconds since ``started`` (perf_counter) until ``scan_id``'s first slice is drawn, until
     every slice can be drawn, and until the whole series has arrived at full resolution;
     ``where``: the page or the viewer's frame."""
-    seen = (f"id => {{ const v = {_VIEWER}; return v && (v.error || "
-            "String(v.key).startsWith(id + ':') && (WHEN)); }")
-    times = []
-    for ready in ("v.firstDrawMs !== null", SCROLLABLE, "v.ready"):
-        where.wait_for_function(seen.replace("WHEN", ready), arg=scan_id, timeout=timeout_ms,
-                                polling="raf")
+    seen = (f"id => {{ const v = {_VIEWER}; if (!v || !(v.error || String(v.key).startsWith(id + ':')"
+            " && (WHEN))) return false; return [v.firstDrawMs !== null, " + SCROLLABLE + ", v.ready]; }")
+    times: list[float] = []
+    for k, ready in enumerate(("v.firstDrawMs !== null", SCROLLABLE, "v.ready")):
+        if len(times) > k:  # this milestone was already reached when the one before was seen
+            continue
+        reached = where.wait_for_function(seen.replace("WHEN", ready), arg=scan_id,
+                                          timeout=timeout_ms, polling="raf").json_value()
         times.append(time.perf_counter() - started)
+        while len(times) < 3 and reached[len(times)]:  # reached together: the same time
+            times.append(times[-1])
     error = where.evaluate(f"() => {_VIEWER}.error")
     if error:
         raise RuntimeError(f"viewer failed: {error}")
