@@ -75,5 +75,9 @@ def test_reviewers_never_see_source_paths(catalog, open_page):
         at.switch_page("app_pages/viewer.py").run()
         assert not at.exception
         facts[role] = set(_facts(at))
+        history = [c.value for c in at.expander[0].caption].count("Label history (newest first)")
+        assert history == (role == "admin")  # in the opened expander, for admins only
+        if role == "admin":
+            assert len(at.expander[0].dataframe[0].value) == 2  # syn0000001's two labels
     assert {"source_path", "series_uid"} <= facts["admin"]
     assert not {"source_path", "series_uid"} & facts["reviewer"]
