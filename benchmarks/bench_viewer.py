@@ -73,7 +73,8 @@ _OVERVIEW_DRAWN = """() => !document.querySelector('[data-testid="stStatusWidget
 """The Overview's training curve drawn: Plotly before 7a4e7af, ECharts since (it names a chart
 once drawn), so --against an earlier build times its page the same way."""
 _BROWSER_CLOCK = """() => { const v = window.ctaeViewer; return v.at
-    ? [v.at.first, v.at.scrollable, v.at.loaded].map(t => (t - window.parent.performance.timeOrigin) / 1000)
+    ? [v.at.first, v.at.crosshairFull, v.at.scrollable, v.at.loaded]
+        .map(t => t ? (t - window.parent.performance.timeOrigin) / 1000 : null)
     : null; }"""
 
 
@@ -152,7 +153,8 @@ def _open(context, url: str, scan_id: str, what: str) -> tuple[float, float, flo
     own = ", ".join(f"{v:.2f}" if v is not None else "-" for v in clock) if clock else "-"
     viewer = [frame.evaluate(f"() => window.ctaeViewer.{k}") for k in ("firstDrawMs", "loadMs")]
     print(f"  open {what}: first slice {times[0]:.2f} s, scrollable {times[1]:.2f} s, full "
-          f"resolution {times[2]:.2f} s (browser clock from navigation start: {own}; the viewer "
+          f"resolution {times[2]:.2f} s (browser clock from navigation start: first slice, the "
+          f"crosshair's slice at full resolution, scrollable, all: {own}; the viewer "
           f"itself: {viewer[0] / 1000:.2f} / {viewer[1] / 1000:.2f} s), {_load()}", flush=True)
     page.close()
     return times

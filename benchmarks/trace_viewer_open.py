@@ -90,6 +90,7 @@ COLLECT = """() => {
       resources: w.performance.getEntriesByType('resource').map(r => ({ name: r.name.split('/').slice(-2).join('/'),
         start: shift + r.startTime, end: shift + r.responseEnd, bytes: r.transferSize || r.encodedBodySize })),
       first: w.ctaeViewer.at.first - performance.timeOrigin,
+      crosshairFull: (w.ctaeViewer.at.crosshairFull || NaN) - performance.timeOrigin,
       scrollable: w.ctaeViewer.at.scrollable - performance.timeOrigin,
       loaded: w.ctaeViewer.at.loaded - performance.timeOrigin };
   }
@@ -133,6 +134,7 @@ def _summary(trace: dict) -> dict[str, float]:
     if inner:
         out.update({"iframe start": inner["origin"], "iframe html": inner["html"],
                     "iframe dcl": inner["dcl"], "first slice": inner["first"],
+                    "its slice at full resolution": inner["crosshairFull"],
                     "scrollable": inner["scrollable"], "full res": inner["loaded"]})
     return out
 

@@ -481,9 +481,12 @@ async function loadScan(a) {
   // slab, that slab; the crosshair's slab follows (nothing shares the link with the first bytes)
   // and replaces the preview where it lands
   const [coarse, ...finer] = s.previews;
-  let firstSlab = coarse ? null : fetchSlab(nearest());
+  const crosshairSlab = () => fetchSlab(nearest()).then(() => {
+    state.at.crosshairFull = performance.timeOrigin + performance.now(); // its slice at full resolution
+  });
+  let firstSlab = coarse ? null : crosshairSlab();
   await Promise.all([coarse ? fetchPreview(coarse) : firstSlab, ...overlayLoads]);
-  if (!firstSlab) firstSlab = fetchSlab(nearest());
+  if (!firstSlab) firstSlab = crosshairSlab();
   if (controller.signal.aborted) return;
   scan = next; // show the scan now, with its overlays
   dirty.add(0).add(1).add(2);
