@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,20 +19,18 @@ from typing import Any
 import pandas as pd
 import streamlit.components.v1 as components
 
-from dashboard import data, slices
+from dashboard import component_files, data, slices
 from dashboard.render import ViewSettings, render_views
 from dashboard.suggest import suggested_causes
 
-PLANES_CACHE = Path(tempfile.gettempdir()) / f"ctae-review-{os.getuid()}"
-PLANES_CACHE.mkdir(mode=0o700, parents=True, exist_ok=True)
+PLANES_CACHE = component_files.served_folder("review")
 KEEP_FILES = 3000  # plane images kept in the cache (3 per scan; ~10 KB each at 128²)
 AHEAD = 4  # scans after the shown one whose planes the browser fetches ahead
 
 _COMPONENT = components.declare_component(
     "ctae_review_pane", path=str(Path(__file__).with_name("review_pane"))
 )
-# the cache folder as a component "frontend": Streamlit serves its files, the browser caches them
-_FILES = components.declare_component("ctae_review_planes", path=str(PLANES_CACHE))
+_FILES_BASE = component_files.serve(PLANES_CACHE, "ctae_review_planes")
 _written = 0
 
 
@@ -67,20 +64,10 @@ def _write_planes(scan: Mapping[str, Any], err: str | None, stem: str) -> None:
     global _written
     pngs = plane_pngs(scan["volume_path"], err, float(scan["spacing_mm"]))
     for plane, png in zip(slices.PLANES, pngs, strict=True):
-        target = PLANES_CACHE / f"{stem}-{plane}.png"
-        tmp = target.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(png)
-        tmp.replace(target)  # a browser never reads half a file
+        component_files.write_atomically(PLANES_CACHE / f"{stem}-{plane}.png", png)
     _written += 1
     if _written % 200 == 0:
-        _prune()
-
-
-def _prune() -> None:
-    """Keep the newest plane images of the cache."""
-    files = sorted(PLANES_CACHE.glob("*.png"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in files[KEEP_FILES:]:
-        old.unlink(missing_ok=True)
+        component_files.keep_newest(PLANES_CACHE, "*.png", KEEP_FILES)
 
 
 def error_path(scan: Mapping[str, Any], show_model: bool) -> str | None:
@@ -146,4 +133,4 @@ def review_pane(*, key: str, session_id: str, reviewer: str, items: list[dict[st
     ``{"id", "scan", "verdict", "causes", "note"}``), ``{"failed": why}``, or None."""
     return _COMPONENT(session_id=session_id, reviewer=reviewer, items=items, start=start,
                       acks=dict(acks), tags=list(tags), verdict_keys=dict(verdict_keys),
-                      ahead=AHEAD, files_base=f"../{_FILES.name}/", key=key, default=None)
+                      ahead=AHEAD, files_base=_FILES_BASE, key=key, default=None)

@@ -28,19 +28,21 @@ from ctae_core.io import viewer_files
 from ctae_core.io.native_series import SourceUnavailableError, read_native_volume
 from ctae_core.io.resample import isotropic_grid
 from ctae_core.io.volume_store import load_volume
+from dashboard import component_files
 
 logger = logging.getLogger(__name__)
 
-VIEWER_CACHE = Path(tempfile.gettempdir()) / f"ctae-viewer-{os.getuid()}"
-"""Where the viewer's files live (served read-only to the browser)."""
+VIEWER_CACHE = component_files.served_folder("viewer")
+"""Where the viewer's files live (served read-only to the browser by ``volume_viewer``)."""
 CACHE_SCANS = 6
 """Volumes (and overlay sets) kept in the cache; older ones are deleted when one is written."""
 MAX_NATIVE_BYTES = 1_000_000_000
 """Largest series shown as acquired (int16 voxels, held whole by the browser); larger ones
 show the stored volume."""
 META = "meta.json"
-FORMAT = "preview-v1"
-"""Part of every volume entry's name: entries of an older layout (no preview) are not reused."""
+FORMAT = "preview-v2"
+"""Part of every volume entry's name: entries of an older layout (one preview or none) are not
+reused."""
 
 
 @dataclass(frozen=True)
@@ -58,22 +60,23 @@ class ViewerScan:
     note: str
     overlays: list[dict[str, Any]] = field(default_factory=list)
     crosshair_xyz: list[int] | None = None  # the scan's voxel at the hottest |error| region
-    preview: dict[str, Any] | None = None  # file, factor, shape_zyx of the whole-volume preview
+    previews: list[dict[str, Any]] = field(default_factory=list)  # file, factor, shape_zyx of
+    # each whole-volume preview, coarsest first
 
 
 def _entry(name: str) -> dict[str, Any] | None:
-    meta = VIEWER_CACHE / name / META
+    if not component_files.mark_used(VIEWER_CACHE / name):  # the newest used are the ones kept
+        return None
     try:
-        os.utime(meta)  # the newest used are the ones kept
-        return json.loads(meta.read_text())
-    except FileNotFoundError:
+        return json.loads((VIEWER_CACHE / name / META).read_text())
+    except FileNotFoundError:  # evicted by another session meanwhile
         return None
 
 
 def _store(name: str, write) -> dict[str, Any]:
     """Build a cache entry in a temporary folder with ``write(folder) -> meta``, then move it
     into place and delete the oldest entries of its kind."""
-    VIEWER_CACHE.mkdir(mode=0o700, parents=True, exist_ok=True)
+    VIEWER_CACHE.mkdir(mode=0o700, parents=True, exist_ok=True)  # in case it was cleaned away
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=VIEWER_CACHE))
     try:
         meta = write(tmp)
@@ -82,19 +85,8 @@ def _store(name: str, write) -> dict[str, Any]:
             viewer_files.replace_folder(tmp, VIEWER_CACHE / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    kind = name.split("-")[0]
-    entries = sorted(VIEWER_CACHE.glob(f"{kind}-*/{META}"), key=_used, reverse=True)
-    for old in entries[CACHE_SCANS:]:
-        if old.parent.name != name:
-            shutil.rmtree(old.parent, ignore_errors=True)
+    component_files.keep_newest(VIEWER_CACHE, f"{name.split('-')[0]}-*", CACHE_SCANS, spare=name)
     return meta
-
-
-def _used(meta: Path) -> float:
-    try:
-        return meta.stat().st_mtime
-    except FileNotFoundError:  # evicted by another session meanwhile
-        return 0.0
 
 
 def _hash(*parts: Any) -> str:
@@ -122,7 +114,7 @@ def _volume_meta(hu: np.ndarray, affine: np.ndarray, spacing: list[float], **ext
     def write(folder: Path) -> dict[str, Any]:
         slabs = viewer_files.write_slabs(folder, hu)
         return {"slabs": slabs, "slab_slices": viewer_files.slab_slices(hu.shape),
-                "preview": viewer_files.write_preview(folder, hu),
+                "previews": viewer_files.write_previews(folder, hu),
                 "shape_zyx": list(hu.shape), "spacing_zyx_mm": spacing,
                 "affine": affine.tolist(), **extra}
     return write
@@ -244,8 +236,5 @@ def viewer_scan(scan: dict[str, Any]) -> ViewerScan:
                              for v, n in zip(voxel, meta["shape_zyx"][::-1], strict=True)]
     return ViewerScan(name, [f"{name}/{s}" for s in meta["slabs"]], meta["slab_slices"],
                       meta["shape_zyx"], meta["spacing_zyx_mm"], meta["affine"], meta["native"],
-                      meta["note"], overlays, crosshair, _in_folder(name, meta.get("preview")))
-
-
-def _in_folder(name: str, preview: dict[str, Any] | None) -> dict[str, Any] | None:
-    return {**preview, "file": f"{name}/{preview['file']}"} if preview else None
+                      meta["note"], overlays, crosshair,
+                      [{**p, "file": f"{name}/{p['file']}"} for p in meta["previews"]])

@@ -153,32 +153,42 @@ _VIEWER_FIELDS = ("scan_id", "volume_path", "recon_path", "error_path", "spacing
                   "source_root", "source_path", "series_uid")
 
 
-def show_scan(scan: pd.Series, run: dict[str, Any]) -> None:
+def show_scan(scan: pd.Series, run: dict[str, Any], above: Any = None) -> None:
     """The interactive viewer (as acquired where the source is reachable; its window, overlay
     and layout controls in its own tool bar), or the server-rendered planes with the page's
-    window controls when asked for or when the browser viewer fails."""
-    mode = st.radio(
-        "View", VIEW_MODES, horizontal=True, key="view_mode",
-        help="Interactive: scroll (wheel), window/level (right drag), zoom/pan and a crosshair "
-        "linked across planes, all in the browser. Server-rendered: one image per slider move.",
-    )
-    if mode == "interactive":
+    window controls when asked for or when the browser viewer fails. The view choice and the
+    viewer's caption go into ``above``, drawn after the viewer so that its element reaches the
+    browser first."""
+    above = above if above is not None else st.container()
+    if st.session_state.get("view_mode", VIEW_MODES[0]) == "interactive":
         fields = {k: (None if pd.isna(scan.get(k)) else scan.get(k)) for k in _VIEWER_FIELDS}
         try:
             with st.spinner("Reading the series …"):
                 prepared = scan_volumes.viewer_scan(fields)
         except FileNotFoundError as err:
+            _view_choice(above)
             st.warning(f"Original: {err}")
             st.stop()
+        shown = volume_viewer.scan_viewer(prepared, str(scan["scan_id"]))
+        _view_choice(above)
         hottest = (" · opened at the hottest |error| region (outlined)"
                    if prepared.crosshair_xyz else "")
-        st.caption(prepared.note + hottest)
-        shown = volume_viewer.scan_viewer(prepared, str(scan["scan_id"]))
+        above.caption(prepared.note + hottest)
         if not (isinstance(shown, dict) and shown.get("failed")):
             return
         st.info(f"The interactive viewer failed ({shown['failed']}): the server renders the "
                 "slices instead.")
+    else:
+        _view_choice(above)
     show_planes(scan, run, window_controls())
+
+
+def _view_choice(where: Any) -> str:
+    return where.radio(
+        "View", VIEW_MODES, horizontal=True, key="view_mode",
+        help="Interactive: scroll (wheel), window/level (right drag), zoom/pan and a crosshair "
+        "linked across planes, all in the browser. Server-rendered: one image per slider move.",
+    )
 
 
 def evidence_caption(scan: pd.Series) -> str | None:

@@ -1,7 +1,7 @@
 """The files the browser viewer fetches: a volume as raw little-endian int16 in slabs of axial
-slices (so the first slice can be drawn before the rest has arrived), a preview of the whole
-volume (every second voxel along each axis: every slice can be drawn once it is here), and small
-arrays whole.
+slices (so the first slice can be drawn before the rest has arrived), previews of the whole
+volume (every fourth, then every second voxel along each axis: every slice can be drawn once the
+first is here), and small arrays whole.
 
 Each file is gzip-framed at level 0 (stored blocks: as fast as a copy, inflated natively by the
 browser's ``DecompressionStream``): Streamlit's server sends ``application/gzip`` as it is, but
@@ -68,20 +68,25 @@ def write_slabs(folder: Path, hu_zyx: np.ndarray) -> list[str]:
     return names
 
 
-PREVIEW_FACTOR = 2
-"""The preview keeps every PREVIEW_FACTOR-th voxel along each axis (an eighth of the bytes)."""
-PREVIEW = "preview.gz"
+PREVIEW_FACTORS = (4, 2)
+"""The previews, coarsest first: every 4th voxel along each axis (1/64 of the bytes, 2.5 MB for
+512×512×300: the first slice and every other one can be drawn once it is here), then every 2nd
+(1/8, 20 MB)."""
 
 
-def write_preview(folder: Path, hu_zyx: np.ndarray) -> dict | None:
-    """Write the preview of a volume of more than one slab into ``folder``; returns its file
-    name, factor and shape (Z, Y, X) for the browser, or None when one slab holds the volume."""
+def write_previews(folder: Path, hu_zyx: np.ndarray) -> list[dict]:
+    """Write the previews of a volume of more than one slab into ``folder``, coarsest first;
+    returns each one's file name, factor and shape (Z, Y, X) for the browser (none when one slab
+    holds the volume)."""
     if hu_zyx.shape[0] <= slab_slices(hu_zyx.shape):
-        return None
-    step = PREVIEW_FACTOR
-    preview = hu_zyx[::step, ::step, ::step]  # voxels as they are, not averaged: true HU
-    (folder / PREVIEW).write_bytes(_gz(preview))
-    return {"file": PREVIEW, "factor": step, "shape_zyx": list(preview.shape)}
+        return []
+    previews = []
+    for step in PREVIEW_FACTORS:
+        preview = hu_zyx[::step, ::step, ::step]  # voxels as they are, not averaged: true HU
+        name = f"preview-{step}.gz"
+        (folder / name).write_bytes(_gz(preview))
+        previews.append({"file": name, "factor": step, "shape_zyx": list(preview.shape)})
+    return previews
 
 
 def write_array(path: Path, array_zyx: np.ndarray) -> None:

@@ -1,9 +1,9 @@
 // ctae's scan viewer: a Streamlit component without a build step that draws slices with Canvas 2D
 // from an Int16Array (no WebGL: a browser without a GPU draws a 512×512 slice in milliseconds).
 // The scan arrives over HTTP as raw int16 slabs, the crosshair's slab first, so the first slice
-// is drawn before the rest has arrived; beside it a preview of the whole series (every second
-// voxel along each axis, an eighth of the bytes) makes every slice drawable at once, and the
-// slabs nearest the current slice replace it as they arrive. Scrolling, window/level (a lookup
+// is drawn before the rest has arrived: a coarse preview of the whole series (every fourth voxel
+// along each axis, 1/64 of the bytes) makes every slice drawable at once, a finer one (every
+// second voxel) follows, and the slabs nearest the current slice replace them as they arrive. Scrolling, window/level (a lookup
 // table), zoom/pan, the linked crosshair and the overlays run here, with no server round trip.
 // Only a failure is reported back, so that the page can fall back to its server-rendered slices.
 "use strict";
@@ -21,6 +21,7 @@ const state = (window.ctaeViewer = {
   loadedSlices: () => (scan ? scan.loaded.reduce((a, b) => a + b, 0) : 0),
   shown: () => (scan ? resolutionAt(scan.cursor[2]) : null), // at the crosshair's slice
   scrollable: () => Boolean(scan && (scan.preview || state.ready)),
+  previewFactor: () => (scan && scan.preview ? scan.preview.factor : null),
 });
 const canvas = document.getElementById("view");
 const ctx = canvas.getContext("2d");
@@ -406,7 +407,10 @@ function setWindow(a) {
 
 // ---- loading ----------------------------------------------------------------------------------
 async function fetchGz(file, signal) {
-  const response = await fetch(new URL(args.files_base + file, window.location.href), { signal });
+  // no-store: a series is tens of MB, which would push Streamlit's own scripts (and their
+  // compiled code) out of the browser's cache, so that every visit would start cold
+  const url = new URL(args.files_base + file, window.location.href);
+  const response = await fetch(url, { signal, cache: "no-store" });
   if (!response.ok) throw new Error(`${file}: HTTP ${response.status}`);
   const body = response.body.pipeThrough(new DecompressionStream("gzip"));
   return new Int16Array(await new Response(body).arrayBuffer());
@@ -426,12 +430,15 @@ async function loadScan(a) {
   state.firstDrawMs = null;
   state.scrollableMs = null;
   state.at = {};
-  const data = new Int16Array(nz * ny * nx); // slices not here yet come from the preview (loaded[])
+  const data = new Int16Array(nz * ny * nx); // slices not here yet come from a preview (loaded[])
   const cursor = s.crosshair_xyz ? s.crosshair_xyz.slice() : [nx >> 1, ny >> 1, nz >> 1];
   const overlays = {};
-  const overlayLoads = s.overlays.map(async (o) => {
+  const loadOverlay = async (o) => {
     overlays[o.role] = { shape: o.shape_zyx, to: o.to_overlay, data: await fetchGz(o.file, controller.signal) };
-  });
+  };
+  // the |error| map and its region are drawn from the start; the reconstruction (shown when
+  // toggled) follows the first slice
+  const overlayLoads = s.overlays.filter((o) => o.role !== "reconstruction").map(loadOverlay);
   const next = { shape: s.shape_zyx, spacing: s.spacing_zyx_mm, affine: s.affine, data,
                  loaded: new Uint8Array(nz), cursor, overlays, preview: null };
   const perSlab = s.slab_slices;
@@ -462,16 +469,24 @@ async function loadScan(a) {
       requestDraw();
     }
   };
-  // the preview and the crosshair's slab set off together; the first slice is drawn from that slab
-  const previewLoad = s.preview ? fetchGz(s.preview.file, controller.signal).then((pd) => {
-    if (controller.signal.aborted) return;
-    next.preview = { data: pd, factor: s.preview.factor, shape: s.preview.shape_zyx };
+  const fetchPreview = async (p) => { // a finer preview replaces a coarser one, never the reverse
+    const pd = await fetchGz(p.file, controller.signal);
+    if (controller.signal.aborted || (next.preview && next.preview.factor <= p.factor)) return;
+    next.preview = { data: pd, factor: p.factor, shape: p.shape_zyx };
     dirty.add(0).add(1).add(2);
     if (scan === next) requestDraw();
     scrollable();
-  }) : Promise.resolve();
-  await fetchSlab(nearest());
-  await Promise.all(overlayLoads);
+  };
+  // the first slice needs only the coarsest preview (1/64 of the series) or, for a series of one
+  // slab, that slab; the crosshair's slab follows (nothing shares the link with the first bytes)
+  // and replaces the preview where it lands
+  const [coarse, ...finer] = s.previews;
+  const crosshairSlab = () => fetchSlab(nearest()).then(() => {
+    state.at.crosshairFull = performance.timeOrigin + performance.now(); // its slice at full resolution
+  });
+  let firstSlab = coarse ? null : crosshairSlab();
+  await Promise.all([coarse ? fetchPreview(coarse) : firstSlab, ...overlayLoads]);
+  if (!firstSlab) firstSlab = crosshairSlab();
   if (controller.signal.aborted) return;
   scan = next; // show the scan now, with its overlays
   dirty.add(0).add(1).add(2);
@@ -480,10 +495,13 @@ async function loadScan(a) {
   state.at.first = performance.timeOrigin + performance.now();
   state.key = a.scan_key;
   scrollable();
+  const recon = s.overlays.find((o) => o.role === "reconstruction");
+  const later = [firstSlab, ...finer.map(fetchPreview)];
+  if (recon) later.push(loadOverlay(recon).then(() => { dirty.add(0).add(1).add(2); requestDraw(); }));
   const worker = async () => {
     while (pending.size && !controller.signal.aborted) await fetchSlab(nearest());
   };
-  await Promise.all([previewLoad, ...Array.from({ length: FETCHES }, worker)]);
+  await Promise.all([...later, ...Array.from({ length: FETCHES }, worker)]);
   if (controller.signal.aborted) return;
   next.preview = null; // every slice is here at full resolution
   scrollable();

@@ -47,7 +47,7 @@ def test_native_series_and_overlays_line_up_and_fall_back(settings, tmp_path, mo
     shown = scan_volumes.viewer_scan(scan)
     assert shown.native and shown.note.startswith("As acquired: 96×96×30 voxels of 0.70×0.70×1.00 mm")
     native = _volume(cache, shown)
-    assert native.shape == (30, 96, 96) and len(shown.slabs) == 1 and shown.preview is None
+    assert native.shape == (30, 96, 96) and len(shown.slabs) == 1 and shown.previews == []
     assert (native >= 2900).sum() == 30 * 9  # the 3×3-voxel lead, every slice
     roles = {o["role"]: o for o in shown.overlays}
     assert set(roles) == {"error", "region"}
@@ -89,7 +89,7 @@ def test_series_stored_against_lps_are_flipped_and_stay_in_place():
         assert flipped[z, y, x] == hu[k, j, i]
 
 
-def test_a_series_of_several_slabs_comes_with_a_preview_of_every_second_voxel(tmp_path, monkeypatch):
+def test_a_series_of_several_slabs_comes_with_previews_of_every_fourth_then_second_voxel(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     monkeypatch.setattr(scan_volumes, "VIEWER_CACHE", cache)
     hu = np.random.default_rng(0).integers(-1000, 3000, (71, 256, 256), dtype=np.int16)
@@ -99,6 +99,9 @@ def test_a_series_of_several_slabs_comes_with_a_preview_of_every_second_voxel(tm
             "source_path": ".", "series_uid": None}
     shown = scan_volumes.viewer_scan(scan)
     assert len(shown.slabs) == 3 and np.array_equal(_volume(cache, shown), hu)  # 30 slices a slab
-    assert shown.preview["factor"] == 2 and shown.preview["shape_zyx"] == [36, 128, 128]
-    preview = np.frombuffer(gzip.decompress((cache / shown.preview["file"]).read_bytes()), "<i2")
-    assert np.array_equal(preview.reshape(36, 128, 128), hu[::2, ::2, ::2])  # true HU, no average
+    assert [(p["factor"], p["shape_zyx"]) for p in shown.previews] == [(4, [18, 64, 64]),
+                                                                      (2, [36, 128, 128])]
+    for p in shown.previews:  # coarsest first; voxels as they are: true HU, no average
+        preview = np.frombuffer(gzip.decompress((cache / p["file"]).read_bytes()), "<i2")
+        step = p["factor"]
+        assert np.array_equal(preview.reshape(p["shape_zyx"]), hu[::step, ::step, ::step])

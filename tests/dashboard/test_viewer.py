@@ -18,7 +18,10 @@ def _open_selection(open_page, settings, scan_ids, reviewer="dana"):
 
 
 def _facts(at) -> dict[str, str]:
-    """The scan facts table (Markdown, in its expander) as fact -> value."""
+    """The scan facts table (Markdown, in its expander, drawn once opened) as fact -> value."""
+    assert not [m for m in at.expander[0].markdown if m.value.startswith("| fact |")]
+    at.session_state["facts_open"] = True
+    at.run()
     (table,) = [m.value for m in at.expander[0].markdown if m.value.startswith("| fact |")]
     rows = [line[2:-2].split(" | ") for line in table.splitlines()[2:]]
     return {fact: value for fact, value in rows}
@@ -72,5 +75,9 @@ def test_reviewers_never_see_source_paths(catalog, open_page):
         at.switch_page("app_pages/viewer.py").run()
         assert not at.exception
         facts[role] = set(_facts(at))
+        history = [c.value for c in at.expander[0].caption].count("Label history (newest first)")
+        assert history == (role == "admin")  # in the opened expander, for admins only
+        if role == "admin":
+            assert len(at.expander[0].dataframe[0].value) == 2  # syn0000001's two labels
     assert {"source_path", "series_uid"} <= facts["admin"]
     assert not {"source_path", "series_uid"} & facts["reviewer"]

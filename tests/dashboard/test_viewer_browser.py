@@ -174,11 +174,11 @@ def test_viewer_scrolls_windows_outlines_and_falls_back(served):
         browser.close()
 
 
-def test_a_long_series_is_scrollable_from_its_preview_before_its_slabs_arrive(served):
+def test_a_long_series_is_scrollable_from_its_previews_before_its_slabs_arrive(served):
     from playwright.sync_api import sync_playwright
 
-    url, _, long_id = served  # 256×256×71: three slabs of 30 slices, and a preview
-    held = []
+    url, _, long_id = served  # 256×256×71: three slabs of 30 slices, and two previews
+    held, held_preview = [], []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
@@ -192,12 +192,13 @@ def test_a_long_series_is_scrollable_from_its_preview_before_its_slabs_arrive(se
                 route.continue_()
 
         page.route("**/slab-*.gz", hold)
+        page.route("**/preview-2.gz", lambda route: held_preview.append(route))  # waits too
         page.goto(f"{url}/viewer?scan={long_id}", wait_until="commit")
         frame = viewer_frame(page)
-        frame.wait_for_function("() => window.ctaeViewer.scrollable()", timeout=120000)
+        frame.wait_for_function("() => window.ctaeViewer.scrollable() && window.ctaeViewer.loadedSlices() == 30",
+                                timeout=120000)
         assert first_slab[0].endswith("slab-0030.gz")  # the crosshair's slab (slice 35) first
         assert frame.evaluate("() => window.ctaeViewer.shown()") == "full"
-        assert frame.evaluate("() => window.ctaeViewer.loadedSlices()") == 30
         frame.locator("#view").click(position={"x": 5, "y": 5})  # focus; the hover plane: axial
         for _ in range(2):
             page.keyboard.press("PageDown")  # 20 slices down, out of the slab that arrived
@@ -205,8 +206,14 @@ def test_a_long_series_is_scrollable_from_its_preview_before_its_slabs_arrive(se
         assert shown_voxel(frame)[2] == 15
         assert frame.evaluate("() => window.ctaeViewer.shown()") == "preview"
         status = frame.locator("#status").inner_text()
-        assert "preview (1/2 resolution)" in status and "HU ≈" in status
-        assert frame.evaluate(AXIAL_SPREAD) > 10  # the preview's body and lungs, not black
+        assert "preview (1/4 resolution)" in status and "HU ≈" in status
+        coarse = frame.evaluate(AXIAL_SPREAD)
+        assert coarse > 10  # the coarse preview's body and lungs, not black
+        held_preview[0].continue_()  # the finer preview replaces the coarse one
+        frame.wait_for_function("() => window.ctaeViewer.previewFactor() === 2", timeout=120000)
+        page.wait_for_timeout(200)
+        assert "preview (1/2 resolution)" in frame.locator("#status").inner_text()
+        assert frame.evaluate(AXIAL_SPREAD) > coarse  # finer: more distinct grey levels
         for route in held:  # the other slabs arrive: full resolution replaces the preview
             route.continue_()
         frame.wait_for_function("() => window.ctaeViewer.ready", timeout=120000)
