@@ -2,7 +2,10 @@
 native_density``, called once per series by ingest) costs, on the 512×512×99 CPTAC chest (B70f), against the rest of ingesting that
 series, timed in the same run, interleaved.
 
-    .venv/bin/python benchmarks/bench_native_metal.py [--repeats 5]
+    .venv/bin/python benchmarks/bench_native_metal.py [--repeats 5] [--series DIR]
+
+``--series``: another DICOM series (e.g. the 512×512×134 Big Bore abdomen at 1.07 mm, whose every
+voxel the shares read, in ``../shared/data/real-ct-anatomy/pancreas-ct-philips-bigbore/dicom``).
 
 Prints, per repeat and as the best of the repeats (the machine may be shared; the minimum is the
 least disturbed): ``ingest_one`` of the series (read, HU, resample, the metal measure, stats,
@@ -32,10 +35,11 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--series", type=Path, default=SERIES)
     args = parser.parse_args()
-    (source,) = discover_sources([SERIES]).sources
+    (source,) = discover_sources([args.series]).sources
     volume, _ = read_dicom_series(source.files, "bench", source.headers)
-    print(f"{SERIES.name}: {volume.shape} voxels at {tuple(round(s, 2) for s in volume.spacing_zyx_mm)} mm")
+    print(f"{args.series.name}: {volume.shape} voxels at {tuple(round(s, 2) for s in volume.spacing_zyx_mm)} mm")
     ingest, metal = [], []
     with tempfile.TemporaryDirectory() as store:
         for i in range(args.repeats):
