@@ -1,5 +1,5 @@
-"""What the acquisition grouping, the metal evidence and leaving MSE_m out do to the outlier
-score of a scored run, recomputed from the run's stored evidence inputs (``data_catalog.scores.evidence_inputs``:
+"""What the acquisition grouping, the metal evidence, leaving MSE_m out, the size lines and the
+dense-object evidence do to the outlier score of a scored run, recomputed from the run's stored evidence inputs (``data_catalog.scores.evidence_inputs``:
 the same model, MSE_m, latents and measurements; no training): AUROC, precision and recall at
 T, the share of inliers flagged, ρ with pixel count among inliers, the recall reachable with at
 most 1 % of inliers flagged (``R@1%``: the best any threshold on this ranking could do), the
@@ -9,7 +9,7 @@ nominal 10 / 5 / 1 / 0.1 % (a calibrated kind stays near them).
     .venv/bin/python benchmarks/detection_ablation.py --catalog dev/catalog.duckdb --run dev \
         --truth dev/cohort/ground_truth.csv
 
-README "Detection quality on real anatomy" was measured with it (development seeds 1, 101, 102).
+README "Detection quality on real anatomy" was measured with it (development seeds 1, 101 to 104).
 """
 
 from __future__ import annotations
@@ -25,14 +25,17 @@ from scipy.stats import norm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 METAL_TYPES = ("ecg_electrodes", "heart_valve", "foreign_object", "external_cable")
+DENSE_KINDS = ("skin_object_z", "inner_object_z")
 
 
 def main() -> None:
     """Print one line per variant of the score and the per-kind false-alarm shares of the build's."""
+    import ctae_core.outlier_score as score_module
     from ctae_core.evaluation import ranking_metrics, spearman
     from ctae_core.outlier_score import (
         EVIDENCE,
         SCORED_EVIDENCE,
+        SIZE_LINED_EVIDENCE,
         acquisition_groups,
         outlier_evidence,
         strongest_evidence,
@@ -61,19 +64,24 @@ def main() -> None:
     measured = np.isfinite(acquisition.native_metal_mm3).sum()
     print(f"{len(labels)} scans, {outlier.sum()} anomalies; native metal measured on {measured}")
     no_metal = replace(acquisition, native_metal_mm3=None)
-    previous = ("mse_m_z", *(k for k in SCORED_EVIDENCE if k != "metal_z"))
-    variants = (  # name, groups, acquisition inputs, the kinds scored
-        ("every scan one reference", None, no_metal, previous),
-        ("groups: manufacturer + kernel", acquisition_groups(*facts[:2]), no_metal, previous),
-        ("groups: + scanner model (previous)", acquisition_groups(*facts), no_metal, previous),
-        ("+ metal evidence", acquisition_groups(*facts), acquisition, (*previous, "metal_z")),
-        ("+ MSE_m z not scored (the build)", acquisition_groups(*facts), acquisition, SCORED_EVIDENCE),
+    nine = tuple(k for k in SCORED_EVIDENCE if k not in DENSE_KINDS)
+    previous = ("mse_m_z", *(k for k in nine if k != "metal_z"))
+    groups = acquisition_groups(*facts)
+    variants = (  # name, groups, acquisition inputs, the kinds scored, the kinds with a size line
+        ("every scan one reference", None, no_metal, previous, ()),
+        ("groups: manufacturer + kernel", acquisition_groups(*facts[:2]), no_metal, previous, ()),
+        ("groups: + scanner model", groups, no_metal, previous, ()),
+        ("+ metal evidence", groups, acquisition, (*previous, "metal_z"), ()),
+        ("+ MSE_m z not scored (previous)", groups, acquisition, nine, ()),
+        ("+ size lines", groups, acquisition, nine, SIZE_LINED_EVIDENCE),
+        ("+ dense objects (the build)", groups, acquisition, SCORED_EVIDENCE, SIZE_LINED_EVIDENCE),
     )
-    for name, groups, acq, kinds in variants:
+    for name, grouping, acq, kinds, size_lined in variants:
+        score_module.SIZE_LINED_EVIDENCE = size_lined
         ev = outlier_evidence(
             inputs["mse_m"].to_numpy(dtype=np.float64, na_value=np.nan), pixels,
             stack_lists(inputs["latent"]), stack_lists(inputs["hu_histogram"]),
-            np.ones(len(inputs), dtype=bool), acq, groups,
+            np.ones(len(inputs), dtype=bool), acq, grouping,
             local_error=inputs["local_error_hu"].to_numpy(dtype=np.float64, na_value=np.nan))
         t = ThresholdRule("pvalue", evidence=len(kinds)).threshold([0.0, 1.0])
         score = strongest_evidence(np.stack([getattr(ev, kind) for kind in kinds]))
@@ -95,6 +103,9 @@ def main() -> None:
         z = z[np.isfinite(z)]
         shares = " / ".join(f"{np.mean(z > norm.isf(p)):.1%}" for p in (0.1, 0.05, 0.01, 0.001))
         print(f"  {kind:13s} {shares}  (n {z.size})")
+    rules = [ThresholdRule("pvalue", p=p, evidence=len(SCORED_EVIDENCE)) for p in (0.1, 0.05, 0.01, 0.001)]
+    shares = " / ".join(f"{np.mean(score[~outlier] > rule.threshold([0.0, 1.0])):.1%}" for rule in rules)
+    print(f"  {'outlier score':13s} {shares}  (its T at each p; the highest inlier {np.nanmax(score[~outlier]):.2f})")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,11 @@ with scan size (thesis Fig. 4.2). So, per scan:
   3 mm), under a hurdle null (``ctae_core.calibration.hurdle_z``: none at all on most smooth
   kernels' scans, a heavy-tailed amount on a sharp kernel's); NaN for a scan ingested before
   schema v10 (re-ingesting measures it).
+- ``skin_object_z`` / ``inner_object_z``: mm³ of dense voxels (≥ 1000 HU) away from bone on
+  or outside the skin (electrodes, leads, cables: where a real scan holds nothing dense) and
+  inside the body (a valve ring, a clip), measured at ingest on the acquired grid by the same
+  pass (``ctae_core.native_metal.native_density``), under the same hurdle null; NaN for a scan
+  ingested before schema v11.
 - ``local_error_z`` (measured, not scored: ``UNSCORED_EVIDENCE``): log peak of the anomaly map
   (``ctae_core.anomaly_map``) for the scan's size: one object the model did not reproduce,
   however large the scan.
@@ -65,7 +70,7 @@ MIN_FIT_SCANS = 5
 EVIDENCE = (
     "mse_m_z", "latent_z", "histogram_z", "tissue_z",
     "contrast_z", "shape_z", "noise_z", "streak_z", "integrity_z", "ring_z", "metal_z",
-    "local_error_z",
+    "skin_object_z", "inner_object_z", "local_error_z",
 )
 """Every kind of evidence measured and stored (``scores`` columns)."""
 UNSCORED_EVIDENCE = ("mse_m_z", "streak_z", "local_error_z")
@@ -80,6 +85,12 @@ and 102 was flagged by it; leaving it out raised the outlier score on all three 
 seeds."""
 SCORED_EVIDENCE = tuple(name for name in EVIDENCE if name not in UNSCORED_EVIDENCE)
 """The kinds the outlier score takes the strongest of."""
+SIZE_LINED_EVIDENCE = ("latent_z", "histogram_z", "ring_z")
+"""Kinds whose log measure is taken relative to the value expected at the scan's pixel count
+(``size_adjusted_log``, as MSE_m's): among real inliers they followed scan size (Spearman ρ
+−0.11…−0.31, +0.19…+0.31, −0.23…−0.26 on five development seeds) — a small scan's latent is
+mostly padding, its histogram covers less anatomy, its ring is a median over fewer planes —
+while FOV truncation and a wrong body region stay with the outline and tissue evidence."""
 AIR_BINS = 1
 """Leading bins of ``ctae_core.stats.HU_HISTOGRAM_EDGES`` left out of the histogram evidence
 (−1024 to −960 HU: air, whose share is the field of view's and follows scan size)."""
@@ -107,6 +118,8 @@ class AcquisitionInputs:
         ring_contrast: (N,) ring strength about the image centre, or None (not measured).
         native_metal_mm3: (N,) compact metal away from bone on the acquired grid
             (``ctae_core.native_metal``), or None; NaN: ingested before it was measured.
+        skin_object_mm3: (N,) dense objects away from bone on or outside the skin, or None.
+        inner_object_mm3: (N,) dense objects away from bone inside the body, or None.
     """
 
     noise_hu: np.ndarray
@@ -115,6 +128,8 @@ class AcquisitionInputs:
     series_defects: np.ndarray
     ring_contrast: np.ndarray | None = None
     native_metal_mm3: np.ndarray | None = None
+    skin_object_mm3: np.ndarray | None = None
+    inner_object_mm3: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +147,8 @@ class OutlierEvidence:
     integrity_z: np.ndarray
     ring_z: np.ndarray
     metal_z: np.ndarray
+    skin_object_z: np.ndarray
+    inner_object_z: np.ndarray
     local_error_z: np.ndarray
     outlier_score: np.ndarray
 
@@ -287,7 +304,13 @@ def outlier_evidence(
     def z_of(raw: np.ndarray, df: float | None = None) -> np.ndarray:
         return null_z(raw, reference_rows, groups, df=df)
 
-    def distance_z(features: np.ndarray | None) -> np.ndarray:
+    def sized(name: str, log_values: np.ndarray) -> np.ndarray:
+        """The log measure of kind ``name``, relative to its size line where it has one."""
+        if name not in SIZE_LINED_EVIDENCE:
+            return log_values
+        return size_adjusted_log(np.exp(log_values), pixel_count, reference_rows, groups)
+
+    def distance_z(features: np.ndarray | None, name: str) -> np.ndarray:
         """z of the log Mahalanobis distance to the reference; rows with a NaN feature: NaN."""
         out = np.full(n, np.nan)
         if features is None or len(features) == 0:
@@ -297,33 +320,37 @@ def outlier_evidence(
         if (usable & reference_rows).sum() < MIN_FIT_SCANS:
             return out
         out[usable] = np.log(np.maximum(reference_distance(features[usable], reference_rows[usable]), 1e-12))
-        return z_of(out, DISTANCE_NULL_DF)
+        return z_of(sized(name, out), DISTANCE_NULL_DF)
 
     evidence = dict.fromkeys(EVIDENCE, np.full(n, np.nan))
     evidence["mse_m_z"] = z_of(size_adjusted_log(mse_m, pixel_count, reference_rows, groups))
-    evidence["latent_z"] = distance_z(latents)
+    evidence["latent_z"] = distance_z(latents, "latent_z")
     if histograms is not None and len(histograms):
         counts = np.asarray(histograms, dtype=np.float64)
         above_air = counts[:, AIR_BINS:]
         with np.errstate(invalid="ignore", divide="ignore"):
             above_air = np.where(above_air.sum(axis=1, keepdims=True) > 0, above_air, np.nan)
-        evidence["histogram_z"] = distance_z(_histogram_features(above_air))
+        evidence["histogram_z"] = distance_z(_histogram_features(above_air), "histogram_z")
         if counts.shape[1] == len(HU_HISTOGRAM_EDGES) - 1:  # else not ctae's bins: left out
-            evidence["tissue_z"] = distance_z(tissue_log_shares(counts))
+            evidence["tissue_z"] = distance_z(tissue_log_shares(counts), "tissue_z")
             evidence["contrast_z"] = z_of(-enhanced_share(counts))
     if acquisition is not None:
         with np.errstate(invalid="ignore", divide="ignore"):
-            evidence["noise_z"] = z_of(np.log(np.asarray(acquisition.noise_hu, dtype=np.float64)))
+            evidence["noise_z"] = z_of(sized("noise_z", np.log(np.asarray(acquisition.noise_hu, dtype=np.float64))))
             evidence["streak_z"] = z_of(
                 np.log(np.asarray(acquisition.streak_contrast, dtype=np.float64)))
-        evidence["shape_z"] = distance_z(acquisition.body_shape)
+        evidence["shape_z"] = distance_z(acquisition.body_shape, "shape_z")
         evidence["integrity_z"] = defect_z(acquisition.series_defects, reference_rows)
         if acquisition.ring_contrast is not None:
             with np.errstate(invalid="ignore", divide="ignore"):
                 ring = np.log(np.asarray(acquisition.ring_contrast, dtype=np.float64))
-            evidence["ring_z"] = z_of(ring, DISTANCE_NULL_DF)
+            evidence["ring_z"] = z_of(sized("ring_z", ring), DISTANCE_NULL_DF)
         if acquisition.native_metal_mm3 is not None:
             evidence["metal_z"] = hurdle_z(acquisition.native_metal_mm3, reference_rows, groups)
+        for name, mm3 in (("skin_object_z", acquisition.skin_object_mm3),
+                          ("inner_object_z", acquisition.inner_object_mm3)):
+            if mm3 is not None:
+                evidence[name] = hurdle_z(mm3, reference_rows, groups)
     if local_error is not None:
         evidence["local_error_z"] = z_of(size_adjusted_log(local_error, pixel_count, reference_rows, groups))
     score = strongest_evidence(np.stack([evidence[name] for name in SCORED_EVIDENCE]))

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 RULES = ("mean_std", "mad", "percentile", "pvalue")
-EVIDENCE_KINDS = 9
+EVIDENCE_KINDS = 11
 """Kinds of evidence the outlier score takes the strongest of
 (``ctae_core.outlier_score.SCORED_EVIDENCE``)."""
 MIN_VALIDATION_SCORES = 2

@@ -35,6 +35,8 @@ AXIS_TITLES = {
     "integrity_z": "series defects (z)",
     "ring_z": "ring artefact (z)",
     "metal_z": "metal away from bone (z)",
+    "skin_object_z": "dense object on the skin (z)",
+    "inner_object_z": "dense object inside (z)",
     "noise_hu": "image noise SD (HU)",
     "score": "score",
     "umap_x": "UMAP 1",

@@ -13,6 +13,8 @@ EVIDENCE_CAUSES = {
     "integrity_z": "broken series",
     "ring_z": "artefact or noise",
     "metal_z": "metal implant",
+    "skin_object_z": "cable or tube",
+    "inner_object_z": "metal implant",
     "shape_z": "field of view",
     "noise_z": "artefact or noise",
     "contrast_z": "other",

@@ -24,6 +24,8 @@ EVIDENCE_NAMES = {  # ctae_core.outlier_score.EVIDENCE, in words
     "integrity_z": "slices missing or repeated in the series",
     "ring_z": "a ring about the image centre (detector artefact)",
     "metal_z": "compact metal away from bone, at the acquired resolution",
+    "skin_object_z": "a small dense object on or outside the skin (electrode, lead, cable)",
+    "inner_object_z": "a small dense object inside the body, away from bone (valve, clip)",
     "local_error_z": "a local object the model did not reproduce (the anomaly map's peak)",
 }
 

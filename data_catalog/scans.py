@@ -65,6 +65,8 @@ class ScanRecord:
     hu_histogram: list[int]
     volume_path: str
     native_metal_mm3: float | None = None
+    skin_object_mm3: float | None = None
+    inner_object_mm3: float | None = None
 
 
 @dataclass(frozen=True)
@@ -89,9 +91,10 @@ _UPSERT_ERROR = (
     f"INSERT INTO ingest_errors ({', '.join(_ERROR_COLUMNS)}, recorded_at) "
     f"VALUES ({', '.join('?' for _ in _ERROR_COLUMNS)}, current_timestamp)"
 )
-# a scan ingested before v10 lacks the metal measured on its acquired grid: an empty fingerprint
-# makes the next ingest read it again (the stored 3 mm volume cannot give it)
-_FINGERPRINTS = ("SELECT scan_id, CASE WHEN native_metal_mm3 IS NULL THEN '' ELSE fingerprint END, "
+# a scan ingested before v10 / v11 lacks the metal / dense objects measured on its acquired grid:
+# an empty fingerprint makes the next ingest read it again (the stored 3 mm volume cannot give them)
+_FINGERPRINTS = ("SELECT scan_id, CASE WHEN native_metal_mm3 IS NULL OR skin_object_mm3 IS NULL "
+                 "THEN '' ELSE fingerprint END, "
                  "volume_path, spacing_mm FROM scans")
 _CLEAR_ERRORS = "DELETE FROM ingest_errors WHERE source_key IN (SELECT unnest(?::VARCHAR[]))"
 _LIST_ERRORS = """

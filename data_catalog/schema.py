@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import duckdb
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 _V1 = [
     """
@@ -326,8 +326,18 @@ _V10 = [
     "ALTER TABLE scores ADD COLUMN IF NOT EXISTS metal_z DOUBLE",
 ]
 
+# v11: small dense objects measured at ingest on the acquired grid (ctae_core/native_metal.py):
+# on or outside the skin (electrodes, leads, cables) and inside the body (a valve ring, a clip),
+# and the run's evidence of each. Scans ingested before v11 have none until re-ingested.
+_V11 = [
+    "ALTER TABLE scans ADD COLUMN IF NOT EXISTS skin_object_mm3 DOUBLE",  # dense, off bone, by outside air
+    "ALTER TABLE scans ADD COLUMN IF NOT EXISTS inner_object_mm3 DOUBLE",  # dense, off bone, inside the body
+    "ALTER TABLE scores ADD COLUMN IF NOT EXISTS skin_object_z DOUBLE",
+    "ALTER TABLE scores ADD COLUMN IF NOT EXISTS inner_object_z DOUBLE",
+]
+
 MIGRATIONS: dict[int, list[str]] = {
-    1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7, 8: _V8, 9: _V9, 10: _V10,
+    1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7, 8: _V8, 9: _V9, 10: _V10, 11: _V11,
 }
 
 

@@ -28,6 +28,7 @@ from ctae_core.io.dicom_header import DAMAGED_VALUE_ERRORS
 from ctae_core.io.sources import RefusedInput, ScanFacts, SeriesSource
 from ctae_core.io.volume_files import silence_itk_warnings
 from ctae_core.io.volume_store import save_volume, scan_volume_path
+from ctae_core.native_metal import NativeDensity
 from ctae_core.stats import scan_statistics
 from data_catalog.scans import IngestErrorRecord, ScanRecord
 
@@ -270,7 +271,7 @@ def _ingest(
     source: SeriesSource, store_dir: Path, spacing: float, label: str, redact: bool
 ) -> ScanRecord:
     from ctae_core.io.resample import resample_isotropic
-    from ctae_core.native_metal import native_metal_mm3
+    from ctae_core.native_metal import native_density
 
     if source.kind == "dicom":
         from ctae_core.io.dicom_series import read_dicom_series
@@ -282,7 +283,7 @@ def _ingest(
         volume, facts = read_volume_file(source.files[0], label)
     _check_resampled_size(volume.shape, volume.spacing_zyx_mm, spacing, label)
     resampled = resample_isotropic(volume, spacing)
-    metal_mm3 = native_metal_mm3(volume.hu, volume.spacing_zyx_mm)  # 3 mm averages a snap away
+    density = native_density(volume.hu, volume.spacing_zyx_mm)  # 3 mm averages a snap away
     del volume
     scan_id = scan_id_for(source)
     path = save_volume(resampled.hu, scan_volume_path(store_dir, scan_id))
@@ -296,7 +297,7 @@ def _ingest(
     facts = replace(facts, warnings=tuple(scrub_paths(w, source, redact) for w in notes))
     if redact:
         source = replace(source, source_root=redacted_root(source.source_root), source_path=label)
-    return _record(source, scan_id, facts, resampled.hu, spacing, content_hash, path, metal_mm3)
+    return _record(source, scan_id, facts, resampled.hu, spacing, content_hash, path, density)
 
 
 def _record(
@@ -307,7 +308,7 @@ def _record(
     spacing: float,
     content_hash: str,
     path: Path,
-    native_metal_mm3: float,
+    density: NativeDensity,
 ) -> ScanRecord:
     stats = scan_statistics(hu, spacing)
     return ScanRecord(
@@ -349,5 +350,7 @@ def _record(
         metal_voxels=stats.metal_voxels,
         hu_histogram=list(stats.hu_histogram),
         volume_path=str(path),
-        native_metal_mm3=native_metal_mm3,
+        native_metal_mm3=density.metal_mm3,
+        skin_object_mm3=density.skin_object_mm3,
+        inner_object_mm3=density.inner_object_mm3,
     )

@@ -40,11 +40,11 @@ def update_outlier_score(settings: CatalogSettings, run_id: str) -> dict[str, An
         logger.warning("run=%s: some scans lack an HU histogram (ingested by an older ctae?); the "
                        "outlier score leaves histogram, tissue and contrast evidence out — "
                        "re-ingest to add it", run_id)
-    unmeasured = int(inputs["native_metal_mm3"].isna().sum())
+    unmeasured = int(inputs[["native_metal_mm3", "skin_object_mm3"]].isna().any(axis=1).sum())
     if unmeasured:
-        logger.warning("run=%s: %d scan(s) lack the metal measured at ingest (ingested before "
-                       "schema v10); their metal evidence is left out — run `ctae ingest` on "
-                       "their folders again to measure it", run_id, unmeasured)
+        logger.warning("run=%s: %d scan(s) lack the metal or dense objects measured at ingest "
+                       "(ingested before schema v10 / v11); that evidence is left out — run "
+                       "`ctae ingest` on their folders again to measure it", run_id, unmeasured)
     evidence = outlier_evidence(
         inputs["mse_m"].to_numpy(dtype=np.float64, na_value=np.nan),
         inputs["pixel_count"].to_numpy(dtype=np.float64),
@@ -83,4 +83,6 @@ def acquisition_inputs(inputs: pd.DataFrame) -> AcquisitionInputs:
         series_defects=inputs["series_defects"].to_numpy(dtype=np.float64, na_value=np.nan),
         ring_contrast=inputs["ring_contrast"].to_numpy(dtype=np.float64, na_value=np.nan),
         native_metal_mm3=inputs["native_metal_mm3"].to_numpy(dtype=np.float64, na_value=np.nan),
+        skin_object_mm3=inputs["skin_object_mm3"].to_numpy(dtype=np.float64, na_value=np.nan),
+        inner_object_mm3=inputs["inner_object_mm3"].to_numpy(dtype=np.float64, na_value=np.nan),
     )

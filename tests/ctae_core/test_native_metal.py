@@ -54,10 +54,49 @@ def test_hurdle_z_reads_any_metal_as_unusual_where_a_kernel_has_none():
 def test_the_neighbourhood_mean_is_scipys_uniform_filter():
     from scipy import ndimage
 
-    from ctae_core.native_metal import _mean_of_3x3x3
+    from ctae_core.native_metal import _neighbourhood_mean
 
     rng = np.random.default_rng(3)
     for shape in [(1, 1, 1), (2, 3, 1), (9, 14, 15)]:
         cells = rng.random(shape).astype(np.float32)
         expected = ndimage.uniform_filter(cells, size=3, mode="nearest")
-        np.testing.assert_allclose(_mean_of_3x3x3(cells), expected, rtol=0, atol=1e-6)
+        every = np.indices(shape).reshape(3, -1)
+        got = _neighbourhood_mean(cells, tuple(every)).reshape(shape)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
+def _chest(spacing: tuple[float, float, float]) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """A 60 × 160 × 160 mm field: a round body (radius 55 mm, 40 HU) in air, holding a lung
+    (−850 HU, which a sharp kernel's noise takes below −900 in places) and a rib-like bone
+    (cancellous 300 HU in a 2500 HU cortex, as a sharp kernel overshoots); and the mm grid."""
+    grid = np.meshgrid(*(np.arange(n) * s for n, s in zip((60, 200, 200), spacing, strict=True)),
+                       indexing="ij")
+    _, y, x = grid
+    hu = np.where(np.hypot(y - 80, x - 80) < 55, 40.0, -1000.0)
+    lung = np.hypot((y - 80) / 30, (x - 65) / 20) < 1
+    hu[lung] = -850.0 + np.random.default_rng(0).normal(0, 60, lung.sum())
+    r = np.hypot(y - 80, x - 115)
+    hu[r < 8] = 300.0
+    hu[(r >= 6.5) & (r < 8)] = 2500.0
+    return hu, grid
+
+
+def test_dense_objects_are_told_apart_by_where_they_lie():
+    from ctae_core.native_metal import native_density
+
+    spacing = (1.0, 0.8, 0.8)
+    hu, (z, y, x) = _chest(spacing)
+    plain = native_density(hu, spacing)
+    assert plain.skin_object_mm3 == 0.0 and plain.inner_object_mm3 == 0.0  # bone and lung: none
+    electrode = np.hypot(np.hypot(z - 30, y - 24), x - 80) < 2.5  # a snap on the skin, anterior
+    hu[electrode] = 1800.0  # partial-volumed below the metal measure's 2000 HU
+    valve = (np.abs(np.hypot(y - 80, x - 85) - 6) < 0.8) & (np.abs(z - 30) < 3)  # a ring by the lung
+    hu[valve] = 1700.0  # above bone (200–1500 HU), so not read as bone itself
+    clip = np.hypot(np.hypot(z - 30, y - 3), x - 3) < 2.0  # something at the image's corner
+    hu[clip] = 3000.0
+    found = native_density(hu, spacing)
+    voxel = float(np.prod(spacing))
+    assert found.skin_object_mm3 == pytest.approx(electrode.sum() * voxel)
+    assert found.inner_object_mm3 == pytest.approx(valve.sum() * voxel)
+    assert found.metal_mm3 == pytest.approx(clip.sum() * voxel)  # the metal measure keeps edges
+    assert found.metal_mm3 == native_metal_mm3(hu, spacing)

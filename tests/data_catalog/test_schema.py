@@ -176,27 +176,52 @@ def test_v7_catalog_file_keeps_its_measurements_gains_the_hottest_region_and_awa
     assert rings["s1"] == 9.5 and rings["s2"] != rings["s2"]  # NaN: measured, nothing to read
 
 
+def _one_scored_scan_at(path, version: int, scan_fact: tuple[str, float], score_fact: tuple[str, float]):
+    """A catalog file at schema ``version`` holding scan 's1' (fingerprint 'fp1', volume
+    '/v.npy', 3 mm) with ``scan_fact`` and its score in run 'r' (outlier score 7.5) with
+    ``score_fact``; each a (column, value) pair of that version."""
+    con = _catalog_file_at(path, version)
+    con.execute("INSERT INTO scans (scan_id, source_kind, source_root, source_path, fingerprint, "
+                "content_hash, spacing_mm, size_z, size_y, size_x, pixel_count, volume_path, "
+                f"{scan_fact[0]}) VALUES ('s1', 'dicom', '/r', 's1', 'fp1', 'h', 3, 2, 2, 2, 8, "
+                "'/v.npy', ?)", [scan_fact[1]])
+    con.execute(f"INSERT INTO scores (run_id, scan_id, split, mse_m, outlier_score, {score_fact[0]}) "
+                "VALUES ('r', 's1', 'val', 0.25, 7.5, ?)", [score_fact[1]])
+    con.close()
+    return path
+
+
 def test_v9_catalog_file_gains_the_native_metal_and_reingests_the_scans_that_lack_it(tmp_path):
     # v10: metal is measured at ingest on the acquired grid, which the stored 3 mm volume cannot
     # give back; a scan from before v10 keeps its row, lacks the measure (its metal evidence is
     # left out) and reads as changed to the next ingest, which measures it
     from data_catalog.scans import scan_fingerprints
 
-    path = tmp_path / "v9.duckdb"
-    con = _catalog_file_at(path, 9)
-    con.execute("INSERT INTO scans (scan_id, source_kind, source_root, source_path, fingerprint, "
-                "content_hash, spacing_mm, size_z, size_y, size_x, pixel_count, volume_path, "
-                "ring_contrast) VALUES ('s1', 'dicom', '/r', 's1', 'fp1', 'h', 3, 2, 2, 2, 8, "
-                "'/v.npy', 9.5)")
-    con.execute("INSERT INTO scores (run_id, scan_id, split, mse_m, outlier_score, ring_z) "
-                "VALUES ('r', 's1', 'val', 0.25, 7.5, 1.5)")
-    con.close()
+    path = _one_scored_scan_at(tmp_path / "v9.duckdb", 9, ("ring_contrast", 9.5), ("ring_z", 1.5))
     with connect(path) as con:  # migrates on open
-        assert current_version(con) == SCHEMA_VERSION == 10
+        assert current_version(con) == SCHEMA_VERSION
         assert con.execute("SELECT ring_contrast, native_metal_mm3 FROM scans").fetchall() == [(9.5, None)]
         assert con.execute("SELECT outlier_score, ring_z, metal_z FROM scores").fetchall() == [(7.5, 1.5, None)]
         assert scan_fingerprints(con) == {"s1": ("", "/v.npy", 3.0)}
-        con.execute("UPDATE scans SET native_metal_mm3 = 0.0")
+        con.execute("UPDATE scans SET native_metal_mm3 = 0.0, skin_object_mm3 = 0.0, inner_object_mm3 = 0.0")
+        assert scan_fingerprints(con) == {"s1": ("fp1", "/v.npy", 3.0)}
+
+
+def test_v10_catalog_file_gains_the_dense_objects_and_reingests_the_scans_that_lack_them(tmp_path):
+    # v11: dense objects on the skin and inside the body are measured at ingest on the acquired
+    # grid; a v10 scan keeps its row and its metal, lacks them (their evidence is left out) and
+    # reads as changed to the next ingest, which measures them
+    from data_catalog.scans import scan_fingerprints
+
+    path = _one_scored_scan_at(tmp_path / "v10.duckdb", 10, ("native_metal_mm3", 120.0), ("metal_z", 2.5))
+    with connect(path) as con:  # migrates on open
+        assert current_version(con) == SCHEMA_VERSION == 11
+        assert con.execute("SELECT native_metal_mm3, skin_object_mm3, inner_object_mm3 FROM scans"
+                           ).fetchall() == [(120.0, None, None)]
+        assert con.execute("SELECT outlier_score, metal_z, skin_object_z, inner_object_z FROM scores"
+                           ).fetchall() == [(7.5, 2.5, None, None)]
+        assert scan_fingerprints(con) == {"s1": ("", "/v.npy", 3.0)}
+        con.execute("UPDATE scans SET skin_object_mm3 = 0.0, inner_object_mm3 = 40.0")
         assert scan_fingerprints(con) == {"s1": ("fp1", "/v.npy", 3.0)}
 
 

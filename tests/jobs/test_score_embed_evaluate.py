@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import astuple
 
 import numpy as np
 import pandas as pd
@@ -22,7 +23,7 @@ from ctae_core.config import TINY_DAE
 from ctae_core.inference import prepare_input, reconstruct
 from ctae_core.io.checkpoint import load_run_model
 from ctae_core.io.volume_store import load_volume, save_volume
-from ctae_core.native_metal import native_metal_mm3
+from ctae_core.native_metal import native_density
 from ctae_core.outlier_score import acquisition_groups, outlier_evidence
 from ctae_core.phantoms import torso
 from ctae_core.stats import HU_HISTOGRAM_EDGES
@@ -41,14 +42,15 @@ def _add_scan(con, settings, scan_id, array) -> None:
     con.execute(
         "INSERT INTO scans (scan_id, source_kind, source_root, source_path, fingerprint, "
         "content_hash, spacing_mm, size_z, size_y, size_x, pixel_count, hu_mean, hu_std, hu_min, "
-        "hu_max, hu_p1, hu_p99, body_voxels, metal_voxels, hu_histogram, volume_path, native_metal_mm3) "
-        "VALUES (?, 'nifti', '/src', ?, 'f', 'h', 3.0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "hu_max, hu_p1, hu_p99, body_voxels, metal_voxels, hu_histogram, volume_path, native_metal_mm3, "
+        "skin_object_mm3, inner_object_mm3) "
+        "VALUES (?, 'nifti', '/src', ?, 'f', 'h', 3.0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [scan_id, f"{scan_id}.nii", *array.shape, array.size, float(array.mean()),
          float(array.std()), float(array.min()), float(array.max()),
          *np.percentile(array, [1, 99]).tolist(), int((array > -990).sum()),
          int((array > 3000).sum()),
          np.histogram(np.clip(array, -1024, 3071), bins=HU_HISTOGRAM_EDGES)[0].tolist(),
-         str(path), native_metal_mm3(array, (3.0, 3.0, 3.0))],  # as ingest: on its own grid
+         str(path), *astuple(native_density(array, (3.0, 3.0, 3.0)))],  # as ingest: on its own grid
     )
 
 
@@ -169,7 +171,7 @@ def test_default_threshold_is_the_outlier_scores_p_value_and_flags_follow(scored
     scores = _read(settings, catalog_scores.read_scores, RUN)
     run = _read(settings, catalog_scores.read_run, RUN)
     assert (run["threshold_rule"], run["threshold_score"]) == ("pvalue", "outlier_score")
-    assert run["threshold"] == pytest.approx(-np.log(1 - 0.999 ** (1 / 9)))  # 9.10
+    assert run["threshold"] == pytest.approx(-np.log(1 - 0.999 ** (1 / 11)))  # 9.30
     assert json.loads(run["threshold_params_json"])["n_val"] == (scores["split"] == "val").sum()
     assert (scores["is_outlier"] == (scores["outlier_score"] > run["threshold"])).all()
 
@@ -265,7 +267,8 @@ def test_evaluate_stores_metrics_equal_to_sklearn(scored, tmp_path):
     table = _read(settings, catalog_scores.read_evaluations, RUN).set_index(["method", "outlier_type"])
     assert set(table.index.get_level_values(0)) == {
         "outlier_score", "mse_m_z", "latent_z", "histogram_z", "tissue_z", "contrast_z", "shape_z",
-        "noise_z", "integrity_z", "ring_z", "metal_z", "local_error_z", "mse", "mse_region", "mse_m", "local_error_hu",
+        "noise_z", "integrity_z", "ring_z", "metal_z", "skin_object_z", "inner_object_z", "local_error_z",
+        "mse", "mse_region", "mse_m", "local_error_hu",
         "isolation_forest", "histogram_mahalanobis"}  # streak_z: all NULL, left out
     assert table.loc[("local_error_hu", "all"), "auroc"] == pytest.approx(1.0)  # the map's peak
     scores = _read(settings, catalog_scores.read_scores, RUN).set_index("scan_id")
@@ -364,7 +367,7 @@ def test_a_scan_ingested_before_v10_scores_without_its_metal_evidence(scored, ca
         con.execute("UPDATE scans SET native_metal_mm3 = NULL WHERE scan_id = 's-003'")
     with caplog.at_level("WARNING", logger="jobs.score_evidence"):
         _cli(settings, "score", "--store", str(settings.store_dir), "--run", RUN, "--device", "cpu")
-    assert "1 scan(s) lack the metal measured at ingest" in caplog.text and "ctae ingest" in caplog.text
+    assert "1 scan(s) lack the metal or dense objects measured at ingest" in caplog.text and "ctae ingest" in caplog.text
     stored = _read(settings, catalog_scores.read_scores, RUN).set_index("scan_id")
     assert pd.isna(stored.loc["s-003", "metal_z"]) and np.isfinite(stored.loc["s-003", "outlier_score"])
     assert stored.loc["s-011", "metal_z"] > 1.0
