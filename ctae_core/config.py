@@ -93,6 +93,10 @@ class TrainConfig:
         noise_cell: Voxels per cell of the grid the coarse noise is drawn on.
         window: Side of the windows a fully convolutional model is run over a whole scan in
             (``dae_unet``: sliding windows, overlap ¼, Gaussian blending); ``None`` = one pass.
+        normal_error_scans: After training, reconstruct up to this many training scans and fit
+            the model's usual |error| per HU × edge-strength context (``ctae_core.error_norm``,
+            stored in the checkpoint); the anomaly map is then the |error| above it. 0 = the
+            raw |error| is the map.
         model: The autoencoder.
     """
 
@@ -116,6 +120,7 @@ class TrainConfig:
     noise_std: float = 0.0
     noise_cell: int = 8
     window: int | None = None
+    normal_error_scans: int = 0
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
@@ -133,6 +138,8 @@ class TrainConfig:
             side = getattr(self, name)
             if side is not None and (side < 8 or side % 8):
                 raise ValueError(f"{name} must be a multiple of 8 voxels, not {side}")
+        if self.normal_error_scans < 0:
+            raise ValueError(f"normal_error_scans must be >= 0, not {self.normal_error_scans}")
         if self.noise_std < 0 or self.noise_cell < 1 or self.patches_per_scan < 1:
             raise ValueError(f"noise SD must be >= 0 and noise cell, patches per scan >= 1, not "
                              f"{self.noise_std}, {self.noise_cell}, {self.patches_per_scan}")

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from ctae_core.data import assign_splits
 from ctae_core.inference import prepare_input, reconstruct
-from ctae_core.io.checkpoint import load_run_model
+from ctae_core.io.checkpoint import load_normal_error, load_run_model
 from ctae_core.io.volume_store import save_volume
 from ctae_core.phantoms import torso
 from data_catalog import connect
@@ -49,7 +49,7 @@ def train(settings, run, *extra):
 
 def test_tiny_run_trains_and_records_everything(settings):
     add_scans(settings, COHORT)
-    result = train(settings, "r1", "--epochs", "4", "--batch-size", "3")
+    result = train(settings, "r1", "--epochs", "4", "--batch-size", "3", "--normal-error-scans", "32")
     assert result.exit_code == 0, result.output
     with connect(settings.catalog_path, read_only=True) as con:
         run = get_run(con, "r1")
@@ -67,6 +67,9 @@ def test_tiny_run_trains_and_records_everything(settings):
 
     model, spec = load_run_model(run["checkpoint_path"])
     assert spec.pad_size_zyx == (56, 32, 32) and spec.norm_mean_hu == run["norm_mean"]
+    normal = load_normal_error(run["checkpoint_path"])  # fitted after training on the 9 training scans
+    assert normal is not None and normal.n_scans == 9
+    assert 0 < min(map(min, normal.level_hu)) <= max(map(max, normal.level_hu)) < 3000
     assert (spec.z_multiple, spec.fit_box, spec.window) == (8, True, 192)
     val_id = next(k for k, v in splits.items() if v == "val")
     from ctae_core.io.volume_store import load_volume
