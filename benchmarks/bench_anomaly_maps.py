@@ -12,8 +12,6 @@ whose hottest region lies within 10 mm, and the voxel-level AP.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -22,7 +20,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_recon import LOCAL  # noqa: E402
+from benchmarks.bench_recon import LOCAL, main, scored_scans  # noqa: E402
 
 
 def _scan_arrays(row) -> tuple[np.ndarray, np.ndarray]:
@@ -46,21 +44,12 @@ def compare(catalog: Path, truth_path: Path, run_id: str) -> list[dict]:
     from ctae_core.anomaly_map import anomaly_map, hottest_region
     from ctae_core.io.mask_files import mask_on_stored_grid
     from ctae_core.localisation import localise
-    from data_catalog import connect
-    from data_catalog import scores as catalog_scores
-    from jobs.evaluate import match_truth, read_truth
 
-    truth = read_truth(truth_path)
-    with connect(catalog, read_only=True) as con:
-        run = catalog_scores.read_run(con, run_id)
-        inputs = catalog_scores.evaluation_inputs(con, run_id)
-        stored = catalog_scores.read_scores(con, run_id)[["scan_id", "recon_path"]]
-        paths = con.execute("SELECT scan_id, volume_path FROM scans").df()
-    inputs = inputs.merge(stored, on="scan_id").merge(paths, on="scan_id")
-    inputs = inputs[inputs["recon_path"].notna()].reset_index(drop=True)
+    run, inputs, labels, masks = scored_scans(catalog, truth_path, run_id)
+    keep = inputs["recon_path"].notna().to_numpy()
+    inputs, labels = inputs[keep].reset_index(drop=True), labels[keep]
+    masks = masks[keep].to_numpy(dtype=object) if masks is not None else np.full(len(inputs), None)
     spacing = float(run["spacing_mm"])
-    labels = match_truth(inputs, truth).to_numpy(dtype=object)
-    masks = match_truth(inputs, truth.assign(truth=truth["mask_path"])).to_numpy(dtype=object)
 
     levels = []
     for row in inputs[inputs["split"] == "train"].itertuples():
@@ -106,11 +95,4 @@ def compare(catalog: Path, truth_path: Path, run_id: str) -> list[dict]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--catalog", type=Path, required=True)
-    parser.add_argument("--truth", type=Path, required=True)
-    parser.add_argument("--run", action="append", required=True, help="a scored run (repeatable)")
-    args = parser.parse_args()
-    for run_id in args.run:
-        for row in compare(args.catalog, args.truth, run_id):
-            print(json.dumps(row))
+    main(compare, __doc__.splitlines()[0])
