@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -41,15 +42,12 @@ def body_rms_hu(volume_path: str, recon_path: str, stored_mm: float, run_mm: flo
     return float(np.sqrt(np.mean((hu[body] - recon[body]) ** 2)))
 
 
-def run_rows(catalog: Path, truth_path: Path, run_id: str) -> list[dict]:
-    """The benchmark rows of one scored run."""
-    from scipy.stats import spearmanr
-    from sklearn.metrics import roc_auc_score
-
+def scored_scans(catalog: Path, truth_path: Path, run_id: str):
+    """(the run's row, its scored scans with their recon and volume paths, their truth labels,
+    their mask files or None where the truth names no masks)."""
     from data_catalog import connect
     from data_catalog import scores as catalog_scores
     from jobs.evaluate import match_truth, read_truth
-    from jobs.localisation import localisation_counts
 
     truth = read_truth(truth_path)
     with connect(catalog, read_only=True) as con:
@@ -59,6 +57,18 @@ def run_rows(catalog: Path, truth_path: Path, run_id: str) -> list[dict]:
         paths = con.execute("SELECT scan_id, volume_path FROM scans").df()
     inputs = inputs.merge(stored, on="scan_id").merge(paths, on="scan_id")
     labels = match_truth(inputs, truth).to_numpy(dtype=object)
+    masks = match_truth(inputs, truth.assign(truth=truth["mask_path"])) if "mask_path" in truth else None
+    return run, inputs, labels, masks
+
+
+def run_rows(catalog: Path, truth_path: Path, run_id: str) -> list[dict]:
+    """The benchmark rows of one scored run."""
+    from scipy.stats import spearmanr
+    from sklearn.metrics import roc_auc_score
+
+    from jobs.localisation import localisation_counts
+
+    run, inputs, labels, masks = scored_scans(catalog, truth_path, run_id)
     inlier = labels == "inlier"
     val = inlier & (inputs["split"].to_numpy() == "val") & inputs["recon_path"].notna().to_numpy()
     rms = [body_rms_hu(r.volume_path, r.recon_path, float(r.spacing_mm), float(run["spacing_mm"]))
@@ -79,7 +89,6 @@ def run_rows(catalog: Path, truth_path: Path, run_id: str) -> list[dict]:
         rho = spearmanr(values[ok], inputs["pixel_count"].to_numpy(dtype=np.float64)[ok]).statistic
         rows.append({"figure": f"{run_id} {score} Spearman rho with pixel count (inliers)",
                      "value": float(rho), "unit": "rho", "target": "|rho| < 0.1"})
-    masks = match_truth(inputs, truth.assign(truth=truth["mask_path"])) if "mask_path" in truth else None
     located = localisation_counts(inputs, masks, truth_path.parent, run)
     if located.get("localisation_scans"):
         n = located["localisation_scans"]
@@ -90,12 +99,17 @@ def run_rows(catalog: Path, truth_path: Path, run_id: str) -> list[dict]:
     return [{"benchmark": "recon", "baseline": None, "ratio": None, "target": None, **r} for r in rows]
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(rows_of: Callable[[Path, Path, str], list[dict]], description: str) -> None:
+    """Print ``rows_of(catalog, truth, run)`` as JSON lines for every ``--run`` of the command line."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--catalog", type=Path, required=True)
     parser.add_argument("--truth", type=Path, required=True)
     parser.add_argument("--run", action="append", required=True, help="a scored run (repeatable)")
     args = parser.parse_args()
     for run_id in args.run:
-        for row in run_rows(args.catalog, args.truth, run_id):
+        for row in rows_of(args.catalog, args.truth, run_id):
             print(json.dumps(row))
+
+
+if __name__ == "__main__":
+    main(run_rows, __doc__.splitlines()[0])

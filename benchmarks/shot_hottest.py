@@ -24,6 +24,7 @@ def main(catalog: Path, run_id: str, scan_id: str | None, out: Path) -> str:
     """Write the picture; returns the scan it shows."""
     from PIL import Image, ImageDraw
 
+    from ctae_core.anomaly_map import hottest_region_mask
     from ctae_core.io.volume_store import load_volume
     from dashboard.render import ViewSettings, render_plane
     from data_catalog import connect
@@ -41,10 +42,11 @@ def main(catalog: Path, run_id: str, scan_id: str | None, out: Path) -> str:
     error = np.asarray(load_volume(row["error_path"]))
     recon = np.asarray(load_volume(row["recon_path"]))
     hot = (int(row["hot_z"]), int(row["hot_y"]), int(row["hot_x"]))
+    region = hottest_region_mask(error)[0]  # the viewer's outline: the stored region's rule
     view = ViewSettings(width_hu=1500.0, level_hu=300.0, opacity=0.6, error_max_hu=400.0)
     tiles = []
     for plane, index in (("axial", hot[0]), ("coronal", hot[1]), ("sagittal", hot[2])):
-        images = render_plane(volume, plane, index, view, recon=recon, error=error,
+        images = render_plane(volume, plane, index, view, recon=recon, error=error, region=region,
                               scan_spacing_mm=float(row["spacing_mm"]), run_spacing_mm=float(run_mm))
         tiles.append([Image.open(io.BytesIO(images.original)), Image.open(io.BytesIO(images.reconstruction))])
     size = 320
@@ -56,7 +58,7 @@ def main(catalog: Path, run_id: str, scan_id: str | None, out: Path) -> str:
             sheet.paste(tile, (col * size + (size - tile.width) // 2, 24 + r * size + (size - tile.height) // 2))
     ImageDraw.Draw(sheet).text(
         (6, 6), f"{scan_id}  hottest region z{hot[0]} y{hot[1]} x{hot[2]}  {row['hot_volume_ml']:.1f} mL  "
-        f"peak {row['local_error_hu']:.0f} HU   top: scan + anomaly map, bottom: reconstruction",
+        f"peak {row['local_error_hu']:.0f} HU   top: scan + anomaly map, region outlined; bottom: reconstruction",
         fill="white")
     out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out)

@@ -236,3 +236,20 @@ def reconstruct(
     """Reconstruction (Z, Y, X) float32 and latent vector (latent,) of one prepared input ``x``."""
     recon, latent = reconstruct_batch(model, [x], device, window=window)
     return recon[0], latent[0]
+
+
+def normal_error_levels(
+    model: Autoencoder, spec: InputSpec, scans: Sequence[tuple[np.ndarray, float]],
+    device: str | torch.device = "cpu",
+) -> list[np.ndarray]:
+    """Per scan (stored int16 HU, its spacing), reconstructed as `ctae score` does, its usual
+    |error| per context (``ctae_core.error_norm.scan_levels``), to fit the run's normal error on."""
+    from ctae_core.error_norm import scan_levels
+
+    levels = []
+    for i, (hu_int16, spacing_mm) in enumerate(scans):
+        p = prepare_input(hu_int16, spacing_mm, spec)
+        recon, _ = reconstruct(model, p.x, device, window=spec.window)
+        abs_error = np.abs(p.x[p.region] - recon[p.region]) * spec.norm_std_hu
+        levels.append(scan_levels(abs_error, p.hu, p.body_mask, spec.spacing_mm, seed=i))
+    return levels

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
+    from ctae_core.error_norm import NormalError
     from ctae_core.inference import InputSpec, PreparedInput
     from ctae_core.model import Autoencoder
 
@@ -68,7 +69,7 @@ class BatchScorer:
     threads: int | None = None
 
     def __call__(self) -> Callable[[list[ScanRow]], BatchResult]:
-        from ctae_core.io.checkpoint import load_run_model
+        from ctae_core.io.checkpoint import load_normal_error, load_run_model
         from jobs.runtime import pick_device
         from jobs.threads import set_torch_threads
 
@@ -76,14 +77,16 @@ class BatchScorer:
         device = pick_device(self.options.device)
         model, spec = load_run_model(self.checkpoint_path, device, self.options.channels_last)
         return functools.partial(score_batch, model=model, spec=spec, options=self.options,
-                                 device=device, run_dir=self.run_dir)
+                                 device=device, run_dir=self.run_dir,
+                                 normal=load_normal_error(self.checkpoint_path))
 
 
 def score_batch(
     rows: list[ScanRow], model: Autoencoder, spec: InputSpec, options: ScoreOptions,
-    device: str, run_dir: Path,
+    device: str, run_dir: Path, normal: NormalError | None = None,
 ) -> BatchResult:
     """Score a batch; returns its records and {scan_id: error message} for scans that failed.
+    ``normal``: the run's usual |error| per context; the anomaly map is the |error| above it.
 
     A scan that cannot be read or prepared fails alone. Inputs of one padded shape go through
     the model together (fully convolutional runs pad Z per scan, so shapes may differ).
@@ -99,7 +102,7 @@ def score_batch(
         by_shape.setdefault(prepared.x.shape, []).append((row, prepared))
     records: list[ScoreRecord] = []
     for group in by_shape.values():
-        more, failed = _score_group(group, model, spec, options, device, run_dir)
+        more, failed = _score_group(group, model, spec, options, device, run_dir, normal)
         records += more
         failures.update(failed)
     return records, failures
@@ -115,7 +118,7 @@ def _prepare(row: ScanRow, spec: InputSpec) -> PreparedInput:
 
 def _score_group(
     ready: list[tuple[ScanRow, PreparedInput]], model: Autoencoder, spec: InputSpec,
-    options: ScoreOptions, device: str, run_dir: Path,
+    options: ScoreOptions, device: str, run_dir: Path, normal: NormalError | None = None,
 ) -> BatchResult:
     """Forward same-shape inputs together and score them; if the batched pass fails, retry
     one scan at a time so that only the culprit fails."""
@@ -131,14 +134,14 @@ def _score_group(
         logger.warning("batch forward failed (%s); retrying its %d scans one by one", err, len(ready))
         records: list[ScoreRecord] = []
         for item in ready:
-            more, failed = _score_group([item], model, spec, options, device, run_dir)
+            more, failed = _score_group([item], model, spec, options, device, run_dir, normal)
             records += more
             failures.update(failed)
         return records, failures
     records = []
     for (row, prepared), recon, latent in zip(ready, recons, latents, strict=True):
         try:
-            records.append(_record(row, prepared, recon, latent, spec, options, run_dir))
+            records.append(_record(row, prepared, recon, latent, spec, options, run_dir, normal))
         except Exception as err:
             failures[row.scan_id] = _describe(err, "scoring")
     return records, failures
@@ -146,10 +149,11 @@ def _score_group(
 
 def _record(
     row: ScanRow, prepared: PreparedInput, recon: np.ndarray, latent: np.ndarray,
-    spec: InputSpec, options: ScoreOptions, run_dir: Path,
+    spec: InputSpec, options: ScoreOptions, run_dir: Path, normal: NormalError | None = None,
 ) -> ScoreRecord:
     """Score one reconstructed scan, find its hottest region and store its recon volume and
-    anomaly map (int16 HU)."""
+    anomaly map (int16 HU: the |error| above the run's usual error in its context, or the raw
+    |error| for a run without a normal-error table)."""
     import numpy as np
 
     from ctae_core.anomaly_map import anomaly_map, hottest_region, rescale_index
@@ -161,7 +165,10 @@ def _record(
                    error_level_hu=options.error_level_hu)
     max_zyx = tuple(i + k.start for i, k in zip(s.max_error_zyx, p.kept, strict=True))
     r = recon[p.region]
-    amap = anomaly_map(np.abs(p.x[p.region] - r) * spec.norm_std_hu, p.body_mask)
+    abs_error = np.abs(p.x[p.region] - r) * spec.norm_std_hu
+    if normal is not None:
+        abs_error = normal.excess(abs_error, p.hu, spec.spacing_mm)
+    amap = anomaly_map(abs_error, p.body_mask)
     hot = hottest_region(amap, spec.spacing_mm)
     at_run = tuple(i + k.start for i, k in zip(hot.centre_zyx, p.kept, strict=True))
     hot_zyx = rescale_index(at_run, spec.spacing_mm, row.spacing_mm)  # type: ignore[arg-type]

@@ -67,7 +67,9 @@ def open_run(
         row = get_run(con, run_id)
         if resume and row is not None:
             stored = TrainConfig.from_dict(json.loads(row["config_json"]))
-            cfg = replace(stored, epochs=cfg.epochs, early_stopping=cfg.early_stopping)
+            # a resumed run keeps its normal-error table; --normal-error-scans on resume adds one
+            cfg = replace(stored, epochs=cfg.epochs, early_stopping=cfg.early_stopping,
+                          normal_error_scans=max(stored.normal_error_scans, cfg.normal_error_scans))
             update_run(con, run_id, status="training", config_json=json.dumps(cfg.to_dict()))
         reused = read_splits(con, reuse_split) if reuse_split else {}
         splits = _resolve_split(cfg, scans, read_splits(con, run_id), reuse_split, reused)  # raises before any write

@@ -74,6 +74,28 @@ def epoch_writer(settings: CatalogSettings, run_id: str, plan: Plan, model: nn.M
     return on_epoch
 
 
+def fit_normal_error(path: Path, plan: Plan, scans: Scans, device: str) -> None:
+    """Reconstruct a seeded sample of the training scans with the best weights, as `ctae score`
+    will, and store the model's usual |error| per context in the checkpoint
+    (``ctae_core.error_norm``): the anomaly maps of `ctae score` are the |error| above it."""
+    import numpy as np
+
+    from ctae_core.error_norm import fit
+    from ctae_core.inference import normal_error_levels, run_model_from_checkpoint
+
+    train_ids = sorted(k for k, v in plan.splits.items() if v == "train")
+    pick = np.random.default_rng(plan.cfg.seed).permutation(len(train_ids))[: plan.cfg.normal_error_scans]
+    data = load_checkpoint(path)
+    model, spec = run_model_from_checkpoint(data, path, device)
+    chosen = [scans[train_ids[i]] for i in sorted(pick)]
+    levels = normal_error_levels(model, spec, [(load_volume(s.volume_path), s.spacing_mm) for s in chosen],
+                                 device)
+    data["normal_error"] = fit(levels).to_dict()
+    save_checkpoint(data, path)
+    logger.info("normal error fitted on %d training scans (what the anomaly maps are measured against)",
+                len(chosen))
+
+
 def train(
     settings: CatalogSettings, run_id: str, opened: tuple[TrainConfig, Splits, Scans] | None, *,
     resume: bool, encoder_weights: Path | None, device: str, progress: bool, threads: int | None,
@@ -118,6 +140,8 @@ def train(
         raise
     if stopped:
         logger.info("early stopping: no better validation loss for %d epochs", plan.cfg.early_stopping)
+    if dist.main and plan.cfg.normal_error_scans > 0:
+        fit_normal_error(path, plan, scans, dist.device)
     summary: dict[str, Any] = {"run_id": run_id, "epochs": state.epoch, "best_val_mse": state.best_val_loss,
                                "mean_baseline_val_mse": state.baseline, "checkpoint": str(path)}
     if dist.main:

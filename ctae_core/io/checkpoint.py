@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ctae_core.error_norm import NormalError
 from ctae_core.errors import CheckpointError
 from ctae_core.inference import InputSpec, run_model_from_checkpoint
 from ctae_core.model import Autoencoder
@@ -89,6 +90,18 @@ def load_run_model(
     """
     data = load_checkpoint(checkpoint_path)
     return run_model_from_checkpoint(data, checkpoint_path, device, channels_last)
+
+
+def load_normal_error(checkpoint_path: Path | str) -> NormalError | None:
+    """The run's usual |error| per context (``ctae_core.error_norm``), or None for a run that
+    has none (its maps are the raw |error|)."""
+    data = load_checkpoint(checkpoint_path).get("normal_error")
+    if data is None:
+        return None
+    try:
+        return NormalError.from_dict(data)
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{checkpoint_path}: unusable normal-error table ({err})") from err
 
 
 def load_encoder_weights(encoder: nn.Module, path: Path | str) -> int:

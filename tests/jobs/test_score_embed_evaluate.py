@@ -21,7 +21,7 @@ from ctae_core.acquisition import acquisition_features
 from ctae_core.anomaly_map import anomaly_map, hottest_region_mask
 from ctae_core.config import TINY_DAE
 from ctae_core.inference import prepare_input, reconstruct
-from ctae_core.io.checkpoint import load_run_model
+from ctae_core.io.checkpoint import load_normal_error, load_run_model
 from ctae_core.io.volume_store import load_volume, save_volume
 from ctae_core.native_metal import native_density
 from ctae_core.outlier_score import acquisition_groups, outlier_evidence
@@ -153,6 +153,29 @@ def test_stored_mse_m_equals_a_hand_computation(scored):
     outline, peak_at, _ = hottest_region_mask(error)
     assert error[peak_at] == error[hot] and outline[hot]  # a tie of the rounded map at most
     assert outline.sum() * 27 / 1000 == pytest.approx(row["hot_volume_ml"], rel=0.05)
+
+
+def test_a_run_with_a_normal_error_table_stores_the_error_above_it(tmp_path):
+    settings = CatalogSettings.resolve(tmp_path / "catalog.duckdb", tmp_path / "store", env={})
+    rng = np.random.default_rng(3)
+    with connect(settings.catalog_path) as con:
+        for i in range(10):
+            _add_scan(con, settings, f"n-{i:03d}", torso((16, 32, 32), rng, metal=i == 9))
+    _cli(settings, "train", "--store", str(settings.store_dir), "--run", "n", "--preset", "tiny_dae",
+         "--epochs", "1", "--device", "cpu", "--normal-error-scans", "8")
+    _cli(settings, "score", "--store", str(settings.store_dir), "--run", "n", "--device", "cpu")
+    run = _read(settings, catalog_scores.read_run, "n")
+    normal = load_normal_error(run["checkpoint_path"])
+    assert normal is not None and normal.n_scans == 8
+    model, spec = load_run_model(run["checkpoint_path"])
+    row = _read(settings, catalog_scores.read_scores, "n").set_index("scan_id").loc["n-009"]
+    prepared = prepare_input(load_volume(settings.volumes_dir / "n-009.npy"), 3.0, spec)
+    recon, _ = reconstruct(model, prepared.x, window=spec.window)
+    abs_error = np.abs(prepared.x[prepared.region] - recon[prepared.region]) * spec.norm_std_hu
+    expected = anomaly_map(normal.excess(abs_error, prepared.hu, spec.spacing_mm), prepared.hu > -990)
+    assert float(expected.max()) < float(anomaly_map(abs_error, prepared.hu > -990).max())  # levels taken off
+    np.testing.assert_allclose(load_volume(row["error_path"]), expected, atol=1.0)
+    assert row["local_error_hu"] == pytest.approx(expected.max(), rel=1e-4)
 
 
 def test_the_hottest_region_of_a_metal_scan_is_its_metal(scored):

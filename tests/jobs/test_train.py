@@ -6,11 +6,12 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from ctae_core.data import assign_splits
 from ctae_core.inference import prepare_input, reconstruct
-from ctae_core.io.checkpoint import load_run_model
+from ctae_core.io.checkpoint import load_checkpoint, load_normal_error, load_run_model
 from ctae_core.io.volume_store import save_volume
 from ctae_core.phantoms import torso
 from data_catalog import connect
@@ -49,7 +50,7 @@ def train(settings, run, *extra):
 
 def test_tiny_run_trains_and_records_everything(settings):
     add_scans(settings, COHORT)
-    result = train(settings, "r1", "--epochs", "4", "--batch-size", "3")
+    result = train(settings, "r1", "--epochs", "4", "--batch-size", "3", "--normal-error-scans", "32")
     assert result.exit_code == 0, result.output
     with connect(settings.catalog_path, read_only=True) as con:
         run = get_run(con, "r1")
@@ -67,6 +68,9 @@ def test_tiny_run_trains_and_records_everything(settings):
 
     model, spec = load_run_model(run["checkpoint_path"])
     assert spec.pad_size_zyx == (56, 32, 32) and spec.norm_mean_hu == run["norm_mean"]
+    normal = load_normal_error(run["checkpoint_path"])  # fitted after training on the 9 training scans
+    assert normal is not None and normal.n_scans == 9
+    assert 0 < min(map(min, normal.level_hu)) <= max(map(max, normal.level_hu)) < 3000
     assert (spec.z_multiple, spec.fit_box, spec.window) == (8, True, 192)
     val_id = next(k for k, v in splits.items() if v == "val")
     from ctae_core.io.volume_store import load_volume
@@ -92,6 +96,24 @@ def test_resume_continues_the_same_curve(settings):
     assert len(a) == len(b) == 3
     np.testing.assert_allclose([h["train_loss"] for h in a], [h["train_loss"] for h in b], rtol=1e-5)
     np.testing.assert_allclose([h["val_loss"] for h in a], [h["val_loss"] for h in b], rtol=1e-5)
+
+
+def test_resume_of_a_finished_run_adds_the_normal_error_and_keeps_the_weights(settings):
+    add_scans(settings, COHORT)
+    assert train(settings, "n", "--epochs", "1").exit_code == 0
+    with connect(settings.catalog_path, read_only=True) as con:
+        path = get_run(con, "n")["checkpoint_path"]
+    assert load_normal_error(path) is None  # the preset's maps are the raw |error|
+    before = load_checkpoint(path)["best_model_state"]
+    again = train(settings, "n", "--epochs", "1", "--resume", "--normal-error-scans", "4")
+    assert again.exit_code == 0, again.output
+    normal = load_normal_error(path)
+    assert normal is not None and normal.n_scans == 4
+    after = load_checkpoint(path)["best_model_state"]
+    assert all(torch.equal(before[k], after[k]) for k in before)  # no epoch was trained again
+    # resuming again without the option keeps the table
+    assert train(settings, "n", "--epochs", "1", "--resume").exit_code == 0
+    assert load_normal_error(path) == normal
 
 
 def test_existing_run_needs_resume_and_reuse_split_copies_the_split(settings):
