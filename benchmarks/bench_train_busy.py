@@ -62,6 +62,11 @@ def _train(catalog: Path, run: str, setting: list[str] | None, epochs: int) -> f
     return statistics.median(rates)
 
 
+BUSY_LOOP = "import os\nparent = os.getppid()\nwhile os.getppid() == parent:\n    for _ in range(10**6): pass"
+"""A busy single-threaded process that ends with this benchmark even when the benchmark is
+killed (in its own session, a kill of the benchmark's process group does not reach it)."""
+
+
 def main(epochs: int, repeats: int) -> None:
     catalog = _cohort()
     rates: dict[tuple[str, str], list[float]] = defaultdict(list)
@@ -70,7 +75,7 @@ def main(epochs: int, repeats: int) -> None:
         for busy_name, new_session in BUSY.items():
             busy = None
             if new_session is not None:
-                busy = subprocess.Popen([PYTHON, "-c", "while True: pass"],
+                busy = subprocess.Popen([PYTHON, "-c", BUSY_LOOP],
                                         start_new_session=new_session)  # fmt: skip
             try:
                 for name, setting in SETTINGS.items():
