@@ -19,7 +19,9 @@ Figures (each against a baseline measured in the same run):
 - scrolling: axial slices per second under mouse-wheel events, one per animation frame, three
   planes shown — target ≥ 30; baseline: the server-rendered view, one slider step (a round
   trip) per slice;
-- the native re-read of the series' DICOM files alone (what a cold open pays once).
+- the native re-read of the series' DICOM files alone (what a cold open pays once);
+- first open in a running dashboard: the server warm, its viewer cache emptied before each
+  open, so the series is read from its DICOM files and cached again (a scan nobody opened yet).
 Chromium runs with --disable-gpu --disable-gpu-vsync --disable-frame-rate-limit (no GPU;
 animation frames as fast as a desktop browser's, not headless's ~6/s). The load average is
 printed with every figure. Screenshots of each view go to benchmarks/out/viewer/.
@@ -208,6 +210,25 @@ def _rounds(browser, targets: dict[str, tuple], repeats: int) -> dict[tuple[str,
     return times
 
 
+def _first_opens(browser, url: str, scan_id: str, repeats: int) -> list[tuple[float, float, float]]:
+    """A series opened for the first time in a dashboard already running (server warm, the
+    visitor's scripts cached): before each open the server's viewer cache is emptied, so the
+    series is read from its DICOM files and its cache written again, as for a scan nobody has
+    opened yet."""
+    from dashboard.scan_volumes import VIEWER_CACHE  # the served folder the server uses
+
+    context = browser.new_context(viewport=VIEWPORT)
+    _open(context, url, scan_id, "this build, the returning visitor's earlier visit")
+    times = []
+    for _ in range(repeats):
+        for entry in VIEWER_CACHE.iterdir() if VIEWER_CACHE.exists() else ():
+            shutil.rmtree(entry, ignore_errors=True)
+        times.append(_open(context, url, scan_id,
+                           "this build, first open of the series in a running dashboard"))
+    context.close()
+    return times
+
+
 def _measure(context, kind: str, url: str, arg: str, what: str):
     if kind == "viewer":
         return _open(context, url, arg, what)
@@ -244,6 +265,7 @@ def main(quick: bool = False, port: int = 0, against: str | None = None,
                                 f"{name}, cold (the DICOM files read)")
                     for name, (kind, url, _) in targets.items() if kind == "viewer"}
             warm = _rounds(browser, targets, repeats)
+            first_opens = _first_opens(browser, servers[0][1], scan_id, repeats)
             page = browser.new_page(viewport=VIEWPORT)
             open_scan(page, servers[0][1], scan_id, timeout_ms=900000)
             frame = viewer_frame(page)
@@ -276,6 +298,11 @@ def main(quick: bool = False, port: int = 0, against: str | None = None,
         rows.append(row("viewer", f"{what}: first slice", times[0], "s", 2.0, server_first))
         rows.append(row("viewer", f"{what}: scrollable", times[1], "s", 2.0, server_first))
         rows.append(row("viewer", f"{what}: full resolution", times[2], "s", None, server_first))
+    first_open = [statistics.median(t[i] for t in first_opens) for i in range(3)]
+    what = f"open {size}, first open of the series in a running dashboard (DICOM read, cache written; median)"
+    rows.append(row("viewer", f"{what}: first slice", first_open[0], "s", 2.0, server_first))
+    rows.append(row("viewer", f"{what}: scrollable", first_open[1], "s", 2.0, server_first))
+    rows.append(row("viewer", f"{what}: full resolution", first_open[2], "s", None, server_first))
     for visitor in ("first-time", "returning"):
         bare = medians["bare page", visitor][0]
         overview = medians["Overview", visitor][0]
