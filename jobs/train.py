@@ -44,14 +44,21 @@ def build_config(preset_name: str, **overrides: Any) -> TrainConfig:
     return with_overrides(preset(preset_name), preset=preset_name, **overrides)
 
 
+def _given(**options: Any) -> dict[str, Any]:
+    """The options the user gave on the command line (None: not given)."""
+    return {name: value for name, value in options.items() if value is not None}
+
+
 def run_training(
     settings: CatalogSettings, run_id: str, cfg: TrainConfig, *, resume: bool = False,
     reuse_split: str | None = None, encoder_weights: Path | None = None, device: str = "auto",
-    progress: bool = True, threads: int | None = None,
+    progress: bool = True, threads: int | None = None, resumed_with: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Train run ``run_id`` end to end; returns a summary (epochs, val MSE, baseline MSE, paths)."""
+    """Train run ``run_id`` end to end; returns a summary (epochs, val MSE, baseline MSE, paths).
+    ``resumed_with``: what a resumed run changes of its stored config (``open_run``)."""
     # Under torchrun rank 0 opens the run; the others read it after a barrier.
-    opened = open_run(settings, run_id, cfg, resume, reuse_split) if int(os.environ.get("RANK", "0")) == 0 else None
+    opened = (open_run(settings, run_id, cfg, resume, reuse_split, resumed_with)
+              if int(os.environ.get("RANK", "0")) == 0 else None)
     # torch takes seconds to import: only now, once the user has seen the run's split
     from jobs.train_session import train
 
@@ -101,7 +108,9 @@ def train_command(
         with job_run(settings, "train", args) if primary else nullcontext({}) as counts:
             counts.update(run_training(settings, run, cfg, resume=resume, reuse_split=reuse_split,
                                        encoder_weights=encoder_weights, device=device,
-                                       progress=not no_progress, threads=threads))
+                                       progress=not no_progress, threads=threads,
+                                       resumed_with=_given(epochs=epochs,
+                                                           early_stopping=early_stopping)))
     except (RunError, SplitError, CheckpointError) as err:
         typer.secho(f"ctae train: {err}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from err

@@ -6,7 +6,7 @@ import json
 import logging
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -59,16 +59,23 @@ def _resolve_split(cfg: TrainConfig, scans: Scans, existing: Splits, reuse_split
 
 
 def open_run(
-    settings: CatalogSettings, run_id: str, cfg: TrainConfig, resume: bool, reuse_split: str | None
+    settings: CatalogSettings, run_id: str, cfg: TrainConfig, resume: bool, reuse_split: str | None,
+    resumed_with: dict[str, Any] | None = None,
 ) -> tuple[TrainConfig, Splits, Scans]:
-    """Create (or, with ``resume``, reopen) the run and fix its split; returns (cfg, splits, scans)."""
+    """Create (or, with ``resume``, reopen) the run and fix its split; returns (cfg, splits, scans).
+
+    A reopened run keeps its stored config but for ``resumed_with`` (the epochs and early
+    stopping the user gave again; None: ``cfg``'s), so that resuming without ``--epochs`` does
+    not train to another preset's count."""
     scans = _scan_items(settings)
     with connect(settings.catalog_path) as con:
         row = get_run(con, run_id)
         if resume and row is not None:
             stored = TrainConfig.from_dict(json.loads(row["config_json"]))
             # a resumed run keeps its normal-error table; --normal-error-scans on resume adds one
-            cfg = replace(stored, epochs=cfg.epochs, early_stopping=cfg.early_stopping,
+            given = ({"epochs": cfg.epochs, "early_stopping": cfg.early_stopping}
+                     if resumed_with is None else resumed_with)
+            cfg = replace(stored, **given,
                           normal_error_scans=max(stored.normal_error_scans, cfg.normal_error_scans))
             update_run(con, run_id, status="training", config_json=json.dumps(cfg.to_dict()))
         reused = read_splits(con, reuse_split) if reuse_split else {}

@@ -98,6 +98,16 @@ def test_resume_continues_the_same_curve(settings):
     np.testing.assert_allclose([h["val_loss"] for h in a], [h["val_loss"] for h in b], rtol=1e-5)
 
 
+def test_resume_without_epochs_keeps_the_runs_own_count(settings):
+    add_scans(settings, COHORT)
+    assert train(settings, "f", "--epochs", "1").exit_code == 0
+    resumed = train(settings, "f", "--resume")  # the preset's own default is 3 epochs
+    assert resumed.exit_code == 0, resumed.output
+    with connect(settings.catalog_path, read_only=True) as con:
+        assert len(train_history(con, "f")) == 1  # finished: nothing trained again
+        assert json.loads(get_run(con, "f")["config_json"])["epochs"] == 1
+
+
 def test_resume_of_a_finished_run_adds_the_normal_error_and_keeps_the_weights(settings):
     add_scans(settings, COHORT)
     assert train(settings, "n", "--epochs", "1").exit_code == 0
