@@ -23,7 +23,7 @@ from ctae_core.phantoms import torso
 from data_catalog import CatalogSettings, connect
 from jobs.cli import app
 from jobs.executors import ExecutorConfig, map_stateful
-from jobs.ingest import IngestSummary, _run_batches
+from jobs.ingest import IngestSummary, _run_batches, _Writes
 from jobs.ingest_worker import ingest_one
 from tests.dicom_factory import phantom, write_phantom
 
@@ -123,7 +123,8 @@ def test_ray_worker_killed_mid_ingest_is_survived_and_each_scan_is_stored_once(s
         ingest_or_die, store_dir=str(settings.store_dir), spacing=3.0, marker_dir=str(tmp_path)
     )
     summary = IngestSummary()
-    _run_batches(worker, todo, settings, summary, RAY, progress=False)
+    writes = _Writes(settings, summary, job=None, first=lambda con: None)  # outside a job record
+    _run_batches(worker, todo, writes, RAY, progress=False)
     assert (tmp_path / "died").exists(), "a worker really died"
     assert summary.ingested == 5 and sum(summary.failed.values()) == 1  # the corrupt NIfTI
     with connect(settings.catalog_path, read_only=True) as con:
