@@ -96,10 +96,8 @@ def run(root: Path, tree: Path, catalog: Path, strace: bool) -> tuple[dict, floa
     subprocess.run(command, env=env, cwd=root, check=True, capture_output=True)
     wall = time.perf_counter() - started
     phases: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0])
-    parent = None
     for line in records.read_text().splitlines():
-        pid, name, w, c, _ = json.loads(line)
-        parent = parent or pid
+        _pid, name, w, c, _ = json.loads(line)
         phases[name][0] += c
         phases[name][1] += w
         phases[name][2] += 1

@@ -1,7 +1,9 @@
 """Run every benchmarks/bench_*.py and print one table of figures, targets and ratios.
 
-Each benchmark module exposes ``main(quick: bool) -> list[dict]`` with rows holding
-``benchmark, figure, value, unit, target, baseline, ratio``. The user-level rows of
+Each benchmark module of the table exposes ``main(quick: bool) -> list[dict]`` with rows holding
+``benchmark, figure, value, unit, target, baseline, ratio``; a ``bench_*.py`` whose ``main`` takes
+no ``quick`` is a standalone script (it needs a catalog, a run or its own options: its docstring
+says how to run it) and is listed, not run. The user-level rows of
 ``bench_user.py`` (whole commands as processes, pages in Chromium) are printed right after the
 in-process rows of the same subject, so the two ways of measuring stand side by side.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import inspect
 import json
 import platform
 import sys
@@ -38,6 +41,7 @@ def _load(path: Path):
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     assert spec.loader is not None
+    sys.modules[spec.name] = module  # a dataclass in the module looks its module up there
     spec.loader.exec_module(module)
     return module
 
@@ -65,6 +69,7 @@ def main() -> int:
     sys.path.insert(0, str(HERE))
     rows: list[dict] = []
     failed: list[str] = []
+    standalone: list[str] = []
     for path in sorted(HERE.glob("bench_*.py")):
         name = path.stem.removeprefix("bench_")
         if args.only and name not in args.only:
@@ -72,7 +77,12 @@ def main() -> int:
         print(f"== {name}", flush=True)
         started = time.monotonic()
         try:
-            rows += _load(path).main(quick=args.quick)
+            module = _load(path)
+            if "quick" not in inspect.signature(module.main).parameters:
+                standalone.append(path.name)
+                print("   standalone: run it by hand (its docstring says how)", flush=True)
+                continue
+            rows += module.main(quick=args.quick)
         except Exception:
             traceback.print_exc()
             failed.append(name)
@@ -84,6 +94,8 @@ def main() -> int:
     out = HERE / "out"
     out.mkdir(exist_ok=True)
     (out / "results.json").write_text(json.dumps(rows, indent=2, default=str))
+    if standalone:
+        print(f"\nstandalone scripts, not in the table: {', '.join(standalone)}")
     if failed:
         print(f"\nbenchmarks that failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0

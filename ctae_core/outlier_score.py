@@ -345,9 +345,8 @@ def outlier_evidence(
             with np.errstate(invalid="ignore", divide="ignore"):
                 ring = np.log(np.asarray(acquisition.ring_contrast, dtype=np.float64))
             evidence["ring_z"] = z_of(sized("ring_z", ring), DISTANCE_NULL_DF)
-        if acquisition.native_metal_mm3 is not None:
-            evidence["metal_z"] = hurdle_z(acquisition.native_metal_mm3, reference_rows, groups)
-        for name, mm3 in (("skin_object_z", acquisition.skin_object_mm3),
+        for name, mm3 in (("metal_z", acquisition.native_metal_mm3),
+                          ("skin_object_z", acquisition.skin_object_mm3),
                           ("inner_object_z", acquisition.inner_object_mm3)):
             if mm3 is not None:
                 evidence[name] = hurdle_z(mm3, reference_rows, groups)

@@ -43,6 +43,8 @@ META = "meta.json"
 FORMAT = "preview-v2"
 """Part of every volume entry's name: entries of an older layout (one preview or none) are not
 reused."""
+OVERLAY_FORMAT = "region-v2"
+"""The same for overlay entries (the outline of the stored hottest region's rule)."""
 
 
 @dataclass(frozen=True)
@@ -168,7 +170,7 @@ def _overlays(scan: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
     paths = {role: p for role, p in paths.items() if isinstance(p, str) and os.path.exists(p)}
     if not paths:
         return None
-    name = f"o-{_hash(*(_stamp(p) for p in paths.values()), 'region-v2')}"
+    name = f"o-{_hash(*(_stamp(p) for p in paths.values()), OVERLAY_FORMAT)}"
     if (meta := _entry(name)) is not None:
         return name, meta
 

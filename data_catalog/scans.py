@@ -91,11 +91,13 @@ _UPSERT_ERROR = (
     f"INSERT INTO ingest_errors ({', '.join(_ERROR_COLUMNS)}, recorded_at) "
     f"VALUES ({', '.join('?' for _ in _ERROR_COLUMNS)}, current_timestamp)"
 )
-# a scan ingested before v10 / v11 lacks the metal / dense objects measured on its acquired grid:
-# an empty fingerprint makes the next ingest read it again (the stored 3 mm volume cannot give them)
-_FINGERPRINTS = ("SELECT scan_id, CASE WHEN native_metal_mm3 IS NULL OR skin_object_mm3 IS NULL "
-                 "THEN '' ELSE fingerprint END, "
-                 "volume_path, spacing_mm FROM scans")
+INGEST_MEASURES = ("native_metal_mm3", "skin_object_mm3")
+"""Columns measured at ingest on the acquired grid (v10 metal, v11 dense objects): a scan lacking
+one was ingested before it existed, and only its source files can give it."""
+# such a scan gets an empty fingerprint, so that the next ingest reads it again
+_FINGERPRINTS = ("SELECT scan_id, CASE WHEN "
+                 + " OR ".join(f"{column} IS NULL" for column in INGEST_MEASURES)
+                 + " THEN '' ELSE fingerprint END, volume_path, spacing_mm FROM scans")
 _CLEAR_ERRORS = "DELETE FROM ingest_errors WHERE source_key IN (SELECT unnest(?::VARCHAR[]))"
 _LIST_ERRORS = """
 SELECT source_root, source_path, series_uid, reason, message, recorded_at
@@ -127,7 +129,8 @@ def upsert_scans(con: duckdb.DuckDBPyConnection, records: Sequence[ScanRecord]) 
 
 
 def scan_fingerprints(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, str, float]]:
-    """``scan_id`` → (fingerprint, volume_path, spacing_mm) of every scan: skip unchanged input."""
+    """``scan_id`` → (fingerprint, volume_path, spacing_mm) of every scan: skip unchanged input
+    (the fingerprint is empty for a scan lacking one of ``INGEST_MEASURES``: read it again)."""
     return {row[0]: (row[1], row[2], row[3]) for row in con.execute(_FINGERPRINTS).fetchall()}
 
 

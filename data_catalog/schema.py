@@ -372,6 +372,8 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> int:
         )
     if version == SCHEMA_VERSION:
         return SCHEMA_VERSION
+    # connection.transaction's BEGIN … COMMIT, written out: connection imports this module, and
+    # the layers allow no import cycle
     con.execute("BEGIN TRANSACTION")
     try:
         for target in range(version + 1, SCHEMA_VERSION + 1):

@@ -28,7 +28,7 @@ from ctae_core.io.dicom_header import DAMAGED_VALUE_ERRORS
 from ctae_core.io.sources import RefusedInput, ScanFacts, SeriesSource
 from ctae_core.io.volume_files import silence_itk_warnings
 from ctae_core.io.volume_store import save_volume, scan_volume_path
-from ctae_core.native_metal import NativeDensity
+from ctae_core.native_metal import NativeDensity, native_density
 from ctae_core.stats import scan_statistics
 from data_catalog.scans import IngestErrorRecord, ScanRecord
 
@@ -129,10 +129,8 @@ def ingest_one(
 
 
 def load_readers() -> None:
-    """Import what ``ingest_one`` needs (the DICOM reader, SimpleITK, the metal measure's scipy)
-    in this process: a pool forked afterwards shares them, where each worker would otherwise
-    import them again."""
-    from ctae_core import native_metal  # noqa: F401
+    """Import what ``ingest_one`` needs (the DICOM reader, SimpleITK) in this process: a pool
+    forked afterwards shares them, where each worker would otherwise import them again."""
     from ctae_core.io import dicom_series, resample  # noqa: F401
 
     silence_itk_warnings()
@@ -271,7 +269,6 @@ def _ingest(
     source: SeriesSource, store_dir: Path, spacing: float, label: str, redact: bool
 ) -> ScanRecord:
     from ctae_core.io.resample import resample_isotropic
-    from ctae_core.native_metal import native_density
 
     if source.kind == "dicom":
         from ctae_core.io.dicom_series import read_dicom_series

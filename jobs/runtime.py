@@ -62,6 +62,7 @@ def pick_device(requested: str = "auto") -> str:
     return requested
 
 
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
 KEEP_FREED_BYTES = 1 << 30
 """Blocks below this size come from the heap and freed memory up to it is kept for reuse."""
 
@@ -84,9 +85,6 @@ def reuse_freed_memory() -> None:
         libc.mallopt(M_TRIM_THRESHOLD, KEEP_FREED_BYTES)
     except (OSError, AttributeError):  # musl and others: freed memory goes back to the kernel
         logger.debug("glibc's mallopt is not available here")
-
-
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
 
 
 def this_process(pid: int | None = None) -> JobProcess:

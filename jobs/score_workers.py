@@ -69,16 +69,19 @@ class BatchScorer:
     threads: int | None = None
 
     def __call__(self) -> Callable[[list[ScanRow]], BatchResult]:
-        from ctae_core.io.checkpoint import load_normal_error, load_run_model
+        from ctae_core.inference import run_model_from_checkpoint
+        from ctae_core.io.checkpoint import load_checkpoint, normal_error_from
         from jobs.runtime import pick_device
         from jobs.threads import set_torch_threads
 
         set_torch_threads(self.threads)
         device = pick_device(self.options.device)
-        model, spec = load_run_model(self.checkpoint_path, device, self.options.channels_last)
+        data = load_checkpoint(self.checkpoint_path)  # read once: the weights and the table
+        model, spec = run_model_from_checkpoint(data, self.checkpoint_path, device,
+                                                self.options.channels_last)
         return functools.partial(score_batch, model=model, spec=spec, options=self.options,
                                  device=device, run_dir=self.run_dir,
-                                 normal=load_normal_error(self.checkpoint_path))
+                                 normal=normal_error_from(data, self.checkpoint_path))
 
 
 def score_batch(

@@ -73,7 +73,7 @@ def set_torch_threads(requested: int | None = None, loadavg: Path = LOADAVG) -> 
 
     if requested is not None and requested < 1:
         raise ValueError(f"--threads must be >= 1, not {requested}")
-    if requested is None and os.environ.get("OMP_NUM_THREADS"):
+    if requested is None and _user_chose(requested):
         source, threads = "OMP_NUM_THREADS", torch.get_num_threads()
     else:
         source, threads = (
@@ -86,6 +86,12 @@ def set_torch_threads(requested: int | None = None, loadavg: Path = LOADAVG) -> 
     return threads
 
 
+def _user_chose(requested: int | None) -> bool:
+    """Whether the thread count is the user's: ``--threads``, or ``OMP_NUM_THREADS`` (torchrun
+    and batch systems set it)."""
+    return requested is not None or bool(os.environ.get("OMP_NUM_THREADS"))
+
+
 def rechoose_torch_threads(requested: int | None, current: int, loadavg: Path = LOADAVG) -> int:
     """Between epochs, torch's thread count again from the free cores (a busy neighbour may
     have started or ended since the last choice); unchanged where ``--threads`` or
@@ -96,7 +102,7 @@ def rechoose_torch_threads(requested: int | None, current: int, loadavg: Path = 
     """
     import torch
 
-    if requested is not None or os.environ.get("OMP_NUM_THREADS"):
+    if _user_chose(requested):
         return current
     threads = free_cores(loadavg)
     if threads != current:

@@ -124,7 +124,7 @@ def register(app: typer.Typer) -> None:
 
 def main() -> None:
     """``python -m jobs.train …`` (what ``torchrun`` launches): the train command alone."""
-    from jobs.cli import configure_logging
+    from jobs.log_setup import configure_logging
 
     configure_logging()
     standalone = typer.Typer(add_completion=False, pretty_exceptions_enable=False)

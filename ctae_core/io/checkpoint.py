@@ -95,13 +95,18 @@ def load_run_model(
 def load_normal_error(checkpoint_path: Path | str) -> NormalError | None:
     """The run's usual |error| per context (``ctae_core.error_norm``), or None for a run that
     has none (its maps are the raw |error|)."""
-    data = load_checkpoint(checkpoint_path).get("normal_error")
-    if data is None:
+    return normal_error_from(load_checkpoint(checkpoint_path), checkpoint_path)
+
+
+def normal_error_from(data: dict[str, Any], source: Path | str) -> NormalError | None:
+    """``load_normal_error`` of a checkpoint already read (``load_checkpoint``) from ``source``."""
+    table = data.get("normal_error")
+    if table is None:
         return None
     try:
-        return NormalError.from_dict(data)
+        return NormalError.from_dict(table)
     except (KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{checkpoint_path}: unusable normal-error table ({err})") from err
+        raise CheckpointError(f"{source}: unusable normal-error table ({err})") from err
 
 
 def load_encoder_weights(encoder: nn.Module, path: Path | str) -> int:
