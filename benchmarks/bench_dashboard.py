@@ -113,7 +113,7 @@ def bench_slices(settings: CatalogSettings, repeats: int) -> list[dict]:
     table = _read_table(settings)
     scan = table[table["recon_path"].notna()].iloc[0]
     paths = (scan["volume_path"], scan["recon_path"], scan["error_path"])
-    view = ViewSettings(opacity=0.4)
+    view = ViewSettings()
     rng = np.random.default_rng(0)
 
     def change(mmap: bool) -> float:

@@ -250,6 +250,14 @@ def normal_error_levels(
     for i, (hu_int16, spacing_mm) in enumerate(scans):
         p = prepare_input(hu_int16, spacing_mm, spec)
         recon, _ = reconstruct(model, p.x, device, window=spec.window)
-        abs_error = np.abs(p.x[p.region] - recon[p.region]) * spec.norm_std_hu
-        levels.append(scan_levels(abs_error, p.hu, p.body_mask, spec.spacing_mm, seed=i))
+        levels.append(scan_levels(abs_error_hu(p, recon, spec), p.hu, p.body_mask, spec.spacing_mm,
+                                  seed=i))
     return levels
+
+
+def abs_error_hu(prepared: PreparedInput, recon: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """|input − reconstruction| in HU over the prepared input's region (Z, Y, X), float32. The
+    anomaly map and the run's normal-error table are both made of it: one formula, because the
+    table only holds for the error it was fitted on."""
+    p = prepared
+    return np.abs(p.x[p.region] - recon[p.region]) * np.float32(spec.norm_std_hu)

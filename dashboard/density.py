@@ -78,30 +78,23 @@ def bin_counts(
 
 
 def in_selection(x: np.ndarray, y: np.ndarray, event: Any) -> np.ndarray:
-    """Which points (x, y) lie inside the boxes or lassos of a chart's selection event.
+    """Which points (x, y) lie inside the brushed areas of an ECharts chart's selection event.
 
-    ``event`` is Streamlit's selection event (or AppTest's plain dict): Plotly's
-    ``selection.box`` ([{"x": [x0, x1], "y": [y0, y1]}, …]) and ``selection.lasso``
-    ([{"x": [...], "y": [...]}, …]), or ECharts' ``selection.areas`` ([{"brush_type": "rect",
-    "coord_range": [[x0, x1], [y0, y1]]} or {"brush_type": "polygon", "coord_range": [[x, y],
-    …]}, …]), all in data units.
+    ``event`` is Streamlit's selection event (or AppTest's plain dict) whose ``selection.areas``
+    hold ``{"brush_type": "rect", "coord_range": [[x0, x1], [y0, y1]]}`` or ``{"brush_type":
+    "polygon", "coord_range": [[x, y], …]}`` in data units; other brush types are not offered by
+    the toolbox and select nothing.
     """
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    selection = (event or {}).get("selection") or {}
-    boxes = [(box["x"][:2], box["y"][:2]) for box in selection.get("box") or []]
-    lassos = [(lasso["x"], lasso["y"]) for lasso in selection.get("lasso") or []]
-    for area in selection.get("areas") or []:
+    inside = np.zeros(len(x), dtype=bool)
+    for area in ((event or {}).get("selection") or {}).get("areas") or []:
         coords = area.get("coord_range") or []
         if area.get("brush_type") == "rect" and len(coords) == 2:
-            boxes.append((coords[0], coords[1]))
+            (x0, x1), (y0, y1) = sorted(coords[0][:2]), sorted(coords[1][:2])
+            inside |= (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)
         elif area.get("brush_type") == "polygon" and coords:
-            lassos.append(([c[0] for c in coords], [c[1] for c in coords]))
-    inside = np.zeros(len(x), dtype=bool)
-    for xs, ys in boxes:
-        (x0, x1), (y0, y1) = sorted(xs), sorted(ys)
-        inside |= (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)
-    for px, py in lassos:
-        inside |= _in_polygon(x, y, np.asarray(px, float), np.asarray(py, float))
+            inside |= _in_polygon(x, y, np.array([c[0] for c in coords], float),
+                                  np.array([c[1] for c in coords], float))
     return inside
 
 

@@ -83,6 +83,36 @@ def _axis(column: str, *, log: bool = False) -> dict:
     }
 
 
+_BATCHED = {"large": True, "largeThreshold": 0, "progressive": 0}
+"""A scatter series drawn as one batched path, at once rather than in chunks over several frames:
+2,600 markers drawn one by one cost ~1.4 s of a page load (load ~16); a point's tooltip and a
+click on it still work, only the hover highlight is gone."""
+
+
+def _threshold_line(threshold: float, axis: str, **label: str) -> dict:
+    """The threshold T as a dashed black line across the plot at ``axis`` ("xAxis" or "yAxis")."""
+    return {
+        "silent": True,
+        "symbol": "none",
+        "lineStyle": {"type": "dashed", "color": "black"},
+        "label": {"formatter": f"T = {threshold:.4g}", **label},
+        "data": [{axis: threshold}],
+    }
+
+
+def _line_chart(x_axis: dict, y_axis: dict, series: list[dict]) -> dict:
+    """The layout the histogram and the training curve share: legend on top, axis tooltip."""
+    return {
+        "animation": False,  # drawn at once: the page is ready when the chart is
+        "grid": {"left": 60, "right": 30, "top": 40, "bottom": 45},
+        "legend": {"top": 0},
+        "tooltip": {"trigger": "axis"},
+        "xAxis": x_axis,
+        "yAxis": y_axis,
+        "series": series,
+    }
+
+
 def _tooltip_rows(x: str, y: str) -> str:
     return f"{AXIS_TITLES.get(x, x)}: {{@[0]}}<br/>{AXIS_TITLES.get(y, y)}: {{@[1]}}"
 
@@ -103,11 +133,7 @@ def _point_series(rows: pd.DataFrame, name: str, x: str, y: str) -> dict:
         "data": data,
         "symbolSize": 6,
         "selectedMode": "multiple",
-        # one batched path: 2,600 markers drawn one by one cost ~1.4 s of a page load (load ~16);
-        # a point's tooltip and a click on it still work, only the hover highlight is gone
-        "large": True,
-        "largeThreshold": 0,
-        "progressive": 0,  # at once, not in chunks over several frames
+        **_BATCHED,
         "itemStyle": {"opacity": 0.8},
         "tooltip": {"formatter": f"<b>{{@[2]}}</b> · {{a}}<br/>{_tooltip_rows(x, y)}"},
     }
@@ -139,9 +165,7 @@ def _density_series(scans: pd.DataFrame, x: str, y: str, log_y: bool) -> list[di
             "symbol": "rect",
             "symbolSize": [7, 6],  # a cell of the 128 × 96 grid on a half-width plot
             "itemStyle": {"color": _shade(level / max(DENSITY_SHADES - 1, 1))},
-            "large": True,  # one batched path: its cells need no highlight on hover
-            "largeThreshold": 0,
-            "progressive": 0,  # at once, not in chunks over several frames
+            **_BATCHED,  # its cells need no highlight on hover
             "z": 1,
             "tooltip": {"formatter": f"{{@[2]}} scans (density)<br/>{_tooltip_rows(x, y)}"},
         })
@@ -186,13 +210,7 @@ def score_scatter(
         series.append({"type": "scatter", "name": "no scans", "data": []})
         scan_ids.append(None)
     if threshold is not None:
-        series[-1]["markLine"] = {
-            "silent": True,
-            "symbol": "none",
-            "lineStyle": {"type": "dashed", "color": "black"},
-            "label": {"formatter": f"T = {threshold:.4g}", "position": "insideEndTop"},
-            "data": [{"yAxis": threshold}],
-        }
+        series[-1]["markLine"] = _threshold_line(threshold, "yAxis", position="insideEndTop")
     points_index = [k for k, ids in enumerate(scan_ids) if ids is not None]
     option = {
         "animation": False,  # drawn at once: the page is ready when the chart is
@@ -246,22 +264,9 @@ def split_histograms(
             "data": [[c, int(n)] for c, n in zip(centres, counts, strict=True)],
         })
     if threshold is not None:
-        series[-1]["markLine"] = {
-            "silent": True,
-            "symbol": "none",
-            "lineStyle": {"type": "dashed", "color": "black"},
-            "label": {"formatter": f"T = {threshold:.4g}"},
-            "data": [{"xAxis": threshold}],
-        }
-    return {
-        "animation": False,
-        "grid": {"left": 60, "right": 30, "top": 40, "bottom": 45},
-        "legend": {"top": 0},
-        "tooltip": {"trigger": "axis"},
-        "xAxis": {**_axis(column), "scale": False, "min": "dataMin", "max": "dataMax"},
-        "yAxis": {**_axis("scans"), "name": "scans", "scale": False},
-        "series": series,
-    }
+        series[-1]["markLine"] = _threshold_line(threshold, "xAxis")
+    return _line_chart({**_axis(column), "scale": False, "min": "dataMin", "max": "dataMax"},
+                       {**_axis("scans"), "name": "scans", "scale": False}, series)
 
 
 def training_curve(history: pd.DataFrame) -> dict:
@@ -276,12 +281,5 @@ def training_curve(history: pd.DataFrame) -> dict:
         }
         for column, name in (("train_loss", "train"), ("val_loss", "validation"))
     ]
-    return {
-        "animation": False,
-        "grid": {"left": 60, "right": 30, "top": 40, "bottom": 45},
-        "legend": {"top": 0},
-        "tooltip": {"trigger": "axis"},
-        "xAxis": {**_axis("epoch"), "name": "epoch", "scale": False, "minInterval": 1},
-        "yAxis": {**_axis("loss"), "name": "loss (MSE)"},
-        "series": series,
-    }
+    return _line_chart({**_axis("epoch"), "name": "epoch", "scale": False, "minInterval": 1},
+                       {**_axis("loss"), "name": "loss (MSE)"}, series)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from ctae_core.anomaly import hottest_voxel
+from ctae_core.anomaly_map import hottest_region_mask
 from dashboard import data, state
 from dashboard.render import ViewSettings, render_plane
 
@@ -20,13 +20,13 @@ MONTAGE_VIEW = ViewSettings(width_hu=400.0, level_hu=40.0, opacity=0.5, error_ma
 def key_slice(volume_shape_zyx: tuple[int, ...], error: np.ndarray | None,
               hot_z: int | None = None) -> int:
     """The stored volume's axial slice through the hottest region: the one `ctae score` stored
-    (``hot_z``, on the stored grid), else the hottest |error| box (middle slice when the run
-    kept no |error| volume)."""
+    (``hot_z``, on the stored grid), else the peak of the stored anomaly map, as the viewer
+    finds it for runs from before schema v8 (middle slice when the run kept no map)."""
     if hot_z is not None:
         return int(min(max(hot_z, 0), volume_shape_zyx[0] - 1))
     if error is None:
         return volume_shape_zyx[0] // 2
-    z = hottest_voxel(error)[0]
+    z = hottest_region_mask(error)[1][0]
     return int(min((z + 0.5) * volume_shape_zyx[0] / error.shape[0], volume_shape_zyx[0] - 1))
 
 

@@ -20,7 +20,7 @@ class ViewSettings:
 
     width_hu: float = 400.0
     level_hu: float = 40.0
-    opacity: float = 0.5
+    opacity: float = 0.4
     error_max_hu: float = 300.0
 
 

@@ -20,6 +20,13 @@ VERDICT_KEYS = {"inlier": "i", "outlier": "o", "unsure": "u"}
 TAG_KEYS = [str(i + 1) for i in range(9)]
 FLASH = "mr_flash"  # the acknowledgement My reviews shows on its next run
 CONFIRM = "mlt_confirm"
+VIEWS = "mr_views"  # session id → the queue as the browser pane was last given it
+
+
+def forget_queue(session_id: str) -> None:
+    """Drop the browser pane's last queue of a session: a label written outside the pane (a
+    bulk label, the server-rendered pane) changes what the queue holds."""
+    st.session_state.get(VIEWS, {}).pop(session_id, None)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -156,5 +163,6 @@ def _bulk_label(catalog: str, session_id: str, me: str, scan_ids: list[str], ver
         st.session_state[FLASH] = ("error", str(err))
         return
     st.session_state.pop(CONFIRM, None)
+    forget_queue(session_id)
     st.session_state[FLASH] = ("ok", f"Saved: {len(scan_ids)} scans → {verdict}")
     start_absorber(catalog)

@@ -63,14 +63,17 @@ ADMIN_ONLY_FACTS = ("series_uid", "source_path")  # the link back to the source:
 
 def window_controls() -> ViewSettings:
     """Window preset (or custom width/level), overlay opacity and |error| colour range."""
+    usual = ViewSettings()
     cols = st.columns(5)
     preset = cols[0].selectbox("Window", [*slices.WINDOW_PRESETS, "custom"], key="window")
-    width, level = slices.WINDOW_PRESETS.get(preset, (400.0, 40.0))
+    width, level = slices.WINDOW_PRESETS.get(preset, (usual.width_hu, usual.level_hu))
     if preset == "custom":
-        width = cols[1].number_input("Width (HU)", 1.0, 6000.0, 400.0, 50.0, key="win_w")
-        level = cols[2].number_input("Level (HU)", -1200.0, 3000.0, 40.0, 10.0, key="win_l")
-    opacity = cols[3].slider("Error overlay opacity", 0.0, 1.0, 0.4, 0.05, key="opacity")
-    error_max = cols[4].slider("|error| at full colour (HU)", 50, 2000, 300, 50, key="err_max")
+        width = cols[1].number_input("Width (HU)", 1.0, 6000.0, usual.width_hu, 50.0, key="win_w")
+        level = cols[2].number_input("Level (HU)", -1200.0, 3000.0, usual.level_hu, 10.0,
+                                     key="win_l")
+    opacity = cols[3].slider("Error overlay opacity", 0.0, 1.0, usual.opacity, 0.05, key="opacity")
+    error_max = cols[4].slider("|error| at full colour (HU)", 50, 2000, int(usual.error_max_hu), 50,
+                               key="err_max")
     return ViewSettings(float(width), float(level), float(opacity), float(error_max))
 
 
@@ -155,13 +158,12 @@ _VIEWER_FIELDS = ("scan_id", "volume_path", "recon_path", "error_path", "spacing
                   "source_root", "source_path", "series_uid")
 
 
-def show_scan(scan: pd.Series, run: dict[str, Any], above: Any = None) -> None:
+def show_scan(scan: pd.Series, run: dict[str, Any], above: Any) -> None:
     """The interactive viewer (as acquired where the source is reachable; its window, overlay
     and layout controls in its own tool bar), or the server-rendered planes with the page's
     window controls when asked for or when the browser viewer fails. The view choice and the
     viewer's caption go into ``above``, drawn after the viewer so that its element reaches the
     browser first."""
-    above = above if above is not None else st.container()
     if st.session_state.get("view_mode", VIEW_MODES[0]) == "interactive":
         fields = {k: (None if pd.isna(scan.get(k)) else scan.get(k)) for k in _VIEWER_FIELDS}
         try:

@@ -46,7 +46,7 @@ _FILES_BASE = component_files.serve(VIEWER_CACHE, "ctae_viewer_files")
 
 def scan_viewer(scan: ViewerScan, scan_key: str, height: int = 440) -> Any:
     """Draw the viewer; returns ``{"failed": why}`` when the browser could not, else None."""
-    view = ViewSettings(opacity=0.4)
+    view = ViewSettings()
     return _COMPONENT(
         files_base=_FILES_BASE,
         scan=asdict(scan),

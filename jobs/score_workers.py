@@ -160,6 +160,7 @@ def _record(
     import numpy as np
 
     from ctae_core.anomaly_map import anomaly_map, hottest_region, rescale_index
+    from ctae_core.inference import abs_error_hu
     from ctae_core.io.volume_store import run_volume_path, save_volume
     from ctae_core.scoring import recon_hu, score_scan
 
@@ -167,8 +168,7 @@ def _record(
     s = score_scan(p.x, recon, p.region, p.hu, norm_std_hu=spec.norm_std_hu,
                    error_level_hu=options.error_level_hu)
     max_zyx = tuple(i + k.start for i, k in zip(s.max_error_zyx, p.kept, strict=True))
-    r = recon[p.region]
-    abs_error = np.abs(p.x[p.region] - r) * spec.norm_std_hu
+    abs_error = abs_error_hu(p, recon, spec)
     if normal is not None:
         abs_error = normal.excess(abs_error, p.hu, spec.spacing_mm)
     amap = anomaly_map(abs_error, p.body_mask)
@@ -182,8 +182,8 @@ def _record(
         recon_file.unlink(missing_ok=True)
         error_file.unlink(missing_ok=True)
     else:
-        recon_path = str(save_volume(
-            recon_hu(r, norm_mean_hu=spec.norm_mean_hu, norm_std_hu=spec.norm_std_hu), recon_file))
+        recon_path = str(save_volume(recon_hu(
+            recon[p.region], norm_mean_hu=spec.norm_mean_hu, norm_std_hu=spec.norm_std_hu), recon_file))
         error_path = str(save_volume(np.clip(np.rint(amap), 0, 32767).astype(np.int16), error_file))
     return ScoreRecord(
         run_id=options.run_id, scan_id=row.scan_id, split=row.split, mse=s.mse,

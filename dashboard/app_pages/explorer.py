@@ -72,9 +72,10 @@ st.caption(
     + ("" if threshold is not None else " (not the score on display, so no T line)")
 )
 
+scatter_x = {"scatter_pixels": "pixel_count", "scatter_hu": hu_axis}  # chart key: its x column
 scatters = {  # ECharts, not Plotly: see dashboard/echarts.py
     key: echarts.score_scatter(shown, x_column, score, color_by, threshold, log_score, points)
-    for key, x_column in (("scatter_pixels", "pixel_count"), ("scatter_hu", hu_axis))
+    for key, x_column in scatter_x.items()
 }
 events = {}
 for column, (key, chart) in zip(st.columns(2), scatters.items(), strict=True):
@@ -119,10 +120,11 @@ table_event = st.dataframe(
 )
 
 chosen = []
-for (key, chart), x_column in zip(scatters.items(), ("pixel_count", hu_axis), strict=True):
+for key, chart in scatters.items():
     chosen += picked_scan_ids(events[key], chart.scan_ids)  # clicked or brushed points
     # a box or lasso takes every scan inside it, drawn as a point or only in the density
-    chosen += shown["scan_id"][density.in_selection(shown[x_column], shown[score], events[key])].tolist()
+    inside = density.in_selection(shown[scatter_x[key]], shown[score], events[key])
+    chosen += shown["scan_id"][inside].tolist()
 chosen += flagged["scan_id"].iloc[list(table_event["selection"]["rows"])].tolist()
 chosen = list(dict.fromkeys(chosen))
 if chosen:

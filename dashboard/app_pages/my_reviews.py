@@ -20,6 +20,8 @@ from dashboard.review_parts import (
     FLASH,
     TAG_KEYS,
     VERDICT_KEYS,
+    VIEWS,
+    forget_queue,
     more_like_this,
     other_slices,
     others_reads,
@@ -32,7 +34,6 @@ from data_catalog.review import CAUSE_TAGS, VERDICTS
 from data_catalog.sessions import ReviewRefused
 
 ACKED = "mr_acked"  # label id → "" (in the journal) or why refused, for this browser session
-VIEWS = "mr_views"  # session id → the queue as the browser pane was last given it
 BROWSER_FAILED = "mr_browser_failed"
 MAX_PENDING = 500  # labels one value may carry
 
@@ -71,6 +72,7 @@ def _label(verdict: str, scan_id: str, pos: int, ctx: dict[str, Any]) -> None:
     except ReviewRefused as err:
         st.session_state[FLASH] = ("error", str(err))
         return
+    forget_queue(ctx["session_id"])
     st.session_state[FLASH] = ("ok", f"Saved: {scan_id} → {verdict}")
     _move(ctx["pos_key"], pos + 1, ctx["size"])
     start_absorber(ctx["catalog"])  # into the catalog within seconds (a fragment skips app.py)
@@ -205,9 +207,9 @@ def browser_pane(catalog: str, me: str, session: dict[str, Any]) -> None:
     acks = _save(catalog, me, session_id, value)
     views = st.session_state.setdefault(VIEWS, {})
     view = views.get(session_id)
-    # the previous run's queue serves only a run the pane asked for (not a page run, nor after a
-    # bulk label): the reviewer's own reads are all it lacks, and they are added here
-    asked = view is not None and view["value"] != value and FLASH not in st.session_state
+    # the previous run's queue serves only a run the pane asked for (not a page run; a label
+    # written elsewhere drops it): the reviewer's own reads are all it lacks, added here
+    asked = view is not None and view["value"] != value
     if not asked:
         view = _queue_view(catalog, me, session, value.get("at"), view)
         review_component.draw_ahead(  # the shown scan and the next, drawn before the pane

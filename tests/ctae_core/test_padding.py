@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ctae_core.data import rescale_volume
-from ctae_core.inference import InputSpec, prepare_input
+from ctae_core.inference import InputSpec, abs_error_hu, prepare_input
 from ctae_core.padding import AIR_HU, normalised_air, pad_to_size, placement, random_slab, round_up
 
 
@@ -72,3 +72,14 @@ def test_prepare_input_matches_training_normalisation(phantom_hu):
     np.testing.assert_array_equal(prep.hu, phantom_hu.astype(np.float32))
     assert prep.body_mask.sum() == (phantom_hu > -990).sum()
     np.testing.assert_allclose(spec.to_hu(prep.x[prep.region]), prep.hu, atol=1e-3)
+
+
+def test_abs_error_is_in_hu_over_the_scan_region_only(phantom_hu):
+    spec = InputSpec(spacing_mm=3.0, pad_size_zyx=(24, 40, 40), norm_mean_hu=-500.0, norm_std_hu=500.0)
+    prep = prepare_input(phantom_hu, 3.0, spec)
+    recon = prep.x.copy()
+    recon[prep.region] += 0.1  # 0.1 σ everywhere in the scan: 50 HU
+    recon[0, 0, 0] += 9.0  # padding: outside the region, never part of the error
+    error = abs_error_hu(prep, recon, spec)
+    assert error.shape == phantom_hu.shape and error.dtype == np.float32
+    np.testing.assert_allclose(error, 50.0, rtol=1e-4)

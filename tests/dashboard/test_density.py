@@ -33,21 +33,7 @@ def test_one_value_gets_a_cell_around_it():
     assert grid.counts[1, 1] == 3 and grid.x_centres[1] == 7.0
 
 
-def test_box_and_lasso_take_the_points_inside():
-    x = np.array([1.0, 2.0, 3.0, 4.0, 2.5])
-    y = np.array([1.0, 2.0, 3.0, 4.0, 1.2])
-    box = {"selection": {"box": [{"x": [3.5, 1.5], "y": [1.5, 3.5]}], "lasso": []}}
-    np.testing.assert_array_equal(in_selection(x, y, box), [False, True, True, False, False])
-    # a triangle (0,0) (5,0) (0,5): below the line x + y = 5
-    lasso = {"selection": {"box": [], "lasso": [{"x": [0, 5, 0], "y": [0, 0, 5]}]}}
-    np.testing.assert_array_equal(in_selection(x, y, lasso), [True, True, False, False, True])
-    both = {"selection": {**box["selection"], "lasso": lasso["selection"]["lasso"]}}
-    np.testing.assert_array_equal(in_selection(x, y, both), [True, True, True, False, True])
-    assert not in_selection(x, y, None).any()
-    assert not in_selection(x, y, {"selection": {"points": []}}).any()
-
-
-def test_echarts_brush_areas_take_the_points_inside_like_plotly_boxes():
+def test_echarts_brush_areas_take_the_points_inside():
     x = np.array([1.0, 2.0, 3.0, 4.0, 2.5])
     y = np.array([1.0, 2.0, 3.0, 4.0, 1.2])
     rect = {"brush_index": 0, "brush_type": "rect", "coord_range": [[3.5, 1.5], [1.5, 3.5]]}
@@ -60,3 +46,5 @@ def test_echarts_brush_areas_take_the_points_inside_like_plotly_boxes():
     np.testing.assert_array_equal(in_selection(x, y, event), [True, True, True, False, True])
     lines = {"brush_type": "lineX", "coord_range": [0, 5]}  # not offered by the toolbox
     assert not in_selection(x, y, {"selection": {"areas": [lines]}}).any()
+    assert not in_selection(x, y, None).any()
+    assert not in_selection(x, y, {"selection": {"selected": []}}).any()

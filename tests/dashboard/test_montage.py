@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from ctae_core.anomaly import hottest_voxel
 from dashboard.montage import key_slice
 from data_catalog import connect, views
 
 
-def test_key_slice_cuts_the_hottest_smoothed_region_not_a_single_hot_voxel():
-    error = np.zeros((12, 20, 20), dtype=np.int16)
-    error[2, 3, 3] = 2000  # one hot voxel: noise
-    error[7:10, 10:13, 5:8] = 600  # a hot region
-    assert hottest_voxel(error) == (8, 11, 6)
+def test_key_slice_cuts_the_stored_region_else_the_anomaly_map_peak():
+    error = np.zeros((12, 20, 20), dtype=np.int16)  # a stored anomaly map at half the resolution
+    error[7:10, 10:13, 5:8] = 600
+    error[8, 11, 6] = 700  # its peak
     assert key_slice((24, 40, 40), error) == 17  # (8 + 0.5) × 24 / 12, on the stored grid
+    assert key_slice((24, 40, 40), error, hot_z=5) == 5  # the region `ctae score` stored wins
+    assert key_slice((24, 40, 40), error, hot_z=99) == 23  # clipped to the volume
     assert key_slice((24, 40, 40), None) == 12
 
 

@@ -227,3 +227,6 @@ def test_more_like_this_labels_the_cluster_after_a_confirmation(catalog, monkeyp
     with open_journal(catalog.catalog_path, write=False) as j:
         reads = latest_reads(j, sid)
     assert sorted(reads["scan_id"]) == sorted(same[1:]) and set(reads["verdict"]) == {"outlier"}
+    # the browser pane is handed the bulk reads at once, not the queue from before them
+    read_in_pane = {i["id"]: (i["read"] or {}).get("verdict") for i in _pane(at)["items"]}
+    assert read_in_pane == {same[0]: None, other: None, same[1]: "outlier", same[2]: "outlier"}
