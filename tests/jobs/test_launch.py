@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from jobs.cli import load_command
@@ -72,7 +73,8 @@ def test_the_program_ends_with_the_jobs_code_its_output_and_atexit_handlers(tmp_
 
     def program(source: Path) -> subprocess.CompletedProcess:
         probe = (
-            "import atexit, sys\n"
+            "import atexit, os, sys\n"
+            "print('pid', os.getpid())\n"
             "atexit.register(lambda: print('atexit handler ran'))\n"
             f"sys.argv = ['ctae', 'ingest', {str(source)!r}, '--catalog', "
             f"{str(tmp_path / 'c.duckdb')!r}, '--no-progress']\n"
@@ -85,8 +87,14 @@ def test_the_program_ends_with_the_jobs_code_its_output_and_atexit_handlers(tmp_
 
     done = program(tmp_path / "in")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[0].startswith("found 1 input(s): ingested 1, skipped 0")
+    pid_line, summary = done.stdout.splitlines()[:2]
+    assert summary.startswith("found 1 input(s): ingested 1, skipped 0")
     assert done.stdout.splitlines()[-1] == "atexit handler ran"
+    # its start was recorded by a forked child (a fresh program has no other thread), in this
+    # process's name, and the job ended as done
+    with duckdb.connect(str(tmp_path / "c.duckdb"), read_only=True) as con:
+        rows = con.execute("SELECT job, status, pid FROM job_runs").fetchall()
+    assert rows == [("ingest", "done", int(pid_line.split()[1]))]
     assert "not reached" not in done.stdout
     empty = program(tmp_path / "empty")
     assert empty.returncode == 1
