@@ -112,7 +112,7 @@ def test_integer_hu_measures_as_float_hu_does_with_voxels_at_every_level():
         DENSE_HU,
         METAL_HU,
         native_density,
-    )  # fmt: skip
+    )
 
     spacing = (1.0, 0.8, 0.8)
     hu, (z, y, x) = _chest(spacing)
