@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -38,16 +38,7 @@ from data_catalog.scans import (
 )
 from data_catalog.settings import CatalogSettings
 from jobs.executors import ExecutorConfig, TaskResult, map_tasks
-from jobs.ingest_worker import (
-    INPUT_TIMEOUT_S,
-    IngestOutcome,
-    ingest_one,
-    load_readers,
-    redacted_root,
-    refusal_id,
-    refusal_record,
-    scan_id_for,
-)
+from jobs.ingest_limits import INPUT_TIMEOUT_S
 from jobs.options import (
     CatalogOption,
     ExecutorOption,
@@ -58,6 +49,9 @@ from jobs.options import (
     settings_from,
 )
 from jobs.runtime import JobRecord, job_record, reuse_freed_memory
+
+if TYPE_CHECKING:
+    from jobs.ingest_worker import IngestOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +89,9 @@ def _job(settings: CatalogSettings, args: dict[str, Any]) -> Iterator[JobRecord]
     comes before any input is read."""
     with ExitStack() as stack:
         try:
-            record = stack.enter_context(job_record(settings, "ingest", args, scan_fingerprints))
+            record = stack.enter_context(
+                job_record(settings, "ingest", args, scan_fingerprints, overlap=_import_readers)
+            )
         except CATALOG_ERRORS as err:
             raise _write_error(settings, err) from err
         yield record  # a raise from the body leaves through the stack: the job is `failed`
@@ -103,6 +99,14 @@ def _job(settings: CatalogSettings, args: dict[str, Any]) -> Iterator[JobRecord]
             stack.close()  # the last writes and the end
         except CATALOG_ERRORS as err:
             raise _write_error(settings, err) from err
+
+
+def _import_readers() -> None:
+    """Import what reading and storing a series needs (numpy, pydicom, SimpleITK: ~0.25 s),
+    while the job's start is recorded aside; forked workers share the imports."""
+    from jobs.ingest_worker import load_readers
+
+    load_readers()
 
 
 @dataclass
@@ -169,6 +173,8 @@ def run_ingest(
         FileNotFoundError: a root does not exist.
         CatalogWriteError: the catalog cannot be opened or written (locked, bad path, disk).
     """
+    from jobs.ingest_worker import ingest_one, redacted_root, refusal_record, scan_id_for
+
     start = time.perf_counter()
     summary = IngestSummary()
     if job is not None:
@@ -312,6 +318,7 @@ class _FolderTask:
 def _write_path_map(settings: CatalogSettings, discovery) -> None:
     """Record where every pseudonymous id of this run came from, before any row names it."""
     from ctae_core.io.path_map import PathLink, add_path_links, path_map_file
+    from jobs.ingest_worker import refusal_id, scan_id_for
 
     links = [PathLink(scan_id_for(s), s.source_root, s.source_path) for s in discovery.sources]
     links += [PathLink(refusal_id(r), r.source_root, r.source_path) for r in discovery.refused]
@@ -319,6 +326,8 @@ def _write_path_map(settings: CatalogSettings, discovery) -> None:
 
 
 def _needs_ingest(source, known: dict[str, tuple[str, str, float]], spacing: float) -> bool:
+    from jobs.ingest_worker import scan_id_for
+
     previous = known.get(scan_id_for(source))
     if previous is None:
         return True
@@ -371,6 +380,8 @@ def _map_inputs(
         for result in map_tasks(worker, todo, config):
             yield result.item, result
         return
+    from jobs.ingest_worker import load_readers
+
     load_readers()
     _INHERITED[:] = todo
     _KNOWN.update(known or {})
@@ -418,7 +429,7 @@ def _run_batches(
 
 def _died(source, error: str | None, redact: bool) -> IngestOutcome:
     from data_catalog.scans import IngestErrorRecord
-    from jobs.ingest_worker import scrub_paths
+    from jobs.ingest_worker import IngestOutcome, redacted_root, scan_id_for, scrub_paths
 
     label = scan_id_for(source) if redact else source.source_path
     record = IngestErrorRecord(
@@ -528,7 +539,11 @@ def ingest_command(
     if input_timeout <= 0:
         raise typer.BadParameter(f"--input-timeout must be positive, not {input_timeout}")
     config = executor_from(executor, ray_address, workers)
-    shown = [redacted_root(str(s.resolve())) if redact_paths else str(s) for s in sources]
+    shown = [str(s) for s in sources]
+    if redact_paths:
+        from jobs.ingest_worker import redacted_root
+
+        shown = [redacted_root(str(s.resolve())) for s in sources]
     args = {
         "sources": shown,
         "spacing": spacing,

@@ -31,6 +31,7 @@ from ctae_core.io.volume_store import save_volume, scan_volume_path
 from ctae_core.native_metal import NativeDensity, native_density
 from ctae_core.stats import scan_statistics
 from data_catalog.scans import IngestErrorRecord, ScanRecord
+from jobs.ingest_limits import INPUT_TIMEOUT_S
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +39,6 @@ SCAN_ID_SALT = b"ctae-scan-id-v1"
 """Key of the pseudonymous scan id: a keyed hash of the source key, never the UID itself."""
 REDACTED_ROOT = "redacted:"
 """Prefix of ``source_root`` under ``--redact-paths``: a keyed hash of the root follows."""
-INPUT_TIMEOUT_S = 600.0
-"""Default time box of one input (a 1,000-slice series takes well under a minute)."""
 HARD_KILL_GRACE_S = 15.0
 """How long a pool worker waits after the time box for code that ignores it (C loops)."""
 HARD_KILL_EXIT = 75

@@ -11,7 +11,9 @@ answers it as before.
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
+import os
 import sys
 import typing
 from collections.abc import Callable
@@ -50,10 +52,29 @@ def main(argv: list[str] | None = None) -> None:
     if command and command[0] in FAST_COMMANDS and not HELP & set(command):
         code = run_fast(command[0], command[1:], verbose)
         if code is not None:
+            if argv is None:  # the program itself, not a caller that goes on
+                exit_without_teardown(code)
             sys.exit(code)
     from jobs.cli import app
 
     app(args=args, prog_name="ctae")
+
+
+def exit_without_teardown(code: int) -> typing.NoReturn:
+    """End this process with ``code`` once the job is done, skipping the interpreter's teardown.
+
+    After the ``atexit`` handlers (logging's flush, multiprocessing's clean-up) the interpreter
+    would free every module and object one by one: with numpy, pydicom, SimpleITK and duckdb
+    loaded that took a ``ctae ingest`` process 0.3-0.4 s at a load of ~8 (against 0.03 s here),
+    after its last output. Every file and catalog connection of a job is closed by then.
+    """
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken pipe: nothing left to say
+            pass
+    os._exit(code)
 
 
 def command_function(name: str) -> Callable[..., Any]:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import random
 import socket
 import sys
+import threading
+import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -157,21 +160,133 @@ def job_record(
     job: str,
     args: dict[str, Any],
     on_start: Callable[[Any], Any] | None = None,
+    *,
+    overlap: Callable[[], None] | None = None,
 ) -> Iterator[JobRecord]:
     """``job_run`` in two catalog connections at most: ``on_start(con)`` runs in the one that
     records the start (its result is ``record.started``), and ``record.at_end``'s writes in the
     one that records the end, before it (a failing write marks the job ``failed`` and raises).
+
+    ``overlap()`` runs in this process while the start is recorded: in a forked child where
+    this process may fork (``fork_is_safe``), so that both run at once, else before it. A
+    failure to record the start is raised after ``overlap`` returns, before the body runs.
     """
-    with connect(settings.catalog_path) as con:
-        interrupt_dead_jobs(con)
-        job_id = start_job_run(con, job, args, this_process())
-        record = JobRecord(started=on_start(con) if on_start is not None else None)
+    process = this_process()
+    if overlap is not None and fork_is_safe():
+        job_id, started = _overlapped(_Forked(_start, settings, job, args, on_start, process),
+                                      overlap, settings)  # fmt: skip
+    else:
+        if overlap is not None:
+            overlap()
+        job_id, started = _start(settings, job, args, on_start, process)
+    record = JobRecord(started=started)
     try:
         yield record
     except BaseException:
         _record_end(settings, job_id, "failed", record, raise_failure=False)
         raise
     _record_end(settings, job_id, "done", record, raise_failure=True)
+
+
+def _overlapped(
+    start: _Forked, overlap: Callable[[], None], settings: CatalogSettings
+) -> tuple[str, Any]:
+    """``overlap()`` while the start is recorded aside; the start's (job_id, result). Where
+    ``overlap`` fails the job recorded meanwhile is marked ``failed``."""
+    try:
+        overlap()
+    except BaseException:
+        try:
+            job_id, _ = start.result()
+        except BaseException:  # the start failed too: nothing recorded to end
+            job_id = None
+        if job_id is not None:
+            _record_end(settings, job_id, "failed", JobRecord(), raise_failure=False)
+        raise  # overlap's own error
+    return start.result()
+
+
+def _start(
+    settings: CatalogSettings,
+    job: str,
+    args: dict[str, Any],
+    on_start: Callable[[Any], Any] | None,
+    process: JobProcess,
+) -> tuple[str, Any]:
+    """Record that ``job`` started in ``process``; (its job_id, ``on_start(con)``)."""
+    with connect(settings.catalog_path) as con:
+        interrupt_dead_jobs(con)
+        job_id = start_job_run(con, job, args, process)
+        return job_id, on_start(con) if on_start is not None else None
+
+
+def fork_is_safe() -> bool:
+    """Whether this process may fork a child that goes on with Python code: a Linux process
+    whose only thread is this one (a thread holding a lock at the fork would leave it held in
+    the child)."""
+    return sys.platform.startswith("linux") and threading.active_count() == 1
+
+
+class _Forked:
+    """``function(*args)`` computed in a forked child while this process goes on; ``result()``
+    waits for it and returns it, or raises its exception.
+
+    Recording a job's start (opening, creating or migrating the catalog) costs ~0.1 s; run
+    aside, it overlaps the job's own imports (the DICOM readers) instead of preceding them.
+    """
+
+    def __init__(self, function: Callable[..., Any], *args: Any) -> None:
+        for stream in (sys.stdout, sys.stderr):  # nothing buffered is written twice
+            stream.flush()
+        read_end, write_end = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            os.close(read_end)
+            _answer(write_end, function, args)  # never returns
+        os.close(write_end)
+        self.read_end = read_end
+
+    def result(self) -> Any:
+        """The child's result (its exception raised here)."""
+        with os.fdopen(self.read_end, "rb") as source:
+            payload = source.read()
+        _, status = os.waitpid(self.pid, 0)
+        if not payload:
+            raise RuntimeError(
+                f"the process recording the job's start ended without an answer (wait status "
+                f"{status}); run the job again"
+            )
+        ok, value = pickle.loads(payload)
+        if not ok:
+            raise value
+        return value
+
+
+def _answer(write_end: int, function: Callable[..., Any], args: tuple) -> typing.NoReturn:
+    """In the forked child: send ``function(*args)`` (or its exception) through ``write_end``
+    and leave without running the parent's exit handlers or teardown."""
+    code = 0
+    try:
+        try:
+            payload = pickle.dumps((True, function(*args)))
+        except BaseException as err:  # sent to the parent, which raises it
+            payload = _pickled_error(err)
+        with os.fdopen(write_end, "wb") as out:
+            out.write(payload)
+    except BaseException:
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _pickled_error(err: BaseException) -> bytes:
+    """``err`` pickled for the parent; one that does not pickle, as an ``OSError`` saying it."""
+    try:
+        payload = pickle.dumps((False, err))
+        pickle.loads(payload)
+        return payload
+    except Exception:
+        return pickle.dumps((False, OSError(f"{type(err).__name__}: {err}")))
 
 
 def _record_end(

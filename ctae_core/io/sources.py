@@ -220,6 +220,8 @@ def _refused_per_folder(refused: Iterable[RefusedInput], root: Path | str) -> di
 def refused_beside(source: SeriesSource, refused_in: dict[str, int]) -> int:
     """Refused files and folders in the folders of a DICOM series' files (``refused_in``:
     counts per folder relative to the series' root)."""
+    if not refused_in:  # the usual case: no relative path to work out for every file
+        return 0
     root = source.source_root
     folders = {os.path.dirname(os.path.relpath(f, root)) or "." for f in source.files}
     return sum(refused_in.get(folder, 0) for folder in folders)

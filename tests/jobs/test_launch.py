@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from jobs.cli import load_command
@@ -62,3 +63,40 @@ def test_ingest_runs_without_pydantic_and_typer_still_answers_help_and_bad_value
     assert refused.returncode == 2 and "--spacing must be positive, not -1.0" in refused.stderr
     out_of_range = _run("train", "--run", "r", "--threads", "0")
     assert out_of_range.returncode == 2 and "'--threads'" in out_of_range.stderr
+
+
+def test_the_program_ends_with_the_jobs_code_its_output_and_atexit_handlers(tmp_path):
+    """``ctae ingest`` as a program leaves without the interpreter's teardown: the exit code,
+    the printed summary and the atexit handlers (logging's flush among them) are kept."""
+    write_phantom(tmp_path / "in" / "ct")
+    (tmp_path / "empty").mkdir()
+
+    def program(source: Path) -> subprocess.CompletedProcess:
+        probe = (
+            "import atexit, os, sys\n"
+            "print('pid', os.getpid())\n"
+            "atexit.register(lambda: print('atexit handler ran'))\n"
+            f"sys.argv = ['ctae', 'ingest', {str(source)!r}, '--catalog', "
+            f"{str(tmp_path / 'c.duckdb')!r}, '--no-progress']\n"
+            "from jobs.launch import main\n"
+            "main()\n"
+            "print('not reached')\n"
+        )
+        return subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True,
+                              text=True, env={"PYTHONPATH": str(ROOT)}, timeout=120)  # fmt: skip
+
+    done = program(tmp_path / "in")
+    assert done.returncode == 0, done.stderr
+    pid_line, summary = done.stdout.splitlines()[:2]
+    assert summary.startswith("found 1 input(s): ingested 1, skipped 0")
+    assert done.stdout.splitlines()[-1] == "atexit handler ran"
+    # its start was recorded by a forked child (a fresh program has no other thread), in this
+    # process's name, and the job ended as done
+    with duckdb.connect(str(tmp_path / "c.duckdb"), read_only=True) as con:
+        rows = con.execute("SELECT job, status, pid FROM job_runs").fetchall()
+    assert rows == [("ingest", "done", int(pid_line.split()[1]))]
+    assert "not reached" not in done.stdout
+    empty = program(tmp_path / "empty")
+    assert empty.returncode == 1
+    assert "error: nothing could be ingested" in empty.stderr
+    assert empty.stdout.splitlines()[-1] == "atexit handler ran"
