@@ -290,7 +290,8 @@ SELECT sc.scan_id, sc.split, sc.mse_m, sc.local_error_hu, s.pixel_count, sc.late
        s.native_metal_mm3, s.skin_object_mm3, s.inner_object_mm3,
        coalesce(s.missing_slices, 0) + coalesce(s.duplicate_slices, 0) AS series_defects,
        s.manufacturer, s.model, s.kernel, s.slice_thickness_mm,
-       s.orig_size_x * s.orig_spacing_x_mm AS fov_mm
+       s.orig_size_x * s.orig_spacing_x_mm AS fov_mm,
+       s.orig_size_z * s.orig_spacing_z_mm AS coverage_mm
 FROM scores sc JOIN scans s ON s.scan_id = sc.scan_id
 WHERE sc.run_id = ?
 ORDER BY sc.scan_id
@@ -301,7 +302,7 @@ def evidence_inputs(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFrame
     """What the run's outlier score is computed from, per scored scan: split, MSE_m, pixel
     count, latent vector, HU histogram, noise, body outline, streak and ring contrast, metal
     away from bone on the acquired grid, series defects (slices missing plus duplicated) and how it was acquired (manufacturer, scanner
-    model, kernel, slice thickness, field of view in mm)."""
+    model, kernel, slice thickness, field of view and acquired scan length in mm)."""
     return con.execute(_EVIDENCE_INPUTS, [run_id]).df()
 
 

@@ -52,7 +52,7 @@ def update_outlier_score(settings: CatalogSettings, run_id: str) -> dict[str, An
         latents, histograms, reference_rows=np.ones(len(inputs), dtype=bool),
         acquisition=acquisition_inputs(inputs),
         groups=acquisition_groups(inputs["manufacturer"].to_numpy(), inputs["kernel"].to_numpy(),
-                                  inputs["model"].to_numpy()),
+                                  inputs["model"].to_numpy(), inputs["coverage_mm"].to_numpy()),
         local_error=inputs["local_error_hu"].to_numpy(dtype=np.float64, na_value=np.nan),
     )
     n_scored = int(np.isfinite(evidence.outlier_score).sum())

@@ -189,6 +189,21 @@ def test_a_kernel_name_is_grouped_per_scanner_model_where_enough_scans_share_it(
     assert groups[11] == "siemens|br40" and groups[12] is None
 
 
+def test_short_slabs_are_a_group_of_their_own_where_enough_share_one():
+    from ctae_core.outlier_score import acquisition_groups
+
+    kernel = np.array(["B"] * 12 + [None] * 9 + ["C"] * 6, dtype=object)
+    manufacturer = np.array(["Philips"] * 12 + [None] * 9 + ["GE"] * 6, dtype=object)
+    # Philips: 7 whole chests, 5 slabs; unknown (NIfTI): 4 whole, 5 slabs; GE: 5 whole, 1 slab
+    coverage = np.array([320.0] * 7 + [90.0] * 5 + [336.0] * 4 + [72.0] * 5 + [300.0] * 5 + [100.0])
+    groups = acquisition_groups(manufacturer, kernel, None, coverage)
+    assert list(groups[:12]) == ["philips|b"] * 7 + ["philips|b|short"] * 5
+    assert list(groups[12:21]) == [None] * 4 + ["unknown|short"] * 5
+    assert list(groups[21:]) == ["ge|c"] * 6  # one slab alone keeps its kernel's group
+    assert list(acquisition_groups(manufacturer, kernel, None, None)) == list(
+        acquisition_groups(manufacturer, kernel, None, np.full(27, np.nan)))
+
+
 def test_histogram_evidence_ignores_how_much_air_the_field_of_view_holds():
     pixels, mse_m, latents, histograms, splits = _cohort()
     before = outlier_evidence(mse_m, pixels, latents, histograms, splits != "")
