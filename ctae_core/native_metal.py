@@ -22,6 +22,12 @@ along its row and its column (a lung is enclosed; the air around the body is not
 within ``EDGE_BLOCKS`` of the image's edge in-plane: there a sharp kernel's cortex, cut by the
 field of view, meets the reconstruction's fill, which reads as air (real CPTAC chest inliers held
 up to ~1100 mm³ of it).
+
+As objects: the same voxels, joined where they touch or lie within a slice spacing of each other
+in neighbouring planes, give the longest object's length. A cable or a lead runs for tens of
+centimetres (a thin wire at 2–5 mm slices is a dot per plane that moves a few pixels between
+planes, hence the in-plane reach). Among real inliers the dense objects away from bone are a sharp
+kernel's overshoot, a clip, or electrodes the patient wore: a few centimetres.
 """
 
 from __future__ import annotations
@@ -60,7 +66,7 @@ EDGE_BLOCKS = 2
 
 @dataclass(frozen=True)
 class NativeDensity:
-    """What ingest measures on a series' acquired grid (mm³ each).
+    """What ingest measures on a series' acquired grid (mm³, and one length in mm).
 
     Attributes:
         metal_mm3: voxels ≥ ``METAL_HU`` away from bone (``native_metal_mm3``).
@@ -68,11 +74,15 @@ class NativeDensity:
             objects on or outside the skin (electrodes, leads, cables).
         inner_object_mm3: voxels ≥ ``DENSE_HU`` away from bone and from outside air: small
             dense objects inside the body (a valve ring, a clip, a foreign body).
+        longest_object_mm: the longest side (mm, not mm³) of the box around the longest object
+            among the voxels of the two above (``_longest_object_mm``): a cable or a lead runs
+            for tens of centimetres, anything else dense away from bone in a real scan for a few.
     """
 
     metal_mm3: float
     skin_object_mm3: float
     inner_object_mm3: float
+    longest_object_mm: float = 0.0
 
 
 def native_metal_mm3(hu: np.ndarray, spacing_zyx_mm: tuple[float, float, float]) -> float:
@@ -108,7 +118,40 @@ def native_density(hu: np.ndarray, spacing_zyx_mm: tuple[float, float, float]) -
         metal_mm3=float(np.count_nonzero(away & (hu.flat[dense] >= METAL_HU))) * voxel,
         skin_object_mm3=float(np.count_nonzero(away & in_field & skin)) * voxel,
         inner_object_mm3=float(np.count_nonzero(away & in_field & ~skin)) * voxel,
+        longest_object_mm=_longest_object_mm(hu.shape, dense[away & in_field], spacing_zyx_mm),
     )
+
+
+def _longest_object_mm(shape: tuple[int, ...], flat_index: np.ndarray,
+                       spacing_zyx_mm: tuple[float, float, float]) -> float:
+    """The longest side (mm) of the box around the longest object made of the voxels at
+    ``flat_index`` in a volume of ``shape``. Voxels are one object where they touch or, in the same or neighbouring planes,
+    lie within about a slice spacing of each other in-plane: a thin wire that runs at up to 45°
+    to the slices is a dot per plane, a few pixels apart from one plane to the next."""
+    if flat_index.size == 0:
+        return 0.0
+    import SimpleITK as sitk  # already loaded by ingest's resampling
+
+    where = np.stack(np.unravel_index(flat_index, shape))
+    local = where - where.min(axis=1)[:, None]
+    # in-plane cells of half a slice spacing: voxels in the same or neighbouring cells of
+    # neighbouring planes are joined (within about a slice spacing); a coarse grid labels fast
+    cell = np.array([1, *(max(1, -(-round(spacing_zyx_mm[0] / s) // 2)) for s in spacing_zyx_mm[1:])])
+    coarse = local // cell[:, None]
+    box = np.zeros(tuple(coarse.max(axis=1) + 1), dtype=np.uint8)
+    box[tuple(coarse)] = 1
+    labelled = sitk.ConnectedComponent(sitk.GetImageFromArray(box), True)  # 26-connected
+    label = sitk.GetArrayViewFromImage(labelled)[tuple(coarse)].astype(np.int64)
+    n = int(label.max()) + 1
+    spacing = np.asarray(spacing_zyx_mm, dtype=np.float64)
+    sides = np.zeros((n, 3))
+    for axis in range(3):
+        first = np.full(n, np.iinfo(np.int64).max)
+        last = np.full(n, -1)
+        np.minimum.at(first, label, local[axis])
+        np.maximum.at(last, label, local[axis])
+        sides[:, axis] = np.where(last >= 0, (last - first + 1) * spacing[axis], 0.0)
+    return float(sides.max())
 
 
 def _by_outside_air(sampled: np.ndarray, block: list[int], index: tuple[np.ndarray, ...]) -> np.ndarray:

@@ -100,3 +100,20 @@ def test_dense_objects_are_told_apart_by_where_they_lie():
     assert found.inner_object_mm3 == pytest.approx(valve.sum() * voxel)
     assert found.metal_mm3 == pytest.approx(clip.sum() * voxel)  # the metal measure keeps edges
     assert found.metal_mm3 == native_metal_mm3(hu, spacing)
+
+
+def test_a_wire_that_steps_between_planes_is_one_long_object_and_snaps_stay_short():
+    from ctae_core.native_metal import native_density
+
+    spacing = (3.0, 0.8, 0.8)
+    hu, (z, y, x) = _chest(spacing)
+    assert native_density(hu, spacing).longest_object_mm <= 3.0 * 2  # no dense object: bone only
+    wire = hu.copy()
+    for plane in range(wire.shape[0]):  # a dot per plane, 2 pixels further each plane: a wire at ~28°
+        wire[plane, 10, 40 + 2 * plane] = 1500.0  # in the air in front of the body
+    measured = native_density(wire, spacing)
+    assert measured.longest_object_mm == pytest.approx(wire.shape[0] * 3.0)
+    snaps = hu.copy()
+    for centre in (60.0, 80.0, 100.0):  # three 4 mm snaps on the skin, 20 mm apart
+        snaps[np.hypot(np.hypot(z - 30, y - 24), x - centre) < 2.0] = 3000.0
+    assert native_density(snaps, spacing).longest_object_mm < 10.0  # 20 mm apart: three objects
