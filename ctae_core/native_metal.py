@@ -125,23 +125,18 @@ def native_density(hu: np.ndarray, spacing_zyx_mm: tuple[float, float, float]) -
 def _longest_object_mm(shape: tuple[int, ...], flat_index: np.ndarray,
                        spacing_zyx_mm: tuple[float, float, float]) -> float:
     """The longest side (mm) of the box around the longest object made of the voxels at
-    ``flat_index`` in a volume of ``shape``. Voxels are one object where they touch or, in the same or neighbouring planes,
-    lie within about a slice spacing of each other in-plane: a thin wire that runs at up to 45°
-    to the slices is a dot per plane, a few pixels apart from one plane to the next."""
+    ``flat_index`` in a volume of ``shape``. Voxels are one object where they touch or, in the
+    same or neighbouring planes, lie within about a slice spacing of each other in-plane: a thin
+    wire that runs at up to 45° to the slices is a dot per plane, a few pixels apart from one
+    plane to the next."""
     if flat_index.size == 0:
         return 0.0
-    import SimpleITK as sitk  # already loaded by ingest's resampling
-
     where = np.stack(np.unravel_index(flat_index, shape))
     local = where - where.min(axis=1)[:, None]
     # in-plane cells of half a slice spacing: voxels in the same or neighbouring cells of
-    # neighbouring planes are joined (within about a slice spacing); a coarse grid labels fast
+    # neighbouring planes are joined (within about a slice spacing)
     cell = np.array([1, *(max(1, -(-round(spacing_zyx_mm[0] / s) // 2)) for s in spacing_zyx_mm[1:])])
-    coarse = local // cell[:, None]
-    box = np.zeros(tuple(coarse.max(axis=1) + 1), dtype=np.uint8)
-    box[tuple(coarse)] = 1
-    labelled = sitk.ConnectedComponent(sitk.GetImageFromArray(box), True)  # 26-connected
-    label = sitk.GetArrayViewFromImage(labelled)[tuple(coarse)].astype(np.int64)
+    label = _connected_cells(local // cell[:, None])
     n = int(label.max()) + 1
     spacing = np.asarray(spacing_zyx_mm, dtype=np.float64)
     sides = np.zeros((n, 3))
@@ -152,6 +147,38 @@ def _longest_object_mm(shape: tuple[int, ...], flat_index: np.ndarray,
         np.maximum.at(last, label, local[axis])
         sides[:, axis] = np.where(last >= 0, (last - first + 1) * spacing[axis], 0.0)
     return float(sides.max())
+
+
+def _connected_cells(cells: np.ndarray) -> np.ndarray:
+    """(N,) component label of each of the (3, N) integer cell coordinates, cells joined to
+    their 26 neighbours (repeated cells share a label). Hooks each pair of neighbours' roots to
+    the smaller one and jumps pointers until no pair differs: a few rounds over the occupied
+    cells only (``scipy.ndimage.label`` or SimpleITK would label the whole box, and loading
+    either cost ingest more than the measure)."""
+    extent = cells.max(axis=1) + 3  # a margin of one cell each side: neighbours never wrap
+    keys = np.ravel_multi_index(tuple(cells + 1), tuple(extent))
+    unique, of_cell = np.unique(keys, return_inverse=True)
+    coords = np.stack(np.unravel_index(unique, tuple(extent)))
+    pairs = []
+    for offset in np.ndindex(3, 3, 3):
+        step = np.array(offset) - 1
+        if tuple(step) <= (0, 0, 0):  # each neighbour pair once
+            continue
+        neighbour = np.ravel_multi_index(tuple(coords + step[:, None]), tuple(extent))
+        at = np.minimum(np.searchsorted(unique, neighbour), unique.size - 1)
+        found = unique[at] == neighbour
+        pairs.append(np.stack([np.flatnonzero(found), at[found]]))
+    a, b = np.concatenate([np.empty((2, 0), dtype=np.int64), *pairs], axis=1)
+    parent = np.arange(unique.size)
+    while True:
+        root_a, root_b = parent[a], parent[b]
+        differ = root_a != root_b
+        if not differ.any():
+            break
+        np.minimum.at(parent, np.maximum(root_a, root_b)[differ], np.minimum(root_a, root_b)[differ])
+        while not np.array_equal(parent[parent], parent):
+            parent = parent[parent]
+    return np.unique(parent, return_inverse=True)[1][of_cell]
 
 
 def _by_outside_air(sampled: np.ndarray, block: list[int], index: tuple[np.ndarray, ...]) -> np.ndarray:

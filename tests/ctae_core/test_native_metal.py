@@ -117,3 +117,19 @@ def test_a_wire_that_steps_between_planes_is_one_long_object_and_snaps_stay_shor
     for centre in (60.0, 80.0, 100.0):  # three 4 mm snaps on the skin, 20 mm apart
         snaps[np.hypot(np.hypot(z - 30, y - 24), x - centre) < 2.0] = 3000.0
     assert native_density(snaps, spacing).longest_object_mm < 10.0  # 20 mm apart: three objects
+
+
+def test_connected_cells_are_scipys_26_connected_labels():
+    from scipy import ndimage
+
+    from ctae_core.native_metal import _connected_cells
+
+    rng = np.random.default_rng(5)
+    for shape, share in [((1, 1, 1), 1.0), ((6, 9, 7), 0.15), ((12, 20, 20), 0.08)]:
+        occupied = rng.random(shape) < share
+        expected, _ = ndimage.label(occupied, structure=np.ones((3, 3, 3)))
+        cells = np.stack(np.nonzero(occupied))
+        got = _connected_cells(cells)
+        # the same partition: one of ours per scipy label and one scipy label per ours
+        pairs = set(zip(got.tolist(), expected[occupied].tolist(), strict=True))
+        assert len(pairs) == len(set(got.tolist())) == len(set(expected[occupied].tolist()))
