@@ -22,6 +22,12 @@ along its row and its column (a lung is enclosed; the air around the body is not
 within ``EDGE_BLOCKS`` of the image's edge in-plane: there a sharp kernel's cortex, cut by the
 field of view, meets the reconstruction's fill, which reads as air (real CPTAC chest inliers held
 up to ~1100 mm³ of it).
+
+As objects: the same voxels, joined where they touch or lie within a slice spacing of each other
+in neighbouring planes, give the longest object's length. A cable or a lead runs for tens of
+centimetres (a thin wire at 2–5 mm slices is a dot per plane that moves a few pixels between
+planes, hence the in-plane reach). Among real inliers the dense objects away from bone are a sharp
+kernel's overshoot, a clip, or electrodes the patient wore: a few centimetres.
 """
 
 from __future__ import annotations
@@ -60,7 +66,7 @@ EDGE_BLOCKS = 2
 
 @dataclass(frozen=True)
 class NativeDensity:
-    """What ingest measures on a series' acquired grid (mm³ each).
+    """What ingest measures on a series' acquired grid (mm³, and one length in mm).
 
     Attributes:
         metal_mm3: voxels ≥ ``METAL_HU`` away from bone (``native_metal_mm3``).
@@ -68,11 +74,15 @@ class NativeDensity:
             objects on or outside the skin (electrodes, leads, cables).
         inner_object_mm3: voxels ≥ ``DENSE_HU`` away from bone and from outside air: small
             dense objects inside the body (a valve ring, a clip, a foreign body).
+        longest_object_mm: the longest side (mm, not mm³) of the box around the longest object
+            among the voxels of the two above (``_longest_object_mm``): a cable or a lead runs
+            for tens of centimetres, anything else dense away from bone in a real scan for a few.
     """
 
     metal_mm3: float
     skin_object_mm3: float
     inner_object_mm3: float
+    longest_object_mm: float = 0.0
 
 
 def native_metal_mm3(hu: np.ndarray, spacing_zyx_mm: tuple[float, float, float]) -> float:
@@ -109,7 +119,67 @@ def native_density(hu: np.ndarray, spacing_zyx_mm: tuple[float, float, float]) -
         metal_mm3=float(np.count_nonzero(away & (hu.flat[dense] >= _level(hu, METAL_HU)))) * voxel,
         skin_object_mm3=float(np.count_nonzero(away & in_field & skin)) * voxel,
         inner_object_mm3=float(np.count_nonzero(away & in_field & ~skin)) * voxel,
+        longest_object_mm=_longest_object_mm(hu.shape, dense[away & in_field], spacing_zyx_mm),
     )
+
+
+def _longest_object_mm(shape: tuple[int, ...], flat_index: np.ndarray,
+                       spacing_zyx_mm: tuple[float, float, float]) -> float:
+    """The longest side (mm) of the box around the longest object made of the voxels at
+    ``flat_index`` in a volume of ``shape``. Voxels are one object where they touch or, in the
+    same or neighbouring planes, lie within about a slice spacing of each other in-plane: a thin
+    wire that runs at up to 45° to the slices is a dot per plane, a few pixels apart from one
+    plane to the next."""
+    if flat_index.size == 0:
+        return 0.0
+    where = np.stack(np.unravel_index(flat_index, shape))
+    local = where - where.min(axis=1)[:, None]
+    # in-plane cells of half a slice spacing: voxels in the same or neighbouring cells of
+    # neighbouring planes are joined (within about a slice spacing)
+    cell = np.array([1, *(max(1, -(-round(spacing_zyx_mm[0] / s) // 2)) for s in spacing_zyx_mm[1:])])
+    label = _connected_cells(local // cell[:, None])
+    n = int(label.max()) + 1
+    spacing = np.asarray(spacing_zyx_mm, dtype=np.float64)
+    sides = np.zeros((n, 3))
+    for axis in range(3):
+        first = np.full(n, np.iinfo(np.int64).max)
+        last = np.full(n, -1)
+        np.minimum.at(first, label, local[axis])
+        np.maximum.at(last, label, local[axis])
+        sides[:, axis] = np.where(last >= 0, (last - first + 1) * spacing[axis], 0.0)
+    return float(sides.max())
+
+
+def _connected_cells(cells: np.ndarray) -> np.ndarray:
+    """(N,) component label of each of the (3, N) integer cell coordinates, cells joined to
+    their 26 neighbours (repeated cells share a label). Hooks each pair of neighbours' roots to
+    the smaller one and jumps pointers until no pair differs: a few rounds over the occupied
+    cells only (``scipy.ndimage.label`` or SimpleITK would label the whole box, and loading
+    either cost ingest more than the measure)."""
+    extent = cells.max(axis=1) + 3  # a margin of one cell each side: neighbours never wrap
+    keys = np.ravel_multi_index(tuple(cells + 1), tuple(extent))
+    unique, of_cell = np.unique(keys, return_inverse=True)
+    coords = np.stack(np.unravel_index(unique, tuple(extent)))
+    pairs = []
+    for offset in np.ndindex(3, 3, 3):
+        step = np.array(offset) - 1
+        if tuple(step) <= (0, 0, 0):  # each neighbour pair once
+            continue
+        neighbour = np.ravel_multi_index(tuple(coords + step[:, None]), tuple(extent))
+        at = np.minimum(np.searchsorted(unique, neighbour), unique.size - 1)
+        found = unique[at] == neighbour
+        pairs.append(np.stack([np.flatnonzero(found), at[found]]))
+    a, b = np.concatenate([np.empty((2, 0), dtype=np.int64), *pairs], axis=1)
+    parent = np.arange(unique.size)
+    while True:
+        root_a, root_b = parent[a], parent[b]
+        differ = root_a != root_b
+        if not differ.any():
+            break
+        np.minimum.at(parent, np.maximum(root_a, root_b)[differ], np.minimum(root_a, root_b)[differ])
+        while not np.array_equal(parent[parent], parent):
+            parent = parent[parent]
+    return np.unique(parent, return_inverse=True)[1][of_cell]
 
 
 def _by_outside_air(sampled: np.ndarray, block: list[int], index: tuple[np.ndarray, ...]) -> np.ndarray:

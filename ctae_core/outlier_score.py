@@ -38,6 +38,10 @@ with scan size (thesis Fig. 4.2). So, per scan:
   inside the body (a valve ring, a clip), measured at ingest on the acquired grid by the same
   pass (``ctae_core.native_metal.native_density``), under the same hurdle null; NaN for a scan
   ingested before schema v11.
+- ``long_object_z``: the longest connected dense object away from bone (the longest side of
+  its box, mm; same pass), under the same hurdle null: a cable, a lead or a wire runs for tens
+  of centimetres where a partial-volumed snap, a clip or a sharp kernel's overshoot spans a few;
+  NaN for a scan ingested before schema v12.
 - ``local_error_z`` (measured, not scored: ``UNSCORED_EVIDENCE``): log peak of the anomaly map
   (``ctae_core.anomaly_map``) for the scan's size: one object the model did not reproduce,
   however large the scan.
@@ -70,7 +74,7 @@ MIN_FIT_SCANS = 5
 EVIDENCE = (
     "mse_m_z", "latent_z", "histogram_z", "tissue_z",
     "contrast_z", "shape_z", "noise_z", "streak_z", "integrity_z", "ring_z", "metal_z",
-    "skin_object_z", "inner_object_z", "local_error_z",
+    "skin_object_z", "inner_object_z", "long_object_z", "local_error_z",
 )
 """Every kind of evidence measured and stored (``scores`` columns)."""
 UNSCORED_EVIDENCE = ("mse_m_z", "streak_z", "local_error_z")
@@ -120,6 +124,7 @@ class AcquisitionInputs:
             (``ctae_core.native_metal``), or None; NaN: ingested before it was measured.
         skin_object_mm3: (N,) dense objects away from bone on or outside the skin, or None.
         inner_object_mm3: (N,) dense objects away from bone inside the body, or None.
+        longest_object_mm: (N,) the longest side of the longest of those objects, or None.
     """
 
     noise_hu: np.ndarray
@@ -130,6 +135,7 @@ class AcquisitionInputs:
     native_metal_mm3: np.ndarray | None = None
     skin_object_mm3: np.ndarray | None = None
     inner_object_mm3: np.ndarray | None = None
+    longest_object_mm: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +155,7 @@ class OutlierEvidence:
     metal_z: np.ndarray
     skin_object_z: np.ndarray
     inner_object_z: np.ndarray
+    long_object_z: np.ndarray
     local_error_z: np.ndarray
     outlier_score: np.ndarray
 
@@ -347,7 +354,8 @@ def outlier_evidence(
             evidence["ring_z"] = z_of(sized("ring_z", ring), DISTANCE_NULL_DF)
         for name, mm3 in (("metal_z", acquisition.native_metal_mm3),
                           ("skin_object_z", acquisition.skin_object_mm3),
-                          ("inner_object_z", acquisition.inner_object_mm3)):
+                          ("inner_object_z", acquisition.inner_object_mm3),
+                          ("long_object_z", acquisition.longest_object_mm)):
             if mm3 is not None:
                 evidence[name] = hurdle_z(mm3, reference_rows, groups)
     if local_error is not None:

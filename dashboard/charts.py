@@ -37,6 +37,7 @@ AXIS_TITLES = {
     "metal_z": "metal away from bone (z)",
     "skin_object_z": "dense object on the skin (z)",
     "inner_object_z": "dense object inside (z)",
+    "long_object_z": "long dense object (z)",
     "noise_hu": "image noise SD (HU)",
     "score": "score",
     "umap_x": "UMAP 1",

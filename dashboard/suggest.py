@@ -15,6 +15,7 @@ EVIDENCE_CAUSES = {
     "metal_z": "metal implant",
     "skin_object_z": "cable or tube",
     "inner_object_z": "metal implant",
+    "long_object_z": "cable or tube",
     "shape_z": "field of view",
     "noise_z": "artefact or noise",
     "contrast_z": "other",

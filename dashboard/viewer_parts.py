@@ -26,6 +26,7 @@ EVIDENCE_NAMES = {  # ctae_core.outlier_score.EVIDENCE, in words
     "metal_z": "compact metal away from bone, at the acquired resolution",
     "skin_object_z": "a small dense object on or outside the skin (electrode, lead, cable)",
     "inner_object_z": "a small dense object inside the body, away from bone (valve, clip)",
+    "long_object_z": "a long dense object away from bone (cable, lead, wire)",
     "local_error_z": "a local object the model did not reproduce (the anomaly map's peak)",
 }
 

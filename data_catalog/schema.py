@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import duckdb
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 
 _V1 = [
     """
@@ -336,8 +336,16 @@ _V11 = [
     "ALTER TABLE scores ADD COLUMN IF NOT EXISTS inner_object_z DOUBLE",
 ]
 
+# v12: the longest dense object away from bone, measured at ingest on the acquired grid
+# (ctae_core/native_metal.py: a cable or a lead runs for tens of centimetres), and the run's
+# evidence of it. Scans ingested before v12 have none until re-ingested.
+_V12 = [
+    "ALTER TABLE scans ADD COLUMN IF NOT EXISTS longest_object_mm DOUBLE",  # dense, off bone, its longest side
+    "ALTER TABLE scores ADD COLUMN IF NOT EXISTS long_object_z DOUBLE",
+]
+
 MIGRATIONS: dict[int, list[str]] = {
-    1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7, 8: _V8, 9: _V9, 10: _V10, 11: _V11,
+    1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7, 8: _V8, 9: _V9, 10: _V10, 11: _V11, 12: _V12,
 }
 
 

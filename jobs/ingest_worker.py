@@ -349,4 +349,5 @@ def _record(
         native_metal_mm3=density.metal_mm3,
         skin_object_mm3=density.skin_object_mm3,
         inner_object_mm3=density.inner_object_mm3,
+        longest_object_mm=density.longest_object_mm,
     )

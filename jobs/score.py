@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ctae_core.thresholds import RULES, ThresholdRule
+from ctae_core.thresholds import DEFAULT_P, RULES, ThresholdRule
 from data_catalog import CatalogSettings, connect
 from data_catalog import scores as catalog_scores
 from jobs.options import (
@@ -227,7 +227,7 @@ def score(
     rule: Annotated[str | None, typer.Option(help=f"Threshold rule: {' | '.join(RULES)}. Default: pvalue for the outlier score, mean_std (thesis eq. 3.4) for the others.")] = None,
     k: Annotated[float, typer.Option(help="k of mean + k·std or median + k·MAD.")] = 3.0,
     percentile: Annotated[float, typer.Option(help="Percentile for --rule percentile.")] = 99.0,
-    p_value: Annotated[float, typer.Option("--p", help="Null probability for --rule pvalue: how rarely an inlier's strongest evidence reaches T.")] = 0.001,
+    p_value: Annotated[float, typer.Option("--p", help="Null probability for --rule pvalue: how rarely an inlier's strongest evidence reaches T.")] = DEFAULT_P,
     score_name: Annotated[str, typer.Option("--score", help="Score T applies to: outlier_score (the strongest of its calibrated kinds of evidence) | mse_m (the thesis) | mse | mse_region | local_error_hu (the anomaly map's peak).")] = "outlier_score",
     keep_volumes: Annotated[str, typer.Option(help="Store recon/|error| volumes for: all | flagged | none.")] = "all",
     error_level: Annotated[float, typer.Option("--error-level", help="|error| in HU that counts a body voxel in error_fraction.")] = 200.0,

@@ -86,4 +86,5 @@ def acquisition_inputs(inputs: pd.DataFrame) -> AcquisitionInputs:
         native_metal_mm3=inputs["native_metal_mm3"].to_numpy(dtype=np.float64, na_value=np.nan),
         skin_object_mm3=inputs["skin_object_mm3"].to_numpy(dtype=np.float64, na_value=np.nan),
         inner_object_mm3=inputs["inner_object_mm3"].to_numpy(dtype=np.float64, na_value=np.nan),
+        longest_object_mm=inputs["longest_object_mm"].to_numpy(dtype=np.float64, na_value=np.nan),
     )

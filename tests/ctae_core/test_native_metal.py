@@ -127,3 +127,36 @@ def test_integer_hu_measures_as_float_hu_does_with_voxels_at_every_level():
     assert as_float.skin_object_mm3 > 0 and as_float.metal_mm3 > 0
     assert native_density(hu.astype(np.int16), spacing) == as_float
     assert native_density(hu.astype(np.int32), spacing) == as_float
+
+
+def test_a_wire_that_steps_between_planes_is_one_long_object_and_snaps_stay_short():
+    from ctae_core.native_metal import native_density
+
+    spacing = (3.0, 0.8, 0.8)
+    hu, (z, y, x) = _chest(spacing)
+    assert native_density(hu, spacing).longest_object_mm <= 3.0 * 2  # no dense object: bone only
+    wire = hu.copy()
+    for plane in range(wire.shape[0]):  # a dot per plane, 2 pixels further each plane: a wire at ~28°
+        wire[plane, 10, 40 + 2 * plane] = 1500.0  # in the air in front of the body
+    measured = native_density(wire, spacing)
+    assert measured.longest_object_mm == pytest.approx(wire.shape[0] * 3.0)
+    snaps = hu.copy()
+    for centre in (60.0, 80.0, 100.0):  # three 4 mm snaps on the skin, 20 mm apart
+        snaps[np.hypot(np.hypot(z - 30, y - 24), x - centre) < 2.0] = 3000.0
+    assert native_density(snaps, spacing).longest_object_mm < 10.0  # 20 mm apart: three objects
+
+
+def test_connected_cells_are_scipys_26_connected_labels():
+    from scipy import ndimage
+
+    from ctae_core.native_metal import _connected_cells
+
+    rng = np.random.default_rng(5)
+    for shape, share in [((1, 1, 1), 1.0), ((6, 9, 7), 0.15), ((12, 20, 20), 0.08)]:
+        occupied = rng.random(shape) < share
+        expected, _ = ndimage.label(occupied, structure=np.ones((3, 3, 3)))
+        cells = np.stack(np.nonzero(occupied))
+        got = _connected_cells(cells)
+        # the same partition: one of ours per scipy label and one scipy label per ours
+        pairs = set(zip(got.tolist(), expected[occupied].tolist(), strict=True))
+        assert len(pairs) == len(set(got.tolist())) == len(set(expected[occupied].tolist()))

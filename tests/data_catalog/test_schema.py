@@ -203,7 +203,8 @@ def test_v9_catalog_file_gains_the_native_metal_and_reingests_the_scans_that_lac
         assert con.execute("SELECT ring_contrast, native_metal_mm3 FROM scans").fetchall() == [(9.5, None)]
         assert con.execute("SELECT outlier_score, ring_z, metal_z FROM scores").fetchall() == [(7.5, 1.5, None)]
         assert scan_fingerprints(con) == {"s1": ("", "/v.npy", 3.0)}
-        con.execute("UPDATE scans SET native_metal_mm3 = 0.0, skin_object_mm3 = 0.0, inner_object_mm3 = 0.0")
+        con.execute("UPDATE scans SET native_metal_mm3 = 0.0, skin_object_mm3 = 0.0, inner_object_mm3 = 0.0, "
+                    "longest_object_mm = 0.0")
         assert scan_fingerprints(con) == {"s1": ("fp1", "/v.npy", 3.0)}
 
 
@@ -215,13 +216,30 @@ def test_v10_catalog_file_gains_the_dense_objects_and_reingests_the_scans_that_l
 
     path = _one_scored_scan_at(tmp_path / "v10.duckdb", 10, ("native_metal_mm3", 120.0), ("metal_z", 2.5))
     with connect(path) as con:  # migrates on open
-        assert current_version(con) == SCHEMA_VERSION == 11
+        assert current_version(con) == SCHEMA_VERSION
         assert con.execute("SELECT native_metal_mm3, skin_object_mm3, inner_object_mm3 FROM scans"
                            ).fetchall() == [(120.0, None, None)]
         assert con.execute("SELECT outlier_score, metal_z, skin_object_z, inner_object_z FROM scores"
                            ).fetchall() == [(7.5, 2.5, None, None)]
         assert scan_fingerprints(con) == {"s1": ("", "/v.npy", 3.0)}
-        con.execute("UPDATE scans SET skin_object_mm3 = 0.0, inner_object_mm3 = 40.0")
+        con.execute("UPDATE scans SET skin_object_mm3 = 0.0, inner_object_mm3 = 40.0, longest_object_mm = 6.0")
+        assert scan_fingerprints(con) == {"s1": ("fp1", "/v.npy", 3.0)}
+
+
+def test_v11_catalog_file_gains_the_objects_and_reingests_the_scans_that_lack_them(tmp_path):
+    # v12: the longest dense object is measured at ingest on the acquired grid; a v11 scan keeps
+    # its dense objects, lacks it (its evidence is left out) and reads as changed to the next
+    # ingest, which measures it
+    from data_catalog.scans import scan_fingerprints
+
+    path = _one_scored_scan_at(tmp_path / "v11.duckdb", 11, ("skin_object_mm3", 80.0), ("skin_object_z", 1.5))
+    with connect(path) as con:  # migrates on open
+        assert current_version(con) == SCHEMA_VERSION == 12
+        assert con.execute("SELECT skin_object_mm3, longest_object_mm FROM scans").fetchall() == [(80.0, None)]
+        assert con.execute("SELECT outlier_score, skin_object_z, long_object_z FROM scores"
+                           ).fetchall() == [(7.5, 1.5, None)]
+        assert scan_fingerprints(con) == {"s1": ("", "/v.npy", 3.0)}
+        con.execute("UPDATE scans SET native_metal_mm3 = 0.0, longest_object_mm = 12.0")
         assert scan_fingerprints(con) == {"s1": ("fp1", "/v.npy", 3.0)}
 
 

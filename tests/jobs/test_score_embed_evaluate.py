@@ -43,8 +43,8 @@ def _add_scan(con, settings, scan_id, array) -> None:
         "INSERT INTO scans (scan_id, source_kind, source_root, source_path, fingerprint, "
         "content_hash, spacing_mm, size_z, size_y, size_x, pixel_count, hu_mean, hu_std, hu_min, "
         "hu_max, hu_p1, hu_p99, body_voxels, metal_voxels, hu_histogram, volume_path, native_metal_mm3, "
-        "skin_object_mm3, inner_object_mm3) "
-        "VALUES (?, 'nifti', '/src', ?, 'f', 'h', 3.0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "skin_object_mm3, inner_object_mm3, longest_object_mm) "
+        "VALUES (?, 'nifti', '/src', ?, 'f', 'h', 3.0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [scan_id, f"{scan_id}.nii", *array.shape, array.size, float(array.mean()),
          float(array.std()), float(array.min()), float(array.max()),
          *np.percentile(array, [1, 99]).tolist(), int((array > -990).sum()),
@@ -194,7 +194,7 @@ def test_default_threshold_is_the_outlier_scores_p_value_and_flags_follow(scored
     scores = _read(settings, catalog_scores.read_scores, RUN)
     run = _read(settings, catalog_scores.read_run, RUN)
     assert (run["threshold_rule"], run["threshold_score"]) == ("pvalue", "outlier_score")
-    assert run["threshold"] == pytest.approx(-np.log(1 - 0.999 ** (1 / 11)))  # 9.30
+    assert run["threshold"] == pytest.approx(-np.log(1 - 0.995 ** (1 / 12)))  # 7.78
     assert json.loads(run["threshold_params_json"])["n_val"] == (scores["split"] == "val").sum()
     assert (scores["is_outlier"] == (scores["outlier_score"] > run["threshold"])).all()
 
@@ -290,7 +290,8 @@ def test_evaluate_stores_metrics_equal_to_sklearn(scored, tmp_path):
     table = _read(settings, catalog_scores.read_evaluations, RUN).set_index(["method", "outlier_type"])
     assert set(table.index.get_level_values(0)) == {
         "outlier_score", "mse_m_z", "latent_z", "histogram_z", "tissue_z", "contrast_z", "shape_z",
-        "noise_z", "integrity_z", "ring_z", "metal_z", "skin_object_z", "inner_object_z", "local_error_z",
+        "noise_z", "integrity_z", "ring_z", "metal_z", "skin_object_z", "inner_object_z", "long_object_z",
+        "local_error_z",
         "mse", "mse_region", "mse_m", "local_error_hu",
         "isolation_forest", "histogram_mahalanobis"}  # streak_z: all NULL, left out
     assert table.loc[("local_error_hu", "all"), "auroc"] == pytest.approx(1.0)  # the map's peak
