@@ -30,13 +30,13 @@ RULES = ("mean_std", "mad", "percentile", "pvalue")
 EVIDENCE_KINDS = 12
 """Kinds of evidence the outlier score takes the strongest of
 (``ctae_core.outlier_score.SCORED_EVIDENCE``)."""
-DEFAULT_P = 0.005
-"""The ``pvalue`` rule's default p (``ctae score --p``). Chosen on the real-anatomy development
-seeds (README "Detection quality on real anatomy"): at 0.001 (T 9.39 over twelve kinds) no real
-inlier was flagged but the anomalies that rank first reach −log p 6.7–8.8, recall 0.21; at 0.005
-(T 7.78) recall 0.40 with still no real inlier flagged on four seeds (none of 595 inliers of the
-previous build's five passed 7.5); at 0.01 (T 7.09) recall 0.44 but up to 0.8 % of a seed's
-inliers flagged (2.5 % on one seed of the previous build): the target's edge."""
+DEFAULT_P = 0.003
+"""The ``pvalue`` rule's default p (``ctae score --p``). Chosen on the five real-anatomy
+development seeds (README "Detection quality on real anatomy"), with short slabs grouped apart:
+at 0.001 (T 9.39 over twelve kinds) no real inlier was flagged but the anomalies that rank first
+reach −log p 6.7–8.8, mean recall 0.26; at 0.003 (T 8.29) recall 0.41 with one of 595 real
+inliers flagged (0.8 % of one seed); at 0.005 (T 7.78) recall 0.44 but 1.7 % of one seed's
+inliers flagged (precision 0.78): past the target."""
 MIN_VALIDATION_SCORES = 2
 
 

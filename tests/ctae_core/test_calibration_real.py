@@ -147,7 +147,7 @@ def test_no_kind_of_evidence_flags_more_real_inliers_than_its_nominal_rate(real_
 
 def test_real_anomalies_among_the_reference_still_pass_t(real_cohort):
     # +115 HU of noise on the sharp B70f chest reaches -log p 8.5 among 35 real inliers: below
-    # T at p < 0.001 (9.39), above the default p < 0.005 (7.78); so do the wrong rescale and the
+    # T at p < 0.001 (9.39), above the default p < 0.003 (8.29); so do the wrong rescale and the
     # truncated field of view
     ev, truth = real_cohort["evidence"], real_cohort["truth"]
     t = ThresholdRule("pvalue").threshold([0, 1])
