@@ -1,5 +1,5 @@
 """What the acquisition grouping, the metal evidence, leaving MSE_m out, the size lines and the
-dense-object evidence do to the outlier score of a scored run, recomputed from the run's stored evidence inputs (``data_catalog.scores.evidence_inputs``:
+dense-object evidence and the short-slab groups do to the outlier score of a scored run, recomputed from the run's stored evidence inputs (``data_catalog.scores.evidence_inputs``:
 the same model, MSE_m, latents and measurements; no training): AUROC, precision and recall at
 T (the default p, over each variant's kinds), the share of inliers flagged, ρ with pixel count among inliers, the recall reachable with at
 most 1 % of inliers flagged (``R@1%``: the best any threshold on this ranking could do), the
@@ -70,6 +70,7 @@ def main() -> None:
     eleven = tuple(k for k in SCORED_EVIDENCE if k != LONG_KIND)
     previous = ("mse_m_z", *(k for k in nine if k != "metal_z"))
     groups = acquisition_groups(*facts)
+    with_slabs = acquisition_groups(*facts, inputs["coverage_mm"].to_numpy(dtype=np.float64))
     variants = (  # name, groups, acquisition inputs, the kinds scored, the kinds with a size line
         ("every scan one reference", None, no_metal, previous, ()),
         ("groups: manufacturer + kernel", acquisition_groups(*facts[:2]), no_metal, previous, ()),
@@ -78,7 +79,9 @@ def main() -> None:
         ("+ MSE_m z not scored (previous)", groups, acquisition, nine, ()),
         ("+ size lines", groups, acquisition, nine, SIZE_LINED_EVIDENCE),
         ("+ dense objects", groups, acquisition, eleven, SIZE_LINED_EVIDENCE),
-        ("+ longest dense object (the build)", groups, acquisition, SCORED_EVIDENCE, SIZE_LINED_EVIDENCE),
+        ("+ longest dense object", groups, acquisition, SCORED_EVIDENCE, SIZE_LINED_EVIDENCE),
+        ("+ short slabs apart (the build)", with_slabs, acquisition, SCORED_EVIDENCE,
+         SIZE_LINED_EVIDENCE),
     )
     for name, grouping, acq, kinds, size_lined in variants:
         score_module.SIZE_LINED_EVIDENCE = size_lined
