@@ -43,15 +43,8 @@ def null_z(values: np.ndarray, reference_rows: np.ndarray,
     df = NULL_DF if df is None else df
     if groups is None:
         return _null_z(values, reference_rows, df)
-    keys = np.asarray([None if g is None or g != g else g for g in groups], dtype=object)
     finite_ref = reference_rows & np.isfinite(values)
-    members = [keys == key for key in {k for k in keys if k is not None}]
-    members = [rows for rows in members if (rows & finite_ref).sum() >= MIN_GROUP_SCANS]
-    rest = np.ones(len(values), dtype=bool)
-    for rows in members:
-        rest &= ~rows
-    if (rest & finite_ref).any():
-        members.append(rest)
+    members = [rows for rows in _group_rows(groups, finite_ref) if (rows & finite_ref).any()]
     if not members:  # no finite reference value
         return _null_z(values, reference_rows, df)
     centres = group_centres([values[rows & finite_ref] for rows in members], df)
@@ -74,23 +67,29 @@ def hurdle_z(values: np.ndarray, reference_rows: np.ndarray,
     half the reference is exactly 0 its lower half has no spread."""
     values = np.asarray(values, dtype=np.float64)
     reference_rows = np.asarray(reference_rows, dtype=bool)
-    keys = (np.full(len(values), None, dtype=object) if groups is None else
-            np.asarray([None if g is None or g != g else g for g in groups], dtype=object))
     finite_ref = reference_rows & np.isfinite(values)
     positive = np.where(values > 0, values, np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         amount_z = null_z(np.log(positive), reference_rows, None)
     share = np.full(len(values), np.nan)
-    rest = np.ones(len(values), dtype=bool)
-    for key in {k for k in keys if k is not None}:
-        rows = keys == key
-        if (rows & finite_ref).sum() >= MIN_GROUP_SCANS:
-            share[rows] = _positive_share(values[rows & finite_ref])
-            rest &= ~rows
-    share[rest] = _positive_share(values[rest & finite_ref])
+    for rows in _group_rows([None] * len(values) if groups is None else groups, finite_ref):
+        share[rows] = _positive_share(values[rows & finite_ref])
     with np.errstate(invalid="ignore"):
         p = np.where(values > 0, share * norm.sf(amount_z), (1 + share) / 2)
     return np.where(np.isfinite(values), norm.isf(np.maximum(p, MIN_P)), np.nan)
+
+
+def _group_rows(groups: Sequence[object] | np.ndarray, finite_ref: np.ndarray) -> list[np.ndarray]:
+    """The scans of each acquisition group with at least ``MIN_GROUP_SCANS`` finite reference
+    values, then one more of every other scan (unknown acquisition, NaN keys and smaller groups
+    together; left out when empty): boolean rows over the scans."""
+    keys = np.asarray([None if g is None or g != g else g for g in groups], dtype=object)
+    members = [keys == key for key in {k for k in keys if k is not None}]
+    members = [rows for rows in members if (rows & finite_ref).sum() >= MIN_GROUP_SCANS]
+    rest = np.ones(len(keys), dtype=bool)
+    for rows in members:
+        rest &= ~rows
+    return [*members, rest] if rest.any() else members
 
 
 def _positive_share(reference: np.ndarray) -> float:
