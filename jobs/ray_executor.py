@@ -87,6 +87,10 @@ class StatefulWorker:
         except Exception as err:  # reported per item instead of an actor that never starts
             self.setup_error = f"worker setup failed: {describe_error(err)}"
 
+    def ready(self) -> bool:
+        """Answers once the actor has started (again, after Ray restarted it)."""
+        return True
+
     def run(self, item: Any) -> Any:
         """Apply the per-item function to one item."""
         if self.setup_error is not None:
@@ -129,28 +133,48 @@ def map_actors(
             ray.kill(actor)
 
 
+MAX_READY_CALLS = 30
+"""Readiness calls to a dead actor before it is given up (each waits for Ray's restart)."""
+
+
 def _dispatch(
     ray: Any, actors: list[Any], items: list[T], max_retries: int
 ) -> Iterator[TaskResult]:
-    """One item per idle actor; a dead actor's item is retried up to ``max_retries`` times."""
+    """One item per idle actor; a dead actor's item is retried up to ``max_retries`` times.
+
+    An actor that died holding an item rejoins the pool only once it answers again: until Ray
+    has noticed the death, a call sent to it fails at once, so a retry sent straight back to it
+    (the only idle actor, or the one just freed) was spent on a corpse, and the item failed
+    with retries left (seen under load in CI)."""
     queue = list(range(len(items)))
     queue.reverse()  # pop() from the end keeps the input order
     attempts = [0] * len(items)
     running: dict[Any, tuple[int, Any]] = {}
+    restarting: dict[Any, tuple[Any, int]] = {}  # readiness call → (dead actor, calls so far)
     idle = list(actors)
-    while queue or running:
+    while running or (queue and (restarting or idle)):
         while queue and idle:
             index, actor = queue.pop(), idle.pop()
             attempts[index] += 1
             running[actor.run.remote(items[index])] = (index, actor)
-        (ref,), _ = ray.wait(list(running), num_returns=1)
+        (ref,), _ = ray.wait([*running, *restarting], num_returns=1)
+        if ref in restarting:
+            actor, calls = restarting.pop(ref)
+            try:
+                ray.get(ref)
+                idle.append(actor)
+            except ray.exceptions.RayError:
+                if calls < MAX_READY_CALLS:  # not restarted yet: ask again
+                    restarting[actor.ready.remote()] = (actor, calls + 1)
+            continue
         index, actor = running.pop(ref)
-        idle.append(actor)  # a dead actor is restarted by Ray; calls wait for it
         try:
-            yield TaskResult(items[index], ray.get(ref))
+            result = TaskResult(items[index], ray.get(ref))
+            idle.append(actor)
         except ray.exceptions.RayActorError as err:
+            restarting[actor.ready.remote()] = (actor, 1)
             if attempts[index] > max_retries:
-                yield TaskResult(
+                result = TaskResult(
                     items[index],
                     error=f"WorkerDied: the actor died on each of "
                     f"{attempts[index]} tries ({type(err).__name__})",
@@ -158,5 +182,10 @@ def _dispatch(
             else:
                 logger.warning("an actor died while holding item %d; retrying it", index)
                 queue.append(index)
+                continue
         except ray.exceptions.RayError as err:
-            yield TaskResult(items[index], error=ray_error(ray, err))
+            idle.append(actor)
+            result = TaskResult(items[index], error=ray_error(ray, err))
+        yield result
+    for index in reversed(queue):  # every actor is gone for good
+        yield TaskResult(items[index], error="WorkerDied: no actor could be restarted")
