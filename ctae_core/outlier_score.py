@@ -352,12 +352,12 @@ def outlier_evidence(
             with np.errstate(invalid="ignore", divide="ignore"):
                 ring = np.log(np.asarray(acquisition.ring_contrast, dtype=np.float64))
             evidence["ring_z"] = z_of(sized("ring_z", ring), DISTANCE_NULL_DF)
-        for name, mm3 in (("metal_z", acquisition.native_metal_mm3),
-                          ("skin_object_z", acquisition.skin_object_mm3),
-                          ("inner_object_z", acquisition.inner_object_mm3),
-                          ("long_object_z", acquisition.longest_object_mm)):
-            if mm3 is not None:
-                evidence[name] = hurdle_z(mm3, reference_rows, groups)
+        for name, measure in (("metal_z", acquisition.native_metal_mm3),  # mm³, and one length
+                              ("skin_object_z", acquisition.skin_object_mm3),
+                              ("inner_object_z", acquisition.inner_object_mm3),
+                              ("long_object_z", acquisition.longest_object_mm)):
+            if measure is not None:
+                evidence[name] = hurdle_z(measure, reference_rows, groups)
     if local_error is not None:
         evidence["local_error_z"] = z_of(size_adjusted_log(local_error, pixel_count, reference_rows, groups))
     score = strongest_evidence(np.stack([evidence[name] for name in SCORED_EVIDENCE]))
