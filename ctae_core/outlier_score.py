@@ -1,6 +1,7 @@
 """The run's outlier score: kinds of evidence that a scan does not belong, each calibrated
-against the run's scans acquired alike; the score is the strongest of them
-(``SCORED_EVIDENCE``), and T applies to it.
+against the run's scans acquired alike; the score combines them (``SCORED_EVIDENCE``: the
+strongest kind, or the three strongest together, ``ctae_core.combined_evidence``), and T
+applies to it.
 
 Why not MSE_m alone: a reconstruction error only sees what the autoencoder fails to reproduce.
 Local objects (metal, leads, cables) are missed by the model and stand out; *global* departures
@@ -52,8 +53,10 @@ the reference is large; it is uncurated, so every fit is robust to a share of ou
 quantiles). Each value becomes an equivalent-normal z under an empirical null
 (``ctae_core.calibration``), taken among the scans **acquired alike** (same manufacturer and
 kernel) where enough of them exist: a sharp lung kernel is noisy, and that is no outlier.
-``outlier_score = max_i −log P(Z > z_i)`` over ``SCORED_EVIDENCE``: the evidence of the most
-unusual thing about the scan (the viewer names it). An unusually *low* value never raises it. How the kinds were chosen and
+``outlier_score``: over ``SCORED_EVIDENCE``, how unlikely an inlier is to show the scan's
+strongest kind (−log P(Z > z_i), Šidák for the twelve kinds) or its three strongest together
+(the exact null of their sum), on the scale of one kind's −log p
+(``ctae_core.combined_evidence``); the viewer names the strongest kind. An unusually *low* value never raises it. How the kinds were chosen and
 what they measure on the real-anatomy and phantom cohorts: README "Detection quality".
 """
 
@@ -66,6 +69,7 @@ import numpy as np
 from scipy.stats import median_abs_deviation, norm, theilslopes
 
 from ctae_core.calibration import DISTANCE_NULL_DF, MIN_GROUP_SCANS, hurdle_z, null_z
+from ctae_core.combined_evidence import combined_score
 from ctae_core.distances import histogram_features, reference_distance
 from ctae_core.stats import HU_HISTOGRAM_EDGES
 
@@ -88,7 +92,7 @@ short slab, reconstructed worse than its size predicts): every inlier flagged at
 and 102 was flagged by it; leaving it out raised the outlier score on all three development
 seeds."""
 SCORED_EVIDENCE = tuple(name for name in EVIDENCE if name not in UNSCORED_EVIDENCE)
-"""The kinds the outlier score takes the strongest of."""
+"""The kinds the outlier score combines."""
 SIZE_LINED_EVIDENCE = ("latent_z", "histogram_z", "ring_z")
 """Kinds whose log measure is taken relative to the value expected at the scan's pixel count
 (``size_adjusted_log``, as MSE_m's): among real inliers they followed scan size (Spearman ρ
@@ -360,7 +364,7 @@ def outlier_evidence(
                 evidence[name] = hurdle_z(measure, reference_rows, groups)
     if local_error is not None:
         evidence["local_error_z"] = z_of(size_adjusted_log(local_error, pixel_count, reference_rows, groups))
-    score = strongest_evidence(np.stack([evidence[name] for name in SCORED_EVIDENCE]))
+    score = combined_score(np.stack([evidence[name] for name in SCORED_EVIDENCE]))
     return OutlierEvidence(**evidence, outlier_score=score)
 
 

@@ -10,10 +10,11 @@ Rules, all fitted on the validation split's scores:
 One rule is for the outlier score only (``ctae_core/outlier_score.py``), whose evidence is
 already calibrated (``ctae_core/calibration.py``):
 
-- ``pvalue``: T such that an inlier's score, max_i −log P(Z > z_i) over n calibrated kinds of
-  evidence, exceeds it with probability at most p: each of the n upper-tail probabilities stays
-  above q = 1 − (1 − p)^(1/n) (Šidák; exact for independent kinds, conservative for the
-  positively dependent ones ctae has — three come from one histogram), so T = −log q. Unlike
+- ``pvalue``: T such that an inlier's score exceeds it with probability at most p. The score
+  (``ctae_core.combined_evidence``) is a scan's p for n calibrated kinds of evidence written on
+  the scale of one kind's −log p, q = 1 − (1 − p)^(1/n) (Šidák's inverse), so T = −log q; for
+  a scan flagged by its strongest kind alone that is each kind's −log p staying below −log q
+  (exact for independent kinds, conservative for positively dependent ones). Unlike
   mean + 3·std of a heavy-tailed score, a planted outlier in the validation split cannot drag
   it upwards. Whether it holds on real anatomy is measured, not assumed
   (``tests/ctae_core/test_calibration_real.py``, README "Detection quality").
@@ -28,8 +29,7 @@ import numpy as np
 
 RULES = ("mean_std", "mad", "percentile", "pvalue")
 EVIDENCE_KINDS = 12
-"""Kinds of evidence the outlier score takes the strongest of
-(``ctae_core.outlier_score.SCORED_EVIDENCE``)."""
+"""Kinds of evidence the outlier score combines (``ctae_core.outlier_score.SCORED_EVIDENCE``)."""
 DEFAULT_P = 0.003
 """The ``pvalue`` rule's default p (``ctae score --p``). Chosen on the five real-anatomy
 development seeds (README "Detection quality on real anatomy"), with short slabs grouped apart:
@@ -49,7 +49,7 @@ class ThresholdRule:
         k: Multiplier of std (``mean_std``) or scaled MAD (``mad``).
         percentile: Percentile in (0, 100) for ``percentile``.
         p: Null probability of exceeding T, for ``pvalue``.
-        evidence: Kinds of evidence the score is the strongest of, for ``pvalue`` (the
+        evidence: Kinds of evidence the score combines, for ``pvalue`` (the
             outlier score's kinds, ``ctae_core.outlier_score.SCORED_EVIDENCE``).
     """
 
@@ -107,7 +107,7 @@ class ThresholdRule:
         if self.rule == "mad":
             return f"median + {self.k:g}·MAD"
         if self.rule == "pvalue":
-            return f"p < {self.p:g} for an inlier's strongest of {self.evidence} calibrated kinds of evidence"
+            return f"p < {self.p:g} for an inlier, over {self.evidence} calibrated kinds of evidence"
         return f"{self.percentile:g}th percentile"
 
 

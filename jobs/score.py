@@ -1,5 +1,5 @@
 """`ctae score`: reconstruct every scan with a trained run, store MSE / MSE_m, latents and
-anomaly maps with their hottest region, compute the run's outlier score (the strongest of its kinds of evidence:
+anomaly maps with their hottest region, compute the run's outlier score (its kinds of evidence combined:
 MSE_m, latent, HU histogram, tissue, contrast, body shape, noise, series integrity, rings; streaks and the local error are
 measured and stored, not scored; ctae_core/outlier_score.py), fit T and flag outliers (thesis 3.5).
 
@@ -228,7 +228,7 @@ def score(
     k: Annotated[float, typer.Option(help="k of mean + k·std or median + k·MAD.")] = 3.0,
     percentile: Annotated[float, typer.Option(help="Percentile for --rule percentile.")] = 99.0,
     p_value: Annotated[float, typer.Option("--p", help="Null probability for --rule pvalue: how rarely an inlier's strongest evidence reaches T.")] = DEFAULT_P,
-    score_name: Annotated[str, typer.Option("--score", help="Score T applies to: outlier_score (the strongest of its calibrated kinds of evidence) | mse_m (the thesis) | mse | mse_region | local_error_hu (the anomaly map's peak).")] = "outlier_score",
+    score_name: Annotated[str, typer.Option("--score", help="Score T applies to: outlier_score (its calibrated kinds of evidence combined: the strongest, or the three strongest together) | mse_m (the thesis) | mse | mse_region | local_error_hu (the anomaly map's peak).")] = "outlier_score",
     keep_volumes: Annotated[str, typer.Option(help="Store recon/|error| volumes for: all | flagged | none.")] = "all",
     error_level: Annotated[float, typer.Option("--error-level", help="|error| in HU that counts a body voxel in error_fraction.")] = 200.0,
     batch_size: Annotated[int, typer.Option(help="Scans per forward pass.")] = 4,
