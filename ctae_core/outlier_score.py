@@ -23,7 +23,9 @@ with scan size (thesis Fig. 4.2). So, per scan:
 - ``shape_z``: Mahalanobis distance of the body's outline (``ctae_core.acquisition``) from the
   other scans': arms beside the body, a body cut by the field of view, an odd position;
 - ``noise_z``: log image noise (``ctae_core.acquisition.noise_estimate``), upper tail;
-- ``streak_z``: log SNR of the strongest straight line in the air around the body;
+- ``streak_z``: log SNR of the strongest straight line through the body's soft tissue
+  (``ctae_core.acquisition.streak_contrast``), under the distances' heavier null (a maximum
+  over many lines and planes);
 - ``integrity_z``: slices the series lacked or repeated (ingest repaired them), under a
   Poisson null at the reference's rate of such defects: a broken series;
 - ``ring_z``: log ring contrast (``ctae_core.acquisition.ring_contrast``: one radius about the
@@ -54,7 +56,7 @@ quantiles). Each value becomes an equivalent-normal z under an empirical null
 (``ctae_core.calibration``), taken among the scans **acquired alike** (same manufacturer and
 kernel) where enough of them exist: a sharp lung kernel is noisy, and that is no outlier.
 ``outlier_score``: over ``SCORED_EVIDENCE``, how unlikely an inlier is to show the scan's
-strongest kind (−log P(Z > z_i), Šidák for the twelve kinds) or its three strongest together
+strongest kind (−log P(Z > z_i), Šidák for the thirteen kinds) or its three strongest together
 (the exact null of their sum), on the scale of one kind's −log p
 (``ctae_core.combined_evidence``); the viewer names the strongest kind. An unusually *low* value never raises it. How the kinds were chosen and
 what they measure on the real-anatomy and phantom cohorts: README "Detection quality".
@@ -81,16 +83,16 @@ EVIDENCE = (
     "skin_object_z", "inner_object_z", "long_object_z", "local_error_z",
 )
 """Every kind of evidence measured and stored (``scores`` columns)."""
-UNSCORED_EVIDENCE = ("mse_m_z", "streak_z", "local_error_z")
-"""Measured, stored and shown, not scored (README "Detection quality on real anatomy"). Streaks:
-on real anatomy the straight couch and body edges make them heavy-tailed among inliers and they
-ranked real anomalies no better than chance. The local error: the `tiny` U-Net's anomaly-map
-peak ranked anomalies at chance (AUROC 0.53) and scoring it lowered the outlier score 0.78 →
-0.73. MSE_m for its size: with the protocol's 12 epochs it ranked real anomalies at chance
-(0.45–0.51) while 5–7 % of real inliers passed its p < 0.001 (the TotalSegmentator abdomen's
-short slab, reconstructed worse than its size predicts): every inlier flagged at T on seeds 101
-and 102 was flagged by it; leaving it out raised the outlier score on all three development
-seeds."""
+UNSCORED_EVIDENCE = ("mse_m_z", "local_error_z")
+"""Measured, stored and shown, not scored (README "Detection quality on real anatomy"). The local
+error: the `tiny` U-Net's anomaly-map peak ranked anomalies at chance (AUROC 0.53) and scoring it
+lowered the outlier score 0.78 → 0.73. MSE_m for its size: with the protocol's 12 epochs it
+ranked real anatomy's anomalies at chance (0.45–0.51) while 5–7 % of real inliers passed its
+p < 0.001 (the TotalSegmentator abdomen's short slab, reconstructed worse than its size
+predicts): every inlier flagged at T on seeds 101 and 102 was flagged by it; leaving it out
+raised the outlier score on all three development seeds. Streaks were unscored while they were
+searched in the air around the body (the straight couch and body edges made them heavy-tailed
+among real inliers); searched through the body's soft tissue they are scored."""
 SCORED_EVIDENCE = tuple(name for name in EVIDENCE if name not in UNSCORED_EVIDENCE)
 """The kinds the outlier score combines."""
 SIZE_LINED_EVIDENCE = ("latent_z", "histogram_z", "ring_z")
@@ -121,7 +123,7 @@ class AcquisitionInputs:
     Attributes:
         noise_hu: (N,) image noise SD.
         body_shape: (N, P + 1) body outline profile followed by the body's border contact (mm).
-        streak_contrast: (N,) SNR of the strongest straight line in air.
+        streak_contrast: (N,) SNR of the strongest straight line through the body.
         series_defects: (N,) slices missing plus slices duplicated in the series.
         ring_contrast: (N,) ring strength about the image centre, or None (not measured).
         native_metal_mm3: (N,) compact metal away from bone on the acquired grid
@@ -349,7 +351,7 @@ def outlier_evidence(
         with np.errstate(invalid="ignore", divide="ignore"):
             evidence["noise_z"] = z_of(sized("noise_z", np.log(np.asarray(acquisition.noise_hu, dtype=np.float64))))
             evidence["streak_z"] = z_of(
-                np.log(np.asarray(acquisition.streak_contrast, dtype=np.float64)))
+                np.log(np.asarray(acquisition.streak_contrast, dtype=np.float64)), DISTANCE_NULL_DF)
         evidence["shape_z"] = distance_z(acquisition.body_shape, "shape_z")
         evidence["integrity_z"] = defect_z(acquisition.series_defects, reference_rows)
         if acquisition.ring_contrast is not None:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 RULES = ("mean_std", "mad", "percentile", "pvalue")
-EVIDENCE_KINDS = 12
+EVIDENCE_KINDS = 13
 """Kinds of evidence the outlier score combines (``ctae_core.outlier_score.SCORED_EVIDENCE``)."""
 DEFAULT_P = 0.003
 """The ``pvalue`` rule's default p (``ctae score --p``). Chosen on the five real-anatomy

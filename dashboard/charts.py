@@ -31,7 +31,7 @@ AXIS_TITLES = {
     "shape_z": "body outline distance (z)",
     "noise_z": "image noise (z)",
     "streak_z": "streaks (z)",
-    "streak_contrast": "strongest straight line in air (SNR)",
+    "streak_contrast": "strongest straight line through the body (SNR)",
     "integrity_z": "series defects (z)",
     "ring_z": "ring artefact (z)",
     "metal_z": "metal away from bone (z)",

@@ -20,7 +20,7 @@ EVIDENCE_NAMES = {  # ctae_core.outlier_score.EVIDENCE, in words
     "contrast_z": "less contrast-enhanced blood than usual",
     "shape_z": "body outline unlike the training scans' (arms, cut field of view, position)",
     "noise_z": "image noise above the usual",
-    "streak_z": "straight streaks across the air around the body",
+    "streak_z": "straight streaks across the body",
     "integrity_z": "slices missing or repeated in the series",
     "ring_z": "a ring about the image centre (detector artefact)",
     "metal_z": "compact metal away from bone, at the acquired resolution",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import duckdb
 
-SCHEMA_VERSION = 12
+SCHEMA_VERSION = 13
 
 _V1 = [
     """
@@ -197,7 +197,7 @@ _V3 = [
     "ALTER TABLE scans ADD COLUMN IF NOT EXISTS noise_hu DOUBLE",        # image noise SD (HU); NaN: none measurable
     "ALTER TABLE scans ADD COLUMN IF NOT EXISTS body_edge_mm DOUBLE",    # mm of body on the image border, per slice
     "ALTER TABLE scans ADD COLUMN IF NOT EXISTS body_profile DOUBLE[]",  # outline extent per direction / mean; [] no body
-    "ALTER TABLE scans ADD COLUMN IF NOT EXISTS streak_contrast DOUBLE",  # SNR of the strongest straight line in air
+    "ALTER TABLE scans ADD COLUMN IF NOT EXISTS streak_contrast DOUBLE",  # SNR of the strongest straight line (v13: through the body)
     *(f"ALTER TABLE scores ADD COLUMN IF NOT EXISTS {column} DOUBLE"
       for column in ("contrast_z", "shape_z", "noise_z", "streak_z", "integrity_z")),
     "UPDATE scores SET outlier_score = NULL",
@@ -344,8 +344,16 @@ _V12 = [
     "ALTER TABLE scores ADD COLUMN IF NOT EXISTS long_object_z DOUBLE",
 ]
 
+# v13: streak_contrast now measures the strongest straight line through the body's soft tissue
+# (ctae_core/acquisition.py), not in the air around it; the values of the earlier measure are
+# cleared, so that the next `ctae score` measures every scan anew (one meaning per column).
+_V13 = [
+    "UPDATE scans SET streak_contrast = NULL",
+]
+
 MIGRATIONS: dict[int, list[str]] = {
     1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7, 8: _V8, 9: _V9, 10: _V10, 11: _V11, 12: _V12,
+    13: _V13,
 }
 
 

@@ -113,9 +113,9 @@ def test_missing_histograms_leave_that_evidence_out():
         assert np.isnan(getattr(ev, name)).all(), name
     assert np.isfinite(ev.outlier_score).all()
     # one kind measured: the scan's p is that kind's p, Šidák-combined with itself as the
-    # three-strongest statistic and written on the scale of one of the twelve kinds
+    # three-strongest statistic and written on the scale of one of the thirteen kinds
     p = norm.sf(ev.latent_z)
-    np.testing.assert_allclose(ev.outlier_score, -np.log(-np.expm1(2 / 12 * np.log1p(-p))), rtol=1e-9)
+    np.testing.assert_allclose(ev.outlier_score, -np.log(-np.expm1(2 / 13 * np.log1p(-p))), rtol=1e-9)
 
 
 def test_too_few_reference_scans_give_no_score():
@@ -268,15 +268,14 @@ def test_acquisition_evidence_finds_noise_a_cut_body_and_a_broken_series():
     acq.body_shape[106, -1] = 40.0  # the body lies on 40 mm of the image border
     acq.body_shape[107, :8] += 0.6  # an arm widens the outline on one side
     acq.series_defects[108] = 2  # two slices were missing
-    acq.streak_contrast[109] = 40.0  # a straight line across the air
+    acq.streak_contrast[109] = 40.0  # a straight line across the body
     ev = outlier_evidence(mse_m, pixels, latents, histograms, splits != "",
                           acq)
     assert int(np.argmax(ev.noise_z)) == 105
     assert int(np.argmax(ev.streak_z)) == 109
     assert set(np.argsort(ev.shape_z)[-2:].tolist()) == {106, 107}
     assert int(np.argmax(ev.integrity_z)) == 108 and ev.integrity_z[108] > norm.isf(0.001)
-    # streaks are measured, not scored (ctae_core.outlier_score.SCORED_EVIDENCE)
-    assert set(np.argsort(ev.outlier_score)[-4:].tolist()) == {105, 106, 107, 108}
+    assert set(np.argsort(ev.outlier_score)[-5:].tolist()) == {105, 106, 107, 108, 109}
     # two missing slices in the only broken series among 120: judged by that kind at least (its
     # −log p less log 2, Šidák over the two statistics), and a little more with its next kinds
     strongest = -norm.logsf(ev.integrity_z[108])

@@ -59,10 +59,10 @@ def test_evidence_caption_names_every_kind_and_the_strongest():
     caption = evidence_caption(scan)
     assert caption.startswith(f"Strongest evidence: {EVIDENCE_NAMES['shape_z']} (z +6.2;")
     assert "noise_z" not in caption
-    # streaks are shown but not scored: a larger streak z never names what the score is
-    caption = evidence_caption(pd.concat([scan.drop("streak_z"), pd.Series({"streak_z": 9.0})]))
+    # MSE_m for its size is shown but not scored: a larger z never names what the score is
+    caption = evidence_caption(pd.concat([scan.drop("mse_m_z"), pd.Series({"mse_m_z": 9.0})]))
     assert caption.startswith(f"Strongest evidence: {EVIDENCE_NAMES['shape_z']} (z +6.2;")
-    assert "streak_z +9.0" in caption
+    assert "mse_m_z +9.0" in caption
     assert evidence_caption(pd.Series({"mse_m": 0.3})) is None
 
 

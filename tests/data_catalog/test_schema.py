@@ -234,13 +234,29 @@ def test_v11_catalog_file_gains_the_objects_and_reingests_the_scans_that_lack_th
 
     path = _one_scored_scan_at(tmp_path / "v11.duckdb", 11, ("skin_object_mm3", 80.0), ("skin_object_z", 1.5))
     with connect(path) as con:  # migrates on open
-        assert current_version(con) == SCHEMA_VERSION == 12
+        assert current_version(con) == SCHEMA_VERSION
         assert con.execute("SELECT skin_object_mm3, longest_object_mm FROM scans").fetchall() == [(80.0, None)]
         assert con.execute("SELECT outlier_score, skin_object_z, long_object_z FROM scores"
                            ).fetchall() == [(7.5, 1.5, None)]
         assert scan_fingerprints(con) == {"s1": ("", "/v.npy", 3.0)}
         con.execute("UPDATE scans SET native_metal_mm3 = 0.0, longest_object_mm = 12.0")
         assert scan_fingerprints(con) == {"s1": ("fp1", "/v.npy", 3.0)}
+
+
+def test_v12_catalog_file_forgets_its_air_streaks_and_the_next_score_measures_them_anew(tmp_path):
+    # v13: streak_contrast searches the body's soft tissue instead of the air around it; a v12
+    # value means the other measure, so it is cleared and the scan is listed for measuring
+    from data_catalog.scans import scans_without_acquisition, write_acquisition
+
+    path = _one_scored_scan_at(tmp_path / "v12.duckdb", 12, ("streak_contrast", 5.5), ("streak_z", 0.4))
+    with connect(path) as con:  # migrates on open
+        con.execute("UPDATE scans SET body_profile = [1.0, 1.0], ring_contrast = 9.0")  # the rest measured
+        assert current_version(con) == SCHEMA_VERSION
+        assert con.execute("SELECT streak_contrast FROM scans").fetchall() == [(None,)]
+        assert scans_without_acquisition(con)["scan_id"].tolist() == ["s1"]
+        # a scan whose body holds no soft tissue to search stores NaN and is not listed again
+        write_acquisition(con, [("s1", 10.0, 0.0, [1.0, 1.0], float("nan"), 9.0)])
+        assert scans_without_acquisition(con).empty
 
 
 def _columns(con: duckdb.DuckDBPyConnection) -> list[tuple]:
