@@ -56,6 +56,25 @@ def top_sum_logsf(s: np.ndarray, n: int, k: int) -> np.ndarray:
         return np.minimum(-s + np.log(np.maximum(bracket, 1e-300)), 0.0)
 
 
+def deciding_kinds(z: np.ndarray, top_kinds: int = TOP_KINDS) -> np.ndarray:
+    """Per scan, how many of its strongest kinds decide its score: 1 where the strongest kind
+    alone is less likely for an inlier than its ``top_kinds`` strongest together, else
+    ``top_kinds`` (fewer where fewer kinds were measured); 0 for a scan without any finite z.
+    ``z`` as in :func:`combined_score`."""
+    z = np.atleast_2d(np.asarray(z, dtype=np.float64))
+    evidence = np.where(np.isfinite(z), -norm.logsf(z), -np.inf)
+    measured = np.isfinite(z).sum(axis=0)
+    ranked = -np.sort(-evidence, axis=0)
+    out = np.zeros(z.shape[1], dtype=int)
+    for m in np.unique(measured[measured > 0]):
+        cols = measured == m
+        k = min(top_kinds, int(m))
+        strongest = top_sum_logsf(ranked[0, cols], int(m), 1)
+        together = top_sum_logsf(ranked[:k, cols].sum(axis=0), int(m), k)
+        out[cols] = np.where(together < strongest, k, 1)
+    return out
+
+
 def combined_score(z: np.ndarray, top_kinds: int = TOP_KINDS) -> np.ndarray:
     """The outlier score of each scan, on the scale of one kind's −log p (module docstring).
 

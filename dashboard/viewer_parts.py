@@ -197,18 +197,30 @@ def _view_choice(where: Any) -> str:
 
 
 def evidence_caption(scan: pd.Series) -> str | None:
-    """Which of the outlier score's scored kinds of evidence is largest (the one the score is),
-    in words; None when the run has no outlier score for the scan."""
+    """What the outlier score rests on, in words: its strongest scored kind of evidence, or its
+    three strongest together where they, not the strongest alone, decide the score
+    (``ctae_core.combined_evidence``); None when the run has no outlier score for the scan."""
     z = {k: scan.get(k) for k in EVIDENCE_NAMES}
     z = {k: float(v) for k, v in z.items() if v is not None and pd.notna(v)}
     if not z:
         return None
+    from ctae_core.combined_evidence import deciding_kinds
     from ctae_core.outlier_score import SCORED_EVIDENCE
 
-    scored = {k: v for k, v in z.items() if k in SCORED_EVIDENCE} or z
-    name = max(scored, key=scored.get)
-    others = ", ".join(f"{k} {v:+.1f}" for k, v in z.items() if k != name)
-    return f"Strongest evidence: {EVIDENCE_NAMES[name]} (z {z[name]:+.1f}; {others})"
+    scored = {k: v for k, v in z.items() if k in SCORED_EVIDENCE}
+    if not scored:  # no scored kind measured: name the largest shown
+        name = max(z, key=z.get)
+        others = ", ".join(f"{k} {v:+.1f}" for k, v in z.items() if k != name)
+        return f"Strongest evidence: {EVIDENCE_NAMES[name]} (z {z[name]:+.1f}; {others})"
+    ranked = sorted(scored, key=scored.get, reverse=True)
+    column = np.array([[scored.get(k, np.nan)] for k in SCORED_EVIDENCE])
+    deciding = ranked[: max(int(deciding_kinds(column)[0]), 1)]
+    named = [f"{EVIDENCE_NAMES[k]} (z {z[k]:+.1f})" for k in deciding]
+    others = ", ".join(f"{k} {v:+.1f}" for k, v in z.items() if k not in deciding)
+    if len(named) == 1:
+        return f"Strongest evidence: {named[0][:-1]}; {others})"
+    return (f"Strongest evidence together: {', '.join(named[:-1])} and {named[-1]} "
+            f"(none of them alone as unlikely for an inlier; {others})")
 
 
 def scan_facts(scan: pd.Series, admin: bool = False) -> pd.DataFrame:

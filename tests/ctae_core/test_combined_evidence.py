@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import gamma, norm
 
-from ctae_core.combined_evidence import combined_score, top_sum_logsf
+from ctae_core.combined_evidence import combined_score, deciding_kinds, top_sum_logsf
 from ctae_core.thresholds import ThresholdRule
 
 
@@ -48,6 +48,7 @@ def test_several_moderate_kinds_together_pass_t_where_none_does_alone():
     assert scores[0] > t > scores[1]
     # one kind alone is judged by it: its −log p less about log 2 (Šidák over the two statistics)
     assert scores[2] == pytest.approx(-norm.logsf(8.0) - np.log(2), abs=1e-3)
+    assert deciding_kinds(z).tolist() == [3, 1, 1]
 
 
 def test_unmeasured_kinds_are_left_out_and_a_scan_without_any_gets_none():

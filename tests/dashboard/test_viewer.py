@@ -64,6 +64,13 @@ def test_evidence_caption_names_every_kind_and_the_strongest():
     assert caption.startswith(f"Strongest evidence: {EVIDENCE_NAMES['shape_z']} (z +6.2;")
     assert "mse_m_z +9.0" in caption
     assert evidence_caption(pd.Series({"mse_m": 0.3})) is None
+    # three kinds at z 3.2, none past T alone: the caption names the three that decide the score
+    misfiled = pd.Series({name: 0.0 for name in EVIDENCE}
+                         | {"histogram_z": 3.2, "tissue_z": 3.2, "shape_z": 3.2})
+    caption = evidence_caption(misfiled)
+    assert caption.startswith("Strongest evidence together: ")
+    for name in ("histogram_z", "tissue_z", "shape_z"):
+        assert EVIDENCE_NAMES[name] in caption and f"{name} " not in caption
 
 
 def test_reviewers_never_see_source_paths(catalog, open_page):
