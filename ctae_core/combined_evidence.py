@@ -56,23 +56,29 @@ def top_sum_logsf(s: np.ndarray, n: int, k: int) -> np.ndarray:
         return np.minimum(-s + np.log(np.maximum(bracket, 1e-300)), 0.0)
 
 
+def _statistics(z: np.ndarray, top_kinds: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per scan of (K, N) ``z``: log p of its strongest kind, log p of its ``top_kinds``
+    strongest together (each among the scan's measured kinds; NaN for a scan without any), and
+    how many kinds the second summed."""
+    evidence = np.where(np.isfinite(z), -norm.logsf(z), -np.inf)  # −log p per kind
+    measured = np.isfinite(z).sum(axis=0)
+    ranked = -np.sort(-evidence, axis=0)  # strongest first; unmeasured (−inf) last
+    strongest, together = np.full(z.shape[1], np.nan), np.full(z.shape[1], np.nan)
+    summed = np.minimum(measured, top_kinds)
+    for m in np.unique(measured[measured > 0]):
+        cols, k = measured == m, min(top_kinds, int(m))
+        strongest[cols] = top_sum_logsf(ranked[0, cols], int(m), 1)
+        together[cols] = top_sum_logsf(ranked[:k, cols].sum(axis=0), int(m), k)
+    return strongest, together, summed
+
+
 def deciding_kinds(z: np.ndarray, top_kinds: int = TOP_KINDS) -> np.ndarray:
     """Per scan, how many of its strongest kinds decide its score: 1 where the strongest kind
     alone is less likely for an inlier than its ``top_kinds`` strongest together, else
     ``top_kinds`` (fewer where fewer kinds were measured); 0 for a scan without any finite z.
     ``z`` as in :func:`combined_score`."""
-    z = np.atleast_2d(np.asarray(z, dtype=np.float64))
-    evidence = np.where(np.isfinite(z), -norm.logsf(z), -np.inf)
-    measured = np.isfinite(z).sum(axis=0)
-    ranked = -np.sort(-evidence, axis=0)
-    out = np.zeros(z.shape[1], dtype=int)
-    for m in np.unique(measured[measured > 0]):
-        cols = measured == m
-        k = min(top_kinds, int(m))
-        strongest = top_sum_logsf(ranked[0, cols], int(m), 1)
-        together = top_sum_logsf(ranked[:k, cols].sum(axis=0), int(m), k)
-        out[cols] = np.where(together < strongest, k, 1)
-    return out
+    strongest, together, summed = _statistics(np.atleast_2d(np.asarray(z, dtype=np.float64)), top_kinds)
+    return np.where(np.isnan(strongest), 0, np.where(together < strongest, summed, 1))
 
 
 def combined_score(z: np.ndarray, top_kinds: int = TOP_KINDS) -> np.ndarray:
@@ -87,21 +93,13 @@ def combined_score(z: np.ndarray, top_kinds: int = TOP_KINDS) -> np.ndarray:
         (N,) scores; NaN for a scan without any finite z.
     """
     z = np.atleast_2d(np.asarray(z, dtype=np.float64))
-    kinds, scans = z.shape
-    evidence = np.where(np.isfinite(z), -norm.logsf(z), -np.inf)  # −log p per kind
-    measured = np.isfinite(z).sum(axis=0)
-    ranked = -np.sort(-evidence, axis=0)  # strongest first; unmeasured (−inf) last
-    log_p = np.full(scans, np.nan)  # log of the smaller p of the two statistics
-    for m in np.unique(measured[measured > 0]):
-        cols = measured == m
-        k = min(top_kinds, int(m))
-        strongest = top_sum_logsf(ranked[0, cols], int(m), 1)
-        together = top_sum_logsf(ranked[:k, cols].sum(axis=0), int(m), k)
-        log_p[cols] = np.minimum(strongest, together)
+    strongest, together, _ = _statistics(z, top_kinds)
+    log_p = np.minimum(strongest, together)  # the smaller p of the two statistics
     # the scan's p: Šidák over the two statistics, 1 − (1 − p)², valid as they rise together;
     # on one kind's scale: 1 − (1 − p)^(2 / K)
+    kinds = z.shape[0]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         per_kind = -np.expm1(2.0 / kinds * np.log1p(-np.exp(log_p)))
         # for a tiny p, 1 − p rounds to 1: then −log(2p / K) is the score to double precision
         score = np.where(log_p < -30.0, np.log(kinds / 2.0) - log_p, -np.log(per_kind))
-    return np.where(measured > 0, score, np.nan)
+    return np.where(np.isnan(log_p), np.nan, score)
