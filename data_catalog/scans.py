@@ -110,19 +110,32 @@ _COUNT_ERRORS = "SELECT reason, count(*) FROM ingest_errors GROUP BY reason ORDE
 _SCANS_TABLE = "SELECT * FROM scans ORDER BY source_root, source_path, scan_id"
 
 
+SCORE_MEASURES = ("noise_hu", "body_edge_mm", "body_profile", "streak_contrast", "ring_contrast")
+"""Columns `ctae score` measures on the stored volume (``write_acquisition``): a scan ingested
+again keeps them while its stored volume is unchanged (the same ``content_hash``)."""
+_KEPT_MEASURES = (f"SELECT scan_id, content_hash, {', '.join(SCORE_MEASURES)} FROM scans "
+                  "WHERE scan_id IN (SELECT unnest(?::VARCHAR[])) AND body_profile IS NOT NULL")
+_RESTORE_MEASURES = (f"UPDATE scans SET {', '.join(f'{c} = ?' for c in SCORE_MEASURES)} "
+                     "WHERE scan_id = ? AND content_hash = ?")
+
+
 def upsert_scans(con: duckdb.DuckDBPyConnection, records: Sequence[ScanRecord]) -> int:
-    """Insert or replace scans by ``scan_id`` in one transaction; returns the row count."""
+    """Insert or replace scans by ``scan_id`` in one transaction; returns the row count. A
+    replaced scan whose stored volume is unchanged keeps what `ctae score` measured on it
+    (``SCORE_MEASURES``), so that nothing reads it as unmeasured until the next score."""
     if not records:
         return 0
     rows = [list(astuple(record)) for record in records]
+    ids = [r.scan_id for r in records]
     con.execute("BEGIN TRANSACTION")
     try:
+        kept = con.execute(_KEPT_MEASURES, [ids]).fetchall()
         # DuckDB checks an updated key against the index eagerly; delete-then-insert avoids it.
-        con.execute(
-            "DELETE FROM scans WHERE scan_id IN (SELECT unnest(?::VARCHAR[]))",
-            [[r.scan_id for r in records]],
-        )
+        con.execute("DELETE FROM scans WHERE scan_id IN (SELECT unnest(?::VARCHAR[]))", [ids])
         con.executemany(_UPSERT_SCAN, rows)
+        if kept:  # only where the new row's content hash is the old one
+            con.executemany(_RESTORE_MEASURES, [[*measures, scan_id, content_hash]
+                                                for scan_id, content_hash, *measures in kept])
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
