@@ -223,6 +223,14 @@ def test_the_p_value_rule_counts_every_kind_of_evidence():
     assert len(SCORED_EVIDENCE) == EVIDENCE_KINDS == ThresholdRule("pvalue").evidence
 
 
+def test_the_catalog_stores_every_kind_of_evidence_and_the_score():
+    """data_catalog may not import ctae_core, so its list of score columns restates EVIDENCE."""
+    from ctae_core.outlier_score import EVIDENCE
+    from data_catalog.scores import EVIDENCE_COLUMNS
+
+    assert EVIDENCE_COLUMNS == (*EVIDENCE, "outlier_score")
+
+
 def test_exports_name_the_strongest_of_the_kinds_the_score_takes():
     """data_catalog may not import ctae_core, so the snapshot's list restates the score's."""
     from ctae_core.outlier_score import SCORED_EVIDENCE
