@@ -51,6 +51,21 @@ def test_hurdle_z_reads_any_metal_as_unusual_where_a_kernel_has_none():
     assert np.mean(z[41:80] > norm.isf(0.05)) < 0.1
 
 
+def test_a_few_outliers_with_metal_do_not_teach_a_kernel_that_metal_is_usual():
+    # an uncurated reference: a smooth kernel's 40 real scans hold no metal, six inserted objects
+    # (a valve, a pacemaker, ...) do; the sharp kernel's overshoot sets the amounts' null
+    rng = np.random.default_rng(1)
+    smooth = np.concatenate([np.zeros(40), [900.0, 1400.0, 1600.0, 2500.0, 4000.0, 7600.0]])
+    sharp = np.where(rng.random(46) < 0.5, np.exp(rng.normal(4.5, 1.0, 46)), 0.0)
+    values = np.concatenate([smooth, sharp])
+    groups = np.array(["smooth"] * 46 + ["sharp"] * 46, dtype=object)
+    z = hurdle_z(values, np.ones(len(values), dtype=bool), groups)
+    # counted as usual they would make π = 6.5 / 47; with 15 % of the group left out of the
+    # positives, π = 0.5 / 47 and each object stands out
+    assert z[40:46].min() > norm.isf(0.0001)  # 3.7; counted as usual 3.0
+    assert np.mean(z[46:][sharp > 0] > norm.isf(0.01)) < 0.1  # the overshoot stays usual
+
+
 def test_the_neighbourhood_mean_is_scipys_uniform_filter():
     from scipy import ndimage
 
