@@ -10,7 +10,7 @@ nominal 10 / 5 / 1 / 0.1 % (a calibrated kind stays near them).
         --truth dev/cohort/ground_truth.csv
 
 README "Detection quality on real anatomy" was measured with it (development seeds 1, 101 to 105;
-held-out 109 / 110 and 111 / 112 once each). The catalog must hold this build's measures
+held-out 109 / 110, 111 / 112, 113 / 114, 115 / 116 and 117 / 118 once each). The catalog must hold this build's measures
 (`ctae score` after the v13 migration measures the streaks through the body).
 """
 

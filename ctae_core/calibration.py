@@ -69,9 +69,9 @@ def hurdle_z(values: np.ndarray, reference_rows: np.ndarray,
     π_g is the share of the scan's acquisition group (as in ``null_z``) with a positive value,
     less ``OUTLIER_SHARE`` of the group where it holds ``TRIM_MIN_SCANS`` or more (outliers with
     metal in an uncurated reference must not teach it that metal is usual: a smooth kernel's
-    group of 24 scans held none of its own, and five inserted objects made π 0.22), with half a scan of prior (a group without any still allows
-    one); the amount among positive
-    values follows ``null_z`` of its log over every group's positives (a group rarely holds
+    group of 24 scans held none of its own, and five inserted objects made π 0.22), with half a
+    scan of prior (a group without any still allows one); the amount among positive values
+    follows ``null_z`` of its log over every group's positives (a group rarely holds
     enough of them to centre its own). A 0
     gets the mid-p (1 + π_g) / 2: never evidence. A location-scale null cannot hold here: where
     half the reference is exactly 0 its lower half has no spread."""

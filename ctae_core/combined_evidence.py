@@ -27,6 +27,8 @@ from scipy.stats import norm
 
 TOP_KINDS = 3
 """Kinds whose −log p are summed for the second statistic."""
+
+
 def top_sum_logsf(s: np.ndarray, n: int, k: int) -> np.ndarray:
     """log P(T > s) where T is the sum of the ``k`` largest of ``n`` independent Exp(1) values
     (−log p of ``n`` independent uniform p-values), in closed form.

@@ -31,16 +31,11 @@ RULES = ("mean_std", "mad", "percentile", "pvalue")
 EVIDENCE_KINDS = 13
 """Kinds of evidence the outlier score combines (``ctae_core.outlier_score.SCORED_EVIDENCE``)."""
 DEFAULT_P = 0.003
-"""The ``pvalue`` rule's default p (``ctae score --p``). Chosen on the five real-anatomy
-development seeds (README "Detection quality on real anatomy"), with short slabs grouped apart:
-at 0.001 (T 9.39 over twelve kinds) no real inlier was flagged but the anomalies that rank first
-reach −log p 6.7–8.8, mean recall 0.26; at 0.003 (T 8.29) recall 0.41 with one of 595 real
-inliers flagged (0.8 % of one seed); at 0.005 (T 7.78) recall 0.44 but 1.7 % of one seed's
-inliers flagged (precision 0.78): past the target. Kept when the three strongest kinds came to
-count together (``ctae_core.combined_evidence``, seeds 1 and 101–105): recall 0.48 at 0.003 with
-at most 0.8 % of a seed's inliers flagged; at 0.01 recall 0.54 but 2.5 %. With streaks scored
-as a thirteenth kind T is 8.37 at 0.003 (9.47 at 0.001): recall 0.46, at most 0.8 % flagged;
-with the hurdle's share robust to outliers recall 0.50, at most 0.8 % flagged."""
+"""The ``pvalue`` rule's default p (``ctae score --p``; T 8.37 over thirteen kinds). Chosen on
+the real-anatomy development seeds 1 and 101–105 (README "Detection quality on real anatomy"):
+at 0.003 recall 0.50 with at most 0.8 % of a seed's inliers flagged; at 0.001 (T 9.47) none
+flagged, recall 0.42; at 0.005 recall 0.54, but the real-volume test's 35 inliers
+(``tests/ctae_core/test_calibration_real.py``) lose two to T, past a 1 % rate."""
 MIN_VALIDATION_SCORES = 2
 
 

@@ -215,10 +215,10 @@ def evidence_caption(scan: pd.Series) -> str | None:
     ranked = sorted(scored, key=scored.get, reverse=True)
     column = np.array([[scored.get(k, np.nan)] for k in SCORED_EVIDENCE])
     deciding = ranked[: max(int(deciding_kinds(column)[0]), 1)]
-    named = [f"{EVIDENCE_NAMES[k]} (z {z[k]:+.1f})" for k in deciding]
     others = ", ".join(f"{k} {v:+.1f}" for k, v in z.items() if k not in deciding)
-    if len(named) == 1:
-        return f"Strongest evidence: {named[0][:-1]}; {others})"
+    if len(deciding) == 1:
+        return f"Strongest evidence: {EVIDENCE_NAMES[deciding[0]]} (z {z[deciding[0]]:+.1f}; {others})"
+    named = [f"{EVIDENCE_NAMES[k]} (z {z[k]:+.1f})" for k in deciding]
     return (f"Strongest evidence together: {', '.join(named[:-1])} and {named[-1]} "
             f"(none of them alone as unlikely for an inlier; {others})")
 

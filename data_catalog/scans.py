@@ -250,10 +250,7 @@ def write_acquisition(
 
     if not rows:
         return 0
-    frame = pd.DataFrame(
-        rows, columns=["scan_id", "noise_hu", "body_edge_mm", "body_profile", "streak_contrast",
-                       "ring_contrast"]
-    )
+    frame = pd.DataFrame(rows, columns=["scan_id", *SCORE_MEASURES])
     with transaction(con):
         con.register("acq", frame)
         try:
