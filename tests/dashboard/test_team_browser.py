@@ -3,9 +3,9 @@ half of their labels while a process holds the catalog as `ctae score` does; an 
 Fleiss' kappa equal to the hand computation and adjudicates.
 
 0 labels lost, and labels acknowledged while the job held the catalog. With the server stopped,
-a key press still shows the next scan (drawn in the browser), the label waits visibly, and a
-reload while it waits sends it again: saved once. The acknowledgement and
-next-scan times are printed here and judged against the 300 ms target by
+a key press still shows the next scan (drawn in the browser), the label waits visibly, and coming
+back to the page after leaving it while the label waited sends it again: saved once. The
+acknowledgement and next-scan times are printed here and judged against the 300 ms target by
 benchmarks/bench_team_review.py (a timing target is a benchmark's, never a unit test's).
 """
 
@@ -135,7 +135,7 @@ def test_three_reviewers_blinded_double_reads_kappa_and_no_lost_label(team):
               f"{ts.percentile([t.next_ms for t in part if t.next_ms], 99):.0f} ms")
 
 
-def test_a_label_waits_visibly_while_the_server_is_stopped_and_a_reload_sends_it_once(team):
+def test_a_label_waits_visibly_while_the_server_is_stopped_and_coming_back_sends_it_once(team):
     from playwright.sync_api import sync_playwright
 
     settings, sid, queues, _, url, server = team
@@ -156,9 +156,12 @@ def test_a_label_waits_visibly_while_the_server_is_stopped_and_a_reload_sends_it
                                   ".every(i => i.complete && i.naturalWidth > 0)")
             assert frame.evaluate("() => window.ctaeReview.pending()") == [queue[0]]
             assert pane.locator("#progress").inner_text().endswith(f"read 1 of {len(queue)}")
-            page.evaluate("() => { setTimeout(() => location.reload(), 0); }")  # label waiting
+            # Leave the page while the label waits. (A reload would keep the old page until the
+            # server answers, and that page would then get the label acknowledged itself.)
+            page.goto("about:blank")
         finally:
             server.send_signal(signal.SIGCONT)
+        page.goto(url, wait_until="domcontentloaded")  # the same tab: its sessionStorage kept
         page.wait_for_selector("h1:has-text('My reviews')", timeout=60000)
         ts.wait_for_keys(page)  # the pane is back
         ts.review_frame(page).get_by_text(f"Saved: {queue[0]} → outlier").wait_for(timeout=30000)
@@ -168,4 +171,4 @@ def test_a_label_waits_visibly_while_the_server_is_stopped_and_a_reload_sends_it
         reads = latest_reads(j, sid, "bea")
         labels = audit_table(j).query("action == 'label'")
     assert reads[["scan_id", "verdict"]].values.tolist() == [[queue[0], "outlier"]]
-    assert len(labels) == 1  # sent before and after the reload, saved once
+    assert len(labels) == 1  # sent before leaving and after coming back, saved once
