@@ -52,6 +52,12 @@ CANVAS_SUM = """() => {  // a checksum of what the canvas shows
 }"""
 
 
+def drawn(frame, condition: str, timeout_ms: int = 10_000) -> None:
+    """Wait until the viewer's canvas meets ``condition`` (a JS expression): it draws a change
+    on the next animation frame, which a busy machine may hold back for a while."""
+    frame.wait_for_function(f"() => {condition}", timeout=timeout_ms)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -136,18 +142,15 @@ def test_viewer_scrolls_windows_outlines_and_falls_back(served):
         assert frame.locator("#status").inner_text().count("in the hottest region") == 1
         assert frame.evaluate(OUTLINE_PIXELS) > 20
         shown = frame.evaluate(CANVAS_SUM)
-        frame.uncheck("#outline")
-        page.wait_for_timeout(200)
-        assert frame.evaluate(OUTLINE_PIXELS) == 0
+        frame.uncheck("#outline")  # each change is drawn on the next animation frame
+        drawn(frame, f"({OUTLINE_PIXELS})() == 0")
         frame.check("#outline")
         frame.check("#recon")  # the reconstruction drawn in the scan's place
-        page.wait_for_timeout(200)
-        assert frame.evaluate(OUTLINE_PIXELS) > 20 and frame.evaluate(CANVAS_SUM) != shown
+        drawn(frame, f"({OUTLINE_PIXELS})() > 20 && ({CANVAS_SUM})() != {shown}")
         frame.uncheck("#recon")
         for layout, name in (("3", "three_planes"), ("0", "axial"), ("1", "coronal"), ("2", "sagittal")):
             frame.select_option("#layout", layout)
-            page.wait_for_timeout(200)
-            assert frame.evaluate(OUTLINE_PIXELS) > 5, name  # the region is cut on every plane
+            drawn(frame, f"({OUTLINE_PIXELS})() > 5")  # the region is cut on every plane
             assert _shot(iframe, name).stat().st_size > 10_000
 
         # the server-rendered view, opened at the hottest region and outlined as well
@@ -202,8 +205,9 @@ def test_a_long_series_is_scrollable_from_its_previews_before_its_slabs_arrive(s
         frame.locator("#view").click(position={"x": 5, "y": 5})  # focus; the hover plane: axial
         for _ in range(2):
             page.keyboard.press("PageDown")  # 20 slices down, out of the slab that arrived
-        page.wait_for_timeout(200)
-        assert shown_voxel(frame)[2] == 15
+        drawn(frame, "window.ctaeViewer.cursor()[2] == 15"
+                     " && document.getElementById('status').innerText.startsWith('voxel (')"
+                     " && document.getElementById('status').innerText.includes(', 15)')")
         assert frame.evaluate("() => window.ctaeViewer.shown()") == "preview"
         status = frame.locator("#status").inner_text()
         assert "preview (1/4 resolution)" in status and "HU ≈" in status
@@ -211,13 +215,11 @@ def test_a_long_series_is_scrollable_from_its_previews_before_its_slabs_arrive(s
         assert coarse > 10  # the coarse preview's body and lungs, not black
         held_preview[0].continue_()  # the finer preview replaces the coarse one
         frame.wait_for_function("() => window.ctaeViewer.previewFactor() === 2", timeout=120000)
-        page.wait_for_timeout(200)
-        assert "preview (1/2 resolution)" in frame.locator("#status").inner_text()
+        drawn(frame, "document.getElementById('status').innerText.includes('preview (1/2 resolution)')")
         assert frame.evaluate(AXIAL_SPREAD) > coarse  # finer: more distinct grey levels
         for route in held:  # the other slabs arrive: full resolution replaces the preview
             route.continue_()
         frame.wait_for_function("() => window.ctaeViewer.ready", timeout=120000)
-        page.wait_for_timeout(200)
+        drawn(frame, "document.getElementById('status').innerText.includes('full resolution')")
         assert frame.evaluate("() => window.ctaeViewer.shown()") == "full"
-        assert "full resolution" in frame.locator("#status").inner_text()
         browser.close()
