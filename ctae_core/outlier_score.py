@@ -17,9 +17,10 @@ with scan size (thesis Fig. 4.2). So, per scan:
 - ``tissue_z``: the same for the tissue composition — log shares of the non-air voxels in
   eight HU ranges (lung, lung edge, fat, soft tissue, enhanced tissue, contrast-filled blood and
   cancellous bone, cortical bone, metal);
-- ``contrast_z``: how much *less* enhanced tissue (256–704 HU: contrast-filled blood) the scan
-  holds among its soft and enhanced tissue (64–704 HU) than usual: a scan without contrast (the
-  share, not its log, whose stretched lower tail gave false alarms);
+- ``contrast_z``: how much *less* enhanced tissue (128–704 HU: blood and organs enhanced by
+  contrast, arterial or portal-venous) the scan holds among its soft and enhanced tissue
+  (64–704 HU) than usual: a scan without contrast (the share, not its log, whose stretched
+  lower tail gave false alarms);
 - ``shape_z``: Mahalanobis distance of the body's outline (``ctae_core.acquisition``) from the
   other scans': arms beside the body, a body cut by the field of view, an odd position;
 - ``noise_z``: log image noise (``ctae_core.acquisition.noise_estimate``), upper tail;
@@ -109,8 +110,12 @@ TISSUE_RANGE_STARTS_HU = (-960, -576, -192, -64, 128, 256, 512, 1536)
 range ends where the next starts, the last at the histogram's end."""
 TISSUE_SHARE_FLOOR = 1e-4
 """Added to each share before the log, so an empty range (no metal) is finite."""
-ENHANCED_HU = (256, 704)
-"""Contrast-filled blood (and cancellous bone) in an enhanced CT, on histogram bin edges."""
+ENHANCED_HU = (128, 704)
+"""Blood and organs enhanced by contrast (and cancellous bone), on histogram bin edges: from
+128 HU, so the portal-venous phase of a chest or abdomen archive counts (blood 130–200 HU,
+enhanced liver and spleen 100–150 HU; unenhanced blood and soft tissue 30–70 HU), not only a
+CCTA's arterial phase (blood 256–700 HU, the thesis's cohort; the range began at 256 HU until
+stop 26, and a venous-phase scan without contrast then lost little of its share)."""
 SOFT_AND_ENHANCED_HU = (64, 704)
 """What the enhanced share is taken of: soft tissue above water and everything enhanced."""
 

@@ -242,8 +242,10 @@ def test_exports_name_the_strongest_of_the_kinds_the_score_takes():
 def test_enhanced_share_counts_contrast_voxels_among_soft_and_enhanced_tissue():
     counts = np.zeros((2, 64))
     counts[:, 0] = 1000  # air: not counted
+    counts[:, 16] = 70  # 0–64 HU: water and fat's edge, below soft tissue: not counted
     counts[:, 17] = 60  # 64–128 HU: soft tissue
-    counts[:, 20] = 40  # 256–320 HU: contrast-filled blood
+    counts[:, 18] = 20  # 128–192 HU: blood in the portal-venous phase
+    counts[:, 20] = 20  # 256–320 HU: contrast-filled blood in the arterial phase
     counts[:, 30] = 99  # 896 HU: cortical bone, above the enhanced range
     counts[1, 17:28] = 0
     share = enhanced_share(counts)
@@ -252,8 +254,8 @@ def test_enhanced_share_counts_contrast_voxels_among_soft_and_enhanced_tissue():
 
 def test_contrast_evidence_sees_a_scan_without_contrast():
     pixels, mse_m, latents, histograms, splits = _cohort()
-    histograms[:, 20:24] += 800  # every scan enhanced...
-    histograms[104, 20:24] -= 800  # ...but one
+    histograms[:, 18:24] += 800  # every scan enhanced (128–512 HU: blood and organs)...
+    histograms[104, 18:24] -= 800  # ...but one
     ev = outlier_evidence(mse_m, pixels, latents, histograms, splits != "")
     assert int(np.argmax(ev.contrast_z)) == 104 and ev.contrast_z[104] > norm.isf(1e-6)
 
