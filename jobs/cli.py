@@ -14,21 +14,8 @@ import click
 import typer
 from typer.core import TyperGroup
 
+from jobs.commands import COMMANDS
 from jobs.log_setup import configure_logging
-
-COMMANDS: dict[str, tuple[str, str]] = {
-    "ingest": ("jobs.ingest", "Ingest CT scans: HU volumes at isotropic spacing into the store, facts into the catalog."),
-    "demo-data": ("jobs.demo_data", "Write a cohort with planted outliers as DICOM series: synthetic CCTA or, with --base, real anatomy."),
-    "train": ("jobs.train", "Train the 3D autoencoder on the ingested scans (split, normalise, pad, fit, checkpoint)."),
-    "score": ("jobs.score", "Reconstruct every scan, store MSE / MSE_m / latents / error volumes, set T and flag."),
-    "embed": ("jobs.embed", "UMAP the run's latent vectors to 2D and cluster them with DBSCAN."),
-    "evaluate": ("jobs.evaluate", "AUROC / AP / precision, recall and false alarms at T / size bias, beside two baselines."),
-    "export": ("jobs.export", "Export a snapshot of a run's scans that pass the filters (logged, with a manifest)."),
-    "dashboard": ("jobs.dashboard", "Start the triage dashboard on the catalog; Ctrl+C stops it."),
-    "demo": ("jobs.demo", "Build the demo cohort, run every job on it and open the dashboard (`--check`: verify only)."),
-    "users": ("jobs.users", "Accounts that may sign in to the dashboard (kept in users.json beside the catalog, or $CTAE_USERS)."),
-}
-"""Command name -> (job module, the first line of the command's docstring, shown by --help)."""
 
 
 def load_command(name: str) -> click.Command:

@@ -21,13 +21,9 @@ from pathlib import Path
 from types import NoneType, UnionType
 from typing import Any
 
+from jobs.commands import COMMANDS, FAST_COMMANDS
 from jobs.log_setup import configure_logging
 
-FAST_COMMANDS: dict[str, tuple[str, str]] = {
-    "ingest": ("jobs.ingest", "ingest_command"),
-    "train": ("jobs.train", "train_command"),
-}
-"""Command name -> (job module, its typer command function)."""
 SCALARS = (str, int, float, Path)
 HANDLED = {"default", "param_decls", "help", "show_default", "metavar", "hidden",
            "rich_help_panel", "min", "max"}  # fmt: skip
@@ -81,9 +77,8 @@ def command_function(name: str) -> Callable[..., Any]:
     """The typer command function of a ``FAST_COMMANDS`` job (imports its module)."""
     from jobs.threads import prefer_passive_openmp
 
-    module, function = FAST_COMMANDS[name]
     prefer_passive_openmp()  # before the job module imports torch
-    return getattr(importlib.import_module(module), function)
+    return getattr(importlib.import_module(COMMANDS[name][0]), FAST_COMMANDS[name])
 
 
 def fast_arguments(function: Callable[..., Any], argv: list[str]) -> dict[str, Any]:
