@@ -1,5 +1,5 @@
 """What the acquisition grouping, the metal evidence, leaving MSE_m out, the size lines and the
-dense-object evidence, the short-slab groups, the three strongest kinds counted together, the streaks through the body and the contrast evidence's enhanced range from 128 HU do to the outlier score of a scored run, recomputed from the run's stored evidence inputs (``data_catalog.scores.evidence_inputs``:
+dense-object evidence, the short-slab groups, the three strongest kinds counted together, the streaks through the body, the contrast evidence's enhanced range from 128 HU and the histogram evidence on the square roots of its fractions do to the outlier score of a scored run, recomputed from the run's stored evidence inputs (``data_catalog.scores.evidence_inputs``:
 the same model, MSE_m, latents and measurements; no training): AUROC, precision and recall at
 T (the default p, over each variant's kinds), the share of inliers flagged, ρ with pixel count among inliers, the recall reachable with at
 most 1 % of inliers flagged (``R@1%``: the best any threshold on this ranking could do), the
@@ -96,14 +96,22 @@ def main() -> None:
          together),
         ("+ streaks through the body (stop 25)", with_slabs, acquisition, SCORED_EVIDENCE,
          SIZE_LINED_EVIDENCE, together),
-        ("+ enhanced from 128 HU (build)", with_slabs, acquisition, SCORED_EVIDENCE,
+        ("+ enhanced from 128 HU", with_slabs, acquisition, SCORED_EVIDENCE,
+         SIZE_LINED_EVIDENCE, together),
+        ("+ histogram on square roots (build)", with_slabs, acquisition, SCORED_EVIDENCE,
          SIZE_LINED_EVIDENCE, together),
     )
-    enhanced = {name: ARTERIAL_HU for name, *_ in variants[:-1]}  # builds before stop 26
-    built_enhanced = score_module.ENHANCED_HU
-    for name, grouping, acq, kinds, size_lined, combine in variants:
+    built_enhanced, built_histogram = score_module.ENHANCED_HU, score_module._histogram_features
+
+    def plain_fractions(counts: np.ndarray) -> np.ndarray:  # the histogram's until stop 25
+        return built_histogram(counts) ** 2
+
+    for row, (name, grouping, acq, kinds, size_lined, combine) in enumerate(variants):
         score_module.SIZE_LINED_EVIDENCE = size_lined
-        score_module.ENHANCED_HU = enhanced.get(name, built_enhanced)
+        # stop 26's two changes: the enhanced range (second last row), the square roots (last)
+        score_module.ENHANCED_HU = built_enhanced if row >= len(variants) - 2 else ARTERIAL_HU
+        score_module._histogram_features = (built_histogram if row == len(variants) - 1
+                                            else plain_fractions)
         ev = outlier_evidence(
             inputs["mse_m"].to_numpy(dtype=np.float64, na_value=np.nan), pixels,
             stack_lists(inputs["latent"]), stack_lists(inputs["hu_histogram"]),
