@@ -1,11 +1,14 @@
 """Feature space: the run's UMAP embedding (thesis Fig. 4.17–4.20), DBSCAN re-run live with
-adjustable eps / minPts, and per-cluster histograms of pixel count and MSE_m (Fig. 4.21 / 4.22)."""
+adjustable eps / minPts, what the clusters follow (their agreement with the scanner, the scan's
+size, the flag and the reviewers' labels) and per-cluster histograms of pixel count and MSE_m
+(Fig. 4.21 / 4.22)."""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
+from ctae_core.cluster_agreement import cluster_agreement, size_groups
 from dashboard import charts, state
 from dashboard.clusters import LIVE_LIMIT, live_clusters
 from dashboard.selection import selected_scan_ids
@@ -44,6 +47,27 @@ st.caption(
     f"{len(points):,} scans · {n_clusters} clusters · "
     f"{int((clusters == -1).sum()):,} noise points · "
     + ("live DBSCAN" if live else "clusters stored by `ctae embed`")
+)
+
+groupings = {  # what the clusters might follow; NaN: a scan the grouping does not know
+    "scanner (manufacturer · kernel)": points["manufacturer"].fillna("unknown").astype(str)
+    + " · " + points["kernel"].fillna("unknown").astype(str),
+    "size (pixel-count thirds)": size_groups(points["pixel_count"]),
+    "flagged at T": points["is_outlier"],
+    "reviewers' label": points["label"],
+}
+cluster_ids = clusters.fillna(-1).to_numpy(dtype=int)
+st.dataframe(
+    pd.DataFrame({
+        "the clusters follow": list(groupings),
+        "agreement": [cluster_agreement(cluster_ids, g) for g in groupings.values()],
+        "scans compared": [int(((cluster_ids >= 0) & pd.Series(g).notna().to_numpy()).sum())
+                           for g in groupings.values()],
+    }),
+    hide_index=True, key="fs_agreement",
+    column_config={"agreement": st.column_config.NumberColumn(
+        format="%.2f", help="Adjusted mutual information of the clusters (noise points left "
+        "out) with the grouping: 0 = no more than chance, 1 = the same groups")},
 )
 
 if color_by in ("cluster", "label", "flag", "manufacturer", "kernel"):

@@ -7,6 +7,7 @@ import json
 
 import duckdb
 import numpy as np
+import pytest
 
 from dashboard import charts, echarts
 from data_catalog import connect, views
@@ -234,6 +235,23 @@ def test_feature_space_umap_flagged_and_live_dbscan(catalog, open_page):
     at.selectbox(key="fs_color").set_value("flag").run()
     names = {t["name"] for t in figures(at)[0]["data"]}
     assert {"flagged", "not flagged"} <= names and not at.exception
+
+
+def test_feature_space_says_what_the_clusters_follow(catalog, open_page):
+    # the agreement of the stored clusters with the scanner, recomputed here from the catalog
+    from sklearn.metrics import adjusted_mutual_info_score
+
+    at = open_page(catalog, "feature_space")
+    table = at.dataframe[0].value.set_index("the clusters follow")
+    rows = _db(catalog, "SELECT e.cluster, coalesce(s.manufacturer, 'unknown') || ' · ' || "
+                        "coalesce(s.kernel, 'unknown') FROM embeddings e JOIN scans s USING (scan_id) "
+                        "WHERE e.cluster >= 0")
+    expected = adjusted_mutual_info_score([r[1] for r in rows], [r[0] for r in rows])
+    scanner = table.loc["scanner (manufacturer · kernel)"]
+    assert scanner["agreement"] == pytest.approx(expected)
+    assert scanner["scans compared"] == len(rows)
+    assert table.loc["size (pixel-count thirds)", "scans compared"] == len(rows)
+    assert table.loc["reviewers' label", "scans compared"] <= len(rows)
 
 
 def test_empty_and_partial_catalogs_name_the_next_job(settings, tmp_path, open_page):
