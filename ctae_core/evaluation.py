@@ -66,6 +66,22 @@ def precision_recall_at(is_outlier: np.ndarray, flagged: np.ndarray) -> tuple[fl
     return precision, recall
 
 
+def operating_points(is_outlier: np.ndarray, scores: np.ndarray,
+                     thresholds: dict[float, float]) -> list[dict[str, float]]:
+    """Per threshold (keyed by what names it, e.g. the p that gives it): T, the scans flagged
+    above it, precision, recall and the share of inliers flagged; NaN scores are never flagged."""
+    y = np.asarray(is_outlier, dtype=bool)
+    s = np.asarray(scores, dtype=np.float64)
+    rows = []
+    for key, t in thresholds.items():
+        flagged = np.nan_to_num(s, nan=-np.inf) > t
+        precision, recall = precision_recall_at(y, flagged)
+        rows.append({"at": key, "threshold": float(t), "flagged": int(flagged.sum()),
+                     "precision": precision, "recall": recall,
+                     "false_alarm_rate": float(flagged[~y].mean()) if (~y).any() else float("nan")})
+    return rows
+
+
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman rank correlation; NaN for fewer than three pairs or a constant input."""
     from scipy.stats import spearmanr

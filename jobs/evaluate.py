@@ -162,11 +162,46 @@ def run_evaluate(settings: CatalogSettings, run_id: str, truth_path: Path,
         located = localisation_counts(inputs, match_truth(inputs, truth.assign(truth=truth["mask_path"]))
                                       if "mask_path" in truth else None, truth_path.parent, run)
         counts.update(located)
+        other_p = other_p_rows(inputs, labels, run)
     logger.info("run=%s evaluated %d of %d scored scans against %s", run_id, n_known,
                 len(inputs), truth_path)
     table = pd.DataFrame(rows)
     table.attrs["localisation"] = located
+    params = json.loads(run["threshold_params_json"]) if run.get("threshold_params_json") else {}
+    table.attrs["other_p"] = (other_p, params.get("p"))
     return table
+
+
+OTHER_P = (0.001, 0.003, 0.005, 0.01)
+"""The p-values at which ``ctae evaluate`` also shows the outlier score's flags."""
+
+
+def other_p_rows(inputs: pd.DataFrame, labels: pd.Series, run: dict[str, Any]) -> list[dict[str, Any]]:
+    """Precision, recall and inliers flagged by the outlier score at each of ``OTHER_P`` (what
+    ``ctae score --p`` would give, from the stored scores); empty unless the run flags by the
+    outlier score's p-value."""
+    from ctae_core.evaluation import operating_points
+    from ctae_core.thresholds import ThresholdRule
+
+    params = json.loads(run["threshold_params_json"]) if run.get("threshold_params_json") else {}
+    rule = ThresholdRule.from_dict(params)
+    if run.get("threshold_score") != "outlier_score" or rule.rule != "pvalue":
+        return []
+    known = labels.notna().to_numpy()
+    scores = inputs["outlier_score"].to_numpy(dtype=np.float64, na_value=np.nan)[known]
+    thresholds = {p: ThresholdRule.from_dict({**params, "p": p}).threshold(np.zeros(2))
+                  for p in sorted({*OTHER_P, rule.p})}
+    return operating_points(labels[known].to_numpy() != "inlier", scores, thresholds)
+
+
+def format_other_p(rows: list[dict[str, Any]], run_p: float | None) -> str:
+    """The outlier score's flags at other p, the run's own p marked."""
+    if not rows:
+        return ""
+    table = pd.DataFrame(rows).rename(columns={"at": "p", "threshold": "T"})
+    table["p"] = [f"{p:g}" + (" (the run's)" if p == run_p else "") for p in table["p"]]
+    return ("\nthe outlier score at other p (`ctae score --p P`; the same stored scores):\n"
+            + table.to_string(index=False, na_rep="—", float_format=lambda v: f"{v:.3f}"))
 
 
 def format_table(table: pd.DataFrame, run_score: str) -> str:
@@ -232,6 +267,8 @@ def evaluate(
     with connect(settings.catalog_path, read_only=True) as con:
         run_score = (catalog_scores.read_run(con, run) or {}).get("threshold_score") or "mse_m"
     typer.echo(format_table(table, run_score))
+    if other := format_other_p(*table.attrs.get("other_p", ([], None))):
+        typer.echo(other)
     typer.echo(format_localisation(table.attrs.get("localisation", {})))
     if beside:
         other_catalog = beside_catalog or settings.catalog_path

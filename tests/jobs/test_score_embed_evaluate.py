@@ -316,6 +316,37 @@ def test_evaluate_stores_metrics_equal_to_sklearn(scored, tmp_path):
     assert f"{RUN} AUROC" in side and f"{RUN} (stored) FA" in side and "outlier_score" in side
 
 
+def test_evaluate_shows_the_outlier_score_at_other_p_as_ctae_score_would_flag(scored, tmp_path):
+    from ctae_core.thresholds import ThresholdRule
+    from jobs.evaluate import OTHER_P
+
+    settings, _ = scored
+    truth = pd.DataFrame({"series_uid": "", "source_path": [f"s-{i:03d}.nii" for i in range(20)],
+                          "truth": ["metal" if f"s-{i:03d}" in METAL else "inlier" for i in range(20)]})
+    truth.to_csv(tmp_path / "ground_truth.csv", index=False)
+    result = _cli(settings, "evaluate", "--run", RUN, "--truth", str(tmp_path / "ground_truth.csv"))
+    block = result.output.split("the outlier score at other p")[1].split("\n\n")[0].splitlines()[2:]
+    rows = {line.split()[0]: line.split() for line in block}
+    assert sorted(float(p) for p in rows) == sorted(OTHER_P)
+    run = _read(settings, catalog_scores.read_run, RUN)
+    stored = _read(settings, catalog_scores.read_evaluations, RUN).set_index(["method", "outlier_type"])
+    own = rows[f"{json.loads(run['threshold_params_json'])['p']:g}"]
+    assert own[1] == "(the" and float(own[3]) == pytest.approx(run["threshold"], abs=5e-4)  # its T
+    scores = _read(settings, catalog_scores.read_scores, RUN).set_index("scan_id")
+    known = scores.loc[[f"s-{i:03d}" for i in range(20)], "outlier_score"].to_numpy()
+    for p, row in rows.items():  # each p's T and the scans above it, as `ctae score --p` sets them
+        t = ThresholdRule("pvalue", p=float(p), evidence=run_evidence(run)).threshold(np.zeros(2))
+        values = row[3:] if row[1] == "(the" else row[1:]
+        assert float(values[0]) == pytest.approx(t, abs=5e-4)
+        assert int(values[1]) == int((known > t).sum())
+    assert float(own[6]) == pytest.approx(stored.loc[("outlier_score", "all"), "recall_at_t"], abs=5e-4)
+
+
+def run_evidence(run: dict) -> int:
+    """The kinds of evidence the run's p-value rule was set over."""
+    return int(json.loads(run["threshold_params_json"])["evidence"])
+
+
 def test_evaluate_locates_the_metal_with_the_masks_of_the_truth_file(scored, tmp_path):
     from ctae_core.io.mask_files import write_mask
 
