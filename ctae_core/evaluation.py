@@ -67,7 +67,7 @@ def precision_recall_at(is_outlier: np.ndarray, flagged: np.ndarray) -> tuple[fl
 
 
 def operating_points(is_outlier: np.ndarray, scores: np.ndarray,
-                     thresholds: dict[float, float]) -> list[dict[str, float]]:
+                     thresholds: dict[str, float]) -> list[dict[str, Any]]:
     """Per threshold (keyed by what names it, e.g. the p that gives it): T, the scans flagged
     above it, precision, recall and the share of inliers flagged; NaN scores are never flagged."""
     y = np.asarray(is_outlier, dtype=bool)

@@ -91,6 +91,11 @@ def baseline_scores(inputs: pd.DataFrame, fit_rows: np.ndarray, seed: int = 0) -
     return out
 
 
+def _threshold_params(run: dict[str, Any]) -> dict[str, Any]:
+    """The run's stored threshold rule and its parameters (``runs.threshold_params_json``)."""
+    return json.loads(run["threshold_params_json"]) if run.get("threshold_params_json") else {}
+
+
 def _method_threshold(method: str, values: np.ndarray, splits: np.ndarray, run: dict[str, Any]) -> float | None:
     """The run's T for its threshold score; else T from this method's validation scores under
     the run's rule — or under mean + 3·std where the run's rule is the outlier score's p-value,
@@ -99,7 +104,7 @@ def _method_threshold(method: str, values: np.ndarray, splits: np.ndarray, run: 
 
     if method == run.get("threshold_score") and run.get("threshold") is not None:
         return float(run["threshold"])
-    params = json.loads(run["threshold_params_json"]) if run.get("threshold_params_json") else {}
+    params = _threshold_params(run)
     rule = ThresholdRule.from_dict(params)
     if rule.rule == "pvalue" and method != "outlier_score":
         rule = ThresholdRule()
@@ -167,8 +172,7 @@ def run_evaluate(settings: CatalogSettings, run_id: str, truth_path: Path,
                 len(inputs), truth_path)
     table = pd.DataFrame(rows)
     table.attrs["localisation"] = located
-    params = json.loads(run["threshold_params_json"]) if run.get("threshold_params_json") else {}
-    table.attrs["other_p"] = (other_p, params.get("p"))
+    table.attrs["other_p"] = other_p
     return table
 
 
@@ -177,29 +181,29 @@ OTHER_P = (0.001, 0.003, 0.005, 0.01)
 
 
 def other_p_rows(inputs: pd.DataFrame, labels: pd.Series, run: dict[str, Any]) -> list[dict[str, Any]]:
-    """Precision, recall and inliers flagged by the outlier score at each of ``OTHER_P`` (what
-    ``ctae score --p`` would give, from the stored scores); empty unless the run flags by the
-    outlier score's p-value."""
+    """Precision, recall and inliers flagged by the outlier score at each of ``OTHER_P`` and the
+    run's own p (what ``ctae score --p`` would give, from the stored scores; ``"p"`` names each
+    row, the run's own marked); empty unless the run flags by the outlier score's p-value."""
     from ctae_core.evaluation import operating_points
     from ctae_core.thresholds import ThresholdRule
 
-    params = json.loads(run["threshold_params_json"]) if run.get("threshold_params_json") else {}
+    params = _threshold_params(run)
     rule = ThresholdRule.from_dict(params)
     if run.get("threshold_score") != "outlier_score" or rule.rule != "pvalue":
         return []
     known = labels.notna().to_numpy()
     scores = inputs["outlier_score"].to_numpy(dtype=np.float64, na_value=np.nan)[known]
-    thresholds = {p: ThresholdRule.from_dict({**params, "p": p}).threshold(np.zeros(2))
+    thresholds = {f"{p:g}" + (" (the run's)" if p == rule.p else ""):
+                  ThresholdRule.from_dict({**params, "p": p}).threshold(np.zeros(2))
                   for p in sorted({*OTHER_P, rule.p})}
     return operating_points(labels[known].to_numpy() != "inlier", scores, thresholds)
 
 
-def format_other_p(rows: list[dict[str, Any]], run_p: float | None) -> str:
-    """The outlier score's flags at other p, the run's own p marked."""
+def format_other_p(rows: list[dict[str, Any]]) -> str:
+    """The outlier score's flags at other p (``other_p_rows``)."""
     if not rows:
         return ""
     table = pd.DataFrame(rows).rename(columns={"at": "p", "threshold": "T"})
-    table["p"] = [f"{p:g}" + (" (the run's)" if p == run_p else "") for p in table["p"]]
     return ("\nthe outlier score at other p (`ctae score --p P`; the same stored scores):\n"
             + table.to_string(index=False, na_rep="—", float_format=lambda v: f"{v:.3f}"))
 
@@ -267,7 +271,7 @@ def evaluate(
     with connect(settings.catalog_path, read_only=True) as con:
         run_score = (catalog_scores.read_run(con, run) or {}).get("threshold_score") or "mse_m"
     typer.echo(format_table(table, run_score))
-    if other := format_other_p(*table.attrs.get("other_p", ([], None))):
+    if other := format_other_p(table.attrs.get("other_p", [])):
         typer.echo(other)
     typer.echo(format_localisation(table.attrs.get("localisation", {})))
     if beside:

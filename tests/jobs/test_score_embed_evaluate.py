@@ -334,17 +334,13 @@ def test_evaluate_shows_the_outlier_score_at_other_p_as_ctae_score_would_flag(sc
     assert own[1] == "(the" and float(own[3]) == pytest.approx(run["threshold"], abs=5e-4)  # its T
     scores = _read(settings, catalog_scores.read_scores, RUN).set_index("scan_id")
     known = scores.loc[[f"s-{i:03d}" for i in range(20)], "outlier_score"].to_numpy()
+    evidence = int(json.loads(run["threshold_params_json"])["evidence"])  # the run's kinds
     for p, row in rows.items():  # each p's T and the scans above it, as `ctae score --p` sets them
-        t = ThresholdRule("pvalue", p=float(p), evidence=run_evidence(run)).threshold(np.zeros(2))
+        t = ThresholdRule("pvalue", p=float(p), evidence=evidence).threshold(np.zeros(2))
         values = row[3:] if row[1] == "(the" else row[1:]
         assert float(values[0]) == pytest.approx(t, abs=5e-4)
         assert int(values[1]) == int((known > t).sum())
     assert float(own[6]) == pytest.approx(stored.loc[("outlier_score", "all"), "recall_at_t"], abs=5e-4)
-
-
-def run_evidence(run: dict) -> int:
-    """The kinds of evidence the run's p-value rule was set over."""
-    return int(json.loads(run["threshold_params_json"])["evidence"])
 
 
 def test_evaluate_locates_the_metal_with_the_masks_of_the_truth_file(scored, tmp_path):
