@@ -1,5 +1,5 @@
 """What the acquisition grouping, the metal evidence, leaving MSE_m out, the size lines and the
-dense-object evidence, the short-slab groups, the three strongest kinds counted together, the streaks through the body, the contrast evidence's enhanced range from 128 HU and the histogram evidence on the square roots of its fractions do to the outlier score of a scored run, recomputed from the run's stored evidence inputs (``data_catalog.scores.evidence_inputs``:
+dense-object evidence, the short-slab groups, the three strongest kinds counted together, the streaks through the body (compared with the planes 6 mm away since stop 27), the contrast evidence's enhanced range from 128 HU and the histogram evidence on the square roots of its fractions do to the outlier score of a scored run, recomputed from the run's stored evidence inputs (``data_catalog.scores.evidence_inputs``:
 the same model, MSE_m, latents and measurements; no training): AUROC, precision and recall at
 T (the default p, over each variant's kinds), the share of inliers flagged, ρ with pixel count among inliers, the recall reachable with at
 most 1 % of inliers flagged (``R@1%``: the best any threshold on this ranking could do), the
@@ -11,8 +11,12 @@ nominal 10 / 5 / 1 / 0.1 % (a calibrated kind stays near them).
 
 README "Detection quality on real anatomy" was measured with it (development seeds 1, 101 to 105;
 held-out 109 / 110, 111 / 112, 113 / 114, 115 / 116 and 117 / 118 once each; stop 26: development
-seeds 1, 101 to 105 made anew, held-out 119 to 132 once each). The catalog must hold this build's measures
-(`ctae score` after the v13 migration measures the streaks through the body).
+seeds 1, 101 to 105 made anew, held-out 119 to 132 once each; stop 27: development seeds 1, 101 to
+105 and 119 to 132, held-out 133 to 142 once each). The catalog must hold this build's measures
+(`ctae score` after the v14 migration measures the streaks anew, each plane against the planes
+6 mm away). A catalog holds one streak measure, so the rows from "+ streaks through the body" on
+score this build's; stop 27's change of that measure is measured by running stop 26's ablation
+(commit 33ccfe7) on the catalog before its migration.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import duckdb
 
-SCHEMA_VERSION = 13
+SCHEMA_VERSION = 14
 
 _V1 = [
     """
@@ -351,9 +351,16 @@ _V13 = [
     "UPDATE scans SET streak_contrast = NULL",
 ]
 
+# v14: streak_contrast now compares each plane's lines with the same lines 6 mm above and below
+# (a streak changes from plane to plane, anatomy's straight edges run on); cleared again so that
+# the next `ctae score` measures every scan anew.
+_V14 = [
+    "UPDATE scans SET streak_contrast = NULL",
+]
+
 MIGRATIONS: dict[int, list[str]] = {
     1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7, 8: _V8, 9: _V9, 10: _V10, 11: _V11, 12: _V12,
-    13: _V13,
+    13: _V13, 14: _V14,
 }
 
 

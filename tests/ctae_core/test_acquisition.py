@@ -65,15 +65,19 @@ def test_a_volume_without_a_body_gives_nan_and_an_empty_profile():
         acquisition_features(np.zeros((4, 4)), 3.0)
 
 
-def _with_streaks(vol: np.ndarray, amplitude: float, planes: slice) -> np.ndarray:
+def _with_streaks(vol: np.ndarray, amplitude: float, planes: slice, turn: float = 0.4) -> np.ndarray:
     """Lines through (40, 40) at three angles, in the given planes, as beam hardening draws
-    them (bright and dark, across the whole image)."""
+    them (bright and dark, across the whole image); their angles turn by ``turn`` radians from
+    one plane to the next, as a helical scan's streaks do (``turn=0``: one straight structure
+    through every plane, as anatomy's edges run)."""
     out = vol.astype(np.float32)
     _, y, x = np.ogrid[: vol.shape[0], : vol.shape[1], : vol.shape[2]]
-    for k, angle in enumerate((0.3, 1.2, 2.4)):
-        distance = (x - 40.0) * np.sin(angle) - (y - 40.0) * np.cos(angle)
-        sign = 1.0 if k % 2 == 0 else -1.0
-        out[planes] += sign * amplitude * np.exp(-((distance / 0.8) ** 2))[0]
+    for plane in range(*planes.indices(vol.shape[0])):
+        for k, angle in enumerate((0.3, 1.2, 2.4)):
+            angle += turn * plane
+            distance = (x - 40.0) * np.sin(angle) - (y - 40.0) * np.cos(angle)
+            sign = 1.0 if k % 2 == 0 else -1.0
+            out[plane] += sign * amplitude * np.exp(-((distance / 0.8) ** 2))[0]
     return np.clip(out, -1024, None).astype(np.int16)
 
 
@@ -84,23 +88,38 @@ def _wide_chest(noise: float, seed: int = 0) -> np.ndarray:
 
 def test_streak_contrast_finds_straight_lines_through_the_body_and_not_noise():
     plain = _wide_chest(noise=20.0)
-    baseline = streak_contrast(plain)
-    assert 2.0 < baseline < 5.0  # the largest of many noise-only line sums
-    # lines of 40 / 80 HU over 20 HU noise, in 4 of 12 planes
-    assert streak_contrast(_with_streaks(plain, 40.0, slice(4, 8))) > 2 * baseline
-    assert streak_contrast(_with_streaks(plain, 80.0, slice(4, 8))) > 3 * baseline
+    baseline = streak_contrast(plain, 3.0)
+    assert 2.0 < baseline < 5.0  # the largest of many noise-only line differences
+    # lines of 40 / 80 HU over 20 HU noise, in 4 of 12 planes, turning from plane to plane
+    assert streak_contrast(_with_streaks(plain, 40.0, slice(4, 8)), 3.0) > 2 * baseline
+    assert streak_contrast(_with_streaks(plain, 80.0, slice(4, 8)), 3.0) > 3 * baseline
     # noise of another level, the body's own outline and a round organ are not lines
-    assert streak_contrast(_wide_chest(noise=60.0, seed=3)) < 5.0
+    assert streak_contrast(_wide_chest(noise=60.0, seed=3), 3.0) < 5.0
     organ = plain.astype(np.float32)
     _, y, x = np.ogrid[:12, :96, :96]
     organ[:, (((y - 40) ** 2 + (x - 48) ** 2) <= 12**2)[0]] += 150.0
-    assert streak_contrast(organ.astype(np.int16)) < 1.6 * baseline
+    assert streak_contrast(organ.astype(np.int16), 3.0) < 1.6 * baseline
+
+
+def test_a_straight_structure_through_every_plane_is_not_a_streak():
+    """Anatomy's straight edges (the spine's, the table's) run on through the neighbouring
+    planes, so the search compares each plane's lines with theirs: the same 80 HU lines in
+    every plane count for nothing, while they stand out when the planes 6 mm away lack them."""
+    plain = _wide_chest(noise=20.0)
+    baseline = streak_contrast(plain, 3.0)
+    assert streak_contrast(_with_streaks(plain, 80.0, slice(0, 12), turn=0.0), 3.0) < 1.3 * baseline
+    assert streak_contrast(_with_streaks(plain, 80.0, slice(4, 5), turn=0.0), 3.0) > 2 * baseline
+    # the neighbours are found in mm: at 1.5 mm spacing they lie 4 planes away
+    assert streak_contrast(_with_streaks(plain, 80.0, slice(4, 5), turn=0.0), 1.5) > 2 * baseline
 
 
 def test_streak_contrast_is_nan_without_soft_tissue_or_a_line_long_enough():
-    assert np.isnan(streak_contrast(np.full((4, 30, 30), -1000, dtype=np.int16)))
+    assert np.isnan(streak_contrast(np.full((4, 30, 30), -1000, dtype=np.int16), 3.0))
     # 20 voxels of tissue across at most: fewer than the 30 a line needs
-    assert np.isnan(streak_contrast(np.full((4, 20, 20), 40, dtype=np.int16)))
+    assert np.isnan(streak_contrast(np.full((4, 20, 20), 40, dtype=np.int16), 3.0))
+    # two planes 3 mm apart hold no plane 6 mm from another to compare with
+    plain = _wide_chest(noise=20.0)
+    assert np.isnan(streak_contrast(_with_streaks(plain, 80.0, slice(0, 2))[:2], 3.0))
 
 
 def _with_ring(vol: np.ndarray, amplitude: float, radius: float) -> np.ndarray:

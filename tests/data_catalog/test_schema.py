@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import duckdb
+import pytest
 
 from data_catalog import SCHEMA_VERSION, CatalogSettings, connect, ensure_schema
 from data_catalog.schema import current_version
@@ -243,12 +244,16 @@ def test_v11_catalog_file_gains_the_objects_and_reingests_the_scans_that_lack_th
         assert scan_fingerprints(con) == {"s1": ("fp1", "/v.npy", 3.0)}
 
 
-def test_v12_catalog_file_forgets_its_air_streaks_and_the_next_score_measures_them_anew(tmp_path):
-    # v13: streak_contrast searches the body's soft tissue instead of the air around it; a v12
-    # value means the other measure, so it is cleared and the scan is listed for measuring
+@pytest.mark.parametrize("version", [12, 13])
+def test_catalog_file_forgets_streaks_of_an_older_measure_and_the_next_score_measures_them_anew(
+        tmp_path, version):
+    # v13: streak_contrast searches the body's soft tissue instead of the air around it; v14: it
+    # compares each plane's lines with the planes 6 mm away. An older value means another
+    # measure, so it is cleared and the scan is listed for measuring
     from data_catalog.scans import scans_without_acquisition, write_acquisition
 
-    path = _one_scored_scan_at(tmp_path / "v12.duckdb", 12, ("streak_contrast", 5.5), ("streak_z", 0.4))
+    path = _one_scored_scan_at(tmp_path / f"v{version}.duckdb", version, ("streak_contrast", 5.5),
+                               ("streak_z", 0.4))
     with connect(path) as con:  # migrates on open
         con.execute("UPDATE scans SET body_profile = [1.0, 1.0], ring_contrast = 9.0")  # the rest measured
         assert current_version(con) == SCHEMA_VERSION
