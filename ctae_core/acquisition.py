@@ -27,8 +27,8 @@ place). Their signs are simple to measure directly:
   few units all along its length), then projected along ``STREAK_DIRECTIONS`` directions (a
   Radon transform by binning): per line, its mean in the searched plane minus the mean of the
   same line in the two neighbours, over the difference's standard error; the maximum over
-  lines and planes. Real inliers give ~4–10 (99 % of them; ~8–18 by the measure before v14);
-  a streak across the body more. (Until v14 a line's own sum was scored: real inliers'
+  lines and planes. The benchmark's real inliers give ~4–10 (1st percentile to the largest over
+  twenty seeds; ~8–20 by the measure before v14); a streak across the body more. (Until v14 a line's own sum was scored: real inliers'
   straight edges raised it and hid all but the strongest streaks. A streak that stays the same
   through a slab thicker than 2 · ``STREAK_NEIGHBOUR_MM`` is weakened to its two ends; the
   metal that casts such streaks is evidence of its own. The search of still earlier builds
@@ -153,7 +153,7 @@ def noise_estimate(hu: np.ndarray) -> float:
     return float(median_abs_deviation(diff, scale="normal") / np.sqrt(2.0))
 
 
-def streak_contrast(hu: np.ndarray, spacing_mm: float = 3.0) -> float:
+def streak_contrast(hu: np.ndarray, spacing_mm: float) -> float:
     """Signal-to-noise ratio of the straight line through the body's soft tissue that differs
     most from the same line in the planes ``STREAK_NEIGHBOUR_MM`` above and below, in a
     (Z, Y, X) HU volume with isotropic ``spacing_mm`` (module docstring); NaN when no plane
@@ -209,9 +209,9 @@ def streak_contrast(hu: np.ndarray, spacing_mm: float = 3.0) -> float:
 
 
 def _streak_weights(planes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The streak search's voxels of each (Y, X) plane of ``planes`` (module docstring) and
-    their high-passed values in noise units, clipped at ±``STREAK_CLIP``; a plane with fewer
-    than 10 · ``STREAK_MIN_VOXELS`` such voxels has none."""
+    """The streak search's voxels of each (Y, X) plane of ``planes`` (module docstring; a plane
+    with fewer than 10 · ``STREAK_MIN_VOXELS`` of them has none) and every voxel's high-passed
+    value in its plane's noise units, clipped at ±``STREAK_CLIP`` (read at those voxels)."""
     inside = np.zeros(planes.shape, dtype=bool)
     for k, plane in enumerate(planes):
         body = _body(plane)
@@ -227,8 +227,7 @@ def _streak_weights(planes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if values.size >= 10 * STREAK_MIN_VOXELS:
             noise[k] = float(median_abs_deviation(values, scale="normal")) + 1.0
     tissue &= np.isfinite(noise)[:, None, None]
-    weight = np.clip(detail / noise[:, None, None], -STREAK_CLIP, STREAK_CLIP)
-    return tissue, np.where(tissue, weight, 0.0).astype(np.float32)
+    return tissue, np.clip(detail / noise[:, None, None], -STREAK_CLIP, STREAK_CLIP)
 
 
 def ring_contrast(hu: np.ndarray) -> float:
