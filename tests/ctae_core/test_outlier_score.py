@@ -39,14 +39,34 @@ def test_strongest_evidence_is_the_largest_upper_tail_evidence_and_skips_nan():
 
 
 def test_defect_z_of_counts_under_the_reference_rate():
-    values = np.array([0.0] * 99 + [1.0, 2.0, np.nan])
+    # 20 of 101 reference series miss one slice: more than the share of outliers an uncurated
+    # archive may hold (the 15 most broken of 101 left out), so the other six still set the rate
+    values = np.array([0.0] * 80 + [1.0] * 20 + [2.0, np.nan])
     ref = np.isfinite(values)
     z = defect_z(values, ref)
-    rate = 3.5 / 102  # three defects and half a prior one over 101 reference series + 1
+    rate = 6.5 / 102  # six defects kept and half a prior one over 101 reference series + 1
     assert z[0] == pytest.approx(norm.isf(1 - 0.5 * np.exp(-rate)))  # nothing missing: z < 0
-    assert z[99] == pytest.approx(norm.isf(1 - np.exp(-rate) * (1 + 0.5 * rate)))
-    assert z[100] > norm.isf(0.001) > z[99]  # a second defect in one series is far rarer
+    assert z[80] == pytest.approx(norm.isf(1 - np.exp(-rate) * (1 + 0.5 * rate)))
+    assert z[100] > norm.isf(0.001) > z[80]  # a second defect in one series is far rarer
     assert np.isnan(z[101])
+
+
+def test_broken_series_in_the_reference_do_not_make_breaks_usual():
+    # two broken series among 120 clean ones (an uncurated archive): left out of the rate, so a
+    # single missing slice is as unusual as in a clean reference, two slices unusual at p < 0.001
+    values = np.array([0.0] * 120 + [1.0, 2.0])
+    z = defect_z(values, np.ones(len(values), dtype=bool))
+    rate = 0.5 / 123
+    assert z[120] == pytest.approx(norm.isf(1 - np.exp(-rate) * (1 + 0.5 * rate)))
+    assert z[120] > norm.isf(0.003) and z[121] > norm.isf(0.0001)
+    small = defect_z(values[-11:], np.ones(11, dtype=bool))  # under 12 series: nothing left out
+    assert small[-1] == pytest.approx(norm.isf(poisson_mid_p(2, 3.5 / 12)))
+
+
+def poisson_mid_p(k: int, rate: float) -> float:
+    from scipy.stats import poisson
+
+    return float(poisson.sf(k, rate) + 0.5 * poisson.pmf(k, rate))
 
 
 def test_size_adjustment_removes_a_power_law_of_pixel_count():
