@@ -40,7 +40,11 @@ place). Their signs are simple to measure directly:
   inside the body (edges and bone left out) is averaged per ``RING_SECTORS`` angular sectors
   of each 1-voxel radius on up to ``RING_MAX_PLANES`` planes; per radius, the median of those
   sector means over their robust standard error (a ring keeps its sign all the way round,
-  anatomy does not); the maximum over radii. Real bases give ~5–15, rings tens.
+  anatomy does not); the maximum over the radii whose tissue reaches at least
+  ``RING_MIN_SECTORS`` sectors. Real bases give ~5–15, rings tens. (Until v15 every radius
+  counted: beyond a wide body's short half-axis only its flanks lie at that distance, a few
+  sectors whose own layers of skin, fat and muscle keep one sign from plane to plane, and the
+  largest real inliers' rings were such radii.)
 """
 
 from __future__ import annotations
@@ -99,6 +103,13 @@ RING_MIN_SAMPLES = 40
 """Sector means a radius needs (over all planes) to be scored."""
 RING_MIN_RADIUS = 3
 """Radii (voxels) below this hold too few voxels per sector."""
+RING_MIN_SECTORS = 12
+"""Sectors a radius's tissue must reach (over the planes read) to be scored: three quarters of
+the way round. A ring is there at every angle; a radius that only crosses the body's flanks (a
+wide chest or abdomen beyond its short half-axis) holds a few sectors of the body's own
+peripheral layers, consistent from plane to plane. On the real-anatomy development seeds the
+largest inliers' rings lay there (half of the cut's 16 sectors still let them in, all 16 lost
+rings on the flanks)."""
 _CROSS = ndimage.generate_binary_structure(2, 1)
 _SQUARE = ndimage.generate_binary_structure(2, 2)
 
@@ -233,7 +244,7 @@ def _streak_weights(planes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def ring_contrast(hu: np.ndarray) -> float:
     """How consistently one radius about the image centre of a (Z, Y, X) HU volume is brighter
     or darker than its surroundings at every angle (module docstring); NaN when no radius holds
-    enough tissue."""
+    enough tissue all the way round."""
     n_z, ny, nx = hu.shape
     yy, xx = np.indices((ny, nx))
     dy, dx = yy - (ny - 1) / 2.0, xx - (nx - 1) / 2.0
@@ -262,8 +273,9 @@ def ring_contrast(hu: np.ndarray) -> float:
     per_radius = np.stack(means).reshape(len(means), -1, RING_SECTORS).transpose(1, 0, 2)
     best = float("nan")
     for r in range(RING_MIN_RADIUS, per_radius.shape[0]):
-        values = per_radius[r][np.isfinite(per_radius[r])]
-        if values.size < RING_MIN_SAMPLES:
+        read = np.isfinite(per_radius[r])  # (planes, sectors)
+        values = per_radius[r][read]
+        if values.size < RING_MIN_SAMPLES or np.count_nonzero(read.any(axis=0)) < RING_MIN_SECTORS:
             continue
         centre = float(np.median(values))
         spread = float(median_abs_deviation(values, scale="normal")) + 1e-6

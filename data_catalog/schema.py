@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import duckdb
 
-SCHEMA_VERSION = 14
+SCHEMA_VERSION = 15
 
 _V1 = [
     """
@@ -358,9 +358,16 @@ _V14 = [
     "UPDATE scans SET streak_contrast = NULL",
 ]
 
+# v15: ring_contrast now reads only the radii whose tissue reaches three quarters of the way round
+# (a radius through a wide body's flanks alone is no ring); cleared so that the next `ctae score`
+# measures every scan anew.
+_V15 = [
+    "UPDATE scans SET ring_contrast = NULL",
+]
+
 MIGRATIONS: dict[int, list[str]] = {
     1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7, 8: _V8, 9: _V9, 10: _V10, 11: _V11, 12: _V12,
-    13: _V13, 14: _V14,
+    13: _V13, 14: _V14, 15: _V15,
 }
 
 

@@ -198,10 +198,10 @@ def test_v9_catalog_file_gains_the_native_metal_and_reingests_the_scans_that_lac
     # left out) and reads as changed to the next ingest, which measures it
     from data_catalog.scans import scan_fingerprints
 
-    path = _one_scored_scan_at(tmp_path / "v9.duckdb", 9, ("ring_contrast", 9.5), ("ring_z", 1.5))
+    path = _one_scored_scan_at(tmp_path / "v9.duckdb", 9, ("noise_hu", 9.5), ("ring_z", 1.5))
     with connect(path) as con:  # migrates on open
         assert current_version(con) == SCHEMA_VERSION
-        assert con.execute("SELECT ring_contrast, native_metal_mm3 FROM scans").fetchall() == [(9.5, None)]
+        assert con.execute("SELECT noise_hu, native_metal_mm3 FROM scans").fetchall() == [(9.5, None)]
         assert con.execute("SELECT outlier_score, ring_z, metal_z FROM scores").fetchall() == [(7.5, 1.5, None)]
         assert scan_fingerprints(con) == {"s1": ("", "/v.npy", 3.0)}
         con.execute("UPDATE scans SET native_metal_mm3 = 0.0, skin_object_mm3 = 0.0, inner_object_mm3 = 0.0, "
@@ -261,6 +261,22 @@ def test_catalog_file_forgets_streaks_of_an_older_measure_and_the_next_score_mea
         assert scans_without_acquisition(con)["scan_id"].tolist() == ["s1"]
         # a scan whose body holds no soft tissue to search stores NaN and is not listed again
         write_acquisition(con, [("s1", 10.0, 0.0, [1.0, 1.0], float("nan"), 9.0)])
+        assert scans_without_acquisition(con).empty
+
+
+def test_catalog_file_forgets_rings_of_the_older_measure_and_the_next_score_measures_them_anew(tmp_path):
+    # v15: ring_contrast reads only radii whose tissue reaches three quarters of the way round;
+    # a v14 value is another measure, so it is cleared and the scan is listed for measuring,
+    # its other measures kept
+    from data_catalog.scans import scans_without_acquisition, write_acquisition
+
+    path = _one_scored_scan_at(tmp_path / "v14.duckdb", 14, ("ring_contrast", 9.0), ("ring_z", 0.4))
+    with connect(path) as con:  # migrates on open
+        con.execute("UPDATE scans SET body_profile = [1.0, 1.0], streak_contrast = 5.5")
+        assert current_version(con) == SCHEMA_VERSION
+        assert con.execute("SELECT ring_contrast, streak_contrast FROM scans").fetchall() == [(None, 5.5)]
+        assert scans_without_acquisition(con)["scan_id"].tolist() == ["s1"]
+        write_acquisition(con, [("s1", 10.0, 0.0, [1.0, 1.0], 5.5, float("nan"))])
         assert scans_without_acquisition(con).empty
 
 
