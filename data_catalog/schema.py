@@ -359,10 +359,11 @@ _V14 = [
 ]
 
 # v15: ring_contrast now reads only the radii whose tissue reaches three quarters of the way round
-# (a radius through a wide body's flanks alone is no ring); cleared so that the next `ctae score`
-# measures every scan anew.
+# (a radius through a wide body's flanks alone is no ring), and streak_contrast searches only the
+# planes with a plane 6 mm away both above and below; both are cleared so that the next
+# `ctae score` measures every scan anew.
 _V15 = [
-    "UPDATE scans SET ring_contrast = NULL",
+    "UPDATE scans SET ring_contrast = NULL, streak_contrast = NULL",
 ]
 
 MIGRATIONS: dict[int, list[str]] = {

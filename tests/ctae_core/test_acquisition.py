@@ -113,6 +113,20 @@ def test_a_straight_structure_through_every_plane_is_not_a_streak():
     assert streak_contrast(_with_streaks(plain, 80.0, slice(4, 5), turn=0.0), 1.5) > 2 * baseline
 
 
+def test_the_volume_s_first_and_last_planes_are_compared_with_both_neighbours_or_not_at_all():
+    """A plane is searched only where planes 6 mm away lie both above and below it: against one
+    neighbour the difference keeps anatomy's steady change along z (a first difference), which
+    the mean of both cancels; on real inliers the volume's end planes held their largest
+    streaks. A streak in an end plane is read only as half of a searched plane's reference, at
+    half its strength; the same streak in a searched plane in full."""
+    plain = _wide_chest(noise=20.0)  # 12 planes at 3 mm: planes 2, 4, 7 and 9 are searched
+    inside = streak_contrast(_with_streaks(plain, 80.0, slice(4, 5)), 3.0)
+    assert inside > 3 * streak_contrast(plain, 3.0)
+    for end in (0, 11):
+        assert streak_contrast(_with_streaks(plain, 80.0, slice(end, end + 1)), 3.0) < 0.6 * inside
+    assert np.isnan(streak_contrast(plain[:4], 3.0))  # no plane with both neighbours
+
+
 def test_streak_contrast_is_nan_without_soft_tissue_or_a_line_long_enough():
     assert np.isnan(streak_contrast(np.full((4, 30, 30), -1000, dtype=np.int16), 3.0))
     # 20 voxels of tissue across at most: fewer than the 30 a line needs

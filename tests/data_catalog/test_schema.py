@@ -264,17 +264,19 @@ def test_catalog_file_forgets_streaks_of_an_older_measure_and_the_next_score_mea
         assert scans_without_acquisition(con).empty
 
 
-def test_catalog_file_forgets_rings_of_the_older_measure_and_the_next_score_measures_them_anew(tmp_path):
-    # v15: ring_contrast reads only radii whose tissue reaches three quarters of the way round;
-    # a v14 value is another measure, so it is cleared and the scan is listed for measuring,
-    # its other measures kept
+def test_catalog_file_forgets_rings_and_streaks_of_the_older_measures_and_keeps_the_rest(tmp_path):
+    # v15: ring_contrast reads only radii whose tissue reaches three quarters of the way round,
+    # streak_contrast only planes with both neighbours; v14 values are other measures, so they
+    # are cleared and the scan is listed for measuring, its other measures kept
     from data_catalog.scans import scans_without_acquisition, write_acquisition
 
     path = _one_scored_scan_at(tmp_path / "v14.duckdb", 14, ("ring_contrast", 9.0), ("ring_z", 0.4))
+    with duckdb.connect(str(path)) as raw:  # the rest measured at v14
+        raw.execute("UPDATE scans SET streak_contrast = 5.5, noise_hu = 12.5, body_profile = [1.0, 1.0]")
     with connect(path) as con:  # migrates on open
-        con.execute("UPDATE scans SET body_profile = [1.0, 1.0], streak_contrast = 5.5")
         assert current_version(con) == SCHEMA_VERSION
-        assert con.execute("SELECT ring_contrast, streak_contrast FROM scans").fetchall() == [(None, 5.5)]
+        assert con.execute("SELECT ring_contrast, streak_contrast, noise_hu, body_profile FROM scans"
+                           ).fetchall() == [(None, None, 12.5, [1.0, 1.0])]
         assert scans_without_acquisition(con)["scan_id"].tolist() == ["s1"]
         write_acquisition(con, [("s1", 10.0, 0.0, [1.0, 1.0], 5.5, float("nan"))])
         assert scans_without_acquisition(con).empty
