@@ -1,5 +1,5 @@
 """What the acquisition grouping, the metal evidence, leaving MSE_m out, the size lines and the
-dense-object evidence, the short-slab groups, the three strongest kinds counted together, the streaks through the body (compared with the planes 6 mm away since stop 27), the contrast evidence's enhanced range from 128 HU and the histogram evidence on the square roots of its fractions do to the outlier score of a scored run, recomputed from the run's stored evidence inputs (``data_catalog.scores.evidence_inputs``:
+dense-object evidence, the short-slab groups, the three strongest kinds counted together, the streaks through the body (compared with the planes 6 mm away since stop 27), the contrast evidence's enhanced range from 128 HU, the histogram evidence on the square roots of its fractions, the defect rate without the most broken series and the rings under the one-number null (stop 29) do to the outlier score of a scored run, recomputed from the run's stored evidence inputs (``data_catalog.scores.evidence_inputs``:
 the same model, MSE_m, latents and measurements; no training): AUROC, precision and recall at
 T (the default p, over each variant's kinds), the share of inliers flagged, ρ with pixel count among inliers, the recall reachable with at
 most 1 % of inliers flagged (``R@1%``: the best any threshold on this ranking could do), the
@@ -12,11 +12,13 @@ nominal 10 / 5 / 1 / 0.1 % (a calibrated kind stays near them).
 README "Detection quality on real anatomy" was measured with it (development seeds 1, 101 to 105;
 held-out 109 / 110, 111 / 112, 113 / 114, 115 / 116 and 117 / 118 once each; stop 26: development
 seeds 1, 101 to 105 made anew, held-out 119 to 132 once each; stop 27: development seeds 1, 101 to
-105 and 119 to 132, held-out 133 to 142 once each). The catalog must hold this build's measures
-(`ctae score` after the v14 migration measures the streaks anew, each plane against the planes
-6 mm away). A catalog holds one streak measure, so the rows from "+ streaks through the body" on
-score this build's; stop 27's change of that measure is measured by running stop 26's ablation
-(commit 33ccfe7) on the catalog before its migration.
+105 and 119 to 132, held-out 133 to 142 once each; stop 29: development seeds 1, 101 to 105 and
+119 to 126 made anew, held-out 143 to 152 once each). The catalog must hold this build's measures
+(`ctae score` after the v15 migration measures the streaks and rings anew: streaks only in planes
+with both neighbours, rings only at radii reaching three quarters of the way round). A catalog
+holds one streak and one ring measure, so every row scores this build's; a change of a measure is
+measured by running the earlier build's ablation (stop 27's: commit 19e46ae) on the catalog
+before its migration.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ ARTERIAL_HU = (256, 704)  # the contrast evidence's enhanced range until stop 25
 def main() -> None:
     """Print one line per variant of the score and the per-kind false-alarm shares of the build's."""
     import ctae_core.outlier_score as score_module
+    from ctae_core.calibration import DISTANCE_NULL_DF
     from ctae_core.combined_evidence import combined_score
     from ctae_core.evaluation import ranking_metrics, spearman
     from ctae_core.outlier_score import (
@@ -102,7 +105,11 @@ def main() -> None:
          SIZE_LINED_EVIDENCE, together),
         ("+ enhanced from 128 HU", with_slabs, acquisition, SCORED_EVIDENCE,
          SIZE_LINED_EVIDENCE, together),
-        ("+ histogram on square roots (build)", with_slabs, acquisition, SCORED_EVIDENCE,
+        ("+ histogram on square roots (stop 26)", with_slabs, acquisition, SCORED_EVIDENCE,
+         SIZE_LINED_EVIDENCE, together),
+        ("+ defect rate without the most broken", with_slabs, acquisition, SCORED_EVIDENCE,
+         SIZE_LINED_EVIDENCE, together),
+        ("+ rings under the one-number null (build)", with_slabs, acquisition, SCORED_EVIDENCE,
          SIZE_LINED_EVIDENCE, together),
     )
     built_enhanced, built_histogram = score_module.ENHANCED_HU, score_module._histogram_features
@@ -110,15 +117,19 @@ def main() -> None:
     def plain_fractions(counts: np.ndarray) -> np.ndarray:  # the histogram's until stop 25
         return built_histogram(counts) ** 2
 
-    histogram_evidence = {  # the enhanced range and the histogram features of stop 26's rows;
+    histogram_evidence = {  # the enhanced range and the histogram features from stop 26's rows;
         # every earlier row: CCTA's arterial range and plain fractions
-        "+ enhanced from 128 HU": (built_enhanced, plain_fractions),
-        "+ histogram on square roots (build)": (built_enhanced, built_histogram),
-    }
-    for name, grouping, acq, kinds, size_lined, combine in variants:
+        name: (built_enhanced, built_histogram) for name, *_ in variants[-3:]}
+    histogram_evidence["+ enhanced from 128 HU"] = (built_enhanced, plain_fractions)
+    built_defects, built_ring_df = score_module.defect_z, score_module.RING_NULL_DF
+    for number, (name, grouping, acq, kinds, size_lined, combine) in enumerate(variants):
         score_module.SIZE_LINED_EVIDENCE = size_lined
         score_module.ENHANCED_HU, score_module._histogram_features = histogram_evidence.get(
             name, (ARTERIAL_HU, plain_fractions))
+        # stop 29's rows: the defect rate without the most broken series, then the rings' null;
+        # every earlier row: the rate of all series and the distances' null
+        score_module.defect_z = built_defects if number >= len(variants) - 2 else untrimmed_defect_z
+        score_module.RING_NULL_DF = built_ring_df if number == len(variants) - 1 else DISTANCE_NULL_DF
         ev = outlier_evidence(
             inputs["mse_m"].to_numpy(dtype=np.float64, na_value=np.nan), pixels,
             stack_lists(inputs["latent"]), stack_lists(inputs["hu_histogram"]),
@@ -147,6 +158,20 @@ def main() -> None:
     rules = [ThresholdRule("pvalue", p=p, evidence=len(SCORED_EVIDENCE)) for p in (0.1, 0.05, 0.01, 0.001)]
     shares = " / ".join(f"{np.mean(score[~outlier] > rule.threshold([0.0, 1.0])):.1%}" for rule in rules)
     print(f"  {'outlier score':13s} {shares}  (its T at each p; the highest inlier {np.nanmax(score[~outlier]):.2f})")
+
+
+def untrimmed_defect_z(values: np.ndarray, reference_rows: np.ndarray) -> np.ndarray:
+    """``ctae_core.outlier_score.defect_z`` until stop 29: the Poisson rate of every reference
+    series' defects, the most broken ones included."""
+    from scipy.stats import poisson
+
+    values = np.asarray(values, dtype=np.float64)
+    ref = values[np.asarray(reference_rows, dtype=bool)]
+    ref = ref[np.isfinite(ref)]
+    rate = (ref.sum() + 0.5) / (ref.size + 1)
+    k = np.where(np.isfinite(values), values, 0)
+    p = poisson.sf(k, rate) + 0.5 * poisson.pmf(k, rate)
+    return np.where(np.isfinite(values), norm.isf(np.maximum(p, 1e-300)), np.nan)
 
 
 if __name__ == "__main__":

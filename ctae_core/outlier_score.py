@@ -78,6 +78,7 @@ from scipy.stats import median_abs_deviation, norm, theilslopes
 from ctae_core.calibration import (
     DISTANCE_NULL_DF,
     MIN_GROUP_SCANS,
+    NULL_DF,
     OUTLIER_SHARE,
     TRIM_MIN_SCANS,
     hurdle_z,
@@ -113,6 +114,12 @@ SIZE_LINED_EVIDENCE = ("latent_z", "histogram_z", "ring_z")
 −0.11…−0.31, +0.19…+0.31, −0.23…−0.26 on five development seeds) — a small scan's latent is
 mostly padding, its histogram covers less anatomy, its ring is a median over fewer planes —
 while FOV truncation and a wrong body region stay with the outline and tissue evidence."""
+RING_NULL_DF = NULL_DF
+"""The ring evidence's null: the one-number t (since v15). Read only at radii that reach three
+quarters of the way round (``ctae_core.acquisition.RING_MIN_SECTORS``), the rings of the six
+real-anatomy development seeds' 714 inliers passed its nominal 1 / 0.3 / 0.1 % 0.56 / 0.14 / 0 %
+of the time; until v15 radii through a wide body's flanks alone gave them the heavy tail that
+the distances' t₄ (``DISTANCE_NULL_DF``) was there for."""
 AIR_BINS = 1
 """Leading bins of ``ctae_core.stats.HU_HISTOGRAM_EDGES`` left out of the histogram evidence
 (−1024 to −960 HU: air, whose share is the field of view's and follows scan size)."""
@@ -381,7 +388,7 @@ def outlier_evidence(
         if acquisition.ring_contrast is not None:
             with np.errstate(invalid="ignore", divide="ignore"):
                 ring = np.log(np.asarray(acquisition.ring_contrast, dtype=np.float64))
-            evidence["ring_z"] = z_of(sized("ring_z", ring))
+            evidence["ring_z"] = z_of(sized("ring_z", ring), RING_NULL_DF)
         for name, measure in (("metal_z", acquisition.native_metal_mm3),  # mm³, and one length
                               ("skin_object_z", acquisition.skin_object_mm3),
                               ("inner_object_z", acquisition.inner_object_mm3),

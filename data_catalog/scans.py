@@ -232,9 +232,9 @@ ORDER BY scan_id
 
 def scans_without_acquisition(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Scans whose acquisition (noise_hu, body_edge_mm, body_profile, streak_contrast,
-    ring_contrast; NULL after ingest, ring_contrast also before v9, streak_contrast also before
-    v13 and v14, whose measure changed) was never measured — `ctae
-    score` measures them: scan_id, volume_path, spacing_mm. A measured scan without a body has
+    ring_contrast; NULL after ingest, ring_contrast also before v9 and v15, streak_contrast also
+    before v13, v14 and v15, whose measures changed) was never measured — `ctae score` measures
+    them: scan_id, volume_path, spacing_mm. A measured scan without a body has
     an empty profile and NaN values, so it is not measured again."""
     return con.execute(_WITHOUT_ACQUISITION).df()
 
