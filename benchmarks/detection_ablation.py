@@ -1,5 +1,5 @@
 """What the acquisition grouping, the metal evidence, leaving MSE_m out, the size lines and the
-dense-object evidence, the short-slab groups, the three strongest kinds counted together, the streaks through the body (compared with the planes 6 mm away since stop 27), the contrast evidence's enhanced range from 128 HU, the histogram evidence on the square roots of its fractions, the defect rate without the most broken series and the rings under the one-number null (stop 29) do to the outlier score of a scored run, recomputed from the run's stored evidence inputs (``data_catalog.scores.evidence_inputs``:
+dense-object evidence, the short-slab groups, the three strongest kinds counted together, the streaks through the body (compared with the planes 6 mm away since stop 27), the contrast evidence's enhanced range from 128 HU, the histogram evidence on the square roots of its fractions, the defect rate without the most broken series, the rings under the one-number null, the tissues measured from their acquisition group's centre and the streaks under t₆ (stop 29) do to the outlier score of a scored run, recomputed from the run's stored evidence inputs (``data_catalog.scores.evidence_inputs``:
 the same model, MSE_m, latents and measurements; no training): AUROC, precision and recall at
 T (the default p, over each variant's kinds), the share of inliers flagged, ρ with pixel count among inliers, the recall reachable with at
 most 1 % of inliers flagged (``R@1%``: the best any threshold on this ranking could do), the
@@ -109,7 +109,11 @@ def main() -> None:
          SIZE_LINED_EVIDENCE, together),
         ("+ defect rate without the most broken", with_slabs, acquisition, SCORED_EVIDENCE,
          SIZE_LINED_EVIDENCE, together),
-        ("+ rings under the one-number null (build)", with_slabs, acquisition, SCORED_EVIDENCE,
+        ("+ rings under the one-number null", with_slabs, acquisition, SCORED_EVIDENCE,
+         SIZE_LINED_EVIDENCE, together),
+        ("+ tissues from their group's centre", with_slabs, acquisition, SCORED_EVIDENCE,
+         SIZE_LINED_EVIDENCE, together),
+        ("+ streaks under t6 (build)", with_slabs, acquisition, SCORED_EVIDENCE,
          SIZE_LINED_EVIDENCE, together),
     )
     built_enhanced, built_histogram = score_module.ENHANCED_HU, score_module._histogram_features
@@ -119,17 +123,21 @@ def main() -> None:
 
     histogram_evidence = {  # the enhanced range and the histogram features from stop 26's rows;
         # every earlier row: CCTA's arterial range and plain fractions
-        name: (built_enhanced, built_histogram) for name, *_ in variants[-3:]}
+        name: (built_enhanced, built_histogram) for name, *_ in variants[-5:]}
     histogram_evidence["+ enhanced from 128 HU"] = (built_enhanced, plain_fractions)
-    built_defects, built_ring_df = score_module.defect_z, score_module.RING_NULL_DF
+    built = (score_module.defect_z, score_module.RING_NULL_DF, score_module.GROUP_CENTRED_EVIDENCE,
+             score_module.STREAK_NULL_DF)
     for number, (name, grouping, acq, kinds, size_lined, combine) in enumerate(variants):
         score_module.SIZE_LINED_EVIDENCE = size_lined
         score_module.ENHANCED_HU, score_module._histogram_features = histogram_evidence.get(
             name, (ARTERIAL_HU, plain_fractions))
-        # stop 29's rows: the defect rate without the most broken series, then the rings' null;
-        # every earlier row: the rate of all series and the distances' null
-        score_module.defect_z = built_defects if number >= len(variants) - 2 else untrimmed_defect_z
-        score_module.RING_NULL_DF = built_ring_df if number == len(variants) - 1 else DISTANCE_NULL_DF
+        # stop 29's four rows, one change each (the last is the build); every earlier row: the
+        # defect rate of all series, the distances' null for rings and streaks, no tissue centring
+        step = number - (len(variants) - 4)  # 0 .. 3 on stop 29's rows
+        score_module.defect_z = built[0] if step >= 0 else untrimmed_defect_z
+        score_module.RING_NULL_DF = built[1] if step >= 1 else DISTANCE_NULL_DF
+        score_module.GROUP_CENTRED_EVIDENCE = built[2] if step >= 2 else ()
+        score_module.STREAK_NULL_DF = built[3] if step >= 3 else DISTANCE_NULL_DF
         ev = outlier_evidence(
             inputs["mse_m"].to_numpy(dtype=np.float64, na_value=np.nan), pixels,
             stack_lists(inputs["latent"]), stack_lists(inputs["hu_histogram"]),

@@ -89,6 +89,28 @@ def hurdle_z(values: np.ndarray, reference_rows: np.ndarray,
     return np.where(np.isfinite(values), norm.isf(np.maximum(p, MIN_P)), np.nan)
 
 
+def group_centred(features: np.ndarray, reference_rows: np.ndarray,
+                  groups: Sequence[object] | np.ndarray, df: float = NULL_DF) -> np.ndarray:
+    """(N, F) ``features`` with each acquisition group moved onto the reference's centre: per
+    feature, the group's median (shrunk towards the reference's as in ``group_centres``) is
+    replaced by the median of the whole reference, so that a distance measured afterwards asks
+    how far a scan lies from scans acquired alike, not from the cohort's majority. Groups as in
+    ``null_z`` (the scans of small groups and of unknown acquisition together); rows with a
+    non-finite feature are left as they are."""
+    x = np.asarray(features, dtype=np.float64)
+    usable = np.asarray(reference_rows, dtype=bool) & np.isfinite(x).all(axis=1)
+    members = [rows for rows in _group_rows(groups, usable) if (rows & usable).any()]
+    if len(members) < 2:
+        return x.copy()
+    out = x.copy()
+    for j in range(x.shape[1]):
+        pooled = float(np.median(x[usable, j]))
+        centres = group_centres([x[rows & usable, j] for rows in members], df)
+        for rows, centre in zip(members, centres, strict=True):
+            out[rows, j] = x[rows, j] - centre + pooled
+    return out
+
+
 def _group_rows(groups: Sequence[object] | np.ndarray, finite_ref: np.ndarray) -> list[np.ndarray]:
     """The scans of each acquisition group with at least ``MIN_GROUP_SCANS`` finite reference
     values, then one more of every other scan (unknown acquisition, NaN keys and smaller groups

@@ -12,11 +12,12 @@ import pytest
 from scipy.stats import binom, norm
 
 from ctae_core.acquisition import PROFILE_DIRECTIONS, acquisition_features
-from ctae_core.calibration import DISTANCE_NULL_DF, hurdle_z, null_z
+from ctae_core.calibration import hurdle_z, null_z
 from ctae_core.io.resample import resample_isotropic
 from ctae_core.native_metal import NativeDensity, native_density
 from ctae_core.outlier_score import (
     SCORED_EVIDENCE,
+    STREAK_NULL_DF,
     AcquisitionInputs,
     acquisition_groups,
     outlier_evidence,
@@ -196,7 +197,7 @@ def test_a_streak_across_real_anatomy_stands_above_every_real_inliers_streak(rea
     value, facts = real_cohort["streak"]
     values = np.append(inputs["acquisition"].streak_contrast[inlier], value)
     groups = acquisition_groups(*np.vstack([inputs["facts"][inlier], [facts]]).T)
-    z = null_z(np.log(values), np.ones(len(values), dtype=bool), groups, df=DISTANCE_NULL_DF)
+    z = null_z(np.log(values), np.ones(len(values), dtype=bool), groups, df=STREAK_NULL_DF)
     assert z[-1] > z[:-1].max()
     assert z[-1] > norm.isf(0.01)
 

@@ -321,3 +321,26 @@ def test_scans_without_acquisition_facts_lack_only_that_evidence():
                           acq)
     assert np.isnan(ev.noise_z[3]) and np.isnan(ev.shape_z[3]) and np.isfinite(ev.outlier_score[3])
     assert np.isfinite(np.delete(ev.shape_z, 3)).all()
+
+
+def test_a_group_far_from_the_cohort_is_measured_from_its_own_centre():
+    # 100 scans of one acquisition and 20 of another whose features lie far off (an abdomen
+    # among chest scans): from the cohort's centre every one of the 20 is farther than the
+    # majority's 95th percentile; from its own group's centre they are as near as the majority,
+    # and a scan unlike its own group still stands out
+    from ctae_core.calibration import group_centred
+    from ctae_core.distances import reference_distance
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(0.0, 1.0, (121, 8))
+    x[100:, 0] += 8.0
+    x[120, 3] += 8.0  # unlike its own group as well
+    groups = np.array(["chest"] * 100 + ["abdomen"] * 21, dtype=object)
+    ref = np.ones(121, dtype=bool)
+    plain = reference_distance(x, ref)
+    assert plain[100:120].min() > np.quantile(plain[:100], 0.95)
+    centred = reference_distance(group_centred(x, ref, groups), ref)
+    assert 0.6 < np.median(centred[100:120]) / np.median(centred[:100]) < 1.6
+    assert centred[120] > centred[:120].max()
+    # without groups (or with one) the features are left as they are
+    assert np.array_equal(group_centred(x, ref, np.array(["chest"] * 121, dtype=object)), x)
