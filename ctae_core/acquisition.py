@@ -30,8 +30,8 @@ place). Their signs are simple to measure directly:
   lines and planes. Only planes with both neighbours are searched (since v15): against one
   neighbour the difference keeps anatomy's steady change along z, which the mean of both
   cancels, and the volume's first and last planes gave real inliers their largest values. The
-  benchmark's real inliers give ~4–10 (1st percentile to the largest over twenty seeds; ~8–20 by
-  the measure before v14); a streak across the body more. (Until v14 a line's own sum was
+  benchmark's real inliers give ~3.7–9.1 (1st percentile to the largest over stop 29's fourteen
+  development seeds; ~8–20 by the measure before v14); a streak across the body more. (Until v14 a line's own sum was
   scored: real inliers' straight edges raised it and hid all but the strongest streaks. A
   streak that stays the same
   through a slab thicker than 2 · ``STREAK_NEIGHBOUR_MM`` is weakened to its two ends; the
@@ -45,7 +45,8 @@ place). Their signs are simple to measure directly:
   of each 1-voxel radius on up to ``RING_MAX_PLANES`` planes; per radius, the median of those
   sector means over their robust standard error (a ring keeps its sign all the way round,
   anatomy does not); the maximum over the radii whose tissue reaches at least
-  ``RING_MIN_SECTORS`` sectors. Real bases give ~5–15, rings tens. (Until v15 every radius
+  ``RING_MIN_SECTORS`` sectors. Real inliers give ~3–15 (1st percentile to the largest over
+  fourteen development seeds), rings tens. (Until v15 every radius
   counted: beyond a wide body's short half-axis only its flanks lie at that distance, a few
   sectors whose own layers of skin, fat and muscle keep one sign from plane to plane, and the
   largest real inliers' rings were such radii.)
