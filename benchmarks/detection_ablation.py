@@ -101,20 +101,12 @@ def main() -> None:
          strongest),
         ("+ three strongest together", with_slabs, acquisition, twelve, SIZE_LINED_EVIDENCE,
          together),
-        ("+ streaks through the body (stop 25)", with_slabs, acquisition, SCORED_EVIDENCE,
-         SIZE_LINED_EVIDENCE, together),
-        ("+ enhanced from 128 HU", with_slabs, acquisition, SCORED_EVIDENCE,
-         SIZE_LINED_EVIDENCE, together),
-        ("+ histogram on square roots (stop 26)", with_slabs, acquisition, SCORED_EVIDENCE,
-         SIZE_LINED_EVIDENCE, together),
-        ("+ defect rate without the most broken", with_slabs, acquisition, SCORED_EVIDENCE,
-         SIZE_LINED_EVIDENCE, together),
-        ("+ rings under the one-number null", with_slabs, acquisition, SCORED_EVIDENCE,
-         SIZE_LINED_EVIDENCE, together),
-        ("+ tissues from their group's centre", with_slabs, acquisition, SCORED_EVIDENCE,
-         SIZE_LINED_EVIDENCE, together),
-        ("+ streaks under t6 (build)", with_slabs, acquisition, SCORED_EVIDENCE,
-         SIZE_LINED_EVIDENCE, together),
+        # from stop 25 on, every kind scored the same way; each row one change of how
+        *((name, with_slabs, acquisition, SCORED_EVIDENCE, SIZE_LINED_EVIDENCE, together) for name in (
+            "+ streaks through the body (stop 25)", "+ enhanced from 128 HU",
+            "+ histogram on square roots (stop 26)", "+ defect rate without the most broken",
+            "+ rings under the one-number null", "+ tissues from their group's centre",
+            "+ streaks under t6 (build)")),
     )
     built_enhanced, built_histogram = score_module.ENHANCED_HU, score_module._histogram_features
 
