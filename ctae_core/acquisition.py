@@ -31,9 +31,9 @@ place). Their signs are simple to measure directly:
   neighbour the difference keeps anatomy's steady change along z, which the mean of both
   cancels, and the volume's first and last planes gave real inliers their largest values. The
   benchmark's real inliers give ~3.7–9.1 (1st percentile to the largest over stop 29's fourteen
-  development seeds; ~8–20 by the measure before v14); a streak across the body more. (Until v14 a line's own sum was
-  scored: real inliers' straight edges raised it and hid all but the strongest streaks. A
-  streak that stays the same
+  development seeds; ~8–20 by the measure before v14); a streak across the body more. (Until
+  v14 a line's own sum was scored: real inliers' straight edges raised it and hid all but the
+  strongest streaks. A streak that stays the same
   through a slab thicker than 2 · ``STREAK_NEIGHBOUR_MM`` is weakened to its two ends; the
   metal that casts such streaks is evidence of its own. The search of still earlier builds
   looked in the air around the body, where inserted streaks of the real-anatomy benchmark do
@@ -113,8 +113,8 @@ RING_MIN_SECTORS = 12
 the way round. A ring is there at every angle; a radius that only crosses the body's flanks (a
 wide chest or abdomen beyond its short half-axis) holds a few sectors of the body's own
 peripheral layers, consistent from plane to plane. On the real-anatomy development seeds the
-largest inliers' rings lay there (half of the cut's 16 sectors still let them in, all 16 lost
-rings on the flanks)."""
+largest inliers' rings lay there; requiring 8 of the 16 sectors still let them in, requiring
+all 16 lost inserted rings as well (README "Detection quality on real anatomy")."""
 _CROSS = ndimage.generate_binary_structure(2, 1)
 _SQUARE = ndimage.generate_binary_structure(2, 2)
 
