@@ -37,6 +37,9 @@ METAL_TYPES = ("ecg_electrodes", "heart_valve", "foreign_object", "external_cabl
 DENSE_KINDS = ("skin_object_z", "inner_object_z")
 LONG_KIND = "long_object_z"
 ARTERIAL_HU = (256, 704)  # the contrast evidence's enhanced range until stop 25 (CCTA's blood)
+STOP_29_ROWS = ("+ defect rate without the most broken", "+ rings under the one-number null",
+                "+ tissues from their group's centre", "+ streaks under t6 (build)")
+"""Stop 29's rows, one change each in this order (the last is the build)."""
 
 
 def main() -> None:
@@ -104,9 +107,7 @@ def main() -> None:
         # from stop 25 on, every kind scored the same way; each row one change of how
         *((name, with_slabs, acquisition, SCORED_EVIDENCE, SIZE_LINED_EVIDENCE, together) for name in (
             "+ streaks through the body (stop 25)", "+ enhanced from 128 HU",
-            "+ histogram on square roots (stop 26)", "+ defect rate without the most broken",
-            "+ rings under the one-number null", "+ tissues from their group's centre",
-            "+ streaks under t6 (build)")),
+            "+ histogram on square roots (stop 26)", *STOP_29_ROWS)),
     )
     built_enhanced, built_histogram = score_module.ENHANCED_HU, score_module._histogram_features
 
@@ -115,17 +116,18 @@ def main() -> None:
 
     histogram_evidence = {  # the enhanced range and the histogram features from stop 26's rows;
         # every earlier row: CCTA's arterial range and plain fractions
-        name: (built_enhanced, built_histogram) for name, *_ in variants[-5:]}
+        name: (built_enhanced, built_histogram)
+        for name in ("+ histogram on square roots (stop 26)", *STOP_29_ROWS)}
     histogram_evidence["+ enhanced from 128 HU"] = (built_enhanced, plain_fractions)
     built = (score_module.defect_z, score_module.RING_NULL_DF, score_module.GROUP_CENTRED_EVIDENCE,
              score_module.STREAK_NULL_DF)
-    for number, (name, grouping, acq, kinds, size_lined, combine) in enumerate(variants):
+    for name, grouping, acq, kinds, size_lined, combine in variants:
         score_module.SIZE_LINED_EVIDENCE = size_lined
         score_module.ENHANCED_HU, score_module._histogram_features = histogram_evidence.get(
             name, (ARTERIAL_HU, plain_fractions))
         # stop 29's four rows, one change each (the last is the build); every earlier row: the
         # defect rate of all series, the distances' null for rings and streaks, no tissue centring
-        step = number - (len(variants) - 4)  # 0 .. 3 on stop 29's rows
+        step = STOP_29_ROWS.index(name) if name in STOP_29_ROWS else -1
         score_module.defect_z = built[0] if step >= 0 else untrimmed_defect_z
         score_module.RING_NULL_DF = built[1] if step >= 1 else DISTANCE_NULL_DF
         score_module.GROUP_CENTRED_EVIDENCE = built[2] if step >= 2 else ()
@@ -163,15 +165,12 @@ def main() -> None:
 def untrimmed_defect_z(values: np.ndarray, reference_rows: np.ndarray) -> np.ndarray:
     """``ctae_core.outlier_score.defect_z`` until stop 29: the Poisson rate of every reference
     series' defects, the most broken ones included."""
-    from scipy.stats import poisson
+    from ctae_core.outlier_score import defect_z_at_rate
 
     values = np.asarray(values, dtype=np.float64)
     ref = values[np.asarray(reference_rows, dtype=bool)]
     ref = ref[np.isfinite(ref)]
-    rate = (ref.sum() + 0.5) / (ref.size + 1)
-    k = np.where(np.isfinite(values), values, 0)
-    p = poisson.sf(k, rate) + 0.5 * poisson.pmf(k, rate)
-    return np.where(np.isfinite(values), norm.isf(np.maximum(p, 1e-300)), np.nan)
+    return defect_z_at_rate(values, (ref.sum() + 0.5) / (ref.size + 1))
 
 
 if __name__ == "__main__":

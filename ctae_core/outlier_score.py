@@ -306,15 +306,21 @@ def defect_z(values: np.ndarray, reference_rows: np.ndarray) -> np.ndarray:
     usual (two benchmark series missing one and two slices among 140 clean ones raised the rate
     twentyfold and held a single missing slice to z 2.2–2.6). Where more than that share of the
     series have defects, the rest still set the rate."""
-    from scipy.stats import poisson
-
     values = np.asarray(values, dtype=np.float64)
     ref = values[np.asarray(reference_rows, dtype=bool)]
     ref = np.sort(ref[np.isfinite(ref)])
     if ref.size == 0:
         return np.full(values.shape, np.nan)
     kept = ref[: ref.size - int(OUTLIER_SHARE * ref.size)] if ref.size >= TRIM_MIN_SCANS else ref
-    rate = (kept.sum() + 0.5) / (ref.size + 1)
+    return defect_z_at_rate(values, (kept.sum() + 0.5) / (ref.size + 1))
+
+
+def defect_z_at_rate(values: np.ndarray, rate: float) -> np.ndarray:
+    """z of each count of series defects under a Poisson null of ``rate`` defects per series:
+    mid-p P(X > k) + ½·P(X = k); NaN counts stay NaN."""
+    from scipy.stats import poisson
+
+    values = np.asarray(values, dtype=np.float64)
     k = np.where(np.isfinite(values), values, 0)
     p = poisson.sf(k, rate) + 0.5 * poisson.pmf(k, rate)
     return np.where(np.isfinite(values), norm.isf(np.maximum(p, 1e-300)), np.nan)

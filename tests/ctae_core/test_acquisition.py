@@ -153,6 +153,8 @@ def test_ring_contrast_finds_a_ring_about_the_centre_and_not_noise_or_an_off_cen
     shifted = _chest(shape=(12, 96, 96), half_width=30.0, half_depth=25.0, centre_x=60.0, noise=20.0)
     assert ring_contrast(shifted) < 6.0  # a body's edge off the centre is no ring
     assert np.isnan(ring_contrast(np.full((4, 30, 30), -1000, dtype=np.int16)))
+
+
 def test_a_radius_through_the_body_s_flanks_alone_is_no_ring():
     """Beyond a wide body's short half-axis only its flanks lie at that distance from the
     centre: a layer there that keeps its sign from plane to plane (the body's own fat and
@@ -163,5 +165,3 @@ def test_a_radius_through_the_body_s_flanks_alone_is_no_ring():
     flanks = _with_ring(plain, 15.0, 34.0)  # 34 voxels: past the 22-voxel half-depth
     assert ring_contrast(flanks) < 1.5 * baseline
     assert ring_contrast(_with_ring(plain, 15.0, 14.0)) > 3 * baseline
-
-
