@@ -265,7 +265,10 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, plan: Plan, dist: 
     bar = tqdm(_batches(plan.train_ds, plan.cfg, dist, epoch), desc=f"epoch {epoch + 1}/{plan.cfg.epochs}",
                disable=not (progress and dist.main), leave=False, unit="batch")
     cfg = plan.cfg
+    steps = max(len(bar), 1)
     for step, (crops, offsets, *seeds) in enumerate(bar):
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(cfg, epoch, step / steps)
         x = _to_device(crops, offsets, plan.train_ds.box_zyx, plan, dist)  # type: ignore[arg-type]
         noisy = x
         if cfg.noise_std > 0:  # denoising: coarse noise in, the clean volume is the target
@@ -323,7 +326,7 @@ def fit(
     model: nn.Module, opt: torch.optim.Optimizer, plan: Plan, dist: Dist, state: TrainingState,
     on_epoch: Callable[[TrainingState, EpochReport], None], progress: bool = True,
 ) -> tuple[TrainingState, bool]:
-    """The epoch loop: set lr, train, validate (rank 0), report, stop early.
+    """The epoch loop: train, validate (rank 0), report, stop early.
 
     ``on_epoch(state, report)`` runs on rank 0 after every epoch (checkpoint, catalog rows,
     log line). Returns the final state and whether early stopping ended the run.
@@ -331,9 +334,7 @@ def fit(
     cfg = plan.cfg
     for epoch in range(state.epoch, cfg.epochs):
         started = time.perf_counter()
-        for group in opt.param_groups:
-            group["lr"] = learning_rate(cfg, epoch)
-        train_loss, vps = train_epoch(model, opt, plan, dist, epoch, progress)
+        train_loss, vps = train_epoch(model, opt, plan, dist, epoch, progress)  # sets lr every step
         stop = torch.zeros(1, device=dist.device)
         if dist.main:
             val_loss, baseline = validate(model, plan, dist)

@@ -49,9 +49,14 @@ def test_thesis_preset_is_table_3_1():
 def test_cosine_schedule_falls_from_lr_to_one_percent_and_constant_stays():
     cfg = dataclasses.replace(TINY, epochs=11, lr=0.01, lr_schedule="cosine")
     rates = [learning_rate(cfg, e) for e in range(11)]
-    assert rates[0] == pytest.approx(0.01) and rates[-1] == pytest.approx(1e-4)
-    assert rates[5] == pytest.approx(0.5 * (0.01 + 1e-4))  # half-way down the half cosine
+    assert rates[0] == pytest.approx(0.01) and learning_rate(cfg, 10, 1.0) == pytest.approx(1e-4)
+    assert learning_rate(cfg, 5, 0.5) == pytest.approx(0.5 * (0.01 + 1e-4))  # half-way down
     assert all(a > b for a, b in zip(rates, rates[1:], strict=False))
+    # set at every step: the last epoch trains on its way down, not at the floor throughout
+    three = dataclasses.replace(cfg, epochs=3)
+    last_epoch = [learning_rate(three, 2, step / 10) for step in range(10)]
+    assert last_epoch[0] == pytest.approx(0.01 * (0.01 + 0.99 * 0.25))  # cos² of 60°: a quarter
+    assert last_epoch[0] > 20 * 1e-4 and all(a > b for a, b in zip(last_epoch, last_epoch[1:], strict=False))
     thesis = preset("thesis")
     assert {learning_rate(thesis, e) for e in (0, 800, 1599)} == {0.05}
     # a run stored before lr_schedule existed keeps its constant rate

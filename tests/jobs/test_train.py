@@ -85,17 +85,29 @@ def test_tiny_run_trains_and_records_everything(settings):
 
 
 def test_resume_continues_the_same_curve(settings):
+    # at a constant rate, a run stopped after one epoch and resumed trains exactly as one never
+    # stopped (weights, optimiser state, data order and noise come back from the checkpoint)
     add_scans(settings, COHORT)
-    assert train(settings, "straight", "--epochs", "3").exit_code == 0
-    first = train(settings, "split", "--epochs", "1")
+    assert train(settings, "straight", "--epochs", "3", "--lr-schedule", "constant").exit_code == 0
+    first = train(settings, "split", "--epochs", "1", "--lr-schedule", "constant")
     assert first.exit_code == 0, first.output
     resumed = train(settings, "split", "--epochs", "3", "--resume")
     assert resumed.exit_code == 0, resumed.output
+    # the preset's cosine: the rate is a function of the step and the run's epochs, so the resumed
+    # epochs train at the rates of the run never stopped (its first epoch ran a 1-epoch curve)
+    assert train(settings, "cosine", "--epochs", "3").exit_code == 0
+    assert train(settings, "cosine_split", "--epochs", "1").exit_code == 0
+    assert train(settings, "cosine_split", "--epochs", "3", "--resume").exit_code == 0
     with connect(settings.catalog_path, read_only=True) as con:
         a, b = train_history(con, "straight"), train_history(con, "split")
-    assert len(a) == len(b) == 3
+        c, d = train_history(con, "cosine"), train_history(con, "cosine_split")
+    assert len(a) == len(b) == len(c) == len(d) == 3
     np.testing.assert_allclose([h["train_loss"] for h in a], [h["train_loss"] for h in b], rtol=1e-5)
     np.testing.assert_allclose([h["val_loss"] for h in a], [h["val_loss"] for h in b], rtol=1e-5)
+    assert {h["learning_rate"] for h in a + b} == {a[0]["learning_rate"]}
+    rates = [h["learning_rate"] for h in c]
+    assert [h["learning_rate"] for h in d][1:] == pytest.approx(rates[1:], rel=1e-9)
+    assert rates[0] > rates[1] > rates[2] and d[0]["learning_rate"] < rates[0]
 
 
 def test_resume_without_epochs_keeps_the_runs_own_count(settings):
