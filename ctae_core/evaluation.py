@@ -92,6 +92,22 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(spearmanr(a, b).statistic)
 
 
+def spearman_interval(rho: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """The ``level`` confidence interval of a Spearman ρ over ``n`` pairs, by Fisher's z with
+    Bonett and Wright's (2000) variance (1 + ρ² / 2) / (n − 3); (NaN, NaN) for n < 4 or a NaN ρ.
+
+    Why: the size-bias target |ρ| < 0.1 is read on one cohort's inliers. Over ~120 inliers an
+    interval is about ±0.18 wide, so a score with no size bias at all misses the target on about
+    a quarter of such cohorts, and a ρ of −0.15 on one cohort says little by itself."""
+    from scipy.stats import norm
+
+    if n < 4 or not np.isfinite(rho):
+        return float("nan"), float("nan")
+    rho = float(np.clip(rho, -0.999999, 0.999999))
+    half = norm.isf((1.0 - level) / 2.0) * np.sqrt((1.0 + rho**2 / 2.0) / (n - 3))
+    return float(np.tanh(np.arctanh(rho) - half)), float(np.tanh(np.arctanh(rho) + half))
+
+
 def evaluate_method(
     method: str,
     scores: np.ndarray,
@@ -164,4 +180,5 @@ def isolation_forest_scores(features: np.ndarray, fit_rows: np.ndarray, *, seed:
 __all__ = [
     "EvaluationRow", "evaluate_method", "histogram_features", "isolation_forest_scores",
     "mahalanobis_scores", "pixel_stat_features", "precision_recall_at", "ranking_metrics", "spearman",
+    "spearman_interval",
 ]

@@ -223,6 +223,22 @@ def format_table(table: pd.DataFrame, run_score: str) -> str:
     return "\n".join(blocks)
 
 
+def format_size_bias(table: pd.DataFrame, run_score: str) -> str:
+    """The run score's Spearman ρ with pixel count among inliers, with its 95 % interval
+    (``spearman_interval``); empty when it is undefined."""
+    from ctae_core.evaluation import spearman_interval
+
+    row = table[(table["outlier_type"] == "all") & (table["method"] == run_score)]
+    if row.empty or not np.isfinite(row["spearman_pixel_count"].iloc[0]):
+        return ""
+    rho, n = float(row["spearman_pixel_count"].iloc[0]), int(row["n_inliers"].iloc[0])
+    low, high = spearman_interval(rho, n)
+    _, none_high = spearman_interval(0.0, n)
+    return (f"\nsize bias of {run_score}: Spearman rho with pixel count over {n} inliers {rho:+.3f} "
+            f"(95 % interval {low:+.3f} to {high:+.3f}; a score without any size bias lands within "
+            f"±{none_high:.3f} of 0 on 95 % of cohorts this size)")
+
+
 SIDE_BY_SIDE = {"auroc": "AUROC", "precision_at_t": "P@T", "recall_at_t": "R@T",
                 "false_alarm_rate": "FA", "spearman_pixel_count": "rho"}
 
@@ -273,6 +289,8 @@ def evaluate(
     typer.echo(format_table(table, run_score))
     if other := format_other_p(table.attrs.get("other_p", [])):
         typer.echo(other)
+    if bias := format_size_bias(table, run_score):
+        typer.echo(bias)
     typer.echo(format_localisation(table.attrs.get("localisation", {})))
     if beside:
         other_catalog = beside_catalog or settings.catalog_path

@@ -15,6 +15,7 @@ from ctae_core.evaluation import (
     pixel_stat_features,
     precision_recall_at,
     ranking_metrics,
+    spearman_interval,
 )
 
 TRUTH = np.array(["inlier", "metal", "inlier", "inlier", "fov", "inlier", "metal", "inlier"], dtype=object)
@@ -97,3 +98,22 @@ def test_baselines_refuse_bad_inputs():
         histogram_features(np.zeros((2, 3)))
     with pytest.raises(ValueError, match="at least 2 scans"):
         mahalanobis_scores(np.ones((3, 2)), np.array([True, False, False]))
+
+
+def test_spearman_interval_covers_the_true_rho_as_often_as_it_says():
+    # 119 inliers, as on a real-anatomy cohort; a size bias of none and of −0.15
+    rng = np.random.default_rng(7)
+    assert spearman_interval(0.0, 119) == pytest.approx((-0.180, 0.180), abs=1e-3)
+    for true_rho in (0.0, -0.15):
+        covered, misses_target = 0, 0
+        for _ in range(600):
+            size = rng.normal(size=119)
+            score = true_rho * size + np.sqrt(1 - true_rho**2) * rng.normal(size=119)
+            rho = spearmanr(score, size).statistic
+            low, high = spearman_interval(rho, 119)
+            covered += low <= true_rho <= high  # Spearman's ρ of a normal pair ≈ its r (±0.005)
+            misses_target += abs(rho) >= 0.1
+        assert 0.92 <= covered / 600 <= 0.98
+        if true_rho == 0.0:  # no bias at all, and still |ρ| ≥ 0.1 on about a quarter of cohorts
+            assert 0.2 <= misses_target / 600 <= 0.34
+    assert np.isnan(spearman_interval(0.3, 3)).all() and np.isnan(spearman_interval(np.nan, 50)).all()

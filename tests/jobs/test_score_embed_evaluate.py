@@ -229,7 +229,8 @@ def test_outlier_score_is_the_evidence_of_the_stored_inputs(scored):
     # the two 3000 HU blocks are reconstructed worst for their size (measured and stored, not
     # scored) and hold the only metal away from bone; two of 20 scans is no rarity, so neither
     # passes T (test above): the metal evidence ranks them first without claiming p < 0.001
-    assert (stored.loc[sorted(METAL), "mse_m_z"] > 10).all()
+    assert set(stored["mse_m_z"].sort_values().index[-2:]) == METAL
+    assert (stored.loc[sorted(METAL), "mse_m_z"] > 8).all()  # p < 1e-15 each
     assert set(stored["metal_z"].sort_values().index[-2:]) == METAL
     assert (stored.loc[sorted(METAL), "metal_z"] > 1.0).all()
 
@@ -341,6 +342,10 @@ def test_evaluate_shows_the_outlier_score_at_other_p_as_ctae_score_would_flag(sc
         assert float(values[0]) == pytest.approx(t, abs=5e-4)
         assert int(values[1]) == int((known > t).sum())
     assert float(own[6]) == pytest.approx(stored.loc[("outlier_score", "all"), "recall_at_t"], abs=5e-4)
+    # the size bias with its interval, from the stored row
+    bias = result.output.split("size bias of outlier_score: ")[1].splitlines()[0]
+    rho = stored.loc[("outlier_score", "all"), "spearman_pixel_count"]
+    assert f"over 18 inliers {rho:+.3f} (95 % interval " in bias and "±0.467 of 0" in bias
 
 
 def test_evaluate_locates_the_metal_with_the_masks_of_the_truth_file(scored, tmp_path):
