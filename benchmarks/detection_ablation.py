@@ -38,14 +38,18 @@ DENSE_KINDS = ("skin_object_z", "inner_object_z")
 LONG_KIND = "long_object_z"
 ARTERIAL_HU = (256, 704)  # the contrast evidence's enhanced range until stop 25 (CCTA's blood)
 STOP_29_ROWS = ("+ defect rate without the most broken", "+ rings under the one-number null",
-                "+ tissues from their group's centre", "+ streaks under t6 (build)")
-"""Stop 29's rows, one change each in this order (the last is the build)."""
+                "+ tissues from their group's centre", "+ streaks under t6")
+"""Stop 29's rows, one change each in this order."""
+STOP_30_ROWS = ("+ noise under t6 (build)",)
+"""Stop 30's row (the build). Every row reads the stored noise, measured since v16 with a grouped
+median: the stepped measure before it is not in the catalog any more."""
+BUILD_ROWS = (*STOP_29_ROWS, *STOP_30_ROWS)
 
 
 def main() -> None:
     """Print one line per variant of the score and the per-kind false-alarm shares of the build's."""
     import ctae_core.outlier_score as score_module
-    from ctae_core.calibration import DISTANCE_NULL_DF
+    from ctae_core.calibration import DISTANCE_NULL_DF, NULL_DF
     from ctae_core.combined_evidence import combined_score
     from ctae_core.evaluation import ranking_metrics, spearman
     from ctae_core.outlier_score import (
@@ -107,7 +111,7 @@ def main() -> None:
         # from stop 25 on, every kind scored the same way; each row one change of how
         *((name, with_slabs, acquisition, SCORED_EVIDENCE, SIZE_LINED_EVIDENCE, together) for name in (
             "+ streaks through the body (stop 25)", "+ enhanced from 128 HU",
-            "+ histogram on square roots (stop 26)", *STOP_29_ROWS)),
+            "+ histogram on square roots (stop 26)", *BUILD_ROWS)),
     )
     built_enhanced, built_histogram = score_module.ENHANCED_HU, score_module._histogram_features
 
@@ -117,21 +121,23 @@ def main() -> None:
     histogram_evidence = {  # the enhanced range and the histogram features from stop 26's rows;
         # every earlier row: CCTA's arterial range and plain fractions
         name: (built_enhanced, built_histogram)
-        for name in ("+ histogram on square roots (stop 26)", *STOP_29_ROWS)}
+        for name in ("+ histogram on square roots (stop 26)", *BUILD_ROWS)}
     histogram_evidence["+ enhanced from 128 HU"] = (built_enhanced, plain_fractions)
     built = (score_module.defect_z, score_module.RING_NULL_DF, score_module.GROUP_CENTRED_EVIDENCE,
-             score_module.STREAK_NULL_DF)
+             score_module.STREAK_NULL_DF, score_module.NOISE_NULL_DF)
     for name, grouping, acq, kinds, size_lined, combine in variants:
         score_module.SIZE_LINED_EVIDENCE = size_lined
         score_module.ENHANCED_HU, score_module._histogram_features = histogram_evidence.get(
             name, (ARTERIAL_HU, plain_fractions))
-        # stop 29's four rows, one change each (the last is the build); every earlier row: the
-        # defect rate of all series, the distances' null for rings and streaks, no tissue centring
-        step = STOP_29_ROWS.index(name) if name in STOP_29_ROWS else -1
+        # stop 29's four rows and stop 30's, one change each (the last is the build); every earlier
+        # row: the defect rate of all series, the distances' null for rings and streaks, no tissue
+        # centring, the one-number null for noise
+        step = BUILD_ROWS.index(name) if name in BUILD_ROWS else -1
         score_module.defect_z = built[0] if step >= 0 else untrimmed_defect_z
         score_module.RING_NULL_DF = built[1] if step >= 1 else DISTANCE_NULL_DF
         score_module.GROUP_CENTRED_EVIDENCE = built[2] if step >= 2 else ()
         score_module.STREAK_NULL_DF = built[3] if step >= 3 else DISTANCE_NULL_DF
+        score_module.NOISE_NULL_DF = built[4] if step >= 4 else NULL_DF
         ev = outlier_evidence(
             inputs["mse_m"].to_numpy(dtype=np.float64, na_value=np.nan), pixels,
             stack_lists(inputs["latent"]), stack_lists(inputs["hu_histogram"]),

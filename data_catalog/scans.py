@@ -225,7 +225,7 @@ def scans_table(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 _WITHOUT_ACQUISITION = """
 SELECT scan_id, volume_path, spacing_mm FROM scans
-WHERE body_profile IS NULL OR ring_contrast IS NULL OR streak_contrast IS NULL
+WHERE body_profile IS NULL OR noise_hu IS NULL OR ring_contrast IS NULL OR streak_contrast IS NULL
 ORDER BY scan_id
 """
 
@@ -233,7 +233,7 @@ ORDER BY scan_id
 def scans_without_acquisition(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Scans whose acquisition (noise_hu, body_edge_mm, body_profile, streak_contrast,
     ring_contrast; NULL after ingest, ring_contrast also before v9 and v15, streak_contrast also
-    before v13, v14 and v15, whose measures changed) was never measured — `ctae score` measures
+    before v13, v14 and v15, noise_hu before v16, whose measures changed) was never measured — `ctae score` measures
     them: scan_id, volume_path, spacing_mm. A measured scan without a body has
     an empty profile and NaN values, so it is not measured again."""
     return con.execute(_WITHOUT_ACQUISITION).df()
@@ -244,7 +244,7 @@ def write_acquisition(
     rows: Sequence[tuple[str, float, float, list[float], float, float]],
 ) -> int:
     """Set (scan_id, noise_hu, body_edge_mm, body_profile, streak_contrast, ring_contrast) of
-    existing scans in one transaction (a ring or streak not measurable is stored as NaN, not NULL,
+    existing scans in one transaction (a noise, ring or streak not measurable is stored as NaN, not NULL,
     so it is not measured again). Returns the row count."""
     import pandas as pd
 
@@ -255,7 +255,8 @@ def write_acquisition(
         con.register("acq", frame)
         try:
             con.execute(
-                "UPDATE scans SET noise_hu = acq.noise_hu, body_edge_mm = acq.body_edge_mm, "
+                "UPDATE scans SET noise_hu = coalesce(acq.noise_hu, 'NaN'::DOUBLE), "
+                "body_edge_mm = acq.body_edge_mm, "
                 "body_profile = acq.body_profile::DOUBLE[], "
                 "streak_contrast = coalesce(acq.streak_contrast, 'NaN'::DOUBLE), "
                 "ring_contrast = coalesce(acq.ring_contrast, 'NaN'::DOUBLE) "

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import duckdb
 
-SCHEMA_VERSION = 15
+SCHEMA_VERSION = 16
 
 _V1 = [
     """
@@ -366,9 +366,16 @@ _V15 = [
     "UPDATE scans SET ring_contrast = NULL, streak_contrast = NULL",
 ]
 
+# v16: noise_hu is now measured with the grouped median of the voxel differences (continuous,
+# where the plain median of whole-HU differences moved in steps of ~1 HU); cleared so that the
+# next `ctae score` measures every scan anew.
+_V16 = [
+    "UPDATE scans SET noise_hu = NULL",
+]
+
 MIGRATIONS: dict[int, list[str]] = {
     1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7, 8: _V8, 9: _V9, 10: _V10, 11: _V11, 12: _V12,
-    13: _V13, 14: _V14, 15: _V15,
+    13: _V13, 14: _V14, 15: _V15, 16: _V16,
 }
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.stats import median_abs_deviation
 
 from ctae_core.acquisition import (
     PROFILE_DIRECTIONS,
     acquisition_features,
+    grouped_median,
     noise_estimate,
     ring_contrast,
     streak_contrast,
@@ -31,6 +33,29 @@ def _chest(shape=(12, 80, 80), half_width=25.0, half_depth=18.0, centre_x=40.0, 
 def test_noise_estimate_recovers_the_noise_sd_inside_the_body():
     for sd in (10.0, 30.0, 60.0):
         assert noise_estimate(_chest(noise=sd)) == pytest.approx(sd, rel=0.08)
+
+
+def test_noise_estimate_of_whole_hu_follows_the_noise_between_whole_steps():
+    # stored volumes are whole HU: the plain MAD of their differences moves in 1-HU steps (the
+    # estimate in ~1.05 HU steps); the grouped median follows noise SDs a fraction of a step apart
+    sds = (8.0, 8.25, 8.5, 8.75, 9.0)
+    estimates = [noise_estimate(_chest(shape=(24, 80, 80), noise=sd, seed=3)) for sd in sds]
+    assert estimates == pytest.approx(sds, rel=0.02)
+    assert all(a < b for a, b in zip(estimates, estimates[1:], strict=False))
+    plain = {round(float(median_abs_deviation(np.diff(_chest(shape=(24, 80, 80), noise=sd, seed=3)
+                                                      .astype(np.float32), axis=2)[:, 30:50, 25:55],
+                                              axis=None)), 3) for sd in sds}
+    assert len(plain) <= 3  # what the plain median makes of the same five noise levels
+    # a float volume that is not whole HU keeps the plain MAD
+    rng = np.random.default_rng(4)
+    smooth = _chest(noise=0.0).astype(np.float32) + rng.normal(0.0, 8.3, (12, 80, 80)).astype(np.float32)
+    assert noise_estimate(smooth) == pytest.approx(8.3, rel=0.03)
+
+
+def test_grouped_median_interpolates_within_the_median_bin():
+    assert grouped_median(np.array([0, 1, 1, 2, 2, 2, 3])) == pytest.approx(1.5 + 0.5 / 3)
+    assert grouped_median(np.zeros(10)) == pytest.approx(0.25)  # half of 0's half-wide bin
+    assert grouped_median(np.array([4.0, 4.0])) == pytest.approx(4.0)
 
 
 def test_noise_estimate_is_nan_without_soft_tissue():

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import duckdb
+import numpy as np
 import pytest
 
 from data_catalog import SCHEMA_VERSION, CatalogSettings, connect, ensure_schema
@@ -161,8 +162,9 @@ def test_v7_catalog_file_keeps_its_measurements_gains_the_hottest_region_and_awa
     con.close()
     with connect(path) as con:  # migrates on open
         assert current_version(con) == SCHEMA_VERSION >= 9
-        assert con.execute("SELECT noise_hu, body_profile, ring_contrast FROM scans WHERE scan_id = 's1'"
-                           ).fetchall() == [(12.5, [1.0, 1.0], None)]
+        # (noise_hu was measured anew since v16: cleared too)
+        assert con.execute("SELECT body_edge_mm, body_profile, ring_contrast, noise_hu FROM scans "
+                           "WHERE scan_id = 's1'").fetchall() == [(0.0, [1.0, 1.0], None, None)]
         assert con.execute("SELECT outlier_score, ring_z FROM scores").fetchall() == [(7.5, None)]
         # v8: the hottest region and the local error, empty until the run is scored again
         assert con.execute("SELECT mse_m, hot_z, hot_x_mm, hot_volume_ml, local_error_hu, local_error_z "
@@ -198,10 +200,10 @@ def test_v9_catalog_file_gains_the_native_metal_and_reingests_the_scans_that_lac
     # left out) and reads as changed to the next ingest, which measures it
     from data_catalog.scans import scan_fingerprints
 
-    path = _one_scored_scan_at(tmp_path / "v9.duckdb", 9, ("noise_hu", 9.5), ("ring_z", 1.5))
+    path = _one_scored_scan_at(tmp_path / "v9.duckdb", 9, ("body_edge_mm", 9.5), ("ring_z", 1.5))
     with connect(path) as con:  # migrates on open
         assert current_version(con) == SCHEMA_VERSION
-        assert con.execute("SELECT noise_hu, native_metal_mm3 FROM scans").fetchall() == [(9.5, None)]
+        assert con.execute("SELECT body_edge_mm, native_metal_mm3 FROM scans").fetchall() == [(9.5, None)]
         assert con.execute("SELECT outlier_score, ring_z, metal_z FROM scores").fetchall() == [(7.5, 1.5, None)]
         assert scan_fingerprints(con) == {"s1": ("", "/v.npy", 3.0)}
         con.execute("UPDATE scans SET native_metal_mm3 = 0.0, skin_object_mm3 = 0.0, inner_object_mm3 = 0.0, "
@@ -272,13 +274,32 @@ def test_catalog_file_forgets_rings_and_streaks_of_the_older_measures_and_keeps_
 
     path = _one_scored_scan_at(tmp_path / "v14.duckdb", 14, ("ring_contrast", 9.0), ("ring_z", 0.4))
     with duckdb.connect(str(path)) as raw:  # the rest measured at v14
-        raw.execute("UPDATE scans SET streak_contrast = 5.5, noise_hu = 12.5, body_profile = [1.0, 1.0]")
+        raw.execute("UPDATE scans SET streak_contrast = 5.5, body_edge_mm = 12.5, body_profile = [1.0, 1.0]")
     with connect(path) as con:  # migrates on open
         assert current_version(con) == SCHEMA_VERSION
-        assert con.execute("SELECT ring_contrast, streak_contrast, noise_hu, body_profile FROM scans"
+        assert con.execute("SELECT ring_contrast, streak_contrast, body_edge_mm, body_profile FROM scans"
                            ).fetchall() == [(None, None, 12.5, [1.0, 1.0])]
         assert scans_without_acquisition(con)["scan_id"].tolist() == ["s1"]
         write_acquisition(con, [("s1", 10.0, 0.0, [1.0, 1.0], 5.5, float("nan"))])
+        assert scans_without_acquisition(con).empty
+
+
+def test_catalog_file_forgets_the_stepped_noise_and_keeps_the_rest(tmp_path):
+    # v16: noise_hu is measured with a grouped median (continuous) instead of the plain median of
+    # whole-HU differences; v15 values are cleared and the scan listed for measuring, its other
+    # measures kept; a scan whose noise cannot be measured stores NaN and is not listed again
+    from data_catalog.scans import scans_without_acquisition, write_acquisition
+
+    path = _one_scored_scan_at(tmp_path / "v15.duckdb", 15, ("noise_hu", 12.5), ("noise_z", 0.4))
+    with duckdb.connect(str(path)) as raw:  # the rest measured at v15
+        raw.execute("UPDATE scans SET streak_contrast = 5.5, ring_contrast = 9.0, body_profile = [1.0, 1.0]")
+    with connect(path) as con:  # migrates on open
+        assert current_version(con) == SCHEMA_VERSION
+        assert con.execute("SELECT noise_hu, streak_contrast, ring_contrast, body_profile FROM scans"
+                           ).fetchall() == [(None, 5.5, 9.0, [1.0, 1.0])]
+        assert scans_without_acquisition(con)["scan_id"].tolist() == ["s1"]
+        write_acquisition(con, [("s1", float("nan"), 0.0, [1.0, 1.0], 5.5, 9.0)])
+        assert np.isnan(con.execute("SELECT noise_hu FROM scans").fetchone()[0])
         assert scans_without_acquisition(con).empty
 
 
