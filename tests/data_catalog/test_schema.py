@@ -266,40 +266,32 @@ def test_catalog_file_forgets_streaks_of_an_older_measure_and_the_next_score_mea
         assert scans_without_acquisition(con).empty
 
 
-def test_catalog_file_forgets_rings_and_streaks_of_the_older_measures_and_keeps_the_rest(tmp_path):
+@pytest.mark.parametrize(("version", "cleared"), [
+    (14, ("noise_hu", "ring_contrast", "streak_contrast")),
+    (15, ("noise_hu",)),
+])
+def test_catalog_file_forgets_the_older_measures_and_keeps_the_rest(tmp_path, version, cleared):
     # v15: ring_contrast reads only radii whose tissue reaches three quarters of the way round,
-    # streak_contrast only planes with both neighbours; v14 values are other measures, so they
-    # are cleared and the scan is listed for measuring, its other measures kept
+    # streak_contrast only planes with both neighbours; v16: noise_hu is a grouped median of the
+    # whole-HU differences (continuous), no longer their plain median (in ~1 HU steps). Values of
+    # an older measure are cleared and the scan listed for measuring, its other measures kept; a
+    # noise or ring that cannot be measured is stored as NaN and not listed again
     from data_catalog.scans import scans_without_acquisition, write_acquisition
 
-    path = _one_scored_scan_at(tmp_path / "v14.duckdb", 14, ("ring_contrast", 9.0), ("ring_z", 0.4))
-    with duckdb.connect(str(path)) as raw:  # the rest measured at v14
-        raw.execute("UPDATE scans SET streak_contrast = 5.5, body_edge_mm = 12.5, body_profile = [1.0, 1.0]")
+    measured = {"noise_hu": 12.5, "ring_contrast": 9.0, "streak_contrast": 5.5, "body_edge_mm": 3.0}
+    path = _one_scored_scan_at(tmp_path / f"v{version}.duckdb", version, ("body_profile", None),
+                               ("ring_z", 0.4))
+    with duckdb.connect(str(path)) as raw:  # every measure taken at that version
+        raw.execute("UPDATE scans SET body_profile = [1.0, 1.0], "
+                    + ", ".join(f"{column} = {value}" for column, value in measured.items()))
     with connect(path) as con:  # migrates on open
         assert current_version(con) == SCHEMA_VERSION
-        assert con.execute("SELECT ring_contrast, streak_contrast, body_edge_mm, body_profile FROM scans"
-                           ).fetchall() == [(None, None, 12.5, [1.0, 1.0])]
+        stored = con.execute(f"SELECT {', '.join(measured)}, body_profile FROM scans").fetchone()
+        expected = [None if column in cleared else value for column, value in measured.items()]
+        assert list(stored) == [*expected, [1.0, 1.0]]
         assert scans_without_acquisition(con)["scan_id"].tolist() == ["s1"]
-        write_acquisition(con, [("s1", 10.0, 0.0, [1.0, 1.0], 5.5, float("nan"))])
-        assert scans_without_acquisition(con).empty
-
-
-def test_catalog_file_forgets_the_stepped_noise_and_keeps_the_rest(tmp_path):
-    # v16: noise_hu is measured with a grouped median (continuous) instead of the plain median of
-    # whole-HU differences; v15 values are cleared and the scan listed for measuring, its other
-    # measures kept; a scan whose noise cannot be measured stores NaN and is not listed again
-    from data_catalog.scans import scans_without_acquisition, write_acquisition
-
-    path = _one_scored_scan_at(tmp_path / "v15.duckdb", 15, ("noise_hu", 12.5), ("noise_z", 0.4))
-    with duckdb.connect(str(path)) as raw:  # the rest measured at v15
-        raw.execute("UPDATE scans SET streak_contrast = 5.5, ring_contrast = 9.0, body_profile = [1.0, 1.0]")
-    with connect(path) as con:  # migrates on open
-        assert current_version(con) == SCHEMA_VERSION
-        assert con.execute("SELECT noise_hu, streak_contrast, ring_contrast, body_profile FROM scans"
-                           ).fetchall() == [(None, 5.5, 9.0, [1.0, 1.0])]
-        assert scans_without_acquisition(con)["scan_id"].tolist() == ["s1"]
-        write_acquisition(con, [("s1", float("nan"), 0.0, [1.0, 1.0], 5.5, 9.0)])
-        assert np.isnan(con.execute("SELECT noise_hu FROM scans").fetchone()[0])
+        write_acquisition(con, [("s1", float("nan"), 0.0, [1.0, 1.0], 5.5, float("nan"))])
+        assert all(np.isnan(v) for v in con.execute("SELECT noise_hu, ring_contrast FROM scans").fetchone())
         assert scans_without_acquisition(con).empty
 
 
