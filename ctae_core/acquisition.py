@@ -189,6 +189,8 @@ def grouped_median(values: np.ndarray) -> float:
     [k − ½, k + ½) (0's bin: [0, ½)): continuous in the data where the plain median jumps
     between whole numbers."""
     counts = np.bincount(np.asarray(values, dtype=np.int64).ravel())
+    if counts.sum() == 0:
+        raise ValueError("grouped_median needs at least one value")
     half = counts.sum() / 2.0
     below = np.concatenate([[0], np.cumsum(counts)[:-1]])
     k = int(np.searchsorted(np.cumsum(counts), half))

@@ -56,6 +56,8 @@ def test_grouped_median_interpolates_within_the_median_bin():
     assert grouped_median(np.array([0, 1, 1, 2, 2, 2, 3])) == pytest.approx(1.5 + 0.5 / 3)
     assert grouped_median(np.zeros(10)) == pytest.approx(0.25)  # half of 0's half-wide bin
     assert grouped_median(np.array([4.0, 4.0])) == pytest.approx(4.0)
+    with pytest.raises(ValueError, match="at least one value"):
+        grouped_median(np.array([], dtype=np.int64))
 
 
 def test_noise_estimate_is_nan_without_soft_tissue():
