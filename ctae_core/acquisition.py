@@ -59,7 +59,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
-from scipy.stats import median_abs_deviation
+from scipy.stats import median_abs_deviation, norm
 
 PROFILE_DIRECTIONS = 32
 """Directions of the body outline profile (every 11.25°)."""
@@ -75,8 +75,9 @@ component is taken (two voxels: 6 mm at ctae's 3 mm spacing)."""
 MAX_SLICES = 24
 """Axial slices measured for the outline, evenly spaced; enough for a stable mean."""
 MIN_NOISE_PAIRS = 100
-NORMAL_MAD = 1.482602218505602
-"""The median absolute deviation of a normal variable times this is its SD (1 / Φ⁻¹(¾))."""
+NORMAL_MAD = float(1.0 / norm.ppf(0.75))
+"""The median absolute deviation of a normal variable times this is its SD (1 / Φ⁻¹(¾), the
+factor of ``median_abs_deviation(scale="normal")``)."""
 STREAK_DIRECTIONS = 90
 """Line directions of the streak search (every 2°: a line 100 voxels long 1° off its bin's
 direction drifts under 2 voxels)."""

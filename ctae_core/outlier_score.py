@@ -26,8 +26,8 @@ with scan size (thesis Fig. 4.2). So, per scan:
 - ``shape_z``: Mahalanobis distance of the body's outline (``ctae_core.acquisition``) from the
   other scans': arms beside the body, a body cut by the field of view, an odd position;
 - ``noise_z``: log image noise (``ctae_core.acquisition.noise_estimate``), upper tail, under
-  ``NOISE_NULL_DF`` (a dose lowered by the archive's own protocols lifts a smooth kernel's noise
-  by up to half, a skewed tail);
+  ``NOISE_NULL_DF`` (a kernel's own noise is a floor that a lower dose adds to: an upward-skewed
+  tail);
 - ``streak_z``: log SNR of the strongest straight line through the body's soft tissue
   (``ctae_core.acquisition.streak_contrast``), under a heavier null than one number's
   (``STREAK_NULL_DF``: a maximum over many lines and planes);
