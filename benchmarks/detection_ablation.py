@@ -1,5 +1,5 @@
 """What the acquisition grouping, the metal evidence, leaving MSE_m out, the size lines and the
-dense-object evidence, the short-slab groups, the three strongest kinds counted together, the streaks through the body (compared with the planes 6 mm away since stop 27), the contrast evidence's enhanced range from 128 HU, the histogram evidence on the square roots of its fractions, the defect rate without the most broken series, the rings under the one-number null, the tissues measured from their acquisition group's centre and the streaks under t₆ (stop 29) do to the outlier score of a scored run, recomputed from the run's stored evidence inputs (``data_catalog.scores.evidence_inputs``:
+dense-object evidence, the short-slab groups, the three strongest kinds counted together, the streaks through the body (compared with the planes 6 mm away since stop 27), the contrast evidence's enhanced range from 128 HU, the histogram evidence on the square roots of its fractions, the defect rate without the most broken series, the rings under the one-number null, the tissues measured from their acquisition group's centre and the streaks under t₆ (stop 29), the noise under t₆ (stop 30) and the metal amounts judged within their acquisition group (stop 31) do to the outlier score of a scored run, recomputed from the run's stored evidence inputs (``data_catalog.scores.evidence_inputs``:
 the same model, MSE_m, latents and measurements; no training): AUROC, precision and recall at
 T (the default p, over each variant's kinds), the share of inliers flagged, ρ with pixel count among inliers, the recall reachable with at
 most 1 % of inliers flagged (``R@1%``: the best any threshold on this ranking could do), the
@@ -13,7 +13,8 @@ README "Detection quality on real anatomy" was measured with it (development see
 held-out 109 / 110, 111 / 112, 113 / 114, 115 / 116 and 117 / 118 once each; stop 26: development
 seeds 1, 101 to 105 made anew, held-out 119 to 132 once each; stop 27: development seeds 1, 101 to
 105 and 119 to 132, held-out 133 to 142 once each; stop 29: development seeds 1, 101 to 105 and
-119 to 126 made anew, held-out 143 to 152 once each). The catalog must hold this build's measures
+119 to 126 made anew, held-out 143 to 152 once each; stop 30: 32 development seeds, held-out 161
+to 172; stop 31: the same 32, held-out 173 to 178). The catalog must hold this build's measures
 (`ctae score` after the v15 migration measures the streaks and rings anew: streaks only in planes
 with both neighbours, rings only at radii reaching three quarters of the way round). A catalog
 holds one streak and one ring measure, so every row scores this build's; a change of a measure is
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -40,10 +42,13 @@ ARTERIAL_HU = (256, 704)  # the contrast evidence's enhanced range until stop 25
 STOP_29_ROWS = ("+ defect rate without the most broken", "+ rings under the one-number null",
                 "+ tissues from their group's centre", "+ streaks under t6")
 """Stop 29's rows, one change each in this order."""
-STOP_30_ROWS = ("+ noise under t6 (build)",)
-"""Stop 30's row (the build). Every row reads the stored noise, measured since v16 with a grouped
+STOP_30_ROWS = ("+ noise under t6",)
+"""Stop 30's row. Every row reads the stored noise, measured since v16 with a grouped
 median: the stepped measure before it is not in the catalog any more."""
-BUILD_ROWS = (*STOP_29_ROWS, *STOP_30_ROWS)
+STOP_31_ROWS = ("+ metal amounts within groups (build)",)
+"""Stop 31's row (the build): the hurdle's amounts among the positives of their own acquisition
+group where it holds enough (``ctae_core.calibration.hurdle_z``); every earlier row pools them."""
+BUILD_ROWS = (*STOP_29_ROWS, *STOP_30_ROWS, *STOP_31_ROWS)
 
 
 def main() -> None:
@@ -124,20 +129,22 @@ def main() -> None:
         for name in ("+ histogram on square roots (stop 26)", *BUILD_ROWS)}
     histogram_evidence["+ enhanced from 128 HU"] = (built_enhanced, plain_fractions)
     built = (score_module.defect_z, score_module.RING_NULL_DF, score_module.GROUP_CENTRED_EVIDENCE,
-             score_module.STREAK_NULL_DF, score_module.NOISE_NULL_DF)
+             score_module.STREAK_NULL_DF, score_module.NOISE_NULL_DF, score_module.hurdle_z)
+    pooled_amounts = partial(built[5], amount_by_group=False)
     for name, grouping, acq, kinds, size_lined, combine in variants:
         score_module.SIZE_LINED_EVIDENCE = size_lined
         score_module.ENHANCED_HU, score_module._histogram_features = histogram_evidence.get(
             name, (ARTERIAL_HU, plain_fractions))
-        # stop 29's four rows and stop 30's, one change each (the last is the build); every earlier
-        # row: the defect rate of all series, the distances' null for rings and streaks, no tissue
-        # centring, the one-number null for noise
+        # stop 29's four rows, stop 30's and stop 31's, one change each (the last is the build);
+        # every earlier row: the defect rate of all series, the distances' null for rings and
+        # streaks, no tissue centring, the one-number null for noise, pooled metal amounts
         step = BUILD_ROWS.index(name) if name in BUILD_ROWS else -1
         score_module.defect_z = built[0] if step >= 0 else untrimmed_defect_z
         score_module.RING_NULL_DF = built[1] if step >= 1 else DISTANCE_NULL_DF
         score_module.GROUP_CENTRED_EVIDENCE = built[2] if step >= 2 else ()
         score_module.STREAK_NULL_DF = built[3] if step >= 3 else DISTANCE_NULL_DF
         score_module.NOISE_NULL_DF = built[4] if step >= 4 else NULL_DF
+        score_module.hurdle_z = built[5] if step >= 5 else pooled_amounts
         ev = outlier_evidence(
             inputs["mse_m"].to_numpy(dtype=np.float64, na_value=np.nan), pixels,
             stack_lists(inputs["latent"]), stack_lists(inputs["hu_histogram"]),

@@ -66,6 +66,22 @@ def test_a_few_outliers_with_metal_do_not_teach_a_kernel_that_metal_is_usual():
     assert np.mean(z[46:][sharp > 0] > norm.isf(0.01)) < 0.1  # the overshoot stays usual
 
 
+def test_the_amount_is_judged_among_positives_acquired_alike():
+    # two kernels with positives on half their scans: a sharp kernel's overshoot (~100 mm³) and
+    # an archive whose own dense voxels run ~600 mm³; a valve of 1500 mm³ on the sharp kernel is
+    # 15 times its kernel's usual amount but only 2.5 times the pooled one
+    rng = np.random.default_rng(2)
+
+    def kernel(n: int, median: float) -> np.ndarray:
+        return np.where(rng.random(n) < 0.5, median * np.exp(rng.normal(0.0, 0.8, n)), 0.0)
+
+    values = np.concatenate([kernel(60, 100.0), kernel(60, 600.0), [1500.0]])
+    groups = np.array(["sharp"] * 60 + ["dense"] * 60 + ["sharp"], dtype=object)
+    z = hurdle_z(values, np.ones(len(values), dtype=bool), groups)
+    assert z[-1] > norm.isf(0.005)  # 2.72; under one pooled centre 1.93
+    assert z[:120].max() < norm.isf(0.005)  # no inlier of either kernel as unusual (pooled: 2.69)
+
+
 def test_the_neighbourhood_mean_is_scipys_uniform_filter():
     from scipy import ndimage
 
