@@ -77,9 +77,10 @@ def hurdle_z(values: np.ndarray, reference_rows: np.ndarray,
     follows ``null_z`` of its log among the positives acquired alike: a group whose positives
     outnumber its possible outliers by ``MIN_GROUP_SCANS`` or more (``_own_amount_groups``) is
     centred on their median, shrunk towards the pooled one as far as sampling explains; the
-    other scans' amounts are judged among every positive, so that a smooth kernel's few inserted objects never become its centre (among the real-anatomy inliers a sharp
-    kernel's overshoot is a median ~100 mm³ where one abdomen's own dense voxels are ~500, so one
-    pooled centre hid a valve on the sharp kernel; README "Detection quality on real anatomy").
+    other scans' amounts are judged among every positive, so that a smooth kernel's few
+    inserted objects never become its centre (among the real-anatomy inliers a sharp kernel's
+    overshoot is a median ~100 mm³ where one abdomen's own dense voxels are ~500, so one pooled
+    centre hid a valve on the sharp kernel; README "Detection quality on real anatomy").
     ``amount_by_group=False``: every amount among every positive (until stop 31). A 0 gets the
     mid-p (1 + π_g) / 2: never evidence. A location-scale null cannot hold here: where half the
     reference is exactly 0 its lower half has no spread."""
@@ -150,8 +151,8 @@ def _own_amount_groups(values: np.ndarray, finite_ref: np.ndarray,
     for rows in _group_rows(keys, finite_ref):
         reference = values[rows & finite_ref]
         beyond = np.count_nonzero(reference > 0) - int(OUTLIER_SHARE * reference.size)
-        if reference.size >= TRIM_MIN_SCANS and beyond >= MIN_GROUP_SCANS:  # the rest of ``_group_rows`` (unknown, small) as one
-            names = set(keys[rows])
+        if reference.size >= TRIM_MIN_SCANS and beyond >= MIN_GROUP_SCANS:
+            names = set(keys[rows])  # more than one (or None): the rest of ``_group_rows``
             out[rows] = names.pop() if len(names) == 1 and None not in names else OTHER_ACQUISITIONS
     return out
 
