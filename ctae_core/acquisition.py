@@ -192,11 +192,11 @@ def grouped_median(values: np.ndarray) -> float:
     counts = np.bincount(np.asarray(values, dtype=np.int64).ravel())
     if counts.sum() == 0:
         raise ValueError("grouped_median needs at least one value")
-    half = counts.sum() / 2.0
-    below = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    k = int(np.searchsorted(np.cumsum(counts), half))
+    upto = np.cumsum(counts)
+    half = upto[-1] / 2.0
+    k = int(np.searchsorted(upto, half))
     lower, width = (0.0, 0.5) if k == 0 else (k - 0.5, 1.0)
-    return float(lower + (half - below[k]) / counts[k] * width)
+    return float(lower + (half - (upto[k] - counts[k])) / counts[k] * width)
 
 
 def streak_contrast(hu: np.ndarray, spacing_mm: float) -> float:

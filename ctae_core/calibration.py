@@ -87,12 +87,12 @@ def hurdle_z(values: np.ndarray, reference_rows: np.ndarray,
     values = np.asarray(values, dtype=np.float64)
     reference_rows = np.asarray(reference_rows, dtype=bool)
     finite_ref = reference_rows & np.isfinite(values)
-    positive = np.where(values > 0, values, np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
-        amount_z = null_z(np.log(positive), reference_rows, None)
-        own = _own_amount_groups(values, finite_ref, groups if amount_by_group else None)
-        if own is not None and any(key is not None for key in own):
-            amount_z = np.where(own != None, null_z(np.log(positive), reference_rows, own), amount_z)  # noqa: E711
+        log_amount = np.log(np.where(values > 0, values, np.nan))
+    amount_z = null_z(log_amount, reference_rows, None)
+    own = _own_amount_groups(values, finite_ref, groups if amount_by_group else None)
+    if own is not None and any(key is not None for key in own):
+        amount_z = np.where(own != None, null_z(log_amount, reference_rows, own), amount_z)  # noqa: E711
     share = np.full(len(values), np.nan)
     for rows in _group_rows([None] * len(values) if groups is None else groups, finite_ref):
         share[rows] = _positive_share(values[rows & finite_ref])
@@ -127,13 +127,18 @@ def _group_rows(groups: Sequence[object] | np.ndarray, finite_ref: np.ndarray) -
     """The scans of each acquisition group with at least ``MIN_GROUP_SCANS`` finite reference
     values, then one more of every other scan (unknown acquisition, NaN keys and smaller groups
     together; left out when empty): boolean rows over the scans."""
-    keys = np.asarray([None if g is None or g != g else g for g in groups], dtype=object)
+    keys = _group_keys(groups)
     members = [keys == key for key in {k for k in keys if k is not None}]
     members = [rows for rows in members if (rows & finite_ref).sum() >= MIN_GROUP_SCANS]
     rest = np.ones(len(keys), dtype=bool)
     for rows in members:
         rest &= ~rows
     return [*members, rest] if rest.any() else members
+
+
+def _group_keys(groups: Sequence[object] | np.ndarray) -> np.ndarray:
+    """The acquisition group per scan as an object array, None for unknown (None or NaN)."""
+    return np.asarray([None if g is None or g != g else g for g in groups], dtype=object)
 
 
 def _own_amount_groups(values: np.ndarray, finite_ref: np.ndarray,
@@ -146,7 +151,7 @@ def _own_amount_groups(values: np.ndarray, finite_ref: np.ndarray,
     a group's own centre let two of 35 real inliers past T.)"""
     if groups is None:
         return None
-    keys = np.asarray([None if g is None or g != g else g for g in groups], dtype=object)
+    keys = _group_keys(groups)
     out = np.full(len(values), None, dtype=object)
     for rows in _group_rows(keys, finite_ref):
         reference = values[rows & finite_ref]
