@@ -62,7 +62,8 @@ def compare(catalog: Path, truth_path: Path, run_id: str) -> list[dict]:
     for row, mask_file in zip(inputs.itertuples(), masks, strict=True):
         hu, err = _scan_arrays(row)
         body = hu > -990
-        maps = {"raw": anomaly_map(err, body), "normalised": anomaly_map(normal.excess(err, hu, spacing), body)}
+        maps = {"raw": anomaly_map(err, body, spacing),
+                "normalised": anomaly_map(normal.excess(err, hu, spacing), body, spacing)}
         mask = (mask_on_stored_grid(truth_path.parent / mask_file, spacing)
                 if isinstance(mask_file, str) and mask_file else None)
         for name, amap in maps.items():

@@ -1,9 +1,20 @@
-"""A scan's anomaly map (its |error| smoothed and body-masked), its hottest region, and the
-local-error score taken from it.
+"""A scan's anomaly map (its |error| above the |error| around it, body-masked), its hottest
+region, and the local-error score taken from it.
 
 The map is what the viewer overlays and where it opens a flagged scan; the local error is the
 map's peak: one object the model failed to reproduce (metal, a cable, a valve) raises it however
 large the scan is, where MSE_m averages the object away over the body and falls with scan size.
+
+Why above its surroundings, and why not smoothed: a real scan's |error| is high along whole
+edges and over whole regions (bone, bowel gas, a sharp kernel's texture, the cut faces at the
+scan's ends), and a small object's error is no higher than theirs, only more compact. Taking off
+each voxel's surroundings (a Gaussian of ``BACKGROUND_SIGMA_MM``) keeps what stands out of its
+neighbourhood. Measured on real-anatomy cohorts (README, *Reconstruction and localisation*): the
+hottest region within 10 mm of the inserted object for 0.889 of 54 objects with the U-Net
+(0.574 with the |error| smoothed by one voxel, as the map was before) and 0.451 of 293 with
+`tiny` at 6 mm (0.263); smoothing first (σ 1.5 mm) lowered the U-Net's to 0.833 — the model's
+error is already smooth on its grid, and a lone hot voxel is an object's partial volume more
+often than noise.
 """
 
 from __future__ import annotations
@@ -12,8 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SMOOTHING_SIGMA_VOXELS = 1.0
-"""Gaussian σ of the smoothing (3 mm at 3 mm): one hot voxel is noise, a hot region is not."""
+BACKGROUND_SIGMA_MM = 6.0
+"""σ (mm) of the Gaussian that gives a voxel's surroundings' |error|; the map is what lies above
+it (σ 9 mm: 0.870 / 0.437 of the objects above, no subtraction 0.815 / 0.406)."""
 REGION_LEVEL = 0.5
 """The hottest region is the connected part of the map at or above this share of its peak."""
 
@@ -37,16 +49,20 @@ class HotRegion:
         return tuple(float(i) * spacing_mm for i in self.centre_zyx)  # type: ignore[return-value]
 
 
-def anomaly_map(abs_error_hu: np.ndarray, body: np.ndarray,
-                sigma_voxels: float = SMOOTHING_SIGMA_VOXELS) -> np.ndarray:
-    """|error| (HU) Gaussian-smoothed, zero outside the body mask: float32 (Z, Y, X)."""
+def anomaly_map(abs_error_hu: np.ndarray, body: np.ndarray, spacing_mm: float,
+                background_mm: float = BACKGROUND_SIGMA_MM) -> np.ndarray:
+    """|error| (HU) above its surroundings' (a Gaussian of σ ``background_mm``), ≥ 0, zero
+    outside the body mask: float32 (Z, Y, X) on the grid of ``spacing_mm``."""
     from scipy.ndimage import gaussian_filter
 
     error = np.asarray(abs_error_hu, dtype=np.float32)
     if error.shape != np.shape(body):
         raise ValueError(f"|error| {error.shape} and body mask {np.shape(body)} differ in shape")
-    smooth = gaussian_filter(error, sigma=sigma_voxels, mode="nearest") if sigma_voxels > 0 else error
-    return np.where(np.asarray(body, dtype=bool), smooth, np.float32(0)).astype(np.float32)
+    if spacing_mm <= 0 or background_mm <= 0:
+        raise ValueError(f"spacing ({spacing_mm} mm) and background σ ({background_mm} mm) must be > 0")
+    around = gaussian_filter(error, sigma=background_mm / spacing_mm, mode="nearest")
+    above = np.maximum(error - around, np.float32(0))
+    return np.where(np.asarray(body, dtype=bool), above, np.float32(0)).astype(np.float32)
 
 
 def hottest_region_mask(amap: np.ndarray, level: float = REGION_LEVEL

@@ -171,7 +171,7 @@ def _record(
     abs_error = abs_error_hu(p, recon, spec)
     if normal is not None:
         abs_error = normal.excess(abs_error, p.hu, spec.spacing_mm)
-    amap = anomaly_map(abs_error, p.body_mask)
+    amap = anomaly_map(abs_error, p.body_mask, spec.spacing_mm)
     hot = hottest_region(amap, spec.spacing_mm)
     at_run = tuple(i + k.start for i, k in zip(hot.centre_zyx, p.kept, strict=True))
     # clipped to the stored grid: a coarser run's last voxel can reach past an odd stored edge

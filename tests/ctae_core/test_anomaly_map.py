@@ -16,27 +16,40 @@ def _scan_with_object(centre=(10, 20, 14)):
     z, y, x = centre
     obj[z - 1:z + 2, y - 2:y + 3, x - 1:x + 2] = True  # 45 voxels = 1.215 mL at 3 mm
     error[obj] = 900.0
-    error[0, 0, 0] = 5000.0  # a lone hot voxel, in the air: masked out, and smoothed away
+    error[0, 0, 0] = 5000.0  # a lone hot voxel, in the air: masked out
     body = np.ones(error.shape, dtype=bool)
     body[:, :4] = False
     return error, body, obj
 
 
-def test_map_is_smoothed_and_zero_outside_the_body():
-    error, body, _ = _scan_with_object()
-    amap = anomaly_map(error, body)
+def test_map_is_the_error_above_its_surroundings_and_zero_outside_the_body():
+    error, body, obj = _scan_with_object()
+    amap = anomaly_map(error, body, 3.0)
     assert amap.dtype == np.float32 and amap.shape == error.shape
-    assert (amap[~body] == 0).all()
-    assert amap.max() < 900.0 and amap[10, 20, 14] == amap.max()  # the object's centre
+    assert (amap[~body] == 0).all() and (amap >= 0).all()
+    assert obj[np.unravel_index(int(np.argmax(amap)), amap.shape)]  # the peak is on the object
+    assert 600 < amap[obj].min() and amap.max() < 900.0  # less what surrounds it
+    assert np.quantile(amap[body & ~obj], 0.99) < 40  # the model's noise stays near its own level
+    # a broad raised region (an edge's or a whole organ's error) is its own surroundings
+    broad = np.zeros((30, 30, 30), np.float32)
+    broad[5:25, 5:25, 5:25] = 300.0
+    inside = anomaly_map(broad, np.ones(broad.shape, bool), 3.0)[10:20, 10:20, 10:20]
+    assert inside.max() < 0.01 * 300  # 2.5 σ inside its border
+    # one voxel's error stands almost whole above its surroundings (σ 6 mm at 3 mm: 2 voxels)
+    lone = np.zeros((21, 21, 21), np.float32)
+    lone[10, 10, 10] = 500.0
+    assert anomaly_map(lone, np.ones(lone.shape, bool), 3.0)[10, 10, 10] == pytest.approx(500 * (1 - 0.0080), abs=1.0)
     with pytest.raises(ValueError, match="differ in shape"):
-        anomaly_map(error, body[:-1])
+        anomaly_map(error, body[:-1], 3.0)
+    with pytest.raises(ValueError, match="must be > 0"):
+        anomaly_map(error, body, 0.0)
 
 
 def test_hottest_region_is_the_object_with_its_volume_and_peak():
     error, body, obj = _scan_with_object()
-    region = hottest_region(anomaly_map(error, body), spacing_mm=3.0)
-    assert region.centre_zyx == (10, 20, 14)
-    assert region.centre_mm(3.0) == (30.0, 60.0, 42.0)
+    region = hottest_region(anomaly_map(error, body, 3.0), spacing_mm=3.0)
+    assert obj[region.centre_zyx]
+    assert region.centre_mm(3.0) == tuple(3.0 * i for i in region.centre_zyx)
     assert 0.5 * 1.215 < region.volume_ml < 2.5 * 1.215  # half-peak region around 45 voxels
     assert 400 < region.peak_hu < 900
     assert hottest_region(np.zeros((4, 4, 4)), 3.0).volume_ml == 0.0
@@ -66,7 +79,7 @@ def test_an_index_moves_between_grids_by_physical_position():
 
 def test_localisation_counts_hits_within_10_mm_and_voxel_ap():
     error, body, obj = _scan_with_object()
-    amap = anomaly_map(error, body)
+    amap = anomaly_map(error, body, 3.0)
     near = (10, 20, 17)  # 9 mm beside the object's centre, 6 mm from its edge
     assert distance_to_mask_mm(near, obj, 3.0) == pytest.approx(6.0)
     far = (20, 35, 28)

@@ -143,8 +143,9 @@ def test_stored_mse_m_equals_a_hand_computation(scored):
     error = load_volume(row["error_path"])
     assert stored_recon.dtype == error.dtype == np.int16
     assert stored_recon.shape == error.shape == prepared.hu.shape == (16, 32, 32)  # 3 mm
-    # the stored "error" is the anomaly map: |error| in HU, smoothed, zero outside the body
-    expected = anomaly_map(np.abs(prepared.x[prepared.region] - recon[prepared.region]) * spec.norm_std_hu, body)
+    # the stored "error" is the anomaly map: |error| in HU above its surroundings, 0 outside the body
+    expected = anomaly_map(np.abs(prepared.x[prepared.region] - recon[prepared.region]) * spec.norm_std_hu, body,
+                           spec.spacing_mm)
     np.testing.assert_allclose(error, expected, atol=1.0)
     hot = (row["hot_z"], row["hot_y"], row["hot_x"])
     assert error[hot] == error.max() and row["local_error_hu"] == pytest.approx(expected.max(), rel=1e-4)
@@ -172,8 +173,10 @@ def test_a_run_with_a_normal_error_table_stores_the_error_above_it(tmp_path):
     prepared = prepare_input(load_volume(settings.volumes_dir / "n-009.npy"), 3.0, spec)
     recon, _ = reconstruct(model, prepared.x, window=spec.window)
     abs_error = np.abs(prepared.x[prepared.region] - recon[prepared.region]) * spec.norm_std_hu
-    expected = anomaly_map(normal.excess(abs_error, prepared.hu, spec.spacing_mm), prepared.hu > -990)
-    assert float(expected.max()) < float(anomaly_map(abs_error, prepared.hu > -990).max())  # levels taken off
+    expected = anomaly_map(normal.excess(abs_error, prepared.hu, spec.spacing_mm), prepared.hu > -990,
+                           spec.spacing_mm)
+    raw = anomaly_map(abs_error, prepared.hu > -990, spec.spacing_mm)
+    assert float(expected.max()) < float(raw.max())  # levels taken off
     np.testing.assert_allclose(load_volume(row["error_path"]), expected, atol=1.0)
     assert row["local_error_hu"] == pytest.approx(expected.max(), rel=1e-4)
 
