@@ -63,7 +63,7 @@ def anomaly_map(abs_error_hu: np.ndarray, body: np.ndarray, spacing_mm: float,
         raise ValueError(f"spacing ({spacing_mm} mm) and background σ ({background_mm} mm) must be > 0")
     around = gaussian_filter(error, sigma=background_mm / spacing_mm, mode="nearest")
     above = np.maximum(error - around, np.float32(0))
-    return np.where(np.asarray(body, dtype=bool), above, np.float32(0)).astype(np.float32)
+    return np.where(np.asarray(body, dtype=bool), above, np.float32(0)).astype(np.float32, copy=False)
 
 
 def hottest_region_mask(amap: np.ndarray, level: float = REGION_LEVEL

@@ -105,12 +105,15 @@ class PreparedInput:
             normalised copy. If the scan was larger than the pad size, this is the centre-cropped
             part that entered the model (see ``kept``).
         kept: Slices of the resampled scan that ``hu`` holds (the whole scan unless cropped).
+        stored_shape: Shape (Z, Y, X) of the stored volume it was prepared from, so that a voxel
+            found at the run's spacing maps back inside the stored grid.
     """
 
     x: np.ndarray
     region: Region
     hu: np.ndarray
     kept: Region
+    stored_shape: tuple[int, int, int]
 
     @property
     def body_mask(self) -> np.ndarray:
@@ -133,7 +136,8 @@ def prepare_input(
         raise ValueError(f"{name}: expected a (Z, Y, X) HU volume, got shape {np.shape(hu_int16)}")
     hu = rescale_volume(hu_int16, stored_spacing_mm, spec.spacing_mm)
     padded, region, kept = pad_to_size(hu, spec.box_for(hu.shape), AIR_HU, rng=None, name=name)
-    return PreparedInput(x=spec.normalise(padded), region=region, hu=hu[kept], kept=kept)
+    return PreparedInput(x=spec.normalise(padded), region=region, hu=hu[kept], kept=kept,
+                         stored_shape=tuple(int(n) for n in np.shape(hu_int16)))  # type: ignore[arg-type]
 
 
 def load_state(module: nn.Module, state: dict[str, torch.Tensor], source: Path | str) -> None:

@@ -161,7 +161,7 @@ def _record(
 
     from ctae_core.anomaly_map import anomaly_map, hottest_region, rescale_index
     from ctae_core.inference import abs_error_hu
-    from ctae_core.io.volume_store import load_volume, run_volume_path, save_volume
+    from ctae_core.io.volume_store import run_volume_path, save_volume
     from ctae_core.scoring import recon_hu, score_scan
 
     p = prepared
@@ -176,7 +176,7 @@ def _record(
     at_run = tuple(i + k.start for i, k in zip(hot.centre_zyx, p.kept, strict=True))
     # clipped to the stored grid: a coarser run's last voxel can reach past an odd stored edge
     hot_zyx = rescale_index(at_run, spec.spacing_mm, row.spacing_mm,  # type: ignore[arg-type]
-                            shape=load_volume(row.volume_path).shape)
+                            shape=p.stored_shape)
     recon_file = run_volume_path(run_dir, "recon", row.scan_id)
     error_file = run_volume_path(run_dir, "error", row.scan_id)
     recon_path = error_path = None
