@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ctae_core.anomaly_map import anomaly_map, hottest_region, hottest_region_mask, rescale_index
+from ctae_core.anomaly_map import REGION_LEVEL, anomaly_map, hottest_region, hottest_region_mask, rescale_index
 from ctae_core.localisation import NEAR_MM, distance_to_mask_mm, localise
 
 
@@ -50,22 +50,25 @@ def test_hottest_region_is_the_object_with_its_volume_and_peak():
     region = hottest_region(anomaly_map(error, body, 3.0), spacing_mm=3.0)
     assert obj[region.centre_zyx]
     assert region.centre_mm(3.0) == tuple(3.0 * i for i in region.centre_zyx)
-    assert 0.5 * 1.215 < region.volume_ml < 2.5 * 1.215  # half-peak region around 45 voxels
+    assert 0.5 * 1.215 < region.volume_ml < 2.5 * 1.215  # the region at 0.3 of the peak: about the 45 voxels
     assert 400 < region.peak_hu < 900
     assert hottest_region(np.zeros((4, 4, 4)), 3.0).volume_ml == 0.0
 
 
-def test_the_region_mask_is_the_stored_volumes_six_connected_half_peak_part():
+def test_the_region_mask_is_the_stored_volumes_six_connected_part_above_the_level():
+    assert REGION_LEVEL == 0.3
     amap = np.zeros((20, 20, 20), np.int16)  # as `ctae score` stores a map
     amap[4:9, 4:9, 4:9] = 400  # the hottest spot, 5³ voxels
     amap[6, 6, 6] = 410  # its peak
     amap[9, 9, 9] = 400  # touches the spot only at a corner: not 6-connected
     amap[14:17, 14:17, 14:17] = 300  # a cooler spot elsewhere
-    amap[4, 4, 3] = 199  # below half the peak (205)
+    amap[4, 4, 3] = 122  # below 0.3 of the peak (123)
+    amap[8, 8, 9] = 124  # above it, and 6-connected: in
     mask, peak_at, peak = hottest_region_mask(amap)
     assert peak_at == (6, 6, 6) and peak == 410.0
-    assert mask.sum() == 5 ** 3 and mask[4:9, 4:9, 4:9].all()
+    assert mask.sum() == 5 ** 3 + 1 and mask[4:9, 4:9, 4:9].all() and mask[8, 8, 9]
     assert not mask[9, 9, 9] and not mask[15, 15, 15] and not mask[4, 4, 3]
+    assert hottest_region_mask(amap, 0.5)[0].sum() == 5 ** 3  # half the peak (205): 124 is out
     assert hottest_region(amap, 3.0).volume_ml == pytest.approx(mask.sum() * 27 / 1000)
     empty, _, _ = hottest_region_mask(np.zeros((4, 4, 4)))
     assert not empty.any()
