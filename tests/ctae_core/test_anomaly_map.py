@@ -45,6 +45,24 @@ def test_map_is_the_error_above_its_surroundings_and_zero_outside_the_body():
         anomaly_map(error, body, 0.0)
 
 
+def test_the_peak_is_sought_away_from_the_cut_faces():
+    error, body, obj = _scan_with_object()
+    error[0, 20, 20] = error[-1, 30, 10] = 1500.0  # dense bone cut by the first and last slice
+    amap = anomaly_map(error, body, 3.0)
+    assert amap[0, 20, 20] > amap[obj].max() and amap[-1, 30, 10] > amap[obj].max()  # kept
+    region = hottest_region(amap, 3.0)
+    assert obj[region.centre_zyx] and region.peak_hu == pytest.approx(amap[obj].max())
+    # a region that reaches an end slice keeps its voxels there
+    run = np.zeros((10, 12, 12), np.float32)
+    run[:, 6, 6] = 300.0  # a cable through the whole scan
+    run[0, 6, 6] = 900.0  # strongest on the cut face
+    mask, peak_at, peak = hottest_region_mask(run)
+    assert peak_at[0] not in (0, 9) and peak == 300.0 and mask[:, 6, 6].all()
+    thin = np.zeros((2, 8, 8), np.float32)
+    thin[1, 4, 4] = 400.0  # two slices have no inside: the peak is sought on both
+    assert hottest_region_mask(thin)[1] == (1, 4, 4)
+
+
 def test_hottest_region_is_the_object_with_its_volume_and_peak():
     error, body, obj = _scan_with_object()
     region = hottest_region(anomaly_map(error, body, 3.0), spacing_mm=3.0)

@@ -193,22 +193,23 @@ def test_the_hottest_region_of_a_metal_scan_is_its_metal(scored):
 
 
 def test_the_hottest_region_of_a_coarser_run_stays_on_the_stored_grid(tmp_path):
-    # 19 slices at 3 mm resample to 10 at 6 mm: the run's last voxel covers stored slice 18 and
-    # one past the edge; metal there makes it the hottest, and its stored index must be a slice
+    # 35 columns at 3 mm resample to 18 at 6 mm: the run's last column covers stored column 34
+    # and one past the edge; metal there makes it the hottest, and its stored index must be a
+    # column (along Z the peak is not sought on the cut faces, see ctae_core.anomaly_map)
     settings = CatalogSettings.resolve(tmp_path / "catalog.duckdb", tmp_path / "store", env={})
     rng = np.random.default_rng(5)
     with connect(settings.catalog_path) as con:
         for i in range(8):
-            volume = torso((19, 32, 32), rng)
+            volume = torso((19, 32, 35), rng)
             if i == 7:
-                volume[-2:, 14:18, 14:18] = 3000
+                volume[8:12, 14:18, -2:] = 3000
             _add_scan(con, settings, f"c-{i:03d}", volume)
     _cli(settings, "train", "--store", str(settings.store_dir), "--run", "c", "--preset", "tiny",
          "--spacing", "6", "--epochs", "1", "--device", "cpu")
     _cli(settings, "score", "--store", str(settings.store_dir), "--run", "c", "--device", "cpu")
     scores = _read(settings, catalog_scores.read_scores, "c").set_index("scan_id")
-    assert scores["hot_z"].max() <= 18 and scores.loc["c-007", "hot_z"] == 18
-    assert scores.loc["c-007", "hot_z_mm"] == 54.0
+    assert scores["hot_x"].max() <= 34 and scores.loc["c-007", "hot_x"] == 34
+    assert scores.loc["c-007", "hot_x_mm"] == 102.0
     volume = load_volume(settings.volumes_dir / "c-007.npy")
     row = scores.loc["c-007"]
     assert volume[int(row["hot_z"]), int(row["hot_y"]), int(row["hot_x"])] == 3000
