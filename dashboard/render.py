@@ -38,10 +38,13 @@ def _run_slice(
     plane: str,
     index: int,
     shape: tuple[int, int],
+    scan_shape: tuple[int, ...],
     scan_spacing_mm: float,
     run_spacing_mm: float,
 ) -> np.ndarray:
     axis = slices.plane_axis(plane)
+    if run_volume.shape == scan_shape:  # made on the stored grid (a coarser run's anomaly map)
+        run_spacing_mm = scan_spacing_mm
     run_index = slices.map_index(index, scan_spacing_mm, run_spacing_mm, run_volume.shape[axis])
     cut = slices.extract_slice(run_volume, plane, run_index)
     if cut.shape == shape and scan_spacing_mm == run_spacing_mm:
@@ -62,20 +65,22 @@ def render_plane(
     run_spacing_mm: float = 3.0,
 ) -> PlaneImages:
     """PNG images of one plane of the scan and, when given, its reconstruction and |error|, with
-    the outline of ``region`` (the hottest |error| region's mask, on the run's grid)."""
+    the outline of ``region`` (the hottest |error| region's mask, on the map's grid). Each is on
+    the run's grid (``run_spacing_mm``) unless it has the scan's shape (a map made on the stored
+    grid)."""
     cut = slices.extract_slice(volume, plane, index)
     grey = slices.window_to_uint8(cut, view.width_hu, view.level_hu)
     recon_png = error_png = None
     if recon is not None:
-        recon_cut = _run_slice(recon, plane, index, cut.shape, scan_spacing_mm, run_spacing_mm)
+        recon_cut = _run_slice(recon, plane, index, cut.shape, volume.shape, scan_spacing_mm, run_spacing_mm)
         recon_png = slices.to_png(slices.window_to_uint8(recon_cut, view.width_hu, view.level_hu))
     if error is not None:
-        error_cut = _run_slice(error, plane, index, cut.shape, scan_spacing_mm, run_spacing_mm)
+        error_cut = _run_slice(error, plane, index, cut.shape, volume.shape, scan_spacing_mm, run_spacing_mm)
         error_png = slices.to_png(slices.heat_uint8(error_cut, view.error_max_hu))
         if view.opacity > 0:
             grey = slices.error_overlay(grey, error_cut, view.opacity, view.error_max_hu)
     if region is not None:
-        cut_region = _run_slice(region, plane, index, cut.shape, scan_spacing_mm, run_spacing_mm)
+        cut_region = _run_slice(region, plane, index, cut.shape, volume.shape, scan_spacing_mm, run_spacing_mm)
         grey = slices.draw_outline(grey, cut_region)
     return PlaneImages(slices.to_png(grey), recon_png, error_png)
 

@@ -16,12 +16,13 @@ logger = logging.getLogger(__name__)
 
 def _map_on_stored_grid(path: str, run_spacing: float, stored_spacing: float,
                         shape: tuple[int, int, int]) -> np.ndarray:
-    """A stored anomaly map (at the run's spacing) on the stored grid of ``shape``."""
+    """A stored anomaly map on the stored grid of ``shape``: as it is when it was made there (a
+    coarser run's since stop 34), else resampled from the run's spacing."""
     from ctae_core.data import rescale_volume
     from ctae_core.io.volume_store import load_volume
 
     amap = np.asarray(load_volume(path), dtype=np.float32)
-    if abs(run_spacing - stored_spacing) > 1e-6:
+    if amap.shape != tuple(shape) and abs(run_spacing - stored_spacing) > 1e-6:
         amap = rescale_volume(amap, run_spacing, stored_spacing)
     out = np.zeros(shape, dtype=np.float32)
     box = tuple(slice(0, min(a, b)) for a, b in zip(amap.shape, shape, strict=True))

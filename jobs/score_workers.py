@@ -160,7 +160,7 @@ def _record(
     import numpy as np
 
     from ctae_core.anomaly_map import anomaly_map, hottest_region, rescale_index
-    from ctae_core.inference import abs_error_hu
+    from ctae_core.inference import abs_error_hu, abs_error_on_stored_grid
     from ctae_core.io.volume_store import run_volume_path, save_volume
     from ctae_core.scoring import recon_hu, score_scan
 
@@ -168,15 +168,22 @@ def _record(
     s = score_scan(p.x, recon, p.region, p.hu, norm_std_hu=spec.norm_std_hu,
                    error_level_hu=options.error_level_hu)
     max_zyx = tuple(i + k.start for i, k in zip(s.max_error_zyx, p.kept, strict=True))
-    abs_error = abs_error_hu(p, recon, spec)
-    if normal is not None:
-        abs_error = normal.excess(abs_error, p.hu, spec.spacing_mm)
-    amap = anomaly_map(abs_error, p.body_mask, spec.spacing_mm)
-    hot = hottest_region(amap, spec.spacing_mm)
-    at_run = tuple(i + k.start for i, k in zip(hot.centre_zyx, p.kept, strict=True))
-    # clipped to the stored grid: a coarser run's last voxel can reach past an odd stored edge
-    hot_zyx = rescale_index(at_run, spec.spacing_mm, row.spacing_mm,  # type: ignore[arg-type]
-                            shape=p.stored_shape)
+    if normal is None and spec.spacing_mm > row.spacing_mm + 1e-6:
+        # a coarser run: the map on the stored grid, where a small object keeps its HU
+        abs_error, body = abs_error_on_stored_grid(p, recon, spec)
+        amap = anomaly_map(abs_error, body, row.spacing_mm)
+        hot = hottest_region(amap, row.spacing_mm)
+        hot_zyx = hot.centre_zyx
+    else:  # the run's grid (a normal-error table holds only at the spacing it was fitted on)
+        abs_error = abs_error_hu(p, recon, spec)
+        if normal is not None:
+            abs_error = normal.excess(abs_error, p.hu, spec.spacing_mm)
+        amap = anomaly_map(abs_error, p.body_mask, spec.spacing_mm)
+        hot = hottest_region(amap, spec.spacing_mm)
+        at_run = tuple(i + k.start for i, k in zip(hot.centre_zyx, p.kept, strict=True))
+        # clipped to the stored grid: a coarser run's last voxel can reach past an odd stored edge
+        hot_zyx = rescale_index(at_run, spec.spacing_mm, row.spacing_mm,  # type: ignore[arg-type]
+                                shape=p.stored_shape)
     recon_file = run_volume_path(run_dir, "recon", row.scan_id)
     error_file = run_volume_path(run_dir, "error", row.scan_id)
     recon_path = error_path = None

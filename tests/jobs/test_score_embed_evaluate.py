@@ -192,27 +192,31 @@ def test_the_hottest_region_of_a_metal_scan_is_its_metal(scored):
     assert scores.loc[sorted(METAL), "local_error_hu"].min() > others.max()
 
 
-def test_the_hottest_region_of_a_coarser_run_stays_on_the_stored_grid(tmp_path):
-    # 35 columns at 3 mm resample to 18 at 6 mm: the run's last column covers stored column 34
-    # and one past the edge; metal there makes it the hottest, and its stored index must be a
-    # column (along Z the peak is not sought on the cut faces, see ctae_core.anomaly_map)
+def test_a_coarser_runs_map_is_made_on_the_stored_grid(tmp_path):
+    # 35 columns at 3 mm resample to 18 at 6 mm, whose last voxel half covers the metal of
+    # stored column 34 (one voxel wide) and half lies past the edge: on the stored grid the map
+    # holds the metal's own column, and the hottest voxel is that metal
     settings = CatalogSettings.resolve(tmp_path / "catalog.duckdb", tmp_path / "store", env={})
     rng = np.random.default_rng(5)
     with connect(settings.catalog_path) as con:
         for i in range(8):
             volume = torso((19, 32, 35), rng)
             if i == 7:
-                volume[8:12, 14:18, -2:] = 3000
+                volume[8:12, 14:18, -1:] = 3000
             _add_scan(con, settings, f"c-{i:03d}", volume)
     _cli(settings, "train", "--store", str(settings.store_dir), "--run", "c", "--preset", "tiny",
          "--spacing", "6", "--epochs", "1", "--device", "cpu")
     _cli(settings, "score", "--store", str(settings.store_dir), "--run", "c", "--device", "cpu")
     scores = _read(settings, catalog_scores.read_scores, "c").set_index("scan_id")
-    assert scores["hot_x"].max() <= 34 and scores.loc["c-007", "hot_x"] == 34
-    assert scores.loc["c-007", "hot_x_mm"] == 102.0
-    volume = load_volume(settings.volumes_dir / "c-007.npy")
     row = scores.loc["c-007"]
+    assert (row["hot_x"], row["hot_x_mm"]) == (34, 102.0)
+    volume = load_volume(settings.volumes_dir / "c-007.npy")
     assert volume[int(row["hot_z"]), int(row["hot_y"]), int(row["hot_x"])] == 3000
+    amap = load_volume(row["error_path"])
+    assert amap.shape == volume.shape == (19, 32, 35)
+    assert amap[8:12, 14:18, 34].max() == amap.max() > 1000  # the metal keeps its HU there
+    recon = load_volume(row["recon_path"])
+    assert recon.shape == (10, 16, 18)  # the reconstruction stays at the run's 6 mm
 
 
 def test_default_threshold_is_the_outlier_scores_p_value_and_flags_follow(scored):
