@@ -156,7 +156,8 @@ def _record(
 ) -> ScoreRecord:
     """Score one reconstructed scan, find its hottest region and store its recon volume and
     anomaly map (int16 HU: the |error| above the run's usual error in its context, or the raw
-    |error| for a run without a normal-error table)."""
+    |error| for a run without a normal-error table). A run coarser than the stored scans makes
+    and stores its map on the stored grid; otherwise the map is on the run's grid."""
     import numpy as np
 
     from ctae_core.anomaly_map import anomaly_map, hottest_region, rescale_index
