@@ -94,3 +94,24 @@ def test_hottest_region_is_outlined_on_every_plane_of_the_server_view():
         assert cols.max() - cols.min() == 5 and rows.max() - rows.min() == 5, plane
         assert not edge[rows.min() + 2, cols.min() + 2], plane
     assert slices.outline(np.ones((3, 3), bool)).sum() == 8  # the image edge closes the contour
+
+
+def test_a_map_on_the_stored_grid_is_drawn_where_it_lies_beside_a_coarse_reconstruction():
+    # a 6 mm run's map made on the stored 3 mm grid (stop 34): same shape as the scan, so drawn
+    # voxel for voxel, while the reconstruction beside it is still upsampled from 6 mm
+    volume = np.full((12, 12, 12), 40, np.int16)
+    recon = np.full((6, 6, 6), 40, np.int16)
+    error = np.zeros((12, 12, 12), np.int16)
+    error[5, 3, 9] = 300  # one 3 mm voxel
+    region = error > 0
+    images = render_views(volume, (5, 3, 9), ViewSettings(opacity=0.0, error_max_hu=300.0),
+                          recon=recon, error=error, region=region, scan_spacing_mm=3.0,
+                          run_spacing_mm=6.0)
+    heat = np.asarray(Image.open(io.BytesIO(images["axial"].error)).convert("L"))
+    assert heat.shape == (12, 12)
+    hot = np.argwhere(heat == heat.max())
+    assert len(hot) == 1 and heat.max() > heat.min()  # one pixel, not a 2×2 block of a 6 mm voxel
+    edge = (np.asarray(Image.open(io.BytesIO(images["axial"].original)).convert("RGB"))
+            == slices.REGION_RGB).all(axis=2)
+    assert edge.sum() == 1 and tuple(np.argwhere(edge)[0]) == tuple(hot[0])
+    assert Image.open(io.BytesIO(images["axial"].reconstruction)).size == (12, 12)
