@@ -23,6 +23,7 @@ from ctae_core.data import rescale_volume
 from ctae_core.errors import CheckpointError
 from ctae_core.model import Autoencoder, build_model
 from ctae_core.padding import AIR_HU, Region, normalised_air, pad_to_size, round_up
+from ctae_core.scoring import body_mask
 from ctae_core.unet import DenoisingUNet3D
 
 
@@ -126,7 +127,7 @@ class PreparedInput:
     @property
     def body_mask(self) -> np.ndarray:
         """Voxels of ``hu`` with HU > −990 (DESIGN.md body mask), bool (Z, Y, X)."""
-        return self.hu > -990.0
+        return body_mask(self.hu)
 
 
 def prepare_input(
@@ -300,5 +301,5 @@ def abs_error_on_stored_grid(prepared: PreparedInput, recon: np.ndarray, spec: I
     error = np.zeros(stored.shape, dtype=np.float32)
     body = np.zeros(stored.shape, dtype=bool)
     error[at] = np.abs(stored[at] - up[part])
-    body[at] = stored[at] > -990.0
+    body[at] = body_mask(stored[at])
     return error, body
