@@ -149,6 +149,24 @@ def scroll(frame, seconds: float = 2.0) -> dict:
     return frame.evaluate(SCROLL_JS, int(seconds * 1000))
 
 
+WHEEL_STEP_JS = """
+(up) => {
+  const canvas = document.getElementById('view');
+  const box = canvas.getBoundingClientRect();
+  const tile = window.ctaeViewer.tile('axial');
+  canvas.dispatchEvent(new WheelEvent('wheel', { deltaY: up ? -100 : 100, bubbles: true, cancelable: true,
+                                                 clientX: box.left + tile.x + tile.w / 2,
+                                                 clientY: box.top + tile.y + tile.h / 2 }));
+  return window.ctaeViewer.cursor()[2];
+}
+"""
+
+
+def wheel_step(frame, up: bool) -> int:
+    """One wheel notch on the axial tile (up: the next slice); returns the crosshair's slice."""
+    return frame.evaluate(WHEEL_STEP_JS, up)
+
+
 def shown_voxel(frame) -> list[int]:
     """The crosshair's voxel (x, y, z) in the displayed scan."""
     return frame.evaluate("() => window.ctaeViewer.cursor()")
