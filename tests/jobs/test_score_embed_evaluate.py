@@ -414,6 +414,21 @@ def test_bad_inputs_give_clear_errors(scored, tmp_path):
     assert result.exit_code == 1 and "missing column" in result.output
 
 
+def test_a_scan_ingested_before_v10_scores_without_its_metal_evidence(scored, caplog):
+    # the metal is measured at ingest on the acquired grid, which the stored volume cannot give
+    # back: such a scan keeps every other kind of evidence, and the job says how to measure it.
+    # It changes the module's catalog, so it comes after the tests that read it.
+    settings, _ = scored
+    with connect(settings.catalog_path) as con:
+        con.execute("UPDATE scans SET native_metal_mm3 = NULL WHERE scan_id = 's-003'")
+    with caplog.at_level("WARNING", logger="jobs.score_evidence"):
+        _cli(settings, "score", "--store", str(settings.store_dir), "--run", RUN, "--device", "cpu")
+    assert "1 scan(s) lack the metal or dense objects measured at ingest" in caplog.text and "ctae ingest" in caplog.text
+    stored = _read(settings, catalog_scores.read_scores, RUN).set_index("scan_id")
+    assert pd.isna(stored.loc["s-003", "metal_z"]) and np.isfinite(stored.loc["s-003", "outlier_score"])
+    assert stored.loc["s-011", "metal_z"] > 1.0
+
+
 def test_new_checkpoint_rescores_and_keep_volumes_flagged_removes_inliers(scored):
     """Runs last. A rewritten checkpoint (training resumed) makes every score stale; this
     re-scoring keeps volumes of flagged scans only, under a rule that flags about half."""
@@ -445,17 +460,3 @@ def test_new_checkpoint_rescores_and_keep_volumes_flagged_removes_inliers(scored
                     "WHERE run_id = ? AND scan_id = 's-000'", [RUN])
     again = _cli(settings, "embed", "--run", RUN, "--seed", "1", "--min-pts", "3")
     assert "embedded 21 scans" in again.output
-
-
-def test_a_scan_ingested_before_v10_scores_without_its_metal_evidence(scored, caplog):
-    # the metal is measured at ingest on the acquired grid, which the stored volume cannot give
-    # back: such a scan keeps every other kind of evidence, and the job says how to measure it
-    settings, _ = scored
-    with connect(settings.catalog_path) as con:
-        con.execute("UPDATE scans SET native_metal_mm3 = NULL WHERE scan_id = 's-003'")
-    with caplog.at_level("WARNING", logger="jobs.score_evidence"):
-        _cli(settings, "score", "--store", str(settings.store_dir), "--run", RUN, "--device", "cpu")
-    assert "1 scan(s) lack the metal or dense objects measured at ingest" in caplog.text and "ctae ingest" in caplog.text
-    stored = _read(settings, catalog_scores.read_scores, RUN).set_index("scan_id")
-    assert pd.isna(stored.loc["s-003", "metal_z"]) and np.isfinite(stored.loc["s-003", "outlier_score"])
-    assert stored.loc["s-011", "metal_z"] > 1.0
