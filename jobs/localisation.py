@@ -32,19 +32,21 @@ def _map_on_stored_grid(path: str, run_spacing: float, stored_spacing: float,
 
 def localisation_counts(inputs: pd.DataFrame, masks: pd.Series | None, cohort_dir: Path,
                         run: dict[str, Any]) -> dict[str, Any]:
-    """Voxel AP, share of objects found within 10 mm and their count, for `job_runs`.
+    """Voxel AP, share of objects found within 10 mm (by the hottest region, and by one of the
+    ``REGIONS_SHOWN`` hottest the viewer steps through) and their count, for `job_runs`.
 
     Args:
         inputs: ``evaluation_inputs`` rows.
         masks: Per row, the mask file relative to ``cohort_dir`` ('' or None: no object), or
             None when the truth file names no masks (then the result is empty).
     """
+    from ctae_core.anomaly_map import REGIONS_SHOWN, hottest_regions
     from ctae_core.io.mask_files import mask_on_stored_grid
-    from ctae_core.localisation import localise
+    from ctae_core.localisation import NEAR_MM, distance_to_mask_mm, localise
 
     if masks is None:
         return {}
-    maps, grids, hottest, skipped = [], [], [], 0
+    maps, grids, hottest, skipped, shown_hits = [], [], [], 0, 0
     for row, mask_file in zip(inputs.itertuples(index=False), masks, strict=True):
         if not isinstance(mask_file, str) or not mask_file:
             continue
@@ -62,13 +64,18 @@ def localisation_counts(inputs: pd.DataFrame, masks: pd.Series | None, cohort_di
                            row.scan_id, mask.shape, shape)
             skipped += 1
             continue
-        maps.append(_map_on_stored_grid(row.error_path, float(run["spacing_mm"]), float(row.spacing_mm), shape))
+        amap = _map_on_stored_grid(row.error_path, float(run["spacing_mm"]), float(row.spacing_mm), shape)
+        maps.append(amap)
         grids.append(mask)
         hottest.append((int(row.hot_z), int(row.hot_y), int(row.hot_x)))
+        peaks = [hottest[-1]] + [p for _, p, _ in hottest_regions(amap, float(row.spacing_mm))[1:]]
+        shown_hits += any(distance_to_mask_mm(p, mask, float(row.spacing_mm)) <= NEAR_MM for p in peaks)
+        # (an empty mask is never near: localise leaves its scan out, and so the share below)
     if not maps:
         return {"localisation_scans": 0, "localisation_skipped": skipped}
     result = localise(maps, grids, hottest, float(inputs["spacing_mm"].iloc[0]))
     return {"voxel_ap": result.voxel_ap, "hottest_within_10mm": result.hit_rate,
+            f"hottest_{REGIONS_SHOWN}_within_10mm": shown_hits / max(result.n_scans, 1),
             "localisation_scans": result.n_scans, "localisation_skipped": skipped,
             "hottest_distance_mm_median": float(np.median(result.distances_mm))}
 
@@ -80,4 +87,12 @@ def format_localisation(counts: dict[str, Any]) -> str:
     return (f"\nlocalisation on {counts['localisation_scans']} scans with an object mask: voxel AP "
             f"{counts['voxel_ap']:.3f}, hottest region within 10 mm of the object "
             f"{100 * counts['hottest_within_10mm']:.0f} % (median distance "
-            f"{counts['hottest_distance_mm_median']:.1f} mm)")
+            f"{counts['hottest_distance_mm_median']:.1f} mm)" + _shown(counts))
+
+
+def _shown(counts: dict[str, Any]) -> str:
+    """The share found by one of the regions the viewer steps through (absent in older counts)."""
+    from ctae_core.anomaly_map import REGIONS_SHOWN
+
+    share = counts.get(f"hottest_{REGIONS_SHOWN}_within_10mm")
+    return "" if share is None else f", one of the {REGIONS_SHOWN} hottest within 10 mm {100 * share:.0f} %"

@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ctae_core.anomaly_map import REGION_LEVEL, anomaly_map, hottest_region, hottest_region_mask, rescale_index
+from ctae_core.anomaly_map import (
+    REGION_LEVEL,
+    anomaly_map,
+    hottest_region,
+    hottest_region_mask,
+    hottest_regions,
+    region_labels,
+    rescale_index,
+)
 from ctae_core.localisation import NEAR_MM, distance_to_mask_mm, localise
 
 
@@ -92,6 +100,31 @@ def test_the_region_mask_is_the_stored_volumes_six_connected_part_above_the_leve
     assert not empty.any()
 
 
+def test_the_next_hottest_regions_lie_apart_from_the_ones_before():
+    amap = np.zeros((30, 40, 40), np.int16)
+    amap[10, 10, 10] = 900  # a lone dense voxel of the scan's own, hotter than the object
+    amap[10, 11, 10] = 500  # its shoulder, in its region (above 0.3 × 900)
+    amap[10, 13, 10] = 800  # 9 mm away: the same neighbourhood, never offered again
+    amap[20:23, 25:30, 25:28] = 600  # the object, 45 voxels
+    amap[21, 27, 26] = 700
+    amap[5, 35, 5] = 100  # a faint third spot
+    before = amap.copy()
+    regions = hottest_regions(amap, 3.0)
+    assert len(regions) == 3 and (amap == before).all()  # the caller's map is left alone
+    first, second, third = regions
+    mask, peak_at, peak = hottest_region_mask(amap)
+    assert first[1] == peak_at == (10, 10, 10) and (first[0] == mask).all() and first[2] == 900
+    assert second[1] == (21, 27, 26) and second[2] == 700 and second[0].sum() == 45
+    assert third[1] == (5, 35, 5) and third[2] == 100  # not the 800 HU voxel 9 mm from the first
+    labels = region_labels(regions, amap.shape)
+    assert labels.dtype == np.uint8 and labels[10, 10, 10] == 1 and labels[21, 27, 26] == 2
+    assert labels[5, 35, 5] == 3 and (labels > 0).sum() == sum(int(m.sum()) for m, _, _ in regions)
+    assert len(hottest_regions(amap, 3.0, count=5)) == 3  # nothing positive is left after three
+    assert hottest_regions(np.zeros((4, 4, 4)), 3.0) == []
+    with pytest.raises(ValueError, match="count"):
+        hottest_regions(amap, 3.0, count=0)
+
+
 def test_an_index_moves_between_grids_by_physical_position():
     assert rescale_index((3, 0, 10), 6.0, 3.0) == (7, 1, 21)  # the 6 mm voxel's second half
     assert rescale_index((7, 1, 21), 3.0, 6.0) == (3, 0, 10)
@@ -123,3 +156,4 @@ def test_a_mask_file_lands_on_the_stored_grid_by_physical_position(tmp_path):
     assert grid.shape == (15, 30, 30)
     z, y, x = np.nonzero(grid)
     assert (z.min(), z.max(), y.min(), y.max(), x.min(), x.max()) == (5, 7, 10, 14, 15, 19)
+
