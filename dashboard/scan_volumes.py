@@ -1,6 +1,7 @@
 """What the interactive viewer loads for one scan: the series as acquired when its source
 files are reachable (else the stored isotropic volume, and it says which), with the run's
-reconstruction, |error| and hottest-region mask placed on it by their physical grids.
+reconstruction, |error| and hottest regions (labelled 1 = hottest) placed on it by their
+physical grids.
 
 Everything is written once into a per-user cache folder that the browser fetches over HTTP
 (``volume_viewer``): a 512×512×300 series is 157 MB, which must not ride the websocket again at
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ctae_core.anomaly_map import hottest_region_mask
+from ctae_core.anomaly_map import hottest_regions, region_labels
 from ctae_core.geometry import lps_affine, rescaled_grid
 from ctae_core.io import viewer_files
 from ctae_core.io.native_series import SourceUnavailableError, read_native_volume
@@ -43,8 +44,8 @@ META = "meta.json"
 FORMAT = "preview-v2"
 """Part of every volume entry's name: entries of an older layout (one preview or none) are not
 reused."""
-OVERLAY_FORMAT = "region-v2"
-"""The same for overlay entries (the outline of the stored hottest region's rule)."""
+OVERLAY_FORMAT = "regions-v3"
+"""The same for overlay entries (the stored hottest region's rule, and the regions after it)."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,8 @@ class ViewerScan:
     note: str
     overlays: list[dict[str, Any]] = field(default_factory=list)
     crosshair_xyz: list[int] | None = None  # the scan's voxel at the hottest |error| region
+    regions_xyz: list[list[int]] = field(default_factory=list)  # the scan's voxel at each
+    # hottest region's peak, hottest first (the first is ``crosshair_xyz``)
     previews: list[dict[str, Any]] = field(default_factory=list)  # file, factor, shape_zyx of
     # each whole-volume preview, coarsest first
 
@@ -163,8 +166,9 @@ def _stored(scan: dict[str, Any], stored: np.ndarray, why: str) -> tuple[str, di
     return name, {**meta, "note": note}
 
 
-def _overlays(scan: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
-    """(cache entry, meta) of the run's reconstruction, |error| and hottest region, as stored."""
+def _overlays(scan: dict[str, Any], stored_shape: tuple[int, ...]) -> tuple[str, dict[str, Any]] | None:
+    """(cache entry, meta) of the run's reconstruction, |error| and its hottest regions, as
+    stored (the regions as one volume: k in the k-th, 1 the hottest)."""
     paths = {role: scan.get(key) for role, key in (("reconstruction", "recon_path"),
                                                    ("error", "error_path"))}
     paths = {role: p for role, p in paths.items() if isinstance(p, str) and os.path.exists(p)}
@@ -175,17 +179,19 @@ def _overlays(scan: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
         return name, meta
 
     def write(folder: Path) -> dict[str, Any]:
-        layers = {}
+        layers, peaks = {}, []
         for role, path in paths.items():
             array = np.asarray(load_volume(path))
             viewer_files.write_array(folder / f"{role}.gz", array)
             layers[role] = list(array.shape)
-            if role == "error":  # the stored region's rule: it is what hot_volume_ml measured
-                region, peak_at, _ = hottest_region_mask(array)
-                viewer_files.write_array(folder / "region.gz", region)
+            if role == "error":  # the stored region's rule: the first is what hot_volume_ml measured
+                map_mm = float(np.mean(rescaled_grid(stored_shape, float(scan["spacing_mm"]),
+                                                     (0.0, 0.0, 0.0), array.shape)[0]))
+                regions = hottest_regions(array, map_mm)
+                viewer_files.write_array(folder / "region.gz", region_labels(regions, array.shape))
                 layers["region"] = list(array.shape)
-                hottest = list(peak_at)
-        return {"layers": layers, "hottest_zyx": hottest if "error" in paths else None}
+                peaks = [list(peak_at) for _, peak_at, _ in regions]
+        return {"layers": layers, "hottest_zyx": peaks[0] if peaks else None, "regions_zyx": peaks}
 
     return name, _store(name, write)
 
@@ -223,8 +229,8 @@ def viewer_scan(scan: dict[str, Any]) -> ViewerScan:
     except SourceUnavailableError as err:
         name, meta = _stored(scan, stored, str(err))
     scan_affine = np.asarray(meta["affine"])
-    overlays, crosshair = [], None
-    if (found := _overlays(scan)) is not None:
+    overlays, crosshair, regions = [], None, []
+    if (found := _overlays(scan, stored.shape)) is not None:
         folder, layers = found
         for role, shape in layers["layers"].items():
             grid_spacing, origin = rescaled_grid(stored.shape, spacing, meta["grid_origin"], shape)
@@ -233,10 +239,19 @@ def viewer_scan(scan: dict[str, Any]) -> ViewerScan:
                              "to_overlay": to_overlay[:3].round(9).tolist()})
             if role == "error" and (world := _hottest_world(scan, layers, spacing, meta,
                                                             grid_spacing, origin)) is not None:
-                voxel = np.rint(np.linalg.solve(scan_affine, world)[:3]).astype(int)
-                crosshair = [int(np.clip(v, 0, n - 1))
-                             for v, n in zip(voxel, meta["shape_zyx"][::-1], strict=True)]
+                crosshair = _scan_voxel(world, scan_affine, meta["shape_zyx"])
+            if role == "error":  # the regions after the hottest, each at its peak on the map
+                regions = [crosshair] if crosshair is not None else []
+                for z, y, x in layers.get("regions_zyx", [])[1:]:
+                    world = lps_affine(grid_spacing, origin) @ np.array([x, y, z, 1.0])
+                    regions.append(_scan_voxel(world, scan_affine, meta["shape_zyx"]))
     return ViewerScan(name, [f"{name}/{s}" for s in meta["slabs"]], meta["slab_slices"],
                       meta["shape_zyx"], meta["spacing_zyx_mm"], meta["affine"], meta["native"],
-                      meta["note"], overlays, crosshair,
+                      meta["note"], overlays, crosshair, regions,
                       [{**p, "file": f"{name}/{p['file']}"} for p in meta["previews"]])
+
+
+def _scan_voxel(world: np.ndarray, scan_affine: np.ndarray, shape_zyx: list[int]) -> list[int]:
+    """The scan's voxel (x, y, z) nearest an LPS point (homogeneous), clipped into the scan."""
+    voxel = np.rint(np.linalg.solve(scan_affine, world)[:3]).astype(int)
+    return [int(np.clip(v, 0, n - 1)) for v, n in zip(voxel, shape_zyx[::-1], strict=True)]

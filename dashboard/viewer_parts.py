@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from ctae_core.anomaly_map import hottest_region_mask
+from ctae_core.anomaly_map import hottest_regions
 from dashboard import data, scan_volumes, slices, volume_viewer
 from dashboard.render import ViewSettings, render_views
 
@@ -89,10 +89,13 @@ def _load(path: Any, what: str):
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
-def _hottest_region(error_path: str) -> tuple[np.ndarray, tuple[int, int, int]]:
-    """The hottest region's mask and its peak (z, y, x), on the run's grid (the stored rule)."""
-    mask, peak_at, _ = hottest_region_mask(data.volume(error_path))
-    return mask, peak_at
+def _hottest_regions(error_path: str, map_mm: float) -> tuple[np.ndarray, tuple[int, int, int] | None]:
+    """The hottest regions' union (the stored rule, ``hottest_regions``) and the hottest one's
+    peak (z, y, x), on the map's grid (None: nothing in the map)."""
+    regions = hottest_regions(data.volume(error_path), map_mm)
+    if not regions:
+        return np.zeros(data.volume(error_path).shape, dtype=bool), None
+    return np.logical_or.reduce([mask for mask, _, _ in regions]), regions[0][1]
 
 
 def show_planes(scan: pd.Series, run: dict[str, Any], view: ViewSettings) -> None:
@@ -104,10 +107,12 @@ def show_planes(scan: pd.Series, run: dict[str, Any], view: ViewSettings) -> Non
     error = _load(scan["error_path"], "|error|")
     scan_mm, run_mm = float(scan["spacing_mm"]), float(run.get("spacing_mm") or scan["spacing_mm"])
     region, start = None, [n // 2 for n in volume.shape]
-    if error is not None:  # open at the hottest region, outlined on every plane
-        region, hottest = _hottest_region(scan["error_path"])
-        start = [slices.map_index(i, run_mm, scan_mm, n)
-                 for i, n in zip(hottest, volume.shape, strict=True)]
+    if error is not None:  # open at the hottest region; the regions outlined on every plane
+        map_mm = scan_mm if error.shape == volume.shape else run_mm  # a coarser run's map: stored grid
+        region, hottest = _hottest_regions(scan["error_path"], map_mm)
+        if hottest is not None:
+            start = [slices.map_index(i, map_mm, scan_mm, n)
+                     for i, n in zip(hottest, volume.shape, strict=True)]
     sliders = st.columns(3)
     indices = tuple(
         sliders[axis].slider(
@@ -176,8 +181,9 @@ def show_scan(scan: pd.Series, run: dict[str, Any], above: Any) -> None:
             st.stop()
         shown = volume_viewer.scan_viewer(prepared, str(scan["scan_id"]))
         _view_choice(above)
-        hottest = (" · opened at the hottest |error| region (outlined)"
-                   if prepared.crosshair_xyz else "")
+        n = len(prepared.regions_xyz)
+        hottest = (" · opened at the hottest |error| region (outlined)" if prepared.crosshair_xyz else "")
+        hottest += f"; ‘next region’ steps through the {n} hottest" if n > 1 else ""
         above.caption(prepared.note + hottest)
         if not (isinstance(shown, dict) and shown.get("failed")):
             return

@@ -22,6 +22,7 @@ const state = (window.ctaeViewer = {
   shown: () => (scan ? resolutionAt(scan.cursor[2]) : null), // at the crosshair's slice
   scrollable: () => Boolean(scan && (scan.preview || state.ready)),
   previewFactor: () => (scan && scan.preview ? scan.preview.factor : null),
+  regions: () => (scan ? scan.regions.map((r) => r.slice()) : []), // each region's peak (x, y, z)
 });
 const canvas = document.getElementById("view");
 const ctx = canvas.getContext("2d");
@@ -290,7 +291,8 @@ function showStatus() {
   if (scan.overlays.region) {
     const row = new Float32Array(1);
     sampleRow(scan.overlays.region, [x, y, z], [1, 0, 0], 1, row);
-    if (row[0] > 0) parts.push("in the hottest region");
+    if (row[0] === 1) parts.push("in the hottest region");
+    else if (row[0] > 1) parts.push(`in hottest region ${row[0]} of ${scan.regions.length}`);
   }
   const pending = nz - state.loadedSlices();
   if (pending > 0 && !scan.loaded[z] && scan.preview) {
@@ -386,6 +388,21 @@ ui("preset").onchange = (e) => {
 for (const id of ["recon", "opacity", "outline"]) {
   ui(id).oninput = () => { dirty.add(0).add(1).add(2); requestDraw(); };
 }
+ui("next_region").onclick = () => { // the crosshair to the next region's peak, round and round
+  if (!scan || scan.regions.length < 2) return;
+  scan.regionShown = (scan.regionShown + 1) % scan.regions.length;
+  scan.cursor = scan.regions[scan.regionShown].slice();
+  showRegionButton();
+  dirty.add(0).add(1).add(2);
+  requestDraw();
+};
+
+function showRegionButton() {
+  const button = ui("next_region");
+  button.hidden = !scan || scan.regions.length < 2;
+  if (scan) button.textContent = `region ${scan.regionShown + 1} of ${scan.regions.length} ▸`;
+}
+
 ui("reset").onclick = () => {
   Object.assign(view, { zoom: 1, panX: 0, panY: 0 });
   setWindow(args);
@@ -440,7 +457,8 @@ async function loadScan(a) {
   // toggled) follows the first slice
   const overlayLoads = s.overlays.filter((o) => o.role !== "reconstruction").map(loadOverlay);
   const next = { shape: s.shape_zyx, spacing: s.spacing_zyx_mm, affine: s.affine, data,
-                 loaded: new Uint8Array(nz), cursor, overlays, preview: null };
+                 loaded: new Uint8Array(nz), cursor, overlays, preview: null,
+                 regions: s.regions_xyz || [], regionShown: 0 };
   const perSlab = s.slab_slices;
   const pending = new Set(s.slabs.map((f, k) => k));
   const nearest = () => { // the slab nearest the slice shown now (the reader may have scrolled)
@@ -489,6 +507,7 @@ async function loadScan(a) {
   if (!firstSlab) firstSlab = crosshairSlab();
   if (controller.signal.aborted) return;
   scan = next; // show the scan now, with its overlays
+  showRegionButton();
   dirty.add(0).add(1).add(2);
   draw();
   state.firstDrawMs = performance.now() - started;

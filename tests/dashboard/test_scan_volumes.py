@@ -41,7 +41,9 @@ def test_native_series_and_overlays_line_up_and_fall_back(settings, tmp_path, mo
     stored = np.load(scan["volume_path"])
     error = np.zeros(tuple(n // 2 for n in stored.shape), np.int16)
     error[2:5, 4:7, 6:9] = 500  # a hot region peaking at voxel (3, 5, 7)
+    assert error.shape == (5, 11, 11)  # 6 mm voxels: the two spots below lie 27 mm apart
     error[3, 5, 7] = 520
+    error[2:5, 8:11, 0:3] = 300  # a cooler one in a far corner: the next hottest region
     np.save(tmp_path / "error.npy", error)
     scan["error_path"], scan["recon_path"] = str(tmp_path / "error.npy"), None
     shown = scan_volumes.viewer_scan(scan)
@@ -52,7 +54,9 @@ def test_native_series_and_overlays_line_up_and_fall_back(settings, tmp_path, mo
     roles = {o["role"]: o for o in shown.overlays}
     assert set(roles) == {"error", "region"}
     region = np.frombuffer(gzip.decompress((cache / roles["region"]["file"]).read_bytes()), "<i2")
-    assert region.reshape(error.shape)[3, 5, 7] == 1 and region.sum() == hottest_region_mask(error)[0].sum() == 27
+    region = region.reshape(error.shape)  # the regions labelled, 1 the hottest (the stored rule)
+    assert region[3, 5, 7] == 1 and (region == 1).sum() == hottest_region_mask(error)[0].sum() == 27
+    assert (region[2:5, 8:11, 0:3] == 2).all() and (region == 2).sum() == 27 and region.max() == 2
     # the anomaly map covers the same physical box as the series: the series' centre voxel
     # lands on the map's centre, within one map voxel
     centre = _overlay_voxel(roles["error"], (np.array([96, 96, 30]) - 1) / 2)
@@ -60,6 +64,10 @@ def test_native_series_and_overlays_line_up_and_fall_back(settings, tmp_path, mo
     # opened at the hottest region: the crosshair voxel lies in the hot box of the map
     x, y, z = np.rint(_overlay_voxel(roles["error"], shown.crosshair_xyz)).astype(int)
     assert error[z, y, x] >= 500
+    # and the viewer steps on to the next region: its peak's voxel of the series lies in it
+    assert len(shown.regions_xyz) == 2 and shown.regions_xyz[0] == shown.crosshair_xyz
+    x, y, z = np.rint(_overlay_voxel(roles["error"], shown.regions_xyz[1])).astype(int)
+    assert error[z, y, x] == 300
     slab_time = (cache / shown.slabs[0]).stat().st_mtime_ns
     assert scan_volumes.viewer_scan(scan) == shown  # from the cache: no file re-read or written
     assert (cache / shown.slabs[0]).stat().st_mtime_ns == slab_time

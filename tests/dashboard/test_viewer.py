@@ -88,3 +88,22 @@ def test_reviewers_never_see_source_paths(catalog, open_page):
             assert len(at.expander[0].dataframe[0].value) == 2  # syn0000001's two labels
     assert {"source_path", "series_uid"} <= facts["admin"]
     assert not {"source_path", "series_uid"} & facts["reviewer"]
+
+
+def test_a_map_on_the_stored_grid_opens_the_server_view_at_its_hottest_region(catalog, open_page):
+    # a 6 mm run's map made on the stored 3 mm grid (stop 34): its peak is a stored voxel, not
+    # a 6 mm one (read at 6 mm, slice 20 of 24 would be 41, past the scan's end)
+    from data_catalog import connect
+
+    with connect(catalog.catalog_path, read_only=True) as con:
+        volume_path, error_path = con.execute(
+            "SELECT s.volume_path, sc.error_path FROM scans s JOIN scores sc USING (scan_id) "
+            "WHERE scan_id = 'syn0000001'").fetchone()
+    shape = np.load(volume_path).shape
+    amap = np.zeros(shape, np.int16)
+    amap[20, 5:8, 30:33] = 400  # the hottest region
+    amap[20, 6, 31] = 500
+    np.save(error_path, amap)
+    at = _open_selection(open_page, catalog, ["syn0000001"])
+    starts = [at.slider(key=f"slice_{plane}_syn0000001").value for plane in ("axial", "coronal", "sagittal")]
+    assert shape[0] == 24 and starts == [20, 6, 31]

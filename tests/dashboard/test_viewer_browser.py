@@ -145,6 +145,19 @@ def test_viewer_scrolls_windows_outlines_and_falls_back(served):
         assert frame.evaluate("() => window.ctaeViewer.overlays()") == ["error", "reconstruction", "region"]
         assert frame.locator("#status").inner_text().count("in the hottest region") == 1
         assert frame.evaluate(OUTLINE_PIXELS) > 20
+        # the next hottest regions, one click each, and back to the first
+        regions = frame.evaluate("() => window.ctaeViewer.regions()")
+        assert len(regions) == 3 and regions[0] == shown_voxel(frame)
+        assert frame.locator("#next_region").inner_text() == "region 1 of 3 ▸"
+        for k in (1, 2, 0):
+            frame.click("#next_region")
+            assert shown_voxel(frame) == regions[k]
+            assert frame.locator("#next_region").inner_text() == f"region {k + 1} of 3 ▸"
+        frame.click("#next_region")
+        drawn(frame, "document.getElementById('status').innerText.includes('in hottest region 2 of 3')")
+        frame.click("#next_region")
+        frame.click("#next_region")
+        assert page.get_by_text("‘next region’ steps through the 3 hottest").count() == 1
         shown = frame.evaluate(CANVAS_SUM)
         frame.uncheck("#outline")  # each change is drawn on the next animation frame
         drawn(frame, f"({OUTLINE_PIXELS})() == 0")
