@@ -32,11 +32,9 @@ CUT_FACE_MISS = pytest.mark.xfail(strict=True, reason=(
     "longer sought"))
 
 
-@pytest.mark.parametrize(("kernel", "kind"), [
-    ("kernelB", "ecg_electrodes"), ("kernelL", "ecg_electrodes"), ("kernelB", "external_cable"),
-    pytest.param("kernelL", "external_cable", marks=CUT_FACE_MISS),
-])
-def test_the_hottest_region_is_the_object_not_the_real_edges(kernel, kind):
+def _chest_with(kernel: str, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """A re-posed variant of the real chest of ``kernel`` with ``kind`` inserted, on the stored
+    3 mm grid: (HU, the object's mask)."""
     root = SHARED / CHEST
     if not root.is_dir():
         pytest.skip(f"real CT data not found at {root}; it is present in CI")
@@ -50,27 +48,25 @@ def test_the_hottest_region_is_the_object_not_the_real_edges(kernel, kind):
     inserted = insert_anomaly(kind, variant.hu, variant.spacing_zyx_mm, np.random.default_rng(4), 1.0)
     stored = resample_isotropic(Volume(variant.hu, variant.spacing_zyx_mm), 3.0).hu.astype(np.float32)
     mask = resample_isotropic(Volume(inserted.mask.astype(np.float32), variant.spacing_zyx_mm), 3.0).hu > 0.25
+    return stored, mask
+
+
+@pytest.mark.parametrize(("kernel", "kind"), [
+    ("kernelB", "ecg_electrodes"), ("kernelL", "ecg_electrodes"), ("kernelB", "external_cable"),
+    pytest.param("kernelL", "external_cable", marks=CUT_FACE_MISS),
+])
+def test_the_hottest_region_is_the_object_not_the_real_edges(kernel, kind):
+    stored, mask = _chest_with(kernel, kind)
     error = np.abs(stored - _blurring_model(stored))
     hot = hottest_region(anomaly_map(error, stored > -990, 3.0), 3.0)
     # the |error| smoothed by one voxel, as the map was before stop 32, peaked 107-292 mm away
     # on these two scans (cortex and the couch edge of a sharp kernel)
-    assert distance_to_mask_mm(hot.centre_zyx, mask, 3.0) <= NEAR_MM, base.name
+    assert distance_to_mask_mm(hot.centre_zyx, mask, 3.0) <= NEAR_MM, kernel
 
 
 def test_a_cable_behind_a_hotter_real_voxel_is_one_of_the_next_regions():
     # the case the test above marks as a miss: the viewer's next region is the cable
-    root = SHARED / CHEST
-    if not root.is_dir():
-        pytest.skip(f"real CT data not found at {root}; it is present in CI")
-    from jobs.demo_data_real import find_bases, read_base
-
-    bases, sources = find_bases([root])
-    base = next(b for b in bases if b.name.endswith("kernelL"))
-    base_hu, spacing = read_base(sources[base.name])
-    variant = render_variant(base_hu, spacing, np.random.default_rng(3))
-    inserted = insert_anomaly("external_cable", variant.hu, variant.spacing_zyx_mm, np.random.default_rng(4), 1.0)
-    stored = resample_isotropic(Volume(variant.hu, variant.spacing_zyx_mm), 3.0).hu.astype(np.float32)
-    mask = resample_isotropic(Volume(inserted.mask.astype(np.float32), variant.spacing_zyx_mm), 3.0).hu > 0.25
+    stored, mask = _chest_with("kernelL", "external_cable")
     amap = anomaly_map(np.abs(stored - _blurring_model(stored)), stored > -990, 3.0)
     distances = [distance_to_mask_mm(peak, mask, 3.0) for _, peak, _ in hottest_regions(amap, 3.0)]
     assert len(distances) == 3 and distances[0] > 100  # the real voxel, far from the cable
