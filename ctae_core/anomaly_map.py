@@ -143,8 +143,12 @@ def hottest_regions(amap: np.ndarray, spacing_mm: float, count: int = REGIONS_SH
         if peak <= 0:
             break
         regions.append((mask, peak_at, peak))
-        if len(regions) < count:
-            rest[distance_transform_edt(~mask, sampling=spacing_mm) <= apart_mm] = 0
+        if len(regions) < count:  # within the region's box grown by apart_mm: all that can be near
+            reach = int(np.ceil(apart_mm / spacing_mm)) + 1
+            where = np.nonzero(mask)
+            box = tuple(slice(max(int(i.min()) - reach, 0), int(i.max()) + reach + 1) for i in where)
+            near = distance_transform_edt(~mask[box], sampling=spacing_mm) <= apart_mm
+            rest[box][near] = 0
     return regions
 
 
