@@ -43,8 +43,7 @@ def _run_slice(
     run_spacing_mm: float,
 ) -> np.ndarray:
     axis = slices.plane_axis(plane)
-    if run_volume.shape == scan_shape:  # made on the stored grid (a coarser run's anomaly map)
-        run_spacing_mm = scan_spacing_mm
+    run_spacing_mm = slices.layer_spacing_mm(run_volume.shape, scan_shape, scan_spacing_mm, run_spacing_mm)
     run_index = slices.map_index(index, scan_spacing_mm, run_spacing_mm, run_volume.shape[axis])
     cut = slices.extract_slice(run_volume, plane, run_index)
     if cut.shape == shape and scan_spacing_mm == run_spacing_mm:

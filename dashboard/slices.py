@@ -56,6 +56,14 @@ def map_index(index: int, from_spacing_mm: float, to_spacing_mm: float, to_size:
     return int(np.clip(np.floor(position_mm / to_spacing_mm), 0, to_size - 1))
 
 
+def layer_spacing_mm(layer_shape: tuple[int, ...], scan_shape: tuple[int, ...], scan_spacing_mm: float,
+                     run_spacing_mm: float) -> float:
+    """The spacing a run's layer (reconstruction, anomaly map, region) lies on: the stored scan's
+    when it has the scan's shape (a coarser run's anomaly map, made on the stored grid), else
+    the run's."""
+    return scan_spacing_mm if tuple(layer_shape) == tuple(scan_shape) else run_spacing_mm
+
+
 def resample_nearest(
     image: np.ndarray, out_shape: tuple[int, int], in_spacing_mm: float, out_spacing_mm: float
 ) -> np.ndarray:

@@ -108,7 +108,7 @@ def show_planes(scan: pd.Series, run: dict[str, Any], view: ViewSettings) -> Non
     scan_mm, run_mm = float(scan["spacing_mm"]), float(run.get("spacing_mm") or scan["spacing_mm"])
     region, start = None, [n // 2 for n in volume.shape]
     if error is not None:  # open at the hottest region; the regions outlined on every plane
-        map_mm = scan_mm if error.shape == volume.shape else run_mm  # a coarser run's map: stored grid
+        map_mm = slices.layer_spacing_mm(error.shape, volume.shape, scan_mm, run_mm)
         region, hottest = _hottest_regions(scan["error_path"], map_mm)
         if hottest is not None:
             start = [slices.map_index(i, map_mm, scan_mm, n)
