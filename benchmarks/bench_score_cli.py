@@ -1,0 +1,121 @@
+"""`ctae score --overwrite` of a trained default (`tiny`) run, timed as users meet it: the whole
+process, this build against git revision REV, alternated on copies of one catalog.
+
+The default REV, faf3c35, is the last build that made a coarser run's anomaly map on the run's
+own 6 mm grid; since ca98fea the map is made on the stored 3 mm grid (the reconstruction
+resampled up), where a wire or an electrode keeps its HU. The figures: wall seconds (median of
+the rounds after one untimed warm-up each) and peak RSS of each build's process, and the bytes of anomaly maps the run keeps.
+The cohort is real anatomy (`ctae demo-data --base real`, the scans a user's archive holds; the
+phantoms where `../shared/data` is missing), ingested and trained for one epoch by this build; both builds score the
+same stored scans with the same checkpoint. REV must read this build's catalog (same schema).
+
+    .venv/bin/python benchmarks/bench_score_cli.py [--quick] [--against faf3c35] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.bench_team_review import _source_tree  # noqa: E402
+from benchmarks.rows import row  # noqa: E402
+
+OUT = ROOT / "benchmarks" / "out" / "score_cli"
+RUN = "bench"
+
+
+def _ctae(tree: Path, *args: str) -> tuple[list[str], dict[str, str]]:
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    return [sys.executable, "-m", "jobs", *args, "--no-progress"], {**env, "PYTHONPATH": str(tree)}
+
+
+def _run(tree: Path, *args: str) -> None:
+    command, env = _ctae(tree, *args)
+    subprocess.run(command, env=env, cwd=tree, check=True, capture_output=True)
+
+
+def _timed(tree: Path, *args: str) -> tuple[float, float]:
+    """(wall seconds, peak RSS in GB) of one whole `ctae` process."""
+    command, env = _ctae(tree, *args)
+    started = time.perf_counter()
+    process = subprocess.Popen(command, env=env, cwd=tree, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    if status != 0:
+        raise RuntimeError(f"{' '.join(args)} failed: {process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+    return wall, usage.ru_maxrss / 1e6  # kB on Linux
+
+
+def _map_bytes(store: Path) -> int:
+    return sum(p.stat().st_size for p in (store / "runs" / RUN / "error").glob("*"))
+
+
+def cohort(n: int) -> tuple[Path, Path]:
+    """(catalog, store) of ``n`` real-anatomy scans and run ``bench`` trained one epoch."""
+    shutil.rmtree(OUT, ignore_errors=True)
+    catalog, store = OUT / "catalog.duckdb", OUT / "store"
+    where = ("--catalog", str(catalog), "--store", str(store))
+    from jobs.demo_data_real import SHARED_DATA
+
+    base = ("--base", "real") if SHARED_DATA.is_dir() else ()  # else the phantoms
+    print(f"cohort: {n} scans of {'real anatomy' if base else f'phantoms ({SHARED_DATA} not found)'}")
+    _run(ROOT, "demo-data", str(OUT / "cohort"), *base, "--n", str(n), "--seed", "0",
+         "--outlier-rate", "0.15")
+    _run(ROOT, "ingest", str(OUT / "cohort"), *where)
+    _run(ROOT, "train", "--run", RUN, "--preset", "tiny", "--epochs", "1", *where)
+    return catalog, store
+
+
+def main(quick: bool = False, against: str = "faf3c35", rounds: int = 3) -> list[dict]:
+    catalog, store = cohort(20 if quick else 60)
+    trees = {"this build": ROOT, against: _source_tree(against, OUT / "against")}
+    copies = {name: OUT / f"catalog-{k}.duckdb" for k, name in enumerate(trees)}
+    for copy in copies.values():
+        shutil.copy2(catalog, copy)
+    walls: dict[str, list[float]] = {name: [] for name in trees}
+    rss: dict[str, float] = {name: 0.0 for name in trees}
+    maps: dict[str, int] = {}
+    for name, tree in trees.items():  # warm the page cache and each tree's .pyc files first
+        _run(tree, "score", "--run", RUN, "--catalog", str(copies[name]), "--store", str(store),
+             "--overwrite")
+    for _ in range(rounds):
+        for name, tree in trees.items():  # alternated: both meet the same machine load
+            wall, peak = _timed(tree, "score", "--run", RUN, "--catalog", str(copies[name]),
+                                "--store", str(store), "--overwrite")
+            walls[name].append(wall)
+            rss[name] = max(rss[name], peak)
+            maps[name] = _map_bytes(store)
+            print(f"{name:10s} {wall:6.1f} s, peak RSS {peak:.2f} GB, maps {maps[name] / 1e6:.0f} MB, "
+                  f"load {os.getloadavg()[0]:.1f}", flush=True)
+    this, base = statistics.median(walls["this build"]), statistics.median(walls[against])
+    rows = [
+        row("score_cli", f"ctae score --overwrite, {len(list((store / 'volumes').glob('*')))} scans: "
+            f"this build / {against}", this, "s", None, base),
+        row("score_cli", f"peak RSS: this build / {against}", rss["this build"], "GB", None, rss[against]),
+        row("score_cli", f"anomaly maps kept: this build / {against}", maps["this build"] / 1e6, "MB",
+            None, maps[against] / 1e6),
+    ]
+    for r in rows:
+        print(f"{r['figure']}: {r['value']} {r['unit']} against {r['baseline']} (ratio {r['ratio']})")
+    (ROOT / "benchmarks" / "out" / "bench_score_cli.json").write_text(json.dumps(rows, indent=2))
+    return rows
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="20 scans instead of 60")
+    parser.add_argument("--against", default="faf3c35", metavar="REV")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    main(args.quick, args.against, args.rounds)
