@@ -4,10 +4,11 @@ process, this build against git revision REV, alternated on copies of one catalo
 The default REV, faf3c35, is the last build that made a coarser run's anomaly map on the run's
 own 6 mm grid; since ca98fea the map is made on the stored 3 mm grid (the reconstruction
 resampled up), where a wire or an electrode keeps its HU. The figures: wall seconds (median of
-the rounds after one untimed warm-up each) and peak RSS of each build's process, and the bytes of anomaly maps the run keeps.
-The cohort is real anatomy (`ctae demo-data --base real`, the scans a user's archive holds; the
-phantoms where `../shared/data` is missing), ingested and trained for one epoch by this build; both builds score the
-same stored scans with the same checkpoint. REV must read this build's catalog (same schema).
+the rounds after one untimed warm-up each) and peak RSS of each build's process, and the bytes
+of anomaly maps the run keeps. The cohort is real anatomy (`ctae demo-data --base real`, the
+scans a user's archive holds; the phantoms where `../shared/data` is missing), ingested and
+trained for one epoch by this build; both builds score the same stored scans with the same
+checkpoint. REV must read this build's catalog (same schema).
 
     .venv/bin/python benchmarks/bench_score_cli.py [--quick] [--against faf3c35] [--rounds 3]
 """
@@ -47,13 +48,14 @@ def _run(tree: Path, *args: str) -> None:
 def _timed(tree: Path, *args: str) -> tuple[float, float]:
     """(wall seconds, peak RSS in GB) of one whole `ctae` process."""
     command, env = _ctae(tree, *args)
-    started = time.perf_counter()
-    process = subprocess.Popen(command, env=env, cwd=tree, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - started
+    log = OUT / "score.log"  # a file, not a pipe: a pipe nobody reads fills and stalls the job
+    with log.open("wb") as stderr:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, env=env, cwd=tree, stdout=subprocess.DEVNULL, stderr=stderr)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
     if status != 0:
-        raise RuntimeError(f"{' '.join(args)} failed: {process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+        raise RuntimeError(f"{' '.join(args)} failed: {log.read_text()[-2000:]}")
     return wall, usage.ru_maxrss / 1e6  # kB on Linux
 
 
@@ -62,7 +64,8 @@ def _map_bytes(store: Path) -> int:
 
 
 def cohort(n: int) -> tuple[Path, Path]:
-    """(catalog, store) of ``n`` real-anatomy scans and run ``bench`` trained one epoch."""
+    """(catalog, store) of ``n`` real-anatomy scans (phantoms without the shared data) and run
+    ``bench`` trained one epoch."""
     shutil.rmtree(OUT, ignore_errors=True)
     catalog, store = OUT / "catalog.duckdb", OUT / "store"
     where = ("--catalog", str(catalog), "--store", str(store))

@@ -11,7 +11,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ctae_core.anomaly_map import REGIONS_SHOWN
+
 logger = logging.getLogger(__name__)
+
+SHOWN_KEY = f"hottest_{REGIONS_SHOWN}_within_10mm"
+"""The counts' key of the share found by one of the regions the viewer steps through."""
 
 
 def _map_on_stored_grid(path: str, run_spacing: float, stored_spacing: float,
@@ -40,7 +45,7 @@ def localisation_counts(inputs: pd.DataFrame, masks: pd.Series | None, cohort_di
         masks: Per row, the mask file relative to ``cohort_dir`` ('' or None: no object), or
             None when the truth file names no masks (then the result is empty).
     """
-    from ctae_core.anomaly_map import REGIONS_SHOWN, hottest_regions
+    from ctae_core.anomaly_map import hottest_regions
     from ctae_core.io.mask_files import mask_on_stored_grid
     from ctae_core.localisation import NEAR_MM, distance_to_mask_mm, localise
 
@@ -75,7 +80,7 @@ def localisation_counts(inputs: pd.DataFrame, masks: pd.Series | None, cohort_di
         return {"localisation_scans": 0, "localisation_skipped": skipped}
     result = localise(maps, grids, hottest, float(inputs["spacing_mm"].iloc[0]))
     return {"voxel_ap": result.voxel_ap, "hottest_within_10mm": result.hit_rate,
-            f"hottest_{REGIONS_SHOWN}_within_10mm": shown_hits / max(result.n_scans, 1),
+            SHOWN_KEY: shown_hits / max(result.n_scans, 1),
             "localisation_scans": result.n_scans, "localisation_skipped": skipped,
             "hottest_distance_mm_median": float(np.median(result.distances_mm))}
 
@@ -92,7 +97,5 @@ def format_localisation(counts: dict[str, Any]) -> str:
 
 def _shown(counts: dict[str, Any]) -> str:
     """The share found by one of the regions the viewer steps through (absent in older counts)."""
-    from ctae_core.anomaly_map import REGIONS_SHOWN
-
-    share = counts.get(f"hottest_{REGIONS_SHOWN}_within_10mm")
+    share = counts.get(SHOWN_KEY)
     return "" if share is None else f", one of the {REGIONS_SHOWN} hottest within 10 mm {100 * share:.0f} %"
