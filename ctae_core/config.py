@@ -258,6 +258,9 @@ SMALL_DAE = replace(
 PRESETS: dict[str, TrainConfig] = {"tiny": TINY, "small": SMALL, "thesis": THESIS,
                                    "tiny_dae": TINY_DAE, "small_dae": SMALL_DAE}
 
+DEFAULT_PRESET = "tiny"
+"""The preset `ctae train` and `ctae demo` use when none is named."""
+
 
 def preset(name: str) -> TrainConfig:
     """The named preset's TrainConfig."""

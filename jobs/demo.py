@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from ctae_core.config import DEFAULT_PRESET
 from data_catalog import CatalogSettings, connect
 from data_catalog.status import PipelineStatus, pipeline_status
 from jobs.options import CatalogOption
@@ -85,7 +86,7 @@ def run_pipeline(workdir: Path, plan: DemoPlan, settings: CatalogSettings) -> Pi
         _ctae("ingest", str(cohort), *common, *store)
         status = _status(settings)
     if not status.trained:
-        train = ["train", *common, *store, "--run", RUN_ID, "--preset", "tiny",
+        train = ["train", *common, *store, "--run", RUN_ID, "--preset", DEFAULT_PRESET,
                  "--seed", str(plan.seed)]
         if plan.epochs is not None:
             train += ["--epochs", str(plan.epochs)]
