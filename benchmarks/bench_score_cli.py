@@ -1,4 +1,4 @@
-"""`ctae score --overwrite` of a trained default (`tiny`) run, timed as users meet it: the whole
+"""`ctae score --overwrite` of a trained `tiny` (Med3D, 6 mm) run, timed as users meet it: the whole
 process, this build against git revision REV, alternated on copies of one catalog.
 
 The default REV, faf3c35, is the last build that made a coarser run's anomaly map on the run's

@@ -2,7 +2,7 @@
 of the machine's measured float32 matmul rate (the same-run baseline) that it reaches.
 
 Presets ``tiny_dae`` and ``small_dae`` (the denoising U-Net, on 32³ / 64³ cubes at 3 mm) and
-``tiny`` (the Med3D autoencoder, the default: 16-slice slabs × the demo's padded Y × X
+``tiny`` (the Med3D autoencoder, the default until stop 36: 16-slice slabs × the demo's padded Y × X
 at 6 mm) on the CPU, each at its training box; "volumes" are the training inputs (cubes or
 slabs) — the epoch rows turn them into seconds per demo epoch. ``thesis`` (Med3D ResNet34,
 latent 1024, 273×87×87, batch 10) runs on CUDA in bf16 where a GPU is present; without one

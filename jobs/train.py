@@ -70,7 +70,7 @@ def train_command(
     run: Annotated[str, typer.Option("--run", "--run-name", help="Name of the run (its run_id); under torchrun spell it --run-name.")],
     catalog: CatalogOption = None,
     store: StoreOption = None,
-    preset_name: Annotated[str, typer.Option("--preset", help="tiny | small (the Med3D autoencoder) | thesis (Table 3.1) | tiny_dae | small_dae (the denoising U-Net at 3 mm).")] = DEFAULT_PRESET,
+    preset_name: Annotated[str, typer.Option("--preset", help="tiny_dae (the default) | small_dae (the denoising U-Net at 3 mm) | tiny | small (the Med3D autoencoder) | thesis (Table 3.1).")] = DEFAULT_PRESET,
     epochs: Annotated[int | None, typer.Option(help="Epochs (preset's by default).")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Volumes per step.")] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
