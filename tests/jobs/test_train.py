@@ -120,6 +120,21 @@ def test_resume_without_epochs_keeps_the_runs_own_count(settings):
         assert json.loads(get_run(con, "f")["config_json"])["epochs"] == 1
 
 
+def test_without_a_preset_train_fits_the_denoising_unet_at_the_stored_spacing(settings):
+    add_scans(settings, COHORT)
+    args = ["train", "--catalog", str(settings.catalog_path), "--store", str(settings.store_dir),
+            "--run", "plain", "--epochs", "1", "--no-progress", "--device", "cpu"]
+    result = runner.invoke(app, args)  # no --preset: what `ctae demo` and a new user get
+    assert result.exit_code == 0, result.output
+    with connect(settings.catalog_path, read_only=True) as con:
+        run = get_run(con, "plain")
+    config = json.loads(run["config_json"])
+    assert run["preset"] == "tiny_dae" and config["model"]["architecture"] == "dae_unet"
+    assert run["spacing_mm"] == 3.0 and config["noise_std"] > 0  # denoising, not copying
+    model, spec = load_run_model(run["checkpoint_path"])
+    assert type(model).__name__ == "DenoisingUNet3D" and spec.window == 192
+
+
 def test_resume_of_a_finished_run_adds_the_normal_error_and_keeps_the_weights(settings):
     add_scans(settings, COHORT)
     assert train(settings, "n", "--epochs", "1").exit_code == 0
