@@ -105,6 +105,26 @@ def test_each_kind_of_evidence_finds_its_own_outlier():
     assert abs(np.median(ev.mse_m_z)) < 1e-9
 
 
+def test_an_object_the_model_did_not_reproduce_raises_the_score_on_its_own():
+    # the anomaly map's peak is scored since stop 37: a scan whose only sign is one object the
+    # model left out (a peak of 1,500 HU where scans of its size peak at ~300 HU) passes T; the
+    # same cohort without the local error leaves it an ordinary scan
+    from ctae_core.thresholds import ThresholdRule
+
+    pixels, mse_m, latents, histograms, splits = _cohort()
+    rng = np.random.default_rng(7)
+    local_error = 300.0 * (pixels / 1e6) ** 0.1 * np.exp(rng.normal(0, 0.15, pixels.size))
+    local_error[104] = 1500.0
+    t = ThresholdRule("pvalue").threshold(np.zeros(2))
+    with_map = outlier_evidence(mse_m, pixels, latents, histograms, splits != "", local_error=local_error)
+    without = outlier_evidence(mse_m, pixels, latents, histograms, splits != "")
+    assert int(np.argmax(with_map.local_error_z)) == 104 and with_map.local_error_z[104] > norm.isf(1e-4)
+    assert int(np.argmax(with_map.outlier_score)) == 104 and with_map.outlier_score[104] > t
+    assert without.outlier_score[104] < t
+    others = np.arange(pixels.size) != 104  # an ordinary peak does not raise the others past T
+    assert (with_map.outlier_score[others] < t).all()
+
+
 def test_tissue_evidence_sees_a_missing_contrast_agent():
     pixels, mse_m, latents, histograms, splits = _cohort()
     contrast = slice(20, 24)  # 256–512 HU: the contrast-filled blood pool
@@ -133,9 +153,9 @@ def test_missing_histograms_leave_that_evidence_out():
         assert np.isnan(getattr(ev, name)).all(), name
     assert np.isfinite(ev.outlier_score).all()
     # one kind measured: the scan's p is that kind's p, Šidák-combined with itself as the
-    # three-strongest statistic and written on the scale of one of the thirteen kinds
+    # three-strongest statistic and written on the scale of one of the fourteen kinds
     p = norm.sf(ev.latent_z)
-    np.testing.assert_allclose(ev.outlier_score, -np.log(-np.expm1(2 / 13 * np.log1p(-p))), rtol=1e-9)
+    np.testing.assert_allclose(ev.outlier_score, -np.log(-np.expm1(2 / 14 * np.log1p(-p))), rtol=1e-9)
 
 
 def test_too_few_reference_scans_give_no_score():
