@@ -224,9 +224,9 @@ SMALL = replace(
 # short scan as for a long one, so no scan size dominates the loss. 2 cubes per training scan
 # per epoch and 5 epochs fit the demo's budget (2,880 cubes from its 288 training scans: 133 s;
 # 5 rather than 3 since stop 37: on six held-out real-anatomy seeds it detected and localised as
-# well and reconstructed the body closer, README "Stop 37"); scoring runs 192³ windows over the whole scan
-# (BatchNorm keeps the result independent of the window; a 3 mm body fits one window in plane,
-# so nothing is computed twice). Adam 2e-3 with a cosine fall.
+# well and reconstructed the body closer, README "Stop 37"); scoring runs 192³ windows over the
+# whole scan (BatchNorm keeps the result independent of the window; a 3 mm body fits one window
+# in plane, so nothing is computed twice). Adam 2e-3 with a cosine fall.
 TINY_DAE = TrainConfig(
     preset="tiny_dae",
     spacing_mm=3.0,

@@ -102,10 +102,10 @@ EVIDENCE = (
 """Every kind of evidence measured and stored (``scores`` columns)."""
 UNSCORED_EVIDENCE = ("mse_m_z",)
 """Measured, stored and shown, not scored (README "Detection quality on real anatomy"). MSE_m for
-its size: with the protocol's 12 epochs it ranked real anatomy's anomalies at chance (0.45–0.51) while 5–7 % of real inliers passed its
-p < 0.001 (the TotalSegmentator abdomen's short slab, reconstructed worse than its size
-predicts): every inlier flagged at T on seeds 101 and 102 was flagged by it; leaving it out
-raised the outlier score on all three development seeds. Streaks were unscored while they were
+its size: with the protocol's 12 epochs it ranked real anatomy's anomalies at chance (0.45–0.51)
+while 5–7 % of real inliers passed its p < 0.001 (the TotalSegmentator abdomen's short slab,
+reconstructed worse than its size predicts): every inlier flagged at T on seeds 101 and 102 was
+flagged by it; leaving it out raised the outlier score on all three development seeds. Streaks were unscored while they were
 searched in the air around the body (the straight couch and body edges made them heavy-tailed
 among real inliers); searched through the body's soft tissue they are scored. The local error was
 unscored until stop 37: with the |error| smoothed into the map and 3 epochs it had ranked the

@@ -1,7 +1,8 @@
 """`ctae score`: reconstruct every scan with a trained run, store MSE / MSE_m, latents and
 anomaly maps with their hottest region, compute the run's outlier score (its kinds of evidence combined:
 latent, HU histogram, tissue, contrast, body shape, noise, streaks, series integrity, rings, dense
-objects, the local error; MSE_m for its size is measured and stored, not scored; ctae_core/outlier_score.py), fit T and flag outliers (thesis 3.5).
+objects, the local error; MSE_m for its size is measured and stored, not scored;
+ctae_core/outlier_score.py), fit T and flag outliers (thesis 3.5).
 
 Resumable: scans the run already scored are skipped (``--overwrite`` redoes them), each batch
 is written in its own short transaction, and a scan that fails is recorded in
