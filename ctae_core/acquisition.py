@@ -9,8 +9,10 @@ input), arms beside the body and a body cut by the field of view (normal anatomy
 place). Their signs are simple to measure directly:
 
 - ``noise_hu``: the standard deviation of image noise, estimated robustly from differences of
-  neighbouring soft-tissue voxels (1.4826 · MAD / √2, the MAD a grouped median since v16), so
-  edges and anatomy barely count;
+  neighbouring soft-tissue voxels (``ctae_core.noise``; 1.4826 · MAD / √2, the MAD a grouped
+  median since v16), so edges and anatomy barely count. Since v17 the noise evidence reads the
+  same estimate made at ingest on the acquired grid (``native_noise_hu``), where it is noise
+  rather than anatomy;
 - ``body_profile``: the body's outline as its extent from the centroid in
   ``PROFILE_DIRECTIONS`` directions, divided by the mean extent (so body size cancels) and
   averaged over axial slices — arms at the sides, a cut edge or an odd shape change it;
@@ -59,7 +61,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
-from scipy.stats import median_abs_deviation, norm
+from scipy.stats import median_abs_deviation
+
+from ctae_core.noise import grouped_median, native_noise_estimate, noise_estimate
 
 PROFILE_DIRECTIONS = 32
 """Directions of the body outline profile (every 11.25°)."""
@@ -67,17 +71,11 @@ OUTLINE_HU = -500.0
 """Body (and couch) voxels for the outline and the streak search: above this. Higher than the
 body mask's ``ctae_core.stats.BODY_HU`` (−990), which admits air noise and would give a noisy
 scan a ragged outline."""
-SOFT_TISSUE_HU = (-150.0, 150.0)
-"""Voxel pairs inside this range give the noise estimate (fat, muscle, organs)."""
 OPENING_ITERATIONS = 2
 """Binary opening that detaches the couch and thin lines from the body before the largest
 component is taken (two voxels: 6 mm at ctae's 3 mm spacing)."""
 MAX_SLICES = 24
 """Axial slices measured for the outline, evenly spaced; enough for a stable mean."""
-MIN_NOISE_PAIRS = 100
-NORMAL_MAD = float(1.0 / norm.ppf(0.75))
-"""The median absolute deviation of a normal variable times this is its SD (1 / Φ⁻¹(¾), the
-factor of ``median_abs_deviation(scale="normal")``)."""
 STREAK_DIRECTIONS = 90
 """Line directions of the streak search (every 2°: a line 100 voxels long 1° off its bin's
 direction drifts under 2 voxels)."""
@@ -161,42 +159,6 @@ def acquisition_features(hu: np.ndarray, spacing_mm: float) -> AcquisitionFeatur
     )
 
 
-def noise_estimate(hu: np.ndarray) -> float:
-    """Robust noise SD (HU) from in-row differences of soft-tissue voxel pairs; NaN when fewer
-    than ``MIN_NOISE_PAIRS`` pairs exist.
-
-    The differences of a stored (integer HU) volume are whole numbers, so their plain median
-    absolute deviation moves in steps of 1 HU (noise in steps of ~1.05 HU): among a cohort's
-    smooth-kernel scans (8–16 HU) that left ~20 distinct values, whose lower quartile jumped by
-    a whole step from cohort to cohort and with it the noise evidence's null scale (0.05–0.14 in
-    log noise), so some cohorts flagged 3–8 % of their real inliers as noisy. For integer
-    differences the median is therefore interpolated within its 1-HU bin (the grouped median),
-    which changes continuously with the noise."""
-    low, high = SOFT_TISSUE_HU
-    left, right = hu[..., :-1], hu[..., 1:]
-    pairs = (left > low) & (left < high) & (right > low) & (right < high)
-    if np.count_nonzero(pairs) < MIN_NOISE_PAIRS:
-        return float("nan")
-    diff = right[pairs].astype(np.float32) - left[pairs].astype(np.float32)
-    if np.issubdtype(hu.dtype, np.integer) or np.array_equal(diff, np.round(diff)):
-        mad = grouped_median(np.abs(diff - np.round(np.median(diff))))
-    else:
-        mad = float(median_abs_deviation(diff))
-    return float(NORMAL_MAD * mad / np.sqrt(2.0))
-
-
-def grouped_median(values: np.ndarray) -> float:
-    """Median of non-negative whole numbers (any dtype), each read as spread evenly over its bin
-    [k − ½, k + ½) (0's bin: [0, ½)): continuous in the data where the plain median jumps
-    between whole numbers."""
-    counts = np.bincount(np.asarray(values, dtype=np.int64).ravel())
-    if counts.sum() == 0:
-        raise ValueError("grouped_median needs at least one value")
-    upto = np.cumsum(counts)
-    half = upto[-1] / 2.0
-    k = int(np.searchsorted(upto, half))
-    lower, width = (0.0, 0.5) if k == 0 else (k - 0.5, 1.0)
-    return float(lower + (half - (upto[k] - counts[k])) / counts[k] * width)
 
 
 def streak_contrast(hu: np.ndarray, spacing_mm: float) -> float:
@@ -348,6 +310,6 @@ def _border_voxels(body: np.ndarray) -> int:
 
 
 __all__ = [
-    "AcquisitionFeatures", "PROFILE_DIRECTIONS", "acquisition_features", "noise_estimate",
-    "ring_contrast", "streak_contrast",
+    "AcquisitionFeatures", "PROFILE_DIRECTIONS", "acquisition_features", "grouped_median",
+    "native_noise_estimate", "noise_estimate", "ring_contrast", "streak_contrast",
 ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import duckdb
 
-SCHEMA_VERSION = 16
+SCHEMA_VERSION = 17
 
 _V1 = [
     """
@@ -373,9 +373,16 @@ _V16 = [
     "UPDATE scans SET noise_hu = NULL",
 ]
 
+# v17: image noise measured at ingest on the acquired grid (ctae_core/acquisition.py
+# ``native_noise_estimate``), before resampling to 3 mm averages it away; the run's noise evidence
+# reads it once every scored scan has it. Scans ingested before v17 have none until re-ingested.
+_V17 = [
+    "ALTER TABLE scans ADD COLUMN IF NOT EXISTS native_noise_hu DOUBLE",  # noise SD (HU) on the acquired grid
+]
+
 MIGRATIONS: dict[int, list[str]] = {
     1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7, 8: _V8, 9: _V9, 10: _V10, 11: _V11, 12: _V12,
-    13: _V13, 14: _V14, 15: _V15, 16: _V16,
+    13: _V13, 14: _V14, 15: _V15, 16: _V16, 17: _V17,
 }
 
 

@@ -29,6 +29,7 @@ from ctae_core.io.sources import RefusedInput, ScanFacts, SeriesSource
 from ctae_core.io.volume_files import silence_itk_warnings
 from ctae_core.io.volume_store import save_volume, scan_volume_path
 from ctae_core.native_metal import NativeDensity, native_density
+from ctae_core.noise import native_noise_estimate
 from ctae_core.stats import scan_statistics
 from data_catalog.scans import IngestErrorRecord, ScanRecord
 from jobs.ingest_limits import INPUT_TIMEOUT_S
@@ -280,6 +281,7 @@ def _ingest(
     _check_resampled_size(volume.shape, volume.spacing_zyx_mm, spacing, label)
     resampled = resample_isotropic(volume, spacing)
     density = native_density(volume.hu, volume.spacing_zyx_mm)  # 3 mm averages a snap away
+    noise_hu = native_noise_estimate(volume.hu)  # and the noise of a fine pixel
     del volume
     scan_id = scan_id_for(source)
     path = save_volume(resampled.hu, scan_volume_path(store_dir, scan_id))
@@ -293,7 +295,8 @@ def _ingest(
     facts = replace(facts, warnings=tuple(scrub_paths(w, source, redact) for w in notes))
     if redact:
         source = replace(source, source_root=redacted_root(source.source_root), source_path=label)
-    return _record(source, scan_id, facts, resampled.hu, spacing, content_hash, path, density)
+    return _record(source, scan_id, facts, resampled.hu, spacing, content_hash, path, density,
+                   noise_hu)
 
 
 def _record(
@@ -305,6 +308,7 @@ def _record(
     content_hash: str,
     path: Path,
     density: NativeDensity,
+    native_noise_hu: float,
 ) -> ScanRecord:
     stats = scan_statistics(hu, spacing)
     return ScanRecord(
@@ -350,4 +354,5 @@ def _record(
         skin_object_mm3=density.skin_object_mm3,
         inner_object_mm3=density.inner_object_mm3,
         longest_object_mm=density.longest_object_mm,
+        native_noise_hu=native_noise_hu,
     )

@@ -207,7 +207,7 @@ def test_v9_catalog_file_gains_the_native_metal_and_reingests_the_scans_that_lac
         assert con.execute("SELECT outlier_score, ring_z, metal_z FROM scores").fetchall() == [(7.5, 1.5, None)]
         assert scan_fingerprints(con) == {"s1": ("", "/v.npy", 3.0)}
         con.execute("UPDATE scans SET native_metal_mm3 = 0.0, skin_object_mm3 = 0.0, inner_object_mm3 = 0.0, "
-                    "longest_object_mm = 0.0")
+                    "longest_object_mm = 0.0, native_noise_hu = 18.0")
         assert scan_fingerprints(con) == {"s1": ("fp1", "/v.npy", 3.0)}
 
 
@@ -225,7 +225,8 @@ def test_v10_catalog_file_gains_the_dense_objects_and_reingests_the_scans_that_l
         assert con.execute("SELECT outlier_score, metal_z, skin_object_z, inner_object_z FROM scores"
                            ).fetchall() == [(7.5, 2.5, None, None)]
         assert scan_fingerprints(con) == {"s1": ("", "/v.npy", 3.0)}
-        con.execute("UPDATE scans SET skin_object_mm3 = 0.0, inner_object_mm3 = 40.0, longest_object_mm = 6.0")
+        con.execute("UPDATE scans SET skin_object_mm3 = 0.0, inner_object_mm3 = 40.0, longest_object_mm = 6.0, "
+                    "native_noise_hu = 18.0")
         assert scan_fingerprints(con) == {"s1": ("fp1", "/v.npy", 3.0)}
 
 
@@ -242,7 +243,24 @@ def test_v11_catalog_file_gains_the_objects_and_reingests_the_scans_that_lack_th
         assert con.execute("SELECT outlier_score, skin_object_z, long_object_z FROM scores"
                            ).fetchall() == [(7.5, 1.5, None)]
         assert scan_fingerprints(con) == {"s1": ("", "/v.npy", 3.0)}
-        con.execute("UPDATE scans SET native_metal_mm3 = 0.0, longest_object_mm = 12.0")
+        con.execute("UPDATE scans SET native_metal_mm3 = 0.0, longest_object_mm = 12.0, native_noise_hu = 18.0")
+        assert scan_fingerprints(con) == {"s1": ("fp1", "/v.npy", 3.0)}
+
+
+def test_v16_catalog_file_gains_the_native_noise_and_reingests_the_scans_that_lack_it(tmp_path):
+    # v17: image noise is measured at ingest on the acquired grid, which the stored 3 mm volume
+    # cannot give back; a v16 scan keeps its stored volume's noise, lacks the new one and reads
+    # as changed to the next ingest, which measures it (a NaN measured there is kept, not re-read)
+    from data_catalog.scans import scan_fingerprints
+
+    path = _one_scored_scan_at(tmp_path / "v16.duckdb", 16, ("noise_hu", 14.5), ("noise_z", 0.5))
+    with connect(path) as con:  # migrates on open
+        assert current_version(con) == SCHEMA_VERSION
+        assert con.execute("SELECT noise_hu, native_noise_hu FROM scans").fetchall() == [(14.5, None)]
+        assert con.execute("SELECT outlier_score, noise_z FROM scores").fetchall() == [(7.5, 0.5)]
+        con.execute("UPDATE scans SET native_metal_mm3 = 0.0, skin_object_mm3 = 0.0, longest_object_mm = 0.0")
+        assert scan_fingerprints(con) == {"s1": ("", "/v.npy", 3.0)}
+        con.execute("UPDATE scans SET native_noise_hu = 'NaN'::DOUBLE")
         assert scan_fingerprints(con) == {"s1": ("fp1", "/v.npy", 3.0)}
 
 
