@@ -25,9 +25,12 @@ with scan size (thesis Fig. 4.2). So, per scan:
   lower tail gave false alarms);
 - ``shape_z``: Mahalanobis distance of the body's outline (``ctae_core.acquisition``) from the
   other scans': arms beside the body, a body cut by the field of view, an odd position;
-- ``noise_z``: log image noise (``ctae_core.acquisition.noise_estimate``), upper tail, under
-  ``NOISE_NULL_DF`` (a kernel's own noise is a floor that a lower dose adds to: an upward-skewed
-  tail);
+- ``noise_z``: log image noise, upper tail, under ``NOISE_NULL_DF`` (a kernel's own noise is a
+  floor that a lower dose adds to: an upward-skewed tail). Since v17 the noise measured at
+  ingest on the acquired grid (``ctae_core.noise.native_noise_estimate``), relative to a line on
+  the log pixel spacing (``size_adjusted_log``: a difference of neighbours reads more of the
+  noise the less two pixels share — the real-anatomy inliers' slope is +0.3 to +0.5); the
+  stored 3 mm volume's (``noise_estimate``) while a scan of the run lacks it;
 - ``streak_z``: log SNR of the strongest straight line through the body's soft tissue
   (``ctae_core.acquisition.streak_contrast``), under a heavier null than one number's
   (``STREAK_NULL_DF``: a maximum over many lines and planes);
@@ -187,6 +190,8 @@ class AcquisitionInputs:
         skin_object_mm3: (N,) dense objects away from bone on or outside the skin, or None.
         inner_object_mm3: (N,) dense objects away from bone inside the body, or None.
         longest_object_mm: (N,) the longest side of the longest of those objects, or None.
+        noise_pixel_mm: (N,) the pixel spacing of the grid ``noise_hu`` was measured on (the
+            acquired grid's, ``scans.native_noise_hu``), or None: the stored grid, alike for all.
     """
 
     noise_hu: np.ndarray
@@ -198,6 +203,7 @@ class AcquisitionInputs:
     skin_object_mm3: np.ndarray | None = None
     inner_object_mm3: np.ndarray | None = None
     longest_object_mm: np.ndarray | None = None
+    noise_pixel_mm: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -421,8 +427,12 @@ def outlier_evidence(
             evidence["contrast_z"] = z_of(-enhanced_share(counts))
     if acquisition is not None:
         with np.errstate(invalid="ignore", divide="ignore"):
-            evidence["noise_z"] = z_of(
-                sized("noise_z", np.log(np.asarray(acquisition.noise_hu, dtype=np.float64))), NOISE_NULL_DF)
+            noise = np.asarray(acquisition.noise_hu, dtype=np.float64)
+            if acquisition.noise_pixel_mm is None:
+                evidence["noise_z"] = z_of(np.log(noise), NOISE_NULL_DF)
+            else:  # a difference of neighbours reads more of the noise the less two pixels share
+                evidence["noise_z"] = z_of(size_adjusted_log(
+                    noise, acquisition.noise_pixel_mm, reference_rows, groups), NOISE_NULL_DF)
             evidence["streak_z"] = z_of(
                 np.log(np.asarray(acquisition.streak_contrast, dtype=np.float64)), STREAK_NULL_DF)
         evidence["shape_z"] = distance_z(acquisition.body_shape, "shape_z")

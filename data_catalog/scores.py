@@ -286,8 +286,9 @@ def cluster_statistics(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFr
 
 _EVIDENCE_INPUTS = """
 SELECT sc.scan_id, sc.split, sc.mse_m, sc.local_error_hu, s.pixel_count, sc.latent, s.hu_histogram,
-       s.noise_hu, s.body_edge_mm, s.body_profile, s.streak_contrast, s.ring_contrast,
-       s.native_metal_mm3, s.skin_object_mm3, s.inner_object_mm3, s.longest_object_mm,
+       s.noise_hu, s.native_noise_hu, s.native_noise_hu IS NULL AS native_noise_unmeasured,
+       s.orig_spacing_x_mm AS pixel_mm,
+       s.body_edge_mm, s.body_profile, s.streak_contrast, s.ring_contrast, s.native_metal_mm3, s.skin_object_mm3, s.inner_object_mm3, s.longest_object_mm,
        coalesce(s.missing_slices, 0) + coalesce(s.duplicate_slices, 0) AS series_defects,
        s.manufacturer, s.model, s.kernel, s.slice_thickness_mm,
        s.orig_size_x * s.orig_spacing_x_mm AS fov_mm,

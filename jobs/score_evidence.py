@@ -41,11 +41,19 @@ def update_outlier_score(settings: CatalogSettings, run_id: str) -> dict[str, An
         logger.warning("run=%s: some scans lack an HU histogram (ingested by an older ctae?); the "
                        "outlier score leaves histogram, tissue and contrast evidence out — "
                        "re-ingest to add it", run_id)
-    unmeasured = int(inputs[list(INGEST_MEASURES)].isna().any(axis=1).sum())
+    dense = [column for column in INGEST_MEASURES if column != "native_noise_hu"]
+    unmeasured = int(inputs[dense].isna().any(axis=1).sum())
     if unmeasured:
         logger.warning("run=%s: %d scan(s) lack the metal or dense objects measured at ingest "
                        "(ingested before schema v10 / v11); that evidence is left out — run "
                        "`ctae ingest` on their folders again to measure it", run_id, unmeasured)
+    noise_unmeasured = int(inputs["native_noise_unmeasured"].sum())
+    if noise_unmeasured:
+        logger.warning("run=%s: %d scan(s) lack the image noise measured at ingest on the "
+                       "acquired grid (ingested before schema v17); the noise evidence reads the "
+                       "stored 3 mm volume's noise for every scan instead, which mostly hides "
+                       "heavy noise — run `ctae ingest` on their folders again to measure it",
+                       run_id, noise_unmeasured)
     evidence = outlier_evidence(
         inputs["mse_m"].to_numpy(dtype=np.float64, na_value=np.nan),
         inputs["pixel_count"].to_numpy(dtype=np.float64),
@@ -67,7 +75,10 @@ def update_outlier_score(settings: CatalogSettings, run_id: str) -> dict[str, An
 
 def acquisition_inputs(inputs: pd.DataFrame) -> AcquisitionInputs:
     """``AcquisitionInputs`` of ``evidence_inputs`` rows: a scan never measured, or measured
-    without a body, has NaN noise / outline / rings (its evidence is left out, not guessed)."""
+    without a body, has NaN noise / outline / rings (its evidence is left out, not guessed).
+    The noise is the one measured at ingest on the acquired grid where every scan has it (v17),
+    else the stored volume's for every scan: the two differ in scale, and the evidence compares
+    scans with each other."""
     from ctae_core.acquisition import PROFILE_DIRECTIONS
     from ctae_core.outlier_score import AcquisitionInputs
 
@@ -77,8 +88,10 @@ def acquisition_inputs(inputs: pd.DataFrame) -> AcquisitionInputs:
         else nan_profile for p in inputs["body_profile"]
     ], dtype=np.float64).reshape(len(inputs), PROFILE_DIRECTIONS)
     edge = inputs["body_edge_mm"].to_numpy(dtype=np.float64, na_value=np.nan)
+    native = not inputs["native_noise_unmeasured"].any()  # one measure for every scan, or none
+    noise = inputs["native_noise_hu" if native else "noise_hu"]
     return AcquisitionInputs(
-        noise_hu=inputs["noise_hu"].to_numpy(dtype=np.float64, na_value=np.nan),
+        noise_hu=noise.to_numpy(dtype=np.float64, na_value=np.nan),
         body_shape=np.column_stack([profiles, edge]),
         streak_contrast=inputs["streak_contrast"].to_numpy(dtype=np.float64, na_value=np.nan),
         series_defects=inputs["series_defects"].to_numpy(dtype=np.float64, na_value=np.nan),
@@ -87,4 +100,5 @@ def acquisition_inputs(inputs: pd.DataFrame) -> AcquisitionInputs:
         skin_object_mm3=inputs["skin_object_mm3"].to_numpy(dtype=np.float64, na_value=np.nan),
         inner_object_mm3=inputs["inner_object_mm3"].to_numpy(dtype=np.float64, na_value=np.nan),
         longest_object_mm=inputs["longest_object_mm"].to_numpy(dtype=np.float64, na_value=np.nan),
+        noise_pixel_mm=inputs["pixel_mm"].to_numpy(dtype=np.float64, na_value=np.nan) if native else None,
     )

@@ -1,7 +1,8 @@
 """Evidence and its calibration on real anatomy: real CT volumes from ../shared/data, re-posed,
-re-sized and re-noised as inliers (``ctae_core.real_cohort``), measured as ``ctae score`` does
-(3 mm, HU histogram, noise, outline, streaks). No kind of evidence may flag more inliers than
-its nominal rate, and the calibration must still see real anomalies among them."""
+re-sized and re-noised as inliers (``ctae_core.real_cohort``), measured as ``ctae ingest`` and
+``ctae score`` do (at 3 mm the HU histogram, outline, streaks and rings; on the acquired grid
+the noise, metal and dense objects). No kind of evidence may flag more inliers than its nominal
+rate, and the calibration must still see real anomalies among them."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ctae_core.acquisition import PROFILE_DIRECTIONS, acquisition_features
 from ctae_core.calibration import hurdle_z, null_z
 from ctae_core.io.resample import resample_isotropic
 from ctae_core.native_metal import NativeDensity, native_density
+from ctae_core.noise import native_noise_estimate
 from ctae_core.outlier_score import (
     SCORED_EVIDENCE,
     STREAK_NULL_DF,
@@ -49,9 +51,9 @@ def _measure(hu: np.ndarray, spacing: tuple[float, float, float]) -> dict:
     stored = resample_isotropic(Volume(hu, spacing), 3.0).hu
     stats, acq = scan_statistics(stored, 3.0), acquisition_features(stored, 3.0)
     profile = list(acq.body_profile) or [np.nan] * PROFILE_DIRECTIONS  # no body: no outline
-    return {"pixels": stats.pixel_count, "histogram": stats.hu_histogram, "noise": acq.noise_hu,
+    return {"pixels": stats.pixel_count, "histogram": stats.hu_histogram, "noise": native_noise_estimate(hu),
             "shape": [*profile, acq.body_edge_mm], "streak": acq.streak_contrast,
-            "ring": acq.ring_contrast, "density": native_density(hu, spacing)}
+            "ring": acq.ring_contrast, "density": native_density(hu, spacing), "pixel": spacing[2]}
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +101,8 @@ def real_cohort() -> dict:
         "acquisition": AcquisitionInputs(
             np.array([r["noise"] for r in rows]), np.array([r["shape"] for r in rows]),
             np.array([r["streak"] for r in rows]), np.zeros(len(rows)),
-            np.array([r["ring"] for r in rows]), *_density_columns([r["density"] for r in rows])),
+            np.array([r["ring"] for r in rows]), *_density_columns([r["density"] for r in rows]),
+            noise_pixel_mm=np.array([r["pixel"] for r in rows])),
         "facts": np.array(kernels, dtype=object),
     }
     return {"evidence": _evidence(inputs, acquisition_groups(*inputs["facts"].T)),

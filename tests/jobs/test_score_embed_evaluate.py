@@ -24,6 +24,7 @@ from ctae_core.inference import prepare_input, reconstruct
 from ctae_core.io.checkpoint import load_normal_error, load_run_model
 from ctae_core.io.volume_store import load_volume, save_volume
 from ctae_core.native_metal import native_density
+from ctae_core.noise import native_noise_estimate
 from ctae_core.outlier_score import acquisition_groups, outlier_evidence
 from ctae_core.phantoms import torso
 from ctae_core.stats import HU_HISTOGRAM_EDGES
@@ -43,14 +44,15 @@ def _add_scan(con, settings, scan_id, array) -> None:
         "INSERT INTO scans (scan_id, source_kind, source_root, source_path, fingerprint, "
         "content_hash, spacing_mm, size_z, size_y, size_x, pixel_count, hu_mean, hu_std, hu_min, "
         "hu_max, hu_p1, hu_p99, body_voxels, metal_voxels, hu_histogram, volume_path, native_metal_mm3, "
-        "skin_object_mm3, inner_object_mm3, longest_object_mm) "
-        "VALUES (?, 'nifti', '/src', ?, 'f', 'h', 3.0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "skin_object_mm3, inner_object_mm3, longest_object_mm, native_noise_hu) "
+        "VALUES (?, 'nifti', '/src', ?, 'f', 'h', 3.0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [scan_id, f"{scan_id}.nii", *array.shape, array.size, float(array.mean()),
          float(array.std()), float(array.min()), float(array.max()),
          *np.percentile(array, [1, 99]).tolist(), int((array > -990).sum()),
          int((array > 3000).sum()),
          np.histogram(np.clip(array, -1024, 3071), bins=HU_HISTOGRAM_EDGES)[0].tolist(),
-         str(path), *astuple(native_density(array, (3.0, 3.0, 3.0)))],  # as ingest: on its own grid
+         str(path), *astuple(native_density(array, (3.0, 3.0, 3.0))),  # as ingest: on its own grid
+         native_noise_estimate(array)],
     )
 
 
@@ -427,6 +429,32 @@ def test_a_scan_ingested_before_v10_scores_without_its_metal_evidence(scored, ca
     stored = _read(settings, catalog_scores.read_scores, RUN).set_index("scan_id")
     assert pd.isna(stored.loc["s-003", "metal_z"]) and np.isfinite(stored.loc["s-003", "outlier_score"])
     assert stored.loc["s-011", "metal_z"] > 1.0
+
+
+def test_the_noise_evidence_reads_the_acquired_grids_noise_while_every_scan_has_it(scored, caplog):
+    # ingest measures noise on the acquired grid (v17), where a fine pixel's noise is not yet
+    # averaged away; the evidence reads it while every scan has it, else the stored volume's
+    # noise for all (the two differ in scale) and the job says how to measure it. Changes the
+    # module's catalog, after the tests that read it.
+    settings, _ = scored
+    noisy = "s-005"
+
+    def rescore() -> pd.DataFrame:
+        _cli(settings, "score", "--store", str(settings.store_dir), "--run", RUN, "--rethreshold-only")
+        return _read(settings, catalog_scores.read_scores, RUN).set_index("scan_id")
+
+    with connect(settings.catalog_path) as con:  # 40 HU on its acquired grid, 10 at 3 mm
+        con.execute("UPDATE scans SET native_noise_hu = 40.0 WHERE scan_id = ?", [noisy])
+    stored = rescore()
+    assert stored.loc[noisy, "noise_z"] > 3.0 > stored.drop(index=noisy)["noise_z"].max()
+    with connect(settings.catalog_path) as con:  # one scan ingested before v17
+        con.execute("UPDATE scans SET native_noise_hu = NULL WHERE scan_id = 's-007'")
+    with caplog.at_level("WARNING", logger="jobs.score_evidence"):
+        stored = rescore()
+    assert "1 scan(s) lack the image noise measured at ingest" in caplog.text and "ctae ingest" in caplog.text
+    assert stored.loc[noisy, "noise_z"] < 3.0  # its stored volume's noise is every other scan's
+    inputs = _read(settings, catalog_scores.evidence_inputs, RUN).set_index("scan_id")
+    assert acquisition_inputs(inputs).noise_hu == pytest.approx(inputs["noise_hu"].to_numpy(), nan_ok=True)
 
 
 def test_new_checkpoint_rescores_and_keep_volumes_flagged_removes_inliers(scored):
