@@ -63,7 +63,7 @@ def test_grouped_median_interpolates_within_the_median_bin():
 
 def test_noise_on_the_acquired_grid_is_the_noise_that_3_mm_averages_away():
     # a 0.75 mm chest with 40 HU of noise: resampled to 3 mm (as ingest stores it) the estimate
-    # is under 0.4 of it; on the acquired grid (16 of its 48 planes) it is the noise, and twice
+    # is under 0.4 of it; on the acquired grid (8 of its 48 planes) it is the noise, and twice
     # the noise reads twice as noisy there — where the both-pixels-in-the-window pick of
     # noise_estimate drops the pairs that differ most and reads it as 1.7 times
     from ctae_core.io.resample import resample_isotropic
