@@ -49,6 +49,7 @@ FACTS = [
     "hu_mean",
     "hu_min",
     "hu_max",
+    "native_noise_hu",
     "noise_hu",
     "body_edge_mm",
     "streak_contrast",

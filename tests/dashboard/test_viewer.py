@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from tests.dashboard.conftest import figures, values
 
@@ -107,3 +108,16 @@ def test_a_map_on_the_stored_grid_opens_the_server_view_at_its_hottest_region(ca
     at = _open_selection(open_page, catalog, ["syn0000001"])
     starts = [at.slider(key=f"slice_{plane}_syn0000001").value for plane in ("axial", "coronal", "sagittal")]
     assert shape[0] == 24 and starts == [20, 6, 31]
+
+
+def test_the_facts_give_the_noise_the_evidence_reads_beside_the_stored_grids():
+    # the noise evidence reads the noise measured on the acquired grid (v17); the stored 3 mm
+    # volume's, which mostly measures anatomy, stays beside it
+    from dashboard.viewer_parts import facts_table, scan_facts
+
+    scan = pd.Series({"noise_z": 4.2, "native_noise_hu": 131.04, "noise_hu": 78.4, "source_path": "p"})
+    table = scan_facts(scan).set_index("fact")["value"]
+    assert table["native_noise_hu"] == "131.04" and table["noise_hu"] == "78.4"
+    assert list(table.index).index("native_noise_hu") < list(table.index).index("noise_hu")
+    assert "source_path" not in table.index  # admins only
+    assert "| native_noise_hu | 131.04 |" in facts_table(scan_facts(scan))
