@@ -446,13 +446,15 @@ def test_the_noise_evidence_reads_the_acquired_grids_noise_while_every_scan_has_
     with connect(settings.catalog_path) as con:  # 40 HU on its acquired grid, 10 at 3 mm
         con.execute("UPDATE scans SET native_noise_hu = 40.0 WHERE scan_id = ?", [noisy])
     stored = rescore()
-    assert stored.loc[noisy, "noise_z"] > 3.0 > stored.drop(index=noisy)["noise_z"].max()
+    others = stored.drop(index=noisy)["noise_z"]
+    assert stored.loc[noisy, "noise_z"] > 6.0 and stored.loc[noisy, "noise_z"] > others.max() + 2.5
     with connect(settings.catalog_path) as con:  # one scan ingested before v17
         con.execute("UPDATE scans SET native_noise_hu = NULL WHERE scan_id = 's-007'")
     with caplog.at_level("WARNING", logger="jobs.score_evidence"):
         stored = rescore()
     assert "1 scan(s) lack the image noise measured at ingest" in caplog.text and "ctae ingest" in caplog.text
     assert stored.loc[noisy, "noise_z"] < 3.0  # its stored volume's noise is every other scan's
+    assert stored.loc[noisy, "noise_z"] <= stored.drop(index=noisy)["noise_z"].max() + 1.0
     inputs = _read(settings, catalog_scores.evidence_inputs, RUN).set_index("scan_id")
     assert acquisition_inputs(inputs).noise_hu == pytest.approx(inputs["noise_hu"].to_numpy(), nan_ok=True)
 
