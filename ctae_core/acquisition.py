@@ -159,8 +159,6 @@ def acquisition_features(hu: np.ndarray, spacing_mm: float) -> AcquisitionFeatur
     )
 
 
-
-
 def streak_contrast(hu: np.ndarray, spacing_mm: float) -> float:
     """Signal-to-noise ratio of the straight line through the body's soft tissue that differs
     most from the same line in the planes ``STREAK_NEIGHBOUR_MM`` above and below, in a

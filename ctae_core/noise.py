@@ -47,7 +47,8 @@ def native_noise_estimate(hu: np.ndarray) -> float:
         raise ValueError(f"native_noise_estimate needs a (z, y, x) volume, got shape {hu.shape}")
     count = min(NATIVE_NOISE_PLANES, hu.shape[0])
     planes = hu[np.unique(np.linspace(0, hu.shape[0] - 1, count).round().astype(int))]
-    local = ndimage.uniform_filter(planes.astype(np.float32), size=(1, NATIVE_TISSUE_BOX, NATIVE_TISSUE_BOX))
+    box = (1, NATIVE_TISSUE_BOX, NATIVE_TISSUE_BOX)
+    local = ndimage.uniform_filter(planes.astype(np.float32), size=box)
     low, high = SOFT_TISSUE_HU
     tissue = (local > low) & (local < high)
     pairs = tissue[..., :-1] & tissue[..., 1:]

@@ -373,7 +373,7 @@ _V16 = [
     "UPDATE scans SET noise_hu = NULL",
 ]
 
-# v17: image noise measured at ingest on the acquired grid (ctae_core/acquisition.py
+# v17: image noise measured at ingest on the acquired grid (ctae_core/noise.py
 # ``native_noise_estimate``), before resampling to 3 mm averages it away; the run's noise evidence
 # reads it once every scored scan has it. Scans ingested before v17 have none until re-ingested.
 _V17 = [
