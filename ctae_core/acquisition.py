@@ -63,7 +63,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.stats import median_abs_deviation
 
-from ctae_core.noise import grouped_median, native_noise_estimate, noise_estimate
+from ctae_core.noise import noise_estimate
 
 PROFILE_DIRECTIONS = 32
 """Directions of the body outline profile (every 11.25°)."""
@@ -308,6 +308,6 @@ def _border_voxels(body: np.ndarray) -> int:
 
 
 __all__ = [
-    "AcquisitionFeatures", "PROFILE_DIRECTIONS", "acquisition_features", "grouped_median",
-    "native_noise_estimate", "noise_estimate", "ring_contrast", "streak_contrast",
+    "AcquisitionFeatures", "PROFILE_DIRECTIONS", "acquisition_features", "ring_contrast",
+    "streak_contrast",
 ]

@@ -93,10 +93,12 @@ _UPSERT_ERROR = (
     f"INSERT INTO ingest_errors ({', '.join(_ERROR_COLUMNS)}, recorded_at) "
     f"VALUES ({', '.join('?' for _ in _ERROR_COLUMNS)}, current_timestamp)"
 )
-INGEST_MEASURES = ("native_metal_mm3", "skin_object_mm3", "longest_object_mm", "native_noise_hu")
-"""Columns measured at ingest on the acquired grid (v10 metal, v11 dense objects, v12 the longest
-dense object, v17 image noise): a scan lacking one was ingested before it existed, and only its
-source files can give it."""
+DENSE_OBJECT_MEASURES = ("native_metal_mm3", "skin_object_mm3", "longest_object_mm")
+"""The dense-object columns among ``INGEST_MEASURES`` (v10 metal, v11 dense objects, v12 the
+longest dense object)."""
+INGEST_MEASURES = (*DENSE_OBJECT_MEASURES, "native_noise_hu")
+"""Columns measured at ingest on the acquired grid (the dense objects, v17 image noise): a scan
+lacking one was ingested before it existed, and only its source files can give it."""
 # such a scan gets an empty fingerprint, so that the next ingest reads it again
 _FINGERPRINTS = ("SELECT scan_id, CASE WHEN "
                  + " OR ".join(f"{column} IS NULL" for column in INGEST_MEASURES)

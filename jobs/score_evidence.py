@@ -10,7 +10,7 @@ import numpy as np
 
 from data_catalog import CatalogSettings, connect
 from data_catalog import scores as catalog_scores
-from data_catalog.scans import INGEST_MEASURES
+from data_catalog.scans import DENSE_OBJECT_MEASURES
 from jobs.acquisition import measure_stored_scans
 from jobs.runtime import stack_lists
 
@@ -41,8 +41,7 @@ def update_outlier_score(settings: CatalogSettings, run_id: str) -> dict[str, An
         logger.warning("run=%s: some scans lack an HU histogram (ingested by an older ctae?); the "
                        "outlier score leaves histogram, tissue and contrast evidence out — "
                        "re-ingest to add it", run_id)
-    dense = [column for column in INGEST_MEASURES if column != "native_noise_hu"]
-    unmeasured = int(inputs[dense].isna().any(axis=1).sum())
+    unmeasured = int(inputs[list(DENSE_OBJECT_MEASURES)].isna().any(axis=1).sum())
     if unmeasured:
         logger.warning("run=%s: %d scan(s) lack the metal or dense objects measured at ingest "
                        "(ingested before schema v10 / v11); that evidence is left out — run "

@@ -9,12 +9,10 @@ from scipy.stats import median_abs_deviation
 from ctae_core.acquisition import (
     PROFILE_DIRECTIONS,
     acquisition_features,
-    grouped_median,
-    native_noise_estimate,
-    noise_estimate,
     ring_contrast,
     streak_contrast,
 )
+from ctae_core.noise import grouped_median, native_noise_estimate, noise_estimate
 
 
 def _chest(shape=(12, 80, 80), half_width=25.0, half_depth=18.0, centre_x=40.0, arm=False,

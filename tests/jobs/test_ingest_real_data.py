@@ -180,8 +180,7 @@ def test_image_noise_is_measured_on_the_acquired_grid(ingested):
     # the sharp B70f chest (0.56 mm pixels) against the smooth TotalSegmentator abdomen (0.98 mm):
     # ingest's measure is that of SimpleITK's reading of the same slices, and on the stored 3 mm
     # grid the chest's sharp-kernel noise is averaged down to anatomy's level
-    from ctae_core.acquisition import noise_estimate
-    from ctae_core.noise import native_noise_estimate
+    from ctae_core.noise import native_noise_estimate, noise_estimate
 
     _, scans, _ = ingested
     chest, abdomen = scans.loc[CHEST], scans.loc[J2K_NO_UIDS]
