@@ -9,8 +9,9 @@ Local objects (metal, leads, cables) are missed by the model and stand out; *glo
 isocentre — look normal voxel by voxel, are reproduced, and score like inliers. MSE_m also falls
 with scan size (thesis Fig. 4.2). So, per scan:
 
-- ``mse_m_z`` (measured, not scored: ``UNSCORED_EVIDENCE``): log MSE_m relative to the MSE_m
-  expected at the scan's pixel count (a robust log-log line), which removes the size bias;
+- ``mse_m_z`` (measured, not scored: ``ctae_core.evidence_kinds.UNSCORED_EVIDENCE``): log MSE_m
+  relative to the MSE_m expected at the scan's pixel count (a robust log-log line), which removes
+  the size bias;
 - ``latent_z``: Mahalanobis distance of the scan's latent vector from the other scans';
 - ``histogram_z``: the same for the HU histogram above the air bin (the share of air is the
   field of view's, not the body's), on the square roots of its fractions (each bin's noise
@@ -93,30 +94,11 @@ from ctae_core.calibration import (
 )
 from ctae_core.combined_evidence import combined_score
 from ctae_core.distances import histogram_features, reference_distance
+from ctae_core.evidence_kinds import EVIDENCE, SCORED_EVIDENCE
 from ctae_core.stats import HU_HISTOGRAM_EDGES
 
 MIN_FIT_SCANS = 5
 """Reference scans needed to fit the size line and each distance."""
-EVIDENCE = (
-    "mse_m_z", "latent_z", "histogram_z", "tissue_z",
-    "contrast_z", "shape_z", "noise_z", "streak_z", "integrity_z", "ring_z", "metal_z",
-    "skin_object_z", "inner_object_z", "long_object_z", "local_error_z",
-)
-"""Every kind of evidence measured and stored (``scores`` columns)."""
-UNSCORED_EVIDENCE = ("mse_m_z",)
-"""Measured, stored and shown, not scored (README "Detection quality on real anatomy"). MSE_m for
-its size: with the protocol's 12 epochs it ranked real anatomy's anomalies at chance (0.45–0.51)
-while 5–7 % of real inliers passed its p < 0.001 (the TotalSegmentator abdomen's short slab,
-reconstructed worse than its size predicts): every inlier flagged at T on seeds 101 and 102 was
-flagged by it; leaving it out raised the outlier score on all three development seeds. Streaks were unscored while they were
-searched in the air around the body (the straight couch and body edges made them heavy-tailed
-among real inliers); searched through the body's soft tissue they are scored. The local error was
-unscored until stop 37: with the |error| smoothed into the map and 3 epochs it had ranked the
-anomalies at chance (AUROC 0.53) and lowered the outlier score 0.78 → 0.73; with the map above its
-surroundings (stop 32) and the default U-Net's 5 epochs, scoring it raised recall at T on
-held-out real-anatomy seeds without more inliers flagged (README "Stop 37")."""
-SCORED_EVIDENCE = tuple(name for name in EVIDENCE if name not in UNSCORED_EVIDENCE)
-"""The kinds the outlier score combines."""
 SIZE_LINED_EVIDENCE = ("latent_z", "histogram_z", "ring_z")
 """Kinds whose log measure is taken relative to the value expected at the scan's pixel count
 (``size_adjusted_log``, as MSE_m's): among real inliers they followed scan size (Spearman ρ

@@ -27,9 +27,11 @@ from typing import Any
 
 import numpy as np
 
+from ctae_core.evidence_kinds import SCORED_EVIDENCE
+
 RULES = ("mean_std", "mad", "percentile", "pvalue")
-EVIDENCE_KINDS = 14
-"""Kinds of evidence the outlier score combines (``ctae_core.outlier_score.SCORED_EVIDENCE``)."""
+EVIDENCE_KINDS = len(SCORED_EVIDENCE)
+"""Kinds of evidence the outlier score combines (``ctae_core.evidence_kinds.SCORED_EVIDENCE``)."""
 DEFAULT_P = 0.003
 """The ``pvalue`` rule's default p (``ctae score --p``; T 8.45 over fourteen kinds, 8.37 over the
 thirteen before stop 37). On the eighteen real-anatomy seeds of stop 26 (docs/detection-history.md, "Choosing ``ctae score --p``"): precision 0.97,

@@ -98,7 +98,7 @@ def test_each_kind_of_evidence_finds_its_own_outlier():
     assert int(np.argmax(ev.mse_m_z)) == 100
     assert int(np.argmax(ev.latent_z)) == 101
     assert int(np.argmax(ev.histogram_z)) == 102
-    # MSE_m for its size is measured, not scored (ctae_core.outlier_score.UNSCORED_EVIDENCE)
+    # MSE_m for its size is measured, not scored (ctae_core.evidence_kinds.UNSCORED_EVIDENCE)
     assert set(np.argsort(ev.outlier_score)[-2:].tolist()) == {101, 102}
     assert ev.outlier_score[100] < ev.outlier_score[101]
     # every scan is the reference: the median scan's z is 0
