@@ -113,7 +113,7 @@ def test_resume_continues_the_same_curve(settings):
 def test_resume_without_epochs_keeps_the_runs_own_count(settings):
     add_scans(settings, COHORT)
     assert train(settings, "f", "--epochs", "1").exit_code == 0
-    resumed = train(settings, "f", "--resume")  # the preset's own default is 5 epochs
+    resumed = train(settings, "f", "--resume")  # the preset's own default is 7 epochs
     assert resumed.exit_code == 0, resumed.output
     with connect(settings.catalog_path, read_only=True) as con:
         assert len(train_history(con, "f")) == 1  # finished: nothing trained again
