@@ -194,73 +194,42 @@ def _one_scored_scan_at(path, version: int, scan_fact: tuple[str, float], score_
     return path
 
 
-def test_v9_catalog_file_gains_the_native_metal_and_reingests_the_scans_that_lack_it(tmp_path):
-    # v10: metal is measured at ingest on the acquired grid, which the stored 3 mm volume cannot
-    # give back; a scan from before v10 keeps its row, lacks the measure (its metal evidence is
-    # left out) and reads as changed to the next ingest, which measures it
+INGEST_MEASURES = ("native_metal_mm3", "skin_object_mm3", "inner_object_mm3", "longest_object_mm",
+                   "native_noise_hu")
+"""Scan columns measured at ingest on the acquired grid: what the stored 3 mm volume cannot give
+back, so a scan that lacks one reads as changed to the next ingest."""
+
+
+@pytest.mark.parametrize(("version", "scan_fact", "score_fact", "added", "added_z", "measured"), [
+    # v10: metal away from bone; a scan from before keeps its row, lacks the measure (its
+    # evidence is left out) and reads as changed to the next ingest, which measures it
+    (9, ("body_edge_mm", 9.5), ("ring_z", 1.5), ("native_metal_mm3",), ("metal_z",), 0.0),
+    # v11: dense objects on the skin and inside the body
+    (10, ("native_metal_mm3", 120.0), ("metal_z", 2.5), ("skin_object_mm3", "inner_object_mm3"),
+     ("skin_object_z", "inner_object_z"), 40.0),
+    # v12: the longest dense object
+    (11, ("skin_object_mm3", 80.0), ("skin_object_z", 1.5), ("longest_object_mm",), ("long_object_z",), 12.0),
+    # v17: image noise on the acquired grid (the stored volume's noise_hu is kept); a NaN measured
+    # there counts as measured and is not read again
+    (16, ("noise_hu", 14.5), ("noise_z", 0.5), ("native_noise_hu",), (), float("nan")),
+])
+def test_older_catalog_file_gains_the_ingest_measures_and_reingests_the_scans_that_lack_them(
+        tmp_path, version, scan_fact, score_fact, added, added_z, measured):
     from data_catalog.scans import scan_fingerprints
 
-    path = _one_scored_scan_at(tmp_path / "v9.duckdb", 9, ("body_edge_mm", 9.5), ("ring_z", 1.5))
+    path = _one_scored_scan_at(tmp_path / f"v{version}.duckdb", version, scan_fact, score_fact)
     with connect(path) as con:  # migrates on open
         assert current_version(con) == SCHEMA_VERSION
-        assert con.execute("SELECT body_edge_mm, native_metal_mm3 FROM scans").fetchall() == [(9.5, None)]
-        assert con.execute("SELECT outlier_score, ring_z, metal_z FROM scores").fetchall() == [(7.5, 1.5, None)]
+        scan_cols, score_cols = ", ".join((scan_fact[0], *added)), ", ".join(("outlier_score", score_fact[0], *added_z))
+        assert con.execute(f"SELECT {scan_cols} FROM scans").fetchall() == [(scan_fact[1], *[None] * len(added))]
+        assert con.execute(f"SELECT {score_cols} FROM scores").fetchall() == [
+            (7.5, score_fact[1], *[None] * len(added_z))]
         assert scan_fingerprints(con) == {"s1": ("", "/v.npy", 3.0)}
-        con.execute("UPDATE scans SET native_metal_mm3 = 0.0, skin_object_mm3 = 0.0, inner_object_mm3 = 0.0, "
-                    "longest_object_mm = 0.0, native_noise_hu = 18.0")
-        assert scan_fingerprints(con) == {"s1": ("fp1", "/v.npy", 3.0)}
-
-
-def test_v10_catalog_file_gains_the_dense_objects_and_reingests_the_scans_that_lack_them(tmp_path):
-    # v11: dense objects on the skin and inside the body are measured at ingest on the acquired
-    # grid; a v10 scan keeps its row and its metal, lacks them (their evidence is left out) and
-    # reads as changed to the next ingest, which measures them
-    from data_catalog.scans import scan_fingerprints
-
-    path = _one_scored_scan_at(tmp_path / "v10.duckdb", 10, ("native_metal_mm3", 120.0), ("metal_z", 2.5))
-    with connect(path) as con:  # migrates on open
-        assert current_version(con) == SCHEMA_VERSION
-        assert con.execute("SELECT native_metal_mm3, skin_object_mm3, inner_object_mm3 FROM scans"
-                           ).fetchall() == [(120.0, None, None)]
-        assert con.execute("SELECT outlier_score, metal_z, skin_object_z, inner_object_z FROM scores"
-                           ).fetchall() == [(7.5, 2.5, None, None)]
+        # every other ingest measure present: the scan still reads as changed for lacking these
+        others = [c for c in INGEST_MEASURES if c not in added and c != scan_fact[0]]
+        con.execute("UPDATE scans SET " + ", ".join(f"{c} = 0.0" for c in others))
         assert scan_fingerprints(con) == {"s1": ("", "/v.npy", 3.0)}
-        con.execute("UPDATE scans SET skin_object_mm3 = 0.0, inner_object_mm3 = 40.0, longest_object_mm = 6.0, "
-                    "native_noise_hu = 18.0")
-        assert scan_fingerprints(con) == {"s1": ("fp1", "/v.npy", 3.0)}
-
-
-def test_v11_catalog_file_gains_the_objects_and_reingests_the_scans_that_lack_them(tmp_path):
-    # v12: the longest dense object is measured at ingest on the acquired grid; a v11 scan keeps
-    # its dense objects, lacks it (its evidence is left out) and reads as changed to the next
-    # ingest, which measures it
-    from data_catalog.scans import scan_fingerprints
-
-    path = _one_scored_scan_at(tmp_path / "v11.duckdb", 11, ("skin_object_mm3", 80.0), ("skin_object_z", 1.5))
-    with connect(path) as con:  # migrates on open
-        assert current_version(con) == SCHEMA_VERSION
-        assert con.execute("SELECT skin_object_mm3, longest_object_mm FROM scans").fetchall() == [(80.0, None)]
-        assert con.execute("SELECT outlier_score, skin_object_z, long_object_z FROM scores"
-                           ).fetchall() == [(7.5, 1.5, None)]
-        assert scan_fingerprints(con) == {"s1": ("", "/v.npy", 3.0)}
-        con.execute("UPDATE scans SET native_metal_mm3 = 0.0, longest_object_mm = 12.0, native_noise_hu = 18.0")
-        assert scan_fingerprints(con) == {"s1": ("fp1", "/v.npy", 3.0)}
-
-
-def test_v16_catalog_file_gains_the_native_noise_and_reingests_the_scans_that_lack_it(tmp_path):
-    # v17: image noise is measured at ingest on the acquired grid, which the stored 3 mm volume
-    # cannot give back; a v16 scan keeps its stored volume's noise, lacks the new one and reads
-    # as changed to the next ingest, which measures it (a NaN measured there is kept, not re-read)
-    from data_catalog.scans import scan_fingerprints
-
-    path = _one_scored_scan_at(tmp_path / "v16.duckdb", 16, ("noise_hu", 14.5), ("noise_z", 0.5))
-    with connect(path) as con:  # migrates on open
-        assert current_version(con) == SCHEMA_VERSION
-        assert con.execute("SELECT noise_hu, native_noise_hu FROM scans").fetchall() == [(14.5, None)]
-        assert con.execute("SELECT outlier_score, noise_z FROM scores").fetchall() == [(7.5, 0.5)]
-        con.execute("UPDATE scans SET native_metal_mm3 = 0.0, skin_object_mm3 = 0.0, longest_object_mm = 0.0")
-        assert scan_fingerprints(con) == {"s1": ("", "/v.npy", 3.0)}
-        con.execute("UPDATE scans SET native_noise_hu = 'NaN'::DOUBLE")
+        con.execute("UPDATE scans SET " + ", ".join(f"{c} = ?::DOUBLE" for c in added), [measured] * len(added))
         assert scan_fingerprints(con) == {"s1": ("fp1", "/v.npy", 3.0)}
 
 
