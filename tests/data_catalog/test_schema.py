@@ -194,12 +194,6 @@ def _one_scored_scan_at(path, version: int, scan_fact: tuple[str, float], score_
     return path
 
 
-INGEST_MEASURES = ("native_metal_mm3", "skin_object_mm3", "inner_object_mm3", "longest_object_mm",
-                   "native_noise_hu")
-"""Scan columns measured at ingest on the acquired grid: what the stored 3 mm volume cannot give
-back, so a scan that lacks one reads as changed to the next ingest."""
-
-
 @pytest.mark.parametrize(("version", "scan_fact", "score_fact", "added", "added_z", "measured"), [
     # v10: metal away from bone; a scan from before keeps its row, lacks the measure (its
     # evidence is left out) and reads as changed to the next ingest, which measures it
@@ -215,7 +209,7 @@ back, so a scan that lacks one reads as changed to the next ingest."""
 ])
 def test_older_catalog_file_gains_the_ingest_measures_and_reingests_the_scans_that_lack_them(
         tmp_path, version, scan_fact, score_fact, added, added_z, measured):
-    from data_catalog.scans import scan_fingerprints
+    from data_catalog.scans import INGEST_MEASURES, scan_fingerprints
 
     path = _one_scored_scan_at(tmp_path / f"v{version}.duckdb", version, scan_fact, score_fact)
     with connect(path) as con:  # migrates on open
