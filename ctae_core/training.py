@@ -183,12 +183,24 @@ def place(model: nn.Module, dist: Dist) -> nn.Module:
     return model.to(dist.device, memory_format=torch.channels_last_3d)
 
 
+def param_groups(cfg: TrainConfig, model: nn.Module) -> list[dict[str, Any]]:
+    """The parameters in groups that carry their multiple of the rate (``lr_factor``): one
+    group, or two when the U-Net's output layer learns faster (``cfg.output_lr_factor``)."""
+    if cfg.output_lr_factor == 1.0:
+        return [{"params": list(model.parameters()), "lr_factor": 1.0}]
+    head = {id(p) for p in unwrap(model).out.parameters()}
+    return [{"params": [p for p in model.parameters() if id(p) not in head], "lr_factor": 1.0},
+            {"params": [p for p in model.parameters() if id(p) in head], "lr_factor": cfg.output_lr_factor}]
+
+
 def new_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     """SGD with momentum (the thesis) or Adam, as the config says."""
+    groups = param_groups(cfg, model)
+    for group in groups:
+        group["lr"] = cfg.lr * group["lr_factor"]
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                               weight_decay=cfg.weight_decay)
-    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -268,7 +280,7 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, plan: Plan, dist: 
     steps = max(len(bar), 1)
     for step, (crops, offsets, *seeds) in enumerate(bar):
         for group in opt.param_groups:
-            group["lr"] = learning_rate(cfg, epoch, step / steps)
+            group["lr"] = learning_rate(cfg, epoch, step / steps) * group.get("lr_factor", 1.0)
         x = _to_device(crops, offsets, plan.train_ds.box_zyx, plan, dist)  # type: ignore[arg-type]
         noisy = x
         if cfg.noise_std > 0:  # denoising: coarse noise in, the clean volume is the target

@@ -180,3 +180,13 @@ def test_corrupt_checkpoint_on_resume_is_a_clear_error(settings):
     (settings.run_dir("c") / "checkpoint.pt").write_bytes(b"\x00" * 100)
     result = train(settings, "c", "--epochs", "2", "--resume")
     assert result.exit_code == 2 and "corrupt, truncated" in result.output
+
+
+def test_an_output_rate_factor_for_the_med3d_model_is_a_clear_error_and_leaves_no_run(settings):
+    add_scans(settings, COHORT)
+    args = ["train", "--catalog", str(settings.catalog_path), "--store", str(settings.store_dir),
+            "--run", "m", "--preset", "tiny", "--output-lr-factor", "10", "--no-progress"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "dae_unet's output layer" in result.output
+    with connect(settings.catalog_path, read_only=True) as con:
+        assert get_run(con, "m") is None
