@@ -194,7 +194,8 @@ def param_groups(cfg: TrainConfig, model: nn.Module) -> list[dict[str, Any]]:
 
 
 def new_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """SGD with momentum (the thesis) or Adam, as the config says."""
+    """SGD with momentum (the thesis) or Adam, as the config says, over ``param_groups``: each
+    group's rate is its ``lr_factor`` × the schedule's (``train_epoch`` sets it every step)."""
     groups = param_groups(cfg, model)
     for group in groups:
         group["lr"] = cfg.lr * group["lr_factor"]
