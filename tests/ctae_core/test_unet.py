@@ -11,8 +11,8 @@ import torch
 
 from ctae_core.config import SMALL_DAE, TINY, TINY_DAE, ModelConfig, TrainConfig, preset
 from ctae_core.inference import InputSpec, reconstruct_tensor
-from ctae_core.training import new_optimizer
 from ctae_core.model import ConvAutoencoder3D, build_model
+from ctae_core.training import new_optimizer
 from ctae_core.unet import DenoisingUNet3D, coarse_noise
 
 

@@ -190,3 +190,22 @@ def test_an_output_rate_factor_for_the_med3d_model_is_a_clear_error_and_leaves_n
     assert result.exit_code == 2 and "dae_unet's output layer" in result.output
     with connect(settings.catalog_path, read_only=True) as con:
         assert get_run(con, "m") is None
+
+
+def test_a_run_with_a_faster_output_layer_stores_it_and_resumes_on_the_same_curve(settings):
+    add_scans(settings, COHORT)
+    head = ("--output-lr-factor", "10", "--lr-schedule", "constant")
+    assert train(settings, "straight", "--epochs", "2", *head).exit_code == 0
+    first = train(settings, "split", "--epochs", "1", *head)
+    assert first.exit_code == 0, first.output
+    resumed = train(settings, "split", "--epochs", "2", "--resume")  # the factor comes from the run
+    assert resumed.exit_code == 0, resumed.output
+    with connect(settings.catalog_path, read_only=True) as con:
+        a, b = train_history(con, "straight"), train_history(con, "split")
+        config = json.loads(get_run(con, "split")["config_json"])
+    assert config["output_lr_factor"] == 10.0
+    # both parameter groups, and the head's faster Adam state, come back from the checkpoint
+    np.testing.assert_allclose([h["train_loss"] for h in a], [h["train_loss"] for h in b], rtol=1e-5)
+    np.testing.assert_allclose([h["val_loss"] for h in a], [h["val_loss"] for h in b], rtol=1e-5)
+    groups = load_checkpoint(settings.run_dir("split") / "checkpoint.pt")["optimizer_state"]["param_groups"]
+    assert [g["lr_factor"] for g in groups] == [1.0, 10.0]
