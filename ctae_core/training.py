@@ -189,8 +189,9 @@ def param_groups(cfg: TrainConfig, model: nn.Module) -> list[dict[str, Any]]:
     if cfg.output_lr_factor == 1.0:
         return [{"params": list(model.parameters()), "lr_factor": 1.0}]
     head = {id(p) for p in unwrap(model).out.parameters()}
-    return [{"params": [p for p in model.parameters() if id(p) not in head], "lr_factor": 1.0},
-            {"params": [p for p in model.parameters() if id(p) in head], "lr_factor": cfg.output_lr_factor}]
+    rest = [p for p in model.parameters() if id(p) not in head]
+    return [{"params": rest, "lr_factor": 1.0},
+            {"params": list(unwrap(model).out.parameters()), "lr_factor": cfg.output_lr_factor}]
 
 
 def new_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
