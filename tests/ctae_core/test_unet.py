@@ -143,3 +143,5 @@ def test_the_output_rate_factor_is_the_unets_and_old_runs_train_at_one_rate():
     old = TINY_DAE.to_dict()
     old.pop("output_lr_factor")  # a run stored before stop 41
     assert TrainConfig.from_dict(old).output_lr_factor == 1.0
+    # tiny_dae's default since stop 42; small_dae keeps one rate (measured on tiny_dae only)
+    assert (TINY_DAE.output_lr_factor, SMALL_DAE.output_lr_factor) == (10.0, 1.0)

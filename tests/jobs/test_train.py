@@ -192,6 +192,19 @@ def test_an_output_rate_factor_for_the_med3d_model_is_a_clear_error_and_leaves_n
         assert get_run(con, "m") is None
 
 
+def test_tiny_dae_trains_its_output_layer_faster_by_default_and_one_rate_is_an_option(settings):
+    add_scans(settings, COHORT)
+    assert train(settings, "default", "--epochs", "1").exit_code == 0
+    assert train(settings, "one", "--epochs", "1", "--output-lr-factor", "1").exit_code == 0
+    with connect(settings.catalog_path, read_only=True) as con:
+        stored = {r: json.loads(get_run(con, r)["config_json"])["output_lr_factor"] for r in ("default", "one")}
+    assert stored == {"default": 10.0, "one": 1.0}  # the default since stop 42
+    groups = {r: load_checkpoint(settings.run_dir(r) / "checkpoint.pt")["optimizer_state"]["param_groups"]
+              for r in stored}
+    assert [g["lr_factor"] for g in groups["default"]] == [1.0, 10.0]
+    assert [g["lr_factor"] for g in groups["one"]] == [1.0]
+
+
 def test_a_run_with_a_faster_output_layer_stores_it_and_resumes_on_the_same_curve(settings):
     add_scans(settings, COHORT)
     head = ("--output-lr-factor", "10", "--lr-schedule", "constant")
