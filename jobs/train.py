@@ -84,7 +84,7 @@ def train_command(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run from its checkpoint.")] = False,
     early_stopping: Annotated[int | None, typer.Option("--early-stopping", help="Stop after N epochs without a better val loss.")] = None,
     noise_std: Annotated[float | None, typer.Option("--noise-std", help="U-Net presets: SD of the coarse input noise in normalised units (tiny_dae: 0.3 ≈ 140 HU).")] = None,
-    output_lr_factor: Annotated[float | None, typer.Option("--output-lr-factor", help="U-Net presets: the output layer learns at this multiple of --lr.")] = None,
+    output_lr_factor: Annotated[float | None, typer.Option("--output-lr-factor", help="U-Net presets: the output layer learns at this multiple of --lr. Default: the preset's (tiny_dae 10, small_dae 1).")] = None,
     patches_per_scan: Annotated[int | None, typer.Option("--patches-per-scan", help="U-Net presets: cubes drawn from each training scan per epoch.")] = None,
     normal_error_scans: Annotated[int | None, typer.Option("--normal-error-scans", help="Training scans the model's usual |error| per context is fitted on after training (the anomaly map is the |error| above it); 0: raw |error| maps.")] = None,
     encoder_weights: Annotated[Path | None, typer.Option("--encoder-weights", help="Local MedicalNet/Med3D .pth for the encoder.")] = None,
