@@ -188,10 +188,10 @@ def param_groups(cfg: TrainConfig, model: nn.Module) -> list[dict[str, Any]]:
     group, or two when the U-Net's output layer learns faster (``cfg.output_lr_factor``)."""
     if cfg.output_lr_factor == 1.0:
         return [{"params": list(model.parameters()), "lr_factor": 1.0}]
-    head = {id(p) for p in unwrap(model).out.parameters()}
-    rest = [p for p in model.parameters() if id(p) not in head]
-    return [{"params": rest, "lr_factor": 1.0},
-            {"params": list(unwrap(model).out.parameters()), "lr_factor": cfg.output_lr_factor}]
+    head = list(unwrap(model).out.parameters())
+    in_head = {id(p) for p in head}
+    return [{"params": [p for p in model.parameters() if id(p) not in in_head], "lr_factor": 1.0},
+            {"params": head, "lr_factor": cfg.output_lr_factor}]
 
 
 def new_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ctae_core.config import DEFAULT_PRESET, TrainConfig, preset, with_overrides
+from ctae_core.config import DEFAULT_PRESET, PRESETS, TrainConfig, preset, with_overrides
 from ctae_core.errors import CheckpointError
 from ctae_core.training_set import SplitError
 from data_catalog import CatalogSettings
@@ -66,6 +66,12 @@ def run_training(
                  device=device, progress=progress, threads=threads)
 
 
+HEAD_FACTORS = ", ".join(f"{name} {cfg.output_lr_factor:g}" for name, cfg in PRESETS.items()
+                         if cfg.model.architecture == "dae_unet")
+"""The U-Net presets' output-layer factors, for --output-lr-factor's help (read from the presets,
+so the help cannot drift from them)."""
+
+
 def train_command(
     run: Annotated[str, typer.Option("--run", "--run-name", help="Name of the run (its run_id); under torchrun spell it --run-name.")],
     catalog: CatalogOption = None,
@@ -84,7 +90,7 @@ def train_command(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run from its checkpoint.")] = False,
     early_stopping: Annotated[int | None, typer.Option("--early-stopping", help="Stop after N epochs without a better val loss.")] = None,
     noise_std: Annotated[float | None, typer.Option("--noise-std", help="U-Net presets: SD of the coarse input noise in normalised units (tiny_dae: 0.3 ≈ 140 HU).")] = None,
-    output_lr_factor: Annotated[float | None, typer.Option("--output-lr-factor", help="U-Net presets: the output layer learns at this multiple of --lr. Default: the preset's (tiny_dae 10, small_dae 1).")] = None,
+    output_lr_factor: Annotated[float | None, typer.Option("--output-lr-factor", help=f"U-Net presets: the output layer learns at this multiple of --lr. Default: the preset's ({HEAD_FACTORS}).")] = None,
     patches_per_scan: Annotated[int | None, typer.Option("--patches-per-scan", help="U-Net presets: cubes drawn from each training scan per epoch.")] = None,
     normal_error_scans: Annotated[int | None, typer.Option("--normal-error-scans", help="Training scans the model's usual |error| per context is fitted on after training (the anomaly map is the |error| above it); 0: raw |error| maps.")] = None,
     encoder_weights: Annotated[Path | None, typer.Option("--encoder-weights", help="Local MedicalNet/Med3D .pth for the encoder.")] = None,
