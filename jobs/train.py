@@ -66,10 +66,11 @@ def run_training(
                  device=device, progress=progress, threads=threads)
 
 
-HEAD_FACTORS = ", ".join(f"{name} {cfg.output_lr_factor:g}" for name, cfg in PRESETS.items()
-                         if cfg.model.architecture == "dae_unet")
-"""The U-Net presets' output-layer factors, for --output-lr-factor's help (read from the presets,
-so the help cannot drift from them)."""
+def unet_defaults(attribute: str) -> str:
+    """Each U-Net preset's value of a training ``attribute``, "tiny_dae 10, small_dae 1", for an
+    option's help: read from the presets, so the help cannot drift from them."""
+    return ", ".join(f"{name} {getattr(cfg, attribute):g}" for name, cfg in PRESETS.items()
+                     if cfg.model.architecture == "dae_unet")
 
 
 def train_command(
@@ -89,8 +90,8 @@ def train_command(
     reuse_split: Annotated[str | None, typer.Option("--reuse-split", help="Reuse this run's split.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run from its checkpoint.")] = False,
     early_stopping: Annotated[int | None, typer.Option("--early-stopping", help="Stop after N epochs without a better val loss.")] = None,
-    noise_std: Annotated[float | None, typer.Option("--noise-std", help="U-Net presets: SD of the coarse input noise in normalised units (tiny_dae: 0.3 ≈ 140 HU).")] = None,
-    output_lr_factor: Annotated[float | None, typer.Option("--output-lr-factor", help=f"U-Net presets: the output layer learns at this multiple of --lr. Default: the preset's ({HEAD_FACTORS}).")] = None,
+    noise_std: Annotated[float | None, typer.Option("--noise-std", help=f"U-Net presets: SD of the coarse input noise in normalised units (one unit is the training scans' HU SD, about 460 HU on real chest and abdomen CT). Default: the preset's ({unet_defaults('noise_std')}).")] = None,
+    output_lr_factor: Annotated[float | None, typer.Option("--output-lr-factor", help=f"U-Net presets: the output layer learns at this multiple of --lr. Default: the preset's ({unet_defaults('output_lr_factor')}).")] = None,
     patches_per_scan: Annotated[int | None, typer.Option("--patches-per-scan", help="U-Net presets: cubes drawn from each training scan per epoch.")] = None,
     normal_error_scans: Annotated[int | None, typer.Option("--normal-error-scans", help="Training scans the model's usual |error| per context is fitted on after training (the anomaly map is the |error| above it); 0: raw |error| maps.")] = None,
     encoder_weights: Annotated[Path | None, typer.Option("--encoder-weights", help="Local MedicalNet/Med3D .pth for the encoder.")] = None,

@@ -222,3 +222,15 @@ def test_a_run_with_a_faster_output_layer_stores_it_and_resumes_on_the_same_curv
     np.testing.assert_allclose([h["val_loss"] for h in a], [h["val_loss"] for h in b], rtol=1e-5)
     groups = load_checkpoint(settings.run_dir("split") / "checkpoint.pt")["optimizer_state"]["param_groups"]
     assert [g["lr_factor"] for g in groups] == [1.0, 10.0]
+
+
+def test_train_help_gives_each_unet_presets_own_noise_and_output_layer_defaults():
+    """The defaults in --help are read from the presets: changing a preset changes its help."""
+    from ctae_core.config import PRESETS
+
+    text = " ".join(runner.invoke(app, ["train", "--help"], env={"COLUMNS": "2000"}).output.split())
+    for name, cfg in PRESETS.items():
+        if cfg.model.architecture == "dae_unet":
+            assert f"{name} {cfg.noise_std:g}" in text
+            assert f"{name} {cfg.output_lr_factor:g}" in text
+    assert "tiny_dae 0.3" in text and "tiny_dae 10" in text  # today's values, spelled out once
