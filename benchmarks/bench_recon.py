@@ -1,10 +1,12 @@
 """Reconstruction and localisation quality of scored runs on a cohort with ground truth.
 
 Per run: the RMS error over body voxels at the stored 3 mm of the validation split's inliers
-(a 6 mm run's reconstruction is upsampled to 3 mm: what a reader sees), the local-error score's
-AUROC on local anomalies (metal, devices, cables, valves, foreign objects) and on all
-anomalies, MSE_m's beside it, the local error's Spearman ρ with pixel count among inliers, and
-the localisation `ctae evaluate` reports (voxel AP, hottest region within 10 mm).
+(a 6 mm run's reconstruction is upsampled to 3 mm: what a reader sees); the AUROC on local
+anomalies (metal, devices, cables, valves, foreign objects) and on all anomalies, and the
+Spearman ρ with pixel count among inliers, of the reconstruction's scores as measured (the
+anomaly map's peak ``local_error_hu``, MSE_m) and as the outlier score takes them
+(``local_error_z``, ``mse_m_z``: for the scan's size, among scans acquired alike); and the
+localisation `ctae evaluate` reports (voxel AP, hottest region within 10 mm).
 
     python benchmarks/bench_recon.py --catalog C --truth COHORT/ground_truth.csv --run A [--run B]
 """
@@ -25,6 +27,8 @@ sys.path.insert(0, str(ROOT))
 LOCAL = {"spinal_hardware", "pacemaker", "external_cable", "ecg_electrodes", "heart_valve",
          "foreign_object"}
 RMS_TARGET_HU = 80.0
+RECON_SCORES = ("local_error_hu", "local_error_z", "mse_m", "mse_m_z")
+"""The reconstruction's own scores: measured, and as evidence (NaN where a run lacks them)."""
 
 
 def body_rms_hu(volume_path: str, recon_path: str, stored_mm: float, run_mm: float) -> float:
@@ -77,7 +81,7 @@ def run_rows(catalog: Path, truth_path: Path, run_id: str) -> list[dict]:
              "value": float(np.median(rms)), "unit": "HU", "target": RMS_TARGET_HU}]
     local = np.isin(labels, list(LOCAL))
     anomaly = (labels != None) & ~inlier  # noqa: E711  (None: no truth row)
-    for score in ("local_error_hu", "mse_m"):
+    for score in RECON_SCORES:
         values = inputs[score].to_numpy(dtype=np.float64, na_value=np.nan)
         for name, positives, target in (("local types", local, 0.95), ("all anomalies", anomaly, 0.85)):
             keep = (inlier | positives) & np.isfinite(values)
@@ -86,6 +90,8 @@ def run_rows(catalog: Path, truth_path: Path, run_id: str) -> list[dict]:
                              "value": float(roc_auc_score(positives[keep], values[keep])),
                              "unit": "AUROC", "target": target})
         ok = inlier & np.isfinite(values)
+        if ok.sum() < 3:
+            continue
         rho = spearmanr(values[ok], inputs["pixel_count"].to_numpy(dtype=np.float64)[ok]).statistic
         rows.append({"figure": f"{run_id} {score} Spearman rho with pixel count (inliers)",
                      "value": float(rho), "unit": "rho", "target": "|rho| < 0.1"})
