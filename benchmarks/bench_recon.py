@@ -24,8 +24,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-LOCAL = {"spinal_hardware", "pacemaker", "external_cable", "ecg_electrodes", "heart_valve",
-         "foreign_object"}
+from ctae_core.real_cohort import LOCAL_TYPES  # noqa: E402  (after the path insert)
+
+LOCAL = frozenset(LOCAL_TYPES)
+"""The local anomaly types (the real-anatomy cohort's own list; the phantoms' local types are among
+them)."""
 RMS_TARGET_HU = 80.0
 RECON_SCORES = ("local_error_hu", "local_error_z", "mse_m", "mse_m_z")
 """The reconstruction's own scores: measured, and as evidence (NaN where a run lacks them)."""
