@@ -18,6 +18,13 @@ place). Their signs are simple to measure directly:
   averaged over axial slices — arms at the sides, a cut edge or an odd shape change it;
 - ``body_edge_mm``: how much of the image border the body lies on, per slice (mm): 0 for a
   body wholly inside the field of view;
+- ``field_edge_mm``: how much of the body lies on the edge of the *reconstructed* field, per
+  slice (mm): within ``FIELD_EDGE_MM`` of a pixel that holds the stored HU floor in every plane
+  (``PADDING_HU``: the padding a scanner writes outside its reconstruction circle). A body cut
+  there reached beyond the scanned field — its missing part was never measured, unlike a body
+  cut by the image border, which a reconstruction with a smaller display field leaves out on
+  purpose (a lung kernel's targeted field). 0 for a body inside the circle or a scan without
+  padding;
 - ``streak_contrast``: the straight line through the body's soft tissue that differs most from
   the same line in the planes ``STREAK_NEIGHBOUR_MM`` above and below — streaks from beam
   hardening, photon starvation or motion cross the body in straight lines that belong to one
@@ -117,6 +124,14 @@ wide chest or abdomen beyond its short half-axis) holds a few sectors of the bod
 peripheral layers, consistent from plane to plane. On the real-anatomy development seeds the
 largest inliers' rings lay there; requiring 8 of the 16 sectors still let them in, requiring
 all 16 lost inserted rings as well (README "Detection quality on real anatomy")."""
+PADDING_HU = -1024.0
+"""The stored HU floor (``ctae_core.io.pixel_decoding.HU_FLOOR``; ingest clips a scanner's padding
+of -2048 or -3024 to it). A pixel at it in every plane lies outside the reconstructed field: air
+holds noise about -1000 HU and reaches the floor in some planes, not in all."""
+FIELD_EDGE_MM = 6.0
+"""Body voxels this close to a padded pixel (``PADDING_HU``) lie on the reconstructed field's
+edge: the outline's opening (``OPENING_ITERATIONS``) and the resampling to 3 mm move a cut edge
+up to two voxels back from the padding."""
 _CROSS = ndimage.generate_binary_structure(2, 1)
 _SQUARE = ndimage.generate_binary_structure(2, 2)
 
@@ -132,6 +147,7 @@ class AcquisitionFeatures:
     body_profile: tuple[float, ...]
     streak_contrast: float
     ring_contrast: float = float("nan")
+    field_edge_mm: float = float("nan")
 
 
 def acquisition_features(hu: np.ndarray, spacing_mm: float) -> AcquisitionFeatures:
@@ -143,19 +159,22 @@ def acquisition_features(hu: np.ndarray, spacing_mm: float) -> AcquisitionFeatur
     """
     if hu.ndim != 3 or hu.size == 0:
         raise ValueError(f"hu must be a non-empty (Z, Y, X) volume, got shape {hu.shape}")
-    profiles, edges = [], []
+    near_padding = _near_padding(hu, spacing_mm)
+    profiles, edges, field_edges = [], [], []
     for k in np.unique(np.linspace(0, hu.shape[0] - 1, MAX_SLICES).round().astype(int)):
         body = _body(hu[k])
         if body is None:
             continue
         profiles.append(_profile(body))
         edges.append(_border_voxels(body) * spacing_mm)
+        field_edges.append(np.count_nonzero(body & near_padding) * spacing_mm)
     return AcquisitionFeatures(
         noise_hu=noise_estimate(hu),
         body_edge_mm=float(np.mean(edges)) if edges else float("nan"),
         body_profile=tuple(float(v) for v in np.mean(profiles, axis=0)) if profiles else (),
         streak_contrast=streak_contrast(hu, spacing_mm),
         ring_contrast=ring_contrast(hu),
+        field_edge_mm=float(np.mean(field_edges)) if field_edges else float("nan"),
     )
 
 
@@ -300,6 +319,15 @@ def _profile(body: np.ndarray) -> np.ndarray:
     return extent / max(float(extent.mean()), 1e-9)
 
 
+def _near_padding(hu: np.ndarray, spacing_mm: float) -> np.ndarray:
+    """(Y, X) pixels within ``FIELD_EDGE_MM`` of one that holds ``PADDING_HU`` in every plane."""
+    padded = np.all(hu <= PADDING_HU, axis=0)
+    if not padded.any():
+        return padded
+    steps = max(1, int(round(FIELD_EDGE_MM / spacing_mm)))
+    return ndimage.binary_dilation(padded, structure=_CROSS, iterations=steps)
+
+
 def _border_voxels(body: np.ndarray) -> int:
     """Body voxels on the plane's outermost rows and columns."""
     ring = np.ones_like(body)
@@ -308,6 +336,6 @@ def _border_voxels(body: np.ndarray) -> int:
 
 
 __all__ = [
-    "AcquisitionFeatures", "PROFILE_DIRECTIONS", "acquisition_features", "ring_contrast",
+    "AcquisitionFeatures", "FIELD_EDGE_MM", "PADDING_HU", "PROFILE_DIRECTIONS", "acquisition_features", "ring_contrast",
     "streak_contrast",
 ]

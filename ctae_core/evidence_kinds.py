@@ -6,7 +6,7 @@ from __future__ import annotations
 
 EVIDENCE = (
     "mse_m_z", "latent_z", "histogram_z", "tissue_z",
-    "contrast_z", "shape_z", "noise_z", "streak_z", "integrity_z", "ring_z", "metal_z",
+    "contrast_z", "shape_z", "fov_z", "noise_z", "streak_z", "integrity_z", "ring_z", "metal_z",
     "skin_object_z", "inner_object_z", "long_object_z", "local_error_z",
 )
 """Every kind of evidence measured and stored (``scores`` columns)."""

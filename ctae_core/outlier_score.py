@@ -26,6 +26,16 @@ with scan size (thesis Fig. 4.2). So, per scan:
   lower tail gave false alarms);
 - ``shape_z``: Mahalanobis distance of the body's outline (``ctae_core.acquisition``) from the
   other scans': arms beside the body, a body cut by the field of view, an odd position;
+- ``fov_z``: how much of the body lies on the edge of the reconstructed field, next to the
+  padding outside the scanner's reconstruction circle (``ctae_core.acquisition``
+  ``field_edge_mm``): a patient beyond the scanned field. Under the hurdle null of the dense
+  objects below (none on most scans, a heavy-tailed amount on a few), pooled over the run rather
+  than taken per acquisition group: how far a patient reaches beyond the scanned field is no
+  property of a kernel or a scanner, and the share of bodies on the edge is read more finely
+  among all of a run's scans than among a group's twenty (the truncated fields of view of stop
+  43's real-anatomy seeds read z 1.9–2.9 per group, 2.7–3.4 pooled). The outline's own
+  ``shape_z`` reads the image border, where a body cut by a small display field is usual for
+  some protocols;
 - ``noise_z``: log image noise, upper tail, under ``NOISE_NULL_DF`` (a kernel's own noise is a
   floor that a lower dose adds to: an upward-skewed tail). Since v17 the noise measured at
   ingest on the acquired grid (``ctae_core.noise.native_noise_estimate``), relative to a line on
@@ -68,7 +78,7 @@ quantiles). Each value becomes an equivalent-normal z under an empirical null
 (``ctae_core.calibration``), taken among the scans **acquired alike** (same manufacturer and
 kernel) where enough of them exist: a sharp lung kernel is noisy, and that is no outlier.
 ``outlier_score``: over ``SCORED_EVIDENCE``, how unlikely an inlier is to show the scan's
-strongest kind (−log P(Z > z_i), Šidák for the fourteen kinds) or its three strongest together
+strongest kind (−log P(Z > z_i), Šidák for the fifteen kinds) or its three strongest together
 (the exact null of their sum), on the scale of one kind's −log p
 (``ctae_core.combined_evidence``); the viewer names the strongest kind. An unusually *low* value never raises it. How the kinds were chosen and
 what they measure on the real-anatomy and phantom cohorts: README "Detection quality".
@@ -174,6 +184,8 @@ class AcquisitionInputs:
         longest_object_mm: (N,) the longest side of the longest of those objects, or None.
         noise_pixel_mm: (N,) the pixel spacing of the grid ``noise_hu`` was measured on (the
             acquired grid's, ``scans.native_noise_hu``), or None: the stored grid, alike for all.
+        field_edge_mm: (N,) body on the reconstructed field's edge (next to padding outside the
+            reconstruction circle, mm per plane), or None.
     """
 
     noise_hu: np.ndarray
@@ -186,6 +198,7 @@ class AcquisitionInputs:
     inner_object_mm3: np.ndarray | None = None
     longest_object_mm: np.ndarray | None = None
     noise_pixel_mm: np.ndarray | None = None
+    field_edge_mm: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -198,6 +211,7 @@ class OutlierEvidence:
     tissue_z: np.ndarray
     contrast_z: np.ndarray
     shape_z: np.ndarray
+    fov_z: np.ndarray
     noise_z: np.ndarray
     streak_z: np.ndarray
     integrity_z: np.ndarray
@@ -423,6 +437,8 @@ def outlier_evidence(
             with np.errstate(invalid="ignore", divide="ignore"):
                 ring = np.log(np.asarray(acquisition.ring_contrast, dtype=np.float64))
             evidence["ring_z"] = z_of(sized("ring_z", ring), RING_NULL_DF)
+        if acquisition.field_edge_mm is not None:  # pooled: a scanned field's edge is no kernel's
+            evidence["fov_z"] = hurdle_z(acquisition.field_edge_mm, reference_rows, None)
         for name, measure in (("metal_z", acquisition.native_metal_mm3),  # mm³, and one length
                               ("skin_object_z", acquisition.skin_object_mm3),
                               ("inner_object_z", acquisition.inner_object_mm3),

@@ -33,8 +33,8 @@ RULES = ("mean_std", "mad", "percentile", "pvalue")
 EVIDENCE_KINDS = len(SCORED_EVIDENCE)
 """Kinds of evidence the outlier score combines (``ctae_core.evidence_kinds.SCORED_EVIDENCE``)."""
 DEFAULT_P = 0.003
-"""The ``pvalue`` rule's default p (``ctae score --p``; T 8.45 over fourteen kinds, 8.37 over the
-thirteen before stop 37). On the eighteen real-anatomy seeds of stop 26
+"""The ``pvalue`` rule's default p (``ctae score --p``; T 8.52 over the fifteen kinds scored since
+stop 44, 8.45 over the fourteen of stops 37–43, 8.37 over the thirteen before stop 37). On the eighteen real-anatomy seeds of stop 26
 (docs/detection-history.md, "Choosing ``ctae score --p``"): precision 0.97, recall 0.56, 0.3 % of
 inliers flagged (the worst seed 1.7 %); at 0.005 recall 0.60, but two seeds past 1 % and the
 real-volume test's 35 inliers (``tests/ctae_core/test_calibration_real.py``) lose two to T; at

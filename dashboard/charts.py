@@ -29,6 +29,7 @@ AXIS_TITLES = {
     "tissue_z": "tissue composition distance (z)",
     "contrast_z": "missing contrast (z)",
     "shape_z": "body outline distance (z)",
+    "fov_z": "body on the reconstructed field's edge (z)",
     "noise_z": "image noise (z)",
     "streak_z": "streaks (z)",
     "streak_contrast": "strongest straight line through the body (SNR)",

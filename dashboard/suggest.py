@@ -17,6 +17,7 @@ EVIDENCE_CAUSES = {
     "inner_object_z": "metal implant",
     "long_object_z": "cable or tube",
     "shape_z": "field of view",
+    "fov_z": "field of view",
     "noise_z": "artefact or noise",
     "contrast_z": "other",
     "tissue_z": "anatomy",

@@ -19,6 +19,7 @@ EVIDENCE_NAMES = {  # ctae_core.outlier_score.EVIDENCE, in words
     "tissue_z": "tissue composition unlike the training scans'",
     "contrast_z": "less contrast-enhanced blood than usual",
     "shape_z": "body outline unlike the training scans' (arms, cut field of view, position)",
+    "fov_z": "body cut by the edge of the reconstructed field (patient beyond the scanned field)",
     "noise_z": "image noise above the usual",
     "streak_z": "straight streaks across the body",
     "integrity_z": "slices missing or repeated in the series",

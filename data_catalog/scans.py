@@ -113,7 +113,8 @@ _COUNT_ERRORS = "SELECT reason, count(*) FROM ingest_errors GROUP BY reason ORDE
 _SCANS_TABLE = "SELECT * FROM scans ORDER BY source_root, source_path, scan_id"
 
 
-SCORE_MEASURES = ("noise_hu", "body_edge_mm", "body_profile", "streak_contrast", "ring_contrast")
+SCORE_MEASURES = ("noise_hu", "body_edge_mm", "body_profile", "streak_contrast", "ring_contrast",
+                  "field_edge_mm")
 """Columns `ctae score` measures on the stored volume (``write_acquisition``): a scan ingested
 again keeps them while its stored volume is unchanged (the same ``content_hash``)."""
 _KEPT_MEASURES = (f"SELECT scan_id, content_hash, {', '.join(SCORE_MEASURES)} FROM scans "
@@ -229,14 +230,16 @@ def scans_table(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 _WITHOUT_ACQUISITION = """
 SELECT scan_id, volume_path, spacing_mm FROM scans
 WHERE body_profile IS NULL OR noise_hu IS NULL OR ring_contrast IS NULL OR streak_contrast IS NULL
+   OR field_edge_mm IS NULL
 ORDER BY scan_id
 """
 
 
 def scans_without_acquisition(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Scans whose acquisition (noise_hu, body_edge_mm, body_profile, streak_contrast,
-    ring_contrast; NULL after ingest, ring_contrast also before v9 and v15, streak_contrast also
-    before v13, v14 and v15, noise_hu before v16, whose measures changed) was never measured — `ctae score` measures
+    ring_contrast, field_edge_mm; NULL after ingest, ring_contrast also before v9 and v15,
+    streak_contrast also before v13, v14 and v15, noise_hu before v16, whose measures changed,
+    field_edge_mm before v18) was never measured — `ctae score` measures
     them: scan_id, volume_path, spacing_mm. A measured scan without a body has
     an empty profile and NaN values, so it is not measured again."""
     return con.execute(_WITHOUT_ACQUISITION).df()
@@ -244,10 +247,10 @@ def scans_without_acquisition(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 def write_acquisition(
     con: duckdb.DuckDBPyConnection,
-    rows: Sequence[tuple[str, float, float, list[float], float, float]],
+    rows: Sequence[tuple[str, float, float, list[float], float, float, float]],
 ) -> int:
-    """Set (scan_id, noise_hu, body_edge_mm, body_profile, streak_contrast, ring_contrast) of
-    existing scans in one transaction (a noise, ring or streak not measurable is stored as NaN, not NULL,
+    """Set (scan_id, noise_hu, body_edge_mm, body_profile, streak_contrast, ring_contrast,
+    field_edge_mm) of existing scans in one transaction (a noise, ring or streak not measurable is stored as NaN, not NULL,
     so it is not measured again). Returns the row count."""
     import pandas as pd
 
@@ -262,7 +265,8 @@ def write_acquisition(
                 "body_edge_mm = acq.body_edge_mm, "
                 "body_profile = acq.body_profile::DOUBLE[], "
                 "streak_contrast = coalesce(acq.streak_contrast, 'NaN'::DOUBLE), "
-                "ring_contrast = coalesce(acq.ring_contrast, 'NaN'::DOUBLE) "
+                "ring_contrast = coalesce(acq.ring_contrast, 'NaN'::DOUBLE), "
+                "field_edge_mm = coalesce(acq.field_edge_mm, 'NaN'::DOUBLE) "
                 "FROM acq WHERE scans.scan_id = acq.scan_id"
             )
         finally:

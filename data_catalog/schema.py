@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import duckdb
 
-SCHEMA_VERSION = 17
+SCHEMA_VERSION = 18
 
 _V1 = [
     """
@@ -380,9 +380,17 @@ _V17 = [
     "ALTER TABLE scans ADD COLUMN IF NOT EXISTS native_noise_hu DOUBLE",  # noise SD (HU) on the acquired grid
 ]
 
+# v18: how much of the body lies on the edge of the reconstructed field (ctae_core/acquisition.py
+# ``field_edge_mm``: next to padding outside the reconstruction circle), measured by the next
+# `ctae score` from the stored volume, and the run's evidence of it (``fov_z``).
+_V18 = [
+    "ALTER TABLE scans ADD COLUMN IF NOT EXISTS field_edge_mm DOUBLE",  # mm of body on padding, per slice
+    "ALTER TABLE scores ADD COLUMN IF NOT EXISTS fov_z DOUBLE",
+]
+
 MIGRATIONS: dict[int, list[str]] = {
     1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7, 8: _V8, 9: _V9, 10: _V10, 11: _V11, 12: _V12,
-    13: _V13, 14: _V14, 15: _V15, 16: _V16, 17: _V17,
+    13: _V13, 14: _V14, 15: _V15, 16: _V16, 17: _V17, 18: _V18,
 }
 
 

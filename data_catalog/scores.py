@@ -20,7 +20,7 @@ from data_catalog.connection import transaction
 SCORE_COLUMNS = ("outlier_score", "mse_m", "mse", "mse_region", "local_error_hu")
 """Scores a threshold may apply to (the only identifiers ever formatted into SQL here)."""
 EVIDENCE_COLUMNS = ("mse_m_z", "latent_z", "histogram_z", "tissue_z", "contrast_z", "shape_z",
-                    "noise_z", "streak_z", "integrity_z", "ring_z", "metal_z", "skin_object_z",
+                    "fov_z", "noise_z", "streak_z", "integrity_z", "ring_z", "metal_z", "skin_object_z",
                     "inner_object_z", "long_object_z", "local_error_z",
                     "outlier_score")
 """What :func:`write_outlier_evidence` sets (ctae_core/outlier_score.py)."""
@@ -288,7 +288,7 @@ _EVIDENCE_INPUTS = """
 SELECT sc.scan_id, sc.split, sc.mse_m, sc.local_error_hu, s.pixel_count, sc.latent, s.hu_histogram,
        s.noise_hu, s.native_noise_hu, s.native_noise_hu IS NULL AS native_noise_unmeasured,
        s.orig_spacing_x_mm AS pixel_mm,
-       s.body_edge_mm, s.body_profile, s.streak_contrast, s.ring_contrast,
+       s.body_edge_mm, s.body_profile, s.streak_contrast, s.ring_contrast, s.field_edge_mm,
        s.native_metal_mm3, s.skin_object_mm3, s.inner_object_mm3, s.longest_object_mm,
        coalesce(s.missing_slices, 0) + coalesce(s.duplicate_slices, 0) AS series_defects,
        s.manufacturer, s.model, s.kernel, s.slice_thickness_mm,
@@ -337,7 +337,7 @@ def write_outlier_evidence(
 _EVALUATION_INPUTS = """
 SELECT s.scan_id, s.series_uid, s.source_path, sc.split, sc.mse, sc.mse_region, sc.mse_m,
        sc.mse_m_z, sc.latent_z, sc.histogram_z, sc.tissue_z, sc.contrast_z, sc.shape_z,
-       sc.noise_z, sc.streak_z, sc.integrity_z, sc.ring_z, sc.metal_z, sc.skin_object_z,
+       sc.fov_z, sc.noise_z, sc.streak_z, sc.integrity_z, sc.ring_z, sc.metal_z, sc.skin_object_z,
        sc.inner_object_z, sc.long_object_z, sc.local_error_z, sc.local_error_hu,
        sc.outlier_score, sc.is_outlier, sc.error_path, sc.hot_z, sc.hot_y, sc.hot_x,
        s.spacing_mm, s.size_z, s.size_y, s.size_x, s.pixel_count, s.hu_mean, s.hu_std, s.hu_min, s.hu_max, s.hu_p1, s.hu_p99,

@@ -19,16 +19,16 @@ logger = logging.getLogger(__name__)
 BATCH_SIZE = 32
 
 
-def measure_one(item: tuple[str, str, float]) -> tuple[str, float, float, list[float], float, float]:
-    """(scan_id, noise_hu, body_edge_mm, body_profile, streak_contrast, ring_contrast) of one
-    stored volume."""
+def measure_one(item: tuple[str, str, float]) -> tuple[str, float, float, list[float], float, float, float]:
+    """(scan_id, noise_hu, body_edge_mm, body_profile, streak_contrast, ring_contrast,
+    field_edge_mm) of one stored volume."""
     from ctae_core.acquisition import acquisition_features
     from ctae_core.io.volume_store import load_volume
 
     scan_id, volume_path, spacing_mm = item
     features = acquisition_features(load_volume(volume_path, mmap=False), spacing_mm)
     return (scan_id, features.noise_hu, features.body_edge_mm, list(features.body_profile),
-            features.streak_contrast, features.ring_contrast)
+            features.streak_contrast, features.ring_contrast, features.field_edge_mm)
 
 
 def measure_stored_scans(
@@ -45,7 +45,7 @@ def measure_stored_scans(
         return {"measured": 0, "measure_failed": 0}
     logger.info("measuring noise, body outline, streaks and rings of %d scan(s)", len(todo))
     items = list(todo[["scan_id", "volume_path", "spacing_mm"]].itertuples(index=False, name=None))
-    batch: list[tuple[str, float, float, list[float], float, float]] = []
+    batch: list[tuple[str, float, float, list[float], float, float, float]] = []
     measured = failed = 0
     for result in map_tasks(measure_one, items, executor or ExecutorConfig()):
         if not result.ok:

@@ -95,6 +95,7 @@ def acquisition_inputs(inputs: pd.DataFrame) -> AcquisitionInputs:
         streak_contrast=inputs["streak_contrast"].to_numpy(dtype=np.float64, na_value=np.nan),
         series_defects=inputs["series_defects"].to_numpy(dtype=np.float64, na_value=np.nan),
         ring_contrast=inputs["ring_contrast"].to_numpy(dtype=np.float64, na_value=np.nan),
+        field_edge_mm=inputs["field_edge_mm"].to_numpy(dtype=np.float64, na_value=np.nan),
         native_metal_mm3=inputs["native_metal_mm3"].to_numpy(dtype=np.float64, na_value=np.nan),
         skin_object_mm3=inputs["skin_object_mm3"].to_numpy(dtype=np.float64, na_value=np.nan),
         inner_object_mm3=inputs["inner_object_mm3"].to_numpy(dtype=np.float64, na_value=np.nan),

@@ -7,6 +7,7 @@ import pytest
 from scipy.stats import median_abs_deviation
 
 from ctae_core.acquisition import (
+    PADDING_HU,
     PROFILE_DIRECTIONS,
     acquisition_features,
     ring_contrast,
@@ -101,6 +102,37 @@ def test_an_arm_makes_the_outline_lopsided_and_a_cut_body_touches_the_border():
     # 28.8 rows, 86 mm at 3 mm (the opening that detaches the couch rounds off a row or two)
     cut = acquisition_features(_chest(centre_x=15.0), 3.0)
     assert cut.body_edge_mm == pytest.approx(3.0 * 28.8, abs=3.0 * 2.5)
+
+
+def _padded_outside(vol: np.ndarray, radius: float) -> np.ndarray:
+    """``vol`` with the stored HU floor in every plane beyond ``radius`` voxels of the image
+    centre, as a scanner pads outside its reconstruction circle."""
+    _, y, x = np.ogrid[: vol.shape[0], : vol.shape[1], : vol.shape[2]]
+    out = vol.copy()
+    out[np.broadcast_to(np.hypot(y - 40.0, x - 40.0) > radius, vol.shape)] = PADDING_HU
+    return out
+
+
+def test_a_body_cut_by_the_reconstruction_circle_lies_on_the_field_edge_and_one_inside_does_not():
+    # air noise of 30 HU takes a fifth of the air to the floor in any one plane, never one pixel
+    # in all twelve: padding is what holds the floor everywhere
+    noisy = _chest(noise=30.0)
+    assert (noisy <= PADDING_HU).mean() > 0.1
+    assert acquisition_features(noisy, 3.0).field_edge_mm == 0.0
+    # the 25 × 18 voxel ellipse inside a circle of radius 30: 5 voxels (15 mm) of air between
+    assert acquisition_features(_padded_outside(noisy, 30.0), 3.0).field_edge_mm == 0.0
+    # a circle of radius 21 cuts both flanks: the arcs of r = 21 inside the ellipse span
+    # |sin θ| ≤ 0.67, 2 · 2 · 0.733 · 21 = 62 voxels, and the body within 2 voxels (6 mm) of the
+    # padding is a band 2 voxels deep along them
+    cut = acquisition_features(_padded_outside(noisy, 21.0), 3.0)
+    assert cut.field_edge_mm == pytest.approx(3.0 * 62 * 2, rel=0.15)
+    # a smaller circle cuts more of the body
+    assert acquisition_features(_padded_outside(noisy, 18.0), 3.0).field_edge_mm > 1.4 * cut.field_edge_mm
+    assert cut.body_edge_mm == 0.0  # the image border is nowhere near
+    # a body cut by the image border (a small display field, nothing padded) is the outline's
+    # evidence, not this one's
+    border = acquisition_features(_chest(centre_x=15.0, noise=30.0), 3.0)
+    assert border.body_edge_mm > 50.0 and border.field_edge_mm == 0.0
 
 
 def test_a_volume_without_a_body_gives_nan_and_an_empty_profile():

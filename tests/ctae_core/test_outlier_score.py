@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm, spearmanr
 
+from ctae_core.calibration import hurdle_z
 from ctae_core.outlier_score import (
     AcquisitionInputs,
     defect_z,
@@ -153,9 +154,9 @@ def test_missing_histograms_leave_that_evidence_out():
         assert np.isnan(getattr(ev, name)).all(), name
     assert np.isfinite(ev.outlier_score).all()
     # one kind measured: the scan's p is that kind's p, Šidák-combined with itself as the
-    # three-strongest statistic and written on the scale of one of the fourteen kinds
+    # three-strongest statistic and written on the scale of one of the fifteen kinds
     p = norm.sf(ev.latent_z)
-    np.testing.assert_allclose(ev.outlier_score, -np.log(-np.expm1(2 / 14 * np.log1p(-p))), rtol=1e-9)
+    np.testing.assert_allclose(ev.outlier_score, -np.log(-np.expm1(2 / 15 * np.log1p(-p))), rtol=1e-9)
 
 
 def test_too_few_reference_scans_give_no_score():
@@ -330,6 +331,28 @@ def test_acquisition_evidence_finds_noise_a_cut_body_and_a_broken_series():
     # −log p less log 2, Šidák over the two statistics), and a little more with its next kinds
     strongest = -norm.logsf(ev.integrity_z[108])
     assert strongest - np.log(2) - 1e-9 <= ev.outlier_score[108] < strongest
+
+
+def test_a_body_on_the_reconstructed_field_s_edge_is_judged_among_every_scan_of_the_run():
+    # 120 scans in two acquisition groups; 6 have a few mm of body near padding and one (scan 7)
+    # 300 mm. Pooled over the run, whatever the groups: the hurdle null of 120 scans; a body wholly
+    # inside (0 mm) is never evidence
+    from dataclasses import replace
+
+    pixels, mse_m, latents, histograms, splits = _cohort()
+    edge = np.zeros(len(splits))
+    edge[[20, 40, 60, 80, 100, 110]] = [2.0, 3.0, 4.0, 5.0, 6.0, 8.0]
+    edge[7] = 300.0
+    groups = np.array(["a|b"] * 100 + ["c|d"] * 20, dtype=object)
+    groups[7] = "c|d"
+    acq = replace(_acquisition(len(splits)), field_edge_mm=edge)
+    ev = outlier_evidence(mse_m, pixels, latents, histograms, splits != "", acq, groups=groups)
+    assert int(np.argmax(ev.fov_z)) == 7 and ev.fov_z[7] > norm.isf(0.001)
+    assert (ev.fov_z[edge == 0] <= 0).all() and (ev.fov_z[edge > 0] > 0).all()
+    np.testing.assert_allclose(ev.fov_z, hurdle_z(edge, np.ones(len(edge), dtype=bool), None))
+    # not measured: no evidence of this kind, the rest unchanged
+    none = outlier_evidence(mse_m, pixels, latents, histograms, splits != "", _acquisition(len(splits)), groups=groups)
+    assert np.isnan(none.fov_z).all() and np.allclose(none.shape_z, ev.shape_z, equal_nan=True)
 
 
 def test_scans_without_acquisition_facts_lack_only_that_evidence():

@@ -30,21 +30,21 @@ def _record(content_hash: str = "h1") -> ScanRecord:
 
 
 def _measures(con) -> tuple:
-    return con.execute("SELECT noise_hu, body_edge_mm, body_profile, streak_contrast, ring_contrast "
-                       "FROM scans").fetchone()
+    return con.execute("SELECT noise_hu, body_edge_mm, body_profile, streak_contrast, ring_contrast, "
+                       "field_edge_mm FROM scans").fetchone()
 
 
 def test_a_scan_ingested_again_keeps_its_score_time_measures_while_its_volume_is_unchanged(tmp_path):
     with connect(tmp_path / "c.duckdb") as con:
         upsert_scans(con, [_record()])
         assert scans_without_acquisition(con)["scan_id"].tolist() == ["s1"]
-        write_acquisition(con, [("s1", 12.5, 0.0, [1.0, 0.9], 11.0, 8.0)])
+        write_acquisition(con, [("s1", 12.5, 0.0, [1.0, 0.9], 11.0, 8.0, 42.0)])
         # the same stored volume (its folder ingested again, a new file name): the measures stay
         upsert_scans(con, [replace(_record(), source_path="b", fingerprint="fp2")])
-        assert _measures(con) == (12.5, 0.0, [1.0, 0.9], 11.0, 8.0)
+        assert _measures(con) == (12.5, 0.0, [1.0, 0.9], 11.0, 8.0, 42.0)
         assert con.execute("SELECT source_path, fingerprint FROM scans").fetchone() == ("b", "fp2")
         assert scans_without_acquisition(con).empty
         # another stored volume: what was measured on the old one is gone, to be measured anew
         upsert_scans(con, [_record(content_hash="h2")])
-        assert _measures(con) == (None, None, None, None, None)
+        assert _measures(con) == (None, None, None, None, None, None)
         assert scans_without_acquisition(con)["scan_id"].tolist() == ["s1"]

@@ -172,8 +172,8 @@ def test_v7_catalog_file_keeps_its_measurements_gains_the_hottest_region_and_awa
         con.execute("UPDATE scores SET hot_z = 4, hot_x_mm = 12.0, local_error_hu = 812.5")
         assert con.execute("SELECT hot_z, hot_x_mm, local_error_hu FROM scores").fetchall() == [(4, 12.0, 812.5)]
         assert scans_without_acquisition(con)["scan_id"].tolist() == ["s1", "s2"]
-        write_acquisition(con, [("s1", 12.5, 0.0, [1.0, 1.0], 4.2, 9.5),
-                                ("s2", 12.0, 0.0, [1.0, 1.0], 4.0, float("nan"))])
+        write_acquisition(con, [("s1", 12.5, 0.0, [1.0, 1.0], 4.2, 9.5, 0.0),
+                                ("s2", 12.0, 0.0, [1.0, 1.0], 4.0, float("nan"), 0.0)])
         assert scans_without_acquisition(con).empty
         rings = dict(con.execute("SELECT scan_id, ring_contrast FROM scans").fetchall())
     assert rings["s1"] == 9.5 and rings["s2"] != rings["s2"]  # NaN: measured, nothing to read
@@ -238,12 +238,13 @@ def test_catalog_file_forgets_streaks_of_an_older_measure_and_the_next_score_mea
     path = _one_scored_scan_at(tmp_path / f"v{version}.duckdb", version, ("streak_contrast", 5.5),
                                ("streak_z", 0.4))
     with connect(path) as con:  # migrates on open
-        con.execute("UPDATE scans SET body_profile = [1.0, 1.0], ring_contrast = 9.0")  # the rest measured
+        con.execute("UPDATE scans SET body_profile = [1.0, 1.0], ring_contrast = 9.0, "
+                    "field_edge_mm = 0.0")  # the rest measured
         assert current_version(con) == SCHEMA_VERSION
         assert con.execute("SELECT streak_contrast FROM scans").fetchall() == [(None,)]
         assert scans_without_acquisition(con)["scan_id"].tolist() == ["s1"]
         # a scan whose body holds no soft tissue to search stores NaN and is not listed again
-        write_acquisition(con, [("s1", 10.0, 0.0, [1.0, 1.0], float("nan"), 9.0)])
+        write_acquisition(con, [("s1", 10.0, 0.0, [1.0, 1.0], float("nan"), 9.0, 0.0)])
         assert scans_without_acquisition(con).empty
 
 
@@ -270,9 +271,31 @@ def test_catalog_file_forgets_the_older_measures_and_keeps_the_rest(tmp_path, ve
         stored = con.execute(f"SELECT {', '.join(measured)}, body_profile FROM scans").fetchone()
         expected = [None if column in cleared else value for column, value in measured.items()]
         assert list(stored) == [*expected, [1.0, 1.0]]
+        con.execute("UPDATE scans SET field_edge_mm = 0.0")  # v18's measure, taken
         assert scans_without_acquisition(con)["scan_id"].tolist() == ["s1"]
-        write_acquisition(con, [("s1", float("nan"), 0.0, [1.0, 1.0], 5.5, float("nan"))])
+        write_acquisition(con, [("s1", float("nan"), 0.0, [1.0, 1.0], 5.5, float("nan"), 0.0)])
         assert all(np.isnan(v) for v in con.execute("SELECT noise_hu, ring_contrast FROM scans").fetchone())
+        assert scans_without_acquisition(con).empty
+
+
+def test_v17_catalog_file_keeps_its_measures_and_awaits_the_body_on_the_field_edge(tmp_path):
+    # v18: field_edge_mm (the body next to padding outside the reconstruction circle) and its
+    # evidence fov_z. Every older measure stays; the scan is listed so that the next `ctae score`
+    # measures the new one from the stored volume, and a NaN stored there is not listed again
+    from data_catalog.scans import scans_without_acquisition, write_acquisition
+
+    path = _one_scored_scan_at(tmp_path / "v17.duckdb", 17, ("body_edge_mm", 3.0), ("shape_z", 1.5))
+    with duckdb.connect(str(path)) as raw:
+        raw.execute("UPDATE scans SET body_profile = [1.0, 1.0], noise_hu = 12.5, "
+                    "ring_contrast = 9.0, streak_contrast = 5.5")
+    with connect(path) as con:  # migrates on open
+        assert current_version(con) == SCHEMA_VERSION
+        assert con.execute("SELECT body_edge_mm, noise_hu, ring_contrast, streak_contrast, field_edge_mm "
+                           "FROM scans").fetchall() == [(3.0, 12.5, 9.0, 5.5, None)]
+        assert con.execute("SELECT outlier_score, shape_z, fov_z FROM scores").fetchall() == [(7.5, 1.5, None)]
+        assert scans_without_acquisition(con)["scan_id"].tolist() == ["s1"]
+        write_acquisition(con, [("s1", 12.5, 3.0, [1.0, 1.0], 5.5, 9.0, float("nan"))])
+        assert np.isnan(con.execute("SELECT field_edge_mm FROM scans").fetchone()[0])
         assert scans_without_acquisition(con).empty
 
 

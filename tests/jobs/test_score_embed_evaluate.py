@@ -226,7 +226,7 @@ def test_default_threshold_is_the_outlier_scores_p_value_and_flags_follow(scored
     scores = _read(settings, catalog_scores.read_scores, RUN)
     run = _read(settings, catalog_scores.read_run, RUN)
     assert (run["threshold_rule"], run["threshold_score"]) == ("pvalue", "outlier_score")
-    assert run["threshold"] == pytest.approx(-np.log(1 - 0.997 ** (1 / 14)))  # 8.45: p < 0.003
+    assert run["threshold"] == pytest.approx(-np.log(1 - 0.997 ** (1 / 15)))  # 8.52: p < 0.003
     assert json.loads(run["threshold_params_json"])["n_val"] == (scores["split"] == "val").sum()
     assert (scores["is_outlier"] == (scores["outlier_score"] > run["threshold"])).all()
 
