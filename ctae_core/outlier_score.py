@@ -29,13 +29,11 @@ with scan size (thesis Fig. 4.2). So, per scan:
 - ``fov_z``: how much of the body lies on the edge of the reconstructed field, next to the
   padding outside the scanner's reconstruction circle (``ctae_core.acquisition``
   ``field_edge_mm``): a patient beyond the scanned field. Under the hurdle null of the dense
-  objects below (none on most scans, a heavy-tailed amount on a few), pooled over the run rather
-  than taken per acquisition group: how far a patient reaches beyond the scanned field is no
-  property of a kernel or a scanner, and the share of bodies on the edge is read more finely
-  among all of a run's scans than among a group's twenty (the truncated fields of view of stop
-  43's real-anatomy seeds read z 1.9–2.9 per group, 2.7–3.4 pooled). The outline's own
-  ``shape_z`` reads the image border, where a body cut by a small display field is usual for
-  some protocols;
+  objects below (none on most scans, a heavy-tailed amount on a few), among scans acquired
+  alike: a protocol whose reconstruction circle routinely cuts its patients' flanks (the
+  TotalSegmentator DICOM abdomen's own field does) makes such a cut usual there. The outline's
+  own ``shape_z`` reads the image border, where a body cut by a small display field is usual
+  for some protocols;
 - ``noise_z``: log image noise, upper tail, under ``NOISE_NULL_DF`` (a kernel's own noise is a
   floor that a lower dose adds to: an upward-skewed tail). Since v17 the noise measured at
   ingest on the acquired grid (``ctae_core.noise.native_noise_estimate``), relative to a line on
@@ -437,8 +435,8 @@ def outlier_evidence(
             with np.errstate(invalid="ignore", divide="ignore"):
                 ring = np.log(np.asarray(acquisition.ring_contrast, dtype=np.float64))
             evidence["ring_z"] = z_of(sized("ring_z", ring), RING_NULL_DF)
-        if acquisition.field_edge_mm is not None:  # pooled: a scanned field's edge is no kernel's
-            evidence["fov_z"] = hurdle_z(acquisition.field_edge_mm, reference_rows, None)
+        if acquisition.field_edge_mm is not None:
+            evidence["fov_z"] = hurdle_z(acquisition.field_edge_mm, reference_rows, groups)
         for name, measure in (("metal_z", acquisition.native_metal_mm3),  # mm³, and one length
                               ("skin_object_z", acquisition.skin_object_mm3),
                               ("inner_object_z", acquisition.inner_object_mm3),

@@ -130,9 +130,15 @@ def test_a_body_cut_by_the_reconstruction_circle_lies_on_the_field_edge_and_one_
     assert acquisition_features(_padded_outside(noisy, 18.0), 3.0).field_edge_mm > 1.4 * cut.field_edge_mm
     assert cut.body_edge_mm == 0.0  # the image border is nowhere near
     # a body cut by the image border (a small display field, nothing padded) is the outline's
-    # evidence, not this one's
+    # evidence, not this one's; so is one cut by a square field padded into a larger image
     border = acquisition_features(_chest(centre_x=15.0, noise=30.0), 3.0)
     assert border.body_edge_mm > 50.0 and border.field_edge_mm == 0.0
+    square = noisy.copy()
+    square[:, :, :21] = PADDING_HU  # the field ends 19 voxels left of the centre, in the body
+    assert acquisition_features(square, 3.0).field_edge_mm == 0.0
+    # a wrong rescale 60 HU down clips the air to the floor in every plane: the padding's edge
+    # follows the body's outline, no circle
+    assert acquisition_features(np.maximum(noisy - 60, PADDING_HU).astype(np.int16), 3.0).field_edge_mm == 0.0
 
 
 def test_a_volume_without_a_body_gives_nan_and_an_empty_profile():

@@ -333,15 +333,15 @@ def test_acquisition_evidence_finds_noise_a_cut_body_and_a_broken_series():
     assert strongest - np.log(2) - 1e-9 <= ev.outlier_score[108] < strongest
 
 
-def test_a_body_on_the_reconstructed_field_s_edge_is_judged_among_every_scan_of_the_run():
-    # 120 scans in two acquisition groups; 6 have a few mm of body near padding and one (scan 7)
-    # 300 mm. Pooled over the run, whatever the groups: the hurdle null of 120 scans; a body wholly
-    # inside (0 mm) is never evidence
+def test_a_body_on_the_reconstructed_field_s_edge_is_judged_among_scans_acquired_alike():
+    # 120 scans in two acquisition groups; 6 of the larger group's have a few mm of body near
+    # padding and one of the smaller's (scan 7) 300 mm: judged among scans acquired alike (the
+    # hurdle null of the dense objects); a body wholly inside (0 mm) is never evidence
     from dataclasses import replace
 
     pixels, mse_m, latents, histograms, splits = _cohort()
     edge = np.zeros(len(splits))
-    edge[[20, 40, 60, 80, 100, 110]] = [2.0, 3.0, 4.0, 5.0, 6.0, 8.0]
+    edge[[20, 30, 40, 60, 80, 90]] = [2.0, 3.0, 4.0, 5.0, 6.0, 8.0]
     edge[7] = 300.0
     groups = np.array(["a|b"] * 100 + ["c|d"] * 20, dtype=object)
     groups[7] = "c|d"
@@ -349,7 +349,7 @@ def test_a_body_on_the_reconstructed_field_s_edge_is_judged_among_every_scan_of_
     ev = outlier_evidence(mse_m, pixels, latents, histograms, splits != "", acq, groups=groups)
     assert int(np.argmax(ev.fov_z)) == 7 and ev.fov_z[7] > norm.isf(0.001)
     assert (ev.fov_z[edge == 0] <= 0).all() and (ev.fov_z[edge > 0] > 0).all()
-    np.testing.assert_allclose(ev.fov_z, hurdle_z(edge, np.ones(len(edge), dtype=bool), None))
+    np.testing.assert_allclose(ev.fov_z, hurdle_z(edge, np.ones(len(edge), dtype=bool), groups))
     # not measured: no evidence of this kind, the rest unchanged
     none = outlier_evidence(mse_m, pixels, latents, histograms, splits != "", _acquisition(len(splits)), groups=groups)
     assert np.isnan(none.fov_z).all() and np.allclose(none.shape_z, ev.shape_z, equal_nan=True)
