@@ -324,7 +324,7 @@ def test_evaluate_stores_metrics_equal_to_sklearn(scored, tmp_path):
     assert "histogram_mahalanobis" in result.output and "isolation_forest" in result.output
     table = _read(settings, catalog_scores.read_evaluations, RUN).set_index(["method", "outlier_type"])
     assert set(table.index.get_level_values(0)) == {
-        "outlier_score", "mse_m_z", "latent_z", "histogram_z", "tissue_z", "contrast_z", "shape_z",
+        "outlier_score", "mse_m_z", "latent_z", "histogram_z", "tissue_z", "contrast_z", "shape_z", "fov_z",
         "noise_z", "integrity_z", "ring_z", "metal_z", "skin_object_z", "inner_object_z", "long_object_z",
         "local_error_z",
         "mse", "mse_region", "mse_m", "local_error_hu",
