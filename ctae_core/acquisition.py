@@ -362,6 +362,6 @@ def _border_voxels(body: np.ndarray) -> int:
 
 
 __all__ = [
-    "AcquisitionFeatures", "FIELD_EDGE_MM", "PADDING_HU", "PROFILE_DIRECTIONS", "acquisition_features", "ring_contrast",
-    "streak_contrast",
+    "AcquisitionFeatures", "CIRCLE_RMS_VOXELS", "FIELD_EDGE_MM", "PADDING_HU", "PROFILE_DIRECTIONS",
+    "acquisition_features", "ring_contrast", "streak_contrast",
 ]

@@ -1,6 +1,7 @@
-"""Measure how each scan was acquired (noise, body outline, streaks, rings) from its stored volume,
-for the outlier score. `ctae score` runs it before computing the score, for every scan not
-yet measured (new scans, and scans of catalogs from before schema v3). It is kept out of
+"""Measure how each scan was acquired (noise, body outline, streaks, rings, the body on the
+reconstructed field's edge) from its stored volume, for the outlier score. `ctae score` runs it
+before computing the score, for every scan not yet measured (new scans, scans of catalogs from
+before schema v3, and since v18 every scan without the field edge). It is kept out of
 `ctae ingest`, whose per-series time is benchmarked against dcm2niix (0.1–0.2 s per scan,
 in a process pool). Each batch is written as it is measured, so a killed run loses nothing.
 """
@@ -43,7 +44,7 @@ def measure_stored_scans(
         todo = scans_without_acquisition(con)
     if todo.empty:
         return {"measured": 0, "measure_failed": 0}
-    logger.info("measuring noise, body outline, streaks and rings of %d scan(s)", len(todo))
+    logger.info("measuring noise, body outline, streaks, rings and field edge of %d scan(s)", len(todo))
     items = list(todo[["scan_id", "volume_path", "spacing_mm"]].itertuples(index=False, name=None))
     batch: list[tuple[str, float, float, list[float], float, float, float]] = []
     measured = failed = 0
