@@ -115,6 +115,8 @@ _SCANS_TABLE = "SELECT * FROM scans ORDER BY source_root, source_path, scan_id"
 
 SCORE_MEASURES = ("noise_hu", "body_edge_mm", "body_profile", "streak_contrast", "ring_contrast",
                   "field_edge_mm")
+AcquisitionRow = tuple[str, float, float, list[float], float, float, float]
+"""(scan_id, *SCORE_MEASURES) of one scan, as ``write_acquisition`` takes it."""
 """Columns `ctae score` measures on the stored volume (``write_acquisition``): a scan ingested
 again keeps them while its stored volume is unchanged (the same ``content_hash``)."""
 _KEPT_MEASURES = (f"SELECT scan_id, content_hash, {', '.join(SCORE_MEASURES)} FROM scans "
@@ -247,7 +249,7 @@ def scans_without_acquisition(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 def write_acquisition(
     con: duckdb.DuckDBPyConnection,
-    rows: Sequence[tuple[str, float, float, list[float], float, float, float]],
+    rows: Sequence[AcquisitionRow],
 ) -> int:
     """Set (scan_id, noise_hu, body_edge_mm, body_profile, streak_contrast, ring_contrast,
     field_edge_mm) of existing scans in one transaction (a noise, ring or streak not measurable is stored as NaN, not NULL,

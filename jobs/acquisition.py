@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from data_catalog import connect
-from data_catalog.scans import scans_without_acquisition, write_acquisition
+from data_catalog.scans import AcquisitionRow, scans_without_acquisition, write_acquisition
 from data_catalog.settings import CatalogSettings
 from jobs.executors import ExecutorConfig, map_tasks
 
@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 BATCH_SIZE = 32
 
 
-def measure_one(item: tuple[str, str, float]) -> tuple[str, float, float, list[float], float, float, float]:
+def measure_one(item: tuple[str, str, float]) -> AcquisitionRow:
     """(scan_id, noise_hu, body_edge_mm, body_profile, streak_contrast, ring_contrast,
     field_edge_mm) of one stored volume."""
     from ctae_core.acquisition import acquisition_features
@@ -46,7 +46,7 @@ def measure_stored_scans(
         return {"measured": 0, "measure_failed": 0}
     logger.info("measuring noise, body outline, streaks, rings and field edge of %d scan(s)", len(todo))
     items = list(todo[["scan_id", "volume_path", "spacing_mm"]].itertuples(index=False, name=None))
-    batch: list[tuple[str, float, float, list[float], float, float, float]] = []
+    batch: list[AcquisitionRow] = []
     measured = failed = 0
     for result in map_tasks(measure_one, items, executor or ExecutorConfig()):
         if not result.ok:
@@ -62,7 +62,7 @@ def measure_stored_scans(
     return {"measured": measured, "measure_failed": failed}
 
 
-def _write(settings: CatalogSettings, batch: list[tuple[str, float, float, list[float], float, float]]) -> int:
+def _write(settings: CatalogSettings, batch: list[AcquisitionRow]) -> int:
     """Write and empty the batch."""
     rows, batch[:] = list(batch), []
     if not rows:
