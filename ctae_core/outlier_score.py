@@ -67,7 +67,10 @@ with scan size (thesis Fig. 4.2). So, per scan:
   NaN for a scan ingested before schema v12.
 - ``local_error_z`` (scored since stop 37): log peak of the anomaly map
   (``ctae_core.anomaly_map``) for the scan's size: one object the model did not reproduce,
-  however large the scan.
+  however large the scan. Since schema v19 the peak inside the patient and the peak in the
+  body's outer shell each so, among their own region's peaks, the larger Šidák-corrected for
+  two (``local_error_evidence``, ``ctae_core.error_regions``): a lead that patients of one
+  archive wear on the skin no longer hides a valve inside one of them.
 
 Reference: every scored scan of the run (``reference_rows``), not a small validation split, so
 the reference is large; it is uncurated, so every fit is robust to a share of outliers in it
@@ -357,6 +360,7 @@ def outlier_evidence(
     acquisition: AcquisitionInputs | None = None,
     groups: np.ndarray | None = None,
     local_error: np.ndarray | None = None,
+    local_error_regions: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> OutlierEvidence:
     """The kinds of evidence and the outlier score of N scans of one run.
 
@@ -373,6 +377,8 @@ def outlier_evidence(
         groups: (N,) acquisition group per scan (``acquisition_groups``; None: unknown), or
             None: every scan is calibrated against all reference scans.
         local_error: (N,) peak of each scan's anomaly map (``ctae_core.anomaly_map``), or None.
+        local_error_regions: (interior, shell) peaks of the same maps (``ctae_core.error_regions``),
+            each (N,), or None: the local error is then read from ``local_error`` alone.
 
     Returns:
         OutlierEvidence; every array is NaN when fewer than ``MIN_FIT_SCANS`` reference rows
@@ -444,9 +450,30 @@ def outlier_evidence(
             if measure is not None:
                 evidence[name] = hurdle_z(measure, reference_rows, groups)
     if local_error is not None:
-        evidence["local_error_z"] = z_of(size_adjusted_log(local_error, pixel_count, reference_rows, groups))
+        evidence["local_error_z"] = local_error_evidence(
+            local_error, local_error_regions, pixel_count, reference_rows, groups)
     score = combined_score(np.stack([evidence[name] for name in SCORED_EVIDENCE]))
     return OutlierEvidence(**evidence, outlier_score=score)
+
+
+def local_error_evidence(local_error: np.ndarray, regions: tuple[np.ndarray, np.ndarray] | None,
+                         pixel_count: np.ndarray, reference_rows: np.ndarray,
+                         groups: np.ndarray | None = None) -> np.ndarray:
+    """``local_error_z``: the map's peak for the scan's size (``size_adjusted_log``) among scans
+    acquired alike; with ``regions`` (the interior and shell peaks, ``ctae_core.error_regions``)
+    each region's peak so, the larger z taken with Šidák's correction for two (an inlier's
+    larger of two is twice as often past a z), so the kind keeps one kind's null. A region's peak
+    below 1 HU reads 1 HU (a region the map leaves dark, or a scan without one)."""
+    def z_of(peak: np.ndarray) -> np.ndarray:
+        return null_z(size_adjusted_log(peak, pixel_count, reference_rows, groups), reference_rows, groups)
+
+    if regions is None:
+        return z_of(np.asarray(local_error, dtype=np.float64))
+    z = np.stack([z_of(np.maximum(np.asarray(r, dtype=np.float64), 1.0)) for r in regions])
+    with np.errstate(invalid="ignore"):
+        stronger = np.max(z, axis=0)
+        p_either = -np.expm1(len(regions) * np.log1p(-norm.sf(stronger)))
+        return np.where(np.isfinite(stronger), norm.isf(np.maximum(p_either, 1e-300)), np.nan)
 
 
 SHORT_COVERAGE_MM = 150.0

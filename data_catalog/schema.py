@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import duckdb
 
-SCHEMA_VERSION = 18
+SCHEMA_VERSION = 19
 
 _V1 = [
     """
@@ -388,9 +388,17 @@ _V18 = [
     "ALTER TABLE scores ADD COLUMN IF NOT EXISTS fov_z DOUBLE",
 ]
 
+# v19: the anomaly map's peak inside the patient and in the body's outer shell
+# (ctae_core/error_regions.py), each judged among its own region's peaks for the local error.
+# Scans scored before v19 have neither until `ctae score` measures them from the stored maps.
+_V19 = [
+    "ALTER TABLE scores ADD COLUMN IF NOT EXISTS local_error_interior_hu DOUBLE",
+    "ALTER TABLE scores ADD COLUMN IF NOT EXISTS local_error_shell_hu DOUBLE",
+]
+
 MIGRATIONS: dict[int, list[str]] = {
     1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7, 8: _V8, 9: _V9, 10: _V10, 11: _V11, 12: _V12,
-    13: _V13, 14: _V14, 15: _V15, 16: _V16, 17: _V17, 18: _V18,
+    13: _V13, 14: _V14, 15: _V15, 16: _V16, 17: _V17, 18: _V18, 19: _V19,
 }
 
 

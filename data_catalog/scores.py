@@ -45,6 +45,8 @@ class ScoreRecord:
     hot_mm_zyx: tuple[float, float, float] | None = None
     hot_volume_ml: float | None = None
     local_error_hu: float | None = None
+    local_error_interior_hu: float | None = None
+    local_error_shell_hu: float | None = None
 
 
 _RUN = """
@@ -91,8 +93,9 @@ def scans_to_score(
 _UPSERT_SCORE = """
 INSERT OR REPLACE INTO scores (run_id, scan_id, split, mse, mse_region, mse_m, is_outlier,
     max_error_z, max_error_y, max_error_x, error_fraction, recon_path, error_path, latent,
-    hot_z, hot_y, hot_x, hot_z_mm, hot_y_mm, hot_x_mm, hot_volume_ml, local_error_hu, scored_at)
-VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, current_timestamp)
+    hot_z, hot_y, hot_x, hot_z_mm, hot_y_mm, hot_x_mm, hot_volume_ml, local_error_hu,
+    local_error_interior_hu, local_error_shell_hu, scored_at)
+VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, current_timestamp)
 """
 
 
@@ -103,7 +106,7 @@ def write_scores(con: duckdb.DuckDBPyConnection, records: Iterable[ScoreRecord])
         [r.run_id, r.scan_id, r.split, r.mse, r.mse_region, r.mse_m, *map(int, r.max_error_zyx),
          r.error_fraction, r.recon_path, r.error_path, [float(v) for v in r.latent],
          *(r.hot_zyx or (None,) * 3), *(r.hot_mm_zyx or (None,) * 3), r.hot_volume_ml,
-         r.local_error_hu]
+         r.local_error_hu, r.local_error_interior_hu, r.local_error_shell_hu]
         for r in records
     ]
     if not rows:
@@ -184,6 +187,32 @@ def stored_volumes(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFrame:
         "WHERE run_id = ? AND (recon_path IS NOT NULL OR error_path IS NOT NULL) ORDER BY scan_id",
         [run_id],
     ).df()
+
+
+def scores_without_error_regions(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFrame:
+    """Scored scans of the run whose anomaly map is stored but whose interior and shell peaks
+    (v19) were never measured: scan_id, error_path, volume_path, the stored spacing and the run's."""
+    return con.execute(
+        "SELECT sc.scan_id, sc.error_path, s.volume_path, s.spacing_mm, r.spacing_mm AS run_spacing_mm "
+        "FROM scores sc JOIN scans s USING (scan_id) JOIN runs r USING (run_id) "
+        "WHERE sc.run_id = ? AND sc.error_path IS NOT NULL "
+        "AND (sc.local_error_interior_hu IS NULL OR sc.local_error_shell_hu IS NULL) ORDER BY sc.scan_id",
+        [run_id],
+    ).df()
+
+
+def write_error_regions(con: duckdb.DuckDBPyConnection, run_id: str,
+                        rows: Sequence[tuple[str, float, float]]) -> int:
+    """Store (scan_id, interior peak, shell peak) of the run's scans; returns the row count."""
+    if not rows:
+        return 0
+    with transaction(con):
+        con.executemany(
+            "UPDATE scores SET local_error_interior_hu = ?, local_error_shell_hu = ? "
+            "WHERE run_id = ? AND scan_id = ?",
+            [[float(inner), float(shell), run_id, scan_id] for scan_id, inner, shell in rows],
+        )
+    return len(rows)
 
 
 def forget_volumes(con: duckdb.DuckDBPyConnection, run_id: str, scan_ids: Sequence[str]) -> None:
@@ -285,7 +314,8 @@ def cluster_statistics(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFr
 
 
 _EVIDENCE_INPUTS = """
-SELECT sc.scan_id, sc.split, sc.mse_m, sc.local_error_hu, s.pixel_count, sc.latent, s.hu_histogram,
+SELECT sc.scan_id, sc.split, sc.mse_m, sc.local_error_hu, sc.local_error_interior_hu,
+       sc.local_error_shell_hu, s.pixel_count, sc.latent, s.hu_histogram,
        s.noise_hu, s.native_noise_hu, s.native_noise_hu IS NULL AS native_noise_unmeasured,
        s.orig_spacing_x_mm AS pixel_mm,
        s.body_edge_mm, s.body_profile, s.streak_contrast, s.ring_contrast, s.field_edge_mm,

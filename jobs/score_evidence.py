@@ -12,6 +12,7 @@ from data_catalog import CatalogSettings, connect
 from data_catalog import scores as catalog_scores
 from data_catalog.scans import DENSE_OBJECT_MEASURES
 from jobs.acquisition import measure_stored_scans
+from jobs.error_regions import measure_error_regions
 from jobs.runtime import stack_lists
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ def update_outlier_score(settings: CatalogSettings, run_id: str) -> dict[str, An
     job_runs."""
     from ctae_core.outlier_score import acquisition_groups, outlier_evidence
 
-    counts: dict[str, Any] = measure_stored_scans(settings)
+    counts: dict[str, Any] = {**measure_stored_scans(settings), **measure_error_regions(settings, run_id)}
     with connect(settings.catalog_path) as con:
         inputs = catalog_scores.evidence_inputs(con, run_id)
     if inputs.empty:
@@ -61,6 +62,7 @@ def update_outlier_score(settings: CatalogSettings, run_id: str) -> dict[str, An
         groups=acquisition_groups(inputs["manufacturer"].to_numpy(), inputs["kernel"].to_numpy(),
                                   inputs["model"].to_numpy(), inputs["coverage_mm"].to_numpy()),
         local_error=inputs["local_error_hu"].to_numpy(dtype=np.float64, na_value=np.nan),
+        local_error_regions=error_region_inputs(inputs, run_id),
     )
     n_scored = int(np.isfinite(evidence.outlier_score).sum())
     if n_scored == 0:
@@ -70,6 +72,23 @@ def update_outlier_score(settings: CatalogSettings, run_id: str) -> dict[str, An
         catalog_scores.write_outlier_evidence(con, run_id, list(inputs["scan_id"]),
                                               evidence.as_columns())
     return {**counts, "outlier_scores": n_scored}
+
+
+def error_region_inputs(inputs: pd.DataFrame, run_id: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The (interior, shell) peaks of ``evidence_inputs`` rows where every scan with a local
+    error has both (v19), else None: the local error then reads each scan's whole-map peak, one
+    measure for every scan, as the scans compare with each other."""
+    peaks = [inputs[c].to_numpy(dtype=np.float64, na_value=np.nan)
+             for c in ("local_error_interior_hu", "local_error_shell_hu")]
+    has_error = np.isfinite(inputs["local_error_hu"].to_numpy(dtype=np.float64, na_value=np.nan))
+    missing = int((has_error & ~(np.isfinite(peaks[0]) & np.isfinite(peaks[1]))).sum())
+    if missing:
+        logger.warning("run=%s: %d scan(s) lack the anomaly map's interior and shell peaks (scored "
+                       "before schema v19, their maps not kept); the local error reads the whole "
+                       "map's peak for every scan — `ctae score --run %s --overwrite` measures them",
+                       run_id, missing, run_id)
+        return None
+    return peaks[0], peaks[1]
 
 
 def acquisition_inputs(inputs: pd.DataFrame) -> AcquisitionInputs:

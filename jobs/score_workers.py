@@ -161,6 +161,7 @@ def _record(
     import numpy as np
 
     from ctae_core.anomaly_map import anomaly_map, hottest_region, rescale_index
+    from ctae_core.error_regions import region_peaks
     from ctae_core.inference import abs_error_hu, abs_error_on_stored_grid
     from ctae_core.io.volume_store import run_volume_path, save_volume
     from ctae_core.scoring import recon_hu, score_scan
@@ -175,12 +176,14 @@ def _record(
         amap = anomaly_map(abs_error, body, row.spacing_mm)
         hot = hottest_region(amap, row.spacing_mm)
         hot_zyx = hot.centre_zyx
+        interior_hu, shell_hu = region_peaks(amap, p.stored_hu, row.spacing_mm)
     else:  # the run's grid (a normal-error table holds only at the spacing it was fitted on)
         abs_error = abs_error_hu(p, recon, spec)
         if normal is not None:
             abs_error = normal.excess(abs_error, p.hu, spec.spacing_mm)
         amap = anomaly_map(abs_error, p.body_mask, spec.spacing_mm)
         hot = hottest_region(amap, spec.spacing_mm)
+        interior_hu, shell_hu = region_peaks(amap, p.hu, spec.spacing_mm)
         at_run = tuple(i + k.start for i, k in zip(hot.centre_zyx, p.kept, strict=True))
         # clipped to the stored grid: a coarser run's last voxel can reach past an odd stored edge
         hot_zyx = rescale_index(at_run, spec.spacing_mm, row.spacing_mm,  # type: ignore[arg-type]
@@ -202,6 +205,7 @@ def _record(
         latent=latent.tolist(), hot_zyx=hot_zyx,
         hot_mm_zyx=tuple(i * row.spacing_mm for i in hot_zyx),  # type: ignore[arg-type]
         hot_volume_ml=hot.volume_ml, local_error_hu=hot.peak_hu,
+        local_error_interior_hu=interior_hu, local_error_shell_hu=shell_hu,
     )
 
 

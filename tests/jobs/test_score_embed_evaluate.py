@@ -25,7 +25,7 @@ from ctae_core.io.checkpoint import load_normal_error, load_run_model
 from ctae_core.io.volume_store import load_volume, save_volume
 from ctae_core.native_metal import native_density
 from ctae_core.noise import native_noise_estimate
-from ctae_core.outlier_score import acquisition_groups, outlier_evidence
+from ctae_core.outlier_score import acquisition_groups, local_error_evidence, outlier_evidence
 from ctae_core.phantoms import torso
 from ctae_core.stats import HU_HISTOGRAM_EDGES
 from data_catalog import CatalogSettings, connect
@@ -254,6 +254,7 @@ def test_outlier_score_is_the_evidence_of_the_stored_inputs(scored):
         np.ones(len(inputs), dtype=bool), acquisition_inputs(inputs),
         acquisition_groups(inputs["manufacturer"].to_numpy(), inputs["kernel"].to_numpy()),
         inputs["local_error_hu"].to_numpy(),
+        (inputs["local_error_interior_hu"].to_numpy(), inputs["local_error_shell_hu"].to_numpy()),
     )
     stored = _read(settings, catalog_scores.read_scores, RUN).set_index("scan_id").loc[inputs["scan_id"]]
     for column, values in expected.as_columns().items():
@@ -457,6 +458,51 @@ def test_the_noise_evidence_reads_the_acquired_grids_noise_while_every_scan_has_
     assert stored.loc[noisy, "noise_z"] <= stored.drop(index=noisy)["noise_z"].max() + 1.0
     inputs = _read(settings, catalog_scores.evidence_inputs, RUN).set_index("scan_id")
     assert acquisition_inputs(inputs).noise_hu == pytest.approx(inputs["noise_hu"].to_numpy(), nan_ok=True)
+
+
+def test_a_run_scored_before_v19_has_its_interior_and_shell_peaks_measured_from_its_maps(scored, caplog):
+    # scoring measures the map's peak inside the patient and in its outer shell as it makes the
+    # map; a run scored before schema v19 has neither, and the next `ctae score` (or a
+    # rethreshold) measures them from the stored maps. A scan whose map is gone leaves the local
+    # error on the whole map's peak for every scan, and the job says how to measure it. Changes
+    # the module's catalog, after the tests that read it.
+    settings, _ = scored
+    regions = ["local_error_interior_hu", "local_error_shell_hu"]
+
+    def stored() -> pd.DataFrame:
+        return _read(settings, catalog_scores.read_scores, RUN).set_index("scan_id").sort_index()
+
+    scored_now = stored().dropna(subset=["local_error_hu"])
+    # the two regions part the map: the larger of their peaks is the map's peak
+    np.testing.assert_allclose(scored_now[regions].max(axis=1), scored_now["local_error_hu"], rtol=1e-6)
+    assert (scored_now[regions] >= 0).all().all() and (scored_now["local_error_interior_hu"] > 0).any()
+    with connect(settings.catalog_path) as con:  # as a catalog migrated from v18
+        con.execute("UPDATE scores SET local_error_interior_hu = NULL, local_error_shell_hu = NULL")
+    _cli(settings, "score", "--store", str(settings.store_dir), "--run", RUN, "--rethreshold-only")
+    measured = stored().loc[scored_now.index]
+    np.testing.assert_allclose(measured[regions], scored_now[regions], atol=0.5)  # the int16 map's rounding
+    assert np.isfinite(measured["local_error_z"]).all()
+    assert local_error_z_of(settings, regions=True) == pytest.approx(stored()["local_error_z"].to_numpy(), rel=1e-9)
+    with connect(settings.catalog_path) as con:  # one scan's map was not kept
+        con.execute("UPDATE scores SET error_path = NULL, local_error_interior_hu = NULL "
+                    "WHERE scan_id = 's-004'")
+    with caplog.at_level("WARNING", logger="jobs.score_evidence"):
+        _cli(settings, "score", "--store", str(settings.store_dir), "--run", RUN, "--rethreshold-only")
+    assert "1 scan(s) lack the anomaly map's interior and shell peaks" in caplog.text and "--overwrite" in caplog.text
+    assert local_error_z_of(settings, regions=False) == pytest.approx(stored()["local_error_z"].to_numpy(), rel=1e-9)
+
+
+def local_error_z_of(settings, *, regions: bool) -> np.ndarray:
+    """The run's local error evidence from its stored inputs, from the two regions' peaks or the
+    whole map's, per scan in scan_id order."""
+    inputs = _read(settings, catalog_scores.evidence_inputs, RUN).sort_values("scan_id")
+    peaks = (inputs["local_error_interior_hu"].to_numpy(dtype=float),
+             inputs["local_error_shell_hu"].to_numpy(dtype=float)) if regions else None
+    return local_error_evidence(
+        inputs["local_error_hu"].to_numpy(dtype=float), peaks, inputs["pixel_count"].to_numpy(dtype=float),
+        np.ones(len(inputs), dtype=bool),
+        acquisition_groups(inputs["manufacturer"].to_numpy(), inputs["kernel"].to_numpy(),
+                           inputs["model"].to_numpy(), inputs["coverage_mm"].to_numpy()))
 
 
 def test_new_checkpoint_rescores_and_keep_volumes_flagged_removes_inliers(scored):

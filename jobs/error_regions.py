@@ -1,0 +1,87 @@
+"""Measure the anomaly map's peak inside the patient and in the body's outer shell
+(``ctae_core.error_regions``) for a run's scans scored before schema v19, from their stored maps
+and volumes. `ctae score` (and `--rethreshold-only`) runs it before the outlier score; a fresh
+scoring measures both peaks as it makes the map. Each batch is written as it is measured."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from data_catalog import connect
+from data_catalog import scores as catalog_scores
+from data_catalog.settings import CatalogSettings
+from jobs.executors import ExecutorConfig, map_tasks
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE = 32
+
+RegionItem = tuple[str, str, str, float, float]
+"""(scan_id, map path, stored volume path, stored spacing mm, the run's spacing mm)."""
+
+
+def map_grid_hu(stored_hu: np.ndarray, stored_mm: float, run_mm: float,
+                map_shape: tuple[int, ...]) -> tuple[np.ndarray, float]:
+    """The stored scan on the grid its anomaly map was stored on, and that grid's spacing: the
+    stored grid itself (a run at the stored spacing, or a coarser run, whose map `ctae score`
+    makes on the stored grid), else the run's grid, centre-cropped to the pad size as the model
+    saw it (``ctae_core.inference.prepare_input``)."""
+    from ctae_core.data import rescale_volume
+    from ctae_core.padding import centre_crop_slices
+
+    if tuple(stored_hu.shape) == tuple(map_shape):
+        return np.asarray(stored_hu), stored_mm
+    hu = rescale_volume(stored_hu, stored_mm, run_mm) if abs(run_mm - stored_mm) > 1e-6 else stored_hu
+    hu = np.asarray(hu)[centre_crop_slices(hu.shape, map_shape)]
+    if hu.shape != tuple(map_shape):
+        raise ValueError(f"the stored map {tuple(map_shape)} fits neither the stored scan {stored_hu.shape} "
+                         f"nor the run's grid {hu.shape}; re-score the run with --overwrite")
+    return hu, run_mm
+
+
+def measure_one(item: RegionItem) -> tuple[str, float, float]:
+    """(scan_id, interior peak, shell peak) of one scored scan's stored map."""
+    from ctae_core.error_regions import region_peaks
+    from ctae_core.io.volume_store import load_volume
+
+    scan_id, error_path, volume_path, stored_mm, run_mm = item
+    amap = load_volume(error_path, mmap=False)
+    hu, spacing_mm = map_grid_hu(load_volume(volume_path), float(stored_mm), float(run_mm), amap.shape)
+    return (scan_id, *region_peaks(amap, hu, spacing_mm))
+
+
+def measure_error_regions(settings: CatalogSettings, run_id: str,
+                          executor: ExecutorConfig | None = None) -> dict[str, int]:
+    """Measure every scored scan of the run with a stored map and no interior / shell peak;
+    returns counts for ``job_runs``. A scan whose map or volume is gone is logged and left
+    unmeasured (the run's local error then reads each scan's whole-map peak)."""
+    with connect(settings.catalog_path) as con:
+        todo = catalog_scores.scores_without_error_regions(con, run_id)
+    if todo.empty:
+        return {"error_regions_measured": 0, "error_regions_failed": 0}
+    logger.info("run=%s: measuring the anomaly map's interior and shell peaks of %d scan(s) "
+                "scored before schema v19", run_id, len(todo))
+    items = list(todo[["scan_id", "error_path", "volume_path", "spacing_mm", "run_spacing_mm"]]
+                 .itertuples(index=False, name=None))
+    batch: list[tuple[str, float, float]] = []
+    measured = failed = 0
+    for result in map_tasks(measure_one, items, executor or ExecutorConfig()):
+        if not result.ok:
+            failed += 1
+            logger.warning("run=%s scan=%s: interior and shell peaks not measured (%s)",
+                           run_id, result.item[0], result.error)
+            continue
+        batch.append(result.value)
+        if len(batch) >= BATCH_SIZE:
+            measured += _write(settings, run_id, batch)
+    measured += _write(settings, run_id, batch)
+    return {"error_regions_measured": measured, "error_regions_failed": failed}
+
+
+def _write(settings: CatalogSettings, run_id: str, batch: list[tuple[str, float, float]]) -> int:
+    """Write and empty the batch."""
+    rows, batch[:] = list(batch), []
+    with connect(settings.catalog_path) as con:
+        return catalog_scores.write_error_regions(con, run_id, rows)
