@@ -96,7 +96,8 @@ def anomaly_map(abs_error_hu: np.ndarray, body: np.ndarray, spacing_mm: float,
     return np.where(np.asarray(body, dtype=bool), above, np.float32(0)).astype(np.float32, copy=False)
 
 
-def hottest_region_mask(amap: np.ndarray, level: float = REGION_LEVEL
+def hottest_region_mask(amap: np.ndarray, level: float = REGION_LEVEL,
+                        at: tuple[int, int, int] | None = None,
                         ) -> tuple[np.ndarray, tuple[int, int, int], float]:
     """The hottest region's rule, the one place it is written: the map's peak away from the cut
     faces (the first and last slice along Z; a scan of fewer than three slices has none) and the
@@ -107,6 +108,9 @@ def hottest_region_mask(amap: np.ndarray, level: float = REGION_LEVEL
         amap: An anomaly map (Z, Y, X), as ``anomaly_map`` gives it or as `ctae score` stored it
             (int16 HU; a memory map is fine).
         level: Share of the peak that bounds the region, in (0, 1].
+        at: The region's peak voxel where `ctae score` chose it (the stored hottest region: the
+            peak of the region inside the patient or of its outer shell, whichever its evidence
+            rates rarer, ``ctae_core.error_regions``); None: the map's peak.
     """
     from scipy.ndimage import label
 
@@ -115,10 +119,13 @@ def hottest_region_mask(amap: np.ndarray, level: float = REGION_LEVEL
     amap = np.asarray(amap, dtype=np.float32)
     if amap.size == 0:
         raise ValueError("the anomaly map is empty")
-    cut = 1 if amap.shape[0] >= 3 else 0
-    inner = amap[cut:amap.shape[0] - cut]
-    z, y, x = np.unravel_index(int(np.argmax(inner)), inner.shape)
-    peak_at = (int(z) + cut, int(y), int(x))
+    if at is not None:
+        peak_at = tuple(min(max(int(i), 0), n - 1) for i, n in zip(at, amap.shape, strict=True))
+    else:
+        cut = 1 if amap.shape[0] >= 3 else 0
+        inner = amap[cut:amap.shape[0] - cut]
+        z, y, x = np.unravel_index(int(np.argmax(inner)), inner.shape)
+        peak_at = (int(z) + cut, int(y), int(x))
     peak = float(amap[peak_at])
     if peak <= 0:
         return np.zeros(amap.shape, dtype=bool), peak_at, 0.0  # type: ignore[return-value]
@@ -128,18 +135,20 @@ def hottest_region_mask(amap: np.ndarray, level: float = REGION_LEVEL
 
 def hottest_regions(amap: np.ndarray, spacing_mm: float, count: int = REGIONS_SHOWN,
                     level: float = REGION_LEVEL, apart_mm: float = REGIONS_APART_MM,
+                    first_at: tuple[int, int, int] | None = None,
                     ) -> list[tuple[np.ndarray, tuple[int, int, int], float]]:
     """Up to ``count`` hottest regions, hottest first, as (mask, peak voxel, peak): the first is
-    :func:`hottest_region_mask`'s; each next one is that rule on the map with the regions before
-    it, and ``apart_mm`` around them, left out. Fewer when nothing positive is left."""
+    :func:`hottest_region_mask`'s (around ``first_at`` where given: the stored hottest region);
+    each next one is that rule on the map with the regions before it, and ``apart_mm`` around
+    them, left out. Fewer when nothing positive is left."""
     from scipy.ndimage import distance_transform_edt
 
     if count < 1:
         raise ValueError(f"count must be >= 1, not {count}")
     rest = np.array(amap, dtype=np.float32)  # a copy: the caller's map stays as it is
     regions: list[tuple[np.ndarray, tuple[int, int, int], float]] = []
-    for _ in range(count):
-        mask, peak_at, peak = hottest_region_mask(rest, level)
+    for k in range(count):
+        mask, peak_at, peak = hottest_region_mask(rest, level, first_at if k == 0 else None)
         if peak <= 0:
             break
         regions.append((mask, peak_at, peak))
@@ -162,10 +171,11 @@ def region_labels(regions: list[tuple[np.ndarray, tuple[int, int, int], float]],
     return labels
 
 
-def hottest_region(amap: np.ndarray, spacing_mm: float, level: float = REGION_LEVEL) -> HotRegion:
-    """The peak of an anomaly map and the volume of the region around it
+def hottest_region(amap: np.ndarray, spacing_mm: float, level: float = REGION_LEVEL,
+                   at: tuple[int, int, int] | None = None) -> HotRegion:
+    """The peak of an anomaly map (or the voxel ``at``) and the volume of the region around it
     (:func:`hottest_region_mask`) at ``spacing_mm``."""
-    mask, peak_at, peak = hottest_region_mask(amap, level)
+    mask, peak_at, peak = hottest_region_mask(amap, level, at)
     return HotRegion(peak_at, int(mask.sum()) * spacing_mm**3 / 1000.0, peak)
 
 

@@ -56,15 +56,30 @@ def region_peaks(amap: np.ndarray, hu: np.ndarray, spacing_mm: float,
     """(interior peak, shell peak) of an anomaly map, HU, sought away from the scan's cut faces
     (the first and last slice, as ``ctae_core.anomaly_map.hottest_region_mask`` seeks its
     peak); 0.0 for a region with no voxel. ``hu`` is the scan on the map's grid."""
+    inside, shell = _searched_regions(amap, hu, spacing_mm, margin_mm)
     amap = np.asarray(amap, dtype=np.float32)
-    if amap.shape != np.shape(hu):
-        raise ValueError(f"anomaly map {amap.shape} and HU volume {np.shape(hu)} differ in shape")
+    return tuple(float(amap[r].max()) if r.any() else 0.0 for r in (inside, shell))  # type: ignore[return-value]
+
+
+def region_peak_at(amap: np.ndarray, hu: np.ndarray, spacing_mm: float, interior: bool,
+                   margin_mm: float = INTERIOR_MARGIN_MM) -> tuple[int, int, int] | None:
+    """The voxel (Z, Y, X) of the interior's (``interior``) or the shell's peak, sought as in
+    ``region_peaks``; None when that region has no voxel."""
+    inside, shell = _searched_regions(amap, hu, spacing_mm, margin_mm)
+    where = inside if interior else shell
+    if not where.any():
+        return None
+    values = np.where(where, np.asarray(amap, dtype=np.float32), -np.inf)
+    return tuple(int(i) for i in np.unravel_index(int(np.argmax(values)), values.shape))  # type: ignore[return-value]
+
+
+def _searched_regions(amap: np.ndarray, hu: np.ndarray, spacing_mm: float,
+                      margin_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """Bool (interior, shell) over the map, both without the first and last slice."""
+    if np.shape(amap) != np.shape(hu):
+        raise ValueError(f"anomaly map {np.shape(amap)} and HU volume {np.shape(hu)} differ in shape")
     interior = patient_interior(hu, spacing_mm, margin_mm)
-    cut = 1 if amap.shape[0] >= 3 else 0
-    inner = slice(cut, amap.shape[0] - cut)
-    values, inside = amap[inner], interior[inner]
-
-    def peak(where: np.ndarray) -> float:
-        return float(values[where].max()) if where.any() else 0.0
-
-    return peak(inside), peak(~inside)
+    searched = np.ones(interior.shape, dtype=bool)
+    if interior.shape[0] >= 3:
+        searched[0] = searched[-1] = False
+    return interior & searched, ~interior & searched

@@ -461,19 +461,31 @@ def local_error_evidence(local_error: np.ndarray, regions: tuple[np.ndarray, np.
                          groups: np.ndarray | None = None) -> np.ndarray:
     """``local_error_z``: the map's peak for the scan's size (``size_adjusted_log``) among scans
     acquired alike; with ``regions`` (the interior and shell peaks, ``ctae_core.error_regions``)
-    each region's peak so, the larger z taken with Šidák's correction for two (an inlier's
-    larger of two is twice as often past a z), so the kind keeps one kind's null. A region's peak
-    below 1 HU reads 1 HU (a region the map leaves dark, or a scan without one)."""
-    def z_of(peak: np.ndarray) -> np.ndarray:
-        return null_z(size_adjusted_log(peak, pixel_count, reference_rows, groups), reference_rows, groups)
-
+    each region's peak so (``local_error_region_z``), the larger z taken with Šidák's correction
+    for two (an inlier's larger of two is twice as often past a z), so the kind keeps one kind's
+    null."""
     if regions is None:
-        return z_of(np.asarray(local_error, dtype=np.float64))
-    z = np.stack([z_of(np.maximum(np.asarray(r, dtype=np.float64), 1.0)) for r in regions])
+        return _peak_z(np.asarray(local_error, dtype=np.float64), pixel_count, reference_rows, groups)
+    z = local_error_region_z(regions, pixel_count, reference_rows, groups)
     with np.errstate(invalid="ignore"):
         stronger = np.max(z, axis=0)
         p_either = -np.expm1(len(regions) * np.log1p(-norm.sf(stronger)))
         return np.where(np.isfinite(stronger), norm.isf(np.maximum(p_either, 1e-300)), np.nan)
+
+
+def local_error_region_z(regions: tuple[np.ndarray, np.ndarray], pixel_count: np.ndarray,
+                         reference_rows: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+    """(2, N): the interior's and the shell's peak, each for the scan's size among its own
+    region's peaks acquired alike. A peak below 1 HU reads 1 HU (a region the map leaves dark,
+    or a scan without one). Where the second row is the larger, the scan's local error lies in
+    its outer shell, and `ctae score` puts its hottest region there."""
+    return np.stack([_peak_z(np.maximum(np.asarray(r, dtype=np.float64), 1.0), pixel_count, reference_rows, groups)
+                     for r in regions])
+
+
+def _peak_z(peak: np.ndarray, pixel_count: np.ndarray, reference_rows: np.ndarray,
+            groups: np.ndarray | None) -> np.ndarray:
+    return null_z(size_adjusted_log(peak, pixel_count, reference_rows, groups), reference_rows, groups)
 
 
 SHORT_COVERAGE_MM = 150.0

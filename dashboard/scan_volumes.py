@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ctae_core.anomaly_map import hottest_regions, region_labels
+from ctae_core.anomaly_map import hottest_regions, region_labels, rescale_index
 from ctae_core.geometry import lps_affine, rescaled_grid
 from ctae_core.io import viewer_files
 from ctae_core.io.native_series import SourceUnavailableError, read_native_volume
@@ -174,7 +174,9 @@ def _overlays(scan: dict[str, Any], stored_shape: tuple[int, ...]) -> tuple[str,
     paths = {role: p for role, p in paths.items() if isinstance(p, str) and os.path.exists(p)}
     if not paths:
         return None
-    name = f"o-{_hash(*(_stamp(p) for p in paths.values()), OVERLAY_FORMAT)}"
+    hot = [scan.get(k) for k in ("hot_z", "hot_y", "hot_x")]
+    hot_zyx = tuple(int(v) for v in hot) if all(v is not None and v == v for v in hot) else None
+    name = f"o-{_hash(*(_stamp(p) for p in paths.values()), hot_zyx, OVERLAY_FORMAT)}"
     if (meta := _entry(name)) is not None:
         return name, meta
 
@@ -187,7 +189,9 @@ def _overlays(scan: dict[str, Any], stored_shape: tuple[int, ...]) -> tuple[str,
             if role == "error":  # the stored region's rule: the first is what hot_volume_ml measured
                 map_mm = float(np.mean(rescaled_grid(stored_shape, float(scan["spacing_mm"]),
                                                      (0.0, 0.0, 0.0), array.shape)[0]))
-                regions = hottest_regions(array, map_mm)
+                first = None if hot_zyx is None else rescale_index(
+                    hot_zyx, float(scan["spacing_mm"]), map_mm, shape=array.shape)  # where `ctae score` put it
+                regions = hottest_regions(array, map_mm, first_at=first)
                 viewer_files.write_array(folder / "region.gz", region_labels(regions, array.shape))
                 layers["region"] = list(array.shape)
                 peaks = [list(peak_at) for _, peak_at, _ in regions]

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from ctae_core.anomaly_map import hottest_regions
+from ctae_core.anomaly_map import hottest_regions, rescale_index
 from dashboard import data, scan_volumes, slices, volume_viewer
 from dashboard.render import ViewSettings, render_views
 
@@ -91,13 +91,26 @@ def _load(path: Any, what: str):
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
-def _hottest_regions(error_path: str, map_mm: float) -> tuple[np.ndarray, tuple[int, int, int] | None]:
-    """The hottest regions' union (the stored rule, ``hottest_regions``) and the hottest one's
-    peak (z, y, x), on the map's grid (None: nothing in the map)."""
-    regions = hottest_regions(data.volume(error_path), map_mm)
+def _hottest_regions(error_path: str, map_mm: float, first_at: tuple[int, int, int] | None,
+                     ) -> tuple[np.ndarray, tuple[int, int, int] | None]:
+    """The hottest regions' union (the stored rule, ``hottest_regions``, the first around the
+    stored hottest region ``first_at`` where the run has one) and the hottest one's peak
+    (z, y, x), on the map's grid (None: nothing in the map)."""
+    regions = hottest_regions(data.volume(error_path), map_mm, first_at=first_at)
     if not regions:
         return np.zeros(data.volume(error_path).shape, dtype=bool), None
     return np.logical_or.reduce([mask for mask, _, _ in regions]), regions[0][1]
+
+
+def stored_hottest(scan: pd.Series | dict[str, Any], scan_mm: float, map_mm: float,
+                   map_shape: tuple[int, ...]) -> tuple[int, int, int] | None:
+    """The scan's stored hottest region (``hot_*``, on the stored grid; where `ctae score` put
+    it: the peak of the region its evidence rates rarer) on the map's grid; None for a run
+    scored before schema v8."""
+    stored = [scan.get(k) for k in ("hot_z", "hot_y", "hot_x")]
+    if not all(v is not None and v == v for v in stored):
+        return None
+    return rescale_index(tuple(int(v) for v in stored), scan_mm, map_mm, shape=map_shape)  # type: ignore[arg-type]
 
 
 def show_planes(scan: pd.Series, run: dict[str, Any], view: ViewSettings) -> None:
@@ -111,7 +124,7 @@ def show_planes(scan: pd.Series, run: dict[str, Any], view: ViewSettings) -> Non
     region, start = None, [n // 2 for n in volume.shape]
     if error is not None:  # open at the hottest region; the regions outlined on every plane
         map_mm = slices.layer_spacing_mm(error.shape, volume.shape, scan_mm, run_mm)
-        region, hottest = _hottest_regions(scan["error_path"], map_mm)
+        region, hottest = _hottest_regions(scan["error_path"], map_mm, stored_hottest(scan, scan_mm, map_mm, error.shape))
         if hottest is not None:
             start = [slices.map_index(i, map_mm, scan_mm, n)
                      for i, n in zip(hottest, volume.shape, strict=True)]

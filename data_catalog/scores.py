@@ -215,6 +215,35 @@ def write_error_regions(con: duckdb.DuckDBPyConnection, run_id: str,
     return len(rows)
 
 
+def hottest_region_inputs(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFrame:
+    """The run's scans with a stored map and both region peaks (v19): scan_id, error_path,
+    volume_path, the stored spacing and shape, the stored hottest voxel and the two peaks."""
+    return con.execute(
+        "SELECT sc.scan_id, sc.error_path, s.volume_path, s.spacing_mm, s.size_z, s.size_y, s.size_x, "
+        "sc.hot_z, sc.hot_y, sc.hot_x, sc.local_error_interior_hu, sc.local_error_shell_hu "
+        "FROM scores sc JOIN scans s USING (scan_id) WHERE sc.run_id = ? AND sc.error_path IS NOT NULL "
+        "AND sc.hot_z IS NOT NULL AND sc.local_error_interior_hu IS NOT NULL "
+        "AND sc.local_error_shell_hu IS NOT NULL ORDER BY sc.scan_id",
+        [run_id],
+    ).df()
+
+
+def write_hottest_regions(con: duckdb.DuckDBPyConnection, run_id: str,
+                          rows: Sequence[tuple[str, tuple[int, int, int], float, float]]) -> int:
+    """Store (scan_id, hottest voxel on the stored grid, stored spacing mm, region volume mL) as
+    the scans' hottest region; returns the row count."""
+    if not rows:
+        return 0
+    with transaction(con):
+        con.executemany(
+            "UPDATE scores SET hot_z = ?, hot_y = ?, hot_x = ?, hot_z_mm = ?, hot_y_mm = ?, "
+            "hot_x_mm = ?, hot_volume_ml = ? WHERE run_id = ? AND scan_id = ?",
+            [[*map(int, zyx), *(float(i) * spacing for i in zyx), float(volume_ml), run_id, scan_id]
+             for scan_id, zyx, spacing, volume_ml in rows],
+        )
+    return len(rows)
+
+
 def forget_volumes(con: duckdb.DuckDBPyConnection, run_id: str, scan_ids: Sequence[str]) -> None:
     """Set recon_path and error_path to NULL for these scans (their files were removed)."""
     con.executemany(

@@ -1,7 +1,9 @@
-"""Measure the anomaly map's peak inside the patient and in the body's outer shell
-(``ctae_core.error_regions``) for a run's scans scored before schema v19, from their stored maps
-and volumes. `ctae score` (and `--rethreshold-only`) runs it before the outlier score; a fresh
-scoring measures both peaks as it makes the map. Each batch is written as it is measured."""
+"""The anomaly map's peak inside the patient and in the body's outer shell
+(``ctae_core.error_regions``): measured for a run's scans scored before schema v19 from their
+stored maps and volumes (`ctae score`, and `--rethreshold-only`, run it before the outlier
+score; a fresh scoring measures both peaks as it makes the map), and, once the evidence has
+rated each region, the hottest region put where the rarer region's peak is. Each batch is
+written as it is done."""
 
 from __future__ import annotations
 
@@ -85,3 +87,49 @@ def _write(settings: CatalogSettings, run_id: str, batch: list[tuple[str, float,
     rows, batch[:] = list(batch), []
     with connect(settings.catalog_path) as con:
         return catalog_scores.write_error_regions(con, run_id, rows)
+
+
+def move_hottest_regions(settings: CatalogSettings, run_id: str, scan_ids: np.ndarray,
+                         interior_rarer: np.ndarray) -> dict[str, int]:
+    """Put each scan's hottest region (``scores.hot_*``, where the viewer opens it and what
+    `ctae evaluate` locates) at the peak of the region its evidence rates rarer: ``interior_rarer``
+    per scan of ``scan_ids`` (True: inside the patient, False: the outer shell). A scan already
+    there is left as it is (one voxel of its stored map read); a scan whose map is not on the
+    stored grid (a cropped scan, a run with a normal-error table) keeps the map's peak. Run
+    again after every change of the evidence, it moves a scan back when the rating turns."""
+    with connect(settings.catalog_path) as con:
+        stored = catalog_scores.hottest_region_inputs(con, run_id).set_index("scan_id")
+    rarer = dict(zip(scan_ids, np.asarray(interior_rarer, dtype=bool), strict=True))
+    items = [(row.Index, row.error_path, row.volume_path, float(row.spacing_mm),
+              (int(row.size_z), int(row.size_y), int(row.size_x)), (int(row.hot_z), int(row.hot_y), int(row.hot_x)),
+              bool(rarer[row.Index]), float(row.local_error_interior_hu if rarer[row.Index] else row.local_error_shell_hu))
+             for row in stored.itertuples() if row.Index in rarer]
+    moved: list[tuple[str, tuple[int, int, int], float, float]] = []
+    failed = 0
+    for result in map_tasks(_hottest_at_rarer_region, items, ExecutorConfig()):
+        if not result.ok:
+            failed += 1
+            logger.warning("run=%s scan=%s: hottest region not placed (%s)", run_id, result.item[0], result.error)
+        elif result.value is not None:
+            moved.append(result.value)
+    with connect(settings.catalog_path) as con:
+        catalog_scores.write_hottest_regions(con, run_id, moved)
+    return {"hottest_regions_moved": len(moved), "hottest_regions_failed": failed}
+
+
+def _hottest_at_rarer_region(item: tuple) -> tuple[str, tuple[int, int, int], float, float] | None:
+    """(scan_id, voxel, spacing, region mL) where the scan's hottest region must move, else None."""
+    from ctae_core.anomaly_map import hottest_region
+    from ctae_core.error_regions import region_peak_at
+    from ctae_core.io.volume_store import load_volume
+
+    scan_id, error_path, volume_path, spacing_mm, shape, hot_zyx, interior, peak_hu = item
+    amap = load_volume(error_path)
+    if tuple(amap.shape) != shape:
+        return None
+    if abs(float(amap[hot_zyx]) - peak_hu) <= 0.51:  # already at that region's peak (int16 map)
+        return None
+    at = region_peak_at(amap, load_volume(volume_path), spacing_mm, interior)
+    if at is None:
+        return None
+    return scan_id, at, spacing_mm, hottest_region(amap, spacing_mm, at=at).volume_ml

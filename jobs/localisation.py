@@ -73,7 +73,7 @@ def localisation_counts(inputs: pd.DataFrame, masks: pd.Series | None, cohort_di
         maps.append(amap)
         grids.append(mask)
         hottest.append((int(row.hot_z), int(row.hot_y), int(row.hot_x)))
-        peaks = [hottest[-1]] + [p for _, p, _ in hottest_regions(amap, float(row.spacing_mm))[1:]]
+        peaks = [p for _, p, _ in hottest_regions(amap, float(row.spacing_mm), first_at=hottest[-1])]
         shown_hits += any(distance_to_mask_mm(p, mask, float(row.spacing_mm)) <= NEAR_MM for p in peaks)
         # (an empty mask is never near: localise leaves its scan out, and so the share below)
     if not maps:

@@ -12,7 +12,7 @@ from data_catalog import CatalogSettings, connect
 from data_catalog import scores as catalog_scores
 from data_catalog.scans import DENSE_OBJECT_MEASURES
 from jobs.acquisition import measure_stored_scans
-from jobs.error_regions import measure_error_regions
+from jobs.error_regions import measure_error_regions, move_hottest_regions
 from jobs.runtime import stack_lists
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ def update_outlier_score(settings: CatalogSettings, run_id: str) -> dict[str, An
     Cheap (no model), so it is redone whenever scans are added. Scans not yet measured (noise,
     body outline, streaks) are measured first, from their stored volumes. Returns counts for
     job_runs."""
-    from ctae_core.outlier_score import acquisition_groups, outlier_evidence
+    from ctae_core.outlier_score import acquisition_groups, local_error_region_z, outlier_evidence
 
     counts: dict[str, Any] = {**measure_stored_scans(settings), **measure_error_regions(settings, run_id)}
     with connect(settings.catalog_path) as con:
@@ -54,15 +54,16 @@ def update_outlier_score(settings: CatalogSettings, run_id: str) -> dict[str, An
                        "stored 3 mm volume's noise for every scan instead, which mostly hides "
                        "heavy noise — run `ctae ingest` on their folders again to measure it",
                        run_id, noise_unmeasured)
+    pixels = inputs["pixel_count"].to_numpy(dtype=np.float64)
+    groups = acquisition_groups(inputs["manufacturer"].to_numpy(), inputs["kernel"].to_numpy(),
+                                inputs["model"].to_numpy(), inputs["coverage_mm"].to_numpy())
+    regions = error_region_inputs(inputs, run_id)
     evidence = outlier_evidence(
-        inputs["mse_m"].to_numpy(dtype=np.float64, na_value=np.nan),
-        inputs["pixel_count"].to_numpy(dtype=np.float64),
+        inputs["mse_m"].to_numpy(dtype=np.float64, na_value=np.nan), pixels,
         latents, histograms, reference_rows=np.ones(len(inputs), dtype=bool),
-        acquisition=acquisition_inputs(inputs),
-        groups=acquisition_groups(inputs["manufacturer"].to_numpy(), inputs["kernel"].to_numpy(),
-                                  inputs["model"].to_numpy(), inputs["coverage_mm"].to_numpy()),
+        acquisition=acquisition_inputs(inputs), groups=groups,
         local_error=inputs["local_error_hu"].to_numpy(dtype=np.float64, na_value=np.nan),
-        local_error_regions=error_region_inputs(inputs, run_id),
+        local_error_regions=regions,
     )
     n_scored = int(np.isfinite(evidence.outlier_score).sum())
     if n_scored == 0:
@@ -71,6 +72,9 @@ def update_outlier_score(settings: CatalogSettings, run_id: str) -> dict[str, An
     with connect(settings.catalog_path) as con:
         catalog_scores.write_outlier_evidence(con, run_id, list(inputs["scan_id"]),
                                               evidence.as_columns())
+    if regions is not None:  # the hottest region where the rarer region's peak is
+        z = local_error_region_z(regions, pixels, np.ones(len(inputs), dtype=bool), groups)
+        counts.update(move_hottest_regions(settings, run_id, inputs["scan_id"].to_numpy(), z[0] >= z[1]))
     return {**counts, "outlier_scores": n_scored}
 
 

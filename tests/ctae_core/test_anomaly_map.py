@@ -125,6 +125,22 @@ def test_the_next_hottest_regions_lie_apart_from_the_ones_before():
         hottest_regions(amap, 3.0, count=0)
 
 
+def test_the_first_region_can_start_where_score_put_the_hottest_region():
+    # `ctae score` puts the hottest region at the peak of the region its evidence rates rarer
+    # (inside the patient or its shell); the viewer's regions then start there, and the map's
+    # own peak comes next
+    amap = np.zeros((30, 40, 40), np.int16)
+    amap[10, 10, 10] = 900  # a lead on the skin: the map's peak
+    amap[20:23, 25:30, 25:28] = 600  # the object inside
+    amap[21, 27, 26] = 700
+    first, second = hottest_regions(amap, 3.0, count=2, first_at=(21, 27, 26))
+    assert first[1] == (21, 27, 26) and first[2] == 700 and first[0].sum() == 45
+    assert second[1] == (10, 10, 10) and second[2] == 900
+    region = hottest_region(amap, 3.0, at=(21, 27, 26))
+    assert region.centre_zyx == (21, 27, 26) and region.volume_ml == pytest.approx(45 * 27 / 1000)
+    assert hottest_region_mask(amap, at=(99, 0, 0))[1] == (29, 0, 0)  # clipped into the map
+
+
 def test_an_index_moves_between_grids_by_physical_position():
     assert rescale_index((3, 0, 10), 6.0, 3.0) == (7, 1, 21)  # the 6 mm voxel's second half
     assert rescale_index((7, 1, 21), 3.0, 6.0) == (3, 0, 10)
