@@ -42,7 +42,9 @@ def main(catalog: Path, run_id: str, scan_id: str | None, out: Path) -> str:
     error = np.asarray(load_volume(row["error_path"]))
     recon = np.asarray(load_volume(row["recon_path"]))
     hot = (int(row["hot_z"]), int(row["hot_y"]), int(row["hot_x"]))
-    region = hottest_region_mask(error)[0]  # the viewer's outline: the stored region's rule
+    # the viewer's outline: the stored region's rule, around the stored hottest region (where
+    # `ctae score` put it: the rarer region's peak) when the map is on the stored grid
+    region = hottest_region_mask(error, at=hot if error.shape == volume.shape else None)[0]
     view = ViewSettings(width_hu=1500.0, level_hu=300.0, opacity=0.6, error_max_hu=400.0)
     tiles = []
     for plane, index in (("axial", hot[0]), ("coronal", hot[1]), ("sagittal", hot[2])):
