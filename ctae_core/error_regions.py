@@ -55,31 +55,40 @@ def region_peaks(amap: np.ndarray, hu: np.ndarray, spacing_mm: float,
                  margin_mm: float = INTERIOR_MARGIN_MM) -> tuple[float, float]:
     """(interior peak, shell peak) of an anomaly map, HU, sought away from the scan's cut faces
     (the first and last slice, as ``ctae_core.anomaly_map.hottest_region_mask`` seeks its
-    peak); 0.0 for a region with no voxel. ``hu`` is the scan on the map's grid."""
-    inside, shell = _searched_regions(amap, hu, spacing_mm, margin_mm)
-    amap = np.asarray(amap, dtype=np.float32)
-    return tuple(float(amap[r].max()) if r.any() else 0.0 for r in (inside, shell))  # type: ignore[return-value]
+    peak); 0.0 for a region with no voxel above 0. ``hu`` is the scan on the map's grid."""
+    (inner, _), (shell, _) = _region_maxima(amap, hu, spacing_mm, margin_mm)
+    return inner, shell
 
 
 def region_peak_at(amap: np.ndarray, hu: np.ndarray, spacing_mm: float, interior: bool,
                    margin_mm: float = INTERIOR_MARGIN_MM) -> tuple[int, int, int] | None:
     """The voxel (Z, Y, X) of the interior's (``interior``) or the shell's peak, sought as in
-    ``region_peaks``; None when that region has no voxel."""
-    inside, shell = _searched_regions(amap, hu, spacing_mm, margin_mm)
-    where = inside if interior else shell
-    if not where.any():
-        return None
-    values = np.where(where, np.asarray(amap, dtype=np.float32), -np.inf)
-    return tuple(int(i) for i in np.unravel_index(int(np.argmax(values)), values.shape))  # type: ignore[return-value]
+    ``region_peaks``; None when that region has no voxel above 0."""
+    return _region_maxima(amap, hu, spacing_mm, margin_mm)[0 if interior else 1][1]
 
 
-def _searched_regions(amap: np.ndarray, hu: np.ndarray, spacing_mm: float,
-                      margin_mm: float) -> tuple[np.ndarray, np.ndarray]:
-    """Bool (interior, shell) over the map, both without the first and last slice."""
+def _region_maxima(amap: np.ndarray, hu: np.ndarray, spacing_mm: float, margin_mm: float
+                   ) -> tuple[tuple[float, tuple[int, int, int] | None], ...]:
+    """((peak, voxel) of the interior, (peak, voxel) of the shell), over every slice but the
+    first and last; (0.0, None) for a region with no voxel above 0. The patient's outline is
+    drawn only for the slices that can still hold a region's peak, hottest slice first (a map is
+    mostly dark: a few slices decide), so the result is the whole scan's at a fraction of it."""
     if np.shape(amap) != np.shape(hu):
         raise ValueError(f"anomaly map {np.shape(amap)} and HU volume {np.shape(hu)} differ in shape")
-    interior = patient_interior(hu, spacing_mm, margin_mm)
-    searched = np.ones(interior.shape, dtype=bool)
-    if interior.shape[0] >= 3:
-        searched[0] = searched[-1] = False
-    return interior & searched, ~interior & searched
+    amap = np.asarray(amap, dtype=np.float32)
+    if amap.ndim != 3:
+        raise ValueError(f"expected a (Z, Y, X) anomaly map, got shape {amap.shape}")
+    cut = 1 if amap.shape[0] >= 3 else 0
+    slices = np.arange(cut, amap.shape[0] - cut)
+    slice_peak = amap[slices].reshape(len(slices), -1).max(axis=1) if len(slices) else np.zeros(0)
+    best: list[tuple[float, tuple[int, int, int] | None]] = [(0.0, None), (0.0, None)]
+    for z in slices[np.argsort(-slice_peak, kind="stable")]:
+        if amap[z].max() <= min(best[0][0], best[1][0]):
+            break  # no later slice can raise either region's peak
+        inside = patient_interior(np.asarray(hu[z:z + 1]), spacing_mm, margin_mm)[0]
+        for k, where in enumerate((inside, ~inside)):
+            values = np.where(where, amap[z], 0.0)
+            y, x = np.unravel_index(int(np.argmax(values)), values.shape)
+            if values[y, x] > best[k][0]:
+                best[k] = (float(values[y, x]), (int(z), int(y), int(x)))
+    return best[0], best[1]

@@ -28,7 +28,8 @@ EVIDENCE_NAMES = {  # ctae_core.outlier_score.EVIDENCE, in words
     "skin_object_z": "a small dense object on or outside the skin (electrode, lead, cable)",
     "inner_object_z": "a small dense object inside the body, away from bone (valve, clip)",
     "long_object_z": "a long dense object away from bone (cable, lead, wire)",
-    "local_error_z": "a local object the model did not reproduce (the anomaly map's peak)",
+    "local_error_z": "a local object the model did not reproduce (the anomaly map's peak inside "
+                     "the patient or on its shell, whichever is rarer; the viewer opens there)",
 }
 
 FACTS = [
@@ -54,6 +55,9 @@ FACTS = [
     "noise_hu",
     "body_edge_mm",
     "streak_contrast",
+    "local_error_hu",
+    "local_error_interior_hu",
+    "local_error_shell_hu",
     "manufacturer",
     "kernel",
     "series_uid",

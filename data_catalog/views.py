@@ -76,8 +76,8 @@ SELECT s.scan_id, s.series_uid, s.source_root, s.source_path, s.volume_path, s.s
        sc.shape_z, sc.fov_z, sc.noise_z, sc.streak_z, sc.integrity_z, sc.ring_z, sc.metal_z,
        sc.skin_object_z, sc.inner_object_z, sc.long_object_z, s.noise_hu, s.native_noise_hu,
        s.body_edge_mm, s.field_edge_mm,
-       s.streak_contrast, sc.local_error_z, sc.local_error_hu,
-       sc.hot_z, sc.hot_y, sc.hot_x, sc.hot_volume_ml,
+       s.streak_contrast, sc.local_error_z, sc.local_error_hu, sc.local_error_interior_hu,
+       sc.local_error_shell_hu, sc.hot_z, sc.hot_y, sc.hot_x, sc.hot_volume_ml,
        CASE r.threshold_score WHEN 'mse' THEN sc.mse WHEN 'mse_region' THEN sc.mse_region
                               WHEN 'outlier_score' THEN sc.outlier_score
                               WHEN 'local_error_hu' THEN sc.local_error_hu

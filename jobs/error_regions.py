@@ -106,12 +106,15 @@ def move_hottest_regions(settings: CatalogSettings, run_id: str, scan_ids: np.nd
              for row in stored.itertuples() if row.Index in rarer]
     moved: list[tuple[str, tuple[int, int, int], float, float]] = []
     failed = 0
-    for result in map_tasks(_hottest_at_rarer_region, items, ExecutorConfig()):
-        if not result.ok:
+    for item in items:  # in this process: most scans cost one voxel read, a pool's start more
+        try:
+            placed = _hottest_at_rarer_region(item)
+        except (OSError, ValueError) as err:
             failed += 1
-            logger.warning("run=%s scan=%s: hottest region not placed (%s)", run_id, result.item[0], result.error)
-        elif result.value is not None:
-            moved.append(result.value)
+            logger.warning("run=%s scan=%s: hottest region not placed (%s)", run_id, item[0], err)
+            continue
+        if placed is not None:
+            moved.append(placed)
     with connect(settings.catalog_path) as con:
         catalog_scores.write_hottest_regions(con, run_id, moved)
     return {"hottest_regions_moved": len(moved), "hottest_regions_failed": failed}
