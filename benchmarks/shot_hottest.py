@@ -60,7 +60,8 @@ def main(catalog: Path, run_id: str, scan_id: str | None, out: Path) -> str:
             sheet.paste(tile, (col * size + (size - tile.width) // 2, 24 + r * size + (size - tile.height) // 2))
     ImageDraw.Draw(sheet).text(
         (6, 6), f"{scan_id}  hottest region z{hot[0]} y{hot[1]} x{hot[2]}  {row['hot_volume_ml']:.1f} mL  "
-        f"peak {row['local_error_hu']:.0f} HU   top: scan + anomaly map, region outlined; bottom: reconstruction",
+        f"peak {float(error[hot]) if error.shape == volume.shape else row['local_error_hu']:.0f} HU   "
+        "top: scan + anomaly map, region outlined; bottom: reconstruction",
         fill="white")
     out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out)
