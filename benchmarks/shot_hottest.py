@@ -44,7 +44,8 @@ def main(catalog: Path, run_id: str, scan_id: str | None, out: Path) -> str:
     hot = (int(row["hot_z"]), int(row["hot_y"]), int(row["hot_x"]))
     # the viewer's outline: the stored region's rule, around the stored hottest region (where
     # `ctae score` put it: the rarer region's peak) when the map is on the stored grid
-    region = hottest_region_mask(error, at=hot if error.shape == volume.shape else None)[0]
+    on_stored = error.shape == volume.shape
+    region = hottest_region_mask(error, at=hot if on_stored else None)[0]
     view = ViewSettings(width_hu=1500.0, level_hu=300.0, opacity=0.6, error_max_hu=400.0)
     tiles = []
     for plane, index in (("axial", hot[0]), ("coronal", hot[1]), ("sagittal", hot[2])):
@@ -60,7 +61,7 @@ def main(catalog: Path, run_id: str, scan_id: str | None, out: Path) -> str:
             sheet.paste(tile, (col * size + (size - tile.width) // 2, 24 + r * size + (size - tile.height) // 2))
     ImageDraw.Draw(sheet).text(
         (6, 6), f"{scan_id}  hottest region z{hot[0]} y{hot[1]} x{hot[2]}  {row['hot_volume_ml']:.1f} mL  "
-        f"peak {float(error[hot]) if error.shape == volume.shape else row['local_error_hu']:.0f} HU   "
+        f"peak {float(error[hot]) if on_stored else row['local_error_hu']:.0f} HU   "
         "top: scan + anomaly map, region outlined; bottom: reconstruction",
         fill="white")
     out.parent.mkdir(parents=True, exist_ok=True)

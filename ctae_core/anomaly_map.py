@@ -138,14 +138,19 @@ def hottest_regions(amap: np.ndarray, spacing_mm: float, count: int = REGIONS_SH
                     first_at: tuple[int, int, int] | None = None,
                     ) -> list[tuple[np.ndarray, tuple[int, int, int], float]]:
     """Up to ``count`` hottest regions, hottest first, as (mask, peak voxel, peak): the first is
-    :func:`hottest_region_mask`'s (around ``first_at`` where given: the stored hottest region);
-    each next one is that rule on the map with the regions before it, and ``apart_mm`` around
-    them, left out. Fewer when nothing positive is left."""
+    :func:`hottest_region_mask`'s (around ``first_at`` where given: the stored hottest region;
+    the map's own peak where ``first_at`` lies off the map or on a dark voxel, as a stored voxel of
+    a cropped scan can on the model's crop); each next one is that rule on the map with the
+    regions before it, and ``apart_mm`` around them, left out. Fewer when nothing positive is
+    left."""
     from scipy.ndimage import distance_transform_edt
 
     if count < 1:
         raise ValueError(f"count must be >= 1, not {count}")
     rest = np.array(amap, dtype=np.float32)  # a copy: the caller's map stays as it is
+    if first_at is not None and not (all(0 <= int(i) < n for i, n in zip(first_at, rest.shape, strict=True))
+                                     and rest[tuple(int(i) for i in first_at)] > 0):
+        first_at = None
     regions: list[tuple[np.ndarray, tuple[int, int, int], float]] = []
     for k in range(count):
         mask, peak_at, peak = hottest_region_mask(rest, level, first_at if k == 0 else None)

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ctae_core.anomaly_map import hottest_regions, region_labels, rescale_index
+from ctae_core.anomaly_map import hottest_regions, region_labels
 from ctae_core.geometry import lps_affine, rescaled_grid
 from ctae_core.io import viewer_files
 from ctae_core.io.native_series import SourceUnavailableError, read_native_volume
@@ -174,8 +174,7 @@ def _overlays(scan: dict[str, Any], stored_shape: tuple[int, ...]) -> tuple[str,
     paths = {role: p for role, p in paths.items() if isinstance(p, str) and os.path.exists(p)}
     if not paths:
         return None
-    hot = [scan.get(k) for k in ("hot_z", "hot_y", "hot_x")]
-    hot_zyx = tuple(int(v) for v in hot) if all(v is not None and v == v for v in hot) else None
+    hot_zyx = stored_hot_voxel(scan)
     name = f"o-{_hash(*(_stamp(p) for p in paths.values()), hot_zyx, OVERLAY_FORMAT)}"
     if (meta := _entry(name)) is not None:
         return name, meta
@@ -189,9 +188,10 @@ def _overlays(scan: dict[str, Any], stored_shape: tuple[int, ...]) -> tuple[str,
             if role == "error":  # the stored region's rule: the first is what hot_volume_ml measured
                 map_mm = float(np.mean(rescaled_grid(stored_shape, float(scan["spacing_mm"]),
                                                      (0.0, 0.0, 0.0), array.shape)[0]))
-                first = None if hot_zyx is None else rescale_index(
-                    hot_zyx, float(scan["spacing_mm"]), map_mm, shape=array.shape)  # where `ctae score` put it
-                regions = hottest_regions(array, map_mm, first_at=first)
+                # from where `ctae score` put it, for a map on the stored grid (a cropped
+                # scan's map is the model's crop: its own peak, as score left it)
+                on_stored = tuple(array.shape) == tuple(stored_shape)
+                regions = hottest_regions(array, map_mm, first_at=hot_zyx if on_stored else None)
                 viewer_files.write_array(folder / "region.gz", region_labels(regions, array.shape))
                 layers["region"] = list(array.shape)
                 peaks = [list(peak_at) for _, peak_at, _ in regions]
@@ -200,13 +200,22 @@ def _overlays(scan: dict[str, Any], stored_shape: tuple[int, ...]) -> tuple[str,
     return name, _store(name, write)
 
 
+def stored_hot_voxel(scan: Any) -> tuple[int, int, int] | None:
+    """The hottest region `ctae score` stored for the scan (``hot_z/y/x``, on the stored grid:
+    since stop 45 the peak of the region its local error rates rarer), or None (a run scored
+    before schema v8)."""
+    stored = [scan.get(k) for k in ("hot_z", "hot_y", "hot_x")]
+    if not all(v is not None and v == v for v in stored):
+        return None
+    return tuple(int(v) for v in stored)  # type: ignore[return-value]
+
+
 def _hottest_world(scan: dict[str, Any], layers: dict[str, Any], spacing: float,
                    meta: dict[str, Any], grid_spacing: Any, origin: Any) -> np.ndarray | None:
     """LPS mm (homogeneous) of the scan's hottest region: the one `ctae score` stored on the
     stored grid (schema v8), else the peak of the stored anomaly map (older runs)."""
-    stored = [scan.get(k) for k in ("hot_z", "hot_y", "hot_x")]
-    if all(v is not None and v == v for v in stored):
-        z, y, x = (int(v) for v in stored)
+    if (stored := stored_hot_voxel(scan)) is not None:
+        z, y, x = stored
         return lps_affine((spacing,) * 3, meta["grid_origin"]) @ np.array([x, y, z, 1.0])
     if layers["hottest_zyx"]:
         z, y, x = layers["hottest_zyx"]

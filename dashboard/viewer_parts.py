@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from ctae_core.anomaly_map import hottest_regions, rescale_index
+from ctae_core.anomaly_map import hottest_regions
 from dashboard import data, scan_volumes, slices, volume_viewer
 from dashboard.render import ViewSettings, render_views
 
@@ -106,17 +106,6 @@ def _hottest_regions(error_path: str, map_mm: float, first_at: tuple[int, int, i
     return np.logical_or.reduce([mask for mask, _, _ in regions]), regions[0][1]
 
 
-def stored_hottest(scan: pd.Series | dict[str, Any], scan_mm: float, map_mm: float,
-                   map_shape: tuple[int, ...]) -> tuple[int, int, int] | None:
-    """The scan's stored hottest region (``hot_*``, on the stored grid; where `ctae score` put
-    it: the peak of the region its evidence rates rarer) on the map's grid; None for a run
-    scored before schema v8."""
-    stored = [scan.get(k) for k in ("hot_z", "hot_y", "hot_x")]
-    if not all(v is not None and v == v for v in stored):
-        return None
-    return rescale_index(tuple(int(v) for v in stored), scan_mm, map_mm, shape=map_shape)  # type: ignore[arg-type]
-
-
 def show_planes(scan: pd.Series, run: dict[str, Any], view: ViewSettings) -> None:
     """Slice sliders and the axial / coronal / sagittal images of one scan."""
     volume = _load(scan["volume_path"], "Original")
@@ -128,7 +117,10 @@ def show_planes(scan: pd.Series, run: dict[str, Any], view: ViewSettings) -> Non
     region, start = None, [n // 2 for n in volume.shape]
     if error is not None:  # open at the hottest region; the regions outlined on every plane
         map_mm = slices.layer_spacing_mm(error.shape, volume.shape, scan_mm, run_mm)
-        region, hottest = _hottest_regions(scan["error_path"], map_mm, stored_hottest(scan, scan_mm, map_mm, error.shape))
+        # from where `ctae score` put it, for a map on the stored grid (a cropped scan's map is
+        # the model's crop: its own peak, as score left it)
+        first = scan_volumes.stored_hot_voxel(scan) if error.shape == volume.shape else None
+        region, hottest = _hottest_regions(scan["error_path"], map_mm, first)
         if hottest is not None:
             start = [slices.map_index(i, map_mm, scan_mm, n)
                      for i, n in zip(hottest, volume.shape, strict=True)]
