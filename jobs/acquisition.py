@@ -13,11 +13,10 @@ import logging
 from data_catalog import connect
 from data_catalog.scans import AcquisitionRow, scans_without_acquisition, write_acquisition
 from data_catalog.settings import CatalogSettings
-from jobs.executors import ExecutorConfig, map_tasks
+from jobs.executors import ExecutorConfig, map_in_batches
 
 logger = logging.getLogger(__name__)
 
-BATCH_SIZE = 32
 
 
 def measure_one(item: tuple[str, str, float]) -> AcquisitionRow:
@@ -46,26 +45,16 @@ def measure_stored_scans(
         return {"measured": 0, "measure_failed": 0}
     logger.info("measuring noise, body outline, streaks, rings and field edge of %d scan(s)", len(todo))
     items = list(todo[["scan_id", "volume_path", "spacing_mm"]].itertuples(index=False, name=None))
-    batch: list[AcquisitionRow] = []
-    measured = failed = 0
-    for result in map_tasks(measure_one, items, executor or ExecutorConfig()):
-        if not result.ok:
-            failed += 1
-            logger.warning("scan=%s: acquisition not measured (%s); re-ingest it if its stored "
-                           "volume is gone", result.item[0], result.error)
-            continue
-        batch.append(result.value)
-        if len(batch) >= BATCH_SIZE:
-            measured += _write(settings, batch)
-    measured += _write(settings, batch)
+
+    def write(rows: list[AcquisitionRow]) -> int:
+        with connect(settings.catalog_path) as con:
+            return write_acquisition(con, rows)
+
+    def failed_one(item: tuple[str, str, float], error: str) -> None:
+        logger.warning("scan=%s: acquisition not measured (%s); re-ingest it if its stored "
+                       "volume is gone", item[0], error)
+
+    measured, failed = map_in_batches(measure_one, items, write, failed_one, executor or ExecutorConfig())
     logger.info("measured %d scan(s), %d failed", measured, failed)
     return {"measured": measured, "measure_failed": failed}
 
-
-def _write(settings: CatalogSettings, batch: list[AcquisitionRow]) -> int:
-    """Write and empty the batch."""
-    rows, batch[:] = list(batch), []
-    if not rows:
-        return 0
-    with connect(settings.catalog_path) as con:
-        return write_acquisition(con, rows)

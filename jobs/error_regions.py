@@ -14,11 +14,11 @@ import numpy as np
 from data_catalog import connect
 from data_catalog import scores as catalog_scores
 from data_catalog.settings import CatalogSettings
-from jobs.executors import ExecutorConfig, map_tasks
+from jobs.executors import ExecutorConfig
+from jobs.stored_measures import StoredMeasure, measure_stored
 
 logger = logging.getLogger(__name__)
 
-BATCH_SIZE = 32
 
 RegionItem = tuple[str, str, str, float, float]
 """(scan_id, map path, stored volume path, stored spacing mm, the run's spacing mm)."""
@@ -54,39 +54,20 @@ def measure_one(item: RegionItem) -> tuple[str, float, float]:
     return (scan_id, *region_peaks(amap, hu, spacing_mm))
 
 
+ERROR_REGIONS = StoredMeasure(
+    name="error_regions", what="the anomaly map's interior and shell peaks", since=19,
+    find=catalog_scores.scores_without_error_regions,
+    columns=("scan_id", "error_path", "volume_path", "spacing_mm", "run_spacing_mm"),
+    measure_one=measure_one, write=catalog_scores.write_error_regions,
+)
+"""Scans with a stored map and no interior / shell peak (scored before v19); a scan whose map or
+volume is gone stays unmeasured (the run's local error then reads each scan's whole-map peak)."""
+
+
 def measure_error_regions(settings: CatalogSettings, run_id: str,
                           executor: ExecutorConfig | None = None) -> dict[str, int]:
-    """Measure every scored scan of the run with a stored map and no interior / shell peak;
-    returns counts for ``job_runs``. A scan whose map or volume is gone is logged and left
-    unmeasured (the run's local error then reads each scan's whole-map peak)."""
-    with connect(settings.catalog_path) as con:
-        todo = catalog_scores.scores_without_error_regions(con, run_id)
-    if todo.empty:
-        return {"error_regions_measured": 0, "error_regions_failed": 0}
-    logger.info("run=%s: measuring the anomaly map's interior and shell peaks of %d scan(s) "
-                "scored before schema v19", run_id, len(todo))
-    items = list(todo[["scan_id", "error_path", "volume_path", "spacing_mm", "run_spacing_mm"]]
-                 .itertuples(index=False, name=None))
-    batch: list[tuple[str, float, float]] = []
-    measured = failed = 0
-    for result in map_tasks(measure_one, items, executor or ExecutorConfig()):
-        if not result.ok:
-            failed += 1
-            logger.warning("run=%s scan=%s: interior and shell peaks not measured (%s)",
-                           run_id, result.item[0], result.error)
-            continue
-        batch.append(result.value)
-        if len(batch) >= BATCH_SIZE:
-            measured += _write(settings, run_id, batch)
-    measured += _write(settings, run_id, batch)
-    return {"error_regions_measured": measured, "error_regions_failed": failed}
-
-
-def _write(settings: CatalogSettings, run_id: str, batch: list[tuple[str, float, float]]) -> int:
-    """Write and empty the batch."""
-    rows, batch[:] = list(batch), []
-    with connect(settings.catalog_path) as con:
-        return catalog_scores.write_error_regions(con, run_id, rows)
+    """``ERROR_REGIONS`` measured for the run's scans; counts for ``job_runs``."""
+    return measure_stored(settings, run_id, ERROR_REGIONS, executor)
 
 
 def move_hottest_regions(settings: CatalogSettings, run_id: str, scan_ids: np.ndarray,

@@ -28,7 +28,8 @@ from jobs.executor_types import EXECUTORS, ExecutorConfig, TaskResult, describe_
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EXECUTORS", "ExecutorConfig", "TaskResult", "describe_error", "map_stateful", "map_tasks"]
+__all__ = ["EXECUTORS", "ExecutorConfig", "TaskResult", "describe_error", "map_in_batches", "map_stateful",
+           "map_tasks"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -45,6 +46,29 @@ def map_tasks(
     ``fn`` and the items must be picklable (module-level functions, ``functools.partial``).
     """
     return map_stateful(_Constant(fn), items, config)
+
+
+def map_in_batches(
+    fn: Callable[[T], R], items: Iterable[T], write: Callable[[list[R]], int],
+    on_failure: Callable[[T, str], None], config: ExecutorConfig = LOCAL, batch_size: int = 32,
+) -> tuple[int, int]:
+    """``map_tasks`` whose results ``write`` stores ``batch_size`` at a time as they come (a
+    killed job loses one batch at most); a failed item goes to ``on_failure(item, error)``.
+    Returns (rows written, items failed)."""
+    batch: list[R] = []
+    written = failed = 0
+    for result in map_tasks(fn, items, config):
+        if not result.ok:
+            failed += 1
+            on_failure(result.item, str(result.error))
+            continue
+        batch.append(result.value)
+        if len(batch) >= batch_size:
+            written += write(batch)
+            batch = []
+    if batch:
+        written += write(batch)
+    return written, failed
 
 
 def map_stateful(

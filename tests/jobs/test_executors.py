@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.executors import ExecutorConfig, map_stateful, map_tasks
+from jobs.executors import ExecutorConfig, map_in_batches, map_stateful, map_tasks
 
 
 def square_or_fail(x: int) -> int:
@@ -35,6 +35,23 @@ def test_local_pool_returns_every_result_and_each_error():
     assert sorted(r.value for r in results if r.ok) == [1, 4, 16]
     (bad,) = [r for r in results if not r.ok]
     assert bad.item == -3 and "negative input -3" in bad.error
+
+
+def test_results_are_written_in_batches_as_they_come_and_failures_reported():
+    # what the stored measures (jobs/stored_measures.py) write with: a killed job loses one batch
+    batches, failures = [], []
+
+    def write(rows: list[int]) -> int:
+        batches.append(sorted(rows))
+        return len(rows)
+
+    written, failed = map_in_batches(square_or_fail, [1, 2, -3, 4, 5, 6, -7], write,
+                                     lambda item, error: failures.append((item, error)),
+                                     ExecutorConfig(workers=1), batch_size=2)
+    assert (written, failed) == (5, 2)
+    assert [len(b) for b in batches] == [2, 2, 1]
+    assert sorted(v for b in batches for v in b) == [1, 4, 16, 25, 36]
+    assert sorted(item for item, _ in failures) == [-7, -3] and "negative input -3" in dict(failures)[-3]
 
 
 def test_worker_killed_mid_job_is_retried_and_job_finishes(tmp_path):
