@@ -223,6 +223,11 @@ class OutlierEvidence:
     long_object_z: np.ndarray
     local_error_z: np.ndarray
     outlier_score: np.ndarray
+    local_error_interior_z: np.ndarray
+    """The interior's peak's z (``local_error_region_z``; NaN without the two regions): with
+    ``local_error_shell_z`` it says where the local error lies, for the viewer and for placing
+    the hottest region (stop 46)."""
+    local_error_shell_z: np.ndarray
 
     @classmethod
     def missing(cls, n: int) -> OutlierEvidence:
@@ -231,7 +236,7 @@ class OutlierEvidence:
 
     def as_columns(self) -> dict[str, np.ndarray]:
         """Column name → values, in the catalog's names."""
-        return {name: getattr(self, name) for name in (*EVIDENCE, "outlier_score")}
+        return {name: getattr(self, name) for name in (*EVIDENCE, "outlier_score", *LOCAL_ERROR_REGIONS)}
 
 
 def tissue_log_shares(histograms: np.ndarray) -> np.ndarray:
@@ -449,11 +454,19 @@ def outlier_evidence(
                               ("long_object_z", acquisition.longest_object_mm)):
             if measure is not None:
                 evidence[name] = hurdle_z(measure, reference_rows, groups)
-    if local_error is not None:
-        evidence["local_error_z"] = local_error_evidence(
-            local_error, local_error_regions, pixel_count, reference_rows, groups)
+    region_z = np.full((2, n), np.nan)
+    if local_error is not None and local_error_regions is not None:
+        region_z = local_error_region_z(local_error_regions, pixel_count, reference_rows, groups)
+        evidence["local_error_z"] = _either_region(region_z)
+    elif local_error is not None:
+        evidence["local_error_z"] = local_error_evidence(local_error, None, pixel_count, reference_rows, groups)
     score = combined_score(np.stack([evidence[name] for name in SCORED_EVIDENCE]))
-    return OutlierEvidence(**evidence, outlier_score=score)
+    return OutlierEvidence(**evidence, outlier_score=score, local_error_interior_z=region_z[0],
+                           local_error_shell_z=region_z[1])
+
+
+LOCAL_ERROR_REGIONS = ("local_error_interior_z", "local_error_shell_z")
+"""Stored beside the evidence: each region's z of the local error (``OutlierEvidence``)."""
 
 
 def local_error_evidence(local_error: np.ndarray, regions: tuple[np.ndarray, np.ndarray] | None,
@@ -466,10 +479,14 @@ def local_error_evidence(local_error: np.ndarray, regions: tuple[np.ndarray, np.
     null."""
     if regions is None:
         return _peak_z(np.asarray(local_error, dtype=np.float64), pixel_count, reference_rows, groups)
-    z = local_error_region_z(regions, pixel_count, reference_rows, groups)
+    return _either_region(local_error_region_z(regions, pixel_count, reference_rows, groups))
+
+
+def _either_region(z: np.ndarray) -> np.ndarray:
+    """The larger of the (2, N) region z, Šidák-corrected for two."""
     with np.errstate(invalid="ignore"):
         stronger = np.max(z, axis=0)
-        p_either = -np.expm1(len(regions) * np.log1p(-norm.sf(stronger)))
+        p_either = -np.expm1(z.shape[0] * np.log1p(-norm.sf(stronger)))
         return np.where(np.isfinite(stronger), norm.isf(np.maximum(p_either, 1e-300)), np.nan)
 
 

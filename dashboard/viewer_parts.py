@@ -58,6 +58,8 @@ FACTS = [
     "local_error_hu",
     "local_error_interior_hu",
     "local_error_shell_hu",
+    "local_error_interior_z",
+    "local_error_shell_z",
     "manufacturer",
     "kernel",
     "series_uid",
@@ -228,16 +230,28 @@ def evidence_caption(scan: pd.Series) -> str | None:
     if not scored:  # no scored kind measured: name the largest shown
         name = max(z, key=z.get)
         others = ", ".join(f"{k} {v:+.1f}" for k, v in z.items() if k != name)
-        return f"Strongest evidence: {EVIDENCE_NAMES[name]} (z {z[name]:+.1f}; {others})"
+        return f"Strongest evidence: {_words(name, scan)} (z {z[name]:+.1f}; {others})"
     ranked = sorted(scored, key=scored.get, reverse=True)
     column = np.array([[scored.get(k, np.nan)] for k in SCORED_EVIDENCE])
     deciding = ranked[: max(int(deciding_kinds(column)[0]), 1)]
     others = ", ".join(f"{k} {v:+.1f}" for k, v in z.items() if k not in deciding)
     if len(deciding) == 1:
-        return f"Strongest evidence: {EVIDENCE_NAMES[deciding[0]]} (z {z[deciding[0]]:+.1f}; {others})"
-    named = [f"{EVIDENCE_NAMES[k]} (z {z[k]:+.1f})" for k in deciding]
+        return f"Strongest evidence: {_words(deciding[0], scan)} (z {z[deciding[0]]:+.1f}; {others})"
+    named = [f"{_words(k, scan)} (z {z[k]:+.1f})" for k in deciding]
     return (f"Strongest evidence together: {', '.join(named[:-1])} and {named[-1]} "
             f"(none of them alone as unlikely for an inlier; {others})")
+
+
+def _words(kind: str, scan: pd.Series) -> str:
+    """The kind of evidence in words; the local error says where it lies (inside the patient or
+    on its shell, by the two regions' z stored since schema v20) where the run has them."""
+    inner, shell = scan.get("local_error_interior_z"), scan.get("local_error_shell_z")
+    if kind != "local_error_z" or inner is None or shell is None or pd.isna(inner) or pd.isna(shell):
+        return EVIDENCE_NAMES[kind]
+    where = ("inside the patient" if inner >= shell
+             else "on the patient's outer shell (the skin and what lies on it: electrodes, leads, cables)")
+    return (f"a local object the model did not reproduce, {where} (the interior's peak z {inner:+.1f}, "
+            f"the shell's {shell:+.1f}; the viewer opens there)")
 
 
 def scan_facts(scan: pd.Series, admin: bool = False) -> pd.DataFrame:

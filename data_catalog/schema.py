@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import duckdb
 
-SCHEMA_VERSION = 19
+SCHEMA_VERSION = 20
 
 _V1 = [
     """
@@ -396,9 +396,17 @@ _V19 = [
     "ALTER TABLE scores ADD COLUMN IF NOT EXISTS local_error_shell_hu DOUBLE",
 ]
 
+# v20: each region's z of the local error (ctae_core/outlier_score.py ``local_error_region_z``):
+# where the local error lies (inside the patient or on its shell), for the viewer and for placing
+# the hottest region. Written with the evidence: every `ctae score` (and --rethreshold-only).
+_V20 = [
+    "ALTER TABLE scores ADD COLUMN IF NOT EXISTS local_error_interior_z DOUBLE",
+    "ALTER TABLE scores ADD COLUMN IF NOT EXISTS local_error_shell_z DOUBLE",
+]
+
 MIGRATIONS: dict[int, list[str]] = {
     1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7, 8: _V8, 9: _V9, 10: _V10, 11: _V11, 12: _V12,
-    13: _V13, 14: _V14, 15: _V15, 16: _V16, 17: _V17, 18: _V18, 19: _V19,
+    13: _V13, 14: _V14, 15: _V15, 16: _V16, 17: _V17, 18: _V18, 19: _V19, 20: _V20,
 }
 
 

@@ -22,7 +22,7 @@ SCORE_COLUMNS = ("outlier_score", "mse_m", "mse", "mse_region", "local_error_hu"
 EVIDENCE_COLUMNS = ("mse_m_z", "latent_z", "histogram_z", "tissue_z", "contrast_z", "shape_z",
                     "fov_z", "noise_z", "streak_z", "integrity_z", "ring_z", "metal_z", "skin_object_z",
                     "inner_object_z", "long_object_z", "local_error_z",
-                    "outlier_score")
+                    "outlier_score", "local_error_interior_z", "local_error_shell_z")
 """What :func:`write_outlier_evidence` sets (ctae_core/outlier_score.py)."""
 
 

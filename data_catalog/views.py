@@ -77,7 +77,8 @@ SELECT s.scan_id, s.series_uid, s.source_root, s.source_path, s.volume_path, s.s
        sc.skin_object_z, sc.inner_object_z, sc.long_object_z, s.noise_hu, s.native_noise_hu,
        s.body_edge_mm, s.field_edge_mm,
        s.streak_contrast, sc.local_error_z, sc.local_error_hu, sc.local_error_interior_hu,
-       sc.local_error_shell_hu, sc.hot_z, sc.hot_y, sc.hot_x, sc.hot_volume_ml,
+       sc.local_error_shell_hu, sc.local_error_interior_z, sc.local_error_shell_z,
+       sc.hot_z, sc.hot_y, sc.hot_x, sc.hot_volume_ml,
        CASE r.threshold_score WHEN 'mse' THEN sc.mse WHEN 'mse_region' THEN sc.mse_region
                               WHEN 'outlier_score' THEN sc.outlier_score
                               WHEN 'local_error_hu' THEN sc.local_error_hu

@@ -29,7 +29,7 @@ def update_outlier_score(settings: CatalogSettings, run_id: str) -> dict[str, An
     Cheap (no model), so it is redone whenever scans are added. Scans not yet measured (noise,
     body outline, streaks) are measured first, from their stored volumes. Returns counts for
     job_runs."""
-    from ctae_core.outlier_score import acquisition_groups, local_error_region_z, outlier_evidence
+    from ctae_core.outlier_score import acquisition_groups, outlier_evidence
 
     counts: dict[str, Any] = {**measure_stored_scans(settings), **measure_error_regions(settings, run_id)}
     with connect(settings.catalog_path) as con:
@@ -73,8 +73,8 @@ def update_outlier_score(settings: CatalogSettings, run_id: str) -> dict[str, An
         catalog_scores.write_outlier_evidence(con, run_id, list(inputs["scan_id"]),
                                               evidence.as_columns())
     if regions is not None:  # the hottest region where the rarer region's peak is
-        z = local_error_region_z(regions, pixels, np.ones(len(inputs), dtype=bool), groups)
-        counts.update(move_hottest_regions(settings, run_id, inputs["scan_id"].to_numpy(), z[0] >= z[1]))
+        interior_rarer = evidence.local_error_interior_z >= evidence.local_error_shell_z
+        counts.update(move_hottest_regions(settings, run_id, inputs["scan_id"].to_numpy(), interior_rarer))
     return {**counts, "outlier_scores": n_scored}
 
 

@@ -305,10 +305,10 @@ def test_the_p_value_rule_counts_every_kind_of_evidence():
 
 def test_the_catalog_stores_every_kind_of_evidence_and_the_score():
     """data_catalog may not import ctae_core, so its list of score columns restates EVIDENCE."""
-    from ctae_core.outlier_score import EVIDENCE
+    from ctae_core.outlier_score import EVIDENCE, LOCAL_ERROR_REGIONS
     from data_catalog.scores import EVIDENCE_COLUMNS
 
-    assert EVIDENCE_COLUMNS == (*EVIDENCE, "outlier_score")
+    assert EVIDENCE_COLUMNS == (*EVIDENCE, "outlier_score", *LOCAL_ERROR_REGIONS)
 
 
 def test_exports_name_the_strongest_of_the_kinds_the_score_takes():

@@ -65,6 +65,14 @@ def test_evidence_caption_names_every_kind_and_the_strongest():
     assert caption.startswith(f"Strongest evidence: {EVIDENCE_NAMES['shape_z']} (z +6.2;")
     assert "mse_m_z +9.0" in caption
     assert evidence_caption(pd.Series({"mse_m": 0.3})) is None
+    # the local error says where it lies, by the two regions' z (v20), where the run has them
+    local = scan.drop(["shape_z", "local_error_z"]).to_dict() | {"local_error_z": 5.0, "shape_z": 0.5}
+    assert EVIDENCE_NAMES["local_error_z"] in evidence_caption(pd.Series(local))
+    inside = evidence_caption(pd.Series(local | {"local_error_interior_z": 5.2, "local_error_shell_z": 1.1}))
+    assert inside.startswith("Strongest evidence: a local object the model did not reproduce, inside the "
+                             "patient (the interior's peak z +5.2, the shell's +1.1;")
+    outside = evidence_caption(pd.Series(local | {"local_error_interior_z": 0.3, "local_error_shell_z": 5.2}))
+    assert "on the patient's outer shell" in outside and "inside the patient" not in outside
     # three kinds at z 3.2, none past T alone: the caption names the three that decide the score
     misfiled = pd.Series({name: 0.0 for name in EVIDENCE}
                          | {"histogram_z": 3.2, "tissue_z": 3.2, "shape_z": 3.2})

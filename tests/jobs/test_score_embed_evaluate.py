@@ -270,6 +270,24 @@ def test_outlier_score_is_the_evidence_of_the_stored_inputs(scored):
     assert (stored.loc[sorted(METAL), "metal_z"] > 1.0).all()
 
 
+def test_each_hottest_region_lies_at_the_peak_of_the_region_its_stored_z_rates_rarer(scored):
+    # the two regions' z are stored beside the evidence (v20), and `ctae score` placed each
+    # scan's hottest region at the peak of the one rated rarer (inside the patient or its shell)
+    settings, _ = scored
+    stored = _read(settings, catalog_scores.read_scores, RUN).dropna(subset=["local_error_interior_z"])
+    assert len(stored) >= 20 and stored["local_error_shell_z"].notna().all()
+    placed = 0
+    for row in stored.itertuples():
+        interior = row.local_error_interior_z >= row.local_error_shell_z
+        peak = row.local_error_interior_hu if interior else row.local_error_shell_hu
+        if peak < 1:  # that region is dark on the map: the hottest region stays at the map's peak
+            continue
+        amap = load_volume(row.error_path)
+        assert abs(float(amap[int(row.hot_z), int(row.hot_y), int(row.hot_x)]) - peak) <= 0.51, row.scan_id
+        placed += 1
+    assert placed >= 15
+
+
 def test_rescoring_skips_what_is_scored(scored):
     settings, _ = scored
     before = _read(settings, catalog_scores.read_scores, RUN)
