@@ -191,3 +191,17 @@ def test_connected_cells_are_scipys_26_connected_labels():
         # the same partition: one of ours per scipy label and one scipy label per ours
         pairs = set(zip(got.tolist(), expected[occupied].tolist(), strict=True))
         assert len(pairs) == len(set(got.tolist())) == len(set(expected[occupied].tolist()))
+
+
+def test_lengths_tied_on_whole_voxels_do_not_narrow_the_amounts_null():
+    # a seed's own short dense objects measured in whole voxels of the acquired grid: the
+    # positives tie on 3, 5 and 6 mm, their lower half is narrow, and without a floor on the
+    # null's scale a 24 mm object of a base's own reads as rare (real seed 333: z 4.7, seven
+    # real inliers flagged); a cable of 180 mm stays far out
+    lengths = np.array([0.0] * 4 + [3.0] * 4 + [5.0] + [6.0] * 5 + [8, 9, 12, 15, 21, 24, 180.0])
+    ref = np.ones(len(lengths), dtype=bool)
+    collapsed = hurdle_z(lengths, ref, amount_min_scale=0.0)
+    floored = hurdle_z(lengths, ref)
+    assert collapsed[-2] > norm.isf(0.001)  # 3.7: the failure the floor is for
+    assert floored[-2] < norm.isf(0.003) < norm.isf(1e-4) < floored[-1]  # 2.5; the cable 4.2
+    assert np.array_equal(floored[:4], collapsed[:4])  # a 0 is never evidence, as before
