@@ -18,7 +18,6 @@ from jobs.executors import ExecutorConfig, map_in_batches
 logger = logging.getLogger(__name__)
 
 
-
 def measure_one(item: tuple[str, str, float]) -> AcquisitionRow:
     """(scan_id, noise_hu, body_edge_mm, body_profile, streak_contrast, ring_contrast,
     field_edge_mm) of one stored volume."""

@@ -14,11 +14,9 @@ import numpy as np
 from data_catalog import connect
 from data_catalog import scores as catalog_scores
 from data_catalog.settings import CatalogSettings
-from jobs.executors import ExecutorConfig
-from jobs.stored_measures import StoredMeasure, measure_stored
+from jobs.executors import ExecutorConfig, map_in_batches
 
 logger = logging.getLogger(__name__)
-
 
 RegionItem = tuple[str, str, str, float, float]
 """(scan_id, map path, stored volume path, stored spacing mm, the run's spacing mm)."""
@@ -54,20 +52,29 @@ def measure_one(item: RegionItem) -> tuple[str, float, float]:
     return (scan_id, *region_peaks(amap, hu, spacing_mm))
 
 
-ERROR_REGIONS = StoredMeasure(
-    name="error_regions", what="the anomaly map's interior and shell peaks", since=19,
-    find=catalog_scores.scores_without_error_regions,
-    columns=("scan_id", "error_path", "volume_path", "spacing_mm", "run_spacing_mm"),
-    measure_one=measure_one, write=catalog_scores.write_error_regions,
-)
-"""Scans with a stored map and no interior / shell peak (scored before v19); a scan whose map or
-volume is gone stays unmeasured (the run's local error then reads each scan's whole-map peak)."""
-
-
 def measure_error_regions(settings: CatalogSettings, run_id: str,
                           executor: ExecutorConfig | None = None) -> dict[str, int]:
-    """``ERROR_REGIONS`` measured for the run's scans; counts for ``job_runs``."""
-    return measure_stored(settings, run_id, ERROR_REGIONS, executor)
+    """Measure every scored scan of the run with a stored map and no interior / shell peak;
+    returns counts for ``job_runs``. A scan whose map or volume is gone is logged and left
+    unmeasured (the run's local error then reads each scan's whole-map peak)."""
+    with connect(settings.catalog_path) as con:
+        todo = catalog_scores.scores_without_error_regions(con, run_id)
+    if todo.empty:
+        return {"error_regions_measured": 0, "error_regions_failed": 0}
+    logger.info("run=%s: measuring the anomaly map's interior and shell peaks of %d scan(s) "
+                "scored before schema v19", run_id, len(todo))
+    items = list(todo[["scan_id", "error_path", "volume_path", "spacing_mm", "run_spacing_mm"]]
+                 .itertuples(index=False, name=None))
+
+    def write(rows: list[tuple[str, float, float]]) -> int:
+        with connect(settings.catalog_path) as con:
+            return catalog_scores.write_error_regions(con, run_id, rows)
+
+    def failed_one(item: RegionItem, error: str) -> None:
+        logger.warning("run=%s scan=%s: interior and shell peaks not measured (%s)", run_id, item[0], error)
+
+    measured, failed = map_in_batches(measure_one, items, write, failed_one, executor or ExecutorConfig())
+    return {"error_regions_measured": measured, "error_regions_failed": failed}
 
 
 def move_hottest_regions(settings: CatalogSettings, run_id: str, scan_ids: np.ndarray,

@@ -38,7 +38,8 @@ def test_local_pool_returns_every_result_and_each_error():
 
 
 def test_results_are_written_in_batches_as_they_come_and_failures_reported():
-    # what the stored measures (jobs/stored_measures.py) write with: a killed job loses one batch
+    # what the measures of stored scans (jobs/acquisition.py, jobs/error_regions.py) write with:
+    # a killed job loses one batch at most
     batches, failures = [], []
 
     def write(rows: list[int]) -> int:
