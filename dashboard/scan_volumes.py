@@ -174,8 +174,7 @@ def _overlays(scan: dict[str, Any], stored_shape: tuple[int, ...]) -> tuple[str,
     paths = {role: p for role, p in paths.items() if isinstance(p, str) and os.path.exists(p)}
     if not paths:
         return None
-    hot_zyx = stored_hot_voxel(scan)
-    name = f"o-{_hash(*(_stamp(p) for p in paths.values()), hot_zyx, OVERLAY_FORMAT)}"
+    name = f"o-{_hash(*(_stamp(p) for p in paths.values()), stored_hot_voxel(scan), OVERLAY_FORMAT)}"
     if (meta := _entry(name)) is not None:
         return name, meta
 
@@ -188,10 +187,7 @@ def _overlays(scan: dict[str, Any], stored_shape: tuple[int, ...]) -> tuple[str,
             if role == "error":  # the stored region's rule: the first is what hot_volume_ml measured
                 map_mm = float(np.mean(rescaled_grid(stored_shape, float(scan["spacing_mm"]),
                                                      (0.0, 0.0, 0.0), array.shape)[0]))
-                # from where `ctae score` put it, for a map on the stored grid (a cropped
-                # scan's map is the model's crop: its own peak, as score left it)
-                on_stored = tuple(array.shape) == tuple(stored_shape)
-                regions = hottest_regions(array, map_mm, first_at=hot_zyx if on_stored else None)
+                regions = hottest_regions(array, map_mm, first_at=first_region_at(scan, array.shape, stored_shape))
                 viewer_files.write_array(folder / "region.gz", region_labels(regions, array.shape))
                 layers["region"] = list(array.shape)
                 peaks = [list(peak_at) for _, peak_at, _ in regions]
@@ -208,6 +204,14 @@ def stored_hot_voxel(scan: Any) -> tuple[int, int, int] | None:
     if not all(v is not None and v == v for v in stored):
         return None
     return tuple(int(v) for v in stored)  # type: ignore[return-value]
+
+
+def first_region_at(scan: Any, map_shape: tuple[int, ...], stored_shape: tuple[int, ...]
+                    ) -> tuple[int, int, int] | None:
+    """Where both viewers start the scan's first region: the stored hottest voxel where its map
+    lies on the stored grid, else None (a cropped scan's map is the model's crop: the map's own
+    peak, as `ctae score` left it)."""
+    return stored_hot_voxel(scan) if tuple(map_shape) == tuple(stored_shape) else None
 
 
 def _hottest_world(scan: dict[str, Any], layers: dict[str, Any], spacing: float,

@@ -54,14 +54,14 @@ def update_outlier_score(settings: CatalogSettings, run_id: str) -> dict[str, An
                        "stored 3 mm volume's noise for every scan instead, which mostly hides "
                        "heavy noise — run `ctae ingest` on their folders again to measure it",
                        run_id, noise_unmeasured)
-    pixels = inputs["pixel_count"].to_numpy(dtype=np.float64)
-    groups = acquisition_groups(inputs["manufacturer"].to_numpy(), inputs["kernel"].to_numpy(),
-                                inputs["model"].to_numpy(), inputs["coverage_mm"].to_numpy())
     regions = error_region_inputs(inputs, run_id)
     evidence = outlier_evidence(
-        inputs["mse_m"].to_numpy(dtype=np.float64, na_value=np.nan), pixels,
+        inputs["mse_m"].to_numpy(dtype=np.float64, na_value=np.nan),
+        inputs["pixel_count"].to_numpy(dtype=np.float64),
         latents, histograms, reference_rows=np.ones(len(inputs), dtype=bool),
-        acquisition=acquisition_inputs(inputs), groups=groups,
+        acquisition=acquisition_inputs(inputs),
+        groups=acquisition_groups(inputs["manufacturer"].to_numpy(), inputs["kernel"].to_numpy(),
+                                  inputs["model"].to_numpy(), inputs["coverage_mm"].to_numpy()),
         local_error=inputs["local_error_hu"].to_numpy(dtype=np.float64, na_value=np.nan),
         local_error_regions=regions,
     )
