@@ -102,8 +102,9 @@ class EpochReport:
 
     epoch: int
     train_loss: float
-    val_loss: float
-    baseline: float
+    val_loss: float | None
+    """None: the epoch was not validated (``TrainConfig.validate_from``)."""
+    baseline: float | None
     lr: float
     epoch_s: float
     volumes_per_s: float
@@ -336,11 +337,18 @@ def validate(model: nn.Module, plan: Plan, dist: Dist) -> tuple[float, float]:
     return float(sum(mse) / len(mse)), float(sum(base) / len(base))
 
 
+def validated(cfg: TrainConfig, epoch: int) -> bool:
+    """Whether 0-based ``epoch`` is validated: it ends at or after ``cfg.validate_from`` of the
+    schedule, or it is the last."""
+    return epoch + 1 >= cfg.epochs or (epoch + 1) / cfg.epochs >= cfg.validate_from
+
+
 def fit(
     model: nn.Module, opt: torch.optim.Optimizer, plan: Plan, dist: Dist, state: TrainingState,
     on_epoch: Callable[[TrainingState, EpochReport], None], progress: bool = True,
 ) -> tuple[TrainingState, bool]:
-    """The epoch loop: train, validate (rank 0), report, stop early.
+    """The epoch loop: train, validate (rank 0; the epochs ``validated`` names), report, stop
+    early (counting validated epochs).
 
     ``on_epoch(state, report)`` runs on rank 0 after every epoch (checkpoint, catalog rows,
     log line). Returns the final state and whether early stopping ended the run.
@@ -351,13 +359,15 @@ def fit(
         train_loss, vps = train_epoch(model, opt, plan, dist, epoch, progress)  # sets lr every step
         stop = torch.zeros(1, device=dist.device)
         if dist.main:
-            val_loss, baseline = validate(model, plan, dist)
-            improved = state.best_val_loss is None or val_loss < state.best_val_loss
-            state.epoch, state.baseline = epoch + 1, baseline
-            state.since_best = 0 if improved else state.since_best + 1
-            if improved:
-                state.best_val_loss, state.best_model_state = val_loss, snapshot(model)
-            on_epoch(state, EpochReport(epoch + 1, train_loss, val_loss, baseline,
+            val_loss = None
+            state.epoch = epoch + 1
+            if validated(cfg, epoch):
+                val_loss, state.baseline = validate(model, plan, dist)
+                improved = state.best_val_loss is None or val_loss < state.best_val_loss
+                state.since_best = 0 if improved else state.since_best + 1
+                if improved:
+                    state.best_val_loss, state.best_model_state = val_loss, snapshot(model)
+            on_epoch(state, EpochReport(epoch + 1, train_loss, val_loss, state.baseline,
                                         opt.param_groups[0]["lr"], time.perf_counter() - started, vps))
             stop[0] = float(cfg.early_stopping > 0 and state.since_best >= cfg.early_stopping)
         if dist.world > 1:

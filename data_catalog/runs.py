@@ -118,12 +118,13 @@ def record_epoch(
     run_id: str,
     epoch: int,
     train_loss: float,
-    val_loss: float,
+    val_loss: float | None,
     learning_rate: float,
     epoch_s: float,
     volumes_per_s: float,
 ) -> None:
-    """Upsert one epoch's losses into ``train_history`` (re-running an epoch overwrites it)."""
+    """Upsert one epoch's losses into ``train_history`` (re-running an epoch overwrites it);
+    ``val_loss`` None (NULL): the epoch was not validated."""
     con.execute(
         "INSERT OR REPLACE INTO train_history (run_id, epoch, train_loss, val_loss, learning_rate, "
         "epoch_s, volumes_per_s) VALUES (?, ?, ?, ?, ?, ?, ?)",

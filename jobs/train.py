@@ -89,7 +89,8 @@ def train_command(
     seed: Annotated[int | None, typer.Option(help="Seed of split, weights, order, placement.")] = None,
     reuse_split: Annotated[str | None, typer.Option("--reuse-split", help="Reuse this run's split.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run from its checkpoint.")] = False,
-    early_stopping: Annotated[int | None, typer.Option("--early-stopping", help="Stop after N epochs without a better val loss.")] = None,
+    early_stopping: Annotated[int | None, typer.Option("--early-stopping", help="Stop after N validated epochs without a better val loss.")] = None,
+    validate_from: Annotated[float | None, typer.Option("--validate-from", min=0.0, max=1.0, help=f"Validate only the epochs that end at or after this share of the schedule (0-1; the last epoch always): the whole validation scans are reconstructed each time. Default: the preset's ({', '.join(f'{n} {c.validate_from:g}' for n, c in PRESETS.items())}).")] = None,
     noise_std: Annotated[float | None, typer.Option("--noise-std", help=f"U-Net presets: SD of the coarse input noise in normalised units (one unit is the training scans' HU SD, about 460 HU on real chest and abdomen CT). Default: the preset's ({unet_defaults('noise_std')}).")] = None,
     output_lr_factor: Annotated[float | None, typer.Option("--output-lr-factor", help=f"U-Net presets: the output layer learns at this multiple of --lr. Default: the preset's ({unet_defaults('output_lr_factor')}).")] = None,
     patches_per_scan: Annotated[int | None, typer.Option("--patches-per-scan", help="U-Net presets: cubes drawn from each training scan per epoch.")] = None,
@@ -105,7 +106,8 @@ def train_command(
         cfg = build_config(preset_name, epochs=epochs, batch_size=batch_size, lr=lr,
                            lr_schedule=lr_schedule, spacing_mm=spacing,
                            pad_size_zyx=_parse_pad(pad_size), latent=latent, depth=depth, seed=seed,
-                           early_stopping=early_stopping, noise_std=noise_std, output_lr_factor=output_lr_factor,
+                           early_stopping=early_stopping, validate_from=validate_from,
+                           noise_std=noise_std, output_lr_factor=output_lr_factor,
                            patches_per_scan=patches_per_scan, normal_error_scans=normal_error_scans)
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err
@@ -118,7 +120,8 @@ def train_command(
                                        encoder_weights=encoder_weights, device=device,
                                        progress=not no_progress, threads=threads,
                                        resumed_with=_given(epochs=epochs,
-                                                           early_stopping=early_stopping)))
+                                                           early_stopping=early_stopping,
+                                                           validate_from=validate_from)))
     except (RunError, SplitError, CheckpointError) as err:
         typer.secho(f"ctae train: {err}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from err

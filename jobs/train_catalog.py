@@ -64,9 +64,9 @@ def open_run(
 ) -> tuple[TrainConfig, Splits, Scans]:
     """Create (or, with ``resume``, reopen) the run and fix its split; returns (cfg, splits, scans).
 
-    A reopened run keeps its stored config but for ``resumed_with`` (the epochs and early
-    stopping the user gave again; None: ``cfg``'s), so that resuming without ``--epochs`` does
-    not train to another preset's count."""
+    A reopened run keeps its stored config but for ``resumed_with`` (the epochs, early stopping
+    and validation start the user gave again; None: ``cfg``'s epochs and early stopping), so that
+    resuming without ``--epochs`` does not train to another preset's count."""
     scans = _scan_items(settings)
     with connect(settings.catalog_path) as con:
         row = get_run(con, run_id)

@@ -62,6 +62,11 @@ if len(history):
         echarts.training_curve(history), key="training_curve", height=300,
         alt=f"Training and validation loss over {len(history)} epochs",
     )
+    unvalidated = int(history["val_loss"].isna().sum())
+    if unvalidated:
+        st.caption(f"The first {unvalidated} epoch(s) were not validated (the run validates from "
+                   "a share of its schedule on, `ctae train --validate-from`); the weights kept "
+                   "are the best validated epoch's.")
 else:
     st.caption("No training history recorded for this run.")
 

@@ -35,6 +35,17 @@ def test_overview_shows_counts_threshold_and_training_curve(catalog, open_page):
     assert [len(s["data"]) for s in curve["series"]] == [30, 30]
     (val_loss,) = _db(catalog, "SELECT val_loss FROM train_history WHERE epoch = 30")[0]
     assert curve["series"][1]["data"][-1] == [30, float(f"{val_loss:.4g}")]
+    assert not any("not validated" in c.value for c in at.caption)  # every epoch was
+
+
+def test_overview_says_which_epochs_were_not_validated(catalog, open_page):
+    with connect(catalog.catalog_path) as con:  # a run validated from half its schedule on
+        con.execute("UPDATE train_history SET val_loss = NULL WHERE epoch <= 15")
+    at = open_page(catalog, "overview")
+    (curve,) = options(at)
+    validation = curve["series"][1]["data"]
+    assert [v for _, v in validation[:15]] == [None] * 15 and None not in [v for _, v in validation[15:]]
+    assert any("The first 15 epoch(s) were not validated" in c.value for c in at.caption)
 
 
 def test_overview_puts_the_runs_own_score_first_in_the_evaluation(catalog, open_page):

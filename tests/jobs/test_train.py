@@ -61,7 +61,9 @@ def test_tiny_run_trains_and_records_everything(settings):
     assert (run["pad_size_z"], run["pad_size_y"], run["pad_size_x"]) == (56, 32, 32)
     assert sorted(splits.values()).count("train") == 9 and len(splits) == 11
     assert [h["epoch"] for h in history] == list(range(1, 5))
-    assert run["best_val_loss"] == pytest.approx(min(h["val_loss"] for h in history))
+    # the preset validates from half its schedule: epoch 1 of 4 is not validated
+    assert history[0]["val_loss"] is None and all(h["val_loss"] > 0 for h in history[1:])
+    assert run["best_val_loss"] == pytest.approx(min(h["val_loss"] for h in history[1:]))
     assert run["best_val_loss"] < 0.9 * run["mean_baseline_val_mse"]  # below predicting the mean
     assert -1024 < run["norm_mean"] < 30 and run["norm_std"] > 100
     assert json.loads(run["config_json"])["pad_size_zyx"] == [56, 32, 32]
@@ -103,11 +105,38 @@ def test_resume_continues_the_same_curve(settings):
         c, d = train_history(con, "cosine"), train_history(con, "cosine_split")
     assert len(a) == len(b) == len(c) == len(d) == 3
     np.testing.assert_allclose([h["train_loss"] for h in a], [h["train_loss"] for h in b], rtol=1e-5)
-    np.testing.assert_allclose([h["val_loss"] for h in a], [h["val_loss"] for h in b], rtol=1e-5)
+    # epoch 1 ended a third of the way through the 3-epoch run (not validated) but was the whole
+    # of the 1-epoch run it first belonged to (validated); the later epochs validate alike
+    assert a[0]["val_loss"] is None and b[0]["val_loss"] > 0
+    np.testing.assert_allclose([h["val_loss"] for h in a[1:]], [h["val_loss"] for h in b[1:]], rtol=1e-5)
     assert {h["learning_rate"] for h in a + b} == {a[0]["learning_rate"]}
     rates = [h["learning_rate"] for h in c]
     assert [h["learning_rate"] for h in d][1:] == pytest.approx(rates[1:], rel=1e-9)
     assert rates[0] > rates[1] > rates[2] and d[0]["learning_rate"] < rates[0]
+
+
+def test_validation_starts_where_the_run_says_and_early_stopping_counts_validated_epochs(settings):
+    add_scans(settings, COHORT)
+    runs = {"every": ("--validate-from", "0"), "preset": (),
+            # validated only at the end: patience 1 must not stop it on the unvalidated epochs
+            "last": ("--validate-from", "1", "--early-stopping", "1")}
+    for run, extra in runs.items():
+        result = train(settings, run, "--epochs", "4", *extra)
+        assert result.exit_code == 0, result.output
+    with connect(settings.catalog_path, read_only=True) as con:
+        validated = {run: [h["val_loss"] is not None for h in train_history(con, run)] for run in runs}
+        best = {run: get_run(con, run)["best_val_loss"] for run in runs}
+        last = train_history(con, "last")[-1]["val_loss"]
+    assert validated == {"every": [True] * 4, "preset": [False, True, True, True],
+                         "last": [False, False, False, True]}
+    assert best["last"] == pytest.approx(last)  # the only validated epoch's weights are kept
+    checkpoint = load_checkpoint(settings.run_dir("last") / "checkpoint.pt")
+    assert all(torch.equal(checkpoint["best_model_state"][k], v) for k, v in checkpoint["model_state"].items())
+    # training draws nothing from validation: the same weights, validated or not
+    every = load_checkpoint(settings.run_dir("every") / "checkpoint.pt")["model_state"]
+    assert all(torch.equal(every[k], v) for k, v in checkpoint["model_state"].items())
+    bad = train(settings, "bad", "--epochs", "2", "--validate-from", "1.5")
+    assert bad.exit_code == 2 and "--validate-from" in bad.output
 
 
 def test_resume_without_epochs_keeps_the_runs_own_count(settings):
