@@ -57,6 +57,8 @@ def _train_args(settings, run: str, batch: int) -> list[str]:
         "tiny_dae",
         "--epochs",
         str(EPOCHS),
+        "--validate-from",  # every epoch: the test compares the whole validation curves
+        "0",
         "--batch-size",
         str(batch),
         "--device",
