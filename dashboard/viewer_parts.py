@@ -119,8 +119,6 @@ def show_planes(scan: pd.Series, run: dict[str, Any], view: ViewSettings) -> Non
     region, start = None, [n // 2 for n in volume.shape]
     if error is not None:  # open at the hottest region; the regions outlined on every plane
         map_mm = slices.layer_spacing_mm(error.shape, volume.shape, scan_mm, run_mm)
-        # from where `ctae score` put it, for a map on the stored grid (a cropped scan's map is
-        # the model's crop: its own peak, as score left it)
         first = scan_volumes.first_region_at(scan, error.shape, volume.shape)
         region, hottest = _hottest_regions(scan["error_path"], map_mm, first)
         if hottest is not None:

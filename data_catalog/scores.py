@@ -19,10 +19,13 @@ from data_catalog.connection import transaction
 
 SCORE_COLUMNS = ("outlier_score", "mse_m", "mse", "mse_region", "local_error_hu")
 """Scores a threshold may apply to (the only identifiers ever formatted into SQL here)."""
+REGION_Z_COLUMNS = ("local_error_interior_z", "local_error_shell_z")
+"""The local error's z inside the patient and on its shell: stored beside the evidence, not kinds
+of it (ctae_core/outlier_score.py ``LOCAL_ERROR_REGIONS``)."""
 EVIDENCE_COLUMNS = ("mse_m_z", "latent_z", "histogram_z", "tissue_z", "contrast_z", "shape_z",
                     "fov_z", "noise_z", "streak_z", "integrity_z", "ring_z", "metal_z", "skin_object_z",
                     "inner_object_z", "long_object_z", "local_error_z",
-                    "outlier_score", "local_error_interior_z", "local_error_shell_z")
+                    "outlier_score", *REGION_Z_COLUMNS)
 """What :func:`write_outlier_evidence` sets (ctae_core/outlier_score.py)."""
 
 

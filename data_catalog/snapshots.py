@@ -23,14 +23,14 @@ import pyarrow as pa
 from data_catalog.filters import ExportFilter, filter_mask, render_export
 from data_catalog.review import new_sortable_id
 from data_catalog.schema import SCHEMA_VERSION
-from data_catalog.scores import EVIDENCE_COLUMNS
+from data_catalog.scores import EVIDENCE_COLUMNS, REGION_Z_COLUMNS
 from data_catalog.views import run_info, scan_table
 
 # the kinds of evidence the outlier score combines (ctae_core.outlier_score's SCORED_EVIDENCE:
 # MSE_m for its size is measured and stored, not scored; the local error's two region z are
 # stored beside the evidence, not kinds of it)
-SCORED_EVIDENCE_COLUMNS = tuple(c for c in EVIDENCE_COLUMNS if c not in (
-    "mse_m_z", "outlier_score", "local_error_interior_z", "local_error_shell_z"))
+SCORED_EVIDENCE_COLUMNS = tuple(c for c in EVIDENCE_COLUMNS
+                                if c not in ("mse_m_z", "outlier_score", *REGION_Z_COLUMNS))
 STATE_COLUMNS = {  # what a snapshot keeps per scan, with its Arrow type
     "split": pa.string(),
     "score": pa.float64(),

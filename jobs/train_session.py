@@ -66,14 +66,11 @@ def epoch_writer(settings: CatalogSettings, run_id: str, plan: Plan, model: nn.M
         nonlocal chosen
         save_checkpoint(training.checkpoint_payload(model, opt, plan, state), path)
         train_catalog.record(settings, run_id, state, report)
-        if report.val_loss is None:
-            logger.info("epoch %d/%d train %.4f, not validated (validation from %g of the schedule) "
-                        "%.1f vol/s", report.epoch, plan.cfg.epochs, report.train_loss,
-                        plan.cfg.validate_from, report.volumes_per_s)
-        else:
-            logger.info("epoch %d/%d train %.4f val MSE %.4f (predicting the training mean: %.4f) "
-                        "%.1f vol/s", report.epoch, plan.cfg.epochs, report.train_loss, report.val_loss,
-                        report.baseline, report.volumes_per_s)
+        validation = (f"not validated (validation from {plan.cfg.validate_from:g} of the schedule)"
+                      if report.val_loss is None else
+                      f"val MSE {report.val_loss:.4f} (predicting the training mean: {report.baseline:.4f})")
+        logger.info("epoch %d/%d train %.4f %s %.1f vol/s", report.epoch, plan.cfg.epochs,
+                    report.train_loss, validation, report.volumes_per_s)
         chosen = rechoose_torch_threads(requested, chosen)
 
     return on_epoch
