@@ -151,8 +151,8 @@ def make_plan(
     box = pad_size(cfg, splits, scans)
     cfg = replace(cfg, model=replace(cfg.model, input_size_zyx=box))
 
-    def items(split: str) -> list[ScanItem]:
-        return [scans[k] for k in sorted(k for k, v in splits.items() if v == split)]
+    def items(split: str) -> list[ScanItem]:  # in the catalog's order (``scans``'), not by id
+        return [item for k, item in scans.items() if splits.get(k) == split]
 
     train_box = box if cfg.slab_z is None else (min(cfg.slab_z, box[0]), box[1], box[2])
     if cfg.patch_size is not None:

@@ -33,13 +33,14 @@ def assign_splits(
 ) -> dict[str, str]:
     """Seeded random 80/10/10 draw (thesis 3.4): ``{scan_id: "train" | "val" | "test"}``.
 
-    The draw depends only on the set of ids and the seed, not on their order. Val and test
-    get at least one scan each.
+    The draw depends on the ids' order and the seed: the jobs pass the catalog's placement-free
+    order (``data_catalog.scans.SCAN_ORDER``), so that one archive gets one split wherever it
+    sits. A repeated id counts once. Val and test get at least one scan each.
 
     Raises:
         SplitError: fewer than MIN_SCANS_FOR_SPLIT scans.
     """
-    ids = sorted(set(scan_ids))
+    ids = list(dict.fromkeys(scan_ids))
     if len(ids) < MIN_SCANS_FOR_SPLIT:
         raise SplitError(
             f"only {len(ids)} scan(s) in the catalog; a train/val/test split needs at least "

@@ -10,6 +10,8 @@ from typing import Any
 
 import duckdb
 
+from data_catalog.scans import SCAN_ORDER
+
 RUN_STATUSES = ("training", "trained", "failed")
 _UPDATABLE = {
     "status", "checkpoint_path", "spacing_mm", "pad_size_z", "pad_size_y", "pad_size_x",
@@ -34,14 +36,14 @@ class TrainingScan:
     size_x: int
 
 
-_TRAINING_SCANS = """
+_TRAINING_SCANS = f"""
 SELECT scan_id, volume_path, spacing_mm, size_z, size_y, size_x
-FROM scans ORDER BY scan_id
+FROM scans s ORDER BY {SCAN_ORDER}
 """
 
 
 def training_scans(con: duckdb.DuckDBPyConnection) -> list[TrainingScan]:
-    """Every ingested scan, ordered by scan_id."""
+    """Every ingested scan, in ``SCAN_ORDER`` (the split and the training order follow it)."""
     rows = con.execute(_TRAINING_SCANS).fetchall()
     return [TrainingScan(r[0], r[1], float(r[2]), int(r[3]), int(r[4]), int(r[5])) for r in rows]
 

@@ -20,6 +20,12 @@ if TYPE_CHECKING:  # pandas costs 0.3 s of start-up; ingest never needs it
 
 CATALOG_ERRORS: tuple[type[BaseException], ...] = (duckdb.Error, CatalogBusyError, OSError)
 """What opening or writing the catalog can raise, for jobs that must not import duckdb."""
+SCAN_ORDER = "s.source_path, s.series_uid, s.scan_id"
+"""How the jobs order a catalog's scans (``scans`` as ``s``) where the order shapes a result —
+the seeded split, the training order, the evidence's cross-fitting folds, UMAP's input: by
+where each scan lies under the folder it was ingested from and its series. Not by ``scan_id``,
+which hashes that folder's absolute path, so that one archive (the demo's cohort) gives the
+same runs wherever it sits; until stop 48 two demos in two folders drew two splits."""
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from data_catalog.connection import transaction
+from data_catalog.scans import SCAN_ORDER
 
 SCORE_COLUMNS = ("outlier_score", "mse_m", "mse", "mse_region", "local_error_hu")
 """Scores a threshold may apply to (the only identifiers ever formatted into SQL here)."""
@@ -256,10 +257,11 @@ def forget_volumes(con: duckdb.DuckDBPyConnection, run_id: str, scan_ids: Sequen
 
 
 def latents_for_run(con: duckdb.DuckDBPyConnection, run_id: str) -> tuple[list[str], np.ndarray]:
-    """(scan_ids, (N, D) float32 latents) of the run's scored scans that have a latent."""
+    """(scan_ids, (N, D) float32 latents) of the run's scored scans that have a latent, in
+    ``SCAN_ORDER`` (UMAP's layout follows its input's order)."""
     rows = con.execute(
-        "SELECT scan_id, latent FROM scores WHERE run_id = ? AND latent IS NOT NULL "
-        "ORDER BY scan_id",
+        "SELECT sc.scan_id, sc.latent FROM scores sc JOIN scans s ON s.scan_id = sc.scan_id "
+        f"WHERE sc.run_id = ? AND sc.latent IS NOT NULL ORDER BY {SCAN_ORDER}",
         [run_id],
     ).fetchall()
     if not rows:
@@ -345,7 +347,7 @@ def cluster_statistics(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFr
     return con.execute(_CLUSTER_STATS, [run_id]).df()
 
 
-_EVIDENCE_INPUTS = """
+_EVIDENCE_INPUTS = f"""
 SELECT sc.scan_id, sc.split, sc.mse_m, sc.local_error_hu, sc.local_error_interior_hu,
        sc.local_error_shell_hu, s.pixel_count, sc.latent, s.hu_histogram,
        s.noise_hu, s.native_noise_hu, s.native_noise_hu IS NULL AS native_noise_unmeasured,
@@ -358,7 +360,7 @@ SELECT sc.scan_id, sc.split, sc.mse_m, sc.local_error_hu, sc.local_error_interio
        s.orig_size_z * s.orig_spacing_z_mm AS coverage_mm
 FROM scores sc JOIN scans s ON s.scan_id = sc.scan_id
 WHERE sc.run_id = ?
-ORDER BY sc.scan_id
+ORDER BY {SCAN_ORDER}
 """
 
 
@@ -396,7 +398,7 @@ def write_outlier_evidence(
     return len(frame)
 
 
-_EVALUATION_INPUTS = """
+_EVALUATION_INPUTS = f"""
 SELECT s.scan_id, s.series_uid, s.source_path, sc.split, sc.mse, sc.mse_region, sc.mse_m,
        sc.mse_m_z, sc.latent_z, sc.histogram_z, sc.tissue_z, sc.contrast_z, sc.shape_z,
        sc.fov_z, sc.noise_z, sc.streak_z, sc.integrity_z, sc.ring_z, sc.metal_z, sc.skin_object_z,
@@ -406,7 +408,7 @@ SELECT s.scan_id, s.series_uid, s.source_path, sc.split, sc.mse, sc.mse_region, 
        s.body_voxels, s.metal_voxels, s.hu_histogram
 FROM scores sc JOIN scans s ON s.scan_id = sc.scan_id
 WHERE sc.run_id = ?
-ORDER BY s.scan_id
+ORDER BY {SCAN_ORDER}
 """
 
 

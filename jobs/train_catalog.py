@@ -45,13 +45,14 @@ def _scan_items(settings: CatalogSettings, read_only: bool = False) -> Scans:
 
 def _resolve_split(cfg: TrainConfig, scans: Scans, existing: Splits, reuse_split: str | None,
                    reused: Splits) -> Splits:
-    """The run's stored split, else a copy of ``--reuse-split``'s, else a fresh seeded draw."""
+    """The run's stored split, else a copy of ``--reuse-split``'s, else a fresh seeded draw;
+    in the order of ``scans`` (the catalog's ``SCAN_ORDER``)."""
     if existing:
-        return {k: v for k, v in existing.items() if k in scans}
+        return {k: existing[k] for k in scans if k in existing}
     if reuse_split:
         if not reused:
             raise typer.BadParameter(f"--reuse-split {reuse_split!r}: that run has no split in the catalog")
-        kept = {k: v for k, v in reused.items() if k in scans}
+        kept = {k: reused[k] for k in scans if k in reused}
         if {"train", "val"} - set(kept.values()):
             raise typer.BadParameter(f"--reuse-split {reuse_split!r}: no train or val scans of it remain")
         return kept
@@ -93,7 +94,8 @@ def read_run(settings: CatalogSettings, run_id: str) -> tuple[TrainConfig, Split
     scans = _scan_items(settings, read_only=True)
     with connect(settings.catalog_path, read_only=True) as con:
         cfg = TrainConfig.from_dict(json.loads(get_run(con, run_id)["config_json"]))
-        splits = {k: v for k, v in read_splits(con, run_id).items() if k in scans}
+        stored = read_splits(con, run_id)
+        splits = {k: stored[k] for k in scans if k in stored}
     return cfg, splits, scans
 
 

@@ -85,7 +85,7 @@ def fit_normal_error(path: Path, plan: Plan, scans: Scans, device: str) -> None:
     from ctae_core.error_norm import fit
     from ctae_core.inference import normal_error_levels, run_model_from_checkpoint
 
-    train_ids = sorted(k for k, v in plan.splits.items() if v == "train")
+    train_ids = [k for k in scans if plan.splits.get(k) == "train"]  # the catalog's order
     pick = np.random.default_rng(plan.cfg.seed).permutation(len(train_ids))[: plan.cfg.normal_error_scans]
     data = load_checkpoint(path)
     model, spec = run_model_from_checkpoint(data, path, device)

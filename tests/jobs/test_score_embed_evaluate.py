@@ -331,6 +331,29 @@ def test_embed_is_deterministic_and_skips_when_up_to_date(scored):
     assert json.loads(run["embed_params_json"])["min_pts"] == 3
 
 
+def test_every_order_a_result_depends_on_follows_the_scans_paths_not_their_ids(scored, tmp_path):
+    """The split, the training order, the evidence's cross-fitting folds, UMAP's input and the
+    baselines read the scans by where they lie under the ingest folder (scan ids hash its
+    absolute path): with the paths' order reversed, every one of those reads reverses."""
+    from data_catalog.runs import training_scans
+
+    settings, _ = scored
+    copy = tmp_path / "catalog.duckdb"
+    copy.write_bytes(settings.catalog_path.read_bytes())
+    with connect(copy) as con:
+        con.execute("UPDATE scans SET source_path = 'z/' || (999 - CAST(regexp_extract(scan_id, '(\\d+)', 1) "
+                    "AS INTEGER))::VARCHAR WHERE scan_id LIKE 's-0%'")
+        by_path = [r[0] for r in con.execute("SELECT scan_id FROM scans ORDER BY source_path").fetchall()]
+        reads = {"training": [s.scan_id for s in training_scans(con)],
+                 "evidence": list(catalog_scores.evidence_inputs(con, RUN)["scan_id"]),
+                 "latents": catalog_scores.latents_for_run(con, RUN)[0],
+                 "evaluation": list(catalog_scores.evaluation_inputs(con, RUN)["scan_id"])}
+    assert by_path[by_path.index("s-019"):] == [f"s-{i:03d}" for i in range(19, -1, -1)]
+    for name, ids in reads.items():
+        assert ids == [s for s in by_path if s in ids], name
+        assert ids != sorted(ids), name
+
+
 def test_evaluate_stores_metrics_equal_to_sklearn(scored, tmp_path):
     settings, _ = scored
     truth = pd.DataFrame({

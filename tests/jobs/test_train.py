@@ -14,7 +14,7 @@ from ctae_core.inference import prepare_input, reconstruct
 from ctae_core.io.checkpoint import load_checkpoint, load_normal_error, load_run_model
 from ctae_core.io.volume_store import save_volume
 from ctae_core.phantoms import torso
-from data_catalog import connect
+from data_catalog import CatalogSettings, connect
 from data_catalog.runs import get_run, read_splits, train_history
 from jobs.cli import app
 
@@ -137,6 +137,35 @@ def test_validation_starts_where_the_run_says_and_early_stopping_counts_validate
     assert all(torch.equal(every[k], v) for k, v in checkpoint["model_state"].items())
     bad = train(settings, "bad", "--epochs", "2", "--validate-from", "1.5")
     assert bad.exit_code == 2 and "--validate-from" in bad.output
+
+
+def test_one_archive_in_two_folders_trains_one_model(tmp_path):
+    """A scan_id hashes the ingest folder's absolute path, so the same archive ingested from
+    two folders gets other ids, in another order; the split, the training order and the
+    normal-error sample follow where each scan lies under its folder, so the weights agree."""
+    volumes = [torso(shape, np.random.default_rng(i)) for i, shape in enumerate(COHORT)]
+    runs = {}
+    for root, scan_id in (("/mnt/a", "a{:03d}".format), ("/home/b", lambda i: f"b{len(COHORT) - i:03d}")):
+        settings = CatalogSettings.resolve(tmp_path / root[1:] / "catalog.duckdb",
+                                           tmp_path / root[1:] / "store", env={})
+        with connect(settings.catalog_path) as con:
+            for i, hu in enumerate(volumes):  # b's ids sort in the reverse of the paths' order
+                path = save_volume(hu, settings.volumes_dir / f"{scan_id(i)}.npy")
+                con.execute(
+                    "INSERT INTO scans (scan_id, source_kind, source_root, source_path, fingerprint, "
+                    "content_hash, spacing_mm, size_z, size_y, size_x, pixel_count, volume_path) "
+                    "VALUES (?, 'nifti', ?, ?, 'f', 'h', 3.0, ?, ?, ?, ?, ?)",
+                    [scan_id(i), root, f"patient{i:02d}.nii", *hu.shape, hu.size, str(path)])
+        result = train(settings, "r", "--epochs", "2", "--threads", "1", "--normal-error-scans", "3")
+        assert result.exit_code == 0, result.output
+        with connect(settings.catalog_path, read_only=True) as con:
+            paths = dict(con.execute("SELECT scan_id, source_path FROM scans").fetchall())
+            runs[root] = ({paths[k]: v for k, v in read_splits(con, "r").items()},
+                          load_checkpoint(settings.run_dir("r") / "checkpoint.pt"))
+    (split_a, ckpt_a), (split_b, ckpt_b) = runs.values()
+    assert split_a == split_b and sorted(split_a.values()).count("train") == 9
+    assert all(torch.equal(ckpt_a["best_model_state"][k], v) for k, v in ckpt_b["best_model_state"].items())
+    assert ckpt_a["normal_error"] == ckpt_b["normal_error"]
 
 
 def test_resume_without_epochs_keeps_the_runs_own_count(settings):
