@@ -141,7 +141,9 @@ def _group_rows(groups: Sequence[object] | np.ndarray, finite_ref: np.ndarray) -
     values, then one more of every other scan (unknown acquisition, NaN keys and smaller groups
     together; left out when empty): boolean rows over the scans."""
     keys = _group_keys(groups)
-    members = [keys == key for key in {k for k in keys if k is not None}]
+    # in the keys' sorted order, not a set's (its order follows Python's hash seed, and the
+    # groups' order reaches the floating sums of ``group_centres``)
+    members = [keys == key for key in sorted({k for k in keys if k is not None}, key=str)]
     members = [rows for rows in members if (rows & finite_ref).sum() >= MIN_GROUP_SCANS]
     rest = np.ones(len(keys), dtype=bool)
     for rows in members:
