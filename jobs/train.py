@@ -66,7 +66,7 @@ def run_training(
                  device=device, progress=progress, threads=threads)
 
 
-def unet_defaults(attribute: str, unet_only: bool = True) -> str:
+def preset_defaults(attribute: str, unet_only: bool = True) -> str:
     """Each U-Net preset's (``unet_only``, else every preset's) value of a training
     ``attribute``, "tiny_dae 10, small_dae 1", for an option's help: read from the presets, so
     the help cannot drift from them."""
@@ -91,9 +91,9 @@ def train_command(
     reuse_split: Annotated[str | None, typer.Option("--reuse-split", help="Reuse this run's split.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run from its checkpoint.")] = False,
     early_stopping: Annotated[int | None, typer.Option("--early-stopping", help="Stop after N validated epochs without a better val loss.")] = None,
-    validate_from: Annotated[float | None, typer.Option("--validate-from", min=0.0, max=1.0, help=f"Validate only the epochs that end at or after this share of the schedule (0-1; the last epoch always): the whole validation scans are reconstructed each time. Default: the preset's ({unet_defaults('validate_from', unet_only=False)}).")] = None,
-    noise_std: Annotated[float | None, typer.Option("--noise-std", help=f"U-Net presets: SD of the coarse input noise in normalised units (one unit is the training scans' HU SD, about 460 HU on real chest and abdomen CT). Default: the preset's ({unet_defaults('noise_std')}).")] = None,
-    output_lr_factor: Annotated[float | None, typer.Option("--output-lr-factor", help=f"U-Net presets: the output layer learns at this multiple of --lr. Default: the preset's ({unet_defaults('output_lr_factor')}).")] = None,
+    validate_from: Annotated[float | None, typer.Option("--validate-from", min=0.0, max=1.0, help=f"Validate only the epochs that end at or after this share of the schedule (0-1; the last epoch always): the whole validation scans are reconstructed each time. Default: the preset's ({preset_defaults('validate_from', unet_only=False)}).")] = None,
+    noise_std: Annotated[float | None, typer.Option("--noise-std", help=f"U-Net presets: SD of the coarse input noise in normalised units (one unit is the training scans' HU SD, about 460 HU on real chest and abdomen CT). Default: the preset's ({preset_defaults('noise_std')}).")] = None,
+    output_lr_factor: Annotated[float | None, typer.Option("--output-lr-factor", help=f"U-Net presets: the output layer learns at this multiple of --lr. Default: the preset's ({preset_defaults('output_lr_factor')}).")] = None,
     patches_per_scan: Annotated[int | None, typer.Option("--patches-per-scan", help="U-Net presets: cubes drawn from each training scan per epoch.")] = None,
     normal_error_scans: Annotated[int | None, typer.Option("--normal-error-scans", help="Training scans the model's usual |error| per context is fitted on after training (the anomaly map is the |error| above it); 0: raw |error| maps.")] = None,
     encoder_weights: Annotated[Path | None, typer.Option("--encoder-weights", help="Local MedicalNet/Med3D .pth for the encoder.")] = None,

@@ -43,16 +43,22 @@ def _scan_items(settings: CatalogSettings, read_only: bool = False) -> Scans:
             for s in rows}
 
 
+def _in_scan_order(splits: Splits, scans: Scans) -> Splits:
+    """``splits`` of the scans still in the catalog, in the order of ``scans`` (the catalog's
+    ``SCAN_ORDER``, which the training order and the normal-error sample follow)."""
+    return {k: splits[k] for k in scans if k in splits}
+
+
 def _resolve_split(cfg: TrainConfig, scans: Scans, existing: Splits, reuse_split: str | None,
                    reused: Splits) -> Splits:
     """The run's stored split, else a copy of ``--reuse-split``'s, else a fresh seeded draw;
-    in the order of ``scans`` (the catalog's ``SCAN_ORDER``)."""
+    in the order of ``scans``."""
     if existing:
-        return {k: existing[k] for k in scans if k in existing}
+        return _in_scan_order(existing, scans)
     if reuse_split:
         if not reused:
             raise typer.BadParameter(f"--reuse-split {reuse_split!r}: that run has no split in the catalog")
-        kept = {k: reused[k] for k in scans if k in reused}
+        kept = _in_scan_order(reused, scans)
         if {"train", "val"} - set(kept.values()):
             raise typer.BadParameter(f"--reuse-split {reuse_split!r}: no train or val scans of it remain")
         return kept
@@ -94,8 +100,7 @@ def read_run(settings: CatalogSettings, run_id: str) -> tuple[TrainConfig, Split
     scans = _scan_items(settings, read_only=True)
     with connect(settings.catalog_path, read_only=True) as con:
         cfg = TrainConfig.from_dict(json.loads(get_run(con, run_id)["config_json"]))
-        stored = read_splits(con, run_id)
-        splits = {k: stored[k] for k in scans if k in stored}
+        splits = _in_scan_order(read_splits(con, run_id), scans)
     return cfg, splits, scans
 
 

@@ -21,21 +21,24 @@ from jobs.cli import app
 runner = CliRunner()
 
 
+def add_scan(con, settings, scan_id, hu, root="/src", source_path=None) -> None:
+    """Write one int16 volume to the store and its row into `scans` (tests may run SQL)."""
+    path = save_volume(hu, settings.volumes_dir / f"{scan_id}.npy")
+    con.execute(
+        "INSERT INTO scans (scan_id, source_kind, source_root, source_path, fingerprint, "
+        "content_hash, spacing_mm, size_z, size_y, size_x, pixel_count, volume_path) "
+        "VALUES (?, 'nifti', ?, ?, 'f', 'h', 3.0, ?, ?, ?, ?, ?)",
+        [scan_id, root, source_path or f"{scan_id}.nii", *hu.shape, hu.size, str(path)],
+    )
+
+
 def add_scans(settings, sizes, seed=0) -> list[str]:
-    """Write int16 volumes to the store and their rows into `scans` (tests may run SQL)."""
+    """``add_scan`` of a torso phantom of each size."""
     rng = np.random.default_rng(seed)
-    ids = []
+    ids = [f"s{seed}-{i:03d}" for i in range(len(sizes))]
     with connect(settings.catalog_path) as con:
-        for i, shape in enumerate(sizes):
-            scan_id = f"s{seed}-{i:03d}"
-            path = save_volume(torso(shape, rng), settings.volumes_dir / f"{scan_id}.npy")
-            con.execute(
-                "INSERT INTO scans (scan_id, source_kind, source_root, source_path, fingerprint, "
-                "content_hash, spacing_mm, size_z, size_y, size_x, pixel_count, volume_path) "
-                "VALUES (?, 'nifti', '/src', ?, 'f', 'h', 3.0, ?, ?, ?, ?, ?)",
-                [scan_id, f"{scan_id}.nii", *shape, int(np.prod(shape)), str(path)],
-            )
-            ids.append(scan_id)
+        for scan_id, shape in zip(ids, sizes, strict=True):
+            add_scan(con, settings, scan_id, torso(shape, rng))
     return ids
 
 
@@ -150,12 +153,7 @@ def test_one_archive_in_two_folders_trains_one_model(tmp_path):
                                            tmp_path / root[1:] / "store", env={})
         with connect(settings.catalog_path) as con:
             for i, hu in enumerate(volumes):  # b's ids sort in the reverse of the paths' order
-                path = save_volume(hu, settings.volumes_dir / f"{scan_id(i)}.npy")
-                con.execute(
-                    "INSERT INTO scans (scan_id, source_kind, source_root, source_path, fingerprint, "
-                    "content_hash, spacing_mm, size_z, size_y, size_x, pixel_count, volume_path) "
-                    "VALUES (?, 'nifti', ?, ?, 'f', 'h', 3.0, ?, ?, ?, ?, ?)",
-                    [scan_id(i), root, f"patient{i:02d}.nii", *hu.shape, hu.size, str(path)])
+                add_scan(con, settings, scan_id(i), hu, root, f"patient{i:02d}.nii")
         result = train(settings, "r", "--epochs", "2", "--threads", "1", "--normal-error-scans", "3")
         assert result.exit_code == 0, result.output
         with connect(settings.catalog_path, read_only=True) as con:
