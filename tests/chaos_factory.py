@@ -63,9 +63,15 @@ def kill_at(
     deadline = time.monotonic() + at_s
     while time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
+    family = descendants(process.pid)
+    while after_workers and not family and process.poll() is None:
+        # the first child seen can be the fork that records the job's start (jobs.runtime
+        # job_record's overlap), gone ~20 ms before the pool's workers start: kill while
+        # workers run, as promised
+        time.sleep(0.02)
+        family = descendants(process.pid)
     if process.poll() is not None:
         return Kill(job, at_s, False, 0, [])
-    family = descendants(process.pid)
     process.send_signal(signal.SIGKILL)
     process.wait()
     time.sleep(grace_s)
