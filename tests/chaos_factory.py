@@ -58,24 +58,26 @@ def kill_at(
         ctae(*args), cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     if after_workers:
-        while process.poll() is None and not descendants(process.pid):
-            time.sleep(0.02)
+        _children_of(process)
     deadline = time.monotonic() + at_s
     while time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
-    family = descendants(process.pid)
-    while after_workers and not family and process.poll() is None:
-        # the first child seen can be the fork that records the job's start (jobs.runtime
-        # job_record's overlap), gone ~20 ms before the pool's workers start: kill while
-        # workers run, as promised
-        time.sleep(0.02)
-        family = descendants(process.pid)
+    # again at the kill: the first child seen can be the fork that records the job's start
+    # (jobs.runtime job_record's overlap), gone ~20 ms before the pool's workers start
+    family = _children_of(process) if after_workers else descendants(process.pid)
     if process.poll() is not None:
         return Kill(job, at_s, False, 0, [])
     process.send_signal(signal.SIGKILL)
     process.wait()
     time.sleep(grace_s)
     return Kill(job, at_s, True, len(family), [pid for pid in family if _alive(pid)])
+
+
+def _children_of(process: subprocess.Popen) -> list[int]:
+    """``process``'s descendants once it has any (empty if it ends first)."""
+    while not (family := descendants(process.pid)) and process.poll() is None:
+        time.sleep(0.02)
+    return family
 
 
 def descendants(pid: int) -> list[int]:
