@@ -155,6 +155,60 @@ def _row(method: str, outlier_type: str, scores: np.ndarray, is_outlier: np.ndar
                          auroc, ap, precision, recall, false_alarms, rho)
 
 
+@dataclass(frozen=True)
+class BaseRow:
+    """The run's score on the scans made from one base (a real volume the cohort was copied
+    from, the truth file's ``base``); NaN where a metric is undefined.
+
+    ``auroc_within`` ranks the base's outliers against the base's own inliers: whether the score
+    separates them where the anatomy, kernel and scanner are the same. ``auroc_cohort`` ranks
+    them against every inlier of the cohort, as a reviewer reading the ranked list meets them.
+    A base the cohort holds no inliers of (a wrong body region) has only the second."""
+
+    base: str
+    n_inliers: int
+    n_outliers: int
+    auroc_within: float
+    auroc_cohort: float
+    recall_at_t: float
+    inliers_flagged: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict, one column per field."""
+        return asdict(self)
+
+
+def evaluate_by_base(scores: np.ndarray, truth: np.ndarray, base: np.ndarray, *,
+                     threshold: float | None) -> list[BaseRow]:
+    """One ``BaseRow`` per base, in the order of the bases' names; NaN scores are left out.
+
+    Args:
+        scores: (N,) higher = more suspicious.
+        truth: (N,) ``inlier`` or an outlier type name per scan.
+        base: (N,) the base each scan was made from (empty: none named).
+        threshold: T on this score (flag = score > T); None leaves recall NaN and counts none flagged.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    keep = np.isfinite(scores)
+    scores = scores[keep]
+    inliers = np.asarray(truth, dtype=object)[keep] == INLIER
+    names = np.array([str(b) if b is not None and str(b) else "(none)"
+                      for b in np.asarray(base, dtype=object)[keep]], dtype=object)
+    has_t = threshold is not None and np.isfinite(threshold)
+    flagged = scores > threshold if has_t else np.zeros(scores.size, dtype=bool)
+    rows = []
+    for name in sorted(set(names)):
+        own = names == name
+        outliers = own & ~inliers
+        cohort = inliers | outliers
+        auroc_within, _ = ranking_metrics(outliers[own], scores[own])
+        auroc_cohort, _ = ranking_metrics(outliers[cohort], scores[cohort])
+        recall = float(flagged[outliers].mean()) if has_t and outliers.any() else float("nan")
+        rows.append(BaseRow(name, int((own & inliers).sum()), int(outliers.sum()), auroc_within,
+                            auroc_cohort, recall, int((flagged & own & inliers).sum())))
+    return rows
+
+
 def pixel_stat_features(columns: Mapping[str, np.ndarray]) -> np.ndarray:
     """(N, 9) pixel statistics per scan: HU mean/std/min/max/p1/p99, log pixel count, body and
     metal fractions. ``columns`` maps the ``scans`` column names to (N,) arrays."""
@@ -178,7 +232,7 @@ def isolation_forest_scores(features: np.ndarray, fit_rows: np.ndarray, *, seed:
 
 
 __all__ = [
-    "EvaluationRow", "evaluate_method", "histogram_features", "isolation_forest_scores",
+    "BaseRow", "EvaluationRow", "evaluate_by_base", "evaluate_method", "histogram_features", "isolation_forest_scores",
     "mahalanobis_scores", "pixel_stat_features", "precision_recall_at", "ranking_metrics", "spearman",
     "spearman_interval",
 ]

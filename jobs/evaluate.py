@@ -168,12 +168,43 @@ def run_evaluate(settings: CatalogSettings, run_id: str, truth_path: Path,
                                       if "mask_path" in truth else None, truth_path.parent, run)
         counts.update(located)
         other_p = other_p_rows(inputs, labels, run)
+        by_base = (base_rows(inputs, labels, match_truth(inputs, truth.assign(truth=truth["base"])), run)
+                   if "base" in truth else [])
     logger.info("run=%s evaluated %d of %d scored scans against %s", run_id, n_known,
                 len(inputs), truth_path)
     table = pd.DataFrame(rows)
     table.attrs["localisation"] = located
     table.attrs["other_p"] = other_p
+    table.attrs["by_base"] = by_base
     return table
+
+
+def base_rows(inputs: pd.DataFrame, labels: pd.Series, bases: pd.Series,
+              run: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run's own score per base named by the truth file (``evaluate_by_base``; a
+    real-anatomy cohort's ``ctae demo-data --base real`` writes it), at the run's T; empty
+    unless the scans with a label name two bases or more."""
+    from ctae_core.evaluation import evaluate_by_base
+
+    known = labels.notna().to_numpy()
+    named = bases[known].fillna("")
+    if named[named != ""].nunique() < 2:
+        return []
+    method = run.get("threshold_score") or "mse_m"
+    values = inputs[method].to_numpy(dtype=np.float64, na_value=np.nan)
+    threshold = _method_threshold(method, values, inputs["split"].to_numpy(), run)
+    return [r.to_dict() for r in evaluate_by_base(values[known], labels[known].to_numpy(dtype=object),
+                                                  named.to_numpy(dtype=object), threshold=threshold)]
+
+
+def format_by_base(rows: list[dict[str, Any]], run_score: str) -> str:
+    """The run score per base (``base_rows``); empty when there are none."""
+    if not rows:
+        return ""
+    table = pd.DataFrame(rows)
+    return (f"\nper base of the truth file, the run's score ({run_score}; within: against the base's "
+            "own inliers, cohort: against every inlier):\n"
+            + table.to_string(index=False, na_rep="—", float_format=lambda v: f"{v:.3f}"))
 
 
 OTHER_P = (0.001, 0.003, 0.005, 0.01)
@@ -287,6 +318,8 @@ def evaluate(
     with connect(settings.catalog_path, read_only=True) as con:
         run_score = (catalog_scores.read_run(con, run) or {}).get("threshold_score") or "mse_m"
     typer.echo(format_table(table, run_score))
+    if by_base := format_by_base(table.attrs.get("by_base", []), run_score):
+        typer.echo(by_base)
     if other := format_other_p(table.attrs.get("other_p", [])):
         typer.echo(other)
     if bias := format_size_bias(table, run_score):

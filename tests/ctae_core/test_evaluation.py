@@ -8,6 +8,7 @@ from scipy.stats import spearmanr
 from sklearn.metrics import average_precision_score, precision_score, recall_score, roc_auc_score
 
 from ctae_core.evaluation import (
+    evaluate_by_base,
     evaluate_method,
     histogram_features,
     isolation_forest_scores,
@@ -57,6 +58,25 @@ def test_nan_scores_are_left_out_and_no_threshold_leaves_nan():
     scores[0] = np.nan
     row = evaluate_method("mse", scores, TRUTH, threshold=None, pixel_count=PIXELS)[0]
     assert row.n_inliers == 4 and np.isnan(row.precision_at_t) and np.isnan(row.recall_at_t)
+
+
+def test_each_base_ranks_its_outliers_against_its_own_inliers_and_the_cohorts():
+    base = np.array(["a", "a", "a", "b", "b", "b", "a", ""], dtype=object)
+    rows = {r.base: r for r in evaluate_by_base(SCORES, TRUTH, base, threshold=0.5)}
+    assert sorted(rows) == ["(none)", "a", "b"]
+    a, b, none = rows["a"], rows["b"], rows["(none)"]
+    assert (a.n_inliers, a.n_outliers, b.n_inliers, b.n_outliers) == (2, 2, 2, 1)
+    own = base == "b"
+    assert b.auroc_within == pytest.approx(roc_auc_score(TRUTH[own] != "inlier", SCORES[own]))
+    assert b.auroc_within == pytest.approx(0.5)   # the fov at 0.40 beats 0.15, not 0.55
+    assert b.auroc_cohort == pytest.approx(0.8)   # beats 4 of the cohort's 5 inliers
+    assert a.auroc_within == a.auroc_cohort == 1.0
+    assert (a.recall_at_t, a.inliers_flagged) == (1.0, 0)
+    assert (b.recall_at_t, b.inliers_flagged) == (0.0, 1)  # its inlier at 0.55 passes T
+    assert (none.n_inliers, none.n_outliers) == (1, 0) and np.isnan(none.auroc_within)
+    scores = SCORES.copy()
+    scores[4] = np.nan  # b's only outlier unscored: left out, as evaluate_method leaves it
+    assert np.isnan({r.base: r for r in evaluate_by_base(scores, TRUTH, base, threshold=None)}["b"].auroc_cohort)
 
 
 def test_undefined_metrics_are_nan():

@@ -424,6 +424,33 @@ def test_evaluate_shows_the_outlier_score_at_other_p_as_ctae_score_would_flag(sc
     assert f"over 18 inliers {rho:+.3f} (95 % interval " in bias and "±0.467 of 0" in bias
 
 
+def test_evaluate_shows_the_run_score_per_base_of_the_truth_file(scored, tmp_path):
+    settings, _ = scored
+    ids = [f"s-{i:03d}" for i in range(20)]
+    bases = ["chest" if i % 2 or scan_id in METAL else "abdomen" for i, scan_id in enumerate(ids)]
+    truth = pd.DataFrame({"series_uid": "", "source_path": [f"{s}.nii" for s in ids],
+                          "truth": ["metal" if s in METAL else "inlier" for s in ids], "base": bases})
+    truth.to_csv(tmp_path / "ground_truth.csv", index=False)
+    result = _cli(settings, "evaluate", "--run", RUN, "--truth", str(tmp_path / "ground_truth.csv"))
+    block = result.output.split("per base of the truth file")[1].split("\n\n")[0].splitlines()[2:]
+    rows = {line.split()[0]: line.split()[1:] for line in block}
+    assert sorted(rows) == ["abdomen", "chest"]
+    scores = _read(settings, catalog_scores.read_scores, RUN).set_index("scan_id").loc[ids]
+    chest = np.array(bases) == "chest"
+    y = scores.index.isin(METAL)
+    n_in, n_out, within, cohort = rows["chest"][:4]
+    assert (int(n_in), int(n_out)) == (int((chest & ~y).sum()), 2)
+    assert float(within) == pytest.approx(roc_auc_score(y[chest], scores["outlier_score"][chest]), abs=5e-4)
+    assert float(cohort) == pytest.approx(roc_auc_score(y, scores["outlier_score"]), abs=5e-4)
+    assert rows["abdomen"][1:4] == ["0", "—", "—"]  # no outlier on that base
+    flagged = scores["is_outlier"].to_numpy(dtype=bool)
+    assert int(rows["abdomen"][-1]) == int((flagged & ~chest).sum())
+    no_base = truth.drop(columns="base")
+    no_base.to_csv(tmp_path / "ground_truth.csv", index=False)
+    result = _cli(settings, "evaluate", "--run", RUN, "--truth", str(tmp_path / "ground_truth.csv"))
+    assert "per base" not in result.output  # a truth file without bases: no such block
+
+
 def test_evaluate_locates_the_metal_with_the_masks_of_the_truth_file(scored, tmp_path):
     from ctae_core.io.mask_files import write_mask
 
