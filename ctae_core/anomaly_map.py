@@ -110,7 +110,8 @@ def hottest_region_mask(amap: np.ndarray, level: float = REGION_LEVEL,
         level: Share of the peak that bounds the region, in (0, 1].
         at: The region's peak voxel where `ctae score` chose it (the stored hottest region: the
             peak of the region inside the patient or of its outer shell, whichever its evidence
-            rates rarer, ``ctae_core.error_regions``); None: the map's peak.
+            rates rarer, ``ctae_core.error_regions``); None, or a voxel off the map or dark on
+            it (a stored voxel of a cropped scan can land on the model's crop): the map's peak.
     """
     from scipy.ndimage import label
 
@@ -119,8 +120,9 @@ def hottest_region_mask(amap: np.ndarray, level: float = REGION_LEVEL,
     amap = np.asarray(amap, dtype=np.float32)
     if amap.size == 0:
         raise ValueError("the anomaly map is empty")
-    if at is not None:
-        peak_at = tuple(min(max(int(i), 0), n - 1) for i, n in zip(at, amap.shape, strict=True))
+    if at is not None and all(0 <= int(i) < n for i, n in zip(at, amap.shape, strict=True)) \
+            and amap[tuple(int(i) for i in at)] > 0:
+        peak_at = tuple(int(i) for i in at)
     else:
         cut = 1 if amap.shape[0] >= 3 else 0
         inner = amap[cut:amap.shape[0] - cut]
@@ -139,8 +141,7 @@ def hottest_regions(amap: np.ndarray, spacing_mm: float, count: int = REGIONS_SH
                     ) -> list[tuple[np.ndarray, tuple[int, int, int], float]]:
     """Up to ``count`` hottest regions, hottest first, as (mask, peak voxel, peak): the first is
     :func:`hottest_region_mask`'s (around ``first_at`` where given: the stored hottest region;
-    the map's own peak where ``first_at`` lies off the map or on a dark voxel, as a stored voxel of
-    a cropped scan can on the model's crop); each next one is that rule on the map with the
+    that function's fallback to the map's own peak where it is off the map or dark); each next one is that rule on the map with the
     regions before it, and ``apart_mm`` around them, left out. Fewer when nothing positive is
     left."""
     from scipy.ndimage import distance_transform_edt
@@ -148,9 +149,6 @@ def hottest_regions(amap: np.ndarray, spacing_mm: float, count: int = REGIONS_SH
     if count < 1:
         raise ValueError(f"count must be >= 1, not {count}")
     rest = np.array(amap, dtype=np.float32)  # a copy: the caller's map stays as it is
-    if first_at is not None and not (all(0 <= int(i) < n for i, n in zip(first_at, rest.shape, strict=True))
-                                     and rest[tuple(int(i) for i in first_at)] > 0):
-        first_at = None
     regions: list[tuple[np.ndarray, tuple[int, int, int], float]] = []
     for k in range(count):
         mask, peak_at, peak = hottest_region_mask(rest, level, first_at if k == 0 else None)

@@ -138,11 +138,12 @@ def test_the_first_region_can_start_where_score_put_the_hottest_region():
     assert second[1] == (10, 10, 10) and second[2] == 900
     region = hottest_region(amap, 3.0, at=(21, 27, 26))
     assert region.centre_zyx == (21, 27, 26) and region.volume_ml == pytest.approx(45 * 27 / 1000)
-    assert hottest_region_mask(amap, at=(99, 0, 0))[1] == (29, 0, 0)  # clipped into the map
     # a stored voxel that lands off the map or on a dark voxel (a cropped scan's map) leaves
-    # the map's own peak first
-    for off in ((5, 5, 5), (99, 0, 0)):
+    # the map's own peak first, in the one region and in the viewer's list alike
+    for off in ((5, 5, 5), (99, 0, 0), (-1, 10, 10)):
         assert [p for _, p, _ in hottest_regions(amap, 3.0, count=2, first_at=off)] == [(10, 10, 10), (21, 27, 26)]
+        mask, at, peak = hottest_region_mask(amap, at=off)
+        assert at == (10, 10, 10) and peak == 900 and mask.sum() == 1
 
 
 def test_an_index_moves_between_grids_by_physical_position():
