@@ -9,6 +9,20 @@ import streamlit as st
 from ctae_core.thresholds import ThresholdRule
 from dashboard import data, echarts, state
 
+
+def epoch_ranges(epochs: list[int]) -> str:
+    """Sorted epoch numbers in words by runs: [1, 2, 3, 7] -> "Epochs 1–3 and 7 were"."""
+    runs: list[list[int]] = []
+    for epoch in sorted(epochs):
+        if runs and epoch == runs[-1][-1] + 1:
+            runs[-1].append(epoch)
+        else:
+            runs.append([epoch])
+    parts = [f"{r[0]}–{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs]
+    words = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return f"Epoch {words} was" if len(epochs) == 1 else f"Epochs {words} were"
+
+
 st.title("Overview")
 catalog = state.catalog()
 if data.catalog_exists(catalog):
@@ -62,11 +76,11 @@ if len(history):
         echarts.training_curve(history), key="training_curve", height=300,
         alt=f"Training and validation loss over {len(history)} epochs",
     )
-    unvalidated = int(history["val_loss"].isna().sum())
+    unvalidated = history.loc[history["val_loss"].isna(), "epoch"].astype(int).tolist()
     if unvalidated:
-        st.caption(f"The first {unvalidated} epoch(s) were not validated (the run validates from "
-                   "a share of its schedule on, `ctae train --validate-from`); the weights kept "
-                   "are the best validated epoch's.")
+        st.caption(f"{epoch_ranges(unvalidated)} not validated (`ctae train --validate-from`: "
+                   "the run validates from a share of its schedule on, a resumed run from its "
+                   "own); the weights kept are the best validated epoch's.")
 else:
     st.caption("No training history recorded for this run.")
 
