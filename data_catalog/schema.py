@@ -412,12 +412,15 @@ MIGRATIONS: dict[int, list[str]] = {
 
 def current_version(con: duckdb.DuckDBPyConnection) -> int:
     """The schema version recorded in the file, 0 for a new file."""
-    exists = con.execute(
+    # fetchall, not fetchone: a result read only in part stays open on the connection, and
+    # DuckDB then refuses the caller's next call that is not a query (``register``)
+    (exists,), = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
-    ).fetchone()[0]
+    ).fetchall()
     if not exists:
         return 0
-    return con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+    (version,), = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchall()
+    return version
 
 
 def schema_is_current(con: duckdb.DuckDBPyConnection) -> bool:

@@ -56,3 +56,18 @@ def test_reading_a_missing_catalog_says_what_to_run(tmp_path):
     with pytest.raises(CatalogMissingError, match="ctae ingest"):
         with connect(tmp_path / "none.duckdb", read_only=True):
             pass
+
+
+def test_a_processs_first_open_of_a_current_catalog_leaves_nothing_unfinished(settings):
+    # the first open in a process reads the schema version; a result left half-read made the
+    # next call on the connection that is not a query (register) refuse
+    import pandas as pd
+
+    from data_catalog import connection
+
+    with connect(settings.catalog_path):
+        pass  # created and migrated
+    connection._MIGRATED.clear()  # as in a new process
+    with connect(settings.catalog_path) as con:
+        con.register("frame", pd.DataFrame({"value": [1, 2]}))
+        assert con.execute("SELECT sum(value) FROM frame").fetchone()[0] == 3
