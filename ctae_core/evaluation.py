@@ -173,10 +173,6 @@ class BaseRow:
     recall_at_t: float
     inliers_flagged: int
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict, one column per field."""
-        return asdict(self)
-
 
 def evaluate_by_base(scores: np.ndarray, truth: np.ndarray, base: np.ndarray, *,
                      threshold: float | None) -> list[BaseRow]:

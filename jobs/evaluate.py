@@ -184,6 +184,8 @@ def base_rows(inputs: pd.DataFrame, labels: pd.Series, bases: pd.Series,
     """The run's own score per base named by the truth file (``evaluate_by_base``; a
     real-anatomy cohort's ``ctae demo-data --base real`` writes it), at the run's T; empty
     unless the scans with a label name two bases or more."""
+    from dataclasses import asdict
+
     from ctae_core.evaluation import evaluate_by_base
 
     known = labels.notna().to_numpy()
@@ -193,7 +195,7 @@ def base_rows(inputs: pd.DataFrame, labels: pd.Series, bases: pd.Series,
     method = run.get("threshold_score") or "mse_m"
     values = inputs[method].to_numpy(dtype=np.float64, na_value=np.nan)
     threshold = _method_threshold(method, values, inputs["split"].to_numpy(), run)
-    return [r.to_dict() for r in evaluate_by_base(values[known], labels[known].to_numpy(dtype=object),
+    return [asdict(r) for r in evaluate_by_base(values[known], labels[known].to_numpy(dtype=object),
                                                   named.to_numpy(dtype=object), threshold=threshold)]
 
 
