@@ -141,9 +141,9 @@ def hottest_regions(amap: np.ndarray, spacing_mm: float, count: int = REGIONS_SH
                     ) -> list[tuple[np.ndarray, tuple[int, int, int], float]]:
     """Up to ``count`` hottest regions, hottest first, as (mask, peak voxel, peak): the first is
     :func:`hottest_region_mask`'s (around ``first_at`` where given: the stored hottest region;
-    that function's fallback to the map's own peak where it is off the map or dark); each next one is that rule on the map with the
-    regions before it, and ``apart_mm`` around them, left out. Fewer when nothing positive is
-    left."""
+    the map's own peak where it lies off the map or dark); each next one is that rule on the map
+    with the regions before it, and ``apart_mm`` around them, left out. Fewer when nothing
+    positive is left."""
     from scipy.ndimage import distance_transform_edt
 
     if count < 1:

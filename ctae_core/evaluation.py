@@ -228,7 +228,7 @@ def isolation_forest_scores(features: np.ndarray, fit_rows: np.ndarray, *, seed:
 
 
 __all__ = [
-    "BaseRow", "EvaluationRow", "evaluate_by_base", "evaluate_method", "histogram_features", "isolation_forest_scores",
-    "mahalanobis_scores", "pixel_stat_features", "precision_recall_at", "ranking_metrics", "spearman",
-    "spearman_interval",
+    "BaseRow", "EvaluationRow", "evaluate_by_base", "evaluate_method", "histogram_features",
+    "isolation_forest_scores", "mahalanobis_scores", "pixel_stat_features", "precision_recall_at",
+    "ranking_metrics", "spearman", "spearman_interval",
 ]
