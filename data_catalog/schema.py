@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import duckdb
 
-SCHEMA_VERSION = 20
+SCHEMA_VERSION = 21
 
 _V1 = [
     """
@@ -404,9 +404,26 @@ _V20 = [
     "ALTER TABLE scores ADD COLUMN IF NOT EXISTS local_error_shell_z DOUBLE",
 ]
 
+_V21 = [  # `ctae evaluate`'s run score per base of the truth file (the volume a scan was made from)
+    """
+    CREATE TABLE IF NOT EXISTS evaluation_bases (
+        run_id VARCHAR NOT NULL,
+        base VARCHAR NOT NULL,
+        n_inliers INTEGER,
+        n_outliers INTEGER,
+        auroc_within DOUBLE,                  -- the base's outliers against its own inliers
+        auroc_cohort DOUBLE,                  -- the base's outliers against every inlier
+        recall_at_t DOUBLE,
+        inliers_flagged INTEGER,
+        truth_path VARCHAR,
+        evaluated_at TIMESTAMP DEFAULT current_timestamp,
+        PRIMARY KEY (run_id, base)
+    )""",
+]
+
 MIGRATIONS: dict[int, list[str]] = {
     1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7, 8: _V8, 9: _V9, 10: _V10, 11: _V11, 12: _V12,
-    13: _V13, 14: _V14, 15: _V15, 16: _V16, 17: _V17, 18: _V18, 19: _V19, 20: _V20,
+    13: _V13, 14: _V14, 15: _V15, 16: _V16, 17: _V17, 18: _V18, 19: _V19, 20: _V20, 21: _V21,
 }
 
 

@@ -444,6 +444,37 @@ def write_evaluations(
     return len(values)
 
 
+_EVALUATION_BASE_COLUMNS = (
+    "base", "n_inliers", "n_outliers", "auroc_within", "auroc_cohort", "recall_at_t", "inliers_flagged",
+)
+
+
+def write_evaluation_bases(
+    con: duckdb.DuckDBPyConnection, run_id: str, rows: Iterable[dict[str, Any]], truth_path: str
+) -> int:
+    """Replace the run's per-base rows (``ctae_core.evaluation.BaseRow`` as dicts; NaN stored as
+    NULL; none: the truth file named no bases, and the run keeps none). Returns the row count."""
+    values = [[run_id, *(_nan_to_none(row[c]) for c in _EVALUATION_BASE_COLUMNS), truth_path]
+              for row in rows]
+    with transaction(con):
+        con.execute("DELETE FROM evaluation_bases WHERE run_id = ?", [run_id])
+        if values:
+            con.executemany(
+                f"INSERT INTO evaluation_bases (run_id, {', '.join(_EVALUATION_BASE_COLUMNS)}, "
+                f"truth_path) VALUES ({', '.join('?' * (len(_EVALUATION_BASE_COLUMNS) + 2))})",
+                values,
+            )
+    return len(values)
+
+
+def read_evaluation_bases(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFrame:
+    """The run's per-base rows, by base."""
+    return con.execute(
+        f"SELECT {', '.join(_EVALUATION_BASE_COLUMNS)} FROM evaluation_bases WHERE run_id = ? ORDER BY base",
+        [run_id],
+    ).df()
+
+
 def read_evaluations(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFrame:
     """The run's evaluation rows, ``all`` first, then per outlier type."""
     return con.execute(

@@ -66,6 +66,10 @@ SELECT method, outlier_type, n_inliers, n_outliers, auroc, average_precision,
        precision_at_t, recall_at_t, spearman_pixel_count
 FROM evaluations WHERE run_id = ? ORDER BY outlier_type, method
 """
+_EVALUATION_BASES = """
+SELECT base, n_inliers, n_outliers, auroc_within, auroc_cohort, recall_at_t, inliers_flagged
+FROM evaluation_bases WHERE run_id = ? ORDER BY base
+"""
 _SCAN_TABLE = f"""
 {_CURRENT}
 SELECT s.scan_id, s.series_uid, s.source_root, s.source_path, s.volume_path, s.spacing_mm,
@@ -227,6 +231,11 @@ def train_curve(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFrame:
 def evaluation_table(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFrame:
     """The run's evaluation against ground truth (empty when `ctae evaluate` has not run)."""
     return con.execute(_EVALUATIONS, [run_id]).df()
+
+
+def evaluation_base_table(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFrame:
+    """The run score per base of the truth file (empty when it named none)."""
+    return con.execute(_EVALUATION_BASES, [run_id]).df()
 
 
 def scan_table(con: duckdb.DuckDBPyConnection, run_id: str | None) -> pd.DataFrame:

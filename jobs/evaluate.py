@@ -160,16 +160,17 @@ def run_evaluate(settings: CatalogSettings, run_id: str, truth_path: Path,
     args = {"run_id": run_id, "truth": str(truth_path), "splits": splits}
     with job_run(settings, "evaluate", args) as counts:
         rows = evaluate_run(inputs, labels, run, show_progress)
+        by_base = (base_rows(inputs, labels, match_truth(inputs, truth.assign(truth=truth["base"])), run)
+                   if "base" in truth else [])
         with connect(settings.catalog_path) as con:
             catalog_scores.write_evaluations(con, run_id, rows, str(truth_path.resolve()))
+            catalog_scores.write_evaluation_bases(con, run_id, by_base, str(truth_path.resolve()))
         counts.update(matched=n_known, scored=len(inputs), unmatched_truth=len(truth) - n_known,
-                      rows=len(rows))
+                      rows=len(rows), base_rows=len(by_base))
         located = localisation_counts(inputs, match_truth(inputs, truth.assign(truth=truth["mask_path"]))
                                       if "mask_path" in truth else None, truth_path.parent, run)
         counts.update(located)
         other_p = other_p_rows(inputs, labels, run)
-        by_base = (base_rows(inputs, labels, match_truth(inputs, truth.assign(truth=truth["base"])), run)
-                   if "base" in truth else [])
     logger.info("run=%s evaluated %d of %d scored scans against %s", run_id, n_known,
                 len(inputs), truth_path)
     table = pd.DataFrame(rows)
@@ -183,7 +184,8 @@ def base_rows(inputs: pd.DataFrame, labels: pd.Series, bases: pd.Series,
               run: dict[str, Any]) -> list[dict[str, Any]]:
     """The run's own score per base named by the truth file (``evaluate_by_base``; a
     real-anatomy cohort's ``ctae demo-data --base real`` writes it), at the run's T; empty
-    unless the scans with a label name two bases or more."""
+    unless the scans with a label name two bases or more. Stored (``evaluation_bases``) and
+    printed."""
     from dataclasses import asdict
 
     from ctae_core.evaluation import evaluate_by_base

@@ -95,6 +95,12 @@ if len(evaluation):
     if len(per_type):
         st.caption(f"Per planted type, for the run's score **{own}** (recall at T = share found).")
         st.dataframe(per_type.drop(columns="method"), hide_index=True, width="stretch")
+    bases = data.evaluation_bases(catalog, run_id)
+    if len(bases):
+        st.caption(f"Per base of the truth file (the volume each scan was made from), for **{own}**: "
+                   "AUROC of the base's outliers against its own inliers (*within*) and against "
+                   "every inlier (*cohort*), and the base's inliers flagged.")
+        st.dataframe(bases, hide_index=True, width="stretch")
     with st.expander("Every method per type"):
         st.dataframe(evaluation, hide_index=True, width="stretch")
 else:

@@ -72,6 +72,20 @@ def test_overview_puts_the_runs_own_score_first_in_the_evaluation(catalog, open_
     assert overall["method"].tolist() == ["isolation_forest", own, "mse"]
     assert per_type["outlier_type"].tolist() == ["metal", "noise"]
     assert per_type["n_outliers"].tolist() == [4, 6]
+    assert not any(c.value.startswith("Per base") for c in at.caption)  # the truth named no bases
+    bases = [{"base": name, "n_inliers": 20, "n_outliers": n, "auroc_within": within,
+              "auroc_cohort": cohort, "recall_at_t": float("nan") if n == 0 else 0.5,
+              "inliers_flagged": flagged}
+             for name, n, within, cohort, flagged in (("chest-B", 4, 0.8, 0.75, 1),
+                                                      ("abdomen", 0, float("nan"), float("nan"), 0))]
+    with connect(catalog.catalog_path) as con:
+        catalog_scores.write_evaluation_bases(con, run_id, bases, "truth.csv")
+    at = open_page(catalog, "overview")
+    assert any(c.value.startswith("Per base of the truth file") for c in at.caption)
+    by_base = at.dataframe[-2].value.set_index("base")
+    shown = by_base.loc["chest-B", ["n_outliers", "auroc_within", "auroc_cohort", "inliers_flagged"]]
+    assert shown.tolist() == [4, 0.8, 0.75, 1]
+    assert by_base.loc["abdomen"].isna()[["auroc_within", "recall_at_t"]].all()  # stored as NULL
 
 
 def _chart_key(at, index: int) -> str:

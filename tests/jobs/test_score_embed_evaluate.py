@@ -445,10 +445,14 @@ def test_evaluate_shows_the_run_score_per_base_of_the_truth_file(scored, tmp_pat
     assert rows["abdomen"][1:4] == ["0", "—", "—"]  # no outlier on that base
     flagged = scores["is_outlier"].to_numpy(dtype=bool)
     assert int(rows["abdomen"][-1]) == int((flagged & ~chest).sum())
+    stored = _read(settings, catalog_scores.read_evaluation_bases, RUN).set_index("base")
+    assert stored.loc["chest", "auroc_within"] == pytest.approx(float(within), abs=5e-4)
+    assert stored.loc["abdomen", "n_outliers"] == 0 and pd.isna(stored.loc["abdomen", "auroc_cohort"])
     no_base = truth.drop(columns="base")
     no_base.to_csv(tmp_path / "ground_truth.csv", index=False)
     result = _cli(settings, "evaluate", "--run", RUN, "--truth", str(tmp_path / "ground_truth.csv"))
     assert "per base" not in result.output  # a truth file without bases: no such block
+    assert _read(settings, catalog_scores.read_evaluation_bases, RUN).empty  # nor stored rows
 
 
 def test_evaluate_locates_the_metal_with_the_masks_of_the_truth_file(scored, tmp_path):
