@@ -428,20 +428,7 @@ def write_evaluations(
     con: duckdb.DuckDBPyConnection, run_id: str, rows: Iterable[dict[str, Any]], truth_path: str
 ) -> int:
     """Replace the run's evaluation rows (NaN metrics stored as NULL). Returns the row count."""
-    values = [
-        [run_id, *(_nan_to_none(row[c]) for c in _EVALUATION_COLUMNS), truth_path]
-        for row in rows
-    ]
-    with transaction(con):
-        con.execute("DELETE FROM evaluations WHERE run_id = ?", [run_id])
-        if values:
-            con.executemany(
-                f"INSERT INTO evaluations (run_id, {', '.join(_EVALUATION_COLUMNS)}, truth_path, "
-                f"evaluated_at) VALUES ({', '.join('?' * (len(_EVALUATION_COLUMNS) + 2))}, "
-                "current_timestamp)",
-                values,
-            )
-    return len(values)
+    return _replace_run_rows(con, "evaluations", _EVALUATION_COLUMNS, run_id, rows, truth_path)
 
 
 _EVALUATION_BASE_COLUMNS = (
@@ -454,14 +441,20 @@ def write_evaluation_bases(
 ) -> int:
     """Replace the run's per-base rows (``ctae_core.evaluation.BaseRow`` as dicts; NaN stored as
     NULL; none: the truth file named no bases, and the run keeps none). Returns the row count."""
-    values = [[run_id, *(_nan_to_none(row[c]) for c in _EVALUATION_BASE_COLUMNS), truth_path]
-              for row in rows]
+    return _replace_run_rows(con, "evaluation_bases", _EVALUATION_BASE_COLUMNS, run_id, rows, truth_path)
+
+
+def _replace_run_rows(con: duckdb.DuckDBPyConnection, table: str, columns: tuple[str, ...], run_id: str,
+                      rows: Iterable[dict[str, Any]], truth_path: str) -> int:
+    """One evaluation table's rows of the run replaced by ``rows`` (their ``columns``, NaN as NULL,
+    stamped with ``truth_path``; ``evaluated_at`` is the table's default, the time of writing)."""
+    values = [[run_id, *(_nan_to_none(row[c]) for c in columns), truth_path] for row in rows]
     with transaction(con):
-        con.execute("DELETE FROM evaluation_bases WHERE run_id = ?", [run_id])
+        con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
         if values:
             con.executemany(
-                f"INSERT INTO evaluation_bases (run_id, {', '.join(_EVALUATION_BASE_COLUMNS)}, "
-                f"truth_path) VALUES ({', '.join('?' * (len(_EVALUATION_BASE_COLUMNS) + 2))})",
+                f"INSERT INTO {table} (run_id, {', '.join(columns)}, truth_path) "
+                f"VALUES ({', '.join('?' * (len(columns) + 2))})",
                 values,
             )
     return len(values)

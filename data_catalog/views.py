@@ -13,6 +13,8 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
+from data_catalog.scores import read_evaluation_bases
+
 _LATEST_PER_REVIEWER = """
 latest AS (
     SELECT * FROM labels
@@ -65,10 +67,6 @@ _EVALUATIONS = """
 SELECT method, outlier_type, n_inliers, n_outliers, auroc, average_precision,
        precision_at_t, recall_at_t, spearman_pixel_count
 FROM evaluations WHERE run_id = ? ORDER BY outlier_type, method
-"""
-_EVALUATION_BASES = """
-SELECT base, n_inliers, n_outliers, auroc_within, auroc_cohort, recall_at_t, inliers_flagged
-FROM evaluation_bases WHERE run_id = ? ORDER BY base
 """
 _SCAN_TABLE = f"""
 {_CURRENT}
@@ -235,7 +233,7 @@ def evaluation_table(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFram
 
 def evaluation_base_table(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFrame:
     """The run score per base of the truth file (empty when it named none)."""
-    return con.execute(_EVALUATION_BASES, [run_id]).df()
+    return read_evaluation_bases(con, run_id)
 
 
 def scan_table(con: duckdb.DuckDBPyConnection, run_id: str | None) -> pd.DataFrame:

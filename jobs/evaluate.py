@@ -4,7 +4,8 @@ For the run's outlier score and each of its kinds of evidence (``ctae_core.outli
 EVIDENCE``), MSE, MSE over the region, MSE_m, and the two baselines pixel statistics +
 IsolationForest and HU histogram + Mahalanobis: AUROC and average precision (overall and per
 outlier type), precision and recall at T, and the Spearman correlation with pixel count among
-inliers. T is the run's stored T
+inliers; where the truth file names each scan's ``base`` (the volume it was made from), the
+run's score per base (``evaluation_bases``). T is the run's stored T
 for the run's threshold score; every other method gets T from its own validation-split scores
 under the run's rule. Baselines are unsupervised and fitted on every scored scan, as an
 IsolationForest is meant to be used (it cannot rank points outside the range it was fitted on).
