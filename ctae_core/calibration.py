@@ -39,7 +39,7 @@ a few such values their lower half is narrow: on a real-anatomy cohort (seed 333
 ``long_object_z`` collapsed and a 24 mm object of a base's own read z 4.7 (a 40 mm one z 2.3 on
 seed 330); 7 of 119 real inliers were flagged by it. At 0.5 one voxel's step (3 → 5 mm) is one
 scale unit; over 14 real-anatomy cohorts (321–334) the inliers flagged fell from 10 to 1 of 1,666
-and the outlier score's AUROC rose 0.9763 → 0.9774 (floors 0.4–0.8 alike; README, *Stop 46*).
+and the outlier score's AUROC rose 0.9763 → 0.9774 (floors 0.4–0.8 alike; docs/detection-history.md, *Stop 46*).
 No other kind's scale fell below it there."""
 MIN_P = 1e-300
 OTHER_ACQUISITIONS = "(other acquisitions)"

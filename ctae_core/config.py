@@ -246,7 +246,7 @@ SMALL = replace(
 # body RMS fell 74 -> 70 HU with the same detection (AUROC 0.982 against 0.981) and localisation
 # (50 against 51 of 55 hottest regions within 10 mm); 7 epochs at SD 0.2 had reconstructed closer
 # still but found 3 fewer objects on stop 38's seeds: the stronger noise makes the longer training
-# repair more rather than copy (README "Stop 39"). Scoring runs 192³ windows over the whole scan
+# repair more rather than copy (docs/reconstruction-history.md "Stop 39"). Scoring runs 192³ windows over the whole scan
 # (BatchNorm keeps the result independent of the window; a 3 mm body fits one window in plane, so
 # nothing is computed twice). Adam 2e-3 with a cosine fall; the 1x1 output layer at 10x the rate
 # since stop 42: at one rate its nine weights needed more steps than a run has to reach order 1,
@@ -254,7 +254,7 @@ SMALL = replace(
 # HU where seed 0 gave 63-90; at 10x, 57-71 HU). On four held-out real-anatomy seeds (269-272,
 # rule written first) it detected as one rate did (AUROC 0.9745 against 0.9719, 1 of 476 inliers
 # flagged by each, the same 35 of 38 hottest regions within 10 mm, body RMS 78.5 against 78.0 HU;
-# README "Stop 42"); stop 41's eight seeds had given the same picture. Validation (the whole
+# docs/reconstruction-history.md "Stop 42"); stop 41's eight seeds had given the same picture. Validation (the whole
 # validation scans reconstructed, about half of each demo epoch) starts at half the schedule since
 # stop 47: in the 33 seven-epoch runs with a training history on stop 47's machine (seeds 321-340,
 # demos) the best epoch was 4-7 every time (4 once, 5 eight, 6 fourteen, 7 ten), as a cosine

@@ -21,7 +21,7 @@ edges made them heavy-tailed among real inliers); searched through the body's so
 are scored. The local error was unscored until stop 37: with the |error| smoothed into the map
 and 3 epochs it had ranked the anomalies at chance (AUROC 0.53) and lowered the outlier score
 0.78 → 0.73; with the map above its surroundings (stop 32) and the default U-Net's 5 epochs,
-scoring it raised recall at T on held-out real-anatomy seeds without more inliers flagged (README
-"Stop 37")."""
+scoring it raised recall at T on held-out real-anatomy seeds without more inliers flagged
+(docs/reconstruction-history.md, "Stop 37")."""
 SCORED_EVIDENCE = tuple(name for name in EVIDENCE if name not in UNSCORED_EVIDENCE)
 """The kinds the outlier score combines."""
