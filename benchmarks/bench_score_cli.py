@@ -1,5 +1,6 @@
-"""`ctae score --overwrite` of a trained `tiny` (Med3D, 6 mm) run, timed as users meet it: the whole
-process, this build against git revision REV, alternated on copies of one catalog.
+"""`ctae score --overwrite` of a trained run (`tiny`, the Med3D model at 6 mm, unless `--preset` says),
+timed as users meet it: the whole process, this build against git revision REV, alternated on
+copies of one catalog.
 
 The default REV, faf3c35, is the last build that made a coarser run's anomaly map on the run's
 own 6 mm grid; since ca98fea the map is made on the stored 3 mm grid (the reconstruction
@@ -11,6 +12,10 @@ trained for one epoch by this build; both builds score the same stored scans wit
 checkpoint. REV must read this build's catalog (same schema).
 
     .venv/bin/python benchmarks/bench_score_cli.py [--quick] [--against faf3c35] [--rounds 3]
+        [--preset tiny_dae]
+
+Stop 51 (the default of one single-threaded scoring process per free core) used
+``--preset tiny_dae --against 483830f``: the default model, against the build before.
 """
 
 from __future__ import annotations
@@ -63,9 +68,9 @@ def _map_bytes(store: Path) -> int:
     return sum(p.stat().st_size for p in (store / "runs" / RUN / "error").glob("*"))
 
 
-def cohort(n: int) -> tuple[Path, Path]:
+def cohort(n: int, preset: str = "tiny") -> tuple[Path, Path]:
     """(catalog, store) of ``n`` real-anatomy scans (phantoms without the shared data) and run
-    ``bench`` trained one epoch."""
+    ``bench`` of ``preset`` trained one epoch."""
     shutil.rmtree(OUT, ignore_errors=True)
     catalog, store = OUT / "catalog.duckdb", OUT / "store"
     where = ("--catalog", str(catalog), "--store", str(store))
@@ -76,12 +81,12 @@ def cohort(n: int) -> tuple[Path, Path]:
     _run(ROOT, "demo-data", str(OUT / "cohort"), *base, "--n", str(n), "--seed", "0",
          "--outlier-rate", "0.15")
     _run(ROOT, "ingest", str(OUT / "cohort"), *where)
-    _run(ROOT, "train", "--run", RUN, "--preset", "tiny", "--epochs", "1", *where)
+    _run(ROOT, "train", "--run", RUN, "--preset", preset, "--epochs", "1", *where)
     return catalog, store
 
 
-def main(quick: bool = False, against: str = "faf3c35", rounds: int = 3) -> list[dict]:
-    catalog, store = cohort(20 if quick else 60)
+def main(quick: bool = False, against: str = "faf3c35", rounds: int = 3, preset: str = "tiny") -> list[dict]:
+    catalog, store = cohort(20 if quick else 60, preset)
     trees = {"this build": ROOT, against: _source_tree(against, OUT / "against")}
     copies = {name: OUT / f"catalog-{k}.duckdb" for k, name in enumerate(trees)}
     for copy in copies.values():
@@ -103,8 +108,8 @@ def main(quick: bool = False, against: str = "faf3c35", rounds: int = 3) -> list
                   f"load {os.getloadavg()[0]:.1f}", flush=True)
     this, base = statistics.median(walls["this build"]), statistics.median(walls[against])
     rows = [
-        row("score_cli", f"ctae score --overwrite, {len(list((store / 'volumes').glob('*')))} scans: "
-            f"this build / {against}", this, "s", None, base),
+        row("score_cli", f"ctae score --overwrite, {preset}, {len(list((store / 'volumes').glob('*')))} "
+            f"scans: this build / {against}", this, "s", None, base),
         row("score_cli", f"peak RSS: this build / {against}", rss["this build"], "GB", None, rss[against]),
         row("score_cli", f"anomaly maps kept: this build / {against}", maps["this build"] / 1e6, "MB",
             None, maps[against] / 1e6),
@@ -120,5 +125,6 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="20 scans instead of 60")
     parser.add_argument("--against", default="faf3c35", metavar="REV")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--preset", default="tiny", help="the run's preset (tiny_dae: the default model)")
     args = parser.parse_args()
-    main(args.quick, args.against, args.rounds)
+    main(args.quick, args.against, args.rounds, args.preset)

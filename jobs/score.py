@@ -138,16 +138,34 @@ def score_scans(
     from tqdm import tqdm
 
     from jobs.executors import map_stateful
-    from jobs.score_workers import BatchResult, BatchScorer, scan_rows, threads_per_worker
+    from jobs.score_workers import (
+        BatchResult,
+        BatchScorer,
+        default_local_workers,
+        scan_rows,
+        threads_per_worker,
+    )
 
-    config = options.executor_config()
     rows = scan_rows(todo)
     batches = [rows[i:i + options.batch_size] for i in range(0, len(rows), options.batch_size)]
-    threads = threads_per_worker(config.local_workers) if config.kind == "local" else None
+    if options.executor != "local" or options.workers is not None:
+        config = options.executor_config()
+        threads = threads_per_worker(config.local_workers) if config.kind == "local" else None
+    else:  # the default: one single-threaded process per free core, or one with every core
+        config = options.executor_config(default_local_workers(options.device, len(batches)))
+        threads = 1 if config.local_workers > 1 else None
+    if config.kind == "local" and config.local_workers > 1:
+        # inline, a checkpoint that cannot be read ends the job; in a pool every scan would fail
+        # with it. Reading it builds no model, so the driver runs no torch threads before the
+        # fork (a child's own threads would then hang, see default_local_workers).
+        from ctae_core.io.checkpoint import load_checkpoint
+
+        load_checkpoint(run["checkpoint_path"])
     scorer = BatchScorer(run["checkpoint_path"], options, settings.run_dir(options.run_id), threads)
     counts = {"scored": 0, "failed": 0, "to_score": len(rows)}
-    logger.info("run=%s scoring %d scans, batch %d, executor %s", options.run_id, len(rows),
-                options.batch_size, config.kind)
+    logger.info("run=%s scoring %d scans, batch %d, executor %s, %s", options.run_id, len(rows),
+                options.batch_size, config.kind,
+                f"{config.local_workers} process(es)" if config.kind == "local" else "actors")
     pending: BatchResult = ([], {})
     last_flush = time.monotonic()
     with tqdm(total=len(rows), desc="score", unit="scan", disable=not options.show_progress) as bar:
@@ -237,7 +255,7 @@ def score(
     rethreshold_only: Annotated[bool, typer.Option("--rethreshold-only", help="Only refit T with this rule and re-flag; no model.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Re-score scans the run already scored.")] = False,
     executor: ExecutorOption = "local",
-    workers: Annotated[int | None, typer.Option("--workers", help="local: scoring processes (default 1, which uses every core); ray: actors (default one per GPU, else per CPU).")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="local: scoring processes, each with free cores / N torch threads (default: one per free core on the CPU, as many as the memory holds at 3 GiB each; 1 on a GPU); ray: actors (default one per GPU, else per CPU).")] = None,
     ray_address: RayAddressOption = None,
     no_progress: NoProgressOption = False,
 ) -> None:

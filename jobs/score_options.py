@@ -31,10 +31,11 @@ class ScoreOptions:
     workers: int | None = None
     ray_address: str | None = None
 
-    def executor_config(self) -> ExecutorConfig:
-        """Where batches are scored: in this process (local, 1 worker, the default: torch uses
-        every core), N local processes, or Ray actors (one GPU each where there are GPUs)."""
-        workers = self.workers if self.executor == "ray" else (self.workers or 1)
+    def executor_config(self, default_workers: int = 1) -> ExecutorConfig:
+        """Where batches are scored: ``workers`` local processes (``default_workers`` unless
+        ``--workers`` says; one runs in this process, where torch uses every free core), or Ray
+        actors (one GPU each where there are GPUs)."""
+        workers = self.workers if self.executor == "ray" else (self.workers or default_workers)
         return ExecutorConfig(kind=self.executor, workers=workers,  # type: ignore[arg-type]
                               ray_address=self.ray_address)
 
