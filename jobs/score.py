@@ -255,7 +255,7 @@ def score(
     rethreshold_only: Annotated[bool, typer.Option("--rethreshold-only", help="Only refit T with this rule and re-flag; no model.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Re-score scans the run already scored.")] = False,
     executor: ExecutorOption = "local",
-    workers: Annotated[int | None, typer.Option("--workers", help="local: scoring processes, each with free cores / N torch threads (default: one per free core on the CPU, as many as the memory holds at 3 GiB each; 1 on a GPU); ray: actors (default one per GPU, else per CPU).")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="local: scoring processes, each with free cores / N torch threads (default on the CPU: one single-threaded process per free core where the memory holds 3 GiB for each, else 1 with every core; 1 on a GPU); ray: actors (default one per GPU, else per CPU).")] = None,
     ray_address: RayAddressOption = None,
     no_progress: NoProgressOption = False,
 ) -> None:
