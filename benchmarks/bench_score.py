@@ -75,12 +75,10 @@ def scans_per_second(name: str, rows: list, batch: int, device: str, out: Path,
     """Throughput of jobs.score's batch path over ``rows`` (one warm-up batch not timed)."""
     import torch
 
-    from ctae_core.config import preset
     from jobs.score_options import ScoreOptions
     from jobs.score_workers import score_batch
 
     model, spec = _model_and_spec(name, device)
-    channels_last = channels_last and preset(name).model.architecture != "dae_unet"  # as jobs.score
     if channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
     options = ScoreOptions(run_id="bench", batch_size=batch, device=device, show_progress=False,

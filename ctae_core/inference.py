@@ -179,8 +179,10 @@ def run_model_from_checkpoint(
 ) -> tuple[Autoencoder, InputSpec]:
     """The run's trained model (best validation epoch, eval mode, on ``device``) and its
     InputSpec, from a loaded checkpoint. ``channels_last``: channels_last_3d weights, which make
-    3D convolutions ~3× faster on the CPU (same results to 1e-6, benchmarks/bench_score.py);
-    ignored for the U-Net, whose inference it made ~5× slower on the CPU (measured).
+    3D convolutions faster on the CPU: the Med3D model's ~3× (benchmarks/bench_score.py), the
+    U-Net's whole-scan windows 1.5–1.9× on one or two threads, the reconstruction within 1e-6
+    (stop 51, AVX2; an earlier build had measured it ~5× slower with 128³ windows, and ran the
+    U-Net contiguous until then).
 
     Raises:
         CheckpointError: a foreign checkpoint, or a training run that never finished an epoch.
@@ -189,7 +191,7 @@ def run_model_from_checkpoint(
         raise CheckpointError(f"{source}: checkpoint has no input spec; retrain the run")
     spec = InputSpec.from_dict(data["input_spec"])
     model = model_from_checkpoint(data, source).to(device)
-    if channels_last and not isinstance(model, DenoisingUNet3D):
+    if channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
     return model, spec
 
@@ -237,7 +239,7 @@ def reconstruct_batch(
     of one shape. ``channels_last``: the model's weights are channels_last_3d, so the input
     follows. ``window``: the run's ``InputSpec.window``."""
     t = torch.from_numpy(np.stack([np.asarray(x, dtype=np.float32) for x in xs]))[:, None].to(device)
-    if channels_last and not isinstance(model, DenoisingUNet3D):
+    if channels_last:
         t = t.contiguous(memory_format=torch.channels_last_3d)
     recon, latent = reconstruct_tensor(model, t, window)
     return recon[:, 0].float().cpu().numpy(), latent.float().cpu().numpy()

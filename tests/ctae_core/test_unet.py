@@ -67,6 +67,28 @@ def test_windowed_scoring_matches_one_pass_where_windows_cover_the_scan():
     assert float((tiled - whole)[centre].abs().mean()) < 0.5 * float(whole[centre].abs().mean())
 
 
+def test_a_unet_run_is_scored_in_channels_last_memory_as_contiguous_memory_scores_it(tmp_path):
+    """`ctae score` loads the U-Net channels_last_3d (1.5-1.9x faster on the CPU, stop 51); its
+    reconstructions and latents are the contiguous model's, in one window and in several."""
+    from ctae_core.inference import reconstruct_batch
+    from ctae_core.io.checkpoint import load_run_model, save_checkpoint
+
+    torch.manual_seed(0)
+    model = DenoisingUNet3D(TINY_DAE.model).eval()
+    spec = InputSpec(3.0, (40, 48, 40), -600.0, 450.0)
+    save_checkpoint({"model_config": dataclasses.asdict(model.cfg), "model_state": model.state_dict(),
+                     "input_spec": spec.to_dict()}, tmp_path / "checkpoint.pt")
+    fast, _ = load_run_model(tmp_path / "checkpoint.pt", channels_last=True)
+    conv = next(w for w in fast.parameters() if w.ndim == 5 and w.shape[1] > 1 and w.shape[2] > 1)
+    assert conv.is_contiguous(memory_format=torch.channels_last_3d) and not conv.is_contiguous()
+    scan = np.random.default_rng(0).normal(size=(40, 48, 40)).astype(np.float32)
+    for window in (64, 24):
+        plain, z_plain = reconstruct_batch(model, [scan], window=window)
+        last, z_last = reconstruct_batch(fast, [scan], channels_last=True, window=window)
+        np.testing.assert_allclose(last, plain, atol=1e-5)
+        np.testing.assert_allclose(z_last, z_plain, atol=1e-5)
+
+
 def test_a_few_denoising_steps_lower_the_loss_on_phantom_cubes(phantom_hu):
     torch.manual_seed(0)
     model = DenoisingUNet3D(TINY_DAE.model)
