@@ -66,18 +66,19 @@ def free_cores(loadavg: Path = LOADAVG) -> int:
     return max(1, allowed_cores() - busy_elsewhere(loadavg))
 
 
-def set_torch_threads(requested: int | None = None, loadavg: Path = LOADAVG) -> int:
-    """Give torch ``requested`` intra-op threads, else what ``OMP_NUM_THREADS`` says (torchrun
-    and batch systems set it), else one per free core; returns the count."""
+def set_torch_threads(requested: int | None = None, loadavg: Path = LOADAVG, source: str = "--threads") -> int:
+    """Give torch ``requested`` intra-op threads (``source`` says who asked, for the log), else what
+    ``OMP_NUM_THREADS`` says (torchrun and batch systems set it), else one per free core; returns
+    the count."""
     import torch
 
     if requested is not None and requested < 1:
-        raise ValueError(f"--threads must be >= 1, not {requested}")
+        raise ValueError(f"{source} must be >= 1, not {requested}")
     if requested is None and _user_chose(requested):
         source, threads = "OMP_NUM_THREADS", torch.get_num_threads()
     else:
         source, threads = (
-            ("--threads", requested) if requested else ("free cores", free_cores(loadavg))
+            (source, requested) if requested else ("free cores", free_cores(loadavg))
         )
         torch.set_num_threads(threads)
     logger.info(
