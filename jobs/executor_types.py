@@ -23,12 +23,21 @@ class ExecutorConfig:
         ray_address: Ray cluster address (``auto``, ``ray://host:10001``); None starts a
             local Ray instance for the job (or reuses one this process already started).
         max_retries: How often a task whose worker died is tried again before it is failed.
+        start_method: How local pool processes start: None (the platform's default: ``fork`` on
+            Linux, cheap, and a worker sees what this process set up) or ``forkserver`` (each
+            worker forked from a clean server process). Work that runs torch threads needs the
+            latter: a child forked from a process that ran them hangs when it starts its own
+            (GNU OpenMP).
+        preload: Modules the fork server imports once, so that its workers start without
+            importing them again (with ``start_method="forkserver"`` only).
     """
 
     kind: Literal["local", "ray"] = "local"
     workers: int | None = None
     ray_address: str | None = None
     max_retries: int = 2
+    start_method: Literal["forkserver"] | None = None
+    preload: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in EXECUTORS:
@@ -39,6 +48,8 @@ class ExecutorConfig:
             raise ValueError(f"max_retries must be >= 0, not {self.max_retries}")
         if self.ray_address is not None and self.kind != "ray":
             raise ValueError("--ray-address needs --executor ray")
+        if self.start_method not in (None, "forkserver"):
+            raise ValueError(f"start_method must be None or 'forkserver', not {self.start_method!r}")
 
     @property
     def local_workers(self) -> int:

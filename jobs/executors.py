@@ -128,24 +128,31 @@ _WORKER: dict[str, Any] = {}
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Have the kernel kill this worker when its parent dies, even by ``kill -9`` (Linux)."""
+def _die_with_parent(parent_pid: int | None) -> None:
+    """Have the kernel kill this worker when its parent dies, even by ``kill -9`` (Linux).
+    ``parent_pid``: the driver, this worker's parent when forked from it; None when a fork
+    server is the parent (it exits when the driver does, and its workers die with it)."""
     if sys.platform.startswith("linux"):
         try:
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         except (OSError, AttributeError):
             logger.debug("prctl(PR_SET_PDEATHSIG) unavailable; workers may outlive a kill -9")
-    if os.getppid() != parent_pid:  # the parent died before the request took effect
+    if parent_pid is not None and os.getppid() != parent_pid:  # it died before the request took effect
         os._exit(1)
 
 
 def _init_worker(
-    flags: Any, factory: Callable[[], Callable[[Any], Any]], parent_pid: int | None = None
+    flags: Any, factory: Callable[[], Callable[[Any], Any]], parent_pid: int | None = None,
+    log_level: int | None = None,
 ) -> None:
-    """Pool initializer: die with the parent, keep the shared task-state array and build the
+    """Pool initializer: die with the parent, log as the driver does (``log_level``: a worker
+    not forked from it has no handlers), keep the shared task-state array and build the
     per-item function."""
-    if parent_pid is not None:
-        _die_with_parent(parent_pid)
+    _die_with_parent(parent_pid)
+    if log_level is not None:
+        from jobs.log_setup import configure_logging
+
+        configure_logging(verbose=log_level <= logging.DEBUG)
     _WORKER["flags"] = flags
     try:
         _WORKER["fn"] = factory()
@@ -168,7 +175,8 @@ def _run_tracked(index: int, item: Any) -> Any:
 def _map_local(
     factory: Callable[[], Callable[[T], R]], items: list[T], config: ExecutorConfig
 ) -> Iterator[TaskResult[T, R]]:
-    flags = multiprocessing.get_context().Array("b", len(items), lock=False)
+    context = _context(config)
+    flags = context.Array("b", len(items), lock=False)
     attempts = [0] * len(items)
     queued, suspects = list(range(len(items))), []
     while queued or suspects:
@@ -178,7 +186,7 @@ def _map_local(
             suspects = []
         else:
             queued = []
-        for index, result in _pool_round(factory, items, batch, width, flags):
+        for index, result in _pool_round(factory, items, batch, width, flags, context):
             if result is not None:
                 yield result
             elif flags[index] == _QUEUED:
@@ -201,14 +209,16 @@ def _pool_round(
     batch: list[int],
     width: int,
     flags: Any,
+    context: multiprocessing.context.BaseContext,
 ) -> Iterator[tuple[int, TaskResult[T, R] | None]]:
     """Run ``batch`` in one pool; yields (index, result), or (index, None) if its worker died."""
     for index in batch:
         flags[index] = _QUEUED
     with ProcessPoolExecutor(
         max_workers=min(width, len(batch)),
+        mp_context=context,
         initializer=_init_worker,
-        initargs=(flags, factory, os.getpid()),
+        initargs=(flags, factory, *_inherited(context)),
     ) as pool:
         futures: dict[Future, int] = {pool.submit(_run_tracked, i, items[i]): i for i in batch}
         remaining = set(futures)
@@ -222,6 +232,26 @@ def _pool_round(
                     yield index, None
                 except Exception as err:
                     yield index, TaskResult(items[index], error=describe_error(err))
+
+
+def _inherited(context: multiprocessing.context.BaseContext) -> tuple[int | None, int | None]:
+    """(parent pid, log level) for ``_init_worker``: a forked worker has the driver as its parent
+    and its logging already; one started by a fork server has neither."""
+    if context.get_start_method() == "fork":
+        return os.getpid(), None
+    root = logging.getLogger()
+    return None, (root.getEffectiveLevel() if root.handlers else None)
+
+
+def _context(config: ExecutorConfig) -> multiprocessing.context.BaseContext:
+    """The pool's start method (``ExecutorConfig.start_method``); a fork server imports
+    ``config.preload`` once, before its first worker."""
+    if config.start_method is None:
+        return multiprocessing.get_context()
+    context = multiprocessing.get_context(config.start_method)
+    if config.preload:
+        context.set_forkserver_preload(list(config.preload))  # type: ignore[attr-defined]
+    return context
 
 
 def _died(attempts: int) -> str:

@@ -150,14 +150,13 @@ def score_scans(
     batches = [rows[i:i + options.batch_size] for i in range(0, len(rows), options.batch_size)]
     if options.executor != "local" or options.workers is not None:
         config = options.executor_config()
-        threads = threads_per_worker(config.local_workers) if config.kind == "local" else None
+        threads = options.threads or (threads_per_worker(config.local_workers) if config.kind == "local" else None)
     else:  # the default: one single-threaded process per free core, or one with every core
-        config = options.executor_config(default_local_workers(options.device, len(batches)))
-        threads = 1 if config.local_workers > 1 else None
+        config = options.executor_config(default_local_workers(options.device, len(batches), options.threads))
+        threads = options.threads or (1 if config.local_workers > 1 else None)
     if config.kind == "local" and config.local_workers > 1:
         # inline, a checkpoint that cannot be read ends the job; in a pool every scan would fail
-        # with it. Reading it builds no model, so the driver runs no torch threads before the
-        # fork (a child's own threads would then hang, see default_local_workers).
+        # with it (reading it builds no model)
         from ctae_core.io.checkpoint import load_checkpoint
 
         load_checkpoint(run["checkpoint_path"])
@@ -255,8 +254,9 @@ def score(
     rethreshold_only: Annotated[bool, typer.Option("--rethreshold-only", help="Only refit T with this rule and re-flag; no model.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Re-score scans the run already scored.")] = False,
     executor: ExecutorOption = "local",
-    workers: Annotated[int | None, typer.Option("--workers", help="local: scoring processes, each with free cores / N torch threads (default on the CPU: one single-threaded process per free core where the memory holds 3 GiB for each, else 1 with every core; 1 on a GPU); ray: actors (default one per GPU, else per CPU).")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="local: scoring processes, each with free cores / N torch threads unless --threads says (default on the CPU: one single-threaded process per free core, or per --threads cores, where the memory holds 3 GiB for each, else 1 with every core; 1 on a GPU); ray: actors (default one per GPU, else per CPU).")] = None,
     ray_address: RayAddressOption = None,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for torch in each local scoring process (default: see --workers). Scores depend on it in their last digits; fix it to reproduce a scoring exactly.")] = None,
     no_progress: NoProgressOption = False,
 ) -> None:
     """Reconstruct every scan, store MSE / MSE_m / latents / error volumes, set T and flag."""
@@ -268,7 +268,7 @@ def score(
             score=score_name,
             keep_volumes=keep_volumes, error_level_hu=error_level, batch_size=batch_size,
             device=device, overwrite=overwrite, show_progress=not no_progress,
-            executor=executor, workers=workers, ray_address=ray_address,
+            executor=executor, workers=workers, ray_address=ray_address, threads=threads,
         )
         counts = rethreshold(settings, options) if rethreshold_only else run_score(settings, options)
     except (ScoreJobError, ValueError, RuntimeError) as err:  # RuntimeError: Ray missing

@@ -10,6 +10,10 @@ from data_catalog.scores import SCORE_COLUMNS
 from jobs.executor_types import ExecutorConfig
 
 KEEP_VOLUMES = ("all", "flagged", "none")
+LOCAL_POOL: dict[str, Any] = {"start_method": "forkserver", "preload": ("torch", "jobs.score_workers")}
+"""A local pool of scoring processes starts them from a fork server that imported torch once: a
+process forked from one that ran torch threads hangs when it starts its own (GNU OpenMP), and an
+in-process caller (a notebook that trained first, the tests) may have run them."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,8 @@ class ScoreOptions:
     executor: str = "local"
     workers: int | None = None
     ray_address: str | None = None
+    threads: int | None = None
+    """Torch CPU threads in each local scoring process (None: see ``jobs.score.score_scans``)."""
 
     def executor_config(self, default_workers: int = 1) -> ExecutorConfig:
         """Where batches are scored: ``workers`` local processes (``default_workers`` unless
@@ -37,7 +43,7 @@ class ScoreOptions:
         actors (one GPU each where there are GPUs)."""
         workers = self.workers if self.executor == "ray" else (self.workers or default_workers)
         return ExecutorConfig(kind=self.executor, workers=workers,  # type: ignore[arg-type]
-                              ray_address=self.ray_address)
+                              ray_address=self.ray_address, **LOCAL_POOL)
 
     def __post_init__(self) -> None:
         if self.keep_volumes not in KEEP_VOLUMES:
@@ -51,6 +57,8 @@ class ScoreOptions:
             )
         if self.batch_size < 1:
             raise ValueError(f"--batch-size must be >= 1, not {self.batch_size}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"--threads must be >= 1, not {self.threads}")
         if self.error_level_hu <= 0:
             raise ValueError(f"--error-level must be > 0 HU, not {self.error_level_hu}")
 

@@ -220,22 +220,21 @@ largest scans (272 × 152 × 152 at 3 mm) peak at about 2 GB per process, real-a
 2.4 GB (`/usr/bin/time`, `benchmarks/bench_score_cli.py`)."""
 
 
-def default_local_workers(device: str, batches: int) -> int:
-    """Local scoring processes when ``--workers`` is not given: on the CPU one per free core, each
-    with one torch thread, where the memory holds that many (``WORKER_PEAK_GIB`` each) and there
-    are as many ``batches``; else one process, whose torch uses every free core (and always on a
-    GPU, which one process keeps busy). Between forward passes a scan's anomaly map, hottest
-    region and stored arrays are single-threaded numpy work, so one process with every core
-    leaves cores idle: on the demo (2 cores, 359 scans) one process took 334 s (162 % CPU) and two
-    took 247 s (186 %), with the same flags and hottest regions. Only one thread per process:
-    a forked child that starts torch threads where its parent had run them hangs (GNU OpenMP)."""
+def default_local_workers(device: str, batches: int, threads: int | None = None) -> int:
+    """Local scoring processes when ``--workers`` is not given: on the CPU one per free core (one
+    per ``threads`` free cores where ``--threads`` says), where the memory holds that many
+    (``WORKER_PEAK_GIB`` each) and there are as many ``batches``; else one process, whose torch
+    uses every free core (and always on a GPU, which one process keeps busy). Between forward
+    passes a scan's anomaly map, hottest region and stored arrays are single-threaded numpy work,
+    so one process with every core leaves cores idle: on the demo (2 cores, 359 scans) one process
+    took 334 s (162 % CPU) and two took 247 s (186 %), with the same flags and hottest regions."""
     from jobs.runtime import pick_device
     from jobs.threads import free_cores
 
-    cores = free_cores()
-    if cores < 2 or batches < cores or pick_device(device) != "cpu":
+    processes = free_cores() // (threads or 1)
+    if processes < 2 or batches < processes or pick_device(device) != "cpu":
         return 1
-    return cores if available_memory_bytes() >= cores * WORKER_PEAK_GIB * 2**30 else 1
+    return processes if available_memory_bytes() >= processes * WORKER_PEAK_GIB * 2**30 else 1
 
 
 def available_memory_bytes() -> int:

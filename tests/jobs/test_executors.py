@@ -55,9 +55,11 @@ def test_results_are_written_in_batches_as_they_come_and_failures_reported():
     assert sorted(item for item, _ in failures) == [-7, -3] and "negative input -3" in dict(failures)[-3]
 
 
-def test_worker_killed_mid_job_is_retried_and_job_finishes(tmp_path):
+@pytest.mark.parametrize("start_method", [None, "forkserver"])
+def test_worker_killed_mid_job_is_retried_and_job_finishes(tmp_path, start_method):
     jobs = [(x, str(tmp_path)) for x in range(6)]
-    results = list(map_tasks(die_once, jobs, ExecutorConfig(workers=2, max_retries=2)))
+    config = ExecutorConfig(workers=2, max_retries=2, start_method=start_method)
+    results = list(map_tasks(die_once, jobs, config))
     assert len(results) == 6, "each input comes back exactly once"
     assert sorted(r.value for r in results) == [0, 10, 20, 30, 40, 50]
     assert (tmp_path / "died-3").exists()
@@ -66,6 +68,15 @@ def test_worker_killed_mid_job_is_retried_and_job_finishes(tmp_path):
 def test_task_that_always_kills_its_worker_is_failed_after_bounded_retries():
     results = list(map_tasks(always_die, [7], ExecutorConfig(workers=2, max_retries=1)))
     assert len(results) == 1 and "WorkerDied" in results[0].error and "2 tries" in results[0].error
+
+
+def test_a_fork_server_pool_returns_every_result_and_rejects_other_start_methods():
+    results = list(map_tasks(square_or_fail, [1, 2, -3, 4], ExecutorConfig(workers=2, start_method="forkserver",
+                                                                           preload=("json",))))
+    assert sorted(r.value for r in results if r.ok) == [1, 4, 16]
+    assert [r.item for r in results if not r.ok] == [-3]
+    with pytest.raises(ValueError, match="start_method"):
+        ExecutorConfig(start_method="spawn")  # type: ignore[arg-type]
 
 
 def test_inline_mode_matches_pool():

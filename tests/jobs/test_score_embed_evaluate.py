@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from dataclasses import astuple
 
@@ -78,7 +80,7 @@ def scored(tmp_path_factory):
         _add_scan(con, settings, "s-gone", torso((18, 32, 32), rng))
     (settings.volumes_dir / "s-gone.npy").unlink()
     result = _cli(settings, "score", "--store", str(settings.store_dir), "--run", RUN,
-                  "--batch-size", "3", "--device", "cpu")
+                  "--batch-size", "3", "--device", "cpu", "--threads", "1")  # reproducible: see the last test
     return settings, result.output
 
 
@@ -577,6 +579,39 @@ def local_error_z_of(settings, *, regions: bool) -> np.ndarray:
                            inputs["model"].to_numpy(), inputs["coverage_mm"].to_numpy()))
 
 
+_TRAIN_THEN_SCORE = """
+import sys
+from jobs.cli import app
+common = ["--catalog", sys.argv[1], "--store", sys.argv[2], "--device", "cpu", "--no-progress"]
+for job in (["train", "--run", "r", "--preset", "tiny_dae", "--epochs", "1", "--threads", "2"],
+            ["score", "--run", "r", "--workers", "2", "--threads", "2", "--batch-size", "1"]):
+    try:
+        app([*job, *common])
+    except SystemExit as end:
+        if end.code:
+            raise
+"""
+
+
+@pytest.mark.slow
+def test_a_process_that_trained_scores_in_a_pool_of_multithreaded_workers(settings):
+    """A notebook that trains and then scores in one process has run torch's threads before the
+    pool starts; workers forked from it would hang when they start their own (GNU OpenMP). The
+    pool's fork server never ran them."""
+    rng = np.random.default_rng(3)
+    with connect(settings.catalog_path) as con:
+        for i in range(6):
+            _add_scan(con, settings, f"t-{i}", torso((16, 32, 32), rng))
+    try:
+        done = subprocess.run([sys.executable, "-c", _TRAIN_THEN_SCORE, str(settings.catalog_path),
+                               str(settings.store_dir)], capture_output=True, text=True, timeout=240)
+    except subprocess.TimeoutExpired as hung:
+        pytest.fail(f"training then scoring in one process did not end in 240 s: {hung.stdout}")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "run r: scored 6, failed 0" in done.stdout
+    assert "2 process(es)" in done.stderr
+
+
 def test_new_checkpoint_rescores_and_keep_volumes_flagged_removes_inliers(scored):
     """Runs last. A rewritten checkpoint (training resumed) makes every score stale; this
     re-scoring keeps volumes of flagged scans only, under a rule that flags about half."""
@@ -585,7 +620,7 @@ def test_new_checkpoint_rescores_and_keep_volumes_flagged_removes_inliers(scored
     os.utime(checkpoint, ns=(time.time_ns(), time.time_ns() + 10**9))
     result = _cli(settings, "score", "--store", str(settings.store_dir), "--run", RUN, "--device",
                   "cpu", "--keep-volumes", "flagged", "--rule", "percentile",
-                  "--percentile", "50", "--error-level", "100")
+                  "--percentile", "50", "--error-level", "100", "--threads", "1")
     assert "scored 21, failed 1" in result.output
     scores = _read(settings, catalog_scores.read_scores, RUN)
     flagged, inliers = scores[scores["is_outlier"]], scores[~scores["is_outlier"]]
@@ -599,8 +634,9 @@ def test_new_checkpoint_rescores_and_keep_volumes_flagged_removes_inliers(scored
     _cli(settings, "score", "--run", RUN, "--rethreshold-only")  # keeps what scoring recorded
     params = json.loads(_read(settings, catalog_scores.read_run, RUN)["threshold_params_json"])
     assert params["error_level_hu"] == 100 and params["rule"] == "pvalue"
-    # the same weights give the same latents (the U-Net's inference is deterministic), so the
-    # embedding stays up to date; a changed latent makes it stale
+    # the same weights on as many threads give the same latents (the U-Net's inference is
+    # deterministic; the thread count moves the last digits), so the embedding stays up to date;
+    # a changed latent makes it stale
     same = _cli(settings, "embed", "--run", RUN, "--seed", "1", "--min-pts", "3")
     assert "up to date" in same.output
     with connect(settings.catalog_path) as con:

@@ -47,3 +47,11 @@ def test_available_memory_is_read_from_the_kernel():
         pytest.skip("no /proc/meminfo on this system")
     total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     assert 0 < available <= total
+
+
+def test_threads_per_process_divide_the_free_cores_among_the_default_processes(machine):
+    machine(cores=4, memory_gib=20)
+    assert score_workers.default_local_workers("cpu", batches=90, threads=2) == 2
+    machine(cores=2, memory_gib=20)
+    assert score_workers.default_local_workers("cpu", batches=90, threads=2) == 1
+    assert score_workers.default_local_workers("cpu", batches=90, threads=1) == 2
