@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,15 @@ from ctae_core.phantoms import torso
 from data_catalog import CatalogSettings, connect
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-ct"
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread_per_xdist_worker() -> None:
+    """Under pytest-xdist (``scripts/test.sh`` runs a worker per core) a test's own torch work
+    runs on one thread: two workers that each start a thread per core oversubscribe the cores
+    (one 21 s test took 106 s). Jobs run in a test still choose their count from the free cores."""
+    if os.environ.get("PYTEST_XDIST_WORKER") and "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ rate, and the calibration must still see real anomalies among them."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,7 @@ def real_cohort() -> dict:
     from jobs.demo_data_real import find_bases, read_base
 
     bases, sources = find_bases(roots)
+    read = functools.cache(lambda name: read_base(sources[name]))  # a base serves several scans
     trunk = sorted(b.name for b in bases if b.region == "trunk")
     assert len(trunk) == 7  # CPTAC, A0001 B and L, the pancreas, the TotalSegmentator abdomen ×3
     rows, truth, kernels = [], [], []  # kernels: (manufacturer, kernel, model)
@@ -78,7 +80,7 @@ def real_cohort() -> dict:
     extra = [RING, *(kind for kind, _ in METAL), STREAK]  # one scan each, after the inliers
     after = [ring_base, *metal_bases, streak_base]
     for b, name in [*enumerate(trunk), *((len(trunk) + j, base) for j, base in enumerate(after))]:
-        base_hu, spacing = read_base(sources[name])
+        base_hu, spacing = read(name)
         ring = b >= len(trunk)
         for i in range(INLIERS_PER_BASE + (b < len(ANOMALIES))) if not ring else [0]:
             variant = render_variant(base_hu, spacing, np.random.default_rng([7, b, i]))

@@ -23,7 +23,7 @@ from data_catalog import connect
 from data_catalog.runs import get_run, read_splits, train_history
 
 ROOT = Path(__file__).resolve().parents[2]
-EPOCHS = 12
+EPOCHS = 6  # the validation MSE falls by a fifth in six epochs on one process and on two
 PER_RANK_BATCH = 18
 N_SCANS = 14  # split 12 train / 1 val / 1 test: one step of 12 scans × 2 tiny cubes per epoch
 
