@@ -17,8 +17,11 @@ import ctypes
 import logging
 import multiprocessing
 import os
+import select
 import signal
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -128,27 +131,53 @@ _WORKER: dict[str, Any] = {}
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent(parent_pid: int | None) -> None:
-    """Have the kernel kill this worker when its parent dies, even by ``kill -9`` (Linux).
-    ``parent_pid``: the driver, this worker's parent when forked from it; None when a fork
-    server is the parent (it exits when the driver does, and its workers die with it)."""
+def _die_with_driver(driver_pid: int, forked: bool) -> None:
+    """End this worker when the driver dies, even by ``kill -9``. Forked from the driver: the
+    kernel kills it (``PR_SET_PDEATHSIG``, Linux). Started by a fork server: the server and its
+    workers keep each other alive (each worker holds the pipe whose end tells the server its
+    client is gone), so a thread waits on the driver itself and ends the worker."""
+    if not forked:
+        threading.Thread(target=_exit_with, args=(driver_pid,), daemon=True, name="driver-watch").start()
+        return
     if sys.platform.startswith("linux"):
         try:
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         except (OSError, AttributeError):
             logger.debug("prctl(PR_SET_PDEATHSIG) unavailable; workers may outlive a kill -9")
-    if parent_pid is not None and os.getppid() != parent_pid:  # it died before the request took effect
+    if os.getppid() != driver_pid:  # it died before the request took effect
         os._exit(1)
 
 
+def _exit_with(pid: int) -> None:
+    """Wait for process ``pid`` to end (its pidfd, Linux ≥ 5.3; else polled once a second),
+    then end this process."""
+    try:
+        select.select([os.pidfd_open(pid)], [], [])
+    except ProcessLookupError:
+        pass  # already gone
+    except (AttributeError, OSError):  # no pidfd here
+        while _alive(pid):
+            time.sleep(1.0)
+    os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _init_worker(
-    flags: Any, factory: Callable[[], Callable[[Any], Any]], parent_pid: int | None = None,
+    flags: Any, factory: Callable[[], Callable[[Any], Any]], driver_pid: int, forked: bool = True,
     log_level: int | None = None,
 ) -> None:
-    """Pool initializer: die with the parent, log as the driver does (``log_level``: a worker
-    not forked from it has no handlers), keep the shared task-state array and build the
-    per-item function."""
-    _die_with_parent(parent_pid)
+    """Pool initializer: die with the driver, log as it does (``log_level``: a worker not forked
+    from it has no handlers), keep the shared task-state array and build the per-item function."""
+    _die_with_driver(driver_pid, forked)
     if log_level is not None:
         from jobs.log_setup import configure_logging
 
@@ -218,7 +247,7 @@ def _pool_round(
         max_workers=min(width, len(batch)),
         mp_context=context,
         initializer=_init_worker,
-        initargs=(flags, factory, *_inherited(context)),
+        initargs=(flags, factory, os.getpid(), *_inherited(context)),
     ) as pool:
         futures: dict[Future, int] = {pool.submit(_run_tracked, i, items[i]): i for i in batch}
         remaining = set(futures)
@@ -234,13 +263,13 @@ def _pool_round(
                     yield index, TaskResult(items[index], error=describe_error(err))
 
 
-def _inherited(context: multiprocessing.context.BaseContext) -> tuple[int | None, int | None]:
-    """(parent pid, log level) for ``_init_worker``: a forked worker has the driver as its parent
+def _inherited(context: multiprocessing.context.BaseContext) -> tuple[bool, int | None]:
+    """(forked, log level) for ``_init_worker``: a forked worker has the driver as its parent
     and its logging already; one started by a fork server has neither."""
     if context.get_start_method() == "fork":
-        return os.getpid(), None
+        return True, None
     root = logging.getLogger()
-    return None, (root.getEffectiveLevel() if root.handlers else None)
+    return False, (root.getEffectiveLevel() if root.handlers else None)
 
 
 def _context(config: ExecutorConfig) -> multiprocessing.context.BaseContext:

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from jobs.executors import ExecutorConfig, map_in_batches, map_stateful, map_tasks
+from tests.chaos_factory import descendants
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def square_or_fail(x: int) -> int:
@@ -162,3 +168,30 @@ def test_cli_refuses_ray_address_without_ray_and_unknown_executors(command, sett
     assert result.exit_code == 2 and "--ray-address needs --executor ray" in result.output
     result = CliRunner().invoke(app, [*base, "--executor", "dask"])
     assert result.exit_code == 2 and "--executor must be one of local, ray" in result.output
+
+
+@pytest.mark.parametrize(("start_method", "processes"), [(None, 2), ("forkserver", 4)])
+def test_a_driver_killed_mid_map_leaves_no_process_behind(start_method, processes):
+    """kill -9 of the driver while two workers sleep: forked workers die with it (the kernel's
+    parent-death signal), and so do a fork server's, its server and resource tracker (2 + 2)."""
+    config = f"ExecutorConfig(workers=2, start_method={start_method!r})"
+    driver = subprocess.Popen([sys.executable, "-c", "import time; from jobs.executors import ExecutorConfig, "
+                               f"map_tasks; list(map_tasks(time.sleep, [60] * 4, {config}))"], cwd=ROOT)
+    deadline = time.monotonic() + 60
+    while len(family := descendants(driver.pid)) < processes and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(family) == processes, family
+    driver.kill()
+    driver.wait()
+    deadline = time.monotonic() + 5
+    while (alive := [pid for pid in family if _running(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert alive == [], f"{len(alive)} of the driver's {processes} processes outlived it by 5 s"
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
