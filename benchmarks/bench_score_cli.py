@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_team_review import _source_tree  # noqa: E402
 from benchmarks.rows import row  # noqa: E402
+from tests.chaos_factory import descendants  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "out" / "score_cli"
 RUN = "bench"
@@ -51,17 +52,35 @@ def _run(tree: Path, *args: str) -> None:
 
 
 def _timed(tree: Path, *args: str) -> tuple[float, float]:
-    """(wall seconds, peak RSS in GB) of one whole `ctae` process."""
+    """(wall seconds, peak RSS in GB of its largest process) of one whole `ctae` process. The
+    peak is each process's own high-water mark (``VmHWM``), read every 0.1 s from the command and
+    every process below it: scoring workers started by a fork server are not the command's
+    children, so the kernel's accounting at its exit (``wait4``) would not see them."""
     command, env = _ctae(tree, *args)
     log = OUT / "score.log"  # a file, not a pipe: a pipe nobody reads fills and stalls the job
+    peaks: dict[int, int] = {}
     with log.open("wb") as stderr:
         started = time.perf_counter()
         process = subprocess.Popen(command, env=env, cwd=tree, stdout=subprocess.DEVNULL, stderr=stderr)
-        _, status, usage = os.wait4(process.pid, 0)
+        while process.poll() is None:
+            for pid in (process.pid, *descendants(process.pid)):
+                peaks[pid] = max(peaks.get(pid, 0), _high_water_kb(pid))
+            time.sleep(0.1)
         wall = time.perf_counter() - started
-    if status != 0:
+    if process.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed: {log.read_text()[-2000:]}")
-    return wall, usage.ru_maxrss / 1e6  # kB on Linux
+    return wall, max(peaks.values(), default=0) / 1e6  # kB
+
+
+def _high_water_kb(pid: int) -> int:
+    """A process's peak resident memory so far (kB; 0 once it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def _map_bytes(store: Path) -> int:
