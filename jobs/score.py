@@ -256,7 +256,7 @@ def score(
     executor: ExecutorOption = "local",
     workers: Annotated[int | None, typer.Option("--workers", help="local: scoring processes, each with free cores / N torch threads unless --threads says (default on the CPU: one single-threaded process per free core, or per --threads cores, where the memory holds 3 GiB for each, else 1 with every core; 1 on a GPU); ray: actors (default one per GPU, else per CPU).")] = None,
     ray_address: RayAddressOption = None,
-    threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for torch in each local scoring process (default: see --workers). Scores depend on it in their last digits; fix it to reproduce a scoring exactly.")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for torch in each scoring process or Ray actor (default: see --workers). Scores depend on it in their last digits; fix it to reproduce a scoring exactly.")] = None,
     no_progress: NoProgressOption = False,
 ) -> None:
     """Reconstruct every scan, store MSE / MSE_m / latents / error volumes, set T and flag."""

@@ -35,7 +35,7 @@ class ScoreOptions:
     workers: int | None = None
     ray_address: str | None = None
     threads: int | None = None
-    """Torch CPU threads in each local scoring process (None: see ``jobs.score.score_scans``)."""
+    """Torch CPU threads in each scoring process or Ray actor (None: see ``jobs.score.score_scans``)."""
 
     def executor_config(self, default_workers: int = 1) -> ExecutorConfig:
         """Where batches are scored: ``workers`` local processes (``default_workers`` unless
@@ -43,7 +43,7 @@ class ScoreOptions:
         actors (one GPU each where there are GPUs)."""
         workers = self.workers if self.executor == "ray" else (self.workers or default_workers)
         return ExecutorConfig(kind=self.executor, workers=workers,  # type: ignore[arg-type]
-                              ray_address=self.ray_address, **LOCAL_POOL)
+                              ray_address=self.ray_address, **(LOCAL_POOL if self.executor == "local" else {}))
 
     def __post_init__(self) -> None:
         if self.keep_volumes not in KEEP_VOLUMES:

@@ -217,7 +217,8 @@ def _describe(err: Exception, stage: str) -> str:
 WORKER_PEAK_GIB = 3.0
 """Memory one local scoring process is allowed for when the default count is chosen: the demo's
 largest scans (272 × 152 × 152 at 3 mm) peak at about 2 GB per process, real-anatomy scans at
-2.4 GB (`/usr/bin/time`, `benchmarks/bench_score_cli.py`)."""
+2.4 GB (each process's own peak: `/usr/bin/time` when they were forked from the command,
+`benchmarks/bench_score_cli.py`)."""
 
 
 def default_local_workers(device: str, batches: int, threads: int | None = None) -> int:
