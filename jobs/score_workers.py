@@ -75,7 +75,8 @@ class BatchScorer:
         from jobs.runtime import pick_device
         from jobs.threads import set_torch_threads
 
-        set_torch_threads(self.threads, source="the scoring processes' share of the free cores")
+        set_torch_threads(self.threads, source="--threads" if self.options.threads else
+                          "the scoring processes' share of the free cores")
         device = pick_device(self.options.device)
         data = load_checkpoint(self.checkpoint_path)  # read once: the weights and the table
         model, spec = run_model_from_checkpoint(data, self.checkpoint_path, device,
