@@ -10,6 +10,6 @@ if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = "0" ] && command -v apt-get >/de
     || echo "could not install chromium: the browser test will be skipped"
 fi
 export PYTHONUNBUFFERED=1
-# one worker per core (CTAE_TEST_WORKERS, 0 runs in this process); a file's tests share a worker
+# two worker processes (CTAE_TEST_WORKERS; 0 runs in this process); a file's tests share a worker
 .venv/bin/python -m pytest -q -ra -n "${CTAE_TEST_WORKERS:-2}" --dist loadfile "$@"
 .venv/bin/ctae demo --check --workdir "${CTAE_CHECK_DIR:-$(mktemp -d)}"

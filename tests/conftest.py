@@ -17,7 +17,7 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-ct
 
 @pytest.fixture(autouse=True)
 def _one_torch_thread_per_xdist_worker() -> None:
-    """Under pytest-xdist (``scripts/test.sh`` runs a worker per core) a test's own torch work
+    """Under pytest-xdist (``scripts/test.sh`` runs two workers) a test's own torch work
     runs on one thread: two workers that each start a thread per core oversubscribe the cores
     (one 21 s test took 106 s). Jobs run in a test still choose their count from the free cores."""
     if os.environ.get("PYTEST_XDIST_WORKER") and "torch" in sys.modules:
