@@ -70,7 +70,7 @@ def kill_at(
     process.send_signal(signal.SIGKILL)
     process.wait()
     time.sleep(grace_s)
-    return Kill(job, at_s, True, len(family), [pid for pid in family if _alive(pid)])
+    return Kill(job, at_s, True, len(family), [pid for pid in family if alive(pid)])
 
 
 def _children_of(process: subprocess.Popen) -> list[int]:
@@ -98,7 +98,8 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:

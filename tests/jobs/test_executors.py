@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from jobs.executors import ExecutorConfig, map_in_batches, map_stateful, map_tasks
-from tests.chaos_factory import descendants
+from tests.chaos_factory import alive, descendants
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -184,14 +184,7 @@ def test_a_driver_killed_mid_map_leaves_no_process_behind(start_method, processe
     driver.kill()
     driver.wait()
     deadline = time.monotonic() + 5
-    while (alive := [pid for pid in family if _running(pid)]) and time.monotonic() < deadline:
+    while (left := [pid for pid in family if alive(pid)]) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert alive == [], f"{len(alive)} of the driver's {processes} processes outlived it by 5 s"
+    assert left == [], f"{len(left)} of the driver's {processes} processes outlived it by 5 s"
 
-
-def _running(pid: int) -> bool:
-    """Whether process ``pid`` exists and is not a zombie."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
