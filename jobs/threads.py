@@ -3,9 +3,11 @@ are not keeping busy.
 
 Two busy threads on two cores with a third busy process stall each other (each parallel region
 waits for the thread that shares its core), so a job that takes every core under load runs far
-below the speed of one that leaves the busy core alone. Where the count still exceeds the free
-cores (others got busy after the job started, ``--threads``), a waiting thread should sleep, not
-spin on the core the late thread needs: ``prefer_passive_openmp``.
+below the speed of one that leaves the busy core alone. Where the machine is already busy when a
+job starts (``--threads`` may still ask for more threads than the free cores), a waiting thread
+should sleep, not spin on the core the late thread needs: ``prefer_passive_openmp``. On an idle
+machine it should spin a moment first, as OpenMP does by default: sleeping between the U-Net's
+many small parallel regions made its training steps 1.5x slower.
 """
 
 from __future__ import annotations
@@ -31,18 +33,18 @@ def allowed_cores() -> int:
     return os.cpu_count() or 1
 
 
-def busy_elsewhere(loadavg: Path = LOADAVG) -> int:
-    """Runnable tasks of other processes right now (median of a few reads of /proc/loadavg,
-    whose fourth field counts the runnable tasks, this process's own included); 0 where it is
-    missing."""
+def busy_elsewhere(loadavg: Path = LOADAVG, samples: int = SAMPLES) -> int:
+    """Runnable tasks of other processes right now (median of ``samples`` reads of
+    /proc/loadavg, whose fourth field counts the runnable tasks, this process's own included);
+    0 where it is missing."""
     counts = []
-    for i in range(SAMPLES):
+    for i in range(samples):
         try:
             running = int(loadavg.read_text().split()[3].split("/")[0])
         except (OSError, IndexError, ValueError):
             return 0
         counts.append(running - own_running())
-        if i + 1 < SAMPLES:
+        if i + 1 < samples:
             time.sleep(SAMPLE_GAP_S)
     # the median (SAMPLES is odd) without importing statistics: ~10 ms of every job's start
     return max(0, sorted(counts)[len(counts) // 2])
@@ -114,9 +116,20 @@ def rechoose_torch_threads(requested: int | None, current: int, loadavg: Path = 
     return threads
 
 
-def prefer_passive_openmp(environ: dict[str, str] | None = None) -> None:
-    """Have OpenMP threads that wait for the rest of a parallel region sleep instead of spinning,
-    unless the user chose a policy. Takes effect only before torch is first imported (libgomp
-    reads it once): on a loaded 2-core machine two spinning threads ran the tiny model's step
-    at 0.06-0.22 steps/s, two sleeping ones at 0.41-0.60 and one thread at 0.66-0.75."""
-    (os.environ if environ is None else environ).setdefault(WAIT_POLICY, "PASSIVE")
+def prefer_passive_openmp(environ: dict[str, str] | None = None, loadavg: Path | None = None) -> str | None:
+    """Have OpenMP threads that wait for the rest of a parallel region sleep instead of spinning
+    where other processes keep a core busy as the job starts, unless the user chose a policy;
+    on an idle machine leave OpenMP's default (spin a moment, then sleep). Returns the policy
+    set, if any. Takes effect only before torch is first imported (libgomp reads it once).
+
+    One read of the load, no waiting: a passing blip only brings back the sleeping threads every
+    job had until stop 53. Measured on a 2-core machine (stop 53, ``tiny_dae``'s training step,
+    8 cubes of 32³): idle, two threads ran 19-21 vol/s spinning and 12-13 sleeping (one thread
+    13-15); beside a busy process, two threads ran about 6 spinning and 9-10 sleeping, one thread
+    13-15 — which is what the free cores choose there. Earlier (stop 25, ``tiny``, load ~12):
+    two spinning threads 0.06-0.22 steps/s, two sleeping 0.41-0.60, one thread 0.66-0.75."""
+    environ = os.environ if environ is None else environ
+    if WAIT_POLICY in environ or busy_elsewhere(loadavg or LOADAVG, samples=1) == 0:
+        return None
+    environ[WAIT_POLICY] = "PASSIVE"
+    return "PASSIVE"

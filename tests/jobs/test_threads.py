@@ -47,21 +47,35 @@ def test_threads_option_then_omp_num_threads_then_free_cores(tmp_path, monkeypat
 
 
 _WAIT_POLICY_SEEN = (
-    "import sys; from jobs.cli import load_command; assert 'torch' not in sys.modules; "
-    "load_command('train'); import torch, os; torch.ones(2).sum(); print(os.environ['OMP_WAIT_POLICY'])"
+    "import sys, os; from pathlib import Path; import jobs.threads as t; t.LOADAVG = Path(sys.argv[1]); "
+    "from jobs.cli import load_command; assert 'torch' not in sys.modules; "
+    "load_command('train'); import torch; torch.ones(2).sum(); print(os.environ.get('OMP_WAIT_POLICY', '-'))"
 )
 
 
-@pytest.mark.parametrize(("chosen", "seen"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
-def test_jobs_start_openmp_sleeping_unless_the_user_chose(chosen, seen):
+@pytest.mark.parametrize(("running", "chosen", "seen"), [
+    (1, None, "-"),  # idle: OpenMP's own default, spin a moment then sleep
+    (3, None, "PASSIVE"),  # two other runnable tasks: waiting threads sleep
+    (3, "ACTIVE", "ACTIVE"),  # the user's choice stands
+    (1, "PASSIVE", "PASSIVE"),
+])
+def test_jobs_start_openmp_sleeping_on_a_busy_machine_unless_the_user_chose(tmp_path, running, chosen, seen):
     env = {k: v for k, v in os.environ.items() if k != threads.WAIT_POLICY}
     if chosen:
         env[threads.WAIT_POLICY] = chosen
     done = subprocess.run(
-        [sys.executable, "-c", _WAIT_POLICY_SEEN], env=env, capture_output=True, text=True,
-        check=True,
+        [sys.executable, "-c", _WAIT_POLICY_SEEN, str(_loadavg(tmp_path, running))], env=env,
+        capture_output=True, text=True, check=True,
     )
     assert done.stdout.split() == [seen]
+
+
+def test_wait_policy_is_read_from_the_load_once(tmp_path):
+    environ: dict[str, str] = {}
+    assert threads.prefer_passive_openmp(environ, _loadavg(tmp_path, 1)) is None and environ == {}
+    assert threads.prefer_passive_openmp(environ, _loadavg(tmp_path, 2)) == "PASSIVE"
+    assert environ == {threads.WAIT_POLICY: "PASSIVE"}
+    assert threads.prefer_passive_openmp(environ, tmp_path / "absent") is None  # already chosen
 
 
 def test_own_running_threads_are_not_counted_as_busy_elsewhere(tmp_path):
