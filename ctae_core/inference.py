@@ -177,8 +177,9 @@ def run_model_from_checkpoint(
     data: dict[str, Any], source: Path | str, device: str | torch.device = "cpu",
     channels_last: bool = False,
 ) -> tuple[Autoencoder, InputSpec]:
-    """The run's trained model (best validation epoch, eval mode, on ``device``) and its
-    InputSpec, from a loaded checkpoint. ``channels_last``: channels_last_3d weights, which make
+    """The run's trained model (best validation epoch, eval mode, on ``device``; the U-Net with
+    its BatchNorms folded into its convolutions) and its InputSpec, from a loaded checkpoint.
+    ``channels_last``: channels_last_3d weights, which make
     3D convolutions faster on the CPU: the Med3D model's ~3× (benchmarks/bench_score.py), the
     U-Net's whole-scan windows 1.5–1.9× on one or two threads, the reconstruction within 1e-6
     (stop 51, AVX2; an earlier build had measured it ~5× slower with 128³ windows, and ran the
@@ -190,7 +191,10 @@ def run_model_from_checkpoint(
     if "input_spec" not in data:
         raise CheckpointError(f"{source}: checkpoint has no input spec; retrain the run")
     spec = InputSpec.from_dict(data["input_spec"])
-    model = model_from_checkpoint(data, source).to(device)
+    model = model_from_checkpoint(data, source)
+    if isinstance(model, DenoisingUNet3D):
+        model = model.folded()
+    model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
     return model, spec

@@ -11,15 +11,41 @@ of 8 works; scoring runs it over a whole scan in overlapping windows (MONAI's
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ctae_core.config import ModelConfig
 
 LEVELS = 4
 """Resolution levels; the bottleneck sits at 1/8 of the input (three ×2 poolings)."""
 DOWNSAMPLING = 2 ** (LEVELS - 1)
+
+
+ONEDNN = torch.backends.mkldnn.is_available()
+
+
+class Conv3d(nn.Conv3d):
+    """``nn.Conv3d`` that runs oneDNN's kernel on the CPU whatever the batch, where no gradient is
+    wanted (scoring, validation).
+
+    For a float CPU convolution of batch 1, PyTorch takes its naive kernel (im2col) whenever the
+    input's first four sizes multiply to at most 20480 — a rule written for 2-D images, which
+    here reads N·C·Z·Y of a volume: the U-Net's first convolution of a single scan (C = 1) and
+    its coarser levels. On a 112×136×136 scan (stop 53, one thread, AVX2) that first convolution
+    took 307 ms against 127 ms, the 16→32 one 79 against 11 ms, and the whole reconstruction
+    1.98 against 1.58 s (0.96 against 0.45 s at 64×120×120); outputs within 1e-6. Training
+    (batches of 8, gradients) keeps PyTorch's own choice, which is oneDNN there too.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if ONEDNN and x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled():
+            return torch.ops.aten.mkldnn_convolution(x, self.weight, self.bias, self.padding, self.stride,
+                                                     self.dilation, self.groups)
+        return super().forward(x)
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -30,9 +56,9 @@ def _block(cin: int, cout: int) -> nn.Sequential:
     cubes and scoring in larger windows give the same map (up to the windows' borders).
     """
     return nn.Sequential(
-        nn.Conv3d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm3d(cout),
+        Conv3d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm3d(cout),
         nn.LeakyReLU(0.1, inplace=True),
-        nn.Conv3d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm3d(cout),
+        Conv3d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm3d(cout),
         nn.LeakyReLU(0.1, inplace=True),
     )
 
@@ -53,7 +79,7 @@ class DenoisingUNet3D(nn.Module):
         self.bottom = _block(w[2], w[3])
         self.up = nn.ModuleList([nn.ConvTranspose3d(w[i + 1], w[i], 2, stride=2) for i in (2, 1, 0)])
         self.merge = nn.ModuleList([_block(2 * w[i], w[i]) for i in (2, 1, 0)])
-        self.out = nn.Conv3d(w[0], 1, 1)
+        self.out = Conv3d(w[0], 1, 1)
         self.pool = nn.AdaptiveAvgPool3d(1)
 
     def _check(self, x: torch.Tensor) -> None:
@@ -91,6 +117,21 @@ class DenoisingUNet3D(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Reconstruct ``x`` (B, 1, Z, Y, X) → same shape."""
         return self.reconstruct_and_encode(x)[0]
+
+    def folded(self) -> DenoisingUNet3D:
+        """A copy for inference with each BatchNorm folded into the convolution before it (eval
+        mode's BatchNorm is an affine map per channel): the same function within ~1e-6, one
+        pass over each activation fewer — 0.8x the time of a whole-scan reconstruction on the
+        CPU (stop 53). Its BatchNorms are gone, so it cannot train."""
+        if self.training:
+            raise RuntimeError("fold BatchNorm into the convolutions in eval mode only")
+        model = copy.deepcopy(self)
+        for block in (*model.down, model.bottom, *model.merge):
+            for i in range(len(block) - 1):
+                if isinstance(block[i], nn.Conv3d) and isinstance(block[i + 1], nn.BatchNorm3d):
+                    block[i] = fuse_conv_bn_eval(block[i], block[i + 1])
+                    block[i + 1] = nn.Identity()
+        return model
 
 
 def coarse_noise(shape: tuple[int, ...], std: float, cell: int, generator: torch.Generator | None = None,

@@ -13,7 +13,7 @@ from ctae_core.config import SMALL_DAE, TINY, TINY_DAE, ModelConfig, TrainConfig
 from ctae_core.inference import InputSpec, reconstruct_tensor
 from ctae_core.model import ConvAutoencoder3D, build_model
 from ctae_core.training import new_optimizer
-from ctae_core.unet import DenoisingUNet3D, coarse_noise
+from ctae_core.unet import Conv3d, DenoisingUNet3D, coarse_noise
 
 
 def test_presets_name_their_architecture_and_the_thesis_stays_med3d():
@@ -167,3 +167,81 @@ def test_the_output_rate_factor_is_the_unets_and_old_runs_train_at_one_rate():
     assert TrainConfig.from_dict(old).output_lr_factor == 1.0
     # tiny_dae's default since stop 42; small_dae keeps one rate (measured on tiny_dae only)
     assert (TINY_DAE.output_lr_factor, SMALL_DAE.output_lr_factor) == (10.0, 1.0)
+
+
+def _as_trained(model: DenoisingUNet3D) -> DenoisingUNet3D:
+    """``model`` with BatchNorm statistics and affine maps away from their initial 0 / 1."""
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm3d)):
+            bn.running_mean.copy_(torch.randn(bn.num_features, generator=g) * 0.5)
+            bn.running_var.copy_(torch.rand(bn.num_features, generator=g) + 0.5)
+            bn.weight.copy_(torch.rand(bn.num_features, generator=g) + 0.5)
+            bn.bias.copy_(torch.randn(bn.num_features, generator=g) * 0.1)
+    return model.eval()
+
+
+def test_a_unet_is_scored_with_its_batchnorms_folded_into_its_convolutions(tmp_path):
+    """Eval mode's BatchNorm is an affine map per channel: folded into the convolution before
+    it, the scored model makes one pass fewer over each activation and computes the same."""
+    from ctae_core.io.checkpoint import load_run_model, save_checkpoint
+
+    torch.manual_seed(0)
+    model = _as_trained(DenoisingUNet3D(TINY_DAE.model))
+    folded = model.folded()
+    assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in folded.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm3d) for m in model.modules()) == 14  # untouched: two per block
+    x = torch.randn(1, 1, 24, 48, 40)
+    with torch.no_grad():
+        recon, code = model.reconstruct_and_code(x)
+        recon_f, code_f = folded.reconstruct_and_code(x)
+    assert float(recon.std()) > 0.01 and float(code.std()) > 0.01  # a comparison of something
+    torch.testing.assert_close(recon_f, recon, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(code_f, code, atol=1e-5, rtol=1e-5)
+    with pytest.raises(RuntimeError, match="eval mode only"):
+        model.train().folded()
+    spec = InputSpec(3.0, (24, 48, 40), -600.0, 450.0)
+    save_checkpoint({"model_config": dataclasses.asdict(model.cfg), "model_state": model.state_dict(),
+                     "input_spec": spec.to_dict()}, tmp_path / "checkpoint.pt")
+    loaded, _ = load_run_model(tmp_path / "checkpoint.pt", channels_last=True)
+    assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in loaded.modules())
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="this torch has no oneDNN")
+def test_a_single_scan_is_convolved_by_onednn_not_the_naive_kernel():
+    """Batch 1 with N·C·Z·Y ≤ 20480 sends nn.Conv3d to PyTorch's naive kernel (2-7x slower on
+    the U-Net's first and coarse levels, stop 53); the U-Net's convolutions take oneDNN's where
+    no gradient is wanted, with the same result, and train as nn.Conv3d does."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(0)
+    model = _as_trained(DenoisingUNet3D(TINY_DAE.model))
+    x = torch.randn(1, 1, 24, 48, 40)  # N·C·Z·Y = 1152 at the first convolution
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        recon = model(x)
+    kernels = {e.key for e in prof.key_averages()}
+    assert "aten::mkldnn_convolution" in kernels and "aten::slow_conv3d_forward" not in kernels
+    conv = model.down[0][0]
+    with torch.no_grad():
+        torch.testing.assert_close(conv(x), torch.nn.functional.conv3d(x, conv.weight, None, 1, 1),
+                                   atol=1e-5, rtol=1e-5)
+        plain = _with_torchs_convolutions(model)(x)
+    torch.testing.assert_close(recon, plain, atol=1e-5, rtol=1e-5)
+    model.train()
+    model(torch.randn(2, 1, 16, 16, 16)).square().mean().backward()
+    assert conv.weight.grad is not None and float(conv.weight.grad.abs().sum()) > 0
+
+
+def _with_torchs_convolutions(model: DenoisingUNet3D) -> DenoisingUNet3D:
+    """A copy of ``model`` whose convolutions are nn.Conv3d (PyTorch's own choice of kernel)."""
+    import copy
+
+    plain = copy.deepcopy(model)
+    for module in plain.modules():
+        for name, child in module.named_children():
+            if isinstance(child, Conv3d):
+                swap = torch.nn.Conv3d(child.in_channels, child.out_channels, child.kernel_size,
+                                       padding=child.padding, bias=child.bias is not None)
+                swap.load_state_dict(child.state_dict())
+                setattr(module, name, swap)
+    return plain.eval()
