@@ -255,7 +255,7 @@ SMALL = replace(
 # rule written first) it detected as one rate did (AUROC 0.9745 against 0.9719, 1 of 476 inliers
 # flagged by each, the same 35 of 38 hottest regions within 10 mm, body RMS 78.5 against 78.0 HU;
 # docs/reconstruction-history.md "Stop 42"); stop 41's eight seeds had given the same picture. Validation (the whole
-# validation scans reconstructed, about half of each demo epoch) starts at half the schedule since
+# validation scans reconstructed, about half of each demo epoch then, a quarter since stop 53) starts at half the schedule since
 # stop 47: in the 33 seven-epoch runs with a training history on stop 47's machine (seeds 321-340,
 # demos) the best epoch was 4-7 every time (4 once, 5 eight, 6 fourteen, 7 ten), as a cosine
 # fall makes it; training draws nothing from validation, so the weights kept are the same.
