@@ -21,7 +21,6 @@ Stop 51 (the default of one single-threaded scoring process per free core) used
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -34,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_team_review import _source_tree  # noqa: E402
-from benchmarks.rows import row  # noqa: E402
+from benchmarks.rows import report_against, row  # noqa: E402
 from tests.chaos_factory import descendants  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "out" / "score_cli"
@@ -133,10 +132,7 @@ def main(quick: bool = False, against: str = "faf3c35", rounds: int = 3, preset:
         row("score_cli", f"anomaly maps kept: this build / {against}", maps["this build"] / 1e6, "MB",
             None, maps[against] / 1e6),
     ]
-    for r in rows:
-        print(f"{r['figure']}: {r['value']} {r['unit']} against {r['baseline']} (ratio {r['ratio']})")
-    (ROOT / "benchmarks" / "out" / "bench_score_cli.json").write_text(json.dumps(rows, indent=2))
-    return rows
+    return report_against(rows, ROOT / "benchmarks" / "out" / "bench_score_cli.json")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ process and, per condition, the median over the rounds and its ratio to REV's.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -32,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_score_cli import _ctae, _run  # noqa: E402
 from benchmarks.bench_team_review import _source_tree  # noqa: E402
-from benchmarks.rows import row  # noqa: E402
+from benchmarks.rows import report_against, row  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "out" / "train_cli"
 EPOCHS = "2"
@@ -98,10 +97,7 @@ def main(quick: bool = False, against: str = "e8b3cff", rounds: int = 2) -> list
         this, base = (statistics.median(walls[(condition, n)]) for n in trees)
         rows.append(row("train_cli", f"ctae train --preset tiny_dae --epochs {EPOCHS}, {scans} scans, "
                         f"{condition}: this build / {against}", this, "s", None, base))
-    for r in rows:
-        print(f"{r['figure']}: {r['value']} {r['unit']} against {r['baseline']} (ratio {r['ratio']})")
-    (ROOT / "benchmarks" / "out" / "bench_train_cli.json").write_text(json.dumps(rows, indent=2))
-    return rows
+    return report_against(rows, ROOT / "benchmarks" / "out" / "bench_train_cli.json")
 
 
 if __name__ == "__main__":

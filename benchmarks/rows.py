@@ -3,6 +3,9 @@ ratio to a baseline measured in the same run."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 
 def row(
     benchmark: str,
@@ -25,3 +28,12 @@ def row(
         "baseline": None if baseline is None else round(baseline, 4),
         "ratio": None if ratio is None else round(ratio, 3),
     }
+
+
+def report_against(rows: list[dict], out: Path) -> list[dict]:
+    """Print each row as "figure: value unit against baseline (ratio)" and keep them as JSON in
+    ``out``; returns ``rows``."""
+    for r in rows:
+        print(f"{r['figure']}: {r['value']} {r['unit']} against {r['baseline']} (ratio {r['ratio']})")
+    out.write_text(json.dumps(rows, indent=2))
+    return rows

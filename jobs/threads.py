@@ -46,7 +46,7 @@ def busy_elsewhere(loadavg: Path = LOADAVG, samples: int = SAMPLES) -> int:
         counts.append(running - own_running())
         if i + 1 < samples:
             time.sleep(SAMPLE_GAP_S)
-    # the median (SAMPLES is odd) without importing statistics: ~10 ms of every job's start
+    # the median (of an odd count) without importing statistics: ~10 ms of a job's start at SAMPLES
     return max(0, sorted(counts)[len(counts) // 2])
 
 
