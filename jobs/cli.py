@@ -14,7 +14,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from jobs.commands import COMMANDS
+from jobs.commands import COMMANDS, LAUNCHERS
 from jobs.log_setup import configure_logging
 
 
@@ -23,7 +23,8 @@ def load_command(name: str) -> click.Command:
     from jobs.threads import prefer_passive_openmp  # statistics & co. stay out of --help
 
     module, _ = COMMANDS[name]
-    prefer_passive_openmp()  # before the job module imports torch
+    if name not in LAUNCHERS:
+        prefer_passive_openmp()  # before the job module imports torch
     commands = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
     importlib.import_module(module).register(commands)
     return typer.main.get_group(commands).commands[name]

@@ -20,3 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 FAST_COMMANDS: dict[str, str] = {"ingest": "ingest_command", "train": "train_command"}
 """Commands that ``jobs.launch`` parses itself -> their job module's typer command function."""
+
+LAUNCHERS: frozenset[str] = frozenset({"demo"})
+"""Commands that run no torch of their own but other `ctae` commands as processes, each of which
+chooses its OpenMP wait policy as it starts (``jobs.threads.prefer_passive_openmp``): a demo
+begun beside a busy process does not hand its stages sleeping threads once the machine is idle."""

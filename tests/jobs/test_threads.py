@@ -49,22 +49,24 @@ def test_threads_option_then_omp_num_threads_then_free_cores(tmp_path, monkeypat
 _WAIT_POLICY_SEEN = (
     "import sys, os; from pathlib import Path; import jobs.threads as t; t.LOADAVG = Path(sys.argv[1]); "
     "from jobs.cli import load_command; assert 'torch' not in sys.modules; "
-    "load_command('train'); import torch; torch.ones(2).sum(); print(os.environ.get('OMP_WAIT_POLICY', '-'))"
+    "load_command(sys.argv[2]); import torch; torch.ones(2).sum(); print(os.environ.get('OMP_WAIT_POLICY', '-'))"
 )
 
 
-@pytest.mark.parametrize(("running", "chosen", "seen"), [
-    (1, None, "-"),  # idle: OpenMP's own default, spin a moment then sleep
-    (3, None, "PASSIVE"),  # two other runnable tasks: waiting threads sleep
-    (3, "ACTIVE", "ACTIVE"),  # the user's choice stands
-    (1, "PASSIVE", "PASSIVE"),
+@pytest.mark.parametrize(("command", "running", "chosen", "seen"), [
+    ("train", 1, None, "-"),  # idle: OpenMP's own default, spin a moment then sleep
+    ("train", 3, None, "PASSIVE"),  # two other runnable tasks: waiting threads sleep
+    ("train", 3, "ACTIVE", "ACTIVE"),  # the user's choice stands
+    ("train", 1, "PASSIVE", "PASSIVE"),
+    ("demo", 3, None, "-"),  # its stages, processes of their own, choose as they start
 ])
-def test_jobs_start_openmp_sleeping_on_a_busy_machine_unless_the_user_chose(tmp_path, running, chosen, seen):
+def test_jobs_start_openmp_sleeping_on_a_busy_machine_unless_the_user_chose(tmp_path, command, running, chosen,
+                                                                             seen):
     env = {k: v for k, v in os.environ.items() if k != threads.WAIT_POLICY}
     if chosen:
         env[threads.WAIT_POLICY] = chosen
     done = subprocess.run(
-        [sys.executable, "-c", _WAIT_POLICY_SEEN, str(_loadavg(tmp_path, running))], env=env,
+        [sys.executable, "-c", _WAIT_POLICY_SEEN, str(_loadavg(tmp_path, running)), command], env=env,
         capture_output=True, text=True, check=True,
     )
     assert done.stdout.split() == [seen]
