@@ -15,7 +15,8 @@ checkpoint. REV must read this build's catalog (same schema).
         [--preset tiny_dae]
 
 Stop 51 (the default of one single-threaded scoring process per free core) used
-``--preset tiny_dae --against 483830f``: the default model, against the build before.
+``--preset tiny_dae --against 483830f``: the default model, against the build before; stop 53
+(oneDNN's kernel for a single scan, BatchNorm folded) ``--quick --preset tiny_dae --against acd90f1``.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_score_cli import _ctae, _run  # noqa: E402
 from benchmarks.bench_team_review import _source_tree  # noqa: E402
+from benchmarks.bench_train_busy import BUSY_LOOP  # noqa: E402
 from benchmarks.rows import report_against, row  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "out" / "train_cli"
@@ -63,8 +64,9 @@ def _train(tree: Path, catalog: Path, store: Path, run: str) -> float:
 
 
 def _busy() -> subprocess.Popen:
-    """One busy single-threaded process in this session (a task among ours)."""
-    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    """One busy single-threaded process in this session (a task among ours), ending with this
+    benchmark even if it is killed."""
+    return subprocess.Popen([sys.executable, "-c", BUSY_LOOP])
 
 
 def main(quick: bool = False, against: str = "e8b3cff", rounds: int = 2) -> list[dict]:
