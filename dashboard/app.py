@@ -11,7 +11,7 @@ import streamlit as st
 
 from dashboard import auth, data, review_data, state
 from dashboard.absorber import start_absorber
-from data_catalog import CatalogBusyError, CatalogSettings
+from data_catalog import CatalogBusyError, CatalogError, CatalogSettings
 
 EXPLORE = [
     st.Page("app_pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
@@ -68,5 +68,7 @@ try:
     navigation.run()
 except CatalogBusyError as err:
     st.warning(f"The catalog is busy: {err}. Reload the page in a moment.")
+except CatalogError as err:  # not a catalog this ctae can use: what to do, not a traceback
+    st.error(f"The dashboard cannot open its catalog. {err}.")
 # Any other error: `ctae dashboard` serves with client.showErrorDetails = "none", so visitors see
 # a generic message and the traceback goes to the server's log (tests still see the exception).

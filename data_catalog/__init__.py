@@ -2,7 +2,9 @@
 
 from data_catalog.connection import (
     CatalogBusyError,
+    CatalogError,
     CatalogMissingError,
+    CatalogUnreadableError,
     connect,
     transaction,
 )
@@ -12,7 +14,9 @@ from data_catalog.settings import CatalogSettings
 __all__ = [
     "SCHEMA_VERSION",
     "CatalogBusyError",
+    "CatalogError",
     "CatalogMissingError",
+    "CatalogUnreadableError",
     "CatalogSettings",
     "connect",
     "ensure_schema",

@@ -17,24 +17,38 @@ from pathlib import Path
 import duckdb
 
 from data_catalog.absorb import absorb_journal, merge_pending_rows, pending_review_rows
-from data_catalog.schema import ensure_schema, schema_is_current
+from data_catalog.schema import SCHEMA_VERSION, current_version, ensure_schema, table_names
 
 logger = logging.getLogger(__name__)
 
 _MIGRATED: set[str] = set()
 
 
-class CatalogBusyError(RuntimeError):
+class CatalogError(Exception):
+    """The catalog file cannot be used now; the message names it and what to do. `ctae` prints
+    it without a traceback (``jobs.launch``), the dashboard shows it."""
+
+
+class CatalogBusyError(CatalogError, RuntimeError):
     """The catalog stayed locked by another process for longer than we were willing to wait."""
 
 
-class CatalogMissingError(FileNotFoundError):
+class CatalogMissingError(CatalogError, FileNotFoundError):
     """A read was asked of a catalog file that does not exist yet."""
 
 
+class CatalogUnreadableError(CatalogError, RuntimeError):
+    """The path holds something that is not a catalog this ctae can use: not a DuckDB file, a
+    damaged one, one that another DuckDB release wrote, another program's database, or a
+    catalog of a newer ctae. The file is left as it was."""
+
+
 def _is_lock_error(err: Exception) -> bool:
+    """DuckDB's refusal while another process holds the file ("Could not set lock on file …:
+    Conflicting lock is held"); not any message with "lock" in it (a damaged file's "checksum …
+    in block at location 0")."""
     text = str(err)
-    return "lock" in text.lower() or "Conflicting" in text
+    return "Could not set lock" in text or "Conflicting lock" in text
 
 
 def _open(path: Path, read_only: bool, wait_s: float) -> duckdb.DuckDBPyConnection:
@@ -43,9 +57,14 @@ def _open(path: Path, read_only: bool, wait_s: float) -> duckdb.DuckDBPyConnecti
     while True:
         try:
             return duckdb.connect(str(path), read_only=read_only)
-        except (duckdb.IOException, duckdb.ConnectionException) as err:
+        except duckdb.Error as err:
             if not _is_lock_error(err):
-                raise
+                raise CatalogUnreadableError(
+                    f"{path}: DuckDB {duckdb.__version__} cannot open this file as a catalog "
+                    f"({str(err).strip()}); point --catalog (or $CTAE_CATALOG) at the "
+                    "catalog.duckdb a ctae job wrote, or at a path that does not exist yet to "
+                    "start a new catalog. The file was not changed"
+                ) from err
             if time.monotonic() >= deadline:
                 raise CatalogBusyError(
                     f"{path}: the catalog stayed locked for {wait_s:.0f} s; another process "
@@ -72,6 +91,8 @@ def connect(
     Raises:
         CatalogMissingError: ``read_only`` and the file does not exist.
         CatalogBusyError: the lock was not released within ``wait_s``.
+        CatalogUnreadableError: the file is no catalog this ctae can use (``_open``,
+            ``_migrate``); nothing in it was changed.
     """
     path = Path(path)
     key = str(path.resolve())
@@ -88,8 +109,7 @@ def connect(
     con = _open(path, read_only, wait_s)
     try:
         if not read_only and key not in _MIGRATED:
-            if not schema_is_current(con):
-                ensure_schema(con)
+            _migrate(con, path)
             _MIGRATED.add(key)
         if not read_only:
             _absorb(con, path)
@@ -98,6 +118,25 @@ def connect(
         yield con
     finally:
         con.close()
+
+
+def _migrate(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Bring the catalog to this ctae's schema; refuse, unchanged, another program's database
+    (tables but no ``schema_version``: every catalog has had one since v1) and a catalog that a
+    newer ctae wrote."""
+    version = current_version(con)
+    if version > SCHEMA_VERSION:
+        raise CatalogUnreadableError(
+            f"{path}: a newer ctae wrote this catalog (schema v{version}; this ctae knows up to "
+            f"v{SCHEMA_VERSION}); upgrade ctae (git pull, then scripts/setup.sh) to use it")
+    if version == 0 and (tables := table_names(con)):
+        shown = ", ".join(tables[:5]) + (", …" if len(tables) > 5 else "")
+        raise CatalogUnreadableError(
+            f"{path}: a DuckDB database that is not a ctae catalog (it holds {shown} and no "
+            "schema_version); point --catalog at a ctae catalog, or at a path that does not "
+            "exist yet to start one. The file was not changed")
+    if version < SCHEMA_VERSION:
+        ensure_schema(con)
 
 
 def _absorb(con: duckdb.DuckDBPyConnection, path: Path) -> None:

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from data_catalog.connection import CatalogBusyError, transaction
+from data_catalog.connection import CatalogError, transaction
 
 if TYPE_CHECKING:  # pandas costs 0.3 s of start-up; ingest never needs it
     import pandas as pd
 
-CATALOG_ERRORS: tuple[type[BaseException], ...] = (duckdb.Error, CatalogBusyError, OSError)
+CATALOG_ERRORS: tuple[type[BaseException], ...] = (duckdb.Error, CatalogError, OSError)
 """What opening or writing the catalog can raise, for jobs that must not import duckdb."""
 SCAN_ORDER = "s.source_path, s.series_uid, s.scan_id"
 """How the jobs order a catalog's scans (``scans`` as ``s``) where the order shapes a result —

@@ -440,9 +440,10 @@ def current_version(con: duckdb.DuckDBPyConnection) -> int:
     return version
 
 
-def schema_is_current(con: duckdb.DuckDBPyConnection) -> bool:
-    """True when the file already holds the newest schema."""
-    return current_version(con) >= SCHEMA_VERSION
+def table_names(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The file's tables and views, in name order."""
+    return [name for (name,) in con.execute(
+        "SELECT table_name FROM information_schema.tables ORDER BY table_name").fetchall()]
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> int:

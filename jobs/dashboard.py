@@ -59,6 +59,19 @@ def refuse_open_host(host: str, catalog: Path, files: list[Path]) -> None:
     )
 
 
+def check_catalog(path: Path) -> None:
+    """Open the catalog once before serving it, so that a file that is no catalog this ctae can
+    use is said here (``data_catalog.CatalogUnreadableError``: `ctae` prints it, exit 2) rather
+    than on every visitor's page; a catalog a job holds right now is served as usual."""
+    from data_catalog import CatalogBusyError, connect
+
+    try:
+        with connect(path, read_only=True, wait_s=0.0):
+            pass
+    except CatalogBusyError:
+        pass
+
+
 def streamlit_command(port: int, host: str) -> list[str]:
     """The `streamlit run` command line that serves dashboard/app.py.
 
@@ -114,6 +127,8 @@ def dashboard(
             "catalog %s does not exist yet; the dashboard will say which job to run",
             settings.catalog_path,
         )
+    else:
+        check_catalog(settings.catalog_path)
     env = {
         **os.environ,
         CATALOG_ENV: str(settings.catalog_path),

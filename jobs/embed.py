@@ -19,7 +19,7 @@ import numpy as np
 import typer
 
 from ctae_core.features import EmbedConfig
-from data_catalog import CatalogSettings, connect
+from data_catalog import CatalogError, CatalogSettings, connect
 from data_catalog import scores as catalog_scores
 from jobs.executors import ExecutorConfig, map_tasks
 from jobs.options import (
@@ -159,6 +159,8 @@ def embed(
                              min_pts=min_pts)
         counts = run_embed(settings, run, config, overwrite=overwrite,
                            show_progress=not no_progress, executor=config_exec)
+    except CatalogError:  # `ctae` says it, with the catalog's exit code (jobs.launch)
+        raise
     except (EmbedJobError, ValueError, RuntimeError) as err:  # RuntimeError: Ray missing
         typer.secho(f"ctae embed: {err}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from err

@@ -40,20 +40,44 @@ class _Parser(argparse.ArgumentParser):
         raise _Unparsed(message)
 
 
+CATALOG_EXIT = {"CatalogMissingError": 1}
+"""Exit code of a job stopped because its catalog cannot be used (README "CLI reference"): 1
+where there is no catalog yet, 2 where it is busy or not a catalog this ctae can use."""
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Run ``ctae ARGS``: a job of ``FAST_COMMANDS`` directly, anything else through typer."""
+    """Run ``ctae ARGS``: a job of ``FAST_COMMANDS`` directly, anything else through typer.
+
+    A catalog that cannot be used (``data_catalog.CatalogError``: busy past the wait, missing,
+    not a catalog) ends any command with its message and exit code 2, without a traceback."""
     args = list(sys.argv[1:] if argv is None else argv)
     verbose = bool(args) and args[0] in ("-v", "--verbose")
     command = args[1:] if verbose else args
-    if command and command[0] in FAST_COMMANDS and not HELP & set(command):
-        code = run_fast(command[0], command[1:], verbose)
-        if code is not None:
-            if argv is None:  # the program itself, not a caller that goes on
-                exit_without_teardown(code)
-            sys.exit(code)
-    from jobs.cli import app
+    try:
+        if command and command[0] in FAST_COMMANDS and not HELP & set(command):
+            code = run_fast(command[0], command[1:], verbose)
+            if code is not None:
+                if argv is None:  # the program itself, not a caller that goes on
+                    exit_without_teardown(code)
+                sys.exit(code)
+        from jobs.cli import app
 
-    app(args=args, prog_name="ctae")
+        app(args=args, prog_name="ctae")
+    except Exception as err:
+        if not _catalog_error(err):
+            raise
+        print(f"ctae {command[0] if command else ''}: {err}".replace("  ", " "), file=sys.stderr)
+        code = CATALOG_EXIT.get(type(err).__name__, 2)
+        if argv is None:
+            exit_without_teardown(code)
+        sys.exit(code)
+
+
+def _catalog_error(err: BaseException) -> bool:
+    """Whether ``err`` is a ``data_catalog.CatalogError`` (looked up only once the catalog
+    package is loaded: ``ctae --help`` imports no DuckDB)."""
+    connection = sys.modules.get("data_catalog.connection")
+    return connection is not None and isinstance(err, connection.CatalogError)
 
 
 def exit_without_teardown(code: int) -> typing.NoReturn:

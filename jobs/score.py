@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ctae_core.thresholds import DEFAULT_P, RULES, ThresholdRule
-from data_catalog import CatalogSettings, connect
+from data_catalog import CatalogError, CatalogSettings, connect
 from data_catalog import scores as catalog_scores
 from jobs.options import (
     CatalogOption,
@@ -271,6 +271,8 @@ def score(
             executor=executor, workers=workers, ray_address=ray_address, threads=threads,
         )
         counts = rethreshold(settings, options) if rethreshold_only else run_score(settings, options)
+    except CatalogError:  # `ctae` says it, with the catalog's exit code (jobs.launch)
+        raise
     except (ScoreJobError, ValueError, RuntimeError) as err:  # RuntimeError: Ray missing
         typer.secho(f"ctae score: {err}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from err

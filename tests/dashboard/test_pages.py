@@ -301,6 +301,16 @@ def test_empty_and_partial_catalogs_name_the_next_job(settings, tmp_path, open_p
     assert len(options(open_page(other, "explorer"))) == 3
 
 
+def test_a_catalog_setting_that_holds_no_catalog_says_so_on_the_page(settings, open_page):
+    settings.catalog_path.parent.mkdir(parents=True, exist_ok=True)
+    settings.catalog_path.write_text("not a database\n")
+    at = open_page(settings, "overview")
+    (error,) = at.error
+    assert error.value.startswith(f"The dashboard cannot open its catalog. {settings.catalog_path}: DuckDB ")
+    assert "point --catalog" in error.value
+    assert settings.catalog_path.read_text() == "not a database\n"
+
+
 def test_team_page_progress_and_disagreements(catalog, open_page):
     at = open_page(catalog, "team")
     progress, disagree = at.dataframe[0].value, at.dataframe[1].value

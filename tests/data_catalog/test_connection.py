@@ -1,4 +1,5 @@
-"""A held lock makes others wait, then fail with a clear error; a released one lets them in."""
+"""A held lock makes others wait, then fail with a clear error; a released one lets them in. A
+path that holds no catalog this ctae can use is refused at once, unchanged, with what to do."""
 
 from __future__ import annotations
 
@@ -7,9 +8,18 @@ import sys
 import textwrap
 import time
 
+import duckdb
 import pytest
 
-from data_catalog import CatalogBusyError, CatalogMissingError, connect
+from data_catalog import (
+    SCHEMA_VERSION,
+    CatalogBusyError,
+    CatalogMissingError,
+    CatalogUnreadableError,
+    connect,
+    connection,
+)
+from data_catalog.schema import current_version, table_names
 
 HOLD = textwrap.dedent(
     """
@@ -63,11 +73,75 @@ def test_a_processs_first_open_of_a_current_catalog_leaves_nothing_unfinished(se
     # next call on the connection that is not a query (register) refuse
     import pandas as pd
 
-    from data_catalog import connection
-
     with connect(settings.catalog_path):
         pass  # created and migrated
     connection._MIGRATED.clear()  # as in a new process
     with connect(settings.catalog_path) as con:
         con.register("frame", pd.DataFrame({"value": [1, 2]}))
         assert con.execute("SELECT sum(value) FROM frame").fetchone()[0] == 3
+
+
+def _refused(path, read_only=False):
+    """The CatalogUnreadableError that opening ``path`` raises (one second of patience: a
+    refusal taken for a lock would end as CatalogBusyError instead)."""
+    with pytest.raises(CatalogUnreadableError) as refused:
+        with connect(path, read_only=read_only, wait_s=1.0):
+            pass
+    return str(refused.value)
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+@pytest.mark.parametrize(("name", "said"), [
+    ("catalog.duckdb", "not a valid DuckDB database file"),  # text where the catalog should be
+    ("scans.csv", "not a ctae catalog"),  # DuckDB opens a CSV file as a database of views
+])
+def test_a_file_that_is_no_catalog_is_refused_unchanged_with_what_to_do(tmp_path, read_only, name, said):
+    path = tmp_path / name
+    path.write_text("series_uid,path\n1.2.3,/data/a\n")
+    message = _refused(path, read_only)
+    assert str(path) in message and said in message
+    assert "--catalog" in message and "not changed" in message
+    assert path.read_text() == "series_uid,path\n1.2.3,/data/a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # no .wal beside it
+
+
+def test_a_damaged_catalog_is_refused_not_waited_for_as_if_locked(settings):
+    with connect(settings.catalog_path):
+        pass
+    data = bytearray(settings.catalog_path.read_bytes())
+    data[20] ^= 0xFF  # inside the main header: its checksum no longer matches
+    settings.catalog_path.write_bytes(bytes(data))
+    connection._MIGRATED.clear()  # as in a new process
+    # DuckDB says "... checksum ... in block at location 0": "block" once read as a lock
+    message = _refused(settings.catalog_path)
+    assert "checksum" in message and str(settings.catalog_path) in message
+    assert settings.catalog_path.read_bytes() == bytes(data)
+
+
+def test_another_programs_duckdb_database_gets_no_ctae_tables(tmp_path):
+    path = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE orders (id INTEGER)")
+        con.execute("CREATE VIEW recent AS SELECT * FROM orders")
+    message = _refused(path)
+    assert "not a ctae catalog" in message and "orders, recent" in message
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert table_names(con) == ["orders", "recent"]
+
+
+def test_a_newer_ctaes_catalog_is_refused_unchanged(settings):
+    with connect(settings.catalog_path) as con:
+        con.execute("INSERT INTO schema_version (version) VALUES (?)", [SCHEMA_VERSION + 1])
+    connection._MIGRATED.clear()
+    message = _refused(settings.catalog_path, read_only=True)
+    assert f"schema v{SCHEMA_VERSION + 1}" in message and "upgrade ctae" in message
+    with duckdb.connect(str(settings.catalog_path), read_only=True) as con:
+        assert current_version(con) == SCHEMA_VERSION + 1
+
+
+def test_an_empty_duckdb_file_becomes_a_catalog(tmp_path):
+    path = tmp_path / "new.duckdb"
+    duckdb.connect(str(path)).close()
+    with connect(path) as con:
+        assert current_version(con) == SCHEMA_VERSION
+        assert {"scans", "runs", "scores", "labels"} <= set(table_names(con))

@@ -100,3 +100,24 @@ def test_the_program_ends_with_the_jobs_code_its_output_and_atexit_handlers(tmp_
     assert empty.returncode == 1
     assert "error: nothing could be ingested" in empty.stderr
     assert empty.stdout.splitlines()[-1] == "atexit handler ran"
+
+
+@pytest.mark.parametrize("command", [
+    ["train", "--run", "r"],  # parsed here, without typer
+    ["score", "--run", "r"],  # through typer; the job's own handler passes the error on
+    ["export", "--run", "r", "--out", "scans.csv"],
+    ["dashboard", "--no-browser", "--port", "8597"],  # said before a server starts
+])  # fmt: skip
+def test_a_catalog_path_that_holds_no_catalog_ends_any_command_with_what_to_do(tmp_path, command):
+    catalog = tmp_path / "catalog.duckdb"
+    catalog.write_text("not a database\n")
+    done = subprocess.run([sys.executable, "-m", "jobs", *command, "--catalog", str(catalog)],
+                          cwd=tmp_path, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=120)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    said = done.stderr.strip().splitlines()[-1]
+    assert said.startswith(f"ctae {command[0]}: {catalog}: DuckDB ")
+    assert "not a valid DuckDB database file" in said and "point --catalog" in said
+    assert catalog.read_text() == "not a database\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog.duckdb"]
