@@ -68,7 +68,7 @@ try:
     navigation.run()
 except CatalogBusyError as err:
     st.warning(f"The catalog is busy: {err}. Reload the page in a moment.")
-except CatalogError as err:  # not a catalog this ctae can use: what to do, not a traceback
-    st.error(f"The dashboard cannot open its catalog. {err}.")
+except CatalogError as err:  # no catalog this ctae can use, an unreadable accounts file
+    st.error(f"The dashboard cannot use its files: {err}.")
 # Any other error: `ctae dashboard` serves with client.showErrorDetails = "none", so visitors see
 # a generic message and the traceback goes to the server's log (tests still see the exception).

@@ -2,12 +2,12 @@
 
 from data_catalog.connection import (
     CatalogBusyError,
-    CatalogError,
     CatalogMissingError,
     CatalogUnreadableError,
     connect,
     transaction,
 )
+from data_catalog.errors import CatalogError
 from data_catalog.schema import SCHEMA_VERSION, ensure_schema
 from data_catalog.settings import CatalogSettings
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from data_catalog.errors import CatalogError
 from data_catalog.journal import now_iso
 
 ROLES = ("admin", "reviewer")
@@ -44,16 +45,27 @@ def users_path(catalog: Path | str, env: Mapping[str, str] | None = None) -> Pat
     return Path(env.get(USERS_ENV) or Path(catalog).parent / "users.json").expanduser().resolve()
 
 
+class AccountsFileError(CatalogError, ValueError):
+    """The accounts file cannot be read as one. Nobody can sign in until it is fixed (the
+    dashboard does not fall back to serving without sign-in)."""
+
+
 def load_accounts(path: Path) -> dict[str, Account]:
-    """Every account in the file (empty when the file does not exist)."""
+    """Every account in the file (empty when the file does not exist).
+
+    Raises:
+        AccountsFileError: the file is no ctae accounts file (not JSON, no ``users``, an
+            account with fields it does not know).
+    """
     if not path.is_file():
         return {}
     try:
         raw = json.loads(path.read_text())
         return {name: Account(name=name, **fields) for name, fields in raw["users"].items()}
     except (ValueError, KeyError, TypeError) as err:
-        raise ValueError(
-            f"{path}: not a ctae accounts file ({err}); fix it or recreate it with `ctae users add`"
+        raise AccountsFileError(
+            f"{path}: not a ctae accounts file ({err}); fix it, or move it aside and recreate "
+            "the accounts with `ctae users add`"
         ) from err
 
 

@@ -17,16 +17,12 @@ from pathlib import Path
 import duckdb
 
 from data_catalog.absorb import absorb_journal, merge_pending_rows, pending_review_rows
+from data_catalog.errors import CatalogError
 from data_catalog.schema import SCHEMA_VERSION, current_version, ensure_schema, table_names
 
 logger = logging.getLogger(__name__)
 
 _MIGRATED: set[str] = set()
-
-
-class CatalogError(Exception):
-    """The catalog file cannot be used now; the message names it and what to do. `ctae` prints
-    it without a traceback (``jobs.launch``), the dashboard shows it."""
 
 
 class CatalogBusyError(CatalogError, RuntimeError):

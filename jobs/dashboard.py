@@ -60,11 +60,14 @@ def refuse_open_host(host: str, catalog: Path, files: list[Path]) -> None:
 
 
 def check_catalog(path: Path) -> None:
-    """Open the catalog once before serving it, so that a file that is no catalog this ctae can
-    use is said here (``data_catalog.CatalogUnreadableError``: `ctae` prints it, exit 2) rather
-    than on every visitor's page; a catalog a job holds right now is served as usual."""
+    """Open the catalog and read its accounts once before serving them, so that a file this
+    ctae cannot use is said here (``data_catalog.CatalogError``: `ctae` prints it, exit 2)
+    rather than on every visitor's page; a catalog a job holds right now is served as usual."""
     from data_catalog import CatalogBusyError, connect
 
+    load_accounts(users_path(path))
+    if not path.exists():
+        return
     try:
         with connect(path, read_only=True, wait_s=0.0):
             pass
@@ -127,8 +130,7 @@ def dashboard(
             "catalog %s does not exist yet; the dashboard will say which job to run",
             settings.catalog_path,
         )
-    else:
-        check_catalog(settings.catalog_path)
+    check_catalog(settings.catalog_path)
     env = {
         **os.environ,
         CATALOG_ENV: str(settings.catalog_path),

@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> None:
     """Run ``ctae ARGS``: a job of ``FAST_COMMANDS`` directly, anything else through typer.
 
     A catalog that cannot be used (``data_catalog.CatalogError``: busy past the wait, missing,
-    not a catalog) ends any command with its message and exit code 2, without a traceback."""
+    not a catalog, an unreadable accounts file) ends any command with its message, without a
+    traceback (``CATALOG_EXIT``)."""
     args = list(sys.argv[1:] if argv is None else argv)
     verbose = bool(args) and args[0] in ("-v", "--verbose")
     command = args[1:] if verbose else args
@@ -76,8 +77,8 @@ def main(argv: list[str] | None = None) -> None:
 def _catalog_error(err: BaseException) -> bool:
     """Whether ``err`` is a ``data_catalog.CatalogError`` (looked up only once the catalog
     package is loaded: ``ctae --help`` imports no DuckDB)."""
-    connection = sys.modules.get("data_catalog.connection")
-    return connection is not None and isinstance(err, connection.CatalogError)
+    errors = sys.modules.get("data_catalog.errors")
+    return errors is not None and isinstance(err, errors.CatalogError)
 
 
 def exit_without_teardown(code: int) -> typing.NoReturn:

@@ -33,8 +33,19 @@ NoProgressOption = Annotated[
 
 
 def settings_from(catalog: Path | None, store: Path | None = None) -> CatalogSettings:
-    """Resolve the catalog and store from options, then the environment, then defaults."""
-    return CatalogSettings.resolve(catalog, store)
+    """Resolve the catalog and store from options, then the environment, then defaults; a
+    catalog path that is a folder, or a store path that is a file, is refused before any work."""
+    settings = CatalogSettings.resolve(catalog, store)
+    if settings.catalog_path.is_dir():
+        raise typer.BadParameter(
+            f"{settings.catalog_path} is a folder; pass the catalog file in it (e.g. "
+            f"{settings.catalog_path / 'catalog.duckdb'}), or a new file's path to start one",
+            param_hint="--catalog")
+    if settings.store_dir.exists() and not settings.store_dir.is_dir():
+        raise typer.BadParameter(
+            f"{settings.store_dir} is a file; pass a folder for the stored volumes and run "
+            "outputs (default: 'store' beside the catalog)", param_hint="--store")
+    return settings
 
 
 ExecutorOption = Annotated[

@@ -306,9 +306,20 @@ def test_a_catalog_setting_that_holds_no_catalog_says_so_on_the_page(settings, o
     settings.catalog_path.write_text("not a database\n")
     at = open_page(settings, "overview")
     (error,) = at.error
-    assert error.value.startswith(f"The dashboard cannot open its catalog. {settings.catalog_path}: DuckDB ")
+    assert error.value.startswith(f"The dashboard cannot use its files: {settings.catalog_path}: DuckDB ")
     assert "point --catalog" in error.value
     assert settings.catalog_path.read_text() == "not a database\n"
+
+
+def test_a_damaged_accounts_file_shows_no_page_until_it_is_fixed(catalog, open_page):
+    from data_catalog.accounts import users_path
+
+    users_path(catalog.catalog_path).write_text("{not json")
+    at = open_page(catalog, "overview")  # with no readable accounts the site does not open up
+    (error,) = at.error
+    assert error.value.startswith(f"The dashboard cannot use its files: {users_path(catalog.catalog_path)}: "
+                                  "not a ctae accounts file")
+    assert not at.metric and not at.sidebar.selectbox and not at.get("plotly_chart")
 
 
 def test_team_page_progress_and_disagreements(catalog, open_page):

@@ -121,3 +121,14 @@ def test_a_catalog_path_that_holds_no_catalog_ends_any_command_with_what_to_do(t
     assert "not a valid DuckDB database file" in said and "point --catalog" in said
     assert catalog.read_text() == "not a database\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog.duckdb"]
+
+
+def test_a_catalog_folder_or_a_store_file_is_refused_before_any_work(tmp_path):
+    (tmp_path / "store").write_text("a file where the store should be\n")
+    for flags, said in ((["--catalog", str(tmp_path)], f"{tmp_path} is a folder; pass the catalog file in it"),
+                        (["--catalog", str(tmp_path / "c.duckdb"), "--store", str(tmp_path / "store")],
+                         f"{tmp_path / 'store'} is a file; pass a folder")):
+        for command in (["ingest", str(tmp_path / "in")], ["score", "--run", "r"]):
+            done = _run(*command, *flags)
+            assert done.returncode == 2 and said in " ".join(done.stderr.split()), done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]

@@ -60,3 +60,27 @@ def test_dashboard_serves_without_error_details():
 
     command = streamlit_command(8617, "127.0.0.1")
     assert command[command.index("--client.showErrorDetails") + 1] == "none"
+
+
+def test_a_damaged_accounts_file_stops_users_and_dashboard_with_what_to_do_and_is_kept(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    catalog = tmp_path / "catalog.duckdb"
+    users = users_path(catalog)
+    users.write_text('{"users": {"ada": {"role": "admin", "pasword_hash": "x"}}}')  # a typo'd field
+    damaged = users.read_text()
+    for command in (["users", "list"], ["users", "add", "bo", "--oidc"], ["users", "remove", "ada"],
+                    ["dashboard", "--no-browser", "--port", "8596"]):
+        done = subprocess.run([sys.executable, "-m", "jobs", *command, "--catalog", str(catalog)],
+                              capture_output=True, text=True, timeout=120,
+                              env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})  # fmt: skip
+        assert done.returncode == 2, (command, done.stderr)
+        assert "Traceback" not in done.stderr
+        assert done.stderr.strip().splitlines()[-1].startswith(
+            f"ctae {command[0]}: {users}: not a ctae accounts file (")
+        assert "ctae users add" in done.stderr
+    assert users.read_text() == damaged
+    assert not catalog.exists()  # nothing was served, nothing created
