@@ -38,11 +38,24 @@ class EvaluateJobError(RuntimeError):
     """The truth file or the run cannot be evaluated."""
 
 
+TRUTH_DELIMITERS = (",", ";", "\t")
+"""Column separators a truth file may use: the header's most frequent one is taken (a
+spreadsheet saves ';' where the decimal mark is a comma, and '\t' for text)."""
+
+
 def read_truth(path: Path) -> pd.DataFrame:
-    """The ground-truth CSV (docs/CONTRACTS.md): series_uid, source_path, truth[, strength]."""
+    """The ground-truth CSV (docs/CONTRACTS.md): series_uid, source_path, truth[, strength];
+    comma-, semicolon- or tab-separated, UTF-8 with or without a byte-order mark."""
     if not path.is_file():
         raise EvaluateJobError(f"{path}: no such ground-truth file; pass the cohort's ground_truth.csv")
-    truth = pd.read_csv(path, dtype=str, keep_default_na=False)
+    try:
+        with path.open(encoding="utf-8-sig") as handle:
+            header = handle.readline()
+        truth = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig",
+                            sep=max(TRUTH_DELIMITERS, key=header.count))
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise EvaluateJobError(f"{path}: not a readable CSV file ({err}); save the truth as UTF-8 CSV "
+                               "with the columns series_uid, source_path, truth") from err
     missing = [c for c in TRUTH_COLUMNS if c not in truth.columns]
     if missing:
         raise EvaluateJobError(

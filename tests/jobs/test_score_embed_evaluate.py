@@ -491,6 +491,26 @@ def test_bad_inputs_give_clear_errors(scored, tmp_path):
     assert result.exit_code == 1 and "missing column" in result.output
 
 
+def test_a_truth_file_saved_by_a_spreadsheet_reads_as_the_comma_one(tmp_path):
+    from jobs.evaluate import EvaluateJobError, read_truth
+
+    rows = ["series_uid,source_path,truth,strength", "1.2.3,scan_0001,inlier,0.0",
+            "1.2.4,sub/scan_0002,pacemaker,0,7"]  # fmt: skip
+    comma = tmp_path / "comma.csv"
+    comma.write_text("\n".join(rows[:2] + ['1.2.4,sub/scan_0002,pacemaker,"0,7"']) + "\n")
+    expected = read_truth(comma)
+    assert expected["strength"].tolist() == ["0.0", "0,7"]
+    for name, text, encoding in (
+        ("semicolon.csv", "\n".join(r.replace(",", ";", 3) for r in rows) + "\n", "utf-8-sig"),
+        ("tab.txt", "\n".join(r.replace(",", "\t", 3) for r in rows) + "\r\n", "utf-8"),
+    ):  # a byte-order mark and CRLF as spreadsheets write them
+        (tmp_path / name).write_text(text, encoding=encoding)
+        pd.testing.assert_frame_equal(read_truth(tmp_path / name), expected)
+    (tmp_path / "labels.xlsx").write_bytes(b"PK\x03\x04\x14\x00\x06\x00\x08\x00\xff\xfe")
+    with pytest.raises(EvaluateJobError, match="labels.xlsx: not a readable CSV file .*save the truth as UTF-8 CSV"):
+        read_truth(tmp_path / "labels.xlsx")
+
+
 def test_a_scan_ingested_before_v10_scores_without_its_metal_evidence(scored, caplog):
     # the metal is measured at ingest on the acquired grid, which the stored volume cannot give
     # back: such a scan keeps every other kind of evidence, and the job says how to measure it.
