@@ -123,7 +123,7 @@ def dashboard(
     """Start the triage dashboard on the catalog; Ctrl+C stops it."""
     if not 1 <= port <= 65535:
         raise typer.BadParameter(f"--port {port} must be between 1 and 65535")
-    settings = settings_from(catalog, store)
+    settings = settings_from(catalog, store, follow_store=True)
     refuse_open_host(host, settings.catalog_path, secrets_files())
     if not settings.catalog_path.exists():
         logger.warning(

@@ -239,7 +239,7 @@ def export(
     list_snapshots: Annotated[bool, typer.Option("--list", help="List the snapshots.")] = False,
 ) -> None:
     """Export a snapshot of a run's scans that pass the filters (logged, with a manifest)."""
-    settings = settings_from(catalog)
+    settings = settings_from(catalog, follow_store=True)
     try:
         if list_snapshots:
             with connect(settings.catalog_path, read_only=True) as con:

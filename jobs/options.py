@@ -32,9 +32,15 @@ NoProgressOption = Annotated[
 ]
 
 
-def settings_from(catalog: Path | None, store: Path | None = None) -> CatalogSettings:
+def settings_from(catalog: Path | None, store: Path | None = None, *,
+                  follow_store: bool = False) -> CatalogSettings:
     """Resolve the catalog and store from options, then the environment, then defaults; a
-    catalog path that is a folder, or a store path that is a file, is refused before any work."""
+    catalog path that is a folder, or a store path that is a file, is refused before any work.
+
+    ``follow_store``: the job reads what the store holds, so a catalog moved with its store
+    first follows it (``jobs.store_moves``; one catalog open: ingest, which only adds to the
+    store, spares its start-up that).
+    """
     settings = CatalogSettings.resolve(catalog, store)
     if settings.catalog_path.is_dir():
         raise typer.BadParameter(
@@ -45,6 +51,10 @@ def settings_from(catalog: Path | None, store: Path | None = None) -> CatalogSet
         raise typer.BadParameter(
             f"{settings.store_dir} is a file; pass a folder for the stored volumes and run "
             "outputs (default: 'store' beside the catalog)", param_hint="--store")
+    if follow_store:
+        from jobs.store_moves import follow_moved_store  # DuckDB: not at CLI start-up
+
+        follow_moved_store(settings)
     return settings
 
 
