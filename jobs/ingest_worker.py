@@ -27,7 +27,7 @@ from ctae_core.errors import InvalidSeriesError
 from ctae_core.io.dicom_header import DAMAGED_VALUE_ERRORS
 from ctae_core.io.sources import RefusedInput, ScanFacts, SeriesSource
 from ctae_core.io.volume_files import silence_itk_warnings
-from ctae_core.io.volume_store import save_volume, scan_volume_path
+from ctae_core.io.volume_store import StoreWriteError, save_volume, scan_volume_path
 from ctae_core.native_metal import NativeDensity, native_density
 from ctae_core.noise import native_noise_estimate
 from ctae_core.stats import scan_statistics
@@ -111,6 +111,9 @@ def ingest_one(
     except MemoryError:
         reason = "out_of_memory"
         message = f"{label}: ran out of memory; ingest with fewer --workers"
+    except StoreWriteError as err:  # the store, not the input: a full disk, a quota
+        reason = "store_write"
+        message = f"{label}: its volume {err}"
     except Exception as err:  # one bad series never stops the job; the message says what broke
         logger.debug("unexpected failure on %s", label, exc_info=not redact)
         reason = "unexpected"

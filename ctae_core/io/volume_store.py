@@ -4,6 +4,7 @@ the on-disk format of stored volumes."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -26,15 +27,45 @@ def run_volume_path(run_dir: Path | str, kind: str, scan_id: str) -> Path:
     return Path(run_dir) / kind / f"{scan_id}{SUFFIX}"
 
 
+class StoreWriteError(OSError):
+    """A stored array could not be written (a full disk, a quota, a read-only store); the message
+    names the file, the space left on its disk and what to do."""
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
+
+
 def save_volume(array: np.ndarray, path: Path | str) -> Path:
-    """Write ``array`` to ``path`` atomically (temp file + rename): a kill never leaves half a file."""
+    """Write ``array`` to ``path`` atomically (temp file + rename): a kill never leaves half a
+    file, and a failed write leaves no temp file behind (a full disk's partial file would keep
+    every later, smaller write from fitting).
+
+    Raises:
+        StoreWriteError: the write failed (its ``errno`` where the system gave one).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as handle:
+            np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
+        os.replace(tmp, path)
+    except OSError as err:  # numpy's short write ("N requested and M written") has no errno
+        tmp.unlink(missing_ok=True)
+        raise StoreWriteError(err.errno, f"{path}: could not be written ({err.strerror or err}); "
+                              f"{_free_mb(path.parent)} MB free on its disk — free space, or "
+                              "use a store on a larger disk (--store), then run the job again: "
+                              "what it wrote before is kept") from err
     return path
+
+
+def _free_mb(folder: Path) -> str:
+    for candidate in (folder, *folder.parents):
+        try:
+            return f"{shutil.disk_usage(candidate).free / 2**20:.0f}"
+        except OSError:
+            continue
+    return "?"
 
 
 def load_volume(path: Path | str, *, mmap: bool = True) -> np.ndarray:

@@ -248,3 +248,28 @@ def test_workers_that_discover_keep_their_work_when_one_dies(tmp_path, monkeypat
     rows = _rows(settings)
     assert sorted(r[1] for r in rows[:2]) == ["a", "c"] and rows[2][1:] == ("crash", "worker_died")
     assert {p.stem for p in settings.volumes_dir.iterdir()} == {r[0] for r in rows[:2]}
+
+
+def test_a_store_out_of_room_fails_the_scans_that_do_not_fit_and_says_where(source_tree, settings, monkeypatch):
+    from ctae_core.io import volume_store
+
+    real_save = np.save
+
+    def save(handle, array, allow_pickle=False):  # the disk fills on the largest volume
+        if array.size > 2000:
+            handle.write(b"\x93NUMPY" + b"\0" * 1018)
+            raise OSError(f"{array.nbytes} requested and 1024 written")
+        real_save(handle, array, allow_pickle=allow_pickle)
+
+    monkeypatch.setattr(volume_store.np, "save", save)
+    summary = run_ingest([source_tree], settings, workers=1, progress=False)
+    # the two CT phantoms (20 × 9 × 9 at 3 mm) fit, the NIfTI (13 × 15 × 15) does not
+    assert (summary.ingested, dict(summary.failed)) == (2, {"not_ct": 1, "store_write": 1})
+    with connect(settings.catalog_path, read_only=True) as con:
+        errors = list_ingest_errors(con).set_index("source_path")
+    assert errors.loc["p3/mr", "reason"] == "not_ct"
+    assert errors.loc["vol.nii.gz", "reason"] == "store_write"
+    message = errors.loc["vol.nii.gz", "message"]
+    assert message.startswith(f"vol.nii.gz: its volume {settings.volumes_dir}/")
+    assert "could not be written (" in message and "MB free on its disk" in message
+    assert not [p.name for p in settings.volumes_dir.iterdir() if p.name.startswith(".")]  # no temp file

@@ -1,0 +1,42 @@
+"""The volume store's writes: atomic, and a failed one (a full disk) leaves nothing behind and
+says where, how much room is left and what to do."""
+
+from __future__ import annotations
+
+import errno
+
+import numpy as np
+import pytest
+
+from ctae_core.io import volume_store
+from ctae_core.io.volume_store import StoreWriteError, load_volume, save_volume
+
+
+def _full_disk_after(n_bytes: int, code: int | None):
+    """np.save that writes ``n_bytes`` and then fails as a full disk does (numpy's own short
+    write carries no errno)."""
+
+    def save(handle, array, allow_pickle=False):
+        handle.write(b"\x93NUMPY" + b"\0" * (n_bytes - 6))
+        handle.flush()
+        if code is None:
+            raise OSError(f"{array.nbytes} requested and {n_bytes} written")
+        raise OSError(code, "No space left on device")
+
+    return save
+
+
+@pytest.mark.parametrize("code", [None, errno.ENOSPC])
+def test_a_write_that_runs_out_of_room_leaves_no_part_and_keeps_the_old_file(tmp_path, monkeypatch, code):
+    path = tmp_path / "store" / "volumes" / "scan.npy"
+    old = np.arange(24, dtype=np.int16).reshape(2, 3, 4)
+    save_volume(old, path)
+    monkeypatch.setattr(volume_store.np, "save", _full_disk_after(4096, code))
+    with pytest.raises(StoreWriteError) as failed:
+        save_volume(np.zeros((64, 64, 64), dtype=np.int16), path)
+    message = str(failed.value)
+    assert message.startswith(f"{path}: could not be written (")
+    assert "MB free on its disk" in message and "--store" in message and "is kept" in message
+    assert failed.value.errno == code
+    assert sorted(p.name for p in path.parent.iterdir()) == ["scan.npy"]  # no temp file left
+    assert np.array_equal(load_volume(path), old)  # the file it was to replace is whole
