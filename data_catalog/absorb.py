@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import duckdb
 
 from data_catalog.journal import journal_exists, open_journal
+from data_catalog.rollback import rollback
 
 if TYPE_CHECKING:
     import pandas as pd  # imported where a journal is read: every job's catalog open is here
@@ -99,7 +100,7 @@ def absorb_journal(con: duckdb.DuckDBPyConnection, catalog: Path | str) -> int:
                 copied += len(frame)
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        rollback(con)
         raise
     with open_journal(catalog) as j:
         for table, (_, _, key) in _TABLES.items():

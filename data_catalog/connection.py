@@ -18,6 +18,7 @@ import duckdb
 
 from data_catalog.absorb import absorb_journal, merge_pending_rows, pending_review_rows
 from data_catalog.errors import CatalogError
+from data_catalog.rollback import rollback
 from data_catalog.schema import SCHEMA_VERSION, current_version, ensure_schema, table_names
 
 logger = logging.getLogger(__name__)
@@ -149,6 +150,6 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
     try:
         yield con
     except BaseException:
-        con.execute("ROLLBACK")
+        rollback(con)
         raise
     con.execute("COMMIT")

@@ -10,6 +10,7 @@ from typing import Any
 
 import duckdb
 
+from data_catalog.rollback import rollback
 from data_catalog.scans import SCAN_ORDER
 
 RUN_STATUSES = ("training", "trained", "failed")
@@ -102,7 +103,7 @@ def write_splits(con: duckdb.DuckDBPyConnection, run_id: str, splits: dict[str, 
             [[run_id, scan_id, split] for scan_id, split in sorted(splits.items())],
         )
     except BaseException:
-        con.execute("ROLLBACK")
+        rollback(con)
         raise
     con.execute("COMMIT")
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import duckdb
 
 from data_catalog.connection import CatalogError, transaction
+from data_catalog.rollback import rollback
 
 if TYPE_CHECKING:  # pandas costs 0.3 s of start-up; ingest never needs it
     import pandas as pd
@@ -150,7 +151,7 @@ def upsert_scans(con: duckdb.DuckDBPyConnection, records: Sequence[ScanRecord]) 
                                                 for scan_id, content_hash, *measures in kept])
         con.execute("COMMIT")
     except Exception:
-        con.execute("ROLLBACK")
+        rollback(con)
         raise
     return len(rows)
 
@@ -176,7 +177,7 @@ def record_ingest_errors(
         con.executemany(_UPSERT_ERROR, [list(astuple(r)) for r in records])
         con.execute("COMMIT")
     except Exception:
-        con.execute("ROLLBACK")
+        rollback(con)
         raise
     return len(records)
 

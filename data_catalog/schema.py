@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import duckdb
 
+from data_catalog.rollback import rollback
+
 SCHEMA_VERSION = 21
 
 _V1 = [
@@ -471,7 +473,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> int:
                 con.execute(statement)
             con.execute("INSERT INTO schema_version (version) VALUES (?)", [target])
     except BaseException:
-        con.execute("ROLLBACK")
+        rollback(con)
         raise
     con.execute("COMMIT")
     return SCHEMA_VERSION

@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from data_catalog.filters import ExportFilter, filter_mask, render_export
 from data_catalog.review import new_sortable_id
+from data_catalog.rollback import rollback
 from data_catalog.schema import SCHEMA_VERSION
 from data_catalog.scores import EVIDENCE_COLUMNS, REGION_Z_COLUMNS
 from data_catalog.views import run_info, scan_table
@@ -254,7 +255,7 @@ def record_snapshot(con: duckdb.DuckDBPyConnection, snapshot: Snapshot, destinat
         con.execute("INSERT INTO export_items BY NAME SELECT * FROM snapshot_items")
         con.unregister("snapshot_items")
     except BaseException:
-        con.execute("ROLLBACK")
+        rollback(con)
         raise
     con.execute("COMMIT")
 

@@ -76,7 +76,8 @@ def _catalog(settings: CatalogSettings) -> Iterator[Any]:
 def _write_error(settings: CatalogSettings, err: BaseException) -> CatalogWriteError:
     return CatalogWriteError(
         f"catalog {settings.catalog_path} cannot be written ({type(err).__name__}: {err}); "
-        "check the path and its permissions, or wait for the process holding it"
+        "check the path, its permissions and the room on its disk, or wait for the process "
+        "holding it"
     )
 
 

@@ -18,6 +18,7 @@ from data_catalog import (
     CatalogUnreadableError,
     connect,
     connection,
+    transaction,
 )
 from data_catalog.schema import current_version, table_names
 
@@ -145,3 +146,21 @@ def test_an_empty_duckdb_file_becomes_a_catalog(tmp_path):
     with connect(path) as con:
         assert current_version(con) == SCHEMA_VERSION
         assert {"scans", "runs", "scores", "labels"} <= set(table_names(con))
+
+
+def test_a_transaction_that_duckdb_ended_raises_its_own_error_not_the_rollbacks(settings):
+    # a write that fails on a full disk makes DuckDB end the transaction itself; its ROLLBACK
+    # then raised "no transaction is active", which hid "No space left on device"
+    with connect(settings.catalog_path) as con:
+        with pytest.raises(ValueError, match="the write that failed"):
+            with transaction(con):
+                con.execute("INSERT INTO labels (label_id, scan_id, reviewer, verdict) VALUES ('l1', 's1', 'ann', 'inlier')")
+                con.execute("COMMIT")  # the transaction is over, as DuckDB's own abort leaves it
+                raise ValueError("the write that failed")
+        with pytest.raises(duckdb.TransactionException, match="no transaction is active"):
+            con.execute("ROLLBACK")  # what transaction() no longer lets through
+        with pytest.raises(ZeroDivisionError):
+            with transaction(con):
+                con.execute("INSERT INTO labels (label_id, scan_id, reviewer, verdict) VALUES ('l2', 's1', 'bo', 'inlier')")
+                raise ZeroDivisionError  # a live transaction is still rolled back
+        assert con.execute("SELECT label_id FROM labels").fetchall() == [("l1",)]
