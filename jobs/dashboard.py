@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import subprocess
 import sys
 import tomllib
@@ -75,6 +76,23 @@ def check_catalog(path: Path) -> None:
         pass
 
 
+def port_free(host: str, port: int) -> bool:
+    """Whether a server may listen on ``host``:``port`` now (bound as Streamlit's server binds,
+    address reuse on: a port left in TIME_WAIT counts as free)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str, first: int, tries: int = 50) -> int | None:
+    """The first port from ``first`` on that ``port_free`` finds free, or None."""
+    return next((port for port in range(first, min(first + tries, 65536)) if port_free(host, port)), None)
+
+
 def streamlit_command(port: int, host: str) -> list[str]:
     """The `streamlit run` command line that serves dashboard/app.py.
 
@@ -123,6 +141,12 @@ def dashboard(
     """Start the triage dashboard on the catalog; Ctrl+C stops it."""
     if not 1 <= port <= 65535:
         raise typer.BadParameter(f"--port {port} must be between 1 and 65535")
+    if not port_free(host, port):  # Streamlit would say so in its log and end with code 0
+        other = free_port(host, port + 1)
+        raise typer.BadParameter(
+            f"port {port} on {host} is in use (another dashboard, or another program)"
+            + (f"; pass --port {other}, which is free," if other else "; pass another --port")
+            + " or stop what holds it", param_hint="--port")
     settings = settings_from(catalog, store, follow_store=True)
     refuse_open_host(host, settings.catalog_path, secrets_files())
     if not settings.catalog_path.exists():

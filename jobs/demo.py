@@ -131,12 +131,25 @@ def check_dashboard(settings: CatalogSettings) -> tuple[str, bool, str]:
     return ("dashboard renders", not errors, "; ".join(map(str, errors))[:200] or "no exception")
 
 
-def _serve(settings: CatalogSettings, port: int, open_browser: bool) -> None:
+DEFAULT_PORT = 8501
+
+
+def _serve(settings: CatalogSettings, port: int | None, open_browser: bool) -> None:
+    """Serve the demo's catalog: on ``port``, or without one on the first free port from
+    ``DEFAULT_PORT`` (another Streamlit app often holds 8501). Ends with the dashboard's code."""
+    from jobs.dashboard import free_port
+
+    if port is None:
+        port = free_port("127.0.0.1", DEFAULT_PORT) or DEFAULT_PORT
+        if port != DEFAULT_PORT:
+            typer.echo(f"port {DEFAULT_PORT} is in use: serving on {port}")
     args = ["dashboard", "--catalog", str(settings.catalog_path), "--port", str(port)]
     if not open_browser:
         args.append("--no-browser")
     typer.echo(f"\nDashboard: http://127.0.0.1:{port}/?run={RUN_ID}  (Ctrl+C stops it)")
-    subprocess.run([sys.executable, "-m", "jobs", *args], check=False)
+    served = subprocess.run([sys.executable, "-m", "jobs", *args], check=False)
+    if served.returncode not in (0, -2, 130):  # not Ctrl+C: the dashboard said why
+        raise typer.Exit(served.returncode)
 
 
 def demo(
@@ -147,7 +160,7 @@ def demo(
     check: Annotated[bool, typer.Option("--check", help="Smallest pipeline; exit 0 only if every stage delivered.")] = False,
     no_browser: Annotated[bool, typer.Option("--no-browser", help="Serve headless; do not open a browser.")] = False,
     no_serve: Annotated[bool, typer.Option("--no-serve", help="Stop after the jobs; do not start the dashboard.")] = False,
-    port: Annotated[int, typer.Option(help="Dashboard port.")] = 8501,
+    port: Annotated[int | None, typer.Option(help="Dashboard port (default: 8501, else the next free one).", show_default=False)] = None,
     catalog: CatalogOption = None,
 ) -> None:
     """Build the demo cohort, run every job on it and open the dashboard (`--check`: verify only)."""
