@@ -152,7 +152,7 @@ def embed(
     no_progress: NoProgressOption = False,
 ) -> None:
     """UMAP the run's latent vectors to 2D and cluster them with DBSCAN."""
-    settings = settings_from(catalog)
+    settings = settings_from(catalog, existing=True)
     config_exec = executor_from(executor, ray_address)
     try:
         config = EmbedConfig(n_neighbors=n_neighbors, min_dist=min_dist, seed=seed, eps=eps,

@@ -327,7 +327,7 @@ def evaluate(
     """AUROC / AP / precision, recall and false alarms at T / size bias, beside two baselines.
 
     With --beside, side by side with another cohort's run."""
-    settings = settings_from(catalog, follow_store=True)
+    settings = settings_from(catalog, follow_store=True, existing=True)
     try:
         table = run_evaluate(settings, run, truth, split or None, not no_progress)
     except (EvaluateJobError, ValueError) as err:

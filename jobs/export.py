@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from data_catalog import CatalogBusyError, CatalogMissingError, connect
+from data_catalog import connect
 from data_catalog.export_formats import (
     BUNDLE_FORMATS,
     FILE_SUFFIX,
@@ -239,7 +239,7 @@ def export(
     list_snapshots: Annotated[bool, typer.Option("--list", help="List the snapshots.")] = False,
 ) -> None:
     """Export a snapshot of a run's scans that pass the filters (logged, with a manifest)."""
-    settings = settings_from(catalog, follow_store=True)
+    settings = settings_from(catalog, follow_store=True, existing=True)
     try:
         if list_snapshots:
             with connect(settings.catalog_path, read_only=True) as con:
@@ -281,9 +281,6 @@ def export(
             "ask the user who ran the ingest to export",
             err=True,
         )
-        raise typer.Exit(1) from err
-    except (CatalogMissingError, CatalogBusyError) as err:
-        typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from err
     typer.echo(
         f"exported {snapshot.manifest['row_count']} scans of run {run} to {out} "

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as err:
         if not _catalog_error(err):
             raise
-        print(f"ctae {command[0] if command else ''}: {err}".replace("  ", " "), file=sys.stderr)
+        print(f"{' '.join(['ctae', *command[:1]])}: {err}", file=sys.stderr)
         code = CATALOG_EXIT.get(type(err).__name__, 2)
         if argv is None:
             exit_without_teardown(code)

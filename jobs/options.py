@@ -33,13 +33,14 @@ NoProgressOption = Annotated[
 
 
 def settings_from(catalog: Path | None, store: Path | None = None, *,
-                  follow_store: bool = False) -> CatalogSettings:
+                  follow_store: bool = False, existing: bool = False) -> CatalogSettings:
     """Resolve the catalog and store from options, then the environment, then defaults; a
     catalog path that is a folder, or a store path that is a file, is refused before any work.
 
     ``follow_store``: the job reads what the store holds, so a catalog moved with its store
     first follows it (``jobs.store_moves``; one catalog open: ingest, which only adds to the
-    store, spares its start-up that).
+    store, spares its start-up that). ``existing``: the job reads the catalog, so a path with
+    no catalog is refused (``CatalogMissingError``) instead of being made an empty one.
     """
     settings = CatalogSettings.resolve(catalog, store)
     if settings.catalog_path.is_dir():
@@ -51,8 +52,13 @@ def settings_from(catalog: Path | None, store: Path | None = None, *,
         raise typer.BadParameter(
             f"{settings.store_dir} is a file; pass a folder for the stored volumes and run "
             "outputs (default: 'store' beside the catalog)", param_hint="--store")
+    if existing and not settings.catalog_path.exists():
+        from data_catalog import CatalogMissingError  # DuckDB: not at CLI start-up
+
+        raise CatalogMissingError(f"{settings.catalog_path}: no catalog here yet; run `ctae ingest "
+                                  f"SOURCE --catalog {settings.catalog_path}` first, or check the path")
     if follow_store:
-        from jobs.store_moves import follow_moved_store  # DuckDB: not at CLI start-up
+        from jobs.store_moves import follow_moved_store
 
         follow_moved_store(settings)
     return settings

@@ -260,7 +260,7 @@ def score(
     no_progress: NoProgressOption = False,
 ) -> None:
     """Reconstruct every scan, store MSE / MSE_m / latents / error volumes, set T and flag."""
-    settings = settings_from(catalog, store, follow_store=True)
+    settings = settings_from(catalog, store, follow_store=True, existing=True)
     executor_from(executor, ray_address, workers)  # usage errors before any work
     try:
         options = ScoreOptions(

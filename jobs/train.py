@@ -102,7 +102,7 @@ def train_command(
     no_progress: NoProgressOption = False,
 ) -> None:
     """Train the 3D autoencoder on the ingested scans (split, normalise, pad, fit, checkpoint)."""
-    settings = settings_from(catalog, store, follow_store=True)
+    settings = settings_from(catalog, store, follow_store=True, existing=True)
     try:
         cfg = build_config(preset_name, epochs=epochs, batch_size=batch_size, lr=lr,
                            lr_schedule=lr_schedule, spacing_mm=spacing,

@@ -10,6 +10,7 @@ from data_catalog import connect, views
 from data_catalog.filters import ExportFilter, apply_filter
 from jobs.cli import app
 from jobs.dashboard import streamlit_command
+from jobs.launch import main
 from jobs.synthetic_catalog import SyntheticSpec, build_synthetic_catalog
 
 runner = CliRunner()
@@ -115,7 +116,7 @@ def test_export_rejects_bad_filters_with_a_reason(catalog, tmp_path, args, messa
     assert not (tmp_path / "x.csv").exists()
 
 
-def test_export_names_a_missing_run_and_catalog(catalog, tmp_path):
+def test_export_names_a_missing_run_and_catalog(catalog, tmp_path, capsys):
     result = runner.invoke(
         app,
         [
@@ -130,10 +131,11 @@ def test_export_names_a_missing_run_and_catalog(catalog, tmp_path):
     )
     assert result.exit_code == 2 and "run 'nope' is not in" in " ".join(result.output.split())
     missing = tmp_path / "none" / "c.duckdb"
-    result = runner.invoke(
-        app, ["export", "--catalog", str(missing), "--run", "r", "--out", str(tmp_path / "x.csv")]
-    )
-    assert result.exit_code == 1 and "no catalog here yet" in result.output
+    with pytest.raises(SystemExit) as done:  # through ctae's entry point, which says it
+        main(["export", "--catalog", str(missing), "--run", "r", "--out", str(tmp_path / "x.csv")])
+    assert done.value.code == 1
+    assert f"ctae export: {missing}: no catalog here yet" in capsys.readouterr().err
+    assert not missing.parent.exists()
 
 
 def test_dashboard_command_line():

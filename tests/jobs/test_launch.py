@@ -132,3 +132,19 @@ def test_a_catalog_folder_or_a_store_file_is_refused_before_any_work(tmp_path):
             done = _run(*command, *flags)
             assert done.returncode == 2 and said in " ".join(done.stderr.split()), done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]
+
+
+@pytest.mark.parametrize("command", [
+    ["train", "--run", "r"], ["score", "--run", "r"], ["embed", "--run", "r"],
+    ["export", "--run", "r", "--out", "scans.csv"], ["evaluate", "--run", "r", "--truth", "truth.csv"],
+])  # fmt: skip
+def test_a_job_that_reads_the_catalog_refuses_a_path_with_none_and_makes_none(tmp_path, command):
+    catalog = tmp_path / "catlog.duckdb"  # a typo: before, an empty catalog was made there
+    done = subprocess.run([sys.executable, "-m", "jobs", *command, "--catalog", str(catalog)],
+                          cwd=tmp_path, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=120)  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"ctae {command[0]}: {catalog}: no catalog here yet; run `ctae ingest SOURCE --catalog "
+        f"{catalog}` first, or check the path")
+    assert list(tmp_path.iterdir()) == []
