@@ -21,7 +21,6 @@ Stop 51 (the default of one single-threaded scoring process per free core) used
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import statistics
@@ -34,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_team_review import _source_tree  # noqa: E402
-from benchmarks.rows import report_against, row  # noqa: E402
+from benchmarks.rows import against_parser, report_against, row  # noqa: E402
 from tests.chaos_factory import descendants  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "out" / "score_cli"
@@ -137,10 +136,7 @@ def main(quick: bool = False, against: str = "faf3c35", rounds: int = 3, preset:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="20 scans instead of 60")
-    parser.add_argument("--against", default="faf3c35", metavar="REV")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser = against_parser(__doc__, "faf3c35", 3, "20 scans instead of 60")
     parser.add_argument("--preset", default="tiny", help="the run's preset (tiny_dae: the default model)")
     args = parser.parse_args()
     main(args.quick, args.against, args.rounds, args.preset)

@@ -17,7 +17,6 @@ process and, per condition, the median over the rounds and its ratio to REV's.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import statistics
@@ -32,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.bench_score_cli import _ctae, _run  # noqa: E402
 from benchmarks.bench_team_review import _source_tree  # noqa: E402
 from benchmarks.bench_train_busy import BUSY_LOOP  # noqa: E402
-from benchmarks.rows import report_against, row  # noqa: E402
+from benchmarks.rows import against_parser, report_against, row  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "out" / "train_cli"
 EPOCHS = "2"
@@ -103,9 +102,5 @@ def main(quick: bool = False, against: str = "e8b3cff", rounds: int = 2) -> list
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="20 scans and one round instead of 60 and --rounds")
-    parser.add_argument("--against", default="e8b3cff", metavar="REV")
-    parser.add_argument("--rounds", type=int, default=2)
-    args = parser.parse_args()
+    args = against_parser(__doc__, "e8b3cff", 2, "20 scans and one round instead of 60 and --rounds").parse_args()
     main(args.quick, args.against, args.rounds)

@@ -3,6 +3,7 @@ ratio to a baseline measured in the same run."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -37,3 +38,13 @@ def report_against(rows: list[dict], out: Path) -> list[dict]:
         print(f"{r['figure']}: {r['value']} {r['unit']} against {r['baseline']} (ratio {r['ratio']})")
     out.write_text(json.dumps(rows, indent=2))
     return rows
+
+
+def against_parser(doc: str, against: str, rounds: int, quick: str) -> argparse.ArgumentParser:
+    """The command line of a benchmark that times this build against a git revision,
+    alternated: --quick (``quick`` says what it trims), --against REV, --rounds N."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--against", default=against, metavar="REV")
+    parser.add_argument("--rounds", type=int, default=rounds)
+    return parser

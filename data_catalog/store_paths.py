@@ -33,9 +33,7 @@ def move_store_paths(con: duckdb.DuckDBPyConnection, old: str, new: str) -> int:
     changed = 0
     with transaction(con):
         for table, column in STORE_PATH_COLUMNS:
-            (count,), = con.execute(
-                f"SELECT count(*) FROM {table} WHERE starts_with({column}, ?)", [old]).fetchall()
-            con.execute(f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
-                        f"WHERE starts_with({column}, ?)", [new, len(old) + 1, old])
+            (count,), = con.execute(f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
+                                    f"WHERE starts_with({column}, ?)", [new, len(old) + 1, old]).fetchall()
             changed += count
     return changed

@@ -60,20 +60,12 @@ def refuse_open_host(host: str, catalog: Path, files: list[Path]) -> None:
     )
 
 
-def check_catalog(path: Path) -> None:
-    """Open the catalog and read its accounts once before serving them, so that a file this
-    ctae cannot use is said here (``data_catalog.CatalogError``: `ctae` prints it, exit 2)
-    rather than on every visitor's page; a catalog a job holds right now is served as usual."""
-    from data_catalog import CatalogBusyError, connect
-
-    load_accounts(users_path(path))
-    if not path.exists():
-        return
-    try:
-        with connect(path, read_only=True, wait_s=0.0):
-            pass
-    except CatalogBusyError:
-        pass
+def check_accounts(catalog: Path) -> None:
+    """Read the accounts once before serving, so that an unreadable accounts file is said here
+    (``AccountsFileError``: `ctae` prints it, exit 2) rather than on every visitor's page. The
+    catalog itself was opened by ``settings_from`` (``follow_store``), which refuses a file
+    that is no catalog this ctae can use."""
+    load_accounts(users_path(catalog))
 
 
 def port_free(host: str, port: int) -> bool:
@@ -154,7 +146,7 @@ def dashboard(
             "catalog %s does not exist yet; the dashboard will say which job to run",
             settings.catalog_path,
         )
-    check_catalog(settings.catalog_path)
+    check_accounts(settings.catalog_path)
     env = {
         **os.environ,
         CATALOG_ENV: str(settings.catalog_path),

@@ -40,9 +40,6 @@ class _Parser(argparse.ArgumentParser):
         raise _Unparsed(message)
 
 
-CATALOG_EXIT = {"CatalogMissingError": 1}
-"""Exit code of a job stopped because its catalog cannot be used (README "CLI reference"): 1
-where there is no catalog yet, 2 where it is busy or not a catalog this ctae can use."""
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -50,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
 
     A catalog that cannot be used (``data_catalog.CatalogError``: busy past the wait, missing,
     not a catalog, an unreadable accounts file) ends any command with its message, without a
-    traceback (``CATALOG_EXIT``)."""
+    traceback (exit 1 where there is no catalog yet, else 2)."""
     args = list(sys.argv[1:] if argv is None else argv)
     verbose = bool(args) and args[0] in ("-v", "--verbose")
     command = args[1:] if verbose else args
@@ -68,7 +65,9 @@ def main(argv: list[str] | None = None) -> None:
         if not _catalog_error(err):
             raise
         print(f"{' '.join(['ctae', *command[:1]])}: {err}", file=sys.stderr)
-        code = CATALOG_EXIT.get(type(err).__name__, 2)
+        # README "CLI reference": 1 where there is no catalog yet (CatalogMissingError, a
+        # FileNotFoundError), 2 where it is busy or no catalog this ctae can use
+        code = 1 if isinstance(err, FileNotFoundError) else 2
         if argv is None:
             exit_without_teardown(code)
         sys.exit(code)
