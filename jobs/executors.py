@@ -156,12 +156,13 @@ def _exit_with(pid: int) -> None:
     except ProcessLookupError:
         pass  # already gone
     except (AttributeError, OSError):  # no pidfd here
-        while _alive(pid):
+        while process_alive(pid):
             time.sleep(1.0)
     os._exit(1)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (any user's)."""
     try:
         os.kill(pid, 0)  # no signal sent: only whether the process exists
     except ProcessLookupError:

@@ -48,7 +48,7 @@ from jobs.options import (
     executor_from,
     settings_from,
 )
-from jobs.runtime import JobRecord, job_record, reuse_freed_memory
+from jobs.runtime import JobRecord, job_record, remove_dead_writers_parts, reuse_freed_memory
 
 if TYPE_CHECKING:
     from jobs.ingest_worker import IngestOutcome
@@ -228,6 +228,7 @@ def run_ingest(
     if not died:  # after a worker died, what is left never runs in this process
         executor = _sized(executor, len(todo))
     _run_batches(worker, todo, writes, executor, progress, redact_paths, done)
+    remove_dead_writers_parts(settings.volumes_dir)  # a worker killed mid-write left its part
     summary.seconds = time.perf_counter() - start
     return summary
 

@@ -13,6 +13,7 @@ import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from data_catalog import connect
@@ -24,6 +25,7 @@ from data_catalog.job_runs import (
     start_job_run,
 )
 from data_catalog.settings import CatalogSettings
+from jobs.executors import process_alive
 
 logger = logging.getLogger(__name__)
 
@@ -110,15 +112,24 @@ def _is_alive(process: JobProcess) -> bool:
     """Whether the process recorded for a job still runs (on this machine)."""
     if process.pid is None:
         return True  # recorded before v4: nothing to go on
-    try:
-        os.kill(process.pid, 0)
-    except ProcessLookupError:
+    if not process_alive(process.pid):
         return False
-    except PermissionError:
-        pass  # alive, another user's
     if process.process_start is None:
         return True
     return _start_tick(process.pid) in (process.process_start, None)
+
+
+def remove_dead_writers_parts(folder: Path) -> int:
+    """Delete the part files in ``folder`` whose writer has died (a worker killed mid-write: its
+    rename never comes); a live writer's, another job's perhaps, is left. Returns how many."""
+    from ctae_core.io.volume_store import parts_in
+
+    dead = [part for part, pid in parts_in(folder).items() if not process_alive(pid)]
+    for part in dead:
+        part.unlink(missing_ok=True)
+    if dead:
+        logger.info("removed %d unfinished volume file(s) of killed workers from %s", len(dead), folder)
+    return len(dead)
 
 
 def interrupt_dead_jobs(con: Any) -> int:

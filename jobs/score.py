@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ctae_core.io.volume_store import RUN_VOLUME_KINDS
 from ctae_core.thresholds import DEFAULT_P, RULES, ThresholdRule
 from data_catalog import CatalogError, CatalogSettings, connect
 from data_catalog import scores as catalog_scores
@@ -33,7 +34,7 @@ from jobs.options import (
     executor_from,
     settings_from,
 )
-from jobs.runtime import job_run
+from jobs.runtime import job_run, remove_dead_writers_parts
 from jobs.score_evidence import acquisition_inputs, update_outlier_score
 from jobs.score_options import KEEP_VOLUMES, ScoreOptions, default_rule
 
@@ -178,6 +179,8 @@ def score_scans(
                 _write_batch(settings, options.run_id, *pending, counts)
                 pending, last_flush = ([], {}), time.monotonic()
     _write_batch(settings, options.run_id, *pending, counts)
+    for kind in RUN_VOLUME_KINDS:  # a worker killed mid-write left its part; it was scored again
+        remove_dead_writers_parts(settings.run_dir(options.run_id) / kind)
     return counts
 
 

@@ -44,7 +44,7 @@ def save_volume(array: np.ndarray, path: Path | str) -> Path:
         StoreWriteError: the write failed (its ``errno`` where the system gave one).
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = _part_path(path, os.getpid())
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as handle:
@@ -57,6 +57,22 @@ def save_volume(array: np.ndarray, path: Path | str) -> Path:
                               "use a store on a larger disk (--store), then run the job again: "
                               "what it wrote before is kept") from err
     return path
+
+
+def _part_path(path: Path, pid: int) -> Path:
+    """Where process ``pid`` writes ``path`` before renaming it into place."""
+    return path.with_name(f".{path.name}.{pid}.tmp")
+
+
+def parts_in(folder: Path | str) -> dict[Path, int]:
+    """The unfinished writes in ``folder``: each part file and the pid of the process writing
+    it (a live writer's part is on its way; a dead one's will never be renamed)."""
+    found = {}
+    for part in Path(folder).glob(".*.tmp"):
+        pid = part.name.removesuffix(".tmp").rpartition(".")[2]
+        if pid.isdigit():
+            found[part] = int(pid)
+    return found
 
 
 def _free_mb(folder: Path) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -98,3 +99,21 @@ def test_a_catalog_that_cannot_be_created_aside_raises_its_error_here(tmp_path):
     assert ran == [True]
     assert isinstance(raised.value, OSError | duckdb.Error)
     assert "not-a-folder" in str(raised.value)
+
+
+def test_a_killed_writers_part_file_is_removed_and_a_live_ones_kept(tmp_path):
+    import numpy as np
+
+    from ctae_core.io.volume_store import parts_in, save_volume
+    from jobs.runtime import remove_dead_writers_parts
+
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(done.stdout)  # ended: its pid names no process now
+    save_volume(np.zeros((2, 2, 2), dtype=np.int16), tmp_path / "kept.npy")
+    dead = tmp_path / f".a1b2.npy.{dead_pid}.tmp"
+    live = tmp_path / f".c3d4.npy.{os.getpid()}.tmp"
+    for part in (dead, live):
+        part.write_bytes(b"\x93NUMPY")
+    assert parts_in(tmp_path) == {dead: dead_pid, live: os.getpid()}
+    assert remove_dead_writers_parts(tmp_path) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "kept.npy"])
