@@ -28,6 +28,10 @@ class SplitError(ValueError):
     """The scans cannot be split into non-empty train / val / test sets."""
 
 
+class TooFewScansError(SplitError):
+    """Fewer scans than a split needs: more must be ingested before training."""
+
+
 def assign_splits(
     scan_ids: Sequence[str], seed: int, val_fraction: float = 0.1, test_fraction: float = 0.1
 ) -> dict[str, str]:
@@ -38,11 +42,12 @@ def assign_splits(
     sits. A repeated id counts once. Val and test get at least one scan each.
 
     Raises:
-        SplitError: fewer than MIN_SCANS_FOR_SPLIT scans.
+        TooFewScansError: fewer than MIN_SCANS_FOR_SPLIT scans.
+        SplitError: the fractions leave no training scan.
     """
     ids = list(dict.fromkeys(scan_ids))
     if len(ids) < MIN_SCANS_FOR_SPLIT:
-        raise SplitError(
+        raise TooFewScansError(
             f"only {len(ids)} scan(s) in the catalog; a train/val/test split needs at least "
             f"{MIN_SCANS_FOR_SPLIT} — ingest more scans (`ctae ingest`) before training"
         )

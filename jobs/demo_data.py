@@ -33,6 +33,7 @@ from jobs.cohort_files import (
     series_uid_for,
     write_truth_file,
 )
+from jobs.job_errors import stop
 from jobs.options import NoProgressOption
 
 logger = logging.getLogger(__name__)
@@ -181,8 +182,7 @@ def demo_data(
             counts = generate_real_cohort(out, base, n, seed, outlier_rate, workers,
                                           progress=not no_progress)
         except (FileNotFoundError, ValueError) as err:
-            typer.secho(f"ctae demo-data: {err}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(2) from err
+            raise stop("demo-data", err) from err
     else:
         counts = generate_cohort(out, n, seed, outlier_rate, size, workers,
                                  progress=not no_progress)

@@ -22,6 +22,7 @@ from ctae_core.features import EmbedConfig
 from data_catalog import CatalogError, CatalogSettings, connect
 from data_catalog import scores as catalog_scores
 from jobs.executors import ExecutorConfig, map_tasks
+from jobs.job_errors import NOT_READY, JobError, stop
 from jobs.options import (
     CatalogOption,
     ExecutorOption,
@@ -35,7 +36,7 @@ from jobs.runtime import job_run
 logger = logging.getLogger(__name__)
 
 
-class EmbedJobError(RuntimeError):
+class EmbedJobError(JobError):
     """The run has nothing (or too little) to embed."""
 
 
@@ -50,7 +51,8 @@ def _load_latents(settings: CatalogSettings, run_id: str) -> tuple[list[str], np
             )
         scan_ids, latents = catalog_scores.latents_for_run(con, run_id)
         if not scan_ids:
-            raise EmbedJobError(f"run {run_id!r} has no latent vectors; run `ctae score --run {run_id}` first")
+            raise EmbedJobError(f"run {run_id!r} has no latent vectors; run `ctae score --run {run_id}` first",
+                                exit_code=NOT_READY)
         finite = np.isfinite(latents).all(axis=1)
         for scan_id in np.asarray(scan_ids)[~finite]:
             catalog_scores.record_scan_failure(
@@ -83,7 +85,8 @@ def _embed_remote(latents: np.ndarray, config: EmbedConfig, executor: ExecutorCo
     """``embed_points`` as one task on the executor; its error (or worker death) ends the job."""
     (result,) = map_tasks(embed_points, [(latents, config)], executor)
     if not result.ok:
-        raise EmbedJobError(f"the embedding task failed on {executor.kind}: {result.error}")
+        raise EmbedJobError(f"the embedding task failed on {executor.kind}: {result.error}",
+                            exit_code=NOT_READY)
     return result.value
 
 
@@ -162,8 +165,7 @@ def embed(
     except CatalogError:  # `ctae` says it, with the catalog's exit code (jobs.launch)
         raise
     except (EmbedJobError, ValueError, RuntimeError) as err:  # RuntimeError: Ray missing
-        typer.secho(f"ctae embed: {err}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1) from err
+        raise stop("embed", err) from err
     if counts.get("skipped"):
         typer.echo(f"run {run}: embedding of {counts['embedded']} scans is up to date")
         return

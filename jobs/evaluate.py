@@ -24,6 +24,7 @@ import typer
 
 from data_catalog import CatalogSettings, connect
 from data_catalog import scores as catalog_scores
+from jobs.job_errors import NOT_READY, JobError, stop
 from jobs.localisation import format_localisation, localisation_counts
 from jobs.options import CatalogOption, NoProgressOption, settings_from
 from jobs.runtime import job_run, stack_lists
@@ -34,7 +35,7 @@ TRUTH_COLUMNS = ("series_uid", "source_path", "truth")
 AE_METHODS = ("mse", "mse_region", "mse_m", "local_error_hu")
 
 
-class EvaluateJobError(RuntimeError):
+class EvaluateJobError(JobError):
     """The truth file or the run cannot be evaluated."""
 
 
@@ -161,9 +162,13 @@ def run_evaluate(settings: CatalogSettings, run_id: str, truth_path: Path,
     with connect(settings.catalog_path) as con:
         run = catalog_scores.read_run(con, run_id)
         inputs = catalog_scores.evaluation_inputs(con, run_id)
-    if run is None or inputs.empty:
+        known = catalog_scores.run_ids(con)
+    if run is None:
+        raise EvaluateJobError(f"run {run_id!r} is not in {settings.catalog_path}; known runs: "
+                               f"{', '.join(known) or 'none'}")
+    if inputs.empty:
         raise EvaluateJobError(f"run {run_id!r} has no scores in {settings.catalog_path}; "
-                               f"run `ctae score --run {run_id}` first")
+                               f"run `ctae score --run {run_id}` first", exit_code=NOT_READY)
     labels = match_truth(inputs, truth)
     if splits:
         labels[~inputs["split"].isin(splits)] = None
@@ -331,8 +336,7 @@ def evaluate(
     try:
         table = run_evaluate(settings, run, truth, split or None, not no_progress)
     except (EvaluateJobError, ValueError) as err:
-        typer.secho(f"ctae evaluate: {err}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1) from err
+        raise stop("evaluate", err) from err
     with connect(settings.catalog_path, read_only=True) as con:
         run_score = (catalog_scores.read_run(con, run) or {}).get("threshold_score") or "mse_m"
     typer.echo(format_table(table, run_score))
@@ -348,10 +352,9 @@ def evaluate(
         with connect(other_catalog, read_only=True) as con:
             other = catalog_scores.read_evaluations(con, beside)
         if other.empty:
-            typer.secho(f"ctae evaluate: run {beside!r} has no evaluation in {other_catalog}; run "
-                        f"`ctae evaluate --run {beside} --truth ...` there first",
-                        fg=typer.colors.RED, err=True)
-            raise typer.Exit(1)
+            raise stop("evaluate", EvaluateJobError(
+                f"run {beside!r} has no evaluation in {other_catalog}; run "
+                f"`ctae evaluate --run {beside} --truth ...` there first", exit_code=NOT_READY))
         label = beside if beside != run or beside_catalog else f"{beside} (stored)"
         typer.echo("\n" + format_side_by_side({run: table, label: other}, run_score))
 

@@ -39,6 +39,7 @@ from data_catalog.scans import (
 from data_catalog.settings import CatalogSettings
 from jobs.executors import ExecutorConfig, TaskResult, map_tasks
 from jobs.ingest_limits import INPUT_TIMEOUT_S
+from jobs.job_errors import NOT_READY, JobError, stop
 from jobs.options import (
     CatalogOption,
     ExecutorOption,
@@ -568,21 +569,16 @@ def ingest_command(
                 job=job,
             )
             job.counts.update(summary.as_dict())
-    except CatalogWriteError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from err
     except FileNotFoundError as err:
-        shown_err = "a source folder does not exist; check the paths" if redact_paths else err
-        typer.echo(f"error: {shown_err}", err=True)
-        raise typer.Exit(1) from err
-    except RuntimeError as err:  # Ray missing or unreachable
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(1) from err
+        shown = "a source folder does not exist; check the paths" if redact_paths else str(err)
+        raise stop("ingest", JobError(shown)) from err
+    except (CatalogWriteError, RuntimeError) as err:  # RuntimeError: Ray missing or unreachable
+        raise stop("ingest", err) from err
     for line in summary.lines():
         typer.echo(line)
     if summary.ingested + summary.skipped_unchanged == 0:
-        typer.echo("error: nothing could be ingested; see the reasons above", err=True)
-        raise typer.Exit(1)
+        raise stop("ingest", JobError("nothing could be ingested; see the reasons above",
+                                      exit_code=NOT_READY))
 
 
 def register(app: typer.Typer) -> None:

@@ -25,6 +25,7 @@ from ctae_core.io.volume_store import RUN_VOLUME_KINDS
 from ctae_core.thresholds import DEFAULT_P, RULES, ThresholdRule
 from data_catalog import CatalogError, CatalogSettings, connect
 from data_catalog import scores as catalog_scores
+from jobs.job_errors import NOT_READY, JobError, stop
 from jobs.options import (
     CatalogOption,
     ExecutorOption,
@@ -54,7 +55,7 @@ FLUSH_RECORDS = 64
 FLUSH_SECONDS = 10.0
 
 
-class ScoreJobError(RuntimeError):
+class ScoreJobError(JobError):
     """The run cannot be scored as asked (unknown run, untrained, missing checkpoint)."""
 
 
@@ -83,7 +84,8 @@ def load_run(settings: CatalogSettings, run_id: str) -> RunRow:
     if run["status"] != "trained" or not run["checkpoint_path"]:
         raise ScoreJobError(
             f"run {run_id!r} has status {run['status']!r} and checkpoint "
-            f"{run['checkpoint_path']!r}; finish training first (`ctae train --run {run_id} --resume`)"
+            f"{run['checkpoint_path']!r}; finish training first (`ctae train --run {run_id} --resume`)",
+            exit_code=NOT_READY,
         )
     if not Path(run["checkpoint_path"]).exists():
         raise ScoreJobError(
@@ -277,8 +279,7 @@ def score(
     except CatalogError:  # `ctae` says it, with the catalog's exit code (jobs.launch)
         raise
     except (ScoreJobError, ValueError, RuntimeError) as err:  # RuntimeError: Ray missing
-        typer.secho(f"ctae score: {err}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1) from err
+        raise stop("score", err) from err
     threshold = counts.get("threshold")
     t_text = "not set (too few validation scores)" if threshold is None else f"{threshold:.5f}"
     typer.echo(
@@ -286,6 +287,15 @@ def score(
         f"T = {t_text} ({options.rule.describe()}, on {options.score}; n_val = "
         f"{counts.get('n_val', 0)}), flagged {counts.get('flagged', 0)}"
     )
+    if failed := counts.get("failed", 0):
+        # what failed is kept out of T and the flags; a second run scores only what is missing
+        error = JobError(f"{failed} scan(s) of run {run!r} could not be scored (see the warnings "
+                         f"above); once the cause is mended, `ctae score --run {run}` scores "
+                         "only those", exit_code=NOT_READY)
+        if counts.get("scored", 0) or counts.get("already_scored", 0):
+            typer.secho(f"ctae score: {error}", fg=typer.colors.YELLOW, err=True)
+        else:  # the run has nothing scored to flag: nothing could be done
+            raise stop("score", error)
 
 
 def register(app: typer.Typer) -> None:

@@ -19,9 +19,11 @@ import typer
 
 from ctae_core.config import DEFAULT_PRESET, PRESETS, TrainConfig, preset, with_overrides
 from ctae_core.errors import CheckpointError
-from ctae_core.training_set import SplitError
+from ctae_core.io.volume_store import StoreWriteError
+from ctae_core.training_set import SplitError, TooFewScansError
 from data_catalog import CatalogSettings
 from data_catalog.runs import RunError
+from jobs.job_errors import NOT_READY, JobError, stop
 from jobs.options import CatalogOption, NoProgressOption, StoreOption, settings_from
 from jobs.runtime import job_run
 from jobs.train_catalog import open_run
@@ -123,9 +125,10 @@ def train_command(
                                        resumed_with=_given(epochs=epochs,
                                                            early_stopping=early_stopping,
                                                            validate_from=validate_from)))
-    except (RunError, SplitError, CheckpointError) as err:
-        typer.secho(f"ctae train: {err}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from err
+    except TooFewScansError as err:  # nothing to train on yet
+        raise stop("train", JobError(str(err), exit_code=NOT_READY)) from err
+    except (RunError, SplitError, CheckpointError, StoreWriteError) as err:
+        raise stop("train", err) from err
     typer.echo(json.dumps(counts, default=str))
 
 

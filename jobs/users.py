@@ -11,6 +11,7 @@ import typer
 from data_catalog.accounts import ROLES, add_account, load_accounts, remove_account, users_path
 from data_catalog.journal import open_journal
 from data_catalog.sessions import audit
+from jobs.job_errors import JobError, stop
 from jobs.options import CatalogOption, settings_from
 
 users_app = typer.Typer(
@@ -69,8 +70,7 @@ def remove(
     try:
         account = remove_account(path, name)
     except KeyError as err:
-        typer.echo(err.args[0], err=True)
-        raise typer.Exit(1) from err
+        raise stop("users", JobError(err.args[0])) from err
     _audit(settings.catalog_path, "remove_user", name, {"role": account.role}, None)
     typer.echo(f"removed {name} from {path}")
 

@@ -7,6 +7,7 @@ objects in it are tensors, numbers, strings, lists and dicts, so it loads with
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
@@ -20,6 +21,7 @@ from torch import nn
 from ctae_core.error_norm import NormalError
 from ctae_core.errors import CheckpointError
 from ctae_core.inference import InputSpec, run_model_from_checkpoint
+from ctae_core.io.volume_store import write_failed
 from ctae_core.model import Autoencoder
 
 logger = logging.getLogger(__name__)
@@ -31,17 +33,31 @@ FORMAT_VERSION = 1
 def save_checkpoint(payload: dict[str, Any], path: Path | str) -> Path:
     """Write ``payload`` to ``path`` atomically (temp file, fsync, rename).
 
-    A kill at any moment leaves either the previous file or the new one, never half a file.
+    A kill at any moment leaves either the previous file or the new one, never half a file; a
+    failed write (a full disk) leaves the previous file and no temp file.
+
+    Raises:
+        StoreWriteError: the write failed; the message names the file and the space left.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     data = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
-    with open(tmp, "wb") as handle:
-        torch.save(data, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as handle:
+            torch.save(data, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:
+        # torch's zip writer reports a full disk as "RuntimeError: [enforce fail at
+        # inline_container.cc] unexpected pos", raised while handling the OSError
+        cause = err if isinstance(err, OSError) else err.__context__
+        if not isinstance(cause, OSError):
+            raise
+        with contextlib.suppress(OSError):  # a folder that could not be made holds none
+            tmp.unlink(missing_ok=True)
+        raise write_failed(path, cause) from err
     return path
 
 

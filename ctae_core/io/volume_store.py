@@ -3,6 +3,7 @@ the on-disk format of stored volumes."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from pathlib import Path
@@ -52,11 +53,25 @@ def save_volume(array: np.ndarray, path: Path | str) -> Path:
         os.replace(tmp, path)
     except OSError as err:  # numpy's short write ("N requested and M written") has no errno
         tmp.unlink(missing_ok=True)
-        raise StoreWriteError(err.errno, f"{path}: could not be written ({err.strerror or err}); "
-                              f"{_free_mb(path.parent)} MB free on its disk — free space, or "
-                              "use a store on a larger disk (--store), then run the job again: "
-                              "what it wrote before is kept") from err
+        raise write_failed(path, err) from err
     return path
+
+
+NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, None})
+"""A write's errors that mean the disk (or a quota, or a file size limit) has no room; None:
+numpy's short write, which carries no errno."""
+
+
+def write_failed(path: Path, err: OSError) -> StoreWriteError:
+    """The ``StoreWriteError`` for a failed write of ``path`` (its part file already removed)."""
+    if err.errno in NO_ROOM:
+        advice = (f"{_free_mb(path.parent)} MB free on its disk — free space, or use a store on "
+                  "a larger disk (--store)")
+    else:
+        advice = "check that the store's folders are folders this user may write (--store)"
+    return StoreWriteError(err.errno, f"{path}: could not be written ({err.strerror or err}); "
+                                      f"{advice}, then run the job again: what it wrote before "
+                                      "is kept")
 
 
 def _part_path(path: Path, pid: int) -> Path:

@@ -165,9 +165,10 @@ def test_exit_codes_nothing_ingestible_missing_source_and_unwritable_catalog(tmp
     bad = tmp_path / "bad"
     write_phantom(bad, header=SeriesHeaderSpec(modality="MR"))
     result = _invoke(bad, "--catalog", settings.catalog_path)
-    assert result.exit_code == 1 and "nothing could be ingested" in result.output
-    missing = _invoke(tmp_path / "nope", "--catalog", settings.catalog_path)
-    assert missing.exit_code == 1 and "does not exist" in missing.output
+    assert result.exit_code == 1 and "ctae ingest: nothing could be ingested" in result.output
+    missing = _invoke(tmp_path / "nope", "--catalog", settings.catalog_path)  # bad input: 2
+    assert missing.exit_code == 2 and "ctae ingest:" in missing.output
+    assert "does not exist" in missing.output
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the catalog folder should be")
     unwritable = _invoke(bad, "--catalog", blocker / "catalog.duckdb")

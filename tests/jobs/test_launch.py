@@ -98,7 +98,7 @@ def test_the_program_ends_with_the_jobs_code_its_output_and_atexit_handlers(tmp_
     assert "not reached" not in done.stdout
     empty = program(tmp_path / "empty")
     assert empty.returncode == 1
-    assert "error: nothing could be ingested" in empty.stderr
+    assert "ctae ingest: nothing could be ingested" in empty.stderr
     assert empty.stdout.splitlines()[-1] == "atexit handler ran"
 
 

@@ -242,7 +242,7 @@ def test_thesis_rule_on_the_outlier_score_and_p_value_refused_for_mse_m(scored):
     assert run["threshold"] == pytest.approx(val.mean() + 3 * val.std())
     result = runner.invoke(app, ["score", "--catalog", str(settings.catalog_path), "--run", RUN,
                                  "--rethreshold-only", "--rule", "pvalue", "--score", "mse_m"])
-    assert result.exit_code == 1 and "outlier score only" in result.output
+    assert result.exit_code == 2 and "outlier score only" in result.output
     assert _read(settings, catalog_scores.read_run, RUN)["threshold"] == run["threshold"]
     _cli(settings, "score", "--run", RUN, "--rethreshold-only")  # back to the default
 
@@ -295,6 +295,9 @@ def test_rescoring_skips_what_is_scored(scored):
     before = _read(settings, catalog_scores.read_scores, RUN)
     result = _cli(settings, "score", "--store", str(settings.store_dir), "--run", RUN, "--device", "cpu")
     assert "scored 0, failed 1" in result.output
+    # the run's other scans keep their scores and flags: exit 0, and what failed is named
+    assert ("ctae score: 1 scan(s) of run 'r' could not be scored (see the warnings above)"
+            in " ".join(result.output.split()))
     after = _read(settings, catalog_scores.read_scores, RUN)
     assert (after["scored_at"] == before["scored_at"]).all()
 
@@ -484,11 +487,27 @@ def test_evaluate_locates_the_metal_with_the_masks_of_the_truth_file(scored, tmp
 def test_bad_inputs_give_clear_errors(scored, tmp_path):
     settings, _ = scored
     result = runner.invoke(app, ["score", "--catalog", str(settings.catalog_path), "--run", "nope"])
-    assert result.exit_code == 1 and "train it first" in result.output
+    assert result.exit_code == 2 and "train it first" in result.output
     (tmp_path / "t.csv").write_text("uid,label\n1,inlier\n")
     result = runner.invoke(app, ["evaluate", "--catalog", str(settings.catalog_path), "--run", RUN,
                                  "--truth", str(tmp_path / "t.csv")])
-    assert result.exit_code == 1 and "missing column" in result.output
+    assert result.exit_code == 2 and "ctae evaluate:" in result.output
+    assert "missing column" in result.output
+
+
+@pytest.mark.parametrize("command", ["score", "embed", "evaluate", "export"])
+def test_every_job_refuses_a_run_not_in_the_catalog_as_bad_input(scored, tmp_path, command):
+    # README exit codes: 2 where the command line names something wrong (score, embed and
+    # evaluate said 1 until stop 55, export and train 2)
+    settings, _ = scored
+    truth = tmp_path / "truth.csv"
+    truth.write_text("series_uid,source_path,truth\n1.2.3,a.nii,inlier\n")
+    extra = {"evaluate": ["--truth", str(truth)], "export": ["--out", str(tmp_path / "x.csv")]}
+    result = runner.invoke(app, [command, "--catalog", str(settings.catalog_path), "--run", "nope",
+                                 *extra.get(command, [])])
+    assert result.exit_code == 2, result.output
+    assert "run 'nope' is not in" in " ".join(result.output.split())
+    assert not (tmp_path / "x.csv").exists()
 
 
 def test_a_truth_file_saved_by_a_spreadsheet_reads_as_the_comma_one(tmp_path):

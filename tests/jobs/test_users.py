@@ -31,7 +31,7 @@ def test_users_add_list_remove(tmp_path):
     assert runner.invoke(app, ["users", "remove", "ada", "--catalog", str(catalog)]).exit_code == 0
     assert set(load_accounts(path)) == {"bea@site.org"}
     missing = runner.invoke(app, ["users", "remove", "ada", "--catalog", str(catalog)])
-    assert missing.exit_code == 1 and "no user 'ada'" in missing.output
+    assert missing.exit_code == 2 and "ctae users: no user 'ada'" in missing.output
     with open_journal(catalog, write=False) as j:
         assert list(audit_table(j)["action"]) == ["remove_user", "add_user", "add_user"]
 
