@@ -4,6 +4,8 @@ anomaly maps: absolute paths, as each job wrote them), and moving them to where 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
 
 from data_catalog.connection import transaction
@@ -24,6 +26,14 @@ def recorded_stores(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
         if store:
             stores.setdefault(store, []).append(path)
     return stores
+
+
+def store_folders(con: duckdb.DuckDBPyConnection) -> list[Path]:
+    """The store folders the catalog's scans were ingested into (``recorded_stores``' keys)."""
+    rows = con.execute(
+        "SELECT DISTINCT regexp_extract(volume_path, '^(.*)/volumes/[^/]+$', 1) AS store "
+        "FROM scans ORDER BY store").fetchall()
+    return [Path(store) for (store,) in rows if store]
 
 
 def move_store_paths(con: duckdb.DuckDBPyConnection, old: str, new: str) -> int:

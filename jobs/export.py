@@ -26,6 +26,7 @@ from data_catalog.export_formats import (
     render_list,
 )
 from data_catalog.filters import ExportFilter
+from data_catalog.owned_files import owned_by_catalog
 from data_catalog.settings import CatalogSettings
 from data_catalog.snapshot_diff import diff_snapshots
 from data_catalog.snapshots import (
@@ -37,6 +38,8 @@ from data_catalog.snapshots import (
     snapshot_log,
     take_snapshot,
 )
+from data_catalog.store_paths import store_folders
+from jobs.job_errors import JobError, stop
 from jobs.options import CatalogOption, settings_from
 
 logger = logging.getLogger(__name__)
@@ -53,8 +56,28 @@ def manifest_path(out: Path) -> Path:
 
 def _write_atomic(path: Path, payload: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(payload)
-    tmp.replace(path)
+    try:
+        tmp.write_bytes(payload)
+        tmp.replace(path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def check_out(settings: CatalogSettings, out: Path) -> None:
+    """Refuse an ``--out`` (or its manifest beside it) that would replace one of the catalog's
+    own files or land in its store (``data_catalog.owned_files``).
+
+    Raises:
+        ValueError: the path and what it is, and what to give instead.
+    """
+    with connect(settings.catalog_path, read_only=True) as con:
+        stores = store_folders(con)
+    for target in (out, manifest_path(out)):
+        if what := owned_by_catalog(settings, target, stores):
+            raise ValueError(f"--out {out}: {target} is {what}; an export never writes over the "
+                             "catalog's own files or into its store: give a file of its own, "
+                             "e.g. clean.csv beside the catalog")
 
 
 def write_snapshot(snapshot: Snapshot, out: Path, error_paths: dict[str, str]) -> None:
@@ -65,6 +88,9 @@ def write_snapshot(snapshot: Snapshot, out: Path, error_paths: dict[str, str]) -
         ValueError: a bundle's folder already exists and is not empty.
     """
     fmt = snapshot.manifest["format"]
+    if fmt not in BUNDLE_FORMATS and out.is_dir():
+        raise ValueError(f"--out {out} is a folder; a {fmt} export is one file: give its name, "
+                         f"e.g. {out / ('clean.' + FILE_SUFFIX[fmt])}")
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt not in BUNDLE_FORMATS:
         _write_atomic(out, render_list(snapshot, fmt))
@@ -149,7 +175,11 @@ def _with_source_paths(snapshot: Snapshot, source_paths: Path) -> Snapshot:
     """``snapshot`` with the source root and path of each scan found in the mapping file."""
     from ctae_core.io.path_map import read_path_map
 
-    links = read_path_map(source_paths)
+    try:
+        links = read_path_map(source_paths)
+    except PermissionError as err:
+        raise JobError(f"{source_paths} is readable by its owner only ({err.strerror}); ask the "
+                       "user who ran the ingest to export") from err
     if not links:
         raise ValueError(
             f"--source-paths {source_paths}: no mapping there; is it the file "
@@ -183,7 +213,7 @@ def _show_diff(settings: CatalogSettings, a: str, b: str, out: Path | None) -> N
         typer.echo(table[["scan_id", "change", "reasons"]].to_string(index=False))
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(out, index=False)
+        _write_atomic(out, table.to_csv(index=False).encode())
 
 
 def export(
@@ -245,6 +275,8 @@ def export(
             with connect(settings.catalog_path, read_only=True) as con:
                 typer.echo(snapshot_log(con).to_string(index=False))
             return
+        if out is not None:
+            check_out(settings, out)
         if diff:
             _show_diff(settings, diff[0], diff[1], out)
             return
@@ -275,13 +307,11 @@ def export(
         )
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err
-    except PermissionError as err:
-        typer.echo(
-            f"error: {source_paths} is readable by its owner only ({err.strerror}); "
-            "ask the user who ran the ingest to export",
-            err=True,
-        )
-        raise typer.Exit(1) from err
+    except JobError as err:
+        raise stop("export", err) from err
+    except OSError as err:  # the --out path: a file where a folder goes, no room, no permission
+        raise stop("export", JobError(f"--out {out}: could not be written ({err.strerror or err}); "
+                                      "give a path in a folder you may write")) from err
     typer.echo(
         f"exported {snapshot.manifest['row_count']} scans of run {run} to {out} "
         f"(snapshot {snapshot.export_id}, list sha256 {snapshot.manifest['content_hash'][:12]})"

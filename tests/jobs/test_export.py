@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from data_catalog import connect, views
 from data_catalog.filters import ExportFilter, apply_filter
+from data_catalog.snapshots import snapshot_log
 from jobs.cli import app
 from jobs.dashboard import streamlit_command
 from jobs.launch import main
@@ -114,6 +115,54 @@ def test_export_rejects_bad_filters_with_a_reason(catalog, tmp_path, args, messa
     assert result.exit_code == 2
     assert message in " ".join(result.output.split())
     assert not (tmp_path / "x.csv").exists()
+
+
+def _files(folder):
+    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("name", "what"),
+    [
+        ("catalog.duckdb", "the catalog"),  # until stop 55 the CSV replaced it
+        ("catalog.duckdb.wal", "the catalog's write-ahead log"),
+        ("catalog.review.sqlite", "the review journal"),
+        ("users.json", "the dashboard's accounts"),
+        ("store/volumes/list.csv", "in the volume store"),
+    ],
+)
+def test_an_export_never_writes_over_the_catalogs_own_files(catalog, name, what):
+    folder = catalog.catalog_path.parent
+    (folder / "users.json").write_text("{}")
+    before = _files(folder)
+    target = folder / name
+    result = _export(catalog, target)
+    assert result.exit_code == 2
+    said = " ".join(result.output.split())
+    assert f"{target} is {what}" in said
+    assert "an export never writes over the catalog's own files or into its store" in said
+    assert _files(folder) == before  # nothing written, nothing replaced
+    with connect(catalog.catalog_path, read_only=True) as con:
+        assert snapshot_log(con).empty
+
+
+def test_an_export_to_a_folder_or_below_a_file_says_so_and_leaves_nothing(catalog, tmp_path):
+    tmp_path = tmp_path / "exports"  # the catalog's folder holds the catalog
+    out = tmp_path / "lists"
+    out.mkdir(parents=True)
+    result = _export(catalog, out)  # until stop 55: a traceback, and a temp file left beside it
+    assert result.exit_code == 2
+    assert f"--out {out} is a folder; a csv export is one file: give its name, e.g. {out / 'clean.csv'}" in (
+        " ".join(result.output.split()))
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a folder goes")
+    result = _export(catalog, blocker / "clean.csv")
+    assert result.exit_code == 2
+    assert f"ctae export: --out {blocker / 'clean.csv'}: could not be written (" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker", "lists"]
+    assert not any(out.iterdir())
+    with connect(catalog.catalog_path, read_only=True) as con:
+        assert snapshot_log(con).empty
 
 
 def test_export_names_a_missing_run_and_catalog(catalog, tmp_path, capsys):
