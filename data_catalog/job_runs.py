@@ -24,6 +24,12 @@ UPDATE job_runs SET status = 'interrupted', finished_at = current_timestamp
 WHERE status = 'running' AND job_id IN (SELECT unnest(?::VARCHAR[]))
 """
 _RECENT = "SELECT * FROM job_runs ORDER BY started_at DESC LIMIT ?"
+_ON_RUN = """
+SELECT job, pid, host, process_start, strftime(started_at, '%Y-%m-%d %H:%M:%S') FROM job_runs
+WHERE status = 'running' AND job IN (SELECT unnest(?::VARCHAR[]))
+  AND coalesce(json_extract_string(args_json, '$.run_id'), json_extract_string(args_json, '$.run')) = ?
+ORDER BY started_at
+"""
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,21 @@ def finish_job_run(
 def running_job_runs(con: duckdb.DuckDBPyConnection) -> dict[str, JobProcess]:
     """The process of every job recorded as still running, by job_id."""
     return {row[0]: JobProcess(*row[1:]) for row in con.execute(_RUNNING).fetchall()}
+
+
+@dataclass(frozen=True)
+class RunningJob:
+    """A job recorded as running: which, in which process, since when (its machine's clock)."""
+
+    job: str
+    process: JobProcess
+    started_at: str
+
+
+def running_on_run(con: duckdb.DuckDBPyConnection, run_id: str, jobs: tuple[str, ...]) -> list[RunningJob]:
+    """The jobs of ``jobs`` recorded as running on run ``run_id`` (its ``--run``), oldest first."""
+    rows = con.execute(_ON_RUN, [list(jobs), run_id]).fetchall()
+    return [RunningJob(job, JobProcess(pid, host, start), started) for job, pid, host, start, started in rows]
 
 
 def mark_interrupted(con: duckdb.DuckDBPyConnection, job_ids: list[str]) -> int:

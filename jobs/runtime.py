@@ -22,10 +22,12 @@ from data_catalog.job_runs import (
     finish_job_run,
     mark_interrupted,
     running_job_runs,
+    running_on_run,
     start_job_run,
 )
 from data_catalog.settings import CatalogSettings
 from jobs.executors import process_alive
+from jobs.job_errors import JobError
 
 logger = logging.getLogger(__name__)
 
@@ -98,25 +100,34 @@ def this_process(pid: int | None = None) -> JobProcess:
     return JobProcess(pid, socket.gethostname(), _start_tick(pid))
 
 
-def _start_tick(pid: int) -> str | None:
-    """Clock ticks after boot when ``pid`` started (Linux), None where unknown."""
+def _stat(pid: int) -> list[bytes]:
+    """The fields of ``/proc/PID/stat`` after the command name (Linux), [] where unknown."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
-            fields = handle.read().rsplit(b")", 1)[1].split()
+            return handle.read().rsplit(b")", 1)[1].split()
     except (OSError, IndexError):
-        return None
+        return []
+
+
+def _start_tick(pid: int) -> str | None:
+    """Clock ticks after boot when ``pid`` started (Linux), None where unknown."""
+    fields = _stat(pid)
     return fields[19].decode() if len(fields) > 19 else None
 
 
 def _is_alive(process: JobProcess) -> bool:
-    """Whether the process recorded for a job still runs (on this machine)."""
+    """Whether the process recorded for a job still runs (on this machine): a killed job that
+    its parent has not yet reaped (a zombie) has ended."""
     if process.pid is None:
         return True  # recorded before v4: nothing to go on
     if not process_alive(process.pid):
         return False
+    fields = _stat(process.pid)
+    if fields[:1] == [b"Z"]:
+        return False
     if process.process_start is None:
         return True
-    return _start_tick(process.pid) in (process.process_start, None)
+    return (fields[19].decode() if len(fields) > 19 else None) in (process.process_start, None)
 
 
 def remove_dead_writers_parts(folder: Path) -> int:
@@ -143,6 +154,39 @@ def interrupt_dead_jobs(con: Any) -> int:
     if dead:
         logger.info("marking %d job run(s) of dead processes as interrupted", len(dead))
     return mark_interrupted(con, dead)
+
+
+RUN_JOBS = ("train", "score", "embed")
+"""Jobs that write a run (checkpoint, scores, latents, embedding): two of them at once on one
+run would each repeat or undo the other's work (two trainings rewrite one checkpoint; a scoring
+during a training scores a model that changes under it)."""
+
+
+class RunBusyError(JobError):
+    """Another job of this machine is writing the same run."""
+
+
+def refuse_a_busy_run(con: Any, job: str, args: dict[str, Any]) -> None:
+    """Raise ``RunBusyError`` when a ``RUN_JOBS`` job starts on a run that a live process of
+    this machine is already training, scoring or embedding (the dead were marked interrupted
+    just before). A job recorded on another machine (a catalog on a shared disk), or before
+    processes were recorded, cannot be checked: it is logged, not refused.
+    """
+    run_id = args.get("run_id") or args.get("run")
+    if job not in RUN_JOBS or not run_id:
+        return
+    host = socket.gethostname()
+    for other in running_on_run(con, str(run_id), RUN_JOBS):
+        pid = other.process.pid
+        if other.process.host != host or pid is None:
+            logger.warning("run %s: `ctae %s` is recorded as running since %s in process %s on "
+                           "%s; if it still runs, the two jobs repeat each other's work", run_id,
+                           other.job, other.started_at, pid, other.process.host)
+            continue
+        raise RunBusyError(
+            f"run {run_id!r} is in use: `ctae {other.job}` has been running on it in process "
+            f"{pid} since {other.started_at}, and two jobs on one run would each repeat or "
+            "undo the other's work; wait for it to end (or stop it), then run this again")
 
 
 @dataclass
@@ -225,8 +269,9 @@ def _start(
     process: JobProcess,
 ) -> tuple[str, Any]:
     """Record that ``job`` started in ``process``; (its job_id, ``on_start(con)``)."""
-    with connect(settings.catalog_path) as con:
+    with connect(settings.catalog_path) as con:  # the catalog's lock: one job starts at a time
         interrupt_dead_jobs(con)
+        refuse_a_busy_run(con, job, args)
         job_id = start_job_run(con, job, args, process)
         return job_id, on_start(con) if on_start is not None else None
 

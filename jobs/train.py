@@ -127,7 +127,7 @@ def train_command(
                                                            validate_from=validate_from)))
     except TooFewScansError as err:  # nothing to train on yet
         raise stop("train", JobError(str(err), exit_code=NOT_READY)) from err
-    except (RunError, SplitError, CheckpointError, StoreWriteError) as err:
+    except (RunError, SplitError, CheckpointError, StoreWriteError, JobError) as err:
         raise stop("train", err) from err
     typer.echo(json.dumps(counts, default=str))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,58 @@ def test_a_killed_writers_part_file_is_removed_and_a_live_ones_kept(tmp_path):
     assert parts_in(tmp_path) == {dead: dead_pid, live: os.getpid()}
     assert remove_dead_writers_parts(tmp_path) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "kept.npy"])
+
+
+HOLD_A_SCORING = """
+import sys
+from data_catalog.settings import CatalogSettings
+from jobs.runtime import job_run
+
+settings = CatalogSettings.resolve(sys.argv[1], sys.argv[2], env={})
+with job_run(settings, "score", {"run_id": "r"}):  # the job's own record, as `ctae score` makes it
+    print("started", flush=True)
+    sys.stdin.read()  # until the test closes the pipe, or kills this process
+"""
+
+
+def test_a_second_job_on_a_run_in_use_is_refused_until_the_first_ends(settings):
+    from typer.testing import CliRunner
+
+    from data_catalog import connect
+    from data_catalog.runs import create_run, update_run
+    from jobs.cli import app
+
+    runner = CliRunner()
+    base = ["--catalog", str(settings.catalog_path), "--no-progress"]
+    checkpoint = settings.store_dir / "runs" / "r" / "checkpoint.pt"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"")  # what `ctae score` checks before it starts
+    with connect(settings.catalog_path) as con:
+        create_run(con, "r", "tiny_dae", "{}")
+        update_run(con, "r", status="trained", checkpoint_path=str(checkpoint))
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_A_SCORING, str(settings.catalog_path),
+                               str(settings.store_dir)], cwd=ROOT, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "started"
+        for command in (["train", "--run", "r", "--resume"], ["score", "--run", "r"]):
+            result = runner.invoke(app, [*command, *base])
+            assert result.exit_code == 2, result.output  # README: busy
+            said = " ".join(result.output.split())
+            assert said.startswith(f"ctae {command[0]}: run 'r' is in use: `ctae score` has been "
+                                   f"running on it in process {holder.pid} since ")
+            assert "wait for it to end (or stop it), then run this again" in said
+        other = runner.invoke(app, ["embed", "--run", "r2", *base])  # another run is free
+        assert "in use" not in other.output and "run 'r2' is not in" in other.output
+        holder.kill()  # killed: its row stays `running`, and until reaped it is a zombie
+        stat = Path(f"/proc/{holder.pid}/stat")
+        deadline = time.monotonic() + 10
+        while stat.read_bytes().rsplit(b")", 1)[1].split()[0] != b"Z" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        after = runner.invoke(app, ["train", "--run", "r", "--resume", *base])  # the dead holder
+        assert "in use" not in after.output and "only 0 scan(s)" in after.output  # no longer counts
+    finally:
+        holder.kill()
+        holder.wait()
+    scorings = [row[:2] for row in _job_rows(settings.catalog_path) if row[0] == "score"]
+    assert scorings == [("score", "interrupted")]  # and no row for the refused starts
