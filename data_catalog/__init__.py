@@ -3,6 +3,7 @@
 from data_catalog.connection import (
     CatalogBusyError,
     CatalogMissingError,
+    CatalogNotWritableError,
     CatalogUnreadableError,
     connect,
     transaction,
@@ -16,6 +17,7 @@ __all__ = [
     "CatalogBusyError",
     "CatalogError",
     "CatalogMissingError",
+    "CatalogNotWritableError",
     "CatalogUnreadableError",
     "CatalogSettings",
     "connect",

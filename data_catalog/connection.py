@@ -34,6 +34,16 @@ class CatalogMissingError(CatalogError, FileNotFoundError):
     """A read was asked of a catalog file that does not exist yet."""
 
 
+class CatalogNotWritableError(CatalogError, PermissionError):
+    """The catalog (or the folder for a new one) is on a read-only disk, or not this user's to
+    write: every ctae command opens it to write (a job records itself, the dashboard its
+    labels and sign-ins)."""
+
+
+NOT_WRITABLE = ("Read-only file system", "Permission denied")
+"""DuckDB's words (the system's) for a file it may not open to write."""
+
+
 class CatalogUnreadableError(CatalogError, RuntimeError):
     """The path holds something that is not a catalog this ctae can use: not a DuckDB file, a
     damaged one, one that another DuckDB release wrote, another program's database, or a
@@ -55,6 +65,13 @@ def _open(path: Path, read_only: bool, wait_s: float) -> duckdb.DuckDBPyConnecti
         try:
             return duckdb.connect(str(path), read_only=read_only)
         except duckdb.Error as err:
+            if not read_only and any(words in str(err) for words in NOT_WRITABLE):
+                raise CatalogNotWritableError(
+                    f"{path}: cannot be opened to write ({str(err).strip()}); every ctae command "
+                    "writes to its catalog (a job records itself, the dashboard its labels): run "
+                    "it where the file and its folder are writable, or copy the catalog with its "
+                    "store to a disk that is. The file was not changed"
+                ) from err
             if not _is_lock_error(err):
                 raise CatalogUnreadableError(
                     f"{path}: DuckDB {duckdb.__version__} cannot open this file as a catalog "

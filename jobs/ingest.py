@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from data_catalog import connect
+from data_catalog import CatalogNotWritableError, connect
 from data_catalog.scans import (
     CATALOG_ERRORS,
     clear_ingest_errors,
@@ -75,6 +75,8 @@ def _catalog(settings: CatalogSettings) -> Iterator[Any]:
 
 
 def _write_error(settings: CatalogSettings, err: BaseException) -> CatalogWriteError:
+    if isinstance(err, CatalogNotWritableError):  # its message already says what to do
+        return CatalogWriteError(str(err))
     return CatalogWriteError(
         f"catalog {settings.catalog_path} cannot be written ({type(err).__name__}: {err}); "
         "check the path, its permissions and the room on its disk, or wait for the process "

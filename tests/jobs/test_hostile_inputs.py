@@ -166,3 +166,28 @@ def test_a_read_that_blocks_is_stopped_by_the_time_box(tmp_path):
     with pytest.raises(InputTimeout), time_box(0.5):
         open(fifo, "rb")  # blocks until a writer appears: none will  # noqa: SIM115
     assert 0.4 < time.monotonic() - start < 5
+
+
+def test_a_catalog_this_user_may_not_write_is_named_as_such_not_as_no_catalog(tmp_path):
+    # until stop 55: "cannot open this file as a catalog ... point --catalog at the catalog.duckdb
+    # a ctae job wrote", about a good catalog on a read-only share
+    shared = tmp_path / "share"
+    catalog = shared / "catalog.duckdb"
+    with connect(catalog):
+        pass
+    before = catalog.read_bytes()
+    catalog.chmod(0o444)
+    shared.chmod(0o555)
+    try:
+        for args in (["export", "--list", "--catalog", str(catalog)],
+                     ["ingest", str(tmp_path / "nothing"), "--catalog", str(shared / "new.duckdb")]):
+            done = _ctae(*args, honour_permissions=True)
+            assert done.returncode == 2, done.stderr
+            said = done.stderr.strip().splitlines()[-1]
+            command, path = args[0], args[-1]
+            assert said.startswith(f"ctae {command}: {path}: cannot be opened to write (")
+            assert "Permission denied" in said and "run it where the file and its folder are writable" in said
+        assert catalog.read_bytes() == before and sorted(p.name for p in shared.iterdir()) == ["catalog.duckdb"]
+    finally:
+        shared.chmod(0o755)
+        catalog.chmod(0o644)
