@@ -152,6 +152,8 @@ def refusal_record(refused: RefusedInput, *, redact: bool = False) -> IngestErro
         "the user running ctae",
         "empty_file": "empty file ({detail}); the copy is incomplete — copy it again",
         "not_dicom": "not DICOM: {detail}; delete or rename it if it is not a scan",
+        "archive": "an archive ({detail}); ctae reads folders of files, not inside archives: "
+        "unpack it (e.g. `unzip FILE -d FOLDER`, `tar -xf FILE -C FOLDER`) and ingest the folder",
         "not_an_image": "a DICOM object without an image (a report, key object or "
         "presentation state): nothing to ingest",
     }.get(refused.reason, "{detail}")

@@ -46,6 +46,11 @@ VOLUME_SUFFIXES = {
 }
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 """Names that promise DICOM: such a file that is not DICOM is listed, not just counted."""
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tar.xz", ".gz", ".bz2", ".xz",
+                    ".7z", ".rar")
+"""Archives: ctae reads the files of folders, not inside archives, so such a file is listed
+(``archive``) with what to do instead of being counted as one more file that is not DICOM
+(``.nii.gz`` is a volume, known before this is asked)."""
 PASSED_OVER = ("not_dicom", "dicom_directory")
 """Reasons a file is only counted: the notes, thumbnails and directory objects of a folder."""
 _FILE_KINDS = {
@@ -69,7 +74,8 @@ class RefusedInput:
         source_root: The folder given on the command line, absolute.
         source_path: The file or folder, relative to ``source_root``.
         reason: ``not_a_regular_file``, ``broken_link``, ``symlink_loop``, ``unreadable``,
-            ``unreadable_folder``, ``empty_file``, ``not_dicom`` or ``not_an_image``.
+            ``unreadable_folder``, ``empty_file``, ``not_dicom``, ``not_an_image`` or
+            ``archive``.
         detail: What was found, in words (``a FIFO (named pipe)``, ``permission denied``).
     """
 
@@ -315,7 +321,12 @@ def _discover_file_root(path: Path, found: Discovery) -> None:
 
 def _refuse_header(root: Path, path: Path, refusal: HeaderRefusal, found: Discovery) -> None:
     """List a file whose header is broken or that promises DICOM and is not; count the rest."""
-    promised = path.name.lower().endswith(DICOM_SUFFIXES)
+    name = path.name.lower()
+    if refusal.reason == "not_dicom" and name.endswith(ARCHIVE_SUFFIXES):
+        archive = next(s for s in ARCHIVE_SUFFIXES if name.endswith(s))
+        found.refused.append(RefusedInput(str(root), _relative(path, root), "archive", archive))
+        return
+    promised = name.endswith(DICOM_SUFFIXES)
     if refusal.reason in PASSED_OVER and not (refusal.reason == "not_dicom" and promised):
         found.skipped_files[refusal.reason] += 1
         return

@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tarfile
 import time
+import zipfile
 from collections import Counter
 from pathlib import Path
 
@@ -58,6 +60,11 @@ def test_special_files_are_listed_never_opened_and_the_good_series_is_ingested(t
     (root / "empty.dcm").touch()
     (root / "random.dcm").write_bytes(np.random.RandomState(1).bytes(700))
     (root / "notes.txt").write_text("not a scan, only counted\n")
+    with zipfile.ZipFile(root / "download.zip", "w") as archive:  # a series as users share it
+        for path in sorted((root / "good").iterdir()):
+            archive.write(path, f"good/{path.name}")
+    with tarfile.open(root / "more.tar.gz", "w:gz") as archive:
+        archive.add(root / "good", "good")
     settings = CatalogSettings.resolve(tmp_path / "c.duckdb", tmp_path / "store", env={})
     start = time.monotonic()
     done = _ctae(
@@ -83,11 +90,16 @@ def test_special_files_are_listed_never_opened_and_the_good_series_is_ingested(t
         "pipe": "not_a_regular_file",
         "empty.dcm": "empty_file",
         "random.dcm": "not_dicom",
+        "download.zip": "archive",  # until stop 55 only counted among the files that are not DICOM
+        "more.tar.gz": "archive",
     }
     assert "FIFO" in errors.set_index("source_path").loc["pipe", "message"]
+    assert errors.set_index("source_path").loc["download.zip", "message"] == (
+        "download.zip: an archive (.zip); ctae reads folders of files, not inside archives: unpack "
+        "it (e.g. `unzip FILE -d FOLDER`, `tar -xf FILE -C FOLDER`) and ingest the folder")
     assert jobs == [("ingest", "done")]
     output = done.stdout + done.stderr
-    assert "failed 3 × not_a_regular_file" in output
+    assert "failed 3 × not_a_regular_file" in output and "failed 2 × archive" in output
     assert "passed over 1 file(s): not_dicom" in output  # notes.txt
     for text in (*errors["message"], output):  # relative paths only
         assert str(tmp_path) not in text
