@@ -15,6 +15,15 @@ ARCHITECTURES = ("med3d", "dae_unet")
 DEPTHS = (10, 18, 34)
 BOTTLENECKS = ("global", "spatial")
 OPTIMIZERS = ("sgd", "adam")
+
+
+def _positive(value: float) -> bool:
+    """A number above 0 (NaN and infinity are not: a NaN fails every comparison)."""
+    return math.isfinite(value) and value > 0
+
+
+def _non_negative(value: float) -> bool:
+    return math.isfinite(value) and value >= 0
 LR_SCHEDULES = ("constant", "cosine")
 
 
@@ -139,8 +148,15 @@ class TrainConfig:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, not {self.optimizer!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, not {self.lr_schedule!r}")
-        if self.spacing_mm <= 0:
+        if not _positive(self.spacing_mm):
             raise ValueError(f"spacing must be a positive number of mm, not {self.spacing_mm}")
+        if not _positive(self.lr):
+            raise ValueError(f"the learning rate must be a positive number, not {self.lr}")
+        for name in ("noise_std", "weight_decay", "momentum"):
+            if not _non_negative(getattr(self, name)):
+                raise ValueError(f"{name} must be a number >= 0, not {getattr(self, name)}")
+        if self.patches_per_scan < 1:
+            raise ValueError(f"patches_per_scan must be >= 1, not {self.patches_per_scan}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch size must be >= 1, not {self.epochs}, {self.batch_size}")
         if self.pad_size_zyx is not None and min(self.pad_size_zyx) < 1:
@@ -149,7 +165,7 @@ class TrainConfig:
             side = getattr(self, name)
             if side is not None and (side < 8 or side % 8):
                 raise ValueError(f"{name} must be a multiple of 8 voxels, not {side}")
-        if self.output_lr_factor <= 0:
+        if not _positive(self.output_lr_factor):
             raise ValueError(f"output_lr_factor must be > 0, not {self.output_lr_factor}")
         if self.output_lr_factor != 1.0 and self.model.architecture != "dae_unet":
             raise ValueError("output_lr_factor applies to the dae_unet's output layer; the "

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import math
 import multiprocessing
 import time
 from collections import Counter
@@ -539,9 +540,9 @@ def ingest_command(
     Exits 1 when nothing could be ingested, 2 when the catalog cannot be written.
     """
     settings = settings_from(catalog, store)
-    if spacing <= 0:
+    if not (math.isfinite(spacing) and spacing > 0):  # a NaN would fail every scan as damaged
         raise typer.BadParameter(f"--spacing must be positive, not {spacing}")
-    if input_timeout <= 0:
+    if not input_timeout > 0:
         raise typer.BadParameter(f"--input-timeout must be positive, not {input_timeout}")
     config = executor_from(executor, ray_address, workers)
     shown = [str(s) for s in sources]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,7 +60,7 @@ class ScoreOptions:
             raise ValueError(f"--batch-size must be >= 1, not {self.batch_size}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"--threads must be >= 1, not {self.threads}")
-        if self.error_level_hu <= 0:
+        if not (math.isfinite(self.error_level_hu) and self.error_level_hu > 0):
             raise ValueError(f"--error-level must be > 0 HU, not {self.error_level_hu}")
 
     def threshold_params(self, n_val: int) -> dict[str, Any]:

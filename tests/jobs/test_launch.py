@@ -61,6 +61,9 @@ def test_ingest_runs_without_pydantic_and_typer_still_answers_help_and_bad_value
     assert typo.returncode == 2 and "Invalid value for '--spacing'" in typo.stderr
     refused = _run("ingest", str(tmp_path / "in"), "--spacing", "-1")
     assert refused.returncode == 2 and "--spacing must be positive, not -1.0" in refused.stderr
+    not_a_number = _run("ingest", str(tmp_path / "in"), "--spacing", "nan")  # until stop 55: every
+    assert not_a_number.returncode == 2  # scan refused as a damaged header ("export it again")
+    assert "--spacing must be positive, not nan" in not_a_number.stderr
     out_of_range = _run("train", "--run", "r", "--threads", "0")
     assert out_of_range.returncode == 2 and "'--threads'" in out_of_range.stderr
 

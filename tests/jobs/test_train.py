@@ -329,3 +329,24 @@ def test_a_scoring_that_writes_nothing_ends_with_1_and_the_next_scores_only_what
     again = runner.invoke(app, score)
     assert again.exit_code == 0, again.output
     assert "run r: scored 11, failed 0" in again.output and "could not be scored" not in again.output
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--lr", "-1", "the learning rate must be a positive number, not -1.0"),  # torch's traceback until stop 55
+        ("--lr", "nan", "the learning rate must be a positive number, not nan"),
+        ("--noise-std", "-0.5", "noise_std must be a number >= 0, not -0.5"),
+        ("--noise-std", "nan", "noise_std must be a number >= 0, not nan"),
+        ("--patches-per-scan", "0", "patches_per_scan must be >= 1, not 0"),
+        ("--spacing", "nan", "spacing must be a positive number of mm, not nan"),
+        ("--output-lr-factor", "inf", "output_lr_factor must be > 0, not inf"),
+    ],
+)
+def test_a_training_value_that_is_no_number_or_out_of_range_is_refused_before_any_work(
+        settings, option, value, message):
+    result = train(settings, "r", "--epochs", "1", option, value)
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+    with connect(settings.catalog_path, read_only=True) as con:
+        assert get_run(con, "r") is None
