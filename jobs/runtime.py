@@ -109,9 +109,10 @@ def _stat(pid: int) -> list[bytes]:
         return []
 
 
-def _start_tick(pid: int) -> str | None:
-    """Clock ticks after boot when ``pid`` started (Linux), None where unknown."""
-    fields = _stat(pid)
+def _start_tick(pid: int, fields: list[bytes] | None = None) -> str | None:
+    """Clock ticks after boot when ``pid`` started (Linux; from ``fields`` where already read),
+    None where unknown."""
+    fields = _stat(pid) if fields is None else fields
     return fields[19].decode() if len(fields) > 19 else None
 
 
@@ -127,7 +128,7 @@ def _is_alive(process: JobProcess) -> bool:
         return False
     if process.process_start is None:
         return True
-    return (fields[19].decode() if len(fields) > 19 else None) in (process.process_start, None)
+    return _start_tick(process.pid, fields) in (process.process_start, None)
 
 
 def remove_dead_writers_parts(folder: Path) -> int:
