@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import typer
 
+from ctae_core.evaluation import INLIER
 from data_catalog import CatalogSettings, connect
 from data_catalog import scores as catalog_scores
 from jobs.job_errors import NOT_READY, JobError, stop
@@ -62,10 +63,23 @@ def read_truth(path: Path) -> pd.DataFrame:
         raise EvaluateJobError(
             f"{path}: missing column(s) {missing}; expected {', '.join(TRUTH_COLUMNS)}[, strength]"
         )
-    truth["truth"] = truth["truth"].str.strip()
+    truth["truth"] = truth["truth"].str.strip().str.lower()  # "Inlier", "Pacemaker" as typed by hand
     if (truth["truth"] == "").any():
         raise EvaluateJobError(f"{path}: {int((truth['truth'] == '').sum())} rows have an empty 'truth'")
     return truth
+
+
+def refuse_one_sided(path: Path, labels: pd.Series) -> None:
+    """Refuse matched truth labels that hold no inlier or no outlier: every figure would be
+    undefined, and the empty evaluation would be stored as the run's."""
+    inliers = int((labels == INLIER).sum())
+    if 0 < inliers < len(labels):
+        return
+    values = ", ".join(f"{value!r} × {count}" for value, count in labels.value_counts().items())
+    side = "no scan is an inlier" if inliers == 0 else "no scan is an outlier"
+    raise EvaluateJobError(f"{path}: {side} among the {len(labels)} matched rows (truth: {values}); "
+                           f"write '{INLIER}' for a normal scan and the anomaly's type (any other "
+                           "word) for an outlier, with both among the scans evaluated")
 
 
 def _norm_path(value: Any) -> str:
@@ -176,6 +190,7 @@ def run_evaluate(settings: CatalogSettings, run_id: str, truth_path: Path,
     if n_known == 0:
         raise EvaluateJobError(f"{truth_path}: no row matches a scored scan of run {run_id!r} by "
                                "series_uid or source_path; is it the truth file of this cohort?")
+    refuse_one_sided(truth_path, labels.dropna())
     args = {"run_id": run_id, "truth": str(truth_path), "splits": splits}
     with job_run(settings, "evaluate", args) as counts:
         rows = evaluate_run(inputs, labels, run, show_progress)

@@ -510,6 +510,30 @@ def test_every_job_refuses_a_run_not_in_the_catalog_as_bad_input(scored, tmp_pat
     assert not (tmp_path / "x.csv").exists()
 
 
+def test_a_truth_file_with_no_inlier_is_refused_and_one_typed_in_capitals_reads_as_lower_case(
+        scored, tmp_path):
+    settings, _ = scored
+    names = [f"s-{i:03d}" for i in range(20)]
+
+    def truth_file(name, inlier, outlier):
+        path = tmp_path / name
+        pd.DataFrame({"series_uid": "", "source_path": [f"{n}.nii" for n in names],
+                      "truth": [outlier if n in METAL else inlier for n in names]}).to_csv(path, index=False)
+        return path
+
+    lower = _cli(settings, "evaluate", "--run", RUN, "--truth", str(truth_file("a.csv", "inlier", "metal")))
+    typed = _cli(settings, "evaluate", "--run", RUN, "--truth", str(truth_file("b.csv", "Inlier ", "Metal")))
+    assert typed.output.split("\n", 2)[2] == lower.output.split("\n", 2)[2]  # beyond the log line
+    stored = len(_read(settings, catalog_scores.read_evaluations, RUN))
+    # until stop 55: 0 inliers and 20 outliers, every figure undefined, stored as the run's
+    refused = runner.invoke(app, ["evaluate", "--catalog", str(settings.catalog_path), "--run", RUN,
+                                  "--truth", str(truth_file("c.csv", "normal", "abnormal"))])
+    assert refused.exit_code == 2
+    assert ("no scan is an inlier among the 20 matched rows (truth: 'normal' × 18, 'abnormal' × 2); "
+            "write 'inlier' for a normal scan") in " ".join(refused.output.split())
+    assert len(_read(settings, catalog_scores.read_evaluations, RUN)) == stored
+
+
 def test_a_truth_file_saved_by_a_spreadsheet_reads_as_the_comma_one(tmp_path):
     from jobs.evaluate import EvaluateJobError, read_truth
 
