@@ -17,7 +17,7 @@ import typer
 from ctae_core.config import DEFAULT_PRESET
 from data_catalog import CatalogSettings, connect
 from data_catalog.status import PipelineStatus, pipeline_status
-from jobs.options import CatalogOption
+from jobs.options import CatalogOption, refuse_file_in_the_way
 
 logger = logging.getLogger(__name__)
 
@@ -165,6 +165,7 @@ def demo(
 ) -> None:
     """Build the demo cohort, run every job on it and open the dashboard (`--check`: verify only)."""
     workdir = workdir.resolve()
+    refuse_file_in_the_way(workdir, "--workdir")
     settings = CatalogSettings.resolve(catalog or workdir / "catalog.duckdb", workdir / "store")
     plan = DemoPlan.for_mode(check, n)
     started = time.monotonic()

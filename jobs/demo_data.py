@@ -34,7 +34,7 @@ from jobs.cohort_files import (
     write_truth_file,
 )
 from jobs.job_errors import stop
-from jobs.options import NoProgressOption
+from jobs.options import NoProgressOption, refuse_file_in_the_way
 
 logger = logging.getLogger(__name__)
 
@@ -168,6 +168,7 @@ def demo_data(
     Resumable: a re-run skips the series it finished."""
     from ctae_core.phantoms import SIZES
 
+    refuse_file_in_the_way(out, "OUT")
     if size not in SIZES:
         raise typer.BadParameter(f"--size must be one of {sorted(SIZES)}, not {size!r}")
     if n < 1 or not 0.0 <= outlier_rate <= 1.0:

@@ -32,6 +32,19 @@ NoProgressOption = Annotated[
 ]
 
 
+def refuse_file_in_the_way(target: Path, option: str, *, folder: bool = True) -> None:
+    """Refuse a ``folder`` to write that is a file, or a path to write (a folder or, with
+    ``folder=False``, a file) that lies below a file (``a/b`` where ``a`` is a file): making it
+    would end in a traceback after the checks."""
+    for path in (target, *target.parents) if folder else target.parents:
+        if path.exists():
+            if not path.is_dir():
+                where = "is a file" if path == target else f"lies below a file, {path}"
+                raise typer.BadParameter(f"{target} {where}; give a path in a folder (one that "
+                                         "does not exist yet is made)", param_hint=option)
+            return
+
+
 def settings_from(catalog: Path | None, store: Path | None = None, *,
                   follow_store: bool = False, existing: bool = False) -> CatalogSettings:
     """Resolve the catalog and store from options, then the environment, then defaults; a
@@ -52,6 +65,8 @@ def settings_from(catalog: Path | None, store: Path | None = None, *,
         raise typer.BadParameter(
             f"{settings.store_dir} is a file; pass a folder for the stored volumes and run "
             "outputs (default: 'store' beside the catalog)", param_hint="--store")
+    refuse_file_in_the_way(settings.catalog_path, "--catalog", folder=False)
+    refuse_file_in_the_way(settings.store_dir, "--store")
     if existing and not settings.catalog_path.exists():
         from data_catalog import CatalogMissingError  # DuckDB: not at CLI start-up
 

@@ -172,7 +172,14 @@ def test_exit_codes_nothing_ingestible_missing_source_and_unwritable_catalog(tmp
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the catalog folder should be")
     unwritable = _invoke(bad, "--catalog", blocker / "catalog.duckdb")
-    assert unwritable.exit_code == 2 and "cannot be written" in unwritable.output
+    assert unwritable.exit_code == 2
+    assert f"{blocker / 'catalog.duckdb'} lies below a file, {blocker}; give a path in a folder" in (
+        " ".join(unwritable.output.split()))
+    for target, option in ((blocker / "cohort", "OUT"), (blocker, "OUT")):  # until stop 55:
+        made = CliRunner().invoke(app, ["demo-data", str(target), "--n", "2"])  # a traceback
+        assert made.exit_code == 2 and f"Invalid value for {option}: {target} " in made.output
+    store = _invoke(bad, "--catalog", settings.catalog_path, "--store", blocker / "store")
+    assert store.exit_code == 2 and f"{blocker / 'store'} lies below a file" in store.output
 
 
 def test_discovery_reports_every_file_it_looks_at_before_any_input_is_read(tmp_path, settings):
