@@ -7,6 +7,7 @@ page give the same rows for the same filter.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import getpass
 import logging
@@ -54,14 +55,28 @@ def manifest_path(out: Path) -> Path:
     return out.with_name(f"{out.name}.manifest.json")
 
 
-def _write_atomic(path: Path, payload: bytes) -> None:
+class OutWriteError(JobError):
+    """``--out`` could not be written (a file where a folder goes, no room, no permission);
+    what was written of it is removed."""
+
+
+def _out_failed(out: Path, err: OSError) -> OutWriteError:
+    return OutWriteError(f"--out {out}: could not be written ({err.strerror or err}); give a "
+                         "path in a folder you may write, on a disk with room")
+
+
+def _write_atomic(path: Path, payload: bytes, out: Path | None = None) -> None:
+    """Write ``path`` through a temp file beside it; a failure (``OutWriteError``, about
+    ``out``, default ``path``) leaves neither."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_bytes(payload)
         tmp.replace(path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise _out_failed(out or path, err) from err
 
 
 def check_out(settings: CatalogSettings, out: Path) -> None:
@@ -88,27 +103,29 @@ def write_snapshot(snapshot: Snapshot, out: Path, error_paths: dict[str, str]) -
         ValueError: a bundle's folder already exists and is not empty.
     """
     fmt = snapshot.manifest["format"]
-    if fmt not in BUNDLE_FORMATS and out.is_dir():
-        raise ValueError(f"--out {out} is a folder; a {fmt} export is one file: give its name, "
-                         f"e.g. {out / ('clean.' + FILE_SUFFIX[fmt])}")
-    out.parent.mkdir(parents=True, exist_ok=True)
     if fmt not in BUNDLE_FORMATS:
+        if out.is_dir():
+            raise ValueError(f"--out {out} is a folder; a {fmt} export is one file: give its "
+                             f"name, e.g. {out / ('clean.' + FILE_SUFFIX[fmt])}")
         _write_atomic(out, render_list(snapshot, fmt))
-        _write_atomic(manifest_path(out), snapshot.manifest_bytes())
+        _write_atomic(manifest_path(out), snapshot.manifest_bytes(), out)
         return
-    if out.exists() and any(out.iterdir()):
-        raise ValueError(f"--out {out} already holds files; give a new folder for a {fmt} bundle")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        what = "already holds files" if out.is_dir() else "is a file"
+        raise ValueError(f"--out {out} {what}; give a new folder for a {fmt} bundle")
     from ctae_core.io.nifti import store_nifti
 
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         for relative, payload in bundle_files(snapshot, fmt, error_paths, store_nifti):
-            (tmp / relative).parent.mkdir(parents=True, exist_ok=True)
-            (tmp / relative).write_bytes(payload)
-        if out.exists():
-            out.rmdir()
-        tmp.replace(out)
+            _write_atomic(tmp / relative, payload, out)
+        try:
+            if out.exists():
+                out.rmdir()
+            tmp.replace(out)
+        except OSError as err:
+            raise _out_failed(out, err) from err
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -212,7 +229,6 @@ def _show_diff(settings: CatalogSettings, a: str, b: str, out: Path | None) -> N
     if len(table):
         typer.echo(table[["scan_id", "change", "reasons"]].to_string(index=False))
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
         _write_atomic(out, table.to_csv(index=False).encode())
 
 
@@ -307,11 +323,8 @@ def export(
         )
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err
-    except JobError as err:
+    except JobError as err:  # OutWriteError; an owner-only path list
         raise stop("export", err) from err
-    except OSError as err:  # the --out path: a file where a folder goes, no room, no permission
-        raise stop("export", JobError(f"--out {out}: could not be written ({err.strerror or err}); "
-                                      "give a path in a folder you may write")) from err
     typer.echo(
         f"exported {snapshot.manifest['row_count']} scans of run {run} to {out} "
         f"(snapshot {snapshot.export_id}, list sha256 {snapshot.manifest['content_hash'][:12]})"
