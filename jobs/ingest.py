@@ -263,8 +263,9 @@ def _discover(
     piece) or a worker died, the tree is discovered again here, and only the outcomes of
     inputs found alike both ways are kept.
     """
-    from ctae_core.io.sources import discover_sources, list_folders, merge_folders
+    from ctae_core.io.sources import discover_sources, distinct_roots, list_folders, merge_folders
 
+    roots = distinct_roots(roots)
     listed = list_folders(roots) if _forks(config) else None
     if listed is None or not 2 <= len(listed[0]) <= FOLDERS_AT_ONCE:
         return discover_sources(roots, on_file=on_file), [], False

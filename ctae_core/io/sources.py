@@ -30,7 +30,7 @@ from ctae_core.io.dicom_header import SLICE_TAGS, HeaderRefusal, SliceHeader, re
 
 __all__ = [
     "SLICE_TAGS", "Discovery", "Folder", "RefusedInput", "ScanFacts", "SeriesSource",
-    "SliceHeader", "discover_folder", "discover_sources", "fingerprint_files", "list_folders",
+    "SliceHeader", "discover_folder", "discover_sources", "distinct_roots", "fingerprint_files", "list_folders",
     "merge_folders", "open_regular", "quiet_pydicom", "refused_beside", "volume_kind",
 ]  # fmt: skip
 
@@ -172,6 +172,26 @@ def discover_sources(
     found.sources.sort(key=lambda s: (s.source_root, s.source_path, s.group_key))
     found.refused.sort(key=lambda r: (r.source_root, r.source_path))
     return found
+
+
+def distinct_roots(roots: Iterable[Path | str]) -> list[Path]:
+    """``roots`` (absolute) without one given twice or lying inside another given root: its
+    files would be found twice, as two inputs of one series (``ctae ingest data data/ct``
+    ended in the catalog's duplicate-key error, nothing ingested). Order is kept; what is left
+    out is logged, as it was given."""
+    typed = [str(root) for root in roots]
+    real = [Path(os.path.realpath(root)) for root in typed]
+    kept: list[Path] = []
+    for i, where in enumerate(real):
+        outer = next((j for j, other in enumerate(real) if j != i and (
+            (other == where and j < i) or other in where.parents)), None)
+        if outer is None:
+            kept.append(Path(os.path.abspath(typed[i])))
+        else:
+            logger.warning("source %s is %s %s, given too: its files are read once, as part of "
+                           "it", typed[i], "the same as" if real[outer] == where else "inside",
+                           typed[outer])
+    return kept
 
 
 def _discover_root(root: Path, found: Discovery, on_file: Callable[[int], object] | None) -> None:

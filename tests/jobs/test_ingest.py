@@ -281,3 +281,19 @@ def test_a_store_out_of_room_fails_the_scans_that_do_not_fit_and_says_where(sour
     assert message.startswith(f"vol.nii.gz: its volume {settings.volumes_dir}/")
     assert "could not be written (" in message and "MB free on its disk" in message
     assert not [p.name for p in settings.volumes_dir.iterdir() if p.name.startswith(".")]  # no temp file
+
+
+def test_a_source_given_twice_or_inside_another_is_read_once(tmp_path, settings, caplog):
+    root = tmp_path / "archive"
+    write_phantom(root / "a", header=SeriesHeaderSpec(series_uid="1.2.826.91"))
+    write_phantom(root / "b" / "ct", header=SeriesHeaderSpec(series_uid="1.2.826.92"))
+    # until stop 55: the catalog's duplicate-key error, and nothing ingested
+    result = _invoke(root, root / "b", root, root / "b" / "ct", "--catalog", settings.catalog_path)
+    assert result.exit_code == 0, result.output
+    assert "found 2 input(s): ingested 2, skipped 0 unchanged, failed 0" in result.output
+    said = caplog.text
+    assert f"source {root / 'b'} is inside {root}, given too" in said
+    assert f"source {root} is the same as {root}, given too" in said
+    with connect(settings.catalog_path, read_only=True) as con:
+        rows = con.execute("SELECT source_root, source_path FROM scans ORDER BY 2").fetchall()
+    assert rows == [(str(root), "a"), (str(root), "b/ct")]  # as `ctae ingest archive` alone
