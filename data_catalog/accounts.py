@@ -55,10 +55,13 @@ def load_accounts(path: Path) -> dict[str, Account]:
 
     Raises:
         AccountsFileError: the file is no ctae accounts file (not JSON, no ``users``, an
-            account with fields it does not know).
+            account with fields it does not know), or the path is a folder: read as "no
+            accounts" it would have opened the dashboard without sign-in.
     """
-    if not path.is_file():
+    if not path.exists():
         return {}
+    if not path.is_file():
+        raise AccountsFileError(_not_a_file(path))
     try:
         raw = json.loads(path.read_text())
         return {name: Account(name=name, **fields) for name, fields in raw["users"].items()}
@@ -69,9 +72,16 @@ def load_accounts(path: Path) -> dict[str, Account]:
         ) from err
 
 
+def _not_a_file(path: Path) -> str:
+    return (f"{path} is a folder, not an accounts file; point ${USERS_ENV} at a file (e.g. "
+            f"{path / 'users.json'}), or move the folder aside")
+
+
 def _save(path: Path, accounts: Mapping[str, Account]) -> None:
     payload = {"users": {n: {k: v for k, v in asdict(a).items() if k != "name"}
                          for n, a in sorted(accounts.items())}}
+    if path.exists() and not path.is_file():
+        raise AccountsFileError(_not_a_file(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".users-", suffix=".json")
     with os.fdopen(fd, "w") as handle:  # mkstemp: mode 0600, owner only

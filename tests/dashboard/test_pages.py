@@ -322,6 +322,18 @@ def test_a_damaged_accounts_file_shows_no_page_until_it_is_fixed(catalog, open_p
     assert not at.metric and not at.sidebar.selectbox and not at.get("plotly_chart")
 
 
+def test_an_accounts_path_that_is_a_folder_shows_no_page_either(catalog, open_page):
+    from data_catalog.accounts import users_path
+
+    users = users_path(catalog.catalog_path)
+    users.mkdir()  # until stop 55 read as "no accounts": the site opened without sign-in
+    at = open_page(catalog, "overview")
+    (error,) = at.error
+    assert error.value.startswith(f"The dashboard cannot use its files: {users} is a folder, not an "
+                                  "accounts file; point $CTAE_USERS at a file")
+    assert not at.metric and not at.sidebar.selectbox and not at.get("plotly_chart")
+
+
 def test_team_page_progress_and_disagreements(catalog, open_page):
     at = open_page(catalog, "team")
     progress, disagree = at.dataframe[0].value, at.dataframe[1].value

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -11,6 +15,8 @@ from data_catalog.journal import open_journal
 from data_catalog.sessions import audit_table
 from jobs.cli import app
 from jobs.dashboard import oidc_configured, refuse_open_host
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_users_add_list_remove(tmp_path):
@@ -63,11 +69,6 @@ def test_dashboard_serves_without_error_details():
 
 
 def test_a_damaged_accounts_file_stops_users_and_dashboard_with_what_to_do_and_is_kept(tmp_path):
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[2]
     catalog = tmp_path / "catalog.duckdb"
     users = users_path(catalog)
     users.write_text('{"users": {"ada": {"role": "admin", "pasword_hash": "x"}}}')  # a typo'd field
@@ -76,7 +77,7 @@ def test_a_damaged_accounts_file_stops_users_and_dashboard_with_what_to_do_and_i
                     ["dashboard", "--no-browser", "--port", "8596"]):
         done = subprocess.run([sys.executable, "-m", "jobs", *command, "--catalog", str(catalog)],
                               capture_output=True, text=True, timeout=120,
-                              env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})  # fmt: skip
+                              env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})  # fmt: skip
         assert done.returncode == 2, (command, done.stderr)
         assert "Traceback" not in done.stderr
         assert done.stderr.strip().splitlines()[-1].startswith(
@@ -84,3 +85,16 @@ def test_a_damaged_accounts_file_stops_users_and_dashboard_with_what_to_do_and_i
         assert "ctae users add" in done.stderr
     assert users.read_text() == damaged
     assert not catalog.exists()  # nothing was served, nothing created
+
+
+def test_an_accounts_path_that_is_a_folder_is_refused_by_name(tmp_path):
+    catalog = tmp_path / "catalog.duckdb"
+    users = users_path(catalog)
+    users.mkdir()
+    for command in (["users", "list"], ["users", "add", "bo", "--oidc"]):
+        done = subprocess.run([sys.executable, "-m", "jobs", *command, "--catalog", str(catalog)],
+                              capture_output=True, text=True, timeout=120, cwd=ROOT)
+        assert done.returncode == 2, done.stderr  # until stop 55: a traceback, or "no accounts"
+        assert done.stderr.strip().splitlines()[-1].startswith(
+            f"ctae users: {users} is a folder, not an accounts file; point $CTAE_USERS at a file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["users.json"]  # no temp file left
