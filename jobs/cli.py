@@ -58,7 +58,28 @@ app = typer.Typer(
 )
 
 
+def _show_version(asked: bool) -> None:
+    """``ctae --version``: the package's version and the catalog schema it writes (what a bug
+    report and a shared catalog need to name)."""
+    if not asked:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    from data_catalog.schema import SCHEMA_VERSION  # DuckDB's import: only when asked
+
+    try:
+        package = version("ctae")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        package = "(not installed)"
+    typer.echo(f"ctae {package} (catalog schema v{SCHEMA_VERSION})")
+    raise typer.Exit()
+
+
 @app.callback()
-def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
+def main(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    show_version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                      help="Print ctae's version and catalog schema, and exit."),
+) -> None:
     """CT outlier triage."""
     configure_logging(verbose)

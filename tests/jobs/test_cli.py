@@ -44,3 +44,13 @@ def test_a_command_runs_through_the_lazy_group_and_typos_get_a_suggestion():
     assert "--threads" in runner.invoke(app, ["train", "--help"]).output
     typo = runner.invoke(app, ["trian"])
     assert typo.exit_code == 2 and "Did you mean 'train'?" in typo.output
+
+
+def test_version_names_the_package_and_the_catalog_schema_it_writes():
+    from importlib.metadata import version
+
+    from data_catalog import SCHEMA_VERSION
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output == f"ctae {version('ctae')} (catalog schema v{SCHEMA_VERSION})\n"
