@@ -179,6 +179,8 @@ def refuse_a_busy_run(con: Any, job: str, args: dict[str, Any]) -> None:
     host = socket.gethostname()
     for other in running_on_run(con, str(run_id), RUN_JOBS):
         pid = other.process.pid
+        if other.process.host == host and pid == os.getpid():
+            continue  # this process's own row, left running by a job whose end was not recorded
         if other.process.host != host or pid is None:
             logger.warning("run %s: `ctae %s` is recorded as running since %s in process %s on "
                            "%s; if it still runs, the two jobs repeat each other's work", run_id,

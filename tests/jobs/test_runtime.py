@@ -173,3 +173,20 @@ def test_a_second_job_on_a_run_in_use_is_refused_until_the_first_ends(settings):
         holder.wait()
     scorings = [row[:2] for row in _job_rows(settings.catalog_path) if row[0] == "score"]
     assert scorings == [("score", "interrupted")]  # and no row for the refused starts
+
+
+def test_a_row_this_process_left_running_does_not_lock_it_out_of_its_run(settings):
+    # a job whose end could not be recorded (a full catalog disk) leaves its row `running`; the
+    # same process (a notebook) may go on with the run
+    from typer.testing import CliRunner
+
+    from data_catalog import connect
+    from data_catalog.job_runs import start_job_run
+    from jobs.cli import app
+    from jobs.runtime import this_process
+
+    with connect(settings.catalog_path) as con:
+        start_job_run(con, "score", {"run_id": "r"}, this_process())
+    result = CliRunner().invoke(app, ["train", "--run", "r", "--catalog", str(settings.catalog_path),
+                                      "--no-progress"])
+    assert "in use" not in result.output and "only 0 scan(s)" in result.output
