@@ -185,6 +185,10 @@ def run_evaluate(settings: CatalogSettings, run_id: str, truth_path: Path,
                                f"run `ctae score --run {run_id}` first", exit_code=NOT_READY)
     labels = match_truth(inputs, truth)
     if splits:
+        present = sorted(set(inputs["split"].dropna()))
+        if unknown := sorted(set(splits) - set(present)):
+            raise EvaluateJobError(f"no scored scan of run {run_id!r} is in split(s) {unknown}; "
+                                   f"its splits: {', '.join(present)}")
         labels[~inputs["split"].isin(splits)] = None
     n_known = int(labels.notna().sum())
     if n_known == 0:

@@ -493,6 +493,12 @@ def test_bad_inputs_give_clear_errors(scored, tmp_path):
                                  "--truth", str(tmp_path / "t.csv")])
     assert result.exit_code == 2 and "ctae evaluate:" in result.output
     assert "missing column" in result.output
+    truth = tmp_path / "truth.csv"
+    truth.write_text("series_uid,source_path,truth\n,s-000.nii,inlier\n,s-003.nii,metal\n")
+    result = runner.invoke(app, ["evaluate", "--catalog", str(settings.catalog_path), "--run", RUN,
+                                 "--truth", str(truth), "--split", "vall"])  # until stop 55: "no
+    assert result.exit_code == 2  # row matches ...; is it the truth file of this cohort?"
+    assert "no scored scan of run 'r' is in split(s) ['vall']; its splits: " in " ".join(result.output.split())
 
 
 @pytest.mark.parametrize("command", ["score", "embed", "evaluate", "export"])
