@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -17,6 +18,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
+
+from data_catalog.review import CAUSE_TAGS
 
 SPLITS = ("train", "val", "test", "unseen")
 FLAGS = ("outlier", "inlier")
@@ -76,12 +79,16 @@ class ExportFilter:
     def __post_init__(self) -> None:
         _check_choices("split", self.split, SPLITS)
         _check_choices("label", self.label, LABEL_CHOICES)
+        _check_choices("cause", self.cause, CAUSE_TAGS)  # a typo kept nothing, silently
         if self.flag is not None and self.flag not in FLAGS:
             raise ValueError(f"flag {self.flag!r} must be 'outlier' or 'inlier' (or left out)")
         for low, high, name in (
             (self.score_min, self.score_max, "score"),
             (self.pixel_count_min, self.pixel_count_max, "pixel count"),
         ):
+            for bound in (low, high):
+                if bound is not None and not math.isfinite(bound):
+                    raise ValueError(f"{name} bounds must be numbers, not {bound}")
             if low is not None and high is not None and low > high:
                 raise ValueError(f"{name} range is empty: min {low} > max {high}; swap them")
 

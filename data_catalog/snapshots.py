@@ -159,6 +159,19 @@ def _nullable(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.astype(object).where(frame.notna(), None)
 
 
+def _check_clusters(run_id: str, filt: ExportFilter, rows: pd.DataFrame) -> None:
+    """Refuse a cluster the run's embedding does not have (a typo kept nothing, silently)."""
+    if not filt.cluster:
+        return
+    present = sorted({int(c) for c in rows["cluster"].dropna()})
+    if not present:
+        raise ValueError(f"run {run_id!r} has no clusters yet; run `ctae embed --run {run_id}` "
+                         "first, or leave --cluster out")
+    if unknown := sorted(set(filt.cluster) - set(present)):
+        raise ValueError(f"cluster {unknown} is not among the clusters of run {run_id!r}: "
+                         f"{present} (-1: DBSCAN's noise)")
+
+
 def current_rows(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFrame:
     """Every scan of the run now: scan facts and the per-scan state a snapshot keeps."""
     rows = scan_table(con, run_id)
@@ -213,6 +226,7 @@ def take_snapshot(
             "with `ctae train --run NAME`"
         )
     rows = current_rows(con, run_id)
+    _check_clusters(run_id, filt, rows)
     rows.insert(0, "included", filter_mask(rows, filt).astype(bool).to_numpy())
     listed = rows.loc[rows["included"], LIST_COLUMNS].reset_index(drop=True)
     export_id = new_sortable_id()

@@ -108,6 +108,10 @@ def test_export_txt_and_parquet_formats(catalog, tmp_path):
         (["--flag", "odd"], "flag 'odd'"),
         (["--format", "xls"], "--format 'xls'"),
         (["--score-min", "2", "--score-max", "1"], "score range is empty"),
+        # until stop 55 each of these exported 0 scans, and logged the snapshot
+        (["--cause", "metl implant"], "cause ['metl implant'] is not one of ['metal implant',"),
+        (["--score-min", "nan"], "score bounds must be numbers, not nan"),
+        (["--cluster", "99"], "cluster [99] is not among the clusters of run 'synthetic': [-1, 0,"),
     ],
 )
 def test_export_rejects_bad_filters_with_a_reason(catalog, tmp_path, args, message):
