@@ -114,6 +114,19 @@ def find_bases(roots: list[Path]) -> tuple[list[Any], dict[str, BaseSource]]:
     return bases, sources
 
 
+def _no_trunk(base: str, bases: list[Any]) -> str:
+    """Why ``--base`` gives no cohort: what it holds instead of a chest or abdomen volume."""
+    if not bases:
+        found = ("found no CT series or volume there (ctae reads DICOM series and NIfTI / MHA / "
+                 "NRRD files; unpack an archive first)")
+    else:
+        shown = ", ".join(f"{b.name} ({b.region})" for b in bases[:4])
+        found = f"found {len(bases)} CT volume(s), none a chest or abdomen: {shown}" + (
+            ", …" if len(bases) > 4 else "")
+    return (f"--base {base}: a real-anatomy cohort needs at least one chest or abdomen volume as "
+            f"a base; {found}")
+
+
 def _as_list(value: Any) -> list[str]:
     if isinstance(value, str):
         return [value] if value else []
@@ -183,6 +196,8 @@ def generate_real_cohort(out: Path, base: str, n: int, seed: int, outlier_rate: 
     from jobs.executors import ExecutorConfig, map_tasks
 
     bases, sources = find_bases(resolve_roots(base))
+    if not any(b.region == "trunk" for b in bases):
+        raise ValueError(_no_trunk(base, bases))
     specs = plan_real_cohort(bases, n, seed, outlier_rate)
     out.mkdir(parents=True, exist_ok=True)
     removed = remove_stale(out, {s.source_path for s in specs}, pattern="real_*.json")

@@ -265,3 +265,28 @@ def test_real_anatomy_cohort_keeps_the_kernel_and_masks_every_local_object(tmp_p
     with connect(settings.catalog_path, read_only=True) as con:
         assert len(scans_table(con)) == 8
         assert list_ingest_errors(con).empty
+
+
+def test_a_base_folder_with_no_chest_or_abdomen_says_what_it_found(tmp_path):
+    import shutil
+    import zipfile
+
+    from jobs.demo_data_real import SHARED_DATA
+
+    runner = CliRunner()
+    zipped = tmp_path / "zipped"
+    zipped.mkdir()
+    with zipfile.ZipFile(zipped / "series.zip", "w") as archive:
+        archive.writestr("ct/IM0001.dcm", b"not read")
+    result = runner.invoke(app, ["demo-data", str(tmp_path / "out"), "--base", str(zipped), "--n", "4"])
+    assert result.exit_code == 2
+    assert ("a real-anatomy cohort needs at least one chest or abdomen volume as a base; found no "
+            "CT series or volume there") in " ".join(result.output.split())
+    head = tmp_path / "head"
+    head.mkdir()
+    shutil.copy(SHARED_DATA / "real-ct-anatomy/openkbp-head-neck/openkbp_pt_6_train.nii.gz", head)
+    result = runner.invoke(app, ["demo-data", str(tmp_path / "out"), "--base", str(head), "--n", "4"])
+    assert result.exit_code == 2
+    assert ("found 1 CT volume(s), none a chest or abdomen: head/openkbp_pt_6_train.nii.gz "
+            "(head_neck)") in " ".join(result.output.split())
+    assert not (tmp_path / "out").exists()  # until stop 55 the message named nothing found
