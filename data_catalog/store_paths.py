@@ -15,12 +15,16 @@ STORE_PATH_COLUMNS = (("scans", "volume_path"), ("runs", "checkpoint_path"),
 """Every column that holds a path into a store."""
 
 
+STORE_OF_VOLUME = "regexp_extract(volume_path, '^(.*)/volumes/[^/]+$', 1)"
+"""SQL: the store folder of a stored volume (the folder above ``volumes/<scan_id>.npy``)."""
+
+
 def recorded_stores(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
     """Each store folder the catalog's scans were ingested into (the folder above
     ``volumes/<scan_id>.npy``), with the stored volume paths under it."""
     rows = con.execute(
-        "SELECT regexp_extract(volume_path, '^(.*)/volumes/[^/]+$', 1) AS store, volume_path "
-        "FROM scans ORDER BY store, volume_path").fetchall()
+        f"SELECT {STORE_OF_VOLUME} AS store, volume_path FROM scans ORDER BY store, volume_path"
+    ).fetchall()
     stores: dict[str, list[str]] = {}
     for store, path in rows:
         if store:
@@ -31,8 +35,7 @@ def recorded_stores(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
 def store_folders(con: duckdb.DuckDBPyConnection) -> list[Path]:
     """The store folders the catalog's scans were ingested into (``recorded_stores``' keys)."""
     rows = con.execute(
-        "SELECT DISTINCT regexp_extract(volume_path, '^(.*)/volumes/[^/]+$', 1) AS store "
-        "FROM scans ORDER BY store").fetchall()
+        f"SELECT DISTINCT {STORE_OF_VOLUME} AS store FROM scans ORDER BY store").fetchall()
     return [Path(store) for (store,) in rows if store]
 
 

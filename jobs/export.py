@@ -7,7 +7,6 @@ page give the same rows for the same filter.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import getpass
 import logging
@@ -18,6 +17,7 @@ from typing import Annotated
 
 import typer
 
+from ctae_core.io.volume_store import StoreWriteError, write_atomic
 from data_catalog import connect
 from data_catalog.export_formats import (
     BUNDLE_FORMATS,
@@ -66,17 +66,12 @@ def _out_failed(out: Path, err: OSError) -> OutWriteError:
 
 
 def _write_atomic(path: Path, payload: bytes, out: Path | None = None) -> None:
-    """Write ``path`` through a temp file beside it; a failure (``OutWriteError``, about
-    ``out``, default ``path``) leaves neither."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Write ``path`` through a part file beside it (``write_atomic``); a failure
+    (``OutWriteError``, about ``out``, default ``path``) leaves neither."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(payload)
-        tmp.replace(path)
-    except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise _out_failed(out or path, err) from err
+        write_atomic(path, lambda handle: handle.write(payload))
+    except StoreWriteError as err:  # its message speaks of the store: say it of --out
+        raise _out_failed(out or path, err.__cause__ or err) from err
 
 
 def check_out(settings: CatalogSettings, out: Path) -> None:

@@ -40,8 +40,6 @@ class _Parser(argparse.ArgumentParser):
         raise _Unparsed(message)
 
 
-
-
 def main(argv: list[str] | None = None) -> None:
     """Run ``ctae ARGS``: a job of ``FAST_COMMANDS`` directly, anything else through typer.
 

@@ -66,7 +66,7 @@ def settings_from(catalog: Path | None, store: Path | None = None, *,
             f"{settings.store_dir} is a file; pass a folder for the stored volumes and run "
             "outputs (default: 'store' beside the catalog)", param_hint="--store")
     refuse_file_in_the_way(settings.catalog_path, "--catalog", folder=False)
-    refuse_file_in_the_way(settings.store_dir, "--store")
+    refuse_file_in_the_way(settings.store_dir, "--store", folder=False)  # itself: just above
     if existing and not settings.catalog_path.exists():
         from data_catalog import CatalogMissingError  # DuckDB: not at CLI start-up
 

@@ -7,9 +7,7 @@ objects in it are tensors, numbers, strings, lists and dicts, so it loads with
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -21,7 +19,7 @@ from torch import nn
 from ctae_core.error_norm import NormalError
 from ctae_core.errors import CheckpointError
 from ctae_core.inference import InputSpec, run_model_from_checkpoint
-from ctae_core.io.volume_store import write_failed
+from ctae_core.io.volume_store import write_atomic
 from ctae_core.model import Autoencoder
 
 logger = logging.getLogger(__name__)
@@ -39,26 +37,20 @@ def save_checkpoint(payload: dict[str, Any], path: Path | str) -> Path:
     Raises:
         StoreWriteError: the write failed; the message names the file and the space left.
     """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     data = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
+    return write_atomic(Path(path), lambda handle: _torch_save(data, handle), fsync=True)
+
+
+def _torch_save(data: dict[str, Any], handle: Any) -> None:
+    """``torch.save``, its failed write raised as the ``OSError`` it is: torch's zip writer
+    reports a full disk as "RuntimeError: [enforce fail at inline_container.cc] unexpected pos",
+    raised while handling the OSError."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as handle:
-            torch.save(data, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as err:
-        # torch's zip writer reports a full disk as "RuntimeError: [enforce fail at
-        # inline_container.cc] unexpected pos", raised while handling the OSError
-        cause = err if isinstance(err, OSError) else err.__context__
-        if not isinstance(cause, OSError):
-            raise
-        with contextlib.suppress(OSError):  # a folder that could not be made holds none
-            tmp.unlink(missing_ok=True)
-        raise write_failed(path, cause) from err
-    return path
+        torch.save(data, handle)
+    except RuntimeError as err:
+        if isinstance(err.__context__, OSError):
+            raise err.__context__ from None
+        raise
 
 
 def _torch_load(path: Path, what: str) -> Any:

@@ -3,10 +3,13 @@ the on-disk format of stored volumes."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -44,15 +47,30 @@ def save_volume(array: np.ndarray, path: Path | str) -> Path:
     Raises:
         StoreWriteError: the write failed (its ``errno`` where the system gave one).
     """
-    path = Path(path)
+    # numpy's short write ("N requested and M written") is an OSError without an errno
+    return write_atomic(Path(path), lambda handle: np.save(
+        handle, np.ascontiguousarray(array), allow_pickle=False))
+
+
+def write_atomic(path: Path, write: Callable[[BinaryIO], object], *, fsync: bool = False) -> Path:
+    """``write(handle)`` into a part file beside ``path`` (``fsync``: flushed to disk), then
+    renamed into place: a kill never leaves half a file, and a failed write (an ``OSError``)
+    removes its part and raises ``StoreWriteError`` (``write_failed``).
+
+    The one atomic write of the store's files: volumes here, checkpoints in
+    ``ctae_core.io.checkpoint``."""
     tmp = _part_path(path, os.getpid())
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as handle:
-            np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
+            write(handle)
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except OSError as err:  # numpy's short write ("N requested and M written") has no errno
-        tmp.unlink(missing_ok=True)
+    except OSError as err:
+        with contextlib.suppress(OSError):  # a folder that could not be made holds none
+            tmp.unlink(missing_ok=True)
         raise write_failed(path, err) from err
     return path
 
