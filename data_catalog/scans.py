@@ -110,6 +110,16 @@ lacking one was ingested before it existed, and only its source files can give i
 _FINGERPRINTS = ("SELECT scan_id, CASE WHEN "
                  + " OR ".join(f"{column} IS NULL" for column in INGEST_MEASURES)
                  + " THEN '' ELSE fingerprint END, volume_path, spacing_mm FROM scans")
+_ROOTS = "SELECT DISTINCT source_root FROM scans ORDER BY source_root"
+_PRUNE_ERRORS = """
+DELETE FROM ingest_errors
+WHERE (EXISTS (SELECT 1 FROM unnest(?::VARCHAR[]) AS w(place)
+               WHERE source_root = place
+                  OR source_root || '/' || source_path = place
+                  OR starts_with(source_root || '/' || source_path, rtrim(place, '/') || '/'))
+       OR source_root IN (SELECT unnest(?::VARCHAR[])))
+  AND source_key NOT IN (SELECT unnest(?::VARCHAR[]))
+"""
 _CLEAR_ERRORS = "DELETE FROM ingest_errors WHERE source_key IN (SELECT unnest(?::VARCHAR[]))"
 _LIST_ERRORS = """
 SELECT source_root, source_path, series_uid, reason, message, recorded_at
@@ -162,6 +172,12 @@ def scan_fingerprints(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, st
     return {row[0]: (row[1], row[2], row[3]) for row in con.execute(_FINGERPRINTS).fetchall()}
 
 
+def scan_roots(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The source folders the catalog's scans were found under (``source_root``), sorted: an
+    input found again under another folder is matched to the scan it already is."""
+    return [row[0] for row in con.execute(_ROOTS).fetchall()]
+
+
 def record_ingest_errors(
     con: duckdb.DuckDBPyConnection, records: Sequence[IngestErrorRecord]
 ) -> int:
@@ -190,17 +206,18 @@ def clear_ingest_errors(con: duckdb.DuckDBPyConnection, source_keys: Iterable[st
 
 
 def prune_ingest_errors(
-    con: duckdb.DuckDBPyConnection, source_roots: Sequence[str], current_keys: Sequence[str]
+    con: duckdb.DuckDBPyConnection,
+    walked: Sequence[str],
+    current_keys: Sequence[str],
+    pseudonyms: Sequence[str] = (),
 ) -> int:
-    """Forget failures under ``source_roots`` whose input is gone (fixed, moved or deleted):
-    keys not in ``current_keys``, the inputs and refusals found now. Returns the count."""
-    if not source_roots:
+    """Forget failures inside the ``walked`` files and folders (absolute), whatever source
+    folder they were recorded under, or under the ``pseudonyms`` of redacted source folders,
+    that are not found now (fixed, moved, deleted, or found again under another folder): keys
+    not in ``current_keys``, the inputs and refusals found now. Returns the count."""
+    if not walked and not pseudonyms:
         return 0
-    return con.execute(
-        "DELETE FROM ingest_errors WHERE source_root IN (SELECT unnest(?::VARCHAR[])) "
-        "AND source_key NOT IN (SELECT unnest(?::VARCHAR[]))",
-        [list(source_roots), list(current_keys)],
-    ).fetchone()[0]
+    return con.execute(_PRUNE_ERRORS, [list(walked), list(pseudonyms), list(current_keys)]).fetchone()[0]
 
 
 def redact_scan_paths(con: duckdb.DuckDBPyConnection, roots_by_scan: dict[str, str]) -> None:

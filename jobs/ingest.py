@@ -17,6 +17,7 @@ import functools
 import logging
 import math
 import multiprocessing
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -35,6 +36,7 @@ from data_catalog.scans import (
     record_ingest_errors,
     redact_scan_paths,
     scan_fingerprints,
+    scan_roots,
     upsert_scans,
 )
 from data_catalog.settings import CatalogSettings
@@ -95,7 +97,7 @@ def _job(settings: CatalogSettings, args: dict[str, Any]) -> Iterator[JobRecord]
     with ExitStack() as stack:
         try:
             record = stack.enter_context(
-                job_record(settings, "ingest", args, scan_fingerprints, overlap=_import_readers)
+                job_record(settings, "ingest", args, _known_inputs, overlap=_import_readers)
             )
         except CATALOG_ERRORS as err:
             raise _write_error(settings, err) from err
@@ -104,6 +106,11 @@ def _job(settings: CatalogSettings, args: dict[str, Any]) -> Iterator[JobRecord]
             stack.close()  # the last writes and the end
         except CATALOG_ERRORS as err:
             raise _write_error(settings, err) from err
+
+
+def _known_inputs(con: Any) -> tuple[dict[str, tuple[str, str, float]], list[str]]:
+    """The catalog's fingerprints by scan id, and the source folders its scans were found under."""
+    return scan_fingerprints(con), scan_roots(con)
 
 
 def _import_readers() -> None:
@@ -121,6 +128,7 @@ class IngestSummary:
     found: int = 0
     ingested: int = 0
     skipped_unchanged: int = 0
+    found_before: int = 0
     failed: Counter = field(default_factory=Counter)
     skipped_files: dict[str, int] = field(default_factory=dict)
     input_bytes: int = 0
@@ -132,6 +140,7 @@ class IngestSummary:
             "found": self.found,
             "ingested": self.ingested,
             "skipped_unchanged": self.skipped_unchanged,
+            "found_before": self.found_before,
             "failed": sum(self.failed.values()),
             "failed_by_reason": dict(self.failed),
             "skipped_files": dict(self.skipped_files),
@@ -146,6 +155,9 @@ class IngestSummary:
             f" unchanged, failed {sum(self.failed.values())} ({self.seconds:.1f} s, "
             f"{rate:.2f} series/s)"
         ]
+        if self.found_before:
+            out.append(f"  {self.found_before} of them ingested before from another source folder: "
+                       "each stays the scan it is, under that folder")
         out += [f"  failed {n} × {reason}" for reason, n in sorted(self.failed.items())]
         out += [
             f"  passed over {n} file(s): {why}" for why, n in sorted(self.skipped_files.items())
@@ -183,10 +195,10 @@ def run_ingest(
     start = time.perf_counter()
     summary = IngestSummary()
     if job is not None:
-        known = job.started
+        known, roots_before = job.started
     else:
         with _catalog(settings) as con:
-            known = scan_fingerprints(con)
+            known, roots_before = _known_inputs(con)
     executor = executor or ExecutorConfig(kind="local", workers=workers)
     if executor.kind == "local":
         reuse_freed_memory()  # this process's and its forked workers' series reuse the memory
@@ -198,16 +210,21 @@ def run_ingest(
         redact=redact_paths,
     )
     with _bar(progress, desc="discover", unit="file") as looked_at:  # shown at once
-        discovery, done, died = _discover(roots, executor, worker, known, spacing, looked_at.update)
+        discovery, done, died = _discover(
+            roots, executor, worker, (known, roots_before), spacing, looked_at.update
+        )
     summary.found = len(discovery.sources)
     summary.skipped_files = dict(discovery.skipped_files)
     refusals = [refusal_record(r, redact=redact_paths) for r in discovery.refused]
+    pseudonyms = {redacted_root(s.source_root) for s in discovery.sources} | {
+        redacted_root(r.source_root) for r in discovery.refused
+    }
+    walked = _walked(roots)
+    found_as = discovery.sources
+    discovery.sources = _as_ingested_before(found_as, known, roots_before)
+    summary.found_before = sum(a is not b for a, b in zip(discovery.sources, found_as, strict=True))
     if redact_paths:
         _write_path_map(settings, discovery)
-    searched = {s.source_root for s in discovery.sources} | {
-        r.source_root for r in discovery.refused
-    }
-    searched |= {redacted_root(root) for root in searched}
     current = [s.source_key for s in discovery.sources] + [r.source_key for r in refusals]
     redacted = (
         {scan_id_for(s): redacted_root(s.source_root) for s in discovery.sources}
@@ -216,7 +233,7 @@ def run_ingest(
     )
 
     def found_errors(con: Any) -> None:  # goes with the first batch's writes
-        prune_ingest_errors(con, sorted(searched), current)
+        prune_ingest_errors(con, walked, current, sorted(pseudonyms))
         record_ingest_errors(con, refusals)
         if redacted is not None:
             redact_scan_paths(con, redacted)
@@ -249,7 +266,7 @@ def _discover(
     roots: list[Path],
     config: ExecutorConfig,
     worker: Callable[[Any], IngestOutcome],
-    known: dict[str, tuple[str, str, float]],
+    catalog: tuple[dict[str, tuple[str, str, float]], list[str]],
     spacing: float,
     on_file: Callable[[int], object],
 ) -> tuple[Any, list[IngestOutcome], bool]:
@@ -261,7 +278,8 @@ def _discover(
     starts before discovery ends (this process reading every header first left a core idle,
     ~50 ms a series). Where a series turns out to have files in two folders (each worker saw a
     piece) or a worker died, the tree is discovered again here, and only the outcomes of
-    inputs found alike both ways are kept.
+    inputs found alike both ways are kept. ``catalog`` is the catalog's fingerprints and source
+    folders; a worker leaves an input the catalog holds under another folder to this process.
     """
     from ctae_core.io.sources import discover_sources, distinct_roots, list_folders, merge_folders
 
@@ -277,8 +295,9 @@ def _discover(
     config = dataclasses.replace(
         config, workers=min(config.local_workers, len(folders)), max_retries=0
     )
+    known = catalog[0]
     task = _FolderTask(worker, spacing)
-    for folder, result in _map_inputs(task, folders, config, known):
+    for folder, result in _map_inputs(task, folders, config, catalog):
         on_file(len(folder.files))
         if result.ok:
             parts.append(result.value[0])
@@ -316,7 +335,9 @@ class _FolderTask:
         from ctae_core.io.sources import discover_folder
 
         part = discover_folder(folder)
-        new = [s for s in part.sources if _needs_ingest(s, _KNOWN, self.spacing)]
+        moved = _as_ingested_before(part.sources, _KNOWN, _ROOTS)
+        new = [s for s, m in zip(part.sources, moved, strict=True)
+               if m is s and _needs_ingest(s, _KNOWN, self.spacing)]
         outcomes = [self.worker(source) for source in new]
         part.sources = [dataclasses.replace(s, headers=()) for s in part.sources]
         return part, outcomes
@@ -330,6 +351,28 @@ def _write_path_map(settings: CatalogSettings, discovery) -> None:
     links = [PathLink(scan_id_for(s), s.source_root, s.source_path) for s in discovery.sources]
     links += [PathLink(refusal_id(r), r.source_root, r.source_path) for r in discovery.refused]
     add_path_links(path_map_file(settings.store_dir), links)
+
+
+def _walked(roots: list[Path]) -> list[str]:
+    """The files and folders ``roots`` name, absolute, as given and with links resolved: what
+    this run has looked through, and so the failures it can tell are gone."""
+    from ctae_core.io.sources import distinct_roots
+
+    given = distinct_roots(roots)
+    return sorted({str(r) for r in given} | {os.path.realpath(r) for r in given})
+
+
+def _as_ingested_before(sources: list, known: dict, roots: list[str]) -> list:
+    """Each of ``sources`` under the catalog's source folder it was first ingested from
+    (``as_ingested_before``): an input found again under a wider or narrower folder stays the
+    scan it is, and is skipped where unchanged."""
+    from ctae_core.io.sources import as_ingested_before
+    from jobs.ingest_worker import scan_id_for
+
+    def stored(source) -> bool:
+        return scan_id_for(source) in known
+
+    return [as_ingested_before(s, roots, stored) for s in sources]
 
 
 def _needs_ingest(source, known: dict[str, tuple[str, str, float]], spacing: float) -> bool:
@@ -355,6 +398,8 @@ _INHERITED: list[Any] = []
 """The inputs of the running local map, for forked pool workers to read from shared memory."""
 _KNOWN: dict[str, tuple[str, str, float]] = {}
 """The catalog's fingerprints, for forked workers that discover (``_FolderTask``)."""
+_ROOTS: list[str] = []
+"""The catalog's source folders, for the same workers."""
 
 
 class _ByIndex:
@@ -379,10 +424,11 @@ def _forks(config: ExecutorConfig) -> bool:
 
 
 def _map_inputs(
-    worker, todo: list, config: ExecutorConfig, known: dict | None = None
+    worker, todo: list, config: ExecutorConfig, catalog: tuple[dict, list[str]] | None = None
 ) -> Iterator[tuple[Any, TaskResult]]:
     """(input, result) pairs of ``worker`` over ``todo``, in completion order; forked workers
-    also find ``known`` in the memory they share with this process."""
+    also find ``catalog`` (fingerprints, source folders) in the memory they share with this
+    process."""
     if not _forks(config):
         for result in map_tasks(worker, todo, config):
             yield result.item, result
@@ -391,13 +437,16 @@ def _map_inputs(
 
     load_readers()
     _INHERITED[:] = todo
-    _KNOWN.update(known or {})
+    known, roots = catalog or ({}, [])
+    _KNOWN.update(known)
+    _ROOTS[:] = roots
     try:
         for result in map_tasks(_ByIndex(worker), range(len(todo)), config):
             yield todo[result.item], result
     finally:
         _INHERITED.clear()
         _KNOWN.clear()
+        _ROOTS.clear()
 
 
 def _bar(progress: bool, **kwargs: Any) -> Any:

@@ -30,8 +30,8 @@ from ctae_core.io.dicom_header import SLICE_TAGS, HeaderRefusal, SliceHeader, re
 
 __all__ = [
     "SLICE_TAGS", "Discovery", "Folder", "RefusedInput", "ScanFacts", "SeriesSource",
-    "SliceHeader", "discover_folder", "discover_sources", "distinct_roots", "fingerprint_files", "list_folders",
-    "merge_folders", "open_regular", "quiet_pydicom", "refused_beside", "volume_kind",
+    "SliceHeader", "as_ingested_before", "discover_folder", "discover_sources", "distinct_roots",
+    "fingerprint_files", "list_folders", "merge_folders", "open_regular", "quiet_pydicom", "refused_beside", "volume_kind",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -192,6 +192,32 @@ def distinct_roots(roots: Iterable[Path | str]) -> list[Path]:
                            "it", typed[i], "the same as" if real[outer] == where else "inside",
                            typed[outer])
     return kept
+
+
+def as_ingested_before(
+    source: SeriesSource, roots: Iterable[str], known: Callable[[SeriesSource], bool]
+) -> SeriesSource:
+    """``source`` under the folder it was first ingested from, where that is another of the
+    catalog's source folders (``roots``) and ``known`` says the input is stored under it:
+    ``ctae ingest /data/ct`` after ``ctae ingest /data/ct/batch1`` finds batch1's series again,
+    each under a new root and so a new id, and they would be cohort members twice. Otherwise
+    ``source`` itself."""
+    if known(source):
+        return source
+    where = os.path.join(source.source_root, source.source_path)
+    for root in roots:
+        if root == source.source_root or not os.path.isabs(root):  # a pseudonym is no folder
+            continue
+        inside = os.path.relpath(where, root)
+        if inside == os.pardir or inside.startswith(os.pardir + os.sep) or os.path.isabs(inside):
+            continue
+        volume = source.kind != "dicom"  # a volume file's key is its path, a series' its UID
+        before = replace(source, source_root=root, source_path=inside,
+                         group_key=inside if volume else source.group_key)
+        if known(before):
+            files = [Path(f) for f in source.files]
+            return replace(before, fingerprint=fingerprint_files(files, Path(root)))
+    return source
 
 
 def _discover_root(root: Path, found: Discovery, on_file: Callable[[int], object] | None) -> None:

@@ -297,3 +297,63 @@ def test_a_source_given_twice_or_inside_another_is_read_once(tmp_path, settings,
     with connect(settings.catalog_path, read_only=True) as con:
         rows = con.execute("SELECT source_root, source_path FROM scans ORDER BY 2").fetchall()
     assert rows == [(str(root), "a"), (str(root), "b/ct")]  # as `ctae ingest archive` alone
+
+
+@pytest.mark.parametrize("workers", [1, 2])  # 2: forked workers discover and ingest the folders
+def test_an_input_found_again_under_a_wider_or_narrower_folder_stays_one_scan(tmp_path, workers):
+    # until stop 56: `ctae ingest archive` after `ctae ingest archive/batch1` stored every
+    # batch1 series again under a new id (two cohort members of one scan), and the refusals
+    # under both folders were listed twice
+    root = tmp_path / "archive"
+    write_phantom(root / "batch1" / "a", header=SeriesHeaderSpec(series_uid="1.2.826.71"))
+    image = sitk.GetImageFromArray(phantom((20, 30, 30), seed=5))
+    sitk.WriteImage(image, str(root / "batch1" / "vol.nii.gz"))
+    (root / "batch1" / "broken.dcm").write_bytes(b"not a dicom file at all")
+    write_phantom(root / "batch2" / "b", phantom(seed=3), header=SeriesHeaderSpec(series_uid="1.2.826.72"))
+    settings = CatalogSettings.resolve(tmp_path / "c.duckdb", tmp_path / "store", env={})
+
+    def scans() -> list[tuple]:
+        with connect(settings.catalog_path, read_only=True) as con:
+            return con.execute("SELECT source_root, source_path FROM scans ORDER BY 2").fetchall()
+
+    def errors() -> list[tuple]:
+        with connect(settings.catalog_path, read_only=True) as con:
+            return con.execute("SELECT source_root, source_path FROM ingest_errors").fetchall()
+
+    first = run_ingest([root / "batch1"], settings, workers=workers, progress=False)
+    assert (first.ingested, first.found_before) == (2, 0)
+    before = scans()
+    wider = run_ingest([root], settings, workers=workers, progress=False)
+    assert (wider.found, wider.ingested, wider.skipped_unchanged, wider.found_before) == (3, 1, 2, 2)
+    assert scans() == sorted(before + [(str(root), "batch2/b")], key=lambda row: row[1])
+    assert errors() == [(str(root), "batch1/broken.dcm")]  # the wider walk's, once
+    assert len(list(settings.volumes_dir.iterdir())) == 3
+
+    # the other way round, in another catalog, with an input that changed since: it is read
+    # again into the scan it is
+    settings = CatalogSettings.resolve(tmp_path / "d.duckdb", tmp_path / "store_d", env={})
+    run_ingest([root], settings, workers=workers, progress=False)
+    before = scans()
+    os.utime(root / "batch1" / "vol.nii.gz", ns=(1, 1))
+    narrower = run_ingest([root / "batch1"], settings, workers=workers, progress=False)
+    assert (narrower.found, narrower.ingested, narrower.found_before) == (2, 1, 2)
+    assert scans() == before == [(str(root), "batch1/a"), (str(root), "batch1/vol.nii.gz"),
+                                 (str(root), "batch2/b")]
+    assert errors() == [(str(root / "batch1"), "broken.dcm")]
+    assert len(list(settings.volumes_dir.iterdir())) == 3
+    assert "2 of them ingested before from another source folder" in "\n".join(narrower.lines())
+
+
+def test_a_file_given_alone_leaves_the_refusals_of_the_files_beside_it(tmp_path, settings):
+    # until stop 56 a file given alone forgot every refusal of its folder: the folder was
+    # taken for what had been looked through
+    root = tmp_path / "in"
+    write_phantom(root / "a", header=SeriesHeaderSpec(series_uid="1.2.826.81"))
+    (root / "broken.dcm").write_bytes(b"not a dicom file at all")
+    image = sitk.GetImageFromArray(phantom((20, 30, 30), seed=5))
+    sitk.WriteImage(image, str(root / "vol.nii.gz"))
+    run_ingest([root], settings, workers=1, progress=False)
+    run_ingest([root / "vol.nii.gz"], settings, workers=1, progress=False)
+    with connect(settings.catalog_path, read_only=True) as con:
+        assert con.execute("SELECT source_path FROM ingest_errors").fetchall() == [("broken.dcm",)]
+        assert con.execute("SELECT count(*) FROM scans").fetchone()[0] == 2
