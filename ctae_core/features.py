@@ -7,6 +7,7 @@ for ~20–30 s, which the CLI's start and the dashboard must not pay.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -41,8 +42,8 @@ class EmbedConfig:
     def __post_init__(self) -> None:
         if self.n_neighbors < 2:
             raise ValueError(f"n_neighbors must be >= 2, not {self.n_neighbors}")
-        if self.eps <= 0:
-            raise ValueError(f"eps must be > 0, not {self.eps}")
+        if not (math.isfinite(self.eps) and self.eps > 0):  # NaN fails every comparison
+            raise ValueError(f"eps must be a number > 0, not {self.eps}")
         if self.min_pts < 1:
             raise ValueError(f"min_pts must be >= 1, not {self.min_pts}")
         if not 0 <= self.min_dist <= 1:

@@ -63,5 +63,8 @@ def test_too_few_or_bad_latents_are_refused():
 def test_config_round_trip_and_validation():
     cfg = EmbedConfig(eps=0.7, min_pts=4, seed=9)
     assert EmbedConfig.from_dict(cfg.to_dict()) == cfg
-    with pytest.raises(ValueError, match="eps"):
-        EmbedConfig(eps=0)
+    for eps in (0, -1, float("nan"), float("inf")):  # NaN and inf reached DBSCAN until stop 56
+        with pytest.raises(ValueError, match=f"eps must be a number > 0, not {eps}"):
+            EmbedConfig(eps=eps)
+    with pytest.raises(ValueError, match="min_dist must lie in"):
+        EmbedConfig(min_dist=float("nan"))
