@@ -172,6 +172,8 @@ class TrainConfig:
                              f"{self.model.architecture} model trains at one rate")
         if not 0.0 <= self.validate_from <= 1.0:
             raise ValueError(f"validate_from is a share of the schedule, 0 to 1, not {self.validate_from}")
+        if self.early_stopping < 0:
+            raise ValueError(f"early_stopping must be >= 0 (0: off), not {self.early_stopping}")
         if self.normal_error_scans < 0:
             raise ValueError(f"normal_error_scans must be >= 0, not {self.normal_error_scans}")
         if self.noise_std < 0 or self.noise_cell < 1 or self.patches_per_scan < 1:

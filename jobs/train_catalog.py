@@ -14,6 +14,7 @@ from ctae_core.config import TrainConfig
 from ctae_core.training_set import ScanItem, assign_splits
 from data_catalog import CatalogSettings, connect
 from data_catalog.runs import (
+    RunError,
     create_run,
     drop_history_after,
     get_run,
@@ -23,6 +24,7 @@ from data_catalog.runs import (
     update_run,
     write_splits,
 )
+from data_catalog.scores import run_ids
 
 if TYPE_CHECKING:
     from ctae_core.training import EpochReport, Plan, TrainingState
@@ -77,6 +79,10 @@ def open_run(
     scans = _scan_items(settings)
     with connect(settings.catalog_path) as con:
         row = get_run(con, run_id)
+        if resume and row is None:  # a mistyped name trained a fresh run until stop 56
+            raise RunError(
+                f"run {run_id!r} is not in {settings.catalog_path}, so there is nothing to resume; "
+                f"known runs: {', '.join(run_ids(con)) or 'none'} — drop --resume to start it")
         if resume and row is not None:
             stored = TrainConfig.from_dict(json.loads(row["config_json"]))
             # a resumed run keeps its normal-error table; --normal-error-scans on resume adds one

@@ -226,6 +226,19 @@ def test_existing_run_needs_resume_and_reuse_split_copies_the_split(settings):
         assert read_splits(con, "a") != assign_splits(list(read_splits(con, "a")), 1)  # not a redraw
 
 
+def test_resume_of_a_run_that_is_not_in_the_catalog_is_refused_and_starts_nothing(settings):
+    # until stop 56 a mistyped name with --resume trained a fresh run from its first epoch
+    add_scans(settings, COHORT)
+    assert train(settings, "a", "--epochs", "1").exit_code == 0
+    result = train(settings, "b", "--epochs", "1", "--resume")
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.split())
+    assert "ctae train: run 'b' is not in" in said and "nothing to resume; known runs: a" in said
+    assert "drop --resume to start it" in said
+    with connect(settings.catalog_path, read_only=True) as con:
+        assert get_run(con, "b") is None and read_splits(con, "b") == {}
+
+
 def test_too_few_scans_is_a_clear_error_and_leaves_no_run(settings):
     add_scans(settings, COHORT[:2])
     result = train(settings, "r", "--epochs", "1")
@@ -341,6 +354,7 @@ def test_a_scoring_that_writes_nothing_ends_with_1_and_the_next_scores_only_what
         ("--patches-per-scan", "0", "patches_per_scan must be >= 1, not 0"),
         ("--spacing", "nan", "spacing must be a positive number of mm, not nan"),
         ("--output-lr-factor", "inf", "output_lr_factor must be > 0, not inf"),
+        ("--early-stopping", "-1", "early_stopping must be >= 0 (0: off), not -1"),  # trained until stop 56
     ],
 )
 def test_a_training_value_that_is_no_number_or_out_of_range_is_refused_before_any_work(
