@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import socket
@@ -68,16 +69,39 @@ def check_accounts(catalog: Path) -> None:
     load_accounts(users_path(catalog))
 
 
-def port_free(host: str, port: int) -> bool:
-    """Whether a server may listen on ``host``:``port`` now (bound as Streamlit's server binds,
-    address reuse on: a port left in TIME_WAIT counts as free)."""
+def bind_error(host: str, port: int) -> OSError | None:
+    """Why a server may not listen on ``host``:``port`` now, or None (bound as Streamlit's
+    server binds, address reuse on: a port left in TIME_WAIT counts as free)."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
-        except OSError:
-            return False
-    return True
+        except OSError as err:  # socket.gaierror too: a name that does not resolve
+            return err
+    return None
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether a server may listen on ``host``:``port`` now (``bind_error``)."""
+    return bind_error(host, port) is None
+
+
+def _refuse_bind(host: str, port: int, err: OSError) -> typer.BadParameter:
+    """What to do where ``host``:``port`` cannot be bound: until stop 56 every failure was
+    called a port in use, an address this machine does not have too."""
+    if isinstance(err, socket.gaierror) or err.errno == errno.EADDRNOTAVAIL:
+        return typer.BadParameter(
+            f"{host} is not an address of this machine ({err.strerror or err}); pass 127.0.0.1 "
+            "(this machine only), 0.0.0.0 (every address it has) or one of its own", param_hint="--host")
+    if err.errno == errno.EACCES:
+        return typer.BadParameter(
+            f"port {port} may not be opened by this user ({err.strerror}): ports below 1024 need "
+            "privileges; pass one from 1024 on, e.g. --port 8501", param_hint="--port")
+    other = free_port(host, port + 1)
+    return typer.BadParameter(
+        f"port {port} on {host} is in use (another dashboard, or another program)"
+        + (f"; pass --port {other}, which is free," if other else "; pass another --port")
+        + " or stop what holds it", param_hint="--port")
 
 
 def free_port(host: str, first: int, tries: int = 50) -> int | None:
@@ -133,12 +157,9 @@ def dashboard(
     """Start the triage dashboard on the catalog; Ctrl+C stops it."""
     if not 1 <= port <= 65535:
         raise typer.BadParameter(f"--port {port} must be between 1 and 65535")
-    if not port_free(host, port):  # Streamlit would say so in its log and end with code 0
-        other = free_port(host, port + 1)
-        raise typer.BadParameter(
-            f"port {port} on {host} is in use (another dashboard, or another program)"
-            + (f"; pass --port {other}, which is free," if other else "; pass another --port")
-            + " or stop what holds it", param_hint="--port")
+    bind = bind_error(host, port)
+    if bind is not None:  # Streamlit would say so in its log and end with code 0
+        raise _refuse_bind(host, port, bind)
     settings = settings_from(catalog, store, follow_store=True)
     refuse_open_host(host, settings.catalog_path, secrets_files())
     if not settings.catalog_path.exists():

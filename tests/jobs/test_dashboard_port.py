@@ -49,3 +49,20 @@ def test_the_demo_serves_on_the_next_free_port_when_8501_is_taken(monkeypatch):
     (args,) = ran
     served = int(args[args.index("--port") + 1])
     assert served > taken and served == free_port("127.0.0.1", taken + 1)
+
+
+def test_an_address_this_machine_does_not_have_is_named_as_such(tmp_path):
+    # until stop 56 it was called a port in use, and a free port was offered on it
+    from typer.testing import CliRunner
+
+    from jobs.cli import app
+
+    # (a name's failure reads "Name or service not known" here, or a resolver's own words)
+    for host, why in (("10.9.9.9", "Cannot assign requested address"), ("nosuchhost.invalid", "")):
+        result = CliRunner().invoke(app, ["dashboard", "--no-browser", "--host", host,
+                                          "--catalog", str(tmp_path / "catalog.duckdb")])
+        said = " ".join(result.output.split())
+        assert result.exit_code == 2, result.output
+        assert f"Invalid value for --host: {host} is not an address of this machine ({why}" in said
+        assert "pass 127.0.0.1 (this machine only), 0.0.0.0 (every address it has)" in said
+        assert "in use" not in said
