@@ -175,6 +175,8 @@ def demo_data(
         raise typer.BadParameter(
             f"need --n >= 1 and 0 <= --outlier-rate <= 1 (got {n}, {outlier_rate})"
         )
+    if workers is not None and workers < 1:  # a traceback after the bases were read until stop 56
+        raise typer.BadParameter(f"--workers must be >= 1, not {workers}")
     started = time.monotonic()
     if base is not None:
         from jobs.demo_data_real import generate_real_cohort

@@ -111,6 +111,10 @@ def test_demo_data_refuses_bad_options(tmp_path):
     result = _run("demo-data", tmp_path / "x", "--size", "huge")
     assert result.exit_code != 0 and "--size must be one of" in result.output
     assert not (tmp_path / "x").exists()
+    for base in ([], ["--base", "real"]):  # a traceback (phantoms) until stop 56
+        result = _run("demo-data", tmp_path / "x", "--n", "3", "--workers", "0", *base)
+        assert result.exit_code == 2 and "--workers must be >= 1, not 0" in result.output, result.output
+        assert not (tmp_path / "x").exists()
 
 
 def test_demo_data_never_overwrites_a_folder_it_did_not_write(tmp_path):
