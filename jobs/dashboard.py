@@ -86,6 +86,20 @@ def port_free(host: str, port: int) -> bool:
     return bind_error(host, port) is None
 
 
+def check_port(host: str, port: int) -> None:
+    """Refuse a port out of range, or one a server cannot listen on at ``host`` now, with why
+    and what to pass instead (Streamlit would say so in its log and end with code 0).
+
+    Raises:
+        typer.BadParameter: the port or the host cannot be served on.
+    """
+    if not 1 <= port <= 65535:
+        raise typer.BadParameter(f"--port {port} must be between 1 and 65535")
+    bind = bind_error(host, port)
+    if bind is not None:
+        raise _refuse_bind(host, port, bind)
+
+
 def _refuse_bind(host: str, port: int, err: OSError) -> typer.BadParameter:
     """What to do where ``host``:``port`` cannot be bound: until stop 56 every failure was
     called a port in use, an address this machine does not have too."""
@@ -155,11 +169,7 @@ def dashboard(
     ] = False,
 ) -> None:
     """Start the triage dashboard on the catalog; Ctrl+C stops it."""
-    if not 1 <= port <= 65535:
-        raise typer.BadParameter(f"--port {port} must be between 1 and 65535")
-    bind = bind_error(host, port)
-    if bind is not None:  # Streamlit would say so in its log and end with code 0
-        raise _refuse_bind(host, port, bind)
+    check_port(host, port)
     settings = settings_from(catalog, store, follow_store=True)
     refuse_open_host(host, settings.catalog_path, secrets_files())
     if not settings.catalog_path.exists():

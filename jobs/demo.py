@@ -132,6 +132,9 @@ def check_dashboard(settings: CatalogSettings) -> tuple[str, bool, str]:
 
 
 DEFAULT_PORT = 8501
+MIN_SCANS = 20
+MIN_SCANS_WHY = ("a smaller cohort plants no outlier at the demo's rate of 5 % and leaves no "
+                 "validation split to set T on")
 
 
 def _serve(settings: CatalogSettings, port: int | None, open_browser: bool) -> None:
@@ -166,6 +169,12 @@ def demo(
     """Build the demo cohort, run every job on it and open the dashboard (`--check`: verify only)."""
     workdir = workdir.resolve()
     refuse_file_in_the_way(workdir, "--workdir")
+    if n is not None and n < MIN_SCANS:  # --n 0 built the default 360 until stop 56
+        raise typer.BadParameter(f"--n must be at least {MIN_SCANS}, not {n}: {MIN_SCANS_WHY}")
+    if port is not None and not (no_serve or check):  # said after the jobs' minutes until stop 56
+        from jobs.dashboard import check_port
+
+        check_port("127.0.0.1", port)
     settings = CatalogSettings.resolve(catalog or workdir / "catalog.duckdb", workdir / "store")
     plan = DemoPlan.for_mode(check, n)
     started = time.monotonic()

@@ -66,3 +66,22 @@ def test_an_address_this_machine_does_not_have_is_named_as_such(tmp_path):
         assert f"Invalid value for --host: {host} is not an address of this machine ({why}" in said
         assert "pass 127.0.0.1 (this machine only), 0.0.0.0 (every address it has)" in said
         assert "in use" not in said
+
+
+def test_the_demo_refuses_a_port_in_use_and_too_small_a_cohort_before_any_job(tmp_path):
+    # until stop 56 a taken --port was found after the jobs' minutes, and --n 0 built the
+    # default 360 scans
+    from typer.testing import CliRunner
+
+    from jobs.cli import app
+
+    workdir = tmp_path / "demo"
+    with _listening() as server:
+        port = server.getsockname()[1]
+        taken = CliRunner().invoke(app, ["demo", "--workdir", str(workdir), "--port", str(port)])
+    assert taken.exit_code == 2 and f"port {port} on 127.0.0.1 is in use" in " ".join(taken.output.split())
+    for n in ("0", "5"):
+        small = CliRunner().invoke(app, ["demo", "--workdir", str(workdir), "--n", n])
+        said = " ".join(small.output.split())
+        assert small.exit_code == 2 and f"--n must be at least 20, not {n}" in said, small.output
+    assert not workdir.exists()  # no stage ran
