@@ -227,7 +227,10 @@ def time_box(seconds: float | None) -> Iterator[None]:
 
 
 MAX_RESAMPLED_VOXELS = 2_000_000_000
-"""More voxels than any body CT holds at 0.5 mm (4 GB as int16): a damaged spacing."""
+"""More voxels than any body CT holds at 0.5 mm (4 GB as int16): a damaged spacing, or a
+``--spacing`` far finer than the scan's own."""
+MAX_EXTENT_MM = 2500.0
+"""Longer than any patient on any axis: a scan that spans more has a damaged spacing."""
 
 
 def _check_resampled_size(
@@ -237,12 +240,24 @@ def _check_resampled_size(
     absurd size (a damaged header), before the resampler tries to allocate it."""
     spacings = np.asarray(spacing_zyx_mm, dtype=float)
     voxels = float(np.prod(np.asarray(shape) * spacings / target_mm))
-    if not (np.all(np.isfinite(spacings)) and np.all(spacings > 0)) or not (
-        voxels <= MAX_RESAMPLED_VOXELS
-    ):
+    extent_mm = np.asarray(shape) * spacings
+    sound = bool(np.all(np.isfinite(spacings)) and np.all(spacings > 0)
+                 and np.all(extent_mm <= MAX_EXTENT_MM))
+    if sound and voxels > MAX_RESAMPLED_VOXELS:
+        # the header is fine: the spacing asked for is what makes it absurd (blamed on the
+        # header until stop 56)
+        extent = tuple(round(float(v)) for v in extent_mm)
+        raise InvalidSeriesError(
+            f"{label}: at --spacing {target_mm} mm this scan ({extent[0]} × {extent[1]} × "
+            f"{extent[2]} mm) would span {voxels:.3g} voxels, more than the "
+            f"{MAX_RESAMPLED_VOXELS:.0e} a volume may hold; pass a coarser --spacing (the "
+            "models read 3 mm)",
+            "implausible_geometry",
+        )
+    if not sound or not voxels <= MAX_RESAMPLED_VOXELS:
         raise InvalidSeriesError(
             f"{label}: voxel spacing {tuple(round(float(v), 4) for v in spacings)} mm cannot be "
-            "right (it is not positive, or the scan would span "
+            "right (it is not positive, spans more than 2.5 m, or the scan would span "
             f"{voxels:.3g} voxels at {target_mm} mm); the header is damaged — export it again",
             "implausible_geometry",
         )

@@ -171,6 +171,32 @@ def test_a_few_non_finite_voxels_are_repaired_and_counted_many_are_refused(tmp_p
     assert "18,000 of 18,000 voxels are NaN or infinite" in errors["message"][0]
 
 
+def test_an_absurd_size_is_blamed_on_the_header_or_on_the_spacing_asked_for(tmp_path):
+    # until stop 56 both read "the header is damaged — export it again"
+    root = tmp_path / "in"
+    root.mkdir()
+    image = sitk.GetImageFromArray(phantom((20, 30, 30), seed=5))
+    image.SetSpacing((2.0, 2.0, 3.0))
+    sitk.WriteImage(image, str(root / "sane.nii.gz"))
+    damaged = sitk.GetImageFromArray(phantom((20, 30, 30), seed=6))
+    damaged.SetSpacing((2e4, 2e4, 3.0))  # 600 m across
+    sitk.WriteImage(damaged, str(root / "damaged.nii.gz"))
+    fine = CatalogSettings.resolve(tmp_path / "a.duckdb", tmp_path / "a", env={})
+    summary = run_ingest([root], fine, workers=1, progress=False)
+    assert (summary.ingested, dict(summary.failed)) == (1, {"implausible_geometry": 1})
+    message = _rows(fine)[1].set_index("source_path").loc["damaged.nii.gz", "message"]
+    assert "voxel spacing (3.0, 20000.0, 20000.0) mm cannot be right" in message
+    assert "the header is damaged" in message
+
+    fine_grid = CatalogSettings.resolve(tmp_path / "b.duckdb", tmp_path / "b", env={})
+    summary = run_ingest([root / "sane.nii.gz"], fine_grid, spacing=0.01, workers=1, progress=False)
+    assert (summary.ingested, dict(summary.failed)) == (0, {"implausible_geometry": 1})
+    message = _rows(fine_grid)[1]["message"][0]
+    assert message.startswith("sane.nii.gz: at --spacing 0.01 mm this scan (60 × 60 × 60 mm) would "
+                              "span 2.16e+11 voxels")
+    assert "pass a coarser --spacing" in message and "header" not in message
+
+
 def test_a_read_that_blocks_is_stopped_by_the_time_box(tmp_path):
     fifo = tmp_path / "stalled"
     os.mkfifo(fifo)
