@@ -12,7 +12,7 @@ import streamlit as st
 from dashboard import auth, data, review_data, slices
 from dashboard.absorber import start_absorber
 from dashboard.review_component import error_path, plane_pngs
-from dashboard.viewer_parts import EVIDENCE_NAMES
+from dashboard.viewer_parts import EVIDENCE_NAMES, slice_slider
 from data_catalog.review import VERDICTS
 from data_catalog.sessions import ReviewRefused
 
@@ -46,7 +46,7 @@ def _axial_slider(scan: pd.Series) -> tuple[int, int] | None:
         depth = data.volume(scan["volume_path"]).shape[0]
     except FileNotFoundError:
         return None
-    return st.slider("Axial slice", 0, depth - 1, depth // 2, key=f"mr_z_{scan['scan_id']}"), depth
+    return slice_slider(st, "Axial slice", depth, depth // 2, key=f"mr_z_{scan['scan_id']}"), depth
 
 
 def scan_images(scan: pd.Series, show_model: bool) -> None:

@@ -108,6 +108,16 @@ def _hottest_regions(error_path: str, map_mm: float, first_at: tuple[int, int, i
     return np.logical_or.reduce([mask for mask, _, _ in regions]), regions[0][1]
 
 
+def slice_slider(where: Any, label: str, slices_n: int, start: int, key: str) -> int:
+    """A slider over ``slices_n`` slices at ``start``; a scan one voxel thin on this axis (8
+    slices of 0.3 mm stored at 3 mm) has nothing to slide over: Streamlit refuses a slider whose
+    ends are equal, and until stop 56 the viewer ended in that error."""
+    if slices_n <= 1:
+        where.caption(f"{label}: 1 slice")
+        return 0
+    return where.slider(label, 0, slices_n - 1, min(start, slices_n - 1), key=key)
+
+
 def show_planes(scan: pd.Series, run: dict[str, Any], view: ViewSettings) -> None:
     """Slice sliders and the axial / coronal / sagittal images of one scan."""
     volume = _load(scan["volume_path"], "Original")
@@ -126,13 +136,8 @@ def show_planes(scan: pd.Series, run: dict[str, Any], view: ViewSettings) -> Non
                      for i, n in zip(hottest, volume.shape, strict=True)]
     sliders = st.columns(3)
     indices = tuple(
-        sliders[axis].slider(
-            f"{plane} slice",
-            0,
-            volume.shape[axis] - 1,
-            start[axis],
-            key=f"slice_{plane}_{scan['scan_id']}",
-        )
+        slice_slider(sliders[axis], f"{plane} slice", volume.shape[axis], start[axis],
+                     key=f"slice_{plane}_{scan['scan_id']}")
         for axis, plane in enumerate(slices.PLANES)
     )
     images = render_views(

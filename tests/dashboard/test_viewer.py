@@ -129,3 +129,22 @@ def test_the_facts_give_the_noise_the_evidence_reads_beside_the_stored_grids():
     assert list(table.index).index("native_noise_hu") < list(table.index).index("noise_hu")
     assert "source_path" not in table.index  # admins only
     assert "| native_noise_hu | 131.04 |" in facts_table(scan_facts(scan))
+
+
+def test_a_scan_one_voxel_thin_is_drawn_with_no_slider_on_that_axis(catalog, open_page):
+    # 8 slices of 0.3 mm stored at 3 mm is one axial slice: Streamlit refuses a slider whose ends
+    # are equal, and until stop 56 the viewer ended in that error
+    from data_catalog import connect
+
+    with connect(catalog.catalog_path) as con:
+        volume_path, recon_path, error_path = con.execute(
+            "SELECT s.volume_path, sc.recon_path, sc.error_path FROM scans s JOIN scores sc "
+            "USING (scan_id) WHERE scan_id = 'syn0000001'").fetchone()
+        con.execute("UPDATE scans SET size_z = 1 WHERE scan_id = 'syn0000001'")
+    for path in (volume_path, recon_path, error_path):
+        np.save(path, np.load(path)[:1])
+    at = _open_selection(open_page, catalog, ["syn0000001"])
+    assert not at.exception and len(at.get("image")) == 9
+    assert "axial slice: 1 slice" in [c.value for c in at.caption]
+    assert at.slider(key="slice_coronal_syn0000001").max > 0  # the other planes still slide
+    assert not [s for s in at.slider if s.key == "slice_axial_syn0000001"]
