@@ -324,6 +324,9 @@ def export(
         f"exported {snapshot.manifest['row_count']} scans of run {run} to {out} "
         f"(snapshot {snapshot.export_id}, list sha256 {snapshot.manifest['content_hash'][:12]})"
     )
+    if snapshot.manifest["row_count"] == 0:  # written without a word until stop 56
+        typer.secho(f"no scan of run {run} passes these filters: the list is empty; loosen them "
+                    "to export scans", fg=typer.colors.YELLOW, err=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -169,6 +169,18 @@ def test_an_export_to_a_folder_or_below_a_file_says_so_and_leaves_nothing(catalo
         assert snapshot_log(con).empty
 
 
+def test_an_export_that_no_scan_passes_is_written_and_said_to_be_empty(catalog, tmp_path):
+    # until stop 56 an empty list was written and logged without a word
+    result = _export(catalog, tmp_path / "none.csv", "--score-min", "1e9")
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "exported 0 scans of run synthetic" in said
+    assert "no scan of run synthetic passes these filters: the list is empty" in said
+    assert pd.read_csv(tmp_path / "none.csv").empty
+    some = _export(catalog, tmp_path / "some.csv", "--flag", "outlier")
+    assert some.exit_code == 0 and "the list is empty" not in some.output
+
+
 def test_export_names_a_missing_run_and_catalog(catalog, tmp_path, capsys):
     result = runner.invoke(
         app,
