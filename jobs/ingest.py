@@ -220,6 +220,7 @@ def run_ingest(
         redacted_root(r.source_root) for r in discovery.refused
     }
     walked = _walked(roots)
+    _warn_split_over_sources(discovery.sources)
     found_as = discovery.sources
     discovery.sources = _as_ingested_before(found_as, known, roots_before)
     summary.found_before = sum(a is not b for a, b in zip(discovery.sources, found_as, strict=True))
@@ -351,6 +352,22 @@ def _write_path_map(settings: CatalogSettings, discovery) -> None:
     links = [PathLink(scan_id_for(s), s.source_root, s.source_path) for s in discovery.sources]
     links += [PathLink(refusal_id(r), r.source_root, r.source_path) for r in discovery.refused]
     add_path_links(path_map_file(settings.store_dir), links)
+
+
+def _warn_split_over_sources(sources: list) -> None:
+    """Say where one DICOM series has files under two of the SOURCEs given: each part is read
+    alone, as its own input, and is then refused for its missing slices (until stop 56 with
+    nothing pointing at the other part)."""
+    roots_of: dict[str, set[str]] = {}
+    for source in sources:
+        if source.series_uid:
+            roots_of.setdefault(source.series_uid, set()).add(source.source_root)
+    for uid, roots in sorted(roots_of.items()):
+        if len(roots) > 1:
+            common = os.path.commonpath(sorted(roots))
+            logger.warning("series %s has files under %s, given as separate sources: each part is "
+                           "read alone; give their common folder %s as one source to read it "
+                           "whole", uid, " and ".join(sorted(roots)), common)
 
 
 def _walked(roots: list[Path]) -> list[str]:

@@ -357,3 +357,22 @@ def test_a_file_given_alone_leaves_the_refusals_of_the_files_beside_it(tmp_path,
     with connect(settings.catalog_path, read_only=True) as con:
         assert con.execute("SELECT source_path FROM ingest_errors").fetchall() == [("broken.dcm",)]
         assert con.execute("SELECT count(*) FROM scans").fetchone()[0] == 2
+
+
+def test_a_series_split_over_two_sources_given_points_at_their_common_folder(tmp_path, settings, caplog):
+    # each part is read alone and refused for its missing slices; until stop 56 nothing said
+    # where the other part was
+    root = tmp_path / "in"
+    files = write_phantom(root / "a", phantom(seed=4), header=SeriesHeaderSpec(series_uid="1.2.826.55"))
+    (root / "b").mkdir()
+    for path in files[::2]:
+        path.rename(root / "b" / path.name)
+    apart = run_ingest([root / "a", root / "b"], settings, workers=1, progress=False)
+    assert (apart.ingested, dict(apart.failed)) == (0, {"missing_slices": 2})
+    assert (f"series 1.2.826.55 has files under {root / 'a'} and {root / 'b'}, given as separate "
+            f"sources: each part is read alone; give their common folder {root} as one source "
+            "to read it whole") in caplog.text
+    whole = run_ingest([root], settings, workers=1, progress=False)
+    assert (whole.ingested, dict(whole.failed)) == (1, {})
+    with connect(settings.catalog_path, read_only=True) as con:
+        assert list_ingest_errors(con).empty  # the parts' refusals lie inside what was walked
