@@ -48,6 +48,10 @@ spreadsheet saves ';' where the decimal mark is a comma, and '\t' for text)."""
 def read_truth(path: Path) -> pd.DataFrame:
     """The ground-truth CSV (docs/CONTRACTS.md): series_uid, source_path, truth[, strength];
     comma-, semicolon- or tab-separated, UTF-8 with or without a byte-order mark."""
+    if path.is_dir():  # the cohort's folder given for its truth file
+        inside = path / "ground_truth.csv"
+        hint = f"pass {inside}" if inside.is_file() else "pass the cohort's ground_truth.csv"
+        raise EvaluateJobError(f"{path}: a folder, not a ground-truth file; {hint}")
     if not path.is_file():
         raise EvaluateJobError(f"{path}: no such ground-truth file; pass the cohort's ground_truth.csv")
     try:

@@ -558,6 +558,13 @@ def test_a_truth_file_saved_by_a_spreadsheet_reads_as_the_comma_one(tmp_path):
     (tmp_path / "labels.xlsx").write_bytes(b"PK\x03\x04\x14\x00\x06\x00\x08\x00\xff\xfe")
     with pytest.raises(EvaluateJobError, match="labels.xlsx: not a readable CSV file .*save the truth as UTF-8 CSV"):
         read_truth(tmp_path / "labels.xlsx")
+    # the cohort's folder for its truth file (until stop 56: "no such ground-truth file")
+    with pytest.raises(EvaluateJobError, match=f"{tmp_path}: a folder, not a ground-truth file; "
+                                               "pass the cohort's ground_truth.csv"):
+        read_truth(tmp_path)
+    comma.rename(tmp_path / "ground_truth.csv")
+    with pytest.raises(EvaluateJobError, match=f"a folder, not a ground-truth file; pass {tmp_path}/ground_truth.csv"):
+        read_truth(tmp_path)
 
 
 def test_a_scan_ingested_before_v10_scores_without_its_metal_evidence(scored, caplog):
