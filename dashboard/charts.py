@@ -8,6 +8,8 @@ scans; the hover shows it with the point's category and values.
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -98,7 +100,8 @@ def category_of(scans: pd.DataFrame, color_by: str) -> pd.Series:
     if color_by == "cluster":
         return scans["cluster"].map(lambda c: "none" if pd.isna(c) else cluster_name(c))
     if color_by in ("manufacturer", "kernel"):  # acquisition: do clusters follow the scanner?
-        return scans[color_by].fillna("unknown").astype(str)
+        # a header's own text, shown as written: Plotly draws a legend's <a href> as a link
+        return scans[color_by].fillna("unknown").astype(str).map(html.escape)
     raise ValueError(f"colour by {color_by!r} must be one of {list(COLOR_COLUMNS)}")
 
 

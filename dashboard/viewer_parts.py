@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -274,10 +275,23 @@ def scan_facts(scan: pd.Series, admin: bool = False) -> pd.DataFrame:
     )
 
 
-def facts_table(facts: pd.DataFrame) -> str:
-    """The facts as a Markdown table (cheap for the browser: no data grid)."""
-    def cell(v: object) -> str:
-        return str(v).replace("|", "\\|").replace("\n", " ")
+PLAIN_FACT = re.compile(r"[A-Za-z0-9 .,+\-×·°%=/]*")
+"""A fact value Markdown shows as written: no link, image, emphasis or code can start in it."""
 
-    rows = [f"| {cell(f)} | {cell(v)} |" for f, v in zip(facts["fact"], facts["value"], strict=True)]
+
+def facts_table(facts: pd.DataFrame) -> str:
+    """The facts as a Markdown table (cheap for the browser: no data grid). A value with any
+    other sign is shown as written, in a code span: manufacturer, kernel and model come from the
+    scan's own headers, and until stop 56 a header such as ``![](https://host/p.png)`` drew a
+    picture fetched from that host in the browser of every reviewer who opened the scan (and an
+    address in it became a link)."""
+    def cell(v: object) -> str:
+        text = str(v).replace("\n", " ")
+        if PLAIN_FACT.fullmatch(text) and "www." not in text.lower():
+            return text
+        fence = "``" if "`" in text else "`"
+        piped = text.replace("|", "\\|")  # a table cell's pipe, even in code
+        return f"{fence} {piped} {fence}"
+
+    rows = [f"| {f} | {cell(v)} |" for f, v in zip(facts["fact"], facts["value"], strict=True)]
     return "\n".join(["| fact | value |", "| --- | --- |", *rows])

@@ -148,3 +148,24 @@ def test_a_scan_one_voxel_thin_is_drawn_with_no_slider_on_that_axis(catalog, ope
     assert "axial slice: 1 slice" in [c.value for c in at.caption]
     assert at.slider(key="slice_coronal_syn0000001").max > 0  # the other planes still slide
     assert not [s for s in at.slider if s.key == "slice_axial_syn0000001"]
+
+
+def test_a_header_value_is_shown_as_written_never_as_a_link_or_a_picture():
+    # manufacturer, kernel and model come from the scan's own headers: until stop 56 a value
+    # such as ![](http://host/p.png) made every reviewer's browser fetch that picture (seen in
+    # Chromium: the request left, and an address became a link); Plotly drew <a href> as one
+    from dashboard.charts import category_of
+    from dashboard.viewer_parts import facts_table
+
+    hostile = "![p](http://127.0.0.1:8999/p.png) [l](https://x.invalid) www.x.invalid a|b `c`"
+    facts = pd.DataFrame({"fact": ["manufacturer", "kernel", "noise_hu"],
+                          "value": [hostile, "B70f", "131.04"]})
+    rows = facts_table(facts).splitlines()
+    assert rows[2] == ("| manufacturer | `` ![p](http://127.0.0.1:8999/p.png) [l](https://x.invalid) "
+                       "www.x.invalid a\\|b `c` `` |")  # one code span: no link, image or markup
+    assert rows[3:] == ["| kernel | B70f |", "| noise_hu | 131.04 |"]  # plain values stay plain
+    assert facts_table(pd.DataFrame({"fact": ["kernel"], "value": ["www.x.invalid"]})).endswith(
+        "| kernel | ` www.x.invalid ` |")
+    scans = pd.DataFrame({"manufacturer": ["<a href='http://x.invalid'>SIEMENS</a>", None]})
+    assert list(category_of(scans, "manufacturer")) == [
+        "&lt;a href=&#x27;http://x.invalid&#x27;&gt;SIEMENS&lt;/a&gt;", "unknown"]
