@@ -365,9 +365,10 @@ def _warn_split_over_sources(sources: list) -> None:
     for uid, roots in sorted(roots_of.items()):
         if len(roots) > 1:
             common = os.path.commonpath(sorted(roots))
-            logger.warning("series %s has files under %s, given as separate sources: each part is "
-                           "read alone; give their common folder %s as one source to read it "
-                           "whole", uid, " and ".join(sorted(roots)), common)
+            logger.warning("series %s has files under %s, given as separate sources: each is read "
+                           "as an input of its own; if they are parts of one series, give their "
+                           "common folder %s as one source to read it whole", uid,
+                           " and ".join(sorted(roots)), common)
 
 
 def _walked(roots: list[Path]) -> list[str]:

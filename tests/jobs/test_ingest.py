@@ -370,8 +370,8 @@ def test_a_series_split_over_two_sources_given_points_at_their_common_folder(tmp
     apart = run_ingest([root / "a", root / "b"], settings, workers=1, progress=False)
     assert (apart.ingested, dict(apart.failed)) == (0, {"missing_slices": 2})
     assert (f"series 1.2.826.55 has files under {root / 'a'} and {root / 'b'}, given as separate "
-            f"sources: each part is read alone; give their common folder {root} as one source "
-            "to read it whole") in caplog.text
+            "sources: each is read as an input of its own; if they are parts of one series, give "
+            f"their common folder {root} as one source to read it whole") in caplog.text
     whole = run_ingest([root], settings, workers=1, progress=False)
     assert (whole.ingested, dict(whole.failed)) == (1, {})
     with connect(settings.catalog_path, read_only=True) as con:
