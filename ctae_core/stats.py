@@ -112,6 +112,17 @@ def check_plausible_hu(hu: np.ndarray, label: str) -> None:
         raise InvalidSeriesError(
             f"{label}: values run {float(sample.min()):.0f}..{float(sample.max()):.0f} with no "
             f"air (0.5th percentile {low:.0f} > {AIR_HU:.0f}); these are not Hounsfield units "
-            "of a CT scan (MR or display-scaled data labelled CT?)",
+            "of a CT scan (" + _what_they_look_like(sample, low) + ")",
             "implausible_hu",
         )
+
+
+def _what_they_look_like(sample: np.ndarray, low: float) -> str:
+    """A CT stored unsigned without its rescale intercept reads HU + 1024: air near 0, soft
+    tissue near 1024-1100. Display-scaled images (0…255, 0…4095) and MR hold no such peak."""
+    dense = sample[sample > 500]
+    if 0 <= low <= 100 and dense.size and 950 <= float(np.median(dense)) <= 1150:
+        return ("they look like HU + 1024: a CT stored unsigned without its rescale intercept; "
+                "set the intercept to -1024 (DICOM RescaleIntercept, NIfTI scl_inter) and export "
+                "it again")
+    return "MR or display-scaled data labelled CT?"

@@ -70,6 +70,20 @@ def test_plausibility_check_rejects_values_without_air():
     with pytest.raises(InvalidSeriesError) as err:
         check_plausible_hu(np.full((4, 8, 8), 12.0), "scan-x")
     assert err.value.reason == "implausible_hu" and "scan-x" in str(err.value)
+    assert "MR or display-scaled data labelled CT?" in str(err.value)
+
+
+def test_a_ct_stored_without_its_intercept_is_told_so(phantom_hu):
+    # HU + 1024 as an unsigned store holds it: air near 0, soft tissue near 1064. Until stop 56
+    # it was asked whether it was MR or display-scaled data
+    with pytest.raises(InvalidSeriesError) as err:
+        check_plausible_hu((phantom_hu.astype(np.int32) + 1024).astype(np.uint16), "raw")
+    said = str(err.value)
+    assert "they look like HU + 1024: a CT stored unsigned without its rescale intercept" in said
+    assert "set the intercept to -1024" in said and "MR or display" not in said
+    display = np.clip((phantom_hu.astype(np.float32) + 160) * 255 / 400, 0, 255)  # a W400/L40 window
+    with pytest.raises(InvalidSeriesError, match="MR or display-scaled data labelled CT"):
+        check_plausible_hu(display, "shown")
 
 
 @pytest.mark.parametrize("suffix", [".nii.gz", ".mha", ".nrrd"])
