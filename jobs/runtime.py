@@ -6,6 +6,7 @@ import logging
 import os
 import pickle
 import random
+import re
 import socket
 import sys
 import threading
@@ -58,14 +59,31 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+DEVICES = re.compile(r"auto|cpu|cuda(:\d+)?")
+"""What ``--device`` takes."""
+
+
 def pick_device(requested: str = "auto") -> str:
-    """``cuda`` when present (or asked for), else ``cpu``."""
+    """``cuda`` when present (or asked for), else ``cpu``.
+
+    Raises:
+        JobError: a device ctae does not run on, or a GPU this machine does not have (until stop
+            56 a traceback in ``ctae train``, and torch's list of device types in ``ctae score``).
+    """
     import torch
 
+    if not DEVICES.fullmatch(requested):
+        raise JobError(f"--device {requested!r} is not one ctae runs on; pass auto, cpu, cuda or "
+                       "cuda:N (the N-th GPU)")
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"--device {requested} was asked for, but CUDA is not available here")
+    if requested.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(requested.partition(":")[2] or 0)
+        if index >= count:
+            have = f"{count} GPU(s) (cuda:0 to cuda:{count - 1})" if count else "no CUDA GPU"
+            raise JobError(f"--device {requested} was asked for, but this machine has {have}; "
+                           "pass --device auto or cpu")
     return requested
 
 

@@ -190,3 +190,16 @@ def test_a_row_this_process_left_running_does_not_lock_it_out_of_its_run(setting
     result = CliRunner().invoke(app, ["train", "--run", "r", "--catalog", str(settings.catalog_path),
                                       "--no-progress"])
     assert "in use" not in result.output and "only 0 scan(s)" in result.output
+
+
+def test_pick_device_names_what_it_runs_on_and_what_this_machine_lacks():
+    # `ctae score --device tpu` printed torch's list of device types until stop 56
+    from jobs.job_errors import JobError
+    from jobs.runtime import pick_device
+
+    assert pick_device("cpu") == "cpu" and pick_device("auto") in ("cpu", "cuda")
+    for device in ("gpu", "tpu", "mps", "cuda:x", "CPU"):
+        with pytest.raises(JobError, match=f"--device '{device}' is not one ctae runs on"):
+            pick_device(device)
+    with pytest.raises(JobError, match="--device cuda:99 was asked for, but this machine has "):
+        pick_device("cuda:99")

@@ -239,6 +239,19 @@ def test_resume_of_a_run_that_is_not_in_the_catalog_is_refused_and_starts_nothin
         assert get_run(con, "b") is None and read_splits(con, "b") == {}
 
 
+def test_a_device_this_machine_lacks_or_ctae_does_not_run_on_is_refused_and_leaves_no_run(settings):
+    # until stop 56 `--device cuda` without a GPU ended in a traceback after the run was made (so
+    # the next try needed --resume), and `--device gpu` in torch's list of device types
+    add_scans(settings, COHORT)
+    for device, said in (("cuda:99", "--device cuda:99 was asked for, but this machine has "),
+                         ("gpu", "--device 'gpu' is not one ctae runs on; pass auto, cpu, cuda or cuda:N")):
+        result = train(settings, "r", "--epochs", "1", "--device", device)
+        assert result.exit_code == 2, result.output
+        assert f"ctae train: {said}" in " ".join(result.output.split())
+    with connect(settings.catalog_path, read_only=True) as con:
+        assert get_run(con, "r") is None
+
+
 def test_too_few_scans_is_a_clear_error_and_leaves_no_run(settings):
     add_scans(settings, COHORT[:2])
     result = train(settings, "r", "--epochs", "1")
