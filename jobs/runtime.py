@@ -59,6 +59,8 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+INTERRUPTED = 130
+"""The exit code of a job stopped by Ctrl+C (128 + SIGINT, as a shell reports it)."""
 DEVICES = re.compile(r"auto|cpu|cuda(:\d+)?")
 """What ``--device`` takes."""
 
@@ -258,6 +260,12 @@ def job_record(
     record = JobRecord(started=started)
     try:
         yield record
+    except KeyboardInterrupt:  # until stop 56 `failed`, "Aborted!" and exit 1 (README: not ready)
+        _record_end(settings, job_id, "interrupted", record, raise_failure=False)
+        again = " with --resume" if job == "train" else ""
+        print(f"ctae {job}: interrupted (Ctrl+C); what it finished is kept: run the same command "
+              f"again{again} to go on", file=sys.stderr)
+        raise SystemExit(INTERRUPTED) from None
     except BaseException:
         _record_end(settings, job_id, "failed", record, raise_failure=False)
         raise

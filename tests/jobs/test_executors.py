@@ -188,3 +188,26 @@ def test_a_driver_killed_mid_map_leaves_no_process_behind(start_method, processe
         time.sleep(0.05)
     assert left == [], f"{len(left)} of the driver's {processes} processes outlived it by 5 s"
 
+
+
+def sleep_then_echo(x: int) -> int:
+    time.sleep(0.05 if x == 0 else 3.0)
+    return x
+
+
+def test_a_pool_left_on_ctrl_c_runs_no_more_tasks_and_leaves_no_worker():
+    # until stop 56 leaving the pool waited for every queued task (ProcessPoolExecutor's
+    # shutdown(wait=True)): `ctae score` stopped with Ctrl+C went on scoring, or hung
+    before = set(descendants(os.getpid()))  # an earlier test's fork server, resource tracker
+    results = map_tasks(sleep_then_echo, list(range(12)), ExecutorConfig(workers=2))
+    first = next(results)  # the quick task; 11 of 3 s each remain, ~16 s in two workers
+    assert first.ok and first.value == 0
+    workers = {pid for pid in set(descendants(os.getpid())) - before
+               if not any(helper in Path(f"/proc/{pid}/cmdline").read_bytes()
+                          for helper in (b"resource_tracker", b"forkserver"))}
+    assert len(workers) == 2
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        results.throw(KeyboardInterrupt())  # as Ctrl+C arrives while the job waits on the pool
+    assert time.monotonic() - started < 2.5
+    assert not [pid for pid in workers if alive(pid)]

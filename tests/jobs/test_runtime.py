@@ -203,3 +203,17 @@ def test_pick_device_names_what_it_runs_on_and_what_this_machine_lacks():
             pick_device(device)
     with pytest.raises(JobError, match="--device cuda:99 was asked for, but this machine has "):
         pick_device("cuda:99")
+
+
+def test_ctrl_c_in_a_job_records_it_interrupted_and_exits_130(settings, capsys):
+    # until stop 56: recorded `failed`, "Aborted!" and exit 1, which the README gives to
+    # "nothing could be done yet"
+    from jobs.runtime import job_run
+
+    with pytest.raises(SystemExit) as stopped:
+        with job_run(settings, "train", {"run": "r"}):
+            raise KeyboardInterrupt
+    assert stopped.value.code == 130
+    assert _job_rows(settings.catalog_path)[-1][:2] == ("train", "interrupted")
+    assert ("ctae train: interrupted (Ctrl+C); what it finished is kept: run the same command "
+            "again with --resume to go on") in capsys.readouterr().err
