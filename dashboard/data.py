@@ -198,7 +198,8 @@ def prepare_export(
     count, export id). Bundle formats come as a zip.
 
     Raises:
-        ValueError: a bundle of more than ``BUNDLE_LIMIT_SCANS`` scans (use `ctae export`).
+        ValueError: a bundle of more than ``BUNDLE_LIMIT_SCANS`` scans (use `ctae export`), or
+            one whose stored volume is gone from the store.
     """
     from ctae_core.io.nifti import store_nifti
 
@@ -215,7 +216,10 @@ def prepare_export(
         )
     else:
         errors = dict(zip(paths["scan_id"], paths["error_path"], strict=True))
-        payload = _zip(bundle_files(snapshot, fmt, errors, store_nifti))
+        try:
+            payload = _zip(bundle_files(snapshot, fmt, errors, store_nifti))
+        except FileNotFoundError as err:  # the page's exception until stop 56
+            raise ValueError(f"the {fmt} bundle holds every scan's stored volume: {err}") from err
     with connect(catalog, wait_s=WRITE_WAIT_S) as con:
         record_snapshot(con, snapshot, "browser download")
     clear()

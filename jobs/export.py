@@ -60,6 +60,10 @@ class OutWriteError(JobError):
     what was written of it is removed."""
 
 
+class StoreMissingError(JobError):
+    """A stored volume or anomaly map a bundle needs is gone from the store."""
+
+
 def _out_failed(out: Path, err: OSError) -> OutWriteError:
     return OutWriteError(f"--out {out}: could not be written ({err.strerror or err}); give a "
                          "path in a folder you may write, on a disk with room")
@@ -113,8 +117,12 @@ def write_snapshot(snapshot: Snapshot, out: Path, error_paths: dict[str, str]) -
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        for relative, payload in bundle_files(snapshot, fmt, error_paths, store_nifti):
-            _write_atomic(tmp / relative, payload, out)
+        try:
+            for relative, payload in bundle_files(snapshot, fmt, error_paths, store_nifti):
+                _write_atomic(tmp / relative, payload, out)
+        except FileNotFoundError as err:  # a traceback until stop 56; --out's own are restated
+            raise StoreMissingError(f"the {fmt} bundle holds every scan's stored volume: {err}; "
+                                    "nothing was written") from err
         try:
             if out.exists():
                 out.rmdir()

@@ -4,6 +4,7 @@ byte for byte from the catalog, and `ctae export --diff` naming why scans moved.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -156,3 +157,26 @@ def test_strongest_evidence_names_the_largest_z_and_leaves_unscored_rows_empty()
     name, z = strongest_evidence(rows)
     assert name[0] == "shape_z" and z[0] == 7.25
     assert pd.isna(name[1]) and pd.isna(z[1])
+
+
+def test_a_bundle_whose_stored_volume_is_gone_names_it_and_writes_and_logs_nothing(catalog, tmp_path):
+    # until stop 56 a FileNotFoundError traceback (exit 1); the browser's export page showed
+    # the same exception
+    from dashboard.data import prepare_export
+    from data_catalog.filters import ExportFilter
+
+    with connect(catalog.catalog_path, read_only=True) as con:
+        (volume,) = con.execute("SELECT volume_path FROM scans ORDER BY scan_id LIMIT 1").fetchone()
+        logged = len(con.execute("SELECT * FROM exports").fetchall())
+    Path(volume).unlink()
+    result = runner.invoke(app, ["export", "--catalog", str(catalog.catalog_path), "--run", "synthetic",
+                                 "--format", "nifti", "--out", str(tmp_path / "bundle")])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2, result.output
+    assert said.startswith(f"ctae export: the nifti bundle holds every scan's stored volume: {volume}: "
+                           "stored volume is missing; re-run the job that wrote it (ingest or score)")
+    assert not (tmp_path / "bundle").exists() and not list(tmp_path.glob(".bundle*"))
+    with pytest.raises(ValueError, match="the nnunet bundle holds every scan's stored volume: .*missing"):
+        prepare_export(str(catalog.catalog_path), "synthetic", ExportFilter(), "nnunet", "hal")
+    with connect(catalog.catalog_path, read_only=True) as con:
+        assert len(con.execute("SELECT * FROM exports").fetchall()) == logged  # nothing logged
