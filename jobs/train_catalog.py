@@ -25,6 +25,7 @@ from data_catalog.runs import (
     write_splits,
 )
 from data_catalog.scores import run_ids
+from jobs.job_errors import JobError
 
 if TYPE_CHECKING:
     from ctae_core.training import EpochReport, Plan, TrainingState
@@ -43,6 +44,22 @@ def _scan_items(settings: CatalogSettings, read_only: bool = False) -> Scans:
         rows = training_scans(con)
     return {s.scan_id: ScanItem(s.scan_id, s.volume_path, s.spacing_mm, (s.size_z, s.size_y, s.size_x))
             for s in rows}
+
+
+class VolumesMissingError(JobError):
+    """Stored volumes of ingested scans are gone from the store."""
+
+
+def _refuse_missing_volumes(scans: Scans) -> None:
+    """Refuse to start where a scan's stored volume is gone: until stop 56 training stopped in
+    a traceback while measuring μ/σ, and left its run behind (the next try needed --resume)."""
+    missing = [s.volume_path for s in scans.values() if not Path(s.volume_path).is_file()]
+    if missing:
+        raise VolumesMissingError(
+            f"{len(missing)} of the {len(scans)} ingested scans have no stored volume (the first: "
+            f"{missing[0]}); a run trains on every ingested scan — run `ctae ingest` on their "
+            "source again (it stores an unchanged input whose volume is gone), or point --store "
+            "at the store they are in")
 
 
 def _in_scan_order(splits: Splits, scans: Scans) -> Splits:
@@ -77,6 +94,7 @@ def open_run(
     and validation start the user gave again; None: ``cfg``'s epochs and early stopping), so that
     resuming without ``--epochs`` does not train to another preset's count."""
     scans = _scan_items(settings)
+    _refuse_missing_volumes(scans)
     with connect(settings.catalog_path) as con:
         row = get_run(con, run_id)
         if resume and row is None:  # a mistyped name trained a fresh run until stop 56

@@ -252,6 +252,21 @@ def test_a_device_this_machine_lacks_or_ctae_does_not_run_on_is_refused_and_leav
         assert get_run(con, "r") is None
 
 
+def test_a_scan_whose_stored_volume_is_gone_is_named_before_a_run_is_made(settings):
+    # until stop 56 a FileNotFoundError traceback while measuring μ/σ, and the run was left
+    # behind in `training` (the next try needed --resume)
+    ids = add_scans(settings, COHORT)
+    gone = settings.volumes_dir / f"{ids[4]}.npy"
+    gone.unlink()
+    result = train(settings, "r", "--epochs", "1")
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2, result.output
+    assert f"ctae train: 1 of the 11 ingested scans have no stored volume (the first: {gone})" in said
+    assert "run `ctae ingest` on their source again" in said
+    with connect(settings.catalog_path, read_only=True) as con:
+        assert get_run(con, "r") is None
+
+
 def test_too_few_scans_is_a_clear_error_and_leaves_no_run(settings):
     add_scans(settings, COHORT[:2])
     result = train(settings, "r", "--epochs", "1")
