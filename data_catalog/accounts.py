@@ -7,11 +7,13 @@ Connect provider carry none and are matched by the e-mail the provider vouches f
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -91,6 +93,29 @@ def _save(path: Path, accounts: Mapping[str, Account]) -> None:
     os.replace(tmp, path)  # atomic: a reader never sees half a file
 
 
+def lock_path(path: Path) -> Path:
+    """The lock file beside the accounts file that serialises its changes."""
+    return path.with_name(path.name + ".lock")
+
+
+@contextmanager
+def _changing(path: Path) -> Iterator[dict[str, Account]]:
+    """The accounts, to change in place and save, with no other change between the read and
+    the write: until stop 56 eight `ctae users add` at once left two of the eight accounts,
+    each having read the file before the others wrote it."""
+    if path.exists() and not path.is_file():
+        raise AccountsFileError(_not_a_file(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        accounts = load_accounts(path)
+        yield accounts
+        _save(path, accounts)
+    finally:
+        os.close(fd)  # and with it the lock
+
+
 def add_account(path: Path, name: str, role: str, password: str | None) -> Account:
     """Add or replace an account; ``password=None`` makes an OpenID Connect account."""
     if not _NAME.match(name):
@@ -101,21 +126,19 @@ def add_account(path: Path, name: str, role: str, password: str | None) -> Accou
         raise ValueError(f"role {role!r} must be one of {list(ROLES)}")
     if password is not None and len(password) < 8:
         raise ValueError(f"the password for {name} must have at least 8 characters")
-    accounts = load_accounts(path)
-    account = Account(name, role, None if password is None else _HASHER.hash(password), now_iso())
-    accounts[name] = account
-    _save(path, accounts)
+    hashed = None if password is None else _HASHER.hash(password)  # slow: outside the lock
+    with _changing(path) as accounts:
+        account = Account(name, role, hashed, now_iso())
+        accounts[name] = account
     return account
 
 
 def remove_account(path: Path, name: str) -> Account:
     """Remove an account; its labels stay (they carry the name)."""
-    accounts = load_accounts(path)
-    if name not in accounts:
-        raise KeyError(f"no user {name!r} in {path}; `ctae users list` shows who there is")
-    account = accounts.pop(name)
-    _save(path, accounts)
-    return account
+    with _changing(path) as accounts:
+        if name not in accounts:
+            raise KeyError(f"no user {name!r} in {path}; `ctae users list` shows who there is")
+        return accounts.pop(name)
 
 
 def verify_password(path: Path, name: str, password: str) -> Account | None:

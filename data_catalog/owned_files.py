@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from data_catalog.accounts import users_path
+from data_catalog.accounts import lock_path, users_path
 from data_catalog.journal import journal_path
 from data_catalog.session_tokens import secret_path
 from data_catalog.settings import CatalogSettings
@@ -28,6 +28,7 @@ def catalog_files(settings: CatalogSettings) -> dict[Path, str]:
         Path(f"{journal}-wal"): "the review journal's write-ahead log",
         Path(f"{journal}-shm"): "the review journal's shared memory",
         users: "the dashboard's accounts",
+        lock_path(users): "the lock of the dashboard's accounts",
         secret_path(users): "the dashboard's signing secret",
     }
 

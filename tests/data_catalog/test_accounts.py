@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -35,3 +36,28 @@ def test_passwords_are_hashed_and_checked(tmp_path):
     assert set(load_accounts(path)) == {"bob@site.org"}
     assert users_path(tmp_path / "c.duckdb", env={"CTAE_USERS": str(tmp_path / "u.json")}) == (
         tmp_path / "u.json").resolve()
+
+
+def _add_after(barrier, path: str, name: str) -> None:
+    barrier.wait()  # every process reads and writes the file at the same moment
+    add_account(Path(path), name, "reviewer", f"password-{name}")
+
+
+def test_accounts_added_at_once_by_several_processes_are_all_kept(tmp_path):
+    # until stop 56 eight `ctae users add` at once kept two of the eight accounts: each read
+    # the file before the others had written it
+    import multiprocessing
+
+    path = tmp_path / "users.json"
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(6)
+    workers = [context.Process(target=_add_after, args=(barrier, str(path), f"user{i}"))
+               for i in range(6)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    assert [worker.exitcode for worker in workers] == [0] * 6
+    assert sorted(load_accounts(path)) == [f"user{i}" for i in range(6)]
+    remove_account(path, "user3")
+    assert sorted(load_accounts(path)) == ["user0", "user1", "user2", "user4", "user5"]
