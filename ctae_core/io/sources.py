@@ -31,7 +31,8 @@ from ctae_core.io.dicom_header import SLICE_TAGS, HeaderRefusal, SliceHeader, re
 __all__ = [
     "SLICE_TAGS", "Discovery", "Folder", "RefusedInput", "ScanFacts", "SeriesSource",
     "SliceHeader", "as_ingested_before", "discover_folder", "discover_sources", "distinct_roots",
-    "fingerprint_files", "list_folders", "merge_folders", "open_regular", "quiet_pydicom", "refused_beside", "volume_kind",
+    "fingerprint_files", "list_folders", "merge_folders", "open_regular", "quiet_pydicom",
+    "refused_beside", "volume_kind",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
