@@ -40,7 +40,7 @@ from data_catalog.snapshots import (
     take_snapshot,
 )
 from data_catalog.store_paths import store_folders
-from jobs.job_errors import JobError, stop
+from jobs.job_errors import INTERRUPTED, JobError, stop
 from jobs.options import CatalogOption, settings_from
 
 logger = logging.getLogger(__name__)
@@ -328,6 +328,10 @@ def export(
         raise typer.BadParameter(str(err)) from err
     except JobError as err:  # OutWriteError; an owner-only path list
         raise stop("export", err) from err
+    except KeyboardInterrupt:  # click's "Aborted!" and exit 1 until stop 56
+        typer.echo("ctae export: interrupted (Ctrl+C); the export is not logged (a bundle or "
+                   "file being written was removed): run it again", err=True)
+        raise typer.Exit(INTERRUPTED) from None
     typer.echo(
         f"exported {snapshot.manifest['row_count']} scans of run {run} to {out} "
         f"(snapshot {snapshot.export_id}, list sha256 {snapshot.manifest['content_hash'][:12]})"

@@ -15,6 +15,8 @@ NOT_READY = 1
 """Exit code: an earlier job must run first, or there is nothing to work on."""
 BAD_INPUT = 2
 """Exit code: what the command line names is wrong; the message says what to change."""
+INTERRUPTED = 130
+"""Exit code: the job was stopped with Ctrl+C (128 + SIGINT, as a shell reports it)."""
 
 
 class JobError(RuntimeError):

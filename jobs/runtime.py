@@ -28,7 +28,7 @@ from data_catalog.job_runs import (
 )
 from data_catalog.settings import CatalogSettings
 from jobs.executors import process_alive
-from jobs.job_errors import JobError
+from jobs.job_errors import INTERRUPTED, JobError
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +59,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-INTERRUPTED = 130
-"""The exit code of a job stopped by Ctrl+C (128 + SIGINT, as a shell reports it)."""
 DEVICES = re.compile(r"auto|cpu|cuda(:\d+)?")
 """What ``--device`` takes."""
 

@@ -54,8 +54,9 @@ def save_volume(array: np.ndarray, path: Path | str) -> Path:
 
 def write_atomic(path: Path, write: Callable[[BinaryIO], object], *, fsync: bool = False) -> Path:
     """``write(handle)`` into a part file beside ``path`` (``fsync``: flushed to disk), then
-    renamed into place: a kill never leaves half a file, and a failed write (an ``OSError``)
-    removes its part and raises ``StoreWriteError`` (``write_failed``).
+    renamed into place: a kill never leaves half a file, a failed write (an ``OSError``)
+    removes its part and raises ``StoreWriteError`` (``write_failed``), and an interrupted one
+    (Ctrl+C) removes its part too.
 
     The one atomic write of the store's files: volumes here, checkpoints in
     ``ctae_core.io.checkpoint``."""
@@ -72,6 +73,10 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], object], *, fsync: bool
         with contextlib.suppress(OSError):  # a folder that could not be made holds none
             tmp.unlink(missing_ok=True)
         raise write_failed(path, err) from err
+    except BaseException:  # Ctrl+C mid-write: left its part beside the file until stop 56
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -45,6 +45,23 @@ def test_a_write_that_runs_out_of_room_leaves_no_part_and_keeps_the_old_file(tmp
     assert np.array_equal(load_volume(path), old)  # the file it was to replace is whole
 
 
+def test_a_write_stopped_by_ctrl_c_leaves_no_part_and_keeps_the_old_file(tmp_path, monkeypatch):
+    # until stop 56 the part file stayed beside the volume (or checkpoint, or export)
+    path = tmp_path / "store" / "volumes" / "scan.npy"
+    old = np.arange(24, dtype=np.int16).reshape(2, 3, 4)
+    save_volume(old, path)
+
+    def interrupted(handle, array, allow_pickle=False):
+        handle.write(b"\x93NUMPY" + b"\0" * 4090)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(volume_store.np, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_volume(np.zeros((64, 64, 64), dtype=np.int16), path)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["scan.npy"]
+    assert np.array_equal(load_volume(path), old)
+
+
 CHECKPOINT_UNDER_A_SIZE_LIMIT = """
 import resource, signal, sys
 import torch

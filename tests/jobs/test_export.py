@@ -223,3 +223,23 @@ def test_browser_opener_waits_for_the_port():
         port = server.getsockname()[1]
         assert wait_for_port("127.0.0.1", port, timeout_s=2.0)
     assert not wait_for_port("127.0.0.1", port, timeout_s=0.6)  # closed again
+
+
+def test_an_export_stopped_by_ctrl_c_says_so_and_leaves_no_file_or_log(catalog, tmp_path, monkeypatch):
+    # until stop 56 click's "Aborted!" and exit 1 (the README's "not ready"), and the list's
+    # part file stayed beside --out
+    import jobs.export as export_job
+
+    def interrupted(snapshot, fmt):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export_job, "render_list", interrupted)
+    with connect(catalog.catalog_path, read_only=True) as con:
+        logged = len(snapshot_log(con))
+    out = tmp_path / "out" / "list.csv"
+    result = _export(catalog, out)
+    assert result.exit_code == 130, result.output
+    assert "ctae export: interrupted (Ctrl+C); the export is not logged" in " ".join(result.output.split())
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []
+    with connect(catalog.catalog_path, read_only=True) as con:
+        assert len(snapshot_log(con)) == logged
