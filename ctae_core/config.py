@@ -15,16 +15,18 @@ ARCHITECTURES = ("med3d", "dae_unet")
 DEPTHS = (10, 18, 34)
 BOTTLENECKS = ("global", "spatial")
 OPTIMIZERS = ("sgd", "adam")
+LR_SCHEDULES = ("constant", "cosine")
 
 
-def _positive(value: float) -> bool:
-    """A number above 0 (NaN and infinity are not: a NaN fails every comparison)."""
+def positive_number(value: float) -> bool:
+    """A number above 0 (NaN and infinity are not: a NaN fails every comparison, so a check
+    written ``value <= 0`` lets it through). The one test of every option that must be one."""
     return math.isfinite(value) and value > 0
 
 
-def _non_negative(value: float) -> bool:
+def non_negative_number(value: float) -> bool:
+    """A number of 0 or more (not NaN, not infinity)."""
     return math.isfinite(value) and value >= 0
-LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -148,12 +150,12 @@ class TrainConfig:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, not {self.optimizer!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, not {self.lr_schedule!r}")
-        if not _positive(self.spacing_mm):
+        if not positive_number(self.spacing_mm):
             raise ValueError(f"spacing must be a positive number of mm, not {self.spacing_mm}")
-        if not _positive(self.lr):
+        if not positive_number(self.lr):
             raise ValueError(f"the learning rate must be a positive number, not {self.lr}")
         for name in ("noise_std", "weight_decay", "momentum"):
-            if not _non_negative(getattr(self, name)):
+            if not non_negative_number(getattr(self, name)):
                 raise ValueError(f"{name} must be a number >= 0, not {getattr(self, name)}")
         if self.patches_per_scan < 1:
             raise ValueError(f"patches_per_scan must be >= 1, not {self.patches_per_scan}")
@@ -165,7 +167,7 @@ class TrainConfig:
             side = getattr(self, name)
             if side is not None and (side < 8 or side % 8):
                 raise ValueError(f"{name} must be a multiple of 8 voxels, not {side}")
-        if not _positive(self.output_lr_factor):
+        if not positive_number(self.output_lr_factor):
             raise ValueError(f"output_lr_factor must be > 0, not {self.output_lr_factor}")
         if self.output_lr_factor != 1.0 and self.model.architecture != "dae_unet":
             raise ValueError("output_lr_factor applies to the dae_unet's output layer; the "

@@ -7,11 +7,12 @@ for ~20–30 s, which the CLI's start and the dashboard must not pay.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+
+from ctae_core.config import positive_number
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class EmbedConfig:
     def __post_init__(self) -> None:
         if self.n_neighbors < 2:
             raise ValueError(f"n_neighbors must be >= 2, not {self.n_neighbors}")
-        if not (math.isfinite(self.eps) and self.eps > 0):  # NaN fails every comparison
+        if not positive_number(self.eps):
             raise ValueError(f"eps must be a number > 0, not {self.eps}")
         if self.min_pts < 1:
             raise ValueError(f"min_pts must be >= 1, not {self.min_pts}")

@@ -22,7 +22,12 @@ import streamlit as st
 
 from ctae_core.io.volume_store import load_volume
 from data_catalog import CatalogBusyError, connect, views
-from data_catalog.export_formats import LIST_FORMATS, bundle_files, render_list
+from data_catalog.export_formats import (
+    LIST_FORMATS,
+    BundleVolumeMissingError,
+    bundle_files,
+    render_list,
+)
 from data_catalog.filters import ExportFilter
 from data_catalog.journal import journal_version
 from data_catalog.snapshot_diff import diff_snapshots
@@ -218,8 +223,8 @@ def prepare_export(
         errors = dict(zip(paths["scan_id"], paths["error_path"], strict=True))
         try:
             payload = _zip(bundle_files(snapshot, fmt, errors, store_nifti))
-        except FileNotFoundError as err:  # the page's exception until stop 56
-            raise ValueError(f"the {fmt} bundle holds every scan's stored volume: {err}") from err
+        except BundleVolumeMissingError as err:  # the page says why, as for too large a bundle
+            raise ValueError(str(err)) from err
     with connect(catalog, wait_s=WRITE_WAIT_S) as con:
         record_snapshot(con, snapshot, "browser download")
     clear()

@@ -82,9 +82,6 @@ def _not_a_file(path: Path) -> str:
 def _save(path: Path, accounts: Mapping[str, Account]) -> None:
     payload = {"users": {n: {k: v for k, v in asdict(a).items() if k != "name"}
                          for n, a in sorted(accounts.items())}}
-    if path.exists() and not path.is_file():
-        raise AccountsFileError(_not_a_file(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".users-", suffix=".json")
     with os.fdopen(fd, "w") as handle:  # mkstemp: mode 0600, owner only
         json.dump(payload, handle, indent=2)
@@ -102,9 +99,8 @@ def lock_path(path: Path) -> Path:
 def _changing(path: Path) -> Iterator[dict[str, Account]]:
     """The accounts, to change in place and save, with no other change between the read and
     the write: until stop 56 eight `ctae users add` at once left two of the eight accounts,
-    each having read the file before the others wrote it."""
-    if path.exists() and not path.is_file():
-        raise AccountsFileError(_not_a_file(path))
+    each having read the file before the others wrote it. A folder in the file's place is
+    refused by ``load_accounts``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT, 0o600)
     try:

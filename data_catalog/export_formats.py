@@ -67,6 +67,10 @@ def render_list(snapshot: Snapshot, fmt: str) -> bytes:
     return render_export(listed, fmt, LIST_SCHEMA)
 
 
+class BundleVolumeMissingError(FileNotFoundError):
+    """A stored volume (or anomaly map) a bundle holds is gone from the store."""
+
+
 def bundle_files(
     snapshot: Snapshot, fmt: str, error_paths: dict[str, str], nifti_of: NiftiOf
 ) -> Iterator[tuple[str, bytes]]:
@@ -78,7 +82,20 @@ def bundle_files(
         error_paths: The run's |error| volume per scan_id (the anomaly maps), where kept.
         nifti_of: Builds a NIfTI of a stored array on its scan's grid
             (``ctae_core.io.nifti.store_nifti``; injected, data_catalog reads no arrays).
+
+    Raises:
+        BundleVolumeMissingError: a stored array is gone (a bare FileNotFoundError until stop
+            56: a traceback from `ctae export`, an exception on the dashboard's page).
     """
+    try:
+        yield from _bundle_files(snapshot, fmt, error_paths, nifti_of)
+    except FileNotFoundError as err:
+        raise BundleVolumeMissingError(f"the {fmt} bundle holds every scan's stored volume: {err}") from err
+
+
+def _bundle_files(
+    snapshot: Snapshot, fmt: str, error_paths: dict[str, str], nifti_of: NiftiOf
+) -> Iterator[tuple[str, bytes]]:
     if fmt not in BUNDLE_FORMATS:
         raise ValueError(f"{fmt!r} is not a bundle format {list(BUNDLE_FORMATS)}")
     chosen = snapshot.rows.loc[snapshot.rows["included"]].reset_index(drop=True)

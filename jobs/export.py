@@ -23,6 +23,7 @@ from data_catalog.export_formats import (
     BUNDLE_FORMATS,
     FILE_SUFFIX,
     FORMATS,
+    BundleVolumeMissingError,
     bundle_files,
     render_list,
 )
@@ -120,9 +121,8 @@ def write_snapshot(snapshot: Snapshot, out: Path, error_paths: dict[str, str]) -
         try:
             for relative, payload in bundle_files(snapshot, fmt, error_paths, store_nifti):
                 _write_atomic(tmp / relative, payload, out)
-        except FileNotFoundError as err:  # a traceback until stop 56; --out's own are restated
-            raise StoreMissingError(f"the {fmt} bundle holds every scan's stored volume: {err}; "
-                                    "nothing was written") from err
+        except BundleVolumeMissingError as err:
+            raise StoreMissingError(f"{err}; nothing was written") from err
         try:
             if out.exists():
                 out.rmdir()

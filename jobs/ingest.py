@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import math
 import multiprocessing
 import os
 import time
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ctae_core.config import positive_number
 from data_catalog import CatalogNotWritableError, connect
 from data_catalog.scans import (
     CATALOG_ERRORS,
@@ -209,6 +209,9 @@ def run_ingest(
         timeout_s=input_timeout_s,
         redact=redact_paths,
     )
+    from ctae_core.io.sources import distinct_roots
+
+    roots = distinct_roots(roots)  # logs what it leaves out: once
     with _bar(progress, desc="discover", unit="file") as looked_at:  # shown at once
         discovery, done, died = _discover(
             roots, executor, worker, (known, roots_before), spacing, looked_at.update
@@ -282,9 +285,8 @@ def _discover(
     inputs found alike both ways are kept. ``catalog`` is the catalog's fingerprints and source
     folders; a worker leaves an input the catalog holds under another folder to this process.
     """
-    from ctae_core.io.sources import discover_sources, distinct_roots, list_folders, merge_folders
+    from ctae_core.io.sources import discover_sources, list_folders, merge_folders
 
-    roots = distinct_roots(roots)
     listed = list_folders(roots) if _forks(config) else None
     if listed is None or not 2 <= len(listed[0]) <= FOLDERS_AT_ONCE:
         return discover_sources(roots, on_file=on_file), [], False
@@ -372,12 +374,9 @@ def _warn_split_over_sources(sources: list) -> None:
 
 
 def _walked(roots: list[Path]) -> list[str]:
-    """The files and folders ``roots`` name, absolute, as given and with links resolved: what
-    this run has looked through, and so the failures it can tell are gone."""
-    from ctae_core.io.sources import distinct_roots
-
-    given = distinct_roots(roots)
-    return sorted({str(r) for r in given} | {os.path.realpath(r) for r in given})
+    """The files and folders ``roots`` (``distinct_roots``) name, as given and with links
+    resolved: what this run has looked through, and so the failures it can tell are gone."""
+    return sorted({str(r) for r in roots} | {os.path.realpath(r) for r in roots})
 
 
 def _as_ingested_before(sources: list, known: dict, roots: list[str]) -> list:
@@ -608,7 +607,7 @@ def ingest_command(
     Exits 1 when nothing could be ingested, 2 when the catalog cannot be written.
     """
     settings = settings_from(catalog, store)
-    if not (math.isfinite(spacing) and spacing > 0):  # a NaN would fail every scan as damaged
+    if not positive_number(spacing):  # a NaN would fail every scan as damaged
         raise typer.BadParameter(f"--spacing must be positive, not {spacing}")
     if not input_timeout > 0:
         raise typer.BadParameter(f"--input-timeout must be positive, not {input_timeout}")

@@ -63,27 +63,40 @@ DEVICES = re.compile(r"auto|cpu|cuda(:\d+)?")
 """What ``--device`` takes."""
 
 
-def pick_device(requested: str = "auto") -> str:
-    """``cuda`` when present (or asked for), else ``cpu``.
+def check_device(requested: str) -> None:
+    """Refuse a ``--device`` ctae does not run on, or a GPU this machine does not have (until
+    stop 56 a traceback in ``ctae train``, and torch's list of device types in ``ctae score``).
+    torch is imported only for a ``cuda`` request: ``ctae train`` checks this at its start,
+    where torch is not loaded yet.
 
     Raises:
-        JobError: a device ctae does not run on, or a GPU this machine does not have (until stop
-            56 a traceback in ``ctae train``, and torch's list of device types in ``ctae score``).
+        JobError: what is wrong, and what to pass instead.
     """
-    import torch
-
     if not DEVICES.fullmatch(requested):
         raise JobError(f"--device {requested!r} is not one ctae runs on; pass auto, cpu, cuda or "
                        "cuda:N (the N-th GPU)")
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
     if requested.startswith("cuda"):
+        import torch
+
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         index = int(requested.partition(":")[2] or 0)
         if index >= count:
             have = f"{count} GPU(s) (cuda:0 to cuda:{count - 1})" if count else "no CUDA GPU"
             raise JobError(f"--device {requested} was asked for, but this machine has {have}; "
                            "pass --device auto or cpu")
+
+
+def pick_device(requested: str = "auto") -> str:
+    """``cuda`` when present (or asked for), else ``cpu``.
+
+    Raises:
+        JobError: ``check_device``'s refusals.
+    """
+    check_device(requested)
+    if requested == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
     return requested
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
+from ctae_core.config import positive_number
 from ctae_core.thresholds import ThresholdRule
 from data_catalog.scores import SCORE_COLUMNS
 from jobs.executor_types import ExecutorConfig
@@ -60,7 +60,7 @@ class ScoreOptions:
             raise ValueError(f"--batch-size must be >= 1, not {self.batch_size}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"--threads must be >= 1, not {self.threads}")
-        if not (math.isfinite(self.error_level_hu) and self.error_level_hu > 0):
+        if not positive_number(self.error_level_hu):
             raise ValueError(f"--error-level must be > 0 HU, not {self.error_level_hu}")
 
     def threshold_params(self, n_val: int) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from data_catalog import CatalogSettings
 from data_catalog.runs import RunError
 from jobs.job_errors import NOT_READY, JobError, stop
 from jobs.options import CatalogOption, NoProgressOption, StoreOption, settings_from
-from jobs.runtime import job_run, pick_device
+from jobs.runtime import check_device, job_run
 from jobs.train_catalog import open_run
 
 
@@ -115,7 +115,7 @@ def train_command(
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err
     try:
-        pick_device(device)  # before the run is made: a run left behind needs --resume
+        check_device(device)  # before the run is made: a run left behind needs --resume
     except JobError as err:
         raise stop("train", err) from err
     args = {"run": run, "preset": preset_name, "resume": resume, "config": cfg.to_dict()}
