@@ -12,4 +12,10 @@ fi
 export PYTHONUNBUFFERED=1
 # two worker processes (CTAE_TEST_WORKERS; 0 runs in this process); a file's tests share a worker
 .venv/bin/python -m pytest -q -ra -n "${CTAE_TEST_WORKERS:-2}" --dist loadfile "$@"
-.venv/bin/ctae demo --check --workdir "${CTAE_CHECK_DIR:-$(mktemp -d)}"
+# the check's own cohort is removed afterwards unless CTAE_CHECK_DIR names where to keep it
+check_dir="${CTAE_CHECK_DIR:-}"
+if [ -z "$check_dir" ]; then
+  check_dir="$(mktemp -d)"
+  trap 'rm -rf "$check_dir"' EXIT
+fi
+.venv/bin/ctae demo --check --workdir "$check_dir"
