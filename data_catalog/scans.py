@@ -111,6 +111,8 @@ _FINGERPRINTS = ("SELECT scan_id, CASE WHEN "
                  + " OR ".join(f"{column} IS NULL" for column in INGEST_MEASURES)
                  + " THEN '' ELSE fingerprint END, volume_path, spacing_mm FROM scans")
 _ROOTS = "SELECT DISTINCT source_root FROM scans ORDER BY source_root"
+_PLACES = "SELECT scan_id, source_kind, source_root, source_path, series_uid, fingerprint FROM scans"
+_MOVE_SCAN = "UPDATE scans SET source_root = ?, source_path = ?, fingerprint = ? WHERE scan_id = ?"
 _PRUNE_ERRORS = """
 DELETE FROM ingest_errors
 WHERE (EXISTS (SELECT 1 FROM unnest(?::VARCHAR[]) AS w(place)
@@ -176,6 +178,22 @@ def scan_roots(con: duckdb.DuckDBPyConnection) -> list[str]:
     """The source folders the catalog's scans were found under (``source_root``), sorted: an
     input found again under another folder is matched to the scan it already is."""
     return [row[0] for row in con.execute(_ROOTS).fetchall()]
+
+
+def scan_places(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str, str, str | None, str]]:
+    """(scan_id, source_kind, source_root, source_path, series_uid, fingerprint) of every scan:
+    where each was found, to know it again after its folder moved."""
+    return con.execute(_PLACES).fetchall()
+
+
+def move_scans(con: duckdb.DuckDBPyConnection,
+               moves: Sequence[tuple[str, str, str, str]]) -> None:
+    """Give scans whose input moved, unchanged, their new place: (scan_id, source_root,
+    source_path, fingerprint) each, in one transaction."""
+    if moves:
+        with transaction(con):
+            con.executemany(_MOVE_SCAN, [[root, path, fingerprint, scan_id]
+                                         for scan_id, root, path, fingerprint in moves])
 
 
 def record_ingest_errors(

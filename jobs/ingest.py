@@ -32,10 +32,12 @@ from data_catalog import CatalogNotWritableError, connect
 from data_catalog.scans import (
     CATALOG_ERRORS,
     clear_ingest_errors,
+    move_scans,
     prune_ingest_errors,
     record_ingest_errors,
     redact_scan_paths,
     scan_fingerprints,
+    scan_places,
     scan_roots,
     upsert_scans,
 )
@@ -55,6 +57,7 @@ from jobs.options import (
 from jobs.runtime import JobRecord, job_record, remove_dead_writers_parts, reuse_freed_memory
 
 if TYPE_CHECKING:
+    from ctae_core.io.moved_inputs import StoredPlaces
     from jobs.ingest_worker import IngestOutcome
 
 logger = logging.getLogger(__name__)
@@ -108,9 +111,12 @@ def _job(settings: CatalogSettings, args: dict[str, Any]) -> Iterator[JobRecord]
             raise _write_error(settings, err) from err
 
 
-def _known_inputs(con: Any) -> tuple[dict[str, tuple[str, str, float]], list[str]]:
-    """The catalog's fingerprints by scan id, and the source folders its scans were found under."""
-    return scan_fingerprints(con), scan_roots(con)
+def _known_inputs(con: Any) -> tuple[dict[str, tuple[str, str, float]], StoredPlaces]:
+    """The catalog's fingerprints by scan id, and where its scans were found."""
+    from ctae_core.io.moved_inputs import StoredInput, StoredPlaces
+
+    places = [StoredInput(*row) for row in scan_places(con)]
+    return scan_fingerprints(con), StoredPlaces(scan_roots(con), places)
 
 
 def _import_readers() -> None:
@@ -129,6 +135,7 @@ class IngestSummary:
     ingested: int = 0
     skipped_unchanged: int = 0
     found_before: int = 0
+    moved: int = 0
     failed: Counter = field(default_factory=Counter)
     skipped_files: dict[str, int] = field(default_factory=dict)
     input_bytes: int = 0
@@ -141,6 +148,7 @@ class IngestSummary:
             "ingested": self.ingested,
             "skipped_unchanged": self.skipped_unchanged,
             "found_before": self.found_before,
+            "moved": self.moved,
             "failed": sum(self.failed.values()),
             "failed_by_reason": dict(self.failed),
             "skipped_files": dict(self.skipped_files),
@@ -158,6 +166,9 @@ class IngestSummary:
         if self.found_before:
             out.append(f"  {self.found_before} of them ingested before from another source folder: "
                        "each stays the scan it is, under that folder")
+        if self.moved:
+            out.append(f"  {self.moved} of them moved since they were ingested (their old place "
+                       "is gone): each stays the scan it is, at its new place")
         out += [f"  failed {n} × {reason}" for reason, n in sorted(self.failed.items())]
         out += [
             f"  passed over {n} file(s): {why}" for why, n in sorted(self.skipped_files.items())
@@ -195,10 +206,10 @@ def run_ingest(
     start = time.perf_counter()
     summary = IngestSummary()
     if job is not None:
-        known, roots_before = job.started
+        known, places = job.started
     else:
         with _catalog(settings) as con:
-            known, roots_before = _known_inputs(con)
+            known, places = _known_inputs(con)
     executor = executor or ExecutorConfig(kind="local", workers=workers)
     if executor.kind == "local":
         reuse_freed_memory()  # this process's and its forked workers' series reuse the memory
@@ -214,7 +225,7 @@ def run_ingest(
     roots = distinct_roots(roots)  # logs what it leaves out: once
     with _bar(progress, desc="discover", unit="file") as looked_at:  # shown at once
         discovery, done, died = _discover(
-            roots, executor, worker, (known, roots_before), spacing, looked_at.update
+            roots, executor, worker, (known, places), spacing, looked_at.update
         )
     summary.found = len(discovery.sources)
     summary.skipped_files = dict(discovery.skipped_files)
@@ -225,8 +236,12 @@ def run_ingest(
     walked = _walked(roots)
     _warn_split_over_sources(discovery.sources)
     found_as = discovery.sources
-    discovery.sources = _as_ingested_before(found_as, known, roots_before)
-    summary.found_before = sum(a is not b for a, b in zip(discovery.sources, found_as, strict=True))
+    discovery.sources = _as_ingested_before(found_as, known, places)
+    summary.found_before = sum(a.source_root != b.source_root
+                               for a, b in zip(discovery.sources, found_as, strict=True))
+    moves, gone = _moves(discovery.sources, known, places)
+    summary.moved = sum(places.moved(s) is not None for s in discovery.sources)
+    walked += gone  # the refusals listed under a folder that is gone are gone too
     if redact_paths:
         _write_path_map(settings, discovery)
     current = [s.source_key for s in discovery.sources] + [r.source_key for r in refusals]
@@ -237,6 +252,7 @@ def run_ingest(
     )
 
     def found_errors(con: Any) -> None:  # goes with the first batch's writes
+        move_scans(con, moves)
         prune_ingest_errors(con, walked, current, sorted(pseudonyms))
         record_ingest_errors(con, refusals)
         if redacted is not None:
@@ -270,7 +286,7 @@ def _discover(
     roots: list[Path],
     config: ExecutorConfig,
     worker: Callable[[Any], IngestOutcome],
-    catalog: tuple[dict[str, tuple[str, str, float]], list[str]],
+    catalog: tuple[dict[str, tuple[str, str, float]], StoredPlaces],
     spacing: float,
     on_file: Callable[[int], object],
 ) -> tuple[Any, list[IngestOutcome], bool]:
@@ -282,8 +298,9 @@ def _discover(
     starts before discovery ends (this process reading every header first left a core idle,
     ~50 ms a series). Where a series turns out to have files in two folders (each worker saw a
     piece) or a worker died, the tree is discovered again here, and only the outcomes of
-    inputs found alike both ways are kept. ``catalog`` is the catalog's fingerprints and source
-    folders; a worker leaves an input the catalog holds under another folder to this process.
+    inputs found alike both ways are kept. ``catalog`` is the catalog's fingerprints and its
+    scans' places; a worker leaves an input the catalog holds under another folder, or that
+    moved, to this process.
     """
     from ctae_core.io.sources import discover_sources, list_folders, merge_folders
 
@@ -338,7 +355,7 @@ class _FolderTask:
         from ctae_core.io.sources import discover_folder
 
         part = discover_folder(folder)
-        moved = _as_ingested_before(part.sources, _KNOWN, _ROOTS)
+        moved = _as_ingested_before(part.sources, _KNOWN, _PLACES[0])
         new = [s for s, m in zip(part.sources, moved, strict=True)
                if m is s and _needs_ingest(s, _KNOWN, self.spacing)]
         outcomes = [self.worker(source) for source in new]
@@ -379,17 +396,42 @@ def _walked(roots: list[Path]) -> list[str]:
     return sorted({str(r) for r in roots} | {os.path.realpath(r) for r in roots})
 
 
-def _as_ingested_before(sources: list, known: dict, roots: list[str]) -> list:
-    """Each of ``sources`` under the catalog's source folder it was first ingested from
-    (``as_ingested_before``): an input found again under a wider or narrower folder stays the
-    scan it is, and is skipped where unchanged."""
+def _as_ingested_before(sources: list, known: dict, places: StoredPlaces) -> list:
+    """Each of ``sources`` as the scan the catalog holds it as: under the catalog's source folder
+    it was first ingested from (``as_ingested_before``), so that an input found again under a
+    wider or narrower folder stays the scan it is, and is skipped where unchanged; or with the
+    id of the scan it was before its folder moved (``StoredPlaces.identify``)."""
     from ctae_core.io.sources import as_ingested_before
     from jobs.ingest_worker import scan_id_for
 
     def stored(source) -> bool:
         return scan_id_for(source) in known
 
-    return [as_ingested_before(s, roots, stored) for s in sources]
+    found = [as_ingested_before(s, places.roots, stored) for s in sources]
+    return [places.identify(s, scan_id_for(s)) for s in found]
+
+
+def _moves(
+    sources: list, known: dict[str, tuple[str, str, float]], places: StoredPlaces
+) -> tuple[list[tuple[str, str, str, str]], list[str]]:
+    """The row updates of the moved inputs among ``sources`` that did not change (``move_scans``;
+    ``known`` then holds their new fingerprint, so they are skipped), and the source folders
+    they moved from that are gone. A moved input that changed is read again into its scan."""
+    from ctae_core.io.moved_inputs import unchanged_since
+
+    moves, gone = [], set()
+    for source in sources:
+        entry = places.moved(source)
+        if entry is None:
+            continue
+        if not os.path.exists(entry.source_root):
+            gone.add(entry.source_root)
+        previous = known.get(entry.scan_id)
+        if previous is not None and previous[0] and unchanged_since(source, entry):
+            moves.append((entry.scan_id, source.source_root, source.source_path,
+                          source.fingerprint))
+            known[entry.scan_id] = (source.fingerprint, *previous[1:])
+    return moves, sorted(gone)
 
 
 def _needs_ingest(source, known: dict[str, tuple[str, str, float]], spacing: float) -> bool:
@@ -415,8 +457,8 @@ _INHERITED: list[Any] = []
 """The inputs of the running local map, for forked pool workers to read from shared memory."""
 _KNOWN: dict[str, tuple[str, str, float]] = {}
 """The catalog's fingerprints, for forked workers that discover (``_FolderTask``)."""
-_ROOTS: list[str] = []
-"""The catalog's source folders, for the same workers."""
+_PLACES: list[StoredPlaces] = []
+"""Where the catalog's scans were found (one ``StoredPlaces``), for the same workers."""
 
 
 class _ByIndex:
@@ -441,10 +483,10 @@ def _forks(config: ExecutorConfig) -> bool:
 
 
 def _map_inputs(
-    worker, todo: list, config: ExecutorConfig, catalog: tuple[dict, list[str]] | None = None
+    worker, todo: list, config: ExecutorConfig, catalog: tuple[dict, StoredPlaces] | None = None
 ) -> Iterator[tuple[Any, TaskResult]]:
     """(input, result) pairs of ``worker`` over ``todo``, in completion order; forked workers
-    also find ``catalog`` (fingerprints, source folders) in the memory they share with this
+    also find ``catalog`` (fingerprints, the scans' places) in the memory they share with this
     process."""
     if not _forks(config):
         for result in map_tasks(worker, todo, config):
@@ -454,16 +496,18 @@ def _map_inputs(
 
     load_readers()
     _INHERITED[:] = todo
-    known, roots = catalog or ({}, [])
+    from ctae_core.io.moved_inputs import StoredPlaces
+
+    known, places = catalog or ({}, StoredPlaces())
     _KNOWN.update(known)
-    _ROOTS[:] = roots
+    _PLACES[:] = [places]
     try:
         for result in map_tasks(_ByIndex(worker), range(len(todo)), config):
             yield todo[result.item], result
     finally:
         _INHERITED.clear()
         _KNOWN.clear()
-        _ROOTS.clear()
+        _PLACES.clear()
 
 
 def _bar(progress: bool, **kwargs: Any) -> Any:

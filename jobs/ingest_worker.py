@@ -61,7 +61,10 @@ class IngestOutcome:
 
 
 def scan_id_for(source: SeriesSource) -> str:
-    """Pseudonymous, stable id of an input: keyed BLAKE2b of its source key, 20 hex digits."""
+    """Pseudonymous, stable id of an input: keyed BLAKE2b of its source key, 20 hex digits, or
+    the id the catalog keeps for it since it moved (``SeriesSource.scan_id``)."""
+    if source.scan_id is not None:
+        return source.scan_id
     digest = hashlib.blake2b(source.source_key.encode(), key=SCAN_ID_SALT, digest_size=10)
     return digest.hexdigest()
 

@@ -107,6 +107,8 @@ class SeriesSource:
         group_key: What grouped the files (the UID, or the fallback key when it is empty).
         refused_beside: Files refused by discovery in the folders of a DICOM series (a slice
             that cannot be read leaves a gap whose reason is listed in ingest_errors).
+        scan_id: The catalog's id of this input where it is not the one its key hashes to:
+            the input moved since it was ingested (``ctae_core.io.moved_inputs``).
     """
 
     kind: str
@@ -118,6 +120,7 @@ class SeriesSource:
     group_key: str = ""
     headers: tuple[SliceHeader, ...] = field(default=(), compare=False, repr=False)
     refused_beside: int = field(default=0, compare=False)
+    scan_id: str | None = field(default=None, compare=False)
 
     @property
     def source_key(self) -> str:

@@ -376,3 +376,67 @@ def test_a_series_split_over_two_sources_given_points_at_their_common_folder(tmp
     assert (whole.ingested, dict(whole.failed)) == (1, {})
     with connect(settings.catalog_path, read_only=True) as con:
         assert list_ingest_errors(con).empty  # the parts' refusals lie inside what was walked
+
+
+@pytest.mark.parametrize("workers", [1, 2])  # 2: forked workers discover and ingest the folders
+def test_an_archive_that_moved_is_found_again_as_the_scans_it_was(tmp_path, workers):
+    # until stop 57: an archive ingested, then moved (a disk mounted elsewhere, a folder renamed)
+    # and ingested from its new place, was stored again under new ids: every scan twice, the old
+    # rows naming files that no longer exist, the old refusals listed beside the new ones
+    import shutil
+
+    old = tmp_path / "disk1" / "archive"
+    write_phantom(old / "p1" / "ct", header=SeriesHeaderSpec(series_uid="1.2.826.81"))
+    write_phantom(old / "p2" / "ct", phantom(seed=3), header=SeriesHeaderSpec(series_uid="1.2.826.82"))
+    sitk.WriteImage(sitk.GetImageFromArray(phantom((20, 30, 30), seed=5)), str(old / "p3.nii.gz"))
+    (old / "broken.dcm").write_bytes(b"not a dicom file at all")
+    settings = CatalogSettings.resolve(tmp_path / "c.duckdb", tmp_path / "store", env={})
+
+    def scans() -> list[tuple]:
+        with connect(settings.catalog_path, read_only=True) as con:
+            return con.execute("SELECT scan_id, source_root, source_path, content_hash FROM scans "
+                               "ORDER BY source_path").fetchall()
+
+    def errors() -> list[tuple]:
+        with connect(settings.catalog_path, read_only=True) as con:
+            return con.execute("SELECT source_root, source_path FROM ingest_errors").fetchall()
+
+    first = run_ingest([old], settings, workers=workers, progress=False)
+    assert (first.ingested, first.moved) == (3, 0)
+    before = scans()
+    volumes = sorted(settings.volumes_dir.iterdir())
+
+    new = tmp_path / "disk2" / "data" / "archive"
+    new.parent.mkdir(parents=True)
+    shutil.move(old, new)
+    moved = run_ingest([new], settings, workers=workers, progress=False)
+    assert (moved.found, moved.ingested, moved.skipped_unchanged, moved.moved) == (3, 0, 3, 3)
+    assert scans() == [(i, str(new), path, h) for i, _, path, h in before]
+    assert errors() == [(str(new), "broken.dcm")]  # the gone folder's refusal is gone
+    assert sorted(settings.volumes_dir.iterdir()) == volumes
+    assert "3 of them moved since they were ingested" in "\n".join(moved.lines())
+    again = run_ingest([new], settings, workers=workers, progress=False)
+    assert (again.ingested, again.skipped_unchanged, again.moved) == (0, 3, 0)
+
+    # moved once more and given from the folder above, one series copied with new file times
+    # (`cp -r`): the series is the same (its UID), read again into its scan; the volume file
+    # with its old times is matched by its path's tail
+    third = tmp_path / "disk3"
+    shutil.move(new, third / "archive") if third.mkdir() is None else None
+    for dicom in (third / "archive" / "p2" / "ct").iterdir():
+        os.utime(dicom, ns=(10**18, 10**18))
+    wider = run_ingest([third], settings, workers=workers, progress=False)
+    assert (wider.found, wider.ingested, wider.skipped_unchanged, wider.moved) == (3, 1, 2, 3)
+    assert scans() == [(i, str(third), f"archive/{path}", h) for i, _, path, h in before]
+    assert sorted(settings.volumes_dir.iterdir()) == volumes
+
+
+def test_a_copy_whose_original_is_still_there_is_a_scan_of_its_own(tmp_path, settings):
+    import shutil
+
+    original = tmp_path / "a" / "archive"
+    write_phantom(original / "ct", header=SeriesHeaderSpec(series_uid="1.2.826.91"))
+    run_ingest([original], settings, workers=1, progress=False)
+    shutil.copytree(original, tmp_path / "b" / "archive")
+    copy = run_ingest([tmp_path / "b" / "archive"], settings, workers=1, progress=False)
+    assert (copy.ingested, copy.moved) == (1, 0)  # both are on disk: two scans, as before

@@ -1,0 +1,131 @@
+"""Where the catalog's inputs were found, and inputs found again after their folder moved.
+
+A scan's id is a keyed hash of the folder it was ingested from, its path under that folder and
+its series (``jobs.ingest_worker.scan_id_for``). An archive that moves (a disk mounted
+elsewhere, a folder renamed or copied to a new server, its old place gone) would be found again
+under new ids: every scan stored twice, the old rows naming files that no longer exist. So an
+input that is not known under its own key is matched to a catalog scan whose files are no
+longer where the catalog says and which is the same input: a DICOM series with the same
+SeriesInstanceUID, wherever it now lies; a volume file (or DICOM without a UID) whose stored
+path is the tail of its path, with the same names, sizes and modification times. It keeps
+that scan's id (``SeriesSource.scan_id``) and its row takes the new place.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ctae_core.io.sources import SeriesSource, fingerprint_files
+
+__all__ = ["StoredInput", "StoredPlaces", "unchanged_since"]
+
+
+@dataclass(frozen=True)
+class StoredInput:
+    """One catalog scan's identity and place: its id, kind, source folder, path under it,
+    series UID and fingerprint as the catalog holds them."""
+
+    scan_id: str
+    kind: str
+    source_root: str
+    source_path: str
+    series_uid: str | None
+    fingerprint: str
+
+
+def _parts(path: str) -> tuple[str, ...]:
+    return tuple(part for part in Path(path).parts if part not in ("", "/"))
+
+
+class StoredPlaces:
+    """The catalog's source folders and its scans' places, to match an input found again.
+
+    Args:
+        roots: The distinct source folders of the catalog's scans.
+        stored: Every scan's ``StoredInput``.
+        exists: Whether a path exists (``os.path.exists``; a test may stand in).
+    """
+
+    def __init__(
+        self,
+        roots: Iterable[str] = (),
+        stored: Iterable[StoredInput] = (),
+        exists: Callable[[str], bool] = os.path.exists,
+    ) -> None:
+        self.roots = list(roots)
+        self.by_id = {s.scan_id: s for s in stored}
+        self._by_place: dict[tuple[str, str, str | None], list[StoredInput]] = defaultdict(list)
+        self._by_uid: dict[str, list[StoredInput]] = defaultdict(list)
+        self._by_name: dict[str, list[StoredInput]] = defaultdict(list)
+        for entry in self.by_id.values():
+            self._by_place[_place(entry.source_root, entry.source_path, entry.series_uid)].append(
+                entry)
+            if not os.path.isabs(entry.source_root):  # a pseudonym (--redact-paths): no place
+                continue
+            if entry.kind == "dicom" and entry.series_uid:
+                self._by_uid[entry.series_uid].append(entry)
+            else:
+                self._by_name[Path(entry.source_path).name].append(entry)
+        self._exists = exists
+
+    def identify(self, source: SeriesSource, hashed_id: str) -> SeriesSource:
+        """``source`` with the id the catalog stores for it (``scan_id``) where that is not
+        ``hashed_id``, the id its key hashes to: it was stored at this place by an earlier
+        move, or it is the moved input of a scan whose place is gone. Otherwise ``source``."""
+        if hashed_id in self.by_id:
+            return source
+        here = self._by_place.get(_place(source.source_root, source.source_path, source.series_uid))
+        entry = here[0] if here and len(here) == 1 else self._moved_from(source)
+        if entry is None or entry.scan_id == hashed_id:
+            return source
+        return replace(source, scan_id=entry.scan_id)
+
+    def moved(self, source: SeriesSource) -> StoredInput | None:
+        """The catalog's entry of ``source`` where ``identify`` matched it to a scan stored
+        under another place, which this run moves it from; otherwise None."""
+        entry = self.by_id.get(source.scan_id) if source.scan_id else None
+        if entry is None or (entry.source_root, entry.source_path) == (source.source_root,
+                                                                       source.source_path):
+            return None
+        return entry
+
+    def _moved_from(self, source: SeriesSource) -> StoredInput | None:
+        if source.kind == "dicom" and source.series_uid:
+            candidates = self._by_uid.get(source.series_uid, ())
+        else:
+            where = _parts(os.path.join(source.source_root, source.source_path))
+            candidates = [entry for entry in self._by_name.get(where[-1] if where else "", ())
+                          if entry.kind == source.kind and _is_tail(entry.source_path, where)
+                          and unchanged_since(source, entry)]
+        found = [entry for entry in candidates if not self._exists(
+            os.path.join(entry.source_root, entry.source_path))]
+        return found[0] if len(found) == 1 else None  # two candidates: neither is sure
+
+
+def _place(root: str, path: str, series_uid: str | None) -> tuple[str, str, str | None]:
+    return root, os.path.normpath(path), series_uid or None
+
+
+def _is_tail(stored_path: str, where: tuple[str, ...]) -> bool:
+    """Whether ``stored_path`` is the end of ``where``, below at least one folder."""
+    tail = _parts(stored_path)
+    return 0 < len(tail) < len(where) and where[-len(tail):] == tail
+
+
+def unchanged_since(source: SeriesSource, entry: StoredInput) -> bool:
+    """Whether ``source``'s files have the names (under the folder that takes the place of the
+    stored source folder), sizes and modification times ``entry`` was fingerprinted with: a
+    moved input that was not changed, whose stored volume is still its own."""
+    where = Path(source.source_root, source.source_path)
+    depth = len(_parts(entry.source_path))
+    root = where
+    for _ in range(depth):
+        root = root.parent
+    try:
+        return fingerprint_files([Path(f) for f in source.files], root) == entry.fingerprint
+    except (OSError, ValueError):
+        return False
