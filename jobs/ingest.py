@@ -210,6 +210,7 @@ def run_ingest(
     else:
         with _catalog(settings) as con:
             known, places = _known_inputs(con)
+    places = _at_real_places(places, settings)
     executor = executor or ExecutorConfig(kind="local", workers=workers)
     if executor.kind == "local":
         reuse_freed_memory()  # this process's and its forked workers' series reuse the memory
@@ -242,6 +243,9 @@ def run_ingest(
     moves, gone = _moves(discovery.sources, known, places)
     summary.moved = sum(places.moved(s) is not None for s in discovery.sources)
     walked += gone  # the refusals listed under a folder that is gone are gone too
+    if redact_paths:  # no moved scan's path reaches the catalog, not even for a moment
+        moves = [(i, redacted_root(root), i, print_) for i, root, _, print_ in moves]
+        pseudonyms |= {redacted_root(root) for root in gone}
     if redact_paths:
         _write_path_map(settings, discovery)
     current = [s.source_key for s in discovery.sources] + [r.source_key for r in refusals]
@@ -409,6 +413,22 @@ def _as_ingested_before(sources: list, known: dict, places: StoredPlaces) -> lis
 
     found = [as_ingested_before(s, places.roots, stored) for s in sources]
     return [places.identify(s, scan_id_for(s)) for s in found]
+
+
+def _at_real_places(places: StoredPlaces, settings: CatalogSettings) -> StoredPlaces:
+    """``places`` with the real folders of the scans ingested with ``--redact-paths``, from the
+    store's path map where this user may read it."""
+    if all(os.path.isabs(root) for root in places.roots):
+        return places
+    from ctae_core.io.path_map import path_map_file, read_path_map
+
+    try:
+        links = read_path_map(path_map_file(settings.store_dir))
+    except OSError as err:  # another user's map: their scans are known by their ids alone
+        logger.info("the path map cannot be read (%s): scans ingested with --redact-paths are "
+                    "known again only under the folder they were ingested from", err)
+        return places
+    return places.at_real_places({i: (k.source_root, k.source_path) for i, k in links.items()})
 
 
 def _moves(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -71,6 +71,18 @@ class StoredPlaces:
             else:
                 self._by_name[Path(entry.source_path).name].append(entry)
         self._exists = exists
+
+    def at_real_places(self, links: Mapping[str, tuple[str, str]]) -> StoredPlaces:
+        """These places, with the source folder and path that ``links`` (scan id → folder,
+        path) give where the catalog holds a pseudonym (``--redact-paths``: the owner-only
+        path map), so that a redacted scan is known again under a wider folder or moved."""
+        entries = [
+            replace(e, source_root=links[e.scan_id][0], source_path=links[e.scan_id][1])
+            if e.scan_id in links and not os.path.isabs(e.source_root) else e
+            for e in self.by_id.values()
+        ]
+        roots = sorted({e.source_root for e in entries})
+        return StoredPlaces(roots, entries, self._exists)
 
     def identify(self, source: SeriesSource, hashed_id: str) -> SeriesSource:
         """``source`` with the id the catalog stores for it (``scan_id``) where that is not

@@ -440,3 +440,38 @@ def test_a_copy_whose_original_is_still_there_is_a_scan_of_its_own(tmp_path, set
     shutil.copytree(original, tmp_path / "b" / "archive")
     copy = run_ingest([tmp_path / "b" / "archive"], settings, workers=1, progress=False)
     assert (copy.ingested, copy.moved) == (1, 0)  # both are on disk: two scans, as before
+
+
+def test_redacted_scans_are_known_again_under_a_wider_folder_and_after_a_move(tmp_path):
+    # until stop 57 the catalog of `--redact-paths` held only pseudonyms, so neither rule above
+    # could match its scans: both stored them again; the owner's path map now gives the places
+    import shutil
+
+    from ctae_core.io.path_map import path_map_file, read_path_map
+
+    old = tmp_path / "disk1" / "Doeberg"
+    write_phantom(old / "batch1" / "ct", header=SeriesHeaderSpec(series_uid="1.2.826.95"))
+    sitk.WriteImage(sitk.GetImageFromArray(phantom((20, 30, 30), seed=5)),
+                    str(old / "batch1" / "vol.nii.gz"))
+    settings = CatalogSettings.resolve(tmp_path / "c.duckdb", tmp_path / "store", env={})
+
+    def rows() -> list[tuple]:
+        with connect(settings.catalog_path, read_only=True) as con:
+            return con.execute("SELECT scan_id, source_root, source_path FROM scans "
+                               "ORDER BY scan_id").fetchall()
+
+    first = run_ingest([old / "batch1"], settings, workers=1, progress=False, redact_paths=True)
+    wider = run_ingest([old], settings, workers=1, progress=False, redact_paths=True)
+    assert (first.ingested, wider.ingested, wider.skipped_unchanged, wider.found_before) == (2, 0, 2, 2)
+    ids = [row[0] for row in rows()]
+    assert len(ids) == 2
+
+    new = tmp_path / "disk2" / "Doeberg"
+    new.parent.mkdir()
+    shutil.move(old, new)
+    moved = run_ingest([new], settings, workers=1, progress=False, redact_paths=True)
+    assert (moved.ingested, moved.skipped_unchanged, moved.moved) == (0, 2, 2)
+    assert [row[0] for row in rows()] == ids
+    assert not any("Doeberg" in value or "disk" in value for row in rows() for value in row)
+    links = read_path_map(path_map_file(settings.store_dir))
+    assert {links[i].source_root for i in ids} == {str(new)}
