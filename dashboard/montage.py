@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from ctae_core.anomaly_map import hottest_region_mask
+from ctae_core.io.volume_store import VOLUME_UNREADABLE
 from dashboard import data, state
 from dashboard.render import ViewSettings, render_plane
 
@@ -39,7 +40,7 @@ def key_slice_image(volume_path: str, error_path: str | None, spacing_mm: float,
     if error_path:
         try:
             error = data.volume(error_path)
-        except FileNotFoundError:
+        except VOLUME_UNREADABLE:
             error = None
     z = key_slice(volume.shape, error, hot_z)
     image = render_plane(volume, "axial", z, MONTAGE_VIEW, error=error,
@@ -70,8 +71,9 @@ def flagged_montage(catalog: str, run_id: str, run_spacing_mm: float | None) -> 
                 png, z, hot = key_slice_image(row.volume_path, row.error_path or None,
                                               float(row.spacing_mm), float(run_spacing_mm or row.spacing_mm),
                                               None if pd.isna(row.hot_z) else int(row.hot_z))
-            except FileNotFoundError:
-                col.caption(f"`{row.scan_id}`: stored volume missing")
+            except VOLUME_UNREADABLE as err:
+                col.caption(f"`{row.scan_id}`: stored volume "
+                            + ("missing" if isinstance(err, FileNotFoundError) else "damaged"))
                 continue
             label = f" · {row.label}" if isinstance(row.label, str) else ""
             col.image(png, caption=f"{row.scan_id[:10]} · {row.score:.3g}{label} · z {z}"

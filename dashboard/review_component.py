@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 import streamlit.components.v1 as components
 
+from ctae_core.io.volume_store import VOLUME_UNREADABLE
 from dashboard import component_files, data, slices
 from dashboard.render import ViewSettings, render_views
 from dashboard.suggest import suggested_causes
@@ -94,7 +95,7 @@ def draw_ahead(scans: Sequence[Mapping[str, Any]], show_model: bool) -> None:
     for scan in scans:
         try:
             planes_stem(scan, show_model, draw=True)
-        except FileNotFoundError:
+        except VOLUME_UNREADABLE:
             continue
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from ctae_core.io.volume_store import VOLUME_UNREADABLE
 from dashboard import auth, data, review_data, slices
 from dashboard.absorber import start_absorber
 from dashboard.review_component import error_path, plane_pngs
@@ -41,10 +42,10 @@ def _planes(volume_path: str, error_path: str | None, z: int,
 
 def _axial_slider(scan: pd.Series) -> tuple[int, int] | None:
     """(chosen axial slice, slices) from a slider at the scan's middle; None when its volume is
-    missing from the store."""
+    missing from the store or damaged."""
     try:
         depth = data.volume(scan["volume_path"]).shape[0]
-    except FileNotFoundError:
+    except VOLUME_UNREADABLE:
         return None
     return slice_slider(st, "Axial slice", depth, depth // 2, key=f"mr_z_{scan['scan_id']}"), depth
 
@@ -53,7 +54,8 @@ def scan_images(scan: pd.Series, show_model: bool) -> None:
     """The three planes through the scan's middle (axial slice chosen by a slider); the |error|
     overlay only when the session shows the model."""
     if (chosen := _axial_slider(scan)) is None:
-        st.warning("This scan's volume is missing from the store; label it from its facts.")
+        st.warning("This scan's stored volume is missing or damaged (`ctae ingest` of its source "
+                   "stores it again); label it from its facts.")
         return
     z = chosen[0]
     pngs = _planes(scan["volume_path"], error_path(scan, show_model), z,
@@ -67,7 +69,7 @@ def other_slices(scan: pd.Series, show_model: bool) -> None:
     scan, drawn by the server (a slice off the middle only, so a label draws nothing here)."""
     with st.expander(f"Other axial slices of `{scan['scan_id']}`"):
         if (chosen := _axial_slider(scan)) is None:
-            st.caption("This scan's volume is missing from the store.")
+            st.caption("This scan's stored volume is missing or damaged.")
             return
         z, depth = chosen
         if z != depth // 2:
@@ -83,7 +85,7 @@ def prefetch_planes(upcoming: list[pd.Series], show_model: bool) -> None:
             depth = data.volume(scan["volume_path"]).shape[0]
             _planes(scan["volume_path"], error_path(scan, show_model), depth // 2,
                     float(scan["spacing_mm"]))
-        except FileNotFoundError:
+        except VOLUME_UNREADABLE:
             continue
 
 

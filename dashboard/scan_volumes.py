@@ -235,6 +235,7 @@ def viewer_scan(scan: dict[str, Any]) -> ViewerScan:
 
     Raises:
         FileNotFoundError: the stored volume is missing.
+        CorruptVolumeError: it is damaged.
     """
     stored = load_volume(scan["volume_path"])
     spacing = float(scan["spacing_mm"])

@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from ctae_core.anomaly_map import hottest_regions
+from ctae_core.io.volume_store import VOLUME_UNREADABLE
 from dashboard import data, scan_volumes, slices, volume_viewer
 from dashboard.render import ViewSettings, render_views
 
@@ -92,7 +93,7 @@ def _load(path: Any, what: str):
         return None
     try:
         return data.volume(path)
-    except FileNotFoundError as err:
+    except VOLUME_UNREADABLE as err:
         st.warning(f"{what}: {err}")
         return None
 
@@ -192,7 +193,7 @@ def show_scan(scan: pd.Series, run: dict[str, Any], above: Any) -> None:
         try:
             with st.spinner("Reading the series …"):
                 prepared = scan_volumes.viewer_scan(fields)
-        except FileNotFoundError as err:
+        except VOLUME_UNREADABLE as err:
             _view_choice(above)
             st.warning(f"Original: {err}")
             st.stop()

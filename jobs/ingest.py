@@ -455,6 +455,7 @@ def _moves(
 
 
 def _needs_ingest(source, known: dict[str, tuple[str, str, float]], spacing: float) -> bool:
+    from ctae_core.io.volume_store import volume_intact
     from jobs.ingest_worker import scan_id_for
 
     previous = known.get(scan_id_for(source))
@@ -462,7 +463,7 @@ def _needs_ingest(source, known: dict[str, tuple[str, str, float]], spacing: flo
         return True
     fingerprint, volume_path, stored_spacing = previous
     unchanged = fingerprint == source.fingerprint and abs(stored_spacing - spacing) < 1e-9
-    return not (unchanged and Path(volume_path).exists())
+    return not (unchanged and volume_intact(volume_path))  # a damaged volume is read again
 
 
 def _sized(config: ExecutorConfig, n_inputs: int) -> ExecutorConfig:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from ctae_core.config import TrainConfig
+from ctae_core.io.volume_store import volume_intact
 from ctae_core.training_set import ScanItem, assign_splits
 from data_catalog import CatalogSettings, connect
 from data_catalog.runs import (
@@ -51,8 +52,9 @@ class VolumesMissingError(JobError):
 
 
 def _refuse_missing_volumes(scans: Scans) -> None:
-    """Refuse to start where a scan's stored volume is gone: until stop 56 training stopped in
-    a traceback while measuring μ/σ, and left its run behind (the next try needed --resume)."""
+    """Refuse to start where a scan's stored volume is gone or damaged: until stop 56 training
+    stopped in a traceback while measuring μ/σ, and left its run behind (the next try needed
+    --resume)."""
     missing = [s.volume_path for s in scans.values() if not Path(s.volume_path).is_file()]
     if missing:
         raise VolumesMissingError(
@@ -60,6 +62,12 @@ def _refuse_missing_volumes(scans: Scans) -> None:
             f"{missing[0]}); a run trains on every ingested scan — run `ctae ingest` on their "
             "source again (it stores an unchanged input whose volume is gone), or point --store "
             "at the store they are in")
+    damaged = [s.volume_path for s in scans.values() if not volume_intact(s.volume_path)]
+    if damaged:  # a header read each; until stop 57 a traceback mid-way through μ/σ
+        raise VolumesMissingError(
+            f"{len(damaged)} of the {len(scans)} ingested scans have a stored volume that is "
+            f"truncated or not one ctae wrote (the first: {damaged[0]}); run `ctae ingest` on "
+            "their source again: it reads a scan whose volume is damaged again")
 
 
 def _in_scan_order(splits: Splits, scans: Scans) -> Splits:

@@ -122,11 +122,46 @@ def _free_mb(folder: Path) -> str:
     return "?"
 
 
+class CorruptVolumeError(ValueError):
+    """A stored volume that is truncated or not an array ctae wrote."""
+
+
+VOLUME_UNREADABLE = (FileNotFoundError, CorruptVolumeError)
+"""What ``load_volume`` raises for a stored volume that cannot be shown: missing or damaged."""
+
+
 def load_volume(path: Path | str, *, mmap: bool = True) -> np.ndarray:
-    """Read a stored array; memory-mapped by default, so a slice reads a few KB, not the scan."""
+    """Read a stored array; memory-mapped by default, so a slice reads a few KB, not the scan.
+
+    Raises:
+        FileNotFoundError: the file is missing.
+        CorruptVolumeError: the file is truncated or not an array ctae wrote.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(
             f"{path}: stored volume is missing; re-run the job that wrote it (ingest or score)"
         )
-    return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, EOFError) as err:  # numpy: a short file, a bad header, a pickle
+        raise CorruptVolumeError(
+            f"{path}: stored volume is truncated or not one ctae wrote ({err}); re-run the job "
+            "that wrote it (`ctae ingest` reads a damaged scan's source again, `ctae score "
+            "--overwrite` rewrites a run's volumes)"
+        ) from err
+
+
+def volume_intact(path: Path | str) -> bool:
+    """Whether ``path`` is a whole ``.npy`` array: its header reads and the file is as long as
+    the header says (a write cut short, a disk error or a stray file is not); reads ~128 bytes."""
+    try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read_header(handle)
+            expected = handle.tell() + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            return not dtype.hasobject and os.fstat(handle.fileno()).st_size == expected
+    except (OSError, ValueError, EOFError):
+        return False

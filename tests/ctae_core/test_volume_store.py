@@ -93,3 +93,16 @@ def test_a_checkpoint_that_runs_out_of_room_leaves_no_part_and_keeps_the_last_on
     assert "MB free on its disk" in said and "what it wrote before is kept" in said
     assert kept == "1000"  # the last good checkpoint is whole
     assert sorted(p.name for p in path.parent.iterdir()) == ["checkpoint.pt"]  # no temp file
+
+
+def test_a_damaged_volume_is_told_apart_from_a_whole_one_and_named(tmp_path):
+    path = save_volume(np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6), tmp_path / "a.npy")
+    assert volume_store.volume_intact(path)
+    whole = path.read_bytes()
+    for damaged in (whole[:-2], whole + b"\0", whole[:60], b"", b"not an array at all" * 10):
+        path.write_bytes(damaged)
+        assert not volume_store.volume_intact(path)
+    path.write_bytes(whole[:-2])  # a write cut short: numpy's own words named no file
+    with pytest.raises(volume_store.CorruptVolumeError, match=f"{path}: stored volume is truncated"):
+        load_volume(path)
+    assert not volume_store.volume_intact(tmp_path / "missing.npy")

@@ -169,3 +169,23 @@ def test_a_header_value_is_shown_as_written_never_as_a_link_or_a_picture():
     scans = pd.DataFrame({"manufacturer": ["<a href='http://x.invalid'>SIEMENS</a>", None]})
     assert list(category_of(scans, "manufacturer")) == [
         "&lt;a href=&#x27;http://x.invalid&#x27;&gt;SIEMENS&lt;/a&gt;", "unknown"]
+
+
+def test_a_damaged_stored_volume_is_named_in_either_view_never_a_traceback(catalog, open_page):
+    # until stop 57 the interactive view ended in numpy's "mmap length is greater than file
+    # size", which named no file
+    from data_catalog import connect
+
+    with connect(catalog.catalog_path, read_only=True) as con:
+        (volume_path,) = con.execute(
+            "SELECT volume_path FROM scans WHERE scan_id = 'syn0000001'").fetchone()
+    with open(volume_path, "r+b") as handle:
+        handle.truncate(400)
+    at = _open_selection(open_page, catalog, ["syn0000001"])
+    said = [w.value for w in at.warning]
+    assert any(f"{volume_path}: stored volume is truncated" in w for w in said), said
+    at.session_state["view_mode"] = "interactive"
+    at.run()
+    assert not at.exception
+    assert any(w.value.startswith(f"Original: {volume_path}: stored volume is truncated")
+               for w in at.warning), [w.value for w in at.warning]

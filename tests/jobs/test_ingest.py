@@ -475,3 +475,15 @@ def test_redacted_scans_are_known_again_under_a_wider_folder_and_after_a_move(tm
     assert not any("Doeberg" in value or "disk" in value for row in rows() for value in row)
     links = read_path_map(path_map_file(settings.store_dir))
     assert {links[i].source_root for i in ids} == {str(new)}
+
+
+def test_a_stored_volume_that_was_damaged_is_stored_again_by_the_next_ingest(source_tree, settings):
+    # until stop 57 an unchanged input whose volume was cut short (a disk error, a copy that
+    # stopped) was skipped as long as the file existed: nothing could mend it
+    first = run_ingest([source_tree], settings, workers=1, progress=False)
+    volumes = sorted(settings.volumes_dir.iterdir())
+    whole = volumes[0].read_bytes()
+    volumes[0].write_bytes(whole[: len(whole) // 2])
+    again = run_ingest([source_tree], settings, workers=1, progress=False)
+    assert (again.ingested, again.skipped_unchanged) == (1, first.ingested - 1)
+    assert volumes[0].read_bytes() == whole

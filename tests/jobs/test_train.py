@@ -267,6 +267,20 @@ def test_a_scan_whose_stored_volume_is_gone_is_named_before_a_run_is_made(settin
         assert get_run(con, "r") is None
 
 
+def test_a_scan_whose_stored_volume_is_damaged_is_named_before_a_run_is_made(settings):
+    # until stop 57 a traceback while measuring μ/σ ("mmap length is greater than file size")
+    ids = add_scans(settings, COHORT)
+    damaged = settings.volumes_dir / f"{ids[2]}.npy"
+    damaged.write_bytes(damaged.read_bytes()[:300])
+    result = train(settings, "r", "--epochs", "1")
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2, result.output
+    assert (f"ctae train: 1 of the 11 ingested scans have a stored volume that is truncated or "
+            f"not one ctae wrote (the first: {damaged})") in said
+    with connect(settings.catalog_path, read_only=True) as con:
+        assert get_run(con, "r") is None
+
+
 def test_too_few_scans_is_a_clear_error_and_leaves_no_run(settings):
     add_scans(settings, COHORT[:2])
     result = train(settings, "r", "--epochs", "1")
