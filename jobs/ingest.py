@@ -113,10 +113,9 @@ def _job(settings: CatalogSettings, args: dict[str, Any]) -> Iterator[JobRecord]
 
 def _known_inputs(con: Any) -> tuple[dict[str, tuple[str, str, float]], StoredPlaces]:
     """The catalog's fingerprints by scan id, and where its scans were found."""
-    from ctae_core.io.moved_inputs import StoredInput, StoredPlaces
+    from ctae_core.io.moved_inputs import StoredPlaces
 
-    places = [StoredInput(*row) for row in scan_places(con)]
-    return scan_fingerprints(con), StoredPlaces(scan_roots(con), places)
+    return scan_fingerprints(con), StoredPlaces(scan_roots(con), scan_places(con))
 
 
 def _import_readers() -> None:
