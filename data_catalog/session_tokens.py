@@ -40,20 +40,48 @@ def secret_path(users_file: Path) -> Path:
 
 
 def server_secret(users_file: Path) -> bytes:
-    """The signing secret, made (owner-only) on first use; refused when others can read it."""
+    """The signing secret, made (owner-only) on first use; refused when others can read it.
+
+    Made whole aside and linked into place, so that sessions or servers starting at once all
+    read the one secret the first of them made: until stop 57 the file was created empty and
+    written after, and a second reader in between signed with an empty secret (25 of 30 rounds
+    of eight processes at once)."""
     path = secret_path(users_file)
+    if not path.exists():
+        _make_secret(path)
+    if stat.S_IMODE(path.stat().st_mode) & 0o077:
+        raise PermissionError(
+            f"{path}: others may read the dashboard's signing secret; run `chmod 600 {path}` "
+            "(or delete it to sign everybody out and make a new one)"
+        )
+    secret = path.read_bytes()
+    if len(secret) < SECRET_MIN_BYTES:
+        raise PermissionError(f"{path}: the dashboard's signing secret is cut short "
+                              f"({len(secret)} bytes); delete it to sign everybody out and make "
+                              "a new one")
+    return secret
+
+
+SECRET_MIN_BYTES = 32
+"""Shortest secret accepted: a new one is 64 hex digits (256 bits)."""
+
+
+def _make_secret(path: Path) -> None:
+    part = path.with_name(f".{path.name}.{secrets.token_hex(8)}.part")
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(part, path)  # atomic, and refused where another made it first
     except FileExistsError:
-        if stat.S_IMODE(path.stat().st_mode) & 0o077:
-            raise PermissionError(
-                f"{path}: others may read the dashboard's signing secret; run `chmod 600 {path}` "
-                "(or delete it to sign everybody out and make a new one)"
-            ) from None
-        return path.read_bytes()
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secrets.token_hex(32))
-    return path.read_bytes()
+        pass
+    except OSError:  # a file system without hard links: whole, if not exclusive
+        if not path.exists():
+            os.replace(part, path)
+    finally:
+        part.unlink(missing_ok=True)
 
 
 def _fingerprint(account: Account) -> str:

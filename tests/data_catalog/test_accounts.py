@@ -61,3 +61,36 @@ def test_accounts_added_at_once_by_several_processes_are_all_kept(tmp_path):
     assert sorted(load_accounts(path)) == [f"user{i}" for i in range(6)]
     remove_account(path, "user3")
     assert sorted(load_accounts(path)) == ["user0", "user1", "user2", "user4", "user5"]
+
+
+def _secret_after(barrier, path: str, out) -> None:
+    from data_catalog.session_tokens import server_secret
+
+    barrier.wait()  # every process asks for the secret before any has one
+    out.put(server_secret(Path(path)))
+
+
+def test_servers_starting_at_once_all_sign_with_the_one_whole_secret(tmp_path):
+    # until stop 57 the secret file was created empty and written after: a second process
+    # reading in between signed with an empty secret (25 of 30 rounds of eight at once)
+    import multiprocessing
+
+    from data_catalog.session_tokens import secret_path, server_secret
+
+    context = multiprocessing.get_context("fork")
+    for round_ in range(5):
+        path = tmp_path / f"round{round_}" / "users.json"
+        path.parent.mkdir()
+        barrier, out = context.Barrier(6), context.Queue()
+        workers = [context.Process(target=_secret_after, args=(barrier, str(path), out))
+                   for _ in range(6)]
+        for worker in workers:
+            worker.start()
+        secrets = [out.get(timeout=60) for _ in workers]
+        for worker in workers:
+            worker.join(timeout=60)
+        assert len(set(secrets)) == 1 and len(secrets[0]) == 64, secrets
+        assert sorted(p.name for p in path.parent.iterdir()) == ["users.secret"]  # no part left
+    secret_path(path).write_bytes(b"")  # one cut short by a crash is refused, not signed with
+    with pytest.raises(PermissionError, match="cut short"):
+        server_secret(path)
