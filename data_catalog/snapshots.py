@@ -227,6 +227,7 @@ def take_snapshot(
         )
     rows = current_rows(con, run_id)
     _check_clusters(run_id, filt, rows)
+    _check_flags_set(run_id, filt, rows)
     rows.insert(0, "included", filter_mask(rows, filt).astype(bool).to_numpy())
     listed = rows.loc[rows["included"], LIST_COLUMNS].reset_index(drop=True)
     export_id = new_sortable_id()
@@ -250,6 +251,22 @@ def take_snapshot(
         "schema_version": SCHEMA_VERSION,
     }
     return Snapshot(export_id, manifest, rows)
+
+
+def _check_flags_set(run_id: str, filt: ExportFilter, rows: pd.DataFrame) -> None:
+    """Refuse a filter that reads the flags while scored scans have none: a scoring clears a
+    scan's flag when it writes its score and sets every flag once T is fitted, so until stop 57
+    the clean training list (``exclude_outliers``) taken meanwhile, or after a scoring that
+    stopped, listed the flagged outliers as clean."""
+    if filt.flag is None and not filt.exclude_outliers:
+        return
+    unset = int((rows["score"].notna() & rows["is_outlier"].isna()).sum())
+    if unset:
+        raise ValueError(
+            f"{unset} of the {int(rows['score'].notna().sum())} scored scans of run {run_id!r} have "
+            "no flag yet: a `ctae score` of the run is running, or stopped before it set T, so this "
+            "list would take flagged scans for clean ones; wait for the scoring to end, or run "
+            f"`ctae score --run {run_id}` again, then export")
 
 
 def record_snapshot(con: duckdb.DuckDBPyConnection, snapshot: Snapshot, destination: str | None) -> None:

@@ -180,3 +180,34 @@ def test_a_bundle_whose_stored_volume_is_gone_names_it_and_writes_and_logs_nothi
         prepare_export(str(catalog.catalog_path), "synthetic", ExportFilter(), "nnunet", "hal")
     with connect(catalog.catalog_path, read_only=True) as con:
         assert len(con.execute("SELECT * FROM exports").fetchall()) == logged  # nothing logged
+
+
+def test_a_clean_list_is_refused_while_scored_scans_have_no_flag(catalog, tmp_path):
+    # a scoring writes each scan's score with no flag and flags every scan once T is fitted:
+    # until stop 57 `--exclude-outliers` taken meanwhile (or after a scoring that stopped)
+    # listed the flagged scans as clean
+    from dashboard.data import prepare_export
+    from data_catalog.filters import ExportFilter
+
+    with connect(catalog.catalog_path) as con:
+        flagged = [r[0] for r in con.execute(
+            "SELECT scan_id FROM scores WHERE run_id = 'synthetic' AND is_outlier").fetchall()]
+        con.execute("UPDATE scores SET is_outlier = NULL WHERE run_id = 'synthetic' "
+                    "AND scan_id IN (SELECT scan_id FROM scores ORDER BY scan_id LIMIT 25)")
+        logged = len(con.execute("SELECT * FROM exports").fetchall())
+    assert flagged
+    for args in (["--exclude-outliers"], ["--flag", "inlier"]):
+        result = runner.invoke(app, ["export", "--catalog", str(catalog.catalog_path), "--run",
+                                     "synthetic", "--out", str(tmp_path / "clean.csv"), *args])
+        said = " ".join(result.output.split())
+        assert result.exit_code == 2, result.output
+        assert "25 of the 40 scored scans of run 'synthetic' have no flag yet" in said
+        assert not (tmp_path / "clean.csv").exists()
+    with pytest.raises(ValueError, match="have no flag yet"):
+        prepare_export(str(catalog.catalog_path), "synthetic", ExportFilter(exclude_outliers=True),
+                       "csv", "hal")
+    _export(catalog, tmp_path / "all.csv")  # a list that reads no flag is still written
+    with connect(catalog.catalog_path) as con:
+        assert len(con.execute("SELECT * FROM exports").fetchall()) == logged + 1
+        set_threshold(con, "synthetic", rule="mad", params={"k": 3.0}, threshold=0.9, score="mse_m")
+    _export(catalog, tmp_path / "clean.csv", "--exclude-outliers")
