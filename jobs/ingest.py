@@ -411,7 +411,14 @@ def _as_ingested_before(sources: list, known: dict, places: StoredPlaces) -> lis
         return scan_id_for(source) in known
 
     found = [as_ingested_before(s, places.roots, stored) for s in sources]
-    return [places.identify(s, scan_id_for(s)) for s in found]
+    claimed: set[str] = set()
+    identified = []
+    for source in (places.identify(s, scan_id_for(s)) for s in found):
+        if source.scan_id is not None and source.scan_id in claimed:
+            source = dataclasses.replace(source, scan_id=None)  # a second copy: a scan of its own
+        claimed.add(source.scan_id)
+        identified.append(source)
+    return identified
 
 
 def _at_real_places(places: StoredPlaces, settings: CatalogSettings) -> StoredPlaces:

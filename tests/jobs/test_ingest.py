@@ -487,3 +487,23 @@ def test_a_stored_volume_that_was_damaged_is_stored_again_by_the_next_ingest(sou
     again = run_ingest([source_tree], settings, workers=1, progress=False)
     assert (again.ingested, again.skipped_unchanged) == (1, first.ingested - 1)
     assert volumes[0].read_bytes() == whole
+
+
+def test_a_moved_series_found_in_two_new_places_is_its_scan_once_and_a_new_scan_once(tmp_path, settings):
+    import shutil
+
+    old = tmp_path / "old" / "archive"
+    write_phantom(old / "ct", header=SeriesHeaderSpec(series_uid="1.2.826.97"))
+    run_ingest([old], settings, workers=1, progress=False)
+    with connect(settings.catalog_path, read_only=True) as con:
+        (scan_id,) = con.execute("SELECT scan_id FROM scans").fetchone()
+    shutil.copytree(old, tmp_path / "a" / "archive")
+    shutil.move(old, tmp_path / "b" / "archive")
+    for copy in ("a", "b"):  # both read again: each would store its series under the one id
+        for dicom in (tmp_path / copy / "archive" / "ct").iterdir():
+            os.utime(dicom, ns=(10**18, 10**18))
+    both = run_ingest([tmp_path / "a", tmp_path / "b"], settings, workers=1, progress=False)
+    assert (both.ingested, both.moved) == (2, 1)
+    with connect(settings.catalog_path, read_only=True) as con:
+        rows = con.execute("SELECT scan_id, source_root FROM scans ORDER BY source_root").fetchall()
+    assert len(rows) == 2 and rows[0] == (scan_id, str(tmp_path / "a"))
