@@ -148,7 +148,8 @@ SELECT count(*) FILTER (WHERE sc.is_outlier) AS flagged,
        count(c.scan_id) AS reviewed,
        count(c.scan_id) FILTER (WHERE sc.is_outlier) AS flagged_reviewed,
        count(*) FILTER (WHERE c.label = 'outlier') AS labelled_outliers,
-       count(*) FILTER (WHERE c.disagree) AS disagreements
+       count(*) FILTER (WHERE c.disagree) AS disagreements,
+       count(sc.scan_id) FILTER (WHERE sc.is_outlier IS NULL) AS unflagged
 FROM scans s
 LEFT JOIN scores sc ON sc.scan_id = s.scan_id AND sc.run_id = $run_id
 LEFT JOIN current c ON c.scan_id = s.scan_id
@@ -263,7 +264,8 @@ def explorer_scans(
 
 
 def review_summary(con: duckdb.DuckDBPyConnection, run_id: str | None) -> dict[str, int]:
-    """Counts of flagged scans, reviewed scans, reviewed flagged scans, labelled outliers."""
+    """Counts of flagged scans, reviewed scans, reviewed flagged scans, labelled outliers,
+    disagreements, and scored scans with no flag yet (a scoring running, or stopped before T)."""
     row = con.execute(_REVIEW_SUMMARY, {"run_id": run_id}).fetchall()[0]
     return dict(zip([d[0] for d in con.description], row, strict=True))
 

@@ -59,6 +59,11 @@ else:
         f"model input spacing {run.get('spacing_mm')} mm"
     )
 summary = data.review_summary(catalog, run_id)
+if summary["unflagged"]:
+    st.warning(f"{summary['unflagged']:,} scored scans of run `{run_id}` have no flag yet: a "
+               f"`ctae score --run {run_id}` is running, or stopped before it set T. The flagged "
+               "count below leaves them out, and a clean list is not exported until they have "
+               "one: wait for the scoring to end, or run it again.")
 cols = st.columns(4)
 cols[0].metric("Flagged (> T)", f"{summary['flagged']:,}")
 cols[1].metric(

@@ -38,6 +38,17 @@ def test_overview_shows_counts_threshold_and_training_curve(catalog, open_page):
     assert not any("not validated" in c.value for c in at.caption)  # every epoch was
 
 
+def test_overview_says_when_scored_scans_have_no_flag_yet(catalog, open_page):
+    at = open_page(catalog, "overview")
+    assert not [w for w in at.warning if "no flag yet" in w.value]
+    with connect(catalog.catalog_path) as con:  # what a scoring leaves until it sets T
+        con.execute("UPDATE scores SET is_outlier = NULL WHERE scan_id IN "
+                    "(SELECT scan_id FROM scores ORDER BY scan_id LIMIT 7)")
+    at = open_page(catalog, "overview")
+    (said,) = [w.value for w in at.warning if "no flag yet" in w.value]
+    assert said.startswith("7 scored scans of run `synthetic` have no flag yet")
+
+
 def test_overview_says_which_epochs_were_not_validated(catalog, open_page):
     with connect(catalog.catalog_path) as con:  # a run validated from half its schedule on
         con.execute("UPDATE train_history SET val_loss = NULL WHERE epoch <= 15")
