@@ -11,6 +11,8 @@ from data_catalog.accounts import load_accounts, users_path
 from data_catalog.sessions import ReviewRefused
 
 SOURCES = ("flagged scans", "a cluster", "random sample of unflagged scans", "current selection")
+FLAG_SOURCES = (SOURCES[0], SOURCES[2])
+"""The sources that read the flags."""
 
 st.title("Review sessions")
 run_id, scans = state.require_scores()
@@ -35,6 +37,12 @@ with st.form("new_session"):
                              key="ns_model")
     create = st.form_submit_button("Create session", type="primary")
 
+unset = int((scans["score"].notna() & scans["is_outlier"].isna()).sum())
+if create and unset and source in FLAG_SOURCES:
+    st.error(f"{unset:,} scored scans of run `{run_id}` have no flag yet (a scoring is running, "
+             "or stopped before it set T), so the flagged and unflagged scans are not known; "
+             "wait for the scoring to end, or run it again, then create the session.")
+    create = False
 if create:
     flagged = scans["is_outlier"].fillna(False).astype(bool)
     if source == "flagged scans":

@@ -230,3 +230,27 @@ def test_more_like_this_labels_the_cluster_after_a_confirmation(catalog, monkeyp
     # the browser pane is handed the bulk reads at once, not the queue from before them
     read_in_pane = {i["id"]: (i["read"] or {}).get("verdict") for i in _pane(at)["items"]}
     assert read_in_pane == {same[0]: None, other: None, same[1]: "outlier", same[2]: "outlier"}
+
+
+def test_a_session_of_flagged_or_unflagged_scans_waits_for_every_flag(team, monkeypatch):
+    # during a scoring (or after one that stopped before T) the unflagged sample drew flagged
+    # scans, and the flagged set missed some, without a word
+    settings, _ = team
+    with connect(settings.catalog_path) as con:
+        con.execute("UPDATE scores SET is_outlier = NULL WHERE scan_id IN "
+                    "(SELECT scan_id FROM scores ORDER BY scan_id LIMIT 5)")
+    at = _app(settings, monkeypatch)
+    at.session_state[USER] = signed_in(settings.catalog_path, "ada")
+    at.run()
+    at.switch_page("app_pages/sessions.py").run()
+    at.text_input(key="ns_name").input("audit")
+    at.multiselect(key="ns_reviewers").set_value(["bea", "cyd"])
+    for source in ("flagged scans", "random sample of unflagged scans"):
+        at.radio(key="ns_source").set_value(source)
+        next(b for b in at.button if b.label == "Create session").click().run()
+        assert not at.exception and not at.success
+        assert at.error[0].value.startswith("5 scored scans of run `synthetic` have no flag yet")
+    at.radio(key="ns_source").set_value("a cluster")  # reads no flag: created as before
+    next(b for b in at.button if b.label == "Create session").click().run()
+    assert not at.error, at.error[0].value
+    assert "reads each" in at.success[0].value
