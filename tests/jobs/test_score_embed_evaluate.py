@@ -721,3 +721,25 @@ def test_new_checkpoint_rescores_and_keep_volumes_flagged_removes_inliers(scored
                     "WHERE run_id = ? AND scan_id = 's-000'", [RUN])
     again = _cli(settings, "embed", "--run", RUN, "--seed", "1", "--min-pts", "3")
     assert "embedded 21 scans" in again.output
+
+
+def test_evaluate_waits_while_scored_scans_have_no_flag(scored, tmp_path):
+    # during a rescoring the scores are part old, part new and the flags unset: until stop 57
+    # evaluate stored its precision at T from that mix
+    import shutil
+
+    settings, _ = scored
+    copy = CatalogSettings.resolve(tmp_path / "c.duckdb", settings.store_dir, env={})
+    shutil.copy(settings.catalog_path, copy.catalog_path)
+    with connect(copy.catalog_path) as con:
+        con.execute("UPDATE scores SET is_outlier = NULL WHERE scan_id IN ('s-001', 's-004')")
+    stored = _read(copy, catalog_scores.read_evaluations, RUN)
+    pd.DataFrame({"series_uid": "", "source_path": [f"s-{i:03d}.nii" for i in range(20)],
+                  "truth": ["metal" if f"s-{i:03d}" in METAL else "inlier" for i in range(20)]}
+                 ).to_csv(tmp_path / "ground_truth.csv", index=False)
+    result = runner.invoke(app, ["evaluate", "--run", RUN, "--truth", str(tmp_path / "ground_truth.csv"),
+                                 "--catalog", str(copy.catalog_path), "--no-progress"])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1, result.output  # README: not ready yet
+    assert said.startswith(f"ctae evaluate: 2 of the 21 scored scans of run '{RUN}' have no flag yet")
+    pd.testing.assert_frame_equal(_read(copy, catalog_scores.read_evaluations, RUN), stored)
