@@ -135,6 +135,7 @@ class IngestSummary:
     skipped_unchanged: int = 0
     found_before: int = 0
     moved: int = 0
+    gone: int = 0
     failed: Counter = field(default_factory=Counter)
     skipped_files: dict[str, int] = field(default_factory=dict)
     input_bytes: int = 0
@@ -148,6 +149,7 @@ class IngestSummary:
             "skipped_unchanged": self.skipped_unchanged,
             "found_before": self.found_before,
             "moved": self.moved,
+            "gone": self.gone,
             "failed": sum(self.failed.values()),
             "failed_by_reason": dict(self.failed),
             "skipped_files": dict(self.skipped_files),
@@ -168,6 +170,11 @@ class IngestSummary:
         if self.moved:
             out.append(f"  {self.moved} of them moved since they were ingested (their old place "
                        "is gone): each stays the scan it is, at its new place")
+        if self.gone:
+            out.append(f"  {self.gone} scan(s) the catalog holds under these folders were not "
+                       "found: their files are gone (deleted, or moved out of what was walked); "
+                       "they stay in the catalog, with their stored volumes, and runs still "
+                       "train on them")
         out += [f"  failed {n} × {reason}" for reason, n in sorted(self.failed.items())]
         out += [
             f"  passed over {n} file(s): {why}" for why, n in sorted(self.skipped_files.items())
@@ -239,12 +246,13 @@ def run_ingest(
     discovery.sources = _as_ingested_before(found_as, known, places)
     summary.found_before = sum(a.source_root != b.source_root
                                for a, b in zip(discovery.sources, found_as, strict=True))
-    moves, gone = _moves(discovery.sources, known, places)
+    moves, gone_roots = _moves(discovery.sources, known, places)
     summary.moved = sum(places.moved(s) is not None for s in discovery.sources)
-    walked += gone  # the refusals listed under a folder that is gone are gone too
+    summary.gone = len(places.gone_under(walked, {scan_id_for(s) for s in discovery.sources}))
+    walked += gone_roots  # the refusals listed under a folder that is gone are gone too
     if redact_paths:  # no moved scan's path reaches the catalog, not even for a moment
         moves = [(i, redacted_root(root), i, print_) for i, root, _, print_ in moves]
-        pseudonyms |= {redacted_root(root) for root in gone}
+        pseudonyms |= {redacted_root(root) for root in gone_roots}
     if redact_paths:
         _write_path_map(settings, discovery)
     current = [s.source_key for s in discovery.sources] + [r.source_key for r in refusals]

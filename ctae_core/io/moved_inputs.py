@@ -101,6 +101,19 @@ class StoredPlaces:
         ]
         return StoredPlaces(sorted({row[2] for row in rows}), rows, self._exists)
 
+    def gone_under(self, folders: Iterable[str], found: set[str]) -> list[str]:
+        """The ids of the scans stored under ``folders`` (absolute) that are not among ``found``
+        and whose place is gone: deleted, or moved out of what was walked."""
+        inside = tuple(os.path.join(folder, "") for folder in folders)
+        gone = []
+        for scan_id, _, root, path, *_ in self._stored:
+            if scan_id in found or not os.path.isabs(root):
+                continue
+            place = os.path.join(root, path)
+            if place.startswith(inside) and not self._exists(place):
+                gone.append(scan_id)
+        return gone
+
     def identify(self, source: SeriesSource, hashed_id: str) -> SeriesSource:
         """``source`` with the id the catalog stores for it (``scan_id``) where that is not
         ``hashed_id``, the id its key hashes to: it was stored at this place by an earlier

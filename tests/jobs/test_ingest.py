@@ -507,3 +507,19 @@ def test_a_moved_series_found_in_two_new_places_is_its_scan_once_and_a_new_scan_
     with connect(settings.catalog_path, read_only=True) as con:
         rows = con.execute("SELECT scan_id, source_root FROM scans ORDER BY source_root").fetchall()
     assert len(rows) == 2 and rows[0] == (scan_id, str(tmp_path / "a"))
+
+
+def test_scans_whose_files_were_deleted_are_named_by_the_next_ingest(source_tree, settings):
+    # until stop 57 a series deleted from the archive (say, a broken one) and the archive
+    # ingested again said nothing: the scan stayed in the catalog and in every run's training
+    import shutil
+
+    first = run_ingest([source_tree], settings, workers=1, progress=False)
+    shutil.rmtree(source_tree / "p2")
+    again = run_ingest([source_tree], settings, workers=1, progress=False)
+    assert (again.found, again.skipped_unchanged, again.gone) == (first.found - 1, first.ingested - 1, 1)
+    assert "1 scan(s) the catalog holds under these folders were not found" in "\n".join(again.lines())
+    with connect(settings.catalog_path, read_only=True) as con:
+        assert scan_counts(con)["scans"] == first.ingested  # kept, with its stored volume
+    narrower = run_ingest([source_tree / "p1"], settings, workers=1, progress=False)
+    assert narrower.gone == 0  # p2 lies outside what was walked
