@@ -264,8 +264,9 @@ def _check_flags_set(run_id: str, filt: ExportFilter, rows: pd.DataFrame) -> Non
     if unset:
         raise ValueError(
             f"{unset} of the {int(rows['score'].notna().sum())} scored scans of run {run_id!r} have "
-            "no flag yet: a `ctae score` of the run is running, or stopped before it set T, so this "
-            "list would take flagged scans for clean ones; wait for the scoring to end, or run "
+            "no flag yet: a `ctae score` of the run is running, or ended without setting T (stopped, "
+            "or fewer than two scored validation scans), so this list would take flagged scans for "
+            "clean ones; wait for the scoring to end, or run "
             f"`ctae score --run {run_id}` again, then export")
 
 

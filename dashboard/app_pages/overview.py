@@ -61,7 +61,8 @@ else:
 summary = data.review_summary(catalog, run_id)
 if summary["unflagged"]:
     st.warning(f"{summary['unflagged']:,} scored scans of run `{run_id}` have no flag yet: a "
-               f"`ctae score --run {run_id}` is running, or stopped before it set T. The flagged "
+               f"`ctae score --run {run_id}` is running, or ended without setting T (stopped, or "
+               "fewer than two scored validation scans). The flagged "
                "count below leaves them out, and a clean list is not exported until they have "
                "one: wait for the scoring to end, or run it again.")
 cols = st.columns(4)

@@ -40,7 +40,7 @@ with st.form("new_session"):
 unset = int((scans["score"].notna() & scans["is_outlier"].isna()).sum())
 if create and unset and source in FLAG_SOURCES:
     st.error(f"{unset:,} scored scans of run `{run_id}` have no flag yet (a scoring is running, "
-             "or stopped before it set T), so the flagged and unflagged scans are not known; "
+             "or ended without setting T), so the flagged and unflagged scans are not known; "
              "wait for the scoring to end, or run it again, then create the session.")
     create = False
 if create:
