@@ -128,6 +128,12 @@ SELECT source_root, source_path, series_uid, reason, message, recorded_at
 FROM ingest_errors ORDER BY reason, source_path
 """
 _COUNT_SCANS = "SELECT count(*) FROM scans"
+_DUPLICATES = """
+SELECT content_hash, scan_id, source_root, source_path, series_uid
+FROM scans
+WHERE content_hash IN (SELECT content_hash FROM scans GROUP BY content_hash HAVING count(*) > 1)
+ORDER BY content_hash, source_root, source_path, scan_id
+"""
 _COUNT_ERRORS = "SELECT reason, count(*) FROM ingest_errors GROUP BY reason ORDER BY reason"
 _SCANS_TABLE = "SELECT * FROM scans ORDER BY source_root, source_path, scan_id"
 
@@ -264,6 +270,13 @@ def scan_counts(con: duckdb.DuckDBPyConnection) -> dict[str, object]:
         "ingest_errors": sum(by_reason.values()),
         "errors_by_reason": by_reason,
     }
+
+
+def duplicate_scans(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """The scans whose stored voxels are another scan's too (the same ``content_hash``): one
+    series stored twice, under two places or two names. Columns content_hash, scan_id,
+    source_root, source_path, series_uid; a group's rows together."""
+    return con.execute(_DUPLICATES).df()
 
 
 def scans_table(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:

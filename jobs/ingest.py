@@ -32,6 +32,7 @@ from data_catalog import CatalogNotWritableError, connect
 from data_catalog.scans import (
     CATALOG_ERRORS,
     clear_ingest_errors,
+    duplicate_scans,
     move_scans,
     prune_ingest_errors,
     record_ingest_errors,
@@ -136,6 +137,8 @@ class IngestSummary:
     found_before: int = 0
     moved: int = 0
     gone: int = 0
+    duplicates: int = 0
+    duplicate_groups: int = 0
     failed: Counter = field(default_factory=Counter)
     skipped_files: dict[str, int] = field(default_factory=dict)
     input_bytes: int = 0
@@ -150,6 +153,7 @@ class IngestSummary:
             "found_before": self.found_before,
             "moved": self.moved,
             "gone": self.gone,
+            "duplicates": self.duplicates,
             "failed": sum(self.failed.values()),
             "failed_by_reason": dict(self.failed),
             "skipped_files": dict(self.skipped_files),
@@ -175,6 +179,10 @@ class IngestSummary:
                        "found: their files are gone (deleted, or moved out of what was walked); "
                        "they stay in the catalog, with their stored volumes, and runs still "
                        "train on them")
+        if self.duplicates:
+            out.append(f"  {self.duplicates} scans of the catalog have the same voxels as another "
+                       f"({self.duplicate_groups} group(s)): one series stored twice, under two "
+                       "places or names; the dashboard's Overview lists them")
         out += [f"  failed {n} × {reason}" for reason, n in sorted(self.failed.items())]
         out += [
             f"  passed over {n} file(s): {why}" for why, n in sorted(self.skipped_files.items())
@@ -280,6 +288,12 @@ def run_ingest(
     if not died:  # after a worker died, what is left never runs in this process
         executor = _sized(executor, len(todo))
     _run_batches(worker, todo, writes, executor, progress, redact_paths, done)
+    count = functools.partial(_count_duplicates, summary, job)
+    if job is not None:
+        job.at_end.append(count)  # after the last batch, in the connection that ends the job
+    else:
+        with _catalog(settings) as con:
+            count(con)
     remove_dead_writers_parts(settings.volumes_dir)  # a worker killed mid-write left its part
     summary.seconds = time.perf_counter() - start
     return summary
@@ -628,6 +642,16 @@ class _Writes:
                 for write in writes:
                     write(con)
         _count(batch, self.summary)
+
+
+def _count_duplicates(summary: IngestSummary, job: JobRecord | None, con: Any) -> None:
+    """Count the catalog's scans that share their voxels with another, once the last batch is
+    written (a copy of a series found beside its original is a scan of its own)."""
+    duplicates = duplicate_scans(con)
+    summary.duplicates = len(duplicates)
+    summary.duplicate_groups = int(duplicates["content_hash"].nunique())
+    if job is not None:
+        job.counts["duplicates"] = summary.duplicates
 
 
 def _write_batch(batch: list[IngestOutcome], con: Any) -> None:

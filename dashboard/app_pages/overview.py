@@ -42,6 +42,18 @@ if len(errors):
         shown = errors if state.is_admin() else errors.drop(columns=["source_root", "source_path"])
         st.dataframe(shown, hide_index=True, width="stretch")
 
+copies = data.duplicate_scans(catalog)
+if len(copies):
+    groups = copies["content_hash"].nunique()
+    with st.expander(f"Scans with the same voxels as another ({len(copies)} in {groups} groups)"):
+        st.caption("One series stored twice, under two places or names: each copy is a scan of "
+                   "its own, trained on, scored, reviewed and exported as such.")
+        shown = copies.assign(group=copies["content_hash"].str[:12]).drop(columns="content_hash")
+        if not state.is_admin():
+            shown = shown.drop(columns=["source_root", "source_path"])
+        st.dataframe(shown[["group", *[c for c in shown.columns if c != "group"]]],
+                     hide_index=True, width="stretch")
+
 run_id = state.require_run()
 st.subheader("Runs")
 st.dataframe(data.run_table(catalog), hide_index=True, width="stretch")

@@ -49,6 +49,23 @@ def test_overview_says_when_scored_scans_have_no_flag_yet(catalog, open_page):
     assert said.startswith("7 scored scans of run `synthetic` have no flag yet")
 
 
+def test_overview_lists_scans_with_the_same_voxels(catalog, open_page):
+    at = open_page(catalog, "overview")
+    assert not [e for e in at.expander if "same voxels" in e.label]
+    with connect(catalog.catalog_path) as con:  # one series stored twice
+        con.execute("UPDATE scans SET content_hash = 'c0ffee' WHERE scan_id IN "
+                    "('syn0000004', 'syn0000009')")
+    at = open_page(catalog, "overview")
+    (copies,) = [e for e in at.expander if "same voxels" in e.label]
+    assert copies.label == "Scans with the same voxels as another (2 in 1 groups)"
+    table = copies.dataframe[0].value
+    assert table["scan_id"].tolist() == ["syn0000004", "syn0000009"]
+    assert "source_path" in table.columns  # the open dashboard's visitor is its admin
+    at = open_page(catalog, "overview", reviewer="rita", role="reviewer")
+    (copies,) = [e for e in at.expander if "same voxels" in e.label]
+    assert {"source_root", "source_path"}.isdisjoint(copies.dataframe[0].value.columns)
+
+
 def test_overview_says_which_epochs_were_not_validated(catalog, open_page):
     with connect(catalog.catalog_path) as con:  # a run validated from half its schedule on
         con.execute("UPDATE train_history SET val_loss = NULL WHERE epoch <= 15")

@@ -523,3 +523,26 @@ def test_scans_whose_files_were_deleted_are_named_by_the_next_ingest(source_tree
         assert scan_counts(con)["scans"] == first.ingested  # kept, with its stored volume
     narrower = run_ingest([source_tree / "p1"], settings, workers=1, progress=False)
     assert narrower.gone == 0  # p2 lies outside what was walked
+
+
+def test_a_series_stored_twice_is_counted_as_a_copy(tmp_path, settings):
+    # a copy beside its original stays a scan of its own; until stop 57 nothing said so (a DICOM
+    # copy under the same SOURCE is one series, its slices read once: not a copy)
+    import shutil
+
+    write_phantom(tmp_path / "in" / "study" / "ct", header=SeriesHeaderSpec(series_uid="1.2.826.98"))
+    sitk.WriteImage(sitk.GetImageFromArray(phantom((20, 30, 30), seed=5)), str(tmp_path / "in" / "vol.nii.gz"))
+    shutil.copy(tmp_path / "in" / "vol.nii.gz", tmp_path / "in" / "vol-again.nii.gz")
+    result = _invoke(tmp_path / "in", "--catalog", settings.catalog_path, "--store", settings.store_dir)
+    assert result.exit_code == 0, result.output
+    assert ("2 scans of the catalog have the same voxels as another (1 group(s))"
+            in " ".join(result.output.split()))
+    with connect(settings.catalog_path, read_only=True) as con:
+        copies = con.execute("SELECT source_path FROM scans WHERE content_hash IN (SELECT "
+                             "content_hash FROM scans GROUP BY 1 HAVING count(*) > 1) ORDER BY 1")
+        assert [r[0] for r in copies.fetchall()] == ["vol-again.nii.gz", "vol.nii.gz"]
+        (counts,) = con.execute("SELECT counts_json FROM job_runs WHERE job = 'ingest'").fetchone()
+    assert '"duplicates": 2' in counts
+    shutil.copytree(tmp_path / "in" / "study", tmp_path / "elsewhere" / "study")  # another SOURCE
+    both = run_ingest([tmp_path / "in", tmp_path / "elsewhere"], settings, workers=1, progress=False)
+    assert (both.ingested, both.duplicates, both.duplicate_groups) == (1, 4, 2)
