@@ -63,6 +63,8 @@ class ExportFilter:
         pixel_count_min, pixel_count_max: Range of the pixel count, inclusive.
         exclude_outliers: Drop scans labelled ``outlier``, and flagged scans that no reviewer
             has labelled ``inlier`` — the clean training list.
+        drop_copies: Of scans whose stored voxels are the same (one series stored twice), keep
+            the first by source path among those the other criteria keep.
     """
 
     split: tuple[str, ...] = ()
@@ -75,6 +77,7 @@ class ExportFilter:
     pixel_count_min: int | None = None
     pixel_count_max: int | None = None
     exclude_outliers: bool = False
+    drop_copies: bool = False
 
     def __post_init__(self) -> None:
         _check_choices("split", self.split, SPLITS)
@@ -132,6 +135,9 @@ def filter_mask(scans: pd.DataFrame, filt: ExportFilter) -> pd.Series:
     mask &= _range_mask(scans["pixel_count"], filt.pixel_count_min, filt.pixel_count_max)
     if filt.exclude_outliers:
         mask &= (label != "outlier") & (~flagged | (label == "inlier"))
+    if filt.drop_copies:
+        kept = scans.loc[mask].sort_values(["source_root", "source_path", "scan_id"])
+        mask &= ~scans.index.isin(kept.index[kept["content_hash"].duplicated()])
     return mask
 
 

@@ -54,6 +54,7 @@ SCAN_COLUMNS = {  # facts of the scan itself, read from ``scans`` (they do not c
     "volume_path": pa.string(),
     "spacing_mm": pa.float64(),
     "pixel_count": pa.int64(),
+    "content_hash": pa.string(),  # the stored voxels: copies of one series share it
 }
 LIST_COLUMNS = [  # the columns of an exported list (CSV / Parquet), reasons included
     "scan_id", "series_uid", "source_root", "source_path", "volume_path", "split",
@@ -87,7 +88,7 @@ _EXPORT = "SELECT export_id, manifest_json FROM exports WHERE export_id LIKE ? |
 _ITEMS = f"""
 SELECT i.position, i.scan_id, i.included, {", ".join(f"i.{c}" for c in STATE_COLUMNS)},
        s.series_uid, s.source_root, s.source_path, s.source_kind, s.volume_path, s.spacing_mm,
-       s.pixel_count
+       s.pixel_count, s.content_hash
 FROM export_items i LEFT JOIN scans s ON s.scan_id = i.scan_id
 WHERE i.export_id = ? ORDER BY i.position
 """

@@ -72,7 +72,7 @@ FROM evaluations WHERE run_id = ? ORDER BY outlier_type, method
 _SCAN_TABLE = f"""
 {_CURRENT}
 SELECT s.scan_id, s.series_uid, s.source_root, s.source_path, s.volume_path, s.spacing_mm,
-       s.size_z, s.size_y, s.size_x, s.pixel_count, s.hu_mean, s.hu_min, s.hu_max,
+       s.content_hash, s.size_z, s.size_y, s.size_x, s.pixel_count, s.hu_mean, s.hu_min, s.hu_max,
        s.manufacturer, s.kernel,
        coalesce(sc.split, sp.split) AS split, sc.mse, sc.mse_m, sc.mse_region,
        sc.outlier_score, sc.mse_m_z, sc.latent_z, sc.histogram_z, sc.tissue_z, sc.contrast_z,

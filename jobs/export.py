@@ -266,6 +266,14 @@ def export(
             help="Drop labelled outliers and flagged scans not labelled inlier",
         ),
     ] = False,
+    drop_copies: Annotated[
+        bool,
+        typer.Option(
+            "--drop-copies",
+            help="Of scans with the same stored voxels (one series stored twice), keep the "
+            "first by source path",
+        ),
+    ] = False,
     who: Annotated[
         str | None, typer.Option(help="Name logged with the export (default: $USER).")
     ] = None,
@@ -319,6 +327,7 @@ def export(
             pixel_count_min=pixel_count_min,
             pixel_count_max=pixel_count_max,
             exclude_outliers=exclude_outliers,
+            drop_copies=drop_copies,
         )
         snapshot = export_snapshot(
             settings, run, out, filt, _format_from(out, fmt), who or getpass.getuser(),

@@ -29,6 +29,15 @@ exclude = c3.toggle(
     value=False,
     help="Drop scans labelled outlier, and flagged scans nobody labelled inlier",
 )
+copies = int(scans["content_hash"].duplicated().sum())
+drop_copies = c3.toggle(
+    "One scan per copy",
+    key="ex_drop_copies",
+    value=False,
+    disabled=copies == 0,
+    help="Of scans whose stored voxels are the same (one series stored twice), keep the first "
+    f"by source path ({copies} copies in this run)",
+)
 lo, hi = float(scans["score"].min()), float(scans["score"].max())
 score = (lo, hi)
 if hi > lo:
@@ -55,6 +64,7 @@ filt = ExportFilter(
     pixel_count_min=pixels[0] if pixels[0] > plo else None,
     pixel_count_max=pixels[1] if pixels[1] < phi else None,
     exclude_outliers=exclude,
+    drop_copies=drop_copies,
 )
 count = int(filter_mask(scans, filt).sum())
 st.metric("Scans matching", f"{count:,}", f"of {len(scans):,}", delta_color="off")

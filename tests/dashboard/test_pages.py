@@ -374,6 +374,18 @@ def test_team_page_progress_and_disagreements(catalog, open_page):
     assert int(progress.loc[progress["reviewer"] == "alice", "scans_labelled"].iloc[0]) == alice
 
 
+def test_export_page_keeps_one_scan_per_copy_when_asked(catalog, open_page):
+    at = open_page(catalog, "export", reviewer="carol")
+    assert at.toggle(key="ex_drop_copies").disabled  # no copies: nothing to drop
+    with connect(catalog.catalog_path) as con:  # one series stored three times
+        con.execute("UPDATE scans SET content_hash = 'c0ffee' WHERE scan_id IN "
+                    "('syn0000004', 'syn0000009', 'syn0000011')")
+    at = open_page(catalog, "export", reviewer="carol")
+    assert at.metric[0].value == "60" and not at.toggle(key="ex_drop_copies").disabled
+    at.toggle(key="ex_drop_copies").set_value(True).run()
+    assert at.metric[0].value == "58"
+
+
 def test_export_page_count_download_and_log(catalog, open_page):
     at = open_page(catalog, "export", reviewer="carol")
     assert at.metric[0].value == "60"

@@ -211,3 +211,23 @@ def test_a_clean_list_is_refused_while_scored_scans_have_no_flag(catalog, tmp_pa
         assert len(con.execute("SELECT * FROM exports").fetchall()) == logged + 1
         set_threshold(con, "synthetic", rule="mad", params={"k": 3.0}, threshold=0.9, score="mse_m")
     _export(catalog, tmp_path / "clean.csv", "--exclude-outliers")
+
+
+def test_drop_copies_lists_one_scan_of_each_series_stored_twice(catalog, tmp_path):
+    with connect(catalog.catalog_path) as con:
+        group = [r[0] for r in con.execute(
+            "SELECT scan_id FROM scans ORDER BY source_root DESC, source_path DESC LIMIT 3").fetchall()]
+        con.execute("UPDATE scans SET content_hash = 'c0ffee' WHERE scan_id IN (SELECT unnest(?))",
+                    [group])
+        (first,) = con.execute("SELECT scan_id FROM scans WHERE content_hash = 'c0ffee' "
+                               "ORDER BY source_root, source_path, scan_id LIMIT 1").fetchone()
+    _export(catalog, tmp_path / "all.csv")
+    _export(catalog, tmp_path / "once.csv", "--drop-copies")
+    everything = pd.read_csv(tmp_path / "all.csv")["scan_id"].tolist()
+    once = pd.read_csv(tmp_path / "once.csv")["scan_id"].tolist()
+    assert len(everything) == 40 and set(everything) - set(once) == set(group) - {first}
+    assert first in once and len(once) == 38
+    manifest = json.loads(_manifest(tmp_path / "once.csv").read_text())
+    assert manifest["filter"]["drop_copies"] is True
+    _ctae(catalog, "--recreate", manifest["export_id"], "--out", str(tmp_path / "again.csv"))
+    assert (tmp_path / "again.csv").read_bytes() == (tmp_path / "once.csv").read_bytes()
