@@ -17,6 +17,7 @@ from typing import Annotated
 
 import typer
 
+from ctae_core.io.path_map import path_map_file
 from ctae_core.io.volume_store import StoreWriteError, write_atomic
 from data_catalog import connect
 from data_catalog.export_formats import (
@@ -88,8 +89,13 @@ def check_out(settings: CatalogSettings, out: Path) -> None:
     """
     with connect(settings.catalog_path, read_only=True) as con:
         stores = store_folders(con)
+    maps = {path_map_file(store).resolve() for store in (settings.store_dir, *stores)}
+    beside = {**{m: "the path map of `--redact-paths` (the only link from the ids to the files)"
+                 for m in maps},
+              **{m.with_name(m.name + ".lock"): "the lock of a path map" for m in maps}}
     for target in (out, manifest_path(out)):
-        if what := owned_by_catalog(settings, target, stores):
+        what = owned_by_catalog(settings, target, stores) or beside.get(target.expanduser().resolve())
+        if what:
             raise ValueError(f"--out {out}: {target} is {what}; an export never writes over the "
                              "catalog's own files or into its store: give a file of its own, "
                              "e.g. clean.csv beside the catalog")
