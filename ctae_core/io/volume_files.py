@@ -1,12 +1,13 @@
 """Read NIfTI / MHA / NRRD volume files as HU volumes (SimpleITK), refusing non-HU data.
 
 Reason codes (``InvalidSeriesError.reason``): ``unreadable``, ``not_a_volume``, ``not_hu``,
-``non_finite``, ``implausible_hu``.
+``non_finite``, ``implausible_hu``, ``bad_header_value``.
 """
 
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 
 import numpy as np
@@ -42,12 +43,18 @@ def read_volume_file(path: str, label: str = "") -> tuple[Volume, ScanFacts]:
         image = sitk.ReadImage(str(path))
     except RuntimeError as err:
         first_line = str(err).strip().splitlines()[-1] if str(err).strip() else ""
+        if "Zero-valued spacing" in str(err):  # an MHA / NRRD header's voxel size of 0
+            raise InvalidSeriesError(
+                f"{label}: the header gives a voxel size of 0 on an axis ({first_line}); write "
+                "the file again with its voxel size", "bad_header_value") from err
         raise InvalidSeriesError(
             f"{label}: SimpleITK cannot read this file ({first_line}); is it complete?",
             "unreadable",
         ) from err
     image = _as_3d_scalar(image, label)
     _check_pixel_type(image, label)
+    if str(path).lower().endswith((".nii", ".nii.gz")):
+        _check_nifti_voxel_size(path, label)
     hu = sitk.GetArrayFromImage(image).astype(np.float32, copy=False)
     try:
         is_nifti = str(path).lower().endswith((".nii", ".nii.gz"))
@@ -80,6 +87,35 @@ def silence_itk_warnings() -> None:
     import SimpleITK as sitk
 
     sitk.ProcessObject.SetGlobalWarningDisplay(False)
+
+
+def _check_nifti_voxel_size(path: str, label: str) -> None:
+    """Refuse a NIfTI whose header gives a voxel size of 0 (or not a number) on an axis: ITK and
+    nibabel read it as 1 mm without a word (until stop 57 such a scan was stored at 1 mm, its
+    body scaled by however far that is from the truth)."""
+    try:
+        sizes = _nifti_pixdim(path)
+    except (OSError, EOFError, ValueError, struct.error):
+        return  # ITK read the file; a header that cannot be read again is its concern
+    if sizes is not None and not all(math.isfinite(v) and v != 0 for v in sizes):
+        shown = " × ".join(f"{v:g}" for v in sizes)
+        raise InvalidSeriesError(
+            f"{label}: the header gives a voxel size of {shown} mm (pixdim[1..3]); a size of 0 "
+            "would be read as 1 mm and the body scaled wrongly: write the file again with its "
+            "voxel size", "bad_header_value")
+
+
+def _nifti_pixdim(path: str) -> tuple[float, float, float] | None:
+    """pixdim[1..3] of a NIfTI-1 header as written (None for a NIfTI-2 file)."""
+    opener = gzip.open if str(path).lower().endswith(".gz") else open
+    with opener(path, "rb") as handle:
+        header = handle.read(348)
+    if len(header) < 348:
+        return None
+    for endian in ("<", ">"):
+        if struct.unpack(endian + "i", header[:4])[0] == 348:
+            return struct.unpack(endian + "3f", header[80:92])
+    return None
 
 
 def _nifti_non_finite(path: str) -> np.ndarray | None:

@@ -116,3 +116,31 @@ def test_broken_volume_file_is_refused_as_unreadable(tmp_path):
     with pytest.raises(InvalidSeriesError) as err:
         read_volume_file(str(path))
     assert err.value.reason == "unreadable"
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz", ".mha"])
+def test_a_voxel_size_of_zero_in_the_header_is_refused_not_read_as_1_mm(tmp_path, suffix):
+    # until stop 57 a NIfTI whose pixdim[1] was 0 was stored at 1 mm (ITK and nibabel both read
+    # 0 as 1, without a word); an MHA's was refused as "unreadable … is it complete?"
+    import gzip
+
+    image = sitk.GetImageFromArray(np.full((10, 12, 14), -1000, np.int16))
+    image.SetSpacing((0.7, 0.7, 2.5))
+    path = tmp_path / f"scan{suffix}"
+    sitk.WriteImage(image, str(path))
+    if suffix == ".mha":
+        header, pixels = path.read_bytes().split(b"ElementDataFile", 1)
+        lines = [b"ElementSpacing = 0 0.7 2.5" if line.startswith(b"ElementSpacing") else line
+                 for line in header.split(b"\n")]
+        path.write_bytes(b"\n".join(lines) + b"ElementDataFile" + pixels)
+    else:
+        opener = gzip.open if suffix.endswith(".gz") else open
+        with opener(path, "rb") as handle:
+            raw = bytearray(handle.read())
+        raw[80:84] = np.float32(0).tobytes()  # pixdim[1], little-endian as ITK writes it
+        with opener(path, "wb") as handle:
+            handle.write(bytes(raw))
+    with pytest.raises(InvalidSeriesError) as err:
+        read_volume_file(str(path), f"scan{suffix}")
+    assert err.value.reason == "bad_header_value"
+    assert str(err.value).startswith(f"scan{suffix}: the header gives a voxel size of 0")
