@@ -141,6 +141,12 @@ def filter_mask(scans: pd.DataFrame, filt: ExportFilter) -> pd.Series:
     return mask
 
 
+def unflagged_count(scans: pd.DataFrame) -> int:
+    """Scans of ``views.scan_table`` rows with a score but no flag: a scoring writes the score
+    first and flags every scan once T is fitted, so until then the flags are not known."""
+    return int((scans["score"].notna() & scans["is_outlier"].isna()).sum())
+
+
 def apply_filter(scans: pd.DataFrame, filt: ExportFilter) -> pd.DataFrame:
     """The export rows: scans passing ``filt``, with ``EXPORT_COLUMNS`` only."""
     return scans.loc[filter_mask(scans, filt), EXPORT_COLUMNS].reset_index(drop=True)

@@ -110,7 +110,6 @@ lacking one was ingested before it existed, and only its source files can give i
 _FINGERPRINTS = ("SELECT scan_id, CASE WHEN "
                  + " OR ".join(f"{column} IS NULL" for column in INGEST_MEASURES)
                  + " THEN '' ELSE fingerprint END, volume_path, spacing_mm FROM scans")
-_ROOTS = "SELECT DISTINCT source_root FROM scans ORDER BY source_root"
 _PLACES = "SELECT scan_id, source_kind, source_root, source_path, series_uid, fingerprint FROM scans"
 _MOVE_SCAN = "UPDATE scans SET source_root = ?, source_path = ?, fingerprint = ? WHERE scan_id = ?"
 _PRUNE_ERRORS = """
@@ -178,12 +177,6 @@ def scan_fingerprints(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, st
     """``scan_id`` → (fingerprint, volume_path, spacing_mm) of every scan: skip unchanged input
     (the fingerprint is empty for a scan lacking one of ``INGEST_MEASURES``: read it again)."""
     return {row[0]: (row[1], row[2], row[3]) for row in con.execute(_FINGERPRINTS).fetchall()}
-
-
-def scan_roots(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """The source folders the catalog's scans were found under (``source_root``), sorted: an
-    input found again under another folder is matched to the scan it already is."""
-    return [row[0] for row in con.execute(_ROOTS).fetchall()]
 
 
 def scan_places(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str, str, str | None, str]]:

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from data_catalog.filters import ExportFilter, filter_mask, render_export
+from data_catalog.filters import ExportFilter, filter_mask, render_export, unflagged_count
 from data_catalog.review import new_sortable_id
 from data_catalog.rollback import rollback
 from data_catalog.schema import SCHEMA_VERSION
@@ -261,7 +261,7 @@ def _check_flags_set(run_id: str, filt: ExportFilter, rows: pd.DataFrame) -> Non
     stopped, listed the flagged outliers as clean."""
     if filt.flag is None and not filt.exclude_outliers:
         return
-    unset = int((rows["score"].notna() & rows["is_outlier"].isna()).sum())
+    unset = unflagged_count(rows)
     if unset:
         raise ValueError(
             f"{unset} of the {int(rows['score'].notna().sum())} scored scans of run {run_id!r} have "

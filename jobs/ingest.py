@@ -39,7 +39,6 @@ from data_catalog.scans import (
     redact_scan_paths,
     scan_fingerprints,
     scan_places,
-    scan_roots,
     upsert_scans,
 )
 from data_catalog.settings import CatalogSettings
@@ -116,7 +115,7 @@ def _known_inputs(con: Any) -> tuple[dict[str, tuple[str, str, float]], StoredPl
     """The catalog's fingerprints by scan id, and where its scans were found."""
     from ctae_core.io.moved_inputs import StoredPlaces
 
-    return scan_fingerprints(con), StoredPlaces(scan_roots(con), scan_places(con))
+    return scan_fingerprints(con), StoredPlaces(scan_places(con))
 
 
 def _import_readers() -> None:
@@ -254,8 +253,9 @@ def run_ingest(
     discovery.sources = _as_ingested_before(found_as, known, places)
     summary.found_before = sum(a.source_root != b.source_root
                                for a, b in zip(discovery.sources, found_as, strict=True))
-    moves, gone_roots = _moves(discovery.sources, known, places)
-    summary.moved = sum(places.moved(s) is not None for s in discovery.sources)
+    moved = [(s, entry) for s in discovery.sources if (entry := places.moved(s)) is not None]
+    moves, gone_roots = _moves(moved, known)
+    summary.moved = len(moved)
     summary.gone = len(places.gone_under(walked, {scan_id_for(s) for s in discovery.sources}))
     walked += gone_roots  # the refusals listed under a folder that is gone are gone too
     if redact_paths:  # no moved scan's path reaches the catalog, not even for a moment
@@ -460,18 +460,16 @@ def _at_real_places(places: StoredPlaces, settings: CatalogSettings) -> StoredPl
 
 
 def _moves(
-    sources: list, known: dict[str, tuple[str, str, float]], places: StoredPlaces
+    moved: list[tuple[Any, Any]], known: dict[str, tuple[str, str, float]]
 ) -> tuple[list[tuple[str, str, str, str]], list[str]]:
-    """The row updates of the moved inputs among ``sources`` that did not change (``move_scans``;
-    ``known`` then holds their new fingerprint, so they are skipped), and the source folders
-    they moved from that are gone. A moved input that changed is read again into its scan."""
+    """The row updates of the ``moved`` inputs (each with its catalog entry,
+    ``StoredPlaces.moved``) that did not change (``move_scans``; ``known`` then holds their new
+    fingerprint, so they are skipped), and the source folders they moved from that are gone. A
+    moved input that changed is read again into its scan."""
     from ctae_core.io.moved_inputs import unchanged_since
 
     moves, gone = [], set()
-    for source in sources:
-        entry = places.moved(source)
-        if entry is None:
-            continue
+    for source, entry in moved:
         if not os.path.exists(entry.source_root):
             gone.add(entry.source_root)
         previous = known.get(entry.scan_id)

@@ -55,18 +55,18 @@ def _refuse_missing_volumes(scans: Scans) -> None:
     """Refuse to start where a scan's stored volume is gone or damaged: until stop 56 training
     stopped in a traceback while measuring μ/σ, and left its run behind (the next try needed
     --resume)."""
-    missing = [s.volume_path for s in scans.values() if not Path(s.volume_path).is_file()]
+    broken = [s.volume_path for s in scans.values() if not volume_intact(s.volume_path)]
+    missing = [path for path in broken if not Path(path).is_file()]  # a header read each
     if missing:
         raise VolumesMissingError(
             f"{len(missing)} of the {len(scans)} ingested scans have no stored volume (the first: "
             f"{missing[0]}); a run trains on every ingested scan — run `ctae ingest` on their "
             "source again (it stores an unchanged input whose volume is gone), or point --store "
             "at the store they are in")
-    damaged = [s.volume_path for s in scans.values() if not volume_intact(s.volume_path)]
-    if damaged:  # a header read each; until stop 57 a traceback mid-way through μ/σ
+    if broken:  # the rest are damaged: until stop 57 a traceback mid-way through μ/σ
         raise VolumesMissingError(
-            f"{len(damaged)} of the {len(scans)} ingested scans have a stored volume that is "
-            f"truncated or not one ctae wrote (the first: {damaged[0]}); run `ctae ingest` on "
+            f"{len(broken)} of the {len(scans)} ingested scans have a stored volume that is "
+            f"truncated or not one ctae wrote (the first: {broken[0]}); run `ctae ingest` on "
             "their source again: it reads a scan whose volume is damaged again")
 
 

@@ -49,7 +49,6 @@ class StoredPlaces:
     unchanged archive builds none (100,000 scans: ~1 s).
 
     Args:
-        roots: The distinct source folders of the catalog's scans.
         stored: Every scan's ``StoredInput``, or the tuple of its fields (as the catalog gives
             them).
         exists: Whether a path exists (``os.path.exists``; a test may stand in).
@@ -57,13 +56,16 @@ class StoredPlaces:
 
     def __init__(
         self,
-        roots: Iterable[str] = (),
         stored: Iterable[StoredInput | tuple] = (),
         exists: Callable[[str], bool] = os.path.exists,
     ) -> None:
-        self.roots = list(roots)
         self._stored = [s if isinstance(s, tuple) else astuple(s) for s in stored]
         self._exists = exists
+
+    @cached_property
+    def roots(self) -> list[str]:
+        """The distinct source folders of the catalog's scans, sorted."""
+        return sorted({row[2] for row in self._stored})
 
     @cached_property
     def _ids(self) -> frozenset[str]:
@@ -99,7 +101,7 @@ class StoredPlaces:
             if row[0] in links and not os.path.isabs(row[2]) else row
             for row in self._stored
         ]
-        return StoredPlaces(sorted({row[2] for row in rows}), rows, self._exists)
+        return StoredPlaces(rows, self._exists)
 
     def gone_under(self, folders: Iterable[str], found: set[str]) -> list[str]:
         """The ids of the scans stored under ``folders`` (absolute) that are not among ``found``

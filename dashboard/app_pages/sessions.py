@@ -8,6 +8,7 @@ import streamlit as st
 from ctae_core.review_assignment import assign_reads
 from dashboard import review_data, state
 from data_catalog.accounts import load_accounts, users_path
+from data_catalog.filters import unflagged_count
 from data_catalog.sessions import ReviewRefused
 
 SOURCES = ("flagged scans", "a cluster", "random sample of unflagged scans", "current selection")
@@ -37,7 +38,7 @@ with st.form("new_session"):
                              key="ns_model")
     create = st.form_submit_button("Create session", type="primary")
 
-unset = int((scans["score"].notna() & scans["is_outlier"].isna()).sum())
+unset = unflagged_count(scans)
 if create and unset and source in FLAG_SOURCES:
     st.error(f"{unset:,} scored scans of run `{run_id}` have no flag yet (a scoring is running, "
              "or ended without setting T), so the flagged and unflagged scans are not known; "

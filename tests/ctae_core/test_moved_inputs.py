@@ -35,17 +35,17 @@ def test_a_series_is_known_by_its_uid_wherever_it_moved_once_its_old_place_is_go
     _write(tmp_path / "new" / "p1" / "ct", ["1.dcm", "2.dcm"])
     source = _series(tmp_path / "new", "p1/ct")
     stored = StoredInput("id-old", "dicom", GONE, "elsewhere/ct", "1.2.3", "f")
-    found = StoredPlaces([GONE], [stored]).identify(source, "id-new")
+    found = StoredPlaces([stored]).identify(source, "id-new")
     assert found.scan_id == "id-old" and found == source  # the same input, the catalog's id
-    assert StoredPlaces([GONE], [stored]).moved(found) == stored
+    assert StoredPlaces([stored]).moved(found) == stored
 
-    still_there = StoredPlaces([GONE], [stored], exists=lambda _: True)
+    still_there = StoredPlaces([stored], exists=lambda _: True)
     assert still_there.identify(source, "id-new").scan_id is None  # a copy: a scan of its own
-    twice = StoredPlaces([GONE], [stored, StoredInput("id-2", "dicom", "/gone2", "ct", "1.2.3", "f")])
+    twice = StoredPlaces([stored, StoredInput("id-2", "dicom", "/gone2", "ct", "1.2.3", "f")])
     assert twice.identify(source, "id-new").scan_id is None  # two candidates: neither is sure
-    redacted = StoredPlaces(["a1b2"], [StoredInput("id-old", "dicom", "a1b2", "ct", "1.2.3", "f")])
+    redacted = StoredPlaces([StoredInput("id-old", "dicom", "a1b2", "ct", "1.2.3", "f")])
     assert redacted.identify(source, "id-new").scan_id is None  # a pseudonym names no place
-    other = StoredPlaces([GONE], [StoredInput("id-old", "dicom", GONE, "ct", "1.2.4", "f")])
+    other = StoredPlaces([StoredInput("id-old", "dicom", GONE, "ct", "1.2.4", "f")])
     assert other.identify(source, "id-new").scan_id is None
 
 
@@ -57,20 +57,20 @@ def test_a_volume_file_is_known_by_its_path_tail_and_unchanged_files(tmp_path):
     shutil.move(tmp_path / "old", tmp_path / "new" / "deeper" / "archive")  # keeps the times
     wider = _volume(tmp_path / "new", "deeper/archive/s1/ct.nii.gz")
     assert unchanged_since(wider, stored)
-    assert StoredPlaces([GONE], [stored]).identify(wider, "id-new").scan_id == "id-old"
+    assert StoredPlaces([stored]).identify(wider, "id-new").scan_id == "id-old"
 
     other_patient = StoredInput("id-old", "nifti", GONE, "s2/ct.nii.gz", None, before.fingerprint)
-    assert StoredPlaces([GONE], [other_patient]).identify(wider, "id-new").scan_id is None
+    assert StoredPlaces([other_patient]).identify(wider, "id-new").scan_id is None
     os.utime(wider.files[0], ns=(1, 1))  # rewritten: nothing says it is the same scan
     assert not unchanged_since(wider, stored)
-    assert StoredPlaces([GONE], [stored]).identify(wider, "id-new").scan_id is None
+    assert StoredPlaces([stored]).identify(wider, "id-new").scan_id is None
 
 
 def test_a_scan_stored_at_its_new_place_keeps_the_id_it_had(tmp_path):
     _write(tmp_path / "new" / "ct", ["1.dcm"])
     source = _series(tmp_path / "new", "ct")
     stored = StoredInput("id-old", "dicom", str(tmp_path / "new"), "ct", "1.2.3", "f")
-    places = StoredPlaces([str(tmp_path / "new")], [stored])
+    places = StoredPlaces([stored])
     found = places.identify(source, "id-new")
     assert found.scan_id == "id-old" and places.moved(found) is None  # moved before, not now
     assert places.identify(source, "id-old") is source
