@@ -30,6 +30,10 @@ WHERE status = 'running' AND job IN (SELECT unnest(?::VARCHAR[]))
   AND coalesce(json_extract_string(args_json, '$.run_id'), json_extract_string(args_json, '$.run')) = ?
 ORDER BY started_at
 """
+_ALL_RUNNING = """
+SELECT job, pid, host, process_start, strftime(started_at, '%Y-%m-%d %H:%M:%S') FROM job_runs
+WHERE status = 'running' ORDER BY started_at
+"""
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,12 @@ def running_on_run(con: duckdb.DuckDBPyConnection, run_id: str, jobs: tuple[str,
     """The jobs of ``jobs`` recorded as running on run ``run_id`` (its ``--run``), oldest first."""
     rows = con.execute(_ON_RUN, [list(jobs), run_id]).fetchall()
     return [RunningJob(job, JobProcess(pid, host, start), started) for job, pid, host, start, started in rows]
+
+
+def running_jobs(con: duckdb.DuckDBPyConnection) -> list[RunningJob]:
+    """Every job recorded as running, on any run, oldest first."""
+    return [RunningJob(job, JobProcess(pid, host, start), started)
+            for job, pid, host, start, started in con.execute(_ALL_RUNNING).fetchall()]
 
 
 def mark_interrupted(con: duckdb.DuckDBPyConnection, job_ids: list[str]) -> int:

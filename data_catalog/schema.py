@@ -10,7 +10,7 @@ import duckdb
 
 from data_catalog.rollback import rollback
 
-SCHEMA_VERSION = 21
+SCHEMA_VERSION = 22
 
 _V1 = [
     """
@@ -423,9 +423,27 @@ _V21 = [  # `ctae evaluate`'s run score per base of the truth file (the volume a
     )""",
 ]
 
+# v22: scans removed from the catalog (`ctae remove`: files deleted, a patient's consent withdrawn, a
+# series not wanted), with where they were found and what was stored, so that an export that
+# listed them is still written again byte for byte (data_catalog/snapshots.py) and the catalog
+# says what left it, when and why. Their labels and snapshots stay where they are.
+_V22 = [
+    """
+    CREATE TABLE IF NOT EXISTS removed_scans (
+        scan_id VARCHAR PRIMARY KEY,
+        source_kind VARCHAR, source_root VARCHAR, source_path VARCHAR, series_uid VARCHAR,
+        volume_path VARCHAR,                  -- deleted with the scan
+        spacing_mm DOUBLE, pixel_count BIGINT, content_hash VARCHAR,
+        reason VARCHAR NOT NULL,              -- gone | named | under: how `ctae remove` chose it
+        job_id VARCHAR,                       -- the `ctae remove` of job_runs
+        removed_at TIMESTAMP DEFAULT current_timestamp
+    )""",
+]
+
 MIGRATIONS: dict[int, list[str]] = {
     1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7, 8: _V8, 9: _V9, 10: _V10, 11: _V11, 12: _V12,
     13: _V13, 14: _V14, 15: _V15, 16: _V16, 17: _V17, 18: _V18, 19: _V19, 20: _V20, 21: _V21,
+    22: _V22,
 }
 
 

@@ -89,7 +89,14 @@ _ITEMS = f"""
 SELECT i.position, i.scan_id, i.included, {", ".join(f"i.{c}" for c in STATE_COLUMNS)},
        s.series_uid, s.source_root, s.source_path, s.source_kind, s.volume_path, s.spacing_mm,
        s.pixel_count, s.content_hash
-FROM export_items i LEFT JOIN scans s ON s.scan_id = i.scan_id
+FROM export_items i LEFT JOIN (
+    SELECT scan_id, series_uid, source_root, source_path, source_kind, volume_path, spacing_mm,
+           pixel_count, content_hash FROM scans
+    UNION ALL  -- a scan removed since (`ctae remove`), where it was and what was stored
+    SELECT scan_id, series_uid, source_root, source_path, source_kind, volume_path, spacing_mm,
+           pixel_count, content_hash FROM removed_scans r
+    WHERE NOT EXISTS (SELECT 1 FROM scans WHERE scans.scan_id = r.scan_id)
+) s ON s.scan_id = i.scan_id
 WHERE i.export_id = ? ORDER BY i.position
 """
 _SNAPSHOT_LOG = """

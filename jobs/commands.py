@@ -11,6 +11,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "score": ("jobs.score", "Reconstruct every scan, store MSE / MSE_m / latents / error volumes, set T and flag."),
     "embed": ("jobs.embed", "UMAP the run's latent vectors to 2D and cluster them with DBSCAN."),
     "evaluate": ("jobs.evaluate", "AUROC / AP / precision, recall and false alarms at T / size bias, beside two baselines."),
+    "remove": ("jobs.remove", "Remove scans from the catalog, with every run's rows of them and their stored files."),
     "export": ("jobs.export", "Export a snapshot of a run's scans that pass the filters (logged, with a manifest)."),
     "dashboard": ("jobs.dashboard", "Start the triage dashboard on the catalog; Ctrl+C stops it."),
     "demo": ("jobs.demo", "Build the demo cohort, run every job on it and open the dashboard (`--check`: verify only)."),

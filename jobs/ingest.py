@@ -177,7 +177,7 @@ class IngestSummary:
             out.append(f"  {self.gone} scan(s) the catalog holds under these folders were not "
                        "found: their files are gone (deleted, or moved out of what was walked); "
                        "they stay in the catalog, with their stored volumes, and runs still "
-                       "train on them")
+                       "train on them: `ctae remove --gone` takes them out")
         if self.duplicates:
             out.append(f"  {self.duplicates} scans of the catalog have the same voxels as another "
                        f"({self.duplicate_groups} group(s)): one series stored twice, under two "
@@ -214,6 +214,7 @@ def run_ingest(
         FileNotFoundError: a root does not exist.
         CatalogWriteError: the catalog cannot be opened or written (locked, bad path, disk).
     """
+    from ctae_core.io.moved_inputs import at_mapped_places
     from jobs.ingest_worker import ingest_one, redacted_root, refusal_record, scan_id_for
 
     start = time.perf_counter()
@@ -223,7 +224,7 @@ def run_ingest(
     else:
         with _catalog(settings) as con:
             known, places = _known_inputs(con)
-    places = _at_real_places(places, settings)
+    places = at_mapped_places(places, settings.store_dir)
     executor = executor or ExecutorConfig(kind="local", workers=workers)
     if executor.kind == "local":
         reuse_freed_memory()  # this process's and its forked workers' series reuse the memory
@@ -441,22 +442,6 @@ def _as_ingested_before(sources: list, known: dict, places: StoredPlaces) -> lis
         claimed.add(source.scan_id)
         identified.append(source)
     return identified
-
-
-def _at_real_places(places: StoredPlaces, settings: CatalogSettings) -> StoredPlaces:
-    """``places`` with the real folders of the scans ingested with ``--redact-paths``, from the
-    store's path map where this user may read it."""
-    if all(os.path.isabs(root) for root in places.roots):
-        return places
-    from ctae_core.io.path_map import path_map_file, read_path_map
-
-    try:
-        links = read_path_map(path_map_file(settings.store_dir))
-    except OSError as err:  # another user's map: their scans are known by their ids alone
-        logger.info("the path map cannot be read (%s): scans ingested with --redact-paths are "
-                    "known again only under the folder they were ingested from", err)
-        return places
-    return places.at_real_places({i: (k.source_root, k.source_path) for i, k in links.items()})
 
 
 def _moves(

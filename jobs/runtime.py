@@ -23,6 +23,7 @@ from data_catalog.job_runs import (
     finish_job_run,
     mark_interrupted,
     running_job_runs,
+    running_jobs,
     running_on_run,
     start_job_run,
 )
@@ -194,29 +195,44 @@ run would each repeat or undo the other's work (two trainings rewrite one checkp
 during a training scores a model that changes under it)."""
 
 
+SCAN_REMOVING_JOBS = ("remove",)
+"""Jobs that take scans out of the catalog: one of them and any other job at once would have the
+other read, score or export scans whose rows and files are going (``ctae remove`` takes seconds)."""
+
+
 class RunBusyError(JobError):
-    """Another job of this machine is writing the same run."""
+    """Another job of this machine is writing the same run, or removing scans."""
 
 
 def refuse_a_busy_run(con: Any, job: str, args: dict[str, Any]) -> None:
     """Raise ``RunBusyError`` when a ``RUN_JOBS`` job starts on a run that a live process of
-    this machine is already training, scoring or embedding (the dead were marked interrupted
-    just before). A job recorded on another machine (a catalog on a shared disk), or before
-    processes were recorded, cannot be checked: it is logged, not refused.
+    this machine is already training, scoring or embedding, when any job starts while a
+    ``SCAN_REMOVING_JOBS`` job runs, or a ``SCAN_REMOVING_JOBS`` job while any other runs (the
+    dead were marked interrupted just before). A job recorded on another machine (a catalog on a
+    shared disk), or before processes were recorded, cannot be checked: it is logged, not refused.
     """
     run_id = args.get("run_id") or args.get("run")
-    if job not in RUN_JOBS or not run_id:
-        return
+    others = running_jobs(con)
+    if job not in SCAN_REMOVING_JOBS:
+        others = [o for o in others if o.job in SCAN_REMOVING_JOBS]
+        if job in RUN_JOBS and run_id:
+            others += running_on_run(con, str(run_id), RUN_JOBS)
     host = socket.gethostname()
-    for other in running_on_run(con, str(run_id), RUN_JOBS):
+    for other in others:
         pid = other.process.pid
         if other.process.host == host and pid == os.getpid():
             continue  # this process's own row, left running by a job whose end was not recorded
+        on = f"run {run_id}: " if other.job in RUN_JOBS and run_id else ""
         if other.process.host != host or pid is None:
-            logger.warning("run %s: `ctae %s` is recorded as running since %s in process %s on "
-                           "%s; if it still runs, the two jobs repeat each other's work", run_id,
-                           other.job, other.started_at, pid, other.process.host)
+            logger.warning("%s`ctae %s` is recorded as running since %s in process %s on %s; if "
+                           "it still runs, the two jobs get in each other's way", on, other.job,
+                           other.started_at, pid, other.process.host)
             continue
+        if job in SCAN_REMOVING_JOBS or other.job in SCAN_REMOVING_JOBS:
+            raise RunBusyError(
+                f"the catalog is in use: `ctae {other.job}` has been running in process {pid} "
+                f"since {other.started_at}, and scans cannot leave the catalog while another job "
+                "reads or writes them; wait for it to end (or stop it), then run this again")
         raise RunBusyError(
             f"run {run_id!r} is in use: `ctae {other.job}` has been running on it in process "
             f"{pid} since {other.started_at}, and two jobs on one run would each repeat or "
@@ -231,6 +247,7 @@ class JobRecord:
     counts: dict[str, Any] = field(default_factory=dict)
     started: Any = None
     at_end: list[Callable[[Any], None]] = field(default_factory=list)
+    job_id: str | None = None
 
 
 @contextmanager
@@ -268,7 +285,7 @@ def job_record(
         if overlap is not None:
             overlap()
         job_id, started = _start(settings, job, args, on_start, process)
-    record = JobRecord(started=started)
+    record = JobRecord(started=started, job_id=job_id)
     try:
         yield record
     except KeyboardInterrupt:  # until stop 56 `failed`, "Aborted!" and exit 1 (README: not ready)

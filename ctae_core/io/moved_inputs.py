@@ -13,6 +13,7 @@ that scan's id (``SeriesSource.scan_id``) and its row takes the new place.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
@@ -20,9 +21,12 @@ from dataclasses import astuple, dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
+from ctae_core.io.path_map import path_map_file, read_path_map
 from ctae_core.io.sources import SeriesSource, fingerprint_files
 
-__all__ = ["StoredInput", "StoredPlaces", "unchanged_since"]
+__all__ = ["StoredInput", "StoredPlaces", "at_mapped_places", "unchanged_since"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,13 @@ class StoredPlaces:
                 gone.append(scan_id)
         return gone
 
+    def under(self, folders: Iterable[str]) -> list[str]:
+        """The ids of the scans whose place (folder or file) is one of ``folders`` (absolute) or
+        lies below one, whether or not it still exists."""
+        inside = tuple(os.path.join(folder, "") for folder in folders)
+        return [row[0] for row in self._stored if os.path.isabs(row[2])
+                and os.path.join(row[2], row[3], "").startswith(inside)]
+
     def identify(self, source: SeriesSource, hashed_id: str) -> SeriesSource:
         """``source`` with the id the catalog stores for it (``scan_id``) where that is not
         ``hashed_id``, the id its key hashes to: it was stored at this place by an earlier
@@ -148,6 +159,20 @@ class StoredPlaces:
         found = [entry for entry in candidates if not self._exists(
             os.path.join(entry.source_root, entry.source_path))]
         return found[0] if len(found) == 1 else None  # two candidates: neither is sure
+
+
+def at_mapped_places(places: StoredPlaces, store_dir: Path | str) -> StoredPlaces:
+    """``places`` with the real folders of the scans ingested with ``--redact-paths``, from the
+    store's path map where this user may read it."""
+    if all(os.path.isabs(root) for root in places.roots):
+        return places
+    try:
+        links = read_path_map(path_map_file(store_dir))
+    except OSError as err:  # another user's map: their scans are known by their ids alone
+        logger.info("the path map cannot be read (%s): scans ingested with --redact-paths are "
+                    "known only by their ids and the folder they were ingested from", err)
+        return places
+    return places.at_real_places({i: (k.source_root, k.source_path) for i, k in links.items()})
 
 
 def _place(root: str, path: str, series_uid: str | None) -> tuple[str, str, str | None]:

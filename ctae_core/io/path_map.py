@@ -47,28 +47,33 @@ def read_path_map(path: Path | str) -> dict[str, PathLink]:
     return {row["id"]: PathLink(**row) for row in csv.DictReader(io.StringIO(text))}
 
 
-def add_path_links(path: Path | str, links: Iterable[PathLink]) -> int:
-    """Merge ``links`` into the mapping file, written atomically and readable by its owner only;
+def add_path_links(path: Path | str, links: Iterable[PathLink], drop: Iterable[str] = ()) -> int:
+    """Merge ``links`` into the mapping file, and take out the links of the ids in ``drop``
+    (scans removed from the catalog), written atomically and readable by its owner only;
     returns how many links it holds. The read and the write hold a lock beside the file
     (``<map>.lock``): until stop 57 four `ctae ingest --redact-paths` at once into one store
     lost one's links (one round in six), and with them the only way back to its scans' files."""
-    links = list(links)
+    links, drop = list(links), set(drop)
     path = Path(path)
+    if drop and not links and not path.exists():
+        return 0  # nothing to take out of a map that was never written
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
                  OWNER_ONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        return _merge(path, links)
+        return _merge(path, links, drop)
     finally:
         os.close(fd)  # and with it the lock
 
 
-def _merge(path: Path, links: list[PathLink]) -> int:
+def _merge(path: Path, links: list[PathLink], drop: set[str]) -> int:
     merged = read_path_map(path)
-    if not links and path.exists():
+    if not links and not drop.intersection(merged) and path.exists():
         return len(merged)
     merged.update((link.id, link) for link in links)
+    for scan_id in drop:
+        merged.pop(scan_id, None)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(_COLUMNS)

@@ -10,6 +10,7 @@ from data_catalog.schema import current_version
 TABLES = {
     "scans", "ingest_errors", "runs", "splits", "train_history", "scores", "embeddings",
     "labels", "exports", "schema_version", "evaluations", "evaluation_bases", "job_runs", "scan_failures",
+    "removed_scans",
 }
 
 

@@ -1,0 +1,105 @@
+"""Scans leaving the catalog (`ctae remove`): every row a job wrote for them goes, and a line of
+``removed_scans`` keeps where each was found and what was stored. What people wrote about them
+stays: labels, review sessions, adjudications, the audit log and the export snapshots (whose
+lists are written again from ``removed_scans``, data_catalog/snapshots.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import duckdb
+
+from data_catalog.connection import transaction
+
+RUN_TABLES = ("splits", "scores", "scan_failures", "embeddings")
+"""The tables whose rows a run wrote for a scan."""
+
+_IDS = "scan_id IN (SELECT unnest(?::VARCHAR[]))"
+_PATHS = """
+SELECT scan_id, volume_path AS path FROM scans
+UNION ALL SELECT scan_id, recon_path FROM scores WHERE recon_path IS NOT NULL
+UNION ALL SELECT scan_id, error_path FROM scores WHERE error_path IS NOT NULL
+"""
+_FILES = f"""
+WITH paths AS ({_PATHS})
+SELECT DISTINCT path FROM paths
+WHERE {_IDS} AND ends_with(path, '/' || scan_id || '.npy')  -- written for this scan
+  AND path NOT IN (SELECT path FROM paths WHERE NOT {_IDS})  -- and no scan that stays reads it
+ORDER BY path
+"""
+_KEEP = """
+INSERT OR REPLACE INTO removed_scans (scan_id, source_kind, source_root, source_path, series_uid,
+    volume_path, spacing_mm, pixel_count, content_hash, reason, job_id)
+SELECT s.scan_id, s.source_kind, s.source_root, s.source_path, s.series_uid, s.volume_path,
+       s.spacing_mm, s.pixel_count, s.content_hash, r.reason, ?
+FROM scans s JOIN (SELECT unnest(?::VARCHAR[]) AS scan_id, unnest(?::VARCHAR[]) AS reason) r
+    USING (scan_id)
+"""
+_LISTED_IN = f"SELECT count(DISTINCT export_id) FROM export_items WHERE included AND {_IDS}"
+
+
+@dataclass(frozen=True)
+class RemovalPlan:
+    """What removing some scans takes away and what it keeps.
+
+    Attributes:
+        scan_ids: The scans, each in the catalog.
+        rows: Rows that go, by table (``scans`` and each of ``RUN_TABLES``).
+        files: The stored volumes and the runs' reconstructions and anomaly maps of these scans
+            (each named for its scan: ``<store>/volumes/<scan id>.npy`` and the like).
+        labels: The reads of them (kept, with their review sessions).
+        snapshots: The export snapshots that listed one of them (kept; still written again).
+    """
+
+    scan_ids: list[str]
+    rows: dict[str, int]
+    files: list[str]
+    labels: int
+    snapshots: int
+
+
+def _count(con: duckdb.DuckDBPyConnection, table: str, ids: list[str]) -> int:
+    (count,), = con.execute(f"SELECT count(*) FROM {table} WHERE {_IDS}", [ids]).fetchall()
+    return count
+
+
+def known_scans(con: duckdb.DuckDBPyConnection, scan_ids: Sequence[str]) -> list[str]:
+    """Those of ``scan_ids`` the catalog holds, in the order given."""
+    found = {row[0] for row in con.execute(f"SELECT scan_id FROM scans WHERE {_IDS}",
+                                           [list(scan_ids)]).fetchall()}
+    return [scan_id for scan_id in scan_ids if scan_id in found]
+
+
+def plan_removal(con: duckdb.DuckDBPyConnection, scan_ids: Sequence[str]) -> RemovalPlan:
+    """What removing ``scan_ids`` (scans of the catalog) would take away and keep."""
+    ids = list(scan_ids)
+    rows = {table: _count(con, table, ids) for table in ("scans", *RUN_TABLES)}
+    files = [row[0] for row in con.execute(_FILES, [ids, ids]).fetchall()]
+    (snapshots,), = con.execute(_LISTED_IN, [ids]).fetchall()
+    return RemovalPlan(ids, rows, files, _count(con, "labels", ids), snapshots)
+
+
+def removed_ids(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The scans removed from the catalog (and not ingested again since)."""
+    return [row[0] for row in con.execute(
+        "SELECT scan_id FROM removed_scans WHERE scan_id NOT IN (SELECT scan_id FROM scans) "
+        "ORDER BY scan_id").fetchall()]
+
+
+def remove_scans(con: duckdb.DuckDBPyConnection, reasons: Mapping[str, str],
+                 job_id: str | None = None) -> int:
+    """Remove the scans of ``reasons`` (scan id → how it was chosen: gone | named | under) and
+    every run's rows of them, in one transaction, each kept as a line of ``removed_scans``;
+    returns how many scans left the catalog. Their files are the caller's to delete
+    (``plan_removal``), after this commits."""
+    ids = list(reasons)
+    if not ids:
+        return 0
+    with transaction(con):
+        con.execute(_KEEP, [job_id, ids, [reasons[i] for i in ids]])
+        for table in RUN_TABLES:
+            con.execute(f"DELETE FROM {table} WHERE {_IDS}", [ids])
+        (removed,), = con.execute(f"DELETE FROM scans WHERE {_IDS}", [ids]).fetchall()
+    return removed

@@ -1,0 +1,244 @@
+"""`ctae remove`: take scans out of the catalog — those whose files are gone, those under a folder
+(a patient's consent withdrawn, a batch not wanted) or named ones — with every run's rows of them
+and their stored files. Their labels, review sessions and export snapshots stay
+(data_catalog/removal.py). Nothing is removed without ``--yes`` (or a yes at a terminal).
+
+Stored files go first, then the rows in one transaction: a removal that is stopped half-way
+leaves scans whose stored files are missing, and the same command run again finishes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ctae_core.io.moved_inputs import StoredPlaces, at_mapped_places
+from ctae_core.io.path_map import add_path_links, path_map_file
+from data_catalog import CatalogError, connect
+from data_catalog.removal import RemovalPlan, known_scans, plan_removal, remove_scans, removed_ids
+from data_catalog.scans import scan_places
+from data_catalog.settings import CatalogSettings
+from jobs.job_errors import JobError, stop
+from jobs.options import CatalogOption, StoreOption, settings_from
+from jobs.runtime import interrupt_dead_jobs, job_record, refuse_a_busy_run
+
+logger = logging.getLogger(__name__)
+
+LISTED = 20
+"""Scans listed by name before the rest are counted."""
+
+
+@dataclass
+class Selection:
+    """The scans chosen, each with how (gone | named | under), and what was passed over.
+
+    Attributes:
+        reasons: scan id → how it was chosen, in the order found.
+        places: scan id → its place (folder or file), as the catalog or the path map gives it.
+        missing_roots: Source folders that are not there at all (a disk not mounted, an archive
+            moved) → their scans, which ``--gone`` does not count as gone.
+        unmapped: Scans ingested with ``--redact-paths`` whose place this user cannot read.
+    """
+
+    reasons: dict[str, str] = field(default_factory=dict)
+    places: dict[str, str] = field(default_factory=dict)
+    missing_roots: dict[str, int] = field(default_factory=dict)
+    unmapped: int = 0
+
+
+def _folder(folder: Path) -> list[str]:
+    """``folder`` as the catalog may hold it: as given (absolute) and with links resolved."""
+    return sorted({os.path.abspath(folder), os.path.realpath(folder)})
+
+
+def select_scans(
+    places: StoredPlaces,
+    scan_ids: list[str],
+    gone: bool,
+    under: list[Path],
+    exists=os.path.exists,
+) -> Selection:
+    """The scans ``scan_ids`` names (each must be in the catalog), or with ``gone`` those whose
+    place is gone (below ``under`` where given), or every scan below ``under``.
+
+    A source folder that is not there at all is no sign that its scans were deleted (a disk
+    not mounted, an archive moved: `ctae ingest` finds a moved archive again), so ``gone``
+    counts its scans only where ``under`` names it or a folder above it.
+
+    Raises:
+        JobError: an id the catalog does not hold.
+    """
+    chosen = Selection()
+    entries = places.by_id
+    chosen.places = {i: os.path.join(e.source_root, e.source_path) for i, e in entries.items()}
+    if scan_ids:
+        unknown = [i for i in scan_ids if i not in entries]
+        if unknown:
+            raise JobError(f"not in the catalog: {', '.join(unknown[:5])} ({len(unknown)} of "
+                           f"the {len(scan_ids)} scan ids given); the dashboard's Explorer and "
+                           "`ctae export` give the ids of the catalog's scans")
+        chosen.reasons = dict.fromkeys(scan_ids, "named")
+        return chosen
+    folders = [f for folder in under for f in _folder(folder)]
+    roots = [r for r in places.roots if os.path.isabs(r)]
+    chosen.unmapped = sum(not os.path.isabs(e.source_root) for e in entries.values())
+    if gone:
+        present = [r for r in roots if exists(r)]
+        ids = places.gone_under(folders or present, set())
+        if not folders:
+            chosen.missing_roots = dict(sorted(Counter(
+                e.source_root for e in entries.values() if e.source_root in roots
+                and e.source_root not in present).items()))
+        chosen.reasons = dict.fromkeys(ids, "gone")
+    else:
+        chosen.reasons = dict.fromkeys(places.under(folders), "under")
+    return chosen
+
+
+def _size_mb(paths: list[str]) -> float:
+    return sum(os.path.getsize(p) for p in paths if os.path.isfile(p)) / 1e6
+
+
+def describe(chosen: Selection, plan: RemovalPlan) -> list[str]:
+    """What removing ``plan``'s scans takes away and keeps, in lines for the terminal."""
+    how = Counter(chosen.reasons[i] for i in plan.scan_ids)
+    lines = [f"{len(plan.scan_ids)} scan(s) to remove ("
+             + ", ".join(f"{n} {reason}" for reason, n in sorted(how.items())) + "):"]
+    lines += [f"  {i}  {chosen.places.get(i, '?')}" for i in plan.scan_ids[:LISTED]]
+    if len(plan.scan_ids) > LISTED:
+        lines.append(f"  … and {len(plan.scan_ids) - LISTED} more")
+    runs = ", ".join(f"{table} {n}" for table, n in plan.rows.items() if table != "scans")
+    lines.append(f"  rows that go: {runs}")
+    lines.append(f"  files that go: {len(plan.files)} ({_size_mb(plan.files):.1f} MB), the stored "
+                 "volumes and the runs' reconstructions and anomaly maps")
+    lines.append(f"  kept: {plan.labels} label(s) of them, with their review sessions" + (
+        f"; {plan.snapshots} export snapshot(s) that listed them, whose lists `ctae export "
+        "--recreate` still writes" if plan.snapshots else ""))
+    return lines
+
+
+def passed_over(chosen: Selection) -> list[str]:
+    """What ``--gone`` could not judge, in lines for the terminal."""
+    lines = [f"not counted as gone: {n} scan(s) under {root}, which is not there at all (a disk "
+             "not mounted? an archive moved? `ctae ingest NEW_PLACE` finds a moved archive "
+             f"again); `ctae remove --gone --under {root}` removes them"
+             for root, n in chosen.missing_roots.items()]
+    if chosen.unmapped:
+        lines.append(f"not looked at: {chosen.unmapped} scan(s) ingested with --redact-paths, "
+                     "whose places are in a path map this user cannot read; the user who "
+                     "ingested them can remove them, or name them by id")
+    return lines
+
+
+def _delete(files: list[str]) -> tuple[int, list[str]]:
+    """Delete ``files``; (how many were deleted, why those that could not be were not)."""
+    deleted, errors = 0, []
+    for path in files:
+        try:
+            os.unlink(path)
+            deleted += 1
+        except FileNotFoundError:
+            pass  # deleted before: by a removal that was stopped, or by hand
+        except OSError as err:
+            errors.append(f"{path}: {err.strerror or err}")
+    return deleted, errors
+
+
+def run_remove(settings: CatalogSettings, reasons: dict[str, str], args: dict[str, Any]) -> dict[str, Any]:
+    """Delete the stored files of the scans of ``reasons`` that are still in the catalog, then
+    their rows (one transaction), then their links in the store's path map; the counts."""
+    with job_record(settings, "remove", args) as record:
+        with connect(settings.catalog_path, read_only=True) as con:
+            plan = plan_removal(con, known_scans(con, list(reasons)))
+        deleted, errors = _delete(plan.files)
+        with connect(settings.catalog_path) as con:
+            removed = remove_scans(con, {i: reasons[i] for i in plan.scan_ids}, record.job_id)
+            stale = removed_ids(con)  # every removed scan's link: those of a stopped removal too
+        try:
+            add_path_links(path_map_file(settings.store_dir), [], drop=stale)
+        except OSError as err:  # another user's map
+            errors.append(f"{path_map_file(settings.store_dir)}: {err.strerror or err}")
+        record.counts.update(removed=removed, files_deleted=deleted, file_errors=len(errors),
+                             labels_kept=plan.labels, snapshots_kept=plan.snapshots)
+    for error in errors:
+        logger.warning("not deleted: %s", error)
+    return record.counts
+
+
+def remove(
+    scan_ids: Annotated[list[str] | None, typer.Argument(
+        show_default=False,
+        help="Scans to remove, by id (as the scan table, the Explorer and exports give them).")] = None,
+    gone: Annotated[bool, typer.Option(
+        "--gone", help="The scans whose files are no longer where they were ingested from.")] = False,
+    under: Annotated[list[Path] | None, typer.Option(
+        "--under", show_default=False,
+        help="Only scans found below this folder (alone: every one of them); repeat for several.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Remove without asking.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would go, remove nothing.")] = False,
+    catalog: CatalogOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Remove scans from the catalog, with every run's rows of them and their stored files."""
+    scan_ids, under = scan_ids or [], under or []
+    if scan_ids and (gone or under):
+        raise stop("remove", JobError("give scan ids, or --gone and/or --under, not both"))
+    if not (scan_ids or gone or under):
+        raise stop("remove", JobError("say which scans to remove: scan ids, --gone (files no "
+                                      "longer there) or --under FOLDER"))
+    settings = settings_from(catalog, store, follow_store=True, existing=True)
+    try:
+        with connect(settings.catalog_path) as con:
+            interrupt_dead_jobs(con)
+            refuse_a_busy_run(con, "remove", {})  # before the list, not after a yes
+            places = at_mapped_places(StoredPlaces(scan_places(con)), settings.store_dir)
+            chosen = select_scans(places, scan_ids, gone, under)
+            plan = plan_removal(con, list(chosen.reasons))
+    except CatalogError:
+        raise
+    except JobError as err:
+        raise stop("remove", err) from err
+    for line in passed_over(chosen):
+        typer.echo(line, err=True)
+    if not plan.scan_ids:
+        below = f" below {', '.join(map(str, under))}" if under else ""
+        typer.echo(f"nothing to remove: no scan of the catalog {'is gone' if gone else 'lies'}{below}")
+        return
+    typer.echo("\n".join(describe(chosen, plan)))
+    if dry_run:
+        typer.echo("dry run: nothing removed")
+        return
+    if not yes:
+        if not sys.stdin.isatty():
+            raise stop("remove", JobError("nothing removed: run it again with --yes to remove "
+                                          "them (or --dry-run to list them only)"))
+        if not typer.confirm(f"Remove these {len(plan.scan_ids)} scan(s)?", default=False):
+            typer.echo("nothing removed")
+            return
+    args = {"scan_ids": scan_ids, "gone": gone, "under": [str(u) for u in under]}
+    try:
+        counts = run_remove(settings, chosen.reasons, args)
+    except CatalogError:
+        raise
+    except JobError as err:
+        raise stop("remove", err) from err
+    typer.echo(f"removed {counts['removed']} scan(s) from the catalog and {counts['files_deleted']} "
+               f"file(s) from the store; kept {counts['labels_kept']} label(s) and "
+               f"{counts['snapshots_kept']} export snapshot(s). Runs trained with them keep their "
+               "model, threshold and the other scans' scores: train a new run to leave them out "
+               "of training.")
+    if counts["file_errors"]:
+        typer.echo(f"{counts['file_errors']} file(s) could not be deleted (see above): delete "
+                   "them by hand", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `ctae remove` to the CLI."""
+    app.command("remove")(remove)

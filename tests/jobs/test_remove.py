@@ -1,0 +1,209 @@
+"""`ctae remove`: scans leave the catalog with every run's rows and their stored files, on a real
+DuckDB catalog and real DICOM; labels and export snapshots stay, and a stopped removal is
+finished by the same command."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ctae_core.io.path_map import path_map_file, read_path_map
+from data_catalog import CatalogSettings, connect
+from data_catalog.removal import RUN_TABLES
+from jobs.cli import app
+from jobs.ingest import run_ingest
+from jobs.synthetic_catalog import SyntheticSpec, build_synthetic_catalog
+from tests.dicom_factory import SeriesHeaderSpec, phantom, write_phantom
+
+ROOT = Path(__file__).resolve().parents[2]
+runner = CliRunner()
+
+
+def _ctae(settings: CatalogSettings, *args: str, code: int = 0) -> str:
+    result = runner.invoke(app, ["remove", *args, "--catalog", str(settings.catalog_path),
+                                 "--store", str(settings.store_dir)])
+    assert result.exit_code == code, result.output
+    return " ".join(result.output.split())
+
+
+def _rows(settings: CatalogSettings, scan_ids: list[str]) -> dict[str, int]:
+    with connect(settings.catalog_path, read_only=True) as con:
+        return {table: con.execute(f"SELECT count(*) FROM {table} WHERE scan_id IN "
+                                   "(SELECT unnest(?::VARCHAR[]))", [scan_ids]).fetchone()[0]
+                for table in ("scans", *RUN_TABLES, "labels", "removed_scans")}
+
+
+@pytest.fixture
+def scored(settings) -> CatalogSettings:
+    """12 scans, each with its own stored volume, reconstruction and |error|; a run with
+    splits, scores, embeddings and two reviewers' labels."""
+    build_synthetic_catalog(settings, SyntheticSpec(n_scans=12, n_volume_files=12))
+    return settings
+
+
+def _labelled(settings: CatalogSettings) -> list[str]:
+    with connect(settings.catalog_path, read_only=True) as con:
+        return [r[0] for r in con.execute("SELECT DISTINCT scan_id FROM labels ORDER BY 1").fetchall()]
+
+
+def test_named_scans_leave_with_their_rows_and_files_and_keep_labels_and_snapshots(scored, tmp_path):
+    gone = _labelled(scored)[:1] + ["syn0000004"]
+    files = [p for p in scored.store_dir.rglob("*.npy") if p.stem in gone]
+    assert len(files) == 6  # a volume, a reconstruction and an |error| each
+    before = _rows(scored, gone)
+    assert before["scans"] == 2 and before["scores"] == 2 and before["labels"] >= 1
+    listed = tmp_path / "all.csv"
+    exported = runner.invoke(app, ["export", "--run", "synthetic", "--out", str(listed), "--who",
+                                   "hal", "--catalog", str(scored.catalog_path)])
+    assert exported.exit_code == 0, exported.output
+
+    said = _ctae(scored, *gone, "--dry-run")
+    assert said.startswith("2 scan(s) to remove (2 named): ")
+    assert "rows that go: splits 2, scores 2, scan_failures 0, embeddings 2" in said
+    assert "files that go: 6 (" in said and "1 export snapshot(s) that listed them" in said
+    assert said.endswith("dry run: nothing removed") and _rows(scored, gone) == before
+    refused = _ctae(scored, *gone, code=2)  # not at a terminal: nothing without --yes
+    assert "nothing removed: run it again with --yes" in refused and _rows(scored, gone) == before
+
+    said = _ctae(scored, *gone, "--yes")
+    assert f"removed 2 scan(s) from the catalog and 6 file(s) from the store; kept {before['labels']} " \
+           "label(s) and 1 export snapshot(s)" in said
+    after = _rows(scored, gone)
+    assert after == {**dict.fromkeys(("scans", *RUN_TABLES), 0), "labels": before["labels"],
+                     "removed_scans": 2}
+    assert not any(f.exists() for f in files)
+    assert len(list(scored.store_dir.rglob("*.npy"))) == 30  # the other 10 scans' files stay
+    with connect(scored.catalog_path, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM scans").fetchone()[0] == 10
+        assert sorted(con.execute("SELECT scan_id, reason FROM removed_scans").fetchall()) == \
+            sorted((i, "named") for i in gone)
+        (job,), = con.execute("SELECT counts_json FROM job_runs WHERE job = 'remove'").fetchall()
+        assert '"removed": 2' in job
+        export_id = con.execute("SELECT export_id FROM exports").fetchone()[0]
+    again = tmp_path / "again.csv"  # the snapshot that listed them is still written byte for byte
+    recreated = runner.invoke(app, ["export", "--recreate", export_id, "--out", str(again),
+                                    "--catalog", str(scored.catalog_path)])
+    assert recreated.exit_code == 0, recreated.output
+    assert again.read_bytes() == listed.read_bytes()
+    fresh = tmp_path / "now.csv"
+    runner.invoke(app, ["export", "--run", "synthetic", "--out", str(fresh), "--who", "hal",
+                        "--catalog", str(scored.catalog_path)])
+    assert len(fresh.read_text().splitlines()) == 1 + 10 and not any(
+        i in fresh.read_text() for i in gone)
+
+
+def test_an_unknown_id_or_no_choice_is_refused_and_removes_nothing(scored):
+    said = _ctae(scored, "syn0000001", "nope", "--yes", code=2)
+    assert "ctae remove: not in the catalog: nope (1 of the 2 scan ids given)" in said
+    assert "say which scans to remove" in _ctae(scored, code=2)
+    assert "not both" in _ctae(scored, "syn0000001", "--gone", code=2)
+    assert _rows(scored, ["syn0000001"])["scans"] == 1
+
+
+def _archive(root: Path) -> None:
+    for i, name in enumerate(("p1", "p2", "p3")):
+        write_phantom(root / name / "ct", phantom(seed=3 + i),
+                      header=SeriesHeaderSpec(series_uid=f"1.2.826.7{i}"))
+
+
+def _places(settings: CatalogSettings) -> list[tuple[str, str]]:
+    with connect(settings.catalog_path, read_only=True) as con:
+        return con.execute("SELECT source_root, source_path FROM scans ORDER BY 2").fetchall()
+
+
+def test_gone_removes_deleted_series_and_not_an_archive_that_is_not_there(tmp_path, settings):
+    archive = tmp_path / "disk" / "archive"
+    _archive(archive)
+    run_ingest([archive], settings, workers=1, progress=False)
+    assert len(list(settings.volumes_dir.iterdir())) == 3
+    shutil.rmtree(archive / "p2")
+    summary = run_ingest([archive], settings, workers=1, progress=False)
+    assert summary.gone == 1 and "`ctae remove --gone` takes them out" in "\n".join(summary.lines())
+
+    said = _ctae(settings, "--gone", "--yes")
+    assert said.startswith("1 scan(s) to remove (1 gone): ") and f"{archive}/p2/ct" in said
+    assert _places(settings) == [(str(archive), "p1/ct"), (str(archive), "p3/ct")]
+    assert len(list(settings.volumes_dir.iterdir())) == 2
+    assert run_ingest([archive], settings, workers=1, progress=False).gone == 0
+    assert _ctae(settings, "--gone") == "nothing to remove: no scan of the catalog is gone"
+
+    # the whole archive not there (a disk not mounted, an archive moved): not gone by itself
+    shutil.move(archive, tmp_path / "elsewhere")
+    said = _ctae(settings, "--gone", "--yes")
+    assert f"not counted as gone: 2 scan(s) under {archive}, which is not there at all" in said
+    assert said.endswith("nothing to remove: no scan of the catalog is gone")
+    assert len(_places(settings)) == 2
+    said = _ctae(settings, "--gone", "--under", str(archive / "p3"), "--yes")  # named: it goes
+    assert said.startswith("1 scan(s) to remove (1 gone): ")
+    assert _places(settings) == [(str(archive), "p1/ct")]
+
+
+def test_under_removes_every_scan_below_a_folder_and_its_path_map_link(tmp_path, settings):
+    # a patient's consent withdrawn, in a catalog that holds no paths (--redact-paths)
+    archive = tmp_path / "archive"
+    _archive(archive)
+    run_ingest([archive], settings, workers=1, progress=False, redact_paths=True)
+    links = read_path_map(path_map_file(settings.store_dir))
+    assert len(links) == 3 and not any(str(tmp_path) in r for r, _ in _places(settings))
+    said = _ctae(settings, "--under", str(archive / "p1"), "--yes")
+    assert said.startswith("1 scan(s) to remove (1 under): ") and f"{archive}/p1/ct" in said
+    left = read_path_map(path_map_file(settings.store_dir))
+    assert len(left) == 2 and {k.source_path for k in left.values()} == {"p2/ct", "p3/ct"}
+    assert len(_places(settings)) == 2 and len(list(settings.volumes_dir.iterdir())) == 2
+
+
+def test_a_removal_stopped_before_its_rows_is_finished_by_the_same_command(scored, monkeypatch):
+    import jobs.remove
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl+C after the files went, before the rows
+
+    monkeypatch.setattr(jobs.remove, "remove_scans", stopped)
+    said = _ctae(scored, "syn0000002", "--yes", code=130)
+    assert "ctae remove: interrupted (Ctrl+C)" in said
+    assert _rows(scored, ["syn0000002"])["scans"] == 1
+    assert not list(scored.store_dir.rglob("syn0000002.npy"))  # its files went first
+    monkeypatch.undo()
+    said = _ctae(scored, "syn0000002", "--yes")
+    assert "removed 1 scan(s) from the catalog and 0 file(s) from the store" in said
+    assert _rows(scored, ["syn0000002"])["scans"] == 0
+
+
+HOLD_A_JOB = """
+import sys
+from data_catalog.settings import CatalogSettings
+from jobs.runtime import job_run
+
+settings = CatalogSettings.resolve(sys.argv[1], sys.argv[2], env={})
+with job_run(settings, sys.argv[3], {"run_id": "synthetic"}):  # the job's own record
+    print("started", flush=True)
+    sys.stdin.read()  # until the test closes the pipe
+"""
+
+
+@pytest.mark.parametrize("held", ["score", "remove"])
+def test_scans_do_not_leave_while_another_job_runs_nor_a_job_start_during_a_removal(scored, held):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_A_JOB, str(scored.catalog_path),
+                               str(scored.store_dir), held], cwd=ROOT, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "started"
+        said = _ctae(scored, "syn0000003", "--yes", code=2)
+        assert said.startswith(f"ctae remove: the catalog is in use: `ctae {held}` has been "
+                               f"running in process {holder.pid} since ")
+        assert _rows(scored, ["syn0000003"])["scans"] == 1
+        if held == "remove":  # and the other way round: no job starts while scans leave
+            (scored.store_dir.parent / "new").mkdir()
+            ingest = runner.invoke(app, ["ingest", str(scored.store_dir.parent / "new"), "--catalog",
+                                         str(scored.catalog_path), "--no-progress"])
+            assert ingest.exit_code == 2, ingest.output
+            assert "the catalog is in use: `ctae remove` has been running" in ingest.output
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert "removed 1 scan(s)" in _ctae(scored, "syn0000003", "--yes")
