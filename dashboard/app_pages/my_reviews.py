@@ -55,6 +55,19 @@ def _tags(tags_key: str, scan_id: str, reads: dict) -> set[str]:
     return chosen[scan_id]
 
 
+def in_catalog(order: list[str], table: Any) -> list[str]:
+    """The queue's scans that the catalog still holds (`ctae remove` takes scans out of it; the
+    session keeps them, with any reads of them), in queue order."""
+    held = set(table["scan_id"])
+    return [scan_id for scan_id in order if scan_id in held]
+
+
+def _removed_note(queue: list[str], order: list[str]) -> None:
+    if len(order) < len(queue):
+        st.caption(f"{len(queue) - len(order)} scan(s) of your queue were removed from the "
+                   "catalog since the session began; they are left out.")
+
+
 def _move(pos_key: str, to: int, size: int) -> None:
     st.session_state[pos_key] = min(max(to, 0), size - 1)
 
@@ -85,13 +98,18 @@ def review_pane(catalog: str, me: str, session: dict[str, Any]) -> None:
     if not auth.still_signed_in(catalog):  # signed out elsewhere, or the account changed
         st.rerun()  # the whole page: its sign-in form
     session_id = session["session_id"]
-    order, reads = review_data.queue_and_reads(catalog, session_id, me)
+    queue, reads = review_data.queue_and_reads(catalog, session_id, me)
+    table = data.scan_table(catalog, session["run_id"], with_labels=False)
+    order = in_catalog(queue, table)
+    _removed_note(queue, order)
+    if not order:
+        st.info("Every scan of your queue has been removed from the catalog.")
+        return
     pos_key, tags_key = f"mr_pos_{session_id}", f"mr_tags_{session_id}"
     if pos_key not in st.session_state:
         st.session_state[pos_key] = next((i for i, s in enumerate(order) if s not in reads), 0)
     pos = min(max(st.session_state[pos_key], 0), len(order) - 1)
     scan_id = order[pos]
-    table = data.scan_table(catalog, session["run_id"], with_labels=False)
     scans = table[table["scan_id"].isin(order)].set_index("scan_id", drop=False)  # the queue's
     scan = scans.loc[scan_id]
     show_model = bool(session["show_model"])
@@ -164,8 +182,9 @@ def _queue_view(catalog: str, me: str, session: dict[str, Any], at: str | None,
     """The reviewer's queue as the pane shows it, read from the journal and the catalog; the
     scans' facts are taken from ``before`` (the previous view) while the catalog's are the same."""
     session_id, show_model = session["session_id"], bool(session["show_model"])
-    order, reads = review_data.queue_and_reads(catalog, session_id, me)
+    queue, reads = review_data.queue_and_reads(catalog, session_id, me)
     table = data.scan_table(catalog, session["run_id"], with_labels=False)
+    order = in_catalog(queue, table)
     if before is not None and before["table"] is table and before["order"] == order:
         scans, info = before["scans"], before["info"]
     else:
@@ -173,7 +192,7 @@ def _queue_view(catalog: str, me: str, session: dict[str, Any], at: str | None,
         info = review_component.scan_items(scans, order, show_model)
     start = next((i for i, s in enumerate(order) if s not in reads), 0)
     others = _others(catalog, session_id, me) if session["show_others"] else {}
-    return {"order": order, "reads": reads, "table": table, "scans": scans, "info": info,
+    return {"queue": queue, "order": order, "reads": reads, "table": table, "scans": scans, "info": info,
             "start": start, "pos": order.index(at) if at in order else start,
             "items": review_component.queue_items(info, order, reads, others)}
 
@@ -212,6 +231,10 @@ def browser_pane(catalog: str, me: str, session: dict[str, Any]) -> None:
     asked = view is not None and view["value"] != value
     if not asked:
         view = _queue_view(catalog, me, session, value.get("at"), view)
+        _removed_note(view["queue"], view["order"])
+        if not view["order"]:
+            st.info("Every scan of your queue has been removed from the catalog.")
+            return
         review_component.draw_ahead(  # the shown scan and the next, drawn before the pane
             [view["scans"].loc[s] for s in view["order"][view["pos"]:view["pos"] + 2]], show_model)
     _with_saved(view["items"], value.get("pending") or [], acks)

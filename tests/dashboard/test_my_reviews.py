@@ -254,3 +254,27 @@ def test_a_session_of_flagged_or_unflagged_scans_waits_for_every_flag(team, monk
     next(b for b in at.button if b.label == "Create session").click().run()
     assert not at.error, at.error[0].value
     assert "reads each" in at.success[0].value
+
+
+def test_a_queued_scan_removed_from_the_catalog_is_left_out_of_the_queue(team, monkeypatch):
+    # until stop 58 no scan could leave the catalog; `ctae remove` of a queued scan then ended
+    # My reviews in a KeyError (the pane looked each queued scan up in the run's scan table)
+    from dashboard import data
+    from jobs.remove import run_remove
+
+    settings, _ = team
+    run_remove(settings, {"syn0000003": "named"}, {})
+    at = _app(settings, monkeypatch)
+    at.session_state[USER] = signed_in(settings.catalog_path, "bea")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [i["id"] for i in _pane(at)["items"]] == ["syn0000001"]
+    removed = "1 scan(s) of your queue were removed from the catalog since the session began"
+    assert any(removed in c.value for c in at.caption)
+    at.toggle(key="mr_browser").set_value(False).run()  # the server's pane: the same queue
+    assert not at.exception and "Scan 1 of 1" in at.get("progress")[0].proto.text
+    run_remove(settings, {"syn0000001": "named"}, {})
+    data._LAST.clear()  # the pane's scan table may be 30 s old (dashboard.data.scan_table)
+    at.run()
+    assert not at.exception
+    assert at.info[0].value == "Every scan of your queue has been removed from the catalog."
