@@ -37,6 +37,11 @@ SELECT s.scan_id, s.source_kind, s.source_root, s.source_path, s.series_uid, s.v
 FROM scans s JOIN (SELECT unnest(?::VARCHAR[]) AS scan_id, unnest(?::VARCHAR[]) AS reason) r
     USING (scan_id)
 """
+_LATER_COPIES = """
+SELECT scan_id FROM scans
+QUALIFY row_number() OVER (PARTITION BY content_hash ORDER BY source_root, source_path, scan_id) > 1
+ORDER BY source_root, source_path, scan_id
+"""
 _LISTED_IN = f"SELECT count(DISTINCT export_id) FROM export_items WHERE included AND {_IDS}"
 
 
@@ -72,6 +77,13 @@ def known_scans(con: duckdb.DuckDBPyConnection, scan_ids: Sequence[str]) -> list
     return [scan_id for scan_id in scan_ids if scan_id in found]
 
 
+def later_copies(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The scans whose stored voxels an earlier scan has too (one series stored twice), all but
+    the first of each by source folder and path: the copies ``ExportFilter.drop_copies`` leaves
+    out of a list."""
+    return [row[0] for row in con.execute(_LATER_COPIES).fetchall()]
+
+
 def plan_removal(con: duckdb.DuckDBPyConnection, scan_ids: Sequence[str]) -> RemovalPlan:
     """What removing ``scan_ids`` (scans of the catalog) would take away and keep."""
     ids = list(scan_ids)
@@ -90,7 +102,7 @@ def removed_ids(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 def remove_scans(con: duckdb.DuckDBPyConnection, reasons: Mapping[str, str],
                  job_id: str | None = None) -> int:
-    """Remove the scans of ``reasons`` (scan id → how it was chosen: gone | named | under) and
+    """Remove the scans of ``reasons`` (scan id → how it was chosen: gone | named | under | copy) and
     every run's rows of them, in one transaction, each kept as a line of ``removed_scans``;
     returns how many scans left the catalog. Their files are the caller's to delete
     (``plan_removal``), after this commits."""

@@ -434,7 +434,7 @@ _V22 = [
         source_kind VARCHAR, source_root VARCHAR, source_path VARCHAR, series_uid VARCHAR,
         volume_path VARCHAR,                  -- deleted with the scan
         spacing_mm DOUBLE, pixel_count BIGINT, content_hash VARCHAR,
-        reason VARCHAR NOT NULL,              -- gone | named | under: how `ctae remove` chose it
+        reason VARCHAR NOT NULL,              -- gone | named | under | copy: how `ctae remove` chose it
         job_id VARCHAR,                       -- the `ctae remove` of job_runs
         removed_at TIMESTAMP DEFAULT current_timestamp
     )""",

@@ -181,7 +181,8 @@ class IngestSummary:
         if self.duplicates:
             out.append(f"  {self.duplicates} scans of the catalog have the same voxels as another "
                        f"({self.duplicate_groups} group(s)): one series stored twice, under two "
-                       "places or names; the dashboard's Overview lists them")
+                       "places or names; the dashboard's Overview lists them, and `ctae remove "
+                       "--copies` keeps only the first of each")
         out += [f"  failed {n} × {reason}" for reason, n in sorted(self.failed.items())]
         out += [
             f"  passed over {n} file(s): {why}" for why, n in sorted(self.skipped_files.items())

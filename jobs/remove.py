@@ -1,6 +1,6 @@
-"""`ctae remove`: take scans out of the catalog — those whose files are gone, those under a folder
-(a patient's consent withdrawn, a batch not wanted) or named ones — with every run's rows of them
-and their stored files. Their labels, review sessions and export snapshots stay
+"""`ctae remove`: take scans out of the catalog — those whose files are gone, the later copies of
+series stored twice, those under a folder (a patient's consent withdrawn, a batch not wanted) or
+named ones — with every run's rows of them and their stored files. Their labels, review sessions and export snapshots stay
 (data_catalog/removal.py). Nothing is removed without ``--yes`` (or a yes at a terminal).
 
 Stored files go first, then the rows in one transaction: a removal that is stopped half-way
@@ -22,7 +22,14 @@ import typer
 from ctae_core.io.moved_inputs import StoredPlaces, at_mapped_places
 from ctae_core.io.path_map import add_path_links, path_map_file
 from data_catalog import CatalogError, connect
-from data_catalog.removal import RemovalPlan, known_scans, plan_removal, remove_scans, removed_ids
+from data_catalog.removal import (
+    RemovalPlan,
+    known_scans,
+    later_copies,
+    plan_removal,
+    remove_scans,
+    removed_ids,
+)
 from data_catalog.scans import scan_places
 from data_catalog.settings import CatalogSettings
 from jobs.job_errors import JobError, stop
@@ -37,7 +44,7 @@ LISTED = 20
 
 @dataclass
 class Selection:
-    """The scans chosen, each with how (gone | named | under), and what was passed over.
+    """The scans chosen, each with how (gone | named | under | copy), and what was passed over.
 
     Attributes:
         reasons: scan id → how it was chosen, in the order found.
@@ -63,10 +70,12 @@ def select_scans(
     scan_ids: list[str],
     gone: bool,
     under: list[Path],
+    copies: list[str] | None = None,
     exists=os.path.exists,
 ) -> Selection:
-    """The scans ``scan_ids`` names (each must be in the catalog), or with ``gone`` those whose
-    place is gone (below ``under`` where given), or every scan below ``under``.
+    """The scans ``scan_ids`` names (each must be in the catalog); or those whose place is gone
+    (``gone``) and the ``copies`` (the later copies of series stored twice), each below
+    ``under`` where given; or, with neither, every scan below ``under``.
 
     A source folder that is not there at all is no sign that its scans were deleted (a disk
     not mounted, an archive moved: `ctae ingest` finds a moved archive again), so ``gone``
@@ -87,17 +96,20 @@ def select_scans(
         chosen.reasons = dict.fromkeys(scan_ids, "named")
         return chosen
     folders = [f for folder in under for f in _folder(folder)]
+    below = set(places.under(folders)) if folders else set(entries)
     roots = [r for r in places.roots if os.path.isabs(r)]
-    chosen.unmapped = sum(not os.path.isabs(e.source_root) for e in entries.values())
+    if gone or folders:  # places this user cannot read cannot be gone or below a folder
+        chosen.unmapped = sum(not os.path.isabs(e.source_root) for e in entries.values())
     if gone:
         present = [r for r in roots if exists(r)]
-        ids = places.gone_under(folders or present, set())
+        chosen.reasons = dict.fromkeys(places.gone_under(folders or present, set()), "gone")
         if not folders:
             chosen.missing_roots = dict(sorted(Counter(
                 e.source_root for e in entries.values() if e.source_root in roots
                 and e.source_root not in present).items()))
-        chosen.reasons = dict.fromkeys(ids, "gone")
-    else:
+    if copies is not None:
+        chosen.reasons.update((i, "copy") for i in copies if i in below and i not in chosen.reasons)
+    if not gone and copies is None:
         chosen.reasons = dict.fromkeys(places.under(folders), "under")
     return chosen
 
@@ -178,6 +190,9 @@ def remove(
         help="Scans to remove, by id (as the scan table, the Explorer and exports give them).")] = None,
     gone: Annotated[bool, typer.Option(
         "--gone", help="The scans whose files are no longer where they were ingested from.")] = False,
+    copies: Annotated[bool, typer.Option(
+        "--copies", help="Of each series stored twice (the same voxels), every copy but the first "
+        "by source path.")] = False,
     under: Annotated[list[Path] | None, typer.Option(
         "--under", show_default=False,
         help="Only scans found below this folder (alone: every one of them); repeat for several.")] = None,
@@ -188,18 +203,20 @@ def remove(
 ) -> None:
     """Remove scans from the catalog, with every run's rows of them and their stored files."""
     scan_ids, under = scan_ids or [], under or []
-    if scan_ids and (gone or under):
-        raise stop("remove", JobError("give scan ids, or --gone and/or --under, not both"))
-    if not (scan_ids or gone or under):
+    if scan_ids and (gone or copies or under):
+        raise stop("remove", JobError("give scan ids, or --gone, --copies and --under, not both"))
+    if not (scan_ids or gone or copies or under):
         raise stop("remove", JobError("say which scans to remove: scan ids, --gone (files no "
-                                      "longer there) or --under FOLDER"))
+                                      "longer there), --copies (series stored twice) or --under "
+                                      "FOLDER"))
     settings = settings_from(catalog, store, follow_store=True, existing=True)
     try:
         with connect(settings.catalog_path) as con:
             interrupt_dead_jobs(con)
             refuse_a_busy_run(con, "remove", {})  # before the list, not after a yes
             places = at_mapped_places(StoredPlaces(scan_places(con)), settings.store_dir)
-            chosen = select_scans(places, scan_ids, gone, under)
+            chosen = select_scans(places, scan_ids, gone, under,
+                                  later_copies(con) if copies else None)
             plan = plan_removal(con, list(chosen.reasons))
     except CatalogError:
         raise
@@ -208,8 +225,10 @@ def remove(
     for line in passed_over(chosen):
         typer.echo(line, err=True)
     if not plan.scan_ids:
+        what = " or ".join([w for w, asked in (("is gone", gone), ("is a copy of another",
+                            copies)) if asked]) or "lies"
         below = f" below {', '.join(map(str, under))}" if under else ""
-        typer.echo(f"nothing to remove: no scan of the catalog {'is gone' if gone else 'lies'}{below}")
+        typer.echo(f"nothing to remove: no scan of the catalog {what}{below}")
         return
     typer.echo("\n".join(describe(chosen, plan)))
     if dry_run:
@@ -222,7 +241,7 @@ def remove(
         if not typer.confirm(f"Remove these {len(plan.scan_ids)} scan(s)?", default=False):
             typer.echo("nothing removed")
             return
-    args = {"scan_ids": scan_ids, "gone": gone, "under": [str(u) for u in under]}
+    args = {"scan_ids": scan_ids, "gone": gone, "copies": copies, "under": [str(u) for u in under]}
     try:
         counts = run_remove(settings, chosen.reasons, args)
     except CatalogError:

@@ -47,7 +47,9 @@ if len(copies):
     groups = copies["content_hash"].nunique()
     with st.expander(f"Scans with the same voxels as another ({len(copies)} in {groups} groups)"):
         st.caption("One series stored twice, under two places or names: each copy is a scan of "
-                   "its own, trained on, scored, reviewed and exported as such.")
+                   "its own, trained on, scored, reviewed and exported as such. `ctae remove "
+                   "--copies` takes all but the first of each out of the catalog; the export "
+                   "page's \"One scan per copy\" leaves them out of a list.")
         shown = copies.assign(group=copies["content_hash"].str[:12]).drop(columns="content_hash")
         if not state.is_admin():
             shown = shown.drop(columns=["source_root", "source_path"])

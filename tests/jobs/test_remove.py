@@ -207,3 +207,23 @@ def test_scans_do_not_leave_while_another_job_runs_nor_a_job_start_during_a_remo
         holder.stdin.close()
         holder.wait(timeout=30)
     assert "removed 1 scan(s)" in _ctae(scored, "syn0000003", "--yes")
+
+
+def test_copies_removes_every_copy_but_the_first_of_a_series_stored_twice(tmp_path, settings):
+    import SimpleITK as sitk
+
+    archive = tmp_path / "archive"
+    _archive(archive)
+    for name in ("a.nii.gz", "b.nii.gz", "c.nii.gz"):  # one volume file, copied beside itself
+        sitk.WriteImage(sitk.GetImageFromArray(phantom((20, 30, 30), seed=5)), str(archive / name))
+    summary = run_ingest([archive], settings, workers=1, progress=False)
+    assert (summary.ingested, summary.duplicates) == (6, 3)
+    assert _ctae(settings, "--copies", "--under", str(archive / "p1")) == \
+        "nothing to remove: no scan of the catalog is a copy of another below " + str(archive / "p1")
+    said = _ctae(settings, "--copies", "--yes")
+    assert said.startswith("2 scan(s) to remove (2 copy): ")
+    assert f"{archive}/b.nii.gz" in said and f"{archive}/c.nii.gz" in said
+    assert _places(settings) == [(str(archive), p) for p in ("a.nii.gz", "p1/ct", "p2/ct", "p3/ct")]
+    assert len(list(settings.volumes_dir.iterdir())) == 4
+    with connect(settings.catalog_path, read_only=True) as con:
+        assert con.execute("SELECT DISTINCT reason FROM removed_scans").fetchall() == [("copy",)]
