@@ -111,6 +111,7 @@ run_table = _view("run_table", max_age_s=10.0)  # on every page, in the sidebar
 run_info = _view("run_info")
 ingest_errors = _view("ingest_error_table")
 duplicate_scans = _view("duplicate_scans")
+removed_scans = _view("removed_scan_table")
 train_curve = _view("train_curve")
 evaluations = _view("evaluation_table")
 evaluation_bases = _view("evaluation_base_table")

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import duckdb
 
 from data_catalog.connection import transaction
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 RUN_TABLES = ("splits", "scores", "scan_failures", "embeddings")
 """The tables whose rows a run wrote for a scan."""
@@ -31,9 +35,9 @@ ORDER BY path
 """
 _KEEP = """
 INSERT OR REPLACE INTO removed_scans (scan_id, source_kind, source_root, source_path, series_uid,
-    volume_path, spacing_mm, pixel_count, content_hash, reason, job_id)
+    volume_path, spacing_mm, pixel_count, content_hash, reason, job_id, removed_by)
 SELECT s.scan_id, s.source_kind, s.source_root, s.source_path, s.series_uid, s.volume_path,
-       s.spacing_mm, s.pixel_count, s.content_hash, r.reason, ?
+       s.spacing_mm, s.pixel_count, s.content_hash, r.reason, ?, ?
 FROM scans s JOIN (SELECT unnest(?::VARCHAR[]) AS scan_id, unnest(?::VARCHAR[]) AS reason) r
     USING (scan_id)
 """
@@ -41,6 +45,11 @@ _LATER_COPIES = """
 SELECT scan_id FROM scans
 QUALIFY row_number() OVER (PARTITION BY content_hash ORDER BY source_root, source_path, scan_id) > 1
 ORDER BY source_root, source_path, scan_id
+"""
+_REMOVED_TABLE = """
+SELECT scan_id, reason, removed_by, removed_at, source_kind, source_root, source_path
+FROM removed_scans r WHERE NOT EXISTS (SELECT 1 FROM scans WHERE scans.scan_id = r.scan_id)
+ORDER BY removed_at DESC, scan_id
 """
 _LISTED_IN = f"SELECT count(DISTINCT export_id) FROM export_items WHERE included AND {_IDS}"
 
@@ -93,6 +102,12 @@ def plan_removal(con: duckdb.DuckDBPyConnection, scan_ids: Sequence[str]) -> Rem
     return RemovalPlan(ids, rows, files, _count(con, "labels", ids), snapshots)
 
 
+def removed_scan_table(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Every scan removed from the catalog and not ingested again, newest first: id, how it was
+    chosen, who removed it and when, and where it was found."""
+    return con.execute(_REMOVED_TABLE).df()
+
+
 def removed_ids(con: duckdb.DuckDBPyConnection) -> list[str]:
     """The scans removed from the catalog (and not ingested again since)."""
     return [row[0] for row in con.execute(
@@ -101,7 +116,7 @@ def removed_ids(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 
 def remove_scans(con: duckdb.DuckDBPyConnection, reasons: Mapping[str, str],
-                 job_id: str | None = None) -> int:
+                 job_id: str | None = None, who: str | None = None) -> int:
     """Remove the scans of ``reasons`` (scan id → how it was chosen: gone | named | under | copy) and
     every run's rows of them, in one transaction, each kept as a line of ``removed_scans``;
     returns how many scans left the catalog. Their files are the caller's to delete
@@ -110,7 +125,7 @@ def remove_scans(con: duckdb.DuckDBPyConnection, reasons: Mapping[str, str],
     if not ids:
         return 0
     with transaction(con):
-        con.execute(_KEEP, [job_id, ids, [reasons[i] for i in ids]])
+        con.execute(_KEEP, [job_id, who, ids, [reasons[i] for i in ids]])
         for table in RUN_TABLES:
             con.execute(f"DELETE FROM {table} WHERE {_IDS}", [ids])
         (removed,), = con.execute(f"DELETE FROM scans WHERE {_IDS}", [ids]).fetchall()

@@ -436,6 +436,7 @@ _V22 = [
         spacing_mm DOUBLE, pixel_count BIGINT, content_hash VARCHAR,
         reason VARCHAR NOT NULL,              -- gone | named | under | copy: how `ctae remove` chose it
         job_id VARCHAR,                       -- the `ctae remove` of job_runs
+        removed_by VARCHAR,                   -- the user who ran it
         removed_at TIMESTAMP DEFAULT current_timestamp
     )""",
 ]

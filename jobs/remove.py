@@ -9,6 +9,7 @@ leaves scans whose stored files are missing, and the same command run again fini
 
 from __future__ import annotations
 
+import getpass
 import logging
 import os
 import sys
@@ -171,7 +172,8 @@ def run_remove(settings: CatalogSettings, reasons: dict[str, str], args: dict[st
             plan = plan_removal(con, known_scans(con, list(reasons)))
         deleted, errors = _delete(plan.files)
         with connect(settings.catalog_path) as con:
-            removed = remove_scans(con, {i: reasons[i] for i in plan.scan_ids}, record.job_id)
+            removed = remove_scans(con, {i: reasons[i] for i in plan.scan_ids}, record.job_id,
+                                   getpass.getuser())
             stale = removed_ids(con)  # every removed scan's link: those of a stopped removal too
         try:
             add_path_links(path_map_file(settings.store_dir), [], drop=stale)

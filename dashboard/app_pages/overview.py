@@ -56,6 +56,14 @@ if len(copies):
         st.dataframe(shown[["group", *[c for c in shown.columns if c != "group"]]],
                      hide_index=True, width="stretch")
 
+removed = data.removed_scans(catalog)
+if len(removed):
+    with st.expander(f"Scans removed from the catalog ({len(removed)})"):
+        st.caption("Taken out by `ctae remove` with every run's rows and stored files; their "
+                   "labels, review sessions and export snapshots are kept.")
+        shown = removed if state.is_admin() else removed.drop(columns=["source_root", "source_path"])
+        st.dataframe(shown, hide_index=True, width="stretch")
+
 run_id = state.require_run()
 st.subheader("Runs")
 st.dataframe(data.run_table(catalog), hide_index=True, width="stretch")

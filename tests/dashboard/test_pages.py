@@ -66,6 +66,26 @@ def test_overview_lists_scans_with_the_same_voxels(catalog, open_page):
     assert {"source_root", "source_path"}.isdisjoint(copies.dataframe[0].value.columns)
 
 
+def test_overview_lists_the_scans_removed_from_the_catalog(catalog, open_page):
+    import getpass
+
+    from jobs.remove import run_remove
+
+    at = open_page(catalog, "overview")
+    assert not [e for e in at.expander if "removed" in e.label]
+    run_remove(catalog, {"syn0000004": "copy", "syn0000009": "gone"}, {})
+    at = open_page(catalog, "overview")
+    (removed,) = [e for e in at.expander if "removed" in e.label]
+    assert removed.label == "Scans removed from the catalog (2)"
+    table = removed.dataframe[0].value.sort_values("scan_id")
+    assert table[["scan_id", "reason"]].values.tolist() == [["syn0000004", "copy"],
+                                                            ["syn0000009", "gone"]]
+    assert set(table["removed_by"]) == {getpass.getuser()} and "source_path" in table.columns
+    at = open_page(catalog, "overview", reviewer="rita", role="reviewer")
+    (removed,) = [e for e in at.expander if "removed" in e.label]
+    assert {"source_root", "source_path"}.isdisjoint(removed.dataframe[0].value.columns)
+
+
 def test_overview_says_which_epochs_were_not_validated(catalog, open_page):
     with connect(catalog.catalog_path) as con:  # a run validated from half its schedule on
         con.execute("UPDATE train_history SET val_loss = NULL WHERE epoch <= 15")
