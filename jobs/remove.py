@@ -97,7 +97,7 @@ def select_scans(
         chosen.reasons = dict.fromkeys(scan_ids, "named")
         return chosen
     folders = [f for folder in under for f in _folder(folder)]
-    below = set(places.under(folders)) if folders else set(entries)
+    below = places.under(folders) if folders else list(entries)
     roots = [r for r in places.roots if os.path.isabs(r)]
     if gone or folders:  # places this user cannot read cannot be gone or below a folder
         chosen.unmapped = sum(not os.path.isabs(e.source_root) for e in entries.values())
@@ -109,9 +109,10 @@ def select_scans(
                 e.source_root for e in entries.values() if e.source_root in roots
                 and e.source_root not in present).items()))
     if copies is not None:
-        chosen.reasons.update((i, "copy") for i in copies if i in below and i not in chosen.reasons)
+        inside = set(below)
+        chosen.reasons.update((i, "copy") for i in copies if i in inside and i not in chosen.reasons)
     if not gone and copies is None:
-        chosen.reasons = dict.fromkeys(places.under(folders), "under")
+        chosen.reasons = dict.fromkeys(below, "under")
     return chosen
 
 
