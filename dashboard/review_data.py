@@ -74,6 +74,12 @@ def session_table(catalog: str) -> pd.DataFrame:
         return sessions.session_table(j)
 
 
+def session_scans(catalog: str) -> dict[str, set[str]]:
+    """Each session's scans."""
+    with open_journal(catalog, write=False) as j:
+        return sessions.session_scans(j)
+
+
 def session_info(catalog: str, session_id: str) -> dict[str, Any] | None:
     """One session's settings."""
     with open_journal(catalog, write=False) as j:

@@ -158,6 +158,15 @@ def session_table(j: sqlite3.Connection) -> pd.DataFrame:
     return pd.DataFrame([dict(r) for r in j.execute(_SESSIONS).fetchall()])
 
 
+def session_scans(j: sqlite3.Connection) -> dict[str, set[str]]:
+    """Each session's scans (every reviewer's queue together)."""
+    scans: dict[str, set[str]] = {}
+    for session_id, scan_id in j.execute(
+            "SELECT DISTINCT session_id, scan_id FROM session_assignments").fetchall():
+        scans.setdefault(session_id, set()).add(scan_id)
+    return scans
+
+
 def open_sessions_for(j: sqlite3.Connection, reviewer: str) -> list[dict[str, Any]]:
     """The open sessions that give ``reviewer`` scans to read, newest first."""
     return [dict(r) for r in j.execute(_REVIEWER_SESSIONS, [reviewer]).fetchall()]

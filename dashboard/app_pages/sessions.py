@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 from ctae_core.review_assignment import assign_reads
-from dashboard import review_data, state
+from dashboard import data, review_data, state
 from data_catalog.accounts import load_accounts, users_path
 from data_catalog.filters import unflagged_count
 from data_catalog.sessions import ReviewRefused
@@ -75,6 +75,12 @@ st.subheader("Sessions")
 if table.empty:
     st.caption("No session yet.")
     st.stop()
+if removed := set(data.removed_scans(catalog)["scan_id"]):  # their reads can no longer be done
+    assigned = review_data.session_scans(catalog)
+    table["removed_scans"] = [len(assigned.get(s, set()) & removed) for s in table["session_id"]]
+    if table["removed_scans"].any():
+        st.caption("removed_scans: the session's scans that `ctae remove` took out of the "
+                   "catalog since; their reads stay due, and My reviews leaves them out.")
 st.dataframe(table.drop(columns=["session_id"]), hide_index=True, width="stretch",
              key="session_table")
 names = dict(zip(table["session_id"], table["name"], strict=True))

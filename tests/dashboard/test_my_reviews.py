@@ -273,6 +273,13 @@ def test_a_queued_scan_removed_from_the_catalog_is_left_out_of_the_queue(team, m
     assert any(removed in c.value for c in at.caption)
     at.toggle(key="mr_browser").set_value(False).run()  # the server's pane: the same queue
     assert not at.exception and "Scan 1 of 1" in at.get("progress")[0].proto.text
+    admin = _app(settings, monkeypatch)  # the session's table counts what can no longer be read
+    admin.session_state[USER] = signed_in(settings.catalog_path, "ada")
+    admin.run()
+    admin.switch_page("app_pages/sessions.py").run()
+    assert not admin.exception
+    table = [d.value for d in admin.dataframe if "removed_scans" in d.value.columns][0]
+    assert table[["name", "scans", "removed_scans"]].values.tolist() == [["double", 2, 1]]
     run_remove(settings, {"syn0000001": "named"}, {})
     data._LAST.clear()  # the pane's scan table may be 30 s old (dashboard.data.scan_table)
     at.run()
