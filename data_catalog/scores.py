@@ -184,6 +184,23 @@ def set_threshold(
     ).fetchone()[0]
 
 
+def forget_stale_threshold(con: duckdb.DuckDBPyConnection, run_id: str) -> float | None:
+    """Where some of the run's scores have no flag (rewritten by a scoring that could not fit a
+    new T), clear the run's T and every flag, in one transaction: the T left from an earlier
+    scoring (another model, another validation split) does not describe these scores, and until
+    stop 58 the run named it while half its scans had no flag. Returns the T cleared, or None."""
+    (unflagged,), = con.execute("SELECT count(*) FROM scores WHERE run_id = ? AND is_outlier IS NULL",
+                                [run_id]).fetchall()
+    (threshold,), = con.execute("SELECT threshold FROM runs WHERE run_id = ?", [run_id]).fetchall()
+    if not unflagged or threshold is None:
+        return None
+    with transaction(con):
+        con.execute("UPDATE runs SET threshold = NULL, updated_at = current_timestamp WHERE run_id = ?",
+                    [run_id])
+        con.execute("UPDATE scores SET is_outlier = NULL WHERE run_id = ?", [run_id])
+    return float(threshold)
+
+
 def stored_volumes(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFrame:
     """Scans of the run with stored recon/error volumes: scan_id, is_outlier, the two paths."""
     return con.execute(

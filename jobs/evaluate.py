@@ -191,9 +191,10 @@ def run_evaluate(settings: CatalogSettings, run_id: str, truth_path: Path,
     if unset and run.get("threshold") is not None:  # a scoring rewriting the run's scores
         raise EvaluateJobError(
             f"{unset} of the {len(inputs)} scored scans of run {run_id!r} have no flag yet: a "
-            "`ctae score` of the run is running, or stopped before it set T, so its scores are "
-            f"part old, part new; wait for it to end, or run `ctae score --run {run_id}` again, "
-            "then evaluate", exit_code=NOT_READY)
+            "`ctae score` of the run is running, or ended without setting T (stopped, or fewer "
+            "than two scored validation scans), so its scores are part old, part new; wait for "
+            f"it to end, or run `ctae score --run {run_id}` again, then evaluate",
+            exit_code=NOT_READY)
     labels = match_truth(inputs, truth)
     if splits:
         present = sorted(set(inputs["split"].dropna()))

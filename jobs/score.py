@@ -108,6 +108,9 @@ def apply_threshold(settings: CatalogSettings, options: ScoreOptions) -> dict[st
                 "run=%s has %d scored validation scans; T needs >= 2 — flags left unset",
                 options.run_id, val.size,
             )
+            if (stale := catalog_scores.forget_stale_threshold(con, options.run_id)) is not None:
+                logger.warning("run=%s: its earlier T (%.5g) does not describe the new scores, "
+                               "so it is cleared with every flag", options.run_id, stale)
             return {"threshold": None, "n_val": int(val.size), "flagged": 0}
         threshold = options.rule.threshold(val)
         flagged = catalog_scores.set_threshold(

@@ -227,3 +227,31 @@ def test_copies_removes_every_copy_but_the_first_of_a_series_stored_twice(tmp_pa
     assert len(list(settings.volumes_dir.iterdir())) == 4
     with connect(settings.catalog_path, read_only=True) as con:
         assert con.execute("SELECT DISTINCT reason FROM removed_scans").fetchall() == [("copy",)]
+
+
+def test_a_run_whose_validation_scans_were_removed_keeps_its_t_until_its_scores_are_rewritten(scored):
+    # removing validation scans can leave a run too few to fit T; until stop 58 a scoring that
+    # then rewrote the scores kept the earlier T beside flags it never set, and `ctae evaluate`
+    # said a scoring was still running
+    from ctae_core.thresholds import ThresholdRule
+    from data_catalog.scores import read_run
+    from jobs.score import apply_threshold
+    from jobs.score_options import ScoreOptions
+
+    with connect(scored.catalog_path, read_only=True) as con:
+        val = [r[0] for r in con.execute("SELECT scan_id FROM splits WHERE run_id = 'synthetic' "
+                                         "AND split = 'val' ORDER BY scan_id").fetchall()]
+        threshold = read_run(con, "synthetic")["threshold"]
+    assert len(val) >= 2 and threshold is not None
+    _ctae(scored, *val[1:], "--yes")
+    options = ScoreOptions(run_id="synthetic", rule=ThresholdRule("mean_std"), score="mse_m")
+    assert apply_threshold(scored, options)["threshold"] is None  # one validation scan left
+    with connect(scored.catalog_path) as con:  # nothing rescored: T still describes the scores
+        assert read_run(con, "synthetic")["threshold"] == threshold
+        assert con.execute("SELECT count(*) FROM scores WHERE is_outlier IS NULL").fetchone()[0] == 0
+        con.execute("UPDATE scores SET is_outlier = NULL WHERE scan_id IN (SELECT scan_id FROM "
+                    "scores ORDER BY scan_id LIMIT 4)")  # what a scoring leaves until T is set
+    assert apply_threshold(scored, options)["threshold"] is None
+    with connect(scored.catalog_path, read_only=True) as con:
+        assert read_run(con, "synthetic")["threshold"] is None
+        assert con.execute("SELECT count(*), count(is_outlier) FROM scores").fetchone() == (12 - len(val) + 1, 0)
