@@ -30,6 +30,7 @@ from data_catalog.export_formats import (
 )
 from data_catalog.filters import ExportFilter
 from data_catalog.owned_files import owned_by_catalog
+from data_catalog.removal import removed_ids
 from data_catalog.settings import CatalogSettings
 from data_catalog.snapshot_diff import diff_snapshots
 from data_catalog.snapshots import (
@@ -187,6 +188,14 @@ def recreate_snapshot(settings: CatalogSettings, export_id: str, out: Path) -> S
     with connect(settings.catalog_path, read_only=True) as con:
         snapshot = load_snapshot(con, export_id)
         errors = _error_paths(con, snapshot.manifest["run_id"])
+        removed = set(removed_ids(con)) & set(snapshot.listed["scan_id"])
+    if removed and snapshot.manifest["format"] in BUNDLE_FORMATS:
+        raise JobError(
+            f"export {snapshot.export_id} lists {len(removed)} scan(s) removed from the catalog "
+            f"since (`ctae remove`; e.g. {min(removed)}): their stored volumes are gone, so its "
+            f"{snapshot.manifest['format']} bundle cannot be written again; `ctae export --run "
+            f"{snapshot.manifest['run_id']} --format {snapshot.manifest['format']}` with its "
+            "filters writes one of the scans the catalog holds now")
     got = list_hash(snapshot.listed)
     if got != snapshot.manifest["content_hash"]:
         raise ValueError(

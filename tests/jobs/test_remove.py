@@ -255,3 +255,19 @@ def test_a_run_whose_validation_scans_were_removed_keeps_its_t_until_its_scores_
     with connect(scored.catalog_path, read_only=True) as con:
         assert read_run(con, "synthetic")["threshold"] is None
         assert con.execute("SELECT count(*), count(is_outlier) FROM scores").fetchone() == (12 - len(val) + 1, 0)
+
+
+def test_a_bundle_that_listed_a_removed_scan_is_refused_by_name(scored, tmp_path):
+    base = ["--catalog", str(scored.catalog_path)]
+    made = runner.invoke(app, ["export", "--run", "synthetic", "--format", "nifti", "--out",
+                               str(tmp_path / "bundle"), "--who", "hal", *base])
+    assert made.exit_code == 0, made.output
+    _ctae(scored, "syn0000002", "--yes")
+    with connect(scored.catalog_path, read_only=True) as con:
+        export_id = con.execute("SELECT export_id FROM exports").fetchone()[0]
+    again = runner.invoke(app, ["export", "--recreate", export_id, "--out", str(tmp_path / "again"), *base])
+    said = " ".join(again.output.split())
+    assert again.exit_code == 2 and (f"export {export_id} lists 1 scan(s) removed from the catalog "
+                                     "since (`ctae remove`; e.g. syn0000002)") in said
+    assert "`ctae export --run synthetic --format nifti` with its filters" in said
+    assert not (tmp_path / "again").exists()
