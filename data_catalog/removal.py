@@ -108,6 +108,15 @@ def removed_scan_table(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     return con.execute(_REMOVED_TABLE).df()
 
 
+def removed_inputs(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str, str | None]]:
+    """(scan_id, source_root, source_path, series_uid) of the removed scans that ingest keeps
+    out: chosen by name, folder or as a copy (not gone), and not ingested again since."""
+    return con.execute(
+        "SELECT scan_id, source_root, source_path, series_uid FROM removed_scans r "
+        "WHERE reason <> 'gone' AND NOT EXISTS (SELECT 1 FROM scans WHERE scans.scan_id = r.scan_id) "
+        "ORDER BY scan_id").fetchall()
+
+
 def removed_ids(con: duckdb.DuckDBPyConnection) -> list[str]:
     """The scans removed from the catalog (and not ingested again since)."""
     return [row[0] for row in con.execute(

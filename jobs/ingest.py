@@ -29,6 +29,7 @@ import typer
 
 from ctae_core.config import positive_number
 from data_catalog import CatalogNotWritableError, connect
+from data_catalog.removal import removed_inputs
 from data_catalog.scans import (
     CATALOG_ERRORS,
     clear_ingest_errors,
@@ -57,7 +58,7 @@ from jobs.options import (
 from jobs.runtime import JobRecord, job_record, remove_dead_writers_parts, reuse_freed_memory
 
 if TYPE_CHECKING:
-    from ctae_core.io.moved_inputs import StoredPlaces
+    from ctae_core.io.moved_inputs import RemovedInputs, StoredPlaces
     from jobs.ingest_worker import IngestOutcome
 
 logger = logging.getLogger(__name__)
@@ -111,11 +112,13 @@ def _job(settings: CatalogSettings, args: dict[str, Any]) -> Iterator[JobRecord]
             raise _write_error(settings, err) from err
 
 
-def _known_inputs(con: Any) -> tuple[dict[str, tuple[str, str, float]], StoredPlaces]:
-    """The catalog's fingerprints by scan id, and where its scans were found."""
-    from ctae_core.io.moved_inputs import StoredPlaces
+def _known_inputs(con: Any) -> tuple[dict[str, tuple[str, str, float]], StoredPlaces, RemovedInputs]:
+    """The catalog's fingerprints by scan id, where its scans were found, and the inputs
+    `ctae remove` took out that stay out."""
+    from ctae_core.io.moved_inputs import RemovedInputs, StoredPlaces
 
-    return scan_fingerprints(con), StoredPlaces(scan_places(con))
+    return (scan_fingerprints(con), StoredPlaces(scan_places(con)),
+            RemovedInputs.of(removed_inputs(con)))
 
 
 def _import_readers() -> None:
@@ -136,6 +139,7 @@ class IngestSummary:
     found_before: int = 0
     moved: int = 0
     gone: int = 0
+    kept_out: int = 0
     duplicates: int = 0
     duplicate_groups: int = 0
     failed: Counter = field(default_factory=Counter)
@@ -152,6 +156,7 @@ class IngestSummary:
             "found_before": self.found_before,
             "moved": self.moved,
             "gone": self.gone,
+            "kept_out": self.kept_out,
             "duplicates": self.duplicates,
             "failed": sum(self.failed.values()),
             "failed_by_reason": dict(self.failed),
@@ -178,6 +183,10 @@ class IngestSummary:
                        "found: their files are gone (deleted, or moved out of what was walked); "
                        "they stay in the catalog, with their stored volumes, and runs still "
                        "train on them: `ctae remove --gone` takes them out")
+        if self.kept_out:
+            out.append(f"  {self.kept_out} of them were taken out of the catalog by `ctae remove` "
+                       "(by id, folder or as a copy): kept out; `ctae ingest --readmit` reads "
+                       "them again")
         if self.duplicates:
             out.append(f"  {self.duplicates} scans of the catalog have the same voxels as another "
                        f"({self.duplicate_groups} group(s)): one series stored twice, under two "
@@ -200,6 +209,7 @@ def run_ingest(
     executor: ExecutorConfig | None = None,
     input_timeout_s: float | None = INPUT_TIMEOUT_S,
     redact_paths: bool = False,
+    readmit: bool = False,
     job: JobRecord | None = None,
 ) -> IngestSummary:
     """Ingest every input under ``roots`` into the catalog and store; returns the counts.
@@ -221,10 +231,10 @@ def run_ingest(
     start = time.perf_counter()
     summary = IngestSummary()
     if job is not None:
-        known, places = job.started
+        known, places, removed = job.started
     else:
         with _catalog(settings) as con:
-            known, places = _known_inputs(con)
+            known, places, removed = _known_inputs(con)
     places = at_mapped_places(places, settings.store_dir)
     executor = executor or ExecutorConfig(kind="local", workers=workers)
     if executor.kind == "local":
@@ -255,6 +265,8 @@ def run_ingest(
     discovery.sources = _as_ingested_before(found_as, known, places)
     summary.found_before = sum(a.source_root != b.source_root
                                for a, b in zip(discovery.sources, found_as, strict=True))
+    if not readmit:
+        discovery.sources, done = _keep_out(discovery.sources, done, known, removed, summary)
     moved = [(s, entry) for s in discovery.sources if (entry := places.moved(s)) is not None]
     moves, gone_roots = _moves(moved, known)
     summary.moved = len(moved)
@@ -284,7 +296,7 @@ def run_ingest(
         summary.failed[refusal.reason] += 1
         logger.info("not ingested [%s] %s", refusal.reason, refusal.message)
     needed = [s for s in discovery.sources if _needs_ingest(s, known, spacing)]
-    summary.skipped_unchanged = summary.found - len(needed)
+    summary.skipped_unchanged = summary.found - summary.kept_out - len(needed)
     done_keys = {o.source.source_key for o in done}
     todo = [s for s in needed if s.source_key not in done_keys]
     if not died:  # after a worker died, what is left never runs in this process
@@ -421,6 +433,25 @@ def _walked(roots: list[Path]) -> list[str]:
     """The files and folders ``roots`` (``distinct_roots``) name, as given and with links
     resolved: what this run has looked through, and so the failures it can tell are gone."""
     return sorted({str(r) for r in roots} | {os.path.realpath(r) for r in roots})
+
+
+def _keep_out(sources: list, done: list[IngestOutcome], known: dict, removed: RemovedInputs,
+              summary: IngestSummary) -> tuple[list, list[IngestOutcome]]:
+    """``sources`` and ``done`` without the inputs `ctae remove` took out of the catalog
+    (``removed``; counted in ``summary.kept_out``); a volume already stored for one of them
+    (read while discovering) is deleted."""
+    from jobs.ingest_worker import scan_id_for
+
+    out = {s.source_key for s in sources
+           if (i := scan_id_for(s)) not in known and removed.holds(s, i)}
+    if not out:
+        return sources, done
+    summary.kept_out = len(out)
+    for outcome in done:
+        if outcome.source.source_key in out and outcome.scan is not None:
+            Path(outcome.scan.volume_path).unlink(missing_ok=True)
+    return ([s for s in sources if s.source_key not in out],
+            [o for o in done if o.source.source_key not in out])
 
 
 def _as_ingested_before(sources: list, known: dict, places: StoredPlaces) -> list:
@@ -688,6 +719,14 @@ def ingest_command(
             "owner-only <store>.source-paths.csv beside the store maps ids to paths.",
         ),
     ] = False,
+    readmit: Annotated[
+        bool,
+        typer.Option(
+            "--readmit",
+            help="Read again the inputs `ctae remove` took out of the catalog (by id, folder "
+            "or as a copy), which ingest otherwise keeps out.",
+        ),
+    ] = False,
 ) -> None:
     """Ingest CT scans: HU volumes at isotropic spacing into the store, facts into the catalog.
 
@@ -712,6 +751,7 @@ def ingest_command(
         "ray_address": ray_address,
         "input_timeout": input_timeout,
         "redact_paths": redact_paths,
+        "readmit": readmit,
     }
     try:
         with _job(settings, args) as job:
@@ -723,6 +763,7 @@ def ingest_command(
                 executor=config,
                 input_timeout_s=input_timeout,
                 redact_paths=redact_paths,
+                readmit=readmit,
                 job=job,
             )
             job.counts.update(summary.as_dict())
@@ -733,7 +774,7 @@ def ingest_command(
         raise stop("ingest", err) from err
     for line in summary.lines():
         typer.echo(line)
-    if summary.ingested + summary.skipped_unchanged == 0:
+    if summary.ingested + summary.skipped_unchanged + summary.kept_out == 0:
         raise stop("ingest", JobError("nothing could be ingested; see the reasons above",
                                       exit_code=NOT_READY))
 

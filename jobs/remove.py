@@ -256,6 +256,10 @@ def remove(
                f"{counts['snapshots_kept']} export snapshot(s). Runs trained with them keep their "
                "model, threshold and the other scans' scores: train a new run to leave them out "
                "of training.")
+    if any(reason != "gone" for reason in chosen.reasons.values()):
+        typer.echo("`ctae ingest` keeps the inputs of the scans removed by id, folder or as a "
+                   "copy out of the catalog from now on (`ctae ingest --readmit` reads them "
+                   "again); their files are left where they are.")
     if counts["file_errors"]:
         typer.echo(f"{counts['file_errors']} file(s) could not be deleted (see above): delete "
                    "them by hand", err=True)

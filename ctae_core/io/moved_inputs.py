@@ -24,7 +24,7 @@ from pathlib import Path
 from ctae_core.io.path_map import path_map_file, read_path_map
 from ctae_core.io.sources import SeriesSource, fingerprint_files
 
-__all__ = ["StoredInput", "StoredPlaces", "at_mapped_places", "unchanged_since"]
+__all__ = ["RemovedInputs", "StoredInput", "StoredPlaces", "at_mapped_places", "unchanged_since"]
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +159,36 @@ class StoredPlaces:
         found = [entry for entry in candidates if not self._exists(
             os.path.join(entry.source_root, entry.source_path))]
         return found[0] if len(found) == 1 else None  # two candidates: neither is sure
+
+
+@dataclass(frozen=True)
+class RemovedInputs:
+    """The inputs `ctae remove` took out of the catalog that ingest keeps out (named, below a
+    folder, or a copy; not those whose files were gone, which a restored backup brings back): by
+    scan id, and by place and series, so that one is known under a wider or narrower folder too.
+
+    Args:
+        rows: (scan_id, source_root, source_path, series_uid) of each removed scan.
+    """
+
+    ids: frozenset[str] = frozenset()
+    places: frozenset[tuple[str, str | None]] = frozenset()
+
+    @classmethod
+    def of(cls, rows: Iterable[tuple[str, str, str, str | None]]) -> RemovedInputs:
+        rows = list(rows)
+        return cls(frozenset(row[0] for row in rows),
+                   frozenset(_input_place(root, path, uid) for _, root, path, uid in rows
+                             if os.path.isabs(root)))
+
+    def holds(self, source: SeriesSource, scan_id: str) -> bool:
+        """Whether ``source`` (whose id is ``scan_id``) is one of these inputs."""
+        return scan_id in self.ids or _input_place(
+            source.source_root, source.source_path, source.series_uid) in self.places
+
+
+def _input_place(root: str, path: str, series_uid: str | None) -> tuple[str, str | None]:
+    return os.path.normpath(os.path.join(root, path)), series_uid or None
 
 
 def at_mapped_places(places: StoredPlaces, store_dir: Path | str) -> StoredPlaces:

@@ -271,3 +271,30 @@ def test_a_bundle_that_listed_a_removed_scan_is_refused_by_name(scored, tmp_path
                                      "since (`ctae remove`; e.g. syn0000002)") in said
     assert "`ctae export --run synthetic --format nifti` with its filters" in said
     assert not (tmp_path / "again").exists()
+
+
+@pytest.mark.parametrize("workers", [1, 2])  # 2: forked workers discover and ingest the folders
+def test_ingest_keeps_removed_inputs_out_until_readmitted_and_brings_gone_ones_back(tmp_path, settings, workers):
+    # until stop 58's keep-out, a scan removed by folder (a patient's consent withdrawn) came
+    # back with the next routine ingest of the archive, its files being still there
+    archive = tmp_path / "archive"
+    _archive(archive)
+    run_ingest([archive], settings, workers=workers, progress=False)
+    said = _ctae(settings, "--under", str(archive / "p1"), "--yes")
+    assert "`ctae ingest` keeps the inputs of the scans removed by id, folder or as a copy" in said
+    for given in (archive, tmp_path, archive / "p1"):  # the same, a wider and a narrower folder
+        again = run_ingest([given], settings, workers=workers, progress=False)
+        assert (again.kept_out, again.ingested) == (1, 0), given
+        assert "1 of them were taken out of the catalog by `ctae remove`" in "\n".join(again.lines())
+        assert _places(settings) == [(str(archive), "p2/ct"), (str(archive), "p3/ct")]
+        assert len(list(settings.volumes_dir.iterdir())) == 2  # nothing stored for it meanwhile
+    back = run_ingest([archive], settings, workers=workers, progress=False, readmit=True)
+    assert (back.kept_out, back.ingested) == (0, 1) and len(_places(settings)) == 3
+    assert run_ingest([archive], settings, workers=workers, progress=False).skipped_unchanged == 3
+
+    # a scan whose files were gone comes back when they do (a backup restored)
+    shutil.move(archive / "p2", tmp_path / "backup")
+    _ctae(settings, "--gone", "--yes")
+    shutil.move(tmp_path / "backup", archive / "p2")
+    restored = run_ingest([archive], settings, workers=workers, progress=False)
+    assert (restored.kept_out, restored.ingested) == (0, 1) and len(_places(settings)) == 3
