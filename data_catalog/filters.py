@@ -141,6 +141,14 @@ def filter_mask(scans: pd.DataFrame, filt: ExportFilter) -> pd.Series:
     return mask
 
 
+def why_unflagged(run_id: str) -> str:
+    """Why scored scans of run ``run_id`` have no flag, and what to do: the words of every
+    refusal and warning that reads the flags (export, evaluate, the Overview, sessions)."""
+    return (f"a `ctae score --run {run_id}` is running, or ended without setting T: it stopped "
+            "(wait for it to end, or run it again), or the run has fewer than two scored "
+            "validation scans (train a new run, whose split draws them anew)")
+
+
 def unflagged_count(scans: pd.DataFrame) -> int:
     """Scans of ``views.scan_table`` rows with a score but no flag: a scoring writes the score
     first and flags every scan once T is fitted, so until then the flags are not known."""

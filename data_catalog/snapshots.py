@@ -20,7 +20,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from data_catalog.filters import ExportFilter, filter_mask, render_export, unflagged_count
+from data_catalog.filters import (
+    ExportFilter,
+    filter_mask,
+    render_export,
+    unflagged_count,
+    why_unflagged,
+)
 from data_catalog.review import new_sortable_id
 from data_catalog.rollback import rollback
 from data_catalog.schema import SCHEMA_VERSION
@@ -272,10 +278,8 @@ def _check_flags_set(run_id: str, filt: ExportFilter, rows: pd.DataFrame) -> Non
     if unset:
         raise ValueError(
             f"{unset} of the {int(rows['score'].notna().sum())} scored scans of run {run_id!r} have "
-            "no flag yet: a `ctae score` of the run is running, or ended without setting T (stopped, "
-            "or fewer than two scored validation scans), so this list would take flagged scans for "
-            "clean ones; wait for the scoring to end, or run "
-            f"`ctae score --run {run_id}` again, then export")
+            f"no flag yet: {why_unflagged(run_id)}; until they have one, this list would take "
+            "flagged scans for clean ones")
 
 
 def record_snapshot(con: duckdb.DuckDBPyConnection, snapshot: Snapshot, destination: str | None) -> None:

@@ -25,6 +25,7 @@ import typer
 from ctae_core.evaluation import INLIER
 from data_catalog import CatalogSettings, connect
 from data_catalog import scores as catalog_scores
+from data_catalog.filters import why_unflagged
 from jobs.job_errors import NOT_READY, JobError, stop
 from jobs.localisation import format_localisation, localisation_counts
 from jobs.options import CatalogOption, NoProgressOption, settings_from
@@ -190,10 +191,8 @@ def run_evaluate(settings: CatalogSettings, run_id: str, truth_path: Path,
     unset = int(inputs["is_outlier"].isna().sum())
     if unset and run.get("threshold") is not None:  # a scoring rewriting the run's scores
         raise EvaluateJobError(
-            f"{unset} of the {len(inputs)} scored scans of run {run_id!r} have no flag yet: a "
-            "`ctae score` of the run is running, or ended without setting T (stopped, or fewer "
-            "than two scored validation scans), so its scores are part old, part new; wait for "
-            f"it to end, or run `ctae score --run {run_id}` again, then evaluate",
+            f"{unset} of the {len(inputs)} scored scans of run {run_id!r} have no flag yet: "
+            f"{why_unflagged(run_id)}; until then its scores are part old, part new",
             exit_code=NOT_READY)
     labels = match_truth(inputs, truth)
     if splits:

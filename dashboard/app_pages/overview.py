@@ -8,6 +8,7 @@ import streamlit as st
 
 from ctae_core.thresholds import ThresholdRule
 from dashboard import data, echarts, state
+from data_catalog.filters import why_unflagged
 
 
 def epoch_ranges(epochs: list[int]) -> str:
@@ -82,11 +83,9 @@ else:
     )
 summary = data.review_summary(catalog, run_id)
 if summary["unflagged"]:
-    st.warning(f"{summary['unflagged']:,} scored scans of run `{run_id}` have no flag yet: a "
-               f"`ctae score --run {run_id}` is running, or ended without setting T (stopped, or "
-               "fewer than two scored validation scans). The flagged "
-               "count below leaves them out, and a clean list is not exported until they have "
-               "one: wait for the scoring to end, or run it again.")
+    st.warning(f"{summary['unflagged']:,} scored scans of run `{run_id}` have no flag yet: "
+               f"{why_unflagged(run_id)}. The flagged count below leaves them out, and a clean "
+               "list is not exported until they have one.")
 cols = st.columns(4)
 cols[0].metric("Flagged (> T)", f"{summary['flagged']:,}")
 cols[1].metric(

@@ -8,7 +8,7 @@ import streamlit as st
 from ctae_core.review_assignment import assign_reads
 from dashboard import data, review_data, state
 from data_catalog.accounts import load_accounts, users_path
-from data_catalog.filters import unflagged_count
+from data_catalog.filters import unflagged_count, why_unflagged
 from data_catalog.sessions import ReviewRefused
 
 SOURCES = ("flagged scans", "a cluster", "random sample of unflagged scans", "current selection")
@@ -40,9 +40,9 @@ with st.form("new_session"):
 
 unset = unflagged_count(scans)
 if create and unset and source in FLAG_SOURCES:
-    st.error(f"{unset:,} scored scans of run `{run_id}` have no flag yet (a scoring is running, "
-             "or ended without setting T), so the flagged and unflagged scans are not known; "
-             "wait for the scoring to end, or run it again, then create the session.")
+    st.error(f"{unset:,} scored scans of run `{run_id}` have no flag yet: {why_unflagged(run_id)}. "
+             "Until they have one the flagged and unflagged scans are not known, and no session "
+             "is made from them.")
     create = False
 if create:
     flagged = scans["is_outlier"].fillna(False).astype(bool)
