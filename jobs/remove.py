@@ -1,7 +1,9 @@
 """`ctae remove`: take scans out of the catalog — those whose files are gone, the later copies of
 series stored twice, those under a folder (a patient's consent withdrawn, a batch not wanted) or
-named ones — with every run's rows of them and their stored files. Their labels, review sessions and export snapshots stay
-(data_catalog/removal.py). Nothing is removed without ``--yes`` (or a yes at a terminal).
+named ones — with every run's rows of them and their stored files. Their labels, review sessions
+and export snapshots stay (data_catalog/removal.py), and later ingests keep their inputs out
+(``ctae_core.io.moved_inputs.RemovedInputs``). Nothing is removed without ``--yes`` (or a yes at
+a terminal).
 
 Stored files go first, then the rows in one transaction: a removal that is stopped half-way
 leaves scans whose stored files are missing, and the same command run again finishes it.
