@@ -46,9 +46,11 @@ SELECT scan_id FROM scans
 QUALIFY row_number() OVER (PARTITION BY content_hash ORDER BY source_root, source_path, scan_id) > 1
 ORDER BY source_root, source_path, scan_id
 """
-_REMOVED_TABLE = """
+STILL_REMOVED = "NOT EXISTS (SELECT 1 FROM scans WHERE scans.scan_id = r.scan_id)"
+"""SQL, on ``removed_scans r``: the scan has not been ingested again since it was removed."""
+_REMOVED_TABLE = f"""
 SELECT scan_id, reason, removed_by, removed_at, source_kind, source_root, source_path
-FROM removed_scans r WHERE NOT EXISTS (SELECT 1 FROM scans WHERE scans.scan_id = r.scan_id)
+FROM removed_scans r WHERE {STILL_REMOVED}
 ORDER BY removed_at DESC, scan_id
 """
 _LISTED_IN = f"SELECT count(DISTINCT export_id) FROM export_items WHERE included AND {_IDS}"
@@ -113,15 +115,13 @@ def removed_inputs(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str, 
     out: chosen by name, folder or as a copy (not gone), and not ingested again since."""
     return con.execute(
         "SELECT scan_id, source_root, source_path, series_uid FROM removed_scans r "
-        "WHERE reason <> 'gone' AND NOT EXISTS (SELECT 1 FROM scans WHERE scans.scan_id = r.scan_id) "
-        "ORDER BY scan_id").fetchall()
+        f"WHERE reason <> 'gone' AND {STILL_REMOVED} ORDER BY scan_id").fetchall()
 
 
 def removed_ids(con: duckdb.DuckDBPyConnection) -> list[str]:
     """The scans removed from the catalog (and not ingested again since)."""
     return [row[0] for row in con.execute(
-        "SELECT scan_id FROM removed_scans WHERE scan_id NOT IN (SELECT scan_id FROM scans) "
-        "ORDER BY scan_id").fetchall()]
+        f"SELECT scan_id FROM removed_scans r WHERE {STILL_REMOVED} ORDER BY scan_id").fetchall()]
 
 
 def remove_scans(con: duckdb.DuckDBPyConnection, reasons: Mapping[str, str],

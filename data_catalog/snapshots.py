@@ -27,6 +27,7 @@ from data_catalog.filters import (
     unflagged_count,
     why_unflagged,
 )
+from data_catalog.removal import STILL_REMOVED
 from data_catalog.review import new_sortable_id
 from data_catalog.rollback import rollback
 from data_catalog.schema import SCHEMA_VERSION
@@ -101,7 +102,7 @@ FROM export_items i LEFT JOIN (
     UNION ALL  -- a scan removed since (`ctae remove`), where it was and what was stored
     SELECT scan_id, series_uid, source_root, source_path, source_kind, volume_path, spacing_mm,
            pixel_count, content_hash FROM removed_scans r
-    WHERE NOT EXISTS (SELECT 1 FROM scans WHERE scans.scan_id = r.scan_id)
+    WHERE {STILL_REMOVED}
 ) s ON s.scan_id = i.scan_id
 WHERE i.export_id = ? ORDER BY i.position
 """
