@@ -124,8 +124,10 @@ def add_account(path: Path, name: str, role: str, password: str | None) -> Accou
         raise ValueError(f"the password for {name} must have at least 8 characters")
     hashed = None if password is None else _HASHER.hash(password)  # slow: outside the lock
     with _changing(path) as accounts:
+        before = accounts.get(name)
         account = Account(name, role, hashed, now_iso())
         accounts[name] = account
+        _an_admin_stays(accounts, before)
     return account
 
 
@@ -134,7 +136,25 @@ def remove_account(path: Path, name: str) -> Account:
     with _changing(path) as accounts:
         if name not in accounts:
             raise KeyError(f"no user {name!r} in {path}; `ctae users list` shows who there is")
-        return accounts.pop(name)
+        account = accounts.pop(name)
+        _an_admin_stays(accounts, account)
+        return account
+
+
+def _an_admin_stays(accounts: dict[str, Account], changed: Account | None) -> None:
+    """Refuse a change (raising before ``_changing`` saves it) that leaves accounts but no admin:
+    once anyone must sign in, only an admin reaches the dashboard's admin pages (review sessions,
+    team, export, audit), and until stop 58 removing or demoting the last admin locked every one
+    of them until someone edited the accounts by hand. With no account left at all the dashboard
+    is the single user's on localhost again, which is allowed."""
+    if changed is None or changed.role != "admin" or not accounts:
+        return
+    if not any(a.role == "admin" for a in accounts.values()):
+        raise ValueError(
+            f"{changed.name} is the last admin: with {len(accounts)} account(s) left and no "
+            "admin, nobody could open the dashboard's admin pages (review sessions, team, "
+            "export, audit); make another account admin first (`ctae users add NAME --role "
+            "admin`)")
 
 
 def verify_password(path: Path, name: str, password: str) -> Account | None:

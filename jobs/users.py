@@ -57,6 +57,10 @@ def add(
     _audit(settings.catalog_path, "add_user", name, before and {"role": before.role},
            {"role": account.role, "oidc": oidc})
     typer.echo(f"{name}: {role}{' (OpenID Connect)' if oidc else ''} in {path}")
+    if not any(a.role == "admin" for a in load_accounts(path).values()):
+        typer.echo("no account is admin yet: everyone must now sign in, and nobody can open the "
+                   "dashboard's admin pages (review sessions, team, export, audit) until one is: "
+                   "`ctae users add NAME --role admin`", err=True)
 
 
 @users_app.command("remove")
@@ -69,7 +73,7 @@ def remove(
     path = users_path(settings.catalog_path)
     try:
         account = remove_account(path, name)
-    except KeyError as err:
+    except (KeyError, ValueError) as err:
         raise stop("users", JobError(err.args[0])) from err
     _audit(settings.catalog_path, "remove_user", name, {"role": account.role}, None)
     typer.echo(f"removed {name} from {path}")

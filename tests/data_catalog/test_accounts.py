@@ -32,6 +32,10 @@ def test_passwords_are_hashed_and_checked(tmp_path):
         add_account(path, "cyd", "owner", "long enough")
     with pytest.raises(ValueError, match="8 characters"):
         add_account(path, "cyd", "reviewer", "short")
+    with pytest.raises(ValueError, match="ada is the last admin"):
+        remove_account(path, "ada")  # bob would be left, and nobody to open the admin pages
+    assert set(load_accounts(path)) == {"ada", "bob@site.org"}  # nothing saved
+    add_account(path, "bob@site.org", "admin", None)
     remove_account(path, "ada")
     assert set(load_accounts(path)) == {"bob@site.org"}
     assert users_path(tmp_path / "c.duckdb", env={"CTAE_USERS": str(tmp_path / "u.json")}) == (

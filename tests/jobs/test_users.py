@@ -25,6 +25,9 @@ def test_users_add_list_remove(tmp_path):
     added = runner.invoke(app, ["users", "add", "ada", "--role", "admin", "--password-stdin",
                                 "--catalog", str(catalog)], input="long password\n")
     assert added.exit_code == 0, added.output
+    first = runner.invoke(app, ["users", "add", "cyd", "--password-stdin", "--catalog",
+                                str(tmp_path / "other" / "catalog.duckdb")], input="long password\n")
+    assert first.exit_code == 0 and "no account is admin yet" in first.output  # a reviewer alone
     runner.invoke(app, ["users", "add", "bea@site.org", "--oidc", "--catalog", str(catalog)])
     listed = runner.invoke(app, ["users", "list", "--catalog", str(catalog)])
     assert "ada\tadmin\tpassword" in listed.output
@@ -34,12 +37,20 @@ def test_users_add_list_remove(tmp_path):
     short = runner.invoke(app, ["users", "add", "cyd", "--password-stdin", "--catalog",
                                 str(catalog)], input="short\n")
     assert short.exit_code != 0 and "8 characters" in short.output
+    # the last admin stays while others must sign in: else nobody reaches the admin pages
+    last = runner.invoke(app, ["users", "remove", "ada", "--catalog", str(catalog)])
+    assert last.exit_code == 2 and "ctae users: ada is the last admin: with 1 account(s) left" in last.output
+    demoted = runner.invoke(app, ["users", "add", "ada", "--role", "reviewer", "--password-stdin",
+                                  "--catalog", str(catalog)], input="long password\n")
+    assert demoted.exit_code != 0 and "ada is the last admin" in demoted.output
+    assert verify_password(path, "ada", "long password").role == "admin"
+    assert runner.invoke(app, ["users", "remove", "bea@site.org", "--catalog", str(catalog)]).exit_code == 0
     assert runner.invoke(app, ["users", "remove", "ada", "--catalog", str(catalog)]).exit_code == 0
-    assert set(load_accounts(path)) == {"bea@site.org"}
+    assert load_accounts(path) == {}  # no account: the single user's dashboard on localhost
     missing = runner.invoke(app, ["users", "remove", "ada", "--catalog", str(catalog)])
     assert missing.exit_code == 2 and "ctae users: no user 'ada'" in missing.output
     with open_journal(catalog, write=False) as j:
-        assert list(audit_table(j)["action"]) == ["remove_user", "add_user", "add_user"]
+        assert list(audit_table(j)["action"]) == ["remove_user", "remove_user", "add_user", "add_user"]
 
 
 def test_dashboard_refuses_other_hosts_without_sign_in(tmp_path):
