@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 RUN_TABLES = ("splits", "scores", "scan_failures", "embeddings")
 """The tables whose rows a run wrote for a scan."""
+RUN_ONLY_TABLES = ("train_history", "evaluations", "evaluation_bases")
+"""The tables whose rows a run wrote about itself (besides ``runs``)."""
 
 _IDS = "scan_id IN (SELECT unnest(?::VARCHAR[]))"
 _PATHS = """
@@ -86,6 +88,50 @@ def known_scans(con: duckdb.DuckDBPyConnection, scan_ids: Sequence[str]) -> list
     found = {row[0] for row in con.execute(f"SELECT scan_id FROM scans WHERE {_IDS}",
                                            [list(scan_ids)]).fetchall()}
     return [scan_id for scan_id in scan_ids if scan_id in found]
+
+
+@dataclass(frozen=True)
+class RunRemovalPlan:
+    """What removing a run takes away and keeps.
+
+    Attributes:
+        run_id: The run, in the catalog.
+        rows: Rows that go, by table (``runs``, ``RUN_TABLES``, ``RUN_ONLY_TABLES``).
+        files: Its checkpoint and its reconstructions and anomaly maps as the catalog names them.
+        labels: Reads given while looking at it (kept).
+        snapshots: Export snapshots taken of it (kept).
+    """
+
+    run_id: str
+    rows: dict[str, int]
+    files: list[str]
+    labels: int
+    snapshots: int
+
+
+def plan_run_removal(con: duckdb.DuckDBPyConnection, run_id: str) -> RunRemovalPlan:
+    """What removing run ``run_id`` (a run of the catalog) would take away and keep."""
+    def count(table: str) -> int:
+        return con.execute(f"SELECT count(*) FROM {table} WHERE run_id = ?", [run_id]).fetchone()[0]
+
+    rows = {table: count(table) for table in ("runs", *RUN_TABLES, *RUN_ONLY_TABLES)}
+    files = [row[0] for row in con.execute(
+        "SELECT checkpoint_path FROM runs WHERE run_id = ? AND checkpoint_path IS NOT NULL "
+        "UNION ALL SELECT recon_path FROM scores WHERE run_id = ? AND recon_path IS NOT NULL "
+        "UNION ALL SELECT error_path FROM scores WHERE run_id = ? AND error_path IS NOT NULL",
+        [run_id] * 3).fetchall()]
+    return RunRemovalPlan(run_id, rows, files, count("labels"), count("exports"))
+
+
+def remove_run(con: duckdb.DuckDBPyConnection, run_id: str) -> int:
+    """Remove run ``run_id`` and every row it wrote, in one transaction; its labels, review
+    sessions and export snapshots stay. Returns how many runs went (0 or 1). Its files are the
+    caller's to delete (``plan_run_removal``)."""
+    with transaction(con):
+        for table in (*RUN_TABLES, *RUN_ONLY_TABLES):
+            con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+        (removed,), = con.execute("DELETE FROM runs WHERE run_id = ?", [run_id]).fetchall()
+    return removed
 
 
 def later_copies(con: duckdb.DuckDBPyConnection) -> list[str]:

@@ -167,6 +167,12 @@ def session_scans(j: sqlite3.Connection) -> dict[str, set[str]]:
     return scans
 
 
+def open_sessions_on(j: sqlite3.Connection, run_id: str) -> list[str]:
+    """The names of the open review sessions whose scans were chosen from run ``run_id``."""
+    return [r[0] for r in j.execute("SELECT name FROM review_sessions WHERE status = 'open' AND "
+                                    "run_id = ? ORDER BY created_at", [run_id]).fetchall()]
+
+
 def open_sessions_for(j: sqlite3.Connection, reviewer: str) -> list[dict[str, Any]]:
     """The open sessions that give ``reviewer`` scans to read, newest first."""
     return [dict(r) for r in j.execute(_REVIEWER_SESSIONS, [reviewer]).fetchall()]

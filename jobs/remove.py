@@ -27,9 +27,12 @@ from ctae_core.io.path_map import add_path_links, path_map_file
 from data_catalog import CatalogError, connect
 from data_catalog.removal import (
     RemovalPlan,
+    RunRemovalPlan,
     known_scans,
     later_copies,
     plan_removal,
+    plan_run_removal,
+    remove_run,
     remove_scans,
     removed_ids,
 )
@@ -189,6 +192,93 @@ def run_remove(settings: CatalogSettings, reasons: dict[str, str], args: dict[st
     return record.counts
 
 
+def _check_run(con: Any, settings: CatalogSettings, run_id: str) -> None:
+    """Refuse a run the catalog does not hold, or one an open review session reads."""
+    from data_catalog.journal import open_journal
+    from data_catalog.sessions import open_sessions_on
+
+    known = [r[0] for r in con.execute("SELECT run_id FROM runs ORDER BY run_id").fetchall()]
+    if run_id not in known:
+        raise JobError(f"run {run_id!r} is not in {settings.catalog_path}; its runs: "
+                       f"{', '.join(known) or 'none'}")
+    with open_journal(settings.catalog_path, write=False) as j:
+        if sessions := open_sessions_on(j, run_id):
+            raise JobError(f"run {run_id!r} is read by open review session(s) "
+                           f"{', '.join(map(repr, sessions))}: their reviewers see its model; "
+                           "close them on the Review sessions page first")
+
+
+def describe_run(plan: RunRemovalPlan, run_dir: Path) -> list[str]:
+    """What removing ``plan``'s run takes away and keeps, in lines for the terminal."""
+    rows = ", ".join(f"{table} {n}" for table, n in plan.rows.items() if table != "runs")
+    return [f"run {plan.run_id} to remove:",
+            f"  rows that go: {rows}",
+            f"  files that go: {run_dir} ({_size_mb(plan.files):.1f} MB in {len(plan.files)} "
+            "file(s) the catalog names: its checkpoint, reconstructions and anomaly maps)",
+            f"  kept: the scans, {plan.labels} label(s) given while looking at it, and "
+            f"{plan.snapshots} export snapshot(s) of it"]
+
+
+def _confirm(count: str, yes: bool, dry_run: bool) -> bool:
+    """Whether to go on: not on a dry run; with ``--yes``, or a yes at a terminal.
+
+    Raises:
+        JobError: neither ``--yes`` nor a terminal to ask at.
+    """
+    if dry_run:
+        typer.echo("dry run: nothing removed")
+        return False
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise JobError("nothing removed: run it again with --yes to remove them (or --dry-run "
+                       "to list them only)")
+    if typer.confirm(f"Remove {count}?", default=False):
+        return True
+    typer.echo("nothing removed")
+    return False
+
+
+def run_remove_run(settings: CatalogSettings, run_id: str) -> dict[str, Any]:
+    """Delete run ``run_id``'s files (its folder in the store, and any file the catalog names
+    elsewhere), then its rows (one transaction); the counts."""
+    import shutil
+
+    with job_record(settings, "remove", {"run": run_id}) as record:
+        with connect(settings.catalog_path, read_only=True) as con:
+            plan = plan_run_removal(con, run_id)
+        deleted, errors = _delete(plan.files)
+        shutil.rmtree(settings.run_dir(run_id), ignore_errors=True)
+        with connect(settings.catalog_path) as con:
+            removed = remove_run(con, run_id)
+        record.counts.update(runs_removed=removed, files_deleted=deleted, file_errors=len(errors),
+                             labels_kept=plan.labels, snapshots_kept=plan.snapshots)
+    for error in errors:
+        logger.warning("not deleted: %s", error)
+    return record.counts
+
+
+def _remove_a_run(settings: CatalogSettings, run_id: str, yes: bool, dry_run: bool) -> None:
+    """`ctae remove --run RUN`: list, confirm, remove."""
+    try:
+        with connect(settings.catalog_path) as con:
+            interrupt_dead_jobs(con)
+            refuse_a_busy_run(con, "remove", {})
+            _check_run(con, settings, run_id)
+            plan = plan_run_removal(con, run_id)
+        typer.echo("\n".join(describe_run(plan, settings.run_dir(run_id))))
+        if not _confirm(f"run {run_id}", yes, dry_run):
+            return
+        counts = run_remove_run(settings, run_id)
+    except CatalogError:
+        raise
+    except JobError as err:
+        raise stop("remove", err) from err
+    typer.echo(f"removed run {run_id} and {counts['files_deleted']} of its file(s), with its "
+               f"folder in the store; kept {counts['labels_kept']} label(s) and "
+               f"{counts['snapshots_kept']} export snapshot(s)")
+
+
 def remove(
     scan_ids: Annotated[list[str] | None, typer.Argument(
         show_default=False,
@@ -201,6 +291,10 @@ def remove(
     under: Annotated[list[Path] | None, typer.Option(
         "--under", show_default=False,
         help="Only scans found below this folder (alone: every one of them); repeat for several.")] = None,
+    run: Annotated[str | None, typer.Option(
+        "--run", show_default=False,
+        help="Remove this run instead: its model, scores, embedding, evaluations and stored "
+        "maps; the scans stay.")] = None,
     yes: Annotated[bool, typer.Option("--yes", help="Remove without asking.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would go, remove nothing.")] = False,
     catalog: CatalogOption = None,
@@ -208,6 +302,13 @@ def remove(
 ) -> None:
     """Remove scans from the catalog, with every run's rows of them and their stored files."""
     scan_ids, under = scan_ids or [], under or []
+    if run is not None:
+        if scan_ids or gone or copies or under:
+            raise stop("remove", JobError("--run removes a run and keeps its scans; remove scans "
+                                          "in a command of their own"))
+        _remove_a_run(settings_from(catalog, store, follow_store=True, existing=True), run, yes,
+                      dry_run)
+        return
     if scan_ids and (gone or copies or under):
         raise stop("remove", JobError("give scan ids, or --gone, --copies and --under, not both"))
     if not (scan_ids or gone or copies or under):
@@ -236,16 +337,11 @@ def remove(
         typer.echo(f"nothing to remove: no scan of the catalog {what}{below}")
         return
     typer.echo("\n".join(describe(chosen, plan)))
-    if dry_run:
-        typer.echo("dry run: nothing removed")
-        return
-    if not yes:
-        if not sys.stdin.isatty():
-            raise stop("remove", JobError("nothing removed: run it again with --yes to remove "
-                                          "them (or --dry-run to list them only)"))
-        if not typer.confirm(f"Remove these {len(plan.scan_ids)} scan(s)?", default=False):
-            typer.echo("nothing removed")
+    try:
+        if not _confirm(f"these {len(plan.scan_ids)} scan(s)", yes, dry_run):
             return
+    except JobError as err:
+        raise stop("remove", err) from err
     args = {"scan_ids": scan_ids, "gone": gone, "copies": copies, "under": [str(u) for u in under]}
     try:
         counts = run_remove(settings, chosen.reasons, args)

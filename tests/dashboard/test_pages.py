@@ -86,6 +86,19 @@ def test_overview_lists_the_scans_removed_from_the_catalog(catalog, open_page):
     assert {"source_root", "source_path"}.isdisjoint(removed.dataframe[0].value.columns)
 
 
+def test_a_removed_run_leaves_the_pages_without_a_traceback(catalog, open_page):
+    from dashboard import data
+    from jobs.remove import run_remove_run
+
+    at = open_page(catalog, "explorer")
+    run_remove_run(catalog, "synthetic")
+    data._LAST.clear()  # the sidebar's run list may be 10 s old (dashboard.data.run_table)
+    for page in ("explorer", "overview", "viewer", "feature_space", "export", "sessions"):
+        at.switch_page(f"app_pages/{page}.py").run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+        assert "no run yet" in at.info[0].value, page
+
+
 def test_overview_says_which_epochs_were_not_validated(catalog, open_page):
     with connect(catalog.catalog_path) as con:  # a run validated from half its schedule on
         con.execute("UPDATE train_history SET val_loss = NULL WHERE epoch <= 15")

@@ -298,3 +298,45 @@ def test_ingest_keeps_removed_inputs_out_until_readmitted_and_brings_gone_ones_b
     shutil.move(tmp_path / "backup", archive / "p2")
     restored = run_ingest([archive], settings, workers=workers, progress=False)
     assert (restored.kept_out, restored.ingested) == (0, 1) and len(_places(settings)) == 3
+
+
+def test_a_run_leaves_with_its_rows_and_folder_and_the_scans_stay(scored, tmp_path):
+    from data_catalog.journal import open_journal
+    from data_catalog.sessions import create_session, set_session_status
+
+    listed = tmp_path / "all.csv"
+    runner.invoke(app, ["export", "--run", "synthetic", "--out", str(listed), "--who", "hal",
+                        "--catalog", str(scored.catalog_path)])
+    with open_journal(scored.catalog_path) as j:
+        sid = create_session(j, name="flagged", created_by="ada", run_id="synthetic", source="test",
+                             reads_per_scan=1, show_others=False, show_model=True,
+                             queues={"bea": ["syn0000001"]})
+    said = _ctae(scored, "--run", "synthetic", "--yes", code=2)
+    assert "run 'synthetic' is read by open review session(s) 'flagged'" in said
+    with open_journal(scored.catalog_path) as j:
+        set_session_status(j, sid, "closed", "ada")
+    assert "not in" in _ctae(scored, "--run", "nope", code=2)
+    assert "in a command of their own" in _ctae(scored, "--run", "synthetic", "--gone", code=2)
+    said = _ctae(scored, "--run", "synthetic", "--dry-run")
+    assert said.startswith("run synthetic to remove: rows that go: splits 12, scores 12, "
+                           "scan_failures 0, embeddings 12, train_history ")
+    assert said.endswith("dry run: nothing removed") and scored.run_dir("synthetic").is_dir()
+
+    with connect(scored.catalog_path, read_only=True) as con:
+        labels = con.execute("SELECT count(*) FROM labels WHERE run_id = 'synthetic'").fetchone()[0]
+    assert labels > 0
+    said = _ctae(scored, "--run", "synthetic", "--yes")
+    assert said.endswith("removed run synthetic and 24 of its file(s), with its folder in the "
+                         f"store; kept {labels} label(s) and 1 export snapshot(s)")  # recon + |error|
+    assert not scored.run_dir("synthetic").exists()
+    with connect(scored.catalog_path, read_only=True) as con:
+        for table in ("runs", *RUN_TABLES, "train_history", "evaluations", "evaluation_bases"):
+            assert con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0, table
+        assert con.execute("SELECT count(*) FROM scans").fetchone()[0] == 12
+        assert con.execute("SELECT count(*) FROM labels").fetchone()[0] > 0
+        export_id = con.execute("SELECT export_id FROM exports").fetchone()[0]
+    assert len(list(scored.volumes_dir.iterdir())) == 12  # the scans' own volumes stay
+    again = tmp_path / "again.csv"
+    recreated = runner.invoke(app, ["export", "--recreate", export_id, "--out", str(again),
+                                    "--catalog", str(scored.catalog_path)])
+    assert recreated.exit_code == 0 and again.read_bytes() == listed.read_bytes()
