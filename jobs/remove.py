@@ -260,20 +260,15 @@ def run_remove_run(settings: CatalogSettings, run_id: str) -> dict[str, Any]:
 
 def _remove_a_run(settings: CatalogSettings, run_id: str, yes: bool, dry_run: bool) -> None:
     """`ctae remove --run RUN`: list, confirm, remove."""
-    try:
-        with connect(settings.catalog_path) as con:
-            interrupt_dead_jobs(con)
-            refuse_a_busy_run(con, "remove", {})
-            _check_run(con, settings, run_id)
-            plan = plan_run_removal(con, run_id)
-        typer.echo("\n".join(describe_run(plan, settings.run_dir(run_id))))
-        if not _confirm(f"run {run_id}", yes, dry_run):
-            return
-        counts = run_remove_run(settings, run_id)
-    except CatalogError:
-        raise
-    except JobError as err:
-        raise stop("remove", err) from err
+    with connect(settings.catalog_path) as con:
+        interrupt_dead_jobs(con)
+        refuse_a_busy_run(con, "remove", {})
+        _check_run(con, settings, run_id)
+        plan = plan_run_removal(con, run_id)
+    typer.echo("\n".join(describe_run(plan, settings.run_dir(run_id))))
+    if not _confirm(f"run {run_id}", yes, dry_run):
+        return
+    counts = run_remove_run(settings, run_id)
     typer.echo(f"removed run {run_id} and {counts['files_deleted']} of its file(s), with its "
                f"folder in the store; kept {counts['labels_kept']} label(s) and "
                f"{counts['snapshots_kept']} export snapshot(s)")
@@ -302,32 +297,36 @@ def remove(
 ) -> None:
     """Remove scans from the catalog, with every run's rows of them and their stored files."""
     scan_ids, under = scan_ids or [], under or []
-    if run is not None:
-        if scan_ids or gone or copies or under:
-            raise stop("remove", JobError("--run removes a run and keeps its scans; remove scans "
-                                          "in a command of their own"))
-        _remove_a_run(settings_from(catalog, store, follow_store=True, existing=True), run, yes,
-                      dry_run)
-        return
+    if run is not None and (scan_ids or gone or copies or under):
+        raise stop("remove", JobError("--run removes a run and keeps its scans; remove scans "
+                                      "in a command of their own"))
     if scan_ids and (gone or copies or under):
         raise stop("remove", JobError("give scan ids, or --gone, --copies and --under, not both"))
-    if not (scan_ids or gone or copies or under):
+    if run is None and not (scan_ids or gone or copies or under):
         raise stop("remove", JobError("say which scans to remove: scan ids, --gone (files no "
                                       "longer there), --copies (series stored twice) or --under "
                                       "FOLDER"))
     settings = settings_from(catalog, store, follow_store=True, existing=True)
     try:
-        with connect(settings.catalog_path) as con:
-            interrupt_dead_jobs(con)
-            refuse_a_busy_run(con, "remove", {})  # before the list, not after a yes
-            places = at_mapped_places(StoredPlaces(scan_places(con)), settings.store_dir)
-            chosen = select_scans(places, scan_ids, gone, under,
-                                  later_copies(con) if copies else None)
-            plan = plan_removal(con, list(chosen.reasons))
+        if run is not None:
+            _remove_a_run(settings, run, yes, dry_run)
+        else:
+            _remove_scans(settings, scan_ids, gone, copies, under, yes, dry_run)
     except CatalogError:
         raise
     except JobError as err:
         raise stop("remove", err) from err
+
+
+def _remove_scans(settings: CatalogSettings, scan_ids: list[str], gone: bool, copies: bool,
+                  under: list[Path], yes: bool, dry_run: bool) -> None:
+    """`ctae remove` of scans: choose, list, confirm, remove."""
+    with connect(settings.catalog_path) as con:
+        interrupt_dead_jobs(con)
+        refuse_a_busy_run(con, "remove", {})  # before the list, not after a yes
+        places = at_mapped_places(StoredPlaces(scan_places(con)), settings.store_dir)
+        chosen = select_scans(places, scan_ids, gone, under, later_copies(con) if copies else None)
+        plan = plan_removal(con, list(chosen.reasons))
     for line in passed_over(chosen):
         typer.echo(line, err=True)
     if not plan.scan_ids:
@@ -337,18 +336,10 @@ def remove(
         typer.echo(f"nothing to remove: no scan of the catalog {what}{below}")
         return
     typer.echo("\n".join(describe(chosen, plan)))
-    try:
-        if not _confirm(f"these {len(plan.scan_ids)} scan(s)", yes, dry_run):
-            return
-    except JobError as err:
-        raise stop("remove", err) from err
+    if not _confirm(f"these {len(plan.scan_ids)} scan(s)", yes, dry_run):
+        return
     args = {"scan_ids": scan_ids, "gone": gone, "copies": copies, "under": [str(u) for u in under]}
-    try:
-        counts = run_remove(settings, chosen.reasons, args)
-    except CatalogError:
-        raise
-    except JobError as err:
-        raise stop("remove", err) from err
+    counts = run_remove(settings, chosen.reasons, args)
     typer.echo(f"removed {counts['removed']} scan(s) from the catalog and {counts['files_deleted']} "
                f"file(s) from the store; kept {counts['labels_kept']} label(s) and "
                f"{counts['snapshots_kept']} export snapshot(s). Runs trained with them keep their "
