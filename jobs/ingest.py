@@ -251,7 +251,8 @@ def run_ingest(
     roots = distinct_roots(roots)  # logs what it leaves out: once
     with _bar(progress, desc="discover", unit="file") as looked_at:  # shown at once
         discovery, done, died = _discover(
-            roots, executor, worker, (known, places), spacing, looked_at.update
+            roots, executor, worker, (known, places), spacing, looked_at.update,
+            None if readmit else removed,
         )
     summary.found = len(discovery.sources)
     summary.skipped_files = dict(discovery.skipped_files)
@@ -328,6 +329,7 @@ def _discover(
     catalog: tuple[dict[str, tuple[str, str, float]], StoredPlaces],
     spacing: float,
     on_file: Callable[[int], object],
+    keep_out: RemovedInputs | None = None,
 ) -> tuple[Any, list[IngestOutcome], bool]:
     """What is under ``roots``, the outcomes of inputs already ingested while finding it, and
     whether a worker died meanwhile.
@@ -339,7 +341,7 @@ def _discover(
     piece) or a worker died, the tree is discovered again here, and only the outcomes of
     inputs found alike both ways are kept. ``catalog`` is the catalog's fingerprints and its
     scans' places; a worker leaves an input the catalog holds under another folder, or that
-    moved, to this process.
+    moved, to this process, and does not read one of ``keep_out`` (removed from the catalog).
     """
     from ctae_core.io.sources import discover_sources, list_folders, merge_folders
 
@@ -355,7 +357,7 @@ def _discover(
         config, workers=min(config.local_workers, len(folders)), max_retries=0
     )
     known = catalog[0]
-    task = _FolderTask(worker, spacing)
+    task = _FolderTask(worker, spacing, keep_out)
     for folder, result in _map_inputs(task, folders, config, catalog):
         on_file(len(folder.files))
         if result.ok:
@@ -387,16 +389,19 @@ def _confirmed(outcomes: list[IngestOutcome], discovery, known: dict) -> list[In
 class _FolderTask:
     """In a forked worker: discover one folder, ingest each new input found in it."""
 
-    def __init__(self, worker: Callable[[Any], IngestOutcome], spacing: float) -> None:
-        self.worker, self.spacing = worker, spacing
+    def __init__(self, worker: Callable[[Any], IngestOutcome], spacing: float,
+                 keep_out: RemovedInputs | None = None) -> None:
+        self.worker, self.spacing, self.keep_out = worker, spacing, keep_out
 
     def __call__(self, folder) -> tuple[Any, list[IngestOutcome]]:
         from ctae_core.io.sources import discover_folder
+        from jobs.ingest_worker import scan_id_for
 
         part = discover_folder(folder)
         moved = _as_ingested_before(part.sources, _KNOWN, _PLACES[0])
         new = [s for s, m in zip(part.sources, moved, strict=True)
-               if m is s and _needs_ingest(s, _KNOWN, self.spacing)]
+               if m is s and _needs_ingest(s, _KNOWN, self.spacing)
+               and not (self.keep_out is not None and self.keep_out.holds(s, scan_id_for(s)))]
         outcomes = [self.worker(source) for source in new]
         part.sources = [dataclasses.replace(s, headers=()) for s in part.sources]
         return part, outcomes
