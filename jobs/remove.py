@@ -55,8 +55,9 @@ class Selection:
     Attributes:
         reasons: scan id → how it was chosen, in the order found.
         places: scan id → its place (folder or file), as the catalog or the path map gives it.
-        missing_roots: Source folders that are not there at all (a disk not mounted, an archive
-            moved) → their scans, which ``--gone`` does not count as gone.
+        missing_roots: Source folders none of whose scans is there (a disk not mounted, its
+            empty mount point, an archive moved) → their scans, which ``--gone`` does not count
+            as gone.
         unmapped: Scans ingested with ``--redact-paths`` whose place this user cannot read.
     """
 
@@ -83,9 +84,10 @@ def select_scans(
     (``gone``) and the ``copies`` (the later copies of series stored twice), each below
     ``under`` where given; or, with neither, every scan below ``under``.
 
-    A source folder that is not there at all is no sign that its scans were deleted (a disk
-    not mounted, an archive moved: `ctae ingest` finds a moved archive again), so ``gone``
-    counts its scans only where ``under`` names it or a folder above it.
+    A source folder none of whose scans is there — not there at all, or empty — is no sign that
+    its scans were deleted (a disk not mounted leaves its mount point empty; an archive moved:
+    `ctae ingest` finds it again), so ``gone`` counts its scans only where ``under`` names it or
+    a folder above it.
 
     Raises:
         JobError: an id the catalog does not hold.
@@ -109,10 +111,14 @@ def select_scans(
     if gone:
         present = [r for r in roots if exists(r)]
         chosen.reasons = dict.fromkeys(places.gone_under(folders or present, set()), "gone")
-        if not folders:
-            chosen.missing_roots = dict(sorted(Counter(
-                e.source_root for e in entries.values() if e.source_root in roots
-                and e.source_root not in present).items()))
+        if not folders:  # a folder none of whose scans is there: an empty mount point, likely
+            held = Counter(e.source_root for e in entries.values() if e.source_root in roots)
+            missing = Counter(entries[i].source_root for i in chosen.reasons)
+            emptied = {root for root, n in missing.items() if n == held[root]}
+            chosen.reasons = {i: r for i, r in chosen.reasons.items()
+                              if entries[i].source_root not in emptied}
+            chosen.missing_roots = {root: n for root, n in sorted(held.items())
+                                    if root not in present or root in emptied}
     if copies is not None:
         inside = set(below)
         chosen.reasons.update((i, "copy") for i in copies if i in inside and i not in chosen.reasons)
@@ -145,9 +151,9 @@ def describe(chosen: Selection, plan: RemovalPlan) -> list[str]:
 
 def passed_over(chosen: Selection) -> list[str]:
     """What ``--gone`` could not judge, in lines for the terminal."""
-    lines = [f"not counted as gone: {n} scan(s) under {root}, which is not there at all (a disk "
-             "not mounted? an archive moved? `ctae ingest NEW_PLACE` finds a moved archive "
-             f"again); `ctae remove --gone --under {root}` removes them"
+    lines = [f"not counted as gone: {n} scan(s) under {root}, none of which is there (a disk "
+             "not mounted, or its empty mount point? an archive moved? `ctae ingest NEW_PLACE` "
+             f"finds a moved archive again); `ctae remove --gone --under {root}` removes them"
              for root, n in chosen.missing_roots.items()]
     if chosen.unmapped:
         lines.append(f"not looked at: {chosen.unmapped} scan(s) ingested with --redact-paths, "

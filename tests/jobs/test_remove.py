@@ -135,8 +135,12 @@ def test_gone_removes_deleted_series_and_not_an_archive_that_is_not_there(tmp_pa
     # the whole archive not there (a disk not mounted, an archive moved): not gone by itself
     shutil.move(archive, tmp_path / "elsewhere")
     said = _ctae(settings, "--gone", "--yes")
-    assert f"not counted as gone: 2 scan(s) under {archive}, which is not there at all" in said
+    assert f"not counted as gone: 2 scan(s) under {archive}, none of which is there" in said
     assert said.endswith("nothing to remove: no scan of the catalog is gone")
+    assert len(_places(settings)) == 2
+    archive.mkdir()  # an empty mount point where the disk is not mounted: the same
+    said = _ctae(settings, "--gone", "--yes")
+    assert f"not counted as gone: 2 scan(s) under {archive}, none of which is there" in said
     assert len(_places(settings)) == 2
     said = _ctae(settings, "--gone", "--under", str(archive / "p3"), "--yes")  # named: it goes
     assert said.startswith("1 scan(s) to remove (1 gone): ")
