@@ -265,6 +265,15 @@ def scan_counts(con: duckdb.DuckDBPyConnection) -> dict[str, object]:
     }
 
 
+def duplicate_counts(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+    """How many scans share their stored voxels with another, in how many groups (what
+    ``duplicate_scans`` lists, counted without pandas: ingest's summary reads it)."""
+    (scans, groups), = con.execute(
+        "SELECT coalesce(sum(n), 0), count(*) FROM (SELECT count(*) AS n FROM scans "
+        "GROUP BY content_hash HAVING count(*) > 1)").fetchall()
+    return int(scans), int(groups)
+
+
 def duplicate_scans(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """The scans whose stored voxels are another scan's too (the same ``content_hash``): one
     series stored twice, under two places or two names. Columns content_hash, scan_id,

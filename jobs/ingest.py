@@ -33,7 +33,7 @@ from data_catalog.removal import removed_inputs
 from data_catalog.scans import (
     CATALOG_ERRORS,
     clear_ingest_errors,
-    duplicate_scans,
+    duplicate_counts,
     move_scans,
     prune_ingest_errors,
     record_ingest_errors,
@@ -667,9 +667,7 @@ class _Writes:
 def _count_duplicates(summary: IngestSummary, job: JobRecord | None, con: Any) -> None:
     """Count the catalog's scans that share their voxels with another, once the last batch is
     written (a copy of a series found beside its original is a scan of its own)."""
-    duplicates = duplicate_scans(con)
-    summary.duplicates = len(duplicates)
-    summary.duplicate_groups = int(duplicates["content_hash"].nunique())
+    summary.duplicates, summary.duplicate_groups = duplicate_counts(con)
     if job is not None:
         job.counts["duplicates"] = summary.duplicates
 
