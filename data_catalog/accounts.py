@@ -141,15 +141,20 @@ def remove_account(path: Path, name: str) -> Account:
         return account
 
 
+def has_admin(accounts: dict[str, Account]) -> bool:
+    """Whether one of ``accounts`` may open the dashboard's admin pages."""
+    return any(a.role == "admin" for a in accounts.values())
+
+
 def _an_admin_stays(accounts: dict[str, Account], changed: Account | None) -> None:
     """Refuse a change (raising before ``_changing`` saves it) that leaves accounts but no admin:
     once anyone must sign in, only an admin reaches the dashboard's admin pages (review sessions,
-    team, export, audit), and until stop 58 removing or demoting the last admin locked every one
-    of them until someone edited the accounts by hand. With no account left at all the dashboard
-    is the single user's on localhost again, which is allowed."""
+    team, export, audit), and until stop 58 removing or demoting the last admin locked all of
+    them until someone ran `ctae users add NAME --role admin` on the server. With no account
+    left at all the dashboard is the single user's on localhost again, which is allowed."""
     if changed is None or changed.role != "admin" or not accounts:
         return
-    if not any(a.role == "admin" for a in accounts.values()):
+    if not has_admin(accounts):
         raise ValueError(
             f"{changed.name} is the last admin: with {len(accounts)} account(s) left and no "
             "admin, nobody could open the dashboard's admin pages (review sessions, team, "

@@ -24,15 +24,10 @@ UPDATE job_runs SET status = 'interrupted', finished_at = current_timestamp
 WHERE status = 'running' AND job_id IN (SELECT unnest(?::VARCHAR[]))
 """
 _RECENT = "SELECT * FROM job_runs ORDER BY started_at DESC LIMIT ?"
-_ON_RUN = """
-SELECT job, pid, host, process_start, strftime(started_at, '%Y-%m-%d %H:%M:%S') FROM job_runs
-WHERE status = 'running' AND job IN (SELECT unnest(?::VARCHAR[]))
-  AND coalesce(json_extract_string(args_json, '$.run_id'), json_extract_string(args_json, '$.run')) = ?
-ORDER BY started_at
-"""
 _ALL_RUNNING = """
-SELECT job, pid, host, process_start, strftime(started_at, '%Y-%m-%d %H:%M:%S') FROM job_runs
-WHERE status = 'running' ORDER BY started_at
+SELECT job, pid, host, process_start, strftime(started_at, '%Y-%m-%d %H:%M:%S'),
+       coalesce(json_extract_string(args_json, '$.run_id'), json_extract_string(args_json, '$.run'))
+FROM job_runs WHERE status = 'running' ORDER BY started_at
 """
 
 
@@ -78,23 +73,19 @@ def running_job_runs(con: duckdb.DuckDBPyConnection) -> dict[str, JobProcess]:
 
 @dataclass(frozen=True)
 class RunningJob:
-    """A job recorded as running: which, in which process, since when (its machine's clock)."""
+    """A job recorded as running: which, in which process, since when (its machine's clock), on
+    which run (its ``--run``; None for a job of no run)."""
 
     job: str
     process: JobProcess
     started_at: str
-
-
-def running_on_run(con: duckdb.DuckDBPyConnection, run_id: str, jobs: tuple[str, ...]) -> list[RunningJob]:
-    """The jobs of ``jobs`` recorded as running on run ``run_id`` (its ``--run``), oldest first."""
-    rows = con.execute(_ON_RUN, [list(jobs), run_id]).fetchall()
-    return [RunningJob(job, JobProcess(pid, host, start), started) for job, pid, host, start, started in rows]
+    run_id: str | None = None
 
 
 def running_jobs(con: duckdb.DuckDBPyConnection) -> list[RunningJob]:
-    """Every job recorded as running, on any run, oldest first."""
-    return [RunningJob(job, JobProcess(pid, host, start), started)
-            for job, pid, host, start, started in con.execute(_ALL_RUNNING).fetchall()]
+    """Every job recorded as running, oldest first."""
+    return [RunningJob(job, JobProcess(pid, host, start), started, run_id)
+            for job, pid, host, start, started, run_id in con.execute(_ALL_RUNNING).fetchall()]
 
 
 def mark_interrupted(con: duckdb.DuckDBPyConnection, job_ids: list[str]) -> int:

@@ -226,6 +226,7 @@ def run_ingest(
         CatalogWriteError: the catalog cannot be opened or written (locked, bad path, disk).
     """
     from ctae_core.io.moved_inputs import at_mapped_places
+    from ctae_core.io.sources import place_names
     from jobs.ingest_worker import ingest_one, redacted_root, refusal_record, scan_id_for
 
     start = time.perf_counter()
@@ -260,14 +261,14 @@ def run_ingest(
     pseudonyms = {redacted_root(s.source_root) for s in discovery.sources} | {
         redacted_root(r.source_root) for r in discovery.refused
     }
-    walked = _walked(roots)
+    walked = place_names(roots)  # what this run looked through: the failures it can tell are gone
     _warn_split_over_sources(discovery.sources)
     found_as = discovery.sources
     discovery.sources = _as_ingested_before(found_as, known, places)
     summary.found_before = sum(a.source_root != b.source_root
                                for a, b in zip(discovery.sources, found_as, strict=True))
     if not readmit:
-        discovery.sources, done = _keep_out(discovery.sources, done, known, removed, summary)
+        discovery.sources = _keep_out(discovery.sources, known, removed, summary)
     moved = [(s, entry) for s in discovery.sources if (entry := places.moved(s)) is not None]
     moves, gone_roots = _moves(moved, known)
     summary.moved = len(moved)
@@ -434,29 +435,16 @@ def _warn_split_over_sources(sources: list) -> None:
                            " and ".join(sorted(roots)), common)
 
 
-def _walked(roots: list[Path]) -> list[str]:
-    """The files and folders ``roots`` (``distinct_roots``) name, as given and with links
-    resolved: what this run has looked through, and so the failures it can tell are gone."""
-    return sorted({str(r) for r in roots} | {os.path.realpath(r) for r in roots})
-
-
-def _keep_out(sources: list, done: list[IngestOutcome], known: dict, removed: RemovedInputs,
-              summary: IngestSummary) -> tuple[list, list[IngestOutcome]]:
-    """``sources`` and ``done`` without the inputs `ctae remove` took out of the catalog
-    (``removed``; counted in ``summary.kept_out``); a volume already stored for one of them
-    (read while discovering) is deleted."""
+def _keep_out(sources: list, known: dict, removed: RemovedInputs, summary: IngestSummary) -> list:
+    """``sources`` without the inputs `ctae remove` took out of the catalog (``removed``;
+    counted in ``summary.kept_out``). The workers that discover folders skip them alike
+    (``_FolderTask``), so none of them was read meanwhile."""
     from jobs.ingest_worker import scan_id_for
 
     out = {s.source_key for s in sources
            if (i := scan_id_for(s)) not in known and removed.holds(s, i)}
-    if not out:
-        return sources, done
     summary.kept_out = len(out)
-    for outcome in done:
-        if outcome.source.source_key in out and outcome.scan is not None:
-            Path(outcome.scan.volume_path).unlink(missing_ok=True)
-    return ([s for s in sources if s.source_key not in out],
-            [o for o in done if o.source.source_key not in out])
+    return [s for s in sources if s.source_key not in out] if out else sources
 
 
 def _as_ingested_before(sources: list, known: dict, places: StoredPlaces) -> list:

@@ -24,6 +24,7 @@ import typer
 
 from ctae_core.io.moved_inputs import StoredPlaces, at_mapped_places
 from ctae_core.io.path_map import add_path_links, path_map_file
+from ctae_core.io.sources import place_names
 from data_catalog import CatalogError, connect
 from data_catalog.removal import (
     RemovalPlan,
@@ -37,6 +38,7 @@ from data_catalog.removal import (
     removed_ids,
 )
 from data_catalog.scans import scan_places
+from data_catalog.scores import run_ids
 from data_catalog.settings import CatalogSettings
 from jobs.job_errors import JobError, stop
 from jobs.options import CatalogOption, StoreOption, settings_from
@@ -54,7 +56,7 @@ class Selection:
 
     Attributes:
         reasons: scan id → how it was chosen, in the order found.
-        places: scan id → its place (folder or file), as the catalog or the path map gives it.
+        places: each chosen scan's place (folder or file), as the catalog or the path map gives it.
         missing_roots: Source folders none of whose scans is there (a disk not mounted, its
             empty mount point, an archive moved) → their scans, which ``--gone`` does not count
             as gone.
@@ -67,18 +69,12 @@ class Selection:
     unmapped: int = 0
 
 
-def _folder(folder: Path) -> list[str]:
-    """``folder`` as the catalog may hold it: as given (absolute) and with links resolved."""
-    return sorted({os.path.abspath(folder), os.path.realpath(folder)})
-
-
 def select_scans(
     places: StoredPlaces,
     scan_ids: list[str],
     gone: bool,
     under: list[Path],
     copies: list[str] | None = None,
-    exists=os.path.exists,
 ) -> Selection:
     """The scans ``scan_ids`` names (each must be in the catalog); or those whose place is gone
     (``gone``) and the ``copies`` (the later copies of series stored twice), each below
@@ -94,7 +90,6 @@ def select_scans(
     """
     chosen = Selection()
     entries = places.by_id
-    chosen.places = {i: os.path.join(e.source_root, e.source_path) for i, e in entries.items()}
     if scan_ids:
         unknown = [i for i in scan_ids if i not in entries]
         if unknown:
@@ -102,14 +97,14 @@ def select_scans(
                            f"the {len(scan_ids)} scan ids given); the dashboard's Explorer and "
                            "`ctae export` give the ids of the catalog's scans")
         chosen.reasons = dict.fromkeys(scan_ids, "named")
-        return chosen
-    folders = [f for folder in under for f in _folder(folder)]
+        return _with_places(chosen, entries)
+    folders = place_names(under)
     below = places.under(folders) if folders else list(entries)
     roots = [r for r in places.roots if os.path.isabs(r)]
     if gone or folders:  # places this user cannot read cannot be gone or below a folder
         chosen.unmapped = sum(not os.path.isabs(e.source_root) for e in entries.values())
     if gone:
-        present = [r for r in roots if exists(r)]
+        present = [r for r in roots if os.path.exists(r)]
         chosen.reasons = dict.fromkeys(places.gone_under(folders or present, set()), "gone")
         if not folders:  # a folder none of whose scans is there: an empty mount point, likely
             held = Counter(e.source_root for e in entries.values() if e.source_root in roots)
@@ -124,6 +119,12 @@ def select_scans(
         chosen.reasons.update((i, "copy") for i in copies if i in inside and i not in chosen.reasons)
     if not gone and copies is None:
         chosen.reasons = dict.fromkeys(below, "under")
+    return _with_places(chosen, entries)
+
+
+def _with_places(chosen: Selection, entries: dict[str, Any]) -> Selection:
+    chosen.places = {i: os.path.join(entries[i].source_root, entries[i].source_path)
+                     for i in chosen.reasons}
     return chosen
 
 
@@ -203,7 +204,7 @@ def _check_run(con: Any, settings: CatalogSettings, run_id: str) -> None:
     from data_catalog.journal import open_journal
     from data_catalog.sessions import open_sessions_on
 
-    known = [r[0] for r in con.execute("SELECT run_id FROM runs ORDER BY run_id").fetchall()]
+    known = run_ids(con)
     if run_id not in known:
         raise JobError(f"run {run_id!r} is not in {settings.catalog_path}; its runs: "
                        f"{', '.join(known) or 'none'}")

@@ -24,7 +24,6 @@ from data_catalog.job_runs import (
     mark_interrupted,
     running_job_runs,
     running_jobs,
-    running_on_run,
     start_job_run,
 )
 from data_catalog.settings import CatalogSettings
@@ -213,10 +212,10 @@ def refuse_a_busy_run(con: Any, job: str, args: dict[str, Any]) -> None:
     """
     run_id = args.get("run_id") or args.get("run")
     others = running_jobs(con)
-    if job not in SCAN_REMOVING_JOBS:
-        others = [o for o in others if o.job in SCAN_REMOVING_JOBS]
-        if job in RUN_JOBS and run_id:
-            others += running_on_run(con, str(run_id), RUN_JOBS)
+    if job not in SCAN_REMOVING_JOBS:  # a removal, or a job writing the same run
+        same_run = job in RUN_JOBS and run_id
+        others = [o for o in others if o.job in SCAN_REMOVING_JOBS
+                  or same_run and o.job in RUN_JOBS and o.run_id == str(run_id)]
     host = socket.gethostname()
     for other in others:
         pid = other.process.pid

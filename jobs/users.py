@@ -8,7 +8,14 @@ from typing import Annotated
 
 import typer
 
-from data_catalog.accounts import ROLES, add_account, load_accounts, remove_account, users_path
+from data_catalog.accounts import (
+    ROLES,
+    add_account,
+    has_admin,
+    load_accounts,
+    remove_account,
+    users_path,
+)
 from data_catalog.journal import open_journal
 from data_catalog.sessions import audit
 from jobs.job_errors import JobError, stop
@@ -57,7 +64,7 @@ def add(
     _audit(settings.catalog_path, "add_user", name, before and {"role": before.role},
            {"role": account.role, "oidc": oidc})
     typer.echo(f"{name}: {role}{' (OpenID Connect)' if oidc else ''} in {path}")
-    if not any(a.role == "admin" for a in load_accounts(path).values()):
+    if not has_admin(load_accounts(path)):
         typer.echo("no account is admin yet: everyone must now sign in, and nobody can open the "
                    "dashboard's admin pages (review sessions, team, export, audit) until one is: "
                    "`ctae users add NAME --role admin`", err=True)
