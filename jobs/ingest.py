@@ -144,6 +144,7 @@ class IngestSummary:
     duplicate_groups: int = 0
     failed: Counter = field(default_factory=Counter)
     skipped_files: dict[str, int] = field(default_factory=dict)
+    left_out: list[str] = field(default_factory=list)
     input_bytes: int = 0
     seconds: float = 0.0
 
@@ -161,6 +162,7 @@ class IngestSummary:
             "failed": sum(self.failed.values()),
             "failed_by_reason": dict(self.failed),
             "skipped_files": dict(self.skipped_files),
+            "left_out": list(self.left_out),
             "seconds": round(self.seconds, 2),
         }
 
@@ -196,6 +198,8 @@ class IngestSummary:
         out += [
             f"  passed over {n} file(s): {why}" for why, n in sorted(self.skipped_files.items())
         ]
+        if self.left_out:
+            out.append(f"  left out the catalog's own files: {', '.join(self.left_out)}")
         return out
 
 
@@ -250,10 +254,12 @@ def run_ingest(
     from ctae_core.io.sources import distinct_roots
 
     roots = distinct_roots(roots)  # logs what it leaves out: once
+    own = _catalog_own_files(settings)
+    summary.left_out = _walked_over(own, roots)
     with _bar(progress, desc="discover", unit="file") as looked_at:  # shown at once
         discovery, done, died = _discover(
             roots, executor, worker, (known, places), spacing, looked_at.update,
-            None if readmit else removed,
+            None if readmit else removed, own,
         )
     summary.found = len(discovery.sources)
     summary.skipped_files = dict(discovery.skipped_files)
@@ -331,6 +337,7 @@ def _discover(
     spacing: float,
     on_file: Callable[[int], object],
     keep_out: RemovedInputs | None = None,
+    leave_out: frozenset[str] = frozenset(),
 ) -> tuple[Any, list[IngestOutcome], bool]:
     """What is under ``roots``, the outcomes of inputs already ingested while finding it, and
     whether a worker died meanwhile.
@@ -343,12 +350,13 @@ def _discover(
     inputs found alike both ways are kept. ``catalog`` is the catalog's fingerprints and its
     scans' places; a worker leaves an input the catalog holds under another folder, or that
     moved, to this process, and does not read one of ``keep_out`` (removed from the catalog).
+    The files and folders of ``leave_out`` (real paths: the catalog's own) are not walked.
     """
     from ctae_core.io.sources import discover_sources, list_folders, merge_folders
 
-    listed = list_folders(roots) if _forks(config) else None
+    listed = list_folders(roots, leave_out) if _forks(config) else None
     if listed is None or not 2 <= len(listed[0]) <= FOLDERS_AT_ONCE:
-        return discover_sources(roots, on_file=on_file), [], False
+        return discover_sources(roots, on_file=on_file, leave_out=leave_out), [], False
     folders, refused_folders = listed
     folders = sorted(folders, key=lambda f: -len(f.files))  # the longest first: a short tail
     parts, outcomes, died = [], [], False
@@ -369,8 +377,46 @@ def _discover(
             logger.info("discovering %s in a worker failed: %s", folder.files[0], result.error)
     discovery, whole = merge_folders(parts, refused_folders)
     if died or not whole:
-        discovery = discover_sources(roots)
+        discovery = discover_sources(roots, leave_out=leave_out)
     return discovery, _confirmed(outcomes, discovery, known), died
+
+
+def _catalog_own_files(settings: CatalogSettings) -> frozenset[str]:
+    """The real paths of what the catalog keeps on disk — its file, write-ahead log, review
+    journal, store and the store's path map —, which ingest does not walk: ``ctae ingest .`` in
+    a project folder holding ``ctae-data/`` read every stored volume, reconstruction and anomaly
+    map as a file that is not DICOM, on every run."""
+    from ctae_core.io.path_map import path_map_file
+    from data_catalog.journal import journal_path
+
+    catalog = settings.catalog_path
+    paths = [catalog, Path(f"{catalog}.wal"), journal_path(catalog), settings.store_dir,
+             path_map_file(settings.store_dir)]
+    return frozenset(os.path.realpath(p) for p in paths)
+
+
+def _walked_over(own: frozenset[str], roots: list[Path]) -> list[str]:
+    """Those of ``own`` that exist below one of ``roots`` (for the summary)."""
+    real = [os.path.realpath(root) for root in roots]
+    return sorted(p for p in own if os.path.lexists(p)
+                  and any(Path(root) in Path(p).parents for root in real))
+
+
+def _refuse_the_store(roots: list[Path], settings: CatalogSettings, redact: bool) -> None:
+    """Refuse a source folder that is the catalog's store or lies inside it: what is there are
+    ctae's own arrays, not scans (``redact``: the message names no path).
+
+    Raises:
+        JobError: naming the folder and the store.
+    """
+    store = Path(os.path.realpath(settings.store_dir))
+    for root in roots:
+        real = Path(os.path.realpath(root))
+        if real == store or store in real.parents:
+            where = "a source folder" if redact else str(root)
+            raise JobError(f"{where} is {'' if real == store else 'inside '}the catalog's volume "
+                           "store: it holds ctae's own arrays, not scans; give the folders your "
+                           "DICOM series and volume files are in")
 
 
 def _confirmed(outcomes: list[IngestOutcome], discovery, known: dict) -> list[IngestOutcome]:
@@ -729,6 +775,10 @@ def ingest_command(
     if not input_timeout > 0:
         raise typer.BadParameter(f"--input-timeout must be positive, not {input_timeout}")
     config = executor_from(executor, ray_address, workers)
+    try:
+        _refuse_the_store(sources, settings, redact_paths)
+    except JobError as err:
+        raise stop("ingest", err) from err
     shown = [str(s) for s in sources]
     if redact_paths:
         from jobs.ingest_worker import redacted_root

@@ -17,7 +17,7 @@ import os
 import stat
 import warnings
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -161,10 +161,13 @@ class Discovery:
 
 
 def discover_sources(
-    roots: list[Path], on_file: Callable[[int], object] | None = None
+    roots: list[Path],
+    on_file: Callable[[int], object] | None = None,
+    leave_out: Collection[str] = (),
 ) -> Discovery:
     """Walk each root recursively and group its files into ingestible inputs; ``on_file(1)``
-    is called for every file looked at (a progress bar's ``update``).
+    is called for every file looked at (a progress bar's ``update``). Files and folders whose
+    real path is in ``leave_out`` (a catalog's own files and store) are not walked.
 
     Raises:
         FileNotFoundError: a root does not exist.
@@ -172,7 +175,7 @@ def discover_sources(
     found = Discovery()
     with quiet_pydicom():  # header values are judged by the reader, not logged here
         for root in roots:
-            _discover_root(Path(os.path.abspath(root)), found, on_file)
+            _discover_root(Path(os.path.abspath(root)), found, on_file, frozenset(leave_out))
     found.sources.sort(key=lambda s: (s.source_root, s.source_path, s.group_key))
     found.refused.sort(key=lambda r: (r.source_root, r.source_path))
     return found
@@ -231,14 +234,15 @@ def as_ingested_before(
     return source
 
 
-def _discover_root(root: Path, found: Discovery, on_file: Callable[[int], object] | None) -> None:
+def _discover_root(root: Path, found: Discovery, on_file: Callable[[int], object] | None,
+                   leave_out: frozenset[str]) -> None:
     if not os.path.lexists(root):
         raise FileNotFoundError(f"{root}: source folder does not exist; check the path")
     if not root.is_dir():
         _discover_file_root(root, found)
         return
     root = root.resolve()
-    _discover_files(root, _walk_files(root, found), found, on_file)
+    _discover_files(root, _walk_files(root, found, leave_out), found, on_file)
 
 
 def _discover_files(
@@ -298,9 +302,12 @@ class Folder:
     files: tuple[str, ...]
 
 
-def list_folders(roots: list[Path]) -> tuple[list[Folder], list[RefusedInput]] | None:
+def list_folders(
+    roots: list[Path], leave_out: Collection[str] = ()
+) -> tuple[list[Folder], list[RefusedInput]] | None:
     """The folders holding files under ``roots`` (each a ``Folder``, in walking order) and the
-    folders that could not be read; None when a root is a file.
+    folders that could not be read; None when a root is a file. ``leave_out`` as for
+    ``discover_sources``.
 
     ``discover_folder`` on each, then ``merge_folders``, finds what ``discover_sources`` finds
     where no series has files in two folders.
@@ -318,7 +325,7 @@ def list_folders(roots: list[Path]) -> tuple[list[Folder], list[RefusedInput]] |
             return None
         root = root.resolve()
         by_folder: dict[str, list[str]] = {}
-        for path in _walk_files(root, found):
+        for path in _walk_files(root, found, frozenset(leave_out)):
             by_folder.setdefault(str(path.parent), []).append(str(path))
         folders += [Folder(str(root), tuple(files)) for files in by_folder.values()]
     return folders, found.refused
@@ -473,7 +480,7 @@ def _os_refusal(err: OSError) -> tuple[str, str]:
     return "unreadable", (err.strerror or type(err).__name__).lower()
 
 
-def _walk_files(root: Path, found: Discovery) -> Iterator[Path]:
+def _walk_files(root: Path, found: Discovery, leave_out: frozenset[str] = frozenset()) -> Iterator[Path]:
     def unreadable_folder(err: OSError) -> None:
         folder = Path(err.filename) if err.filename else root
         detail = _os_refusal(err)[1]
@@ -482,10 +489,19 @@ def _walk_files(root: Path, found: Discovery) -> Iterator[Path]:
         )
 
     for folder, dirnames, filenames in os.walk(root, onerror=unreadable_folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
+                             and not _left_out(folder, d, leave_out))
         for name in sorted(filenames):
-            if not name.startswith("."):
+            if not name.startswith(".") and not _left_out(folder, name, leave_out):
                 yield Path(folder) / name
+
+
+def _left_out(folder: str, name: str, leave_out: frozenset[str]) -> bool:
+    """Whether ``folder/name`` is one of ``leave_out`` (real paths); the real path is only
+    worked out for a name that one of them has, so a large tree's walk costs no more."""
+    if not leave_out or all(os.path.basename(p) != name for p in leave_out):
+        return False
+    return os.path.realpath(os.path.join(folder, name)) in leave_out
 
 
 def _relative(path: Path, root: Path) -> str:

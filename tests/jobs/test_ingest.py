@@ -546,3 +546,28 @@ def test_a_series_stored_twice_is_counted_as_a_copy(tmp_path, settings):
     shutil.copytree(tmp_path / "in" / "study", tmp_path / "elsewhere" / "study")  # another SOURCE
     both = run_ingest([tmp_path / "in", tmp_path / "elsewhere"], settings, workers=1, progress=False)
     assert (both.ingested, both.duplicates, both.duplicate_groups) == (1, 4, 2)
+
+
+@pytest.mark.parametrize("workers", [1, 2])  # 2: forked workers list the folders themselves
+def test_a_project_folder_holding_the_catalog_is_ingested_without_its_store(tmp_path, workers):
+    project = tmp_path / "project"
+    write_phantom(project / "scans" / "a", header=SeriesHeaderSpec(series_uid="1.2.826.71"))
+    write_phantom(project / "scans" / "b", header=SeriesHeaderSpec(series_uid="1.2.826.72"))
+    catalog = project / "ctae-data" / "catalog.duckdb"
+    args = ["--catalog", catalog, "--workers", workers]
+    first = _invoke(project / "scans", *args)
+    assert first.exit_code == 0, first.output
+    store = project / "ctae-data" / "store"
+    assert len(list((store / "volumes").glob("*.npy"))) == 2
+    # `ctae ingest .` in the project: until stop 59 every stored array was read as a file that
+    # is not DICOM ("passed over 3 file(s): not_dicom" here; thousands in a used store)
+    again = _invoke(project, *args)
+    assert again.exit_code == 0, again.output
+    assert "found 2 input(s): ingested 0, skipped 2 unchanged, failed 0" in again.output
+    assert "passed over" not in again.output
+    assert f"left out the catalog's own files: {catalog}, {store}" in again.output
+    with connect(catalog, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM ingest_errors").fetchone() == (0,)
+    inside = _invoke(store / "volumes", *args)
+    assert inside.exit_code == 2
+    assert f"{store / 'volumes'} is inside the catalog's volume store" in inside.output
