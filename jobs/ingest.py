@@ -448,7 +448,8 @@ class _FolderTask:
         moved = _as_ingested_before(part.sources, _KNOWN, _PLACES[0])
         new = [s for s, m in zip(part.sources, moved, strict=True)
                if m is s and _needs_ingest(s, _KNOWN, self.spacing)
-               and not (self.keep_out is not None and self.keep_out.holds(s, scan_id_for(s)))]
+               and not (self.keep_out is not None and scan_id_for(s) not in _KNOWN
+                        and self.keep_out.holds(s, scan_id_for(s)))]
         outcomes = [self.worker(source) for source in new]
         part.sources = [dataclasses.replace(s, headers=()) for s in part.sources]
         return part, outcomes

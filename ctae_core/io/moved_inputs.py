@@ -17,7 +17,7 @@ import logging
 import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import astuple, dataclass, replace
+from dataclasses import astuple, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -165,26 +165,42 @@ class StoredPlaces:
 class RemovedInputs:
     """The inputs `ctae remove` took out of the catalog that ingest keeps out (named, below a
     folder, or a copy; not those whose files were gone, which a restored backup brings back): by
-    scan id, and by place and series, so that one is known under a wider or narrower folder too.
+    scan id, and by place and series, so that one is known under a wider or narrower folder too;
+    and a DICOM series whose removed place is gone by its SeriesInstanceUID wherever it now lies,
+    as ``StoredPlaces`` finds a moved scan (an archive moved to a new server brought a patient
+    removed for a withdrawn consent back under new ids until stop 59).
 
     Args:
         rows: (scan_id, source_root, source_path, series_uid) of each removed scan.
+        exists: Whether a path exists (``os.path.exists``; a test may stand in).
     """
 
     ids: frozenset[str] = frozenset()
     places: frozenset[tuple[str, str | None]] = frozenset()
+    by_uid: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    exists: Callable[[str], bool] = field(default=os.path.exists, compare=False)
 
     @classmethod
-    def of(cls, rows: Iterable[tuple[str, str, str, str | None]]) -> RemovedInputs:
+    def of(cls, rows: Iterable[tuple[str, str, str, str | None]],
+           exists: Callable[[str], bool] = os.path.exists) -> RemovedInputs:
         rows = list(rows)
+        by_uid: dict[str, list[str]] = defaultdict(list)
+        for _, root, path, uid in rows:
+            if uid and os.path.isabs(root):  # a pseudonym (--redact-paths) has no place to check
+                by_uid[uid].append(os.path.join(root, path))
         return cls(frozenset(row[0] for row in rows),
                    frozenset(_input_place(root, path, uid) for _, root, path, uid in rows
-                             if os.path.isabs(root)))
+                             if os.path.isabs(root)),
+                   {uid: tuple(places) for uid, places in by_uid.items()}, exists)
 
     def holds(self, source: SeriesSource, scan_id: str) -> bool:
-        """Whether ``source`` (whose id is ``scan_id``) is one of these inputs."""
-        return scan_id in self.ids or _input_place(
-            source.source_root, source.source_path, source.series_uid) in self.places
+        """Whether ``source`` (whose id is ``scan_id``, not a catalog scan's) is one of these
+        inputs: at its removed place, or a DICOM series moved from a removed place now gone."""
+        if scan_id in self.ids or _input_place(
+                source.source_root, source.source_path, source.series_uid) in self.places:
+            return True
+        moved_from = self.by_uid.get(source.series_uid or "", ()) if source.kind == "dicom" else ()
+        return any(not self.exists(place) for place in moved_from)
 
 
 def _input_place(root: str, path: str, series_uid: str | None) -> tuple[str, str | None]:

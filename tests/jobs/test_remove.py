@@ -304,6 +304,27 @@ def test_ingest_keeps_removed_inputs_out_until_readmitted_and_brings_gone_ones_b
     assert (restored.kept_out, restored.ingested) == (0, 1) and len(_places(settings)) == 3
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_removed_series_stays_out_when_its_archive_moves(tmp_path, settings, workers):
+    # until stop 59 a patient removed for a withdrawn consent came back under new ids once the
+    # archive moved to a new disk: the keep-out knew the removed scan by id and place only
+    archive = tmp_path / "old" / "archive"
+    _archive(archive)
+    run_ingest([archive], settings, workers=workers, progress=False)
+    _ctae(settings, "--under", str(archive / "p1"), "--yes")
+    moved = tmp_path / "new" / "archive"
+    shutil.move(tmp_path / "old", tmp_path / "new")
+    again = run_ingest([moved], settings, workers=workers, progress=False)
+    assert (again.kept_out, again.moved, again.ingested) == (1, 2, 0)
+    assert _places(settings) == [(str(moved), "p2/ct"), (str(moved), "p3/ct")]
+    assert len(list(settings.volumes_dir.iterdir())) == 2
+    # a copy of the series beside its removed place, which is still there, is a scan of its own
+    shutil.copytree(moved / "p1", tmp_path / "copy" / "p1")
+    shutil.move(tmp_path / "new", tmp_path / "old")
+    copy = run_ingest([tmp_path / "copy"], settings, workers=workers, progress=False)
+    assert (copy.kept_out, copy.ingested) == (0, 1)
+
+
 def test_a_run_leaves_with_its_rows_and_folder_and_the_scans_stay(scored, tmp_path):
     from data_catalog.journal import open_journal
     from data_catalog.sessions import create_session, set_session_status
