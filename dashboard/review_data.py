@@ -7,7 +7,7 @@ journal has committed it to disk (a few milliseconds).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pandas as pd
@@ -68,16 +68,11 @@ def adjudicate(catalog: str, **fields: Any) -> str:
         return sessions.adjudicate(j, **fields)
 
 
-def session_table(catalog: str) -> pd.DataFrame:
-    """Every session with its progress, newest first."""
+def session_table(catalog: str, removed: Iterable[str] = ()) -> pd.DataFrame:
+    """Every session with its progress, newest first; the reads of ``removed`` scans (taken out
+    of the catalog) that were not done are not due."""
     with open_journal(catalog, write=False) as j:
-        return sessions.session_table(j)
-
-
-def session_scans(catalog: str) -> dict[str, set[str]]:
-    """Each session's scans."""
-    with open_journal(catalog, write=False) as j:
-        return sessions.session_scans(j)
+        return sessions.session_table(j, removed)
 
 
 def session_info(catalog: str, session_id: str) -> dict[str, Any] | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -32,9 +32,15 @@ SELECT s.session_id, s.name, s.status, s.reads_per_scan, s.show_others, s.show_m
        s.run_id, s.created_by, s.created_at, s.closed_at,
        (SELECT count(DISTINCT a.scan_id) FROM session_assignments a
          WHERE a.session_id = s.session_id) AS scans,
-       (SELECT count(*) FROM session_assignments a WHERE a.session_id = s.session_id) AS reads_due,
+       (SELECT count(*) FROM session_assignments a WHERE a.session_id = s.session_id
+         AND (a.scan_id NOT IN (SELECT value FROM json_each(:removed))
+              OR EXISTS (SELECT 1 FROM labels l WHERE l.session_id = a.session_id
+                         AND l.scan_id = a.scan_id AND l.reviewer = a.reviewer))) AS reads_due,
        (SELECT count(DISTINCT l.scan_id || char(0) || l.reviewer) FROM labels l
-         WHERE l.session_id = s.session_id) AS reads_done
+         WHERE l.session_id = s.session_id) AS reads_done,
+       (SELECT count(DISTINCT a.scan_id) FROM session_assignments a
+         WHERE a.session_id = s.session_id
+         AND a.scan_id IN (SELECT value FROM json_each(:removed))) AS removed_scans
 FROM review_sessions s ORDER BY s.created_at DESC
 """
 _SET_STATUS = """
@@ -153,18 +159,12 @@ def set_session_status(j: sqlite3.Connection, session_id: str, status: str, who:
           target=session_id, before={"status": before["status"]}, after={"status": status})
 
 
-def session_table(j: sqlite3.Connection) -> pd.DataFrame:
-    """Every session, newest first, with its scans and reads due and done."""
-    return pd.DataFrame([dict(r) for r in j.execute(_SESSIONS).fetchall()])
-
-
-def session_scans(j: sqlite3.Connection) -> dict[str, set[str]]:
-    """Each session's scans (every reviewer's queue together)."""
-    scans: dict[str, set[str]] = {}
-    for session_id, scan_id in j.execute(
-            "SELECT DISTINCT session_id, scan_id FROM session_assignments").fetchall():
-        scans.setdefault(session_id, set()).add(scan_id)
-    return scans
+def session_table(j: sqlite3.Connection, removed: Iterable[str] = ()) -> pd.DataFrame:
+    """Every session, newest first, with its scans, reads due and done, and how many of its scans
+    are among ``removed`` (taken out of the catalog by `ctae remove`): a removed scan's reads that
+    were not done are no longer due, so a session can still be completed."""
+    rows = j.execute(_SESSIONS, {"removed": json.dumps(sorted(removed))}).fetchall()
+    return pd.DataFrame([dict(r) for r in rows])
 
 
 def open_sessions_on(j: sqlite3.Connection, run_id: str) -> list[str]:

@@ -70,17 +70,16 @@ if create:
         st.success(f"Session {name!r}: {len(chosen)} scans, {int(reads)} reads each, "
                    f"for {', '.join(reviewers)}.")
 
-table = review_data.session_table(catalog)
+table = review_data.session_table(catalog, data.removed_scans(catalog)["scan_id"])
 st.subheader("Sessions")
 if table.empty:
     st.caption("No session yet.")
     st.stop()
-if removed := set(data.removed_scans(catalog)["scan_id"]):  # their reads can no longer be done
-    assigned = review_data.session_scans(catalog)
-    table["removed_scans"] = [len(assigned.get(s, set()) & removed) for s in table["session_id"]]
-    if table["removed_scans"].any():
-        st.caption("removed_scans: the session's scans that `ctae remove` took out of the "
-                   "catalog since; their reads stay due, and My reviews leaves them out.")
+if table["removed_scans"].any():
+    st.caption("removed_scans: the session's scans that `ctae remove` took out of the catalog "
+               "since; My reviews leaves them out, and their reads not done are no longer due.")
+else:
+    table = table.drop(columns=["removed_scans"])
 st.dataframe(table.drop(columns=["session_id"]), hide_index=True, width="stretch",
              key="session_table")
 names = dict(zip(table["session_id"], table["name"], strict=True))
