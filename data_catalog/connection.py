@@ -89,6 +89,23 @@ def _open(path: Path, read_only: bool, wait_s: float) -> duckdb.DuckDBPyConnecti
 
 
 @contextmanager
+def read_as_found(path: Path | str, *, wait_s: float = 10.0) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open a catalog file read-only as it is — not migrated, the review journal's new rows not
+    merged —: a look at another catalog (``ctae remove`` asking which stored files a catalog
+    beside this one reads), which changes nothing of it.
+
+    Raises:
+        CatalogBusyError: another process held it for ``wait_s``.
+        CatalogUnreadableError: the file is no DuckDB database.
+    """
+    con = _open(Path(path), True, wait_s)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+@contextmanager
 def connect(
     path: Path | str, *, read_only: bool = False, wait_s: float = 120.0
 ) -> Iterator[duckdb.DuckDBPyConnection]:

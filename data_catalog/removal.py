@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
 
-from data_catalog.connection import transaction
+from data_catalog.connection import read_as_found, transaction
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -100,6 +101,7 @@ class RunRemovalPlan:
         files: Its checkpoint and its reconstructions and anomaly maps as the catalog names them.
         labels: Reads given while looking at it (kept).
         snapshots: Export snapshots taken of it (kept).
+        checkpoint: Its checkpoint as the catalog names it (None before training saved one).
     """
 
     run_id: str
@@ -107,6 +109,7 @@ class RunRemovalPlan:
     files: list[str]
     labels: int
     snapshots: int
+    checkpoint: str | None = None
 
 
 def plan_run_removal(con: duckdb.DuckDBPyConnection, run_id: str) -> RunRemovalPlan:
@@ -120,7 +123,9 @@ def plan_run_removal(con: duckdb.DuckDBPyConnection, run_id: str) -> RunRemovalP
         "UNION ALL SELECT recon_path FROM scores WHERE run_id = ? AND recon_path IS NOT NULL "
         "UNION ALL SELECT error_path FROM scores WHERE run_id = ? AND error_path IS NOT NULL",
         [run_id] * 3).fetchall()]
-    return RunRemovalPlan(run_id, rows, files, count("labels"), count("exports"))
+    (checkpoint,), = con.execute("SELECT checkpoint_path FROM runs WHERE run_id = ?",
+                                 [run_id]).fetchall()
+    return RunRemovalPlan(run_id, rows, files, count("labels"), count("exports"), checkpoint)
 
 
 def remove_run(con: duckdb.DuckDBPyConnection, run_id: str) -> int:
@@ -139,6 +144,31 @@ def later_copies(con: duckdb.DuckDBPyConnection) -> list[str]:
     the first of each by source folder and path: the copies ``ExportFilter.drop_copies`` leaves
     out of a list."""
     return [row[0] for row in con.execute(_LATER_COPIES).fetchall()]
+
+
+_NAMED = """
+SELECT path FROM (
+    SELECT volume_path AS path FROM scans
+    UNION ALL SELECT recon_path FROM scores UNION ALL SELECT error_path FROM scores
+    UNION ALL SELECT checkpoint_path FROM runs)
+WHERE path IN (SELECT unnest(?::VARCHAR[]))
+"""
+
+
+def files_read_by(catalog: Path | str, files: Sequence[str], wait_s: float = 10.0) -> set[str]:
+    """Those of ``files`` that the catalog at ``catalog`` (another one than the removal's,
+    opened read-only as it is) names: a stored volume, reconstruction, anomaly map or checkpoint
+    it reads. A DuckDB file that is no ctae catalog names none.
+
+    Raises:
+        CatalogBusyError: it stayed locked for ``wait_s``.
+        CatalogUnreadableError: it is no DuckDB file.
+    """
+    with read_as_found(catalog, wait_s=wait_s) as con:
+        try:
+            return {row[0] for row in con.execute(_NAMED, [list(files)]).fetchall()}
+        except duckdb.CatalogException:  # no scans / scores / runs table: not a ctae catalog
+            return set()
 
 
 def plan_removal(con: duckdb.DuckDBPyConnection, scan_ids: Sequence[str]) -> RemovalPlan:

@@ -25,10 +25,11 @@ import typer
 from ctae_core.io.moved_inputs import StoredPlaces, at_mapped_places
 from ctae_core.io.path_map import add_path_links, path_map_file
 from ctae_core.io.sources import place_names
-from data_catalog import CatalogError, connect
+from data_catalog import CatalogBusyError, CatalogError, CatalogUnreadableError, connect
 from data_catalog.removal import (
     RemovalPlan,
     RunRemovalPlan,
+    files_read_by,
     known_scans,
     later_copies,
     plan_removal,
@@ -48,6 +49,8 @@ logger = logging.getLogger(__name__)
 
 LISTED = 20
 """Scans listed by name before the rest are counted."""
+BESIDE_WAIT_S = 10.0
+"""How long a removal waits for another catalog beside this one that is locked (``shared_files``)."""
 
 
 @dataclass
@@ -132,8 +135,9 @@ def _size_mb(paths: list[str]) -> float:
     return sum(os.path.getsize(p) for p in paths if os.path.isfile(p)) / 1e6
 
 
-def describe(chosen: Selection, plan: RemovalPlan) -> list[str]:
-    """What removing ``plan``'s scans takes away and keeps, in lines for the terminal."""
+def describe(chosen: Selection, plan: RemovalPlan, shared: int = 0) -> list[str]:
+    """What removing ``plan``'s scans takes away and keeps (``shared``: of its files, those
+    another catalog beside this one reads), in lines for the terminal."""
     how = Counter(chosen.reasons[i] for i in plan.scan_ids)
     lines = [f"{len(plan.scan_ids)} scan(s) to remove ("
              + ", ".join(f"{n} {reason}" for reason, n in sorted(how.items())) + "):"]
@@ -143,7 +147,9 @@ def describe(chosen: Selection, plan: RemovalPlan) -> list[str]:
     runs = ", ".join(f"{table} {n}" for table, n in plan.rows.items() if table != "scans")
     lines.append(f"  rows that go: {runs}")
     lines.append(f"  files that go: {len(plan.files)} ({_size_mb(plan.files):.1f} MB), the stored "
-                 "volumes and the runs' reconstructions and anomaly maps")
+                 "volumes and the runs' reconstructions and anomaly maps" + (
+                     f"; {shared} of them stay, another catalog beside this one reading them"
+                     if shared else ""))
     lines.append(f"  kept: {plan.labels} label(s) of them, with their review sessions" + (
         f"; {plan.snapshots} export snapshot(s) that listed them, whose lists `ctae export "
         "--recreate` still writes" if plan.snapshots else ""))
@@ -177,13 +183,57 @@ def _delete(files: list[str]) -> tuple[int, list[str]]:
     return deleted, errors
 
 
+def catalogs_beside(settings: CatalogSettings, files: list[str]) -> list[Path]:
+    """The other DuckDB files that may share a store with this catalog: those in its folder and
+    in the folder above each store that ``files`` lie in (``<store>/volumes/…``,
+    ``<store>/runs/…``) — where a catalog copied beside this one (``cp catalog.duckdb
+    trial.duckdb``), or a copy of the whole folder still reading the first store, finds it."""
+    folders = {settings.catalog_path.parent, settings.store_dir.parent}
+    for path in {os.path.dirname(f) for f in files}:
+        parts = Path(path).parents
+        store = next((p.parent for p in (Path(path), *parts) if p.name in ("volumes", "runs")), None)
+        if store is not None:
+            folders.add(store.parent)
+    this = os.path.realpath(settings.catalog_path)
+    found = {os.path.realpath(f): f for folder in folders if folder.is_dir()
+             for f in sorted(folder.glob("*.duckdb"))}
+    return [Path(f) for real, f in sorted(found.items()) if real != this]
+
+
+def shared_files(settings: CatalogSettings, files: list[str]) -> tuple[set[str], list[str]]:
+    """Those of ``files`` another catalog beside this one reads (``catalogs_beside``), which a
+    removal keeps, and a line for each catalog that keeps some. Every file is kept where one of
+    them cannot be read now (locked by its own job): whether it reads them is not known."""
+    kept: set[str] = set()
+    said = []
+    for other in catalogs_beside(settings, files) if files else []:
+        try:
+            reads = files_read_by(other, files, BESIDE_WAIT_S)
+        except CatalogBusyError:
+            kept |= set(files)
+            said.append(f"{other} is locked by another process: whether it reads these files is "
+                        "not known, so every one is kept; remove them again when it is free")
+            continue
+        except CatalogUnreadableError:
+            continue  # no catalog
+        if reads:
+            kept |= reads
+            said.append(f"{other} reads {len(reads)} of these stored file(s) too (it shares "
+                        "this store): they stay")
+    return kept, said
+
+
 def run_remove(settings: CatalogSettings, reasons: dict[str, str], args: dict[str, Any]) -> dict[str, Any]:
-    """Delete the stored files of the scans of ``reasons`` that are still in the catalog, then
-    their rows (one transaction), then their links in the store's path map; the counts."""
+    """Delete the stored files of the scans of ``reasons`` that are still in the catalog —
+    except those another catalog beside it reads —, then their rows (one transaction), then
+    their links in the store's path map; the counts."""
     with job_record(settings, "remove", args) as record:
         with connect(settings.catalog_path, read_only=True) as con:
             plan = plan_removal(con, known_scans(con, list(reasons)))
-        deleted, errors = _delete(plan.files)
+        kept, said = shared_files(settings, plan.files)
+        for line in said:
+            logger.warning("%s", line)
+        deleted, errors = _delete([f for f in plan.files if f not in kept])
         with connect(settings.catalog_path) as con:
             removed = remove_scans(con, {i: reasons[i] for i in plan.scan_ids}, record.job_id,
                                    getpass.getuser())
@@ -193,7 +243,8 @@ def run_remove(settings: CatalogSettings, reasons: dict[str, str], args: dict[st
         except OSError as err:  # another user's map
             errors.append(f"{path_map_file(settings.store_dir)}: {err.strerror or err}")
         record.counts.update(removed=removed, files_deleted=deleted, file_errors=len(errors),
-                             labels_kept=plan.labels, snapshots_kept=plan.snapshots)
+                             files_shared=len(kept), labels_kept=plan.labels,
+                             snapshots_kept=plan.snapshots)
     for error in errors:
         logger.warning("not deleted: %s", error)
     return record.counts
@@ -254,15 +305,32 @@ def run_remove_run(settings: CatalogSettings, run_id: str) -> dict[str, Any]:
     with job_record(settings, "remove", {"run": run_id}) as record:
         with connect(settings.catalog_path, read_only=True) as con:
             plan = plan_run_removal(con, run_id)
-        deleted, errors = _delete(plan.files)
-        shutil.rmtree(settings.run_dir(run_id), ignore_errors=True)
+        run_dir = _run_folder(settings, plan)
+        on_disk = [str(p) for p in run_dir.rglob("*") if p.is_file()] if run_dir.is_dir() else []
+        kept, said = shared_files(settings, sorted(set(plan.files) | set(on_disk)))
+        for line in said:
+            logger.warning("%s", line)
+        deleted, errors = _delete([f for f in plan.files if f not in kept])
+        shared_folder = any(Path(f).is_relative_to(run_dir) for f in kept)
+        if not shared_folder:
+            shutil.rmtree(run_dir, ignore_errors=True)
         with connect(settings.catalog_path) as con:
             removed = remove_run(con, run_id)
         record.counts.update(runs_removed=removed, files_deleted=deleted, file_errors=len(errors),
+                             files_shared=len(kept), folder_kept=shared_folder,
                              labels_kept=plan.labels, snapshots_kept=plan.snapshots)
     for error in errors:
         logger.warning("not deleted: %s", error)
     return record.counts
+
+
+def _run_folder(settings: CatalogSettings, plan: RunRemovalPlan) -> Path:
+    """The run's folder: the one its checkpoint is in, as the catalog names it (a catalog copied
+    with its project folder may still read the first project's store), else where this store
+    keeps a run of that name."""
+    if plan.checkpoint and Path(plan.checkpoint).parent.name == plan.run_id:
+        return Path(plan.checkpoint).parent
+    return settings.run_dir(plan.run_id)
 
 
 def _remove_a_run(settings: CatalogSettings, run_id: str, yes: bool, dry_run: bool) -> None:
@@ -272,13 +340,17 @@ def _remove_a_run(settings: CatalogSettings, run_id: str, yes: bool, dry_run: bo
         refuse_a_busy_run(con, "remove", {})
         _check_run(con, settings, run_id)
         plan = plan_run_removal(con, run_id)
-    typer.echo("\n".join(describe_run(plan, settings.run_dir(run_id))))
+    typer.echo("\n".join(describe_run(plan, _run_folder(settings, plan))))
     if not _confirm(f"run {run_id}", yes, dry_run):
         return
     counts = run_remove_run(settings, run_id)
-    typer.echo(f"removed run {run_id} and {counts['files_deleted']} of its file(s), with its "
-               f"folder in the store; kept {counts['labels_kept']} label(s) and "
-               f"{counts['snapshots_kept']} export snapshot(s)")
+    folder = "" if counts["folder_kept"] else ", with its folder in the store"
+    typer.echo(f"removed run {run_id} and {counts['files_deleted']} of its file(s){folder}; kept "
+               f"{counts['labels_kept']} label(s) and {counts['snapshots_kept']} export "
+               "snapshot(s)")
+    if counts["files_shared"]:
+        typer.echo(f"kept {counts['files_shared']} of its file(s): another catalog beside this "
+                   "one reads them (see above)")
 
 
 def remove(
@@ -342,7 +414,8 @@ def _remove_scans(settings: CatalogSettings, scan_ids: list[str], gone: bool, co
         below = f" below {', '.join(map(str, under))}" if under else ""
         typer.echo(f"nothing to remove: no scan of the catalog {what}{below}")
         return
-    typer.echo("\n".join(describe(chosen, plan)))
+    shared, said = shared_files(settings, plan.files)
+    typer.echo("\n".join([*said, *describe(chosen, plan, len(shared))]))
     if not _confirm(f"these {len(plan.scan_ids)} scan(s)", yes, dry_run):
         return
     args = {"scan_ids": scan_ids, "gone": gone, "copies": copies, "under": [str(u) for u in under]}
@@ -356,6 +429,9 @@ def _remove_scans(settings: CatalogSettings, scan_ids: list[str], gone: bool, co
         typer.echo("`ctae ingest` keeps the inputs of the scans removed by id, folder or as a "
                    "copy out of the catalog from now on (`ctae ingest --readmit` reads them "
                    "again); their files are left where they are.")
+    if counts["files_shared"]:
+        typer.echo(f"kept {counts['files_shared']} stored file(s) another catalog beside this one "
+                   "reads (see above)")
     if counts["file_errors"]:
         typer.echo(f"{counts['file_errors']} file(s) could not be deleted (see above): delete "
                    "them by hand", err=True)

@@ -325,6 +325,38 @@ def test_a_removed_series_stays_out_when_its_archive_moves(tmp_path, settings, w
     assert (copy.kept_out, copy.ingested) == (0, 1)
 
 
+def test_files_another_catalog_beside_reads_are_kept(scored, tmp_path, monkeypatch):
+    # until stop 59 a catalog copied beside the first (`cp catalog.duckdb trial.duckdb`: the
+    # same default store) deleted, on `ctae remove`, the stored files the first one still read
+    import jobs.remove as remove_job
+    from tests.data_catalog.test_review_journal import hold_catalog
+
+    trial = CatalogSettings(scored.catalog_path.with_name("trial.duckdb"), scored.store_dir)
+    shutil.copy(scored.catalog_path, trial.catalog_path)
+    (scored.catalog_path.parent / "notes.duckdb").write_bytes(b"not a catalog")  # passed over
+    volume = scored.volumes_dir / "syn0000002.npy"
+    said = _ctae(trial, "syn0000002", "--yes")
+    assert "removed 1 scan(s) from the catalog and 0 file(s) from the store" in said
+    assert "kept 3 stored file(s) another catalog beside this one reads" in said  # volume, recon, |error|
+    assert volume.exists() and _rows(trial, ["syn0000002"])["scans"] == 0
+    said = _ctae(trial, "--run", "synthetic", "--yes")
+    assert "removed run synthetic and 0 of its file(s); kept" in said
+    assert scored.run_dir("synthetic").is_dir() and len(list(scored.run_dir("synthetic").rglob("*.npy"))) == 24
+    # the first catalog locked by its own job: whether it reads them is not known, so all stay
+    monkeypatch.setattr(remove_job, "BESIDE_WAIT_S", 0.3)
+    holder = hold_catalog(scored.catalog_path)
+    try:
+        said = _ctae(trial, "syn0000003", "--yes")
+    finally:
+        holder.communicate("\n")
+    assert "kept 1 stored file(s)" in said and (scored.volumes_dir / "syn0000003.npy").exists()
+    # once nothing else reads them, they go
+    trial.catalog_path.unlink()
+    said = _ctae(scored, "syn0000004", "--yes")
+    assert "removed 1 scan(s) from the catalog and 3 file(s) from the store" in said
+    assert not (scored.volumes_dir / "syn0000004.npy").exists()
+
+
 def test_a_run_leaves_with_its_rows_and_folder_and_the_scans_stay(scored, tmp_path):
     from data_catalog.journal import open_journal
     from data_catalog.sessions import create_session, set_session_status
