@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import duckdb
 
+from data_catalog.removal import STILL_REMOVED
+
 _STATUS = """
 SELECT
     (SELECT count(*) FROM scans)                                        AS scans,
@@ -59,3 +61,51 @@ def pipeline_status(con: duckdb.DuckDBPyConnection, run_id: str) -> PipelineStat
     row = con.execute(_STATUS, {"run_id": run_id}).fetchone()
     names = [d[0] for d in con.description]
     return PipelineStatus(**dict(zip(names, row, strict=True)))
+
+
+_CATALOG = f"""
+SELECT (SELECT count(*) FROM scans) AS scans,
+       (SELECT count(*) FROM ingest_errors) AS ingest_errors,
+       (SELECT count(*) FROM removed_scans r WHERE {STILL_REMOVED}) AS removed,
+       (SELECT count(*) FROM labels) AS labels,
+       (SELECT count(*) FROM exports) AS exports
+"""
+_ERRORS_BY_REASON = "SELECT reason, count(*) FROM ingest_errors GROUP BY reason ORDER BY 2 DESC, 1"
+_RUNS = """
+SELECT r.run_id, r.preset, r.status, r.epochs_done,
+       TRY_CAST(json_extract_string(r.config_json, '$.epochs') AS INTEGER) AS epochs,
+       r.threshold,
+       count(s.scan_id) AS scored,
+       count(s.scan_id) FILTER (WHERE s.is_outlier) AS flagged,
+       count(s.scan_id) FILTER (WHERE s.outlier_score IS NOT NULL AND s.is_outlier IS NULL)
+           AS unflagged,
+       (SELECT count(*) FROM embeddings e WHERE e.run_id = r.run_id) AS embedded,
+       (SELECT count(*) FROM evaluations v WHERE v.run_id = r.run_id) > 0 AS evaluated,
+       strftime(r.created_at, '%Y-%m-%d %H:%M') AS created
+FROM runs r LEFT JOIN scores s ON s.run_id = r.run_id AND s.scan_id IN (SELECT scan_id FROM scans)
+GROUP BY ALL ORDER BY created, r.run_id
+"""
+_JOBS = """
+SELECT job, status, strftime(started_at, '%Y-%m-%d %H:%M:%S') AS started,
+       round(epoch(finished_at) - epoch(started_at), 1) AS seconds,
+       coalesce(json_extract_string(args_json, '$.run_id'), json_extract_string(args_json, '$.run'))
+           AS run_id
+FROM job_runs WHERE status <> 'running' ORDER BY started_at DESC LIMIT ?
+"""
+
+
+def catalog_summary(con: duckdb.DuckDBPyConnection, jobs: int = 5) -> dict[str, object]:
+    """What the catalog holds, for `ctae status`: counts of scans, refusals (by reason), removed
+    scans, labels and exports; each run, oldest first, with how far it got (scored, flagged,
+    embedded, evaluated — counting the scans still in the catalog); and the last ``jobs`` jobs
+    that ended, newest first. Rows are dicts of JSON-ready values."""
+    def rows(sql: str, *args: object) -> list[dict[str, object]]:
+        result = con.execute(sql, list(args)).fetchall()
+        names = [d[0] for d in con.description]
+        return [dict(zip(names, row, strict=True)) for row in result]
+
+    summary: dict[str, object] = rows(_CATALOG)[0]
+    summary["errors_by_reason"] = dict(con.execute(_ERRORS_BY_REASON).fetchall())
+    summary["runs"] = rows(_RUNS)
+    summary["jobs"] = rows(_JOBS, jobs)
+    return summary

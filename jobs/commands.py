@@ -12,6 +12,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "embed": ("jobs.embed", "UMAP the run's latent vectors to 2D and cluster them with DBSCAN."),
     "evaluate": ("jobs.evaluate", "AUROC / AP / precision, recall and false alarms at T / size bias, beside two baselines."),
     "remove": ("jobs.remove", "Remove scans from the catalog, with every run's rows of them and their stored files."),
+    "status": ("jobs.status", "Show what the catalog holds, how far each run got, the jobs running and what to run next."),
     "export": ("jobs.export", "Export a snapshot of a run's scans that pass the filters (logged, with a manifest)."),
     "dashboard": ("jobs.dashboard", "Start the triage dashboard on the catalog; Ctrl+C stops it."),
     "demo": ("jobs.demo", "Build the demo cohort, run every job on it and open the dashboard (`--check`: verify only)."),

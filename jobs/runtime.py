@@ -162,6 +162,16 @@ def _is_alive(process: JobProcess) -> bool:
     return _start_tick(process.pid, fields) in (process.process_start, None)
 
 
+def process_state(process: JobProcess, host: str | None = None) -> str:
+    """What the process recorded for a running job is now: ``running``, ``gone`` (it ended
+    without recording its end: killed, or its machine restarted; the next job on the catalog
+    marks it interrupted), or ``not checked`` (it runs on another machine than ``host``, this
+    one by default)."""
+    if process.host != (host or socket.gethostname()):
+        return "not checked"
+    return "running" if _is_alive(process) else "gone"
+
+
 def remove_dead_writers_parts(folder: Path) -> int:
     """Delete the part files in ``folder`` whose writer has died (a worker killed mid-write: its
     rename never comes); a live writer's, another job's perhaps, is left. Returns how many."""

@@ -140,6 +140,7 @@ def test_a_catalog_folder_or_a_store_file_is_refused_before_any_work(tmp_path):
 @pytest.mark.parametrize("command", [
     ["train", "--run", "r"], ["score", "--run", "r"], ["embed", "--run", "r"],
     ["export", "--run", "r", "--out", "scans.csv"], ["evaluate", "--run", "r", "--truth", "truth.csv"],
+    ["status"],
 ])  # fmt: skip
 def test_a_job_that_reads_the_catalog_refuses_a_path_with_none_and_makes_none(tmp_path, command):
     catalog = tmp_path / "catlog.duckdb"  # a typo: before, an empty catalog was made there

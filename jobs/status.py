@@ -1,0 +1,138 @@
+"""`ctae status`: what a catalog holds and how far each run got, which jobs run on it now and
+which ended last, and the command that comes next — for a terminal or a batch script (``--json``)
+where no browser is at hand (a cluster's login node, a SLURM log).
+
+It opens the catalog read-only and changes nothing: a job recorded as running whose process on
+this machine is gone is shown as such, not marked (the next job marks it).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Annotated, Any
+
+import typer
+
+from data_catalog import connect
+from data_catalog.filters import why_unflagged
+from data_catalog.job_runs import running_jobs
+from data_catalog.scans import duplicate_counts
+from data_catalog.schema import current_version
+from data_catalog.settings import CatalogSettings
+from data_catalog.status import catalog_summary
+from jobs.job_errors import JobError, stop
+from jobs.options import CatalogOption, StoreOption, settings_from
+from jobs.runtime import process_state
+
+
+def read_status(settings: CatalogSettings, jobs: int = 5) -> dict[str, Any]:
+    """The catalog's summary (``data_catalog.status.catalog_summary``) with its schema version,
+    its copies, the jobs recorded as running (each with what its process is now) and the next
+    commands (``next_steps``)."""
+    with connect(settings.catalog_path, read_only=True) as con:
+        status = catalog_summary(con, jobs)
+        status["schema"] = current_version(con)
+        status["copies"], status["copy_groups"] = duplicate_counts(con)
+        running = running_jobs(con)
+    here = socket.gethostname()
+    status["running"] = [
+        {"job": r.job, "run_id": r.run_id, "started": r.started_at, "pid": r.process.pid,
+         "host": r.process.host, "process": process_state(r.process, here)}
+        for r in running
+    ]
+    status["catalog"], status["store"] = str(settings.catalog_path), str(settings.store_dir)
+    status["next"] = next_steps(status)
+    return status
+
+
+def next_steps(status: dict[str, Any]) -> list[str]:
+    """What to run next, in order: ingest, train, then for each run what it lacks (a training to
+    resume, scans to score, flags, an embedding), or the dashboard and export once it is done."""
+    if not status["scans"]:
+        return ["ingest scans: `ctae ingest SOURCE...`"]
+    if not status["runs"]:
+        return ["train a run on the scans: `ctae train --run NAME`"]
+    busy = {(job["job"], job["run_id"]) for job in status["running"] if job["process"] == "running"}
+    steps = []
+    for run in status["runs"]:
+        r = run["run_id"]
+        if any(run_id == r for _, run_id in busy):
+            steps.append(f"run {r}: {', '.join(j for j, i in sorted(busy) if i == r)} running")
+        elif run["status"] != "trained":
+            steps.append(f"run {r}: its training stopped at epoch {run['epochs_done']} "
+                         f"({run['status']}): `ctae train --run {r} --resume` goes on")
+        elif run["scored"] < status["scans"]:
+            steps.append(f"run {r}: {status['scans'] - run['scored']} of {status['scans']} scans "
+                         f"not scored: `ctae score --run {r}`")
+        elif run["unflagged"]:
+            steps.append(f"run {r}: {run['unflagged']} scans have no flag: {why_unflagged(r)}")
+        elif run["embedded"] < run["scored"]:
+            steps.append(f"run {r}: `ctae embed --run {r}` (the feature space's map and clusters)")
+        else:
+            steps.append(f"run {r}: done; review it with `ctae dashboard`, list its scans with "
+                         f"`ctae export --run {r} --out FILE`")
+    return steps
+
+
+def _number(value: Any) -> str:
+    return "—" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def status_lines(status: dict[str, Any]) -> list[str]:
+    """``read_status`` for the terminal."""
+    lines = [f"catalog {status['catalog']} (schema v{status['schema']}), store {status['store']}"]
+    refused = ", ".join(f"{n} {reason}" for reason, n in status["errors_by_reason"].items())
+    extra = [f"{status['ingest_errors']} inputs refused by ingest ({refused})" if refused else "",
+             f"{status['removed']} removed" if status["removed"] else "",
+             f"{status['copies']} share their voxels with another, {status['copy_groups']} "
+             "series stored more than once" if status["copies"] else ""]
+    said = "; ".join(e for e in extra if e)
+    lines.append(f"scans: {status['scans']}" + (f" ({said})" if said else ""))
+    lines.append(f"labels: {status['labels']}, exports: {status['exports']}")
+    if status["runs"]:
+        header = ("run", "preset", "status", "epochs", "scored", "flagged", "T", "embedded",
+                  "evaluated", "created")
+        rows = [(r["run_id"], r["preset"] or "—", r["status"],
+                 f"{r['epochs_done']}/{_number(r['epochs'])}", str(r["scored"]), str(r["flagged"]),
+                 _number(r["threshold"]), str(r["embedded"]), "yes" if r["evaluated"] else "no",
+                 r["created"]) for r in status["runs"]]
+        widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+        lines.append("runs:")
+        lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+                  for row in (header, *rows)]
+    for job in status["running"]:
+        on = f" on run {job['run_id']}" if job["run_id"] else ""
+        lines.append(f"running: ctae {job['job']}{on}, pid {job['pid']} on {job['host']} since "
+                     f"{job['started']} ({job['process']})")
+    if status["jobs"]:
+        lines.append("last jobs:")
+        lines += [f"  {j['started']}  {j['job']:<9} {j['status']:<11} "
+                  f"{_number(j['seconds']) + ' s':>9}" + (f"  run {j['run_id']}" if j["run_id"] else "")
+                  for j in status["jobs"]]
+    lines.append("next:")
+    lines += [f"  {step}" for step in status["next"]]
+    return lines
+
+
+def status_command(
+    catalog: CatalogOption = None,
+    store: StoreOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print it as one JSON object.")] = False,
+    jobs: Annotated[int, typer.Option("--jobs", min=0, help="How many ended jobs to list.")] = 5,
+) -> None:
+    """Show what the catalog holds, how far each run got, the jobs running and what to run next."""
+    settings = settings_from(catalog, store, existing=True)
+    try:
+        status = read_status(settings, jobs)
+    except JobError as err:
+        raise stop("status", err) from err
+    if as_json:
+        typer.echo(json.dumps(status, default=str))
+    else:
+        typer.echo("\n".join(status_lines(status)))
+
+
+def register(app: typer.Typer) -> None:
+    """Add `ctae status` to the CLI."""
+    app.command("status")(status_command)

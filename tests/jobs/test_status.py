@@ -1,0 +1,73 @@
+"""`ctae status` on real DuckDB catalogs: what it holds, how far each run got, the jobs running
+(a live process and a dead one) and the next command; read-only."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from data_catalog import CatalogSettings, connect
+from data_catalog.job_runs import start_job_run
+from jobs.cli import app
+from jobs.runtime import this_process
+from jobs.synthetic_catalog import SyntheticSpec, build_synthetic_catalog
+
+runner = CliRunner()
+
+
+def _status(settings: CatalogSettings, *args: str, code: int = 0) -> str:
+    result = runner.invoke(app, ["status", "--catalog", str(settings.catalog_path), *args])
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+def test_each_stage_names_the_command_that_comes_next(settings, tmp_path):
+    unrun = CatalogSettings.resolve(tmp_path / "unrun" / "catalog.duckdb")
+    build_synthetic_catalog(unrun, SyntheticSpec(n_scans=12, run_id=None, n_ingest_errors=2))
+    said = _status(unrun)
+    assert "scans: 12 (2 inputs refused by ingest (" in said
+    assert said.rstrip().endswith("next:\n  train a run on the scans: `ctae train --run NAME`")
+
+    build_synthetic_catalog(settings, SyntheticSpec(n_scans=12, with_embeddings=False))
+    with connect(settings.catalog_path) as con:
+        con.execute("DELETE FROM scores WHERE scan_id = 'syn0000011'")
+        (flagged,), = con.execute("SELECT count(*) FROM scores WHERE is_outlier").fetchall()
+    status = json.loads(_status(settings, "--json"))
+    (run,) = status["runs"]
+    assert (run["run_id"], run["status"], run["scored"], run["flagged"], run["embedded"]) == (
+        "synthetic", "trained", 11, flagged, 0)
+    assert status["next"] == ["run synthetic: 1 of 12 scans not scored: `ctae score --run synthetic`"]
+    line = next(li for li in _status(settings).splitlines() if li.lstrip().startswith("synthetic"))
+    assert line.split()[:6] == ["synthetic", "synthetic", "trained", "30/—", "11", str(flagged)]  # its config names no epochs
+
+    with connect(settings.catalog_path) as con:  # scored again, flags not yet set
+        con.execute("INSERT INTO scores (run_id, scan_id, split, mse_m, outlier_score) "
+                    "VALUES ('synthetic', 'syn0000011', 'train', 0.1, 1.0)")
+    assert "1 scans have no flag: a `ctae score --run synthetic` is running" in _status(settings)
+    with connect(settings.catalog_path) as con:
+        con.execute("UPDATE scores SET is_outlier = false WHERE scan_id = 'syn0000011'")
+    assert "`ctae embed --run synthetic`" in _status(settings)
+    with connect(settings.catalog_path) as con:
+        con.execute("UPDATE runs SET status = 'training', epochs_done = 4")
+    assert "its training stopped at epoch 4 (training): `ctae train --run synthetic --resume`" in (
+        _status(settings))
+
+
+def test_running_jobs_are_told_apart_from_ones_whose_process_is_gone(settings):
+    build_synthetic_catalog(settings, SyntheticSpec(n_scans=12))
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)
+    with connect(settings.catalog_path) as con:
+        start_job_run(con, "score", {"run_id": "synthetic"}, this_process())
+        start_job_run(con, "ingest", {"sources": ["/data"]}, this_process(int(ended.stdout)))
+    said = _status(settings)
+    assert f"running: ctae score on run synthetic, pid {os.getpid()} on " in said
+    assert "(running)" in said and "running: ctae ingest, pid " in said and "(gone)" in said
+    assert "next:\n  run synthetic: score running" in said
+    with connect(settings.catalog_path, read_only=True) as con:  # read-only: nothing was marked
+        assert con.execute("SELECT count(*) FROM job_runs WHERE status = 'running'").fetchone() == (2,)
+
