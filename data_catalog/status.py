@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import duckdb
 
+from data_catalog.job_runs import job_list
 from data_catalog.removal import STILL_REMOVED
 
 _STATUS = """
@@ -85,13 +86,6 @@ SELECT r.run_id, r.preset, r.status, r.epochs_done,
 FROM runs r LEFT JOIN scores s ON s.run_id = r.run_id AND s.scan_id IN (SELECT scan_id FROM scans)
 GROUP BY ALL ORDER BY created, r.run_id
 """
-_JOBS = """
-SELECT job, status, strftime(started_at, '%Y-%m-%d %H:%M:%S') AS started,
-       round(epoch(finished_at) - epoch(started_at), 1) AS seconds,
-       coalesce(json_extract_string(args_json, '$.run_id'), json_extract_string(args_json, '$.run'))
-           AS run_id
-FROM job_runs WHERE status <> 'running' ORDER BY started_at DESC LIMIT ?
-"""
 
 
 def catalog_summary(con: duckdb.DuckDBPyConnection, jobs: int = 5) -> dict[str, object]:
@@ -107,5 +101,5 @@ def catalog_summary(con: duckdb.DuckDBPyConnection, jobs: int = 5) -> dict[str, 
     summary: dict[str, object] = rows(_CATALOG)[0]
     summary["errors_by_reason"] = dict(con.execute(_ERRORS_BY_REASON).fetchall())
     summary["runs"] = rows(_RUNS)
-    summary["jobs"] = rows(_JOBS, jobs)
+    summary["jobs"] = job_list(con, jobs, ended=True)
     return summary

@@ -13,6 +13,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
+from data_catalog.job_runs import JOB_COLUMNS, job_list
 from data_catalog.removal import removed_scan_table  # noqa: F401  (read by the dashboard, data.py)
 from data_catalog.scans import duplicate_scans  # noqa: F401  (read by the dashboard, data.py)
 from data_catalog.scores import read_evaluation_bases
@@ -302,6 +303,12 @@ def dataset_hu_histogram(con: duckdb.DuckDBPyConnection) -> list[int]:
     """The 64-bin HU histogram summed over every scan (empty list for an empty catalog)."""
     rows = con.execute(_DATASET_HISTOGRAM).fetchall()
     return [int(count or 0) for _, count in rows]
+
+
+def job_table(con: duckdb.DuckDBPyConnection, limit: int = 20) -> pd.DataFrame:
+    """The latest ``limit`` jobs, newest first: which, how it ended (or ``running``), on which
+    run, when, how long, and in which process."""
+    return pd.DataFrame(job_list(con, limit), columns=JOB_COLUMNS)
 
 
 def export_log(con: duckdb.DuckDBPyConnection, limit: int = 20) -> pd.DataFrame:

@@ -68,6 +68,15 @@ if len(removed):
 run_id = state.require_run()
 st.subheader("Runs")
 st.dataframe(data.run_table(catalog), hide_index=True, width="stretch")
+jobs = data.job_table(catalog)
+for job in jobs[jobs["status"] == "running"].itertuples():
+    on = f" on run `{job.run_id}`" if isinstance(job.run_id, str) else ""
+    st.info(f"`ctae {job.job}`{on} is running since {job.started} (pid "
+            f"{job.pid} on {job.host}): what it writes shows here as it goes. A job killed "
+            "without notice stays listed as running until the next job starts.")
+if len(jobs):
+    with st.expander(f"Recent jobs ({len(jobs)})"):
+        st.dataframe(jobs, hide_index=True, width="stretch")
 
 run = data.run_info(catalog, run_id) or {}
 st.subheader(f"Run `{run_id}`")

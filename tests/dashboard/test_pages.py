@@ -86,6 +86,27 @@ def test_overview_lists_the_scans_removed_from_the_catalog(catalog, open_page):
     assert {"source_root", "source_path"}.isdisjoint(removed.dataframe[0].value.columns)
 
 
+def test_overview_shows_the_jobs_running_and_the_last_ones(catalog, open_page):
+    from data_catalog.job_runs import JobProcess, finish_job_run, start_job_run
+
+    at = open_page(catalog, "overview")
+    assert not [e for e in at.expander if "jobs" in e.label] and not at.info
+    with connect(catalog.catalog_path) as con:
+        done = start_job_run(con, "ingest", {"sources": ["/data"]}, JobProcess(11, "node1", "7"))
+        finish_job_run(con, done, "done", {"ingested": 60})
+        start_job_run(con, "score", {"run_id": "synthetic"}, JobProcess(12, "node2", "8"))
+    at = open_page(catalog, "overview")
+    (running,) = [i.value for i in at.info if "is running" in i.value]
+    assert running.startswith("`ctae score` on run `synthetic` is running since ")
+    assert "(pid 12 on node2)" in running
+    (jobs,) = [e for e in at.expander if "jobs" in e.label]
+    assert jobs.label == "Recent jobs (2)"
+    table = jobs.dataframe[0].value
+    assert table[["job", "status", "run_id", "host"]].fillna("-").values.tolist() == [
+        ["score", "running", "synthetic", "node2"], ["ingest", "done", "-", "node1"]]
+    assert table["seconds"].isna().tolist() == [True, False]  # none while it runs
+
+
 def test_a_removed_run_leaves_the_pages_without_a_traceback(catalog, open_page):
     from dashboard import data
     from jobs.remove import run_remove_run
