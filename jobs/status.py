@@ -83,7 +83,7 @@ def status_lines(status: dict[str, Any]) -> list[str]:
     """``read_status`` for the terminal."""
     lines = [f"catalog {status['catalog']} (schema v{status['schema']}), store {status['store']}"]
     refused = ", ".join(f"{n} {reason}" for reason, n in status["errors_by_reason"].items())
-    extra = [f"{status['ingest_errors']} inputs refused by ingest ({refused})" if refused else "",
+    extra = [f"{status['ingest_errors']} inputs refused by ingest: {refused}" if refused else "",
              f"{status['removed']} removed" if status["removed"] else "",
              f"{status['copies']} share their voxels with another, {status['copy_groups']} "
              "series stored more than once" if status["copies"] else ""]

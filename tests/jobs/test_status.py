@@ -29,7 +29,7 @@ def test_each_stage_names_the_command_that_comes_next(settings, tmp_path):
     unrun = CatalogSettings.resolve(tmp_path / "unrun" / "catalog.duckdb")
     build_synthetic_catalog(unrun, SyntheticSpec(n_scans=12, run_id=None, n_ingest_errors=2))
     said = _status(unrun)
-    assert "scans: 12 (2 inputs refused by ingest (" in said
+    assert "scans: 12 (2 inputs refused by ingest: 1 " in said
     assert said.rstrip().endswith("next:\n  train a run on the scans: `ctae train --run NAME`")
 
     build_synthetic_catalog(settings, SyntheticSpec(n_scans=12, with_embeddings=False))
