@@ -121,10 +121,14 @@ def check_outputs(status: PipelineStatus) -> list[tuple[str, bool, str]]:
 
 def check_dashboard(settings: CatalogSettings) -> tuple[str, bool, str]:
     """Render the dashboard headless once on this catalog: it must show no exception."""
+    import logging
     import os
 
     from streamlit.testing.v1 import AppTest
 
+    # "missing ScriptRunContext! This warning can be ignored when running in bare mode": the
+    # headless render's own words, which ended the check's output above its verdict
+    logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").setLevel(logging.ERROR)
     os.environ["CTAE_CATALOG"] = str(settings.catalog_path)
     app = AppTest.from_file(str(APP_PATH), default_timeout=60).run()
     errors = [e.value for e in app.exception]
