@@ -98,3 +98,27 @@ def test_servers_starting_at_once_all_sign_with_the_one_whole_secret(tmp_path):
     secret_path(path).write_bytes(b"")  # one cut short by a crash is refused, not signed with
     with pytest.raises(PermissionError, match="cut short"):
         server_secret(path)
+
+
+def test_an_unknown_name_is_checked_against_a_hash_of_the_real_cost(tmp_path, monkeypatch):
+    # the hash an unknown name is verified against is a constant since stop 59 (made at import
+    # before, ~0.13 s for every command that imported accounts): it must cost what a real
+    # account's hash costs, or a wrong name would answer faster than a wrong password
+    import data_catalog.accounts as accounts
+
+    fresh = accounts._HASHER.hash("pw")
+    assert accounts._dummy_hash().split("$")[:4] == fresh.split("$")[:4]  # id, version, m/t/p
+    path = tmp_path / "users.json"
+    add_account(path, "ada", "admin", "pw-ada-1234")
+    checked = []
+
+    class Watched:  # argon2's hasher, noting what each sign-in is verified against
+        def verify(self, hashed: str, password: str) -> bool:
+            checked.append(hashed)
+            return fresh_hasher.verify(hashed, password)
+
+    fresh_hasher = accounts._HASHER
+    monkeypatch.setattr(accounts, "_HASHER", Watched())
+    assert accounts.verify_password(path, "nobody", "pw-ada-1234") is None
+    assert verify_password(path, "ada", "pw-ada-1234") is not None
+    assert checked[0] == accounts._dummy_hash() and checked[1].startswith("$argon2id$")
