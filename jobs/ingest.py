@@ -241,6 +241,7 @@ def run_ingest(
         with _catalog(settings) as con:
             known, places, removed = _known_inputs(con)
     places = at_mapped_places(places, settings.store_dir)
+    removed = removed.at_mapped_places(settings.store_dir)
     executor = executor or ExecutorConfig(kind="local", workers=workers)
     if executor.kind == "local":
         reuse_freed_memory()  # this process's and its forked workers' series reuse the memory
@@ -383,15 +384,18 @@ def _discover(
 
 def _catalog_own_files(settings: CatalogSettings) -> frozenset[str]:
     """The real paths of what the catalog keeps on disk — its file, write-ahead log, review
-    journal, store and the store's path map —, which ingest does not walk: ``ctae ingest .`` in
-    a project folder holding ``ctae-data/`` read every stored volume, reconstruction and anomaly
-    map as a file that is not DICOM, on every run."""
-    from ctae_core.io.path_map import path_map_file
+    journal, the dashboard's accounts, the store and the store's path map —, which ingest does
+    not walk: ``ctae ingest .`` in a project folder holding ``ctae-data/`` read every stored
+    volume, reconstruction and anomaly map as a file that is not DICOM, on every run."""
+    from ctae_core.io.path_map import path_map_file, path_map_lock
+    from data_catalog.accounts import lock_path, users_path
     from data_catalog.journal import journal_path
+    from data_catalog.session_tokens import secret_path
 
-    catalog = settings.catalog_path
-    paths = [catalog, Path(f"{catalog}.wal"), journal_path(catalog), settings.store_dir,
-             path_map_file(settings.store_dir)]
+    catalog, path_map = settings.catalog_path, path_map_file(settings.store_dir)
+    users = users_path(catalog)
+    paths = [catalog, Path(f"{catalog}.wal"), journal_path(catalog), users, lock_path(users),
+             secret_path(users), settings.store_dir, path_map, path_map_lock(path_map)]
     return frozenset(os.path.realpath(p) for p in paths)
 
 

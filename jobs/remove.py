@@ -37,6 +37,7 @@ from data_catalog.removal import (
     remove_run,
     remove_scans,
     removed_ids,
+    removed_inputs,
 )
 from data_catalog.scans import scan_places
 from data_catalog.scores import run_ids
@@ -237,7 +238,10 @@ def run_remove(settings: CatalogSettings, reasons: dict[str, str], args: dict[st
         with connect(settings.catalog_path) as con:
             removed = remove_scans(con, {i: reasons[i] for i in plan.scan_ids}, record.job_id,
                                    getpass.getuser())
-            stale = removed_ids(con)  # every removed scan's link: those of a stopped removal too
+            # the links of the scans removed as gone (and of a stopped removal's): the others
+            # stay, so that ingest keeps those inputs out under a wider or narrower folder too
+            kept_out = {row[0] for row in removed_inputs(con)}
+            stale = [i for i in removed_ids(con) if i not in kept_out]
         try:
             add_path_links(path_map_file(settings.store_dir), [], drop=stale)
         except OSError as err:  # another user's map

@@ -179,11 +179,12 @@ class RemovedInputs:
     places: frozenset[tuple[str, str | None]] = frozenset()
     by_uid: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     exists: Callable[[str], bool] = field(default=os.path.exists, compare=False)
+    rows: tuple[tuple[str, str, str, str | None], ...] = field(default=(), compare=False)
 
     @classmethod
     def of(cls, rows: Iterable[tuple[str, str, str, str | None]],
            exists: Callable[[str], bool] = os.path.exists) -> RemovedInputs:
-        rows = list(rows)
+        rows = tuple(rows)
         by_uid: dict[str, list[str]] = defaultdict(list)
         for _, root, path, uid in rows:
             if uid and os.path.isabs(root):  # a pseudonym (--redact-paths) has no place to check
@@ -191,7 +192,19 @@ class RemovedInputs:
         return cls(frozenset(row[0] for row in rows),
                    frozenset(_input_place(root, path, uid) for _, root, path, uid in rows
                              if os.path.isabs(root)),
-                   {uid: tuple(places) for uid, places in by_uid.items()}, exists)
+                   {uid: tuple(places) for uid, places in by_uid.items()}, exists, rows)
+
+    def at_mapped_places(self, store_dir: Path | str) -> RemovedInputs:
+        """These inputs with the real places of those removed from a ``--redact-paths`` catalog
+        (where the catalog holds a pseudonym), from the store's path map — which `ctae remove`
+        keeps for them — where this user may read it: so that they are known under a wider or
+        narrower folder, or moved, too, and not by their ids alone."""
+        if all(os.path.isabs(root) for _, root, _, _ in self.rows):
+            return self
+        links = _path_links(store_dir)
+        return RemovedInputs.of(
+            [(i, *links[i], uid) if i in links and not os.path.isabs(root) else (i, root, path, uid)
+             for i, root, path, uid in self.rows], self.exists)
 
     def holds(self, source: SeriesSource, scan_id: str) -> bool:
         """Whether ``source`` (whose id is ``scan_id``, not a catalog scan's) is one of these
@@ -212,13 +225,20 @@ def at_mapped_places(places: StoredPlaces, store_dir: Path | str) -> StoredPlace
     store's path map where this user may read it."""
     if all(os.path.isabs(root) for root in places.roots):
         return places
+    links = _path_links(store_dir)
+    return places.at_real_places(links) if links else places
+
+
+def _path_links(store_dir: Path | str) -> dict[str, tuple[str, str]]:
+    """The store's path map as scan id → (source folder, path); {} where this user may not read
+    it (another user's map: their scans are known by their ids alone)."""
     try:
         links = read_path_map(path_map_file(store_dir))
-    except OSError as err:  # another user's map: their scans are known by their ids alone
+    except OSError as err:
         logger.info("the path map cannot be read (%s): scans ingested with --redact-paths are "
                     "known only by their ids and the folder they were ingested from", err)
-        return places
-    return places.at_real_places({i: (k.source_root, k.source_path) for i, k in links.items()})
+        return {}
+    return {i: (k.source_root, k.source_path) for i, k in links.items()}
 
 
 def _place(root: str, path: str, series_uid: str | None) -> tuple[str, str, str | None]:

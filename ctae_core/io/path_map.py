@@ -34,6 +34,12 @@ def path_map_file(store_dir: Path | str) -> Path:
     return store.with_name(f"{store.name}.source-paths.csv")
 
 
+def path_map_lock(path: Path | str) -> Path:
+    """The lock beside a path map (``<map>.lock``) that its read-and-write holds."""
+    path = Path(path)
+    return path.with_name(path.name + ".lock")
+
+
 def read_path_map(path: Path | str) -> dict[str, PathLink]:
     """The links in ``path`` by id ({} when the file does not exist).
 
@@ -58,7 +64,7 @@ def add_path_links(path: Path | str, links: Iterable[PathLink], drop: Iterable[s
     if drop and not links and not path.exists():
         return 0  # nothing to take out of a map that was never written
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+    fd = os.open(path_map_lock(path), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
                  OWNER_ONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

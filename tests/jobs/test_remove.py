@@ -147,7 +147,7 @@ def test_gone_removes_deleted_series_and_not_an_archive_that_is_not_there(tmp_pa
     assert _places(settings) == [(str(archive), "p1/ct")]
 
 
-def test_under_removes_every_scan_below_a_folder_and_its_path_map_link(tmp_path, settings):
+def test_under_removes_every_scan_below_a_folder_and_keeps_it_out_of_a_redacted_catalog(tmp_path, settings):
     # a patient's consent withdrawn, in a catalog that holds no paths (--redact-paths)
     archive = tmp_path / "archive"
     _archive(archive)
@@ -156,9 +156,18 @@ def test_under_removes_every_scan_below_a_folder_and_its_path_map_link(tmp_path,
     assert len(links) == 3 and not any(str(tmp_path) in r for r, _ in _places(settings))
     said = _ctae(settings, "--under", str(archive / "p1"), "--yes")
     assert said.startswith("1 scan(s) to remove (1 under): ") and f"{archive}/p1/ct" in said
-    left = read_path_map(path_map_file(settings.store_dir))
-    assert len(left) == 2 and {k.source_path for k in left.values()} == {"p2/ct", "p3/ct"}
     assert len(_places(settings)) == 2 and len(list(settings.volumes_dir.iterdir())) == 2
+    # its link stays in the owner-only map: until stop 59 it went, and the catalog then knew the
+    # removed input by its id alone, so a wider or narrower folder read it again
+    assert read_path_map(path_map_file(settings.store_dir)) == links
+    for given in (tmp_path, archive / "p1"):
+        again = run_ingest([given], settings, workers=1, progress=False, redact_paths=True)
+        assert (again.kept_out, again.ingested) == (1, 0), given
+    # a scan removed as gone may come back (a backup restored): its link goes
+    shutil.move(archive / "p2", tmp_path / "backup")
+    _ctae(settings, "--gone", "--under", str(archive), "--yes")
+    left = read_path_map(path_map_file(settings.store_dir))
+    assert {k.source_path for k in left.values()} == {"p1/ct", "p3/ct"}
 
 
 def test_a_removal_stopped_before_its_rows_is_finished_by_the_same_command(scored, monkeypatch):
