@@ -232,8 +232,8 @@ def run_remove(settings: CatalogSettings, reasons: dict[str, str], args: dict[st
         with connect(settings.catalog_path, read_only=True) as con:
             plan = plan_removal(con, known_scans(con, list(reasons)))
         kept, said = shared_files(settings, plan.files)
-        for line in said:
-            logger.warning("%s", line)
+        for line in said:  # the list before the yes said them (`_remove_scans`)
+            logger.info("%s", line)
         deleted, errors = _delete([f for f in plan.files if f not in kept])
         with connect(settings.catalog_path) as con:
             removed = remove_scans(con, {i: reasons[i] for i in plan.scan_ids}, record.job_id,
