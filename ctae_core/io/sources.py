@@ -481,6 +481,8 @@ def _os_refusal(err: OSError) -> tuple[str, str]:
 
 
 def _walk_files(root: Path, found: Discovery, leave_out: frozenset[str] = frozenset()) -> Iterator[Path]:
+    """The files under ``root`` in walking order, hidden ones and those of ``leave_out`` (real
+    paths) left out; a folder that cannot be read is refused into ``found``."""
     def unreadable_folder(err: OSError) -> None:
         folder = Path(err.filename) if err.filename else root
         detail = _os_refusal(err)[1]
@@ -488,20 +490,19 @@ def _walk_files(root: Path, found: Discovery, leave_out: frozenset[str] = frozen
             RefusedInput(str(root), _relative(folder, root), "unreadable_folder", detail)
         )
 
+    names = {os.path.basename(p) for p in leave_out}
+
+    def left_out(folder: str, name: str) -> bool:
+        # the real path is only worked out for a name one of them has: a large tree's walk
+        # costs no more
+        return name in names and os.path.realpath(os.path.join(folder, name)) in leave_out
+
     for folder, dirnames, filenames in os.walk(root, onerror=unreadable_folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
-                             and not _left_out(folder, d, leave_out))
+                             and not left_out(folder, d))
         for name in sorted(filenames):
-            if not name.startswith(".") and not _left_out(folder, name, leave_out):
+            if not name.startswith(".") and not left_out(folder, name):
                 yield Path(folder) / name
-
-
-def _left_out(folder: str, name: str, leave_out: frozenset[str]) -> bool:
-    """Whether ``folder/name`` is one of ``leave_out`` (real paths); the real path is only
-    worked out for a name that one of them has, so a large tree's walk costs no more."""
-    if not leave_out or all(os.path.basename(p) != name for p in leave_out):
-        return False
-    return os.path.realpath(os.path.join(folder, name)) in leave_out
 
 
 def _relative(path: Path, root: Path) -> str:
