@@ -26,11 +26,12 @@ WHERE status = 'running' AND job_id IN (SELECT unnest(?::VARCHAR[]))
 _RECENT = "SELECT * FROM job_runs ORDER BY started_at DESC LIMIT ?"
 _RUN_ID = ("coalesce(json_extract_string(args_json, '$.run_id'), "
            "json_extract_string(args_json, '$.run'))")
-JOB_COLUMNS = ("job", "status", "run_id", "started", "seconds", "host", "pid")
+JOB_COLUMNS = ("job", "status", "run_id", "started", "seconds", "error", "host", "pid")
 """The fields of each of ``job_list``'s jobs."""
 _JOB_LIST = f"""
 SELECT job, status, {_RUN_ID} AS run_id, strftime(started_at, '%Y-%m-%d %H:%M:%S') AS started,
-       round(epoch(finished_at) - epoch(started_at), 1) AS seconds, host, pid
+       round(epoch(finished_at) - epoch(started_at), 1) AS seconds,
+       json_extract_string(counts_json, '$.error') AS error, host, pid
 FROM job_runs WHERE status <> 'running' OR NOT ? ORDER BY started_at DESC LIMIT ?
 """
 _ALL_RUNNING = """
@@ -106,8 +107,8 @@ def mark_interrupted(con: duckdb.DuckDBPyConnection, job_ids: list[str]) -> int:
 
 def job_list(con: duckdb.DuckDBPyConnection, limit: int = 20, ended: bool = False) -> list[dict[str, Any]]:
     """The latest ``limit`` jobs (``ended``: those that ended only), newest first, each a dict:
-    job, status, run_id (its ``--run``), started, seconds it took (None while running), host,
-    pid."""
+    job, status, run_id (its ``--run``), started, seconds it took (None while running), error
+    (how a failed job failed, where it was recorded), host, pid."""
     rows = con.execute(_JOB_LIST, [ended, limit]).fetchall()
     names = [d[0] for d in con.description]
     return [dict(zip(names, row, strict=True)) for row in rows]

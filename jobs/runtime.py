@@ -303,10 +303,24 @@ def job_record(
         print(f"ctae {job}: interrupted (Ctrl+C); what it finished is kept: run the same command "
               f"again{again} to go on", file=sys.stderr)
         raise SystemExit(INTERRUPTED) from None
-    except BaseException:
+    except BaseException as err:
+        if not args.get("redact_paths"):  # a message may name a source path
+            record.counts["error"] = failure_words(err)
         _record_end(settings, job_id, "failed", record, raise_failure=False)
         raise
     _record_end(settings, job_id, "done", record, raise_failure=True)
+
+
+def failure_words(err: BaseException, limit: int = 500) -> str:
+    """How a job failed, as ``job_runs`` keeps it for `ctae status` and the Overview: a refusal's
+    own message (a ``JobError``: what to do), else the exception's type and message."""
+    if isinstance(err, JobError):
+        said = str(err).strip()
+    elif not str(err) and getattr(err, "exit_code", None) is not None:  # typer.Exit, SystemExit
+        said = f"ended with exit code {err.exit_code}"
+    else:
+        said = f"{type(err).__name__}: {err}".strip().rstrip(":")
+    return said if len(said) <= limit else said[: limit - 1] + "…"
 
 
 def _overlapped(

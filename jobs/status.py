@@ -109,6 +109,7 @@ def status_lines(status: dict[str, Any]) -> list[str]:
         lines.append("last jobs:")
         lines += [f"  {j['started']}  {j['job']:<9} {j['status']:<11} "
                   f"{_number(j['seconds']) + ' s':>9}" + (f"  run {j['run_id']}" if j["run_id"] else "")
+                  + (f"\n      {j['error']}" if j["error"] else "")
                   for j in status["jobs"]]
     lines.append("next:")
     lines += [f"  {step}" for step in status["next"]]

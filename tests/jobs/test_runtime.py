@@ -217,3 +217,28 @@ def test_ctrl_c_in_a_job_records_it_interrupted_and_exits_130(settings, capsys):
     assert _job_rows(settings.catalog_path)[-1][:2] == ("train", "interrupted")
     assert ("ctae train: interrupted (Ctrl+C); what it finished is kept: run the same command "
             "again with --resume to go on") in capsys.readouterr().err
+
+
+def test_a_failed_job_keeps_how_it_failed_for_status_and_the_overview(settings):
+    # until stop 59 a failed job_runs row said `failed` and nothing else
+    from data_catalog import connect
+    from data_catalog.job_runs import job_list
+    from jobs.job_errors import JobError
+    from jobs.runtime import job_run
+
+    with pytest.raises(JobError):
+        with job_run(settings, "score", {"run_id": "r"}):
+            raise JobError("run 'r' has no checkpoint: train it first")
+    with pytest.raises(MemoryError):
+        with job_run(settings, "train", {"run": "r"}):
+            raise MemoryError("cannot allocate 3.2 GB")
+    with pytest.raises(FileNotFoundError):  # a redacted ingest's message may name a path
+        with job_run(settings, "ingest", {"redact_paths": True}):
+            raise FileNotFoundError("/data/patient17: source folder does not exist")
+    with connect(settings.catalog_path, read_only=True) as con:
+        jobs = job_list(con)
+    assert [(j["job"], j["status"], j["error"]) for j in jobs] == [
+        ("ingest", "failed", None),
+        ("train", "failed", "MemoryError: cannot allocate 3.2 GB"),
+        ("score", "failed", "run 'r' has no checkpoint: train it first"),
+    ]

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from data_catalog import CatalogSettings, connect
@@ -71,3 +72,18 @@ def test_running_jobs_are_told_apart_from_ones_whose_process_is_gone(settings):
     with connect(settings.catalog_path, read_only=True) as con:  # read-only: nothing was marked
         assert con.execute("SELECT count(*) FROM job_runs WHERE status = 'running'").fetchone() == (2,)
 
+
+
+def test_a_failed_job_is_listed_with_how_it_failed(settings):
+    from jobs.job_errors import JobError
+    from jobs.runtime import job_run
+
+    build_synthetic_catalog(settings, SyntheticSpec(n_scans=12))
+    with pytest.raises(JobError):
+        with job_run(settings, "embed", {"run_id": "synthetic"}):
+            raise JobError("UMAP needs at least 2 latent vectors")
+    said = _status(settings)
+    assert "embed     failed" in said
+    assert "  run synthetic\n      UMAP needs at least 2 latent vectors\n" in said
+    (job,) = json.loads(_status(settings, "--json"))["jobs"]
+    assert (job["status"], job["error"]) == ("failed", "UMAP needs at least 2 latent vectors")
