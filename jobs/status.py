@@ -2,8 +2,9 @@
 which ended last, and the command that comes next — for a terminal or a batch script (``--json``)
 where no browser is at hand (a cluster's login node, a SLURM log).
 
-It opens the catalog read-only and changes nothing: a job recorded as running whose process on
-this machine is gone is shown as such, not marked (the next job marks it).
+It reads the catalog (opened as every reader opens it: migrated first where its schema is older)
+and records nothing of its own: no job row, and a job recorded as running whose process on this
+machine is gone is shown as such, not marked (the next job marks it).
 """
 
 from __future__ import annotations
