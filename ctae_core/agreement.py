@@ -1,5 +1,5 @@
 """Agreement between reviewers: Cohen's kappa for a pair, Fleiss' kappa for more, with bootstrap
-confidence intervals over scans."""
+confidence intervals over scans; and between two runs' flags and scores (``run_agreement``)."""
 
 from __future__ import annotations
 
@@ -86,3 +86,38 @@ def fleiss_with_interval(counts, seed: int = 0) -> Kappa:
         return Kappa(float("nan"), float("nan"), float("nan"), 0)
     low, high = _interval(lambda i: fleiss_kappa(counts[i]), len(counts), seed)
     return Kappa(fleiss_kappa(counts), low, high, len(counts))
+
+
+@dataclass(frozen=True)
+class RunAgreement:
+    """How two runs' verdicts on the same scans agree.
+
+    Attributes:
+        scans: Scans both runs scored and flagged.
+        both, only_a, only_b, neither: How many each run flagged (above its own T).
+        kappa: Cohen's kappa of the two flags (NaN when one run flags all or none alike).
+        spearman: Rank correlation of the two runs' scores (each the score its T applies to).
+    """
+
+    scans: int
+    both: int
+    only_a: int
+    only_b: int
+    neither: int
+    kappa: float
+    spearman: float
+
+
+def run_agreement(flags_a: np.ndarray, flags_b: np.ndarray, scores_a: np.ndarray,
+                  scores_b: np.ndarray) -> RunAgreement:
+    """Agreement of two runs on the same scans (one row each, in the same order): their flags
+    cross-counted with Cohen's kappa, and their scores' Spearman rank correlation."""
+    from scipy.stats import spearmanr
+
+    a, b = np.asarray(flags_a, dtype=bool), np.asarray(flags_b, dtype=bool)
+    n = len(a)
+    scores_a, scores_b = np.asarray(scores_a, dtype=float), np.asarray(scores_b, dtype=float)
+    varied = n > 1 and np.ptp(scores_a) > 0 and np.ptp(scores_b) > 0
+    rho = float(spearmanr(scores_a, scores_b).statistic) if varied else float("nan")
+    return RunAgreement(n, int((a & b).sum()), int((a & ~b).sum()), int((~a & b).sum()),
+                        int((~a & ~b).sum()), cohen_kappa(a, b), rho)

@@ -6,6 +6,7 @@ import json
 
 import streamlit as st
 
+from ctae_core.agreement import run_agreement
 from ctae_core.thresholds import ThresholdRule
 from dashboard import data, echarts, state
 from data_catalog.filters import why_unflagged
@@ -22,6 +23,38 @@ def epoch_ranges(epochs: list[int]) -> str:
     parts = [f"{r[0]}–{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs]
     words = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
     return f"Epoch {words} was" if len(epochs) == 1 else f"Epochs {words} were"
+
+
+def compare_runs(catalog: str, run_a: str, run_b: str) -> None:
+    """The two runs' flags cross-counted over the scans both flagged, their scores' rank
+    correlation, and the scans one run flags and the other does not."""
+    columns = ["scan_id", "score", "is_outlier"]
+    a = data.scan_table(catalog, run_a)[[*columns, "label", "source_path"]]
+    b = data.scan_table(catalog, run_b)[columns]
+    both = a.merge(b, on="scan_id", suffixes=("_a", "_b"))
+    both = both.dropna(subset=["score_a", "score_b", "is_outlier_a", "is_outlier_b"])
+    if both.empty:
+        st.caption(f"No scan has a score and a flag from both `{run_a}` and `{run_b}`.")
+        return
+    agree = run_agreement(both["is_outlier_a"], both["is_outlier_b"], both["score_a"],
+                          both["score_b"])
+    cols = st.columns(5)
+    cols[0].metric("Flagged by both", agree.both)
+    cols[1].metric(f"Only by {run_a}", agree.only_a)
+    cols[2].metric(f"Only by {run_b}", agree.only_b)
+    cols[3].metric("Cohen's κ of the flags", "—" if agree.kappa != agree.kappa else f"{agree.kappa:.2f}")
+    cols[4].metric("Spearman ρ of the scores",
+                   "—" if agree.spearman != agree.spearman else f"{agree.spearman:.2f}")
+    st.caption(f"Over the {agree.scans:,} scans both runs scored and flagged, each at its own T "
+               f"on its own score ({agree.neither:,} flagged by neither).")
+    differ = both[both["is_outlier_a"].astype(bool) != both["is_outlier_b"].astype(bool)]
+    if len(differ):
+        shown = differ.rename(columns={
+            "score_a": f"score ({run_a})", "score_b": f"score ({run_b})",
+            "is_outlier_a": f"flagged by {run_a}", "is_outlier_b": f"flagged by {run_b}"})
+        if not state.is_admin():
+            shown = shown.drop(columns="source_path")
+        st.dataframe(shown, hide_index=True, width="stretch", key="compare_table")
 
 
 st.title("Overview")
@@ -105,6 +138,12 @@ cols[1].metric(
 )
 cols[2].metric("Labelled outliers", f"{summary['labelled_outliers']:,}")
 cols[3].metric("Disagreements", f"{summary['disagreements']:,}")
+
+others = [r for r in data.run_table(catalog)["run_id"] if r != run_id]
+if others:
+    with st.expander("Compare with another run"):
+        other = st.selectbox("Run", others, key="ov_compare")
+        compare_runs(catalog, run_id, other)
 
 history = data.train_curve(catalog, run_id)
 if len(history):

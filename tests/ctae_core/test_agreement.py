@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from ctae_core.agreement import cohen_kappa, cohen_with_interval, fleiss_kappa, fleiss_with_interval
+from ctae_core.agreement import (
+    cohen_kappa,
+    cohen_with_interval,
+    fleiss_kappa,
+    fleiss_with_interval,
+    run_agreement,
+)
 from ctae_core.review_assignment import assign_reads
 from ctae_core.similar import nearest
 
@@ -54,3 +60,19 @@ def test_nearest_scans_in_standardised_space():
     order = nearest(points, 0, 2)
     assert order[0] == 2 and 0 not in order
     assert list(nearest(np.full((3, 2), np.nan), 0, 2)) == []
+
+
+def test_two_runs_flags_are_cross_counted_with_kappa_and_their_scores_ranked():
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(3)
+    scores_a = rng.normal(size=200)
+    scores_b = scores_a + rng.normal(scale=0.5, size=200)
+    flags_a, flags_b = scores_a > 1.5, scores_b > 1.5
+    agree = run_agreement(flags_a, flags_b, scores_a, scores_b)
+    assert agree.scans == 200 and agree.both + agree.only_a + agree.only_b + agree.neither == 200
+    assert agree.both == int((flags_a & flags_b).sum()) and agree.only_b == int((~flags_a & flags_b).sum())
+    assert agree.kappa == pytest.approx(cohen_kappa_score(flags_a, flags_b))
+    assert agree.spearman == pytest.approx(spearmanr(scores_a, scores_b).statistic)
+    none = run_agreement([False] * 3, [False] * 3, [1.0, 1.0, 1.0], [0.1, 0.2, 0.3])
+    assert (none.neither, np.isnan(none.kappa), np.isnan(none.spearman)) == (3, True, True)

@@ -107,6 +107,35 @@ def test_overview_shows_the_jobs_running_and_the_last_ones(catalog, open_page):
     assert table["seconds"].isna().tolist() == [True, False]  # none while it runs
 
 
+def test_overview_compares_the_run_with_another(catalog, open_page):
+    from dashboard import data
+
+    at = open_page(catalog, "overview")
+    assert not [e for e in at.expander if "Compare" in e.label]  # one run: nothing to compare
+    with connect(catalog.catalog_path) as con:  # a second run: the same scores, two flags moved
+        con.execute("INSERT INTO runs SELECT * REPLACE ('second' AS run_id, "  # older: not active
+                    "created_at - INTERVAL 1 DAY AS created_at) FROM runs")
+        con.execute("INSERT INTO scores SELECT * REPLACE ('second' AS run_id, -mse_m AS mse_m) "
+                    "FROM scores")
+        flagged = [r[0] for r in con.execute("SELECT scan_id FROM scores WHERE run_id = 'second' "
+                                             "AND is_outlier ORDER BY scan_id").fetchall()]
+        con.execute("UPDATE scores SET is_outlier = NOT is_outlier WHERE run_id = 'second' AND "
+                    "scan_id IN (?, 'syn0000000')", [flagged[0]])
+        n = con.execute("SELECT count(*) FROM scores WHERE run_id = 'synthetic'").fetchone()[0]
+    data._LAST.clear()  # the sidebar's run list may be 10 s old (dashboard.data.run_table)
+    at = open_page(catalog, "overview")
+    (compare,) = [e for e in at.expander if "Compare" in e.label]
+    assert [s.value for s in at.selectbox if s.key == "ov_compare"] == ["second"]
+    metrics = {m.label: m.value for m in compare.metric}
+    assert metrics["Flagged by both"] == str(len(flagged) - 1)
+    assert metrics["Only by synthetic"] == "1" and metrics["Only by second"] == "1"
+    assert metrics["Spearman ρ of the scores"] == "-1.00"  # its score is MSE_m, negated
+    assert f"Over the {n:,} scans both runs scored and flagged" in compare.caption[0].value
+    table = compare.dataframe[0].value
+    assert sorted(table["scan_id"]) == sorted([flagged[0], "syn0000000"])
+    assert {"flagged by synthetic", "flagged by second", "score (second)"} <= set(table.columns)
+
+
 def test_a_removed_run_leaves_the_pages_without_a_traceback(catalog, open_page):
     from dashboard import data
     from jobs.remove import run_remove_run
