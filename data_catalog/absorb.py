@@ -124,19 +124,18 @@ def has_pending(catalog: Path | str) -> bool:
 
 
 def pending_review_rows(catalog: Path | str) -> dict[str, pd.DataFrame]:
-    """Journal labels and adjudications not yet copied into the catalog, with its columns."""
+    """Journal labels and adjudications not yet copied into the catalog, with its columns: only
+    the tables that hold some (usually none, and then no pandas is imported: every read-only
+    open of the catalog asks, `ctae status` and `ctae remove` among them)."""
     tables = {"labels": ("seq", LABEL_COLUMNS), "adjudications": ("seq", _TABLES["adjudications"][1])}
     if not journal_exists(catalog):
-        return {t: _frame([], cols).drop(columns="_key") for t, (_, cols) in tables.items()}
+        return {}
     with open_journal(catalog, write=False) as j:
-        return {
-            table: _frame(
-                j.execute(f"SELECT {key} AS _key, {', '.join(cols)} FROM {table} "
-                          "WHERE absorbed = 0").fetchall(),
-                cols,
-            ).drop(columns="_key")
-            for table, (key, cols) in tables.items()
-        }
+        rows = {table: j.execute(f"SELECT {key} AS _key, {', '.join(cols)} FROM {table} "
+                                 "WHERE absorbed = 0").fetchall()
+                for table, (key, cols) in tables.items()}
+    return {table: _frame(found, tables[table][1]).drop(columns="_key")
+            for table, found in rows.items() if found}
 
 
 def merge_pending_rows(con: duckdb.DuckDBPyConnection, pending: dict[str, pd.DataFrame]) -> None:

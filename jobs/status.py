@@ -16,7 +16,6 @@ from typing import Annotated, Any
 import typer
 
 from data_catalog import connect
-from data_catalog.filters import why_unflagged
 from data_catalog.job_runs import running_jobs
 from data_catalog.scans import duplicate_counts
 from data_catalog.schema import current_version
@@ -67,6 +66,8 @@ def next_steps(status: dict[str, Any]) -> list[str]:
             steps.append(f"run {r}: {status['scans'] - run['scored']} of {status['scans']} scans "
                          f"not scored: `ctae score --run {r}`")
         elif run["unflagged"]:
+            from data_catalog.filters import why_unflagged  # with pandas: only when it is needed
+
             steps.append(f"run {r}: {run['unflagged']} scans have no flag: {why_unflagged(r)}")
         elif run["embedded"] < run["scored"]:
             steps.append(f"run {r}: `ctae embed --run {r}` (the feature space's map and clusters)")
