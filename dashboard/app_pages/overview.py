@@ -142,8 +142,11 @@ cols[3].metric("Disagreements", f"{summary['disagreements']:,}")
 others = [r for r in data.run_table(catalog)["run_id"] if r != run_id]
 if others:
     with st.expander("Compare with another run"):
-        other = st.selectbox("Run", others, key="ov_compare")
-        compare_runs(catalog, run_id, other)
+        # read on demand: the page reads no scan table otherwise (100k scans: ~1 s a run)
+        other = st.selectbox("Run", others, index=None, placeholder="choose a run to compare",
+                             key="ov_compare")
+        if other is not None:
+            compare_runs(catalog, run_id, other)
 
 history = data.train_curve(catalog, run_id)
 if len(history):

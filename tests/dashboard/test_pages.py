@@ -125,7 +125,10 @@ def test_overview_compares_the_run_with_another(catalog, open_page):
     data._LAST.clear()  # the sidebar's run list may be 10 s old (dashboard.data.run_table)
     at = open_page(catalog, "overview")
     (compare,) = [e for e in at.expander if "Compare" in e.label]
-    assert [s.value for s in at.selectbox if s.key == "ov_compare"] == ["second"]
+    (pick,) = [s for s in at.selectbox if s.key == "ov_compare"]
+    assert (pick.options, pick.value, compare.metric) == (["second"], None, [])  # nothing read yet
+    pick.set_value("second").run()
+    (compare,) = [e for e in at.expander if "Compare" in e.label]
     metrics = {m.label: m.value for m in compare.metric}
     assert metrics["Flagged by both"] == str(len(flagged) - 1)
     assert metrics["Only by synthetic"] == "1" and metrics["Only by second"] == "1"
