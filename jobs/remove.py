@@ -401,13 +401,26 @@ def remove(
         raise stop("remove", err) from err
 
 
+def _recorded_folders(under: list[Path], redacted: bool) -> list[str]:
+    """The ``--under`` folders as the job's row keeps them: as given, or, in a catalog that
+    holds no paths (``--redact-paths``), as the pseudonyms ingest gives such folders (until stop
+    59 a withdrawn patient's folder name reached ``job_runs`` there)."""
+    if not redacted:
+        return [str(u) for u in under]
+    from jobs.ingest_worker import redacted_root
+
+    return [redacted_root(os.path.abspath(u)) for u in under]
+
+
 def _remove_scans(settings: CatalogSettings, scan_ids: list[str], gone: bool, copies: bool,
                   under: list[Path], yes: bool, dry_run: bool) -> None:
     """`ctae remove` of scans: choose, list, confirm, remove."""
     with connect(settings.catalog_path) as con:
         interrupt_dead_jobs(con)
         refuse_a_busy_run(con, "remove", {})  # before the list, not after a yes
-        places = at_mapped_places(StoredPlaces(scan_places(con)), settings.store_dir)
+        stored = StoredPlaces(scan_places(con))
+        redacted = any(not os.path.isabs(root) for root in stored.roots)  # --redact-paths
+        places = at_mapped_places(stored, settings.store_dir)
         chosen = select_scans(places, scan_ids, gone, under, later_copies(con) if copies else None)
         plan = plan_removal(con, list(chosen.reasons))
     for line in passed_over(chosen):
@@ -422,7 +435,8 @@ def _remove_scans(settings: CatalogSettings, scan_ids: list[str], gone: bool, co
     typer.echo("\n".join([*said, *describe(chosen, plan, len(shared))]))
     if not _confirm(f"these {len(plan.scan_ids)} scan(s)", yes, dry_run):
         return
-    args = {"scan_ids": scan_ids, "gone": gone, "copies": copies, "under": [str(u) for u in under]}
+    args = {"scan_ids": scan_ids, "gone": gone, "copies": copies,
+            "under": _recorded_folders(under, redacted), "redact_paths": redacted}
     counts = run_remove(settings, chosen.reasons, args)
     typer.echo(f"removed {counts['removed']} scan(s) from the catalog and {counts['files_deleted']} "
                f"file(s) from the store; kept {counts['labels_kept']} label(s) and "

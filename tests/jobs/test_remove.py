@@ -157,6 +157,9 @@ def test_under_removes_every_scan_below_a_folder_and_keeps_it_out_of_a_redacted_
     said = _ctae(settings, "--under", str(archive / "p1"), "--yes")
     assert said.startswith("1 scan(s) to remove (1 under): ") and f"{archive}/p1/ct" in said
     assert len(_places(settings)) == 2 and len(list(settings.volumes_dir.iterdir())) == 2
+    with connect(settings.catalog_path, read_only=True) as con:  # the folder given is no path there
+        (args,), = con.execute("SELECT args_json FROM job_runs WHERE job = 'remove'").fetchall()
+    assert str(tmp_path) not in args and '"under": ["redacted:' in args
     # its link stays in the owner-only map: until stop 59 it went, and the catalog then knew the
     # removed input by its id alone, so a wider or narrower folder read it again
     assert read_path_map(path_map_file(settings.store_dir)) == links
