@@ -24,7 +24,6 @@ import typer
 
 from ctae_core.io.moved_inputs import StoredPlaces, at_mapped_places
 from ctae_core.io.path_map import add_path_links, path_map_file
-from ctae_core.io.sources import place_names
 from data_catalog import CatalogBusyError, CatalogError, CatalogUnreadableError, connect
 from data_catalog.removal import (
     RemovalPlan,
@@ -40,7 +39,6 @@ from data_catalog.removal import (
     removed_inputs,
 )
 from data_catalog.scans import scan_places
-from data_catalog.scores import run_ids
 from data_catalog.settings import CatalogSettings
 from jobs.job_errors import JobError, stop
 from jobs.options import CatalogOption, StoreOption, settings_from
@@ -102,6 +100,8 @@ def select_scans(
                            "`ctae export` give the ids of the catalog's scans")
         chosen.reasons = dict.fromkeys(scan_ids, "named")
         return _with_places(chosen, entries)
+    from ctae_core.io.sources import place_names  # with pydicom: only for --under
+
     folders = place_names(under)
     below = places.under(folders) if folders else list(entries)
     roots = [r for r in places.roots if os.path.isabs(r)]
@@ -257,6 +257,7 @@ def run_remove(settings: CatalogSettings, reasons: dict[str, str], args: dict[st
 def _check_run(con: Any, settings: CatalogSettings, run_id: str) -> None:
     """Refuse a run the catalog does not hold, or one an open review session reads."""
     from data_catalog.journal import open_journal
+    from data_catalog.scores import run_ids  # with pandas: only for --run
     from data_catalog.sessions import open_sessions_on
 
     known = run_ids(con)

@@ -20,9 +20,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import astuple, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ctae_core.io.path_map import path_map_file, read_path_map
-from ctae_core.io.sources import SeriesSource, fingerprint_files
+
+if TYPE_CHECKING:  # sources brings pydicom (~0.25 s), which `ctae remove` does not need
+    from ctae_core.io.sources import SeriesSource
 
 __all__ = ["RemovedInputs", "StoredInput", "StoredPlaces", "at_mapped_places", "unchanged_since"]
 
@@ -260,6 +263,8 @@ def unchanged_since(source: SeriesSource, entry: StoredInput) -> bool:
     root = where
     for _ in range(depth):
         root = root.parent
+    from ctae_core.io.sources import fingerprint_files
+
     try:
         return fingerprint_files([Path(f) for f in source.files], root) == entry.fingerprint
     except (OSError, ValueError):
