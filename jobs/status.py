@@ -10,7 +10,9 @@ machine is gone is shown as such, not marked (the next job marks it).
 from __future__ import annotations
 
 import json
+import os
 import socket
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -26,10 +28,10 @@ from jobs.options import CatalogOption, StoreOption, settings_from
 from jobs.runtime import process_state
 
 
-def read_status(settings: CatalogSettings, jobs: int = 5) -> dict[str, Any]:
+def read_status(settings: CatalogSettings, jobs: int = 5, disk: bool = False) -> dict[str, Any]:
     """The catalog's summary (``data_catalog.status.catalog_summary``) with its schema version,
-    its copies, the jobs recorded as running (each with what its process is now) and the next
-    commands (``next_steps``)."""
+    its copies, the jobs recorded as running (each with what its process is now), the next
+    commands (``next_steps``) and, with ``disk``, the store's use (``disk_use``)."""
     with connect(settings.catalog_path, read_only=True) as con:
         status = catalog_summary(con, jobs)
         status["schema"] = current_version(con)
@@ -43,7 +45,35 @@ def read_status(settings: CatalogSettings, jobs: int = 5) -> dict[str, Any]:
     ]
     status["catalog"], status["store"] = str(settings.catalog_path), str(settings.store_dir)
     status["next"] = next_steps(status)
+    if disk:
+        status["disk"] = disk_use(settings, [run["run_id"] for run in status["runs"]])
     return status
+
+
+def folder_use(folder: Path) -> dict[str, int]:
+    """How many files ``folder`` holds, and their bytes, all the way down (0 and 0 where it is
+    not there)."""
+    files = size = 0
+    stack = [folder]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:  # not there, or not readable
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(Path(entry.path))
+            elif entry.is_file(follow_symlinks=False):
+                files += 1
+                size += entry.stat(follow_symlinks=False).st_size
+    return {"files": files, "bytes": size}
+
+
+def disk_use(settings: CatalogSettings, run_ids: list[str]) -> dict[str, Any]:
+    """The store's stored volumes and each run's folder (its checkpoint, reconstructions and
+    anomaly maps: what `ctae remove --run` frees), in files and bytes."""
+    return {"volumes": folder_use(settings.volumes_dir),
+            "runs": {r: folder_use(settings.run_dir(r)) for r in run_ids}}
 
 
 def next_steps(status: dict[str, Any]) -> list[str]:
@@ -81,6 +111,10 @@ def _number(value: Any) -> str:
     return "—" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def _gb(use: dict[str, int]) -> str:
+    return f"{use['bytes'] / 1e9:.2f} GB in {use['files']:,} files"
+
+
 def status_lines(status: dict[str, Any]) -> list[str]:
     """``read_status`` for the terminal."""
     lines = [f"catalog {status['catalog']} (schema v{status['schema']}), store {status['store']}"]
@@ -113,6 +147,10 @@ def status_lines(status: dict[str, Any]) -> list[str]:
                   f"{_number(j['seconds']) + ' s':>9}" + (f"  run {j['run_id']}" if j["run_id"] else "")
                   + (f"\n      {j['error']}" if j["error"] else "")
                   for j in status["jobs"]]
+    if "disk" in status:
+        use = status["disk"]
+        parts = [f"volumes {_gb(use['volumes'])}"] + [f"run {r} {_gb(u)}" for r, u in use["runs"].items()]
+        lines.append("store on disk: " + "; ".join(parts))
     lines.append("next:")
     lines += [f"  {step}" for step in status["next"]]
     return lines
@@ -123,11 +161,14 @@ def status_command(
     store: StoreOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print it as one JSON object.")] = False,
     jobs: Annotated[int, typer.Option("--jobs", min=0, help="How many ended jobs to list.")] = 5,
+    disk: Annotated[bool, typer.Option(
+        "--disk", help="Also the store's use: its volumes and each run's folder (what `ctae "
+        "remove --run` frees); walks the store.")] = False,
 ) -> None:
     """Show what the catalog holds, how far each run got, the jobs running and what to run next."""
     settings = settings_from(catalog, store, existing=True)
     try:
-        status = read_status(settings, jobs)
+        status = read_status(settings, jobs, disk)
     except JobError as err:
         raise stop("status", err) from err
     if as_json:

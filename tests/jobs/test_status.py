@@ -87,3 +87,18 @@ def test_a_failed_job_is_listed_with_how_it_failed(settings):
     assert "  run synthetic\n      UMAP needs at least 2 latent vectors\n" in said
     (job,) = json.loads(_status(settings, "--json"))["jobs"]
     assert (job["status"], job["error"]) == ("failed", "UMAP needs at least 2 latent vectors")
+
+
+def test_disk_says_what_the_store_and_each_run_hold(settings):
+    build_synthetic_catalog(settings, SyntheticSpec(n_scans=12, n_volume_files=12))
+    assert "store on disk" not in _status(settings) and "disk" not in json.loads(_status(settings, "--json"))
+    (settings.run_dir("synthetic") / "notes").mkdir()  # a folder of its own: counted too
+    (settings.run_dir("synthetic") / "notes" / "a.txt").write_text("x" * 1000)
+    use = json.loads(_status(settings, "--json", "--disk"))["disk"]
+    run_files = [p for p in settings.run_dir("synthetic").rglob("*") if p.is_file()]
+    assert use["runs"]["synthetic"] == {"files": len(run_files),
+                                        "bytes": sum(p.stat().st_size for p in run_files)}
+    volumes = list(settings.volumes_dir.iterdir())
+    assert use["volumes"] == {"files": 12, "bytes": sum(p.stat().st_size for p in volumes)}
+    said = _status(settings, "--disk")
+    assert f"store on disk: volumes {use['volumes']['bytes'] / 1e9:.2f} GB in 12 files; run synthetic " in said
