@@ -34,9 +34,8 @@ SELECT job, status, {_RUN_ID} AS run_id, strftime(started_at, '%Y-%m-%d %H:%M:%S
        json_extract_string(counts_json, '$.error') AS error, host, pid
 FROM job_runs WHERE status <> 'running' OR NOT ? ORDER BY started_at DESC LIMIT ?
 """
-_ALL_RUNNING = """
-SELECT job, pid, host, process_start, strftime(started_at, '%Y-%m-%d %H:%M:%S'),
-       coalesce(json_extract_string(args_json, '$.run_id'), json_extract_string(args_json, '$.run'))
+_ALL_RUNNING = f"""
+SELECT job, pid, host, process_start, strftime(started_at, '%Y-%m-%d %H:%M:%S'), {_RUN_ID}
 FROM job_runs WHERE status = 'running' ORDER BY started_at
 """
 
