@@ -40,6 +40,17 @@ class CatalogSettings:
         """Folder of the ingested int16 HU volumes, one ``<scan_id>.npy`` each."""
         return self.store_dir / "volumes"
 
+    @property
+    def runs_dir(self) -> Path:
+        """Folder of the runs' folders (``run_dir``)."""
+        return self.store_dir / "runs"
+
+    @property
+    def own_folders(self) -> tuple[Path, Path]:
+        """The store's folders that hold only ctae's own arrays: the volumes and the runs (the
+        store itself may be a folder that holds other things too)."""
+        return self.volumes_dir, self.runs_dir
+
     def run_dir(self, run_id: str) -> Path:
         """Folder of one run's checkpoint, reconstructions and error volumes."""
-        return self.store_dir / "runs" / run_id
+        return self.runs_dir / run_id

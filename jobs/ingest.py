@@ -384,9 +384,10 @@ def _discover(
 
 def _catalog_own_files(settings: CatalogSettings) -> frozenset[str]:
     """The real paths of what the catalog keeps on disk — its file, write-ahead log, review
-    journal, the dashboard's accounts, the store and the store's path map —, which ingest does
-    not walk: ``ctae ingest .`` in a project folder holding ``ctae-data/`` read every stored
-    volume, reconstruction and anomaly map as a file that is not DICOM, on every run."""
+    journal, the dashboard's accounts, the store's volumes and runs and its path map —, which
+    ingest does not walk: ``ctae ingest .`` in a project folder holding ``ctae-data/`` read every
+    stored volume, reconstruction and anomaly map as a file that is not DICOM, on every run. (The
+    store's folders, not the store: ``--store /data`` may hold the scans in ``/data/dicom``.)"""
     from ctae_core.io.path_map import path_map_file, path_map_lock
     from data_catalog.accounts import lock_path, users_path
     from data_catalog.journal import journal_path
@@ -395,7 +396,7 @@ def _catalog_own_files(settings: CatalogSettings) -> frozenset[str]:
     catalog, path_map = settings.catalog_path, path_map_file(settings.store_dir)
     users = users_path(catalog)
     paths = [catalog, Path(f"{catalog}.wal"), journal_path(catalog), users, lock_path(users),
-             secret_path(users), settings.store_dir, path_map, path_map_lock(path_map)]
+             secret_path(users), *settings.own_folders, path_map, path_map_lock(path_map)]
     return frozenset(os.path.realpath(p) for p in paths)
 
 
@@ -407,20 +408,21 @@ def _walked_over(own: frozenset[str], roots: list[Path]) -> list[str]:
 
 
 def _refuse_the_store(roots: list[Path], settings: CatalogSettings, redact: bool) -> None:
-    """Refuse a source folder that is the catalog's store or lies inside it: what is there are
-    ctae's own arrays, not scans (``redact``: the message names no path).
+    """Refuse a source folder that is the store's volumes or runs folder or lies inside one:
+    what is there are ctae's own arrays, not scans (``redact``: the message names no path).
 
     Raises:
-        JobError: naming the folder and the store.
+        JobError: naming the folder.
     """
-    store = Path(os.path.realpath(settings.store_dir))
-    for root in roots:
-        real = Path(os.path.realpath(root))
-        if real == store or store in real.parents:
-            where = "a source folder" if redact else str(root)
-            raise JobError(f"{where} is {'' if real == store else 'inside '}the catalog's volume "
-                           "store: it holds ctae's own arrays, not scans; give the folders your "
-                           "DICOM series and volume files are in")
+    for own in settings.own_folders:
+        folder = Path(os.path.realpath(own))
+        for root in roots:
+            real = Path(os.path.realpath(root))
+            if real == folder or folder in real.parents:
+                where = "a source folder" if redact else str(root)
+                raise JobError(f"{where} holds ctae's own stored arrays (the store's "
+                               f"{folder.name}/), not scans; give the folders your DICOM series "
+                               "and volume files are in")
 
 
 def _confirmed(outcomes: list[IngestOutcome], discovery, known: dict) -> list[IngestOutcome]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -565,9 +566,18 @@ def test_a_project_folder_holding_the_catalog_is_ingested_without_its_store(tmp_
     assert again.exit_code == 0, again.output
     assert "found 2 input(s): ingested 0, skipped 2 unchanged, failed 0" in again.output
     assert "passed over" not in again.output
-    assert f"left out the catalog's own files: {catalog}, {store}" in again.output
+    assert f"left out the catalog's own files: {catalog}, {store / 'volumes'}" in again.output
     with connect(catalog, read_only=True) as con:
         assert con.execute("SELECT count(*) FROM ingest_errors").fetchone() == (0,)
     inside = _invoke(store / "volumes", *args)
     assert inside.exit_code == 2
-    assert f"{store / 'volumes'} is inside the catalog's volume store" in inside.output
+    assert f"{store / 'volumes'} holds ctae's own stored arrays (the store's volumes/)" in inside.output
+    # a store that is a general data folder with the scans below it: its own folders left out
+    data = tmp_path / "data"
+    shutil.copytree(project / "scans", data / "dicom")
+    args = ["--catalog", data / "c.duckdb", "--store", data, "--workers", workers]
+    assert "ingested 2" in _invoke(data / "dicom", *args).output
+    again = _invoke(data, *args)
+    assert again.exit_code == 0 and "skipped 2 unchanged" in again.output, again.output
+    assert "passed over" not in again.output
+    assert f"left out the catalog's own files: {data / 'c.duckdb'}, {data / 'volumes'}" in again.output
