@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -86,6 +87,13 @@ def _open(path: Path, read_only: bool, wait_s: float) -> duckdb.DuckDBPyConnecti
                 ) from err
             time.sleep(delay_s * (0.5 + random.random()))
             delay_s = min(delay_s * 2, 0.5)
+
+
+def dict_rows(con: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> list[dict[str, Any]]:
+    """The rows of ``sql`` as dicts by column name (JSON-ready where the values are)."""
+    rows = con.execute(sql, params).fetchall() if params is not None else con.execute(sql).fetchall()
+    names = [d[0] for d in con.description]
+    return [dict(zip(names, row, strict=True)) for row in rows]
 
 
 @contextmanager

@@ -10,6 +10,8 @@ from typing import Any
 
 import duckdb
 
+from data_catalog.connection import dict_rows
+
 _START = """
 INSERT INTO job_runs (job_id, job, args_json, status, pid, host, process_start)
 VALUES (?, ?, ?, 'running', ?, ?, ?)
@@ -108,9 +110,7 @@ def job_list(con: duckdb.DuckDBPyConnection, limit: int = 20, ended: bool = Fals
     """The latest ``limit`` jobs (``ended``: those that ended only), newest first, each a dict:
     job, status, run_id (its ``--run``), started, seconds it took (None while running), error
     (how a failed job failed, where it was recorded), host, pid."""
-    rows = con.execute(_JOB_LIST, [ended, limit]).fetchall()
-    names = [d[0] for d in con.description]
-    return [dict(zip(names, row, strict=True)) for row in rows]
+    return dict_rows(con, _JOB_LIST, [ended, limit])
 
 
 def recent_job_runs(con: duckdb.DuckDBPyConnection, limit: int = 20):

@@ -118,13 +118,13 @@ def plan_run_removal(con: duckdb.DuckDBPyConnection, run_id: str) -> RunRemovalP
         return con.execute(f"SELECT count(*) FROM {table} WHERE run_id = ?", [run_id]).fetchone()[0]
 
     rows = {table: count(table) for table in ("runs", *RUN_TABLES, *RUN_ONLY_TABLES)}
-    files = [row[0] for row in con.execute(
-        "SELECT checkpoint_path FROM runs WHERE run_id = ? AND checkpoint_path IS NOT NULL "
-        "UNION ALL SELECT recon_path FROM scores WHERE run_id = ? AND recon_path IS NOT NULL "
-        "UNION ALL SELECT error_path FROM scores WHERE run_id = ? AND error_path IS NOT NULL",
-        [run_id] * 3).fetchall()]
     (checkpoint,), = con.execute("SELECT checkpoint_path FROM runs WHERE run_id = ?",
                                  [run_id]).fetchall()
+    maps = [row[0] for row in con.execute(
+        "SELECT recon_path FROM scores WHERE run_id = ? AND recon_path IS NOT NULL "
+        "UNION ALL SELECT error_path FROM scores WHERE run_id = ? AND error_path IS NOT NULL",
+        [run_id] * 2).fetchall()]
+    files = [checkpoint, *maps] if checkpoint is not None else maps
     return RunRemovalPlan(run_id, rows, files, count("labels"), count("exports"), checkpoint)
 
 
@@ -146,11 +146,8 @@ def later_copies(con: duckdb.DuckDBPyConnection) -> list[str]:
     return [row[0] for row in con.execute(_LATER_COPIES).fetchall()]
 
 
-_NAMED = """
-SELECT path FROM (
-    SELECT volume_path AS path FROM scans
-    UNION ALL SELECT recon_path FROM scores UNION ALL SELECT error_path FROM scores
-    UNION ALL SELECT checkpoint_path FROM runs)
+_NAMED = f"""
+SELECT path FROM ({_PATHS} UNION ALL SELECT NULL, checkpoint_path FROM runs)
 WHERE path IN (SELECT unnest(?::VARCHAR[]))
 """
 
@@ -194,10 +191,12 @@ def removed_inputs(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str, 
         f"WHERE reason <> 'gone' AND {STILL_REMOVED} ORDER BY scan_id").fetchall()
 
 
-def removed_ids(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """The scans removed from the catalog (and not ingested again since)."""
+def removed_ids(con: duckdb.DuckDBPyConnection, gone_only: bool = False) -> list[str]:
+    """The scans removed from the catalog (and not ingested again since); ``gone_only``: those
+    removed because their files were gone, which ingest does not keep out."""
     return [row[0] for row in con.execute(
-        f"SELECT scan_id FROM removed_scans r WHERE {STILL_REMOVED} ORDER BY scan_id").fetchall()]
+        f"SELECT scan_id FROM removed_scans r WHERE {STILL_REMOVED} "
+        "AND (reason = 'gone' OR NOT ?) ORDER BY scan_id", [gone_only]).fetchall()]
 
 
 def remove_scans(con: duckdb.DuckDBPyConnection, reasons: Mapping[str, str],

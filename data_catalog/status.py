@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import duckdb
 
+from data_catalog.connection import dict_rows
 from data_catalog.job_runs import job_list
 from data_catalog.removal import STILL_REMOVED
 
@@ -93,13 +94,8 @@ def catalog_summary(con: duckdb.DuckDBPyConnection, jobs: int = 5) -> dict[str, 
     scans, labels and exports; each run, oldest first, with how far it got (scored, flagged,
     embedded, evaluated — counting the scans still in the catalog); and the last ``jobs`` jobs
     that ended, newest first. Rows are dicts of JSON-ready values."""
-    def rows(sql: str, *args: object) -> list[dict[str, object]]:
-        result = con.execute(sql, list(args)).fetchall()
-        names = [d[0] for d in con.description]
-        return [dict(zip(names, row, strict=True)) for row in result]
-
-    summary: dict[str, object] = rows(_CATALOG)[0]
+    summary: dict[str, object] = dict_rows(con, _CATALOG)[0]
     summary["errors_by_reason"] = dict(con.execute(_ERRORS_BY_REASON).fetchall())
-    summary["runs"] = rows(_RUNS)
+    summary["runs"] = dict_rows(con, _RUNS)
     summary["jobs"] = job_list(con, jobs, ended=True)
     return summary

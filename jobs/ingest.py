@@ -229,8 +229,7 @@ def run_ingest(
         FileNotFoundError: a root does not exist.
         CatalogWriteError: the catalog cannot be opened or written (locked, bad path, disk).
     """
-    from ctae_core.io.moved_inputs import at_mapped_places
-    from ctae_core.io.sources import place_names
+    from ctae_core.io.moved_inputs import at_mapped_places, place_names
     from jobs.ingest_worker import ingest_one, redacted_root, refusal_record, scan_id_for
 
     start = time.perf_counter()
@@ -448,14 +447,12 @@ class _FolderTask:
 
     def __call__(self, folder) -> tuple[Any, list[IngestOutcome]]:
         from ctae_core.io.sources import discover_folder
-        from jobs.ingest_worker import scan_id_for
 
         part = discover_folder(folder)
         moved = _as_ingested_before(part.sources, _KNOWN, _PLACES[0])
         new = [s for s, m in zip(part.sources, moved, strict=True)
                if m is s and _needs_ingest(s, _KNOWN, self.spacing)
-               and not (self.keep_out is not None and scan_id_for(s) not in _KNOWN
-                        and self.keep_out.holds(s, scan_id_for(s)))]
+               and not (self.keep_out is not None and _kept_out(s, _KNOWN, self.keep_out))]
         outcomes = [self.worker(source) for source in new]
         part.sources = [dataclasses.replace(s, headers=()) for s in part.sources]
         return part, outcomes
@@ -492,12 +489,18 @@ def _keep_out(sources: list, known: dict, removed: RemovedInputs, summary: Inges
     """``sources`` without the inputs `ctae remove` took out of the catalog (``removed``;
     counted in ``summary.kept_out``). The workers that discover folders skip them alike
     (``_FolderTask``), so none of them was read meanwhile."""
-    from jobs.ingest_worker import scan_id_for
-
-    out = {s.source_key for s in sources
-           if (i := scan_id_for(s)) not in known and removed.holds(s, i)}
+    out = {s.source_key for s in sources if _kept_out(s, known, removed)}
     summary.kept_out = len(out)
     return [s for s in sources if s.source_key not in out] if out else sources
+
+
+def _kept_out(source, known: dict, removed: RemovedInputs) -> bool:
+    """Whether ``source`` is an input `ctae remove` took out (``removed``) and not a scan the
+    catalog holds (``known``: one removed and ingested again with ``--readmit`` is a scan)."""
+    from jobs.ingest_worker import scan_id_for
+
+    scan_id = scan_id_for(source)
+    return scan_id not in known and removed.holds(source, scan_id)
 
 
 def _as_ingested_before(sources: list, known: dict, places: StoredPlaces) -> list:

@@ -22,7 +22,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ctae_core.io.moved_inputs import StoredPlaces, at_mapped_places
+from ctae_core.io.moved_inputs import StoredPlaces, at_mapped_places, place_names
 from ctae_core.io.path_map import add_path_links, path_map_file
 from data_catalog import CatalogBusyError, CatalogError, CatalogUnreadableError, connect
 from data_catalog.removal import (
@@ -36,7 +36,6 @@ from data_catalog.removal import (
     remove_run,
     remove_scans,
     removed_ids,
-    removed_inputs,
 )
 from data_catalog.scans import scan_places
 from data_catalog.settings import CatalogSettings
@@ -100,8 +99,6 @@ def select_scans(
                            "`ctae export` give the ids of the catalog's scans")
         chosen.reasons = dict.fromkeys(scan_ids, "named")
         return _with_places(chosen, entries)
-    from ctae_core.io.sources import place_names  # with pydicom: only for --under
-
     folders = place_names(under)
     below = places.under(folders) if folders else list(entries)
     roots = [r for r in places.roots if os.path.isabs(r)]
@@ -190,9 +187,9 @@ def catalogs_beside(settings: CatalogSettings, files: list[str]) -> list[Path]:
     ``<store>/runs/…``) — where a catalog copied beside this one (``cp catalog.duckdb
     trial.duckdb``), or a copy of the whole folder still reading the first store, finds it."""
     folders = {settings.catalog_path.parent, settings.store_dir.parent}
-    for path in {os.path.dirname(f) for f in files}:
-        parts = Path(path).parents
-        store = next((p.parent for p in (Path(path), *parts) if p.name in ("volumes", "runs")), None)
+    own = {folder.name for folder in settings.own_folders}  # volumes/, runs/
+    for path in {Path(os.path.dirname(f)) for f in files}:
+        store = next((p.parent for p in (path, *path.parents) if p.name in own), None)
         if store is not None:
             folders.add(store.parent)
     this = os.path.realpath(settings.catalog_path)
@@ -213,7 +210,9 @@ def shared_files(settings: CatalogSettings, files: list[str]) -> tuple[set[str],
         except CatalogBusyError:
             kept |= set(files)
             said.append(f"{other} is locked by another process: whether it reads these files is "
-                        "not known, so every one is kept; remove them again when it is free")
+                        "not known, so every one stays in the store (no row names them once the "
+                        "scans are removed: delete them by hand if it does not read them, or "
+                        "remove the scans when it is free)")
             continue
         except CatalogUnreadableError:
             continue  # no catalog
@@ -238,10 +237,9 @@ def run_remove(settings: CatalogSettings, reasons: dict[str, str], args: dict[st
         with connect(settings.catalog_path) as con:
             removed = remove_scans(con, {i: reasons[i] for i in plan.scan_ids}, record.job_id,
                                    getpass.getuser())
-            # the links of the scans removed as gone (and of a stopped removal's): the others
-            # stay, so that ingest keeps those inputs out under a wider or narrower folder too
-            kept_out = {row[0] for row in removed_inputs(con)}
-            stale = [i for i in removed_ids(con) if i not in kept_out]
+            # the links of the scans removed as gone go: the others stay, so that ingest keeps
+            # those inputs out under a wider or narrower folder too
+            stale = removed_ids(con, gone_only=True)
         try:
             add_path_links(path_map_file(settings.store_dir), [], drop=stale)
         except OSError as err:  # another user's map

@@ -27,7 +27,8 @@ from ctae_core.io.path_map import path_map_file, read_path_map
 if TYPE_CHECKING:  # sources brings pydicom (~0.25 s), which `ctae remove` does not need
     from ctae_core.io.sources import SeriesSource
 
-__all__ = ["RemovedInputs", "StoredInput", "StoredPlaces", "at_mapped_places", "unchanged_since"]
+__all__ = ["RemovedInputs", "StoredInput", "StoredPlaces", "at_mapped_places", "place_names",
+           "unchanged_since"]
 
 logger = logging.getLogger(__name__)
 
@@ -217,6 +218,13 @@ class RemovedInputs:
             return True
         moved_from = self.by_uid.get(source.series_uid or "", ()) if source.kind == "dicom" else ()
         return any(not self.exists(place) for place in moved_from)
+
+
+def place_names(paths: Iterable[Path | str]) -> list[str]:
+    """``paths`` as a catalog may hold them: absolute as given, and with links resolved (a
+    source folder is stored as it was given; a later command may name it either way)."""
+    paths = list(paths)
+    return sorted({os.path.abspath(p) for p in paths} | {os.path.realpath(p) for p in paths})
 
 
 def _input_place(root: str, path: str, series_uid: str | None) -> tuple[str, str | None]:

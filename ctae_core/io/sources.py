@@ -31,7 +31,7 @@ from ctae_core.io.dicom_header import SLICE_TAGS, HeaderRefusal, SliceHeader, re
 __all__ = [
     "SLICE_TAGS", "Discovery", "Folder", "RefusedInput", "ScanFacts", "SeriesSource",
     "SliceHeader", "as_ingested_before", "discover_folder", "discover_sources", "distinct_roots",
-    "fingerprint_files", "list_folders", "merge_folders", "open_regular", "place_names", "quiet_pydicom",
+    "fingerprint_files", "list_folders", "merge_folders", "open_regular", "quiet_pydicom",
     "refused_beside", "volume_kind",
 ]  # fmt: skip
 
@@ -179,13 +179,6 @@ def discover_sources(
     found.sources.sort(key=lambda s: (s.source_root, s.source_path, s.group_key))
     found.refused.sort(key=lambda r: (r.source_root, r.source_path))
     return found
-
-
-def place_names(paths: Iterable[Path | str]) -> list[str]:
-    """``paths`` as a catalog may hold them: absolute as given, and with links resolved (a
-    source folder is stored as it was given; a later command may name it either way)."""
-    paths = list(paths)
-    return sorted({os.path.abspath(p) for p in paths} | {os.path.realpath(p) for p in paths})
 
 
 def distinct_roots(roots: Iterable[Path | str]) -> list[Path]:
