@@ -13,7 +13,11 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from data_catalog.job_runs import JOB_COLUMNS, job_list
+from data_catalog.job_runs import (
+    JOB_COLUMNS,
+    job_list,
+    running_jobs,  # noqa: F401  (read by the dashboard, data.py)
+)
 from data_catalog.removal import removed_scan_table  # noqa: F401  (read by the dashboard, data.py)
 from data_catalog.scans import duplicate_scans  # noqa: F401  (read by the dashboard, data.py)
 from data_catalog.scores import read_evaluation_bases

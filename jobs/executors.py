@@ -27,6 +27,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
+from ctae_core.io.processes import process_alive
 from jobs.executor_types import EXECUTORS, ExecutorConfig, TaskResult, describe_error
 
 logger = logging.getLogger(__name__)
@@ -159,17 +160,6 @@ def _exit_with(pid: int) -> None:
         while process_alive(pid):
             time.sleep(1.0)
     os._exit(1)
-
-
-def process_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists (any user's)."""
-    try:
-        os.kill(pid, 0)  # no signal sent: only whether the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, under another user
-        pass
-    return True
 
 
 def _init_worker(

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ctae_core.io.processes import process_alive, process_state, start_tick
 from data_catalog import connect
 from data_catalog.job_runs import (
     JobProcess,
@@ -27,7 +28,6 @@ from data_catalog.job_runs import (
     start_job_run,
 )
 from data_catalog.settings import CatalogSettings
-from jobs.executors import process_alive
 from jobs.job_errors import INTERRUPTED, JobError
 
 logger = logging.getLogger(__name__)
@@ -128,48 +128,7 @@ def reuse_freed_memory() -> None:
 def this_process(pid: int | None = None) -> JobProcess:
     """The id, machine and start tick of a process (default: this one)."""
     pid = os.getpid() if pid is None else pid
-    return JobProcess(pid, socket.gethostname(), _start_tick(pid))
-
-
-def _stat(pid: int) -> list[bytes]:
-    """The fields of ``/proc/PID/stat`` after the command name (Linux), [] where unknown."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            return handle.read().rsplit(b")", 1)[1].split()
-    except (OSError, IndexError):
-        return []
-
-
-def _start_tick(pid: int, fields: list[bytes] | None = None) -> str | None:
-    """Clock ticks after boot when ``pid`` started (Linux; from ``fields`` where already read),
-    None where unknown."""
-    fields = _stat(pid) if fields is None else fields
-    return fields[19].decode() if len(fields) > 19 else None
-
-
-def _is_alive(process: JobProcess) -> bool:
-    """Whether the process recorded for a job still runs (on this machine): a killed job that
-    its parent has not yet reaped (a zombie) has ended."""
-    if process.pid is None:
-        return True  # recorded before v4: nothing to go on
-    if not process_alive(process.pid):
-        return False
-    fields = _stat(process.pid)
-    if fields[:1] == [b"Z"]:
-        return False
-    if process.process_start is None:
-        return True
-    return _start_tick(process.pid, fields) in (process.process_start, None)
-
-
-def process_state(process: JobProcess, host: str | None = None) -> str:
-    """What the process recorded for a running job is now: ``running``, ``gone`` (it ended
-    without recording its end: killed, or its machine restarted; the next job on the catalog
-    marks it interrupted), or ``not checked`` (it runs on another machine than ``host``, this
-    one by default)."""
-    if process.host != (host or socket.gethostname()):
-        return "not checked"
-    return "running" if _is_alive(process) else "gone"
+    return JobProcess(pid, socket.gethostname(), start_tick(pid))
 
 
 def remove_dead_writers_parts(folder: Path) -> int:
@@ -191,7 +150,7 @@ def interrupt_dead_jobs(con: Any) -> int:
     dead = [
         job_id
         for job_id, process in running_job_runs(con).items()
-        if process.host == host and not _is_alive(process)
+        if process_state(process, host) == "gone"
     ]
     if dead:
         logger.info("marking %d job run(s) of dead processes as interrupted", len(dead))

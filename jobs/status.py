@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ctae_core.io.processes import process_state
 from data_catalog import connect
 from data_catalog.job_runs import running_jobs
 from data_catalog.scans import duplicate_counts
@@ -25,7 +26,6 @@ from data_catalog.settings import CatalogSettings
 from data_catalog.status import catalog_summary
 from jobs.job_errors import JobError, stop
 from jobs.options import CatalogOption, StoreOption, settings_from
-from jobs.runtime import process_state
 
 
 def read_status(settings: CatalogSettings, jobs: int = 5, disk: bool = False) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import json
 import streamlit as st
 
 from ctae_core.agreement import run_agreement
+from ctae_core.io.processes import process_state
 from ctae_core.thresholds import ThresholdRule
 from dashboard import data, echarts, state
 from data_catalog.filters import why_unflagged
@@ -102,12 +103,27 @@ run_id = state.require_run()
 st.subheader("Runs")
 st.dataframe(data.run_table(catalog), hide_index=True, width="stretch")
 jobs = data.job_table(catalog)
-for job in jobs[jobs["status"] == "running"].itertuples():
-    on = f" on run `{job.run_id}`" if isinstance(job.run_id, str) else ""
-    st.info(f"`ctae {job.job}`{on} is running since {job.started} (pid "
-            f"{job.pid} on {job.host}): what it writes shows here as it goes. A job killed "
-            "without notice stays listed as running until the next job starts.")
+gone = []
+for job in data.running_jobs(catalog):
+    on = f" on run `{job.run_id}`" if job.run_id else ""
+    process = f"pid {job.process.pid} on {job.process.host}"
+    state = process_state(job.process)
+    if state == "gone":
+        gone.append((job.process.host, job.process.pid))
+        st.warning(f"`ctae {job.job}`{on}, started {job.started_at} ({process}), has stopped "
+                   "without recording its end: it was killed, or its machine restarted. What it "
+                   "wrote is kept; run the same command again to go on from there (the next job "
+                   "on this catalog marks this one interrupted).")
+    else:
+        unchecked = (" This dashboard runs on another machine and cannot check that it still "
+                     "runs: `ctae status` on that machine can." if state == "not checked" else "")
+        st.info(f"`ctae {job.job}`{on} is running since {job.started_at} ({process}): what it "
+                f"writes shows here as it goes.{unchecked}")
 if len(jobs):
+    if gone:
+        jobs = jobs.assign(status=[
+            "gone" if status == "running" and (host, pid) in gone else status
+            for status, host, pid in zip(jobs["status"], jobs["host"], jobs["pid"], strict=True)])
     with st.expander(f"Recent jobs ({len(jobs)})"):
         st.dataframe(jobs, hide_index=True, width="stretch")
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import socket
+import subprocess
+import sys
 
 import duckdb
 import numpy as np
@@ -87,24 +91,37 @@ def test_overview_lists_the_scans_removed_from_the_catalog(catalog, open_page):
 
 
 def test_overview_shows_the_jobs_running_and_the_last_ones(catalog, open_page):
+    from ctae_core.io.processes import start_tick
     from data_catalog.job_runs import JobProcess, finish_job_run, start_job_run
 
     at = open_page(catalog, "overview")
     assert not [e for e in at.expander if "jobs" in e.label] and not at.info
+    here = socket.gethostname()
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)
     with connect(catalog.catalog_path) as con:
         done = start_job_run(con, "ingest", {"sources": ["/data"]}, JobProcess(11, "node1", "7"))
         finish_job_run(con, done, "done", {"ingested": 60})
         start_job_run(con, "score", {"run_id": "synthetic"}, JobProcess(12, "node2", "8"))
+        start_job_run(con, "embed", {"run_id": "synthetic"},
+                      JobProcess(int(ended.stdout), here, "1"))  # killed: its process is gone
+        start_job_run(con, "train", {"run_id": "r2"},
+                      JobProcess(os.getpid(), here, start_tick(os.getpid())))  # this process
     at = open_page(catalog, "overview")
-    (running,) = [i.value for i in at.info if "is running" in i.value]
-    assert running.startswith("`ctae score` on run `synthetic` is running since ")
-    assert "(pid 12 on node2)" in running
+    running = sorted(i.value for i in at.info if "is running" in i.value)
+    assert [r.split(" is running")[0] for r in running] == [
+        "`ctae score` on run `synthetic`", "`ctae train` on run `r2`"]
+    assert "(pid 12 on node2)" in running[0] and "cannot check" in running[0]  # another machine
+    assert f"(pid {os.getpid()} on {here})" in running[1] and "cannot check" not in running[1]
+    (gone,) = [w.value for w in at.warning if "without recording its end" in w.value]
+    assert gone.startswith("`ctae embed` on run `synthetic`, started ")
     (jobs,) = [e for e in at.expander if "jobs" in e.label]
-    assert jobs.label == "Recent jobs (2)"
-    table = jobs.dataframe[0].value
+    assert jobs.label == "Recent jobs (4)"
+    table = jobs.dataframe[0].value.sort_values("job")
     assert table[["job", "status", "run_id", "host"]].fillna("-").values.tolist() == [
-        ["score", "running", "synthetic", "node2"], ["ingest", "done", "-", "node1"]]
-    assert table["seconds"].isna().tolist() == [True, False]  # none while it runs
+        ["embed", "gone", "synthetic", here], ["ingest", "done", "-", "node1"],
+        ["score", "running", "synthetic", "node2"], ["train", "running", "r2", here]]
+    assert table["seconds"].isna().tolist() == [True, False, True, True]  # none while it runs
 
 
 def test_overview_compares_the_run_with_another(catalog, open_page):
