@@ -1,14 +1,18 @@
 """Short-lived DuckDB connections that wait politely for a busy catalog.
 
 DuckDB lets one process hold the file read-write at a time and, while it does, nobody else can
-open it at all. So nobody keeps a connection open while idle: open, run a short transaction,
-close; on a lock conflict, back off and retry (DESIGN.md "Catalog").
+open it at all; processes that only read share it. So nobody keeps a connection open while
+idle: open, run a short transaction, close; on a lock conflict, back off and retry (DESIGN.md
+"Catalog"). A read-only open asks for the write lock only to bring an older catalog to this
+ctae's schema, so a program that keeps the catalog open read-only (the DuckDB CLI with
+``-readonly``, a notebook) blocks no ctae command that only reads.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -82,11 +86,31 @@ def _open(path: Path, read_only: bool, wait_s: float) -> duckdb.DuckDBPyConnecti
                 ) from err
             if time.monotonic() >= deadline:
                 raise CatalogBusyError(
-                    f"{path}: the catalog stayed locked for {wait_s:.0f} s; another process "
-                    "(a job or the dashboard) is writing to it — retry when it finishes"
+                    f"{path}: the catalog stayed locked for {wait_s:.0f} s by "
+                    f"{_lock_holder(err)}. A ctae job or the dashboard holds it only while it "
+                    "writes; a program that keeps it open (the DuckDB CLI, a notebook) holds it "
+                    "until it closes it — retry when that process ends, or close it (a program "
+                    "that only reads can share the catalog: open it read-only, e.g. `duckdb "
+                    "-readonly`)"
                 ) from err
             time.sleep(delay_s * (0.5 + random.random()))
             delay_s = min(delay_s * 2, 0.5)
+
+
+def _lock_holder(err: Exception) -> str:
+    """The process DuckDB names in its lock refusal ("… is held in PROGRAM (PID N)"), with its
+    command line where this machine shows it; "another process" where it names none."""
+    found = re.search(r"\(PID (\d+)\)", str(err))
+    if not found:
+        return "another process"
+    pid = found.group(1)
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            words = handle.read().rstrip(b"\0").split(b"\0")
+    except OSError:
+        return f"process {pid}"
+    command = " ".join(w.decode(errors="replace") for w in words)
+    return f"process {pid} (`{command[:117] + '…' if len(command) > 120 else command}`)"
 
 
 def dict_rows(con: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> list[dict[str, Any]]:
@@ -140,12 +164,9 @@ def connect(
             raise CatalogMissingError(
                 f"{path}: no catalog here yet; run `ctae ingest SOURCE --catalog {path}` first"
             )
-        if key not in _MIGRATED:
-            with connect(path, read_only=False, wait_s=wait_s):
-                pass
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
-    con = _open(path, read_only, wait_s)
+    con = _first_read_open(path, wait_s) if read_only and key not in _MIGRATED else _open(path, read_only, wait_s)
     try:
         if not read_only and key not in _MIGRATED:
             _migrate(con, path)
@@ -157,6 +178,23 @@ def connect(
         yield con
     finally:
         con.close()
+
+
+def _first_read_open(path: Path, wait_s: float) -> duckdb.DuckDBPyConnection:
+    """A process's first read-only open of ``path``: read-only where the catalog is at this
+    ctae's schema; otherwise a read-write open first, which migrates it, or refuses it naming
+    what it is (``_migrate``)."""
+    try:
+        con = _open(path, True, wait_s)
+        if current_version(con) == SCHEMA_VERSION:
+            _MIGRATED.add(str(path.resolve()))
+            return con
+        con.close()
+    except CatalogUnreadableError:
+        pass  # the read-write open says what the file is (DuckDB opens a CSV file only so)
+    with connect(path, read_only=False, wait_s=wait_s):
+        pass
+    return _open(path, True, wait_s)
 
 
 def _migrate(con: duckdb.DuckDBPyConnection, path: Path) -> None:

@@ -25,7 +25,7 @@ from data_catalog.schema import current_version, table_names
 HOLD = textwrap.dedent(
     """
     import sys, time, duckdb
-    con = duckdb.connect(sys.argv[1])
+    con = duckdb.connect(sys.argv[1], read_only=sys.argv[3:] == ["read_only"])
     print("held", flush=True)
     time.sleep(float(sys.argv[2]))
     con.close()
@@ -33,8 +33,9 @@ HOLD = textwrap.dedent(
 )
 
 
-def _hold(path, seconds):
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(path), str(seconds)], stdout=subprocess.PIPE, text=True)
+def _hold(path, seconds, *mode):
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(path), str(seconds), *mode],
+                            stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"
     return proc
 
@@ -43,13 +44,43 @@ def test_busy_catalog_raises_after_waiting(settings):
     proc = _hold(settings.catalog_path, 5)
     try:
         start = time.monotonic()
-        with pytest.raises(CatalogBusyError, match="locked"):
+        with pytest.raises(CatalogBusyError, match="locked") as busy:
             with connect(settings.catalog_path, read_only=True, wait_s=0.5):
                 pass
         assert 0.4 < time.monotonic() - start < 3
+        assert f"locked for 0 s by process {proc.pid} (`{sys.executable} -c " in str(busy.value)
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_program_that_keeps_the_catalog_open_read_only_blocks_no_reader(settings):
+    with connect(settings.catalog_path) as con:
+        con.execute("INSERT INTO labels (label_id, scan_id, reviewer, verdict) VALUES ('l1', 's1', 'ann', 'inlier')")
+    connection._MIGRATED.clear()  # as in a new process: its first open once took the write lock
+    proc = _hold(settings.catalog_path, 10, "read_only")  # the DuckDB CLI with -readonly, say
+    try:
+        start = time.monotonic()
+        with connect(settings.catalog_path, read_only=True, wait_s=5) as con:
+            assert con.execute("SELECT count(*) FROM labels").fetchone()[0] == 1
+        assert time.monotonic() - start < 2  # read at once, not after waiting
+        with pytest.raises(CatalogBusyError) as busy:  # a writer must wait for it to close
+            with connect(settings.catalog_path, wait_s=0.3):
+                pass
+        assert f"by process {proc.pid} (" in str(busy.value) and "-readonly" in str(busy.value)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_an_older_catalog_opened_read_only_is_migrated_first(settings):
+    with connect(settings.catalog_path) as con:
+        con.execute("DELETE FROM schema_version WHERE version > 20")  # as v20 left it
+    connection._MIGRATED.clear()
+    with duckdb.connect(str(settings.catalog_path), read_only=True) as con:
+        assert current_version(con) == 20
+    with connect(settings.catalog_path, read_only=True) as con:
+        assert current_version(con) == SCHEMA_VERSION
 
 
 def test_writer_waits_for_a_short_lock_and_then_writes(settings):
