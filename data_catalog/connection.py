@@ -11,6 +11,7 @@ ctae's schema, so a program that keeps the catalog open read-only (the DuckDB CL
 from __future__ import annotations
 
 import logging
+import os
 import random
 import re
 import time
@@ -99,16 +100,19 @@ def _open(path: Path, read_only: bool, wait_s: float) -> duckdb.DuckDBPyConnecti
 
 def _lock_holder(err: Exception) -> str:
     """The process DuckDB names in its lock refusal ("… is held in PROGRAM (PID N)"), with its
-    command line where this machine shows it; "another process" where it names none."""
-    found = re.search(r"\(PID (\d+)\)", str(err))
+    command line where it runs on this machine; "another process" where it names none."""
+    found = re.search(r"held in (.+?) \(PID (\d+)\)", str(err))
     if not found:
         return "another process"
-    pid = found.group(1)
+    program, pid = found.groups()
     try:
+        same = os.path.realpath(f"/proc/{pid}/exe") == os.path.realpath(program)
         with open(f"/proc/{pid}/cmdline", "rb") as handle:
             words = handle.read().rstrip(b"\0").split(b"\0")
     except OSError:
-        return f"process {pid}"
+        same = False
+    if not same:  # gone since, another user's, or on another machine sharing the disk
+        return f"process {pid} ({program}; on another machine, if none runs here)"
     command = " ".join(w.decode(errors="replace") for w in words)
     return f"process {pid} (`{command[:117] + '…' if len(command) > 120 else command}`)"
 

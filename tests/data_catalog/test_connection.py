@@ -195,3 +195,18 @@ def test_a_transaction_that_duckdb_ended_raises_its_own_error_not_the_rollbacks(
                 con.execute("INSERT INTO labels (label_id, scan_id, reviewer, verdict) VALUES ('l2', 's1', 'bo', 'inlier')")
                 raise ZeroDivisionError  # a live transaction is still rolled back
         assert con.execute("SELECT label_id FROM labels").fetchall() == [("l1",)]
+
+
+def test_a_lock_held_from_another_machine_is_not_pinned_on_a_local_process():
+    # on a shared disk DuckDB names the holder's pid on its own machine: here that pid may be
+    # another program, which the busy error must not name as the holder
+    import os
+
+    err = duckdb.IOException(f'Could not set lock on file "c.duckdb": Conflicting lock is held in '
+                             f'/opt/other/duckdb (PID {os.getpid()}).')
+    assert connection._lock_holder(err) == (
+        f"process {os.getpid()} (/opt/other/duckdb; on another machine, if none runs here)")
+    err = duckdb.IOException(f"Conflicting lock is held in {sys.executable} (PID {os.getpid()}).")
+    here = connection._lock_holder(err)  # this process: its command line, as it was started
+    assert here.startswith(f"process {os.getpid()} (`") and "pytest" in here
+    assert connection._lock_holder(duckdb.IOException("Could not set lock")) == "another process"
