@@ -170,7 +170,10 @@ def connect(
             )
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
-    con = _first_read_open(path, wait_s) if read_only and key not in _MIGRATED else _open(path, read_only, wait_s)
+    if read_only and key not in _MIGRATED:
+        con = _first_read_open(path, wait_s)
+    else:
+        con = _open(path, read_only, wait_s)
     try:
         if not read_only and key not in _MIGRATED:
             _migrate(con, path)
