@@ -99,6 +99,15 @@ def running_jobs(con: duckdb.DuckDBPyConnection) -> list[RunningJob]:
             for job, pid, host, start, started, run_id in con.execute(_ALL_RUNNING).fetchall()]
 
 
+def how_to_go_on(job: str, run_id: str | None) -> str:
+    """What to run after ``job`` (on ``run_id``) stopped without recording its end: the words of
+    ``ctae status`` and the Overview. Every job keeps what it wrote and skips it when run again;
+    a training goes on from its last epoch only when asked to resume."""
+    if job == "train" and run_id:
+        return f"`ctae train --run {run_id} --resume` goes on from its last finished epoch"
+    return f"the same `ctae {job}` command again goes on from what it wrote"
+
+
 def mark_interrupted(con: duckdb.DuckDBPyConnection, job_ids: list[str]) -> int:
     """Mark running jobs whose process is gone as ``interrupted``; returns how many."""
     if not job_ids:

@@ -19,7 +19,7 @@ import typer
 
 from ctae_core.io.processes import process_state
 from data_catalog import connect
-from data_catalog.job_runs import running_jobs
+from data_catalog.job_runs import how_to_go_on, running_jobs
 from data_catalog.scans import duplicate_counts
 from data_catalog.schema import current_version
 from data_catalog.settings import CatalogSettings
@@ -115,6 +115,16 @@ def _gb(use: dict[str, int]) -> str:
     return f"{use['bytes'] / 1e9:.2f} GB in {use['files']:,} files"
 
 
+def _process_note(job: dict[str, Any]) -> str:
+    """What ``status_lines`` adds to a running job's process state."""
+    if job["process"] == "gone":
+        return (": it stopped without recording its end, killed or its machine restarted; "
+                + how_to_go_on(job["job"], job["run_id"]))
+    if job["process"] == "not checked":
+        return ": it runs on another machine; `ctae status` there tells"
+    return ""
+
+
 def status_lines(status: dict[str, Any]) -> list[str]:
     """``read_status`` for the terminal."""
     lines = [f"catalog {status['catalog']} (schema v{status['schema']}), store {status['store']}"]
@@ -140,7 +150,7 @@ def status_lines(status: dict[str, Any]) -> list[str]:
     for job in status["running"]:
         on = f" on run {job['run_id']}" if job["run_id"] else ""
         lines.append(f"running: ctae {job['job']}{on}, pid {job['pid']} on {job['host']} since "
-                     f"{job['started']} ({job['process']})")
+                     f"{job['started']} ({job['process']}{_process_note(job)})")
     if status["jobs"]:
         lines.append("last jobs:")
         lines += [f"  {j['started']}  {j['job']:<9} {j['status']:<11} "

@@ -11,6 +11,7 @@ from ctae_core.io.processes import process_state
 from ctae_core.thresholds import ThresholdRule
 from dashboard import data, echarts, state
 from data_catalog.filters import why_unflagged
+from data_catalog.job_runs import how_to_go_on
 
 
 def epoch_ranges(epochs: list[int]) -> str:
@@ -112,8 +113,8 @@ for job in data.running_jobs(catalog):
         gone.append((job.process.host, job.process.pid))
         st.warning(f"`ctae {job.job}`{on}, started {job.started_at} ({process}), has stopped "
                    "without recording its end: it was killed, or its machine restarted. What it "
-                   "wrote is kept; run the same command again to go on from there (the next job "
-                   "on this catalog marks this one interrupted).")
+                   f"wrote is kept: {how_to_go_on(job.job, job.run_id)} (the next job on this "
+                   "catalog marks this one interrupted).")
     else:
         unchecked = (" This dashboard runs on another machine and cannot check that it still "
                      "runs: `ctae status` on that machine can." if state == "not checked" else "")

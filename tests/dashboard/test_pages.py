@@ -115,6 +115,7 @@ def test_overview_shows_the_jobs_running_and_the_last_ones(catalog, open_page):
     assert f"(pid {os.getpid()} on {here})" in running[1] and "cannot check" not in running[1]
     (gone,) = [w.value for w in at.warning if "without recording its end" in w.value]
     assert gone.startswith("`ctae embed` on run `synthetic`, started ")
+    assert "kept: the same `ctae embed` command again goes on from what it wrote" in gone
     (jobs,) = [e for e in at.expander if "jobs" in e.label]
     assert jobs.label == "Recent jobs (4)"
     table = jobs.dataframe[0].value.sort_values("job")

@@ -67,11 +67,21 @@ def test_running_jobs_are_told_apart_from_ones_whose_process_is_gone(settings):
         start_job_run(con, "ingest", {"sources": ["/data"]}, this_process(int(ended.stdout)))
     said = _status(settings)
     assert f"running: ctae score on run synthetic, pid {os.getpid()} on " in said
-    assert "(running)" in said and "running: ctae ingest, pid " in said and "(gone)" in said
+    assert "(running)" in said and "running: ctae ingest, pid " in said
+    assert ("(gone: it stopped without recording its end, killed or its machine restarted; the "
+            "same `ctae ingest` command again goes on from what it wrote)") in said
     assert "next:\n  run synthetic: score running" in said
     with connect(settings.catalog_path, read_only=True) as con:  # read-only: nothing was marked
         assert con.execute("SELECT count(*) FROM job_runs WHERE status = 'running'").fetchone() == (2,)
 
+
+
+def test_a_killed_training_is_told_to_resume_not_to_start_again():
+    from data_catalog.job_runs import how_to_go_on
+
+    # `ctae train --run r` again refuses a run the catalog holds: only --resume goes on
+    assert how_to_go_on("train", "r") == "`ctae train --run r --resume` goes on from its last finished epoch"
+    assert how_to_go_on("score", "r") == "the same `ctae score` command again goes on from what it wrote"
 
 
 def test_a_failed_job_is_listed_with_how_it_failed(settings):
