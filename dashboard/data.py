@@ -125,6 +125,7 @@ dataset_hu_histogram = _view("dataset_hu_histogram")
 export_log = _view("export_log")
 job_table = _view("job_table")
 running_jobs = _view("running_jobs")
+catalog_summary = _view("catalog_summary", labels=True)
 
 
 @st.cache_resource(ttl=TTL_S, show_spinner="Reading the catalog …", max_entries=4)

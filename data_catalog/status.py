@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import duckdb
 
@@ -99,3 +100,37 @@ def catalog_summary(con: duckdb.DuckDBPyConnection, jobs: int = 5) -> dict[str, 
     summary["runs"] = dict_rows(con, _RUNS)
     summary["jobs"] = job_list(con, jobs, ended=True)
     return summary
+
+
+def next_steps(status: dict[str, Any], done: bool = True) -> list[str]:
+    """What to run next, in order (``ctae status``, the Overview): ingest, train, then for each
+    run what it lacks (a training to resume, scans to score, flags, an embedding), or, where
+    ``done``, the dashboard and export once it has all. ``status``: ``catalog_summary``'s dict
+    with ``running``, each job recorded as running with its ``job``, ``run_id`` and ``process``
+    (``ctae_core.io.processes.process_state``)."""
+    if not status["scans"]:
+        return ["ingest scans: `ctae ingest SOURCE...`"]
+    if not status["runs"]:
+        return ["train a run on the scans: `ctae train --run NAME`"]
+    busy = {(job["job"], job["run_id"]) for job in status["running"] if job["process"] == "running"}
+    steps = []
+    for run in status["runs"]:
+        r = run["run_id"]
+        if any(run_id == r for _, run_id in busy):
+            steps.append(f"run {r}: {', '.join(j for j, i in sorted(busy) if i == r)} running")
+        elif run["status"] != "trained":
+            steps.append(f"run {r}: its training stopped at epoch {run['epochs_done']} "
+                         f"({run['status']}): `ctae train --run {r} --resume` goes on")
+        elif run["scored"] < status["scans"]:
+            steps.append(f"run {r}: {status['scans'] - run['scored']} of {status['scans']} scans "
+                         f"not scored: `ctae score --run {r}`")
+        elif run["unflagged"]:
+            from data_catalog.filters import why_unflagged  # with pandas: only when it is needed
+
+            steps.append(f"run {r}: {run['unflagged']} scans have no flag: {why_unflagged(r)}")
+        elif run["embedded"] < run["scored"]:
+            steps.append(f"run {r}: `ctae embed --run {r}` (the feature space's map and clusters)")
+        elif done:
+            steps.append(f"run {r}: done; review it with `ctae dashboard`, list its scans with "
+                         f"`ctae export --run {r} --out FILE`")
+    return steps

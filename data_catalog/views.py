@@ -21,6 +21,7 @@ from data_catalog.job_runs import (
 from data_catalog.removal import removed_scan_table  # noqa: F401  (read by the dashboard, data.py)
 from data_catalog.scans import duplicate_scans  # noqa: F401  (read by the dashboard, data.py)
 from data_catalog.scores import read_evaluation_bases
+from data_catalog.status import catalog_summary  # noqa: F401  (read by the dashboard, data.py)
 
 _LATEST_PER_REVIEWER = """
 latest AS (

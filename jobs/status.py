@@ -23,7 +23,7 @@ from data_catalog.job_runs import how_to_go_on, running_jobs
 from data_catalog.scans import duplicate_counts
 from data_catalog.schema import current_version
 from data_catalog.settings import CatalogSettings
-from data_catalog.status import catalog_summary
+from data_catalog.status import catalog_summary, next_steps
 from jobs.job_errors import JobError, stop
 from jobs.options import CatalogOption, StoreOption, settings_from
 
@@ -74,37 +74,6 @@ def disk_use(settings: CatalogSettings, run_ids: list[str]) -> dict[str, Any]:
     anomaly maps: what `ctae remove --run` frees), in files and bytes."""
     return {"volumes": folder_use(settings.volumes_dir),
             "runs": {r: folder_use(settings.run_dir(r)) for r in run_ids}}
-
-
-def next_steps(status: dict[str, Any]) -> list[str]:
-    """What to run next, in order: ingest, train, then for each run what it lacks (a training to
-    resume, scans to score, flags, an embedding), or the dashboard and export once it is done."""
-    if not status["scans"]:
-        return ["ingest scans: `ctae ingest SOURCE...`"]
-    if not status["runs"]:
-        return ["train a run on the scans: `ctae train --run NAME`"]
-    busy = {(job["job"], job["run_id"]) for job in status["running"] if job["process"] == "running"}
-    steps = []
-    for run in status["runs"]:
-        r = run["run_id"]
-        if any(run_id == r for _, run_id in busy):
-            steps.append(f"run {r}: {', '.join(j for j, i in sorted(busy) if i == r)} running")
-        elif run["status"] != "trained":
-            steps.append(f"run {r}: its training stopped at epoch {run['epochs_done']} "
-                         f"({run['status']}): `ctae train --run {r} --resume` goes on")
-        elif run["scored"] < status["scans"]:
-            steps.append(f"run {r}: {status['scans'] - run['scored']} of {status['scans']} scans "
-                         f"not scored: `ctae score --run {r}`")
-        elif run["unflagged"]:
-            from data_catalog.filters import why_unflagged  # with pandas: only when it is needed
-
-            steps.append(f"run {r}: {run['unflagged']} scans have no flag: {why_unflagged(r)}")
-        elif run["embedded"] < run["scored"]:
-            steps.append(f"run {r}: `ctae embed --run {r}` (the feature space's map and clusters)")
-        else:
-            steps.append(f"run {r}: done; review it with `ctae dashboard`, list its scans with "
-                         f"`ctae export --run {r} --out FILE`")
-    return steps
 
 
 def _number(value: Any) -> str:

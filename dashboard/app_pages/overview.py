@@ -12,6 +12,7 @@ from ctae_core.thresholds import ThresholdRule
 from dashboard import data, echarts, state
 from data_catalog.filters import why_unflagged
 from data_catalog.job_runs import how_to_go_on
+from data_catalog.status import next_steps
 
 
 def epoch_ranges(epochs: list[int]) -> str:
@@ -104,12 +105,13 @@ run_id = state.require_run()
 st.subheader("Runs")
 st.dataframe(data.run_table(catalog), hide_index=True, width="stretch")
 jobs = data.job_table(catalog)
-gone = []
+gone, running = [], []
 for job in data.running_jobs(catalog):
     on = f" on run `{job.run_id}`" if job.run_id else ""
     process = f"pid {job.process.pid} on {job.process.host}"
-    state = process_state(job.process)
-    if state == "gone":
+    now = process_state(job.process)
+    running.append({"job": job.job, "run_id": job.run_id, "process": now})
+    if now == "gone":
         gone.append((job.process.host, job.process.pid))
         st.warning(f"`ctae {job.job}`{on}, started {job.started_at} ({process}), has stopped "
                    "without recording its end: it was killed, or its machine restarted. What it "
@@ -117,9 +119,12 @@ for job in data.running_jobs(catalog):
                    "catalog marks this one interrupted).")
     else:
         unchecked = (" This dashboard runs on another machine and cannot check that it still "
-                     "runs: `ctae status` on that machine can." if state == "not checked" else "")
+                     "runs: `ctae status` on that machine can." if now == "not checked" else "")
         st.info(f"`ctae {job.job}`{on} is running since {job.started_at} ({process}): what it "
                 f"writes shows here as it goes.{unchecked}")
+steps = next_steps({**data.catalog_summary(catalog), "running": running}, done=False)
+if steps:
+    st.markdown("**Next** (as `ctae status` prints it):\n" + "\n".join(f"- {step}" for step in steps))
 if len(jobs):
     if gone:
         jobs = jobs.assign(status=[

@@ -125,6 +125,26 @@ def test_overview_shows_the_jobs_running_and_the_last_ones(catalog, open_page):
     assert table["seconds"].isna().tolist() == [True, False, True, True]  # none while it runs
 
 
+def test_overview_says_what_to_run_next_as_ctae_status_does(catalog, open_page):
+    from ctae_core.io.processes import start_tick
+    from data_catalog.job_runs import JobProcess, start_job_run
+
+    def said(at):
+        return [m.value for m in at.markdown if m.value.startswith("**Next**")]
+
+    assert said(open_page(catalog, "overview")) == []  # scored, flagged, embedded: nothing to run
+    with connect(catalog.catalog_path) as con:
+        con.execute("UPDATE runs SET status = 'training', epochs_done = 4")
+    (steps,) = said(open_page(catalog, "overview"))
+    assert steps.endswith("\n- run synthetic: its training stopped at epoch 4 (training): "
+                          "`ctae train --run synthetic --resume` goes on")
+    with connect(catalog.catalog_path) as con:  # resumed in a process that runs
+        start_job_run(con, "train", {"run_id": "synthetic"},
+                      JobProcess(os.getpid(), socket.gethostname(), start_tick(os.getpid())))
+    (steps,) = said(open_page(catalog, "overview"))
+    assert steps.endswith("\n- run synthetic: train running")
+
+
 def test_overview_compares_the_run_with_another(catalog, open_page):
     from dashboard import data
 
