@@ -424,6 +424,23 @@ def _refuse_the_store(roots: list[Path], settings: CatalogSettings, redact: bool
                                "and volume files are in")
 
 
+def _refuse_missing_before_a_catalog(roots: list[Path], settings: CatalogSettings, redact: bool) -> None:
+    """Refuse a source that does not exist before a first ingest creates the catalog: a mistyped
+    path leaves no empty catalog behind. (Into a catalog that exists, the refusal is recorded
+    as the job's failure, which ``ctae status`` lists.)
+
+    Raises:
+        JobError: naming the path (``redact``: naming none).
+    """
+    if settings.catalog_path.exists():
+        return
+    for root in roots:
+        if not root.exists():
+            where = "a source folder" if redact else str(root)
+            raise JobError(f"{where}: source folder does not exist; check the path (no catalog "
+                           f"was created at {settings.catalog_path})")
+
+
 def _confirmed(outcomes: list[IngestOutcome], discovery, known: dict) -> list[IngestOutcome]:
     """The outcomes whose input ``discovery`` holds unchanged; a volume stored for any other
     (a piece of a series) is removed unless the catalog knows its id."""
@@ -787,6 +804,7 @@ def ingest_command(
     config = executor_from(executor, ray_address, workers)
     try:
         _refuse_the_store(sources, settings, redact_paths)
+        _refuse_missing_before_a_catalog(sources, settings, redact_paths)
     except JobError as err:
         raise stop("ingest", err) from err
     shown = [str(s) for s in sources]

@@ -183,6 +183,22 @@ def test_exit_codes_nothing_ingestible_missing_source_and_unwritable_catalog(tmp
     assert store.exit_code == 2 and f"{blocker / 'store'} lies below a file" in store.output
 
 
+def test_a_mistyped_first_source_leaves_no_empty_catalog_behind(tmp_path, settings):
+    fresh = tmp_path / "new" / "catalog.duckdb"
+    missing = _invoke(tmp_path / "nope", "--catalog", fresh)
+    assert missing.exit_code == 2
+    assert f"{tmp_path / 'nope'}: source folder does not exist; check the path (no catalog was " \
+        f"created at {fresh})" in " ".join(missing.output.split())
+    assert not fresh.exists() and not fresh.parent.exists()
+    write_phantom(tmp_path / "in")
+    assert _invoke(tmp_path / "in", "--catalog", fresh).exit_code == 0
+    again = _invoke(tmp_path / "nope", "--catalog", fresh)  # into a catalog: recorded as failed
+    assert again.exit_code == 2 and "no catalog was created" not in again.output
+    with connect(fresh, read_only=True) as con:
+        assert con.execute("SELECT job, status FROM job_runs ORDER BY started_at").fetchall() == [
+            ("ingest", "done"), ("ingest", "failed")]
+
+
 def test_discovery_reports_every_file_it_looks_at_before_any_input_is_read(tmp_path, settings):
     slices = write_phantom(tmp_path / "in" / "ct")
     write_junk(tmp_path / "in" / "ct")  # a DICOMDIR, notes and a thumbnail: looked at too
