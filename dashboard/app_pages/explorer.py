@@ -1,5 +1,6 @@
 """Outlier explorer: scores against pixel count and HU (thesis Fig. 4.2–4.5), histograms of
-validation/test MSE_m with T (Fig. 4.7 / 4.8) and the flagged scans (Table 4.2)."""
+validation/test MSE_m with T (Fig. 4.7 / 4.8; the splits the Splits filter picks, where it picks
+any) and the flagged scans (Table 4.2)."""
 
 from __future__ import annotations
 
@@ -85,11 +86,14 @@ for column, (key, chart) in zip(st.columns(2), scatters.items(), strict=True):
             alt=chart.alt,
         )
 
+# the thesis's figures hold the validation and test scans; the Splits filter picks others
+histogram_splits = [s for s in ("train", "val", "test", "unseen") if s in splits] or ["val", "test"]
 st.echarts_chart(
-    echarts.split_histograms(scans, score, threshold),
-    key="split_histograms",
+    echarts.split_histograms(scans, score, threshold, histogram_splits),
+    key=f"split_histograms-{'-'.join(histogram_splits)}",
     height=340,
-    alt=f"Histograms of {charts.AXIS_TITLES.get(score, score)} of the validation and test scans",
+    alt=f"Histograms of {charts.AXIS_TITLES.get(score, score)} of the "
+        f"{', '.join(histogram_splits)} scans",
 )
 
 st.subheader("Flagged scans")

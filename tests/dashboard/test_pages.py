@@ -284,6 +284,12 @@ def test_explorer_scatters_histograms_and_split_filter(catalog, open_page):
 
     at.multiselect(key="explorer_splits").set_value(["test"]).run()
     assert _items(options(at)[0]) == n_test
+    assert [s["name"] for s in options(at)[2]["series"]] == [f"test (n={n_test})"]
+    at.multiselect(key="explorer_splits").set_value(["test", "train"]).run()  # in split order
+    (n_train,) = _db(catalog, "SELECT count(*) FROM scores WHERE split = 'train'")[0]
+    assert [s["name"] for s in options(at)[2]["series"]] == [f"train (n={n_train})",
+                                                              f"test (n={n_test})"]
+    at.multiselect(key="explorer_splits").set_value(["test"]).run()
     at.selectbox(key="explorer_color").set_value("cluster").run()
     names = {s["name"] for s in options(at)[0]["series"]}
     assert names <= {"noise"} | {f"cluster {c}" for c in (0, 1, 2, 3)}
