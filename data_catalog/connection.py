@@ -42,8 +42,9 @@ class CatalogMissingError(CatalogError, FileNotFoundError):
 
 class CatalogNotWritableError(CatalogError, PermissionError):
     """The catalog (or the folder for a new one) is on a read-only disk, or not this user's to
-    write: every ctae command opens it to write (a job records itself, the dashboard its
-    labels and sign-ins)."""
+    write, and the command writes to it (a job records itself, the dashboard its labels; only
+    reading commands such as ``ctae status`` go on, and an older catalog needs writing once to
+    be brought to this ctae's schema)."""
 
 
 NOT_WRITABLE = ("Read-only file system", "Permission denied")
@@ -73,10 +74,11 @@ def _open(path: Path, read_only: bool, wait_s: float) -> duckdb.DuckDBPyConnecti
         except duckdb.Error as err:
             if not read_only and any(words in str(err) for words in NOT_WRITABLE):
                 raise CatalogNotWritableError(
-                    f"{path}: cannot be opened to write ({str(err).strip()}); every ctae command "
-                    "writes to its catalog (a job records itself, the dashboard its labels): run "
-                    "it where the file and its folder are writable, or copy the catalog with its "
-                    "store to a disk that is. The file was not changed"
+                    f"{path}: cannot be opened to write ({str(err).strip()}); this command "
+                    "writes to the catalog (a job records itself, the dashboard its labels; "
+                    "`ctae status` only reads): run it where the file and its folder are "
+                    "writable, or copy the catalog with its store to a disk that is. The file was "
+                    "not changed"
                 ) from err
             if not _is_lock_error(err):
                 raise CatalogUnreadableError(

@@ -214,17 +214,22 @@ def test_a_catalog_this_user_may_not_write_is_named_as_such_not_as_no_catalog(tm
     with connect(catalog):
         pass
     before = catalog.read_bytes()
+    (tmp_path / "empty").mkdir()
     catalog.chmod(0o444)
     shared.chmod(0o555)
     try:
-        for args in (["export", "--list", "--catalog", str(catalog)],
-                     ["ingest", str(tmp_path / "nothing"), "--catalog", str(shared / "new.duckdb")]):
+        for args in (["ingest", str(tmp_path / "empty"), "--catalog", str(catalog)],
+                     ["ingest", str(tmp_path / "empty"), "--catalog", str(shared / "new.duckdb")]):
             done = _ctae(*args, honour_permissions=True)
             assert done.returncode == 2, done.stderr
             said = done.stderr.strip().splitlines()[-1]
             command, path = args[0], args[-1]
             assert said.startswith(f"ctae {command}: {path}: cannot be opened to write (")
             assert "Permission denied" in said and "run it where the file and its folder are writable" in said
+        # a command that only reads goes on: a current catalog is opened read-only as it is
+        for args in (["export", "--list", "--catalog", str(catalog)], ["status", "--catalog", str(catalog)]):
+            done = _ctae(*args, honour_permissions=True)
+            assert done.returncode == 0, done.stderr
         assert catalog.read_bytes() == before and sorted(p.name for p in shared.iterdir()) == ["catalog.duckdb"]
     finally:
         shared.chmod(0o755)
