@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from data_catalog.errors import CatalogError
+
 BUSY_TIMEOUT_MS = 10_000
 
 _SCHEMA = [
@@ -110,18 +112,62 @@ def to_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
+NOT_WRITABLE = ("unable to open database file", "readonly database", "read-only file system")
+"""SQLite's words for a journal it cannot create, or open to write (WAL mode writes beside the
+file even to read)."""
+
+
+class JournalNotWritableError(CatalogError, PermissionError):
+    """The review journal beside the catalog cannot be created or written here (a read-only
+    share): the review pages, sessions and sign-in cannot work, the other pages can."""
+
+
+def _not_writable(path: Path, err: Exception) -> JournalNotWritableError:
+    return JournalNotWritableError(
+        f"{path}: the review journal cannot be opened here ({str(err).strip()}). Reviews, review "
+        "sessions and sign-in attempts are kept in it beside the catalog, so they need that "
+        "folder writable: serve the dashboard where it is, or copy the catalog with its store "
+        "to a disk that is. The pages that only show the catalog work without it")
+
+
 @contextmanager
 def open_journal(catalog: Path | str, *, write: bool = True) -> Iterator[sqlite3.Connection]:
     """The catalog's journal for one unit of work: a transaction that commits (fsynced) on exit.
 
-    ``write=False`` takes no write lock (readers never wait for writers in WAL mode).
+    ``write=False`` takes no write lock (readers never wait for writers in WAL mode); where the
+    journal cannot be opened to write (a read-only share), it reads the file as it is, or an
+    empty journal where there is none.
 
-    Creates the journal (and its tables) on first use. Raises ``sqlite3.OperationalError`` only
-    if another writer held it for longer than ten seconds, which short transactions never do.
+    Creates the journal (and its tables) on first use. Raises ``JournalNotWritableError`` for a
+    write the folder does not allow, and ``sqlite3.OperationalError`` only if another writer held
+    it for longer than ten seconds, which short transactions never do.
     """
     path = journal_path(catalog)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    try:
+        con = _connect(path)
+    except JournalNotWritableError:
+        if write:
+            raise
+        con = _read_as_it_is(path)
+    try:
+        con.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            yield con
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+    finally:
+        con.close()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """The journal opened to write, in WAL mode, its tables made on first use."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        con = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    except (OSError, sqlite3.OperationalError) as err:
+        raise _not_writable(path, err) from err
     try:
         con.row_factory = sqlite3.Row
         con.execute("PRAGMA journal_mode=WAL")
@@ -132,15 +178,26 @@ def open_journal(catalog: Path | str, *, write: bool = True) -> Iterator[sqlite3
             for statement in _SCHEMA:
                 con.execute(statement)
             _READY.add(key)
-        con.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-        try:
-            yield con
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
-    finally:
+    except sqlite3.OperationalError as err:
         con.close()
+        if any(words in str(err) for words in NOT_WRITABLE):
+            raise _not_writable(path, err) from err
+        raise
+    return con
+
+
+def _read_as_it_is(path: Path) -> sqlite3.Connection:
+    """A journal nobody can write here: its file read as it is (``immutable``: no lock and no
+    WAL file to create, as nothing can change it), or, where there is none, an empty one in
+    memory."""
+    if path.is_file():
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?immutable=1", uri=True, isolation_level=None)
+    else:
+        con = sqlite3.connect(":memory:", isolation_level=None)
+        for statement in _SCHEMA:
+            con.execute(statement)
+    con.row_factory = sqlite3.Row
+    return con
 
 
 def journal_exists(catalog: Path | str) -> bool:

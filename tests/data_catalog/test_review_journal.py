@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -194,3 +195,47 @@ def test_final_verdict_overrides_the_reads_in_scan_table_and_explorer(settings):
             explorer = views.explorer_scans(con, "synthetic").set_index("scan_id")
         assert (row["label"], row["causes"]) == ("outlier", "metal implant")
         assert explorer.loc["syn0000001", "label"] == "outlier"
+
+
+READ_ONLY_SHARE = """
+import sys
+from data_catalog.journal import JournalNotWritableError, open_journal
+catalog = sys.argv[1]
+with open_journal(catalog, write=False) as j:
+    print(j.execute("SELECT count(*) FROM labels").fetchone()[0])
+try:
+    with open_journal(catalog) as j:
+        pass
+except JournalNotWritableError as err:
+    print(err)
+"""
+
+
+@pytest.mark.parametrize("with_journal", [False, True])
+def test_a_journal_on_a_read_only_share_is_read_as_it_is_and_a_write_says_why(tmp_path, with_journal):
+    # a dashboard on a share this user may not write shows the catalog's pages; the review
+    # pages read the journal as it is (or an empty one), and a write names the folder
+    import os
+
+    share = tmp_path / "share"
+    share.mkdir()
+    catalog = share / "catalog.duckdb"
+    if with_journal:
+        with open_journal(catalog) as j:
+            j.execute("INSERT INTO labels (label_id, scan_id, reviewer, verdict, causes, session_id, "
+                      "created_at) VALUES ('l1', 's1', 'ann', 'outlier', '[]', 'x', '2026-12-07')")
+    share.chmod(0o555)
+    try:
+        prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+        done = subprocess.run([*prefix, sys.executable, "-c", READ_ONLY_SHARE, str(catalog)],
+                              capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+        assert done.returncode == 0, done.stderr
+        count, said = done.stdout.splitlines()
+        assert count == ("1" if with_journal else "0")
+        assert said.startswith(f"{share / 'catalog.review.sqlite'}: the review journal cannot be opened here (")
+        assert "serve the dashboard where it is, or copy the catalog with its store" in said
+        assert sorted(p.name for p in share.iterdir()) == (
+            ["catalog.review.sqlite"] if with_journal else [])  # nothing written beside it
+    finally:
+        share.chmod(0o755)
