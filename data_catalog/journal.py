@@ -188,8 +188,8 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 def _read_as_it_is(path: Path) -> sqlite3.Connection:
     """A journal nobody can write here: its file read as it is (``immutable``: no lock and no
-    WAL file to create, as nothing can change it), or, where there is none, an empty one in
-    memory."""
+    WAL file to create, as nothing can change it; rows a writer left in a WAL file it never
+    checkpointed are not read), or, where there is none, an empty one in memory."""
     if path.is_file():
         con = sqlite3.connect(f"{path.resolve().as_uri()}?immutable=1", uri=True, isolation_level=None)
     else:
