@@ -190,8 +190,19 @@ def mark_flagged(fig: go.Figure, scans: pd.DataFrame, x: str, y: str) -> go.Figu
     return fig
 
 
+CLUSTER_BINS = 30
+"""Bins of the per-cluster histograms: shared by every cluster, so that bars line up (each
+cluster binned on its own drew a comb of slivers of different widths)."""
+
+
 def cluster_histograms(scans: pd.DataFrame, column: str, clusters: pd.Series) -> go.Figure:
-    """Overlaid histograms of ``column`` per cluster (thesis Fig. 4.21 / 4.22)."""
+    """Overlaid histograms of ``column`` per cluster on shared bins (thesis Fig. 4.21 / 4.22)."""
+    every = scans[column].to_numpy(dtype=np.float64)
+    every = every[np.isfinite(every)]
+    edges = np.histogram_bin_edges(every, bins=CLUSTER_BINS) if every.size else None
+    xbins = None if edges is None else {
+        "start": float(edges[0]), "size": float(edges[1] - edges[0]) or 1.0,
+        "end": float(edges[-1] + (edges[1] - edges[0]) / 2)}  # the largest value in the last bin
     fig = go.Figure()
     for cluster in sorted(clusters.dropna().unique()):
         values = scans.loc[(clusters == cluster).to_numpy(), column].dropna().to_numpy()
@@ -203,7 +214,7 @@ def cluster_histograms(scans: pd.DataFrame, column: str, clusters: pd.Series) ->
                 marker_color=category_colour(name),
                 opacity=0.6,
                 histnorm="probability",
-                nbinsx=40,
+                xbins=xbins,
             )
         )
     return _overlaid(fig, column, "fraction of cluster", height=320)

@@ -585,3 +585,11 @@ def test_feature_space_colours_each_cluster_alike_in_the_umap_and_the_histograms
         assert colours(hist_pixels) == in_umap
         assert colours(hist_mse) == in_umap
         assert len(set(in_umap.values())) == min(len(in_umap), 11)  # 10 cluster colours + grey noise
+        for figure, column in ((hist_pixels, "pixel_count"), (hist_mse, "mse_m")):
+            (shared,) = {json.dumps(t["xbins"], sort_keys=True) for t in figure["data"]}  # one set
+            bins = json.loads(shared)
+            values = _db(catalog, f"SELECT min({column}), max({column}) FROM scans JOIN scores "
+                                  "USING (scan_id)")[0]
+            assert bins["start"] == pytest.approx(values[0])
+            assert bins["size"] == pytest.approx((values[1] - values[0]) / charts.CLUSTER_BINS)
+            assert bins["end"] > values[1]  # the largest value has a bin
