@@ -74,19 +74,24 @@ SELECT (SELECT count(*) FROM scans) AS scans,
        (SELECT count(*) FROM exports) AS exports
 """
 _ERRORS_BY_REASON = "SELECT reason, count(*) FROM ingest_errors GROUP BY reason ORDER BY 2 DESC, 1"
+# the scores counted per run first, then joined to the runs: grouping the joined rows by every
+# run column took 0.40 s for two runs of 1M scans, this 0.12 s (the Overview reads it too)
 _RUNS = """
+WITH counted AS (
+    SELECT run_id, count(*) AS scored, count(*) FILTER (WHERE is_outlier) AS flagged,
+           count(*) FILTER (WHERE outlier_score IS NOT NULL AND is_outlier IS NULL) AS unflagged
+    FROM scores WHERE scan_id IN (SELECT scan_id FROM scans) GROUP BY run_id
+)
 SELECT r.run_id, r.preset, r.status, r.epochs_done,
        TRY_CAST(json_extract_string(r.config_json, '$.epochs') AS INTEGER) AS epochs,
        r.threshold,
-       count(s.scan_id) AS scored,
-       count(s.scan_id) FILTER (WHERE s.is_outlier) AS flagged,
-       count(s.scan_id) FILTER (WHERE s.outlier_score IS NOT NULL AND s.is_outlier IS NULL)
-           AS unflagged,
+       coalesce(c.scored, 0) AS scored, coalesce(c.flagged, 0) AS flagged,
+       coalesce(c.unflagged, 0) AS unflagged,
        (SELECT count(*) FROM embeddings e WHERE e.run_id = r.run_id) AS embedded,
        (SELECT count(*) FROM evaluations v WHERE v.run_id = r.run_id) > 0 AS evaluated,
        strftime(r.created_at, '%Y-%m-%d %H:%M') AS created
-FROM runs r LEFT JOIN scores s ON s.run_id = r.run_id AND s.scan_id IN (SELECT scan_id FROM scans)
-GROUP BY ALL ORDER BY created, r.run_id
+FROM runs r LEFT JOIN counted c ON c.run_id = r.run_id
+ORDER BY created, r.run_id
 """
 
 
