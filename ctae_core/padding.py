@@ -117,3 +117,24 @@ def random_slab(length: int, slab: int, rng: np.random.Generator) -> tuple[slice
 def round_up(size: Sequence[int], multiple: int) -> tuple[int, ...]:
     """Each extent rounded up to a multiple of ``multiple``."""
     return tuple(-(-int(n) // multiple) * multiple for n in size)
+
+
+def mirror_ends(array: np.ndarray, slices: int) -> tuple[np.ndarray, int]:
+    """``array`` (Z, Y, X) with up to ``slices`` slices mirrored beyond each end in Z (its edge
+    slice not repeated), so that a model sees anatomy going on past the first and last slice
+    rather than the scan cut off against air.
+
+    Why: the denoising U-Net learns from cubes inside the body and reconstructs a scan's end
+    slices worst when air follows them: on stop 61's development seed 393, the two end slices
+    at each side read a body RMS error of 121 HU against 75 HU in between on the TotalSegmentator
+    DICOM form's 13-slice copies, 105 against 63 HU on the other validation inliers; mirrored
+    by 8 slices, 78 and 78 HU.
+
+    Returns:
+        The extended array and how many slices were added at each end (fewer than asked for a
+        scan shorter than ``slices`` + 1; none for a single slice).
+    """
+    added = max(0, min(int(slices), array.shape[0] - 1))
+    if added == 0:
+        return array, 0
+    return np.pad(array, ((added, added), (0, 0), (0, 0)), mode="reflect"), added

@@ -72,7 +72,7 @@ class Plan:
         """How the trained model wants its input (stored in the checkpoint for scoring)."""
         return InputSpec(self.cfg.spacing_mm, self.pad_size_zyx, self.mean_hu, self.std_hu,
                          z_multiple=z_multiple(self.cfg), fit_box=fit_box(self.cfg),
-                         window=self.cfg.window)
+                         window=self.cfg.window, mirror_z=END_MIRROR_SLICES if fit_box(self.cfg) else 0)
 
 
 @dataclass
@@ -117,6 +117,11 @@ class PlanError(ValueError):
 def fully_convolutional(cfg: TrainConfig) -> bool:
     """The model takes any input whose sides are multiples of 8 (U-Net, or a spatial latent)."""
     return cfg.model.architecture == "dae_unet" or cfg.model.bottleneck == "spatial"
+
+
+END_MIRROR_SLICES = 8
+"""Slices a U-Net run's scans are mirrored by beyond each Z end when scored (``InputSpec.mirror_z``):
+one cell of the U-Net's coarsest level, 24 mm at 3 mm."""
 
 
 def fit_box(cfg: TrainConfig) -> bool:
