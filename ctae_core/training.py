@@ -32,7 +32,7 @@ from ctae_core.data import (
 )
 from ctae_core.inference import InputSpec, forward_volume, load_state
 from ctae_core.model import DOWNSAMPLING, Autoencoder, build_model
-from ctae_core.padding import round_up
+from ctae_core.padding import mirror_ends, placement, round_up
 from ctae_core.unet import coarse_noise
 
 StateDict = dict[str, torch.Tensor]
@@ -309,26 +309,34 @@ def validate(model: nn.Module, plan: Plan, dist: Dist) -> tuple[float, float]:
     """Mean over validation scans of (MSE over the scan's region, MSE of predicting the training mean).
 
     Predicting the training mean is predicting 0 in normalised units, so its MSE is mean(x²).
-    Scans are padded exactly as ``inference.prepare_input`` pads them for scoring.
+    Scans are padded exactly as ``inference.prepare_input`` pads them for scoring (a U-Net
+    run's mirrored past its end slices first), and measured over the scan alone.
     """
     model = unwrap(model)  # no DDP collectives on rank 0 alone
     model.eval()
     val_ds = plan.val_ds
-    groups: dict[tuple[int, int, int], list[tuple[torch.Tensor, torch.Tensor]]] = {}
+    mirror = plan.input_spec.mirror_z
+    groups: dict[tuple[int, int, int], list[tuple[torch.Tensor, torch.Tensor, int]]] = {}
     for i in range(len(val_ds)):
         hu, off = val_ds[i]
-        groups.setdefault(val_ds.box_for(hu.shape), []).append((hu, off))
+        added = 0
+        if mirror:
+            extended, added = mirror_ends(hu.numpy(), mirror)
+            hu = torch.from_numpy(extended)
+            off = torch.tensor([s.start for s in placement(hu.shape, val_ds.box_for(hu.shape))])
+        groups.setdefault(val_ds.box_for(hu.shape), []).append((hu, off, added))
     mse, base = [], []
     bs = max(1, plan.cfg.batch_size)
     with torch.no_grad(), _autocast(dist):
         for box, members in groups.items():
             for start in range(0, len(members), bs):
                 chunk = members[start : start + bs]
-                offsets = torch.stack([off for _, off in chunk])
-                x = _to_device([hu for hu, _ in chunk], offsets, box, plan, dist)
+                offsets = torch.stack([off for _, off, _ in chunk])
+                x = _to_device([hu for hu, _, _ in chunk], offsets, box, plan, dist)
                 recon = forward_volume(model, x, plan.cfg.window).float()
-                for i, (hu, off) in enumerate(chunk):
+                for i, (hu, off, added) in enumerate(chunk):
                     region = tuple(slice(o, o + n) for o, n in zip(off.tolist(), hu.shape, strict=True))
+                    region = (slice(region[0].start + added, region[0].stop - added), *region[1:])
                     xi, ri = x[i, 0][region], recon[i, 0][region]
                     mse.append(torch.mean((ri - xi) ** 2).item())
                     base.append(torch.mean(xi**2).item())

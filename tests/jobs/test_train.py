@@ -13,6 +13,7 @@ from ctae_core.data import assign_splits
 from ctae_core.inference import prepare_input, reconstruct
 from ctae_core.io.checkpoint import load_checkpoint, load_normal_error, load_run_model
 from ctae_core.io.volume_store import save_volume
+from ctae_core.padding import round_up
 from ctae_core.phantoms import torso
 from data_catalog import CatalogSettings, connect
 from data_catalog.runs import get_run, read_splits, train_history
@@ -81,7 +82,7 @@ def test_tiny_run_trains_and_records_everything(settings):
     normal = load_normal_error(run["checkpoint_path"])  # fitted after training on the 9 training scans
     assert normal is not None and normal.n_scans == 9
     assert 0 < min(map(min, normal.level_hu)) <= max(map(max, normal.level_hu)) < 3000
-    assert (spec.z_multiple, spec.fit_box, spec.window) == (8, True, 192)
+    assert (spec.z_multiple, spec.fit_box, spec.window, spec.mirror_z) == (8, True, 192, 8)
     val_id = next(k for k, v in splits.items() if v == "val")
     from ctae_core.io.volume_store import load_volume
 
@@ -91,6 +92,7 @@ def test_tiny_run_trains_and_records_everything(settings):
     recon, latent = reconstruct(model, prep.x, window=spec.window)
     mse = float(np.mean((recon[prep.region] - prep.x[prep.region]) ** 2))
     assert mse == pytest.approx(run["best_val_loss"], rel=1e-4)  # score sees what validation saw
+    assert prep.x.shape[0] == round_up([prep.hu.shape[0] + 16], 8)[0]  # mirrored 8 slices each end
     assert latent.shape == (64,)
 
 
