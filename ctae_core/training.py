@@ -72,7 +72,8 @@ class Plan:
         """How the trained model wants its input (stored in the checkpoint for scoring)."""
         return InputSpec(self.cfg.spacing_mm, self.pad_size_zyx, self.mean_hu, self.std_hu,
                          z_multiple=z_multiple(self.cfg), fit_box=fit_box(self.cfg),
-                         window=self.cfg.window, mirror_z=END_MIRROR_SLICES if fit_box(self.cfg) else 0)
+                         window=self.cfg.window, mirror_z=END_MIRROR_SLICES if fit_box(self.cfg) else 0,
+                         mirror_under_z=self.cfg.patch_size if fit_box(self.cfg) else None)
 
 
 @dataclass
@@ -120,8 +121,9 @@ def fully_convolutional(cfg: TrainConfig) -> bool:
 
 
 END_MIRROR_SLICES = 8
-"""Slices a U-Net run's scans are mirrored by beyond each Z end when scored (``InputSpec.mirror_z``):
-one cell of the U-Net's coarsest level, 24 mm at 3 mm."""
+"""Slices a U-Net run's short scans (fewer slices than a training cube's side) are mirrored by
+beyond each Z end when scored (``InputSpec.mirror_z``): one cell of the U-Net's coarsest level,
+24 mm at 3 mm."""
 
 
 def fit_box(cfg: TrainConfig) -> bool:
@@ -310,18 +312,18 @@ def validate(model: nn.Module, plan: Plan, dist: Dist) -> tuple[float, float]:
 
     Predicting the training mean is predicting 0 in normalised units, so its MSE is mean(x²).
     Scans are padded exactly as ``inference.prepare_input`` pads them for scoring (a U-Net
-    run's mirrored past its end slices first), and measured over the scan alone.
+    run's short scans mirrored past their end slices first), and measured over the scan alone.
     """
     model = unwrap(model)  # no DDP collectives on rank 0 alone
     model.eval()
     val_ds = plan.val_ds
-    mirror = plan.input_spec.mirror_z
+    spec = plan.input_spec
     groups: dict[tuple[int, int, int], list[tuple[torch.Tensor, torch.Tensor, int]]] = {}
     for i in range(len(val_ds)):
         hu, off = val_ds[i]
         added = 0
-        if mirror:
-            extended, added = mirror_ends(hu.numpy(), mirror)
+        if spec.end_mirror(hu.shape[0]):
+            extended, added = mirror_ends(hu.numpy(), spec.end_mirror(hu.shape[0]))
             hu = torch.from_numpy(extended)
             off = torch.tensor([s.start for s in placement(hu.shape, val_ds.box_for(hu.shape))])
         groups.setdefault(val_ds.box_for(hu.shape), []).append((hu, off, added))

@@ -105,10 +105,14 @@ def test_mirror_ends_reflects_without_repeating_the_edge_slice():
 
 
 def test_a_unet_run_sees_the_scan_mirrored_past_its_ends_and_is_measured_on_the_scan(phantom_hu):
-    spec = InputSpec(3.0, (24, 40, 40), -500.0, 500.0, z_multiple=8, fit_box=True, window=192, mirror_z=8)
+    spec = InputSpec(3.0, (24, 40, 40), -500.0, 500.0, z_multiple=8, fit_box=True, window=192, mirror_z=8,
+                     mirror_under_z=32)
     assert InputSpec.from_dict(spec.to_dict()) == spec
-    older = {k: v for k, v in spec.to_dict().items() if k != "mirror_z"}
-    assert InputSpec.from_dict(older).mirror_z == 0  # runs trained before stop 61 keep their air
+    older = {k: v for k, v in spec.to_dict().items() if k not in ("mirror_z", "mirror_under_z")}
+    assert InputSpec.from_dict(older).end_mirror(16) == 0  # runs trained before stop 61 keep their air
+    long = np.concatenate([phantom_hu, phantom_hu])  # 32 slices: a training cube's side, not mirrored
+    as_shipped = prepare_input(long, 3.0, spec)
+    assert as_shipped.x.shape == (32, 32, 32) and as_shipped.region[0] == slice(0, 32)
     prep = prepare_input(phantom_hu, 3.0, spec)  # 16 slices + 8 mirrored each end = 32
     assert prep.x.shape == (32, 32, 32) and prep.region[0] == slice(8, 24)
     np.testing.assert_allclose(prep.x[prep.region], (phantom_hu + 500.0) / 500.0, rtol=1e-6)
