@@ -22,7 +22,7 @@ from ctae_core.config import model_config_from_dict
 from ctae_core.data import rescale_volume
 from ctae_core.errors import CheckpointError
 from ctae_core.model import Autoencoder, build_model
-from ctae_core.padding import AIR_HU, Region, mirror_ends, normalised_air, pad_to_size, round_up
+from ctae_core.padding import AIR_HU, Region, normalised_air, pad_to_size, round_up
 from ctae_core.scoring import body_mask
 from ctae_core.unet import DenoisingUNet3D
 
@@ -44,11 +44,6 @@ class InputSpec:
             U-Net: no frame of air to compute), not to ``pad_size_zyx``.
         window: Side of the sliding windows the model runs in over a scan (``dae_unet``);
             ``None`` = one pass over the whole padded input.
-        mirror_z: Slices mirrored beyond each end of a scan in Z before the padding with air
-            (``ctae_core.padding.mirror_ends``): 8 for U-Net runs trained since stop 61; 0 for
-            earlier runs and the Med3D model, whose air follows the end slices.
-        mirror_under_z: Only scans of fewer slices than this (at ``spacing_mm``) are mirrored
-            (U-Net runs: 32, a training cube's side); ``None``: every scan.
     """
 
     spacing_mm: float
@@ -58,15 +53,6 @@ class InputSpec:
     z_multiple: int | None = None
     fit_box: bool = False
     window: int | None = None
-    mirror_z: int = 0
-    mirror_under_z: int | None = None
-
-    def end_mirror(self, slices: int) -> int:
-        """How many slices a scan of ``slices`` slices is mirrored by at each end (``mirror_z``
-        where it applies, else 0)."""
-        if self.z_multiple is None or (self.mirror_under_z is not None and slices >= self.mirror_under_z):
-            return 0
-        return self.mirror_z
 
     def box_for(self, shape_zyx: tuple[int, ...]) -> tuple[int, int, int]:
         """The padded (Z, Y, X) box a scan of ``shape_zyx`` (at ``spacing_mm``) is placed in."""
@@ -105,8 +91,6 @@ class InputSpec:
             z_multiple=None if data.get("z_multiple") is None else int(data["z_multiple"]),
             fit_box=bool(data.get("fit_box", False)),
             window=None if data.get("window") is None else int(data["window"]),
-            mirror_z=int(data.get("mirror_z", 0)),
-            mirror_under_z=None if data.get("mirror_under_z") is None else int(data["mirror_under_z"]),
         )
 
 
@@ -116,8 +100,7 @@ class PreparedInput:
 
     Attributes:
         x: Normalised, padded float32 (Z, Y, X) of ``spec.box_for(scan shape)`` (the pad size,
-            or for fully convolutional runs the scan's Z rounded up to 8); pad = normalised air,
-            after ``spec.end_mirror`` mirrored slices at each Z end.
+            or for fully convolutional runs the scan's Z rounded up to 8); pad = normalised air.
         region: Slices of ``x`` where the scan sits (centred: deterministic).
         hu: The scan in HU at the run's spacing, float32, unpadded; ``x[region]`` is its
             normalised copy. If the scan was larger than the pad size, this is the centre-cropped
@@ -150,8 +133,7 @@ class PreparedInput:
 def prepare_input(
     hu_int16: np.ndarray, stored_spacing_mm: float, spec: InputSpec, name: str = "scan"
 ) -> PreparedInput:
-    """Resample a stored scan to the run's spacing, normalise it and pad it with air, centred; a
-    U-Net run's short scan first mirrored beyond its end slices (``spec.end_mirror``).
+    """Resample a stored scan to the run's spacing, normalise it and pad it, centred.
 
     Args:
         hu_int16: Stored HU volume (Z, Y, X), int16 (a memory map is fine).
@@ -162,15 +144,7 @@ def prepare_input(
     if np.asarray(hu_int16).ndim != 3:
         raise ValueError(f"{name}: expected a (Z, Y, X) HU volume, got shape {np.shape(hu_int16)}")
     hu = rescale_volume(hu_int16, stored_spacing_mm, spec.spacing_mm)
-    if spec.end_mirror(hu.shape[0]):  # only where Z is never cropped
-        extended, added = mirror_ends(hu, spec.end_mirror(hu.shape[0]))
-        padded, around, inside = pad_to_size(extended, spec.box_for(extended.shape), AIR_HU, rng=None,
-                                             name=name)
-        z = around[0].start + added
-        region = (slice(z, z + hu.shape[0]), around[1], around[2])
-        kept = (slice(0, hu.shape[0]), inside[1], inside[2])
-    else:
-        padded, region, kept = pad_to_size(hu, spec.box_for(hu.shape), AIR_HU, rng=None, name=name)
+    padded, region, kept = pad_to_size(hu, spec.box_for(hu.shape), AIR_HU, rng=None, name=name)
     return PreparedInput(x=spec.normalise(padded), region=region, hu=hu[kept], kept=kept,
                          stored_hu=hu_int16, stored_spacing_mm=float(stored_spacing_mm))
 

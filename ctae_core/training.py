@@ -32,7 +32,7 @@ from ctae_core.data import (
 )
 from ctae_core.inference import InputSpec, forward_volume, load_state
 from ctae_core.model import DOWNSAMPLING, Autoencoder, build_model
-from ctae_core.padding import mirror_ends, placement, round_up
+from ctae_core.padding import round_up
 from ctae_core.unet import coarse_noise
 
 StateDict = dict[str, torch.Tensor]
@@ -72,8 +72,7 @@ class Plan:
         """How the trained model wants its input (stored in the checkpoint for scoring)."""
         return InputSpec(self.cfg.spacing_mm, self.pad_size_zyx, self.mean_hu, self.std_hu,
                          z_multiple=z_multiple(self.cfg), fit_box=fit_box(self.cfg),
-                         window=self.cfg.window, mirror_z=END_MIRROR_SLICES if fit_box(self.cfg) else 0,
-                         mirror_under_z=self.cfg.patch_size if fit_box(self.cfg) else None)
+                         window=self.cfg.window)
 
 
 @dataclass
@@ -118,12 +117,6 @@ class PlanError(ValueError):
 def fully_convolutional(cfg: TrainConfig) -> bool:
     """The model takes any input whose sides are multiples of 8 (U-Net, or a spatial latent)."""
     return cfg.model.architecture == "dae_unet" or cfg.model.bottleneck == "spatial"
-
-
-END_MIRROR_SLICES = 8
-"""Slices a U-Net run's short scans (fewer slices than a training cube's side) are mirrored by
-beyond each Z end when scored (``InputSpec.mirror_z``): one cell of the U-Net's coarsest level,
-24 mm at 3 mm."""
 
 
 def fit_box(cfg: TrainConfig) -> bool:
@@ -311,34 +304,26 @@ def validate(model: nn.Module, plan: Plan, dist: Dist) -> tuple[float, float]:
     """Mean over validation scans of (MSE over the scan's region, MSE of predicting the training mean).
 
     Predicting the training mean is predicting 0 in normalised units, so its MSE is mean(x²).
-    Scans are padded exactly as ``inference.prepare_input`` pads them for scoring (a U-Net
-    run's short scans mirrored past their end slices first), and measured over the scan alone.
+    Scans are padded exactly as ``inference.prepare_input`` pads them for scoring.
     """
     model = unwrap(model)  # no DDP collectives on rank 0 alone
     model.eval()
     val_ds = plan.val_ds
-    spec = plan.input_spec
-    groups: dict[tuple[int, int, int], list[tuple[torch.Tensor, torch.Tensor, int]]] = {}
+    groups: dict[tuple[int, int, int], list[tuple[torch.Tensor, torch.Tensor]]] = {}
     for i in range(len(val_ds)):
         hu, off = val_ds[i]
-        added = 0
-        if spec.end_mirror(hu.shape[0]):
-            extended, added = mirror_ends(hu.numpy(), spec.end_mirror(hu.shape[0]))
-            hu = torch.from_numpy(extended)
-            off = torch.tensor([s.start for s in placement(hu.shape, val_ds.box_for(hu.shape))])
-        groups.setdefault(val_ds.box_for(hu.shape), []).append((hu, off, added))
+        groups.setdefault(val_ds.box_for(hu.shape), []).append((hu, off))
     mse, base = [], []
     bs = max(1, plan.cfg.batch_size)
     with torch.no_grad(), _autocast(dist):
         for box, members in groups.items():
             for start in range(0, len(members), bs):
                 chunk = members[start : start + bs]
-                offsets = torch.stack([off for _, off, _ in chunk])
-                x = _to_device([hu for hu, _, _ in chunk], offsets, box, plan, dist)
+                offsets = torch.stack([off for _, off in chunk])
+                x = _to_device([hu for hu, _ in chunk], offsets, box, plan, dist)
                 recon = forward_volume(model, x, plan.cfg.window).float()
-                for i, (hu, off, added) in enumerate(chunk):
+                for i, (hu, off) in enumerate(chunk):
                     region = tuple(slice(o, o + n) for o, n in zip(off.tolist(), hu.shape, strict=True))
-                    region = (slice(region[0].start + added, region[0].stop - added), *region[1:])
                     xi, ri = x[i, 0][region], recon[i, 0][region]
                     mse.append(torch.mean((ri - xi) ** 2).item())
                     base.append(torch.mean(xi**2).item())

@@ -9,15 +9,7 @@ import pytest
 
 from ctae_core.data import rescale_volume
 from ctae_core.inference import InputSpec, abs_error_hu, prepare_input
-from ctae_core.padding import (
-    AIR_HU,
-    mirror_ends,
-    normalised_air,
-    pad_to_size,
-    placement,
-    random_slab,
-    round_up,
-)
+from ctae_core.padding import AIR_HU, normalised_air, pad_to_size, placement, random_slab, round_up
 
 
 def test_normalised_air_is_not_zero():
@@ -91,37 +83,3 @@ def test_abs_error_is_in_hu_over_the_scan_region_only(phantom_hu):
     error = abs_error_hu(prep, recon, spec)
     assert error.shape == phantom_hu.shape and error.dtype == np.float32
     np.testing.assert_allclose(error, 50.0, rtol=1e-4)
-
-
-def test_mirror_ends_reflects_without_repeating_the_edge_slice():
-    scan = (np.arange(5)[:, None, None] * np.ones((5, 2, 3))).astype(np.int16)
-    extended, added = mirror_ends(scan, 3)
-    assert added == 3 and extended.shape == (11, 2, 3) and extended.dtype == np.int16
-    assert extended[:, 0, 0].tolist() == [3, 2, 1, 0, 1, 2, 3, 4, 3, 2, 1]
-    short, added = mirror_ends(scan[:2], 8)  # as many as the scan has beyond its edge slice
-    assert added == 1 and short[:, 0, 0].tolist() == [1, 0, 1, 0]
-    single, added = mirror_ends(scan[:1], 8)
-    assert added == 0 and single.shape == (1, 2, 3)
-
-
-def test_a_unet_run_sees_the_scan_mirrored_past_its_ends_and_is_measured_on_the_scan(phantom_hu):
-    spec = InputSpec(3.0, (24, 40, 40), -500.0, 500.0, z_multiple=8, fit_box=True, window=192, mirror_z=8,
-                     mirror_under_z=32)
-    assert InputSpec.from_dict(spec.to_dict()) == spec
-    older = {k: v for k, v in spec.to_dict().items() if k not in ("mirror_z", "mirror_under_z")}
-    assert InputSpec.from_dict(older).end_mirror(16) == 0  # runs trained before stop 61 keep their air
-    long = np.concatenate([phantom_hu, phantom_hu])  # 32 slices: a training cube's side, not mirrored
-    as_shipped = prepare_input(long, 3.0, spec)
-    assert as_shipped.x.shape == (32, 32, 32) and as_shipped.region[0] == slice(0, 32)
-    prep = prepare_input(phantom_hu, 3.0, spec)  # 16 slices + 8 mirrored each end = 32
-    assert prep.x.shape == (32, 32, 32) and prep.region[0] == slice(8, 24)
-    np.testing.assert_allclose(prep.x[prep.region], (phantom_hu + 500.0) / 500.0, rtol=1e-6)
-    np.testing.assert_allclose(prep.x[7], prep.x[9])  # the first slice's mirror, not air
-    np.testing.assert_allclose(prep.x[24], prep.x[22])
-    np.testing.assert_array_equal(prep.hu, phantom_hu.astype(np.float32))
-    recon = prep.x.copy()
-    recon[prep.region] += 0.1
-    recon[:8] += 9.0  # the mirrored slices are context, never part of the error
-    np.testing.assert_allclose(abs_error_hu(prep, recon, spec), 50.0, rtol=1e-4)
-    air = prepare_input(phantom_hu, 3.0, InputSpec.from_dict(older))
-    assert air.x.shape == (16, 32, 32) and np.all(air.x[:, 0, 0] == pytest.approx(spec.pad_value))
