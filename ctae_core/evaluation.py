@@ -205,6 +205,54 @@ def evaluate_by_base(scores: np.ndarray, truth: np.ndarray, base: np.ndarray, *,
     return rows
 
 
+@dataclass(frozen=True)
+class SizeBiasByBase:
+    """A score's size bias among the inliers (Spearman ρ with pixel count), taken apart by the
+    base each scan was made from.
+
+    Why: on a real-anatomy cohort the bases come in sizes of their own (a 40 mm slab, a 550 mm
+    bore) and score at levels of their own; ρ over all inliers mixes how the bases' levels line
+    up with their sizes (``between``) with how a score leans with size among copies of one scan
+    (``within``). On ten seeds of stop 61, ``between`` ran from −0.54 to +0.69 and ``within``
+    averaged −0.056; ``centred`` (each score less its base's median) lay within −0.141 and +0.031.
+
+    Attributes:
+        within: ρ inside each base, averaged weighted by its inliers.
+        between: ρ of each inlier's base median score with its base median pixel count.
+        centred: ρ of each score less its base's median score, with pixel count.
+        n_bases: Bases with enough inliers to take part.
+    """
+
+    within: float
+    between: float
+    centred: float
+    n_bases: int
+
+
+def size_bias_by_base(scores: np.ndarray, pixel_count: np.ndarray, truth: np.ndarray, base: np.ndarray,
+                      *, min_inliers: int = 6) -> SizeBiasByBase | None:
+    """``SizeBiasByBase`` over the inliers of bases with ≥ ``min_inliers`` scored inliers; None
+    with fewer than two such bases. NaN scores are left out."""
+    scores = np.asarray(scores, dtype=np.float64)
+    keep = np.isfinite(scores) & (np.asarray(truth, dtype=object) == INLIER)
+    names = np.array([str(b) for b in np.asarray(base, dtype=object)], dtype=object)[keep]
+    values, sizes = scores[keep], np.asarray(pixel_count, dtype=np.float64)[keep]
+    bases = [b for b in sorted(set(names)) if b and (names == b).sum() >= min_inliers]
+    if len(bases) < 2:
+        return None
+    inside = np.isin(names, bases)
+    values, sizes, names = values[inside], sizes[inside], names[inside]
+    level = {b: float(np.median(values[names == b])) for b in bases}
+    own_level = np.array([level[b] for b in names])
+    own_size = np.array([float(np.median(sizes[names == b])) for b in names])
+    within = [(int((names == b).sum()), spearman(values[names == b], sizes[names == b])) for b in bases]
+    within = [(n, rho) for n, rho in within if np.isfinite(rho)]  # a base of one size has no ρ
+    return SizeBiasByBase(within=float(np.average([r for _, r in within], weights=[n for n, _ in within]))
+                          if within else float("nan"),
+                          between=spearman(own_level, own_size),
+                          centred=spearman(values - own_level, sizes), n_bases=len(bases))
+
+
 def pixel_stat_features(columns: Mapping[str, np.ndarray]) -> np.ndarray:
     """(N, 9) pixel statistics per scan: HU mean/std/min/max/p1/p99, log pixel count, body and
     metal fractions. ``columns`` maps the ``scans`` column names to (N,) arrays."""
@@ -230,5 +278,5 @@ def isolation_forest_scores(features: np.ndarray, fit_rows: np.ndarray, *, seed:
 __all__ = [
     "BaseRow", "EvaluationRow", "evaluate_by_base", "evaluate_method", "histogram_features",
     "isolation_forest_scores", "mahalanobis_scores", "pixel_stat_features", "precision_recall_at",
-    "ranking_metrics", "spearman", "spearman_interval",
+    "ranking_metrics", "size_bias_by_base", "SizeBiasByBase", "spearman", "spearman_interval",
 ]

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import typer
 
-from ctae_core.evaluation import INLIER
+from ctae_core.evaluation import INLIER, SizeBiasByBase, size_bias_by_base
 from data_catalog import CatalogSettings, connect
 from data_catalog import scores as catalog_scores
 from data_catalog.filters import why_unflagged
@@ -209,8 +209,8 @@ def run_evaluate(settings: CatalogSettings, run_id: str, truth_path: Path,
     args = {"run_id": run_id, "truth": str(truth_path), "splits": splits}
     with job_run(settings, "evaluate", args) as counts:
         rows = evaluate_run(inputs, labels, run, show_progress)
-        by_base = (base_rows(inputs, labels, match_truth(inputs, truth.assign(truth=truth["base"])), run)
-                   if "base" in truth else [])
+        bases = match_truth(inputs, truth.assign(truth=truth["base"])) if "base" in truth else None
+        by_base = base_rows(inputs, labels, bases, run) if bases is not None else []
         with connect(settings.catalog_path) as con:
             catalog_scores.write_evaluations(con, run_id, rows, str(truth_path.resolve()))
             catalog_scores.write_evaluation_bases(con, run_id, by_base, str(truth_path.resolve()))
@@ -226,6 +226,7 @@ def run_evaluate(settings: CatalogSettings, run_id: str, truth_path: Path,
     table.attrs["localisation"] = located
     table.attrs["other_p"] = other_p
     table.attrs["by_base"] = by_base
+    table.attrs["size_by_base"] = size_bias_of_bases(inputs, labels, bases, run) if bases is not None else None
     return table
 
 
@@ -248,6 +249,26 @@ def base_rows(inputs: pd.DataFrame, labels: pd.Series, bases: pd.Series,
     threshold = _method_threshold(method, values, inputs["split"].to_numpy(), run)
     return [asdict(r) for r in evaluate_by_base(values[known], labels[known].to_numpy(dtype=object),
                                                   named.to_numpy(dtype=object), threshold=threshold)]
+
+
+def size_bias_of_bases(inputs: pd.DataFrame, labels: pd.Series, bases: pd.Series,
+                       run: dict[str, Any]) -> SizeBiasByBase | None:
+    """The run score's size bias taken apart by the truth file's bases (``size_bias_by_base``);
+    printed, not stored."""
+    known = labels.notna().to_numpy()
+    values = inputs[run.get("threshold_score") or "mse_m"].to_numpy(dtype=np.float64, na_value=np.nan)
+    return size_bias_by_base(values[known], inputs["pixel_count"].to_numpy(dtype=np.float64)[known],
+                             labels[known].to_numpy(dtype=object),
+                             bases[known].fillna("").to_numpy(dtype=object))
+
+
+def format_size_by_base(parts: SizeBiasByBase | None) -> str:
+    """``size_bias_of_bases`` as one line; empty without two bases of enough inliers."""
+    if parts is None:
+        return ""
+    return (f"taken apart by the truth file's {parts.n_bases} bases: within each base {parts.within:+.3f} "
+            f"(weighted by its inliers); the bases' median scores against their median sizes "
+            f"{parts.between:+.3f}; each score less its base's median {parts.centred:+.3f}")
 
 
 def format_by_base(rows: list[dict[str, Any]], run_score: str) -> str:
@@ -376,6 +397,8 @@ def evaluate(
         typer.echo(other)
     if bias := format_size_bias(table, run_score):
         typer.echo(bias)
+        if parts := format_size_by_base(table.attrs.get("size_by_base")):
+            typer.echo(parts)
     typer.echo(format_localisation(table.attrs.get("localisation", {})))
     if beside:
         other_catalog = beside_catalog or settings.catalog_path

@@ -16,6 +16,7 @@ from ctae_core.evaluation import (
     pixel_stat_features,
     precision_recall_at,
     ranking_metrics,
+    size_bias_by_base,
     spearman_interval,
 )
 
@@ -77,6 +78,28 @@ def test_each_base_ranks_its_outliers_against_its_own_inliers_and_the_cohorts():
     scores = SCORES.copy()
     scores[4] = np.nan  # b's only outlier unscored: left out, as evaluate_method leaves it
     assert np.isnan({r.base: r for r in evaluate_by_base(scores, TRUTH, base, threshold=None)}["b"].auroc_cohort)
+
+
+def test_size_bias_is_taken_apart_into_the_bases_levels_and_the_slope_within_each_base():
+    rng = np.random.default_rng(3)
+    # two bases whose own levels line up with their sizes; inside each, the score falls with size
+    small, large = np.arange(100.0, 110.0), np.arange(1000.0, 1012.0)
+    sizes = np.concatenate([small, large, [5000.0, 50.0, 60.0]])
+    scores = np.concatenate([1.0 - 0.01 * np.arange(10) + rng.normal(0, 0.02, 10),
+                             5.0 - 0.01 * np.arange(12) + rng.normal(0, 0.02, 12), [9.0, 0.5, 0.6]])
+    truth = np.array(["inlier"] * 22 + ["metal", "inlier", "inlier"], dtype=object)
+    base = np.array(["small"] * 10 + ["large"] * 12 + ["large", "tiny", "tiny"], dtype=object)
+    parts = size_bias_by_base(scores, sizes, truth, base)
+    assert parts.n_bases == 2  # "tiny" has two inliers, fewer than six: left out, as the outlier is
+    rho = {b: spearmanr(scores[:22][base[:22] == b], sizes[:22][base[:22] == b]).statistic
+           for b in ("small", "large")}
+    assert parts.within == pytest.approx((10 * rho["small"] + 12 * rho["large"]) / 22)
+    assert parts.within < -0.5 and parts.between == pytest.approx(1.0)
+    centred = scores[:22] - np.where(base[:22] == "small", np.median(scores[:10]), np.median(scores[10:22]))
+    assert parts.centred == pytest.approx(spearmanr(centred, sizes[:22]).statistic)
+    overall = spearmanr(scores[:22], sizes[:22]).statistic
+    assert overall > 0.5  # what ρ over all inliers reads: the bases' levels, not the slope inside each
+    assert size_bias_by_base(scores, sizes, truth, np.array(["one"] * 25, dtype=object)) is None
 
 
 def test_undefined_metrics_are_nan():

@@ -16,6 +16,7 @@ from dataclasses import astuple
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
@@ -453,6 +454,14 @@ def test_evaluate_shows_the_run_score_per_base_of_the_truth_file(scored, tmp_pat
     stored = _read(settings, catalog_scores.read_evaluation_bases, RUN).set_index("base")
     assert stored.loc["chest", "auroc_within"] == pytest.approx(float(within), abs=5e-4)
     assert stored.loc["abdomen", "n_outliers"] == 0 and pd.isna(stored.loc["abdomen", "auroc_cohort"])
+    # the size bias taken apart by base, from the stored scores and the scans' pixel counts
+    line = result.output.split("taken apart by the truth file's 2 bases: within each base ")[1].splitlines()[0]
+    pixels = _read(settings, catalog_scores.evaluation_inputs, RUN).set_index("scan_id").loc[ids, "pixel_count"]
+    inlier = ~y
+    within = [(spearmanr(scores["outlier_score"][inlier & own], pixels[inlier & own]).statistic,
+               (inlier & own).sum()) for own in (chest, ~chest)]
+    expected = sum(r * n for r, n in within) / sum(n for _, n in within)
+    assert float(line.split()[0]) == pytest.approx(expected, abs=5e-4)
     no_base = truth.drop(columns="base")
     no_base.to_csv(tmp_path / "ground_truth.csv", index=False)
     result = _cli(settings, "evaluate", "--run", RUN, "--truth", str(tmp_path / "ground_truth.csv"))
