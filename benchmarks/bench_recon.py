@@ -2,7 +2,8 @@
 
 Per run: the RMS error over body voxels at the stored 3 mm of the validation split's inliers
 (a 6 mm run's reconstruction is upsampled to 3 mm: what a reader sees), of the whole scans and
-apart of their end slices and the slices between; the AUROC on local
+apart of their end slices and the slices between, and per base the truth file names (the
+real-anatomy cohort's: the volume a scan was made from); the AUROC on local
 anomalies (metal, devices, cables, valves, foreign objects) and on all anomalies, and the
 Spearman ρ with pixel count among inliers, of the reconstruction's scores as measured (the
 anomaly map's peak ``local_error_hu``, MSE_m) and as the outlier score takes them
@@ -85,6 +86,16 @@ def scored_scans(catalog: Path, truth_path: Path, run_id: str):
     return run, inputs, labels, masks
 
 
+def truth_bases(inputs, truth_path: Path) -> np.ndarray:
+    """Per scored scan, the base the truth file names (the volume it was made from), or None."""
+    from jobs.evaluate import match_truth, read_truth
+
+    truth = read_truth(truth_path)
+    if "base" not in truth:
+        return np.full(len(inputs), None, dtype=object)
+    return match_truth(inputs, truth.assign(truth=truth["base"])).to_numpy(dtype=object)
+
+
 def run_rows(catalog: Path, truth_path: Path, run_id: str) -> list[dict]:
     """The benchmark rows of one scored run."""
     from scipy.stats import spearmanr
@@ -102,6 +113,12 @@ def run_rows(catalog: Path, truth_path: Path, run_id: str) -> list[dict]:
     for part, where in (("ends", f"their {END_SLICES} end slices at each side"), ("between", "the slices between")):
         rows.append({"figure": f"{run_id} body RMS error of {len(rms)} val inliers, {where} (median)",
                      "value": float(np.nanmedian([r[part] for r in rms])), "unit": "HU"})
+    bases = truth_bases(inputs, truth_path)[val]
+    for base in sorted({b for b in bases if b}):
+        scans = [r["scan"] for r, b in zip(rms, bases, strict=True) if b == base]
+        rows.append({"figure": f"{run_id} body RMS error of the val inliers made from {base} "
+                               f"({len(scans)}; {min(scans):.0f}-{max(scans):.0f} HU) (median)",
+                     "value": float(np.median(scans)), "unit": "HU"})
     local = np.isin(labels, list(LOCAL))
     anomaly = (labels != None) & ~inlier  # noqa: E711  (None: no truth row)
     for score in RECON_SCORES:
