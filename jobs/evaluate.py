@@ -230,6 +230,11 @@ def run_evaluate(settings: CatalogSettings, run_id: str, truth_path: Path,
     return table
 
 
+def run_score_name(run: dict[str, Any] | None) -> str:
+    """The score a run flags by (``threshold_score``); MSE_m for a run not yet thresholded."""
+    return (run or {}).get("threshold_score") or "mse_m"
+
+
 def base_rows(inputs: pd.DataFrame, labels: pd.Series, bases: pd.Series,
               run: dict[str, Any]) -> list[dict[str, Any]]:
     """The run's own score per base named by the truth file (``evaluate_by_base``; a
@@ -244,7 +249,7 @@ def base_rows(inputs: pd.DataFrame, labels: pd.Series, bases: pd.Series,
     named = bases[known].fillna("")
     if named[named != ""].nunique() < 2:
         return []
-    method = run.get("threshold_score") or "mse_m"
+    method = run_score_name(run)
     values = inputs[method].to_numpy(dtype=np.float64, na_value=np.nan)
     threshold = _method_threshold(method, values, inputs["split"].to_numpy(), run)
     return [asdict(r) for r in evaluate_by_base(values[known], labels[known].to_numpy(dtype=object),
@@ -256,7 +261,7 @@ def size_bias_of_bases(inputs: pd.DataFrame, labels: pd.Series, bases: pd.Series
     """The run score's size bias taken apart by the truth file's bases (``size_bias_by_base``);
     printed, not stored."""
     known = labels.notna().to_numpy()
-    values = inputs[run.get("threshold_score") or "mse_m"].to_numpy(dtype=np.float64, na_value=np.nan)
+    values = inputs[run_score_name(run)].to_numpy(dtype=np.float64, na_value=np.nan)
     return size_bias_by_base(values[known], inputs["pixel_count"].to_numpy(dtype=np.float64)[known],
                              labels[known].to_numpy(dtype=object),
                              bases[known].fillna("").to_numpy(dtype=object))
@@ -389,7 +394,7 @@ def evaluate(
     except (EvaluateJobError, ValueError) as err:
         raise stop("evaluate", err) from err
     with connect(settings.catalog_path, read_only=True) as con:
-        run_score = (catalog_scores.read_run(con, run) or {}).get("threshold_score") or "mse_m"
+        run_score = run_score_name(catalog_scores.read_run(con, run))
     typer.echo(format_table(table, run_score))
     if by_base := format_by_base(table.attrs.get("by_base", []), run_score):
         typer.echo(by_base)

@@ -434,11 +434,12 @@ def _refuse_missing_before_a_catalog(roots: list[Path], settings: CatalogSetting
     """
     if settings.catalog_path.exists():
         return
+    from ctae_core.io.sources import missing_source
+
     for root in roots:
         if not root.exists():
             where = "a source folder" if redact else str(root)
-            raise JobError(f"{where}: source folder does not exist; check the path (no catalog "
-                           f"was created at {settings.catalog_path})")
+            raise JobError(f"{missing_source(where)} (no catalog was created at {settings.catalog_path})")
 
 
 def _confirmed(outcomes: list[IngestOutcome], discovery, known: dict) -> list[IngestOutcome]:

@@ -181,6 +181,11 @@ def discover_sources(
     return found
 
 
+def missing_source(root: Path | str) -> FileNotFoundError:
+    """The error for a source path that does not exist, in the words every caller uses."""
+    return FileNotFoundError(f"{root}: source folder does not exist; check the path")
+
+
 def distinct_roots(roots: Iterable[Path | str]) -> list[Path]:
     """``roots`` (absolute) without one given twice or lying inside another given root: its
     files would be found twice, as two inputs of one series (``ctae ingest data data/ct``
@@ -230,7 +235,7 @@ def as_ingested_before(
 def _discover_root(root: Path, found: Discovery, on_file: Callable[[int], object] | None,
                    leave_out: frozenset[str]) -> None:
     if not os.path.lexists(root):
-        raise FileNotFoundError(f"{root}: source folder does not exist; check the path")
+        raise missing_source(root)
     if not root.is_dir():
         _discover_file_root(root, found)
         return
@@ -313,7 +318,7 @@ def list_folders(
     for given in roots:
         root = Path(os.path.abspath(given))
         if not os.path.lexists(root):
-            raise FileNotFoundError(f"{root}: source folder does not exist; check the path")
+            raise missing_source(root)
         if not root.is_dir():
             return None
         root = root.resolve()
