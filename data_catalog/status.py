@@ -117,12 +117,17 @@ def next_steps(status: dict[str, Any], done: bool = True) -> list[str]:
         return ["ingest scans: `ctae ingest SOURCE...`"]
     if not status["runs"]:
         return ["train a run on the scans: `ctae train --run NAME`"]
-    busy = {(job["job"], job["run_id"]) for job in status["running"] if job["process"] == "running"}
+    # a job on another machine ("not checked") counts as busy too: suggesting to score a run
+    # that is being scored elsewhere would start a second writer on it
+    busy = {(job["job"], job["run_id"]): job["process"] for job in status["running"]
+            if job["process"] != "gone"}
     steps = []
     for run in status["runs"]:
         r = run["run_id"]
         if any(run_id == r for _, run_id in busy):
-            steps.append(f"run {r}: {', '.join(j for j, i in sorted(busy) if i == r)} running")
+            jobs = [f"{j} running" + (" on another machine" if busy[j, i] == "not checked" else "")
+                    for j, i in sorted(busy) if i == r]
+            steps.append(f"run {r}: {', '.join(jobs)}")
         elif run["status"] != "trained":
             steps.append(f"run {r}: its training stopped at epoch {run['epochs_done']} "
                          f"({run['status']}): `ctae train --run {r} --resume` goes on")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -73,6 +74,22 @@ def test_running_jobs_are_told_apart_from_ones_whose_process_is_gone(settings):
     assert "next:\n  run synthetic: score running" in said
     with connect(settings.catalog_path, read_only=True) as con:  # read-only: nothing was marked
         assert con.execute("SELECT count(*) FROM job_runs WHERE status = 'running'").fetchone() == (2,)
+
+
+def test_a_job_on_another_machine_keeps_its_run_busy(settings):
+    """A score running elsewhere cannot be checked from here, but *Next* must not suggest
+    scoring the run a second time."""
+    build_synthetic_catalog(settings, SyntheticSpec(n_scans=12))
+    with connect(settings.catalog_path) as con:
+        con.execute("DELETE FROM scores WHERE scan_id = 'syn0000011'")
+        start_job_run(con, "score", {"run_id": "synthetic"},
+                      dataclasses.replace(this_process(), host="gpu-node-7"))
+    said = _status(settings)
+    assert "running: ctae score on run synthetic, pid " in said and " on gpu-node-7 since " in said
+    assert "(not checked: it runs on another machine; `ctae status` there tells)" in said
+    assert json.loads(_status(settings, "--json"))["next"] == [
+        "run synthetic: score running on another machine"]
+    assert "ctae score --run synthetic`" not in said.split("next:")[1]
 
 
 
