@@ -68,7 +68,8 @@ def body_rms_hu(volume_path: str, recon_path: str, stored_mm: float, run_mm: flo
 
 
 def scored_scans(catalog: Path, truth_path: Path, run_id: str):
-    """(the run's row, its scored scans with their recon and volume paths, their truth labels,
+    """(the run's row, its scored scans with their recon and volume paths and the base the
+    truth file names for each (the volume it was made from, or None), their truth labels,
     their mask files or None where the truth names no masks)."""
     from data_catalog import connect
     from data_catalog import scores as catalog_scores
@@ -81,19 +82,11 @@ def scored_scans(catalog: Path, truth_path: Path, run_id: str):
         stored = catalog_scores.read_scores(con, run_id)[["scan_id", "recon_path"]]
         paths = con.execute("SELECT scan_id, volume_path FROM scans").df()
     inputs = inputs.merge(stored, on="scan_id").merge(paths, on="scan_id")
+    inputs["base"] = (match_truth(inputs, truth.assign(truth=truth["base"])).to_numpy(dtype=object)
+                      if "base" in truth else None)
     labels = match_truth(inputs, truth).to_numpy(dtype=object)
     masks = match_truth(inputs, truth.assign(truth=truth["mask_path"])) if "mask_path" in truth else None
     return run, inputs, labels, masks
-
-
-def truth_bases(inputs, truth_path: Path) -> np.ndarray:
-    """Per scored scan, the base the truth file names (the volume it was made from), or None."""
-    from jobs.evaluate import match_truth, read_truth
-
-    truth = read_truth(truth_path)
-    if "base" not in truth:
-        return np.full(len(inputs), None, dtype=object)
-    return match_truth(inputs, truth.assign(truth=truth["base"])).to_numpy(dtype=object)
 
 
 def run_rows(catalog: Path, truth_path: Path, run_id: str) -> list[dict]:
@@ -113,7 +106,7 @@ def run_rows(catalog: Path, truth_path: Path, run_id: str) -> list[dict]:
     for part, where in (("ends", f"their {END_SLICES} end slices at each side"), ("between", "the slices between")):
         rows.append({"figure": f"{run_id} body RMS error of {len(rms)} val inliers, {where} (median)",
                      "value": float(np.nanmedian([r[part] for r in rms])), "unit": "HU"})
-    bases = truth_bases(inputs, truth_path)[val]
+    bases = inputs["base"].to_numpy(dtype=object)[val]
     for base in sorted({b for b in bases if b}):
         scans = [r["scan"] for r, b in zip(rms, bases, strict=True) if b == base]
         rows.append({"figure": f"{run_id} body RMS error of the val inliers made from {base} "
