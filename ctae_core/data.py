@@ -174,9 +174,7 @@ BODY_SHARE = 0.9
 def body_patch(hu: np.ndarray, side: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """A random ``side``³ cube of ``hu`` (int16 crop, (3,) offset in the cube's box), centred on
     a body voxel (HU > −990) nine times in ten; axes shorter than ``side`` are kept whole and
-    placed at random in the box (the rest is air). Along Z the cube stays centred where it was
-    drawn, so near a scan's first or last slice it holds air beyond them, as whole-scan scoring
-    pads a scan with air: training sees a scan's ends the way scoring shows them."""
+    placed at random in the box (the rest is air)."""
     shape = np.array(hu.shape)
     centre = rng.integers(0, shape)
     if rng.random() < BODY_SHARE:  # a few random probes find the body without a full-scan pass
@@ -185,13 +183,8 @@ def body_patch(hu: np.ndarray, side: int, rng: np.random.Generator) -> tuple[tor
         if inside.size:
             centre = probes[inside[0]]
     start = np.clip(centre - side // 2, 0, np.maximum(shape - side, 0))
-    if shape[0] >= side:  # Z is not clipped: a cube may overhang a scan's end by up to half a side
-        start[0] = centre[0] - side // 2
-    inside = np.maximum(start, 0)
-    crop = hu[tuple(slice(int(a), int(b)) for a, b in zip(inside, start + side, strict=True))]
+    crop = hu[tuple(slice(int(a), int(a) + side) for a in start)]
     offset = [int(rng.integers(0, side - n + 1)) for n in crop.shape]
-    if shape[0] >= side:
-        offset[0] = int(inside[0] - start[0])  # the air before slice 0, or none (air after the last)
     return torch.from_numpy(np.array(crop, dtype=np.int16)), torch.tensor(offset, dtype=torch.int64)
 
 
