@@ -110,12 +110,15 @@ from ctae_core.stats import HU_HISTOGRAM_EDGES
 
 MIN_FIT_SCANS = 5
 """Reference scans needed to fit the size line and each distance."""
-SIZE_LINED_EVIDENCE = ("latent_z", "histogram_z", "ring_z")
+SIZE_LINED_EVIDENCE = ("latent_z", "histogram_z", "ring_z", "tissue_z", "shape_z")
 """Kinds whose log measure is taken relative to the value expected at the scan's pixel count
 (``size_adjusted_log``, as MSE_m's): among real inliers they followed scan size (Spearman ρ
 −0.11…−0.31, +0.19…+0.31, −0.23…−0.26 on five development seeds) — a small scan's latent is
-mostly padding, its histogram covers less anatomy, its ring is a median over fewer planes —
-while FOV truncation and a wrong body region stay with the outline and tissue evidence."""
+mostly padding, its histogram covers less anatomy, its ring is a median over fewer planes.
+``tissue_z`` and ``shape_z`` since stop 62: within each real base of ten seeds, a smaller copy's
+tissue shares and outline lay further from its group's centre (Spearman ρ −0.39 and −0.32 on
+the mean, negative on all ten); the line is fitted within acquisition groups, so a wrong body
+region or a cut field of view still stands out against scans of its own size."""
 GROUP_CENTRED_EVIDENCE = ("tissue_z",)
 """Distances measured from the scan's own acquisition group's centre (``group_centred``) rather
 than the cohort's. The tissue composition (how much lung, fat, soft tissue, bone) is the body
