@@ -426,3 +426,34 @@ def test_a_group_far_from_the_cohort_is_measured_from_its_own_centre():
     assert centred[120] > centred[:120].max()
     # without groups (or with one) the features are left as they are
     assert np.array_equal(group_centred(x, ref, np.array(["chest"] * 121, dtype=object)), x)
+
+
+def test_a_small_copy_s_outline_is_judged_for_its_size_and_a_cut_body_still_stands_out(monkeypatch):
+    # a smaller scan covers less of the body, so its outline (and its tissue shares) depart
+    # further from its group's centre: on ten real-anatomy seeds within each base (stop 62).
+    # Taken relative to the size line, the outline's evidence no longer falls with size, and a
+    # body on the image border still stands out, a small one as well as a large one
+    from dataclasses import replace
+
+    import ctae_core.outlier_score as score_module
+
+    pixels, mse_m, latents, histograms, splits = _cohort(n=200, seed=3)
+    rng = np.random.default_rng(5)
+    spread = 0.05 * (pixels / 1e6) ** -0.5
+    profile = 1.0 + spread[:, None] * rng.normal(size=(pixels.size, 32))
+    acq = replace(_acquisition(pixels.size), body_shape=np.column_stack([profile, np.zeros(pixels.size)]))
+    small, large = int(np.argmin(pixels)), int(np.argmax(pixels))
+    acq.body_shape[[small, large], -1] = 40.0  # the body on 40 mm of the image border
+    normal = np.ones(pixels.size, dtype=bool)
+    normal[[small, large]] = False
+
+    ev = outlier_evidence(mse_m, pixels, latents, histograms, splits != "", acq)
+    assert abs(spearmanr(ev.shape_z[normal], pixels[normal])[0]) < 0.15
+    assert set(np.argsort(ev.shape_z)[-2:].tolist()) == {small, large}
+    assert min(ev.shape_z[small], ev.shape_z[large]) > norm.isf(1e-3)
+
+    # the same cohort before stop 62, with the outline on no size line: its evidence fell with size
+    monkeypatch.setattr(score_module, "SIZE_LINED_EVIDENCE",
+                        tuple(k for k in score_module.SIZE_LINED_EVIDENCE if k != "shape_z"))
+    before = outlier_evidence(mse_m, pixels, latents, histograms, splits != "", acq)
+    assert spearmanr(before.shape_z[normal], pixels[normal])[0] < -0.5
