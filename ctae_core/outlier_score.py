@@ -280,7 +280,8 @@ def size_adjusted_log(values: np.ndarray, pixel_count: np.ndarray, fit_rows: np.
                 fit_p[members] -= np.median(log_p[members & rows])
     if np.ptp(fit_p[rows]) == 0:
         return log_v - np.median(log_v[rows])
-    slope = theilslopes(fit_v[rows], fit_p[rows])[0]
+    with np.errstate(invalid="ignore"):  # only the slope is used: its confidence interval takes
+        slope = theilslopes(fit_v[rows], fit_p[rows])[0]  # a sqrt that heavy ties make negative
     residual = log_v - slope * log_p
     return residual - np.median(residual[rows])
 
