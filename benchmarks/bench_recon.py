@@ -73,7 +73,7 @@ def scored_scans(catalog: Path, truth_path: Path, run_id: str):
     their mask files or None where the truth names no masks)."""
     from data_catalog import connect
     from data_catalog import scores as catalog_scores
-    from jobs.evaluate import match_truth, read_truth
+    from jobs.evaluate import match_truth, read_truth, truth_column
 
     truth = read_truth(truth_path)
     with connect(catalog, read_only=True) as con:
@@ -82,10 +82,10 @@ def scored_scans(catalog: Path, truth_path: Path, run_id: str):
         stored = catalog_scores.read_scores(con, run_id)[["scan_id", "recon_path"]]
         paths = con.execute("SELECT scan_id, volume_path FROM scans").df()
     inputs = inputs.merge(stored, on="scan_id").merge(paths, on="scan_id")
-    inputs["base"] = (match_truth(inputs, truth.assign(truth=truth["base"])).to_numpy(dtype=object)
-                      if "base" in truth else None)
+    bases = truth_column(inputs, truth, "base")
+    inputs["base"] = None if bases is None else bases.to_numpy(dtype=object)
     labels = match_truth(inputs, truth).to_numpy(dtype=object)
-    masks = match_truth(inputs, truth.assign(truth=truth["mask_path"])) if "mask_path" in truth else None
+    masks = truth_column(inputs, truth, "mask_path")
     return run, inputs, labels, masks
 
 

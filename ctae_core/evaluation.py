@@ -243,8 +243,9 @@ def size_bias_by_base(scores: np.ndarray, pixel_count: np.ndarray, truth: np.nda
     inside = np.isin(names, bases)
     values, sizes, names = values[inside], sizes[inside], names[inside]
     level = {b: float(np.median(values[names == b])) for b in bases}
+    size = {b: float(np.median(sizes[names == b])) for b in bases}
     own_level = np.array([level[b] for b in names])
-    own_size = np.array([float(np.median(sizes[names == b])) for b in names])
+    own_size = np.array([size[b] for b in names])
     within = [(int((names == b).sum()), spearman(values[names == b], sizes[names == b])) for b in bases]
     within = [(n, rho) for n, rho in within if np.isfinite(rho)]  # a base of one size has no ρ
     return SizeBiasByBase(within=float(np.average([r for _, r in within], weights=[n for n, _ in within]))

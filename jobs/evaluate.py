@@ -102,6 +102,12 @@ def match_truth(inputs: pd.DataFrame, truth: pd.DataFrame) -> pd.Series:
     return pd.Series(labels, index=inputs.index, dtype=object)
 
 
+def truth_column(inputs: pd.DataFrame, truth: pd.DataFrame, column: str) -> pd.Series | None:
+    """The truth file's ``column`` (a scan's ``base``, its ``mask_path``) per row of ``inputs``,
+    matched as ``match_truth`` matches labels; None when the file has no such column."""
+    return match_truth(inputs, truth.assign(truth=truth[column])) if column in truth else None
+
+
 def baseline_scores(inputs: pd.DataFrame, fit_rows: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
     """Scores of the two baselines per scan; a baseline whose inputs are missing is left out."""
     from ctae_core.evaluation import (
@@ -209,15 +215,15 @@ def run_evaluate(settings: CatalogSettings, run_id: str, truth_path: Path,
     args = {"run_id": run_id, "truth": str(truth_path), "splits": splits}
     with job_run(settings, "evaluate", args) as counts:
         rows = evaluate_run(inputs, labels, run, show_progress)
-        bases = match_truth(inputs, truth.assign(truth=truth["base"])) if "base" in truth else None
+        bases = truth_column(inputs, truth, "base")
         by_base = base_rows(inputs, labels, bases, run) if bases is not None else []
         with connect(settings.catalog_path) as con:
             catalog_scores.write_evaluations(con, run_id, rows, str(truth_path.resolve()))
             catalog_scores.write_evaluation_bases(con, run_id, by_base, str(truth_path.resolve()))
         counts.update(matched=n_known, scored=len(inputs), unmatched_truth=len(truth) - n_known,
                       rows=len(rows), base_rows=len(by_base))
-        located = localisation_counts(inputs, match_truth(inputs, truth.assign(truth=truth["mask_path"]))
-                                      if "mask_path" in truth else None, truth_path.parent, run)
+        located = localisation_counts(inputs, truth_column(inputs, truth, "mask_path"),
+                                      truth_path.parent, run)
         counts.update(located)
         other_p = other_p_rows(inputs, labels, run)
     logger.info("run=%s evaluated %d of %d scored scans against %s", run_id, n_known,
