@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -324,19 +325,30 @@ def format_other_p(rows: list[dict[str, Any]]) -> str:
             + table.to_string(index=False, na_rep="—", float_format=lambda v: f"{v:.3f}"))
 
 
-def format_table(table: pd.DataFrame, run_score: str) -> str:
-    """Two printable blocks: every method on all planted outliers (best AUROC first), then each
-    planted type for the run's own score. Every row is stored in the catalog either way."""
+def format_table(table: pd.DataFrame, run_score: str, per_type: Sequence[str] = ()) -> str:
+    """Printable blocks: every method on all planted outliers (best AUROC first), then each
+    planted type for the run's own score and for each method of ``per_type`` (a kind of evidence,
+    a reconstruction score, a baseline: which planted types it finds). Every row is stored in the
+    catalog either way."""
     fmt = {"index": False, "na_rep": "—", "float_format": lambda v: f"{v:.3f}"}
     metrics = ["n_inliers", "n_outliers", "auroc", "average_precision", "precision_at_t",
                "recall_at_t", "false_alarm_rate", "spearman_pixel_count"]
     overall = table[table["outlier_type"] == "all"].sort_values("auroc", ascending=False)
-    per_type = table[(table["outlier_type"] != "all") & (table["method"] == run_score)]
     blocks = ["every method, all planted outliers:", overall[["method", *metrics]].to_string(**fmt)]
-    if len(per_type):
-        blocks += [f"\nper planted type, the run's score ({run_score}):",
-                   per_type.sort_values("outlier_type")[["outlier_type", *metrics]].to_string(**fmt)]
+    shown = dict.fromkeys([run_score, *per_type])
+    for method in shown:
+        rows = table[(table["outlier_type"] != "all") & (table["method"] == method)]
+        if len(rows):
+            whose = f"the run's score ({method})" if method == run_score else method
+            blocks += [f"\nper planted type, {whose}:",
+                       rows.sort_values("outlier_type")[["outlier_type", *metrics]].to_string(**fmt)]
     return "\n".join(blocks)
+
+
+def unknown_methods(table: pd.DataFrame, methods: Sequence[str]) -> list[str]:
+    """Those of ``methods`` the evaluation has no row of (a kind the run lacks, a typo)."""
+    known = set(table["method"])
+    return [m for m in methods if m not in known]
 
 
 def format_size_bias(table: pd.DataFrame, run_score: str) -> str:
@@ -389,6 +401,7 @@ def evaluate(
     split: Annotated[list[str] | None, typer.Option("--split", help="Evaluate only scans of this split (repeatable); default all scored scans.")] = None,
     beside: Annotated[str | None, typer.Option("--beside", help="Also print this run's evaluation beside another evaluated run's (e.g. the phantom cohort's beside the real-anatomy cohort's).")] = None,
     beside_catalog: Annotated[Path | None, typer.Option("--beside-catalog", help="The catalog of the --beside run (default: --catalog).")] = None,
+    per_type: Annotated[list[str] | None, typer.Option("--per-type", help="Also print this method's AUROC, precision and recall per planted type (repeatable): a kind of evidence (e.g. local_error_z), a reconstruction score (mse_m) or a baseline (isolation_forest).")] = None,
     no_progress: NoProgressOption = False,
 ) -> None:
     """AUROC / AP / precision, recall and false alarms at T / size bias, beside two baselines.
@@ -399,9 +412,13 @@ def evaluate(
         table = run_evaluate(settings, run, truth, split or None, not no_progress)
     except (EvaluateJobError, ValueError) as err:
         raise stop("evaluate", err) from err
+    if missing := unknown_methods(table, per_type or []):
+        raise stop("evaluate", EvaluateJobError(
+            f"--per-type {', '.join(missing)}: run {run!r} has no such method (its evaluation is "
+            f"stored all the same); choose from {', '.join(sorted(set(table['method'])))}"))
     with connect(settings.catalog_path, read_only=True) as con:
         run_score = run_score_name(catalog_scores.read_run(con, run))
-    typer.echo(format_table(table, run_score))
+    typer.echo(format_table(table, run_score, per_type or ()))
     if by_base := format_by_base(table.attrs.get("by_base", []), run_score):
         typer.echo(by_base)
     if other := format_other_p(table.attrs.get("other_p", [])):

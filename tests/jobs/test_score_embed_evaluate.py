@@ -399,6 +399,31 @@ def test_evaluate_stores_metrics_equal_to_sklearn(scored, tmp_path):
     assert f"{RUN} AUROC" in side and f"{RUN} (stored) FA" in side and "outlier_score" in side
 
 
+def test_evaluate_prints_a_chosen_method_per_type_and_names_the_methods_for_a_typo(scored, tmp_path):
+    settings, _ = scored
+    truth = tmp_path / "ground_truth.csv"
+    truth.write_text("series_uid,source_path,truth\n" + "".join(
+        f",s-{i:03d}.nii,{'metal' if f's-{i:03d}' in METAL else 'inlier'}\n" for i in range(20)))
+    result = _cli(settings, "evaluate", "--run", RUN, "--truth", str(truth), "--per-type", "metal_z",
+                  "--per-type", "mse_m")
+    blocks = result.output.split("\nper planted type, ")
+    assert [b.split(":")[0] for b in blocks[1:]] == [
+        "the run's score (outlier_score)", "metal_z", "mse_m"]
+    table = _read(settings, catalog_scores.read_evaluations, RUN).set_index(["method", "outlier_type"])
+    for block, method in zip(blocks[2:], ("metal_z", "mse_m"), strict=True):
+        metal = next(line.split() for line in block.splitlines() if line.split()[:1] == ["metal"])
+        assert metal[:3] == ["metal", "18", "2"]  # inliers, outliers: the stored row's
+        assert float(metal[3]) == pytest.approx(table.loc[(method, "metal"), "auroc"], abs=5e-4)
+    assert float(next(line.split() for line in blocks[2].splitlines()
+                      if line.split()[:1] == ["metal"])[3]) == 1.0  # the only metal off bone
+    # a method the run has no row of: refused as bad input, naming the ones it has
+    typo = runner.invoke(app, ["evaluate", "--catalog", str(settings.catalog_path), "--run", RUN,
+                               "--truth", str(truth), "--per-type", "metal", "--no-progress"])
+    said = " ".join(typo.output.split())
+    assert typo.exit_code == 2 and "--per-type metal: run 'r' has no such method" in said
+    assert "metal_z" in said.split("choose from")[1] and "mse_m_z" in said.split("choose from")[1]
+
+
 def test_evaluate_shows_the_outlier_score_at_other_p_as_ctae_score_would_flag(scored, tmp_path):
     from ctae_core.thresholds import ThresholdRule
     from jobs.evaluate import OTHER_P
