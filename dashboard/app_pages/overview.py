@@ -202,6 +202,11 @@ if len(evaluation):
                    "every inlier (*cohort*), and the base's inliers flagged.")
         st.dataframe(bases, hide_index=True, width="stretch")
     with st.expander("Every method per type"):
+        st.caption("AUROC of each method (best on all planted outliers first) on each planted "
+                   "type: which kind of evidence, reconstruction score or baseline finds which.")
+        auroc = evaluation.pivot(index="method", columns="outlier_type", values="auroc")
+        types = ["all", *sorted(t for t in auroc.columns if t != "all")]
+        st.dataframe(auroc.loc[overall["method"], types], width="stretch")
         st.dataframe(evaluation, hide_index=True, width="stretch")
 else:
     st.caption(f"No evaluation yet: `ctae evaluate --run {run_id} --truth ground_truth.csv`.")

@@ -220,10 +220,15 @@ def test_overview_puts_the_runs_own_score_first_in_the_evaluation(catalog, open_
     with connect(catalog.catalog_path) as con:
         catalog_scores.write_evaluations(con, run_id, rows, "truth.csv")
     at = open_page(catalog, "overview")
-    overall, per_type = at.dataframe[-3].value, at.dataframe[-2].value
+    overall, per_type = at.dataframe[-4].value, at.dataframe[-3].value
     assert overall["method"].tolist() == ["isolation_forest", own, "mse"]
     assert per_type["outlier_type"].tolist() == ["metal", "noise"]
     assert per_type["n_outliers"].tolist() == [4, 6]
+    # every method's AUROC per type, one row a method, best overall first, "all" first
+    by_type = at.dataframe[-2].value
+    assert list(by_type.columns) == ["all", "metal", "noise"]
+    assert by_type.index.tolist() == ["isolation_forest", own, "mse"]
+    assert by_type.loc[own].tolist() == [0.9, 0.9, 0.9] and by_type.loc["mse", "noise"] == 0.6
     assert not any(c.value.startswith("Per base") for c in at.caption)  # the truth named no bases
     bases = [{"base": name, "n_inliers": 20, "n_outliers": n, "auroc_within": within,
               "auroc_cohort": cohort, "recall_at_t": float("nan") if n == 0 else 0.5,
@@ -234,7 +239,7 @@ def test_overview_puts_the_runs_own_score_first_in_the_evaluation(catalog, open_
         catalog_scores.write_evaluation_bases(con, run_id, bases, "truth.csv")
     at = open_page(catalog, "overview")
     assert any(c.value.startswith("Per base of the truth file") for c in at.caption)
-    by_base = at.dataframe[-2].value.set_index("base")
+    by_base = at.dataframe[-3].value.set_index("base")
     shown = by_base.loc["chest-B", ["n_outliers", "auroc_within", "auroc_cohort", "inliers_flagged"]]
     assert shown.tolist() == [4, 0.8, 0.75, 1]
     assert by_base.loc["abdomen"].isna()[["auroc_within", "recall_at_t"]].all()  # stored as NULL
