@@ -345,12 +345,6 @@ def format_table(table: pd.DataFrame, run_score: str, per_type: Sequence[str] = 
     return "\n".join(blocks)
 
 
-def unknown_methods(table: pd.DataFrame, methods: Sequence[str]) -> list[str]:
-    """Those of ``methods`` the evaluation has no row of (a kind the run lacks, a typo)."""
-    known = set(table["method"])
-    return [m for m in methods if m not in known]
-
-
 def format_size_bias(table: pd.DataFrame, run_score: str) -> str:
     """The run score's Spearman ρ with pixel count among inliers, with its 95 % interval
     (``spearman_interval``); empty when it is undefined."""
@@ -412,10 +406,11 @@ def evaluate(
         table = run_evaluate(settings, run, truth, split or None, not no_progress)
     except (EvaluateJobError, ValueError) as err:
         raise stop("evaluate", err) from err
-    if missing := unknown_methods(table, per_type or []):
+    known = sorted(set(table["method"]))
+    if missing := [m for m in per_type or [] if m not in known]:  # a kind the run lacks, a typo
         raise stop("evaluate", EvaluateJobError(
             f"--per-type {', '.join(missing)}: run {run!r} has no such method (its evaluation is "
-            f"stored all the same); choose from {', '.join(sorted(set(table['method'])))}"))
+            f"stored all the same); choose from {', '.join(known)}"))
     with connect(settings.catalog_path, read_only=True) as con:
         run_score = run_score_name(catalog_scores.read_run(con, run))
     typer.echo(format_table(table, run_score, per_type or ()))
