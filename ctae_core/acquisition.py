@@ -57,8 +57,12 @@ place). Their signs are simple to measure directly:
   of each 1-voxel radius on up to ``RING_MAX_PLANES`` planes; per radius, the median of those
   sector means over their robust standard error (a ring keeps its sign all the way round,
   anatomy does not); the maximum over the radii whose tissue reaches at least
-  ``RING_MIN_SECTORS`` sectors. Real inliers give ~3–15 (1st percentile to the largest over
-  fourteen development seeds), rings tens. (Until v15 every radius
+  ``RING_MIN_SECTORS`` sectors. Since v23 the air around the body is read as well
+  (``RING_AIR_HU``, ``RING_AIR_CLEARANCE`` voxels clear of anything denser and of the padding):
+  a detector element's ring is drawn across the whole reconstructed field, so a ring beyond a
+  body's short half-axis — there the body holds only its flanks, too few sectors — still reaches
+  all the way round through the air, where no anatomy keeps a sign. Real inliers give ~3–15
+  (1st percentile to the largest over fourteen development seeds), rings tens. (Until v15 every radius
   counted: beyond a wide body's short half-axis only its flanks lie at that distance, a few
   sectors whose own layers of skin, fat and muscle keep one sign from plane to plane, and the
   largest real inliers' rings were such radii.)
@@ -115,6 +119,13 @@ RING_TISSUE_HU = (-200.0, 300.0)
 """Voxels the ring search reads: fat, soft tissue and enhanced organs."""
 RING_EDGE_HU = 150.0
 """Voxels whose high-passed value exceeds this (organ and bone edges) are left out."""
+RING_AIR_HU = (-1010.0, -900.0)
+"""Air the ring search reads too (its 5 × 5 local mean here, since v23): noise about -1000 HU,
+part of it clipped at the stored floor; a region wholly at the floor (padding) stays below."""
+RING_AIR_CLEARANCE = 3
+"""Voxels (8-connected) between the air read and anything denser than ``OUTLINE_HU`` (skin,
+couch, clothing) or the padding outside the reconstruction circle: that circle's edge is itself
+a ring about the centre, and a body's or couch's edge would leak into the 5 × 5 high-pass."""
 RING_MIN_SAMPLES = 40
 """Sector means a radius needs (over all planes) to be scored."""
 RING_MIN_RADIUS = 3
@@ -259,7 +270,7 @@ def _streak_weights(planes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def ring_contrast(hu: np.ndarray) -> float:
     """How consistently one radius about the image centre of a (Z, Y, X) HU volume is brighter
     or darker than its surroundings at every angle (module docstring); NaN when no radius holds
-    enough tissue all the way round."""
+    enough tissue or air all the way round."""
     n_z, ny, nx = hu.shape
     yy, xx = np.indices((ny, nx))
     dy, dx = yy - (ny - 1) / 2.0, xx - (nx - 1) / 2.0
@@ -268,19 +279,27 @@ def ring_contrast(hu: np.ndarray) -> float:
               % RING_SECTORS)
     key = radius * RING_SECTORS + sector
     n_keys = (int(radius.max()) + 1) * RING_SECTORS
+    padded = np.all(hu <= PADDING_HU, axis=0)
+    near_padding = (ndimage.binary_dilation(padded, structure=_SQUARE, iterations=RING_AIR_CLEARANCE)
+                    if padded.any() else padded)
     means = []
     for k in np.unique(np.linspace(0, n_z - 1, min(RING_MAX_PLANES, n_z)).round().astype(int)):
         plane = hu[k].astype(np.float32)
         body = _body(plane)
         if body is None:
             continue
-        detail = plane - ndimage.uniform_filter(plane, size=5)
+        local = ndimage.uniform_filter(plane, size=5)
+        detail = plane - local
         low, high = RING_TISSUE_HU
         # 2 voxels off the body in every direction (8-connected): the 5 × 5 mean sees no air
         tissue = (ndimage.binary_erosion(body, structure=_SQUARE, iterations=2)
                   & (plane > low) & (plane < high) & (np.abs(detail) < RING_EDGE_HU))
-        total = np.bincount(key[tissue], weights=detail[tissue], minlength=n_keys)
-        count = np.bincount(key[tissue], minlength=n_keys)
+        dense = ndimage.binary_dilation(plane > OUTLINE_HU, structure=_SQUARE, iterations=RING_AIR_CLEARANCE)
+        air = (~dense & ~near_padding & (local > RING_AIR_HU[0]) & (local < RING_AIR_HU[1])
+               & (np.abs(detail) < RING_EDGE_HU))
+        read = tissue | air
+        total = np.bincount(key[read], weights=detail[read], minlength=n_keys)
+        count = np.bincount(key[read], minlength=n_keys)
         with np.errstate(invalid="ignore", divide="ignore"):
             means.append(np.where(count >= 2, total / count, np.nan))
     if not means:

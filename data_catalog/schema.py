@@ -10,7 +10,7 @@ import duckdb
 
 from data_catalog.rollback import rollback
 
-SCHEMA_VERSION = 22
+SCHEMA_VERSION = 23
 
 _V1 = [
     """
@@ -441,10 +441,17 @@ _V22 = [
     )""",
 ]
 
+# v23: ring_contrast now reads the air around the body as well as its tissue (a detector element's
+# ring crosses the whole reconstructed field, and beyond a body's short half-axis only the air
+# holds it all the way round); cleared so that the next `ctae score` measures every scan anew.
+_V23 = [
+    "UPDATE scans SET ring_contrast = NULL",
+]
+
 MIGRATIONS: dict[int, list[str]] = {
     1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7, 8: _V8, 9: _V9, 10: _V10, 11: _V11, 12: _V12,
     13: _V13, 14: _V14, 15: _V15, 16: _V16, 17: _V17, 18: _V18, 19: _V19, 20: _V20, 21: _V21,
-    22: _V22,
+    22: _V22, 23: _V23,
 }
 
 

@@ -242,10 +242,25 @@ def test_ring_contrast_finds_a_ring_about_the_centre_and_not_noise_or_an_off_cen
 def test_a_radius_through_the_body_s_flanks_alone_is_no_ring():
     """Beyond a wide body's short half-axis only its flanks lie at that distance from the
     centre: a layer there that keeps its sign from plane to plane (the body's own fat and
-    muscle) is not read as a ring, while the same layer all the way round, inside the short
-    half-axis, is."""
+    muscle, so inside the body only) is not read as a ring, while the same layer all the way
+    round, inside the short half-axis, is."""
     plain = _chest(shape=(12, 96, 96), half_width=44.0, half_depth=22.0, centre_x=47.5, noise=20.0)
     baseline = ring_contrast(plain)
-    flanks = _with_ring(plain, 15.0, 34.0)  # 34 voxels: past the 22-voxel half-depth
-    assert ring_contrast(flanks) < 1.5 * baseline
+    inside = plain > -500
+    layer = np.where(inside, _with_ring(plain, 15.0, 34.0), plain)  # past the 22-voxel half-depth
+    assert ring_contrast(layer) < 1.5 * baseline
     assert ring_contrast(_with_ring(plain, 15.0, 14.0)) > 3 * baseline
+
+
+def test_a_detector_s_ring_beyond_the_short_half_axis_is_read_through_the_air():
+    """A miscalibrated detector element draws its ring across the whole reconstructed field:
+    past a wide body's short half-axis it crosses the flanks and the air above and below, where
+    no anatomy keeps a sign from plane to plane, so it is read there (since v23). The padding
+    outside a reconstruction circle is left out with its edge, a circle about the centre too."""
+    plain = _chest(shape=(12, 96, 96), half_width=44.0, half_depth=22.0, centre_x=47.5, noise=20.0)
+    baseline = ring_contrast(plain)
+    assert ring_contrast(_with_ring(plain, 15.0, 34.0)) > 3 * baseline
+    _, y, x = np.ogrid[:12, :96, :96]
+    outside = np.broadcast_to(np.hypot(y - 47.5, x - 47.5) > 44.0, plain.shape)
+    circled = np.where(outside, -1024, plain).astype(np.int16)  # a scanner's padding, clipped
+    assert ring_contrast(circled) < 1.5 * baseline

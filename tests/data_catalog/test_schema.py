@@ -251,12 +251,14 @@ def test_catalog_file_forgets_streaks_of_an_older_measure_and_the_next_score_mea
 
 @pytest.mark.parametrize(("version", "cleared"), [
     (14, ("noise_hu", "ring_contrast", "streak_contrast")),
-    (15, ("noise_hu",)),
+    (15, ("noise_hu", "ring_contrast")),
+    (22, ("ring_contrast",)),
 ])
 def test_catalog_file_forgets_the_older_measures_and_keeps_the_rest(tmp_path, version, cleared):
     # v15: ring_contrast reads only radii whose tissue reaches three quarters of the way round,
     # streak_contrast only planes with both neighbours; v16: noise_hu is a grouped median of the
-    # whole-HU differences (continuous), no longer their plain median (in ~1 HU steps). Values of
+    # whole-HU differences (continuous), no longer their plain median (in ~1 HU steps); v23:
+    # ring_contrast reads the air around the body as well. Values of
     # an older measure are cleared and the scan listed for measuring, its other measures kept; a
     # noise or ring that cannot be measured is stored as NaN and not listed again
     from data_catalog.scans import scans_without_acquisition, write_acquisition
@@ -281,8 +283,9 @@ def test_catalog_file_forgets_the_older_measures_and_keeps_the_rest(tmp_path, ve
 
 def test_v17_catalog_file_keeps_its_measures_and_awaits_the_body_on_the_field_edge(tmp_path):
     # v18: field_edge_mm (the body next to padding outside the reconstruction circle) and its
-    # evidence fov_z. Every older measure stays; the scan is listed so that the next `ctae score`
-    # measures the new one from the stored volume, and a NaN stored there is not listed again
+    # evidence fov_z. Every older measure stays but the ring, measured anew since v23; the scan is
+    # listed so that the next `ctae score` measures them from the stored volume, and a NaN stored
+    # there is not listed again
     from data_catalog.scans import scans_without_acquisition, write_acquisition
 
     path = _one_scored_scan_at(tmp_path / "v17.duckdb", 17, ("body_edge_mm", 3.0), ("shape_z", 1.5))
@@ -292,10 +295,11 @@ def test_v17_catalog_file_keeps_its_measures_and_awaits_the_body_on_the_field_ed
     with connect(path) as con:  # migrates on open
         assert current_version(con) == SCHEMA_VERSION
         assert con.execute("SELECT body_edge_mm, noise_hu, ring_contrast, streak_contrast, field_edge_mm "
-                           "FROM scans").fetchall() == [(3.0, 12.5, 9.0, 5.5, None)]
+                           "FROM scans").fetchall() == [(3.0, 12.5, None, 5.5, None)]
         assert con.execute("SELECT outlier_score, shape_z, fov_z FROM scores").fetchall() == [(7.5, 1.5, None)]
         assert scans_without_acquisition(con)["scan_id"].tolist() == ["s1"]
-        write_acquisition(con, [("s1", 12.5, 3.0, [1.0, 1.0], 5.5, 9.0, float("nan"))])
+        write_acquisition(con, [("s1", 12.5, 3.0, [1.0, 1.0], 5.5, 9.5, float("nan"))])
+        assert con.execute("SELECT ring_contrast FROM scans").fetchone()[0] == 9.5
         assert np.isnan(con.execute("SELECT field_edge_mm FROM scans").fetchone()[0])
         assert scans_without_acquisition(con).empty
 
