@@ -121,10 +121,12 @@ RING_EDGE_HU = 150.0
 """Voxels whose high-passed value exceeds this (organ and bone edges) are left out."""
 RING_AIR_HU = (-1010.0, -900.0)
 """Air the ring search reads too (its 5 × 5 local mean here, since v23): noise about -1000 HU,
-part of it clipped at the stored floor; a region wholly at the floor (padding) stays below."""
+part of it clipped at the stored floor. A local mean at or below the lower end is the floor: a
+scanner's padding outside its reconstruction circle, or that circle's edge where noise was
+added to the padding."""
 RING_AIR_CLEARANCE = 3
 """Voxels (8-connected) between the air read and anything denser than ``OUTLINE_HU`` (skin,
-couch, clothing) or the padding outside the reconstruction circle: that circle's edge is itself
+couch, clothing) or at the floor (``RING_AIR_HU``): the reconstruction circle's edge is itself
 a ring about the centre, and a body's or couch's edge would leak into the 5 × 5 high-pass."""
 RING_MIN_SAMPLES = 40
 """Sector means a radius needs (over all planes) to be scored."""
@@ -279,9 +281,6 @@ def ring_contrast(hu: np.ndarray) -> float:
               % RING_SECTORS)
     key = radius * RING_SECTORS + sector
     n_keys = (int(radius.max()) + 1) * RING_SECTORS
-    padded = np.all(hu <= PADDING_HU, axis=0)
-    near_padding = (ndimage.binary_dilation(padded, structure=_SQUARE, iterations=RING_AIR_CLEARANCE)
-                    if padded.any() else padded)
     means = []
     for k in np.unique(np.linspace(0, n_z - 1, min(RING_MAX_PLANES, n_z)).round().astype(int)):
         plane = hu[k].astype(np.float32)
@@ -294,9 +293,11 @@ def ring_contrast(hu: np.ndarray) -> float:
         # 2 voxels off the body in every direction (8-connected): the 5 × 5 mean sees no air
         tissue = (ndimage.binary_erosion(body, structure=_SQUARE, iterations=2)
                   & (plane > low) & (plane < high) & (np.abs(detail) < RING_EDGE_HU))
-        dense = ndimage.binary_dilation(plane > OUTLINE_HU, structure=_SQUARE, iterations=RING_AIR_CLEARANCE)
-        air = (~dense & ~near_padding & (local > RING_AIR_HU[0]) & (local < RING_AIR_HU[1])
-               & (np.abs(detail) < RING_EDGE_HU))
+        # clear of skin, couch and clothing, and of the floor: a scanner's padding outside its
+        # reconstruction circle (a circle about the centre itself) and the field's noisy edge
+        edges = (plane > OUTLINE_HU) | (local <= RING_AIR_HU[0])
+        clear = ~ndimage.binary_dilation(edges, structure=_SQUARE, iterations=RING_AIR_CLEARANCE)
+        air = clear & (local < RING_AIR_HU[1]) & (np.abs(detail) < RING_EDGE_HU)
         read = tissue | air
         total = np.bincount(key[read], weights=detail[read], minlength=n_keys)
         count = np.bincount(key[read], minlength=n_keys)
