@@ -58,7 +58,7 @@ place). Their signs are simple to measure directly:
   sector means over their robust standard error (a ring keeps its sign all the way round,
   anatomy does not); the maximum over the radii whose tissue reaches at least
   ``RING_MIN_SECTORS`` sectors. Since v23 the air around the body is read as well
-  (``RING_AIR_HU``, ``RING_AIR_CLEARANCE`` voxels clear of anything denser and of the padding):
+  (``RING_AIR_HU``, ``RING_AIR_CLEARANCE`` voxels clear of anything denser and of the floor):
   a detector element's ring is drawn across the whole reconstructed field, so a ring beyond a
   body's short half-axis — there the body holds only its flanks, too few sectors — still reaches
   all the way round through the air, where no anatomy keeps a sign. Real inliers give ~3–15
