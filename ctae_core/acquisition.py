@@ -62,7 +62,8 @@ place). Their signs are simple to measure directly:
   a detector element's ring is drawn across the whole reconstructed field, so a ring beyond a
   body's short half-axis — there the body holds only its flanks, too few sectors — still reaches
   all the way round through the air, where no anatomy keeps a sign. Real inliers give ~3–15
-  (1st percentile to the largest over fourteen development seeds), rings tens. (Until v15 every radius
+  (1st percentile to the largest over fourteen development seeds; with the air ~4–17 over stop
+  64's six), rings tens. (Until v15 every radius
   counted: beyond a wide body's short half-axis only its flanks lie at that distance, a few
   sectors whose own layers of skin, fat and muscle keep one sign from plane to plane, and the
   largest real inliers' rings were such radii.)
