@@ -292,14 +292,12 @@ def ring_contrast(hu: np.ndarray) -> float:
         detail = plane - local
         low, high = RING_TISSUE_HU
         # 2 voxels off the body in every direction (8-connected): the 5 × 5 mean sees no air
-        tissue = (ndimage.binary_erosion(body, structure=_SQUARE, iterations=2)
-                  & (plane > low) & (plane < high) & (np.abs(detail) < RING_EDGE_HU))
+        tissue = ndimage.binary_erosion(body, structure=_SQUARE, iterations=2) & (plane > low) & (plane < high)
         # clear of skin, couch and clothing, and of the floor: a scanner's padding outside its
         # reconstruction circle (a circle about the centre itself) and the field's noisy edge
         edges = (plane > OUTLINE_HU) | (local <= RING_AIR_HU[0])
-        clear = ~ndimage.binary_dilation(edges, structure=_SQUARE, iterations=RING_AIR_CLEARANCE)
-        air = clear & (local < RING_AIR_HU[1]) & (np.abs(detail) < RING_EDGE_HU)
-        read = tissue | air
+        air = ~ndimage.binary_dilation(edges, structure=_SQUARE, iterations=RING_AIR_CLEARANCE) & (local < RING_AIR_HU[1])
+        read = (tissue | air) & (np.abs(detail) < RING_EDGE_HU)
         total = np.bincount(key[read], weights=detail[read], minlength=n_keys)
         count = np.bincount(key[read], minlength=n_keys)
         with np.errstate(invalid="ignore", divide="ignore"):
