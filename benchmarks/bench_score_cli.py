@@ -12,7 +12,15 @@ trained for one epoch by this build; both builds score the same stored scans wit
 checkpoint. REV must read this build's catalog (same schema).
 
     .venv/bin/python benchmarks/bench_score_cli.py [--quick] [--against faf3c35] [--rounds 3]
-        [--preset tiny_dae]
+        [--preset tiny_dae] [--remeasure]
+
+``--remeasure`` times what a user meets after a schema migration that changed a score-time
+measure (v23: the rings): before each round every scan's measures are cleared
+(``data_catalog.scans.forget_acquisition``) and `ctae score` of the scored run, without
+``--overwrite``, measures them anew on the stored volumes and recomputes the evidence, the
+model's reconstructions kept. REV must be of this build's schema version; a change of measure
+that bumps the schema is timed from a worktree of it before the bump (stop 64 timed rule 32 with
+a script of its own, on copies of one catalog of each version).
 
 Stop 51 (the default of one single-threaded scoring process per free core) used
 ``--preset tiny_dae --against 483830f``: the default model, against the build before; stop 53
@@ -103,7 +111,16 @@ def cohort(n: int, preset: str = "tiny") -> tuple[Path, Path]:
     return catalog, store
 
 
-def main(quick: bool = False, against: str = "faf3c35", rounds: int = 3, preset: str = "tiny") -> list[dict]:
+def _forget(catalog: Path) -> None:
+    from data_catalog.connection import connect
+    from data_catalog.scans import forget_acquisition
+
+    with connect(catalog) as con:
+        forget_acquisition(con)
+
+
+def main(quick: bool = False, against: str = "faf3c35", rounds: int = 3, preset: str = "tiny",
+         remeasure: bool = False) -> list[dict]:
     catalog, store = cohort(20 if quick else 60, preset)
     trees = {"this build": ROOT, against: _source_tree(against, OUT / "against")}
     copies = {name: OUT / f"catalog-{k}.duckdb" for k, name in enumerate(trees)}
@@ -117,16 +134,19 @@ def main(quick: bool = False, against: str = "faf3c35", rounds: int = 3, preset:
              "--overwrite")
     for _ in range(rounds):
         for name, tree in trees.items():  # alternated: both meet the same machine load
+            if remeasure:
+                _forget(copies[name])
             wall, peak = _timed(tree, "score", "--run", RUN, "--catalog", str(copies[name]),
-                                "--store", str(store), "--overwrite")
+                                "--store", str(store), *(() if remeasure else ("--overwrite",)))
             walls[name].append(wall)
             rss[name] = max(rss[name], peak)
             maps[name] = _map_bytes(store)
             print(f"{name:10s} {wall:6.1f} s, peak RSS {peak:.2f} GB, maps {maps[name] / 1e6:.0f} MB, "
                   f"load {os.getloadavg()[0]:.1f}", flush=True)
     this, base = statistics.median(walls["this build"]), statistics.median(walls[against])
+    what = "ctae score measuring anew" if remeasure else "ctae score --overwrite"
     rows = [
-        row("score_cli", f"ctae score --overwrite, {preset}, {len(list((store / 'volumes').glob('*')))} "
+        row("score_cli", f"{what}, {preset}, {len(list((store / 'volumes').glob('*')))} "
             f"scans: this build / {against}", this, "s", None, base),
         row("score_cli", f"peak RSS: this build / {against}", rss["this build"], "GB", None, rss[against]),
         row("score_cli", f"anomaly maps kept: this build / {against}", maps["this build"] / 1e6, "MB",
@@ -138,5 +158,8 @@ def main(quick: bool = False, against: str = "faf3c35", rounds: int = 3, preset:
 if __name__ == "__main__":
     parser = against_parser(__doc__, "faf3c35", 3, "20 scans instead of 60")
     parser.add_argument("--preset", default="tiny", help="the run's preset (tiny_dae: the default model)")
+    parser.add_argument("--remeasure", action="store_true",
+                        help="time `ctae score` measuring every scan's acquisition anew (after a "
+                             "migration), not `--overwrite`")
     args = parser.parse_args()
-    main(args.quick, args.against, args.rounds, args.preset)
+    main(args.quick, args.against, args.rounds, args.preset, args.remeasure)

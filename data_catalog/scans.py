@@ -304,6 +304,17 @@ def scans_without_acquisition(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     return con.execute(_WITHOUT_ACQUISITION).df()
 
 
+_FORGET_MEASURES = f"UPDATE scans SET {', '.join(f'{c} = NULL' for c in SCORE_MEASURES)}"
+
+
+def forget_acquisition(con: duckdb.DuckDBPyConnection) -> int:
+    """Clear every scan's score-time measures (``SCORE_MEASURES``), as a schema migration whose
+    measures changed does, so that the next `ctae score` measures them anew on the stored
+    volumes (``benchmarks/bench_score_cli.py --remeasure`` times that). Returns the row count."""
+    with transaction(con):
+        return int(con.execute(_FORGET_MEASURES).fetchone()[0])
+
+
 def write_acquisition(
     con: duckdb.DuckDBPyConnection,
     rows: Sequence[AcquisitionRow],

@@ -8,6 +8,7 @@ from dataclasses import replace
 from data_catalog import connect
 from data_catalog.scans import (
     ScanRecord,
+    forget_acquisition,
     scans_without_acquisition,
     upsert_scans,
     write_acquisition,
@@ -48,3 +49,17 @@ def test_a_scan_ingested_again_keeps_its_score_time_measures_while_its_volume_is
         upsert_scans(con, [_record(content_hash="h2")])
         assert _measures(con) == (None, None, None, None, None, None)
         assert scans_without_acquisition(con)["scan_id"].tolist() == ["s1"]
+
+
+def test_forgetting_the_acquisition_leaves_every_scan_to_be_measured_anew(tmp_path):
+    with connect(tmp_path / "c.duckdb") as con:
+        upsert_scans(con, [_record(), replace(_record(), scan_id="s2", source_path="b", fingerprint="fp2")])
+        write_acquisition(con, [("s1", 12.5, 0.0, [1.0, 0.9], 11.0, 8.0, 42.0),
+                                ("s2", 9.0, 3.0, [1.0, 1.1], 6.0, 5.0, 0.0)])
+        assert scans_without_acquisition(con).empty
+        assert forget_acquisition(con) == 2
+        assert con.execute("SELECT count(*) FROM scans WHERE noise_hu IS NULL AND body_edge_mm IS NULL "
+                           "AND body_profile IS NULL AND streak_contrast IS NULL "
+                           "AND ring_contrast IS NULL AND field_edge_mm IS NULL").fetchone() == (2,)
+        assert scans_without_acquisition(con)["scan_id"].tolist() == ["s1", "s2"]
+        assert con.execute("SELECT kernel FROM scans WHERE scan_id = 's2'").fetchone() == ("B70f",)
