@@ -139,10 +139,10 @@ _SCANS_TABLE = "SELECT * FROM scans ORDER BY source_root, source_path, scan_id"
 
 SCORE_MEASURES = ("noise_hu", "body_edge_mm", "body_profile", "streak_contrast", "ring_contrast",
                   "field_edge_mm")
-AcquisitionRow = tuple[str, float, float, list[float], float, float, float]
-"""(scan_id, *SCORE_MEASURES) of one scan, as ``write_acquisition`` takes it."""
 """Columns `ctae score` measures on the stored volume (``write_acquisition``): a scan ingested
 again keeps them while its stored volume is unchanged (the same ``content_hash``)."""
+AcquisitionRow = tuple[str, float, float, list[float], float, float, float]
+"""(scan_id, *SCORE_MEASURES) of one scan, as ``write_acquisition`` takes it."""
 _KEPT_MEASURES = (f"SELECT scan_id, content_hash, {', '.join(SCORE_MEASURES)} FROM scans "
                   "WHERE scan_id IN (SELECT unnest(?::VARCHAR[])) AND body_profile IS NOT NULL")
 _RESTORE_MEASURES = (f"UPDATE scans SET {', '.join(f'{c} = ?' for c in SCORE_MEASURES)} "
